@@ -1,0 +1,343 @@
+"""carteiro.toml -> typed, validated configuration objects.
+
+Every key is declared as a dataclass field below; the loader refuses unknown keys, wrong types and
+impossible values with a message naming the file and the key. Add a key by adding a field (with a
+default) and, when needed, a check in `_validate`. Never read configuration from globals elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carteiro.core.hostport import parse_hostport
+
+CONFIG_NAME = "carteiro.toml"
+
+
+class ConfigError(Exception):
+    """An unusable configuration; the message names the file and the key."""
+
+
+@dataclass
+class ListenConfig:
+    """ "host:port" per service; "" disables the service."""
+
+    smtp: str = "127.0.0.1:2525"
+    submission: str = "127.0.0.1:2587"
+    submissions: str = "127.0.0.1:2465"
+    imap: str = "127.0.0.1:2143"
+    imaps: str = "127.0.0.1:2993"
+    pop3: str = "127.0.0.1:2110"
+    pop3s: str = "127.0.0.1:2995"
+    web: str = "127.0.0.1:8025"
+
+
+@dataclass
+class TLSConfig:
+    cert: str = "tls/cert.pem"
+    key: str = "tls/key.pem"
+
+
+@dataclass
+class SMTPConfig:
+    relay_networks: list[str] = field(default_factory=list)
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 100
+    max_errors: int = 10
+    max_connections_per_ip: int = 20
+    max_connections: int = 1000
+    idle_timeout: float = 300.0  # RFC 5321 4.5.3.2.7: at least 5 minutes
+    data_timeout: float = 600.0  # RFC 5321 4.5.3.2.6: 10 minutes between DATA blocks
+    max_line_length: int = 4096  # RFC 5321 4.5.3.1.4 allows 1000; tolerate sloppy clients
+    vrfy_for_authenticated: bool = False
+    expn_for_authenticated: bool = False
+    plus_folder_delivery: bool = False  # alice+Folder@ delivers to Folder when it exists
+    require_tls_for_auth: bool = True
+
+
+@dataclass
+class AuthConfig:
+    """Failed-login throttling per client IP, shared by SMTP, IMAP and POP3."""
+
+    failure_delay: float = 1.0
+    max_failures: int = 10
+    failure_window: float = 600.0
+    block_time: float = 900.0
+    cache_ttl: float = 300.0  # successful verifications remembered (keyed HMAC), seconds
+
+
+@dataclass
+class IMAPConfig:
+    allow_plaintext_auth: bool = False
+    max_line_length: int = 65536
+    max_literal_size: int = 64 * 1024 * 1024
+    idle_timeout: float = 1800.0  # RFC 3501 5.4: at least 30 minutes
+    max_connections_per_ip: int = 50
+    max_connections: int = 20000
+
+
+@dataclass
+class POP3Config:
+    allow_plaintext_auth: bool = False
+    idle_timeout: float = 600.0  # RFC 1939 3: at least 10 minutes
+    max_connections_per_ip: int = 20
+
+
+@dataclass
+class DNSConfig:
+    nameservers: list[str] = field(default_factory=list)
+    timeout: float = 5.0
+
+
+@dataclass
+class QueueConfig:
+    remote_port: int = 25
+    retry_schedule: list[float] = field(
+        default_factory=lambda: [60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0]
+    )
+    max_age: float = 5 * 86400.0
+    delay_warning: float = 4 * 3600.0
+    max_concurrency: int = 50
+    max_per_destination: int = 5
+    connect_timeout: float = 30.0
+    tls_verify: bool = False
+
+
+@dataclass
+class RelayConfig:
+    smarthost: str = ""
+    username: str = ""
+    password: str = ""
+    tls: str = "opportunistic"  # "opportunistic" | "starttls" | "implicit" | "none"
+
+
+@dataclass
+class DKIMConfig:
+    enabled: bool = True
+    selector: str = "carteiro"
+
+
+@dataclass
+class LogConfig:
+    level: str = "info"
+    trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
+
+
+@dataclass
+class Config:
+    hostname: str = "localhost"
+    domains: list[str] = field(default_factory=list)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    smtp: SMTPConfig = field(default_factory=SMTPConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
+    pop3: POP3Config = field(default_factory=POP3Config)
+    dns: DNSConfig = field(default_factory=DNSConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
+    transport: dict[str, str] = field(default_factory=dict)
+    dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    # Not from the file: where it was read from.
+    data_dir: Path = field(default=Path("var"), metadata={"internal": True})
+
+    def path(self, relative: str) -> Path:
+        """A path from the config, relative to the data dir."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.data_dir / p
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        return _build(tp, value, where)
+    if origin in (list,):
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict,):
+        _key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        return {str(k): _convert(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if origin in (types.UnionType, typing.Union):
+        for alt in typing.get_args(tp):
+            if alt is type(None) and value is None:
+                return None
+            try:
+                return _convert(value, alt, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: unexpected value {value!r}")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(cls: type, table: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{where}.{key}" if where else key
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{name}: unknown key (known here: {known})")
+        kwargs[key] = _convert(value, hints[key], name)
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    if not cfg.hostname or " " in cfg.hostname:
+        raise ConfigError(f"hostname: {cfg.hostname!r} is not a host name")
+    for i, d in enumerate(cfg.domains):
+        if not d or "@" in d or " " in d or d.startswith("."):
+            raise ConfigError(f"domains[{i}]: {d!r} is not a domain name")
+    for f in dataclasses.fields(ListenConfig):
+        value = getattr(cfg.listen, f.name)
+        if value:
+            try:
+                parse_hostport(value)
+            except ValueError as e:
+                raise ConfigError(f"listen.{f.name}: {e}") from None
+    for i, net in enumerate(cfg.smtp.relay_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"smtp.relay_networks[{i}]: {net!r} is not a network") from None
+    positive = {
+        "smtp.max_message_size": cfg.smtp.max_message_size,
+        "smtp.max_recipients": cfg.smtp.max_recipients,
+        "smtp.max_errors": cfg.smtp.max_errors,
+        "smtp.max_connections_per_ip": cfg.smtp.max_connections_per_ip,
+        "smtp.idle_timeout": cfg.smtp.idle_timeout,
+        "smtp.max_line_length": cfg.smtp.max_line_length,
+        "imap.max_line_length": cfg.imap.max_line_length,
+        "imap.max_literal_size": cfg.imap.max_literal_size,
+        "queue.max_concurrency": cfg.queue.max_concurrency,
+        "queue.max_per_destination": cfg.queue.max_per_destination,
+        "auth.max_failures": cfg.auth.max_failures,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be greater than 0, got {value}")
+    if cfg.smtp.max_line_length < 1000:
+        raise ConfigError("smtp.max_line_length: RFC 5321 4.5.3.1.6 needs at least 1000")
+    if cfg.pop3.idle_timeout < 600:
+        raise ConfigError("pop3.idle_timeout: RFC 1939 3 needs at least 600 seconds")
+    if cfg.imap.idle_timeout < 1800:
+        raise ConfigError("imap.idle_timeout: RFC 3501 5.4 needs at least 1800 seconds")
+    if not 1 <= cfg.queue.remote_port <= 65535:
+        raise ConfigError(f"queue.remote_port: {cfg.queue.remote_port} is not a port")
+    if cfg.relay.tls not in ("opportunistic", "starttls", "implicit", "none"):
+        raise ConfigError(
+            f"relay.tls: {cfg.relay.tls!r} is not one of opportunistic, starttls, implicit, none"
+        )
+    for key, value in (
+        ("relay.smarthost", cfg.relay.smarthost),
+        *((f"transport.{k}", v) for k, v in cfg.transport.items()),
+    ):
+        if value:
+            try:
+                parse_hostport(value, 25)
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}") from None
+    for i, ns in enumerate(cfg.dns.nameservers):
+        try:
+            parse_hostport(ns, 53)
+        except ValueError as e:
+            raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    if cfg.log.level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
+    for i, proto in enumerate(cfg.log.trace):
+        if proto not in ("smtp", "imap", "pop3", "lmtp"):
+            raise ConfigError(f"log.trace[{i}]: {proto!r} is not one of smtp, imap, pop3")
+
+
+def load(data_dir: Path) -> Config:
+    """Read DATA/carteiro.toml. Raises ConfigError naming the file and key."""
+    path = data_dir / CONFIG_NAME
+    try:
+        with path.open("rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: not found (run `carteiro init --data {data_dir}` first)"
+        ) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    try:
+        cfg: Config = _build(Config, table, "")
+        _validate(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    cfg.domains = [d.lower().rstrip(".") for d in cfg.domains]
+    cfg.data_dir = data_dir
+    return cfg
+
+
+def loads(text: str, data_dir: Path = Path("var")) -> Config:
+    """Parse TOML text (for tests)."""
+    try:
+        cfg: Config = _build(Config, tomllib.loads(text), "")
+        _validate(cfg)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(e)) from None
+    cfg.domains = [d.lower().rstrip(".") for d in cfg.domains]
+    cfg.data_dir = data_dir
+    return cfg
+
+
+def default_text(hostname: str, domains: list[str]) -> str:
+    """The carteiro.toml that `carteiro init` writes."""
+    doms = ", ".join(f'"{d}"' for d in domains)
+    return f"""# carteiro configuration. Reference: docs/configuration.md
+hostname = "{hostname}"
+domains = [{doms}]
+
+[listen]                          # "host:port"; "" disables that service
+smtp = "127.0.0.1:2525"           # MX role (port 25 in production)
+submission = "127.0.0.1:2587"     # STARTTLS + AUTH (587)
+submissions = "127.0.0.1:2465"    # implicit TLS (465)
+imap = "127.0.0.1:2143"
+imaps = "127.0.0.1:2993"
+pop3 = "127.0.0.1:2110"
+pop3s = "127.0.0.1:2995"
+web = "127.0.0.1:8025"
+
+[tls]
+cert = "tls/cert.pem"             # relative to the data dir; created self-signed by init when absent
+key = "tls/key.pem"
+
+[smtp]
+relay_networks = []               # never an open relay: empty means only authenticated users relay
+"""

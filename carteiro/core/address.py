@@ -1,0 +1,105 @@
+"""E-mail address helpers (RFC 5321 4.1.2 paths, RFC 5322 addr-spec, RFC 6531 UTF-8, IDNA domains).
+
+Pure functions; no I/O. An account's canonical form is `local@domain` with both parts lowercased:
+carteiro treats local parts case-insensitively (RFC 5321 2.4 allows it for our own domains).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1
+MAX_DOMAIN = 255  # RFC 5321 4.5.3.1.2
+MAX_PATH = 256  # RFC 5321 4.5.3.1.3
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_DOT_ATOM = re.compile(rf"^{_ATEXT}+(?:\.{_ATEXT}+)*$")
+_QUOTED = re.compile(r'^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"$')
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)$")
+_ADDR_LITERAL = re.compile(r"^\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]$")
+
+
+class AddressError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    local: str
+    domain: str  # lowercased; Unicode (U-label) form
+
+    def __str__(self) -> str:
+        return f"{self.local}@{self.domain}" if self.domain else self.local
+
+    @property
+    def canonical(self) -> str:
+        return f"{self.local.lower()}@{self.domain}"
+
+    @property
+    def is_utf8(self) -> bool:
+        return not str(self).isascii()
+
+
+def normalize_domain(domain: str) -> str:
+    """Lowercase, strip a trailing dot, and convert A-labels (xn--) to Unicode for comparison."""
+    d = domain.strip().rstrip(".").lower()
+    if "xn--" in d:
+        try:
+            d = d.encode("ascii").decode("idna")
+        except UnicodeError:
+            pass
+    return d
+
+
+def domain_to_ascii(domain: str) -> str:
+    """Unicode domain -> A-label form for DNS; raises AddressError."""
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as e:
+        raise AddressError(f"bad domain {domain!r}: {e}") from None
+
+
+def valid_domain(domain: str) -> bool:
+    if _ADDR_LITERAL.match(domain):
+        return True
+    if not domain or len(domain) > MAX_DOMAIN:
+        return False
+    return all(_LABEL.match(label) for label in domain.rstrip(".").split("."))
+
+
+def parse_address(text: str, allow_utf8: bool = True) -> Address:
+    """Parse `local@domain` (no angle brackets). Raises AddressError with a reason."""
+    if not text:
+        raise AddressError("empty address")
+    if len(text) > MAX_PATH:
+        raise AddressError("address too long")
+    if not allow_utf8 and not text.isascii():
+        raise AddressError("non-ASCII address without SMTPUTF8")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise AddressError("control character in address")
+    local, at, domain = text.rpartition("@")
+    if not at:
+        raise AddressError("address has no domain")
+    if not local:
+        raise AddressError("address has an empty local part")
+    if len(local.encode()) > MAX_LOCAL:
+        raise AddressError("local part too long")
+    if not (_DOT_ATOM.match(local) or _QUOTED.match(local)):
+        raise AddressError("bad local part")
+    if not valid_domain(domain):
+        raise AddressError(f"bad domain {domain!r}")
+    return Address(local, normalize_domain(domain))
+
+
+def canonical(text: str) -> str:
+    """`Alice@Example.TEST` -> `alice@example.test`; raises AddressError."""
+    return parse_address(text).canonical
+
+
+def split_detail(local: str, separator: str = "+") -> tuple[str, str]:
+    """Plus-addressing (RFC 5233 terms): `alice+tag` -> (`alice`, `tag`)."""
+    base, sep, detail = local.partition(separator)
+    if not sep or not base:
+        return local, ""
+    return base, detail

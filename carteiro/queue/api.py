@@ -1,0 +1,37 @@
+"""What the SMTP server hands to the outbound queue: an envelope and the message, made durable.
+
+The queue implementation (spool, scheduler, worker) lives beside this module; servers depend only on
+the `Spool` Protocol so tests can pass a fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from carteiro.store.api import MessageSource
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    address: str
+    notify: tuple[str, ...] = ()  # RFC 3461 NOTIFY: NEVER | SUCCESS, FAILURE, DELAY; () = default
+    orcpt: str | None = None  # RFC 3461 ORCPT, as given ("rfc822;bob@b.test")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail_from: str  # "" for the null reverse-path
+    recipients: tuple[QueuedRecipient, ...]
+    ret: str | None = None  # RFC 3461 RET: "FULL" | "HDRS"
+    envid: str | None = None  # RFC 3461 ENVID
+    body: str = "7BIT"  # "7BIT" | "8BITMIME" | "BINARYMIME"
+    smtputf8: bool = False
+    requiretls: bool = False
+    auth_user: str | None = None  # the authenticated submitter, if any
+
+
+class Spool(Protocol):
+    async def enqueue(self, envelope: Envelope, source: MessageSource) -> str:
+        """Durably store the message for delivery; returns the queue id. Durable before it returns."""
+        ...

@@ -1,0 +1,337 @@
+"""The mail store contract: what SMTP delivery, IMAP, POP3 and webmail may ask of storage.
+
+Backends (sqlite_maildir, memory) implement these Protocols; nothing above `store/` names a backend
+except `app.py` and `testing/`. This module must never import a protocol, the mail layer or a server.
+Mailbox names are Unicode with "/" as the hierarchy separator; "INBOX" is case-insensitive (RFC 3501 5.1).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, Union
+
+# System flags (RFC 3501 2.3.2). \Recent is session state, not stored.
+SEEN = "\\Seen"
+ANSWERED = "\\Answered"
+FLAGGED = "\\Flagged"
+DELETED = "\\Deleted"
+DRAFT = "\\Draft"
+SYSTEM_FLAGS = frozenset({SEEN, ANSWERED, FLAGGED, DELETED, DRAFT})
+
+# RFC 6154 special-use attributes given to new accounts' default mailboxes.
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+SEPARATOR = "/"
+
+MessageSource = Union[bytes, "os.PathLike[str]", str]
+"""Raw RFC 5322 bytes, or the path of a file (on the data dir's filesystem) holding them.
+
+A path is never modified or removed by the store; the store may hard-link it into place.
+"""
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises for a refused request (not for bugs or I/O failures)."""
+
+
+class InvalidName(StoreError):
+    """A mailbox or account name that could escape the account or is otherwise unusable."""
+
+
+class MailboxNotFound(StoreError):
+    pass
+
+
+class MailboxExists(StoreError):
+    pass
+
+
+class MailboxNotEmpty(StoreError):
+    """DELETE of a mailbox that has inferior names and is already \\Noselect (RFC 3501 6.3.4)."""
+
+
+class AccountNotFound(StoreError):
+    pass
+
+
+class OverQuota(StoreError):
+    pass
+
+
+class FlagOp(enum.Enum):
+    ADD = "+"
+    REMOVE = "-"
+    REPLACE = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None = None
+    subscribed: bool = False
+    # \Noselect placeholder kept for inferior names after a DELETE (RFC 3501 6.3.4)
+    selectable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    messages: int
+    unseen: int
+    deleted: int
+    size: int  # sum of message sizes in octets (RFC 8438 STATUS=SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+    internaldate: float  # seconds since the epoch, UTC
+    size: int  # exact size in octets of the stored bytes (CRLF line endings)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    account: str
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """RFC 4315 COPYUID data: source UIDs paired with destination UIDs, in source UID order."""
+
+    uidvalidity: int
+    pairs: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One destination of a (possibly multi-account) atomic delivery."""
+
+    account: str
+    mailbox: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+    internaldate: float | None = None
+
+
+# ---- change feed events (see changes.py for the feed) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded:
+    account: str
+    mailbox_id: int
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged:
+    account: str
+    mailbox_id: int
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged:
+    account: str
+    mailbox_id: int
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanged:
+    """A mailbox was created, deleted, renamed or (un)subscribed."""
+
+    account: str
+    mailbox_id: int
+    kind: str  # "created" | "deleted" | "renamed" | "subscribed"
+    name: str = ""
+    old_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The feed lost track (overflow, other process, restart): re-read state from the store."""
+
+    account: str
+    mailbox_id: int | None = None
+
+
+ChangeEvent = MessageAdded | MessagesExpunged | FlagsChanged | MailboxChanged | Resync
+
+
+class ChangeSubscription(Protocol):
+    """Events of one account, in commit order, from this process and from other processes.
+
+    Iteration waits for the next event; it never ends until close(). A slow consumer may receive
+    Resync instead of an unbounded backlog.
+    """
+
+    def __aiter__(self) -> AsyncIterator[ChangeEvent]: ...
+
+    async def next(self, timeout: float | None = None) -> ChangeEvent | None:
+        """The next event, or None after `timeout` seconds with none."""
+        ...
+
+    def pending(self) -> list[ChangeEvent]:
+        """Events already received, without waiting."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MaildropLock(Protocol):
+    """An exclusive POP3 maildrop lock (RFC 1939 8; RFC 2449 IN-USE), across processes."""
+
+    def release(self) -> None: ...
+
+
+class AccountStore(Protocol):
+    """One account's mailboxes. Every method is safe under concurrent sessions and processes."""
+
+    @property
+    def account(self) -> str: ...
+
+    async def list_mailboxes(self) -> list[MailboxInfo]: ...
+
+    async def get_mailbox(self, name: str) -> MailboxInfo:
+        """Raises MailboxNotFound."""
+        ...
+
+    async def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
+        """Creates missing intermediate levels too. Raises MailboxExists, InvalidName."""
+        ...
+
+    async def delete_mailbox(self, name: str) -> None:
+        """Removes the mailbox and its messages; INBOX cannot be deleted."""
+        ...
+
+    async def rename_mailbox(self, old: str, new: str) -> None:
+        """Renames inferiors too. Renaming INBOX moves its messages to `new`, leaving INBOX empty
+        (RFC 3501 6.3.5)."""
+        ...
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None: ...
+
+    async def subscriptions(self) -> list[str]:
+        """Subscribed names, including names of mailboxes that no longer exist."""
+        ...
+
+    async def counts(self, mailbox_id: int) -> MailboxCounts: ...
+
+    async def append(
+        self,
+        mailbox: str,
+        source: MessageSource,
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> AppendResult:
+        """Durable (fsynced, indexed) before it returns."""
+        ...
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
+        """All messages in ascending UID order (what SELECT and POP3 login need)."""
+        ...
+
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
+        """Messages whose MODSEQ is greater than `modseq`, in UID order."""
+        ...
+
+    async def read_message(self, mailbox_id: int, uid: int) -> bytes:
+        """The raw bytes. Raises KeyError if the message is gone."""
+        ...
+
+    async def set_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        op: FlagOp,
+        flags: Iterable[str],
+        unchangedsince: int | None = None,
+    ) -> tuple[list[MessageMeta], list[int]]:
+        """Atomically changes flags. Returns (messages whose flags changed, with their new MODSEQ;
+        UIDs not changed because their MODSEQ exceeded `unchangedsince` (RFC 7162 3.1.3))."""
+        ...
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Removes messages flagged \\Deleted (restricted to `uids` when given); returns their UIDs."""
+        ...
+
+    async def delete_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        """Removes the given messages whatever their flags (POP3 UPDATE); returns the UIDs removed."""
+        ...
+
+    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult: ...
+
+    async def move(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
+        """Atomic: the copies exist and the originals are expunged, or nothing changed."""
+        ...
+
+    def subscribe(self) -> ChangeSubscription:
+        """Start receiving this account's change events (from now on)."""
+        ...
+
+    def try_lock_maildrop(self) -> MaildropLock | None:
+        """The exclusive POP3 lock, or None when another session (any process) holds it."""
+        ...
+
+
+class MailStore(Protocol):
+    """All accounts' mail under one data dir."""
+
+    async def create_account(self, account: str) -> None:
+        """Idempotent; creates the default mailboxes (DEFAULT_MAILBOXES)."""
+        ...
+
+    async def delete_account(self, account: str, purge: bool = False) -> None:
+        """Without purge the account's mail stays on disk and in the index."""
+        ...
+
+    async def account(self, account: str) -> AccountStore:
+        """Raises AccountNotFound."""
+        ...
+
+    async def deliver(
+        self, deliveries: Sequence[Delivery], source: MessageSource
+    ) -> list[AppendResult]:
+        """Append one message to several accounts/mailboxes in one transaction: all or none.
+
+        Durable before it returns. Concurrent calls share fsync rounds (group commit).
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class CheckReport:
+    """What `carteiro store check` found."""
+
+    missing_files: list[tuple[str, str, int]] = field(default_factory=list)  # account, mailbox, uid
+    orphan_files: list[str] = field(default_factory=list)
+    size_mismatches: list[tuple[str, str, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_files or self.orphan_files or self.size_mismatches)

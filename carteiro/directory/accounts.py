@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +70,15 @@ def _hasher() -> PasswordHasher:
 class Directory:
     """Thread-safe; one SQLite connection per thread."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: Path,
+        static_domains: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path)
+        # Domains from carteiro.toml: always local, cannot be deleted with `carteiro domain del`.
+        self.static_domains = frozenset(normalize_domain(d) for d in static_domains)
         self._local = threading.local()
         self._ph = _hasher()
         self._clock = clock
@@ -105,6 +112,8 @@ class Directory:
 
     def del_domain(self, domain: str) -> None:
         d = normalize_domain(domain)
+        if d in self.static_domains:
+            raise DirectoryError(f"domain {d} is listed in carteiro.toml; remove it there")
         db = self._db()
         n = db.execute(
             "SELECT count(*) FROM accounts WHERE address LIKE ?", (f"%@{d}",)
@@ -114,10 +123,13 @@ class Directory:
         db.execute("DELETE FROM domains WHERE name = ?", (d,))
 
     def domains(self) -> list[str]:
-        return [r[0] for r in self._db().execute("SELECT name FROM domains ORDER BY name")]
+        dynamic = {r[0] for r in self._db().execute("SELECT name FROM domains")}
+        return sorted(dynamic | self.static_domains)
 
     def is_local_domain(self, domain: str) -> bool:
         d = normalize_domain(domain)
+        if d in self.static_domains:
+            return True
         return (
             self._db().execute("SELECT 1 FROM domains WHERE name = ?", (d,)).fetchone() is not None
         )

@@ -1,0 +1,7 @@
+"""`python -m carteiro` is the `carteiro` command."""
+
+import sys
+
+from carteiro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,356 @@
+"""The `carteiro` command: init, serve, and the administration subcommands.
+
+`--data` defaults to $CARTEIRO_DATA, then ./var. Errors are one line on stderr and a non-zero exit
+status (sysexits where a caller such as an MTA relies on them); never a traceback for a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from carteiro import __version__
+from carteiro.config import CONFIG_NAME, Config, ConfigError, default_text, load
+from carteiro.core.address import AddressError
+from carteiro.directory.accounts import DirectoryError
+from carteiro.store.api import StoreError
+
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_SOFTWARE = 70
+EX_CONFIG = 78
+EX_TEMPFAIL = 75
+
+DEMO_PASSWORD_FILE = "demo-password.txt"
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+class CLIError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    d = args.data or os.environ.get("CARTEIRO_DATA") or "var"
+    return Path(d)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    try:
+        return load(data_dir(args))
+    except ConfigError as e:
+        raise CLIError(str(e), EX_CONFIG) from None
+
+
+def read_password(args: argparse.Namespace) -> str:
+    if getattr(args, "password_stdin", False):
+        pw = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        import getpass
+
+        pw = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != pw:
+            raise CLIError("passwords differ")
+    else:
+        raise CLIError("give the password on standard input with --password-stdin")
+    if not pw:
+        raise CLIError("empty password")
+    return pw
+
+
+# ---- init -------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from carteiro.app import open_directory, open_store
+    from carteiro.net.tls import make_self_signed
+
+    d = data_dir(args)
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    cfg_path = d / CONFIG_NAME
+    domains = [x.lower() for x in args.domain]
+    if not cfg_path.exists():
+        if not domains:
+            raise CLIError("--domain is required the first time")
+        hostname = args.hostname or f"mail.{domains[0]}"
+        cfg_path.write_text(default_text(hostname, domains))
+        print(f"wrote {cfg_path}")
+    cfg = load_config(args)
+    cert, key = cfg.path(cfg.tls.cert), cfg.path(cfg.tls.key)
+    if not cert.exists() or not key.exists():
+        make_self_signed(cert, key, cfg.hostname)
+        print(f"made a self-signed certificate for {cfg.hostname}: {cert}")
+    directory = open_directory(cfg)
+    for dom in domains:
+        if dom not in cfg.domains:
+            directory.add_domain(dom)
+    try:
+        from carteiro.mailauth.dkim import ensure_dkim_key
+    except ImportError:  # pragma: no cover - DKIM signing lands with the outbound queue
+        ensure_dkim_key = None
+    if ensure_dkim_key is not None:
+        for dom in directory.domains():
+            ensure_dkim_key(d, dom, cfg.dkim.selector)
+
+    async def make_store() -> None:
+        store = open_store(cfg)
+        try:
+            if args.demo:
+                acct = f"demo@{directory.domains()[0]}"
+                pw_file = d / DEMO_PASSWORD_FILE
+                if not directory.user_exists(acct):
+                    pw = secrets.token_urlsafe(12)
+                    directory.add_user(acct, pw)
+                    fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "w") as f:
+                        f.write(f"{acct} {pw}\n")
+                    print(f"demo account {acct} created (password in {pw_file})")
+                await store.create_account(acct)
+        finally:
+            await store.close()
+
+    asyncio.run(make_store())
+    directory.close()
+    print(f"data dir {d} ready")
+    return 0
+
+
+# ---- serve ------------------------------------------------------------------------------------
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from carteiro.app import App
+    from carteiro.net.listener import ListenError
+
+    cfg = load_config(args)
+    setup_logging(args.log_level or cfg.log.level)
+    trace: set[str] = set()
+    for t in args.trace or ():
+        trace.update(x.strip() for x in t.split(",") if x.strip())
+    unknown = trace - {"smtp", "imap", "pop3", "lmtp"}
+    if unknown:
+        raise CLIError(f"--trace: unknown protocol(s) {', '.join(sorted(unknown))}", EX_USAGE)
+
+    async def run() -> int:
+        app = App(cfg, trace=frozenset(trace))
+        try:
+            await app.start()
+        except ListenError as e:
+            print(f"carteiro: {e}", file=sys.stderr)
+            return EX_CONFIG
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        demo = cfg.data_dir / DEMO_PASSWORD_FILE
+        if demo.exists():
+            acct, _, pw = demo.read_text().strip().partition(" ")
+            logging.getLogger("carteiro").info("demo account: %s  password: %s", acct, pw)
+        logging.getLogger("carteiro").info(
+            "carteiro %s ready (data dir %s)", __version__, cfg.data_dir
+        )
+        await stop.wait()
+        logging.getLogger("carteiro").info("stopping: no new connections; finishing sessions")
+        await app.stop()
+        logging.getLogger("carteiro").info("stopped")
+        return 0
+
+    return asyncio.run(run())
+
+
+# ---- users, aliases, domains --------------------------------------------------------------------
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from carteiro.app import open_directory, open_store
+
+    cfg = load_config(args)
+    directory = open_directory(cfg)
+    if args.action == "list":
+        for u in directory.users():
+            print(u)
+        return 0
+    if args.action == "add":
+        pw = read_password(args)
+        acct = directory.add_user(args.address, pw, delivery=args.delivery)
+
+        async def create() -> None:
+            store = open_store(cfg)
+            try:
+                await store.create_account(acct)
+            finally:
+                await store.close()
+
+        asyncio.run(create())
+        print(f"added {acct}")
+        return 0
+    if args.action == "passwd":
+        directory.set_password(args.address, read_password(args))
+        print("password changed")
+        return 0
+    if args.action == "del":
+        acct = directory.del_user(args.address)
+
+        async def delete() -> None:
+            store = open_store(cfg)
+            try:
+                await store.delete_account(acct, purge=args.purge)
+            finally:
+                await store.close()
+
+        asyncio.run(delete())
+        print(
+            f"deleted {acct}"
+            + (" and its mail" if args.purge else " (mail kept; --purge removes it)")
+        )
+        return 0
+    raise CLIError(f"unknown action {args.action}", EX_USAGE)  # pragma: no cover
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    from carteiro.app import open_directory
+
+    directory = open_directory(load_config(args))
+    if args.action == "list":
+        for src, tgt in directory.aliases():
+            print(f"{src} -> {tgt}")
+    elif args.action == "add":
+        directory.add_alias(args.source, args.target)
+        print(f"{args.source} -> {args.target}")
+    elif args.action == "del":
+        n = directory.del_alias(args.source, args.target)
+        if not n:
+            raise CLIError(
+                f"no alias {args.source}" + (f" -> {args.target}" if args.target else "")
+            )
+        print(f"removed {n} alias(es)")
+    return 0
+
+
+def cmd_domain(args: argparse.Namespace) -> int:
+    from carteiro.app import open_directory
+
+    directory = open_directory(load_config(args))
+    if args.action == "list":
+        for dom in directory.domains():
+            print(dom + ("  (carteiro.toml)" if dom in directory.static_domains else ""))
+    elif args.action == "add":
+        directory.add_domain(args.domain)
+        print(f"added {args.domain.lower()}")
+    elif args.action == "del":
+        directory.del_domain(args.domain)
+        print(f"removed {args.domain.lower()}")
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------------
+
+
+def extra_commands() -> list[Register]:
+    """Subcommands owned by other areas (queue, mailbox formats, delivery agent, store tools)."""
+    regs: list[Register] = []
+    return regs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="carteiro", description="A complete e-mail system.")
+    p.add_argument("--version", action="version", version=f"carteiro {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", help="data dir (default: $CARTEIRO_DATA, then ./var)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "init", parents=[common], help="create a data dir: config, certificate, store"
+    )
+    s.add_argument("--domain", action="append", default=[], help="a domain to receive mail for")
+    s.add_argument("--hostname", help="this server's name (default mail.DOMAIN)")
+    s.add_argument(
+        "--demo", action="store_true", help="also create demo@DOMAIN with a random password"
+    )
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("serve", parents=[common], help="run every configured service (foreground)")
+    s.add_argument(
+        "--trace", action="append", metavar="PROTO", help="print smtp/imap/pop3 transcripts"
+    )
+    s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("user", help="accounts")
+    us = s.add_subparsers(dest="action", required=True)
+    a = us.add_parser("add", parents=[common])
+    a.add_argument("address")
+    a.add_argument("--password-stdin", action="store_true")
+    a.add_argument("--delivery", choices=["store", "mbox"], default="store")
+    a = us.add_parser("del", parents=[common])
+    a.add_argument("address")
+    a.add_argument("--purge", action="store_true", help="also delete the account's mail")
+    a = us.add_parser("passwd", parents=[common])
+    a.add_argument("address")
+    a.add_argument("--password-stdin", action="store_true")
+    us.add_parser("list", parents=[common])
+    s.set_defaults(func=cmd_user)
+
+    s = sub.add_parser("alias", help="aliases (catch-all: @domain)")
+    al = s.add_subparsers(dest="action", required=True)
+    a = al.add_parser("add", parents=[common])
+    a.add_argument("source")
+    a.add_argument("target")
+    a = al.add_parser("del", parents=[common])
+    a.add_argument("source")
+    a.add_argument("target", nargs="?")
+    al.add_parser("list", parents=[common])
+    s.set_defaults(func=cmd_alias)
+
+    s = sub.add_parser("domain", help="local domains")
+    dm = s.add_subparsers(dest="action", required=True)
+    for action in ("add", "del"):
+        a = dm.add_parser(action, parents=[common])
+        a.add_argument("domain")
+    dm.add_parser("list", parents=[common])
+    s.set_defaults(func=cmd_domain)
+
+    for register in extra_commands():
+        register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "data"):
+        args.data = None
+    try:
+        code: int = args.func(args)
+        return code
+    except CLIError as e:
+        print(f"carteiro: {e}", file=sys.stderr)
+        return e.code
+    except (DirectoryError, AddressError, StoreError) as e:
+        print(f"carteiro: {e}", file=sys.stderr)
+        return EX_DATAERR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

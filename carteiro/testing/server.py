@@ -1,0 +1,169 @@
+"""Run a real `carteiro serve` in a temporary data dir on free loopback ports, for end-to-end tests.
+
+    with ServerProcess(tmp_path, users={"alice@example.test": "pw"}) as srv:
+        smtplib.SMTP("127.0.0.1", srv.ports["smtp"])
+
+Waits on conditions (ports accepting) with deadlines, never fixed sleeps. Always stops its process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(
+    host: str, port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"server exited with status {proc.returncode} before {host}:{port} opened"
+            )
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
+
+
+def carteiro_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "carteiro", *args]
+
+
+def run_cli(
+    data: Path, *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run `carteiro ARGS --data DATA` (the --data flag is appended after the subcommand words)."""
+    return subprocess.run(
+        carteiro_cmd(*args, "--data", str(data)),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        tmp: Path,
+        domains: Iterable[str] = ("example.test",),
+        hostname: str = "mail.example.test",
+        users: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        services: Iterable[str] = SERVICES,
+        extra_config: str = "",
+        trace: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.data = Path(tmp) / "data"
+        self.domains = list(domains)
+        self.hostname = hostname
+        self.users = dict(users or {"alice@example.test": "alice-password"})
+        self.host = host
+        self.services = set(services)
+        self.extra_config = extra_config
+        self.trace = list(trace)
+        self.env = dict(env or {})
+        self.ports: dict[str, int] = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(tmp) / "server.log"
+        self._initialised = False
+
+    def init(self) -> None:
+        if self._initialised:
+            return
+        args = ["init"]
+        for d in self.domains:
+            args += ["--domain", d]
+        args += ["--hostname", self.hostname]
+        run_cli(self.data, *args)
+        cfg = self.data / "carteiro.toml"
+        text = cfg.read_text()
+        start = text.index("[listen]")
+        end = text.index("[tls]")
+        listen = ["[listen]"]
+        for svc in SERVICES:
+            if svc in self.services:
+                self.ports[svc] = free_port(self.host)
+                listen.append(f'{svc} = "{self.host}:{self.ports[svc]}"')
+            else:
+                listen.append(f'{svc} = ""')
+        text = (
+            text[:start] + "\n".join(listen) + "\n\n" + text[end:] + "\n" + self.extra_config + "\n"
+        )
+        cfg.write_text(text)
+        for user, pw in self.users.items():
+            run_cli(self.data, "user", "add", user, "--password-stdin", stdin=pw + "\n")
+        self._initialised = True
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.init()
+        cmd = carteiro_cmd("serve", "--data", str(self.data))
+        for t in self.trace:
+            cmd += ["--trace", t]
+        log = self.log_path.open("ab")
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        for _svc, port in self.ports.items():
+            wait_port(self.host, port, timeout, self.proc)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, wait; SIGKILL if it does not exit in time. Returns the exit status."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """kill -9, for crash tests."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def cli(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.data, *args, stdin=stdin, check=check)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

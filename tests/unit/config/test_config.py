@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from carteiro.config import ConfigError, default_text, load, loads
+from carteiro.core.hostport import parse_hostport
+
+
+def test_default_text_round_trips() -> None:
+    cfg = loads(default_text("mail.example.test", ["Example.TEST"]))
+    assert cfg.hostname == "mail.example.test"
+    assert cfg.domains == ["example.test"]
+    assert cfg.listen.smtp == "127.0.0.1:2525"
+    assert cfg.listen.web == "127.0.0.1:8025"
+    assert cfg.tls.cert == "tls/cert.pem"
+    assert cfg.smtp.relay_networks == []
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('hostnme = "x"', "hostnme: unknown key"),
+        ('hostname = 3', "hostname: expected a string"),
+        ('[listen]\nsmtp = "127.0.0.1"', "listen.smtp"),
+        ('[listen]\nsmtp = "127.0.0.1:99999"', "listen.smtp"),
+        ('[listen]\nimapp = ":1"', "listen.imapp: unknown key"),
+        ('[smtp]\nmax_recipients = 0', "smtp.max_recipients"),
+        ('[smtp]\nmax_recipients = "10"', "smtp.max_recipients: expected an integer"),
+        ('[smtp]\nmax_recipients = true', "smtp.max_recipients: expected an integer"),
+        ('[smtp]\nrelay_networks = ["10.0.0.0/33"]', "smtp.relay_networks[0]"),
+        ('[smtp]\nrelay_networks = "10.0.0.0/8"', "expected a list"),
+        ('[pop3]\nidle_timeout = 30', "pop3.idle_timeout"),
+        ('[relay]\nsmarthost = "host:port"', "relay.smarthost"),
+        ('[transport]\n"b.test" = "h:x"', "transport.b.test"),
+        ('domains = ["a@b"]', "domains[0]"),
+        ("listen = 3", "listen: expected a table"),
+        ('[log]\ntrace = ["ftp"]', "log.trace[0]"),
+    ],
+)
+def test_bad_values_name_the_key(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        loads(text)
+    assert needle in str(e.value)
+
+
+def test_load_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "carteiro.toml").write_text("[smtp]\nmax_errors = -1\n")
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path)
+    assert str(tmp_path / "carteiro.toml") in str(e.value)
+    assert "smtp.max_errors" in str(e.value)
+
+
+def test_missing_file_says_init(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="carteiro init"):
+        load(tmp_path)
+
+
+def test_toml_syntax_error_names_file(tmp_path: Path) -> None:
+    (tmp_path / "carteiro.toml").write_text("hostname = \n")
+    with pytest.raises(ConfigError, match="carteiro.toml"):
+        load(tmp_path)
+
+
+def test_empty_listen_disables() -> None:
+    cfg = loads('[listen]\npop3 = ""\n')
+    assert cfg.listen.pop3 == ""
+
+
+def test_transport_table() -> None:
+    cfg = loads('[transport]\n"b.test" = "127.0.0.3:2525"\n')
+    assert cfg.transport == {"b.test": "127.0.0.3:2525"}
+
+
+def test_path_relative_to_data_dir(tmp_path: Path) -> None:
+    cfg = loads("", data_dir=tmp_path)
+    assert cfg.path("tls/cert.pem") == tmp_path / "tls/cert.pem"
+    assert cfg.path("/etc/x.pem") == Path("/etc/x.pem")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:25", ("127.0.0.1", 25)), ("[::1]:993", ("::1", 993)), (":2525", ("", 2525))],
+)
+def test_parse_hostport(text: str, expected: tuple[str, int]) -> None:
+    assert parse_hostport(text) == expected
+
+
+def test_parse_hostport_default() -> None:
+    assert parse_hostport("mx.example", 25) == ("mx.example", 25)
+    with pytest.raises(ValueError):
+        parse_hostport("mx.example")

@@ -56,6 +56,15 @@ def open_directory(cfg: Config) -> Directory:
 def listener_factories() -> list[ListenerFactory]:
     """Each protocol server's `listeners(ctx)`; a disabled service ("" address) yields none."""
     factories: list[ListenerFactory] = []
+    from carteiro.servers import pop3d
+
+    factories.append(pop3d.listeners)
+    from carteiro.servers import imapd
+
+    factories.append(imapd.listeners)
+    from carteiro.servers import smtpd
+
+    factories.append(smtpd.listeners)
     return factories
 
 

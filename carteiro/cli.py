@@ -95,13 +95,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     for dom in domains:
         if dom not in cfg.domains:
             directory.add_domain(dom)
-    try:
-        from carteiro.mailauth.dkim import ensure_dkim_key
-    except ImportError:  # pragma: no cover - DKIM signing lands with the outbound queue
-        ensure_dkim_key = None
-    if ensure_dkim_key is not None:
-        for dom in directory.domains():
-            ensure_dkim_key(d, dom, cfg.dkim.selector)
+    from carteiro.mailauth.dkim import ensure_dkim_key
+
+    for dom in directory.domains():
+        ensure_dkim_key(d, dom, cfg.dkim.selector)
 
     async def make_store() -> None:
         store = open_store(cfg)
@@ -268,6 +265,12 @@ def cmd_domain(args: argparse.Namespace) -> int:
 def extra_commands() -> list[Register]:
     """Subcommands owned by other areas (queue, mailbox formats, delivery agent, store tools)."""
     regs: list[Register] = []
+    from carteiro.cli_mailbox import register as register_mailbox
+
+    regs.append(register_mailbox)
+    from carteiro.cli_deliver import register as register_deliver
+
+    regs.append(register_deliver)
     return regs
 
 

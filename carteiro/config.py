@@ -60,6 +60,14 @@ class SMTPConfig:
     expn_for_authenticated: bool = False
     plus_folder_delivery: bool = False  # alice+Folder@ delivers to Folder when it exists
     require_tls_for_auth: bool = True
+    # Bare CR or LF in message data (the SMTP smuggling class): "reject" answers 550 5.5.2,
+    # "normalise" turns them into CRLF. Only <CR><LF>.<CR><LF> ever ends DATA. See docs/smtp.md.
+    bare_newline: str = "reject"
+    mbox_dir: str = "mbox"  # spool files of accounts with delivery = mbox, relative to the data dir
+    # Messages up to this size stay in memory until delivered (no temp file); larger ones stream
+    # to DATA/tmp. Memory per session stays bounded by this. 0: every message goes through a file.
+    memory_buffer_max: int = 0
+    mbox_lock_timeout: float = 30.0  # seconds to wait for another writer's lock, then 4xx / EX_TEMPFAIL
 
 
 @dataclass
@@ -81,6 +89,9 @@ class IMAPConfig:
     idle_timeout: float = 1800.0  # RFC 3501 5.4: at least 30 minutes
     max_connections_per_ip: int = 50
     max_connections: int = 20000
+    login_timeout: float = 120.0  # before authentication (RFC 3501 5.4 covers logged-in sessions)
+    literal_plus: bool = True  # advertise LITERAL+ (RFC 7888); false: LITERAL- (4096-octet cap)
+    message_cache_mb: int = 64  # parsed messages kept for repeated FETCHes, all sessions together
 
 
 @dataclass
@@ -88,12 +99,17 @@ class POP3Config:
     allow_plaintext_auth: bool = False
     idle_timeout: float = 600.0  # RFC 1939 3: at least 10 minutes
     max_connections_per_ip: int = 20
+    max_connections: int = 1000
+    max_line_length: int = 1024  # RFC 2449 4 needs 255; SASL responses may be longer (16 KiB)
+    max_errors: int = 10  # bad commands before the connection is closed
+    max_auth_failures: int = 3  # failed logins on one connection before it is closed
 
 
 @dataclass
 class DNSConfig:
     nameservers: list[str] = field(default_factory=list)
     timeout: float = 5.0
+    inet_protocols: str = "any"  # outbound SMTP to "any" | "ipv4" | "ipv6" addresses
 
 
 @dataclass
@@ -108,6 +124,7 @@ class QueueConfig:
     max_per_destination: int = 5
     connect_timeout: float = 30.0
     tls_verify: bool = False
+    tls_cafile: str = ""  # extra CA file for tls_verify (relative to the data dir)
 
 
 @dataclass
@@ -250,6 +267,10 @@ def _validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be greater than 0, got {value}")
+    if cfg.smtp.bare_newline not in ("reject", "normalise"):
+        raise ConfigError(
+            f"smtp.bare_newline: {cfg.smtp.bare_newline!r} is not one of reject, normalise"
+        )
     if cfg.smtp.max_line_length < 1000:
         raise ConfigError("smtp.max_line_length: RFC 5321 4.5.3.1.6 needs at least 1000")
     if cfg.pop3.idle_timeout < 600:

@@ -29,6 +29,9 @@ class Envelope:
     smtputf8: bool = False
     requiretls: bool = False
     auth_user: str | None = None  # the authenticated submitter, if any
+    # The client is trusted (authenticated, or in smtp.relay_networks): the queue may DKIM-sign the
+    # message for our domains. Messages from strangers are never signed, whatever their From: says.
+    trusted: bool = False
 
 
 class Spool(Protocol):

@@ -8,12 +8,20 @@ wake-up lives with the backend that needs it (sqlite_maildir); this module never
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
-from carteiro.store.api import ChangeEvent, Resync
+from carteiro.store.api import (
+    ChangeEvent,
+    FlagsChanged,
+    MailboxChanged,
+    MessageAdded,
+    MessagesExpunged,
+    Resync,
+)
 
 DEFAULT_BACKLOG = 10_000
 
@@ -178,3 +186,52 @@ class ChangeHub:
             subs = [s for group in self._subs.values() for s in group]
         for sub in subs:
             sub.close()
+
+
+# ---- events as rows of a changes log (cross-process feeds) ---------------------------------
+
+
+def event_to_json(event: ChangeEvent) -> str:
+    """A compact JSON form of an event (without its account, stored alongside)."""
+    if isinstance(event, MessageAdded):
+        obj: dict[str, object] = {
+            "t": "a",
+            "m": event.mailbox_id,
+            "u": event.uid,
+            "s": event.modseq,
+        }
+    elif isinstance(event, MessagesExpunged):
+        obj = {"t": "x", "m": event.mailbox_id, "u": list(event.uids), "s": event.modseq}
+    elif isinstance(event, FlagsChanged):
+        obj = {
+            "t": "f",
+            "m": event.mailbox_id,
+            "u": event.uid,
+            "f": sorted(event.flags),
+            "s": event.modseq,
+        }
+    elif isinstance(event, MailboxChanged):
+        obj = {
+            "t": "b",
+            "m": event.mailbox_id,
+            "k": event.kind,
+            "n": event.name,
+            "o": event.old_name,
+        }
+    else:
+        obj = {"t": "r", "m": event.mailbox_id}
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def event_from_json(account: str, text: str) -> ChangeEvent:
+    obj = json.loads(text)
+    kind = obj["t"]
+    if kind == "a":
+        return MessageAdded(account, obj["m"], obj["u"], obj["s"])
+    if kind == "x":
+        return MessagesExpunged(account, obj["m"], tuple(obj["u"]), obj["s"])
+    if kind == "f":
+        return FlagsChanged(account, obj["m"], obj["u"], frozenset(obj["f"]), obj["s"])
+    if kind == "b":
+        return MailboxChanged(account, obj["m"], obj["k"], obj["n"], obj["o"])
+    return Resync(account, obj.get("m"))

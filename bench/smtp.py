@@ -1,0 +1,234 @@
+"""SMTP benchmark: messages/s accepted *and durably delivered* by `carteiro serve` (fsync on),
+against a minimal aiosmtpd server that writes and fsyncs each message into a Maildir (the baseline).
+
+Scenarios: 5,000 x 1 KB over 1 session, 5,000 x 1 KB over 20 concurrent sessions, 1,000 x 100 KB
+over 20 sessions. One client for both servers: raw asyncio, pipelining MAIL/RCPT/DATA when the
+server offers PIPELINING (aiosmtpd does not). Each server runs in its own process. Not a test.
+
+Run: .venv/bin/python bench/smtp.py [--scale 0.2] [--dir PATH] [--only carteiro|baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from carteiro.testing.server import ServerProcess, free_port, wait_port
+
+RCPT = "bench@example.test"
+
+BASELINE_SERVER = textwrap.dedent(
+    """
+    import asyncio, os, sys, itertools
+    from aiosmtpd.smtp import SMTP
+
+    root = sys.argv[1]
+    for d in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    counter = itertools.count()
+    pid = os.getpid()
+
+    def deliver(data):
+        name = f"{pid}.{next(counter)}"
+        tmp = os.path.join(root, "tmp", name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp, os.path.join(root, "new", name))
+        dfd = os.open(os.path.join(root, "new"), os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            await asyncio.get_running_loop().run_in_executor(None, deliver, envelope.original_content)
+            return "250 OK"
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(
+            lambda: SMTP(Handler(), hostname="baseline.test", decode_data=False),
+            "127.0.0.1", int(sys.argv[2]))
+        async with srv:
+            await srv.serve_forever()
+
+    asyncio.run(main())
+    """
+)
+
+
+def make_message(size: int, n: int) -> bytes:
+    head = (
+        f"From: sender@example.org\r\nTo: {RCPT}\r\nSubject: bench {n}\r\n"
+        f"Message-ID: <{n}.bench@example.org>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n"
+    ).encode()
+    line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+    body = line * max(1, (size - len(head)) // len(line))
+    return head + body
+
+
+@dataclass
+class Scenario:
+    name: str
+    messages: int
+    size: int
+    sessions: int
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.r, self.w = reader, writer
+        self.pipelining = False
+
+    async def reply(self) -> str:
+        while True:
+            line = await self.r.readline()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            if line[3:4] != b"-":
+                return line.decode()
+
+    async def ehlo(self) -> None:
+        await self.reply()
+        self.w.write(b"EHLO bench.example.org\r\n")
+        lines = []
+        while True:
+            line = await self.r.readline()
+            lines.append(line)
+            if line[3:4] != b"-":
+                break
+        self.pipelining = any(b"PIPELINING" in line for line in lines)
+
+    async def send(self, message: bytes) -> None:
+        env = b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<" + RCPT.encode() + b">\r\nDATA\r\n"
+        if self.pipelining:
+            self.w.write(env)
+            for _ in range(3):
+                rep = await self.reply()
+        else:
+            for cmd in env.split(b"\r\n")[:3]:
+                self.w.write(cmd + b"\r\n")
+                rep = await self.reply()
+        if not rep.startswith("354"):
+            raise RuntimeError(f"DATA refused: {rep!r}")
+        self.w.write(message + b".\r\n")
+        rep = await self.reply()
+        if not rep.startswith("250"):
+            raise RuntimeError(f"message refused: {rep!r}")
+
+    async def quit(self) -> None:
+        self.w.write(b"QUIT\r\n")
+        await self.reply()
+        self.w.close()
+
+
+async def run_scenario(port: int, sc: Scenario) -> float:
+    messages = [make_message(sc.size, i) for i in range(min(sc.messages, 50))]
+    per = sc.messages // sc.sessions
+    clients = []
+    for _ in range(sc.sessions):
+        c = Client(*await asyncio.open_connection("127.0.0.1", port))
+        await c.ehlo()
+        clients.append(c)
+
+    async def session(k: int, c: Client) -> None:
+        for i in range(per):
+            await c.send(messages[(k + i) % len(messages)])
+
+    start = time.perf_counter()
+    await asyncio.gather(*(session(k, c) for k, c in enumerate(clients)))
+    elapsed = time.perf_counter() - start
+    for c in clients:
+        await c.quit()
+    return per * sc.sessions / elapsed
+
+
+def count_carteiro(data: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(data / "index.sqlite")
+    try:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def bench_carteiro(root: Path, scenarios: list[Scenario]) -> list[float]:
+    srv = ServerProcess(
+        root / "carteiro",
+        users={RCPT: "bench-password"},
+        services=("smtp",),
+        extra_config='[log]\nlevel = "warning"\n',
+    )
+    srv.start()
+    results = []
+    try:
+        expected = 0
+        for sc in scenarios:
+            results.append(asyncio.run(run_scenario(srv.ports["smtp"], sc)))
+            expected += sc.messages // sc.sessions * sc.sessions
+    finally:
+        srv.stop()
+    got = count_carteiro(srv.data)
+    if got != expected:
+        raise SystemExit(f"carteiro stored {got} messages, expected {expected}")
+    return results
+
+
+def bench_baseline(root: Path, scenarios: list[Scenario]) -> list[float]:
+    maildir = root / "baseline" / "Maildir"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BASELINE_SERVER, str(maildir), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    results = []
+    try:
+        wait_port("127.0.0.1", port, 30, proc)  # type: ignore[arg-type]
+        for sc in scenarios:
+            results.append(asyncio.run(run_scenario(port, sc)))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the message counts")
+    ap.add_argument("--dir", help="where to put the data dirs (default: a temp dir under .)")
+    ap.add_argument("--only", choices=["carteiro", "baseline"])
+    args = ap.parse_args()
+    s = args.scale
+    scenarios = [
+        Scenario("5,000 x 1 KB, 1 session", int(5000 * s), 1024, 1),
+        Scenario("5,000 x 1 KB, 20 sessions", int(5000 * s), 1024, 20),
+        Scenario("1,000 x 100 KB, 20 sessions", int(1000 * s), 100 * 1024, 20),
+    ]
+    base = Path(args.dir) if args.dir else Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="bench-smtp-", dir=base) as tmp:
+        root = Path(tmp)
+        ours = bench_carteiro(root, scenarios) if args.only != "baseline" else []
+        theirs = bench_baseline(root, scenarios) if args.only != "carteiro" else []
+    print(f"{'scenario':32} {'carteiro':>12} {'aiosmtpd+fsync':>15} {'ratio':>7}")
+    for i, sc in enumerate(scenarios):
+        a = ours[i] if ours else float("nan")
+        b = theirs[i] if theirs else float("nan")
+        print(f"{sc.name:32} {a:9.0f} m/s {b:12.0f} m/s {a / b:6.2f}x")
+    print(f"(durable: fsync on; {os.cpu_count()} CPUs; scale {s})")
+
+
+if __name__ == "__main__":
+    main()

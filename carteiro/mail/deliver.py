@@ -1,0 +1,262 @@
+"""Local delivery: address -> aliases -> accounts -> mailbox, all recipients or none.
+
+Used by the SMTP server (final delivery of mail for our domains), by `carteiro deliver` (a standalone
+LDA, as dovecot-lda or procmail are used from another MTA) and by the queue for local recipients.
+Each account gets the store (default) or its classic mbox spool file (`delivery = mbox`); with
+`plus_folders`, alice+Folder@ files into Folder when it exists. A delivery that fails anywhere is
+undone everywhere before the error is raised: a 4xx never leaves a partial copy behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from carteiro.directory.accounts import Directory, DirectoryError, Resolution
+from carteiro.mail.mbox_spool import Held, MboxLockTimeout, MboxSpool
+from carteiro.store.api import (
+    AccountNotFound,
+    AppendResult,
+    Delivery,
+    InvalidName,
+    MailboxNotFound,
+    MailStore,
+    OverQuota,
+    StoreError,
+)
+
+log = logging.getLogger("carteiro.deliver")
+CACHE_MAX = 10_000
+
+
+class DeliveryError(Exception):
+    """A delivery that did not happen (nothing was delivered). `temporary`: try again later."""
+
+    def __init__(self, reason: str, temporary: bool = True, status: str = "4.3.0") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.temporary = temporary
+        self.status = status
+
+
+class UnknownRecipient(DeliveryError):
+    def __init__(self, address: str) -> None:
+        super().__init__(f"no such user: {address}", temporary=False, status="5.1.1")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One mailbox that receives a copy."""
+
+    account: str
+    mailbox: str = "INBOX"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What one delivery did: the store appends (for undo) and the mbox accounts written."""
+
+    appended: tuple[AppendResult, ...]
+    mbox_accounts: tuple[str, ...]
+
+
+class LocalDelivery:
+    def __init__(
+        self,
+        store: MailStore,
+        directory: Directory,
+        mbox_dir: Path,
+        plus_folders: bool = False,
+        mbox_lock_timeout: float = 30.0,
+        cache_ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.mbox = MboxSpool(mbox_dir, mbox_lock_timeout)
+        self.plus_folders = plus_folders
+        self.cache_ttl = cache_ttl
+        self._clock = clock
+        self._resolved: dict[str, tuple[float, Resolution | DeliveryError]] = {}
+        self._mbox: dict[str, tuple[float, bool]] = {}
+
+    # ---- resolution -------------------------------------------------------------------------
+
+    def resolve(self, address: str) -> Resolution:
+        """Aliases, catch-alls and plus-addressing. Raises UnknownRecipient or DeliveryError.
+
+        Answers (and refusals) are remembered for `cache_ttl` seconds: a busy MX asks about the
+        same few addresses again and again, and a directory change still shows within a second.
+        """
+        now = self._clock()
+        hit = self._resolved.get(address)
+        if hit is not None and hit[0] > now:
+            if isinstance(hit[1], DeliveryError):
+                raise hit[1].with_traceback(None)  # a shared instance: do not grow its traceback
+            return hit[1]
+        try:
+            res: Resolution | DeliveryError = self._resolve(address)
+        except DeliveryError as e:
+            res = e
+        if len(self._resolved) >= CACHE_MAX:
+            self._resolved.clear()
+        self._resolved[address] = (now + self.cache_ttl, res)
+        if isinstance(res, DeliveryError):
+            raise res
+        return res
+
+    def _resolve(self, address: str) -> Resolution:
+        try:
+            res = self.directory.resolve(address)
+        except DirectoryError as e:
+            raise DeliveryError(str(e), temporary=False, status="5.4.6") from None
+        except ValueError as e:
+            raise DeliveryError(f"bad address: {e}", temporary=False, status="5.1.3") from None
+        if res is None:
+            raise UnknownRecipient(address)
+        if not res.local_accounts and not res.remote:
+            # aliases that only lead back to themselves
+            raise DeliveryError("alias loop: no mailbox", temporary=False, status="5.4.6")
+        return res
+
+    async def targets(self, local_accounts: Iterable[tuple[str, str]]) -> list[Target]:
+        """(account, detail) pairs -> one Target per account (a message is filed once per
+        account even when several recipients or aliases lead to it)."""
+        out: dict[str, Target] = {}
+        for account, detail in local_accounts:
+            if account in out:
+                continue
+            out[account] = Target(account, await self._folder_for(account, detail))
+        return list(out.values())
+
+    async def _folder_for(self, account: str, detail: str) -> str:
+        if not (self.plus_folders and detail) or self._uses_mbox(account):
+            return "INBOX"
+        try:
+            acct = await self.store.account(account)
+        except AccountNotFound:
+            return "INBOX"
+        try:
+            info = await acct.get_mailbox(detail)
+            return info.name if info.selectable else "INBOX"
+        except (MailboxNotFound, InvalidName):
+            pass
+        # The directory lower-cases addresses (alice+Lists@ arrives as "lists"): match folder
+        # names without regard to case, the exact name first.
+        wanted = detail.casefold()
+        for info in await acct.list_mailboxes():
+            if info.selectable and info.name.casefold() == wanted:
+                return info.name
+        return "INBOX"
+
+    # ---- delivery ---------------------------------------------------------------------------
+
+    async def deliver(
+        self,
+        targets: Sequence[Target],
+        source: bytes | Path,
+        mail_from: str,
+        then: Callable[[], Awaitable[object]] | None = None,
+    ) -> Receipt:
+        """Deliver the message (bytes, or a file on the data dir's filesystem; already carrying
+        Return-Path) to every target,
+        atomically; then run `then` (e.g. queueing the remote recipients) before committing.
+        Raises DeliveryError, or what `then` raised; either way nothing was delivered anywhere.
+        """
+        in_store: list[Target] = []
+        in_mbox: list[str] = []
+        for t in targets:
+            if self._uses_mbox(t.account):
+                in_mbox.append(t.account)
+            else:
+                in_store.append(t)
+        held: list[Held] = []
+        if in_mbox:
+            try:
+                held = await asyncio.to_thread(self.mbox.acquire, in_mbox)
+            except MboxLockTimeout as e:
+                raise DeliveryError(f"mailbox locked: {e}", status="4.2.0") from None
+            except OSError as e:
+                raise _os_error(e) from None
+        appended: tuple[AppendResult, ...] = ()
+        try:
+            if held:
+                try:
+                    await asyncio.to_thread(
+                        self.mbox.write_all, held, source, mail_from, time.time()
+                    )
+                except OSError as e:
+                    raise _os_error(e) from None
+            appended = await self._store_deliver(in_store, source)
+            if then is not None:
+                await then()
+        except BaseException:
+            if held:
+                await asyncio.to_thread(self.mbox.rollback, held)
+            if appended:
+                await self._undo(appended)
+            raise
+        finally:
+            if held:
+                await asyncio.to_thread(self.mbox.release, held)
+        return Receipt(appended, tuple(h.account for h in held))
+
+    def _uses_mbox(self, account: str) -> bool:
+        now = self._clock()
+        hit = self._mbox.get(account)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            mbox = self.directory.delivery_of(account) == "mbox"
+        except Exception:  # a directory failure must not pick the wrong target silently
+            log.exception("delivery: cannot read the delivery setting of %s", account)
+            raise DeliveryError("directory unavailable") from None
+        if len(self._mbox) >= CACHE_MAX:
+            self._mbox.clear()
+        self._mbox[account] = (now + self.cache_ttl, mbox)
+        return mbox
+
+    async def _store_deliver(
+        self, in_store: Sequence[Target], source: bytes | Path
+    ) -> tuple[AppendResult, ...]:
+        if not in_store:
+            return ()
+        deliveries = [Delivery(account=t.account, mailbox=t.mailbox) for t in in_store]
+        try:
+            return tuple(await self.store.deliver(deliveries, source))
+        except AccountNotFound as e:
+            # The account vanished between RCPT and the end of data: temporary, so the client
+            # retries and then hears 550 at RCPT for that address alone.
+            raise DeliveryError(f"mailbox unavailable: {e}") from None
+        except MailboxNotFound:
+            # a plus-folder removed meanwhile: the INBOX is always there
+            if all(t.mailbox == "INBOX" for t in in_store):
+                raise DeliveryError("INBOX missing") from None
+            return await self._store_deliver([Target(t.account) for t in in_store], source)
+        except OverQuota as e:
+            raise DeliveryError(f"mailbox full: {e}", status="4.2.2") from None
+        except StoreError as e:
+            raise DeliveryError(f"store refused the message: {e}") from None
+        except OSError as e:
+            raise _os_error(e) from None
+
+    async def _undo(self, appended: Sequence[AppendResult]) -> None:
+        """Remove what this delivery added to the store, because a later step failed."""
+        for r in appended:
+            try:
+                acct = await self.store.account(r.account)
+                await acct.delete_messages(r.mailbox_id, [r.uid])
+            except Exception:
+                log.exception("delivery: could not undo %s uid %d", r.account, r.uid)
+
+
+def _os_error(e: OSError) -> DeliveryError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DeliveryError("insufficient system storage", status="4.3.1")
+    log.error("delivery: I/O error: %s", e)
+    return DeliveryError(f"local I/O error: {e.strerror or e}")

@@ -1,0 +1,365 @@
+"""One IMAP session's view of its selected mailbox: MSN <-> UID, flags, \\Recent, pending changes.
+
+Fed with the account's change events; applies them only when the session calls `sync()`, and
+announces an expunge only when the caller says the current command allows it (RFC 3501 7.4.1,
+RFC 9051 7.5.1), so message sequence numbers never drift between client and server.
+Never renders protocol bytes; never touches storage except through the AccountStore.
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from carteiro.store.api import (
+    SEEN,
+    SYSTEM_FLAGS,
+    AccountStore,
+    ChangeEvent,
+    FlagsChanged,
+    MailboxChanged,
+    MailboxInfo,
+    MessageAdded,
+    MessageMeta,
+    MessagesExpunged,
+    Resync,
+)
+
+log = logging.getLogger("carteiro.imap")
+
+
+class RecentRegistry:
+    """Which session first saw each message (RFC 3501 2.3.2 \\Recent), per mailbox, in-process.
+
+    A mailbox is first met with its current highest UID claimed, so after a restart nothing is
+    \\Recent until new mail arrives (RFC 9051 dropped \\Recent; clients use \\Seen).
+    """
+
+    __slots__ = ("_claimed",)
+
+    def __init__(self) -> None:
+        self._claimed: dict[tuple[str, int], int] = {}
+
+    def claim(self, account: str, mailbox_id: int, max_uid: int, first_seen_max: int) -> int:
+        """Claim every UID up to `max_uid`; returns the highest UID claimed before (by anyone)."""
+        key = (account, mailbox_id)
+        before = self._claimed.get(key)
+        if before is None:
+            before = first_seen_max
+        if max_uid > before:
+            self._claimed[key] = max_uid
+        else:
+            self._claimed.setdefault(key, before)
+        return before
+
+    def peek(self, account: str, mailbox_id: int) -> int | None:
+        """The highest UID claimed so far, or None if no session has met the mailbox."""
+        return self._claimed.get((account, mailbox_id))
+
+    def forget(self, account: str, mailbox_id: int) -> None:
+        self._claimed.pop((account, mailbox_id), None)
+
+
+@dataclass(slots=True)
+class Updates:
+    """What a sync found that the client must be told, in the order it must be told."""
+
+    expunged: list[int] = field(default_factory=list)  # MSNs, one EXPUNGE each, in this order
+    exists: int | None = None
+    recent: int | None = None
+    flags: list[tuple[int, MessageMeta]] = field(default_factory=list)  # (MSN, meta)
+    new_keywords: bool = False  # the mailbox's FLAGS list grew
+    mailbox_gone: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.expunged
+            or self.exists is not None
+            or self.flags
+            or self.new_keywords
+            or self.mailbox_gone
+        )
+
+
+class MailboxView:
+    """The selected mailbox as this session knows it. MSN n is `uids[n - 1]`."""
+
+    __slots__ = (
+        "_events",
+        "_expunged",
+        "_floor",
+        "account",
+        "deleted",
+        "info",
+        "keywords",
+        "metas",
+        "readonly",
+        "recent",
+        "registry",
+        "store",
+        "uids",
+    )
+
+    def __init__(
+        self,
+        store: AccountStore,
+        info: MailboxInfo,
+        metas: list[MessageMeta],
+        readonly: bool,
+        registry: RecentRegistry,
+    ) -> None:
+        self.store = store
+        self.account = store.account
+        self.info = info
+        self.readonly = readonly
+        self.registry = registry
+        self.metas = metas
+        self.uids = array("I", [m.uid for m in metas])
+        self._events: list[ChangeEvent] = []
+        self._expunged: set[int] = set()  # expunged in the store, not yet announced
+        last = self.uids[-1] if self.uids else 0
+        # A MessageAdded below this UID was committed before list_messages(): already known,
+        # or added and expunged before the snapshot.
+        self._floor = max(info.uidnext, last + 1)
+        self.keywords: set[str] = set()
+        for flags in {m.flags for m in metas}:
+            self.keywords.update(f for f in flags if not f.startswith("\\"))
+        self.recent: set[int] = set()
+        self.deleted = False
+        if not readonly:
+            before = registry.claim(self.account, info.id, last, last)
+            if before < last:
+                self.recent = {u for u in self.uids[bisect_left(self.uids, before + 1) :]}
+
+    @classmethod
+    async def open(
+        cls, store: AccountStore, name: str, readonly: bool, registry: RecentRegistry
+    ) -> MailboxView:
+        """SELECT/EXAMINE. Raises MailboxNotFound. The info is read before the message list so
+        the view can tell stale MessageAdded events from new ones."""
+        info = await store.get_mailbox(name)
+        metas = await store.list_messages(info.id)
+        return cls(store, info, metas, readonly, registry)
+
+    # ---- lookups ----------------------------------------------------------------------------
+
+    @property
+    def id(self) -> int:
+        return self.info.id
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def index_of(self, uid: int) -> int | None:
+        """0-based position of `uid`, or None."""
+        i = bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i
+        return None
+
+    def msn_of(self, uid: int) -> int | None:
+        i = self.index_of(uid)
+        return None if i is None else i + 1
+
+    def is_expunged(self, uid: int) -> bool:
+        """Gone from the store, still numbered here until announced."""
+        return uid in self._expunged
+
+    @property
+    def max_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    def first_unseen(self) -> int | None:
+        for i, m in enumerate(self.metas):
+            if SEEN not in m.flags:
+                return i + 1
+        return None
+
+    def flag_list(self) -> list[str]:
+        """The FLAGS response: system flags and every keyword in use (RFC 3501 7.2.6)."""
+        return [*sorted(SYSTEM_FLAGS), *sorted(self.keywords)]
+
+    def indexes_for_msns(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
+        """0-based indexes for inclusive MSN ranges (already resolved against `*`), ascending,
+        without duplicates; numbers beyond the mailbox are dropped."""
+        n = len(self.uids)
+        out: set[int] = set()
+        for lo, hi in ranges:
+            if lo > hi:
+                lo, hi = hi, lo
+            lo = max(lo, 1)
+            hi = min(hi, n)
+            if lo <= hi:
+                out.update(range(lo - 1, hi))
+        return sorted(out)
+
+    def indexes_for_uids(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
+        """0-based indexes of the messages whose UID lies in the inclusive ranges."""
+        out: set[int] = set()
+        uids = self.uids
+        for lo, hi in ranges:
+            if lo > hi:
+                lo, hi = hi, lo
+            start = bisect_left(uids, lo)
+            stop = bisect_left(uids, hi + 1)
+            out.update(range(start, stop))
+        return sorted(out)
+
+    # ---- changes made by this session -------------------------------------------------------
+
+    def apply_flags(self, metas: Iterable[MessageMeta]) -> list[int]:
+        """Our own STORE's results (not announced as unsolicited); returns their 0-based indexes."""
+        out = []
+        for m in metas:
+            i = self.index_of(m.uid)
+            if i is not None and m.modseq >= self.metas[i].modseq:
+                old = self.metas[i]
+                self.metas[i] = MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size)
+                self._note_keywords(m.flags)
+                out.append(i)
+        return out
+
+    def expunge_now(self, uids: Iterable[int]) -> list[int]:
+        """Our own EXPUNGE/MOVE: remove these now; returns the MSNs to announce, in order
+        (ascending, each already adjusted for the ones before it, as in RFC 3501 6.4.3)."""
+        gone = {u for u in uids if self.index_of(u) is not None}
+        self._expunged -= gone
+        return self._remove(gone)
+
+    # ---- change feed ------------------------------------------------------------------------
+
+    def feed(self, events: Iterable[ChangeEvent]) -> None:
+        """Queue events; nothing changes until sync()."""
+        self._events.extend(events)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._events or self._expunged)
+
+    async def sync(self, allow_expunge: bool, rev2: bool = False) -> Updates:
+        """Apply queued events and say what to announce now. Expunges wait for a command that
+        allows them; flag changes and new messages are announced at once."""
+        events, self._events = self._events, []
+        upd = Updates()
+        added: dict[int, int] = {}  # uid -> modseq of messages to fetch
+        dirty: dict[int, None] = {}
+        resync = False
+        for ev in events:
+            if isinstance(ev, Resync):
+                if ev.mailbox_id is None or ev.mailbox_id == self.info.id:
+                    resync = True
+                continue
+            if ev.mailbox_id != self.info.id:
+                continue
+            if isinstance(ev, MessageAdded):
+                if ev.uid >= self._floor:
+                    added[ev.uid] = ev.modseq
+            elif isinstance(ev, MessagesExpunged):
+                for u in ev.uids:
+                    if added.pop(u, None) is None and self.index_of(u) is not None:
+                        self._expunged.add(u)
+            elif isinstance(ev, FlagsChanged):
+                i = self.index_of(ev.uid)
+                if i is not None and ev.modseq > self.metas[i].modseq:
+                    old = self.metas[i]
+                    if old.flags != ev.flags:
+                        dirty[ev.uid] = None
+                    self.metas[i] = MessageMeta(
+                        ev.uid, ev.flags, ev.modseq, old.internaldate, old.size
+                    )
+                    if self._note_keywords(ev.flags):
+                        upd.new_keywords = True
+            elif isinstance(ev, MailboxChanged) and ev.kind == "deleted":
+                # The selected mailbox is gone: every message in it is expunged.
+                self.deleted = True
+                self._expunged.update(self.uids)
+                added.clear()
+                upd.mailbox_gone = True
+        new_metas: list[MessageMeta] = []
+        if resync and not self.deleted:
+            new_metas = await self._resync(dirty, upd)
+        elif added:
+            try:
+                changed = await self.store.changed_since(self.info.id, min(added.values()) - 1)
+            except Exception:  # the mailbox vanished under us: a later event says so
+                log.debug("changed_since failed for mailbox %d", self.info.id, exc_info=True)
+                changed = []
+            last = self.max_uid
+            new_metas = [m for m in changed if m.uid in added and m.uid > last]
+        if allow_expunge and self._expunged:
+            gone, self._expunged = self._expunged, set()
+            upd.expunged = self._remove(gone)
+        if new_metas:
+            self._append(new_metas, upd)
+        for uid in dirty:
+            i = self.index_of(uid)
+            if i is not None:
+                upd.flags.append((i + 1, self.metas[i]))
+        upd.flags.sort(key=lambda t: t[0])
+        return upd
+
+    async def _resync(self, dirty: dict[int, None], upd: Updates) -> list[MessageMeta]:
+        """The feed lost events: compare with the store. Returns messages to append."""
+        try:
+            now = await self.store.list_messages(self.info.id)
+        except Exception:
+            log.debug("resync of mailbox %d failed", self.info.id, exc_info=True)
+            return []
+        last = self.max_uid
+        current = {m.uid: m for m in now}
+        for i, uid in enumerate(self.uids):
+            m = current.get(uid)
+            if m is None:
+                self._expunged.add(uid)
+            elif m.modseq != self.metas[i].modseq or m.flags != self.metas[i].flags:
+                if m.flags != self.metas[i].flags:
+                    dirty[uid] = None
+                self.metas[i] = m
+                if self._note_keywords(m.flags):
+                    upd.new_keywords = True
+        return [m for m in now if m.uid > last]
+
+    def _append(self, new: Sequence[MessageMeta], upd: Updates) -> None:
+        new = sorted(new, key=lambda m: m.uid)
+        for m in new:
+            self.metas.append(m)
+            self.uids.append(m.uid)
+            if self._note_keywords(m.flags):
+                upd.new_keywords = True
+        last = self.uids[-1]
+        self._floor = max(self._floor, last + 1)
+        if not self.readonly:
+            before = self.registry.claim(self.account, self.info.id, last, new[0].uid - 1)
+            self.recent.update(m.uid for m in new if m.uid > before)
+        upd.exists = len(self.uids)
+        upd.recent = len(self.recent)
+
+    def _remove(self, gone: set[int]) -> list[int]:
+        if not gone:
+            return []
+        msns: list[int] = []
+        keep_uids = array("I")
+        keep_metas: list[MessageMeta] = []
+        removed = 0
+        for i, uid in enumerate(self.uids):
+            if uid in gone:
+                msns.append(i + 1 - removed)
+                removed += 1
+            else:
+                keep_uids.append(uid)
+                keep_metas.append(self.metas[i])
+        self.uids = keep_uids
+        self.metas = keep_metas
+        self.recent -= gone
+        return msns
+
+    def _note_keywords(self, flags: frozenset[str]) -> bool:
+        grew = False
+        for f in flags:
+            if not f.startswith("\\") and f not in self.keywords:
+                self.keywords.add(f)
+                grew = True
+        return grew

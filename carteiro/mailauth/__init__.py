@@ -1,0 +1,1 @@
+"""Mail authentication: DKIM signing (and SPF, DMARC, ARC as they land)."""

@@ -1,0 +1,307 @@
+"""Address-list parsing for ENVELOPE and SEARCH (RFC 5322 3.4 + obsolete syntax, RFC 6854 groups).
+
+Follows Dovecot's message-address parser, including how it repairs broken input (the placeholder
+mailbox/domain values below are what Dovecot puts in ENVELOPE). Works on bytes; never raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from carteiro.mime.rfc822 import ATEXT, Scanner
+
+# What Dovecot writes in ENVELOPE for the parts a broken address lacks (RFC 3501 7.4.2 has no
+# way to say "missing": a NIL host name would turn the address into a group marker).
+MISSING_MAILBOX = b"MISSING_MAILBOX"
+MISSING_DOMAIN = b"MISSING_DOMAIN"
+SYNTAX_ERROR = b"SYNTAX_ERROR"
+INVALID_ROUTE = b"INVALID_ROUTE"
+
+
+@dataclass(slots=True)
+class Address:
+    """One ENVELOPE address structure (RFC 3501 7.4.2).
+
+    A group is a start marker (mailbox = group name, domain None) followed by its members and an
+    end marker (every field None).
+    """
+
+    name: bytes | None = None
+    route: bytes | None = None  # RFC 5322 obs-route, e.g. b"@a,@b"
+    mailbox: bytes | None = None
+    domain: bytes | None = None
+    invalid: bool = False
+
+    @property
+    def is_group_start(self) -> bool:
+        return self.domain is None and self.mailbox is not None
+
+    @property
+    def is_group_end(self) -> bool:
+        return self.domain is None and self.mailbox is None
+
+
+class _Parser:
+    __slots__ = ("addr", "fill", "out", "sc", "word")
+
+    def __init__(self, value: bytes, fill_missing: bool) -> None:
+        self.sc = Scanner(value, keep_comments=True)
+        self.fill = fill_missing
+        self.out: list[Address] = []
+        self.addr = Address()
+        self.word = bytearray()  # shared scratch buffer, as its reuse affects the results
+
+    def add(self) -> None:
+        self.out.append(self.addr)
+        self.addr = Address()
+
+    def add_fixed(self) -> None:
+        a = self.addr
+        if a.mailbox is None:
+            a.mailbox = MISSING_MAILBOX if self.fill else b""
+            a.invalid = True
+        if not a.domain:
+            a.domain = MISSING_DOMAIN if self.fill else b""
+            a.invalid = True
+        self.add()
+
+    def local_part(self) -> int:
+        sc = self.sc
+        del self.word[:]
+        if sc.peek() == 0x22:
+            ret = sc.quoted_string(self.word)
+        else:
+            ret = sc.dot_atom(self.word)
+        if ret < 0:
+            return -1
+        self.addr.mailbox = bytes(self.word)
+        return ret
+
+    def domain(self) -> int:
+        del self.word[:]
+        ret = self.sc.domain(self.word)
+        if ret < 0:
+            return -1
+        self.addr.domain = bytes(self.word)
+        return ret
+
+    def domain_list(self) -> int:
+        # RFC 5322 4.4 obs-domain-list: "@" domain *(*(CFWS / ",") [CFWS] "@" domain)
+        sc = self.sc
+        del self.word[:]
+        while True:
+            if sc.pos >= sc.end:
+                return 0
+            if sc.peek() != 0x40:
+                break
+            if self.word:
+                self.word.append(0x2C)
+            self.word.append(0x40)
+            ret = sc.domain(self.word)
+            if ret <= 0:
+                return ret
+            while sc.skip_lwsp() > 0 and sc.peek() == 0x2C:
+                sc.pos += 1
+        self.addr.route = bytes(self.word)
+        return 1
+
+    def angle_addr(self) -> int:
+        # "<" [ "@" route ":" ] local-part "@" domain ">"
+        sc = self.sc
+        sc.pos += 1
+        if sc.skip_lwsp() <= 0:
+            return -1
+        if sc.peek() == 0x40:
+            if self.domain_list() > 0 and sc.peek() == 0x3A:
+                sc.pos += 1
+            else:
+                if self.fill:
+                    self.addr.route = INVALID_ROUTE
+                if sc.pos >= sc.end:
+                    return -1
+            if sc.skip_lwsp() <= 0:
+                return -1
+        if sc.peek() != 0x3E:  # "<>" is not a valid address: leave the mailbox missing
+            if self.local_part() <= 0:
+                return -1
+            if sc.peek() == 0x40 and self.domain() <= 0:
+                return -1
+        if sc.peek() != 0x3E:
+            return -1
+        sc.pos += 1
+        return sc.skip_lwsp()
+
+    def name_addr(self) -> int:
+        sc = self.sc
+        del self.word[:]
+        if sc.phrase(self.word) <= 0 or sc.peek() != 0x3C:
+            return -1
+        self.addr.name = bytes(self.word) or None  # "<addr>" without a display name
+        if self.angle_addr() < 0:
+            if self.fill:
+                self.addr.domain = SYNTAX_ERROR
+            self.addr.invalid = True
+        return 1 if sc.pos < sc.end else 0
+
+    def addr_spec(self) -> int:
+        sc = self.sc
+        comment = sc.last_comment
+        assert comment is not None
+        del comment[:]
+        quoted = sc.peek() == 0x22
+        ret = self.local_part()
+        ret2 = -2
+        if ret <= 0:
+            self.addr.invalid = True
+        if ret != 0 and sc.peek() == 0x40:
+            ret2 = self.domain()
+            if ret2 <= 0:
+                ret = ret2
+        if comment:
+            # RFC 822 style "user@domain (Real Name)": the comment is the display name.
+            self.addr.name = bytes(comment)
+        elif ret2 == -2:
+            # A bare word without "@domain": one word is a mailbox, more words are a name.
+            self.word.append(0x20)
+            before = len(self.word)
+            sc.phrase(self.word)
+            if len(self.word) != before:
+                self.addr.mailbox = None
+                self.addr.name = bytes(self.word)
+            elif not quoted:
+                self.addr.domain = b""
+            self.addr.invalid = True
+            ret = -1
+        return ret
+
+    def mailbox(self) -> int:
+        sc = self.sc
+        start = sc.pos
+        ret = self.name_addr()
+        if ret < 0:
+            sc.pos = start
+            ret = self.addr_spec()
+            a = self.addr
+            if a.invalid and a.name is None and a.mailbox is not None and a.domain is None:
+                a.name, a.mailbox = a.mailbox, None
+        if ret < 0:
+            self.addr.invalid = True
+        self.add_fixed()
+        return ret
+
+    def group(self) -> int:
+        # RFC 5322 3.4 group = display-name ":" [group-list] ";" [CFWS]
+        sc = self.sc
+        del self.word[:]
+        if sc.phrase(self.word) <= 0 or sc.peek() != 0x3A:
+            return -1
+        sc.pos += 1
+        ret = sc.skip_lwsp()
+        if ret <= 0:
+            self.addr.invalid = True
+        self.addr.mailbox = bytes(self.word)
+        self.add()
+        if ret > 0 and sc.peek() != 0x3B:
+            while True:
+                self.mailbox()
+                if sc.peek() != 0x2C:
+                    break
+                sc.pos += 1
+                if sc.skip_lwsp() <= 0:
+                    ret = -1
+                    break
+        if ret >= 0:
+            if sc.peek() != 0x3B:
+                ret = -1
+            else:
+                sc.pos += 1
+                ret = sc.skip_lwsp()
+        if ret < 0:
+            self.addr.invalid = True
+        self.add()  # the end-of-group marker
+        return 0 if ret == 0 else 1
+
+    def address(self) -> int:
+        start = self.sc.pos
+        ret = self.group()
+        if ret < 0:
+            self.sc.pos = start
+            ret = self.mailbox()
+        return ret
+
+    def address_list(self) -> None:
+        sc = self.sc
+        if sc.skip_lwsp() <= 0:
+            return
+        while True:
+            if self.address() == 0:
+                break
+            if sc.peek() != 0x2C:
+                break
+            sc.pos += 1
+            ret = sc.skip_lwsp()
+            if ret <= 0:
+                if ret < 0:
+                    self.add_fixed()  # ends with garbage
+                break
+
+
+def parse_address_list(value: bytes, *, fill_missing: bool = True) -> list[Address]:
+    """Parse an address-list header value (unfolded or not). [] if it holds no address.
+
+    With `fill_missing` (ENVELOPE), absent parts become MISSING_MAILBOX / MISSING_DOMAIN;
+    without it they are empty.
+    """
+    p = _Parser(value.replace(b"\x00", "\ufffd".encode()), fill_missing)
+    p.address_list()
+    return p.out
+
+
+def _maybe_quote(word: bytes, escape_dot: bool) -> bytes:
+    if all(c in ATEXT or (c == 0x2E and not escape_dot) for c in word):
+        return word
+    return b'"' + word.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def format_address_list(addrs: list[Address]) -> bytes:
+    """Addresses back to header syntax, normalised (comments dropped, names quoted as needed).
+
+    SEARCH FROM/TO/CC/BCC match against this form, as Dovecot does, so that
+    `<user (c)@ (c) example.org>` is found by "user@example.org".
+    """
+    out = bytearray()
+    first, in_group = True, False
+    for a in addrs:
+        if not first:
+            out += b", "
+        first = False
+        if a.domain is None:
+            if not in_group:
+                if a.mailbox:
+                    out += a.mailbox if b"=?" in a.mailbox else _maybe_quote(a.mailbox, True)
+                else:
+                    out += b'""'
+                out += b": "
+                first = True
+            else:
+                if out.endswith(b", "):
+                    del out[-2:]
+                elif out.endswith(b": "):
+                    del out[-1:]
+                out += b";"
+            in_group = not in_group
+            continue
+        mailbox = a.mailbox or b""
+        if a.name is not None:
+            out += a.name if b"=?" in a.name else _maybe_quote(a.name, True)
+        if a.route is not None or mailbox or a.domain:
+            if a.name:
+                out += b" "
+            out += b"<"
+            if a.route is not None:
+                out += a.route + b":"
+            out += _maybe_quote(mailbox, False) if mailbox else b'""'
+            if a.domain:
+                out += b"@" + a.domain
+            out += b">"
+    return bytes(out)

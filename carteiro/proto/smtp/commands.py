@@ -1,0 +1,373 @@
+"""SMTP command lines -> typed commands, or a Reply saying what is wrong (errors are values).
+
+Paths follow RFC 5321 4.1.2 (source routes accepted and ignored, 4.1.1.3 bare <Postmaster>), ESMTP
+parameters follow RFC 1870 (SIZE), RFC 6152 (BODY), RFC 6531 (SMTPUTF8), RFC 3461 (RET, ENVID,
+NOTIFY, ORCPT) and RFC 4954 5 (AUTH=). Pure functions: no state, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from carteiro.core.address import AddressError, parse_address
+from carteiro.proto.smtp import replies as R
+from carteiro.proto.smtp.replies import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Helo:
+    name: str
+    extended: bool  # EHLO
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    reverse_path: str  # "" for the null reverse-path <>
+    size: int | None = None
+    body: str = "7BIT"  # 7BIT | 8BITMIME
+    smtputf8: bool = False
+    ret: str | None = None  # FULL | HDRS
+    envid: str | None = None  # xtext, as given
+    auth: str | None = None  # RFC 4954 5 AUTH= (xtext), as given
+
+
+@dataclass(frozen=True, slots=True)
+class Rcpt:
+    forward_path: str  # "postmaster" (no domain) for the RFC 5321 4.1.1.3 special case
+    notify: tuple[str, ...] = ()
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Bdat:
+    size: int
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rset:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Noop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    topic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Vrfy:
+    argument: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expn:
+    argument: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    mechanism: str  # upper-cased
+    initial_response: str | None = None  # base64 text, "=" for an empty response (RFC 4954 4)
+    raw: bytes = field(default=b"", repr=False)
+
+
+Command = (
+    Helo | Mail | Rcpt | Data | Bdat | Rset | Noop | Quit | Help | Vrfy | Expn | StartTLS | Auth
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A command we know but refuse (TURN, ETRN, SEND...), or one that is plainly not SMTP."""
+
+    reply: Reply
+    fatal: bool = False
+
+
+_NOT_IMPLEMENTED = frozenset(
+    {"TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"}
+)
+# A browser or proxy talking to the SMTP port (cross-protocol attacks): Postfix's
+# smtpd_forbidden_commands. The connection is closed.
+_FORBIDDEN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
+
+# RFC 3461 4.2 / RFC 1891: xtext is printable ASCII except "+" and "=", with "+XX" hex escapes.
+_XTEXT = re.compile(r"^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*$")
+_DOMAIN_CHARS = re.compile(r"^[A-Za-z0-9.\-_\u0080-\U0010ffff]+$")
+_ADDR_LITERAL = re.compile(r"^\[[^\[\]\\\s]+\]$")
+MAX_ENVID = 100  # RFC 3461 4.4
+MAX_ORCPT = 500  # RFC 3461 4.2
+
+
+def parse(line: str, esmtp: bool, smtputf8_ok: bool = True) -> Command | Unsupported | Reply:
+    """One command line, without its CRLF. `esmtp`: the client said EHLO (parameters allowed)."""
+    verb, _, arg = line.partition(" ")
+    verb = verb.upper()
+    arg = arg.strip(" ")
+    if verb == "EHLO" or verb == "HELO":
+        return _parse_helo(arg, verb == "EHLO")
+    if verb == "MAIL":
+        return _parse_mail(arg, esmtp, smtputf8_ok)
+    if verb == "RCPT":
+        return _parse_rcpt(arg, esmtp)
+    if verb == "DATA":
+        return Data() if not arg else R.R_501_SYNTAX.with_text("DATA takes no arguments")
+    if verb == "BDAT":
+        return _parse_bdat(arg)
+    if verb == "RSET":
+        return Rset() if not arg else R.R_501_SYNTAX.with_text("RSET takes no arguments")
+    if verb == "NOOP":
+        return Noop()  # RFC 5321 4.1.1.9: a parameter is allowed and ignored
+    if verb == "QUIT":
+        return Quit() if not arg else R.R_501_SYNTAX.with_text("QUIT takes no arguments")
+    if verb == "HELP":
+        return Help(arg)
+    if verb == "VRFY":
+        return Vrfy(arg) if arg else R.R_501_SYNTAX.with_text("Syntax: VRFY address")
+    if verb == "EXPN":
+        return Expn(arg) if arg else R.R_501_SYNTAX.with_text("Syntax: EXPN list")
+    if verb == "STARTTLS":
+        return StartTLS() if not arg else R.R_501_SYNTAX.with_text("STARTTLS takes no arguments")
+    if verb == "AUTH":
+        return _parse_auth(arg)
+    if verb in _NOT_IMPLEMENTED:
+        return Unsupported(R.R_502_NOT_IMPLEMENTED.with_text(f"{verb} not implemented"))
+    if verb in _FORBIDDEN:
+        return Unsupported(R.R_421_FORBIDDEN, fatal=True)
+    return Unsupported(R.R_500_UNKNOWN)
+
+
+def valid_helo_name(name: str) -> bool:
+    if _ADDR_LITERAL.match(name):
+        return True
+    return bool(_DOMAIN_CHARS.match(name)) and ".." not in name and len(name) <= 255
+
+
+def _parse_helo(arg: str, extended: bool) -> Helo | Reply:
+    # RFC 5321 4.1.1.1: one argument, a domain or an address literal. Many clients send bare
+    # hostnames; we accept any single token of domain characters.
+    if not arg or " " in arg or not valid_helo_name(arg):
+        return (
+            R.R_501_HELO_SYNTAX
+            if extended
+            else R.R_501_HELO_SYNTAX.with_text("Syntax: HELO domain")
+        )
+    return Helo(arg, extended)
+
+
+def _split_path(arg: str, keyword: str) -> tuple[str, str] | None:
+    """`FROM:<path> params` -> (path without brackets, params). None on bad syntax."""
+    if arg[: len(keyword)].upper() != keyword:
+        return None
+    rest = arg[len(keyword) :].lstrip(" ")  # tolerate "MAIL FROM: <a@b>" (common, harmless)
+    if not rest.startswith("<"):
+        # Some clients omit the brackets; accept a lone address without spaces.
+        path, _, params = rest.partition(" ")
+        if not path or "<" in path or ">" in path:
+            return None
+        return path, params.strip(" ")
+    # Find the closing ">" outside a quoted local part.
+    i, quoted = 1, False
+    while i < len(rest):
+        c = rest[i]
+        if quoted and c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            break
+        i += 1
+    else:
+        return None
+    path = rest[1:i]
+    params = rest[i + 1 :]
+    if params and not params.startswith(" "):
+        return None
+    return path, params.strip(" ")
+
+
+def _strip_source_route(path: str) -> str:
+    # RFC 5321 4.1.2 / Appendix C: "<@a,@b:user@c>" -> "user@c"; the route is ignored.
+    if path.startswith("@"):
+        _, colon, rest = path.partition(":")
+        if colon:
+            return rest
+    return path
+
+
+def _params(text: str) -> list[tuple[str, str | None]] | None:
+    out: list[tuple[str, str | None]] = []
+    for word in text.split():
+        key, eq, value = word.partition("=")
+        if not key or not re.match(r"^[A-Za-z0-9][A-Za-z0-9\-]*$", key):
+            return None
+        out.append((key.upper(), value if eq else None))
+    return out
+
+
+# The common case, plain ASCII dot-atom@domain, checked with one regex; anything else goes through
+# core.address.parse_address, which also gives the reason for a refusal.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SIMPLE_ADDRESS = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*$")
+
+
+def valid_address(path: str) -> str | None:
+    """None if `path` is a valid mailbox (RFC 5321 4.1.2, RFC 6531), else the reason."""
+    if len(path) <= 254 and _SIMPLE_ADDRESS.match(path) and path.index("@") <= 64:
+        return None
+    try:
+        parse_address(path)
+    except AddressError as e:
+        return str(e)
+    return None
+
+
+def _check_address(path: str, smtputf8: bool, bad: Reply) -> str | Reply:
+    if not path.isascii() and not smtputf8:
+        return R.R_553_NEED_SMTPUTF8
+    reason = valid_address(path)
+    if reason is not None:
+        return bad.with_text(f"{bad.text}: {reason}")
+    return path
+
+
+def _parse_mail(arg: str, esmtp: bool, smtputf8_ok: bool) -> Mail | Reply:
+    split = _split_path(arg, "FROM:")
+    if split is None:
+        return R.R_501_SYNTAX.with_text("Syntax: MAIL FROM:<address> [parameters]")
+    path, ptext = split
+    params = _params(ptext)
+    if params is None:
+        return R.R_501_SYNTAX.with_text("Bad MAIL parameter syntax")
+    if params and not esmtp:
+        return R.R_555_PARAM.with_text("Parameters need EHLO")
+    size: int | None = None
+    body, smtputf8 = "7BIT", False
+    ret = envid = auth = None
+    seen: set[str] = set()
+    for key, value in params:
+        if key in seen:
+            return R.R_501_SYNTAX.with_text(f"Duplicate {key} parameter")
+        seen.add(key)
+        if key == "SIZE":  # RFC 1870 6
+            if value is None or not value.isdigit() or len(value) > 20:
+                return R.R_501_SYNTAX.with_text("SIZE needs a number")
+            size = int(value)
+        elif key == "BODY":  # RFC 6152 2
+            if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                return R.R_501_SYNTAX.with_text("BODY must be 7BIT or 8BITMIME")
+            body = value.upper()
+        elif key == "SMTPUTF8" and smtputf8_ok:  # RFC 6531 3.4
+            if value is not None:
+                return R.R_501_SYNTAX.with_text("SMTPUTF8 takes no value")
+            smtputf8 = True
+        elif key == "RET":  # RFC 3461 4.3
+            if value is None or value.upper() not in ("FULL", "HDRS"):
+                return R.R_501_SYNTAX.with_text("RET must be FULL or HDRS")
+            ret = value.upper()
+        elif key == "ENVID":  # RFC 3461 4.4
+            if not value or len(value) > MAX_ENVID or not _XTEXT.match(value):
+                return R.R_501_SYNTAX.with_text("ENVID must be xtext of at most 100 characters")
+            envid = value
+        elif key == "AUTH":  # RFC 4954 5: accepted; we record, never trust it
+            if not value or not (value == "<>" or _XTEXT.match(value)):
+                return R.R_501_SYNTAX.with_text("AUTH must be xtext or <>")
+            auth = value
+        else:
+            return R.R_555_PARAM.with_text(f"{key} parameter not recognized")
+    path = _strip_source_route(path)
+    if path:
+        checked = _check_address(path, smtputf8, R.R_501_BAD_SENDER)
+        if isinstance(checked, Reply):
+            return checked
+    return Mail(path, size, body, smtputf8, ret, envid, auth)
+
+
+def _parse_rcpt(arg: str, esmtp: bool) -> Rcpt | Reply:
+    split = _split_path(arg, "TO:")
+    if split is None:
+        return R.R_501_SYNTAX.with_text("Syntax: RCPT TO:<address> [parameters]")
+    path, ptext = split
+    params = _params(ptext)
+    if params is None:
+        return R.R_501_SYNTAX.with_text("Bad RCPT parameter syntax")
+    if params and not esmtp:
+        return R.R_555_PARAM.with_text("Parameters need EHLO")
+    notify: tuple[str, ...] = ()
+    orcpt: str | None = None
+    seen: set[str] = set()
+    for key, value in params:
+        if key in seen:
+            return R.R_501_SYNTAX.with_text(f"Duplicate {key} parameter")
+        seen.add(key)
+        if key == "NOTIFY":  # RFC 3461 4.1
+            items = tuple(v.upper() for v in (value or "").split(","))
+            ok = {"SUCCESS", "FAILURE", "DELAY"}
+            if not value or len(set(items)) != len(items):
+                return R.R_501_SYNTAX.with_text("Bad NOTIFY value")
+            if items != ("NEVER",) and not all(i in ok for i in items):
+                return R.R_501_SYNTAX.with_text("NOTIFY is NEVER or SUCCESS,FAILURE,DELAY")
+            notify = items
+        elif key == "ORCPT":  # RFC 3461 4.2: addr-type ";" xtext
+            atype, semi, xt = (value or "").partition(";")
+            if (
+                not semi
+                or not atype
+                or not _XTEXT.match(xt)
+                or not xt
+                or len(value or "") > MAX_ORCPT
+            ):
+                return R.R_501_SYNTAX.with_text("ORCPT must be addr-type;xtext")
+            orcpt = value
+        else:
+            return R.R_555_PARAM.with_text(f"{key} parameter not recognized")
+    if not path:
+        return R.R_501_BAD_RCPT.with_text("Empty recipient address")
+    path = _strip_source_route(path)
+    if path.lower() == "postmaster":  # RFC 5321 4.1.1.3: must be accepted without a domain
+        return Rcpt("postmaster", notify, orcpt)
+    reason = valid_address(path)
+    if reason is not None:
+        return R.R_501_BAD_RCPT.with_text(f"{R.R_501_BAD_RCPT.text}: {reason}")
+    return Rcpt(path, notify, orcpt)
+
+
+def _parse_bdat(arg: str) -> Bdat | Reply:
+    # RFC 3030 2: BDAT SP chunk-size [SP end-marker]
+    words = arg.split(" ")
+    if not words[0].isdigit() or len(words[0]) > 18 or len(words) > 2:
+        return R.R_501_SYNTAX.with_text("Syntax: BDAT size [LAST]")
+    if len(words) == 2 and words[1].upper() != "LAST":
+        return R.R_501_SYNTAX.with_text("Syntax: BDAT size [LAST]")
+    return Bdat(int(words[0]), len(words) == 2)
+
+
+def _parse_auth(arg: str) -> Auth | Reply:
+    # RFC 4954 4: AUTH mechanism [initial-response]
+    words = arg.split(" ")
+    if not words[0] or len(words) > 2:
+        return R.R_501_SYNTAX.with_text("Syntax: AUTH mechanism [initial-response]")
+    return Auth(words[0].upper(), words[1] if len(words) == 2 else None)

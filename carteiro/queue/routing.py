@@ -1,0 +1,310 @@
+"""Where a recipient's mail goes: local store, smarthost, a per-domain transport, or the domain's MX.
+
+RFC 5321 5.1 (MX order, implicit MX, our own host in the list), RFC 7505 (null MX) and RFC 5321
+4.1.3 (address literals). DNS comes through the injected `Resolver`; the shuffle among equal
+preferences through an injected random.Random, so tests are deterministic. No sockets here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from carteiro.core.address import AddressError, domain_to_ascii, normalize_domain
+from carteiro.core.hostport import parse_hostport
+from carteiro.queue.transport import Hop, Reply, TLSPolicy
+
+DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
+MAX_MX_HOSTS = 10  # RFC 5321 5.1 allows a configurable limit; Postfix uses 5 addresses
+MAX_HOPS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class MXAnswer:
+    status: DNSStatus
+    records: tuple[tuple[int, str], ...] = ()  # (preference, exchange without the trailing dot)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressAnswer:
+    status: DNSStatus
+    addresses: tuple[str, ...] = ()  # IPv6 and IPv4, as the resolver found them
+    error: str = ""
+
+
+class Resolver(Protocol):
+    async def mx(self, domain: str) -> MXAnswer:
+        """MX records of `domain` (A-label form)."""
+        ...
+
+    async def addresses(self, host: str) -> AddressAnswer:
+        """AAAA and A records of `host`: ok when either has data, temp when any lookup failed
+        and none had data."""
+        ...
+
+
+DestinationKind = Literal["local", "smarthost", "transport", "mx", "literal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A next hop. Recipients with the same key share transactions and a concurrency limit."""
+
+    key: str
+    kind: DestinationKind
+    domain: str = ""
+    host: str = ""
+    port: int = 25
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    hops: tuple[Hop, ...] = ()
+    error: Reply | None = None  # no hop: why (5xx bounce now, 4xx retry later)
+
+
+@dataclass
+class RoutingConfig:
+    hostname: str = "localhost"
+    remote_port: int = 25
+    smarthost: str = ""  # "host:port"
+    relay_tls: TLSPolicy = "opportunistic"
+    relay_username: str = ""
+    relay_password: str = field(default="", repr=False)
+    transport: Mapping[str, str] = field(default_factory=dict)  # domain or ".parent" -> host:port
+    tls_verify: bool = False  # require verified TLS towards MX hosts (no DANE/MTA-STS yet)
+    cafile: str = ""
+    inet_protocols: str = "any"  # "any" | "ipv4" | "ipv6"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _family_ok(address: str, inet: str) -> bool:
+    if inet == "any":
+        return True
+    version = ipaddress.ip_address(address).version
+    return (version == 4) == (inet == "ipv4")
+
+
+def _interleave(addresses: tuple[str, ...], inet: str) -> list[str]:
+    """IPv6 and IPv4 alternately, IPv6 first (RFC 8305 4), filtered by `inet`."""
+    v6 = [a for a in addresses if ":" in a and _family_ok(a, inet)]
+    v4 = [a for a in addresses if ":" not in a and _family_ok(a, inet)]
+    out: list[str] = []
+    for i in range(max(len(v6), len(v4))):
+        out += v6[i : i + 1] + v4[i : i + 1]
+    return out
+
+
+class Router:
+    def __init__(
+        self,
+        resolver: Resolver,
+        config: RoutingConfig,
+        is_local: Callable[[str], bool],
+        rng: random.Random | None = None,
+        prefer: Callable[[Hop], bool] | None = None,
+    ) -> None:
+        self.resolver = resolver
+        self.config = config
+        self.is_local = is_local
+        self.rng = rng or random.Random()
+        # Among equal preferences, hosts we already hold a connection to go first.
+        self.prefer = prefer
+        self._transport = {
+            normalize_domain(k) if not k.startswith(".") else "." + normalize_domain(k[1:]): v
+            for k, v in config.transport.items()
+        }
+
+    # ---- which destination ----------------------------------------------------------------
+
+    def _transport_for(self, domain: str) -> str | None:
+        if domain in self._transport:
+            return self._transport[domain]
+        labels = domain.split(".")
+        for i in range(1, len(labels)):
+            parent = "." + ".".join(labels[i:])
+            if parent in self._transport:
+                return self._transport[parent]
+        return None
+
+    def destination(self, domain: str) -> Destination:
+        """The next hop for a recipient domain. Local domains never leave the machine."""
+        d = normalize_domain(domain)
+        if d.startswith("["):
+            return Destination(key=d, kind="literal", domain=d)
+        if self.is_local(d):
+            return Destination(key="local", kind="local", domain=d)
+        override = self._transport_for(d)
+        if override:
+            host, port = parse_hostport(override, self.config.remote_port)
+            return Destination(
+                key=f"transport:{host}:{port}", kind="transport", domain=d, host=host, port=port
+            )
+        if self.config.smarthost:
+            host, port = parse_hostport(self.config.smarthost, 25)
+            return Destination(key=f"relay:{host}:{port}", kind="smarthost", host=host, port=port)
+        return Destination(key=d, kind="mx", domain=d)
+
+    # ---- which hosts ----------------------------------------------------------------------
+
+    async def route(self, dest: Destination) -> Route:
+        if dest.kind == "local":
+            raise ValueError("local destinations have no route")
+        if dest.kind == "literal":
+            return self._literal(dest.domain)
+        if dest.kind == "smarthost":
+            c = self.config
+            return await self._direct(
+                dest.host, dest.port, c.relay_tls, c.tls_verify, c.relay_username, c.relay_password
+            )
+        if dest.kind == "transport":
+            tls: TLSPolicy = "starttls" if self.config.tls_verify else "opportunistic"
+            return await self._direct(dest.host, dest.port, tls, self.config.tls_verify, "", "")
+        return await self._mx(dest.domain)
+
+    def _mx_hop(self, host: str, address: str) -> Hop:
+        c = self.config
+        return Hop(
+            host=host,
+            address=address,
+            port=c.remote_port,
+            tls="starttls" if c.tls_verify else "opportunistic",
+            verify=c.tls_verify,
+            cafile=c.cafile,
+        )
+
+    def _literal(self, literal: str) -> Route:
+        # RFC 5321 4.1.3: [192.0.2.1] or [IPv6:2001:db8::1]; delivered to that address directly.
+        inner = literal[1:-1]
+        if inner.lower().startswith("ipv6:"):
+            inner = inner[5:]
+        if not _is_ip(inner):
+            return Route(error=Reply(550, "5.1.2", f"bad address literal {literal}"))
+        return Route(hops=(self._mx_hop(inner, inner),))
+
+    async def _direct(
+        self, host: str, port: int, tls: TLSPolicy, verify: bool, user: str, password: str
+    ) -> Route:
+        """A configured host (smarthost, transport map): A/AAAA only, no MX lookup."""
+        if _is_ip(host):
+            addresses: list[str] = [host]
+        else:
+            ans = await self.resolver.addresses(host)
+            if ans.status == "temp":
+                return Route(error=Reply(451, "4.4.3", f"DNS lookup of {host} failed: {ans.error}"))
+            addresses = _interleave(ans.addresses, self.config.inet_protocols)
+            if not addresses:
+                # Our own configuration is wrong: keep the mail and let the operator fix it.
+                return Route(error=Reply(451, "4.4.4", f"relay host {host} has no address"))
+        hops = tuple(
+            Hop(host, a, port, tls, verify, user, password, self.config.cafile)
+            for a in addresses[:MAX_HOPS]
+        )
+        return Route(hops=hops)
+
+    def _is_me(self, host: str) -> bool:
+        return normalize_domain(host) == normalize_domain(self.config.hostname)
+
+    async def _mx(self, domain: str) -> Route:
+        try:
+            qname = domain_to_ascii(domain)
+        except AddressError as e:
+            return Route(error=Reply(550, "5.1.2", str(e)))
+        ans = await self.resolver.mx(qname)
+        if ans.status == "temp":
+            return Route(
+                error=Reply(451, "4.4.3", f"DNS MX lookup of {domain} failed: {ans.error}")
+            )
+        if ans.status == "nxdomain":
+            return Route(error=Reply(550, "5.1.2", f"Host or domain name not found: {domain}"))
+        records = [(p, h.rstrip(".").lower()) for p, h in ans.records]
+        if ans.status == "nodata" or not records:
+            # RFC 5321 5.1: no MX -> the domain itself is the implicit MX (preference 0).
+            return await self._hosts(domain, [(0, qname)], implicit=True)
+        # RFC 7505 3: a single MX "." (any preference) says the domain accepts no mail.
+        if len(records) == 1 and records[0][1] in ("", "."):
+            return Route(
+                error=Reply(
+                    556, "5.1.10", f"Recipient address has null MX: {domain} accepts no mail"
+                )
+            )
+        records = [r for r in records if r[1] not in ("", ".")]
+        return await self._hosts(domain, records, implicit=False)
+
+    def _order(self, records: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Lowest preference first; random order among equal preferences (RFC 5321 5.1)."""
+        by_pref: dict[int, list[str]] = {}
+        for pref, host in records:
+            if host not in by_pref.setdefault(pref, []):
+                by_pref[pref].append(host)
+        ordered: list[tuple[int, str]] = []
+        for pref in sorted(by_pref):
+            hosts = by_pref[pref]
+            self.rng.shuffle(hosts)
+            ordered += [(pref, h) for h in hosts]
+        return ordered
+
+    async def _hosts(self, domain: str, records: list[tuple[int, str]], implicit: bool) -> Route:
+        ordered = self._order(records)
+        # RFC 5321 5.1: when we are one of the MX hosts, drop our record and every one with an
+        # equal or higher preference value; nothing left means a routing loop.
+        mine = [p for p, h in ordered if self._is_me(h)]
+        if mine:
+            ordered = [(p, h) for p, h in ordered if p < min(mine)]
+            if not ordered:
+                return Route(error=Reply(554, "5.4.6", f"mail for {domain} loops back to myself"))
+        ordered = ordered[:MAX_MX_HOSTS]
+        hops: list[Hop] = []
+        temp_errors: list[str] = []
+        answers = await asyncio.gather(*(self._host_addresses(h) for _, h in ordered))
+        groups: dict[int, list[list[Hop]]] = {}
+        for (pref, host), ans in zip(ordered, answers, strict=True):
+            if ans.status == "temp":
+                temp_errors.append(f"{host}: {ans.error}")
+                continue
+            host_hops = [
+                self._mx_hop(host, a)
+                for a in _interleave(ans.addresses, self.config.inet_protocols)
+            ]
+            if host_hops:
+                groups.setdefault(pref, []).append(host_hops)
+        for pref in sorted(groups):
+            host_lists = groups[pref]
+            if self.prefer is not None:
+                # Stable sort keeps the random order among hosts equally (un)preferred.
+                host_lists.sort(key=lambda hl: not any(self.prefer(h) for h in hl))  # type: ignore[misc]
+            for hl in host_lists:
+                hops += hl
+        if hops:
+            return Route(hops=tuple(hops[:MAX_HOPS]))
+        if temp_errors:
+            return Route(
+                error=Reply(451, "4.4.3", "DNS address lookup failed: " + "; ".join(temp_errors))
+            )
+        if implicit:
+            return Route(
+                error=Reply(
+                    550, "5.1.2", f"Host or domain name not found: {domain} has no MX, A or AAAA"
+                )
+            )
+        return Route(
+            error=Reply(550, "5.4.4", f"Unable to route: no MX host of {domain} has an address")
+        )
+
+    async def _host_addresses(self, host: str) -> AddressAnswer:
+        if _is_ip(host):
+            # An MX that names an IP is invalid (RFC 5321 5.1) but common; honour it.
+            return AddressAnswer("ok", (host,))
+        return await self.resolver.addresses(host)

@@ -1,0 +1,215 @@
+"""The outbound queue as one service: spool + worker + transport, started and stopped together.
+
+Holds DATA/queue/lock (flock) while running, so the CLI knows to ask the server instead of editing
+the spool itself. Operator commands (queue list/show/flush/retry/delete/hold/release) are
+`handle()` requests: the server runs them here; with no server, `offline()` edits the spool
+under the same lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carteiro.queue import spool_db
+from carteiro.queue.model import QueuedMessage
+
+if TYPE_CHECKING:
+    from carteiro.queue.spool import FileSpool
+    from carteiro.queue.transport import Transport
+    from carteiro.queue.worker import QueueWorker
+
+log = logging.getLogger("carteiro.queue")
+
+LOCK_NAME = "lock"
+
+
+class QueueBusy(Exception):
+    """Another process holds the queue."""
+
+
+class QueueLock:
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self, wait: float = 10.0) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise QueueBusy(
+                        f"{self.path}: the queue is in use by another process"
+                    ) from None
+                time.sleep(0.05)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def held_elsewhere(self) -> bool:
+        """True when a running server holds the queue."""
+        if not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+class QueueService:
+    def __init__(self, spool: FileSpool, worker: QueueWorker, transport: Transport) -> None:
+        self.spool = spool
+        self.worker = worker
+        self.transport = transport
+        self.lock = QueueLock(spool.root)
+        self.running = False
+
+    async def start(self) -> None:
+        self.lock.acquire()
+        try:
+            msgs = await self.spool.open()
+            await self.worker.start()
+        except BaseException:
+            self.lock.release()
+            raise
+        self.running = True
+        log.info("queue: started with %d message(s) in %s", len(msgs), self.spool.root)
+
+    async def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        try:
+            await self.worker.stop()
+            await self.transport.close()
+            await self.spool.close()
+        finally:
+            self.lock.release()
+
+    def wake(self) -> None:
+        self.worker.wake()
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """An operator command from the CLI (see cli_queue.py for the wire)."""
+        op = str(request.get("op", ""))
+        msg_id = str(request.get("id") or "")
+        try:
+            if op == "flush":
+                return {"ok": True, "count": await self.worker.retry(None)}
+            if op == "retry":
+                return {"ok": True, "count": await self.worker.retry(msg_id)}
+            if op == "delete":
+                await self.worker.delete(msg_id)
+                return {"ok": True}
+            if op == "hold":
+                await self.worker.hold(msg_id)
+                return {"ok": True}
+            if op == "release":
+                await self.worker.release(msg_id)
+                return {"ok": True}
+        except KeyError:
+            return {"ok": False, "error": f"no message {msg_id} in the queue"}
+        return {"ok": False, "error": f"unknown queue command {op!r}"}
+
+
+def offline(root: Path, request: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The same commands with no server running: edit the spool directly, under the lock."""
+    op = str(request.get("op", ""))
+    msg_id = str(request.get("id") or "")
+    now = time.time() if now is None else now
+    lock = QueueLock(root)
+    lock.acquire(wait=2.0)
+    try:
+        db = spool_db.connect(Path(root) / "queue.sqlite")
+        try:
+            if op == "flush":
+                n = db.execute(
+                    "UPDATE recipients SET next_try = ? WHERE state = 'pending' AND next_try > ?",
+                    (now, now),
+                ).rowcount
+                return {"ok": True, "count": n, "note": "no server running: delivered at its start"}
+            msg = spool_db.load(db, msg_id)
+            if msg is None:
+                return {"ok": False, "error": f"no message {msg_id} in the queue"}
+            if op == "retry":
+                db.execute(
+                    "UPDATE recipients SET next_try = ? WHERE msg_id = ? AND state = 'pending'",
+                    (now, msg_id),
+                )
+                return {"ok": True, "count": 1}
+            if op == "delete":
+                spool_db.delete(db, msg_id)
+                if not msg.inline:
+                    try:
+                        os.unlink(Path(root) / "msg" / msg_id)
+                    except FileNotFoundError:
+                        pass
+                return {"ok": True}
+            if op in ("hold", "release"):
+                spool_db.set_held(db, msg_id, op == "hold")
+                if op == "release":
+                    db.execute(
+                        "UPDATE recipients SET next_try = ? WHERE msg_id = ? AND state = 'pending'",
+                        (now, msg_id),
+                    )
+                return {"ok": True}
+            return {"ok": False, "error": f"unknown queue command {op!r}"}
+        finally:
+            db.close()
+    finally:
+        lock.release()
+
+
+def snapshot(root: Path) -> list[QueuedMessage]:
+    """The queue as committed on disk (what `queue list` shows); safe while a server runs."""
+    path = Path(root) / "queue.sqlite"
+    if not path.exists():
+        return []
+    db = spool_db.connect(path)
+    try:
+        return spool_db.load_all(db)
+    finally:
+        db.close()
+
+
+def load_one(root: Path, msg_id: str) -> QueuedMessage | None:
+    path = Path(root) / "queue.sqlite"
+    if not path.exists():
+        return None
+    db = spool_db.connect(path)
+    try:
+        return spool_db.load(db, msg_id)
+    finally:
+        db.close()
+
+
+def load_content(root: Path, msg: QueuedMessage) -> bytes | None:
+    """A queued message's stored bytes (without our prefix), or None when gone."""
+    if not msg.inline:
+        try:
+            return (Path(root) / "msg" / msg.id).read_bytes()
+        except FileNotFoundError:
+            return None
+    db = spool_db.connect(Path(root) / "queue.sqlite")
+    try:
+        return spool_db.load_body(db, msg.id)
+    finally:
+        db.close()

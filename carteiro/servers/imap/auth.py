@@ -1,0 +1,161 @@
+"""Any-state and not-authenticated commands: CAPABILITY, NOOP, LOGOUT, ID, ENABLE, NAMESPACE,
+STARTTLS, LOGIN, AUTHENTICATE PLAIN (RFC 9051 6.1-6.2, RFC 2971, RFC 5161, RFC 2342, RFC 4959).
+
+Failed logins cost a delay and count per client IP (the throttle shared with SMTP and POP3);
+passwords never reach a log (the tracer masks LOGIN arguments and SASL responses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap.receiver import AuthResponse
+from carteiro.servers.imap.session import (
+    ANSWERED,
+    Result,
+    Session,
+    State,
+    bad,
+    command,
+    no,
+    ok,
+)
+from carteiro.store.api import AccountNotFound
+
+MAX_AUTH_FAILURES = 5  # per connection, then BYE
+_ENABLE = {"IMAP4REV2": "IMAP4rev2", "UTF8=ACCEPT": "UTF8=ACCEPT"}
+
+
+@command(c.Capability, min_state=State.NOT_AUTHENTICATED)
+async def capability(s: Session, tag: str, req: c.Capability) -> Result:
+    s.untagged(f"CAPABILITY {s.capabilities()}")
+    return ok("Capability completed.")
+
+
+@command(c.Noop, min_state=State.NOT_AUTHENTICATED)
+async def noop(s: Session, tag: str, req: c.Noop) -> Result:
+    return ok("NOOP completed.")
+
+
+@command(c.Logout, min_state=State.NOT_AUTHENTICATED)
+async def logout(s: Session, tag: str, req: c.Logout) -> Result:
+    s.untagged("BYE Logging out")
+    s.deselect()
+    s.state = State.LOGOUT
+    return ok("Logout completed.")
+
+
+@command(c.Id, min_state=State.NOT_AUTHENTICATED)
+async def id_(s: Session, tag: str, req: c.Id) -> Result:
+    # RFC 2971 3.3: the server's own identification, whatever the client sent.
+    s.untagged(f'ID ("name" "carteiro" "version" "{s.server.version}")')
+    return ok("ID completed.")
+
+
+@command(c.Enable)
+async def enable(s: Session, tag: str, req: c.Enable) -> Result:
+    # RFC 5161 3.1: list only what this command newly enabled; unknown names are ignored.
+    new = [name for name in req.capabilities if name in _ENABLE and name not in s.enabled]
+    s.enabled = s.enabled | frozenset(new)
+    s.untagged("ENABLED" + "".join(" " + _ENABLE[n] for n in new))
+    return ok("Enabled.")
+
+
+@command(c.Namespace)
+async def namespace(s: Session, tag: str, req: c.Namespace) -> Result:
+    s.untagged('NAMESPACE (("" "/")) NIL NIL')  # RFC 2342 5: personal only
+    return ok("Namespace completed.")
+
+
+@command(c.StartTLS, min_state=State.NOT_AUTHENTICATED, max_state=State.NOT_AUTHENTICATED)
+async def starttls(s: Session, tag: str, req: c.StartTLS) -> Result:
+    if s.tls or s.implicit_tls:
+        return bad("TLS is already active")
+    s.tagged(tag, ok("Begin TLS negotiation now."))
+    await s.start_tls()
+    return ANSWERED
+
+
+@command(c.Login, min_state=State.NOT_AUTHENTICATED, max_state=State.NOT_AUTHENTICATED)
+async def login(s: Session, tag: str, req: c.Login) -> Result:
+    if not s.server.plaintext_ok(s):
+        # RFC 9051 6.2.3: LOGINDISABLED; RFC 5530 PRIVACYREQUIRED
+        return no(
+            "Plaintext authentication disallowed on non-secure connections", "PRIVACYREQUIRED"
+        )
+    return await authenticate_user(s, req.user, req.password)
+
+
+@command(c.Authenticate, min_state=State.NOT_AUTHENTICATED, max_state=State.NOT_AUTHENTICATED)
+async def authenticate(s: Session, tag: str, req: c.Authenticate) -> Result:
+    if req.mechanism != "PLAIN":
+        return no("Unsupported authentication mechanism")
+    if not s.server.plaintext_ok(s):
+        return no(
+            "Plaintext authentication disallowed on non-secure connections", "PRIVACYREQUIRED"
+        )
+    response = req.initial_response
+    if response is None:
+        # RFC 4422 5: PLAIN starts with an empty challenge.
+        s.write(b"+ \r\n")
+        s.rx.expect_auth_response()
+        s.tracer.mask_next_client_line()
+        ev = await s.next_event()
+        if not isinstance(ev, AuthResponse):
+            return bad("Expected an authentication response")
+        s.tracer.client(ev.data)
+        line = ev.data.strip()
+        if line == b"*":
+            return bad("Authentication cancelled")  # RFC 9051 6.2.2
+        try:
+            response = base64.b64decode(line, validate=True) if line != b"=" else b""
+        except (binascii.Error, ValueError):
+            return bad("Invalid base64 in authentication response")
+    parts = response.split(b"\0")
+    if len(parts) != 3:
+        return await _failed(s)
+    try:
+        authzid, user, password = (p.decode("utf-8") for p in parts)
+    except UnicodeDecodeError:
+        return await _failed(s)
+    if authzid and authzid.lower() != user.lower():
+        return no("Authorization as another user is not allowed", "AUTHORIZATIONFAILED")
+    return await authenticate_user(s, user, password)
+
+
+async def authenticate_user(s: Session, user: str, password: str) -> Result:
+    ctx = s.server.ctx
+    ip = s.conn.peer_ip
+    if ctx.throttle.blocked(ip):
+        return no("Too many failed logins; try again later", "UNAVAILABLE")
+    account = await ctx.directory.verify(user, password) if user and password else None
+    if account is None:
+        return await _failed(s)
+    ctx.throttle.success(ip)
+    try:
+        store = await ctx.store.account(account)
+    except AccountNotFound:
+        await ctx.store.create_account(account)
+        store = await ctx.store.account(account)
+    s.user = user
+    s.account = account
+    s.store = store
+    s.state = State.AUTHENTICATED
+    s.tracer.note(f"authenticated as {account}")
+    return ok("Logged in", f"CAPABILITY {s.capabilities()}")
+
+
+async def _failed(s: Session) -> Result:
+    delay = s.server.ctx.throttle.failure(s.conn.peer_ip)
+    s.auth_failures += 1
+    if delay > 0:
+        await s.flush()
+        await asyncio.sleep(delay)
+    res = no("Authentication failed.", "AUTHENTICATIONFAILED")
+    if s.auth_failures >= MAX_AUTH_FAILURES:
+        s.out += b"* BYE Too many authentication failures\r\n"
+        s.state = State.LOGOUT
+    return res

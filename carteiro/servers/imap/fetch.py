@@ -1,0 +1,194 @@
+"""FETCH / UID FETCH (RFC 9051 6.4.5, 6.4.9; RFC 3501 6.4.5; RFC 3516 BINARY).
+
+Items answered from the view's metadata (UID, FLAGS, INTERNALDATE, RFC822.SIZE) need no message
+read; a bulk fast path renders ``FETCH 1:* (UID FLAGS)`` for 100,000 messages in one pass.
+Other items read the message once per FETCH, parsed through the shared cache. A non-PEEK body
+item sets \\Seen first and the response reports the new FLAGS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set as AbstractSet
+
+from carteiro.mail import fetch as mf
+from carteiro.mime import bodystructure
+from carteiro.mime.parse import Message
+from carteiro.mime.sections import UnknownCte
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap import fetch as pf
+from carteiro.proto.imap.responses import encode
+from carteiro.servers.imap import render
+from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
+from carteiro.store.api import SEEN, FlagOp, MessageMeta
+
+_UNSUPPORTED = frozenset({pf.MODSEQ, pf.EMAILID, pf.THREADID, pf.SAVEDATE})
+_FLAGS = pf.FetchAttr(pf.FLAGS)
+
+
+@command(c.Fetch, min_state=State.SELECTED)
+async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
+    view = s.view
+    assert view is not None and s.store is not None
+    if req.changedsince is not None or req.vanished:
+        return bad("CONDSTORE is not supported")
+    attrs = req.items
+    if any(a.kind in _UNSUPPORTED for a in attrs):
+        return bad("Unsupported fetch attribute")
+    if req.uid and not any(a.kind == pf.UID for a in attrs):
+        # RFC 9051 6.4.9: UID FETCH responses always carry the UID
+        attrs = (pf.FetchAttr(pf.UID), *attrs)
+    idx = s.indexes(req.set, req.uid)
+    if isinstance(idx, Result):
+        return idx
+    if not idx:
+        return ok("Fetch completed.")
+    if not mf.needs_message(attrs):
+        _fetch_meta(s, idx, attrs)
+        await s.maybe_flush()
+        return ok("Fetch completed.")
+
+    # RFC 9051 6.4.5: BODY[...] (not PEEK), BINARY[...], RFC822 and RFC822.TEXT set \Seen.
+    newly_seen: set[int] = set()
+    if not view.readonly and any(a.sets_seen for a in attrs):
+        unseen = [
+            view.uids[i]
+            for i in idx
+            if SEEN not in view.metas[i].flags and not view.is_expunged(view.uids[i])
+        ]
+        if unseen:
+            changed, _ = await s.store.set_flags(view.id, unseen, FlagOp.ADD, [SEEN])
+            view.apply_flags(changed)
+            newly_seen = {m.uid for m in changed}
+    add_flags = bool(newly_seen) and not any(a.kind == pf.FLAGS for a in attrs)
+    parse = mf.needs_parse(attrs)
+    cache = s.server.cache
+    store = s.store
+    missing = 0
+    unknown_cte: str | None = None
+    recent = view.recent if not s.rev2 else frozenset()
+    utf8 = s.utf8
+    for i in idx:
+        meta = view.metas[i]
+        try:
+            if parse:
+                msg: Message | bytes = await cache.load(
+                    store, view.id, view.info.uidvalidity, meta.uid
+                )
+            else:
+                msg = mf.whole(await store.read_message(view.id, meta.uid))
+        except KeyError:
+            missing += 1  # expunged by another session, not yet announced here
+            continue
+        items: list[bytes] = []
+        for a in attrs:
+            item = _item(a, meta, msg, recent, utf8)
+            if isinstance(item, UnknownCte):
+                unknown_cte = item.encoding
+                continue
+            items.append(item)
+        if add_flags and meta.uid in newly_seen:
+            items.append(_item(_FLAGS, meta, msg, recent, utf8))  # type: ignore[arg-type]
+        s.out += b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n"
+        await s.maybe_flush()
+    if unknown_cte is not None:
+        return no(f"Unknown Content-Transfer-Encoding {unknown_cte}", "UNKNOWN-CTE")
+    if missing:
+        return no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
+    return ok("Fetch completed.")
+
+
+def _fetch_meta(s: Session, idx: list[int], attrs: tuple[pf.FetchAttr, ...]) -> None:
+    """Metadata-only FETCH: one pass, no awaits, flag lists rendered once per distinct set."""
+    view = s.view
+    assert view is not None
+    metas = view.metas
+    recent = view.recent if not s.rev2 else frozenset()
+    kinds = tuple(a.kind for a in attrs)
+    flag_list = render.flag_list
+    lines: list[bytes]
+    if kinds == (pf.UID, pf.FLAGS) and not recent:
+        lines = [
+            b"* %d FETCH (UID %d FLAGS %s)\r\n" % (i + 1, metas[i].uid, flag_list(metas[i].flags))
+            for i in idx
+        ]
+    elif kinds == (pf.FLAGS,) and not recent:
+        lines = [b"* %d FETCH (FLAGS %s)\r\n" % (i + 1, flag_list(metas[i].flags)) for i in idx]
+    else:
+        lines = []
+        for i in idx:
+            meta = metas[i]
+            items = [_meta_item(k, meta, recent) for k in kinds]
+            lines.append(b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n")
+    s.out += b"".join(lines)
+
+
+def _meta_item(kind: str, meta: MessageMeta, recent: AbstractSet[int]) -> bytes:
+    if kind == pf.UID:
+        return b"UID %d" % meta.uid
+    if kind == pf.FLAGS:
+        return b"FLAGS " + render.flag_list(meta.flags, meta.uid in recent)
+    if kind == pf.INTERNALDATE:
+        return b"INTERNALDATE " + render.internaldate(meta.internaldate)
+    return b"RFC822.SIZE %d" % meta.size
+
+
+def _item(
+    a: pf.FetchAttr,
+    meta: MessageMeta,
+    msg: Message | bytes,
+    recent: AbstractSet[int],
+    utf8: bool,
+) -> bytes | UnknownCte:
+    kind = a.kind
+    if kind in mf.META_KINDS:
+        if kind == pf.RFC822_SIZE:
+            size = len(msg) if isinstance(msg, bytes) else msg.size
+            return b"RFC822.SIZE %d" % size
+        return _meta_item(kind, meta, recent)
+    if isinstance(msg, bytes):  # only whole-message items reach here
+        if kind == pf.RFC822:
+            return b"RFC822 " + render.literal(msg)
+        return a.response_name().encode() + b" " + render.literal(mf.partial(msg, a.partial))
+    if kind == pf.BODY_SECTION:
+        return a.response_name().encode() + b" " + render.literal(mf.body_section(msg, a))
+    if kind == pf.ENVELOPE:
+        return b"ENVELOPE " + _cached(msg, "envelope", utf8)
+    if kind == pf.BODYSTRUCTURE:
+        return b"BODYSTRUCTURE " + _cached(msg, "bodystructure", utf8)
+    if kind == pf.BODY:
+        return b"BODY " + _cached(msg, "body", utf8)
+    if kind == pf.RFC822:
+        return b"RFC822 " + render.literal(mf.whole(msg.data))
+    if kind == pf.RFC822_HEADER:
+        return b"RFC822.HEADER " + render.literal(mf.header(msg))
+    if kind == pf.RFC822_TEXT:
+        return b"RFC822.TEXT " + render.literal(mf.text(msg))
+    if kind == pf.BINARY:
+        data = mf.binary_section(msg, a)
+        if isinstance(data, UnknownCte):
+            return data
+        name = a.response_name().encode()
+        if data is None:
+            return name + b" NIL"
+        # RFC 3516 4.2: literal8 when the content has NUL octets
+        return name + b" " + render.literal(data, binary=b"\x00" in data)
+    if kind == pf.BINARY_SIZE:
+        bsize = mf.binary_size(msg, a)
+        if isinstance(bsize, UnknownCte):
+            return bsize
+        return a.response_name().encode() + b" %d" % (bsize or 0)
+    raise AssertionError(f"unhandled fetch item {kind}")  # pragma: no cover
+
+
+def _cached(msg: Message, what: str, utf8: bool) -> bytes:
+    """ENVELOPE / BODYSTRUCTURE / BODY rendered once per parsed message."""
+    key = f"imap:{what}:{int(utf8)}"
+    out = msg.cache.get(key)
+    if out is None:
+        if what == "envelope":
+            value = bodystructure.envelope(msg)
+        else:
+            value = bodystructure.body_structure(msg, extensible=what == "bodystructure")
+        out = msg.cache[key] = encode(value, utf8=utf8)
+    data: bytes = out
+    return data

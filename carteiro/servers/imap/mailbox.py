@@ -1,0 +1,304 @@
+"""Mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST (RFC 5258 LIST-EXTENDED,
+RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE, RFC 3348 CHILDREN), LSUB, STATUS (RFC 8438 SIZE,
+RFC 7889 APPENDLIMIT) and APPEND (RFC 4315 APPENDUID, RFC 3516 literal8).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from carteiro.mime.parse import to_crlf
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap.sets import render_numbers
+from carteiro.servers.imap.session import Result, Session, command, no, ok
+from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound
+
+INBOX = "INBOX"
+SPECIAL_USES = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+
+
+def _store(s: Session) -> AccountStore:
+    assert s.store is not None
+    return s.store
+
+
+# ---- CREATE / DELETE / RENAME / SUBSCRIBE --------------------------------------------------------
+
+
+@command(c.Create)
+async def create(s: Session, tag: str, req: c.Create) -> Result:
+    # RFC 9051 6.3.4: a trailing separator declares intent to create inferiors; drop it.
+    name = req.mailbox.rstrip(SEPARATOR) or req.mailbox
+    special = None
+    if req.special_use:
+        if len(req.special_use) > 1 or req.special_use[0] not in SPECIAL_USES:
+            return no("Unsupported special-use attribute", "USEATTR")  # RFC 6154 5
+        special = req.special_use[0]
+    if name.upper() == INBOX:
+        return no("INBOX already exists", "ALREADYEXISTS")
+    await _store(s).create_mailbox(name, special)
+    return ok("Create completed.")
+
+
+@command(c.Delete)
+async def delete(s: Session, tag: str, req: c.Delete) -> Result:
+    if req.mailbox == INBOX:
+        return no("INBOX cannot be deleted", "CANNOT")
+    store = _store(s)
+    info = await store.get_mailbox(req.mailbox)
+    await store.delete_mailbox(req.mailbox)
+    if s.view is not None and s.view.id == info.id:
+        s.deselect()
+    return ok("Delete completed.")
+
+
+@command(c.Rename)
+async def rename(s: Session, tag: str, req: c.Rename) -> Result:
+    if req.new == INBOX:
+        return no("Cannot rename to INBOX", "ALREADYEXISTS")
+    await _store(s).rename_mailbox(req.old, req.new)
+    return ok("Rename completed.")
+
+
+@command(c.Subscribe)
+async def subscribe(s: Session, tag: str, req: c.Subscribe) -> Result:
+    await _store(s).set_subscribed(req.mailbox, True)
+    return ok("Subscribe completed.")
+
+
+@command(c.Unsubscribe)
+async def unsubscribe(s: Session, tag: str, req: c.Unsubscribe) -> Result:
+    await _store(s).set_subscribed(req.mailbox, False)
+    return ok("Unsubscribe completed.")
+
+
+# ---- LIST / LSUB ---------------------------------------------------------------------------------
+
+
+def _join(reference: str, pattern: str) -> str:
+    """RFC 9051 6.3.9: the reference and the pattern together name the mailboxes to list."""
+    if not reference or pattern.startswith(SEPARATOR):
+        return pattern
+    if reference.endswith(SEPARATOR):
+        return reference + pattern
+    return reference + SEPARATOR + pattern
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``*`` matches anything, ``%`` anything but the separator; INBOX case-insensitively."""
+    head, sep, rest = pattern.partition(SEPARATOR)
+    if head.upper() == INBOX:
+        pattern = INBOX + sep + rest
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append(f"[^{re.escape(SEPARATOR)}]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _parents(name: str) -> Iterable[str]:
+    parts = name.split(SEPARATOR)
+    for i in range(1, len(parts)):
+        yield SEPARATOR.join(parts[:i])
+
+
+@command(c.List)
+async def list_(s: Session, tag: str, req: c.List) -> Result:
+    store = _store(s)
+    patterns = [p for p in req.patterns if p != ""]
+    if not patterns:
+        # RFC 9051 6.3.9: an empty pattern asks for the hierarchy delimiter and root name.
+        s.untagged('LIST (\\Noselect) "/" ""')
+        return ok("List completed.")
+    matchers = [compile_pattern(_join(req.reference, p)) for p in patterns]
+    boxes = await store.list_mailboxes()
+    by_name = {b.name: b for b in boxes}
+    has_children: set[str] = set()
+    for b in boxes:
+        has_children.update(_parents(b.name))
+    sel, ret = req.select_opts, req.return_opts
+    want_subscribed = "SUBSCRIBED" in sel or "SUBSCRIBED" in ret
+    subscribed: set[str] = set(await store.subscriptions()) if want_subscribed else set()
+
+    def matches(name: str) -> bool:
+        return any(m.fullmatch(name) for m in matchers)
+
+    # (name, attributes, extended data)
+    rows: list[tuple[str, list[str], bytes]] = []
+    if "SUBSCRIBED" in sel:
+        candidates = sorted(subscribed, key=lambda n: (n != INBOX, n))
+        listed = set()
+        for name in candidates:
+            if matches(name):
+                listed.add(name)
+                rows.append((name, _attrs(name, by_name, has_children, subscribed, req), b""))
+        if "RECURSIVEMATCH" in sel:
+            # RFC 5258 3.5: parents of matching subscribed children, with CHILDINFO
+            for name in candidates:
+                for parent in _parents(name):
+                    if parent not in listed and matches(parent):
+                        listed.add(parent)
+                        attrs = _attrs(parent, by_name, has_children, subscribed, req)
+                        rows.append((parent, attrs, b' ("CHILDINFO" ("SUBSCRIBED"))'))
+            rows.sort(key=lambda r: (r[0] != INBOX, r[0]))
+        elif any("%" in p for p in patterns):
+            for name in candidates:
+                for parent in _parents(name):
+                    if (
+                        parent not in listed
+                        and matches(parent)
+                        and not any(
+                            matches(n) for n in candidates if n.startswith(parent + SEPARATOR)
+                        )
+                    ):
+                        listed.add(parent)
+                        attrs = _attrs(parent, by_name, has_children, subscribed, req)
+                        rows.append((parent, attrs, b' ("CHILDINFO" ("SUBSCRIBED"))'))
+    else:
+        for b in boxes:
+            if not matches(b.name):
+                continue
+            if "SPECIAL-USE" in sel and not b.special_use:
+                continue
+            rows.append((b.name, _attrs(b.name, by_name, has_children, subscribed, req), b""))
+    status_items = req.status_items if "STATUS" in ret else ()
+    for name, attrs, ext in rows:
+        s.write(b"* LIST (" + " ".join(attrs).encode() + b') "/" ' + s.mbox(name) + ext + b"\r\n")
+        info = by_name.get(name)
+        if status_items and info is not None and info.selectable:
+            # RFC 5819 2: a STATUS response right after the mailbox's LIST response
+            s.write(await status_response(s, info, status_items))
+        await s.maybe_flush()
+    return ok("List completed.")
+
+
+def _attrs(
+    name: str,
+    by_name: dict[str, MailboxInfo],
+    has_children: set[str],
+    subscribed: set[str],
+    req: c.List,
+) -> list[str]:
+    info = by_name.get(name)
+    attrs: list[str] = []
+    if info is None:
+        attrs.append("\\NonExistent")  # RFC 5258 3.4 (implies \Noselect)
+    elif not info.selectable:
+        attrs.append("\\Noselect")
+    attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
+    if name in subscribed:
+        attrs.append("\\Subscribed")
+    if info is not None and info.special_use:
+        attrs.append(info.special_use)
+    return attrs
+
+
+@command(c.Lsub)
+async def lsub(s: Session, tag: str, req: c.Lsub) -> Result:
+    store = _store(s)
+    if req.pattern == "":
+        s.untagged('LSUB (\\Noselect) "/" ""')
+        return ok("Lsub completed.")
+    m = compile_pattern(_join(req.reference, req.pattern))
+    subscribed = sorted(await store.subscriptions(), key=lambda n: (n != INBOX, n))
+    boxes = {b.name: b for b in await store.list_mailboxes()}
+    shown: set[str] = set()
+    for name in subscribed:
+        if m.fullmatch(name):
+            shown.add(name)
+            info = boxes.get(name)
+            attrs = "" if info is not None and info.selectable else "\\Noselect"
+            s.write(b"* LSUB (" + attrs.encode() + b') "/" ' + s.mbox(name) + b"\r\n")
+        elif "%" in req.pattern:
+            # RFC 3501 6.3.9: with %, a parent of a subscribed name is listed as \Noselect
+            for parent in _parents(name):
+                if parent not in shown and parent not in subscribed and m.fullmatch(parent):
+                    shown.add(parent)
+                    s.write(b'* LSUB (\\Noselect) "/" ' + s.mbox(parent) + b"\r\n")
+    return ok("Lsub completed.")
+
+
+# ---- STATUS --------------------------------------------------------------------------------------
+
+
+async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -> bytes:
+    store = _store(s)
+    counts = None
+    parts: list[bytes] = []
+    for item in items:
+        if item in ("MESSAGES", "UNSEEN", "DELETED", "SIZE"):
+            if counts is None:
+                counts = await store.counts(info.id)
+            n = {
+                "MESSAGES": counts.messages,
+                "UNSEEN": counts.unseen,
+                "DELETED": counts.deleted,
+                "SIZE": counts.size,
+            }[item]
+        elif item == "UIDNEXT":
+            n = info.uidnext
+        elif item == "UIDVALIDITY":
+            n = info.uidvalidity
+        elif item == "RECENT":
+            n = await _recent_count(s, info)
+        elif item == "HIGHESTMODSEQ":
+            n = info.highestmodseq
+        elif item == "APPENDLIMIT":
+            n = s.server.appendlimit
+        else:  # pragma: no cover - the parser admits only the items above
+            continue
+        parts.append(b"%s %d" % (item.encode(), n))
+    return b"* STATUS " + s.mbox(info.name) + b" (" + b" ".join(parts) + b")\r\n"
+
+
+async def _recent_count(s: Session, info: MailboxInfo) -> int:
+    claimed = s.server.recent.peek(s.account, info.id)
+    if claimed is None or claimed >= info.uidnext - 1:
+        return 0
+    return sum(1 for m in await _store(s).list_messages(info.id) if m.uid > claimed)
+
+
+@command(c.Status)
+async def status(s: Session, tag: str, req: c.Status) -> Result:
+    info = await _store(s).get_mailbox(req.mailbox)
+    if not info.selectable:
+        return no("Mailbox isn't selectable", "NONEXISTENT")
+    s.write(await status_response(s, info, req.items))
+    return ok("Status completed.")
+
+
+# ---- APPEND --------------------------------------------------------------------------------------
+
+
+@command(c.Append)
+async def append(s: Session, tag: str, req: c.Append) -> Result:
+    store = _store(s)
+    try:
+        info = await store.get_mailbox(req.mailbox)
+    except MailboxNotFound:
+        return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
+    if not info.selectable:
+        return no("Mailbox isn't selectable", "TRYCREATE")
+    for m in req.messages:
+        if m.catenate is not None:
+            return no("CATENATE is not supported", "CANNOT")
+        if not m.data:
+            return no("Can't save a zero byte message")
+        if len(m.data) > s.server.appendlimit:
+            return no("Message too big", "TOOBIG")
+    uids: list[int] = []
+    uidvalidity = info.uidvalidity
+    for m in req.messages:
+        when = m.internal_date.timestamp() if m.internal_date is not None else None
+        # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4)
+        r = await store.append(req.mailbox, to_crlf(m.data), m.flags, when)
+        uids.append(r.uid)
+        uidvalidity = r.uidvalidity
+    return ok("Append completed.", f"APPENDUID {uidvalidity} {render_numbers(uids, sort=False)}")

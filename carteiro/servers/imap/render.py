@@ -1,0 +1,112 @@
+"""Small, fast IMAP response encoders used by the handlers (RFC 9051 4.3, 9).
+
+Strings become atoms only where the grammar says astring; otherwise quoted when safe, else a
+literal. Flag lists are cached per frozenset: FETCH 1:* (FLAGS) on 100,000 messages renders each
+distinct set once. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+
+from carteiro.proto.imap import utf7
+
+# Order Dovecot and most clients expect in FLAGS lists.
+SYSTEM_FLAG_ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_ORDER = {f: i for i, f in enumerate(SYSTEM_FLAG_ORDER)}
+
+_QUOTABLE = re.compile(rb'[^\x00\r\n"\\\x80-\xff]*')
+_QUOTABLE_UTF8 = re.compile(rb'[^\x00\r\n"\\]*')
+_ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')
+
+_flag_cache: dict[frozenset[str], bytes] = {}
+
+
+def sort_flags(flags: Iterable[str]) -> list[str]:
+    return sorted(flags, key=lambda f: (_ORDER.get(f, 9), f))
+
+
+def flag_list(flags: frozenset[str], recent: bool = False) -> bytes:
+    """``(\\Seen $Label)`` for a FETCH FLAGS item."""
+    if recent:
+        return b"(" + b" ".join(f.encode() for f in [*sort_flags(flags), "\\Recent"]) + b")"
+    out = _flag_cache.get(flags)
+    if out is None:
+        out = b"(" + b" ".join(f.encode() for f in sort_flags(flags)) + b")"
+        if len(_flag_cache) < 4096:
+            _flag_cache[flags] = out
+    return out
+
+
+def quoted(data: bytes) -> bytes:
+    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def string(data: bytes | str, utf8: bool = False) -> bytes:
+    """A quoted string, or a literal when the octets cannot be quoted."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    m = (_QUOTABLE_UTF8 if utf8 else _QUOTABLE).fullmatch(data)
+    if m is not None and len(data) < 1024:
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return literal(data)
+
+
+def literal(data: bytes, binary: bool = False) -> bytes:
+    return (b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data) + data
+
+
+def nstring(data: bytes | str | None, utf8: bool = False) -> bytes:
+    return b"NIL" if data is None else string(data, utf8)
+
+
+def astring(data: bytes | str, utf8: bool = False) -> bytes:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if _ASTRING_ATOM.fullmatch(data):
+        return data
+    return string(data, utf8)
+
+
+def mailbox(name: str, utf8: bool) -> bytes:
+    """A mailbox name: UTF-8 once UTF8=ACCEPT / IMAP4rev2 is on, else modified UTF-7."""
+    wire = name if utf8 else utf7.encode(name)
+    if wire.upper() == "INBOX":
+        return b"INBOX"
+    return string(wire, utf8)
+
+
+def internaldate(ts: float) -> bytes:
+    """``"17-Jul-1996 02:44:25 -0700"`` (RFC 9051 9 date-time), in UTC."""
+    d = dt.datetime.fromtimestamp(int(ts), dt.UTC)
+    return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
+        d.day,
+        _MONTHS[d.month - 1],
+        d.year,
+        d.hour,
+        d.minute,
+        d.second,
+    )
+
+
+_MONTHS = (
+    b"Jan",
+    b"Feb",
+    b"Mar",
+    b"Apr",
+    b"May",
+    b"Jun",
+    b"Jul",
+    b"Aug",
+    b"Sep",
+    b"Oct",
+    b"Nov",
+    b"Dec",
+)
+
+
+def text(s: str) -> bytes:
+    """Human-readable text after a status: no CR/LF."""
+    return s.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")

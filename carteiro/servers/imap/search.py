@@ -1,0 +1,58 @@
+"""SEARCH / UID SEARCH (RFC 9051 6.4.4), ESEARCH return options (RFC 4731) and SEARCHRES "$"
+(RFC 5182). Under IMAP4rev2 every answer is an ESEARCH response (RFC 9051 7.3.4).
+"""
+
+from __future__ import annotations
+
+from carteiro.mail.search import search as evaluate
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap.sets import render_numbers
+from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
+
+
+@command(c.Search, min_state=State.SELECTED)
+async def search(s: Session, tag: str, req: c.Search) -> Result:
+    view = s.view
+    assert view is not None
+    if req.charset is not None and "UTF8=ACCEPT" in s.enabled:
+        return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    opts = req.return_opts
+    if opts is None and s.rev2:
+        opts = frozenset({"ALL"})
+    try:
+        idx = await evaluate(view, req.key, s.server.cache, s.saved)
+    except Exception:
+        if opts is not None and "SAVE" in opts:
+            s.saved = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties "$"
+        raise
+    uids = [view.uids[i] for i in idx]
+    numbers = uids if req.uid else [i + 1 for i in idx]
+    if opts is None:
+        s.out += b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+        return ok("Search completed.")
+    if "SAVE" in opts:
+        # RFC 5182 2.4: with only MIN and/or MAX, only those are saved
+        if opts & {"ALL", "COUNT"} or not opts & {"MIN", "MAX"}:
+            s.saved = uids
+        else:
+            saved = []
+            if uids and "MIN" in opts:
+                saved.append(uids[0])
+            if uids and "MAX" in opts and uids[-1] not in saved:
+                saved.append(uids[-1])
+            s.saved = saved
+        if opts == {"SAVE"}:
+            return ok("Search completed.")  # RFC 5182 2.1: no ESEARCH for SAVE alone
+    parts = [b'* ESEARCH (TAG "' + tag.encode() + b'")']
+    if req.uid:
+        parts.append(b"UID")
+    if numbers and "MIN" in opts:
+        parts.append(b"MIN %d" % numbers[0])
+    if numbers and "MAX" in opts:
+        parts.append(b"MAX %d" % numbers[-1])
+    if numbers and "ALL" in opts:
+        parts.append(b"ALL " + render_numbers(numbers, sort=False).encode())
+    if "COUNT" in opts:
+        parts.append(b"COUNT %d" % len(numbers))
+    s.out += b" ".join(parts) + b"\r\n"
+    return ok("Search completed.")

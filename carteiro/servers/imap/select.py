@@ -1,0 +1,96 @@
+"""SELECT, EXAMINE, CLOSE, UNSELECT (RFC 3691), CHECK, EXPUNGE and UID EXPUNGE (RFC 4315).
+
+SELECT reads the message list once into a compact per-session view (mail.imap_view); every
+later command works on that view and the change feed, never on a fresh listing.
+"""
+
+from __future__ import annotations
+
+from carteiro.mail.imap_view import MailboxView
+from carteiro.proto.imap import commands as c
+from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
+
+
+@command(c.Select)
+async def select(s: Session, tag: str, req: c.Select) -> Result:
+    store = s.store
+    assert store is not None
+    if s.view is not None:
+        s.deselect()
+        # RFC 9051 6.3.2 / RFC 7162 3.2.11: the previous mailbox is closed first.
+        s.untagged("OK [CLOSED] Previous mailbox closed.")
+    if req.condstore or req.qresync is not None:
+        return bad("CONDSTORE and QRESYNC are not supported")
+    sub = store.subscribe()  # before the snapshot: no change can fall between the two
+    try:
+        info = await store.get_mailbox(req.mailbox)
+        if not info.selectable:
+            sub.close()
+            return no("Mailbox isn't selectable", "NONEXISTENT")
+        metas = await store.list_messages(info.id)
+    except BaseException:
+        sub.close()
+        raise
+    view = MailboxView(store, info, metas, req.readonly, s.server.recent)
+    s.view, s.sub = view, sub
+    s.state = State.SELECTED
+    s.saved = []
+    s.write_flags_responses(view)
+    n = len(view)
+    out = s.out
+    out += b"* %d EXISTS\r\n" % n
+    if not s.rev2:
+        out += b"* %d RECENT\r\n" % len(view.recent)
+        unseen = view.first_unseen()
+        if unseen is not None:
+            out += b"* OK [UNSEEN %d] First unseen.\r\n" % unseen
+    out += b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % info.uidvalidity
+    out += b"* OK [UIDNEXT %d] Predicted next UID\r\n" % max(info.uidnext, view.max_uid + 1)
+    if s.rev2:
+        # RFC 9051 6.3.2: the mailbox's name as the server knows it
+        out += b'* LIST () "/" ' + s.mbox(info.name) + b"\r\n"
+    if req.readonly:
+        return ok("Examine completed.", "READ-ONLY")
+    return ok("Select completed.", "READ-WRITE")
+
+
+@command(c.Close, min_state=State.SELECTED)
+async def close(s: Session, tag: str, req: c.Close) -> Result:
+    view = s.view
+    assert view is not None and s.store is not None
+    s.deselect()
+    if not view.readonly:
+        # RFC 9051 6.4.1: expunge silently, no EXPUNGE responses
+        await s.store.expunge(view.id)
+    return ok("Close completed.")
+
+
+@command(c.Unselect, min_state=State.SELECTED)
+async def unselect(s: Session, tag: str, req: c.Unselect) -> Result:
+    s.deselect()
+    return ok("Unselect completed.")
+
+
+@command(c.Check, min_state=State.SELECTED)
+async def check(s: Session, tag: str, req: c.Check) -> Result:
+    return ok("Check completed.")  # the store is always durable; pending updates follow
+
+
+@command(c.Expunge, c.UidExpunge, min_state=State.SELECTED)
+async def expunge(s: Session, tag: str, req: c.Expunge | c.UidExpunge) -> Result:
+    view = s.view
+    assert view is not None and s.store is not None
+    if view.readonly:
+        return no("Mailbox is read-only", "READ-ONLY")
+    if isinstance(req, c.UidExpunge):
+        idx = s.indexes(req.set, uid=True)
+        if isinstance(idx, Result):
+            return idx
+        if not idx:
+            return ok("Expunge completed.")
+        gone = await s.store.expunge(view.id, [view.uids[i] for i in idx])
+    else:
+        gone = await s.store.expunge(view.id)
+    for msn in view.expunge_now(gone):
+        s.out += b"* %d EXPUNGE\r\n" % msn
+    return ok("Expunge completed.")

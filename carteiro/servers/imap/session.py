@@ -1,0 +1,406 @@
+"""One IMAP connection: read loop, state machine (RFC 9051 3), dispatch, unsolicited updates.
+
+Commands run one at a time in arrival order; responses are buffered and written when the client
+has nothing more pipelined or the buffer grows. After each command the selected mailbox's
+pending changes are announced, EXPUNGE only where RFC 3501 7.4.1 / RFC 9051 7.5.1 allow it.
+The command handlers live in the sibling modules, one per command family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from carteiro.mail.imap_view import MailboxView, Updates
+from carteiro.net.listener import Connection
+from carteiro.net.trace import Tracer
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap.parser import ParseError, parse_command
+from carteiro.proto.imap.receiver import (
+    NEED_DATA,
+    AuthResponse,
+    Command,
+    Event,
+    IdleDone,
+    NeedContinuation,
+    ProtocolError,
+    Receiver,
+)
+from carteiro.proto.imap.sets import SequenceSet
+from carteiro.servers.imap import render
+from carteiro.store.api import (
+    AccountStore,
+    ChangeSubscription,
+    InvalidName,
+    MailboxExists,
+    MailboxNotFound,
+    OverQuota,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from carteiro.servers.imapd import IMAPServer
+
+log = logging.getLogger("carteiro.imap")
+
+FLUSH_AT = 128 * 1024
+PREAUTH_MAX_LITERAL = 8192  # LOGIN/AUTHENTICATE need no more before authentication
+
+
+class State(enum.IntEnum):
+    NOT_AUTHENTICATED = 0
+    AUTHENTICATED = 1
+    SELECTED = 2
+    LOGOUT = 3
+
+
+class Result:
+    """A tagged completion: ``tag STATUS [code] text``."""
+
+    __slots__ = ("code", "status", "text")
+
+    def __init__(self, status: str, text: str, code: str | None = None) -> None:
+        self.status = status
+        self.text = text
+        self.code = code
+
+
+def ok(text: str, code: str | None = None) -> Result:
+    return Result("OK", text, code)
+
+
+def no(text: str, code: str | None = None) -> Result:
+    return Result("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> Result:
+    return Result("BAD", text, code)
+
+
+ANSWERED = Result("", "")
+"""Returned by a handler that already wrote its tagged response (STARTTLS)."""
+
+
+Handler = Callable[["Session", str, Any], Awaitable[Result]]
+
+
+class Closing(Exception):
+    """The session ends after what was written (LOGOUT, BYE)."""
+
+
+class Session:
+    __slots__ = (
+        "account",
+        "auth_failures",
+        "conn",
+        "enabled",
+        "idle_task",
+        "implicit_tls",
+        "out",
+        "rx",
+        "saved",
+        "server",
+        "state",
+        "store",
+        "sub",
+        "tracer",
+        "user",
+        "view",
+    )
+
+    def __init__(self, server: IMAPServer, conn: Connection, implicit_tls: bool) -> None:
+        self.server = server
+        self.conn = conn
+        self.implicit_tls = implicit_tls
+        self.state = State.NOT_AUTHENTICATED
+        self.rx = server.new_receiver()
+        self.out = bytearray()
+        self.tracer = Tracer("imap", server.tracing, f"{conn.peer_ip}:{conn.peer_port}")
+        self.user = ""
+        self.account: str = ""
+        self.store: AccountStore | None = None
+        self.view: MailboxView | None = None
+        self.sub: ChangeSubscription | None = None
+        self.enabled: frozenset[str] = frozenset()
+        self.auth_failures = 0
+        self.idle_task: asyncio.Task[bytes] | None = None
+        self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
+
+    # ---- properties used by handlers --------------------------------------------------------
+
+    @property
+    def tls(self) -> bool:
+        return self.conn.tls is not None
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        """Mailbox names and strings in UTF-8 (RFC 6855 3, RFC 9051)."""
+        return "UTF8=ACCEPT" in self.enabled or "IMAP4REV2" in self.enabled
+
+    def capabilities(self) -> str:
+        return self.server.capabilities(self)
+
+    def mbox(self, name: str) -> bytes:
+        return render.mailbox(name, self.utf8)
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def untagged(self, line: str | bytes) -> None:
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self.out += b"* " + line + b"\r\n"
+
+    async def flush(self) -> None:
+        if not self.out:
+            return
+        data = bytes(self.out)
+        self.out.clear()
+        if self.tracer.enabled:
+            self.tracer.server(data)
+        self.conn.writer.write(data)
+        await self.conn.writer.drain()
+
+    async def maybe_flush(self) -> None:
+        if len(self.out) >= FLUSH_AT:
+            await self.flush()
+
+    # ---- main loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            self.untagged(f"OK [CAPABILITY {self.capabilities()}] {self.server.greeting}")
+            await self.flush()
+            while self.state is not State.LOGOUT:
+                ev = self.rx.next_event()
+                if ev is NEED_DATA:
+                    await self.flush()
+                    data = await self.read()
+                    if not data:
+                        return
+                    self.rx.feed(data)
+                    continue
+                await self.on_event(ev)
+        except Closing:
+            pass
+        finally:
+            await self._cleanup()
+            try:
+                await self.flush()
+            except (ConnectionError, OSError):
+                pass
+
+    async def read(self) -> bytes:
+        cfg = self.server.config
+        timeout = cfg.login_timeout if self.state is State.NOT_AUTHENTICATED else cfg.idle_timeout
+        try:
+            return await asyncio.wait_for(self.conn.reader.read(65536), timeout)
+        except TimeoutError:
+            self.untagged("BYE Autologout; idle for too long")
+            return b""
+
+    async def on_event(self, ev: Event) -> None:
+        if isinstance(ev, Command):
+            await self.on_command(ev)
+        elif isinstance(ev, NeedContinuation):
+            if self.state is State.NOT_AUTHENTICATED and ev.size > PREAUTH_MAX_LITERAL:
+                self.rx.reject_literal()
+                self.tagged(ev.tag, bad("Literal too big before authentication", "TOOBIG"))
+                return
+            self.write(b"+ OK\r\n")
+            await self.flush()
+        elif isinstance(ev, ProtocolError):
+            text = render.text(ev.reason)
+            code = b"[" + ev.code.encode() + b"] " if ev.code else b""
+            tag = ev.tag.encode() if ev.tag else b"*"
+            self.write(tag + b" BAD " + code + text + b"\r\n")
+            if ev.fatal:
+                self.untagged("BYE Protocol error")
+                raise Closing
+        elif isinstance(ev, AuthResponse | IdleDone):  # pragma: no cover - receiver modes
+            self.untagged("BAD Unexpected continuation")
+
+    def tagged(self, tag: str, res: Result) -> None:
+        code = f"[{res.code}] " if res.code else ""
+        self.out += f"{tag} {res.status} {code}".encode() + render.text(res.text) + b"\r\n"
+
+    async def on_command(self, cmd: Command) -> None:
+        if self.tracer.enabled:
+            secret = cmd.name in ("LOGIN", "AUTHENTICATE")
+            self.tracer.client(cmd.redacted().encode(), secret=secret, keep_words=3)
+        req = parse_command(cmd, utf8=self.utf8)
+        if isinstance(req, ParseError):
+            self.tagged(req.tag, Result(req.status, req.reason, req.code))
+            return
+        await self.execute(cmd.tag, req)
+
+    async def execute(self, tag: str, req: c.Request) -> None:
+        entry = DISPATCH.get(type(req))
+        if entry is None:  # parsed but not offered (e.g. an extension we do not advertise)
+            self.tagged(tag, bad("Command not supported"))
+            return
+        handler, min_state, max_state = entry
+        if self.state < min_state:
+            if min_state is State.SELECTED and self.state is State.AUTHENTICATED:
+                self.tagged(tag, bad("No mailbox selected"))
+            else:
+                self.tagged(tag, bad("Command not allowed before authentication"))
+            return
+        if self.state > max_state:
+            self.tagged(tag, bad("Command not allowed in this state"))
+            return
+        try:
+            res = await handler(self, tag, req)
+        except Closing:
+            raise
+        except MailboxNotFound as e:
+            res = no(f"Mailbox doesn't exist: {_reason(e)}", "NONEXISTENT")
+        except MailboxExists as e:
+            res = no(f"Mailbox already exists: {_reason(e)}", "ALREADYEXISTS")
+        except InvalidName as e:
+            res = no(f"Invalid mailbox name: {_reason(e)}", "CANNOT")
+        except OverQuota:
+            res = no("Quota exceeded", "OVERQUOTA")
+        except StoreError as e:
+            res = no(_reason(e) or "Operation failed", "CANNOT")
+        except (ConnectionError, OSError):
+            raise
+        except Exception:
+            log.exception("imap: %s: command %s failed", self.conn.peer_ip, type(req).__name__)
+            res = no("Internal error", "SERVERBUG")
+        if self.view is not None:
+            # RFC 3501 7.4.1 / RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or
+            # SEARCH (nor COPY/MOVE by number); their UID forms may send them.
+            allow = not (isinstance(req, _MSN_COMMANDS) and not getattr(req, "uid", False))
+            await self.sync(allow)
+        if res is not ANSWERED:
+            self.tagged(tag, res)
+        if self.state is State.LOGOUT:
+            raise Closing
+
+    async def next_event(self) -> Event:
+        """The next receiver event, reading from the client as needed (AUTHENTICATE, IDLE)."""
+        while True:
+            ev = self.rx.next_event()
+            if ev is not NEED_DATA:
+                return ev
+            await self.flush()
+            data = await self.read()
+            if not data:
+                raise Closing
+            self.rx.feed(data)
+
+    # ---- selected mailbox ----------------------------------------------------------------------
+
+    async def sync(self, allow_expunge: bool) -> None:
+        view, sub = self.view, self.sub
+        if view is None or sub is None:
+            return
+        view.feed(sub.pending())
+        if not view.has_pending:
+            return
+        upd = await view.sync(allow_expunge, self.rev2)
+        if upd:
+            self.write_updates(upd)
+            if upd.mailbox_gone and allow_expunge:
+                self.untagged("BYE Selected mailbox was deleted, have to disconnect")
+                self.state = State.LOGOUT
+
+    def write_updates(self, upd: Updates) -> None:
+        view = self.view
+        assert view is not None
+        out = self.out
+        for msn in upd.expunged:
+            out += b"* %d EXPUNGE\r\n" % msn
+        if upd.new_keywords:
+            self.write_flags_responses(view)
+        if upd.exists is not None:
+            out += b"* %d EXISTS\r\n" % upd.exists
+            if not self.rev2:
+                out += b"* %d RECENT\r\n" % (upd.recent or 0)
+        recent = view.recent if not self.rev2 else ()
+        for msn, meta in upd.flags:
+            out += b"* %d FETCH (UID %d FLAGS %s)\r\n" % (
+                msn,
+                meta.uid,
+                render.flag_list(meta.flags, meta.uid in recent),
+            )
+
+    def write_flags_responses(self, view: MailboxView) -> None:
+        flags = " ".join(render.sort_flags(view.flag_list()))
+        self.untagged(f"FLAGS ({flags})")
+        if view.readonly:
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox.")
+        else:
+            self.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.")
+
+    def indexes(self, seqset: SequenceSet, uid: bool) -> list[int] | Result:
+        """0-based view indexes named by a sequence set, or a BAD for a message number
+        beyond the mailbox (RFC 9051 9 seq-number: that includes "*" in an empty mailbox)."""
+        view = self.view
+        assert view is not None
+        if seqset.saved:
+            # RFC 5182 2.1: "$" holds UIDs; messages expunged since simply drop out
+            return sorted(i for i in map(view.index_of, self.saved) if i is not None)
+        if uid:
+            return seqset.indices(view.uids)
+        n = len(view)
+        if seqset.max_number() > n or (n == 0 and seqset.uses_star):
+            return bad("Invalid message sequence number")
+        return view.indexes_for_msns(seqset.resolve(n))
+
+    def deselect(self) -> None:
+        self.saved = []
+        self.view = None
+        if self.sub is not None:
+            self.sub.close()
+            self.sub = None
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    # ---- authentication hooks ------------------------------------------------------------------
+
+    async def start_tls(self) -> None:
+        await self.flush()
+        await self.conn.start_tls(self.server.ctx.tls)
+        # The plaintext the client pipelined after STARTTLS is dropped with the old receiver.
+        self.rx = self.server.new_receiver()
+
+    def new_receiver(self) -> Receiver:
+        return self.server.new_receiver()
+
+    async def _cleanup(self) -> None:
+        if self.idle_task is not None:
+            self.idle_task.cancel()
+            self.idle_task = None
+        self.deselect()
+
+
+def _reason(e: BaseException) -> str:
+    return str(e.args[0]) if e.args else ""
+
+
+_MSN_COMMANDS = (c.Fetch, c.Store, c.Search, c.Copy, c.Move)
+
+# type -> (handler, lowest state, highest state); filled by the handler modules.
+DISPATCH: dict[type, tuple[Handler, State, State]] = {}
+
+
+def command(
+    *types: type, min_state: State = State.AUTHENTICATED, max_state: State = State.SELECTED
+) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for t in types:
+            DISPATCH[t] = (fn, min_state, max_state)
+        return fn
+
+    return register

@@ -1,0 +1,726 @@
+"""The SMTP server: listeners for the MX (`smtp`), `submission` (STARTTLS + AUTH) and `submissions`
+(implicit TLS, RFC 8314) roles, and one session per connection over the sans-IO machine.
+
+The session is policy: who may relay (authenticated users and [smtp] relay_networks only, never an
+open relay), who a recipient is (aliases, catch-all, plus-addressing through mail.deliver), which
+sender an authenticated user may use. Message data streams to a temp file and is acknowledged only
+once delivered to the store or spooled for the queue, both durable. Replies are written in batches
+(RFC 2920): flushed when the machine needs more input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carteiro.core.address import AddressError, parse_address
+from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
+from carteiro.net.listener import Connection, Listener
+from carteiro.net.trace import Tracer
+from carteiro.proto.smtp import commands as C
+from carteiro.proto.smtp import replies as R
+from carteiro.proto.smtp.replies import Reply, multiline
+from carteiro.proto.smtp.server import (
+    AuthLine,
+    BodyData,
+    ChunkEnd,
+    ConnectionClosed,
+    DataEnd,
+    Event,
+    Invalid,
+    Limits,
+    Mode,
+    NeedData,
+    ServerMachine,
+)
+from carteiro.queue.api import Envelope, QueuedRecipient
+from carteiro.servers.context import ServerContext
+from carteiro.servers.smtp.auth import SaslExchange, mechanisms
+from carteiro.servers.smtp.message import (
+    DateCache,
+    MessageWriter,
+    clean_tmp,
+    new_id,
+    received_header,
+    return_path,
+    with_protocol,
+    without_prefix,
+)
+
+log = logging.getLogger("carteiro.smtp")
+
+ROLES = ("smtp", "submission", "submissions")
+READ_SIZE = 256 * 1024
+FLUSH_AT = 64 * 1024  # write pending replies once this much is waiting, even mid-pipeline
+
+
+@dataclass
+class Recipient:
+    address: str  # as accepted (postmaster resolved to a domain)
+    notify: tuple[str, ...]
+    orcpt: str | None
+    local: tuple[tuple[str, str], ...]  # (account, detail)
+    remote: tuple[str, ...]
+
+
+@dataclass
+class Transaction:
+    mail: C.Mail
+    id: str = field(default_factory=new_id)
+    recipients: list[Recipient] = field(default_factory=list)
+    writer: MessageWriter | None = None
+    return_path_len: int = 0
+    failed: bool = False  # writing the message failed: the end of data gets 451
+
+    @property
+    def has_local(self) -> bool:
+        return any(r.local for r in self.recipients)
+
+    @property
+    def has_remote(self) -> bool:
+        return any(r.remote for r in self.recipients)
+
+
+class SMTPServer:
+    """Shared by every session of every SMTP listener in this process."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        cfg = ctx.config
+        self.cfg = cfg.smtp
+        self.hostname = cfg.hostname
+        self.limits = Limits(
+            max_line_length=cfg.smtp.max_line_length,
+            max_message_size=cfg.smtp.max_message_size,
+            max_recipients=cfg.smtp.max_recipients,
+            bare_newline=cfg.smtp.bare_newline,
+        )
+        self.relay_networks = [
+            ipaddress.ip_network(n, strict=False) for n in cfg.smtp.relay_networks
+        ]
+        self.tmp_dir = cfg.data_dir / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        clean_tmp(self.tmp_dir)
+        self.delivery = LocalDelivery(
+            ctx.store,
+            ctx.directory,
+            cfg.path(cfg.smtp.mbox_dir),
+            plus_folders=cfg.smtp.plus_folder_delivery,
+            mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
+        )
+        self.trace = ctx.tracing("smtp")
+        self.dates = DateCache()
+        self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def _close_idle_at_shutdown(self) -> None:
+        await self.ctx.shutdown.wait()
+        for session in list(self.idle):
+            session.shutdown_now()
+
+    def in_relay_networks(self, ip: str) -> bool:
+        if not self.relay_networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.relay_networks)
+
+    def postmaster(self) -> str:
+        domains = self.ctx.config.domains or self.ctx.directory.domains()
+        return f"postmaster@{domains[0] if domains else self.hostname}"
+
+    async def handle(self, conn: Connection) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._close_idle_at_shutdown())
+        await Session(self, conn).run()
+
+
+def listeners(ctx: ServerContext) -> list[Listener]:
+    server = SMTPServer(ctx)
+    cfg = ctx.config
+    out: list[Listener] = []
+    for role in ROLES:
+        address = getattr(cfg.listen, role)
+        if not address:
+            continue
+        out.append(
+            Listener(
+                role,
+                address,
+                server.handle,
+                ssl_context=ctx.tls if role == "submissions" else None,
+                max_connections=cfg.smtp.max_connections,
+                max_per_ip=cfg.smtp.max_connections_per_ip,
+                refuse=_refuse,
+            )
+        )
+    return out
+
+
+async def _refuse(writer: asyncio.StreamWriter, ip: str) -> None:
+    writer.write(R.R_421_TOO_MANY_CONNECTIONS.render())
+    await writer.drain()
+
+
+class Session:
+    def __init__(self, server: SMTPServer, conn: Connection) -> None:
+        self.server = server
+        self.ctx = server.ctx
+        self.cfg = server.cfg
+        self.conn = conn
+        self.role = conn.service
+        self.machine = ServerMachine(server.limits, tls=conn.tls is not None)
+        self.tracer = Tracer(
+            "smtp", server.trace, f"[{conn.peer_ip}]:{conn.peer_port} on {self.role}"
+        )
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.errors = 0
+        self.auth_user: str | None = None
+        self.sasl: SaslExchange | None = None
+        self.txn: Transaction | None = None
+        self.relay_client = server.in_relay_networks(conn.peer_ip)
+        self.done = False
+
+    # ---- I/O ----------------------------------------------------------------------------------
+
+    def reply(self, reply: Reply) -> None:
+        data = self.machine.send(reply)
+        self.tracer.server(data)
+        self.out.append(data)
+        self.out_size += len(data)
+        if reply.code >= 500:
+            self.errors += 1
+            if self.errors >= self.cfg.max_errors and not self.machine.closed:
+                self.reply(R.R_421_TOO_MANY_ERRORS)
+        if self.machine.closed:
+            self.done = True
+
+    async def flush(self) -> None:
+        if self.out:
+            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+            self.out.clear()
+            self.out_size = 0
+            self.conn.writer.write(data)
+            await self.conn.writer.drain()
+
+    async def read(self) -> bytes | None:
+        in_data = self.machine.mode in (Mode.DATA, Mode.CHUNK)
+        if not in_data and self.ctx.shutdown.is_set():
+            self.reply(R.R_421_SHUTDOWN)  # RFC 5321 3.8: 421 when the service is going away
+            return None
+        timeout = self.cfg.data_timeout if in_data else self.cfg.idle_timeout
+        if not in_data:
+            self.server.idle.add(self)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.conn.reader.read(READ_SIZE)
+        except TimeoutError:
+            # RFC 5321 4.5.3.2.7: the server may close after its timeout, with 421
+            self.tracer.note("timeout")
+            self.reply(R.R_421_TIMEOUT)
+            return None
+        finally:
+            self.server.idle.discard(self)
+
+    def shutdown_now(self) -> None:
+        """The server is stopping and this session waits for a command: say 421 and close; the
+        pending read then ends."""
+        if self.machine.closed:
+            return
+        self.tracer.note("server shutting down")
+        with contextlib.suppress(Exception):
+            self.conn.writer.write(self.machine.send(R.R_421_SHUTDOWN))
+            self.conn.writer.close()
+        self.done = True
+
+    async def run(self) -> None:
+        try:
+            self.reply(
+                Reply(220, "", f"{self.server.hostname} ESMTP carteiro")
+            )  # RFC 5321 4.3.1: no enhanced code in the greeting
+            while not self.done:
+                ev = self.machine.next_event()
+                if isinstance(ev, NeedData):
+                    await self.flush()
+                    data = await self.read()
+                    if data is None:
+                        break
+                    self.machine.receive_data(data)
+                    continue
+                await self.handle(ev)
+                if self.out_size >= FLUSH_AT:
+                    await self.flush()
+            await self.flush()
+        except asyncio.CancelledError:
+            # Shutdown past the grace period: say so if we can, without waiting.
+            with contextlib.suppress(Exception):
+                if not self.machine.closed:
+                    self.conn.writer.write(R.R_421_SHUTDOWN.render())
+            raise
+        finally:
+            self._abort_transaction()
+            self.tracer.note("closed")
+
+    # ---- events -------------------------------------------------------------------------------
+
+    async def handle(self, ev: Event) -> None:
+        if isinstance(ev, BodyData):
+            self._body(ev.data)
+        elif isinstance(ev, ConnectionClosed):
+            self.tracer.note("client closed the connection")
+            self.done = True
+        elif isinstance(ev, Invalid):
+            self.tracer.client(self.machine.last_line)
+            if self.sasl is not None:
+                self.sasl = None
+            self.reply(ev.reply)
+            if ev.fatal and not self.machine.closed:
+                self.done = True
+        elif isinstance(ev, AuthLine):
+            self.tracer.mask_next_client_line()
+            self.tracer.client(ev.data)
+            await self._auth_step(ev.data)
+        elif isinstance(ev, DataEnd):
+            self.tracer.note(f"<{ev.size} octets of message data>")
+            await self._end_of_data(ev.problem)
+        elif isinstance(ev, ChunkEnd):
+            self.tracer.client(self.machine.last_line)
+            self.tracer.note(f"<BDAT chunk of {ev.size} octets>")
+            await self._chunk_end(ev)
+        else:
+            secret = isinstance(ev, C.Auth)
+            self.tracer.client(self.machine.last_line, secret=secret)
+            await self._command(ev)
+
+    async def _command(self, cmd: C.Command) -> None:
+        if isinstance(cmd, C.Helo):
+            self._helo(cmd)
+        elif isinstance(cmd, C.Mail):
+            self._mail(cmd)
+        elif isinstance(cmd, C.Rcpt):
+            self._rcpt(cmd)
+        elif isinstance(cmd, C.Data):
+            self._data()
+        elif isinstance(cmd, C.Rset):
+            self._abort_transaction()
+            self.reply(R.R_250_RESET)
+        elif isinstance(cmd, C.Noop):
+            self.reply(R.R_250_OK)
+        elif isinstance(cmd, C.Quit):
+            self.reply(R.R_221_BYE)
+        elif isinstance(cmd, C.Help):
+            self.reply(R.R_214_HELP)
+        elif isinstance(cmd, C.Vrfy):
+            self._vrfy(cmd)
+        elif isinstance(cmd, C.Expn):
+            self._expn(cmd)
+        elif isinstance(cmd, C.StartTLS):
+            await self._starttls()
+        elif isinstance(cmd, C.Auth):
+            await self._auth(cmd)
+        else:  # pragma: no cover - the machine emits Bdat as chunk events
+            self.reply(R.R_502_NOT_IMPLEMENTED)
+
+    # ---- EHLO / HELO --------------------------------------------------------------------------
+
+    def _starttls_offered(self) -> bool:
+        return self.role != "submissions" and self.conn.tls is None
+
+    def _auth_offered(self) -> bool:
+        if self.role == "smtp":
+            return False
+        return self.conn.tls is not None or not self.cfg.require_tls_for_auth
+
+    def _helo(self, cmd: C.Helo) -> None:
+        self._abort_transaction()
+        greet = f"{self.server.hostname} Hello {cmd.name} [{self.conn.peer_ip}]"
+        if not cmd.extended:
+            self.reply(Reply(250, "", greet))
+            return
+        ext = [
+            "PIPELINING",
+            f"SIZE {self.cfg.max_message_size}",
+            "8BITMIME",
+            "SMTPUTF8",
+            "ENHANCEDSTATUSCODES",
+            "CHUNKING",
+            "DSN",
+        ]
+        if self._starttls_offered():
+            ext.append("STARTTLS")
+        if self._auth_offered() and self.auth_user is None:
+            ext.append("AUTH " + " ".join(mechanisms()))
+        if (self.cfg.vrfy_for_authenticated or self.cfg.expn_for_authenticated) and self.auth_user:
+            pass  # VRFY/EXPN are not EHLO keywords (RFC 5321 3.5.2)
+        ext.append("HELP")
+        self.reply(multiline(250, greet, ext))
+
+    # ---- MAIL ---------------------------------------------------------------------------------
+
+    def _mail(self, cmd: C.Mail) -> None:
+        if self.role != "smtp" and self.auth_user is None:
+            # RFC 6409 4.3 / RFC 4954 6: submission needs authentication first
+            if self.conn.tls is None and self.cfg.require_tls_for_auth:
+                self.reply(R.R_530_STARTTLS_FIRST)
+            else:
+                self.reply(R.R_530_AUTH_REQUIRED)
+            return
+        if self.auth_user is not None and cmd.reverse_path and not self._owns(cmd.reverse_path):
+            self.reply(
+                R.R_553_SENDER_NOT_OWNED.with_text(
+                    f"<{cmd.reverse_path}>: sender address is not owned by {self.auth_user}"
+                )
+            )
+            return
+        self.txn = Transaction(cmd)
+        self.reply(R.R_250_SENDER_OK.with_text(f"Sender <{cmd.reverse_path}> OK"))
+
+    def _owns(self, address: str) -> bool:
+        """RFC 6409 6.1: the authenticated account, one of its aliases, or their +detail forms."""
+        assert self.auth_user is not None
+        try:
+            addr = parse_address(address)
+        except AddressError:
+            return False
+        base, _, _detail = addr.local.partition("+")
+        candidates = {addr.canonical, f"{base.lower()}@{addr.domain}"}
+        if self.auth_user in candidates:
+            return True
+        try:
+            owned = set(self.ctx.directory.aliases_of(self.auth_user))
+        except Exception:
+            log.exception("smtp: cannot read aliases of %s", self.auth_user)
+            return False
+        return bool(candidates & owned)
+
+    # ---- RCPT ---------------------------------------------------------------------------------
+
+    def _may_relay(self) -> bool:
+        return self.auth_user is not None or self.relay_client
+
+    def _rcpt(self, cmd: C.Rcpt) -> None:
+        txn = self.txn
+        assert txn is not None  # the machine refuses RCPT outside a transaction
+        address = cmd.forward_path
+        if address == "postmaster":
+            address = self.server.postmaster()
+        local_domain = self.ctx.directory.is_local_domain(address.rpartition("@")[2])
+        if not local_domain:
+            if not self._may_relay():
+                self.reply(R.R_554_RELAY_DENIED.with_text(f"<{address}>: Relay access denied"))
+                return
+            txn.recipients.append(Recipient(address, cmd.notify, cmd.orcpt, (), (address,)))
+            self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
+            return
+        try:
+            res = self.server.delivery.resolve(address)
+        except DeliveryError as e:
+            if e.status == "5.1.1":
+                self.reply(R.R_550_NO_SUCH_USER.with_text(f"<{address}>: no such user here"))
+            elif e.temporary:
+                self.reply(R.R_451_LOCAL_ERROR)
+            else:
+                self.reply(Reply(550, e.status, f"<{address}>: {e.reason}"))
+            return
+        except Exception:
+            log.exception("smtp: resolving %s failed", address)
+            self.reply(R.R_451_LOCAL_ERROR)
+            return
+        txn.recipients.append(
+            Recipient(address, cmd.notify, cmd.orcpt, res.local_accounts, res.remote)
+        )
+        self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
+
+    # ---- VRFY / EXPN (RFC 5321 3.5, 7.3) ------------------------------------------------------
+
+    def _vrfy(self, cmd: C.Vrfy) -> None:
+        if not (self.cfg.vrfy_for_authenticated and self.auth_user):
+            self.reply(R.R_252_VRFY)  # no user enumeration
+            return
+        arg = cmd.argument.strip("<>")
+        try:
+            res = self.server.delivery.resolve(arg)
+        except DeliveryError:
+            self.reply(R.R_550_NO_SUCH_USER.with_text(f"<{arg}>: no such user here"))
+            return
+        except Exception:
+            self.reply(R.R_501_SYNTAX.with_text("Syntax: VRFY address"))
+            return
+        if res.local_accounts:
+            self.reply(Reply(250, "2.1.5", f"<{res.local_accounts[0][0]}>"))
+        else:
+            self.reply(R.R_252_VRFY)
+
+    def _expn(self, cmd: C.Expn) -> None:
+        if not (self.cfg.expn_for_authenticated and self.auth_user):
+            self.reply(R.R_502_EXPN)
+            return
+        arg = cmd.argument.strip("<>")
+        try:
+            res = self.server.delivery.resolve(arg)
+        except Exception:
+            self.reply(R.R_550_NO_SUCH_USER.with_text(f"<{arg}>: no such list here"))
+            return
+        members = [f"<{a}>" for a, _ in res.local_accounts] + [f"<{a}>" for a in res.remote]
+        self.reply(Reply(250, "2.1.5", members[0], tuple(members[1:])))
+
+    # ---- STARTTLS (RFC 3207) ------------------------------------------------------------------
+
+    async def _starttls(self) -> None:
+        if not self._starttls_offered():
+            self.reply(R.R_502_NOT_IMPLEMENTED.with_text("STARTTLS not available"))
+            return
+        self.reply(R.R_220_TLS_GO)  # the machine drops anything pipelined after the command
+        await self.flush()
+        self._abort_transaction()
+        try:
+            discarded = await self.conn.start_tls(self.ctx.tls)
+        except (ssl.SSLError, OSError, TimeoutError) as e:
+            self.tracer.note(f"TLS handshake failed: {e}")
+            self.done = True
+            return
+        if discarded:
+            self.tracer.note(f"discarded {discarded} octets pipelined before the TLS handshake")
+        self.machine.tls_started()
+        self.auth_user = None
+        tls = self.conn.tls
+        self.tracer.note(f"TLS started: {tls.version if tls else '?'} {tls.cipher if tls else ''}")
+
+    # ---- AUTH (RFC 4954) ----------------------------------------------------------------------
+
+    async def _auth(self, cmd: C.Auth) -> None:
+        if self.role == "smtp":
+            self.reply(R.R_502_NOT_IMPLEMENTED.with_text("AUTH not available on this port"))
+            return
+        if self.conn.tls is None and self.cfg.require_tls_for_auth:
+            self.reply(R.R_538_ENCRYPTION_REQUIRED)
+            return
+        if self.ctx.throttle.blocked(self.conn.peer_ip):
+            self.reply(R.R_454_AUTH_BLOCKED)
+            return
+        if cmd.mechanism not in mechanisms():
+            self.reply(R.R_504_AUTH_MECH)
+            return
+        self.sasl = SaslExchange(cmd.mechanism)
+        await self._auth_continue(self.sasl.start(cmd.initial_response))
+
+    async def _auth_step(self, line: bytes) -> None:
+        if self.sasl is None:  # pragma: no cover - the machine only reads lines after 334
+            self.reply(R.R_503_NEED_HELO)
+            return
+        await self._auth_continue(self.sasl.respond(line))
+
+    async def _auth_continue(self, step: Reply | tuple[str, str]) -> None:
+        if isinstance(step, Reply):
+            if step.code != 334:
+                self.sasl = None
+            self.reply(step)
+            return
+        self.sasl = None
+        username, password = step
+        try:
+            account = await self.ctx.directory.verify(username, password)
+        except Exception:
+            log.exception("smtp: password check failed")
+            self.reply(R.R_454_AUTH_TEMP)
+            return
+        ip = self.conn.peer_ip
+        if account is None:
+            delay = self.ctx.throttle.failure(ip)
+            self.tracer.note(f"authentication failed; waiting {delay:.1f}s")
+            if delay:
+                await self.flush()
+                await asyncio.sleep(delay)
+            self.reply(R.R_535_AUTH_FAILED)
+            return
+        self.ctx.throttle.success(ip)
+        self.auth_user = account
+        self.tracer.note(f"authenticated as {account}")
+        self.reply(R.R_235_AUTH_OK)
+
+    # ---- DATA / BDAT --------------------------------------------------------------------------
+
+    def _open_writer(self, txn: Transaction) -> MessageWriter:
+        tls = self.conn.tls
+        tls_text = f"{tls.version} {tls.cipher} {tls.bits} bits" if tls else None
+        rcpt = txn.recipients[0].address if len(txn.recipients) == 1 else None
+        received = received_header(
+            helo=self.machine.helo or "",
+            peer_ip=self.conn.peer_ip,
+            hostname=self.server.hostname,
+            protocol=with_protocol(
+                self.machine.esmtp, tls is not None, self.auth_user is not None, txn.mail.smtputf8
+            ),
+            txn_id=txn.id,
+            tls=tls_text,
+            auth_user=self.auth_user,
+            recipient=rcpt,
+            date=self.server.dates.now(),
+        )
+        prefix = received
+        if txn.has_local:
+            rp = return_path(txn.mail.reverse_path)
+            txn.return_path_len = len(rp)
+            prefix = rp + received
+        add_missing = (
+            (self.server.hostname, self.server.dates.now()) if self.role != "smtp" else None
+        )
+        writer = MessageWriter(self.server.tmp_dir, prefix, add_missing, self.cfg.memory_buffer_max)
+        txn.writer = writer
+        return writer
+
+    def _data(self) -> None:
+        txn = self.txn
+        assert txn is not None
+        try:
+            self._open_writer(txn)
+        except OSError as e:
+            log.error("smtp: cannot create a temp file: %s", e)
+            self.reply(R.R_451_LOCAL_ERROR)
+            return
+        self.reply(R.R_354_DATA)
+
+    def _body(self, data: bytes) -> None:
+        txn = self.txn
+        if txn is None or txn.failed:
+            return
+        try:
+            writer = txn.writer or self._open_writer(txn)
+            writer.write(data)
+        except OSError as e:
+            log.error("smtp: writing the message failed: %s", e)
+            self._drop_writer(txn)
+            txn.failed = True
+
+    async def _chunk_end(self, ev: ChunkEnd) -> None:
+        txn = self.txn
+        if ev.problem is not None:
+            if ev.last:
+                self._abort_transaction()
+            elif txn is not None and self.machine.transaction_failed:
+                self._drop_writer(txn)  # the rest of its content will be swallowed
+            self.reply(ev.problem)
+            return
+        if not ev.last:
+            if txn is not None and txn.failed:
+                self.reply(R.R_451_LOCAL_ERROR)  # the machine fails the rest of the transaction
+            else:
+                self.reply(R.R_250_CHUNK_OK.with_text(f"{ev.size} octets received"))
+            return
+        await self._end_of_data(None)
+
+    async def _end_of_data(self, problem: Reply | None) -> None:
+        txn, self.txn = self.txn, None
+        if txn is None:  # pragma: no cover - the machine only ends data inside a transaction
+            self.reply(problem or R.R_503_NEED_MAIL)
+            return
+        if problem is not None or txn.failed:
+            self._drop_writer(txn)
+            self.reply(problem or R.R_451_LOCAL_ERROR)
+            return
+        try:
+            writer = txn.writer or self._open_writer(txn)
+            source = writer.finish()
+        except OSError as e:
+            log.error("smtp: finishing the message failed: %s", e)
+            self._drop_writer(txn)
+            self.reply(R.R_451_LOCAL_ERROR)
+            return
+        try:
+            self.reply(await self._deliver(txn, source))
+        finally:
+            self._drop_writer(txn)
+
+    async def _deliver(self, txn: Transaction, source: bytes | Path) -> Reply:
+        """Local recipients into the store (one transaction), remote ones into the queue's
+        spool; both or neither. Returns the reply for the end of data."""
+        local = [acct for r in txn.recipients for acct in r.local]
+        remote: list[QueuedRecipient] = []
+        for r in txn.recipients:
+            for addr in r.remote:
+                # RFC 3461 4.2: ORCPT names the address the client gave; keep it for aliases
+                orcpt = r.orcpt or (f"rfc822;{r.address}" if addr != r.address else None)
+                remote.append(QueuedRecipient(addr, r.notify, orcpt))
+        queue_id: str | None = None
+
+        async def enqueue() -> None:
+            nonlocal queue_id
+            spooled = source
+            if txn.return_path_len:
+                spooled = await asyncio.to_thread(
+                    without_prefix, source, txn.return_path_len, self.server.tmp_dir
+                )
+            try:
+                env = Envelope(
+                    mail_from=txn.mail.reverse_path,
+                    recipients=tuple(remote),
+                    ret=txn.mail.ret,
+                    envid=txn.mail.envid,
+                    body=txn.mail.body,
+                    smtputf8=txn.mail.smtputf8,
+                    auth_user=self.auth_user,
+                    trusted=self.auth_user is not None or self.relay_client,
+                )
+                queue_id = await self.ctx.spool.enqueue(env, spooled)
+            finally:
+                if isinstance(spooled, Path) and spooled != source:
+                    with contextlib.suppress(OSError):
+                        spooled.unlink()
+
+        try:
+            if local:
+                targets: list[Target] = await self.server.delivery.targets(local)
+                await self.server.delivery.deliver(
+                    targets, source, txn.mail.reverse_path, enqueue if remote else None
+                )
+            elif remote:
+                await enqueue()
+        except DeliveryError as e:
+            log.warning("smtp %s: delivery failed: %s", txn.id, e.reason)
+            if e.status == "4.3.1":
+                return R.R_452_STORAGE
+            code = 451 if e.temporary else 554
+            return Reply(
+                code,
+                e.status,
+                f"Delivery failed: {e.reason}; try again later"
+                if e.temporary
+                else f"Delivery failed: {e.reason}",
+            )
+        except Exception as e:
+            if remote and not isinstance(e, OSError):
+                log.warning("smtp %s: the outbound queue refused the message: %r", txn.id, e)
+                return R.R_451_QUEUE_UNAVAILABLE
+            log.exception("smtp %s: delivery failed", txn.id)
+            return R.R_451_LOCAL_ERROR
+        what = f"queued as {queue_id}" if queue_id else "delivered"
+        log.info(
+            "smtp %s: from=<%s> rcpts=%d %s",
+            txn.id,
+            txn.mail.reverse_path,
+            len(txn.recipients),
+            what,
+        )
+        return R.R_250_QUEUED.with_text(f"OK id={txn.id}" + (f" {what}" if queue_id else ""))
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _drop_writer(self, txn: Transaction) -> None:
+        if txn.writer is not None:
+            txn.writer.discard()
+            txn.writer = None
+
+    def _abort_transaction(self) -> None:
+        txn, self.txn = self.txn, None
+        if txn is not None:
+            self._drop_writer(txn)

@@ -1,0 +1,216 @@
+"""Maildir files: unique names, durable staging, folder metadata, and file-name parsing.
+
+A message file is `<unique>,S=<size>,U=<uid>:2,<info>` in a folder's cur/ (maildir(5) plus Dovecot's
+S= extension); the unique part embeds the writing process's token so crash recovery can find exactly
+the files an interrupted process linked but never committed. Never deletes anything it did not create.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+META_FILE = "carteiro-mailbox"  # per folder: guid, name, UIDVALIDITY and UID/MODSEQ leases (JSON)
+KEYWORDS_FILE = "carteiro-keywords"  # per account: "<n> <keyword>" lines, n=0..25 -> letters a..z
+FOLDER_MARKER = "maildirfolder"  # Maildir++: marks a folder directory
+SUBDIRS = ("cur", "new", "tmp")
+KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _hostname() -> str:
+    # maildir(5): "/" and ":" in the host name are written as \057 and \072
+    return socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+
+
+HOST = _hostname()
+
+
+class UniqueNames:
+    """maildir(5) unique names for one process (identified by `token`)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self._counter = 0
+        self._pid = os.getpid()
+
+    def next(self) -> str:
+        self._counter += 1
+        now = time.time()
+        sec = int(now)
+        usec = int((now - sec) * 1_000_000)
+        return f"{sec}.M{usec}P{self._pid}Q{self._counter}R{self.token}.{HOST}"
+
+
+def token_of(filename: str) -> str | None:
+    """The writer token inside a file name we made, or None."""
+    head = filename.split(".", 2)
+    if len(head) < 2:
+        return None
+    mid = head[1]
+    r = mid.rfind("R")
+    return mid[r + 1 :] if r >= 0 else None
+
+
+def make_base(unique: str, size: int, uid: int) -> str:
+    return f"{unique},S={size},U={uid}"
+
+
+def file_name(base: str, info: str) -> str:
+    return f"{base}:2,{info}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedName:
+    base: str
+    info: str
+    size: int | None
+    uid: int | None
+
+
+def parse_name(filename: str) -> ParsedName:
+    base, sep, info = filename.partition(":2,")
+    if not sep:
+        base, _, _ = filename.partition(":")
+        info = ""
+    size = uid = None
+    for field in base.split(",")[1:]:
+        key, eq, value = field.partition("=")
+        if eq and value.isdigit():
+            if key == "S":
+                size = int(value)
+            elif key == "U":
+                uid = int(value)
+    return ParsedName(base, info, size, uid)
+
+
+def fsync_dir(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage_bytes(path: str, data: bytes, mtime: float, sync: bool = True) -> int:
+    """Write `data` to a new file at `path` (fsynced unless `sync` is False: the caller then
+    fsyncs it before depending on it); its mtime carries INTERNALDATE."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.utime(fd, (mtime, mtime))
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return len(data)
+
+
+def stage_path(path: str, source: str, mtime: float, sync: bool = True) -> int:
+    """Hard-link `source` to `path` (same filesystem) or copy it there; return the size.
+
+    The source keeps its content; its mtime is left alone unless we made a copy.
+    """
+    try:
+        os.link(source, path)
+        linked = True
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        linked = False
+    if linked:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if sync:
+                os.fsync(fd)
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    with open(source, "rb") as f:
+        return stage_bytes(path, f.read(), mtime, sync)
+
+
+def make_folder(path: Path, is_root: bool) -> None:
+    for sub in SUBDIRS:
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    if not is_root:
+        (path / FOLDER_MARKER).touch()
+
+
+def write_atomic(path: Path, text: str, durable: bool = True) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_meta(folder: Path, meta: dict[str, object]) -> None:
+    write_atomic(folder / META_FILE, json.dumps(meta, sort_keys=True))
+
+
+def read_meta(folder: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_keywords(maildir: Path, keywords: list[str]) -> None:
+    text = "".join(f"{i} {kw}\n" for i, kw in enumerate(keywords[: len(KEYWORD_LETTERS)]))
+    write_atomic(maildir / KEYWORDS_FILE, text)
+
+
+def read_keywords(maildir: Path) -> dict[str, str]:
+    """letter -> keyword, from the account's keywords file (missing file: none)."""
+    out: dict[str, str] = {}
+    try:
+        lines = (maildir / KEYWORDS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        num, _, kw = line.partition(" ")
+        if num.isdigit() and int(num) < len(KEYWORD_LETTERS) and kw:
+            out[KEYWORD_LETTERS[int(num)]] = kw
+    return out
+
+
+def locate(folder: Path, base: str, info: str) -> Path | None:
+    """The file of a message: the indexed name first, else any name with the same base (a
+    Maildir client such as mutt may have renamed it to change flags, or moved it new/ -> cur/)."""
+    path = folder / "cur" / file_name(base, info)
+    if path.exists():
+        return path
+    for sub in ("cur", "new"):
+        try:
+            entries = os.listdir(folder / sub)
+        except FileNotFoundError:
+            continue
+        for name in entries:
+            if name == base or name.startswith(base + ":"):
+                return folder / sub / name
+    return None
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

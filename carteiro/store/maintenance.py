@@ -1,0 +1,440 @@
+"""Store maintenance: crash recovery at open, `check` (files vs index) and `reindex` (index from files).
+
+check() only reads. reindex() rewrites the index rows of the accounts it scans from their Maildir
+files, keeping UIDVALIDITY, UIDs and flags where the files carry them. Both take the index's write
+lock while they look, so they see no half-done transaction. They never delete a message file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carteiro.store import maildir, names
+from carteiro.store.api import CheckReport, InvalidName
+from carteiro.store.flags import FlagCodec, flags_from_info
+
+if TYPE_CHECKING:
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+log = logging.getLogger(__name__)
+
+
+# ---- recovery at open ------------------------------------------------------------------------
+
+
+def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
+    """Finish what crashed processes left: committed deletions, uncommitted links, moved folders.
+
+    Runs under the write lock, so no live writer is between linking files and committing.
+    """
+    from carteiro.store.sqlite_maildir import try_flock
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # 1. files of committed expunges/deletions whose unlink did not happen
+        pending = [r[0] for r in conn.execute("SELECT path FROM pending_unlink")]
+        for rel in pending:
+            store.unlink_pending_path(rel)
+        conn.execute("DELETE FROM pending_unlink")
+        # 2. writers that died: remove the files they linked but never committed
+        for (token,) in conn.execute(
+            "SELECT token FROM writers WHERE token != ?", (store.token,)
+        ).fetchall():
+            lock_path = store.run_dir / f"writer-{token}.lock"
+            fd = try_flock(lock_path, create=False)
+            if fd is None and lock_path.exists():
+                continue  # alive
+            try:
+                _forget_writer(store, conn, token)
+                conn.execute("DELETE FROM writers WHERE token = ?", (token,))
+                lock_path.unlink(missing_ok=True)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        # 3. folders a crash left mid-rename or mid-delete
+        _relocate_folders(store, conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _forget_writer(store: SqliteMaildirStore, conn: sqlite3.Connection, token: str) -> None:
+    marker = f"R{token}."
+    for entry in os.listdir(store.tmp_dir):
+        if marker in entry:
+            (store.tmp_dir / entry).unlink(missing_ok=True)
+    rows = conn.execute(
+        "SELECT b.id, b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
+    ).fetchall()
+    removed = 0
+    for mbid, mdir, adir in rows:
+        folder = store.folder(adir, mdir)
+        for sub in ("cur", "new"):
+            try:
+                entries = [e for e in os.listdir(folder / sub) if marker in e]
+            except FileNotFoundError:
+                continue
+            if not entries:
+                continue
+            known = {
+                r[0]
+                for r in conn.execute("SELECT base FROM messages WHERE mailbox_id = ?", (mbid,))
+            }
+            for entry in entries:
+                if maildir.parse_name(entry).base not in known:
+                    (folder / sub / entry).unlink(missing_ok=True)
+                    removed += 1
+    if removed:
+        log.warning("removed %d uncommitted message files of crashed writer %s", removed, token)
+
+
+def _relocate_folders(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
+    rows = conn.execute(
+        "SELECT b.id, b.dir, b.guid, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
+        " WHERE b.dir != ''"
+    ).fetchall()
+    by_guid: dict[str, dict[str, str]] = {}
+    for mbid, mdir, guid, adir in rows:
+        path = store.folder(adir, mdir)
+        if path.exists():
+            continue
+        tomb = store.tmp_dir / f"deleted-{guid}"
+        if tomb.exists():  # deletion rolled back by the crash
+            os.rename(tomb, path)
+            continue
+        if adir not in by_guid:
+            by_guid[adir] = {}
+            home = store.maildir_of(adir)
+            for entry in os.listdir(home) if home.exists() else []:
+                meta = maildir.read_meta(home / entry) if entry.startswith(".") else None
+                if meta and isinstance(meta.get("guid"), str):
+                    by_guid[adir][str(meta["guid"])] = entry
+        found = by_guid[adir].get(guid)
+        if found is not None:  # a rename whose commit the crash lost: follow the folder
+            conn.execute("UPDATE mailboxes SET dir = ? WHERE id = ?", (found, mbid))
+        else:
+            log.error("folder %s of mailbox %d is missing", path, mbid)
+
+
+# ---- check -----------------------------------------------------------------------------------
+
+
+def _connect(data_dir: Path) -> sqlite3.Connection:
+    from carteiro.store.sqlite_maildir import INDEX_NAME, connect_index, init_index
+
+    path = Path(data_dir) / INDEX_NAME
+    init_index(path)
+    return connect_index(path)
+
+
+def _listing(folder: Path) -> dict[str, str]:
+    """base -> path relative to the folder, for cur/ and new/."""
+    out: dict[str, str] = {}
+    for sub in ("cur", "new"):
+        try:
+            entries = os.listdir(folder / sub)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if not entry.startswith("."):
+                out[maildir.parse_name(entry).base] = f"{sub}/{entry}"
+    return out
+
+
+def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
+    """Compare the Maildir files with the index: index rows without a file (missing_files), files
+    without a row (orphan_files, paths relative to the data dir) and size mismatches.
+
+    Holds the index write lock while it runs, so writers wait and nothing is half-written.
+    """
+    data_dir = Path(data_dir)
+    mail_root = data_dir / "mail"
+    report = CheckReport()
+    conn = _connect(data_dir)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        accounts = conn.execute("SELECT id, name, dir FROM accounts").fetchall()
+        for acct_id, name, adir in accounts:
+            if account is not None and name != account:
+                continue
+            home = mail_root / adir / "Maildir"
+            indexed_dirs = set()
+            for mbid, mname, mdir in conn.execute(
+                "SELECT id, name, dir FROM mailboxes WHERE account_id = ?", (acct_id,)
+            ).fetchall():
+                indexed_dirs.add(mdir)
+                folder = home / mdir if mdir else home
+                files = _listing(folder)
+                for uid, base, size in conn.execute(
+                    "SELECT uid, base, size FROM messages WHERE mailbox_id = ?", (mbid,)
+                ):
+                    rel = files.pop(base, None)
+                    if rel is None:
+                        report.missing_files.append((name, mname, uid))
+                        continue
+                    try:
+                        actual = os.stat(folder / rel).st_size
+                    except FileNotFoundError:
+                        report.missing_files.append((name, mname, uid))
+                        continue
+                    if actual != size:
+                        report.size_mismatches.append((name, mname, uid))
+                for rel in files.values():
+                    report.orphan_files.append(str((folder / rel).relative_to(data_dir)))
+            if home.exists():
+                for entry in sorted(os.listdir(home)):
+                    if (
+                        entry.startswith(".")
+                        and entry not in indexed_dirs
+                        and (home / entry / "cur").is_dir()
+                    ):
+                        for rel in _listing(home / entry).values():
+                            report.orphan_files.append(
+                                str((home / entry / rel).relative_to(data_dir))
+                            )
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    return report
+
+
+# ---- reindex ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ReindexReport:
+    """What `carteiro store reindex` rebuilt."""
+
+    accounts: int = 0
+    mailboxes: int = 0
+    messages: int = 0
+    new_uidvalidity: list[tuple[str, str]] = field(default_factory=list)  # account, mailbox
+    skipped: list[str] = field(default_factory=list)  # paths that could not be indexed, and why
+
+
+def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
+    """Rebuild the index rows of `account` (or of every account found under DATA/mail) from the
+    Maildir files. UIDVALIDITY and UIDs are kept when the folder's metadata file and the file names
+    carry them (else the folder gets a new UIDVALIDITY and fresh UIDs); flags come from the file
+    names (keywords via the account's keywords file). UIDNEXT and HIGHESTMODSEQ restart above the
+    leases recorded in the metadata, so no UID is reused and MODSEQ never goes backwards.
+    A corrupt index is moved aside first. Running servers receive a Resync.
+    """
+    from carteiro.store.sqlite_maildir import INDEX_NAME, MODSEQ_LEASE, UID_LEASE, connect_index
+
+    data_dir = Path(data_dir)
+    index = data_dir / INDEX_NAME
+    if index.exists():
+        try:
+            probe = connect_index(index)
+            ok = probe.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            probe.close()
+        except sqlite3.DatabaseError:
+            ok = False
+        if not ok:
+            aside = index.with_name(f"{INDEX_NAME}.corrupt-{int(time.time())}")
+            log.error("index is corrupt; moving it to %s", aside)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(index) + suffix)
+                if src.exists():
+                    os.rename(src, str(aside) + suffix)
+    report = ReindexReport()
+    mail_root = data_dir / "mail"
+    homes: list[tuple[str, str]] = []
+    for domain_dir in sorted(os.listdir(mail_root)) if mail_root.exists() else []:
+        for local_dir in sorted(os.listdir(mail_root / domain_dir)):
+            if (mail_root / domain_dir / local_dir / "Maildir" / "cur").is_dir():
+                name = names.account_from_path_parts(domain_dir, local_dir)
+                if account is None or name == account:
+                    homes.append((name, f"{domain_dir}/{local_dir}"))
+    conn = _connect(data_dir)
+    codec = FlagCodec()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for name, adir in homes:
+            _reindex_account(conn, codec, data_dir, name, adir, report, UID_LEASE, MODSEQ_LEASE)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
+    return report
+
+
+def _reindex_account(
+    conn: sqlite3.Connection,
+    codec: FlagCodec,
+    data_dir: Path,
+    name: str,
+    adir: str,
+    report: ReindexReport,
+    uid_lease: int,
+    modseq_lease: int,
+) -> None:
+    home = data_dir / "mail" / adir / "Maildir"
+    row = conn.execute(
+        "SELECT id, last_uidvalidity FROM accounts WHERE name = ?", (name,)
+    ).fetchone()
+    if row is None:
+        cur = conn.execute("INSERT INTO accounts (name, dir) VALUES (?, ?)", (name, adir))
+        acct_id, last_uv = int(cur.lastrowid or 0), 0
+    else:
+        acct_id, last_uv = int(row[0]), int(row[1])
+        conn.execute("UPDATE accounts SET dir = ? WHERE id = ?", (adir, acct_id))
+    letters = maildir.read_keywords(home)
+    keywords = [letters[ch] for ch in sorted(letters)]
+    conn.execute("UPDATE accounts SET keywords = ? WHERE id = ?", (" ".join(keywords), acct_id))
+    old: dict[
+        str, tuple[int, int, int, int]
+    ] = {}  # guid -> id, uidvalidity, uidnext, highestmodseq
+    for mbid, guid, uv, uidnext, hms in conn.execute(
+        "SELECT id, guid, uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE account_id = ?",
+        (acct_id,),
+    ).fetchall():
+        old[guid] = (mbid, uv, uidnext, hms)
+    old_ids = [v[0] for v in old.values()]
+    for table in ("messages", "dirty_files"):
+        conn.executemany(f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in old_ids])
+    conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (acct_id,))
+    subfolders = sorted(
+        e for e in os.listdir(home) if e.startswith(".") and (home / e / "cur").is_dir()
+    )
+    folders = ["", *subfolders]
+    seen_names: set[str] = set()
+    kept_ids: set[int] = set()
+    for mdir in folders:
+        folder = home / mdir if mdir else home
+        meta = maildir.read_meta(folder) or {}
+        mname = meta.get("name") if isinstance(meta.get("name"), str) else None
+        if mname is not None:
+            try:
+                mname = names.normalize_mailbox_name(str(mname))
+            except InvalidName:
+                mname = None
+        if mname is None:
+            mname = names.name_from_folder_dir(mdir)
+        if mdir == "":
+            mname = names.INBOX
+        if mname is None or mname in seen_names:
+            report.skipped.append(f"{folder}: no usable mailbox name")
+            continue
+        seen_names.add(mname)
+        guid = meta.get("guid") if isinstance(meta.get("guid"), str) else None
+        guid = str(guid) if guid else secrets.token_hex(16)
+        files: list[tuple[maildir.ParsedName, str, os.stat_result, str]] = []
+        for sub in ("cur", "new"):
+            for entry in os.listdir(folder / sub):
+                if entry.startswith("."):
+                    continue
+                try:
+                    st = os.stat(folder / sub / entry)
+                except FileNotFoundError:
+                    continue
+                files.append((maildir.parse_name(entry), sub, st, entry))
+        uids = [p.uid for p, _, _, _ in files]
+        meta_uv = meta.get("uidvalidity")
+        keep = (
+            isinstance(meta_uv, int)
+            and meta_uv > 0
+            and all(u is not None and u > 0 for u in uids)
+            and len(set(uids)) == len(uids)
+        )
+        prev = old.get(guid)
+        if keep:
+            assert isinstance(meta_uv, int)
+            uidvalidity = meta_uv
+            uid_floor = max([int(meta.get("uid_lease") or 1)] + [u + 1 for u in uids if u])  # type: ignore[call-overload]
+            modseq_floor = int(meta.get("modseq_lease") or 1)  # type: ignore[call-overload]
+            if prev is not None and prev[1] == uidvalidity:
+                uid_floor = max(uid_floor, prev[2])
+                modseq_floor = max(modseq_floor, prev[3])
+        else:
+            uidvalidity = max(int(time.time()), last_uv + 1) & 0xFFFFFFFF or 1
+            last_uv = uidvalidity
+            files.sort(key=lambda f: (f[2].st_mtime, f[0].base))
+            uid_floor = len(files) + 1
+            modseq_floor = 1
+            report.new_uidvalidity.append((name, mname))
+            conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (prev[0] if prev else -1,))
+        modseq = modseq_floor + 1
+        mbid = prev[0] if prev is not None and prev[0] not in kept_ids else None
+        special = meta.get("special_use") if isinstance(meta.get("special_use"), str) else None
+        params: tuple[Any, ...] = (
+            acct_id,
+            mname,
+            mdir,
+            guid,
+            uidvalidity,
+            uid_floor,
+            modseq,
+            special,
+            1,
+            uid_floor + uid_lease,
+            modseq + modseq_lease,
+        )
+        if mbid is None:
+            cur = conn.execute(
+                "INSERT INTO mailboxes (account_id, name, dir, guid, uidvalidity, uidnext,"
+                " highestmodseq, special_use, selectable, uid_lease, modseq_lease)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                params,
+            )
+            mbid = int(cur.lastrowid or 0)
+        else:
+            conn.execute(
+                "INSERT INTO mailboxes (id, account_id, name, dir, guid, uidvalidity, uidnext,"
+                " highestmodseq, special_use, selectable, uid_lease, modseq_lease)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (mbid, *params),
+            )
+        kept_ids.add(mbid)
+        maildir.write_meta(
+            folder,
+            {
+                "guid": guid,
+                "name": mname,
+                "uidvalidity": uidvalidity,
+                "special_use": special,
+                "uid_lease": uid_floor + uid_lease,
+                "modseq_lease": modseq + modseq_lease,
+            },
+        )
+        rows = []
+        for i, (parsed, sub, st, entry) in enumerate(files):
+            uid = parsed.uid if keep else i + 1
+            assert uid is not None
+            base = parsed.base
+            if not keep:  # the file name must carry the new UID
+                unique = base.split(",", 1)[0]
+                base = maildir.make_base(unique, parsed.size or st.st_size, uid)
+            src = folder / sub / entry
+            dst = folder / "cur" / maildir.file_name(base, parsed.info)
+            if src != dst:
+                os.rename(src, dst)
+            flags = flags_from_info(parsed.info, letters)
+            mask, kws = codec.encode(flags)
+            rows.append((mbid, uid, modseq, mask, kws, st.st_mtime, st.st_size, base, parsed.info))
+        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        report.mailboxes += 1
+        report.messages += len(rows)
+    conn.execute(
+        "INSERT OR IGNORE INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes"
+        " WHERE account_id = ? AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE account_id = ?)",
+        (acct_id, acct_id),
+    )
+    conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (last_uv, acct_id))
+    conn.execute(
+        'INSERT INTO changes (origin, account, event) VALUES (\'reindex\', ?, \'{"t":"r","m":null}\')',
+        (name,),
+    )
+    report.accounts += 1

@@ -1,0 +1,415 @@
+"""Transcripts for each command and extension of the MX role (RFC 5321 4.1, the ESMTP extensions)."""
+
+from __future__ import annotations
+
+from conftest import ALICE, BOB, Env, MakeEnv
+
+EHLO = """
+S: 220 mail.example.test ESMTP carteiro
+C: EHLO client.example.org
+S: 250-mail.example.test Hello client.example.org [127.0.0.1]
+S: 250-PIPELINING
+S: 250-SIZE 52428800
+S: 250-8BITMIME
+S: 250-SMTPUTF8
+S: 250-ENHANCEDSTATUSCODES
+S: 250-CHUNKING
+S: 250-DSN
+S: 250-STARTTLS
+S: 250 HELP
+"""
+
+
+async def test_ehlo_lists_extensions_no_auth_on_mx(env: Env) -> None:
+    await env.play(EHLO + "C: QUIT\nS: 221 2.0.0 Bye\nCLOSED")
+
+
+async def test_helo_then_simple_transaction(env: Env) -> None:
+    await env.play(
+        """
+        S: 220 *
+        C: HELO client.example.org
+        S: 250 mail.example.test Hello client.example.org [127.0.0.1]
+        C: MAIL FROM:<someone@example.org>
+        S: 250 2.1.0 Sender <someone@example.org> OK
+        C: RCPT TO:<alice@example.test>
+        S: 250 2.1.5 Recipient <alice@example.test> OK
+        C: DATA
+        S: 354 End data with <CR><LF>.<CR><LF>
+        C: Subject: hello
+        C:
+        C: ..leading dot
+        C: body
+        C: .
+        S: 250 2.0.0 OK id=*
+        C: QUIT
+        S: 221 2.0.0 Bye
+        """
+    )
+    [msg] = await env.inbox(ALICE)
+    assert msg.startswith(
+        b"Return-Path: <someone@example.org>\r\nReceived: from client.example.org"
+    )
+    assert b"by mail.example.test (carteiro) with SMTP id " in msg
+    assert msg.endswith(b"Subject: hello\r\n\r\n.leading dot\r\nbody\r\n")
+
+
+async def test_esmtp_with_params_and_received_header(env: Env) -> None:
+    await env.play(
+        EHLO
+        + """
+        C: MAIL FROM:<a@example.org> SIZE=100 BODY=8BITMIME RET=HDRS ENVID=abc+2Bdef
+        S: 250 2.1.0 *
+        C: RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.test
+        S: 250 2.1.5 *
+        C: DATA
+        S: 354 *
+        C: Subject: x
+        C:
+        C: hi
+        C: .
+        S: 250 2.0.0 OK id=*
+        """
+    )
+    [msg] = await env.inbox(BOB)
+    head = msg.split(b"\r\n\r\n")[0].decode()
+    assert "by mail.example.test (carteiro) with ESMTP id " in head
+    assert "for <bob@example.test>;" in head
+    assert "from client.example.org ([127.0.0.1])" in head
+
+
+async def test_rset_noop_help_vrfy_expn_turn(env: Env) -> None:
+    await env.play(
+        EHLO
+        + """
+        C: NOOP
+        S: 250 2.0.0 OK
+        C: NOOP anything
+        S: 250 2.0.0 OK
+        C: HELP
+        S: 214 2.0.0 Commands: *
+        C: VRFY alice
+        S: 252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery
+        C: VRFY nobody@example.test
+        S: 252 2.5.0 *
+        C: EXPN sales
+        S: 502 5.5.1 EXPN not available
+        C: TURN
+        S: 502 5.5.1 TURN not implemented
+        C: ETRN example.test
+        S: 502 5.5.1 ETRN not implemented
+        C: MAIL FROM:<a@example.org>
+        S: 250 2.1.0 *
+        C: RSET
+        S: 250 2.0.0 Reset OK
+        C: RCPT TO:<alice@example.test>
+        S: 503 5.5.1 Send MAIL first
+        C: RSET extra
+        S: 501 5.5.4 RSET takes no arguments
+        C: XYZZY
+        S: 500 5.5.1 Command unrecognized
+        C: QUIT
+        S: 221 2.0.0 Bye
+        CLOSED
+        """
+    )
+
+
+async def test_sequence_errors(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmax_errors = 50\n")
+    await env.play(
+        """
+        S: 220 *
+        C: MAIL FROM:<a@example.org>
+        S: 503 5.5.1 Send EHLO or HELO first
+        C: EHLO
+        S: 501 5.5.4 Syntax: EHLO domain-or-address-literal
+        C: EHLO [192.0.2.1]
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250 HELP
+        C: DATA
+        S: 503 5.5.1 Send MAIL first
+        C: MAIL FROM:<a@example.org>
+        S: 250 2.1.0 *
+        C: MAIL FROM:<a@example.org>
+        S: 503 5.5.1 Sender already specified
+        C: DATA
+        S: 554 5.5.1 No valid recipients
+        C: RCPT TO:<nobody@example.test>
+        S: 550 5.1.1 <nobody@example.test>: no such user here
+        C: DATA
+        S: 554 5.5.1 No valid recipients
+        C: MAIL FROM:<a@example.org> FOO=BAR
+        S: 555 5.5.4 FOO parameter not recognized
+        C: RSET
+        S: 250 2.0.0 Reset OK
+        C: MAIL FROM:<a@example.org> FOO=BAR
+        S: 555 5.5.4 FOO parameter not recognized
+        C: MAIL FROM:<a@example.org> SIZE=99999999999
+        S: 552 5.3.4 Message size exceeds fixed maximum message size
+        C: MAIL FROM:<not an address>
+        S: 501 5.1.7 Bad sender address syntax*
+        C: MAIL FROM:a@example.org
+        S: 250 2.1.0 Sender <a@example.org> OK
+        C: RCPT TO:<bad@@example.test>
+        S: 501 5.1.3 Bad recipient address syntax*
+        C: RCPT TO:<>
+        S: 501 5.1.3 Empty recipient address
+        C: RCPT TO:<alice@example.test> NOTIFY=NEVER,SUCCESS
+        S: 501 5.5.4 NOTIFY is NEVER or SUCCESS,FAILURE,DELAY
+        C: QUIT
+        S: 221 *
+        """
+    )
+
+
+async def test_null_sender_source_route_and_postmaster(env: Env, make_env: MakeEnv) -> None:
+    env.ctx.directory.add_alias("postmaster@example.test", ALICE)
+    await env.play(
+        """
+        S: 220 *
+        C: EHLO client.example.org
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250 HELP
+        C: MAIL FROM:<>
+        S: 250 2.1.0 Sender <> OK
+        C: RCPT TO:<Postmaster>
+        S: 250 2.1.5 Recipient <postmaster@example.test> OK
+        C: RCPT TO:<@relay.example.org:bob@example.test>
+        S: 250 2.1.5 Recipient <bob@example.test> OK
+        C: DATA
+        S: 354 *
+        C: Subject: bounce
+        C:
+        C: .
+        S: 250 2.0.0 *
+        """
+    )
+    [msg] = await env.inbox(ALICE)
+    assert msg.startswith(b"Return-Path: <>\r\n")
+    assert b"\tfor <" not in msg  # two recipients: no "for" clause (RFC 5321 4.4 privacy)
+    assert len(await env.inbox(BOB)) == 1
+
+
+async def test_aliases_catch_all_plus_addressing(env: Env) -> None:
+    await env.play(
+        """
+        S: 220 *
+        C: HELO client.example.org
+        S: 250 *
+        C: MAIL FROM:<x@example.org>
+        S: 250 *
+        C: RCPT TO:<sales@example.test>
+        S: 250 2.1.5 *
+        C: RCPT TO:<Alice+news@Example.TEST>
+        S: 250 2.1.5 *
+        C: RCPT TO:<anyone@other.test>
+        S: 250 2.1.5 *
+        C: RCPT TO:<loop1@example.test>
+        S: 550 5.4.6 *
+        C: DATA
+        S: 354 *
+        C: Subject: s
+        C:
+        C: .
+        S: 250 *
+        """
+    )
+    # sales -> alice, bob; alice+news -> alice (once); catch-all other.test -> bob (once)
+    assert len(await env.inbox(ALICE)) == 1
+    assert len(await env.inbox(BOB)) == 1
+
+
+async def test_too_many_recipients(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmax_recipients = 2\n")
+    await env.play(
+        """
+        S: 220 *
+        C: HELO c.example.org
+        S: 250 *
+        C: MAIL FROM:<x@example.org>
+        S: 250 *
+        C: RCPT TO:<alice@example.test>
+        S: 250 *
+        C: RCPT TO:<bob@example.test>
+        S: 250 *
+        C: RCPT TO:<sales@example.test>
+        S: 452 4.5.3 Too many recipients
+        """
+    )
+
+
+async def test_errors_per_session_then_421(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmax_errors = 3\n")
+    await env.play(
+        """
+        S: 220 *
+        C: FOO
+        S: 500 5.5.1 *
+        C: BAR
+        S: 500 5.5.1 *
+        C: BAZ
+        S: 500 5.5.1 *
+        S: 421 4.7.0 Too many errors; closing connection
+        CLOSED
+        """
+    )
+
+
+async def test_line_too_long(env: Env) -> None:
+    await env.play(
+        f"""
+        S: 220 *
+        C: NOOP {"x" * 5000}
+        S: 500 5.5.2 Line too long
+        C: NOOP
+        S: 250 2.0.0 OK
+        """
+    )
+
+
+async def test_http_request_closes(env: Env) -> None:
+    await env.play(
+        """
+        S: 220 *
+        C: GET / HTTP/1.1
+        S: 421 4.7.0 This is an SMTP server; closing connection
+        CLOSED
+        """
+    )
+
+
+async def test_smtputf8(env: Env) -> None:
+    env.ctx.directory.add_alias("jösé@example.test", BOB)
+    await env.play(
+        """
+        S: 220 *
+        C: EHLO client.example.org
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250 HELP
+        C: MAIL FROM:<élise@example.org>
+        S: 553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter
+        C: MAIL FROM:<x@example.org>
+        S: 250 *
+        C: RCPT TO:<jösé@example.test>
+        S: 553 5.6.7 *
+        C: RSET
+        S: 250 *
+        C: MAIL FROM:<élise@example.org> SMTPUTF8
+        S: 250 2.1.0 Sender <élise@example.org> OK
+        C: RCPT TO:<jösé@example.test>
+        S: 250 2.1.5 *
+        C: DATA
+        S: 354 *
+        C: Subject: olá
+        C:
+        C: .
+        S: 250 *
+        """
+    )
+    [msg] = await env.inbox(BOB)
+    assert b"with UTF8SMTP id" in msg
+    assert "Return-Path: <élise@example.org>".encode() in msg
+
+
+async def test_size_enforced_while_reading(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmax_message_size = 2000\n")
+    big = "\n".join(["C: " + "y" * 100] * 30)
+    await env.play(
+        f"""
+        S: 220 *
+        C: HELO c.example.org
+        S: 250 *
+        C: MAIL FROM:<x@example.org>
+        S: 250 *
+        C: RCPT TO:<alice@example.test>
+        S: 250 *
+        C: DATA
+        S: 354 *
+        {big}
+        C: .
+        S: 552 5.3.4 Message size exceeds fixed maximum message size
+        C: NOOP
+        S: 250 2.0.0 OK
+        """.replace("\n        " + "C: y", "\nC: y")
+    )
+    assert await env.inbox(ALICE) == []
+
+
+async def test_shutdown_says_421_to_idle_sessions(env: Env) -> None:
+    c = await env.play("S: 220 *\nC: HELO c.example.org\nS: 250 *")
+    env.ctx.shutdown.set()
+    assert await c.reply() == ["421 4.3.2 Service shutting down; try again later"]
+    assert await c.closed()
+
+
+async def test_idle_timeout(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nidle_timeout = 0.2\n")
+    await env.play(
+        """
+        S: 220 *
+        S: 421 4.4.2 Timeout waiting for input; closing connection
+        CLOSED
+        """
+    )
+
+
+async def test_plus_folder_delivery(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nplus_folder_delivery = true\n")
+    await (await env.store.account(ALICE)).create_mailbox("Lists")
+    await env.play(
+        """
+        S: 220 *
+        C: HELO c.example.org
+        S: 250 *
+        C: MAIL FROM:<x@example.org>
+        S: 250 *
+        C: RCPT TO:<alice+Lists@example.test>
+        S: 250 *
+        C: RCPT TO:<bob+nosuchfolder@example.test>
+        S: 250 *
+        C: DATA
+        S: 354 *
+        C: Subject: to a folder
+        C:
+        C: .
+        S: 250 *
+        """
+    )
+    assert len(await env.inbox(ALICE, "Lists")) == 1 and await env.inbox(ALICE) == []
+    assert len(await env.inbox(BOB)) == 1
+
+
+async def test_connections_per_client_ip(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmax_connections_per_ip = 2\n")
+    first = await env.play("S: 220 *")
+    second = await env.play("S: 220 *")
+    third = await env.connect()
+    assert await third.reply() == ["421 4.7.0 Too many connections from your address"]
+    assert await third.closed()
+    await first.play("C: QUIT\nS: 221 *\nCLOSED")
+    await second.play("C: NOOP\nS: 250 *")

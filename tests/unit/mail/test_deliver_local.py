@@ -1,0 +1,103 @@
+"""Local delivery: resolution (aliases, catch-all, plus-addressing), plus-folders, store + mbox in
+one all-or-nothing transaction, and the undo when a later step fails."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from carteiro.directory.accounts import Directory
+from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target, UnknownRecipient
+from carteiro.store.memory import MemoryMailStore
+
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
+
+
+@pytest.fixture(scope="module")
+def directory_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("deliver-dir") / "directory.sqlite"
+    d = Directory(path, static_domains=["example.test"])
+    d.add_user(ALICE, "pw")
+    d.add_user(BOB, "pw")
+    d.add_user(CAROL, "pw", delivery="mbox")
+    d.add_alias("all@example.test", ALICE)
+    d.add_alias("all@example.test", BOB)
+    d.add_alias("all@example.test", CAROL)
+    d.add_alias("fwd@example.test", "x@remote.test")
+    d.close()
+    return path
+
+
+@pytest.fixture
+async def env(tmp_path: Path, directory_file: Path) -> AsyncIterator[tuple[LocalDelivery, Path]]:
+    (tmp_path / "directory.sqlite").write_bytes(directory_file.read_bytes())
+    directory = Directory(tmp_path / "directory.sqlite", static_domains=["example.test"])
+    store = MemoryMailStore()
+    for a in (ALICE, BOB, CAROL):
+        await store.create_account(a)
+    acct = await store.account(ALICE)
+    await acct.create_mailbox("Lists")
+    msg = tmp_path / "msg"
+    msg.write_bytes(b"Return-Path: <s@x.test>\r\nSubject: hi\r\n\r\nFrom me\r\n")
+    yield LocalDelivery(store, directory, tmp_path / "mbox", plus_folders=True), msg
+    directory.close()
+
+
+async def count(d: LocalDelivery, account: str, mailbox: str = "INBOX") -> int:
+    acct = await d.store.account(account)
+    return len(await acct.list_messages((await acct.get_mailbox(mailbox)).id))
+
+
+async def test_resolution(env: tuple[LocalDelivery, Path]) -> None:
+    d, _ = env
+    assert d.resolve("Alice@Example.test").local_accounts == ((ALICE, ""),)
+    assert d.resolve("alice+Lists@example.test").local_accounts == ((ALICE, "lists"),)
+    assert d.resolve("fwd@example.test").remote == ("x@remote.test",)
+    with pytest.raises(UnknownRecipient):
+        d.resolve("nobody@example.test")
+    with pytest.raises(UnknownRecipient):  # the refusal is cached too, and raised afresh
+        d.resolve("nobody@example.test")
+
+
+async def test_plus_folder_and_one_copy_per_account(env: tuple[LocalDelivery, Path]) -> None:
+    d, msg = env
+    targets = await d.targets([(ALICE, "lists"), (ALICE, ""), (BOB, "Nope")])
+    assert targets == [Target(ALICE, "Lists"), Target(BOB, "INBOX")]
+    await d.deliver(targets, msg, "s@x.test")
+    assert await count(d, ALICE, "Lists") == 1 and await count(d, ALICE) == 0
+    assert await count(d, BOB) == 1
+
+
+async def test_store_and_mbox_together(env: tuple[LocalDelivery, Path]) -> None:
+    d, msg = env
+    res = d.resolve("all@example.test")
+    receipt = await d.deliver(await d.targets(res.local_accounts), msg, "s@x.test")
+    assert receipt.mbox_accounts == (CAROL,) and len(receipt.appended) == 2
+    mbox = d.mbox.path_for(CAROL).read_bytes()
+    assert mbox.startswith(b"From s@x.test ") and b"\n>From me\n\n" in mbox
+
+
+async def test_a_failing_later_step_undoes_everything(env: tuple[LocalDelivery, Path]) -> None:
+    d, msg = env
+    targets = await d.targets(d.resolve("all@example.test").local_accounts)
+
+    async def queue_refuses() -> None:
+        raise RuntimeError("spool down")
+
+    with pytest.raises(RuntimeError):
+        await d.deliver(targets, msg, "s@x.test", then=queue_refuses)
+    assert await count(d, ALICE) == 0 and await count(d, BOB) == 0
+    assert d.mbox.path_for(CAROL).read_bytes() == b""
+    assert not list(d.mbox.directory.glob("*.lock"))
+
+
+async def test_store_failure_rolls_back_mbox(env: tuple[LocalDelivery, Path]) -> None:
+    d, msg = env
+    targets = [Target(ALICE, "INBOX"), Target(CAROL, "INBOX"), Target("gone@example.test")]
+    with pytest.raises(DeliveryError) as e:
+        await d.deliver(targets, msg, "s@x.test")
+    assert e.value.temporary
+    assert d.mbox.path_for(CAROL).read_bytes() == b""
+    assert await count(d, ALICE) == 0

@@ -1,0 +1,91 @@
+"""Command-line parsing: paths (RFC 5321 4.1.2), ESMTP parameters (RFC 1870, 6152, 6531, 3461, 4954)."""
+
+from __future__ import annotations
+
+import pytest
+
+from carteiro.proto.smtp import commands as C
+from carteiro.proto.smtp import replies as R
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("EHLO mail.example.org", C.Helo("mail.example.org", True)),
+        ("helo [192.0.2.1]", C.Helo("[192.0.2.1]", False)),
+        ("EHLO [IPv6:2001:db8::1]", C.Helo("[IPv6:2001:db8::1]", True)),
+        ("MAIL FROM:<>", C.Mail("")),
+        ("mail from:<a@b.test>", C.Mail("a@b.test")),
+        ("MAIL FROM: <a@b.test>", C.Mail("a@b.test")),
+        ("MAIL FROM:a@b.test", C.Mail("a@b.test")),
+        ("MAIL FROM:<@x.test,@y.test:a@b.test>", C.Mail("a@b.test")),
+        ('MAIL FROM:<"a >b"@c.test>', C.Mail('"a >b"@c.test')),
+        (
+            "MAIL FROM:<a@b.test> SIZE=10 BODY=8bitmime RET=hdrs ENVID=x+2By AUTH=<>",
+            C.Mail("a@b.test", 10, "8BITMIME", False, "HDRS", "x+2By", "<>"),
+        ),
+        ("MAIL FROM:<ü@b.test> SMTPUTF8", C.Mail("ü@b.test", smtputf8=True)),
+        ("RCPT TO:<Postmaster>", C.Rcpt("postmaster")),
+        ("RCPT TO:<b@c.test> NOTIFY=never", C.Rcpt("b@c.test", ("NEVER",))),
+        (
+            "RCPT TO:<b@c.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@c.test",
+            C.Rcpt("b@c.test", ("SUCCESS", "FAILURE"), "rfc822;b@c.test"),
+        ),
+        ("BDAT 0 LAST", C.Bdat(0, True)),
+        ("bdat 1000", C.Bdat(1000, False)),
+        ("AUTH plain", C.Auth("PLAIN")),
+        ("AUTH PLAIN =", C.Auth("PLAIN", "=")),
+        ("NOOP whatever", C.Noop()),
+        ("VRFY alice", C.Vrfy("alice")),
+        ("HELP MAIL", C.Help("MAIL")),
+        ("STARTTLS", C.StartTLS()),
+    ],
+)
+def test_parses(line: str, expected: object) -> None:
+    assert C.parse(line, esmtp=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "status"),
+    [
+        ("EHLO", 501, "5.5.4"),
+        ("EHLO two words", 501, "5.5.4"),
+        ("MAIL TO:<a@b.test>", 501, "5.5.4"),
+        ("MAIL FROM:<a@b.test", 501, "5.5.4"),
+        ("MAIL FROM:<a@b.test>SIZE=1", 501, "5.5.4"),
+        ("MAIL FROM:<a@@b.test>", 501, "5.1.7"),
+        ("MAIL FROM:<a@b.test> SIZE=x", 501, "5.5.4"),
+        ("MAIL FROM:<a@b.test> BODY=BINARYMIME", 501, "5.5.4"),
+        ("MAIL FROM:<a@b.test> SIZE=1 SIZE=2", 501, "5.5.4"),
+        ("MAIL FROM:<a@b.test> REQUIRETLS", 555, "5.5.4"),
+        ("MAIL FROM:<a@b.test> ENVID=a=b", 501, "5.5.4"),
+        ("MAIL FROM:<ü@b.test>", 553, "5.6.7"),
+        ("RCPT TO:<>", 501, "5.1.3"),
+        ("RCPT TO:<no-domain>", 501, "5.1.3"),
+        ("RCPT TO:<a@b.test> NOTIFY=NEVER,DELAY", 501, "5.5.4"),
+        ("RCPT TO:<a@b.test> ORCPT=rfc822", 501, "5.5.4"),
+        ("RCPT TO:<a@b.test> FOO", 555, "5.5.4"),
+        ("BDAT", 501, "5.5.4"),
+        ("BDAT -1", 501, "5.5.4"),
+        ("BDAT 10 FIRST", 501, "5.5.4"),
+        ("DATA now", 501, "5.5.4"),
+        ("AUTH", 501, "5.5.4"),
+        ("TURN", 502, "5.5.1"),
+        ("XYZZY", 500, "5.5.1"),
+    ],
+)
+def test_refuses(line: str, code: int, status: str) -> None:
+    got = C.parse(line, esmtp=True)
+    reply = got.reply if isinstance(got, C.Unsupported) else got
+    assert isinstance(reply, R.Reply), got
+    assert (reply.code, reply.status) == (code, status)
+
+
+def test_parameters_need_ehlo() -> None:
+    got = C.parse("MAIL FROM:<a@b.test> SIZE=10", esmtp=False)
+    assert isinstance(got, R.Reply) and got.code == 555
+
+
+def test_http_is_fatal() -> None:
+    got = C.parse("POST / HTTP/1.1", esmtp=False)
+    assert isinstance(got, C.Unsupported) and got.fatal and got.reply.code == 421

@@ -1,0 +1,158 @@
+"""make_queue_service wiring, the control socket, and the `queue` / `dns-records` commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from queue_fakes import MESSAGE, FakeLocal, FakeResolver, FakeTransport, env, reply_all, until
+
+from carteiro.cli_queue import make_queue_service, register
+from carteiro.config import loads
+from carteiro.directory.accounts import Directory
+from carteiro.mailauth.dkim import ensure_dkim_key
+from carteiro.queue.service import QueueService
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = p.parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = args.func(args)
+    return code, out.getvalue(), err.getvalue()
+
+
+def service(
+    tmp_path: Path, transport: FakeTransport, **extra: Any
+) -> tuple[QueueService, FakeLocal]:
+    cfg = loads(
+        'hostname = "mx.a.test"\ndomains = ["a.test"]\n[queue]\nretry_schedule = [60.0]\n',
+        data_dir=tmp_path,
+    )
+    resolver = FakeResolver()
+    resolver.mx_for("b.test", (10, "mx.b.test"))
+    resolver.host("mx.b.test", "127.0.0.3")
+    directory = Directory(tmp_path / "directory.sqlite", static_domains=cfg.domains)
+    local = FakeLocal()
+    svc = make_queue_service(
+        cfg,
+        None,
+        directory,
+        transport,
+        resolver,
+        local=local,
+        **extra,  # type: ignore[arg-type]
+    )
+    return svc, local
+
+
+async def test_service_delivers_and_signs_for_our_domain(tmp_path: Path) -> None:
+    ensure_dkim_key(tmp_path, "a.test", "carteiro")
+    transport = FakeTransport()
+    svc, _ = service(tmp_path, transport)
+    await svc.start()
+    qid = await svc.spool.enqueue(env("bob@b.test", auth_user="alice@a.test"), MESSAGE)
+    await until(lambda: len(transport.calls) == 1 and qid not in svc.spool.messages)  # type: ignore[attr-defined]
+    sent = transport.calls[0][1].message
+    assert sent.startswith(b"DKIM-Signature: ") and sent.endswith(MESSAGE)
+    await svc.stop()
+    assert transport.closed
+
+
+async def test_queue_commands_through_the_running_server(tmp_path: Path) -> None:
+    transport = FakeTransport(handler=reply_all(451, "4.3.0", "greylisted"))
+    svc, _ = service(tmp_path, transport)
+    await svc.start()
+    qid = await svc.spool.enqueue(env("bob@b.test"), MESSAGE)
+    await until(lambda: len(transport.calls) == 1 and not svc.spool.messages[qid].active)  # type: ignore[attr-defined]
+    data = str(tmp_path)
+
+    code, out, _ = await asyncio.to_thread(run, "queue", "list", "--data", data)
+    assert code == 0 and qid in out and "<bob@b.test>" in out and "greylisted" in out
+    code, out, _ = await asyncio.to_thread(run, "queue", "list", "--json", "--data", data)
+    (m,) = json.loads(out)
+    r = m["recipients"][0]
+    assert (m["id"], r["state"], r["attempts"]) == (qid, "pending", 1)
+    assert r["next_try"] > r["last_attempt"]
+    assert "451 4.3.0 greylisted" in r["last_error"]
+
+    code, out, _ = await asyncio.to_thread(run, "queue", "hold", qid, "--data", data)
+    assert code == 0
+    assert svc.spool.messages[qid].held  # type: ignore[attr-defined]
+    code, out, _ = await asyncio.to_thread(run, "queue", "show", qid, "--data", data)
+    assert "HELD" in out and "Subject: hello" in out
+
+    transport.handler = reply_all(250, "2.0.0", "ok")
+    code, out, _ = await asyncio.to_thread(run, "queue", "release", qid, "--data", data)
+    assert code == 0
+    await until(lambda: qid not in svc.spool.messages)  # type: ignore[attr-defined]
+
+    code, out, err = await asyncio.to_thread(run, "queue", "delete", "NOSUCH", "--data", data)
+    assert code == 1 and "no message NOSUCH" in err
+
+    transport.handler = reply_all(451, "4.3.0", "later")
+    q2 = await svc.spool.enqueue(env("carol@b.test"), MESSAGE)
+    await until(lambda: len(transport.calls) == 3 and not svc.spool.messages[q2].active)  # type: ignore[attr-defined]
+    transport.handler = reply_all(250, "2.0.0", "ok")
+    code, out, _ = await asyncio.to_thread(run, "queue", "flush", "--data", data)
+    assert code == 0 and "1 message" in out
+    await until(lambda: q2 not in svc.spool.messages)  # type: ignore[attr-defined]
+    await svc.stop()
+
+
+async def test_queue_commands_without_a_server(tmp_path: Path) -> None:
+    transport = FakeTransport(handler=reply_all(451, "4.3.0", "later"))
+    svc, _ = service(tmp_path, transport)
+    await svc.start()
+    a = await svc.spool.enqueue(env("bob@b.test"), MESSAGE)
+    b = await svc.spool.enqueue(env("carol@b.test"), MESSAGE)
+    await until(
+        lambda: len(transport.calls) == 2 and not any(m.active for m in svc.spool.messages.values())
+    )  # type: ignore[attr-defined]
+    await svc.stop()
+    data = str(tmp_path)
+    assert run("queue", "hold", a, "--data", data)[0] == 0
+    assert run("queue", "delete", b, "--data", data)[0] == 0
+    _code, out, _ = run("queue", "list", "--json", "--data", data)
+    (m,) = json.loads(out)
+    assert m["id"] == a and m["held"]
+    assert not (tmp_path / "queue" / "msg" / b).exists()
+    assert run("queue", "release", a, "--data", data)[0] == 0
+    # the next start delivers it
+    transport2 = FakeTransport()
+    svc2, _ = service(tmp_path, transport2)
+    await svc2.start()
+    await until(lambda: not svc2.spool.messages)  # type: ignore[attr-defined]
+    assert transport2.recipients_sent() == ["bob@b.test"]
+    await svc2.stop()
+    assert run("queue", "list", "--data", data)[1].strip() == "queue is empty"
+
+
+def test_dns_records_command(tmp_path: Path) -> None:
+    (tmp_path / "carteiro.toml").write_text(
+        'hostname = "mail.a.test"\ndomains = ["a.test", "b.test"]\n'
+    )
+    code, out, _ = run("dns-records", "--data", str(tmp_path))
+    assert code == 0
+    for needle in (
+        "a.test.",
+        "b.test.",
+        "IN MX  10 mail.a.test.",
+        "v=spf1 mx -all",
+        "carteiro._domainkey.a.test.",
+        "v=DKIM1; k=rsa; p=",
+        "_dmarc.b.test.",
+    ):
+        assert needle in out
+    code, out, _ = run("dns-records", "b.test", "--data", str(tmp_path))
+    assert "a.test." not in out.replace("mail.a.test.", "")
+    code, _, err = run("dns-records", "z.test", "--data", str(tmp_path))
+    assert code == 1 and "not one of our domains" in err

@@ -1,0 +1,408 @@
+"""What only the durable backend promises: Maildir files others can read, check/reindex, group
+commit, crash safety (kill -9 and fault injection), several processes at once, and change
+notifications across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from carteiro.store.api import DELETED, FLAGGED, SEEN, FlagOp, MessageAdded
+from carteiro.store.maintenance import check, reindex
+from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+from .workers import (
+    ACCOUNT,
+    append_forever,
+    crash_at,
+    deliver_one,
+    is_whole,
+    make_message,
+    mixed_work,
+)
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteMaildirStore]:
+    s = SqliteMaildirStore(tmp_path / "data")
+    await s.create_account(ACCOUNT)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def maildir_path(store: SqliteMaildirStore) -> Path:
+    return store.data_dir / "mail" / "example.org" / "alice" / "Maildir"
+
+
+def run_child(target: Callable[..., None], *args: object, timeout: float = 60) -> int:
+    proc = SPAWN.Process(target=target, args=args)
+    proc.start()
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        raise AssertionError("child did not finish")
+    return proc.exitcode or 0
+
+
+# ---- files on disk ----------------------------------------------------------------------------
+
+
+async def test_readable_by_python_mailbox(store: SqliteMaildirStore) -> None:
+    acct = await store.account(ACCOUNT)
+    r1 = await acct.append("INBOX", make_message("one"), [SEEN])
+    await acct.append("INBOX", make_message("two"), [FLAGGED, "$Work"])
+    await acct.create_mailbox("Work/Ünï.x")
+    await acct.append("Work/Ünï.x", make_message("three"))
+    md = mailbox.Maildir(maildir_path(store), factory=None, create=False)
+    subjects = sorted(str(m["Subject"]) for m in md)
+    assert subjects == ["one", "two"]
+    assert all(is_whole(md.get_bytes(k)) for k in md.iterkeys())
+    folders = md.list_folders()
+    assert ".Work&AC4-" not in folders
+    assert "Work.&ANw-n&AO8ALg-x" in folders  # Maildir++ ".Work.<modified UTF-7 with '.' escaped>"
+    sub = md.get_folder("Work.&ANw-n&AO8ALg-x")
+    assert [str(m["Subject"]) for m in sub] == ["three"]
+    flags = {str(m["Subject"]): m.get_flags() for m in (md.get_message(k) for k in md.iterkeys())}
+    assert flags["one"] == "S" and flags["two"] == "Fa"
+    # flag changes reach the file names lazily (the index is the truth)
+    await acct.set_flags(r1.mailbox_id, [r1.uid], FlagOp.ADD, [DELETED, "$Work"])
+
+    def synced() -> bool:
+        md2 = mailbox.Maildir(maildir_path(store), factory=None, create=False)
+        return any(md2.get_message(k).get_flags() == "STa" for k in md2.iterkeys())
+
+    await wait_until(synced)
+    assert (await acct.read_message(r1.mailbox_id, r1.uid)).startswith(b"From:")
+    assert check(store.data_dir).ok
+
+
+async def test_message_file_renamed_by_a_maildir_client_is_still_found(
+    store: SqliteMaildirStore,
+) -> None:
+    acct = await store.account(ACCOUNT)
+    r = await acct.append("INBOX", make_message("x"))
+    cur = maildir_path(store) / "cur"
+    [name] = os.listdir(cur)
+    os.rename(cur / name, cur / (name + "RS"))  # what mutt does when it marks a message read
+    assert is_whole(await acct.read_message(r.mailbox_id, r.uid))
+    await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.ADD, [DELETED])
+    assert await acct.expunge(r.mailbox_id) == [r.uid]
+    assert os.listdir(cur) == []
+
+
+async def test_group_commit_batches_concurrent_appends(store: SqliteMaildirStore) -> None:
+    acct = await store.account(ACCOUNT)
+    before = store.batches
+    results = await asyncio.gather(
+        *(acct.append("INBOX", make_message(str(i), 300)) for i in range(60))
+    )
+    assert sorted(r.uid for r in results) == list(range(1, 61))
+    assert store.batches - before < 60  # several appends shared an fsync round and a transaction
+
+
+# ---- check and reindex ------------------------------------------------------------------------
+
+
+async def test_check_finds_missing_orphan_and_truncated_files(store: SqliteMaildirStore) -> None:
+    acct = await store.account(ACCOUNT)
+    for i in range(3):
+        r = await acct.append("INBOX", make_message(str(i)))
+    assert check(store.data_dir).ok
+    cur = maildir_path(store) / "cur"
+    names_ = sorted(os.listdir(cur))
+    os.unlink(cur / names_[0])
+    with open(cur / names_[1], "r+b") as f:
+        f.truncate(10)
+    (cur / "123.stray.host:2,").write_bytes(b"hello")
+    report = check(store.data_dir)
+    assert not report.ok
+    assert len(report.missing_files) == 1 and report.missing_files[0][:2] == (ACCOUNT, "INBOX")
+    assert len(report.size_mismatches) == 1
+    assert report.orphan_files == ["mail/example.org/alice/Maildir/cur/123.stray.host:2,"]
+    assert r.uid == 3
+
+
+async def test_reindex_keeps_uids_flags_and_uidvalidity(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    acct = await store.account(ACCOUNT)
+    await acct.create_mailbox("Lists/Python.org")
+    for i in range(5):
+        await acct.append(
+            "INBOX", make_message(str(i)), [SEEN] if i % 2 else [], internaldate=1_600_000_000.0 + i
+        )
+    await acct.append("Lists/Python.org", make_message("l"), ["$Label"])
+    inbox = await acct.get_mailbox("INBOX")
+    await acct.set_flags(inbox.id, [5], FlagOp.ADD, [DELETED])
+    await acct.expunge(inbox.id)
+    await acct.set_flags(inbox.id, [1], FlagOp.ADD, [FLAGGED])
+    await wait_until(
+        lambda: any("F" in n.split(":2,")[1] for n in os.listdir(maildir_path(store) / "cur"))
+    )
+    before = {m.uid: m for m in await acct.list_messages(inbox.id)}
+    info_before = await acct.get_mailbox("INBOX")
+    await store.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(data / "index.sqlite") + suffix).unlink(missing_ok=True)
+    report = reindex(data)
+    assert report.accounts == 1 and report.messages == 5 and report.new_uidvalidity == []
+    store = SqliteMaildirStore(data)
+    try:
+        acct = await store.account(ACCOUNT)
+        info = await acct.get_mailbox("INBOX")
+        assert info.uidvalidity == info_before.uidvalidity
+        assert info.uidnext >= 6  # UID 5 was expunged: never reused
+        assert info.highestmodseq > info_before.highestmodseq  # RFC 7162: never goes backwards
+        after = {m.uid: m for m in await acct.list_messages(info.id)}
+        assert sorted(after) == sorted(before) == [1, 2, 3, 4]
+        for uid, m in before.items():
+            assert after[uid].flags == m.flags and after[uid].size == m.size
+            assert after[uid].internaldate == pytest.approx(m.internaldate, abs=1e-3)
+        lists = await acct.get_mailbox("Lists/Python.org")
+        [lm] = await acct.list_messages(lists.id)
+        assert lm.flags == {"$Label"}
+        assert (await acct.get_mailbox("Sent")).special_use == "\\Sent"
+        assert check(data).ok
+        r = await acct.append("INBOX", make_message("new"))
+        assert r.uid >= 6
+    finally:
+        await store.close()
+
+
+async def test_reindex_without_uids_gives_new_uidvalidity(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    cur = data / "mail" / "example.org" / "alice" / "Maildir" / "cur"
+    (cur / "1700000000.foreign.host:2,S").write_bytes(make_message("a"))
+    (cur / "1700000001.foreign.host:2,").write_bytes(make_message("b"))
+    report = reindex(data, ACCOUNT)
+    assert (ACCOUNT, "INBOX") in report.new_uidvalidity
+    store = SqliteMaildirStore(data)
+    try:
+        acct = await store.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        metas = await acct.list_messages(inbox.id)
+        assert [m.uid for m in metas] == [1, 2] and metas[0].flags == {SEEN}
+        for m in metas:
+            assert is_whole(await acct.read_message(inbox.id, m.uid))
+        assert check(data).ok
+    finally:
+        await store.close()
+
+
+# ---- crash safety -----------------------------------------------------------------------------
+
+
+async def verify_consistent(data: Path) -> int:
+    """Open (recovering), then: check() is clean, every message is whole, UIDs ascend."""
+    store = SqliteMaildirStore(data)
+    try:
+        report = check(data)
+        assert report.missing_files == [] and report.size_mismatches == []
+        assert report.orphan_files == []  # recovery removed uncommitted links
+        acct = await store.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        metas = await acct.list_messages(inbox.id)
+        uids = [m.uid for m in metas]
+        assert uids == sorted(set(uids))
+        assert not uids or inbox.uidnext > uids[-1]
+        for m in metas:
+            data_ = await acct.read_message(inbox.id, m.uid)
+            assert len(data_) == m.size and is_whole(data_)
+        r = await acct.append("INBOX", make_message("after"))
+        assert not uids or r.uid > uids[-1]
+        return len(uids)
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+async def test_kill_9_during_appends(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    rng = random.Random(7)
+    total = 0
+    for _round in range(4):
+        proc = SPAWN.Process(target=append_forever, args=(str(data), 8))
+        proc.start()
+        time.sleep(0.8 + rng.random() * 1.2)  # let the child run a random while before the kill
+        os.kill(proc.pid or 0, signal.SIGKILL)
+        proc.join()
+        assert proc.exitcode == -signal.SIGKILL
+        count = await verify_consistent(data)
+        assert count >= total  # acknowledged messages never disappear (expunges aside)
+        total = count - (count // 5)
+    assert total > 0
+
+
+@pytest.mark.parametrize("point", ["staged", "linked", "dirs_synced", "committed"])
+async def test_crash_at_each_step(tmp_path: Path, point: str) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    assert run_child(crash_at, str(data), point) == 86
+    count = await verify_consistent(data)
+    # before COMMIT the message is gone entirely; after it, it is there entirely
+    assert count == (1 if point == "committed" else 0)
+
+
+# ---- several processes ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_processes_appending_and_flagging_at_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    procs = [SPAWN.Process(target=mixed_work, args=(str(data), 60, seed)) for seed in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = SqliteMaildirStore(data)
+    try:
+        acct = await store.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        metas = await acct.list_messages(inbox.id)
+        assert [m.uid for m in metas] == list(range(1, 181))
+        assert inbox.uidnext == 181
+        assert max(m.modseq for m in metas) <= inbox.highestmodseq
+        counts = await acct.counts(inbox.id)
+        assert counts.messages == 180 and counts.size == sum(m.size for m in metas)
+        assert any(m.flags for m in metas)
+        assert check(data).ok
+    finally:
+        await store.close()
+
+
+async def test_cross_process_notification_within_a_second(store: SqliteMaildirStore) -> None:
+    acct = await store.account(ACCOUNT)
+    sub = acct.subscribe()
+    proc = SPAWN.Process(target=deliver_one, args=(str(store.data_dir), "remote"))
+    proc.start()
+    try:
+        event = await sub.next(timeout=30)  # child start-up (spawn) takes a while
+        done = time.monotonic()
+        assert isinstance(event, MessageAdded) and event.uid == 1
+        # the delivery's commit time is the file's mtime-ish; measure from the row instead:
+        await asyncio.get_running_loop().run_in_executor(None, proc.join, 30)
+        assert proc.exitcode == 0
+        inbox = await acct.get_mailbox("INBOX")
+        assert is_whole(await acct.read_message(inbox.id, 1))
+    finally:
+        sub.close()
+    assert done > 0
+
+
+async def test_cross_process_wakeup_latency(tmp_path: Path) -> None:
+    """Two stores on one data dir stand for two processes: the datagram wake-up must beat the
+    polling fallback by far."""
+    data = tmp_path / "data"
+    a = SqliteMaildirStore(data, poll_interval=30)  # no polling: only the wake-up can deliver
+    b = SqliteMaildirStore(data, poll_interval=30)
+    try:
+        await a.create_account(ACCOUNT)
+        sub = (await a.account(ACCOUNT)).subscribe()
+        acct_b = await b.account(ACCOUNT)
+        for i in range(3):
+            start = time.monotonic()
+            r = await acct_b.append("INBOX", make_message(str(i)))
+            event = await sub.next(timeout=1.0)
+            assert event == MessageAdded(ACCOUNT, r.mailbox_id, r.uid, r.modseq)
+            assert time.monotonic() - start < 1.0
+        sub.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_maildrop_lock_is_exclusive_across_stores(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    a = SqliteMaildirStore(data)
+    b = SqliteMaildirStore(data)
+    try:
+        await a.create_account(ACCOUNT)
+        lock = (await a.account(ACCOUNT)).try_lock_maildrop()
+        assert lock is not None
+        assert (await b.account(ACCOUNT)).try_lock_maildrop() is None
+        lock.release()
+        lock2 = (await b.account(ACCOUNT)).try_lock_maildrop()
+        assert lock2 is not None
+        lock2.release()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_purge_removes_files(store: SqliteMaildirStore) -> None:
+    acct = await store.account(ACCOUNT)
+    await acct.append("INBOX", make_message("x"))
+    home = store.data_dir / "mail" / "example.org" / "alice"
+    await store.delete_account(ACCOUNT)
+    assert home.exists()
+    await store.delete_account(ACCOUNT, purge=True)
+    assert not home.exists()
+    assert not any(p.name.startswith("deleted-") for p in (store.data_dir / "tmp").iterdir())
+    shutil.rmtree(store.data_dir / "tmp", ignore_errors=True)
+
+
+async def test_listing_cache_follows_changes_from_other_processes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    a = SqliteMaildirStore(data)
+    b = SqliteMaildirStore(data)  # stands for another process: a's cache never sees its writes
+    try:
+        await a.create_account(ACCOUNT)
+        acct_a, acct_b = await a.account(ACCOUNT), await b.account(ACCOUNT)
+        inbox = await acct_a.get_mailbox("INBOX")
+        for i in range(6):
+            await acct_b.append("INBOX", make_message(str(i), 100))
+        assert [m.uid for m in await acct_a.list_messages(inbox.id)] == [1, 2, 3, 4, 5, 6]
+        await acct_b.set_flags(inbox.id, [2, 4], FlagOp.ADD, [DELETED])
+        await acct_b.expunge(inbox.id, [2])
+        await acct_b.set_flags(inbox.id, [5], FlagOp.ADD, [SEEN])
+        await acct_b.append("INBOX", make_message("7", 100))
+        got = await acct_a.list_messages(inbox.id)
+        fresh = SqliteMaildirStore(data)
+        try:
+            want = await (await fresh.account(ACCOUNT)).list_messages(inbox.id)
+        finally:
+            await fresh.close()
+        assert got == want
+        assert [m.uid for m in got] == [1, 3, 4, 5, 6, 7]
+        assert a.listings.refreshes >= 1
+        got.clear()  # callers own their copy
+        assert len(await acct_a.list_messages(inbox.id)) == 6
+    finally:
+        await a.close()
+        await b.close()

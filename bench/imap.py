@@ -414,7 +414,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.duration, args.big, args.idle = 5.0, 10_000, "1000"
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 65536
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
@@ -451,7 +451,9 @@ def main() -> None:
         print("memory per connection in IDLE (server RSS delta / connections):")
         for n in (int(x) for x in args.idle.split(",") if x):
             per = asyncio.run(idle_memory(srv.proc.pid, srv.ports["imap"], n, IDLE_ACCOUNT))
-            print(f"  carteiro {n:6} connections: {per / 1024:6.1f} KiB each, {per * n / 2**20:7.1f} MiB total")
+            print(
+                f"  carteiro {n:6} connections: {per / 1024:6.1f} KiB each, {per * n / 2**20:7.1f} MiB total"
+            )
     finally:
         srv.stop()
         if dove:

@@ -11,31 +11,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from carteiro.cli_queue import make_queue_service
 from carteiro.config import Config
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.net.listener import Listener, ListenError
 from carteiro.net.tls import server_context
-from carteiro.queue.api import Envelope, Spool
+from carteiro.queue.service import QueueService
 from carteiro.servers.context import ServerContext
-from carteiro.store.api import MailStore, MessageSource, StoreError
+from carteiro.store.api import MailStore
 
 log = logging.getLogger("carteiro")
-
-
-class QueueRunner(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class _NoOutbound:
-    """Until the outbound queue is wired: remote recipients are refused with a temporary error."""
-
-    async def enqueue(self, envelope: Envelope, source: MessageSource) -> str:
-        raise StoreError("outbound queue not available")
 
 
 ListenerFactory = Callable[[ServerContext], list[Listener]]
@@ -44,7 +31,8 @@ ListenerFactory = Callable[[ServerContext], list[Listener]]
 def open_store(cfg: Config) -> MailStore:
     from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-    return SqliteMaildirStore(cfg.data_dir)
+    store: MailStore = SqliteMaildirStore(cfg.data_dir)
+    return store
 
 
 def open_directory(cfg: Config) -> Directory:
@@ -74,7 +62,7 @@ class App:
     trace: frozenset[str] = frozenset()
     listeners: list[Listener] = field(default_factory=list)
     ctx: ServerContext | None = None
-    _closers: list[Callable[[], object]] = field(default_factory=list)
+    queue: QueueService | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -87,12 +75,12 @@ class App:
             block_time=cfg.auth.block_time,
         )
         tls = server_context(cfg.path(cfg.tls.cert), cfg.path(cfg.tls.key))
-        spool, queue = self._make_queue(store, directory)
+        self.queue = make_queue_service(cfg, store, directory)
         self.ctx = ServerContext(
             config=cfg,
             store=store,
             directory=directory,
-            spool=spool,
+            spool=self.queue.spool,
             throttle=throttle,
             tls=tls,
             trace=self.trace,
@@ -100,27 +88,24 @@ class App:
         for factory in listener_factories():
             self.listeners.extend(factory(self.ctx))
         try:
+            # The queue first: a message accepted by a listener must find the spool open.
+            await self.queue.start()
             for lst in self.listeners:
                 await lst.start()
         except ListenError:
             await self.stop(grace=0)
             raise
-        if queue is not None:
-            await queue.start()
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
 
-    def _make_queue(
-        self, store: MailStore, directory: Directory
-    ) -> tuple[Spool, QueueRunner | None]:
-        # Replaced by the outbound queue service when it lands (issue 6).
-        return _NoOutbound(), None
-
     async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store."""
         if self.ctx is not None:
             self.ctx.shutdown.set()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
+        if self.queue is not None:
+            await self.queue.stop()
         if self.ctx is not None:
             await self.ctx.store.close()
             self.ctx.directory.close()

@@ -265,6 +265,9 @@ def cmd_domain(args: argparse.Namespace) -> int:
 def extra_commands() -> list[Register]:
     """Subcommands owned by other areas (queue, mailbox formats, delivery agent, store tools)."""
     regs: list[Register] = []
+    from carteiro.cli_queue import register as register_queue
+
+    regs.append(register_queue)
     from carteiro.cli_mailbox import register as register_mailbox
 
     regs.append(register_mailbox)

@@ -210,17 +210,17 @@ class MailboxView:
 
     # ---- changes made by this session -------------------------------------------------------
 
-    def apply_flags(self, metas: Iterable[MessageMeta]) -> list[int]:
-        """Our own STORE's results (not announced as unsolicited); returns their 0-based indexes."""
-        out = []
+    def apply_flags(self, metas: Iterable[MessageMeta]) -> bool:
+        """Our own STORE's results (not announced as unsolicited). True when a new keyword
+        appeared, so the caller sends the longer FLAGS list first."""
+        grew = False
         for m in metas:
             i = self.index_of(m.uid)
             if i is not None and m.modseq >= self.metas[i].modseq:
                 old = self.metas[i]
                 self.metas[i] = MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size)
-                self._note_keywords(m.flags)
-                out.append(i)
-        return out
+                grew = self._note_keywords(m.flags) or grew
+        return grew
 
     def expunge_now(self, uids: Iterable[int]) -> list[int]:
         """Our own EXPUNGE/MOVE: remove these now; returns the MSNs to announce, in order

@@ -8,6 +8,7 @@ under the same lock.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -83,7 +84,7 @@ class QueueService:
         self.running = False
 
     async def start(self) -> None:
-        self.lock.acquire()
+        await asyncio.to_thread(self.lock.acquire)
         try:
             msgs = await self.spool.open()
             await self.worker.start()

@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +39,12 @@ from carteiro.proto.smtp.server import (
     NeedData,
     ServerMachine,
 )
+from carteiro.queue import dsn
 from carteiro.queue.api import Envelope, QueuedRecipient
 from carteiro.servers.context import ServerContext
 from carteiro.servers.smtp.auth import SaslExchange, mechanisms
 from carteiro.servers.smtp.message import (
+    HEAD_MAX,
     DateCache,
     MessageWriter,
     clean_tmp,
@@ -76,14 +79,12 @@ class Transaction:
     writer: MessageWriter | None = None
     return_path_len: int = 0
     failed: bool = False  # writing the message failed: the end of data gets 451
+    started: float = field(default_factory=time.time)
 
     @property
     def has_local(self) -> bool:
         return any(r.local for r in self.recipients)
 
-    @property
-    def has_remote(self) -> bool:
-        return any(r.remote for r in self.recipients)
 
 
 class SMTPServer:
@@ -105,7 +106,7 @@ class SMTPServer:
         ]
         self.tmp_dir = cfg.data_dir / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        clean_tmp(self.tmp_dir)
+        clean_tmp(self.tmp_dir, older_than=3600.0)  # ours, left by a crash
         self.delivery = LocalDelivery(
             ctx.store,
             ctx.directory,
@@ -210,8 +211,13 @@ class Session:
             data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
             self.out.clear()
             self.out_size = 0
-            self.conn.writer.write(data)
-            await self.conn.writer.drain()
+            writer = self.conn.writer
+            writer.write(data)
+            transport = writer.transport
+            if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+                # a client that never reads its replies must not hold the session forever
+                async with asyncio.timeout(self.cfg.idle_timeout):
+                    await writer.drain()
 
     async def read(self) -> bytes | None:
         in_data = self.machine.mode in (Mode.DATA, Mode.CHUNK)
@@ -703,6 +709,8 @@ class Session:
                 return R.R_451_QUEUE_UNAVAILABLE
             log.exception("smtp %s: delivery failed", txn.id)
             return R.R_451_LOCAL_ERROR
+        if txn.mail.reverse_path and any("SUCCESS" in r.notify for r in txn.recipients if r.local):
+            await self._success_dsn(txn, source)
         what = f"queued as {queue_id}" if queue_id else "delivered"
         log.info(
             "smtp %s: from=<%s> rcpts=%d %s",
@@ -712,6 +720,48 @@ class Session:
             what,
         )
         return R.R_250_QUEUED.with_text(f"OK id={txn.id}" + (f" {what}" if queue_id else ""))
+
+    async def _success_dsn(self, txn: Transaction, source: bytes | Path) -> None:
+        """RFC 3461 5.2.2: final delivery to a recipient that asked NOTIFY=SUCCESS earns the
+        sender a "delivered" report. Best effort: the message itself is already delivered."""
+        reports = [
+            dsn.RecipientReport(
+                address=r.address,
+                action="delivered",
+                status="2.0.0",
+                orcpt=r.orcpt,
+                diagnostic="250 2.0.0 delivered to the mailbox",
+                diagnostic_is_smtp=False,
+                last_attempt=time.time(),
+            )
+            for r in txn.recipients
+            if r.local and "SUCCESS" in r.notify
+        ]
+        try:
+            if isinstance(source, bytes):
+                head = source[: HEAD_MAX + txn.return_path_len]
+            else:
+                head = await asyncio.to_thread(_read_head, source, HEAD_MAX)
+            report = dsn.build_dsn(
+                reporting_mta=self.server.hostname,
+                sender=txn.mail.reverse_path,
+                reports=reports,
+                original=dsn.header_block(head[txn.return_path_len :]),
+                arrival=txn.started,
+                now=time.time(),
+                envid=txn.mail.envid,
+                ret="HDRS",
+                utf8=txn.mail.smtputf8,
+            )
+            env = Envelope(
+                mail_from="",
+                recipients=(QueuedRecipient(txn.mail.reverse_path),),
+                body=report.body,
+                smtputf8=report.smtputf8,
+            )
+            await self.ctx.spool.enqueue(env, report.message)
+        except Exception as e:
+            log.warning("smtp %s: could not queue the success DSN: %r", txn.id, e)
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -724,3 +774,8 @@ class Session:
         txn, self.txn = self.txn, None
         if txn is not None:
             self._drop_writer(txn)
+
+
+def _read_head(path: Path, limit: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(limit)

@@ -88,7 +88,7 @@ def test_starttls_and_logindisabled(srv: ServerProcess) -> None:
     m.starttls(ssl_context=tls_ctx(srv))
     assert "AUTH=PLAIN" in m.capabilities and "LOGINDISABLED" not in m.capabilities
     assert m.login("imaplib@example.test", USERS["imaplib@example.test"])[0] == "OK"
-    typ, data = m.list()
+    _typ, data = m.list()
     names = b"\n".join(data)
     for special in (b"\\Sent", b"\\Drafts", b"\\Trash", b"\\Junk", b"\\Archive"):
         assert special in names

@@ -192,7 +192,18 @@ def fetchmail(srv: ServerProcess, tmp: Path, user: str, mode: str, out: Path) ->
     )
     rc.chmod(0o600)
     proc = subprocess.run(
-        ["fetchmail", "-f", str(rc), "-i", str(home / "fetchids"), "--nodetach", "-v"],
+        # Own id and pid files: other fetchmail runs (other tests, other users) must not matter.
+        [
+            "fetchmail",
+            "-f",
+            str(rc),
+            "-i",
+            str(home / "fetchids"),
+            "--pidfile",
+            str(home / "fetchmail.pid"),
+            "--nodetach",
+            "-v",
+        ],
         env={**os.environ, "FETCHMAILHOME": str(home), "HOME": str(home)},
         capture_output=True,
         text=True,

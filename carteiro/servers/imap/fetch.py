@@ -16,7 +16,6 @@ from carteiro.mime.parse import Message
 from carteiro.mime.sections import UnknownCte
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import fetch as pf
-from carteiro.proto.imap.responses import encode
 from carteiro.servers.imap import render
 from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
 from carteiro.store.api import SEEN, FlagOp, MessageMeta
@@ -189,6 +188,6 @@ def _cached(msg: Message, what: str, utf8: bool) -> bytes:
             value = bodystructure.envelope(msg)
         else:
             value = bodystructure.body_structure(msg, extensible=what == "bodystructure")
-        out = msg.cache[key] = encode(value, utf8=utf8)
+        out = msg.cache[key] = render.structure(value, utf8)
     data: bytes = out
     return data

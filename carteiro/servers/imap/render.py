@@ -17,8 +17,8 @@ from carteiro.proto.imap import utf7
 SYSTEM_FLAG_ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _ORDER = {f: i for i, f in enumerate(SYSTEM_FLAG_ORDER)}
 
-_QUOTABLE = re.compile(rb'[^\x00\r\n"\\\x80-\xff]*')
-_QUOTABLE_UTF8 = re.compile(rb'[^\x00\r\n"\\]*')
+_QUOTABLE = re.compile(rb"[^\x00\r\n\x80-\xff]*")  # '"' and "\" are escaped
+_QUOTABLE_UTF8 = re.compile(rb"[^\x00\r\n]*")
 _ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')
 
 _flag_cache: dict[frozenset[str], bytes] = {}
@@ -55,6 +55,8 @@ def string(data: bytes | str, utf8: bool = False) -> bytes:
 
 
 def literal(data: bytes, binary: bool = False) -> bytes:
+    if not data:
+        return b'""'
     return (b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data) + data
 
 
@@ -71,11 +73,45 @@ def astring(data: bytes | str, utf8: bool = False) -> bytes:
 
 
 def mailbox(name: str, utf8: bool) -> bytes:
-    """A mailbox name: UTF-8 once UTF8=ACCEPT / IMAP4rev2 is on, else modified UTF-7."""
+    """A mailbox name (an astring): UTF-8 once UTF8=ACCEPT / IMAP4rev2 is on, else modified
+    UTF-7 (RFC 3501 5.1.3, RFC 6855 3)."""
     wire = name if utf8 else utf7.encode(name)
     if wire.upper() == "INBOX":
         return b"INBOX"
-    return string(wire, utf8)
+    if wire.upper() == "NIL":
+        return b'"' + wire.encode() + b'"'
+    return astring(wire, utf8)
+
+
+def structure(v: object, utf8: bool = False) -> bytes:
+    """ENVELOPE and BODYSTRUCTURE values. A list's leading run of lists is written without
+    spaces: RFC 9051 9 body-type-mpart = 1*body SP media-subtype, and env-from etc. =
+    "(" 1*address ")"; everything else is space-separated."""
+    if v is None:
+        return b"NIL"
+    if isinstance(v, bool):
+        return b"1" if v else b"0"
+    if isinstance(v, int):
+        return b"%d" % v
+    if isinstance(v, bytes):
+        return literal(v)
+    if isinstance(v, str):
+        data = v.encode("utf-8", "surrogateescape")
+        if utf8 or data.isascii():
+            return string(data, utf8)
+        return literal(data)
+    assert isinstance(v, list | tuple)
+    out = bytearray(b"(")
+    lead = True
+    for i, x in enumerate(v):
+        is_list = isinstance(x, list | tuple)
+        if i and not (lead and is_list):
+            out += b" "
+        if not is_list:
+            lead = False
+        out += structure(x, utf8)
+    out += b")"
+    return bytes(out)
 
 
 def internaldate(ts: float) -> bytes:

@@ -28,7 +28,8 @@ async def store(s: Session, tag: str, req: c.Store) -> Result:
         changed, _ = await s.store.set_flags(
             view.id, [view.uids[i] for i in live], FlagOp(req.op.value), req.flags
         )
-        view.apply_flags(changed)
+        if view.apply_flags(changed):
+            s.write_flags_responses(view)  # RFC 9051 7.3.5: the new keyword is a flag now
     if not req.silent:
         recent = view.recent if not s.rev2 else ()
         out = s.out

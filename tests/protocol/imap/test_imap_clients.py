@@ -88,7 +88,7 @@ async def test_imapclient_idle_and_move(server):
     out = await asyncio.wait_for(task, 20)
     assert b"MOVE" in out["caps"] and b"IDLE" in out["caps"]
     assert (1, b"EXISTS") in out["idle"]
-    (uid, data), = out["archive"].items()
+    ((_uid, data),) = out["archive"].items()
     assert data[b"ENVELOPE"].subject == b"hello there"
     names = {f[2]: f[0] for f in out["folders"]}
     assert b"\\Archive" in names["Archive"]

@@ -434,3 +434,45 @@ async def test_plaintext_auth_allowed_when_configured(make_env: MakeEnv) -> None
         """,
         role="submission",
     )
+
+
+async def test_success_dsn_for_local_delivery(env: Env) -> None:
+    """RFC 3461 5.2.2: NOTIFY=SUCCESS on a recipient we deliver to earns a "delivered" report."""
+    await env.play(
+        """
+        S: 220 *
+        C: EHLO c.example.org
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250-*
+        S: 250 HELP
+        C: MAIL FROM:<sender@example.org> ENVID=env42
+        S: 250 *
+        C: RCPT TO:<alice@example.test> NOTIFY=SUCCESS ORCPT=rfc822;alice@example.test
+        S: 250 *
+        C: RCPT TO:<bob@example.test> NOTIFY=NEVER
+        S: 250 *
+        C: DATA
+        S: 354 *
+        C: Subject: please confirm
+        C:
+        C: secret body
+        C: .
+        S: 250 2.0.0 OK id=*
+        """
+    )
+    [(envelope, report)] = env.spool.queued
+    assert envelope.mail_from == "" and [r.address for r in envelope.recipients] == [
+        "sender@example.org"
+    ]
+    assert b"multipart/report" in report and b"Action: delivered" in report
+    assert b"Final-Recipient: rfc822; alice@example.test" in report
+    assert b"Original-Envelope-Id: env42" in report
+    assert b"bob@example.test" not in report.split(b"\r\n\r\n", 1)[1].split(b"Subject:")[0]
+    assert b"Subject: please confirm" in report and b"secret body" not in report

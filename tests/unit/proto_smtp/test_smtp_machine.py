@@ -284,3 +284,25 @@ def test_reply_rendering() -> None:
     assert R.multiline(250, "host", ["A", "B"]).render() == b"250-host\r\n250-A\r\n250 B\r\n"
     assert R.Reply(250, "2.1.5", "a", ("b",)).render() == b"250-2.1.5 a\r\n250 2.1.5 b\r\n"
     assert R.Reply(550, "5.0.0", "x\r\nMAIL").render() == b"550 5.0.0 x  MAIL\r\n"
+
+
+_pieces = st.sampled_from(
+    [
+        b"EHLO x\r\n", b"HELO y\r\n", b"MAIL FROM:<a@b.test>\r\n", b"RCPT TO:<c@d.test>\r\n",
+        b"DATA\r\n", b"BDAT 5\r\n", b"BDAT 3 LAST\r\n", b"RSET\r\n", b"AUTH PLAIN\r\n", b".\r\n",
+        b"\r\n.\r\n", b"\n.\n", b"\r", b"\n", b".", b"x" * 50, b"NOOP\r\n", b"\xff\xfe\r\n",
+        b"STARTTLS\r\n", b"MAIL FROM:<\xc3\xa9@b.test> SMTPUTF8\r\n",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_pieces, max_size=40), st.integers(min_value=1, max_value=13))
+def test_fuzz_never_crashes_and_split_invariant(pieces: list[bytes], step: int) -> None:
+    wire = b"".join(pieces)
+    for policy in ("reject", "normalise"):
+        limits = Limits(max_line_length=1000, max_message_size=300, bare_newline=policy)
+        whole = drive([wire], limits)
+        split = drive(split_every(wire, step), limits)
+        assert (split.events, split.bodies, split.out) == (whole.events, whole.bodies, whole.out)
+        assert all(len(b) <= 300 for b in whole.bodies)

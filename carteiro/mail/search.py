@@ -151,13 +151,14 @@ def _simple(key: ps.SearchKey, ctx: _Ctx) -> MetaTest | None:
             return lambda i, m: m.size > n
         return lambda i, m: m.size < n
     if isinstance(key, ps.SearchDate) and not key.sent:
-        day = key.date
-        op = key.op
-
-        def internal(i: int, m: MessageMeta) -> bool:
-            return _compare(op, _utc_date(m.internaldate), day)
-
-        return internal
+        # INTERNALDATE days are UTC days: compare timestamps with the day's bounds
+        start = dt.datetime.combine(key.date, dt.time(), dt.UTC).timestamp()
+        end = start + 86400.0
+        if key.op == "before":
+            return lambda i, m: m.internaldate < start
+        if key.op == "on":
+            return lambda i, m: start <= m.internaldate < end
+        return lambda i, m: m.internaldate >= start
     if isinstance(key, ps.SearchWithin):
         limit = ctx.now - key.seconds
         if key.older:

@@ -76,6 +76,8 @@ class Pop3Service:
                 self._watcher = asyncio.create_task(self._watch_shutdown())
             session = Pop3Session(self.ctx, conn, implicit_tls=implicit_tls)
             self.sessions.add(session)
+            if self.ctx.shutdown.is_set():
+                session.stop()  # accepted during shutdown: greet, then say goodbye
             try:
                 await session.run()
             finally:
@@ -174,6 +176,9 @@ class Pop3Session:
         if self._out:
             out, self._out, self._out_size = self._out, [], 0
             self.conn.writer.writelines(out)
+        transport = self.conn.writer.transport
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            return  # not paused: drain() would return at once
         # A client that stops reading must not hold the session (and its lock) forever: the
         # idle timer covers writes too. TimeoutError ends the connection (no UPDATE).
         async with asyncio.timeout(self.idle_timeout):
@@ -330,10 +335,9 @@ class Pop3Session:
         return self.machine.refused(Refusal.SASL, f"Authentication failed: {step.reason}.")
 
     async def _retrieve(self, ev: pop3.Retrieve) -> pop3.Reply:
+        assert self.store is not None
         read = self._prefetch.pop(ev.number, None)
-        if read is None:
-            read = self._read_message(ev.uid)
-        else:
+        if read is not None:
             self._prefetch_octets -= ev.size
         if ev.number == self._last_retrieved + 1:
             self._read_ahead(ev.number)
@@ -341,7 +345,8 @@ class Pop3Session:
             self._drop_prefetch(0)  # not reading in order: stop guessing
         self._last_retrieved = ev.number
         try:
-            data = await read
+            # Awaiting the store directly (no task) when nothing was read ahead saves loop turns.
+            data = await (read or self.store.read_message(self.mailbox_id, ev.uid))
         except KeyError:
             return self.machine.message_gone()
         except Exception:

@@ -118,9 +118,14 @@ def _encode(out: list[bytes], value: Value, utf8: bool) -> None:
         out.append(str(value).encode("ascii"))
     elif isinstance(value, list | tuple):
         out.append(b"(")
+        only_lists = True
         for i, item in enumerate(value):
-            if i:
+            is_list = isinstance(item, list | tuple)
+            # RFC 3501 9: "1*body", "1*address" and namespace lists run together with no SP
+            # between the parenthesised elements; SP only after the run (body-type-mpart).
+            if i and not (is_list and only_lists):
                 out.append(b" ")
+            only_lists = only_lists and is_list
             _encode(out, item, utf8)
         out.append(b")")
     else:

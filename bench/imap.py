@@ -444,6 +444,7 @@ def main() -> None:
     except (ValueError, OSError):
         pass
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-imap-"))
+    tmp.chmod(0o755)  # Dovecot's unprivileged login processes must reach its base_dir
     print(f"IMAP benchmark in {tmp}: {args.duration:.0f} s loops, {args.big} big mailbox")
     srv = start_carteiro(tmp, args.big)
     assert srv.proc is not None

@@ -164,13 +164,17 @@ def count_carteiro(data: Path) -> int:
         conn.close()
 
 
-def bench_carteiro(root: Path, scenarios: list[Scenario]) -> list[float]:
+def bench_carteiro(root: Path, scenarios: list[Scenario], smtp_config: str = "") -> list[float]:
     srv = ServerProcess(
         root / "carteiro",
         users={RCPT: "bench-password"},
         services=("smtp",),
         extra_config='[log]\nlevel = "warning"\n',
     )
+    srv.init()
+    if smtp_config:
+        cfg = srv.data / "carteiro.toml"
+        cfg.write_text(cfg.read_text().replace("[smtp]\n", f"[smtp]\n{smtp_config}\n", 1))
     srv.start()
     results = []
     try:
@@ -210,6 +214,9 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the message counts")
     ap.add_argument("--dir", help="where to put the data dirs (default: a temp dir under .)")
     ap.add_argument("--only", choices=["carteiro", "baseline"])
+    ap.add_argument(
+        "--smtp-config", default="", help='extra [smtp] keys, e.g. "memory_buffer_max = 65536"'
+    )
     args = ap.parse_args()
     s = args.scale
     scenarios = [
@@ -220,7 +227,7 @@ def main() -> None:
     base = Path(args.dir) if args.dir else Path.cwd()
     with tempfile.TemporaryDirectory(prefix="bench-smtp-", dir=base) as tmp:
         root = Path(tmp)
-        ours = bench_carteiro(root, scenarios) if args.only != "baseline" else []
+        ours = bench_carteiro(root, scenarios, args.smtp_config) if args.only != "baseline" else []
         theirs = bench_baseline(root, scenarios) if args.only != "carteiro" else []
     print(f"{'scenario':32} {'carteiro':>12} {'aiosmtpd+fsync':>15} {'ratio':>7}")
     for i, sc in enumerate(scenarios):

@@ -91,6 +91,7 @@ class MailboxView:
         "_events",
         "_expunged",
         "_floor",
+        "_own",
         "account",
         "deleted",
         "info",
@@ -120,6 +121,7 @@ class MailboxView:
         self.uids = array("I", [m.uid for m in metas])
         self._events: list[ChangeEvent] = []
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
+        self._own: dict[int, MessageMeta] = {}  # appended by this session, event not yet seen
         last = self.uids[-1] if self.uids else 0
         # A MessageAdded below this UID was committed before list_messages(): already known,
         # or added and expunged before the snapshot.
@@ -222,6 +224,11 @@ class MailboxView:
                 grew = self._note_keywords(m.flags) or grew
         return grew
 
+    def note_appended(self, meta: MessageMeta) -> None:
+        """Our own APPEND into this mailbox: its MessageAdded event needs no store lookup."""
+        if len(self._own) < 1000:
+            self._own[meta.uid] = meta
+
     def expunge_now(self, uids: Iterable[int]) -> list[int]:
         """Our own EXPUNGE/MOVE: remove these now; returns the MSNs to announce, in order
         (ascending, each already adjusted for the ones before it, as in RFC 3501 6.4.3)."""
@@ -262,6 +269,7 @@ class MailboxView:
                     if added.pop(u, None) is None and self.index_of(u) is not None:
                         self._expunged.add(u)
             elif isinstance(ev, FlagsChanged):
+                self._own.pop(ev.uid, None)  # changed since our APPEND: ask the store
                 i = self.index_of(ev.uid)
                 if i is not None and ev.modseq > self.metas[i].modseq:
                     old = self.metas[i]
@@ -282,13 +290,21 @@ class MailboxView:
         if resync and not self.deleted:
             new_metas = await self._resync(dirty, upd)
         elif added:
-            try:
-                changed = await self.store.changed_since(self.info.id, min(added.values()) - 1)
-            except Exception:  # the mailbox vanished under us: a later event says so
-                log.debug("changed_since failed for mailbox %d", self.info.id, exc_info=True)
-                changed = []
+            own = self._own
+            if all(u in own and own[u].modseq == ms for u, ms in added.items()):
+                changed = [own[u] for u in added]  # our own APPENDs, unchanged since
+            else:
+                try:
+                    changed = await self.store.changed_since(
+                        self.info.id, min(added.values()) - 1
+                    )
+                except Exception:  # the mailbox vanished under us: a later event says so
+                    log.debug("changed_since failed for mailbox %d", self.info.id, exc_info=True)
+                    changed = []
             last = self.max_uid
             new_metas = [m for m in changed if m.uid in added and m.uid > last]
+            for u in added:
+                own.pop(u, None)
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
             upd.expunged = self._remove(gone)

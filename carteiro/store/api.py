@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import os
+from array import array
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import NamedTuple, Protocol, Union
 
 # System flags (RFC 3501 2.3.2). \Recent is session state, not stored.
 SEEN = "\\Seen"
@@ -102,6 +103,16 @@ class MessageMeta:
     modseq: int
     internaldate: float  # seconds since the epoch, UTC
     size: int  # exact size in octets of the stored bytes (CRLF line endings)
+
+
+class UidFlags(NamedTuple):
+    """A mailbox's messages as parallel columns in ascending UID order: what SELECT needs
+    (EXISTS, UIDs, FLAGS/PERMANENTFLAGS keywords, UNSEEN, HIGHESTMODSEQ) without one object per
+    message. `flags[i]` belongs to `uids[i]`; equal flag sets are often one shared frozenset."""
+
+    uids: array[int]  # typecode "I" (UIDs are 32-bit, RFC 3501 2.3.1.1)
+    flags: list[frozenset[str]]
+    modseqs: array[int]  # typecode "Q"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +263,12 @@ class AccountStore(Protocol):
 
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """All messages in ascending UID order (what SELECT and POP3 login need)."""
+        ...
+
+    async def list_uids_flags(self, mailbox_id: int) -> UidFlags:
+        """The UIDs, flags and MODSEQs of list_messages() as columns: the same snapshot, but cheap
+        for a large mailbox (no MessageMeta per message). For SELECT/EXAMINE; fetch INTERNALDATE
+        and sizes with list_messages()/changed_since() when a command needs them."""
         ...
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:

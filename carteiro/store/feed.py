@@ -16,6 +16,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class CrossProcessFeed:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_id = 0
+        self._peers: list[str] = []
+        self._peers_stamp = -1
+        self._peers_listed = 0.0
 
     def _address(self, token: str) -> bytes:
         # Linux abstract socket names: no path length limit, vanish with their process
@@ -60,12 +64,19 @@ class CrossProcessFeed:
 
     def wake_others(self) -> None:
         try:
-            entries = os.listdir(self._run_dir)
+            # the run dir changes only when a process starts or stops: list it only then
+            stamp = os.stat(self._run_dir).st_mtime_ns
         except FileNotFoundError:
             return
-        for entry in entries:
-            if not entry.startswith(PEER_PREFIX):
-                continue
+        now = time.monotonic()
+        # (and at least every second: a coarse mtime may hide an announcement in the same tick)
+        if stamp != self._peers_stamp or now - self._peers_listed > 1.0:
+            try:
+                self._peers = [e for e in os.listdir(self._run_dir) if e.startswith(PEER_PREFIX)]
+            except FileNotFoundError:
+                return
+            self._peers_stamp, self._peers_listed = stamp, now
+        for entry in self._peers:
             token = entry[len(PEER_PREFIX) :]
             if token == self._token:
                 continue

@@ -90,7 +90,8 @@ def parse_name(filename: str) -> ParsedName:
 
 
 def fsync_dir(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+    """fsync a directory or a file by path (O_RDONLY works for both on Linux)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -115,6 +116,33 @@ def stage_bytes(path: str, data: bytes, mtime: float, sync: bool = True) -> int:
         raise
     os.close(fd)
     return len(data)
+
+
+def stage_bytes_open(path: str, data: bytes, mtime: float) -> int:
+    """Like stage_bytes without fsync, but return the still-open descriptor: the caller fsyncs it
+    (with others, in one round) and closes it, saving a re-open by path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        written = os.write(fd, data)
+        if written < len(data):
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
+        os.utime(fd, (mtime, mtime))
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
+
+
+def fsync_all(items: list[int | str]) -> None:
+    """fsync open descriptors (ints) and paths (files or directories, opened read-only)."""
+    for item in items:
+        if isinstance(item, int):
+            os.fsync(item)
+        else:
+            fsync_dir(item)
 
 
 def stage_path(path: str, source: str, mtime: float, sync: bool = True) -> int:

@@ -303,7 +303,12 @@ def _reindex_account(
     ).fetchall():
         old[guid] = (mbid, uv, uidnext, hms)
     old_ids = [v[0] for v in old.values()]
-    for table in ("messages", "dirty_files"):
+    old_uids: dict[int, set[int]] = {}  # for the expunged log: listings and QRESYNC rely on it
+    for mbid in old_ids:
+        old_uids[mbid] = {
+            r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (mbid,))
+        }
+    for table in ("messages", "dirty_files", "listings"):
         conn.executemany(f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in old_ids])
     conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (acct_id,))
     subfolders = sorted(
@@ -425,6 +430,12 @@ def _reindex_account(
             mask, kws = codec.encode(flags)
             rows.append((mbid, uid, modseq, mask, kws, st.st_mtime, st.st_size, base, parsed.info))
         conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        if keep and prev is not None and prev[0] == mbid and prev[1] == uidvalidity:
+            vanished = old_uids.get(mbid, set()) - {r[1] for r in rows}
+            conn.executemany(
+                "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                [(mbid, uid, modseq) for uid in sorted(vanished)],
+            )
         report.mailboxes += 1
         report.messages += len(rows)
     conn.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ from carteiro.store.api import (
     MessagesExpunged,
     MessageSource,
     StoreError,
+    UidFlags,
 )
 from carteiro.store.changes import ChangeHub
 from carteiro.store.flags import apply_op, normalize_flags
@@ -392,6 +394,14 @@ class MemoryAccountStore:
 
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         return [m.meta() for m in self._mbox(mailbox_id).messages.values()]
+
+    async def list_uids_flags(self, mailbox_id: int) -> UidFlags:
+        messages = self._mbox(mailbox_id).messages.values()
+        return UidFlags(
+            array("I", [m.uid for m in messages]),
+            [m.flags for m in messages],
+            array("Q", [m.modseq for m in messages]),
+        )
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
         return [m.meta() for m in self._mbox(mailbox_id).messages.values() if m.modseq > modseq]

@@ -188,6 +188,14 @@ def _split_path(arg: str, keyword: str) -> tuple[str, str] | None:
             return None
         return path, params.strip(" ")
     # Find the closing ">" outside a quoted local part.
+    if '"' not in rest:
+        i = rest.find(">")
+        if i < 0:
+            return None
+        params = rest[i + 1 :]
+        if params and not params.startswith(" "):
+            return None
+        return rest[1:i], params.strip(" ")
     i, quoted = 1, False
     while i < len(rest):
         c = rest[i]

@@ -6,13 +6,14 @@ RFC 7889 APPENDLIMIT) and APPEND (RFC 4315 APPENDUID, RFC 3516 literal8).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 
 from carteiro.mime.parse import to_crlf
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.sets import render_numbers
 from carteiro.servers.imap.session import Result, Session, command, no, ok
-from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound
+from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
 
 INBOX = "INBOX"
 SPECIAL_USES = frozenset(
@@ -280,12 +281,6 @@ async def status(s: Session, tag: str, req: c.Status) -> Result:
 @command(c.Append)
 async def append(s: Session, tag: str, req: c.Append) -> Result:
     store = _store(s)
-    try:
-        info = await store.get_mailbox(req.mailbox)
-    except MailboxNotFound:
-        return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
-    if not info.selectable:
-        return no("Mailbox isn't selectable", "TRYCREATE")
     for m in req.messages:
         if m.catenate is not None:
             return no("CATENATE is not supported", "CANNOT")
@@ -294,11 +289,21 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
         if len(m.data) > s.server.appendlimit:
             return no("Message too big", "TOOBIG")
     uids: list[int] = []
-    uidvalidity = info.uidvalidity
+    uidvalidity = 0
+    view = s.view
     for m in req.messages:
-        when = m.internal_date.timestamp() if m.internal_date is not None else None
+        when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
         # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4)
-        r = await store.append(req.mailbox, to_crlf(m.data), m.flags, when)
+        data = to_crlf(m.data)
+        try:
+            r = await store.append(req.mailbox, data, m.flags, when)
+        except MailboxNotFound:
+            if uids:  # pragma: no cover - the mailbox vanished between two messages
+                break
+            return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
         uids.append(r.uid)
         uidvalidity = r.uidvalidity
+        if view is not None and view.id == r.mailbox_id:
+            # the view learns the new message without asking the store again
+            view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
     return ok("Append completed.", f"APPENDUID {uidvalidity} {render_numbers(uids, sort=False)}")

@@ -170,6 +170,8 @@ async def test_mailbox_ids_of_other_accounts_are_refused(store: MailStore) -> No
     r = await bob.append("INBOX", msg())
     with pytest.raises(MailboxNotFound):
         await alice.list_messages(r.mailbox_id)
+    with pytest.raises(MailboxNotFound):
+        await alice.list_uids_flags(r.mailbox_id)
     with pytest.raises(KeyError):
         await alice.read_message(r.mailbox_id, r.uid)
     with pytest.raises(MailboxNotFound):
@@ -198,6 +200,34 @@ async def test_deliver_is_all_or_none(store: MailStore) -> None:
     for acct, box in ((alice, "INBOX"), (bob, "INBOX")):
         info = await acct.get_mailbox(box)
         assert len(await acct.list_messages(info.id)) == 1
+
+
+async def test_list_uids_flags_matches_list_messages(store: MailStore) -> None:
+    acct = await account(store)
+    inbox = await acct.get_mailbox("INBOX")
+    empty = await acct.list_uids_flags(inbox.id)
+    assert (list(empty.uids), empty.flags, list(empty.modseqs)) == ([], [], [])
+    for i in range(6):
+        await acct.append("INBOX", msg(i), [SEEN] if i % 2 else ["$Label"] if i == 4 else [])
+    await acct.set_flags(inbox.id, [2], FlagOp.ADD, [DELETED, "$Junk"])
+    await acct.expunge(inbox.id)
+    await acct.set_flags(inbox.id, [3], FlagOp.ADD, [FLAGGED])
+    await acct.append("INBOX", msg(9), [ANSWERED, "$Label"])
+    got = await acct.list_uids_flags(inbox.id)
+    metas = await acct.list_messages(inbox.id)
+    assert got.uids.typecode in ("I", "L") and got.modseqs.typecode == "Q"
+    assert list(got.uids) == [m.uid for m in metas] == [1, 3, 4, 5, 6, 7]
+    assert got.flags == [m.flags for m in metas]
+    assert list(got.modseqs) == [m.modseq for m in metas]
+    assert got.flags[1] == {FLAGGED} and got.flags[3] == {"$Label"}
+    assert got.flags[4] == {SEEN} and got.flags[5] == {ANSWERED, "$Label"}
+    uids, flags, _modseqs = got  # a plain tuple too
+    uids.append(99)  # callers own their copy
+    flags.clear()
+    again = await acct.list_uids_flags(inbox.id)
+    assert list(again.uids) == [1, 3, 4, 5, 6, 7] and len(again.flags) == 6
+    with pytest.raises(MailboxNotFound):
+        await acct.list_uids_flags(99_999)
 
 
 # ---- flags, MODSEQ -----------------------------------------------------------------------------

@@ -11,13 +11,24 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from carteiro.store.api import DELETED, FLAGGED, SEEN, FlagOp, MessageAdded
+from carteiro.store import listing
+from carteiro.store.api import (
+    DELETED,
+    FLAGGED,
+    SEEN,
+    FlagOp,
+    MailboxNotFound,
+    MessageAdded,
+    MessageMeta,
+    UidFlags,
+)
 from carteiro.store.maintenance import check, reindex
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
@@ -406,3 +417,88 @@ async def test_listing_cache_follows_changes_from_other_processes(tmp_path: Path
     finally:
         await a.close()
         await b.close()
+
+
+async def test_listing_snapshot_opens_a_fresh_process_from_one_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listing, "SNAPSHOT_MIN", 5)
+    data = tmp_path / "data"
+    a = SqliteMaildirStore(data)
+    b = SqliteMaildirStore(data)  # stands for another process
+    stores = [a, b]
+    try:
+        await a.create_account(ACCOUNT)
+        acct_a, acct_b = await a.account(ACCOUNT), await b.account(ACCOUNT)
+        inbox = await acct_a.get_mailbox("INBOX")
+        for i in range(8):
+            await acct_a.append("INBOX", make_message(str(i), 100), ["$Label"] if i == 3 else [])
+        await acct_a.list_uids_flags(inbox.id)  # a full load of a large mailbox publishes it
+        await acct_a.append("INBOX", make_message("flush", 100))  # queued after the snapshot job
+        assert a.snapshots_written == 1
+        await acct_b.set_flags(inbox.id, [2, 4], FlagOp.ADD, [DELETED, "$Junk"])
+        await acct_b.expunge(inbox.id, [2])
+        await acct_b.set_flags(inbox.id, [5], FlagOp.ADD, [SEEN])
+        await acct_b.append("INBOX", make_message("new", 100), [FLAGGED])
+        truth = await acct_b.changed_since(inbox.id, 0)  # straight from the rows
+        assert [m.uid for m in truth] == [1, 3, 4, 5, 6, 7, 8, 9, 10]
+
+        async def fresh() -> tuple[SqliteMaildirStore, UidFlags, list[MessageMeta]]:
+            c = SqliteMaildirStore(data)
+            stores.append(c)
+            acct_c = await c.account(ACCOUNT)
+            return c, await acct_c.list_uids_flags(inbox.id), await acct_c.list_messages(inbox.id)
+
+        c, uf, metas = await fresh()
+        assert (c.listings.snapshots_read, c.listings.loads) == (1, 0)
+        assert metas == truth
+        assert list(uf.uids) == [m.uid for m in truth]
+        assert uf.flags == [m.flags for m in truth]
+        assert list(uf.modseqs) == [m.modseq for m in truth]
+        conn = sqlite3.connect(data / "index.sqlite")
+        conn.execute("UPDATE listings SET count = count + 1")  # not what we wrote: ignored
+        conn.commit()
+        conn.close()
+        d, _uf, metas = await fresh()
+        assert (d.listings.snapshots_read, d.listings.loads) == (0, 1)
+        assert metas == truth
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_listing_cache_survives_reindex_of_a_vanished_file(
+    store: SqliteMaildirStore,
+) -> None:
+    acct = await store.account(ACCOUNT)
+    inbox = await acct.get_mailbox("INBOX")
+    for i in range(4):
+        await acct.append("INBOX", make_message(str(i), 100))
+    assert [m.uid for m in await acct.list_messages(inbox.id)] == [1, 2, 3, 4]
+    [gone] = [n for n in os.listdir(maildir_path(store) / "cur") if ",U=2:" in n]
+    os.unlink(maildir_path(store) / "cur" / gone)
+    reindex(store.data_dir)  # records UID 2 as expunged: cached listings learn it by MODSEQ
+    loads = store.listings.loads
+    assert [m.uid for m in await acct.list_messages(inbox.id)] == [1, 3, 4]
+    assert store.listings.loads == loads  # an incremental refresh, not a full reload
+
+
+async def test_concurrent_appends_fail_alone_and_leave_no_staged_files(
+    store: SqliteMaildirStore,
+) -> None:
+    acct = await store.account(ACCOUNT)
+    rounds, batches = store.sync_rounds, store.batches
+    results = await asyncio.gather(
+        *(
+            acct.append("INBOX" if i % 5 else "Missing", make_message(str(i), 300))
+            for i in range(40)
+        ),
+        return_exceptions=True,
+    )
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    assert len(ok) == 32 and sorted(r.uid for r in ok) == list(range(1, 33))
+    assert all(isinstance(r, MailboxNotFound) for r in results if isinstance(r, BaseException))
+    assert store.batches - batches < 40
+    assert store.sync_rounds - rounds <= 2 * (store.batches - batches)  # files+dirs, then WAL
+    assert os.listdir(store.tmp_dir) == []
+    assert check(store.data_dir).ok

@@ -295,9 +295,7 @@ class MailboxView:
                 changed = [own[u] for u in added]  # our own APPENDs, unchanged since
             else:
                 try:
-                    changed = await self.store.changed_since(
-                        self.info.id, min(added.values()) - 1
-                    )
+                    changed = await self.store.changed_since(self.info.id, min(added.values()) - 1)
                 except Exception:  # the mailbox vanished under us: a later event says so
                     log.debug("changed_since failed for mailbox %d", self.info.id, exc_info=True)
                     changed = []

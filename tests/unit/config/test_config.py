@@ -52,13 +52,13 @@ def test_load_names_the_file(tmp_path: Path) -> None:
 
 
 def test_missing_file_says_init(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="carteiro init"):
+    with pytest.raises(ConfigError, match=r"carteiro init"):
         load(tmp_path)
 
 
 def test_toml_syntax_error_names_file(tmp_path: Path) -> None:
     (tmp_path / "carteiro.toml").write_text("hostname = \n")
-    with pytest.raises(ConfigError, match="carteiro.toml"):
+    with pytest.raises(ConfigError, match=r"carteiro\.toml"):
         load(tmp_path)
 
 

@@ -113,7 +113,7 @@ def test_aliases_of(directory: Directory) -> None:
 
 
 def test_static_domain_cannot_be_deleted(directory: Directory) -> None:
-    with pytest.raises(DirectoryError, match="carteiro.toml"):
+    with pytest.raises(DirectoryError, match=r"carteiro\.toml"):
         directory.del_domain("example.test")
     with pytest.raises(DirectoryError, match="account"):
         directory.del_domain("other.test")

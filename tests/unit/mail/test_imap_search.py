@@ -84,7 +84,7 @@ async def run(view, text: str, saved=()) -> list[int]:  # type: ignore[no-untype
         ("SENTSINCE 1-Jan-2000", [2, 3]),
         ("FROM foobar", [1]),
         ('FROM "jörg"', [2]),
-        ("SUBJECT GRÜSSE", []),
+        ('SUBJECT "GRÜSSE"', [2]),  # casefold: ß = ss
         ('SUBJECT "grüße"', [2]),
         ("TO joe", [1]),
         ('HEADER X-Tag ""', [3]),

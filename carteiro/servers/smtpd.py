@@ -86,7 +86,6 @@ class Transaction:
         return any(r.local for r in self.recipients)
 
 
-
 class SMTPServer:
     """Shared by every session of every SMTP listener in this process."""
 

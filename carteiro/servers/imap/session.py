@@ -222,7 +222,11 @@ class Session:
             text = render.text(ev.reason)
             code = b"[" + ev.code.encode() + b"] " if ev.code else b""
             tag = ev.tag.encode() if ev.tag else b"*"
-            self.write(tag + b" BAD " + code + text + b"\r\n")
+            # RFC 7889 / RFC 5530: a refused (synchronising) oversized APPEND is NO [TOOBIG];
+            # framing errors are BAD.
+            too_big = ev.reason == "Message too big" and ev.tag is not None and not ev.fatal
+            status = b" NO " if too_big else b" BAD "
+            self.write(tag + status + code + text + b"\r\n")
             if ev.fatal:
                 self.untagged("BYE Protocol error")
                 raise Closing

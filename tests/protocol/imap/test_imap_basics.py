@@ -1,8 +1,18 @@
 """Greeting, capabilities, authentication and the any-state commands (RFC 9051 6.1, 6.2)."""
 
+# ruff: noqa: F811  (pytest fixtures imported from imap_harness)
+
 from __future__ import annotations
 
-from conftest import PASSWORD, USER, play
+from imap_harness import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    USER,
+    directory,
+    play,
+    server,
+    start_server,
+    tls_files,
+)
 
 
 async def test_capability_and_login(server):

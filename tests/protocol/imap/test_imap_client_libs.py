@@ -1,12 +1,21 @@
 """Real client libraries against the server: imaplib (stdlib) and imapclient, IDLE and MOVE."""
 
+# ruff: noqa: F811  (pytest fixtures imported from imap_harness)
+
 from __future__ import annotations
 
 import asyncio
 import imaplib
 import threading
 
-from conftest import PASSWORD, USER
+from imap_harness import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    USER,
+    directory,
+    server,
+    start_server,
+    tls_files,
+)
 from imapclient import IMAPClient
 
 MSG = (

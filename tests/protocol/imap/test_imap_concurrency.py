@@ -5,12 +5,22 @@ FLAGS and EXPUNGE, the EXPUNGEs only where the RFC allows them (never while answ
 STORE or SEARCH by sequence number).
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from imap_harness)
+
 from __future__ import annotations
 
 import asyncio
 import time
 
-from conftest import PASSWORD, USER, play
+from imap_harness import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    USER,
+    directory,
+    play,
+    server,
+    start_server,
+    tls_files,
+)
 
 from carteiro.store.api import DELETED, FlagOp
 

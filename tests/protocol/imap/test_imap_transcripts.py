@@ -1,11 +1,22 @@
 """Transcripts for every command and its error cases, after the examples of RFC 3501, RFC 9051
 and the extension RFCs (section numbers in each test's docstring). Session 1 logs in first."""
 
+# ruff: noqa: F811  (pytest fixtures imported from imap_harness)
+
 from __future__ import annotations
 
 import logging
 
-from conftest import PASSWORD, USER, make_config, play
+from imap_harness import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    USER,
+    directory,
+    make_config,
+    play,
+    server,
+    start_server,
+    tls_files,
+)
 
 LOGIN = f'LOGIN {USER} "{PASSWORD}"'
 MSG = (
@@ -248,7 +259,7 @@ S: + OK
 C:
 S: A007 NO Can't save a zero byte message
 C: A008 APPEND Drafts {{99999999999}}
-S: A008 BAD [TOOBIG] <...>
+S: A008 NO [TOOBIG] <...>
 C: A009 EXAMINE Drafts
 S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)
 S: <...>
@@ -669,3 +680,64 @@ async def test_bad_login_counts_per_ip(start_server):
         assert "[AUTHENTICATIONFAILED]" in lines[-1]
     lines = await c.cmd(LOGIN)
     assert lines[-1].startswith("t4 NO [UNAVAILABLE]")
+
+
+async def test_utf8_accept(server):
+    """RFC 6855: after ENABLE UTF8=ACCEPT names are UTF-8 and SEARCH takes no CHARSET."""
+    await play(
+        server,
+        f"""
+C: a0 {LOGIN}
+S: a0 OK <...>
+C: a1 ENABLE UTF8=ACCEPT
+S: * ENABLED UTF8=ACCEPT
+S: a1 OK Enabled.
+C: a2 CREATE "Größe/Ärger"
+S: a2 OK Create completed.
+C: a3 LIST "" "Gr*"
+S: * LIST (\\HasChildren) "/" "Größe"
+S: * LIST (\\HasNoChildren) "/" "Größe/Ärger"
+S: a3 OK List completed.
+C: a4 SELECT "Größe/Ärger"
+S: <...>
+S: <...>
+S: <...>
+S: <...>
+S: <...>
+S: <...>
+S: a4 OK [READ-WRITE] Select completed.
+C: a5 SEARCH CHARSET UTF-8 ALL
+S: a5 BAD CHARSET is not allowed after ENABLE UTF8=ACCEPT
+C: a6 ENABLE UTF8=ACCEPT
+S: * ENABLED
+S: a6 OK Enabled.
+""",
+    )
+
+
+async def test_literal_minus(start_server):
+    """RFC 7888: with LITERAL- a non-synchronising literal over 4096 octets ends the session."""
+    srv = await start_server(make_config(literal_plus=False))
+    c = await srv.connect(greeting=False)
+    assert "LITERAL-" in await c.line()
+    assert (await c.cmd(LOGIN))[-1].startswith("t1 OK")
+    lines = await c.cmd("APPEND Drafts {10+}\r\nSubject: x")
+    assert lines[-1].startswith("t2 OK [APPENDUID")
+    await c.send(b"t3 APPEND Drafts {5000+}\r\n")
+    assert (await c.line()).startswith("t3 BAD [TOOBIG]")
+    assert (await c.line()).startswith("* BYE")
+    assert await c.eof()
+
+
+async def test_binary_unknown_cte(server):
+    """RFC 3516 4.3: BINARY of a part whose encoding cannot be undone is NO [UNKNOWN-CTE]."""
+    await server.deliver(
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
+        b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n"
+    )
+    c = await server.connect(login=True)
+    await c.cmd("SELECT INBOX")
+    lines = await c.cmd("FETCH 1 (BINARY.PEEK[1])")
+    assert lines[-1].startswith("t3 NO [UNKNOWN-CTE]")
+    lines = await c.cmd("FETCH 1 (BINARY.SIZE[1] BODY.PEEK[1])")
+    assert lines[-1].startswith("t4 NO [UNKNOWN-CTE]")

@@ -3,7 +3,7 @@ against the real server over TLS (APOP in the RFC's session is replaced by USER/
 
 from __future__ import annotations
 
-from conftest import PASSWORD, USER, Harness, play
+from pop3_harness import PASSWORD, USER, Harness, play
 
 # RFC 1939 10: a maildrop with two messages of 120 and 200 octets.
 M1 = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from conftest import BOB, BOB_PASSWORD, PASSWORD, USER, Client, Harness, play
+from pop3_harness import BOB, BOB_PASSWORD, PASSWORD, USER, Client, Harness, play
 
 from carteiro.config import Config
 from carteiro.directory.throttle import AuthThrottle

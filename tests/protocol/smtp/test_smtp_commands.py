@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import ALICE, BOB, Env, MakeEnv
+from smtp_harness import ALICE, BOB, Env, MakeEnv
 
 EHLO = """
 S: 220 mail.example.test ESMTP carteiro

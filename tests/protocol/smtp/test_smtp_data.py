@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from conftest import ALICE, BOB, CAROL, Env, MakeEnv
+from smtp_harness import ALICE, BOB, CAROL, Env, MakeEnv
 
 from carteiro.store.api import AppendResult, Delivery, MessageSource, StoreError
 from carteiro.store.memory import MemoryMailStore

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import ALICE, ALICE_PW, BOB, Env, MakeEnv
+from smtp_harness import ALICE, ALICE_PW, BOB, Env, MakeEnv
 
 from carteiro.store.api import StoreError
 

@@ -1,6 +1,7 @@
 """A real IMAP server (imapd listeners on free loopback ports) over the in-memory store, a real
 directory and TLS; an IMAP line client; and the transcript player the tests in this directory use.
 
+Test modules import the fixtures from here (no conftest.py: other suites import theirs by name).
 Transcripts read like the RFC examples. ``C:``/``S:`` belong to session 1, ``C2:``/``S2:`` to
 session 2 and so on. ``<...>`` in an ``S:`` line matches any text. Server lines are compared in
 order; the player waits (with a deadline) for each expected line.

@@ -67,7 +67,9 @@ class SMTPConfig:
     # Messages up to this size stay in memory until delivered (no temp file); larger ones stream
     # to DATA/tmp. Memory per session stays bounded by this. 0: every message goes through a file.
     memory_buffer_max: int = 0
-    mbox_lock_timeout: float = 30.0  # seconds to wait for another writer's lock, then 4xx / EX_TEMPFAIL
+    mbox_lock_timeout: float = (
+        30.0  # seconds to wait for another writer's lock, then 4xx / EX_TEMPFAIL
+    )
 
 
 @dataclass
@@ -263,10 +265,29 @@ def _validate(cfg: Config) -> None:
         "queue.max_concurrency": cfg.queue.max_concurrency,
         "queue.max_per_destination": cfg.queue.max_per_destination,
         "auth.max_failures": cfg.auth.max_failures,
+        "smtp.mbox_lock_timeout": cfg.smtp.mbox_lock_timeout,
+        "imap.login_timeout": cfg.imap.login_timeout,
+        "pop3.max_connections": cfg.pop3.max_connections,
+        "pop3.max_connections_per_ip": cfg.pop3.max_connections_per_ip,
+        "pop3.max_line_length": cfg.pop3.max_line_length,
+        "pop3.max_errors": cfg.pop3.max_errors,
+        "pop3.max_auth_failures": cfg.pop3.max_auth_failures,
+        "imap.max_connections": cfg.imap.max_connections,
+        "imap.max_connections_per_ip": cfg.imap.max_connections_per_ip,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be greater than 0, got {value}")
+    for key, value in (
+        ("smtp.memory_buffer_max", cfg.smtp.memory_buffer_max),
+        ("imap.message_cache_mb", cfg.imap.message_cache_mb),
+    ):
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+    if cfg.dns.inet_protocols not in ("any", "ipv4", "ipv6"):
+        raise ConfigError(
+            f"dns.inet_protocols: {cfg.dns.inet_protocols!r} is not one of any, ipv4, ipv6"
+        )
     if cfg.smtp.bare_newline not in ("reject", "normalise"):
         raise ConfigError(
             f"smtp.bare_newline: {cfg.smtp.bare_newline!r} is not one of reject, normalise"

@@ -90,3 +90,18 @@ def test_parse_hostport_default() -> None:
     assert parse_hostport("mx.example", 25) == ("mx.example", 25)
     with pytest.raises(ValueError):
         parse_hostport("mx.example")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[smtp]\nbare_newline = "keep"', "smtp.bare_newline"),
+        ("[smtp]\nmemory_buffer_max = -1", "smtp.memory_buffer_max"),
+        ('[dns]\ninet_protocols = "ipv5"', "dns.inet_protocols"),
+        ("[pop3]\nmax_errors = 0", "pop3.max_errors"),
+        ("[imap]\nlogin_timeout = 0", "imap.login_timeout"),
+    ],
+)
+def test_later_keys_validated(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        loads(text)

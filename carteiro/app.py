@@ -98,6 +98,8 @@ class App:
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
+        if cfg.listen.web:
+            log.info("web          not started: the webmail is not part of this release yet")
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store."""

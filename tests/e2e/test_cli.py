@@ -34,7 +34,9 @@ def test_init_needs_domain_first_time(tmp_path: Path) -> None:
 
 def test_data_from_environment(tmp_path: Path) -> None:
     env = {**os.environ, "CARTEIRO_DATA": str(tmp_path / "envdata")}
-    subprocess.run(carteiro_cmd("init", "--domain", "example.test"), env=env, check=True, capture_output=True)
+    subprocess.run(
+        carteiro_cmd("init", "--domain", "example.test"), env=env, check=True, capture_output=True
+    )
     assert (tmp_path / "envdata" / "carteiro.toml").exists()
 
 
@@ -42,14 +44,21 @@ def test_users_aliases_domains(tmp_path: Path) -> None:
     data = tmp_path / "d"
     run_cli(data, "init", "--domain", "example.test")
     run_cli(data, "user", "add", "Alice@Example.test", "--password-stdin", stdin="pw1\n")
-    r = run_cli(data, "user", "add", "alice@example.test", "--password-stdin", stdin="pw\n", check=False)
+    r = run_cli(
+        data, "user", "add", "alice@example.test", "--password-stdin", stdin="pw\n", check=False
+    )
     assert r.returncode != 0 and "exists" in r.stderr
-    r = run_cli(data, "user", "add", "x@elsewhere.test", "--password-stdin", stdin="pw\n", check=False)
+    r = run_cli(
+        data, "user", "add", "x@elsewhere.test", "--password-stdin", stdin="pw\n", check=False
+    )
     assert r.returncode != 0 and "not one of our domains" in r.stderr
     assert run_cli(data, "user", "list").stdout.split() == ["alice@example.test"]
     run_cli(data, "user", "passwd", "alice@example.test", "--password-stdin", stdin="pw2\n")
     run_cli(data, "domain", "add", "Other.test")
-    assert run_cli(data, "domain", "list").stdout.split("\n")[:2] == ["example.test  (carteiro.toml)", "other.test"]
+    assert run_cli(data, "domain", "list").stdout.split("\n")[:2] == [
+        "example.test  (carteiro.toml)",
+        "other.test",
+    ]
     run_cli(data, "alias", "add", "postmaster@example.test", "alice@example.test")
     run_cli(data, "alias", "add", "@other.test", "alice@example.test")
     assert "postmaster@example.test -> alice@example.test" in run_cli(data, "alias", "list").stdout
@@ -109,7 +118,9 @@ def test_serve_prints_listeners_and_demo(tmp_path: Path) -> None:
         text = text.replace(f'{svc} = "127.0.0.1:', f'{svc} = "" # 127.0.0.1:', 1)
     text = text.replace('smtp = "127.0.0.1:2525"', f'smtp = "127.0.0.1:{port}"')
     cfg.write_text(text)
-    proc = subprocess.Popen(carteiro_cmd("serve", "--data", str(data)), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        carteiro_cmd("serve", "--data", str(data)), stderr=subprocess.PIPE, text=True
+    )
     try:
         seen = ""
         assert proc.stderr is not None

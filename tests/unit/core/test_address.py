@@ -20,8 +20,19 @@ def test_canonical(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "nodomain", "@example.test", "a@", "a b@example.test", "a@-bad.test", "a\x00@x.test",
-     "a@ex ample.test", "x" * 65 + "@example.test", "a..b@example.test", ".a@example.test"],
+    [
+        "",
+        "nodomain",
+        "@example.test",
+        "a@",
+        "a b@example.test",
+        "a@-bad.test",
+        "a\x00@x.test",
+        "a@ex ample.test",
+        "x" * 65 + "@example.test",
+        "a..b@example.test",
+        ".a@example.test",
+    ],
 )
 def test_rejected(text: str) -> None:
     with pytest.raises(AddressError):

@@ -7,7 +7,9 @@ from carteiro.directory.accounts import Directory, DirectoryError
 
 @pytest.fixture(scope="module")
 def directory(tmp_path_factory: pytest.TempPathFactory) -> Directory:
-    d = Directory(tmp_path_factory.mktemp("dir") / "directory.sqlite", static_domains=["example.test"])
+    d = Directory(
+        tmp_path_factory.mktemp("dir") / "directory.sqlite", static_domains=["example.test"]
+    )
     d.add_domain("other.test")
     d.add_user("Alice@Example.test", "alice-pw")
     d.add_user("bob@example.test", "bob-pw")
@@ -88,7 +90,10 @@ def test_resolve_account_alias_plus_catchall(directory: Directory) -> None:
     r = directory.resolve("postmaster@example.test")
     assert r is not None and r.local_accounts == (("alice@example.test", ""),)
     r = directory.resolve("team@example.test")
-    assert r is not None and {a for a, _ in r.local_accounts} == {"alice@example.test", "bob@example.test"}
+    assert r is not None and {a for a, _ in r.local_accounts} == {
+        "alice@example.test",
+        "bob@example.test",
+    }
     r = directory.resolve("anything@other.test")
     assert r is not None and r.local_accounts == (("carol@other.test", ""),)
     r = directory.resolve("ext@example.test")
@@ -109,7 +114,10 @@ def test_alias_loop_terminates(tmp_path: Path) -> None:
 
 
 def test_aliases_of(directory: Directory) -> None:
-    assert set(directory.aliases_of("alice@example.test")) == {"postmaster@example.test", "team@example.test"}
+    assert set(directory.aliases_of("alice@example.test")) == {
+        "postmaster@example.test",
+        "team@example.test",
+    }
 
 
 def test_static_domain_cannot_be_deleted(directory: Directory) -> None:

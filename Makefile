@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= var
 DOMAIN ?= example.test
-# Debian packages the end-to-end tests drive (real clients) and the web tests' browser.
-APT_TEST_PACKAGES := swaks isync fetchmail getmail6 offlineimap3 chromium
+# Debian packages the end-to-end tests drive (real clients).
+APT_TEST_PACKAGES := swaks isync fetchmail getmail6 offlineimap3
 
 .PHONY: serve test install install-test apt-test lint unit clean
 

@@ -24,6 +24,7 @@ from carteiro.store.flags import FlagCodec
 KEYWORDS_BIT = 0x80  # in a flag code: the message has keywords (in `keywords`, by UID)
 SYSTEM_MASK = 0x1F  # flags.BITS
 SNAPSHOT_MIN = 1_000  # messages: smaller mailboxes load from their rows fast enough
+QUICK_MAX = 2_000  # messages: a cached listing this small is refreshed on the caller's thread
 UID_TYPE = "I" if array("I").itemsize == 4 else "L"  # RFC 3501: UIDs are 32-bit
 
 SELECT_ROWS = "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
@@ -315,6 +316,12 @@ class ListingCache:
             if entry is not None:
                 self._keep(mailbox_id, entry)
         return entry
+
+    def is_small(self, mailbox_id: int) -> bool:
+        """Whether this mailbox's listing is cached and small: bringing it up to date then costs
+        well under a millisecond (a full reload at worst a few), cheap enough for the event loop."""
+        entry = self._entries.get(mailbox_id)
+        return entry is not None and len(entry) <= QUICK_MAX
 
     def _current(
         self,

@@ -203,7 +203,9 @@ class Session:
         cfg = self.server.config
         timeout = cfg.login_timeout if self.state is State.NOT_AUTHENTICATED else cfg.idle_timeout
         try:
-            return await asyncio.wait_for(self.conn.reader.read(65536), timeout)
+            # asyncio.timeout, not wait_for: no task per read (one read per client round trip)
+            async with asyncio.timeout(timeout):
+                return await self.conn.reader.read(65536)
         except TimeoutError:
             self.untagged("BYE Autologout; idle for too long")
             return b""

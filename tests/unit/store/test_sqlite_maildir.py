@@ -502,3 +502,30 @@ async def test_concurrent_appends_fail_alone_and_leave_no_staged_files(
     assert store.sync_rounds - rounds <= 2 * (store.batches - batches)  # files+dirs, then WAL
     assert os.listdir(store.tmp_dir) == []
     assert check(store.data_dir).ok
+
+
+async def test_small_reads_run_inline_and_fall_back_to_the_pool_when_busy(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    acct = await store.account(ACCOUNT)
+    inbox = await acct.get_mailbox("INBOX")
+    await acct.append("INBOX", make_message("1", 100))
+    await acct.list_messages(inbox.id)  # cached now: later lists of this small mailbox are quick
+    seen: list[str] = []
+    real = store.listing
+
+    def listing(conn: sqlite3.Connection, mb: object, force_publish: bool = False) -> object:
+        seen.append(threading.current_thread().name)
+        if len(seen) == 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real(conn, mb, force_publish)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "listing", listing)
+    assert [m.uid for m in await acct.list_messages(inbox.id)] == [1]
+    assert seen == [threading.current_thread().name]  # on the event loop's thread
+    await acct.append("INBOX", make_message("2", 100))
+    # busy: retried in the pool
+    assert [m.uid for m in await acct.list_messages(inbox.id)] == [1, 2]
+    assert seen[1] == seen[0] and seen[2].startswith("carteiro-store-read")

@@ -99,7 +99,8 @@ class ProtocolError:
 
     ``fatal=False``: answer ``tag BAD [code] reason`` (``* BAD`` if ``tag`` is None) and go on.
     ``fatal=True``: the stream cannot be resynchronised (e.g. an oversized LITERAL+ whose octets
-    are on their way, RFC 7888 4): answer the BAD, then ``* BYE`` and close. The receiver is dead
+    are on their way, RFC 7888 4): answer the BAD, then ``* BYE`` and close; with no tag (e.g. a
+    line longer than ``max_discard_line``) only ``* BYE [code] reason``. The receiver is dead
     afterwards.
     """
 
@@ -155,6 +156,7 @@ class Receiver:
         max_line: int = 65536,
         max_literal: int = 64 * 1024 * 1024,
         max_command: int | None = None,
+        max_discard_line: int | None = None,
         literal_plus: bool = True,
     ) -> None:
         if max_line < 64 or max_literal < 0:
@@ -162,6 +164,12 @@ class Receiver:
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_command = max_command if max_command is not None else max_literal + 16 * max_line
+        # an over-long line is skipped up to its LF with a BAD; one longer than this (octets
+        # before the LF) is fatal: * BYE [TOOBIG] and close (an endless line must not keep the
+        # session busy forever). Counted in octets, so it does not depend on chunking.
+        self.max_discard_line = (
+            max_discard_line if max_discard_line is not None else max(16 * max_line, 1 << 20)
+        )
         self.literal_plus = literal_plus
         # how much of an over-long line is kept to find its tag: the same whether the line
         # arrives whole or in pieces, so the error does not depend on chunking
@@ -183,6 +191,7 @@ class Receiver:
         # an over-long line being skipped
         self._skip_head = b""
         self._skip_tail = b""
+        self._skipped = 0  # octets of the skipped line discarded so far
 
     # -- session-facing API -------------------------------------------------------------------------
 
@@ -304,15 +313,20 @@ class Receiver:
         nl = buf.find(b"\n", start + self._scan)
         if nl < 0:
             pending = len(buf) - start
+            if pending > self.max_discard_line:
+                return self._endless_line()
             if pending > self.max_line + 1:  # even a CR next could not make it fit
                 self._skip_head = bytes(buf[start : start + self._head_keep])
                 self._skip_tail = bytes(buf[max(start, len(buf) - _TAIL_KEEP - 1) :])
+                self._skipped = pending
                 self._pos = len(buf)
                 self._scan = 0
                 self._state = _State.SKIP
                 return None
             self._scan = pending
             return NEED_DATA
+        if nl - start > self.max_discard_line:
+            return self._endless_line()
         end = nl - 1 if nl > start and buf[nl - 1] == 0x0D else nl
         self._pos = nl + 1
         self._scan = 0
@@ -324,8 +338,12 @@ class Receiver:
 
     def _skip_line(self) -> Event:
         buf = self._buf
-        nl = buf.find(b"\n", self._pos)
+        room = self.max_discard_line - self._skipped  # octets still allowed before the LF
+        nl = buf.find(b"\n", self._pos, self._pos + room + 1)
         if nl < 0:
+            if len(buf) - self._pos > room:
+                return self._endless_line()
+            self._skipped += len(buf) - self._pos
             self._skip_tail = (self._skip_tail + bytes(buf[self._pos :]))[-_TAIL_KEEP - 1 :]
             self._pos = len(buf)
             return NEED_DATA
@@ -336,6 +354,12 @@ class Receiver:
         if tail.endswith(b"\r"):
             tail = tail[:-1]
         return self._line_too_long(self._skip_head, tail[-_TAIL_KEEP:])
+
+    def _endless_line(self) -> Event:
+        """A line longer than max_discard_line: it is not worth skipping further (Dovecot
+        answers BYE too). Fatal, untagged."""
+        self._close()
+        return ProtocolError(None, "Line too long", fatal=True, code="TOOBIG")
 
     def _line_too_long(self, head: bytes, tail: bytes) -> Event:
         if self._mode is not _Mode.COMMAND and self._tag is None:

@@ -39,6 +39,7 @@ from carteiro.proto.pop3.maildrop import Maildrop
 
 # RFC 2449 4 allows command lines of 255 octets; be generous, but bounded.
 DEFAULT_MAX_LINE = 1024
+DEFAULT_MAX_DISCARD_LINE = 1024 * 1024
 # RFC 5034 4: SASL responses are not bound by the command limit.
 MAX_SASL_LINE = 16384
 
@@ -86,6 +87,10 @@ class MachineConfig:
     allow_plaintext_auth: bool = False  # USER/PASS and AUTH PLAIN without TLS
     mechanisms: tuple[str, ...] = ("PLAIN",)  # SASL mechanisms the session can run
     max_line_length: int = DEFAULT_MAX_LINE
+    # An over-long line is answered -ERR and skipped up to its LF; one with more octets than
+    # this before its LF gets "-ERR Line too long" and the connection is closed (an endless
+    # line must not keep the session busy forever). Counted in octets, not in reads.
+    max_discard_line: int = DEFAULT_MAX_DISCARD_LINE
     max_errors: int = 10  # bad commands before the connection is closed
     max_auth_failures: int = 3  # failed logins on one connection before it is closed
 
@@ -95,6 +100,7 @@ class _TooLong:
 
 
 _TOO_LONG = _TooLong()
+_ENDLESS = _TooLong()  # longer than max_discard_line: close
 
 
 class Pop3Machine:
@@ -107,6 +113,7 @@ class Pop3Machine:
         self.auth_failures = 0
         self._buf = bytearray()
         self._discarding = False  # skipping the rest of an over-long line
+        self._skipped = 0  # octets of that line discarded so far
         self._user: str | None = None
         self._in_sasl = False  # the next line is a SASL response, not a command
         self._waiting = ""  # the request the session has not answered yet
@@ -128,8 +135,13 @@ class Pop3Machine:
     def _take_line(self) -> bytes | _TooLong | None:
         buf = self._buf
         if self._discarding:
-            i = buf.find(b"\n")
+            room = self.config.max_discard_line - self._skipped  # octets left before the LF
+            i = buf.find(b"\n", 0, room + 1)
             if i < 0:
+                if len(buf) > room:
+                    buf.clear()
+                    return _ENDLESS
+                self._skipped += len(buf)
                 buf.clear()
                 return None
             del buf[: i + 1]
@@ -140,12 +152,9 @@ class Pop3Machine:
         if i < 0:
             if len(buf) < limit:
                 return None
-            j = buf.find(b"\n", limit)
-            if j < 0:
-                buf.clear()
-                self._discarding = True
-            else:
-                del buf[: j + 1]
+            # the rest is discarded by the branch above (after the -ERR), whatever the reads
+            self._discarding = True
+            self._skipped = 0
             return _TOO_LONG
         line = bytes(buf[:i])
         del buf[: i + 1]
@@ -163,6 +172,10 @@ class Pop3Machine:
         line = self._take_line()
         if line is None:
             return NEED_DATA
+        if line is _ENDLESS:
+            self.last_line, self.last_line_keep = b"<endless line>", -1
+            self.state = State.CLOSED
+            return Reply(r.err("Line too long"), close=True)
         if isinstance(line, _TooLong):
             self.last_line, self.last_line_keep = b"<line too long>", -1
             if self._in_sasl:

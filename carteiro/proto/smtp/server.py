@@ -90,6 +90,10 @@ class Limits:
     max_message_size: int = 50 * 1024 * 1024
     max_recipients: int = 100
     bare_newline: str = "reject"  # "reject" (550 5.5.2) | "normalise" (to CRLF)
+    # An over-long command line gets 500 and is discarded up to its LF; one whose octets before
+    # the LF exceed this gets 421 and the connection is closed (an endless line must not keep a
+    # session busy forever). Counted in octets, so it does not depend on how reads are split.
+    max_discard_line: int = 1024 * 1024
 
 
 class Mode(enum.Enum):
@@ -118,6 +122,7 @@ class ServerMachine:
         self._eof = False
         self._awaiting: Event | None = None
         self._queued: deque[Event] = deque()
+        self._skipped = 0  # octets of an over-long line discarded so far (SKIP_LINE)
         self.last_line = b""  # the last command line read, without CRLF (for transcripts)
         self._reset_transaction()
 
@@ -197,13 +202,10 @@ class ServerMachine:
         i = buf.find(b"\n", 0, limit)
         if i < 0:
             if len(buf) >= limit:
+                # RFC 5321 4.5.3.1.4: 500; the rest of the line is discarded in SKIP_LINE
                 self.last_line = bytes(buf[:80]) + b"..."
-                j = buf.find(b"\n", limit)
-                if j >= 0:
-                    del buf[: j + 1]
-                else:
-                    buf.clear()
-                    self.mode = Mode.SKIP_LINE
+                self._skipped = 0
+                self.mode = Mode.SKIP_LINE
                 return Invalid(R.R_500_LINE_TOO_LONG)
             if self._eof:
                 return ConnectionClosed()
@@ -222,13 +224,21 @@ class ServerMachine:
         return line
 
     def _skip_long_line(self) -> Event | NeedData:
-        i = self._buf.find(b"\n")
-        if i < 0:
-            self._buf.clear()
-            return ConnectionClosed() if self._eof else NEED_DATA
-        del self._buf[: i + 1]
-        self.mode = Mode.COMMAND
-        return self.next_event()
+        """Discard the rest of an over-long line; 421 once it is longer than max_discard_line
+        octets before its LF (decided on octet counts alone, whatever the reads)."""
+        buf = self._buf
+        room = self.limits.max_discard_line - self._skipped  # octets still allowed before LF
+        i = buf.find(b"\n", 0, room + 1)
+        if i >= 0:
+            del buf[: i + 1]
+            self.mode = Mode.COMMAND
+            return self.next_event()
+        if len(buf) > room:
+            buf.clear()
+            return self._hold(Invalid(R.R_421_LINE_TOO_LONG, fatal=True))
+        self._skipped += len(buf)
+        buf.clear()
+        return ConnectionClosed() if self._eof else NEED_DATA
 
     def _next_command(self) -> Event | NeedData:
         line = self._take_line(self.limits.max_line_length)

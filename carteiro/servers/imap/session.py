@@ -223,6 +223,10 @@ class Session:
         elif isinstance(ev, ProtocolError):
             text = render.text(ev.reason)
             code = b"[" + ev.code.encode() + b"] " if ev.code else b""
+            if ev.fatal and ev.tag is None:
+                # no command to answer (e.g. an endless line): just BYE, as Dovecot does
+                self.untagged(b"BYE " + code + text)
+                raise Closing
             tag = ev.tag.encode() if ev.tag else b"*"
             # RFC 7889 / RFC 5530: a refused (synchronising) oversized APPEND is NO [TOOBIG];
             # framing errors are BAD.

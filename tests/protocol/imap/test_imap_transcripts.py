@@ -729,6 +729,15 @@ async def test_literal_minus(start_server):
     assert await c.eof()
 
 
+async def test_endless_line_says_bye(server):
+    """A line that goes on past max_discard_line (16 x max_line, at least 1 MiB) without LF
+    cannot be skipped forever: * BYE [TOOBIG] and close, as Dovecot does."""
+    c = await server.connect()
+    await c.send(b"t1 NOOP " + b"x" * (1024 * 1024 - 7))  # one octet over the bound, no LF
+    assert await c.line() == "* BYE [TOOBIG] Line too long"
+    assert await c.eof()
+
+
 async def test_binary_unknown_cte(server):
     """RFC 3516 4.3: BINARY of a part whose encoding cannot be undone is NO [UNKNOWN-CTE]."""
     await server.deliver(

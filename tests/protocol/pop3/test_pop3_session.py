@@ -311,6 +311,15 @@ async def test_overlong_line(server: Harness) -> None:
     assert await c.line() == "+OK"
 
 
+async def test_endless_line_closes(server: Harness) -> None:
+    """A line that goes on past max_discard_line (1 MiB) without LF: -ERR, then close."""
+    c = await server.login()
+    await c.send(b"NOOP " + b"x" * (1024 * 1024 - 4))  # one octet over the bound, no LF
+    assert await c.line() == "-ERR Command line too long"
+    assert await c.line() == "-ERR Line too long"
+    assert await c.eof()
+
+
 async def test_binary_garbage_gets_reasons_not_a_crash(server: Harness) -> None:
     c = await server.connect()
     await c.send(b"\x00\xff\xfe\r\n\x16\x03\x01\x02\x00\r\n")

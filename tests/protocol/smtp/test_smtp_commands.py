@@ -284,6 +284,16 @@ async def test_line_too_long(env: Env) -> None:
     )
 
 
+async def test_endless_line_closes(env: Env) -> None:
+    """A line that goes on past max_discard_line (1 MiB) without LF: 500, then 421 and close."""
+    c = await env.connect()
+    assert (await c.line()).startswith("220 ")
+    await c.send(b"NOOP " + b"x" * (1024 * 1024 - 4))  # one octet over the bound, no LF
+    assert await c.line() == "500 5.5.2 Line too long"
+    assert await c.line() == "421 4.7.0 Line too long; closing connection"
+    assert await c.closed()
+
+
 async def test_http_request_closes(env: Env) -> None:
     await env.play(
         """

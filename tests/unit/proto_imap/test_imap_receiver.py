@@ -177,6 +177,45 @@ def test_long_line_bytewise_never_buffers_much() -> None:
     assert drain(r, b"\r\n") == [ProtocolError("a1", "Command line too long", code="TOOBIG")]
 
 
+ENDLESS = ProtocolError(None, "Line too long", fatal=True, code="TOOBIG")
+
+
+@pytest.mark.parametrize("split", [0, 1, 7, 100, 1001])
+def test_endless_line_is_fatal(split: int) -> None:
+    """An over-long line that goes on past max_discard_line octets without LF is fatal (the
+    session says * BYE [TOOBIG] and closes), whatever the chunking."""
+    r = Receiver(max_line=100, max_discard_line=1000)
+    wire = b"a1 NOOP " + b"y" * 5000 + b"\r\nb NOOP\r\n"
+    chunks = [wire[i : i + split] for i in range(0, len(wire), split)] if split else [wire]
+    evs: list[Event] = []
+    for c in chunks:
+        evs += drain(r, c)
+    assert evs == [ENDLESS]
+    assert r.closed and r.buffered == 0
+
+
+@pytest.mark.parametrize("length", [999, 1000, 1001])
+def test_discard_bound_is_exact(length: int) -> None:
+    wire = b"a1 " + b"y" * (length - 3) + b"\nb NOOP\r\n"
+    for n in (len(wire), 1, 333):
+        r = Receiver(max_line=100, max_discard_line=1000)
+        evs: list[Event] = []
+        for i in range(0, len(wire), n):
+            evs += drain(r, wire[i : i + n])
+        if length <= 1000:
+            assert evs == [
+                ProtocolError("a1", "Command line too long", code="TOOBIG"),
+                Command("b", "NOOP", (b"",)),
+            ]
+        else:
+            assert evs == [ENDLESS]
+
+
+def test_default_discard_bound() -> None:
+    assert Receiver(max_line=100).max_discard_line == 1 << 20
+    assert Receiver(max_line=1 << 20).max_discard_line == 16 << 20
+
+
 def test_over_long_line_announcing_non_sync_literal_is_fatal() -> None:
     r = Receiver(max_line=100)
     (ev,) = drain(r, b"a1 APPEND x" + b" " * 200 + b"{5+}\r\nhello\r\n")

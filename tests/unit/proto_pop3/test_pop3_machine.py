@@ -367,6 +367,31 @@ def test_long_line_is_refused_and_the_stream_resyncs() -> None:
     ]
 
 
+@pytest.mark.parametrize("split", [0, 1, 7, 100, 1001])
+def test_endless_line_is_refused_and_closes(split: int) -> None:
+    """-ERR for the over-long line, then -ERR Line too long and close once more than
+    max_discard_line octets came without LF; in octets, so the same for any split."""
+    cfg = MachineConfig(max_line_length=64, max_discard_line=1000, tls_active=True)
+    wire = b"NOOP " + b"x" * 5000 + b"\r\nCAPA\r\n"
+    chunks = [wire[i : i + split] for i in range(0, len(wire), split)] if split else [wire]
+    out, s, m = run(chunks, config=cfg)
+    assert out == b"-ERR Command line too long\r\n-ERR Line too long\r\n"
+    assert s.closed and m.state is State.CLOSED
+
+
+@pytest.mark.parametrize("length", [999, 1000, 1001])
+def test_discard_bound_is_exact(length: int) -> None:
+    cfg = MachineConfig(max_line_length=64, max_discard_line=1000, tls_active=True)
+    wire = b"x" * length + b"\nNOOP\r\n"
+    for n in (len(wire), 1, 333):
+        out, _, m = run([wire[i : i + n] for i in range(0, len(wire), n)], config=cfg)
+        if length <= 1000:
+            assert out.startswith(b"-ERR Command line too long\r\n-ERR NOOP")
+        else:
+            assert out == b"-ERR Command line too long\r\n-ERR Line too long\r\n"
+            assert m.state is State.CLOSED
+
+
 def test_line_exactly_at_the_limit_is_accepted() -> None:
     cfg = MachineConfig(max_line_length=16)
     line = b"NOOP" + b" " * 10 + b"\r\n"  # 16 octets with CRLF

@@ -219,6 +219,57 @@ def test_line_too_long_then_recovers() -> None:
     assert run.events == [Invalid(R.R_500_LINE_TOO_LONG), C.Noop()]
 
 
+ENDLESS_LIMITS = Limits(max_line_length=100, max_discard_line=1000)
+
+
+@pytest.mark.parametrize("split", [0, 1, 7, 100, 1001])
+def test_endless_line_gets_421_and_closes(split: int) -> None:
+    """500 for the over-long line, then 421 once more than max_discard_line octets came
+    without LF; the bound is in octets, so any split of the reads gives the same events."""
+    wire = b"NOOP " + b"x" * 5000 + b"\r\nNOOP\r\n"
+    run = drive(split_every(wire, split) if split else [wire], ENDLESS_LIMITS, eof=False)
+    assert run.events == [
+        Invalid(R.R_500_LINE_TOO_LONG),
+        Invalid(R.R_421_LINE_TOO_LONG, fatal=True),
+    ]
+    assert run.out.endswith(b"421 4.7.0 Line too long; closing connection\r\n")
+    assert not run.closed  # closed by the 421, not by the end of the input
+
+
+@pytest.mark.parametrize("length", [999, 1000, 1001])
+def test_discard_bound_is_exact(length: int) -> None:
+    wire = b"x" * length + b"\nNOOP\r\n"
+    for chunks in ([wire], split_every(wire, 1), split_every(wire, 333)):
+        run = drive(chunks, ENDLESS_LIMITS)
+        if length <= 1000:
+            assert run.events == [Invalid(R.R_500_LINE_TOO_LONG), C.Noop()]
+        else:
+            assert run.events[-1] == Invalid(R.R_421_LINE_TOO_LONG, fatal=True)
+
+
+def test_endless_auth_line_gets_421() -> None:
+    wire = b"EHLO c\r\nAUTH PLAIN\r\n" + b"A" * 50_000
+    run = drive(split_every(wire, 4096), Limits(max_discard_line=20_000), eof=False)
+    assert run.events[-2:] == [
+        Invalid(R.R_500_AUTH_LINE_TOO_LONG),
+        Invalid(R.R_421_LINE_TOO_LONG, fatal=True),
+    ]
+
+
+def test_data_body_without_lf_is_bounded_by_size() -> None:
+    """In DATA a body without LF still counts toward SIZE: 552 at the end of the data."""
+    wire = (
+        b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+        + b"x" * 10_000
+        + b"\r\n.\r\nNOOP\r\n"
+    )
+    run = drive(split_every(wire, 512), Limits(max_message_size=1000))
+    end = run.events[-2]
+    assert isinstance(end, DataEnd) and end.problem == R.R_552_TOO_BIG
+    assert run.bodies[-1] == b"" or len(run.bodies[-1]) <= 1000
+    assert run.events[-1] == C.Noop()
+
+
 def test_recipient_limit() -> None:
     wire = b"HELO c\r\nMAIL FROM:<a@b.test>\r\n" + b"RCPT TO:<c@d.test>\r\n" * 3
     run = drive([wire], Limits(max_recipients=2))

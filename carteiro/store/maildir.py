@@ -145,6 +145,9 @@ def fsync_all(items: list[int | str]) -> None:
             fsync_dir(item)
 
 
+LINK_FALLBACK_ERRNOS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)  # copy instead
+
+
 def stage_path(path: str, source: str, mtime: float, sync: bool = True) -> int:
     """Hard-link `source` to `path` (same filesystem) or copy it there; return the size.
 
@@ -154,7 +157,7 @@ def stage_path(path: str, source: str, mtime: float, sync: bool = True) -> int:
         os.link(source, path)
         linked = True
     except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+        if exc.errno not in LINK_FALLBACK_ERRNOS:
             raise
         linked = False
     if linked:

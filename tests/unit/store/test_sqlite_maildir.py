@@ -5,6 +5,7 @@ notifications across processes."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import mailbox
 import multiprocessing
 import os
@@ -529,3 +530,30 @@ async def test_small_reads_run_inline_and_fall_back_to_the_pool_when_busy(
     # busy: retried in the pool
     assert [m.uid for m in await acct.list_messages(inbox.id)] == [1, 2]
     assert seen[1] == seen[0] and seen[2].startswith("carteiro-store-read")
+
+
+async def test_path_source_linked_inline_or_copied(
+    store: SqliteMaildirStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path source is hard-linked on the caller's thread; when it cannot be linked (another
+    filesystem) it is copied in a thread instead; a missing one fails and leaves nothing staged."""
+    src = tmp_path / "spool.eml"
+    body = make_message("linked")
+    src.write_bytes(body)
+    acct = await store.account(ACCOUNT)
+    r1 = await acct.append("INBOX", src)
+    real_link = os.link
+
+    def no_link(a: str, b: str) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    r2 = await acct.append("INBOX", str(src))
+    monkeypatch.setattr(os, "link", real_link)
+    assert os.stat(src).st_nlink == 2  # linked once (r1), copied once (r2)
+    assert await acct.read_message(r1.mailbox_id, r1.uid) == body
+    assert await acct.read_message(r2.mailbox_id, r2.uid) == body
+    with pytest.raises(FileNotFoundError):
+        await acct.append("INBOX", tmp_path / "missing.eml")
+    assert os.listdir(store.tmp_dir) == []
+    assert store._staged_fds == 0

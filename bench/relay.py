@@ -29,31 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dnslib import RCODE, RR, DNSRecord
-from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
-
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
+from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 BOB = "bob@b.test"
-
-
-class Zone(BaseResolver):  # type: ignore[misc]
-    def __init__(self, text: str) -> None:
-        self.rrs = RR.fromZone(text)
-
-    def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
-        reply = request.reply()
-        known = False
-        for rr in self.rrs:
-            if rr.rname == request.q.qname:
-                known = True
-                if rr.rtype == request.q.qtype:
-                    reply.add_answer(rr)
-        if not known:
-            reply.header.rcode = RCODE.NXDOMAIN
-        return reply
 
 
 def message(tag: str, i: int) -> bytes:
@@ -185,13 +166,7 @@ mx.a.test.  60 IN A {A_IP}
 b.test.     60 IN MX 10 mx.b.test.
 mx.b.test.  60 IN A {B_IP}
 """
-    dns = DNSServer(
-        Zone(zone),
-        port=dns_port,
-        address="127.0.0.1",
-        logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"),
-    )
-    dns.start_thread()
+    dns = ZoneServer(zone, port=dns_port).start()
     a, b = servers(root, dns_port)
     try:
         b.start()

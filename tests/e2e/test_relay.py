@@ -23,35 +23,15 @@ from pathlib import Path
 
 import dkim
 import pytest
-from dnslib import RCODE, RR, DNSRecord
-from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from carteiro.mailauth.dkim import key_path, txt_record
+from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("relay-e2e")]
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 ALICE, BOB = ("alice@a.test", "alice-pw"), ("bob@b.test", "bob-pw")
-
-
-class Zone(BaseResolver):  # type: ignore[misc]
-    """Authoritative answers for the test zone: NXDOMAIN for unknown names, NODATA otherwise."""
-
-    def __init__(self, text: str) -> None:
-        self.rrs = RR.fromZone(text)
-
-    def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
-        reply = request.reply()
-        known = False
-        for rr in self.rrs:
-            if rr.rname == request.q.qname:
-                known = True
-                if rr.rtype == request.q.qtype:
-                    reply.add_answer(rr)
-        if not known:
-            reply.header.rcode = RCODE.NXDOMAIN
-        return reply
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
@@ -131,13 +111,7 @@ mx.a.test.   60 IN A {A_IP}
 b.test.      60 IN MX 10 mx.b.test.
 mx.b.test.   60 IN A {B_IP}
 """
-    dns = DNSServer(
-        Zone(zone),
-        port=dns_port,
-        address="127.0.0.1",
-        logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"),
-    )
-    dns.start_thread()
+    dns = ZoneServer(zone, port=dns_port).start()
     b = ServerProcess(
         root / "b",
         domains=["b.test"],

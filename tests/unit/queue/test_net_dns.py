@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from dnslib import QTYPE, RCODE, RR, DNSRecord
-from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from carteiro.net.dns import DNSResolver
+from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import free_port
 
 ZONE = """
@@ -22,40 +21,11 @@ plain.test.    60 IN A 127.0.0.5
 """
 
 
-class ZoneResolver(BaseResolver):  # type: ignore[misc]
-    def __init__(self, zone: str, servfail: tuple[str, ...] = ()) -> None:
-        self.rrs = RR.fromZone(zone)
-        self.servfail = servfail
-
-    def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
-        reply = request.reply()
-        qname, qtype = request.q.qname, QTYPE[request.q.qtype]
-        if str(qname).rstrip(".") in self.servfail:
-            reply.header.rcode = RCODE.SERVFAIL
-            return reply
-        known = False
-        for rr in self.rrs:
-            if rr.rname == qname:
-                known = True
-                if QTYPE[rr.rtype] == qtype:
-                    reply.add_answer(rr)
-        if not known:
-            reply.header.rcode = RCODE.NXDOMAIN
-        return reply
-
-
 @pytest.fixture
 def nameserver() -> Iterator[str]:
-    port = free_port()
-    server = DNSServer(
-        ZoneResolver(ZONE, servfail=("broken.test",)),
-        port=port,
-        address="127.0.0.1",
-        logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"),
-    )
-    server.start_thread()
+    server = ZoneServer(ZONE, servfail=("broken.test",)).start()
     try:
-        yield f"127.0.0.1:{port}"
+        yield server.address
     finally:
         server.stop()
 

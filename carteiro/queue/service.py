@@ -3,7 +3,8 @@
 Holds DATA/queue/lock (flock) while running, so the CLI knows to ask the server instead of editing
 the spool itself. Operator commands (queue list/show/flush/retry/delete/hold/release) are
 `handle()` requests: the server runs them here; with no server, `offline()` edits the spool
-under the same lock.
+under the same lock. `enqueue` hands over a message another process (`carteiro deliver`) wrote to
+DATA/queue/incoming/: the running worker holds the spool in memory and never rereads it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carteiro.queue import spool_db
+from carteiro.queue.api import Envelope, QueuedRecipient
 from carteiro.queue.model import QueuedMessage
 
 if TYPE_CHECKING:
@@ -27,6 +29,65 @@ if TYPE_CHECKING:
 log = logging.getLogger("carteiro.queue")
 
 LOCK_NAME = "lock"
+INCOMING = "incoming"  # messages other processes hand over with an `enqueue` request
+
+
+def envelope_to_wire(env: Envelope) -> dict[str, Any]:
+    """The envelope of an `enqueue` request. auth_user and trusted never travel: a handed-over
+    message is a stranger's (never DKIM-signed for our domains)."""
+    return {
+        "mail_from": env.mail_from,
+        "recipients": [
+            {"address": r.address, "notify": list(r.notify), "orcpt": r.orcpt}
+            for r in env.recipients
+        ],
+        "ret": env.ret,
+        "envid": env.envid,
+        "body": env.body,
+        "smtputf8": env.smtputf8,
+    }
+
+
+def envelope_from_wire(data: object) -> Envelope:
+    """Raises ValueError on anything malformed."""
+
+    def text(value: object, what: str, optional: bool = False) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise ValueError(f"{what} must be a string")
+        return value
+
+    if not isinstance(data, dict):
+        raise ValueError("envelope must be an object")
+    rcpts = data.get("recipients")
+    if not isinstance(rcpts, list) or not rcpts:
+        raise ValueError("recipients must be a non-empty list")
+    recipients = []
+    for r in rcpts:
+        if not isinstance(r, dict):
+            raise ValueError("a recipient must be an object")
+        notify = r.get("notify") or []
+        if not isinstance(notify, list):
+            raise ValueError("notify must be a list")
+        recipients.append(
+            QueuedRecipient(
+                str(text(r.get("address"), "address")),
+                tuple(str(text(n, "notify")) for n in notify),
+                text(r.get("orcpt"), "orcpt", optional=True),
+            )
+        )
+    body = str(text(data.get("body", "7BIT"), "body"))
+    if body not in ("7BIT", "8BITMIME", "BINARYMIME"):
+        raise ValueError(f"unknown body type {body!r}")
+    return Envelope(
+        mail_from=str(text(data.get("mail_from"), "mail_from")),
+        recipients=tuple(recipients),
+        ret=text(data.get("ret"), "ret", optional=True),
+        envid=text(data.get("envid"), "envid", optional=True),
+        body=body,
+        smtputf8=bool(data.get("smtputf8", False)),
+    )
 
 
 class QueueBusy(Exception):
@@ -112,6 +173,8 @@ class QueueService:
         """An operator command from the CLI (see cli_queue.py for the wire)."""
         op = str(request.get("op", ""))
         msg_id = str(request.get("id") or "")
+        if op == "enqueue":
+            return await self._enqueue(request)
         try:
             if op == "flush":
                 return {"ok": True, "count": await self.worker.retry(None)}
@@ -129,6 +192,27 @@ class QueueService:
         except KeyError:
             return {"ok": False, "error": f"no message {msg_id} in the queue"}
         return {"ok": False, "error": f"unknown queue command {op!r}"}
+
+    async def _enqueue(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Queue DATA/queue/incoming/NAME (written and closed by the caller, who removes it once
+        answered) for the envelope given. Durable before the answer, like every enqueue; the
+        worker hears of it through the spool at once (no polling)."""
+        name = request.get("file")
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            return {"ok": False, "error": "bad request: file must be a name in incoming/"}
+        try:
+            env = envelope_from_wire(request.get("envelope"))
+        except ValueError as e:
+            return {"ok": False, "error": f"bad request: {e}"}
+        path = self.spool.root / INCOMING / name
+        if not path.is_file():
+            return {"ok": False, "error": f"no file {name} in {self.spool.root / INCOMING}"}
+        try:
+            queue_id = await self.spool.enqueue(env, path)
+        except Exception as e:
+            log.warning("queue: could not queue the message handed over in %s: %r", name, e)
+            return {"ok": False, "error": f"cannot queue the message: {e}"}
+        return {"ok": True, "id": queue_id}
 
 
 def offline(root: Path, request: dict[str, Any], now: float | None = None) -> dict[str, Any]:

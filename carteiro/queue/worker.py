@@ -436,10 +436,11 @@ class QueueWorker:
             if s.state == "delivered" and (out.local or not out.remote_dsn)
         ]
         if successes:
-            for action in ("delivered", "relayed"):
+            actions: tuple[dsn.Action, ...] = ("delivered", "relayed")
+            for action in actions:
                 group = [s for s, out in successes if (action == "delivered") == out.local]
                 if group:
-                    d = await self._dsn(msg, group, action, now)  # type: ignore[arg-type]
+                    d = await self._dsn(msg, group, action, now)
                     if d is not None:
                         new.append(d)
         if rest or new:

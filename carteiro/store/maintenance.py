@@ -60,10 +60,61 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
                     os.close(fd)
         # 3. folders a crash left mid-rename or mid-delete
         _relocate_folders(store, conn)
+        # 4. message files of dead writers committed through `bodies` and maybe not fsynced
+        restore_bodies(store.data_dir, conn, live_only=True)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = False) -> int:
+    """Make the files of messages committed through `bodies` (their file not known to be fsynced)
+    durable: a file that is missing or differs from the committed bytes (a power cut between the
+    COMMIT and the file's fsync) is rewritten from them; then the bodies go. With `live_only`,
+    bodies of writers still running are left to them. Runs inside the caller's write transaction;
+    returns how many files were rewritten."""
+    sql = "SELECT id, data FROM bodies"
+    if live_only:
+        sql += " WHERE token NOT IN (SELECT token FROM writers)"
+    rewritten = 0
+    done: list[tuple[int]] = []
+    for body_id, data in conn.execute(sql).fetchall():
+        dirs: set[Path] = set()
+        for base, info, when, mdir, adir in conn.execute(
+            "SELECT m.base, m.info, m.internaldate, b.dir, a.dir FROM unsynced u"
+            " JOIN messages m ON m.mailbox_id = u.mailbox_id AND m.uid = u.uid"
+            " JOIN mailboxes b ON b.id = u.mailbox_id JOIN accounts a ON a.id = b.account_id"
+            " WHERE u.body_id = ?",
+            (body_id,),
+        ).fetchall():
+            home = data_dir / "mail" / adir / "Maildir"
+            folder = home / mdir if mdir else home
+            path = maildir.locate(folder, base, info)
+            if path is not None:
+                try:
+                    with open(path, "rb") as f:
+                        same = f.read() == data
+                except OSError:
+                    same = False
+                if same:
+                    maildir.fsync_dir(path)  # by path: opens the file read-only and fsyncs it
+                    dirs.add(path.parent)
+                    continue
+            target = path or folder / "cur" / maildir.file_name(base, info)
+            tmp = data_dir / "tmp" / f"restore-{secrets.token_hex(8)}"
+            maildir.stage_bytes(str(tmp), bytes(data), float(when), sync=True)
+            os.rename(tmp, target)
+            dirs.add(target.parent)
+            rewritten += 1
+        for d in dirs:
+            maildir.fsync_dir(d)
+        done.append((body_id,))
+    conn.executemany("DELETE FROM unsynced WHERE body_id = ?", done)
+    conn.executemany("DELETE FROM bodies WHERE id = ?", done)
+    if rewritten:
+        log.warning("rewrote %d message files from the index after a crash", rewritten)
+    return rewritten
 
 
 def _forget_writer(store: SqliteMaildirStore, conn: sqlite3.Connection, token: str) -> None:
@@ -162,6 +213,8 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
     try:
         conn.execute("BEGIN IMMEDIATE")
         accounts = conn.execute("SELECT id, name, dir FROM accounts").fetchall()
+        # committed with their bytes, their file written shortly after by a running server
+        unwritten = {(m, u) for m, u in conn.execute("SELECT mailbox_id, uid FROM unsynced")}
         for acct_id, name, adir in accounts:
             if account is not None and name != account:
                 continue
@@ -178,7 +231,8 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
                 ):
                     rel = files.pop(base, None)
                     if rel is None:
-                        report.missing_files.append((name, mname, uid))
+                        if (mbid, uid) not in unwritten:
+                            report.missing_files.append((name, mname, uid))
                         continue
                     try:
                         actual = os.stat(folder / rel).st_size
@@ -259,6 +313,9 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
     codec = FlagCodec()
     try:
         conn.execute("BEGIN IMMEDIATE")
+        # the files of messages committed through `bodies` first, so that scanning finds them
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bodies'").fetchone():
+            restore_bodies(data_dir, conn)
         for name, adir in homes:
             _reindex_account(conn, codec, data_dir, name, adir, report, UID_LEASE, MODSEQ_LEASE)
         conn.execute("COMMIT")

@@ -51,6 +51,7 @@ from carteiro.store.api import (
 from carteiro.store.changes import ChangeHub, event_to_json
 from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, apply_op, maildir_info, normalize_flags
+from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
 from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,17 @@ CREATE TABLE IF NOT EXISTS dirty_files (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
+-- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
+-- process `token`); recovery rewrites their files from these bytes. `unsynced` names every
+-- message row (copies included) whose file is a link to such a body.
+CREATE TABLE IF NOT EXISTS bodies (
+    id INTEGER PRIMARY KEY, token TEXT NOT NULL, data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unsynced (
+    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, body_id INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unsynced_body ON unsynced (body_id);
 """
 
 
@@ -290,6 +302,7 @@ class _Append:
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[list[AppendResult]] | None
     linked: bool = False
+    data: bytes | None = None  # a small message's bytes: into `bodies`, its file fsynced later
 
 
 @dataclass(slots=True)
@@ -302,6 +315,8 @@ class _Batch:
     after: list[Callable[[], None]] = field(default_factory=list)  # after COMMIT
     events: list[tuple[str, ChangeEvent]] = field(default_factory=list)
     added: dict[int, int] = field(default_factory=dict)  # mailbox id -> messages appended
+    # appends whose bytes went into `bodies`: their files are written after COMMIT
+    inline: list[Pending] = field(default_factory=list)
     # (loop, future, result, error) to hand back once the batch is over
     done: list[
         tuple[
@@ -419,6 +434,16 @@ class SqliteMaildirStore:
         recover(self, self._wconn)
         self.feed = CrossProcessFeed(
             self.run_dir, self.token, self.hub, self._new_read_conn, poll_interval
+        )
+        self.flusher = FileFlusher(
+            self._tmp_prefix,
+            self._unique.next,
+            self._new_read_conn,
+            lambda items: self._sync_round(items, waited=False),
+            lambda pairs, bodies: self._queue.put(
+                _Job(lambda tx: _drop_bodies(tx.conn, pairs, bodies), None, None)
+            ),
+            self._drop_bodies_now,
         )
         self._writer = threading.Thread(target=self._writer_loop, name="carteiro-store-writer")
         self._writer.daemon = True
@@ -597,6 +622,27 @@ class SqliteMaildirStore:
                 self._sync_filenames()  # under sustained load the idle path may never run
         self._wconn.close()
 
+    # ---- files committed through `bodies`: fsynced in rounds, off the callers' path ----
+
+    async def flush_files(self) -> None:
+        """Wait until every message file committed so far is written, fsynced and its body
+        dropped (flush rounds otherwise run every FLUSH_COUNT files or FLUSH_AGE seconds)."""
+        await self._write(lambda _tx: None)  # every earlier commit has handed its files over
+        done = self.flusher.flush()
+        await asyncio.get_running_loop().run_in_executor(None, done.wait)
+        await self._write(lambda _tx: None)  # after the body-dropping job the round queued
+
+    def _drop_bodies_now(self, pairs: list[tuple[int, int, int]], bodies: list[int]) -> None:
+        conn = connect_index(self.index_path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            _drop_bodies(conn, pairs, bodies)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("could not drop the bodies of flushed message files")
+        finally:
+            conn.close()
+
     def _gather(self, batch: list[_Job | _Append], last: int) -> bool:
         """Fill `batch` from the queue; True when the store is closing.
 
@@ -686,6 +732,8 @@ class SqliteMaildirStore:
         self.sync_rounds += 1  # the WAL fsync of COMMIT (synchronous=FULL)
         self.fsync_calls += 1
         self._hook("committed")
+        if b.inline:
+            self.flusher.add(b.inline)
         self._release_staged(batch)
         for fn in b.after:
             try:
@@ -738,6 +786,7 @@ class SqliteMaildirStore:
         touched: dict[int, _Mbox] = {}
         rows: list[tuple[Any, ...]] = []
         changes: list[tuple[str, str, str]] = []
+        unsynced: list[tuple[int, int, int]] = []
         token = self.token
         encode = self._codec.encode
         for ap in run:
@@ -764,6 +813,9 @@ class SqliteMaildirStore:
                 continue
             first_row, first_event = len(rows), len(b.events)
             made: list[str] = []
+            dirs: list[str] = []
+            names_: list[str] = []
+            inline = ap.data is not None
             results: list[AppendResult] = []
             try:
                 last = len(resolved) - 1
@@ -785,13 +837,16 @@ class SqliteMaildirStore:
                     unique = ap.unique if i == 0 else self._unique.next()
                     base = f"{unique},S={ap.size},U={uid}"
                     cur = self._cur_dir(acct.dir, mb.dir)
-                    target = f"{cur}/{base}:2,{info}"
-                    if i == last:
-                        os.rename(ap.staged, target)  # the staged name is not needed any more
+                    if inline:  # its file is written after COMMIT (flusher.py)
+                        names_.append(f"{base}:2,{info}")
                     else:
-                        os.link(ap.staged, target)
-                    made.append(target)
-                    b.dirs.add(cur)
+                        target = f"{cur}/{base}:2,{info}"
+                        if i == last:
+                            os.rename(ap.staged, target)  # the staged name is not needed any more
+                        else:
+                            os.link(ap.staged, target)
+                        made.append(target)
+                    dirs.append(cur)
                     rows.append((mb.id, uid, modseq, mask, kws, when, ap.size, base, info))
                     changes.append(
                         (token, acct.name, f'{{"t":"a","m":{mb.id},"u":{uid},"s":{modseq}}}')
@@ -807,8 +862,26 @@ class SqliteMaildirStore:
                 b.done.append((ap.loop, ap.future, None, exc))
                 continue
             ap.linked = True
-            b.undo.append(lambda made=made: _unlink_all(made))  # type: ignore[misc]
-            b.sync.append(ap.fd if ap.fd >= 0 else made[-1])
+            if ap.data is not None:
+                # durable with COMMIT through its bytes; the file is written and fsynced after
+                body = conn.execute(
+                    "INSERT INTO bodies (token, data) VALUES (?, ?)", (token, ap.data)
+                ).lastrowid
+                assert body is not None
+                new = rows[first_row:]
+                unsynced.extend((r[0], r[1], body) for r in new)
+                b.inline.append(
+                    Pending(
+                        body,
+                        ap.data,
+                        resolved[0][3],
+                        [(r[0], r[1], d, n) for r, d, n in zip(new, dirs, names_, strict=True)],
+                    )
+                )
+            else:
+                b.undo.append(lambda made=made: _unlink_all(made))  # type: ignore[misc]
+                b.sync.append(ap.fd if ap.fd >= 0 else made[-1])
+                b.dirs.update(dirs)
             for dest in resolved:
                 b.added[dest[1].id] = b.added.get(dest[1].id, 0) + 1
             b.done.append((ap.loop, ap.future, results, None))
@@ -826,15 +899,19 @@ class SqliteMaildirStore:
             conn.executemany(
                 "INSERT INTO changes (origin, account, event) VALUES (?, ?, ?)", changes
             )
+        if unsynced:
+            conn.executemany("INSERT INTO unsynced VALUES (?, ?, ?)", unsynced)
 
-    def _sync_round(self, items: list[int | str]) -> None:
+    def _sync_round(self, items: list[int | str], waited: bool = True) -> None:
         """fsync every item (open fds and paths) at once: a few threads with a few items each
-        (parallel fsyncs share the device's cache flushes), the writer thread taking one share."""
+        (parallel fsyncs share the device's cache flushes), the calling thread taking one share.
+        `waited`: a round some caller waits for (counted in sync_rounds and fsync_calls)."""
         n = len(items)
         if not n:
             return
-        self.sync_rounds += 1
-        self.fsync_calls += n
+        if waited:
+            self.sync_rounds += 1
+            self.fsync_calls += n
         if n <= 2:
             # one append (its file and directory): on this thread, not worth a thread hand-off
             # (measured: two sequential fsyncs took no longer than two parallel ones here)
@@ -866,7 +943,7 @@ class SqliteMaildirStore:
                 os.close(item.fd)
                 item.fd = -1
                 closed += 1
-            if not item.linked:
+            if not item.linked and item.staged:
                 _unlink_str(item.staged)
         if closed:
             with self._staged_lock:
@@ -916,6 +993,7 @@ class SqliteMaildirStore:
                 (FILENAME_SYNC_CHUNK,),
             ).fetchall()
             updates = []
+            keep: set[tuple[int, int]] = set()
             for mbid, uid, mask, kws, base, info, mdir, adir, akw in rows:
                 if base is None or mdir is None or adir is None:
                     continue
@@ -926,6 +1004,10 @@ class SqliteMaildirStore:
                 folder = self.folder(adir, mdir)
                 src = maildir.locate(folder, base, info)
                 if src is None:
+                    if conn.execute(
+                        "SELECT 1 FROM unsynced WHERE mailbox_id = ? AND uid = ?", (mbid, uid)
+                    ).fetchone():
+                        keep.add((mbid, uid))  # its file is about to be written: try again
                     continue
                 dst = folder / "cur" / maildir.file_name(base, want)
                 try:
@@ -938,10 +1020,10 @@ class SqliteMaildirStore:
             )
             conn.executemany(
                 "DELETE FROM dirty_files WHERE mailbox_id = ? AND uid = ?",
-                [(r[0], r[1]) for r in rows],
+                [(r[0], r[1]) for r in rows if (r[0], r[1]) not in keep],
             )
             conn.execute("COMMIT")
-            self._dirty_pending = len(rows) == FILENAME_SYNC_CHUNK
+            self._dirty_pending = len(rows) == FILENAME_SYNC_CHUNK or bool(keep)
         except sqlite3.Error:
             log.exception("file-name flag sync failed")
             if conn.in_transaction:
@@ -1180,26 +1262,69 @@ class SqliteMaildirStore:
         letters = self._letters(tx, acct, [])
         src_folder = self.folder(acct.dir, src.dir)
         dst_folder = self.folder(acct.dir, dst.dir)
+        # sources committed with their bytes whose file may not be fsynced, or not written yet
+        pending: dict[int, int] = (
+            dict(
+                conn.execute(
+                    "SELECT uid, body_id FROM unsynced WHERE mailbox_id = ?"
+                    " AND uid IN (SELECT value FROM json_each(?))",
+                    (src.id, _json_ints(r[0] for r in rows)),
+                ).fetchall()
+            )
+            if self._has_unsynced(conn)
+            else {}
+        )
         inserts = []
         pairs = []
+        unwritten: dict[int, list[tuple[int, int, str, str]]] = {}  # body id -> copy targets
+        dst_cur = self._cur_dir(acct.dir, dst.dir)
         for i, (uid, mask, kws, when, size, base, info) in enumerate(rows):
             nuid = first + i
             path = maildir.locate(src_folder, base, info)
-            if path is None:
-                raise StoreError(f"message file of UID {uid} in {src.name} is missing")
             nbase = maildir.make_base(self._unique.next(), size, nuid)
             ninfo = maildir_info(self._codec.decode(mask, kws), letters)
-            target = dst_folder / "cur" / maildir.file_name(nbase, ninfo)
-            os.link(path, target)
-            tx.undo.append(lambda t=target: _unlink(t))  # type: ignore[misc]
+            if path is None:
+                if uid not in pending:
+                    raise StoreError(f"message file of UID {uid} in {src.name} is missing")
+                # not written yet: the copy gets a file of its own from the same bytes
+                unwritten.setdefault(pending[uid], []).append(
+                    (dst.id, nuid, dst_cur, maildir.file_name(nbase, ninfo))
+                )
+            else:
+                target = dst_folder / "cur" / maildir.file_name(nbase, ninfo)
+                os.link(path, target)
+                tx.undo.append(lambda t=target: _unlink(t))  # type: ignore[misc]
+                if uid in pending:
+                    tx.files.add(path)  # the copy shares its inode: make the data durable now
             inserts.append((dst.id, nuid, modseq, mask, kws, when, size, nbase, ninfo))
             pairs.append((uid, nuid))
             tx.event(acct.name, MessageAdded(acct.name, dst.id, nuid, modseq))
         tx.dirs.add(dst_folder / "cur")
         conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", inserts)
+        if unwritten:
+            conn.executemany(
+                "INSERT OR REPLACE INTO unsynced VALUES (?, ?, ?)",
+                [(m, u, body) for body, ts in unwritten.items() for m, u, _d, _n in ts],
+            )
+            items = [
+                Pending(
+                    body,
+                    bytes(
+                        conn.execute("SELECT data FROM bodies WHERE id = ?", (body,)).fetchone()[0]
+                    ),
+                    float(rows[0][3]),
+                    targets,
+                )
+                for body, targets in unwritten.items()
+            ]
+            tx.after.append(lambda: self.flusher.add(items))
         if move:
             self._remove_messages(tx, acct, src, [(r[0], r[5], r[6]) for r in rows])
         return CopyResult(dst.uidvalidity, tuple(pairs))
+
+    @staticmethod
+    def _has_unsynced(conn: sqlite3.Connection) -> bool:
+        return conn.execute("SELECT 1 FROM unsynced LIMIT 1").fetchone() is not None
 
     def _info(self, conn: sqlite3.Connection, mb: _Mbox) -> MailboxInfo:
         subscribed = conn.execute(
@@ -1276,8 +1401,14 @@ class SqliteMaildirStore:
         if self._closed:
             raise StoreError("store is closed")
         unique = self._unique.next()
-        staged = self._tmp_prefix + unique
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[AppendResult]] = loop.create_future()
+        small = _small_body(source)
+        if small is not None:
+            # committed with its bytes: no file before COMMIT (the flusher writes it after)
+            self._queue.put(_Append(targets, "", unique, -1, len(small), loop, future, data=small))
+            return await future
+        staged = self._tmp_prefix + unique
         staged_inline = None
         if isinstance(source, bytes) and len(source) <= INLINE_STAGE_MAX:
             # a small write without fsync only touches the page cache: cheaper than a thread hop
@@ -1291,7 +1422,6 @@ class SqliteMaildirStore:
             fd, size = await loop.run_in_executor(
                 self._io_pool, self._stage, staged, source, targets[0][3]
             )
-        future: asyncio.Future[list[AppendResult]] = loop.create_future()
         # from here the writer owns the staged file: it links it or removes it
         self._queue.put(_Append(targets, staged, unique, fd, size, loop, future))
         return await future
@@ -1391,6 +1521,7 @@ class SqliteMaildirStore:
         self._closed = True
         self._queue.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        await asyncio.get_running_loop().run_in_executor(None, self.flusher.stop)
         self.hub.close_all()
         self.feed.close()
         self._io_pool.shutdown(wait=True)
@@ -1409,6 +1540,34 @@ class SqliteMaildirStore:
         if self._writer_lock_fd is not None:
             os.close(self._writer_lock_fd)
             self._writer_lock_fd = None
+
+
+def _small_body(source: MessageSource) -> bytes | None:
+    """The bytes of a message small enough to commit with its bytes (INLINE_BODY_MAX), else None.
+    A small file is read here: a read from the page cache costs less than staging a link."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source) if len(source) <= INLINE_BODY_MAX else None
+    try:
+        with open(source, "rb") as f:
+            if os.fstat(f.fileno()).st_size > INLINE_BODY_MAX:
+                return None
+            data = f.read(INLINE_BODY_MAX + 1)
+    except OSError:
+        return None  # the staging path reports it
+    return data if len(data) <= INLINE_BODY_MAX else None
+
+
+def _drop_bodies(
+    conn: sqlite3.Connection, pairs: list[tuple[int, int, int]], bodies: list[int]
+) -> None:
+    """Forget the `unsynced` rows of files now fsynced, and each body no row needs any more (a
+    copy made before its file existed keeps it until the copy's own file is fsynced)."""
+    conn.executemany("DELETE FROM unsynced WHERE mailbox_id = ? AND uid = ? AND body_id = ?", pairs)
+    conn.execute(
+        "DELETE FROM bodies WHERE id IN (SELECT value FROM json_each(?))"
+        " AND NOT EXISTS (SELECT 1 FROM unsynced WHERE body_id = bodies.id)",
+        (_json_ints(bodies),),
+    )
 
 
 def _json_ints(values: Iterable[int]) -> str:
@@ -1684,18 +1843,22 @@ class SqliteAccountStore:
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:
         s = self._s
 
-        def read(conn: sqlite3.Connection) -> tuple[Path, str, str]:
+        def read(conn: sqlite3.Connection) -> tuple[Path, str, str, bytes | None]:
             row = conn.execute(
-                "SELECT m.base, m.info, b.dir, a.dir FROM messages m"
+                "SELECT m.base, m.info, b.dir, a.dir, (SELECT data FROM bodies WHERE id ="
+                " (SELECT body_id FROM unsynced u WHERE u.mailbox_id = m.mailbox_id"
+                " AND u.uid = m.uid)) FROM messages m"
                 " JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id"
                 " WHERE m.mailbox_id = ? AND m.uid = ? AND b.account_id = ?",
                 (mailbox_id, uid, self._id),
             ).fetchone()
             if row is None:
                 raise KeyError(uid)
-            return s.folder(row[3], row[2]), row[0], row[1]
+            return s.folder(row[3], row[2]), row[0], row[1], row[4]
 
-        folder, base, info = await s._read(read)
+        folder, base, info, body = await s._read(read)
+        if body is not None:  # committed with its bytes, its file maybe not written yet
+            return bytes(body)
 
         def load() -> bytes:
             try:

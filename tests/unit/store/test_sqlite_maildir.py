@@ -30,6 +30,7 @@ from carteiro.store.api import (
     MessageMeta,
     UidFlags,
 )
+from carteiro.store.flusher import FLUSH_COUNT, INLINE_BODY_MAX
 from carteiro.store.maintenance import check, reindex
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
@@ -88,6 +89,7 @@ async def test_readable_by_python_mailbox(store: SqliteMaildirStore) -> None:
     await acct.append("INBOX", make_message("two"), [FLAGGED, "$Work"])
     await acct.create_mailbox("Work/Ünï.x")
     await acct.append("Work/Ünï.x", make_message("three"))
+    await store.flush_files()  # small messages' files are written just after their COMMIT
     md = mailbox.Maildir(maildir_path(store), factory=None, create=False)
     subjects = sorted(str(m["Subject"]) for m in md)
     assert subjects == ["one", "two"]
@@ -116,6 +118,7 @@ async def test_message_file_renamed_by_a_maildir_client_is_still_found(
 ) -> None:
     acct = await store.account(ACCOUNT)
     r = await acct.append("INBOX", make_message("x"))
+    await store.flush_files()
     cur = maildir_path(store) / "cur"
     [name] = os.listdir(cur)
     os.rename(cur / name, cur / (name + "RS"))  # what mutt does when it marks a message read
@@ -143,6 +146,7 @@ async def test_check_finds_missing_orphan_and_truncated_files(store: SqliteMaild
     for i in range(3):
         r = await acct.append("INBOX", make_message(str(i)))
     assert check(store.data_dir).ok
+    await store.flush_files()  # else a missing file is one still to be written from the index
     cur = maildir_path(store) / "cur"
     names_ = sorted(os.listdir(cur))
     os.unlink(cur / names_[0])
@@ -275,16 +279,150 @@ async def test_kill_9_during_appends(tmp_path: Path) -> None:
     assert total > 0
 
 
-@pytest.mark.parametrize("point", ["staged", "linked", "dirs_synced", "committed"])
-async def test_crash_at_each_step(tmp_path: Path, point: str) -> None:
+@pytest.mark.parametrize(
+    ("point", "size"),
+    [
+        ("staged", 2 * INLINE_BODY_MAX),
+        ("linked", 2 * INLINE_BODY_MAX),
+        ("dirs_synced", 2 * INLINE_BODY_MAX),
+        ("committed", 2 * INLINE_BODY_MAX),
+        ("linked", 2000),  # small: committed with its bytes, no file before COMMIT
+        ("committed", 2000),
+    ],
+)
+async def test_crash_at_each_step(tmp_path: Path, point: str, size: int) -> None:
     data = tmp_path / "data"
     store = SqliteMaildirStore(data)
     await store.create_account(ACCOUNT)
     await store.close()
-    assert run_child(crash_at, str(data), point) == 86
+    assert run_child(crash_at, str(data), point, size) == 86
     count = await verify_consistent(data)
     # before COMMIT the message is gone entirely; after it, it is there entirely
     assert count == (1 if point == "committed" else 0)
+
+
+# ---- small messages committed with their bytes (one fsync), files fsynced in rounds -----------
+
+
+def r_date(store: SqliteMaildirStore, r: object) -> float:
+    [(when,)] = _index_rows(store.data_dir, "SELECT internaldate FROM messages")
+    return float(when)  # type: ignore[arg-type]
+
+
+def _index_rows(data: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(data / "index.sqlite")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_small_append_commits_its_bytes_then_flushes(store: SqliteMaildirStore) -> None:
+    acct = await store.account(ACCOUNT)
+    rounds = store.sync_rounds
+    body = make_message("small", 2000)
+    r = await acct.append("INBOX", body)
+    assert store.sync_rounds - rounds == 1  # COMMIT's WAL fsync only: no file round waited for
+    assert _index_rows(store.data_dir, "SELECT data FROM bodies") == [(body,)]
+    assert _index_rows(store.data_dir, "SELECT mailbox_id, uid FROM unsynced") == [
+        (r.mailbox_id, r.uid)
+    ]
+    assert await acct.read_message(r.mailbox_id, r.uid) == body  # from the index at first
+    cur = maildir_path(store) / "cur"
+    await wait_until(lambda: len(os.listdir(cur)) == 1)  # written right after the COMMIT
+    [name] = os.listdir(cur)
+    assert (cur / name).read_bytes() == body
+    assert os.stat(cur / name).st_mtime == pytest.approx(r_date(store, r), abs=1)
+    big = make_message("big", 200_000)
+    await acct.append("INBOX", big)  # above INLINE_BODY_MAX: file fsynced before COMMIT
+    assert len(_index_rows(store.data_dir, "SELECT id FROM bodies")) == 1
+    flushed = store.flusher.rounds
+    await store.flush_files()
+    assert store.flusher.rounds == flushed + 1
+    assert _index_rows(store.data_dir, "SELECT id FROM bodies") == []
+    assert _index_rows(store.data_dir, "SELECT body_id FROM unsynced") == []
+    assert store._staged_fds == 0
+
+
+async def test_flush_rounds_start_by_count_and_by_age(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carteiro.store import flusher
+
+    acct = await store.account(ACCOUNT)
+    await asyncio.gather(
+        *(acct.append("INBOX", make_message(str(i), 300)) for i in range(FLUSH_COUNT))
+    )
+    await wait_until(lambda: not _index_rows(store.data_dir, "SELECT id FROM bodies"))
+    monkeypatch.setattr(flusher, "FLUSH_AGE", 0.05)
+    await acct.append("INBOX", make_message("alone", 300))
+    await wait_until(lambda: not _index_rows(store.data_dir, "SELECT id FROM bodies"))
+    assert store._staged_fds == 0
+
+
+def crash_after_small_appends(data_dir: str) -> None:
+    """Append, copy, append-and-expunge, then die like kill -9 before any flush round."""
+    from carteiro.store import flusher
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+    # the power cut comes before any file was written: every file must come from the index
+    flusher.FileFlusher._write = lambda self, item: None  # type: ignore[method-assign]
+
+    async def main() -> None:
+        store = SqliteMaildirStore(Path(data_dir))
+        acct = await store.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        await acct.append("INBOX", make_message("kept", 3000))
+        await acct.copy(inbox.id, [1], "Archive")
+        await acct.append("INBOX", make_message("expunged", 3000))
+        await acct.delete_messages(inbox.id, [2])
+        os._exit(86)
+
+    asyncio.run(main())
+
+
+async def test_power_cut_before_the_flush_rewrites_files_from_the_index(tmp_path: Path) -> None:
+    """A power cut may lose a file that was committed through its bytes but not yet fsynced (here:
+    emptied after the crash); the next open rewrites it, copies included, and brings nothing
+    expunged back."""
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    assert run_child(crash_after_small_appends, str(data)) == 86
+    assert [p for p in (data / "mail").rglob("cur/*") if p.is_file()] == []
+    assert len(_index_rows(data, "SELECT id FROM bodies")) == 2
+    # and one file was renamed into place but its data never reached the disk
+    [(base, info)] = _index_rows(
+        data,
+        (
+            "SELECT base, info FROM messages WHERE mailbox_id ="
+            " (SELECT id FROM mailboxes WHERE name = 'INBOX') AND uid = 1"
+        ),
+    )
+    [cur] = [p for p in (data / "mail").rglob("Maildir/cur")]
+    (cur / f"{base}:2,{info}").write_bytes(b"")
+    assert await verify_consistent(data) == 1  # kept; "expunged" stays gone
+    store = SqliteMaildirStore(data)
+    try:
+        acct = await store.account(ACCOUNT)
+        archive = await acct.get_mailbox("Archive")
+        [meta] = await acct.list_messages(archive.id)
+        assert is_whole(await acct.read_message(archive.id, meta.uid))
+    finally:
+        await store.close()
+    assert _index_rows(data, "SELECT id FROM bodies") == []
+
+
+async def test_reindex_writes_committed_bytes_first(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    assert run_child(crash_after_small_appends, str(data)) == 86
+    report = reindex(data)
+    assert report.messages == 2  # INBOX and Archive, from the committed bytes
+    assert await verify_consistent(data) == 1
 
 
 # ---- several processes ------------------------------------------------------------------------
@@ -476,6 +614,7 @@ async def test_listing_cache_survives_reindex_of_a_vanished_file(
     for i in range(4):
         await acct.append("INBOX", make_message(str(i), 100))
     assert [m.uid for m in await acct.list_messages(inbox.id)] == [1, 2, 3, 4]
+    await store.flush_files()  # else reindex rewrites the file from its committed bytes
     [gone] = [n for n in os.listdir(maildir_path(store) / "cur") if ",U=2:" in n]
     os.unlink(maildir_path(store) / "cur" / gone)
     reindex(store.data_dir)  # records UID 2 as expunged: cached listings learn it by MODSEQ
@@ -501,6 +640,7 @@ async def test_concurrent_appends_fail_alone_and_leave_no_staged_files(
     assert all(isinstance(r, MailboxNotFound) for r in results if isinstance(r, BaseException))
     assert store.batches - batches < 40
     assert store.sync_rounds - rounds <= 2 * (store.batches - batches)  # files+dirs, then WAL
+    await store.flush_files()
     assert os.listdir(store.tmp_dir) == []
     assert check(store.data_dir).ok
 
@@ -538,7 +678,7 @@ async def test_path_source_linked_inline_or_copied(
     """A path source is hard-linked on the caller's thread; when it cannot be linked (another
     filesystem) it is copied in a thread instead; a missing one fails and leaves nothing staged."""
     src = tmp_path / "spool.eml"
-    body = make_message("linked")
+    body = make_message("linked", 2 * INLINE_BODY_MAX)  # a small one is read, not linked
     src.write_bytes(body)
     acct = await store.account(ACCOUNT)
     r1 = await acct.append("INBOX", src)
@@ -556,4 +696,5 @@ async def test_path_source_linked_inline_or_copied(
     with pytest.raises(FileNotFoundError):
         await acct.append("INBOX", tmp_path / "missing.eml")
     assert os.listdir(store.tmp_dir) == []
+    await store.flush_files()  # r1's descriptor waits for its flush round
     assert store._staged_fds == 0

@@ -50,7 +50,7 @@ def append_forever(data_dir: str, writers: int) -> None:
     asyncio.run(main())
 
 
-def crash_at(data_dir: str, point: str) -> None:
+def crash_at(data_dir: str, point: str, size: int = 2000) -> None:
     """Append one message, dying abruptly (like kill -9) when the writer reaches `point`."""
     from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
@@ -61,7 +61,7 @@ def crash_at(data_dir: str, point: str) -> None:
     async def main() -> None:
         store = SqliteMaildirStore(Path(data_dir), fault_hook=hook)
         acct = await store.account(ACCOUNT)
-        await acct.append("INBOX", make_message(point))
+        await acct.append("INBOX", make_message(point, size))
         await acct.copy((await acct.get_mailbox("INBOX")).id, [1], "Archive")
         await store.close()
 

@@ -1,0 +1,185 @@
+"""Message files of small messages, written and fsynced after their COMMIT, many at once.
+
+A message up to INLINE_BODY_MAX is committed with its bytes in the index (table `bodies`, one row
+per delivery, and a row in `unsynced` per message it became): COMMIT's single WAL fsync makes it
+durable, and the caller hears OK without waiting for any file. This thread then writes its file
+(a temp file hard-linked into each target's `cur/`, so a Maildir reader never sees half a file),
+and every FLUSH_COUNT files or FLUSH_AGE seconds fsyncs the files and their directories in one
+round, after which a job on the writer drops the rows. Until then readers get the bytes from the
+index. After a crash, recovery (maintenance.restore_bodies) rewrites what did not survive.
+
+Expunges and moves race with the writing here: a file is written first and its message looked up
+afterwards; if the row is gone by then, the file goes. An expunge unlinks its files only after its
+COMMIT, so between the two every file of a removed message is removed. Docs: docs/store.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from carteiro.store import maildir
+
+log = logging.getLogger(__name__)
+
+INLINE_BODY_MAX = 64 * 1024  # bytes: messages up to this size are committed with their bytes
+FLUSH_COUNT = 64  # files written and not fsynced that start a flush round
+FLUSH_AGE = 0.5  # seconds: the longest a written file waits for its flush round
+
+
+@dataclass(slots=True)
+class Pending:
+    """A committed body whose files are to be written: one file, linked to every target."""
+
+    body_id: int
+    data: bytes
+    mtime: float  # INTERNALDATE, the file's mtime
+    targets: list[tuple[int, int, str, str]]  # mailbox id, uid, cur/ directory, file name
+
+
+class _Flush:
+    def __init__(self, done: threading.Event) -> None:
+        self.done = done
+
+
+class FileFlusher:
+    """The thread that writes and fsyncs the files of bodies committed through the index."""
+
+    def __init__(
+        self,
+        tmp_prefix: str,
+        unique: Callable[[], str],
+        read_conn: Callable[[], sqlite3.Connection],
+        sync_round: Callable[[list[int | str]], None],
+        drop: Callable[[list[tuple[int, int, int]], list[int]], None],
+        drop_now: Callable[[list[tuple[int, int, int]], list[int]], None],
+    ) -> None:
+        self._tmp_prefix = tmp_prefix
+        self._unique = unique
+        self._read_conn = read_conn
+        self._sync_round = sync_round
+        self._drop = drop  # queue a writer job that drops these (pairs, bodies)
+        self._drop_now = drop_now  # the same, on this thread (when the writer has stopped)
+        self._queue: queue.SimpleQueue[Pending | _Flush | None] = queue.SimpleQueue()
+        self._fds: list[int] = []  # written files not fsynced yet
+        self._dirs: dict[str, int] = {}  # their directories, open (a descriptor follows renames)
+        self._pairs: list[tuple[int, int, int]] = []  # (mailbox id, uid, body id) written
+        self._bodies: list[int] = []
+        self._since = 0.0
+        self._conn: sqlite3.Connection | None = None
+        self.rounds = 0  # flush rounds done
+        self.written = 0  # files written
+        self._thread = threading.Thread(target=self._loop, name="carteiro-store-flush")
+        self._thread.daemon = True
+        self._thread.start()
+
+    # ---- called from other threads ----
+
+    def add(self, items: list[Pending]) -> None:
+        for item in items:
+            self._queue.put(item)
+
+    def flush(self) -> threading.Event:
+        """Ask for a flush round of everything handed over so far; the event is set after it
+        (its writer job queued)."""
+        done = threading.Event()
+        self._queue.put(_Flush(done))
+        return done
+
+    def stop(self) -> None:
+        """Write and fsync what is left, drop its rows (the writer has stopped), end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    # ---- the thread ----
+
+    def _loop(self) -> None:
+        while True:
+            timeout = None
+            if self._fds:
+                timeout = max(0.0, self._since + FLUSH_AGE - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                self._round(self._drop)
+                continue
+            if item is None:
+                self._round(self._drop_now)
+                break
+            if isinstance(item, _Flush):
+                self._round(self._drop)
+                item.done.set()
+                continue
+            try:
+                self._write(item)
+            except Exception:
+                log.exception("writing a message file failed; the next start rewrites it")
+            if len(self._fds) >= FLUSH_COUNT:
+                self._round(self._drop)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _write(self, item: Pending) -> None:
+        tmp = self._tmp_prefix + self._unique()
+        fd = maildir.stage_bytes_open(tmp, item.data, item.mtime)
+        made: list[tuple[int, int, str]] = []
+        try:
+            for mailbox_id, uid, cur, name in item.targets:
+                path = f"{cur}/{name}"
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:  # recovery (another process) got there first
+                    pass
+                except FileNotFoundError:  # the folder is gone: so is the message
+                    continue
+                else:
+                    made.append((mailbox_id, uid, path))
+                if cur not in self._dirs:
+                    self._dirs[cur] = os.open(cur, os.O_RDONLY)
+        finally:
+            os.unlink(tmp)
+        if not self._fds:
+            self._since = time.monotonic()
+        self._fds.append(fd)
+        self.written += 1
+        # the message may have been expunged (or moved) meanwhile: then its file must not stay
+        if self._conn is None:
+            self._conn = self._read_conn()
+        for mailbox_id, uid, path in made:
+            row = self._conn.execute(
+                "SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+            ).fetchone()
+            if row is None:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        self._pairs.extend((m, u, item.body_id) for m, u, _cur, _name in item.targets)
+        self._bodies.append(item.body_id)
+
+    def _round(self, drop: Callable[[list[tuple[int, int, int]], list[int]], None]) -> None:
+        if not self._fds:
+            return
+        fds, self._fds = self._fds, []
+        dirs, self._dirs = self._dirs, {}
+        pairs, self._pairs = self._pairs, []
+        bodies, self._bodies = self._bodies, []
+        items: list[int | str] = [*fds, *dirs.values()]
+        ok = True
+        try:
+            self._sync_round(items)
+        except OSError:
+            log.exception("fsync of message files failed; the next start rewrites them")
+            ok = False
+        finally:
+            for fd in items:
+                os.close(fd)  # type: ignore[arg-type]
+        self.rounds += 1
+        if ok:
+            drop(pairs, bodies)

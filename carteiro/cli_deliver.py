@@ -3,8 +3,11 @@ or procmail are used), e.g. Postfix's `mailbox_command = carteiro deliver --to "
 
 Reads one message on standard input (LF or CRLF line endings; a leading mbox `From ` line is
 taken as the envelope sender), streams it to a temp file in the data dir, and delivers it through
-mail.deliver: aliases, plus-addressing, store or mbox, all-or-nothing. The exit status follows
-sysexits(3): 0 delivered, 67 unknown user, 65 bad address, 69 cannot deliver here, 75 try later.
+mail.deliver: aliases, plus-addressing, store or mbox. Alias targets in other domains go to the
+outbound queue (through a running server's control socket, or straight into the spool under its
+lock when none runs), committed together with the local copies: all or nothing. The exit status
+follows sysexits(3): 0 delivered (and queued), 67 unknown user, 65 bad address, 69 cannot deliver
+here, 75 try later (nothing was delivered or queued).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from carteiro.queue.api import Envelope
 
 EX_OK = 0
 EX_USAGE = 64
@@ -28,6 +34,16 @@ EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 BLOCK = 1 << 20
+QUEUE_ANSWER_TIMEOUT = 60.0  # the server fsyncs before answering; a stuck one means "try later"
+QUEUE_BUSY_WAIT = 30.0  # the lock is held but nobody answers yet: a server starting, another LDA
+
+
+class QueueHandoffError(Exception):
+    """The outbound queue did not take the message (nothing was queued, as far as we know)."""
+
+
+class _NoServer(QueueHandoffError):
+    """Nobody listens on the control socket (yet): the request was never sent."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,12 +58,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_deliver)
 
 
-def spool_stdin(stream: BinaryIO, tmp_dir: Path, sender: str | None) -> tuple[Path, str | None]:
+def spool_stdin(
+    stream: BinaryIO, tmp_dir: Path, sender: str | None
+) -> tuple[Path, str | None, int]:
     """Copy the message to a new file in `tmp_dir` with CRLF line endings and a Return-Path
-    when the sender is known. Returns (path, sender)."""
+    when the sender is known. Returns (path, sender, octets of the Return-Path line we added)."""
     tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = tmp_dir / f"lda-{secrets.token_hex(12)}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    added = 0
     try:
         with os.fdopen(fd, "wb") as out:
             first = stream.read(BLOCK)
@@ -61,7 +80,9 @@ def spool_stdin(stream: BinaryIO, tmp_dir: Path, sender: str | None) -> tuple[Pa
                         sender = ""
                 first = rest if nl else b""
             if sender is not None and not first.startswith(b"Return-Path:"):
-                out.write(f"Return-Path: <{sender}>\r\n".encode())
+                rp = f"Return-Path: <{sender}>\r\n".encode()
+                out.write(rp)
+                added = len(rp)
             carry = b""
             block = first
             while block:
@@ -78,7 +99,96 @@ def spool_stdin(stream: BinaryIO, tmp_dir: Path, sender: str | None) -> tuple[Pa
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         raise
-    return path, sender
+    return path, sender, added
+
+
+async def hand_to_queue(root: Path, envelope: Envelope, source: Path, skip: int) -> str:
+    """Durably queue `source` without its first `skip` octets (our Return-Path) in the outbound
+    spool at `root` (DATA/queue); returns the queue id. Raises QueueHandoffError or OSError.
+
+    A running server owns the spool (it holds root/lock and keeps the queue in memory; rows
+    written behind its back would only be seen at its next start), so the copy goes to
+    root/incoming/ and the server is asked, on its control socket, to enqueue it: its worker
+    schedules it at once. With no server, the spool is opened here under the same lock and
+    the next `carteiro serve` sends it.
+    """
+    from carteiro.queue.service import INCOMING, QueueBusy, QueueLock
+    from carteiro.queue.spool import FileSpool
+    from carteiro.servers.smtp.message import clean_tmp, without_prefix
+
+    incoming = root / INCOMING
+    incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+    await asyncio.to_thread(clean_tmp, incoming, 3600.0)  # left by a crashed LDA
+    copy = await asyncio.to_thread(without_prefix, source, skip, incoming)
+    assert isinstance(copy, Path)
+    try:
+        lock = QueueLock(root)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUEUE_BUSY_WAIT
+        while True:
+            try:
+                await asyncio.to_thread(lock.acquire, 0.0)
+                break
+            except QueueBusy:
+                pass
+            try:
+                return await _ask_server(root, envelope, copy.name)
+            except _NoServer:
+                # another LDA holds the lock for a moment, or a server is starting (it takes
+                # the lock before it listens): try both again
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        try:
+            spool = FileSpool(root)
+            try:
+                await spool.open()
+                return await spool.enqueue(envelope, copy)
+            finally:
+                await spool.close()
+        finally:
+            lock.release()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            copy.unlink()
+
+
+async def _ask_server(root: Path, envelope: Envelope, name: str) -> str:
+    import json
+
+    from carteiro.cli_queue import CONTROL_SOCKET
+    from carteiro.queue.service import envelope_to_wire
+
+    path = root / CONTROL_SOCKET
+    request = {"op": "enqueue", "file": name, "envelope": envelope_to_wire(envelope)}
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        raise _NoServer(f"the queue is locked but nobody answers on {path}: {e}") from None
+    except OSError as e:
+        raise QueueHandoffError(f"{path}: {e}") from None
+    try:
+        async with asyncio.timeout(QUEUE_ANSWER_TIMEOUT):
+            try:
+                writer.write(json.dumps(request).encode() + b"\n")
+                await writer.drain()
+                line = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except TimeoutError:
+        raise QueueHandoffError("the server did not answer") from None
+    except OSError as e:
+        raise QueueHandoffError(f"{path}: {e}") from None
+    try:
+        answer: Any = json.loads(line)
+    except ValueError:
+        raise QueueHandoffError("no answer from the server") from None
+    if not isinstance(answer, dict) or not answer.get("ok") or not answer.get("id"):
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise QueueHandoffError(str(error or "the server refused the message"))
+    return str(answer["id"])
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
@@ -97,8 +207,10 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 async def _deliver(cfg: object, to: str, sender: str | None) -> int:
     from carteiro.app import open_directory, open_store
+    from carteiro.cli_queue import QUEUE_DIR
     from carteiro.config import Config
     from carteiro.mail.deliver import DeliveryError, LocalDelivery, UnknownRecipient
+    from carteiro.queue.api import Envelope, QueuedRecipient
 
     assert isinstance(cfg, Config)
 
@@ -127,29 +239,43 @@ async def _deliver(cfg: object, to: str, sender: str | None) -> int:
             return fail(EX_NOUSER, f"{to}: no such user here")
         except DeliveryError as e:
             return fail(EX_DATAERR if not e.temporary else EX_TEMPFAIL, f"{to}: {e.reason}")
-        if not res.local_accounts:
-            return fail(
-                EX_UNAVAILABLE,
-                f"{to} forwards only to other domains ({', '.join(res.remote)}); "
-                "the LDA cannot forward: deliver it over SMTP",
-            )
-        if res.remote:
-            print(
-                f"carteiro deliver: warning: not forwarding to {', '.join(res.remote)}",
-                file=sys.stderr,
-            )
         try:
-            message, sender = await asyncio.to_thread(
+            message, sender, added = await asyncio.to_thread(
                 spool_stdin, sys.stdin.buffer, cfg.data_dir / "tmp", sender
             )
         except OSError as e:
             return fail(EX_TEMPFAIL, f"cannot read the message: {e}")
         path = message
-        targets = await delivery.targets(res.local_accounts)
+        # RFC 3461 4.2: ORCPT names the address we were given when an alias expanded it
+        remote = tuple(
+            QueuedRecipient(addr, (), f"rfc822;{to}" if addr != to else None) for addr in res.remote
+        )
+        envelope = Envelope(
+            mail_from=sender or "",
+            recipients=remote,
+            smtputf8=not (to.isascii() and (sender or "").isascii()),
+        )
+
+        async def enqueue() -> None:
+            await hand_to_queue(cfg.data_dir / QUEUE_DIR, envelope, message, added)
+
         try:
-            await delivery.deliver(targets, message, sender or "")
+            if res.local_accounts:
+                targets = await delivery.targets(res.local_accounts)
+                # the queue hand-off runs before the local copies are kept (mbox locks still
+                # held): if it fails, they are undone and the MTA retries the whole message
+                await delivery.deliver(targets, message, sender or "", enqueue if remote else None)
+            else:
+                await enqueue()
         except DeliveryError as e:
             return fail(EX_TEMPFAIL if e.temporary else EX_UNAVAILABLE, e.reason)
+        except QueueHandoffError as e:
+            return fail(
+                EX_TEMPFAIL,
+                f"cannot queue the message for {', '.join(res.remote)}: {e}; nothing delivered",
+            )
+        except OSError as e:
+            return fail(EX_TEMPFAIL, f"I/O error: {e}; nothing delivered")
         return EX_OK
     except Exception as e:  # an unexpected failure must make the MTA retry, not lose mail
         return fail(EX_TEMPFAIL, f"delivery failed: {e!r}")

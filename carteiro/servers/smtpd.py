@@ -60,6 +60,10 @@ log = logging.getLogger("carteiro.smtp")
 ROLES = ("smtp", "submission", "submissions")
 READ_SIZE = 256 * 1024
 FLUSH_AT = 64 * 1024  # write pending replies once this much is waiting, even mid-pipeline
+# After closing on a client that is still sending (mid-data), read and drop its input this long
+# first: closing with unread input sends a TCP reset, which can destroy our last reply unread.
+LINGER_TIME = 2.0
+LINGER_MAX = 4 * 1024 * 1024
 
 
 @dataclass
@@ -190,6 +194,8 @@ class Session:
         self.txn: Transaction | None = None
         self.relay_client = server.in_relay_networks(conn.peer_ip)
         self.done = False
+        self.data_deadline: float | None = None  # loop time by which the content must be in
+        self.linger = False  # closing while the client still sends message data
 
     # ---- I/O ----------------------------------------------------------------------------------
 
@@ -224,18 +230,57 @@ class Session:
             self.reply(R.R_421_SHUTDOWN)  # RFC 5321 3.8: 421 when the service is going away
             return None
         timeout = self.cfg.data_timeout if in_data else self.cfg.idle_timeout
+        # One deadline for the whole content of a message (DATA to its end, or the first BDAT
+        # to LAST, commands between chunks included): a per-read timeout alone lets a sender
+        # that trickles, or one that streams discarded data, hold the session for ever.
+        now = asyncio.get_running_loop().time()
+        if self.machine.body_kind is None:
+            self.data_deadline = None
+        elif self.data_deadline is None:
+            self.data_deadline = now + self.cfg.data_deadline
+        deadline = self.data_deadline
+        by_deadline = False  # the deadline comes before the per-read timeout
+        if deadline is not None:
+            if deadline <= now:
+                self._data_too_slow()
+                return None
+            if deadline - now < timeout:
+                timeout, by_deadline = deadline - now, True
         if not in_data:
             self.server.idle.add(self)
         try:
             async with asyncio.timeout(timeout):
                 return await self.conn.reader.read(READ_SIZE)
         except TimeoutError:
+            if by_deadline:
+                self._data_too_slow()
+                return None
             # RFC 5321 4.5.3.2.7: the server may close after its timeout, with 421
             self.tracer.note("timeout")
             self.reply(R.R_421_TIMEOUT)
             return None
         finally:
             self.server.idle.discard(self)
+
+    async def _linger(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            if self.conn.writer.can_write_eof():
+                self.conn.writer.write_eof()  # FIN after the reply: the client sees it, then EOF
+        dropped = 0
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(LINGER_TIME):
+                while dropped < LINGER_MAX:
+                    data = await self.conn.reader.read(READ_SIZE)
+                    if not data:
+                        break
+                    dropped += len(data)
+
+    def _data_too_slow(self) -> None:
+        # RFC 5321 4.5.3.2: closing after a timeout, with 421 (temporary: the client may try
+        # again, perhaps over a better path)
+        self.tracer.note(f"message data not complete after {self.cfg.data_deadline:g} s")
+        self.linger = True
+        self.reply(R.R_421_DATA_DEADLINE)
 
     def shutdown_now(self) -> None:
         """The server is stopping and this session waits for a command: say 421 and close; the
@@ -266,6 +311,9 @@ class Session:
                 if self.out_size >= FLUSH_AT:
                     await self.flush()
             await self.flush()
+            if self.linger:
+                self._abort_transaction()  # its temp file goes now, not after the linger
+                await self._linger()
         except asyncio.CancelledError:
             # Shutdown past the grace period: say so if we can, without waiting.
             with contextlib.suppress(Exception):
@@ -285,7 +333,11 @@ class Session:
             self.tracer.note("client closed the connection")
             self.done = True
         elif isinstance(ev, Invalid):
-            self.tracer.client(self.machine.last_line)
+            if self.machine.mode in (Mode.DATA, Mode.CHUNK):
+                self.tracer.note("too much message data past the size limit")
+                self.linger = ev.fatal
+            else:
+                self.tracer.client(self.machine.last_line)
             if self.sasl is not None:
                 self.sasl = None
             self.reply(ev.reply)
@@ -626,6 +678,7 @@ class Session:
 
     async def _end_of_data(self, problem: Reply | None) -> None:
         txn, self.txn = self.txn, None
+        self.data_deadline = None
         if txn is None:  # pragma: no cover - the machine only ends data inside a transaction
             self.reply(problem or R.R_503_NEED_MAIL)
             return
@@ -770,6 +823,7 @@ class Session:
             txn.writer = None
 
     def _abort_transaction(self) -> None:
+        self.data_deadline = None
         txn, self.txn = self.txn, None
         if txn is not None:
             self._drop_writer(txn)

@@ -242,10 +242,16 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SIMPLE_ADDRESS = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*$")
 
 
+MAX_MAILBOX = 254  # RFC 5321 4.5.3.1.3: a path is at most 256 octets, its "<" ">" included
+
+
 def valid_address(path: str) -> str | None:
-    """None if `path` is a valid mailbox (RFC 5321 4.1.2, RFC 6531), else the reason."""
-    if len(path) <= 254 and _SIMPLE_ADDRESS.match(path) and path.index("@") <= 64:
+    """None if `path` is a valid mailbox (RFC 5321 4.1.2, RFC 6531), else the reason. Limits
+    (RFC 5321 4.5.3.1): local part 64 octets, domain 255, the whole path 256 with brackets."""
+    if len(path) <= MAX_MAILBOX and _SIMPLE_ADDRESS.match(path) and path.index("@") <= 64:
         return None
+    if len(path.encode("utf-8")) > MAX_MAILBOX:
+        return "address too long (RFC 5321 4.5.3.1.3: at most 256 octets with the brackets)"
     try:
         parse_address(path)
     except AddressError as e:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+MAX_REPLY_LINE = 512  # RFC 5321 4.5.3.1.5, the CRLF included
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -47,8 +49,14 @@ class Reply:
             t = t.replace("\r", " ").replace("\n", " ")
             sep = "-" if i < len(texts) - 1 else " "
             first = prefix if (i == 0 or self.status) else ""
-            out.append(f"{self.code}{sep}{first}{t}".rstrip() + "\r\n")
-        return "".join(out).encode("utf-8")
+            line = f"{self.code}{sep}{first}{t}".rstrip().encode("utf-8")
+            if len(line) > MAX_REPLY_LINE - 2:
+                # RFC 5321 4.5.3.1.5: 512 octets with the CRLF. Texts echo what the client
+                # sent (EHLO name, addresses, VRFY argument), so cut them to fit.
+                cut = line[: MAX_REPLY_LINE - 5].decode("utf-8", "ignore").encode("utf-8")
+                line = cut + b"..."
+            out.append(line + b"\r\n")
+        return b"".join(out)
 
     def __str__(self) -> str:
         return self.render().decode("utf-8").rstrip("\r\n")
@@ -88,6 +96,7 @@ R_421_SHUTDOWN = Reply(421, "4.3.2", "Service shutting down; try again later")
 R_421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address")
 R_421_LINE_TOO_LONG = Reply(421, "4.7.0", "Line too long; closing connection")
 R_421_FORBIDDEN = Reply(421, "4.7.0", "This is an SMTP server; closing connection")
+R_421_DATA_DEADLINE = Reply(421, "4.4.2", "Message transfer took too long; closing connection")
 R_451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; try again later")
 R_451_QUEUE_UNAVAILABLE = Reply(
     451, "4.3.0", "Cannot queue mail for remote recipients now; try again later"
@@ -136,6 +145,11 @@ R_550_BARE_NEWLINE = Reply(
 )
 R_550_ROUTING_LOOP = Reply(550, "5.4.6", "Alias expansion loop or too many targets")
 R_552_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+# RFC 5321 7.8: a server defending itself may close after a 5yz reply; 552 (not 421) because
+# the same message would only be too big again.
+R_552_TOO_BIG_CLOSING = Reply(
+    552, "5.3.4", "Message size exceeds fixed maximum message size; closing connection"
+)
 R_553_SENDER_NOT_OWNED = Reply(
     553, "5.7.1", "Sender address is not owned by the authenticated user"
 )

@@ -94,6 +94,16 @@ class Limits:
     # the LF exceed this gets 421 and the connection is closed (an endless line must not keep a
     # session busy forever). Counted in octets, so it does not depend on how reads are split.
     max_discard_line: int = 1024 * 1024
+    # Content of a failed message (too big, bare newline) is discarded until its end; once the
+    # message's content passed the size limit by more than max(max_message_size, min_discard)
+    # octets the machine gives up with 552 and closes (RFC 5321 7.8), so a fast sender cannot
+    # keep a session in DATA or in one huge BDAT chunk forever. Counted in octets as received
+    # (before un-stuffing), so how the reads are split does not change the events.
+    min_discard: int = 16 * 1024 * 1024
+
+    @property
+    def give_up_at(self) -> int:
+        return self.max_message_size + max(self.max_message_size, self.min_discard)
 
 
 class Mode(enum.Enum):
@@ -140,6 +150,7 @@ class ServerMachine:
         self._chunk_size = 0
         self._chunk: C.Bdat | None = None
         self._chunk_refusal: Reply | None = None
+        self._received = 0  # content octets as received (before un-stuffing), refused ones too
 
     @property
     def in_transaction(self) -> bool:
@@ -345,6 +356,8 @@ class ServerMachine:
                 raw = bytes(buf[: i + 2])  # keeps the CRLF ending the last line
                 del buf[: i + 5]
                 out = self._content(raw)
+                if self._over_the_top():
+                    return self._give_up()
                 end = DataEnd(self._size, self._problem)
                 self.mode = Mode.COMMAND
                 if out:
@@ -366,11 +379,14 @@ class ServerMachine:
             out = self._content(raw)
             if out:
                 return BodyData(out)
+            if self._over_the_top():
+                return self._give_up()
             # swallowed (over size, or rejected content): look for the end again
 
     def _content(self, raw: bytes) -> bytes:
         """Check newlines, unstuff (DATA), count the size; returns what to pass on (b"" once
         the transaction failed: the rest is swallowed until its end)."""
+        self._received += len(raw)
         if self._problem is not None:
             return b""
         n_crlf = raw.count(b"\r\n")
@@ -389,6 +405,14 @@ class ServerMachine:
             self._problem = R.R_552_TOO_BIG
             return b""
         return raw
+
+    def _over_the_top(self) -> bool:
+        return self._problem is not None and self._received > self.limits.give_up_at
+
+    def _give_up(self) -> Event:
+        """Too much discarded content: 552 and close (the send() of a fatal Invalid closes)."""
+        self._buf.clear()
+        return self._hold(Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True))
 
     # ---- BDAT (RFC 3030) ----------------------------------------------------------------------
 
@@ -413,7 +437,11 @@ class ServerMachine:
             del buf[:n]
             self._chunk_left -= n
             if self._chunk_refusal is not None:
-                continue  # discarded: the chunk belongs to no valid transaction
+                # discarded: the chunk belongs to no valid transaction
+                self._received += n
+                if self._received > self.limits.give_up_at:
+                    return self._give_up()
+                continue
             raw = self._carry + raw
             self._carry = b""
             if raw.endswith(b"\r") and not (cmd.last and not self._chunk_left):
@@ -421,6 +449,8 @@ class ServerMachine:
             out = self._content(raw)
             if out:
                 return BodyData(out)
+            if self._over_the_top():
+                return self._give_up()
         self.mode = Mode.COMMAND
         if self._chunk_refusal is not None:
             problem: Reply | None = self._chunk_refusal
@@ -438,7 +468,7 @@ class ServerMachine:
         the command's outcome from it."""
         ev, self._awaiting = self._awaiting, None
         ok = reply.is_positive
-        if reply.code == 421:
+        if reply.code == 421 or (isinstance(ev, Invalid) and ev.fatal):
             self.mode = Mode.CLOSED
         elif isinstance(ev, C.Helo):
             if ok:
@@ -448,6 +478,7 @@ class ServerMachine:
         elif isinstance(ev, C.Mail):
             if ok:
                 self.mail, self.rcpt_count = ev, 0
+                self._received = 0  # chunks refused before this transaction are not its own
         elif isinstance(ev, C.Rcpt):
             if ok:
                 self.rcpt_count += 1

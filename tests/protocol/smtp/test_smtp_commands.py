@@ -423,3 +423,21 @@ async def test_connections_per_client_ip(make_env: MakeEnv) -> None:
     assert await third.closed()
     await first.play("C: QUIT\nS: 221 *\nCLOSED")
     await second.play("C: NOOP\nS: 250 *")
+
+
+async def test_replies_stay_within_512_octets(env: Env) -> None:
+    """RFC 5321 4.5.3.1.5: a long EHLO name (an address literal has no length limit) or path
+    echoed back never makes a reply line longer than 512 octets with its CRLF."""
+    c = await env.play("S: 220 *")
+    literal = "[" + "1" * 900 + "]"
+    for line in await c.cmd(f"EHLO {literal}"):
+        assert len(line.encode()) + 2 <= 512
+    assert (await c.cmd("MAIL FROM:<a@example.org>"))[0].startswith("250 ")
+    longest = f"{'a' * 64}@{'d' * 63}.{'e' * 63}.{'f' * 56}.test"  # 254: 256 with "<>"
+    assert len(longest) == 254
+    reply = await c.cmd(f"RCPT TO:<{longest}>")
+    assert reply[0] == f"554 5.7.1 <{longest}>: Relay access denied"
+    reply = await c.cmd(f"RCPT TO:<{longest}x>")  # 255 octets
+    assert reply[0].startswith("501 5.1.3") and "too long" in reply[0]
+    reply = await c.cmd(f"RCPT TO:<{'a' * 65}@example.test>")
+    assert reply[0].startswith("501 5.1.3") and "local part too long" in reply[0]

@@ -3,11 +3,14 @@ smuggling class (bare CR/LF never end or smuggle a message), and all-or-nothing 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
-from smtp_harness import ALICE, BOB, CAROL, Env, MakeEnv
+from smtp_harness import ALICE, BOB, CAROL, TIMEOUT, Client, Env, MakeEnv
 
+from carteiro.config import ConfigError, loads
 from carteiro.store.api import AppendResult, Delivery, MessageSource, StoreError
 from carteiro.store.memory import MemoryMailStore
 
@@ -355,3 +358,118 @@ async def test_temp_files_removed(env: Env) -> None:
         await lst.stop(grace=2)
     tmp = env.ctx.config.data_dir / "tmp"
     assert list(tmp.iterdir()) == []
+
+
+# ---- a sender cannot hold the session in DATA / BDAT forever ------------------------------------
+
+TXN = """
+C: MAIL FROM:<a@example.org>
+S: 250 *
+C: RCPT TO:<alice@example.test>
+S: 250 *
+"""
+
+
+async def stream(c: Client, block: bytes, total: int, pause: float = 0.0) -> None:
+    """Send `total` octets of `block`s (or until the server closes)."""
+    sent = 0
+    try:
+        while sent < total:
+            await c.send(block)
+            sent += len(block)
+            if pause:
+                await asyncio.sleep(pause)
+    except ConnectionError:
+        pass
+
+
+async def test_endless_oversized_data_gets_552_and_the_session_closes(make_env: MakeEnv) -> None:
+    """Past max(size limit, 16 MiB) of discarded data beyond the limit: 552, then close (RFC
+    5321 7.8); the reply still reaches a client that was busy sending (it is not reset away)."""
+    env = await make_env("[smtp]\nmax_message_size = 1000\n")
+    c = await env.play(HELO + TXN + "C: DATA\nS: 354 *")
+    line = b"x" * 1022 + b"\r\n"
+    sender = asyncio.create_task(stream(c, line * 64, (16 << 20) + (256 << 10)))
+    await c.play(
+        """
+        S: 552 5.3.4 Message size exceeds fixed maximum message size; closing connection
+        CLOSED
+        """
+    )
+    await asyncio.wait_for(sender, TIMEOUT)
+    assert await env.inbox(ALICE) == []
+    assert list((env.ctx.config.data_dir / "tmp").iterdir()) == []
+
+
+async def test_oversized_bdat_chunk_is_not_read_to_its_end(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmax_message_size = 1000\n")
+    c = await env.play(HELO + TXN + "C: BDAT 999999999999 LAST")
+    sender = asyncio.create_task(stream(c, b"y" * 65536, (16 << 20) + (256 << 10)))
+    await c.play("S: 552 5.3.4 * closing connection\nCLOSED")
+    await asyncio.wait_for(sender, TIMEOUT)
+
+
+async def test_data_deadline_closes_a_trickling_sender(make_env: MakeEnv) -> None:
+    """Each read comes well within data_timeout, but the message never ends: 421 at the
+    deadline for the whole transfer."""
+    env = await make_env("[smtp]\ndata_deadline = 0.5\n")
+    c = await env.play(HELO + TXN + "C: DATA\nS: 354 *")
+    sender = asyncio.create_task(stream(c, b"slow line\r\n", 10_000, pause=0.05))
+    await c.play(
+        """
+        S: 421 4.4.2 Message transfer took too long; closing connection
+        CLOSED
+        """
+    )
+    sender.cancel()
+    assert await env.inbox(ALICE) == []
+
+
+async def test_data_deadline_spans_all_bdat_chunks(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\ndata_deadline = 0.5\n")
+    c = await env.play(HELO + TXN)
+    start = asyncio.get_running_loop().time()
+    while True:  # small chunks, each answered at once, but no LAST
+        await c.send(b"BDAT 3\r\nabc")
+        reply = await c.reply()
+        if reply[0].startswith("421"):
+            break
+        assert reply == ["250 2.0.0 3 octets received"]
+        await asyncio.sleep(0.05)
+    assert reply == ["421 4.4.2 Message transfer took too long; closing connection"]
+    assert await c.closed()
+    assert 0.4 < asyncio.get_running_loop().time() - start < 5
+
+
+async def test_data_deadline_is_per_message(make_env: MakeEnv) -> None:
+    """Messages that each take most of the deadline, one after the other on one session (the
+    second pipelined right behind the first's end): each has its own deadline."""
+    env = await make_env("[smtp]\ndata_deadline = 0.6\n")
+    c = await env.play(HELO + TXN + "C: DATA\nS: 354 *")
+    for _ in range(4):
+        await c.send(b"part\r\n")
+        await asyncio.sleep(0.1)
+    await c.send(b".\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    assert (await c.reply())[0].startswith("250 2.0.0 OK id=")
+    await c.play("S: 250 *\nS: 250 *\nS: 354 *")
+    for _ in range(4):
+        await c.send(b"part\r\n")
+        await asyncio.sleep(0.1)
+    await c.play("C: .\nS: 250 2.0.0 OK id=*")
+    assert len(await env.inbox(ALICE)) == 2
+
+
+def test_data_deadline_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"smtp\.data_deadline"):
+        loads("[smtp]\ndata_deadline = 0\n", data_dir=tmp_path)
+
+
+async def test_long_text_lines_are_accepted_as_they_are(env: Env) -> None:
+    """RFC 5321 4.5.3.1.6 makes 1000 octets the least a server must take, and 4.5.3.1 asks for
+    no limits: a 3 MB line (no CRLF for 3 MB) is stored unchanged, streamed all the way."""
+    line = b"0123456789" * 300_000
+    c = await env.play(HELO + TXN + "C: DATA\nS: 354 *")
+    await c.send(b"Subject: long\r\n\r\n" + line + b"\r\n.\r\n")
+    assert (await c.reply())[0].startswith("250 2.0.0 OK id=")
+    (msg,) = await env.inbox(ALICE)
+    assert msg.endswith(b"Subject: long\r\n\r\n" + line + b"\r\n")

@@ -89,3 +89,55 @@ def test_parameters_need_ehlo() -> None:
 def test_http_is_fatal() -> None:
     got = C.parse("POST / HTTP/1.1", esmtp=False)
     assert isinstance(got, C.Unsupported) and got.fatal and got.reply.code == 421
+
+
+# ---- RFC 5321 4.5.3.1 size limits ----------------------------------------------------------------
+
+
+def _domain(octets: int) -> str:
+    """A valid domain of exactly `octets` octets (labels of up to 63)."""
+    labels, left = [], octets
+    while left > 0:
+        n = min(63, left if left <= 63 else left - 2)  # keep room for ".x" at the end
+        labels.append("d" * n)
+        left -= n + 1
+    return ".".join(labels)
+
+
+@pytest.mark.parametrize("verb", ["MAIL FROM", "RCPT TO"])
+def test_local_part_limit_64(verb: str) -> None:
+    # 4.5.3.1.1: 64 octets; counted in octets for UTF-8 local parts too
+    ok = C.parse(f"{verb}:<{'a' * 64}@b.test>", True)
+    assert isinstance(ok, C.Mail | C.Rcpt)
+    assert isinstance(C.parse(f"{verb}:<{'a' * 65}@b.test>", True), R.Reply)
+    assert isinstance(C.parse(f"{verb}:<{'é' * 33}@b.test> SMTPUTF8", True), R.Reply)
+
+
+def test_path_limit_256_with_brackets() -> None:
+    # 4.5.3.1.3: the path, "<" and ">" included; the same whichever parser checks it
+    for local in ("a", "a.b", '"q q"'):
+        fits = f"{local}@{_domain(254 - len(local) - 1)}"
+        assert len(fits) == 254
+        assert isinstance(C.parse(f"RCPT TO:<{fits}>", True), C.Rcpt), fits
+        over = f"{local}@{_domain(255 - len(local) - 1)}"
+        reply = C.parse(f"RCPT TO:<{over}>", True)
+        assert isinstance(reply, R.Reply) and reply.code == 501, over
+        assert "too long" in reply.text
+
+
+def test_domain_limit_255() -> None:
+    # 4.5.3.1.2: 255 octets; our paths never get there (254), EHLO names may
+    assert isinstance(C.parse(f"EHLO {_domain(255)}", True), C.Helo)
+    assert isinstance(C.parse(f"EHLO {_domain(256)}", True), R.Reply)
+
+
+def test_reply_lines_at_most_512_octets() -> None:
+    # 4.5.3.1.5: replies echo client text (EHLO name, addresses, VRFY argument): cut to fit
+    long = R.Reply(550, "5.1.1", "<" + "é" * 600 + ">: no such user here")
+    wire = long.render()
+    assert len(wire) <= 512
+    assert wire.endswith(b"...\r\n") and wire.startswith(b"550 5.1.1 <")
+    wire.decode("utf-8")  # not cut inside a character
+    multi = R.multiline(250, "x" * 1000, ["PIPELINING", "y" * 600])
+    assert all(len(line) <= 512 for line in multi.render().split(b"\r\n"))
+    assert R.R_250_OK.render() == b"250 2.0.0 OK\r\n"

@@ -270,6 +270,124 @@ def test_data_body_without_lf_is_bounded_by_size() -> None:
     assert run.events[-1] == C.Noop()
 
 
+# ---- bounded discard past the size limit (a fast sender cannot hold the session in DATA) ----------
+
+GIVE_UP = Limits(max_message_size=1000, min_discard=0)  # gives up past 1000 + 1000 octets
+DATA_HEAD = b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+BDAT_HEAD = b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n"
+
+
+def test_give_up_threshold() -> None:
+    assert Limits(max_message_size=1000, min_discard=0).give_up_at == 2000
+    assert Limits(max_message_size=1000).give_up_at == 1000 + 16 * 1024 * 1024
+    assert Limits(max_message_size=100 << 20).give_up_at == 200 << 20
+
+
+@pytest.mark.parametrize("split", [0, 1, 7, 512, 4096])
+def test_endless_oversized_data_gets_552_and_closes(split: int) -> None:
+    wire = DATA_HEAD + (b"y" * 70 + b"\r\n") * 1000  # 72 kB, never ends
+    run = drive(split_every(wire, split) if split else [wire], GIVE_UP, eof=False)
+    assert run.events[-1] == Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
+    assert run.out.endswith(
+        b"552 5.3.4 Message size exceeds fixed maximum message size; closing connection\r\n"
+    )
+    assert not run.closed  # closed by the machine after the 552, not by the end of the input
+    assert sum(len(b) for b in run.bodies) <= 1000
+
+
+@pytest.mark.parametrize("zs", [1994, 1995, 1996, 1997, 2001])
+def test_give_up_bound_is_exact_whatever_the_reads(zs: int) -> None:
+    """Content octets as received: the sentinel CRLF, the z's and the last CRLF (zs + 4). Up
+    to 2000 the message ends with an ordinary 552 and the session goes on; past it, 552 and
+    close; however the reads are split."""
+    wire = DATA_HEAD + b"z" * zs + b"\r\n.\r\nNOOP\r\n"
+    for chunks in ([wire], split_every(wire, 1), split_every(wire, 333), split_every(wire, 4)):
+        events = drive(chunks, GIVE_UP).events[4:]
+        if zs + 4 <= 2000:
+            assert [getattr(e, "problem", e) for e in events] == [R.R_552_TOO_BIG, C.Noop()]
+        else:
+            assert events == [Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)]
+
+
+def test_oversized_message_that_ends_in_time_keeps_the_session() -> None:
+    wire = DATA_HEAD + b"x" * 1500 + b"\r\n.\r\nNOOP\r\n"
+    run = drive(split_every(wire, 100), GIVE_UP)
+    assert isinstance(run.events[-2], DataEnd) and run.events[-2].problem == R.R_552_TOO_BIG
+    assert run.events[-1] == C.Noop()
+
+
+def test_bare_newline_then_endless_data_gets_552_and_closes() -> None:
+    wire = DATA_HEAD + b"bare\nlf\r\n" + b"x" * 5000
+    run = drive(split_every(wire, 256), GIVE_UP, eof=False)
+    assert run.events[-1] == Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
+
+
+@pytest.mark.parametrize("split", [0, 1000])
+def test_one_huge_bdat_chunk_is_not_read_to_its_end(split: int) -> None:
+    wire = BDAT_HEAD + b"BDAT 999999999999 LAST\r\n" + b"x" * 10_000
+    run = drive(split_every(wire, split) if split else [wire], GIVE_UP, eof=False)
+    assert run.events[-1] == Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
+    assert sum(len(b) for b in run.bodies) == 0  # no ChunkEnd: nothing passed on as a message
+
+
+def test_refused_huge_bdat_chunk_is_not_read_to_its_end() -> None:
+    # no MAIL: RFC 3030 2 says read and discard the chunk; not 10^12 octets of it
+    wire = b"EHLO c\r\nBDAT 999999999999\r\n" + b"x" * 10_000
+    run = drive(split_every(wire, 999), GIVE_UP, eof=False)
+    assert run.events[-1] == Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
+
+
+def test_bdat_chunks_after_the_transaction_failed_count_too() -> None:
+    wire = BDAT_HEAD + b"BDAT 1200\r\n" + b"x" * 1200
+    wire += (b"BDAT 300\r\n" + b"x" * 300) * 10
+    run = drive(split_every(wire, 100), GIVE_UP, eof=False)
+    replies = [e for e in run.events if isinstance(e, ChunkEnd)]
+    assert replies[0].problem == R.R_552_TOO_BIG
+    assert all(e.problem == R.R_552_TOO_BIG for e in replies)
+    assert run.events[-1] == Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
+    assert len(replies) == 3  # 1200 + 300 + 300 = 1800; the 4th chunk passes 2000
+
+
+# ---- DATA text lines (RFC 5321 4.5.3.1.6): no length limit, memory stays bounded ---------------
+
+
+def test_huge_data_line_without_crlf_streams_in_bounded_memory() -> None:
+    """A 40 MB "line" with no CRLF at all is passed on as it comes: the machine never holds
+    more than one read plus a few octets, whatever the length of the line."""
+    m = ServerMachine(Limits(max_message_size=100 << 20))
+    m.receive_data(DATA_HEAD)
+    for reply in (R.R_250_OK, R.R_250_OK, R.R_250_OK, R.R_354_DATA):
+        assert not isinstance(m.next_event(), NeedData)
+        m.send(reply)
+    assert m.mode is Mode.DATA
+    read = b"q" * 65536
+    passed = 0
+    for _ in range(640):  # 40 MiB
+        m.receive_data(read)
+        while not isinstance(ev := m.next_event(), NeedData):
+            assert isinstance(ev, BodyData)
+            passed += len(ev.data)
+        assert len(m._buf) <= 6  # only the tail that might start a terminator
+    m.receive_data(b"\r\n.\r\n")
+    evs = []
+    while not isinstance(ev := m.next_event(), NeedData):
+        evs.append(ev)
+        if isinstance(ev, DataEnd):
+            break
+        passed += len(ev.data) if isinstance(ev, BodyData) else 0
+    assert evs[-1] == DataEnd(640 * 65536 + 2)
+    assert passed == 640 * 65536 + 2
+
+
+def test_long_data_lines_are_accepted() -> None:
+    """RFC 5321 4.5.3.1.6 sets 1000 octets as the least a server must accept and 4.5.3.1 asks
+    for no limits: like Postfix, a long line is neither refused nor folded."""
+    line = b"w" * 100_000
+    run = drive(split_every(DATA_HEAD + line + b"\r\n.\r\n", 4096))
+    assert run.events[-1] == DataEnd(100_002)
+    assert run.bodies[-1] == line + b"\r\n"
+
+
 def test_recipient_limit() -> None:
     wire = b"HELO c\r\nMAIL FROM:<a@b.test>\r\n" + b"RCPT TO:<c@d.test>\r\n" * 3
     run = drive([wire], Limits(max_recipients=2))
@@ -352,7 +470,9 @@ _pieces = st.sampled_from(
 def test_fuzz_never_crashes_and_split_invariant(pieces: list[bytes], step: int) -> None:
     wire = b"".join(pieces)
     for policy in ("reject", "normalise"):
-        limits = Limits(max_line_length=1000, max_message_size=300, bare_newline=policy)
+        limits = Limits(
+            max_line_length=1000, max_message_size=300, bare_newline=policy, min_discard=0
+        )
         whole = drive([wire], limits)
         split = drive(split_every(wire, step), limits)
         assert (split.events, split.bodies, split.out) == (whole.events, whole.bodies, whole.out)

@@ -302,7 +302,8 @@ class _Append:
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[list[AppendResult]] | None
     linked: bool = False
-    data: bytes | None = None  # a small message's bytes: into `bodies`, its file fsynced later
+    data: bytes | None = None  # a small message's bytes: into `bodies`, its file written later
+    reserved: bool = False  # holds a place in the flusher's backlog (until committed or failed)
 
 
 @dataclass(slots=True)
@@ -632,6 +633,11 @@ class SqliteMaildirStore:
         await asyncio.get_running_loop().run_in_executor(None, done.wait)
         await self._write(lambda _tx: None)  # after the body-dropping job the round queued
 
+    def _unreserve(self, ap: _Append) -> None:
+        if ap.reserved and ap.data is not None:
+            ap.reserved = False
+            self.flusher.release(len(ap.data))
+
     def _drop_bodies_now(self, pairs: list[tuple[int, int, int]], bodies: list[int]) -> None:
         conn = connect_index(self.index_path)
         try:
@@ -723,6 +729,7 @@ class SqliteMaildirStore:
             for item in batch:
                 if type(item) is _Append:
                     item.linked = False
+                    self._unreserve(item)  # committed nothing: no file to write
             self._release_staged(batch)
             self._complete([(item.loop, item.future, None, exc) for item in batch])
             if not isinstance(exc, Exception):
@@ -733,6 +740,9 @@ class SqliteMaildirStore:
         self.fsync_calls += 1
         self._hook("committed")
         if b.inline:
+            for item in batch:
+                if type(item) is _Append:
+                    item.reserved = False  # the flusher releases it once the file is written
             self.flusher.add(b.inline)
         self._release_staged(batch)
         for fn in b.after:
@@ -809,6 +819,7 @@ class SqliteMaildirStore:
                         raise MailboxNotFound(name)
                     resolved.append((acct, mb, flags, when))
             except StoreError as exc:
+                self._unreserve(ap)
                 b.done.append((ap.loop, ap.future, None, exc))
                 continue
             first_row, first_event = len(rows), len(b.events)
@@ -854,6 +865,7 @@ class SqliteMaildirStore:
                     b.events.append((acct.name, MessageAdded(acct.name, mb.id, uid, modseq)))
                     results.append(AppendResult(acct.name, mb.id, mb.uidvalidity, uid, modseq))
             except OSError as exc:  # the UIDs stay unused: UIDs only need to ascend
+                self._unreserve(ap)
                 for path in made:
                     _unlink_str(path)
                 del rows[first_row:]
@@ -1314,6 +1326,7 @@ class SqliteMaildirStore:
                     ),
                     float(rows[0][3]),
                     targets,
+                    reserved=False,
                 )
                 for body, targets in unwritten.items()
             ]
@@ -1404,10 +1417,14 @@ class SqliteMaildirStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AppendResult]] = loop.create_future()
         small = _small_body(source)
-        if small is not None:
+        if small is not None and self.flusher.reserve(len(small)):
             # committed with its bytes: no file before COMMIT (the flusher writes it after)
-            self._queue.put(_Append(targets, "", unique, -1, len(small), loop, future, data=small))
-            return await future
+            self._queue.put(
+                _Append(
+                    targets, "", unique, -1, len(small), loop, future, data=small, reserved=True
+                )
+            )
+            return await future  # (a failed append's reservation is released by the writer)
         staged = self._tmp_prefix + unique
         staged_inline = None
         if isinstance(source, bytes) and len(source) <= INLINE_STAGE_MAX:

@@ -698,3 +698,35 @@ async def test_path_source_linked_inline_or_copied(
     assert os.listdir(store.tmp_dir) == []
     await store.flush_files()  # r1's descriptor waits for its flush round
     assert store._staged_fds == 0
+
+
+async def test_a_full_backlog_sends_small_messages_the_usual_way(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the flusher is behind, small messages get their file fsynced before COMMIT instead
+    of piling up in the index; failed appends give their place back."""
+    from carteiro.store import flusher
+
+    monkeypatch.setattr(flusher, "BACKLOG_MAX", 3)
+    gate = asyncio.Event()
+    real_write = flusher.FileFlusher._write
+    loop = asyncio.get_running_loop()
+
+    def slow_write(self: flusher.FileFlusher, item: flusher.Pending) -> None:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result()
+        real_write(self, item)
+
+    monkeypatch.setattr(flusher.FileFlusher, "_write", slow_write)
+    acct = await store.account(ACCOUNT)
+    with pytest.raises(MailboxNotFound):
+        await acct.append("Missing", make_message("no", 300))
+    assert store.flusher._backlog == 0
+    for i in range(6):
+        await acct.append("INBOX", make_message(str(i), 300))
+    assert len(_index_rows(store.data_dir, "SELECT id FROM bodies")) == 3
+    assert store.flusher._backlog == 3
+    gate.set()
+    await store.flush_files()
+    assert store.flusher._backlog == 0 and store.flusher._backlog_bytes == 0
+    assert _index_rows(store.data_dir, "SELECT id FROM bodies") == []
+    assert check(store.data_dir).ok

@@ -143,7 +143,8 @@ CREATE TABLE IF NOT EXISTS dirty_files (
 CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
 -- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
 -- process `token`); recovery rewrites their files from these bytes. `unsynced` names every
--- message row (copies included) whose file is a link to such a body.
+-- message row (copies included) whose file is a link to such a body. Both stay small (bounded
+-- by the flusher's backlog): no index beyond the keys, one page less to write per COMMIT.
 CREATE TABLE IF NOT EXISTS bodies (
     id INTEGER PRIMARY KEY, token TEXT NOT NULL, data BLOB NOT NULL
 );
@@ -151,7 +152,6 @@ CREATE TABLE IF NOT EXISTS unsynced (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, body_id INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS unsynced_body ON unsynced (body_id);
 """
 
 

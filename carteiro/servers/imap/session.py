@@ -93,12 +93,17 @@ class Closing(Exception):
 
 class Session:
     __slots__ = (
+        "_cancelling",
+        "_read_deadline",
+        "_timed_out",
+        "_timer",
         "account",
         "auth_failures",
         "conn",
         "enabled",
         "idle_task",
         "implicit_tls",
+        "loop",
         "out",
         "rx",
         "saved",
@@ -106,6 +111,7 @@ class Session:
         "state",
         "store",
         "sub",
+        "task",
         "tracer",
         "user",
         "view",
@@ -128,6 +134,13 @@ class Session:
         self.auth_failures = 0
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
+        # The read timeout (see read()): one lazy timer per session, not one per read.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._read_deadline = 0.0  # loop time the current read() gives up at; 0: not reading
+        self._timed_out = False
+        self._cancelling = 0
 
     # ---- properties used by handlers --------------------------------------------------------
 
@@ -167,8 +180,13 @@ class Session:
         self.out.clear()
         if self.tracer.enabled:
             self.tracer.server(data)
-        self.conn.writer.write(data)
-        await self.conn.writer.drain()
+        writer = self.conn.writer
+        transport = writer.transport
+        transport.write(data)
+        # Nothing left in the transport's buffer (the usual case: one send took it all): no
+        # flow control to wait for. A lost connection shows at the next read.
+        if transport.get_write_buffer_size() or transport.is_closing():
+            await writer.drain()
 
     async def maybe_flush(self) -> None:
         if len(self.out) >= FLUSH_AT:
@@ -177,6 +195,8 @@ class Session:
     # ---- main loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()  # the connection's task: every read() is awaited in it
         try:
             self.untagged(f"OK [CAPABILITY {self.capabilities()}] {self.server.greeting}")
             await self.flush()
@@ -193,6 +213,9 @@ class Session:
         except Closing:
             pass
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             await self._cleanup()
             try:
                 await self.flush()
@@ -200,15 +223,54 @@ class Session:
                 pass
 
     async def read(self) -> bytes:
+        """The client's next bytes; b"" at EOF or after the read timeout (with a BYE queued).
+
+        The timeout is one lazy timer per session rather than a timer per read (a client round
+        trip is one read, so a timer per read cost more than many a command): each read only
+        records its deadline, and the timer is re-armed only when it fires early (the session
+        was busy or read again since) or when a read's deadline comes before it.
+        """
+        loop = self.loop
+        if loop is None:  # not started by run() (tests driving a session directly)
+            loop = self.loop = asyncio.get_running_loop()
+            self.task = asyncio.current_task()
         cfg = self.server.config
         timeout = cfg.login_timeout if self.state is State.NOT_AUTHENTICATED else cfg.idle_timeout
+        deadline = self._read_deadline = loop.time() + timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._on_timer)
         try:
-            # asyncio.timeout, not wait_for: no task per read (one read per client round trip)
-            async with asyncio.timeout(timeout):
-                return await self.conn.reader.read(65536)
-        except TimeoutError:
-            self.untagged("BYE Autologout; idle for too long")
-            return b""
+            return await self.conn.reader.read(65536)
+        except asyncio.CancelledError:
+            task = self.task
+            if self._timed_out and task is not None:
+                self._timed_out = False
+                if task.uncancel() <= self._cancelling:  # our own cancel, nobody else's
+                    self.untagged("BYE Autologout; idle for too long")
+                    return b""
+            raise
+        finally:
+            self._read_deadline = 0.0
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._read_deadline
+        if not deadline:
+            return  # busy with a command (or in IDLE, which has its own timeout): next read arms
+        loop = self.loop
+        assert loop is not None
+        if loop.time() < deadline:  # read again since the timer was armed
+            self._timer = loop.call_at(deadline, self._on_timer)
+            return
+        task = self.task
+        if task is not None and not task.done() and not self._timed_out:
+            # as asyncio.timeout does: cancel the read, then tell our cancel from others'
+            self._timed_out = True
+            self._cancelling = task.cancelling()
+            task.cancel()
 
     async def on_event(self, ev: Event) -> None:
         if isinstance(ev, Command):
@@ -247,7 +309,20 @@ class Session:
         if self.tracer.enabled:
             secret = cmd.name in ("LOGIN", "AUTHENTICATE")
             self.tracer.client(cmd.redacted().encode(), secret=secret, keep_words=3)
-        req = parse_command(cmd, utf8=self.utf8)
+        segments = cmd.segments
+        if not cmd.literals and len(segments) == 1 and len(segments[0]) <= _PARSED_MAX_LINE:
+            # Clients repeat the same few commands (SELECT INBOX, NOOP, FETCH 1:* (FLAGS)):
+            # their immutable parse results are shared. Tag and errors are never cached.
+            key = (cmd.name, segments[0], self.utf8)
+            req: c.Request | ParseError | None = _PARSED.get(key)
+            if req is None:
+                req = parse_command(cmd, utf8=key[2])
+                if isinstance(req, _CACHEABLE):
+                    if len(_PARSED) >= _PARSED_SIZE:
+                        _PARSED.clear()
+                    _PARSED[key] = req
+        else:
+            req = parse_command(cmd, utf8=self.utf8)
         if isinstance(req, ParseError):
             self.tagged(req.tag, Result(req.status, req.reason, req.code))
             return
@@ -346,12 +421,19 @@ class Session:
             )
 
     def write_flags_responses(self, view: MailboxView) -> None:
-        flags = " ".join(render.sort_flags(view.flag_list()))
-        self.untagged(f"FLAGS ({flags})")
-        if view.readonly:
-            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox.")
-        else:
-            self.untagged(f"OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.")
+        key = (frozenset(view.keywords), view.readonly)
+        lines = _FLAGS_LINES.get(key)
+        if lines is None:
+            flags = " ".join(render.sort_flags(view.flag_list()))
+            lines = f"* FLAGS ({flags})\r\n".encode()
+            if view.readonly:
+                lines += b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n"
+            else:
+                lines += f"* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.\r\n".encode()
+            if len(_FLAGS_LINES) >= 256:
+                _FLAGS_LINES.clear()
+            _FLAGS_LINES[key] = lines
+        self.out += lines
 
     def indexes(self, seqset: SequenceSet, uid: bool) -> list[int] | Result:
         """0-based view indexes named by a sequence set, or a BAD for a message number
@@ -400,6 +482,28 @@ def _reason(e: BaseException) -> str:
 
 
 _MSN_COMMANDS = (c.Fetch, c.Store, c.Search, c.Copy, c.Move)
+
+# Parse results shared between sessions (see on_command): only frozen requests made of tuples,
+# strings and immutable values (SequenceSet keeps its resolution cache in one attribute, so a
+# shared instance is safe), keyed by (command name, the rest of the line, UTF-8 names on).
+_CACHEABLE = (
+    c.Noop,
+    c.Check,
+    c.Select,
+    c.Fetch,
+    c.Store,
+    c.Expunge,
+    c.UidExpunge,
+    c.Close,
+    c.Unselect,
+    c.Idle,
+)
+_PARSED: dict[tuple[str, bytes, bool], c.Request] = {}
+_PARSED_SIZE = 1024
+_PARSED_MAX_LINE = 256
+
+# FLAGS + PERMANENTFLAGS lines per (keywords in use, read-only)
+_FLAGS_LINES: dict[tuple[frozenset[str], bool], bytes] = {}
 
 # type -> (handler, lowest state, highest state); filled by the handler modules.
 DISPATCH: dict[type, tuple[Handler, State, State]] = {}

@@ -13,8 +13,9 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from carteiro import __version__
 from carteiro.config import CONFIG_NAME, Config, ConfigError, default_text, load
@@ -171,7 +172,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("carteiro").info("stopped")
         return 0
 
-    return asyncio.run(run())
+    return run_loop(run())
+
+
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run the server's event loop: uvloop (libuv; measured below the asyncio loop's CPU per
+    command, docs/architecture.md) when installed, unless CARTEIRO_EVENT_LOOP=asyncio."""
+    if os.environ.get("CARTEIRO_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 # ---- users, aliases, domains --------------------------------------------------------------------

@@ -265,6 +265,11 @@ class AccountStore(Protocol):
         """All messages in ascending UID order (what SELECT and POP3 login need)."""
         ...
 
+    async def open_mailbox(self, name: str) -> tuple[MailboxInfo, list[MessageMeta]]:
+        """get_mailbox and, for a selectable one, list_messages, from one snapshot (what SELECT
+        needs; an empty list for a non-selectable one). Raises MailboxNotFound."""
+        ...
+
     async def list_uids_flags(self, mailbox_id: int) -> UidFlags:
         """The UIDs, flags and MODSEQs of list_messages() as columns: the same snapshot, but cheap
         for a large mailbox (no MessageMeta per message). For SELECT/EXAMINE; fetch INTERNALDATE

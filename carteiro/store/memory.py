@@ -244,6 +244,10 @@ class MemoryAccountStore:
             raise MailboxNotFound(name)
         return self._store._info(acct, mbox)
 
+    async def open_mailbox(self, name: str) -> tuple[MailboxInfo, list[MessageMeta]]:
+        info = await self.get_mailbox(name)
+        return info, (await self.list_messages(info.id) if info.selectable else [])
+
     async def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
         acct = self._acct()
         name = names.normalize_mailbox_name(name)

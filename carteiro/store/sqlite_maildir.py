@@ -1647,6 +1647,26 @@ class SqliteAccountStore:
 
         return await self._s._read_quick(read)
 
+    async def open_mailbox(self, name: str) -> tuple[MailboxInfo, list[MessageMeta]]:
+        norm = names.normalize_mailbox_name(name)
+        s = self._s
+
+        def read(conn: sqlite3.Connection) -> tuple[MailboxInfo, list[MessageMeta] | None]:
+            mb = s._mbox_named(conn, self._id, norm)
+            if mb is None:
+                raise MailboxNotFound(name)
+            info = s._info(conn, mb)
+            if not mb.selectable:
+                return info, []
+            if not s.listings.is_small(mb.id):
+                return info, None  # a big listing is built in the read pool, not on the loop
+            return info, s.listing(conn, mb).metas_list(s._codec)
+
+        info, metas = await s._read_quick(read)
+        if metas is None:
+            metas = await self.list_messages(info.id)
+        return info, metas
+
     async def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
         norm = names.normalize_mailbox_name(name)
         s = self._s

@@ -23,11 +23,10 @@ async def select(s: Session, tag: str, req: c.Select) -> Result:
         return bad("CONDSTORE and QRESYNC are not supported")
     sub = store.subscribe()  # before the snapshot: no change can fall between the two
     try:
-        info = await store.get_mailbox(req.mailbox)
+        info, metas = await store.open_mailbox(req.mailbox)  # one snapshot
         if not info.selectable:
             sub.close()
             return no("Mailbox isn't selectable", "NONEXISTENT")
-        metas = await store.list_messages(info.id)
     except BaseException:
         sub.close()
         raise

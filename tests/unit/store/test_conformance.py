@@ -202,6 +202,23 @@ async def test_deliver_is_all_or_none(store: MailStore) -> None:
         assert len(await acct.list_messages(info.id)) == 1
 
 
+async def test_open_mailbox_is_get_mailbox_and_list_messages(store: MailStore) -> None:
+    acct = await account(store)
+    for i in range(3):
+        await acct.append("INBOX", msg(i), [SEEN] if i == 1 else [])
+    for _ in range(2):  # the second time from the cached listing
+        info, metas = await acct.open_mailbox("inbox")
+        assert info == await acct.get_mailbox("INBOX")
+        assert metas == await acct.list_messages(info.id)
+        assert [m.uid for m in metas] == [1, 2, 3]
+    await acct.create_mailbox("a/b")
+    await acct.delete_mailbox("a")  # "a" stays as a non-selectable parent of "a/b"
+    info, metas = await acct.open_mailbox("a")
+    assert not info.selectable and metas == []
+    with pytest.raises(MailboxNotFound):
+        await acct.open_mailbox("nowhere")
+
+
 async def test_list_uids_flags_matches_list_messages(store: MailStore) -> None:
     acct = await account(store)
     inbox = await acct.get_mailbox("INBOX")

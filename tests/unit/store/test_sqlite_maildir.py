@@ -13,6 +13,7 @@ import random
 import shutil
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -708,12 +709,11 @@ async def test_a_full_backlog_sends_small_messages_the_usual_way(
     from carteiro.store import flusher
 
     monkeypatch.setattr(flusher, "BACKLOG_MAX", 3)
-    gate = asyncio.Event()
+    gate = threading.Event()  # the flusher thread waits here (never for ever: 20 s at most)
     real_write = flusher.FileFlusher._write
-    loop = asyncio.get_running_loop()
 
     def slow_write(self: flusher.FileFlusher, item: flusher.Pending) -> None:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result()
+        gate.wait(20)
         real_write(self, item)
 
     monkeypatch.setattr(flusher.FileFlusher, "_write", slow_write)
@@ -730,3 +730,47 @@ async def test_a_full_backlog_sends_small_messages_the_usual_way(
     assert store.flusher._backlog == 0 and store.flusher._backlog_bytes == 0
     assert _index_rows(store.data_dir, "SELECT id FROM bodies") == []
     assert check(store.data_dir).ok
+
+
+async def test_copy_move_expunge_flag_before_the_file_is_written(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a small message's file is not written yet: a copy gets a file of its own, a move
+    leaves no file behind, an expunged one never gets a file, and a flag change reaches the name
+    once the file exists."""
+    from carteiro.store import flusher
+
+    gate = threading.Event()  # the flusher thread waits here (never for ever: 20 s at most)
+    real_write = flusher.FileFlusher._write
+
+    def slow_write(self: flusher.FileFlusher, item: flusher.Pending) -> None:
+        gate.wait(20)
+        real_write(self, item)
+
+    monkeypatch.setattr(flusher.FileFlusher, "_write", slow_write)
+    acct = await store.account(ACCOUNT)
+    inbox = await acct.get_mailbox("INBOX")
+    bodies = [make_message(str(i), 500) for i in range(3)]
+    for b in bodies:
+        await acct.append("INBOX", b)
+    assert [p for p in (store.data_dir / "mail").rglob("cur/*")] == []  # nothing written yet
+    copied = await acct.copy(inbox.id, [1], "Archive")
+    await acct.create_mailbox("Work")
+    moved = await acct.move(inbox.id, [2], "Work")
+    await acct.set_flags(inbox.id, [3], FlagOp.ADD, [DELETED])
+    assert await acct.expunge(inbox.id) == [3]
+    await acct.set_flags(inbox.id, [1], FlagOp.ADD, [FLAGGED])
+    archive = await acct.get_mailbox("Archive")
+    work = await acct.get_mailbox("Work")
+    assert await acct.read_message(archive.id, copied.pairs[0][1]) == bodies[0]
+    assert await acct.read_message(work.id, moved.pairs[0][1]) == bodies[1]
+    gate.set()
+    await store.flush_files()
+    files = sorted(p for p in (store.data_dir / "mail").rglob("cur/*") if p.is_file())
+    assert sorted(p.read_bytes() for p in files) == sorted([bodies[0], bodies[0], bodies[1]])
+    await wait_until(
+        lambda: any(p.name.endswith(":2,F") for p in maildir_path(store).glob("cur/*"))
+    )
+    assert check(store.data_dir).ok
+    assert _index_rows(store.data_dir, "SELECT id FROM bodies") == []
+    assert _index_rows(store.data_dir, "SELECT body_id FROM unsynced") == []

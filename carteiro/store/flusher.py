@@ -156,11 +156,17 @@ class FileFlusher:
         tmp = self._tmp_prefix + self._unique()
         fd = maildir.stage_bytes_open(tmp, item.data, item.mtime)
         made: list[tuple[int, int, str]] = []
+        last = len(item.targets) - 1
+        renamed = False
         try:
-            for mailbox_id, uid, cur, name in item.targets:
+            for i, (mailbox_id, uid, cur, name) in enumerate(item.targets):
                 path = f"{cur}/{name}"
                 try:
-                    os.link(tmp, path)
+                    if i == last:  # the temp name is not needed any more
+                        os.rename(tmp, path)  # (over a copy recovery may have written: the same)
+                        renamed = True
+                    else:
+                        os.link(tmp, path)
                 except FileExistsError:  # recovery (another process) got there first
                     pass
                 except FileNotFoundError:  # the folder is gone: so is the message
@@ -170,7 +176,8 @@ class FileFlusher:
                 if cur not in self._dirs:
                     self._dirs[cur] = os.open(cur, os.O_RDONLY)
         finally:
-            os.unlink(tmp)
+            if not renamed:
+                os.unlink(tmp)
         if not self._fds:
             self._since = time.monotonic()
         self._fds.append(fd)

@@ -3,7 +3,8 @@
 A message up to INLINE_BODY_MAX is committed with its bytes in the index (table `bodies`, one row
 per delivery, and a row in `unsynced` per message it became): COMMIT's single WAL fsync makes it
 durable, and the caller hears OK without waiting for any file. This thread then writes its file
-(a temp file hard-linked into each target's `cur/`, so a Maildir reader never sees half a file),
+(a temp file renamed into its target's `cur/`, linked first into any other target's, so a Maildir
+reader never sees half a file),
 and every FLUSH_COUNT files or FLUSH_AGE seconds fsyncs the files and their directories in one
 round, after which a job on the writer drops the rows. Until then readers get the bytes from the
 index. After a crash, recovery (maintenance.restore_bodies) rewrites what did not survive.

@@ -1289,6 +1289,7 @@ class SqliteMaildirStore:
         inserts = []
         pairs = []
         unwritten: dict[int, list[tuple[int, int, str, str]]] = {}  # body id -> copy targets
+        dates: dict[int, float] = {}  # body id -> INTERNALDATE (the file's mtime)
         dst_cur = self._cur_dir(acct.dir, dst.dir)
         for i, (uid, mask, kws, when, size, base, info) in enumerate(rows):
             nuid = first + i
@@ -1302,6 +1303,7 @@ class SqliteMaildirStore:
                 unwritten.setdefault(pending[uid], []).append(
                     (dst.id, nuid, dst_cur, maildir.file_name(nbase, ninfo))
                 )
+                dates[pending[uid]] = float(when)
             else:
                 target = dst_folder / "cur" / maildir.file_name(nbase, ninfo)
                 os.link(path, target)
@@ -1324,7 +1326,7 @@ class SqliteMaildirStore:
                     bytes(
                         conn.execute("SELECT data FROM bodies WHERE id = ?", (body,)).fetchone()[0]
                     ),
-                    float(rows[0][3]),
+                    dates[body],
                     targets,
                     reserved=False,
                 )

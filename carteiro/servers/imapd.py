@@ -43,6 +43,7 @@ _EXTENSIONS = (
     "LIST-STATUS",
     "ESEARCH",
     "SEARCHRES",
+    "WITHIN",
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",

@@ -87,6 +87,8 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
             items.append(item)
         if add_flags and meta.uid in newly_seen:
             items.append(_item(_FLAGS, meta, msg, recent, utf8))  # type: ignore[arg-type]
+        if not items:
+            continue  # RFC 9051 7.5.2 msg-att has at least one item: no empty "FETCH ()"
         s.out += b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n"
         await s.maybe_flush()
     if unknown_cte is not None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from carteiro.mime.parse import to_crlf
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.sets import render_numbers
-from carteiro.servers.imap.session import Result, Session, command, no, ok
+from carteiro.servers.imap.session import Result, Session, bad, command, no, ok
 from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
 
 INBOX = "INBOX"
@@ -112,6 +112,8 @@ def _parents(name: str) -> Iterable[str]:
 
 @command(c.List)
 async def list_(s: Session, tag: str, req: c.List) -> Result:
+    if "HIGHESTMODSEQ" in req.status_items:
+        return bad(_NO_CONDSTORE)
     store = _store(s)
     patterns = [p for p in req.patterns if p != ""]
     if not patterns:
@@ -141,6 +143,19 @@ async def list_(s: Session, tag: str, req: c.List) -> Result:
                 listed.add(name)
                 rows.append((name, _attrs(name, by_name, has_children, subscribed, req), b""))
         if "RECURSIVEMATCH" in sel:
+            # RFC 5258 3.5 (example 8, "Vegetable"): a listed subscribed mailbox with a
+            # subscribed descendant the pattern does not reach carries CHILDINFO too
+            childinfo = b' ("CHILDINFO" ("SUBSCRIBED"))'
+            rows = [
+                (
+                    name,
+                    attrs,
+                    childinfo
+                    if any(n.startswith(name + SEPARATOR) and not matches(n) for n in candidates)
+                    else ext,
+                )
+                for name, attrs, ext in rows
+            ]
             # RFC 5258 3.5: parents of matching subscribed children, with CHILDINFO
             for name in candidates:
                 for parent in _parents(name):
@@ -260,14 +275,24 @@ async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -
 
 
 async def _recent_count(s: Session, info: MailboxInfo) -> int:
+    view = s.view
+    if view is not None and view.id == info.id and not view.readonly:
+        # RFC 3501 6.3.10: \Recent as this session sees it (it claimed those messages)
+        return len(view.recent)
     claimed = s.server.recent.peek(s.account, info.id)
     if claimed is None or claimed >= info.uidnext - 1:
         return 0
     return sum(1 for m in await _store(s).list_messages(info.id) if m.uid > claimed)
 
 
+# RFC 7162 3.1.6: STATUS HIGHESTMODSEQ belongs to CONDSTORE, which is not advertised.
+_NO_CONDSTORE = "HIGHESTMODSEQ needs CONDSTORE, which is not supported"
+
+
 @command(c.Status)
 async def status(s: Session, tag: str, req: c.Status) -> Result:
+    if "HIGHESTMODSEQ" in req.items:
+        return bad(_NO_CONDSTORE)
     info = await _store(s).get_mailbox(req.mailbox)
     if not info.selectable:
         return no("Mailbox isn't selectable", "NONEXISTENT")

@@ -146,3 +146,12 @@ _MONTHS = (
 def text(s: str) -> bytes:
     """Human-readable text after a status: no CR/LF."""
     return s.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+
+
+def ascii_text(s: str) -> str:
+    """Text for a session without UTF-8: non-ASCII runs in modified UTF-7 (as mailbox names
+    are written), anything unencodable as "?"."""
+    try:
+        return utf7.encode(s)
+    except ValueError:
+        return s.encode("ascii", "replace").decode("ascii")

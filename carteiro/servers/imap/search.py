@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from carteiro.mail.search import search as evaluate
 from carteiro.proto.imap import commands as c
+from carteiro.proto.imap import search as ps
 from carteiro.proto.imap.sets import render_numbers
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
 
@@ -17,6 +18,10 @@ async def search(s: Session, tag: str, req: c.Search) -> Result:
     if req.charset is not None and "UTF8=ACCEPT" in s.enabled:
         return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")  # RFC 6855 3
     opts = req.return_opts
+    if _uses_modseq(req.key):
+        if opts is not None and "SAVE" in opts:
+            s.saved = []  # RFC 5182 2.1
+        return bad("MODSEQ needs CONDSTORE, which is not supported")  # RFC 7162 3.1.5
     if opts is None and s.rev2:
         opts = frozenset({"ALL"})
     try:
@@ -56,3 +61,15 @@ async def search(s: Session, tag: str, req: c.Search) -> Result:
         parts.append(b"COUNT %d" % len(numbers))
     s.out += b" ".join(parts) + b"\r\n"
     return ok("Search completed.")
+
+
+def _uses_modseq(key: ps.SearchKey) -> bool:
+    if isinstance(key, ps.SearchModSeq):
+        return True
+    if isinstance(key, ps.SearchAnd):
+        return any(_uses_modseq(k) for k in key.keys)
+    if isinstance(key, ps.SearchOr):
+        return _uses_modseq(key.left) or _uses_modseq(key.right)
+    if isinstance(key, ps.SearchNot):
+        return _uses_modseq(key.key)
+    return False

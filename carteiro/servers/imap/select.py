@@ -15,12 +15,13 @@ from carteiro.servers.imap.session import Result, Session, State, bad, command, 
 async def select(s: Session, tag: str, req: c.Select) -> Result:
     store = s.store
     assert store is not None
+    if req.condstore or req.qresync is not None:
+        # not advertised: a BAD command changes nothing, the selected mailbox stays selected
+        return bad("CONDSTORE and QRESYNC are not supported")
     if s.view is not None:
         s.deselect()
         # RFC 9051 6.3.2 / RFC 7162 3.2.11: the previous mailbox is closed first.
         s.untagged("OK [CLOSED] Previous mailbox closed.")
-    if req.condstore or req.qresync is not None:
-        return bad("CONDSTORE and QRESYNC are not supported")
     sub = store.subscribe()  # before the snapshot: no change can fall between the two
     try:
         info, metas = await store.open_mailbox(req.mailbox)  # one snapshot

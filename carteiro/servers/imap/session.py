@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -303,7 +304,12 @@ class Session:
 
     def tagged(self, tag: str, res: Result) -> None:
         code = f"[{res.code}] " if res.code else ""
-        self.out += f"{tag} {res.status} {code}".encode() + render.text(res.text) + b"\r\n"
+        text = res.text
+        if not text.isascii() and not self.utf8:
+            # RFC 3501 9: resp-text is 7-bit TEXT-CHAR; a mailbox name quoted in it is shown
+            # as the client wrote it, in modified UTF-7 (RFC 3501 5.1.3)
+            text = render.ascii_text(text)
+        self.out += f"{tag} {res.status} {code}".encode() + render.text(text) + b"\r\n"
 
     async def on_command(self, cmd: Command) -> None:
         if self.tracer.enabled:
@@ -324,6 +330,8 @@ class Session:
         else:
             req = parse_command(cmd, utf8=self.utf8)
         if isinstance(req, ParseError):
+            if self.view is not None and self.saved and _search_save(cmd):
+                self.saved = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties "$"
             self.tagged(req.tag, Result(req.status, req.reason, req.code))
             return
         await self.execute(cmd.tag, req)
@@ -475,6 +483,19 @@ class Session:
             self.idle_task.cancel()
             self.idle_task = None
         self.deselect()
+
+
+_SEARCH_SAVE = re.compile(rb"\s*(?:SEARCH\s+)?RETURN\s*\([^)]*\bSAVE\b", re.IGNORECASE)
+
+
+def _search_save(cmd: Command) -> bool:
+    """A (UID) SEARCH whose RETURN options name SAVE (however the rest of it parsed)."""
+    if cmd.name == "UID":
+        if not cmd.segments[0].lstrip().upper().startswith(b"SEARCH"):
+            return False
+    elif cmd.name != "SEARCH":
+        return False
+    return _SEARCH_SAVE.match(cmd.segments[0]) is not None
 
 
 def _reason(e: BaseException) -> str:

@@ -701,6 +701,22 @@ async def test_path_source_linked_inline_or_copied(
     assert store._staged_fds == 0
 
 
+def hold_flusher(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make the flusher thread wait before writing each file until the event is set (20 s at
+    most, so a failing test never hangs the store's close)."""
+    from carteiro.store import flusher
+
+    gate = threading.Event()
+    real_write = flusher.FileFlusher._write
+
+    def slow_write(self: flusher.FileFlusher, item: flusher.Pending) -> None:
+        gate.wait(20)
+        real_write(self, item)
+
+    monkeypatch.setattr(flusher.FileFlusher, "_write", slow_write)
+    return gate
+
+
 async def test_a_full_backlog_sends_small_messages_the_usual_way(
     store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -709,14 +725,7 @@ async def test_a_full_backlog_sends_small_messages_the_usual_way(
     from carteiro.store import flusher
 
     monkeypatch.setattr(flusher, "BACKLOG_MAX", 3)
-    gate = threading.Event()  # the flusher thread waits here (never for ever: 20 s at most)
-    real_write = flusher.FileFlusher._write
-
-    def slow_write(self: flusher.FileFlusher, item: flusher.Pending) -> None:
-        gate.wait(20)
-        real_write(self, item)
-
-    monkeypatch.setattr(flusher.FileFlusher, "_write", slow_write)
+    gate = hold_flusher(monkeypatch)
     acct = await store.account(ACCOUNT)
     with pytest.raises(MailboxNotFound):
         await acct.append("Missing", make_message("no", 300))
@@ -738,16 +747,8 @@ async def test_copy_move_expunge_flag_before_the_file_is_written(
     """While a small message's file is not written yet: a copy gets a file of its own, a move
     leaves no file behind, an expunged one never gets a file, and a flag change reaches the name
     once the file exists."""
-    from carteiro.store import flusher
 
-    gate = threading.Event()  # the flusher thread waits here (never for ever: 20 s at most)
-    real_write = flusher.FileFlusher._write
-
-    def slow_write(self: flusher.FileFlusher, item: flusher.Pending) -> None:
-        gate.wait(20)
-        real_write(self, item)
-
-    monkeypatch.setattr(flusher.FileFlusher, "_write", slow_write)
+    gate = hold_flusher(monkeypatch)
     acct = await store.account(ACCOUNT)
     inbox = await acct.get_mailbox("INBOX")
     bodies = [make_message(str(i), 500) for i in range(3)]

@@ -57,6 +57,7 @@ from carteiro.proto.imap.commands import (
 )
 from carteiro.proto.imap.dates import DateError, parse_date_time
 from carteiro.proto.imap.fetch import parse_fetch_atts
+from carteiro.proto.imap.patterns import collapse_wildcards
 from carteiro.proto.imap.receiver import Command, NeedContinuation, Receiver
 from carteiro.proto.imap.search import parse_search_program, parse_search_return
 from carteiro.proto.imap.sets import SequenceSet, SequenceSetError
@@ -458,8 +459,15 @@ def parse_list(r: ArgReader) -> List:
                     break
                 r.sp()
     r.end()
+    # A run of wildcards means one wildcard: shorter patterns cost the matcher less, and a
+    # backtracking matcher (a regex) no longer explodes on "*%*%*%...x".
     return List(
-        reference, tuple(patterns), select_opts, frozenset(return_opts), status_items, extended
+        collapse_wildcards(reference),
+        tuple(collapse_wildcards(p) for p in patterns),
+        select_opts,
+        frozenset(return_opts),
+        status_items,
+        extended,
     )
 
 
@@ -469,7 +477,7 @@ def parse_lsub(r: ArgReader) -> Lsub:
     r.sp()
     pattern = r.list_mailbox()
     r.end()
-    return Lsub(reference, pattern)
+    return Lsub(collapse_wildcards(reference), collapse_wildcards(pattern))
 
 
 def parse_status(r: ArgReader) -> Status:

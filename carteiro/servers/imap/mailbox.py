@@ -5,12 +5,12 @@ RFC 7889 APPENDLIMIT) and APPEND (RFC 4315 APPENDUID, RFC 3516 literal8).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 
 from carteiro.mime.parse import to_crlf
 from carteiro.proto.imap import commands as c
+from carteiro.proto.imap import patterns
 from carteiro.proto.imap.sets import render_numbers
 from carteiro.servers.imap.session import Result, Session, bad, command, no, ok
 from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
@@ -88,20 +88,10 @@ def _join(reference: str, pattern: str) -> str:
     return reference + SEPARATOR + pattern
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """``*`` matches anything, ``%`` anything but the separator; INBOX case-insensitively."""
-    head, sep, rest = pattern.partition(SEPARATOR)
-    if head.upper() == INBOX:
-        pattern = INBOX + sep + rest
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(SEPARATOR)}]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+def compile_pattern(pattern: str) -> patterns.MailboxPattern:
+    """``*`` matches anything, ``%`` anything but the separator; INBOX case-insensitively. The
+    matcher never backtracks (a regex did, exponentially in the number of wildcards)."""
+    return patterns.compile_pattern(pattern, SEPARATOR)
 
 
 def _parents(name: str) -> Iterable[str]:

@@ -8,8 +8,10 @@ runs, and one catch point logs a handler's unexpected exception and closes that 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -111,18 +113,22 @@ class Listener:
         self.active: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
         self.bound: tuple[str, int] | None = None
+        self._tls_socks: list[socket.socket] = []
+        self._tls_accepting: list[asyncio.Task[None]] = []
+        self._handshakes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         host, port = parse_hostport(self.address)
         try:
+            if self.ssl_context is not None:
+                self._start_tls_accept(host, port)
+                return
             self.server = await asyncio.start_server(
                 self._accept,
                 host or None,
                 port,
-                ssl=self.ssl_context,
                 reuse_address=True,
                 limit=1 << 20,
-                ssl_handshake_timeout=30.0 if self.ssl_context else None,
                 backlog=1024,
             )
         except OSError as e:
@@ -134,9 +140,88 @@ class Listener:
         sock = self.server.sockets[0].getsockname()
         self.bound = (str(sock[0]), int(sock[1]))
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # ---- implicit TLS: count the client at accept, before its handshake ----
+    # asyncio's own TLS server handshakes before any callback runs, so every half-open handshake
+    # (30 s each) would escape the per-IP cap. Accepting here, then wrapping the socket with
+    # connect_accepted_socket, puts the cap in front of the handshake.
+
+    def _start_tls_accept(self, host: str, port: int) -> None:
+        """One listening socket per address the host resolves to (as asyncio.start_server binds:
+        IPv6 ones v6-only, so IPv4 peers keep plain addresses)."""
+        seen = set()
+        try:
+            for family, _type, _proto, _name, addr in socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            ):
+                key = (family, addr[:2])
+                if key in seen:
+                    continue
+                seen.add(key)
+                lsock = socket.create_server(addr[:2], family=family, backlog=1024)
+                lsock.setblocking(False)
+                self._tls_socks.append(lsock)
+        except OSError:
+            for lsock in self._tls_socks:
+                lsock.close()
+            self._tls_socks.clear()
+            raise
+        name = self._tls_socks[0].getsockname()
+        self.bound = (str(name[0]), int(name[1]))
+        for lsock in self._tls_socks:
+            self._tls_accepting.append(asyncio.create_task(self._tls_accept_loop(lsock)))
+
+    async def _tls_accept_loop(self, lsock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(lsock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as e:  # EMFILE and the like: back off a moment, keep listening
+                log.warning("%s: accept failed: %s", self.service, e)
+                await asyncio.sleep(0.1)
+                continue
+            ip = str(addr[0])
+            busy = len(self.active) + len(self._handshakes)
+            if busy >= self.max_connections or self.per_ip[ip] >= self.max_per_ip:
+                # no handshake for a client over its cap: closing costs nothing
+                log.warning("%s: refusing %s: too many connections", self.service, ip)
+                conn.close()
+                continue
+            self.per_ip[ip] += 1
+            task = asyncio.create_task(self._tls_handshake(conn, ip))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _tls_handshake(self, conn: socket.socket, ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self.ssl_context, ssl_handshake_timeout=30.0
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, EOFError) as e:
+            log.debug("%s: %s: TLS handshake failed: %r", self.service, ip, e)
+            self._release(ip)
+            conn.close()
+            return
+        except BaseException:
+            self._release(ip)
+            conn.close()
+            raise
         task = asyncio.current_task()
-        assert task is not None
+        if task is not None:
+            self._handshakes.discard(task)  # a session now, counted in `active`
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._serve(reader, writer, ip)
+
+    def _release(self, ip: str) -> None:
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         ip = str(peer[0])
         if len(self.active) >= self.max_connections or self.per_ip[ip] >= self.max_per_ip:
@@ -149,6 +234,14 @@ class Listener:
             writer.close()
             return
         self.per_ip[ip] += 1
+        await self._serve(reader, writer, ip)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
+    ) -> None:
+        """Run the handler for a client already counted in per_ip."""
+        task = asyncio.current_task()
+        assert task is not None
         self.active.add(task)
         conn = Connection(reader, writer, self.service)
         try:
@@ -161,15 +254,23 @@ class Listener:
             log.exception("%s: %s: unexpected error; closing this connection", self.service, ip)
         finally:
             self.active.discard(task)
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+            self._release(ip)
             await conn.close()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting; give in-flight sessions `grace` seconds, then cancel them."""
         if self.server is not None:
             self.server.close()
+        for t in self._tls_accepting:
+            t.cancel()
+        if self._tls_accepting:
+            await asyncio.gather(*self._tls_accepting, return_exceptions=True)
+            self._tls_accepting.clear()
+        for lsock in self._tls_socks:
+            with contextlib.suppress(OSError):
+                lsock.close()
+        for t in list(self._handshakes):
+            t.cancel()
         if self.active:
             _, pending = await asyncio.wait(list(self.active), timeout=grace)
             for t in pending:

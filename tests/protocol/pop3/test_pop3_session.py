@@ -5,8 +5,10 @@ pipelining and shutdown."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
+import pytest
 from pop3_harness import BOB, BOB_PASSWORD, PASSWORD, USER, Client, Harness, play
 
 from carteiro.config import Config
@@ -352,9 +354,26 @@ async def test_shutdown_says_goodbye_to_idle_sessions(server: Harness) -> None:
 async def test_connection_limit_per_ip(server: Harness) -> None:
     for lst in server.listeners:
         lst.max_per_ip = 1
-    await server.connect()
-    c2 = await server.connect(greeting=False)
+    await server.connect("pop3")
+    c2 = await server.connect("pop3", greeting=False)
     assert await c2.line() == "-ERR [SYS/TEMP] Too many connections; try again later."
+
+
+async def test_implicit_tls_counts_clients_before_their_handshake(server: Harness) -> None:
+    """On pop3s a client is counted when accepted, so half-open TLS handshakes cannot escape the
+    per-IP cap; one over the cap is closed at once, without a handshake (no reply is possible
+    before TLS, and a handshake is the very cost the cap limits)."""
+    for lst in server.listeners:
+        lst.max_per_ip = 2
+    port = server.port("pop3s")
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]  # no ClientHello
+    await asyncio.sleep(0.1)
+    with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
+        await server.connect(greeting=False)
+    for _r, w in idle:
+        w.close()
+    await asyncio.sleep(0.1)  # the server sees them go and releases their places
+    await server.connect()  # with the half-open ones gone, a real client gets in
 
 
 async def test_many_sessions_on_different_accounts_and_concurrent_lock(server: Harness) -> None:

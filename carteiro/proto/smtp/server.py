@@ -264,6 +264,10 @@ class ServerMachine:
             return self._hold(Invalid(parsed))
         if isinstance(parsed, C.Unsupported):
             return self._hold(Invalid(parsed.reply, parsed.fatal))
+        if isinstance(parsed, C.Bdat) and self._received + parsed.size > self.limits.give_up_at:
+            # reading this chunk would only end in the 552-and-close below: say it now, without
+            # swallowing up to the bound first
+            return self._give_up()
         refusal = self._sequence_check(parsed)
         if refusal is not None:
             if isinstance(parsed, C.Bdat):

@@ -477,3 +477,12 @@ def test_fuzz_never_crashes_and_split_invariant(pieces: list[bytes], step: int) 
         split = drive(split_every(wire, step), limits)
         assert (split.events, split.bodies, split.out) == (whole.events, whole.bodies, whole.out)
         assert all(len(b) <= 300 for b in whole.bodies)
+
+
+def test_a_bdat_chunk_past_the_bound_is_refused_before_any_of_it_is_read() -> None:
+    """Its size alone says the message can only end in 552-and-close: say so at once instead of
+    reading (and discarding) up to the bound first."""
+    run = drive([BDAT_HEAD + b"BDAT 2001 LAST\r\n"], GIVE_UP, eof=False)
+    assert run.events[-1] == Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
+    run = drive([BDAT_HEAD + b"BDAT 2000 LAST\r\n"], GIVE_UP, eof=False)  # within: read it
+    assert run.events[-1] != Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)

@@ -60,6 +60,12 @@ class ArgReader:
 
     def end(self) -> None:
         if not self.at_end():
+            if self.pos < len(self.buf) and self.buf[self.pos] >= 0x80:
+                # an atom stops at the first 8-bit octet: say why instead of "extra arguments"
+                raise ArgError(
+                    f"Unexpected {self.describe_next()}: 8-bit text needs ENABLE UTF8=ACCEPT"
+                    " first (a mailbox name: modified UTF-7)"
+                )
             raise ArgError("Unexpected extra arguments")
 
     def peek(self) -> int:

@@ -245,3 +245,17 @@ C: a6 SEARCH YOUNGER 0
 S: a6 BAD <...>
 """,
     )
+
+
+async def test_8bit_atom_before_utf8_accept_gets_a_reason(server):
+    """A raw 8-bit mailbox name before ENABLE UTF8=ACCEPT is a syntax error (RFC 3501 9: an
+    atom is 7-bit); the BAD says why rather than "extra arguments"."""
+    await play(
+        server,
+        f"""
+C: a1 {LOGIN}
+S: a1 OK <...>
+C: a2 CREATE Café
+S: a2 BAD CREATE: Unexpected octet 0xc3: 8-bit text needs ENABLE UTF8=ACCEPT first (a mailbox name: modified UTF-7)
+""",
+    )

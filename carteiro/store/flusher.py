@@ -156,6 +156,9 @@ class FileFlusher:
     def _write(self, item: Pending) -> None:
         tmp = self._tmp_prefix + self._unique()
         fd = maildir.stage_bytes_open(tmp, item.data, item.mtime)
+        if not self._fds:
+            self._since = time.monotonic()
+        self._fds.append(fd)  # closed by the next round whatever happens below
         made: list[tuple[int, int, str]] = []
         last = len(item.targets) - 1
         renamed = False
@@ -179,9 +182,6 @@ class FileFlusher:
         finally:
             if not renamed:
                 os.unlink(tmp)
-        if not self._fds:
-            self._since = time.monotonic()
-        self._fds.append(fd)
         self.written += 1
         # the message may have been expunged (or moved) meanwhile: then its file must not stay
         if self._conn is None:

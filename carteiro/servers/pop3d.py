@@ -102,7 +102,7 @@ class Pop3Session:
                 tls_available=not implicit_tls,
                 tls_active=implicit_tls or conn.tls is not None,
                 allow_plaintext_auth=cfg.allow_plaintext_auth,
-                mechanisms=("PLAIN",),
+                mechanisms=("PLAIN", "LOGIN"),
                 max_line_length=max(cfg.max_line_length, MIN_LINE_LENGTH),
                 max_errors=cfg.max_errors,
                 max_auth_failures=cfg.max_auth_failures,

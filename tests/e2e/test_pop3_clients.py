@@ -92,7 +92,7 @@ def test_poplib_over_pop3s(srv: ServerProcess) -> None:
     try:
         caps = p.capa()
         assert {"TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES"} <= caps.keys()
-        assert caps["SASL"] == ["PLAIN"] and "STLS" not in caps
+        assert caps["SASL"] == ["PLAIN", "LOGIN"] and "STLS" not in caps
         p.user(user)
         p.pass_(USERS[user])
         assert p.stat() == (3, sum(len(m) for m in msgs))

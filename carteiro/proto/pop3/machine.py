@@ -418,9 +418,14 @@ class Pop3Machine:
         ev, self._retrieve = self._retrieve, None
         assert ev is not None and self.maildrop is not None
         data = r.crlf(data)
+        # RFC 1939 11: the size is of the message as sent, before stuffing: a last line without
+        # CRLF gets one (so that the terminator stands alone), and those octets count too.
+        size = len(data) + (2 if data and not data.endswith(b"\r\n") else 0)
+        if size != ev.size:
+            self.maildrop.resize(ev.number, size)
         if ev.lines is None:
             self.maildrop.retrieved(ev.number)
-            return Reply(r.ok(f"{ev.size} octets") + r.stuffed(data))
+            return Reply(r.ok(f"{size} octets") + r.stuffed(data))
         return Reply(r.ok("Top of message follows") + r.stuffed(r.header_and_lines(data, ev.lines)))
 
     def message_gone(self) -> Reply:

@@ -62,6 +62,17 @@ class Maildrop:
     def uidl(self, n: int) -> str:
         return unique_id(self.uidvalidity, self.entries[n - 1].uid)
 
+    def resize(self, n: int, size: int) -> None:
+        """RFC 1939 11: message n turned out to be `size` octets as sent (a message stored without
+        a final CRLF gets one); STAT, LIST and RETR report that from now on."""
+        old = self.entries[n - 1]
+        if old.size == size:
+            return
+        self.entries = (*self.entries[: n - 1], Entry(old.uid, size), *self.entries[n:])
+        self._total += size - old.size
+        if n in self._deleted:
+            self._deleted_octets += size - old.size
+
     def live(self) -> list[tuple[int, Entry]]:
         """(number, entry) of every message not marked as deleted."""
         return [(i, e) for i, e in enumerate(self.entries, 1) if i not in self._deleted]

@@ -251,7 +251,7 @@ async def test_transaction_state_refuses_authorization_commands(server: Harness)
         S: AUTH-RESP-CODE
         S: PIPELINING
         S: USER
-        S: SASL PLAIN
+        S: SASL PLAIN LOGIN
         S: IMPLEMENTATION carteiro
         S: .
         C: XYZZY
@@ -273,6 +273,7 @@ async def test_auth_plain(server: Harness) -> None:
         C: AUTH
         S: +OK Supported mechanisms follow
         S: PLAIN
+        S: LOGIN
         S: .
         C: AUTH PLAIN
         S: +{{...}}

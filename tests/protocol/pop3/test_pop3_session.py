@@ -61,7 +61,7 @@ async def test_stls_required_before_login(server: Harness) -> None:
         S: AUTH-RESP-CODE
         S: PIPELINING
         S: USER
-        S: SASL PLAIN
+        S: SASL PLAIN LOGIN
         S: IMPLEMENTATION carteiro
         S: .
         C: STLS

@@ -75,6 +75,28 @@ def test_retr_stuffs_and_top_counts_lines() -> None:
     ]
 
 
+def test_size_is_corrected_to_what_retr_sends() -> None:
+    """RFC 1939 11: a message stored without a final CRLF (or with bare LFs) is sent with CRLF
+    lines; RETR reports the octets it sends, and STAT/LIST agree from then on."""
+    odd = b"Subject: odd\nX: y\r\n\r\nno final CRLF"  # one bare LF, no final CRLF
+    sent = len(odd) + 1 + 2
+    s = Script(messages={10: M1, 11: odd, 14: M3})
+    assert session("LIST 2", "RETR 2", "LIST 2", "DELE 2", "STAT", "RSET", "STAT", s=s) == [
+        f"+OK 2 {len(odd)}",
+        f"+OK {sent} octets",
+        "Subject: odd",
+        "X: y",
+        "",
+        "no final CRLF",
+        ".",
+        f"+OK 2 {sent}",
+        "+OK message 2 deleted",
+        f"+OK 2 {len(M1) + len(M3)}",
+        f"+OK maildrop has 3 messages ({len(M1) + sent + len(M3)} octets)",
+        f"+OK 3 {len(M1) + sent + len(M3)}",
+    ]
+
+
 def test_no_such_message_errors() -> None:
     assert (
         session("RETR 4", "RETR 0", "LIST 99999999999999", "TOP 4 0", "DELE 9", "UIDL 4")

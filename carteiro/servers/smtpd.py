@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carteiro.core.address import AddressError, parse_address
+from carteiro.directory.accounts import Resolution
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
@@ -480,7 +481,7 @@ class Session:
             self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
             return
         try:
-            res = self.server.delivery.resolve(address)
+            res = self._resolve_rcpt(address)
         except DeliveryError as e:
             if e.status == "5.1.1":
                 self.reply(R.R_550_NO_SUCH_USER.with_text(f"<{address}>: no such user here"))
@@ -497,6 +498,30 @@ class Session:
             Recipient(address, cmd.notify, cmd.orcpt, res.local_accounts, res.remote)
         )
         self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
+
+    def _resolve_rcpt(self, address: str) -> Resolution:
+        try:
+            return self.server.delivery.resolve(address)
+        except DeliveryError as e:
+            local = address.rpartition("@")[0]
+            if e.status != "5.1.1" or local.lower() != "postmaster":
+                raise
+        # RFC 5321 4.5.1: "postmaster" (any case) MUST be accepted for every domain we serve.
+        # Without its own alias it is the primary domain's postmaster, else the first account.
+        primary = self.server.postmaster()
+        if address.lower() != primary:
+            with contextlib.suppress(DeliveryError):
+                return self.server.delivery.resolve(primary)
+        users = self.ctx.directory.users()
+        if not users:
+            raise DeliveryError("no account to receive postmaster mail", False, "5.1.1")
+        log.warning(
+            "%s has no alias: delivering to %s (choose with: carteiro alias add %s ACCOUNT)",
+            primary,
+            users[0],
+            primary,
+        )
+        return self.server.delivery.resolve(users[0])
 
     # ---- VRFY / EXPN (RFC 5321 3.5, 7.3) ------------------------------------------------------
 
@@ -707,7 +732,7 @@ class Session:
         for r in txn.recipients:
             for addr in r.remote:
                 # RFC 3461 4.2: ORCPT names the address the client gave; keep it for aliases
-                orcpt = r.orcpt or (f"rfc822;{r.address}" if addr != r.address else None)
+                orcpt = r.orcpt or (_orcpt(r.address) if addr != r.address else None)
                 remote.append(QueuedRecipient(addr, r.notify, orcpt))
         queue_id: str | None = None
 
@@ -827,6 +852,17 @@ class Session:
         txn, self.txn = self.txn, None
         if txn is not None:
             self._drop_writer(txn)
+
+
+def _orcpt(address: str) -> str:
+    """RFC 3461 4.2: addr-type ";" xtext ("+" and "=" escaped). A non-ASCII address is of type
+    "utf-8" in utf-8-addr-xtext (RFC 6533 3: non-ASCII, "+", "=" and backslash as \\x{HEX})."""
+    if address.isascii():
+        return f"rfc822;{dsn.xtext_encode(address)}"
+    text = "".join(
+        c if "!" <= c <= "~" and c not in "+=\\" else f"\\x{{{ord(c):X}}}" for c in address
+    )
+    return f"utf-8;{text}"
 
 
 def _read_head(path: Path, limit: int) -> bytes:

@@ -7,6 +7,7 @@ NOTIFY, ORCPT) and RFC 4954 5 (AUTH=). Pure functions: no state, no I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -158,9 +159,33 @@ def parse(line: str, esmtp: bool, smtputf8_ok: bool = True) -> Command | Unsuppo
     return Unsupported(R.R_500_UNKNOWN)
 
 
-def valid_helo_name(name: str) -> bool:
-    if _ADDR_LITERAL.match(name):
+_GENERAL_LITERAL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?:[\x21-\x5a\x5e-\x7e]+$")
+
+
+def valid_address_literal(literal: str) -> bool:
+    """RFC 5321 4.1.3: "[" IPv4 "]", "[IPv6:" IPv6 "]" or "[" tag ":" dcontent "]"."""
+    if not _ADDR_LITERAL.match(literal):
+        return False
+    inner = literal[1:-1]
+    if inner[:5].upper() == "IPV6:":
+        try:
+            ipaddress.IPv6Address(inner[5:])
+        except ValueError:
+            return False
         return True
+    if re.match(r"^[0-9.]+$", inner):
+        try:
+            ipaddress.IPv4Address(inner)
+        except ValueError:
+            return False
+        return True
+    # General-address-literal: Standardized-tag ":" 1*dcontent (none is registered yet)
+    return bool(_GENERAL_LITERAL.match(inner))
+
+
+def valid_helo_name(name: str) -> bool:
+    if name.startswith("["):
+        return valid_address_literal(name)
     return bool(_DOMAIN_CHARS.match(name)) and ".." not in name and len(name) <= 255
 
 
@@ -216,6 +241,22 @@ def _split_path(arg: str, keyword: str) -> tuple[str, str] | None:
     return path, params.strip(" ")
 
 
+_ATEXT_CLASS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_ATEXT = rf"{_ATEXT_CLASS}+"
+_QUOTED_LOCAL = re.compile(r'^"((?:[^"\\]|\\.)*)"(@[^@]+)?$')
+_DOT_STRING = re.compile(rf"^{_ATEXT_CLASS}+(?:\.{_ATEXT_CLASS}+)*$")
+
+
+def _unquote_local(path: str) -> str:
+    """RFC 5321 4.1.2 / RFC 5322 3.4.1: a quoted local part that needs no quoting ("alice"@d)
+    names the same mailbox as its dot-string form; use that form."""
+    m = _QUOTED_LOCAL.match(path)
+    if m is None:
+        return path
+    local = re.sub(r"\\(.)", r"\1", m.group(1))
+    return f"{local}{m.group(2) or ''}" if _DOT_STRING.match(local) else path
+
+
 def _strip_source_route(path: str) -> str:
     # RFC 5321 4.1.2 / Appendix C: "<@a,@b:user@c>" -> "user@c"; the route is ignored.
     if path.startswith("@"):
@@ -237,7 +278,6 @@ def _params(text: str) -> list[tuple[str, str | None]] | None:
 
 # The common case, plain ASCII dot-atom@domain, checked with one regex; anything else goes through
 # core.address.parse_address, which also gives the reason for a refusal.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SIMPLE_ADDRESS = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*$")
 
@@ -252,6 +292,9 @@ def valid_address(path: str) -> str | None:
         return None
     if len(path.encode("utf-8")) > MAX_MAILBOX:
         return "address too long (RFC 5321 4.5.3.1.3: at most 256 octets with the brackets)"
+    domain = path.rpartition("@")[2]
+    if domain.startswith("[") and not valid_address_literal(domain):
+        return f"bad address literal {domain!r} (RFC 5321 4.1.3)"
     try:
         parse_address(path)
     except AddressError as e:
@@ -291,6 +334,10 @@ def _parse_mail(arg: str, esmtp: bool, smtputf8_ok: bool) -> Mail | Reply:
                 return R.R_501_SYNTAX.with_text("SIZE needs a number")
             size = int(value)
         elif key == "BODY":  # RFC 6152 2
+            if value is not None and value.upper() == "BINARYMIME":
+                # RFC 3030 3: only where BINARYMIME is advertised, and it is not (docs/smtp.md);
+                # RFC 5321 4.1.1.11: 555 for a parameter we cannot implement
+                return R.R_555_PARAM.with_text("BODY=BINARYMIME not supported")
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                 return R.R_501_SYNTAX.with_text("BODY must be 7BIT or 8BITMIME")
             body = value.upper()
@@ -312,7 +359,7 @@ def _parse_mail(arg: str, esmtp: bool, smtputf8_ok: bool) -> Mail | Reply:
             auth = value
         else:
             return R.R_555_PARAM.with_text(f"{key} parameter not recognized")
-    path = _strip_source_route(path)
+    path = _unquote_local(_strip_source_route(path))
     if path:
         checked = _check_address(path, smtputf8, R.R_501_BAD_SENDER)
         if isinstance(checked, Reply):
@@ -360,7 +407,7 @@ def _parse_rcpt(arg: str, esmtp: bool) -> Rcpt | Reply:
             return R.R_555_PARAM.with_text(f"{key} parameter not recognized")
     if not path:
         return R.R_501_BAD_RCPT.with_text("Empty recipient address")
-    path = _strip_source_route(path)
+    path = _unquote_local(_strip_source_route(path))
     if path.lower() == "postmaster":  # RFC 5321 4.1.1.3: must be accepted without a domain
         return Rcpt("postmaster", notify, orcpt)
     reason = valid_address(path)

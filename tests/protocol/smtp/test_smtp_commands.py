@@ -429,7 +429,7 @@ async def test_replies_stay_within_512_octets(env: Env) -> None:
     """RFC 5321 4.5.3.1.5: a long EHLO name (an address literal has no length limit) or path
     echoed back never makes a reply line longer than 512 octets with its CRLF."""
     c = await env.play("S: 220 *")
-    literal = "[" + "1" * 900 + "]"
+    literal = "[x-tag:" + "1" * 900 + "]"  # a General-address-literal (RFC 5321 4.1.3)
     for line in await c.cmd(f"EHLO {literal}"):
         assert len(line.encode()) + 2 <= 512
     assert (await c.cmd("MAIL FROM:<a@example.org>"))[0].startswith("250 ")
@@ -441,3 +441,93 @@ async def test_replies_stay_within_512_octets(env: Env) -> None:
     assert reply[0].startswith("501 5.1.3") and "too long" in reply[0]
     reply = await c.cmd(f"RCPT TO:<{'a' * 65}@example.test>")
     assert reply[0].startswith("501 5.1.3") and "local part too long" in reply[0]
+
+
+async def test_postmaster_accepted_without_an_alias(env: Env) -> None:
+    # RFC 5321 4.5.1: "postmaster" (any case, with or without our domain) MUST be accepted.
+    # With no postmaster alias the message goes to the first account of the directory.
+    await env.play(
+        EHLO
+        + """
+        C: MAIL FROM:<>
+        S: 250 2.1.0 *
+        C: RCPT TO:<Postmaster>
+        S: 250 2.1.5 Recipient <postmaster@example.test> OK
+        C: RCPT TO:<POSTMASTER@EXAMPLE.TEST>
+        S: 250 2.1.5 *
+        C: RCPT TO:<@relay.example.org:PostMaster@example.test>
+        S: 250 2.1.5 *
+        C: DATA
+        S: 354 *
+        C: Subject: to the postmaster
+        C:
+        C: .
+        S: 250 2.0.0 *
+        """
+    )
+    [msg] = await env.inbox(ALICE)
+    assert b"Subject: to the postmaster" in msg
+
+
+async def test_quoted_local_parts_and_escapes(env: Env) -> None:
+    # RFC 5321 4.1.2: Quoted-string local parts, with quoted-pairs; a quoted form of a plain
+    # dot-string names the same mailbox (RFC 5322 3.4.1).
+    await env.play(
+        EHLO
+        + r"""
+        C: MAIL FROM:<"john doe"@example.org>
+        S: 250 2.1.0 Sender <"john doe"@example.org> OK
+        C: RSET
+        S: 250 2.0.0 *
+        C: MAIL FROM:<"a\"b>c\\d"@example.org>
+        S: 250 2.1.0 *
+        C: RCPT TO:<"alice"@example.test>
+        S: 250 2.1.5 Recipient <alice@example.test> OK
+        C: RCPT TO:<"john doe"@example.test>
+        S: 550 5.1.1 *
+        C: RCPT TO:<"unterminated@example.test>
+        S: 501 *
+        """
+    )
+
+
+async def test_address_literals(env: Env) -> None:
+    # RFC 5321 4.1.3: IPv4 literals are four numbers 0-255; IPv6 ones carry the "IPv6:" tag;
+    # anything else needs a standardized tag. Bad literals are syntax errors (501).
+    await env.play(
+        """
+        S: 220 *
+        C: HELO [999.1.1.1]
+        S: 501 5.5.4 *
+        C: HELO [foo]
+        S: 501 5.5.4 *
+        C: HELO [IPv6:zz::1]
+        S: 501 5.5.4 *
+        C: HELO [IPv6:2001:db8::1]
+        S: 250 mail.example.test Hello [IPv6:2001:db8::1] [127.0.0.1]
+        C: HELO [127.0.0.1]
+        S: 250 mail.example.test Hello [127.0.0.1] [127.0.0.1]
+        C: MAIL FROM:<x@[999.1.1.1]>
+        S: 501 5.1.7 *
+        C: MAIL FROM:<x@[IPv6:2001:db8::1]>
+        S: 250 2.1.0 *
+        C: RCPT TO:<alice@[IPv6:::1]>
+        S: 554 5.7.1 *
+        C: RCPT TO:<alice@[300.0.0.1]>
+        S: 501 5.1.3 *
+        """
+    )
+
+
+async def test_binarymime_refused_when_not_offered(env: Env) -> None:
+    # RFC 3030 3: BODY=BINARYMIME only where BINARYMIME is advertised; it is not (docs/smtp.md),
+    # so it is a parameter value we do not implement: 555 (RFC 5321 4.1.1.11).
+    await env.play(
+        EHLO
+        + """
+        C: MAIL FROM:<a@example.org> BODY=BINARYMIME
+        S: 555 5.5.4 *
+        C: MAIL FROM:<a@example.org> BODY=8BITMIME SIZE=0
+        S: 250 2.1.0 *
+        """
+    )

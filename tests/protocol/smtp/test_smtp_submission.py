@@ -476,3 +476,27 @@ async def test_success_dsn_for_local_delivery(env: Env) -> None:
     assert b"Original-Envelope-Id: env42" in report
     assert b"bob@example.test" not in report.split(b"\r\n\r\n", 1)[1].split(b"Subject:")[0]
     assert b"Subject: please confirm" in report and b"secret body" not in report
+
+
+async def test_orcpt_of_an_expanded_alias_is_xtext(env: Env) -> None:
+    # RFC 3461 4.2: ORCPT is addr-type ";" xtext; "+" and "=" in the address must be encoded.
+    env.ctx.directory.add_alias("a+b=c@example.test", "friend@remote.test")
+    await env.play(
+        """
+        S: 220 *
+        C: HELO c.example.org
+        S: 250 *
+        C: MAIL FROM:<x@example.org>
+        S: 250 *
+        C: RCPT TO:<a+b=c@example.test>
+        S: 250 2.1.5 *
+        C: DATA
+        S: 354 *
+        C: Subject: x
+        C:
+        C: .
+        S: 250 *
+        """
+    )
+    [(envelope, _)] = env.spool.queued
+    assert envelope.recipients[0].orcpt == "rfc822;a+2Bb+3Dc@example.test"

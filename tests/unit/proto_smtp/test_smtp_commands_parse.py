@@ -55,7 +55,7 @@ def test_parses(line: str, expected: object) -> None:
         ("MAIL FROM:<a@b.test>SIZE=1", 501, "5.5.4"),
         ("MAIL FROM:<a@@b.test>", 501, "5.1.7"),
         ("MAIL FROM:<a@b.test> SIZE=x", 501, "5.5.4"),
-        ("MAIL FROM:<a@b.test> BODY=BINARYMIME", 501, "5.5.4"),
+        ("MAIL FROM:<a@b.test> BODY=BINARYMIME", 555, "5.5.4"),
         ("MAIL FROM:<a@b.test> SIZE=1 SIZE=2", 501, "5.5.4"),
         ("MAIL FROM:<a@b.test> REQUIRETLS", 555, "5.5.4"),
         ("MAIL FROM:<a@b.test> ENVID=a=b", 501, "5.5.4"),
@@ -141,3 +141,32 @@ def test_reply_lines_at_most_512_octets() -> None:
     multi = R.multiline(250, "x" * 1000, ["PIPELINING", "y" * 600])
     assert all(len(line) <= 512 for line in multi.render().split(b"\r\n"))
     assert R.R_250_OK.render() == b"250 2.0.0 OK\r\n"
+
+
+@pytest.mark.parametrize(
+    ("literal", "ok"),
+    [
+        ("[127.0.0.1]", True),
+        ("[IPv6:2001:db8::1]", True),
+        ("[ipv6:::1]", True),
+        ("[IPv6:::ffff:1.2.3.4]", True),
+        ("[x-tag:anything]", True),
+        ("[999.1.1.1]", False),
+        ("[1.2.3]", False),
+        ("[IPv6:zz::1]", False),
+        ("[foo]", False),
+        ("[]", False),
+    ],
+)
+def test_address_literals(literal: str, ok: bool) -> None:
+    assert C.valid_address_literal(literal) is ok
+    assert C.valid_helo_name(literal) is ok
+
+
+def test_quoted_local_part_is_unquoted_when_it_needs_no_quotes() -> None:
+    assert C.parse('RCPT TO:<"alice"@example.test>', esmtp=True) == C.Rcpt("alice@example.test")
+    assert C.parse('RCPT TO:<"a\\lice"@example.test>', esmtp=True) == C.Rcpt("alice@example.test")
+    assert C.parse('RCPT TO:<"john doe"@example.test>', esmtp=True) == C.Rcpt(
+        '"john doe"@example.test'
+    )
+    assert C.parse('RCPT TO:<"Postmaster">', esmtp=True) == C.Rcpt("postmaster")

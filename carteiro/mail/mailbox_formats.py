@@ -566,6 +566,7 @@ class SingleFileReader:
         with path.open("rb") as f:
             if fmt is Format.MBOX:
                 spans = self._join_false_splits(f, spans)
+                spans = self._join_by_content_length(f, spans, self.size)
             self.items = self._with_gaps(f, spans)
 
     @staticmethod
@@ -582,6 +583,44 @@ class SingleFileReader:
                 out[-1] = (out[-1][0], stop)
             else:
                 out.append((start, stop))
+        return out
+
+    @staticmethod
+    def _join_by_content_length(
+        f: BinaryIO, spans: list[tuple[int, int]], size: int
+    ) -> list[tuple[int, int]]:
+        """Solaris mail (mboxcl) leaves body "From " lines unquoted and counts the body in a
+        Content-Length field. As mutt does, the length is trusted only when the body it gives ends
+        exactly where a later message starts (a blank separator line allowed) or at the end of the
+        file; a wrong length changes nothing."""
+        out: list[tuple[int, int]] = []
+        i = 0
+        while i < len(spans):
+            start, stop = spans[i]
+            j = i + 1
+            f.seek(start)
+            raw = f.read(min(stop - start, 1 << 16))
+            from_end = raw.find(b"\n") + 1
+            head_len = header_length(raw[from_end:])
+            value = field_value(raw[from_end : from_end + head_len], "content-length")
+            if value is not None and value.strip().isdigit() and i + 1 < len(spans):
+                body = start + from_end + head_len
+                body += 2 if raw.startswith(b"\r\n", from_end + head_len) else 1
+                end = body + int(value.strip())
+                f.seek(end)
+                after = f.read(1)
+                targets = {end, end + 1} if after == b"\n" else {end}
+                for k in range(i + 1, len(spans)):
+                    if spans[k][0] in targets:
+                        j = k
+                        break
+                    if spans[k][0] > end + 1:
+                        break
+                else:
+                    if targets & {size} and spans[-1][0] < end:
+                        j = len(spans)
+            out.append((start, spans[j - 1][1]))
+            i = j
         return out
 
     def _with_gaps(self, f: BinaryIO, spans: list[tuple[int, int]]) -> list[tuple[str, int, int]]:

@@ -79,6 +79,58 @@ def xtext_encode(value: str) -> str:
     )
 
 
+_UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
+
+
+def utf8_addr_decode(value: str) -> str:
+    """RFC 6533 3: utf-8-addr-xtext / utf-8-addr-unitext to the address ("\\x{HEX}" escapes).
+
+    An escape naming no Unicode scalar value is left as it is.
+    """
+
+    def one(m: re.Match[str]) -> str:
+        cp = int(m.group(1), 16)
+        return chr(cp) if cp <= 0x10FFFF and not 0xD800 <= cp <= 0xDFFF else m.group(0)
+
+    return _UTF8_ESCAPE.sub(one, value)
+
+
+def utf8_addr_xtext(value: str) -> str:
+    """RFC 6533 3: the 7-bit utf-8-addr-xtext form (QCHAR, else "\\x{HEX}")."""
+    return "".join(
+        c if "!" <= c <= "~" and c not in "+=\\" else f"\\x{{{ord(c):X}}}" for c in value
+    )
+
+
+def original_recipient(orcpt: str, utf8: bool) -> str | None:
+    """The Original-Recipient value ("type;address") for an ORCPT as received, or None.
+
+    RFC 3461 4.2: the report carries the original address type and the xtext-decoded address.
+    RFC 6533 3: a "utf-8" address is written as UTF-8 (utf-8-address) in a
+    message/global-delivery-status and in its 7-bit utf-8-addr-xtext form in a
+    message/delivery-status, which must stay ASCII (RFC 3464 2.1.1). An "rfc822" ORCPT that
+    spells non-ASCII can only be carried by the utf-8 type.
+    """
+    atype, _, orig = orcpt.partition(";")
+    atype, orig = atype.strip().lower(), orig.strip()
+    if not atype or not orig:
+        return None
+    if atype == "utf-8":
+        # utf-8-addr-xtext has no "+"; a client xtext-encoding it anyway is decoded too.
+        address = utf8_addr_decode(
+            xtext_decode(orig) if re.search(r"\+[0-9A-Fa-f]{2}", orig) else orig
+        )
+    else:
+        address = xtext_decode(orig)
+    if not address.isascii() and atype == "rfc822":
+        atype = "utf-8"
+    if atype == "utf-8":
+        return f"utf-8;{address if utf8 else utf8_addr_xtext(address)}"
+    if not utf8 and not address.isascii():
+        return f"{atype};{xtext_encode(address)}"
+    return f"{atype};{address}"
+
+
 def _addr_type(address: str) -> str:
     # RFC 6533 3: "utf-8" address type for internationalised addresses.
     return "rfc822" if address.isascii() else "utf-8"
@@ -168,6 +220,7 @@ def _status_fields(
     envid: str | None,
     arrival: float,
     reports: Sequence[RecipientReport],
+    utf8: bool,
 ) -> str:
     blocks = []
     msg_fields = [f"Reporting-MTA: dns; {reporting_mta}"]
@@ -177,12 +230,9 @@ def _status_fields(
     blocks.append("\r\n".join(msg_fields))
     for r in reports:
         f: list[str] = []
-        if r.orcpt:
-            atype, _, orig = r.orcpt.partition(";")
-            if orig:
-                f.append(
-                    _fold("Original-Recipient", f"{atype.strip()};{xtext_decode(orig.strip())}")
-                )
+        orig = original_recipient(r.orcpt, utf8) if r.orcpt else None
+        if orig:
+            f.append(_fold("Original-Recipient", orig))
         f.append(f"Final-Recipient: {_addr_type(r.address)}; {r.address}")
         f.append(f"Action: {r.action}")
         f.append(f"Status: {r.status}")
@@ -258,7 +308,7 @@ def build_dsn(
         returned_type = "message/rfc822" if full else "text/rfc822-headers"
 
     human = _human(reporting_mta, reports, kind, now, arrival)
-    status = _status_fields(reporting_mta, envid, arrival, reports)
+    status = _status_fields(reporting_mta, envid, arrival, reports, utf8)
     eight_bit = any(b > 0x7F for b in returned) or not (human + status).isascii()
     cte = "8bit" if eight_bit else "7bit"
     head = [

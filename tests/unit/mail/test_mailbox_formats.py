@@ -483,3 +483,38 @@ async def test_babyl_labels_header_lists_user_labels(account: AccountStore, tmp_
     assert out.lost_flags == {"a,b": 1}
     head = (tmp_path / "RMAIL").read_bytes().split(b"\x1f", 1)[0]
     assert b"\nLabels:work\n" in head
+
+
+async def test_solaris_content_length_keeps_an_unquoted_from_line(
+    account: AccountStore, tmp_path: Path
+) -> None:
+    """Solaris mail and mutt write Content-Length and leave body "From " lines unquoted; a length
+    that ends exactly at the next From_ line (or the end of the file) is trusted, as mutt does."""
+    body = b"hi\nFrom x@y Sat Jan  3 01:05:34 1996\nFrom: z@z\nxx\n"
+    p = tmp_path / "mbox"
+    p.write_bytes(
+        b"From a@b Sat Jan  3 01:05:34 1996\nFrom: a@b\nSubject: one\n"
+        + f"Content-Length: {len(body)}\n\n".encode()
+        + body
+        + b"\nFrom c@d Sun Jan  4 01:05:34 1996\nFrom: c@d\nSubject: two\n"
+        + f"Content-Length: {len(body)}\n\n".encode()
+        + body
+    )
+    s = await import_mailbox(account, Format.MBOX, p, "Sol")
+    assert s.done == 2 and s.skipped == []
+    got = await contents(account, "Sol")
+    assert got[0][0].endswith(b"\r\n\r\n" + to_crlf(body))
+    assert got[1][0].startswith(b"From: c@d\r\n") and got[1][0].endswith(to_crlf(body))
+
+
+async def test_wrong_content_length_is_not_trusted(account: AccountStore, tmp_path: Path) -> None:
+    p = tmp_path / "mbox"
+    p.write_bytes(
+        b"From a@b Sat Jan  3 01:05:34 1996\nFrom: a@b\nContent-Length: 3\n\nhello\n\n"
+        b"From c@d Sun Jan  4 01:05:34 1996\nFrom: c@d\nContent-Length: 900\n\nbye\n\n"
+        b"From e@f Sun Jan  4 01:05:34 1996\nFrom: e@f\n\nlast\n"
+    )
+    s = await import_mailbox(account, Format.MBOX, p, "W")
+    assert s.done == 3 and s.skipped == []
+    got = [c[0] for c in await contents(account, "W")]
+    assert got[1] == b"From: c@d\r\nContent-Length: 900\r\n\r\nbye\r\n"

@@ -200,3 +200,115 @@ def test_xtext_round_trip() -> None:
         assert xtext_decode(xtext_encode(s)) == s
     assert xtext_encode("a+b=c") == "a+2Bb+3Dc"
     assert xtext_decode("a+2Bb+3Dc") == "a+b=c"
+
+
+def _status_block(d_message: bytes, index: int = 1) -> Message:
+    _, parts = parse(d_message)
+    blocks = parts[1].get_payload()
+    assert isinstance(blocks, list)
+    block = blocks[index]
+    assert isinstance(block, Message)
+    return block
+
+
+def test_orcpt_utf8_type_in_global_report_is_written_as_utf8_address() -> None:
+    # RFC 6533 3: the SMTP server received ORCPT=utf-8;zo\x{EB}@b.test (utf-8-addr-xtext); a
+    # message/global-delivery-status carries the utf-8-address form, i.e. UTF-8 itself.
+    d = build_dsn(
+        reporting_mta="mx.a.test",
+        sender="josé@a.test",
+        reports=[failed("zoë@b.test", orcpt="utf-8;zo\\x{EB}@b.test")],
+        original=ORIGINAL,
+        arrival=T,
+        now=T,
+    )
+    assert "Original-Recipient: utf-8;zoë@b.test\r\n".encode() in d.message
+    assert "Final-Recipient: utf-8; zoë@b.test\r\n".encode() in d.message
+    assert b"\\x{" not in d.message
+
+
+def test_orcpt_utf8_unitext_in_global_report_is_decoded() -> None:
+    # utf-8-addr-unitext: raw UTF-8 with \x{..} only for ASCII specials ("+" here).
+    d = build_dsn(
+        reporting_mta="mx.a.test",
+        sender="josé@a.test",
+        reports=[failed("zoë+x@b.test", orcpt="utf-8;zoë\\x{2B}x@b.test")],
+        original=ORIGINAL,
+        arrival=T,
+        now=T,
+    )
+    assert "Original-Recipient: utf-8;zoë+x@b.test\r\n".encode() in d.message
+
+
+def test_orcpt_utf8_type_in_plain_report_stays_ascii_xtext_form() -> None:
+    # RFC 6533 3: outside message/global-delivery-status the utf-8 type is written in its 7-bit
+    # utf-8-addr-xtext form; a message/delivery-status is ASCII only (RFC 3464 2.1.1).
+    d = build_dsn(
+        reporting_mta="mx.a.test",
+        sender="alice@a.test",
+        reports=[failed("bob@b.test", orcpt="utf-8;zoë@b.test")],
+        original=ORIGINAL,
+        arrival=T,
+        now=T,
+    )
+    msg, _parts = parse(d.message)
+    assert msg.get_param("report-type") == "delivery-status"
+    assert d.message.isascii() and d.body == "7BIT"
+    assert _status_block(d.message)["Original-Recipient"] == "utf-8;zo\\x{EB}@b.test"
+    assert _status_block(d.message)["Final-Recipient"] == "rfc822; bob@b.test"
+
+
+def test_orcpt_utf8_type_ascii_specials_escaped_in_plain_report() -> None:
+    d = build_dsn(
+        reporting_mta="mx.a.test",
+        sender="alice@a.test",
+        reports=[failed("bob@b.test", orcpt="utf-8;zo\\x{EB}\\x{2B}x=y@b.test")],
+        original=ORIGINAL,
+        arrival=T,
+        now=T,
+    )
+    # "+" and "=" are not QCHARs (RFC 6533 3): written as \x{2B} and \x{3D}
+    assert (
+        _status_block(d.message)["Original-Recipient"] == "utf-8;zo\\x{EB}\\x{2B}x\\x{3D}y@b.test"
+    )
+
+
+def test_orcpt_rfc822_xtext_decoded_in_both_report_kinds() -> None:
+    # RFC 3461 4.2 / RFC 3464 2.3.1: the report carries the decoded original address.
+    for sender, addr in (("alice@a.test", "bob@b.test"), ("josé@a.test", "zoë@b.test")):
+        d = build_dsn(
+            reporting_mta="mx.a.test",
+            sender=sender,
+            reports=[failed(addr, orcpt="RFC822;bob+2Bx+3Dy@b.test")],
+            original=ORIGINAL,
+            arrival=T,
+            now=T,
+        )
+        assert b"Original-Recipient: rfc822;bob+x=y@b.test\r\n" in d.message
+
+
+def test_orcpt_rfc822_with_non_ascii_xtext_in_plain_report_stays_ascii() -> None:
+    # An rfc822 ORCPT spelling UTF-8 octets (+C3+AB): a message/delivery-status must stay ASCII,
+    # so it is written as the utf-8 type in its 7-bit form.
+    d = build_dsn(
+        reporting_mta="mx.a.test",
+        sender="alice@a.test",
+        reports=[failed("bob@b.test", orcpt="rfc822;zo+C3+AB@b.test")],
+        original=ORIGINAL,
+        arrival=T,
+        now=T,
+    )
+    assert d.message.isascii()
+    assert _status_block(d.message)["Original-Recipient"] == "utf-8;zo\\x{EB}@b.test"
+
+
+def test_orcpt_rfc822_with_non_ascii_in_global_report() -> None:
+    d = build_dsn(
+        reporting_mta="mx.a.test",
+        sender="josé@a.test",
+        reports=[failed("zoë@b.test", orcpt="rfc822;zo+C3+AB@b.test")],
+        original=ORIGINAL,
+        arrival=T,
+        now=T,
+    )
+    assert "Original-Recipient: utf-8;zoë@b.test\r\n".encode() in d.message

@@ -168,6 +168,9 @@ class ArgReader:
         data = self.lits[self.si]
         if len(data) != int(m.group(2)):
             raise ArgError("Literal length mismatch")
+        if not binary and b"\0" in data:
+            # RFC 9051 9 / RFC 3501 9: literal is *CHAR8 (%x01-ff); NUL needs a literal8
+            raise ArgError("NUL is not allowed in a literal (use literal8)")
         self.si += 1
         self.buf = self.segs[self.si] if self.si < len(self.segs) else b""
         self.pos = 0

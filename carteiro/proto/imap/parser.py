@@ -283,6 +283,8 @@ def parse_authenticate(r: ArgReader) -> Authenticate:
             except (binascii.Error, ValueError):
                 raise ArgError("Invalid base64 in initial response") from None
             if not raw:
+                if not r.at_end():  # something, but not base64
+                    raise ArgError("Invalid base64 in initial response")
                 raise ArgError("Empty initial response (use =)")
     r.end()
     return Authenticate(mechanism, initial)

@@ -122,7 +122,8 @@ def test_authenticate() -> None:
     )
     assert p("a AUTHENTICATE PLAIN =") == c.Authenticate("PLAIN", b"")
     assert "base64" in bad("a AUTHENTICATE PLAIN dGVzd")
-    bad("a AUTHENTICATE PLAIN ***")
+    assert "Invalid base64" in bad("a AUTHENTICATE PLAIN ***")
+    assert "Invalid base64" in bad("a AUTHENTICATE PLAIN %%%")
     bad("a AUTHENTICATE")
 
 

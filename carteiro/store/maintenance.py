@@ -61,11 +61,19 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
         # 3. folders a crash left mid-rename or mid-delete
         _relocate_folders(store, conn)
         # 4. message files of dead writers committed through `bodies` and maybe not fsynced
+        # (first the temp files of a restore that a crash interrupted: restores run only under
+        # this write lock, so none is running now)
+        for entry in os.listdir(store.tmp_dir):
+            if entry.startswith(RESTORE_PREFIX):
+                (store.tmp_dir / entry).unlink(missing_ok=True)
         restore_bodies(store.data_dir, conn, live_only=True)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+RESTORE_PREFIX = "restore-"
 
 
 def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = False) -> int:
@@ -102,7 +110,7 @@ def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = F
                     dirs.add(path.parent)
                     continue
             target = path or folder / "cur" / maildir.file_name(base, info)
-            tmp = data_dir / "tmp" / f"restore-{secrets.token_hex(8)}"
+            tmp = data_dir / "tmp" / f"{RESTORE_PREFIX}{secrets.token_hex(8)}"
             maildir.stage_bytes(str(tmp), bytes(data), float(when), sync=True)
             os.rename(tmp, target)
             dirs.add(target.parent)

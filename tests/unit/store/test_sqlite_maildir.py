@@ -403,6 +403,7 @@ async def test_power_cut_before_the_flush_rewrites_files_from_the_index(tmp_path
     )
     [cur] = [p for p in (data / "mail").rglob("Maildir/cur")]
     (cur / f"{base}:2,{info}").write_bytes(b"")
+    (data / "tmp" / "restore-0123456789abcdef").write_bytes(b"half")  # an interrupted restore's
     assert await verify_consistent(data) == 1  # kept; "expunged" stays gone
     store = SqliteMaildirStore(data)
     try:
@@ -413,6 +414,7 @@ async def test_power_cut_before_the_flush_rewrites_files_from_the_index(tmp_path
     finally:
         await store.close()
     assert _index_rows(data, "SELECT id FROM bodies") == []
+    assert not (data / "tmp" / "restore-0123456789abcdef").exists()
 
 
 async def test_reindex_writes_committed_bytes_first(tmp_path: Path) -> None:

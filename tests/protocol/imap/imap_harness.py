@@ -1,5 +1,7 @@
-"""A real IMAP server (imapd listeners on free loopback ports) over the in-memory store, a real
-directory and TLS; an IMAP line client; and the transcript player the tests in this directory use.
+"""A real IMAP server (imapd listeners on free loopback ports) over each store backend (the
+in-memory one and SqliteMaildirStore in a temp dir, so sessions meet the file journal and the
+cross-process feed), a real directory and TLS; an IMAP line client; and the transcript player the
+tests in this directory use.
 
 Test modules import the fixtures from here (no conftest.py: other suites import theirs by name).
 Transcripts read like the RFC examples. ``C:``/``S:`` belong to session 1, ``C2:``/``S2:`` to
@@ -25,7 +27,7 @@ from carteiro.net.listener import Listener
 from carteiro.net.tls import client_context, make_self_signed, server_context
 from carteiro.servers import imapd
 from carteiro.servers.context import ServerContext
-from carteiro.store.api import AccountStore
+from carteiro.store.api import AccountStore, MailStore
 from carteiro.store.memory import MemoryMailStore
 
 USER = "alice@example.test"
@@ -33,6 +35,36 @@ PASSWORD = "alice secret"
 BOB = "bob@example.test"
 BOB_PASSWORD = "bob-pw"
 TIMEOUT = 10.0
+
+# Every test using `server`/`start_server` runs once per backend. A test that is memory-only by
+# nature (it patches MemoryAccountStore, say) says so with @pytest.mark.memory_only(reason=...);
+# tests in files this harness does not own are listed here instead, by function name.
+STORES = ["memory", "sqlite"]
+MEMORY_ONLY: dict[str, str] = {}
+
+
+async def open_store(kind: str, data_dir: Path) -> MailStore:
+    """A fresh store of `kind` with the two test accounts."""
+    store: MailStore
+    if kind == "memory":
+        store = MemoryMailStore()
+    else:
+        from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+        store = SqliteMaildirStore(data_dir)
+    for user in (USER, BOB):
+        await store.create_account(user)
+    return store
+
+
+def skip_if_memory_only(request: pytest.FixtureRequest, kind: str) -> None:
+    if kind == "memory":
+        return
+    mark = request.node.get_closest_marker("memory_only")
+    name = getattr(request.node, "originalname", request.node.name)
+    reason = mark.kwargs.get("reason", "memory store only") if mark else MEMORY_ONLY.get(name)
+    if reason is not None:
+        pytest.skip(f"memory store only: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +96,7 @@ class _NoSpool:
 @dataclass
 class IMAPTestServer:
     ctx: ServerContext
-    store: MemoryMailStore
+    store: MailStore
     listeners: list[Listener]
     port: int = 0
     tls_port: int = 0
@@ -108,18 +140,21 @@ def make_config(**imap: object) -> Config:
     return cfg
 
 
-@pytest.fixture
+@pytest.fixture(params=STORES)
 async def start_server(
-    tmp_path: Path, tls_files: tuple[Path, Path], directory: Directory
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    tls_files: tuple[Path, Path],
+    directory: Directory,
 ) -> AsyncIterator[object]:
+    kind: str = request.param
+    skip_if_memory_only(request, kind)
     started: list[IMAPTestServer] = []
 
     async def start(cfg: Config | None = None) -> IMAPTestServer:
         cfg = cfg or make_config()
         cfg.data_dir = tmp_path
-        store = MemoryMailStore()
-        for user in (USER, BOB):
-            await store.create_account(user)
+        store = await open_store(kind, tmp_path / f"store{len(started)}")
         ctx = ServerContext(
             config=cfg,
             store=store,
@@ -147,6 +182,7 @@ async def start_server(
             c.close()
         for item in srv.listeners:
             await item.stop(grace=1)
+        await srv.store.close()  # the sqlite store's threads and flock end with the test
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""A real POP3 server (pop3d listeners on free loopback ports) over the in-memory store, a real
-directory and TLS, plus a line client and a transcript player for the tests in this directory."""
+"""A real POP3 server (pop3d listeners on free loopback ports) over each store backend (the
+in-memory one and SqliteMaildirStore in a temp dir), a real directory and TLS, plus a line client
+and a transcript player for the tests in this directory."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from carteiro.net.listener import Listener
 from carteiro.net.tls import client_context, make_self_signed, server_context
 from carteiro.servers import pop3d
 from carteiro.servers.context import ServerContext
-from carteiro.store.api import AccountStore
+from carteiro.store.api import AccountStore, MailStore
 from carteiro.store.memory import MemoryMailStore
 
 USER = "alice@example.test"
@@ -27,6 +28,15 @@ PASSWORD = "alice secret"
 BOB = "bob@example.test"
 BOB_PASSWORD = "bob-pw"
 TIMEOUT = 10.0
+
+# Every test using `server` runs once per backend. A test that is memory-only by nature says so
+# with @pytest.mark.memory_only(reason=...); tests in files this harness does not own are listed
+# here instead, by function name.
+STORES = ["memory", "sqlite"]
+MEMORY_ONLY: dict[str, str] = {
+    "test_update_failure_is_sys_temp_and_deletes_nothing": "patches MemoryAccountStore",
+    "test_login_store_failure_and_read_failure": "patches MemoryAccountStore",
+}
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +108,7 @@ class Client:
 @dataclass
 class Harness:
     ctx: ServerContext
-    store: MemoryMailStore
+    store: MailStore
     listeners: list[Listener]
     clients: list[Client] = field(default_factory=list)
 
@@ -190,11 +200,28 @@ def config() -> Config:
     return make_config()
 
 
-@pytest.fixture
+@pytest.fixture(params=STORES)
 async def server(
-    config: Config, tls_files: tuple[Path, Path], directory: Directory
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    config: Config,
+    tls_files: tuple[Path, Path],
+    directory: Directory,
 ) -> AsyncIterator[Harness]:
-    store = MemoryMailStore()
+    kind: str = request.param
+    if kind != "memory":
+        mark = request.node.get_closest_marker("memory_only")
+        name = getattr(request.node, "originalname", request.node.name)
+        reason = mark.kwargs.get("reason", "memory store only") if mark else MEMORY_ONLY.get(name)
+        if reason is not None:
+            pytest.skip(f"memory store only: {reason}")
+    store: MailStore
+    if kind == "memory":
+        store = MemoryMailStore()
+    else:
+        from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+        store = SqliteMaildirStore(tmp_path / "store")
     for who in (USER, BOB):
         await store.create_account(who)
     ctx = ServerContext(
@@ -216,3 +243,4 @@ async def server(
             await c.close()
         ctx.shutdown.set()
         await asyncio.gather(*(lst.stop(grace=2) for lst in listeners))
+        await store.close()  # the sqlite store's threads and flock end with the test

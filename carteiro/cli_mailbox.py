@@ -2,7 +2,7 @@
 
 Thin: arguments, a progress bar on stderr (only when it is a terminal), one line per skipped message
 on stderr, a summary on stdout, and sysexits-style exit statuses. The work happens in
-carteiro.mail.mailbox_formats and carteiro.store.maintenance.
+carteiro.formats (transfer.py) and carteiro.store.maintenance.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from carteiro.cli import EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_USAGE, CLIError,
 from carteiro.core.address import AddressError, canonical
 
 if TYPE_CHECKING:  # imported when a command runs, so other commands start fast
-    from carteiro.mail.mailbox_formats import Skipped, Summary
+    from carteiro.formats.message import Skipped, Summary
 
 EX_NOINPUT = 66  # the source cannot be read
 EX_CANTCREAT = 73  # the destination cannot be written
 
-FORMATS = ["mbox", "maildir", "mh", "babyl", "mmdf"]  # mailbox_formats.Format values
+FORMATS = ["mbox", "maildir", "mh", "babyl", "mmdf"]  # formats.message.Format values
 INBOX = "INBOX"
 
 
@@ -120,13 +120,9 @@ def _print_folders(summary: Summary) -> None:
 
 def cmd_mailbox(args: argparse.Namespace) -> int:
     from carteiro.app import open_directory, open_store
-    from carteiro.mail.mailbox_formats import (
-        Format,
-        MailboxFormatError,
-        detect_format,
-        export_mailbox,
-        import_mailbox,
-    )
+    from carteiro.formats.message import Format, MailboxFormatError
+    from carteiro.formats.registry import detect_format
+    from carteiro.formats.transfer import export_mailbox, import_mailbox
     from carteiro.store.api import MailboxNotFound
 
     cfg = load_config(args)

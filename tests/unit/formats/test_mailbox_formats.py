@@ -16,17 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from carteiro.mail.mailbox_formats import (
-    FORWARDED,
-    MBOX_META_FIELDS,
-    Format,
-    Skipped,
-    export_mailbox,
-    from_line_date,
-    import_mailbox,
-    remove_fields,
-    to_crlf,
-)
+from carteiro.formats.header import from_line_date, remove_fields
+from carteiro.formats.mbox import MBOX_META_FIELDS
+from carteiro.formats.message import FORWARDED, Format, Skipped, to_crlf
+from carteiro.formats.transfer import export_mailbox, import_mailbox
 from carteiro.store.api import (
     ANSWERED,
     DELETED,

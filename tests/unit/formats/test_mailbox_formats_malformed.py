@@ -10,13 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from carteiro.mail.mailbox_formats import (
-    Format,
-    MailboxFormatError,
-    detect_format,
-    export_mailbox,
-    import_mailbox,
-)
+from carteiro.formats.message import Format, MailboxFormatError
+from carteiro.formats.registry import detect_format
+from carteiro.formats.transfer import export_mailbox, import_mailbox
 from carteiro.store.api import SEEN, AccountStore, AppendResult, MessageSource, OverQuota
 from carteiro.store.memory import MemoryMailStore
 

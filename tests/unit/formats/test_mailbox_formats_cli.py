@@ -6,8 +6,8 @@ import io
 
 from carteiro.cli import build_parser
 from carteiro.cli_mailbox import FORMATS, INBOX, ProgressBar
-from carteiro.mail.mailbox_formats import INBOX as FORMATS_INBOX
-from carteiro.mail.mailbox_formats import Format
+from carteiro.formats.message import INBOX as FORMATS_INBOX
+from carteiro.formats.message import Format
 
 
 class FakeClock:

@@ -9,9 +9,13 @@ and every FLUSH_COUNT files or FLUSH_AGE seconds fsyncs the files and their dire
 round, after which a job on the writer drops the rows. Until then readers get the bytes from the
 index. After a crash, recovery (maintenance.restore_bodies) rewrites what did not survive.
 
-Expunges and moves race with the writing here: a file is written first and its message looked up
-afterwards; if the row is gone by then, the file goes. An expunge unlinks its files only after its
-COMMIT, so between the two every file of a removed message is removed. Docs: docs/store.md.
+A pending file names its message, never a path: where it goes is worked out from the index at the
+moment it is placed, under the folder lock (DATA/run/folders.lock) that every transaction moving
+a folder holds from the move to its COMMIT, so a RENAME (of the mailbox or a parent) between the
+COMMIT and the write cannot send the file to a place that no longer exists, or to a new mailbox
+created at the old place. A message expunged or moved away meanwhile gets no file. A file that
+cannot be placed keeps its bytes in the index (readers and recovery use them): never dropped.
+Docs: docs/store.md.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from carteiro.store import maildir
 
@@ -37,6 +42,11 @@ FLUSH_AGE = 0.5  # seconds: the longest a written file waits for its flush round
 # commit 3,000/s, and without a bound the backlog (memory, index size) would grow under load.
 BACKLOG_MAX = 128
 BACKLOG_BYTES_MAX = 8 * 1024 * 1024
+PLACE_ATTEMPTS = 8  # tries (backing off from 50 ms) to place a file whose folder is missing
+
+
+class FolderLock(Protocol):
+    def release(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -46,7 +56,7 @@ class Pending:
     body_id: int
     data: bytes
     mtime: float  # INTERNALDATE, the file's mtime
-    targets: list[tuple[int, int, str, str]]  # mailbox id, uid, cur/ directory, file name
+    targets: list[tuple[int, int, str]]  # mailbox id, uid, file name (the folder: from the index)
     reserved: bool = True  # counted in the backlog by reserve() (appends; not copies)
 
 
@@ -66,6 +76,8 @@ class FileFlusher:
         sync_round: Callable[[list[int | str]], None],
         drop: Callable[[list[tuple[int, int, int]], list[int]], None],
         drop_now: Callable[[list[tuple[int, int, int]], list[int]], None],
+        locate: Callable[[sqlite3.Connection, int, int], str | None],
+        folder_lock: Callable[[], FolderLock],
     ) -> None:
         self._tmp_prefix = tmp_prefix
         self._unique = unique
@@ -73,6 +85,9 @@ class FileFlusher:
         self._sync_round = sync_round
         self._drop = drop  # queue a writer job that drops these (pairs, bodies)
         self._drop_now = drop_now  # the same, on this thread (when the writer has stopped)
+        self._locate = locate  # (conn, mailbox id, uid) -> its cur/ directory now, None: gone
+        self._folder_lock = folder_lock
+        self._retry: list[tuple[float, Pending, int]] = []  # (when, item, attempts): not placed
         self._queue: queue.SimpleQueue[Pending | _Flush | None] = queue.SimpleQueue()
         self._fds: list[int] = []  # written files not fsynced yet
         self._dirs: dict[str, int] = {}  # their directories, open (a descriptor follows renames)
@@ -129,9 +144,13 @@ class FileFlusher:
             timeout = None
             if self._fds:
                 timeout = max(0.0, self._since + FLUSH_AGE - time.monotonic())
+            if self._retry:
+                wait = max(0.0, self._retry[0][0] - time.monotonic())
+                timeout = wait if timeout is None else min(timeout, wait)
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
+                self._retry_due()
                 self._round(self._drop)
                 continue
             if item is None:
@@ -141,62 +160,87 @@ class FileFlusher:
                 self._round(self._drop)
                 item.done.set()
                 continue
-            try:
-                self._write(item)
-            except Exception:
-                log.exception("writing a message file failed; the next start rewrites it")
-            finally:
-                if item.reserved:
-                    self.release(len(item.data))
+            self._write_one(item, 0)
+            if self._retry:
+                self._retry_due()
             if len(self._fds) >= FLUSH_COUNT:
                 self._round(self._drop)
         if self._conn is not None:
             self._conn.close()
 
-    def _write(self, item: Pending) -> None:
+    def _write_one(self, item: Pending, attempts: int) -> None:
+        try:
+            missed = self._write(item)
+        except Exception:
+            log.exception("writing a message file failed; its bytes stay in the index")
+            missed = []
+        if missed and attempts < PLACE_ATTEMPTS:
+            # a folder that is not where the index says: a crashed writer's half-done move that
+            # the next recovery puts back. Its bytes stay in the index meanwhile; try again later.
+            again = Pending(item.body_id, item.data, item.mtime, missed, reserved=False)
+            self._retry.append((time.monotonic() + 0.05 * 2**attempts, again, attempts + 1))
+            self._retry.sort(key=lambda r: r[0])
+        elif missed:
+            log.error(
+                "message file(s) %s could not be placed; their bytes stay in the index",
+                [(m, u) for m, u, _n in missed],
+            )
+        if item.reserved:
+            item.reserved = False
+            self.release(len(item.data))
+
+    def _retry_due(self) -> None:
+        now = time.monotonic()
+        while self._retry and self._retry[0][0] <= now:
+            _when, item, attempts = self._retry.pop(0)
+            self._write_one(item, attempts)
+
+    def _write(self, item: Pending) -> list[tuple[int, int, str]]:
+        """Write the file once, link it into each target's folder as the index has it now.
+        Returns the targets that could not be placed (their rows keep the bytes)."""
         tmp = self._tmp_prefix + self._unique()
         fd = maildir.stage_bytes_open(tmp, item.data, item.mtime)
         if not self._fds:
             self._since = time.monotonic()
         self._fds.append(fd)  # closed by the next round whatever happens below
-        made: list[tuple[int, int, str]] = []
+        if self._conn is None:
+            self._conn = self._read_conn()
+        conn = self._conn
+        placed: list[tuple[int, int]] = []
+        missed: list[tuple[int, int, str]] = []
         last = len(item.targets) - 1
         renamed = False
+        lock = self._folder_lock()
         try:
-            for i, (mailbox_id, uid, cur, name) in enumerate(item.targets):
-                path = f"{cur}/{name}"
+            for i, (mailbox_id, uid, name) in enumerate(item.targets):
+                # under the folder lock the committed index says where every folder is
+                cur = self._locate(conn, mailbox_id, uid)
+                if cur is None:  # expunged or moved away meanwhile: no file, nothing to keep
+                    placed.append((mailbox_id, uid))
+                    continue
                 try:
                     if i == last:  # the temp name is not needed any more
-                        os.rename(tmp, path)  # (over a copy recovery may have written: the same)
+                        os.rename(tmp, f"{cur}/{name}")  # (over a copy recovery wrote: the same)
                         renamed = True
                     else:
-                        os.link(tmp, path)
+                        os.link(tmp, f"{cur}/{name}")
                 except FileExistsError:  # recovery (another process) got there first
                     pass
-                except FileNotFoundError:  # the folder is gone: so is the message
+                except FileNotFoundError:
+                    missed.append((mailbox_id, uid, name))
                     continue
-                else:
-                    made.append((mailbox_id, uid, path))
+                placed.append((mailbox_id, uid))
                 if cur not in self._dirs:
                     self._dirs[cur] = os.open(cur, os.O_RDONLY)
         finally:
+            lock.release()
             if not renamed:
                 os.unlink(tmp)
         self.written += 1
-        # the message may have been expunged (or moved) meanwhile: then its file must not stay
-        if self._conn is None:
-            self._conn = self._read_conn()
-        for mailbox_id, uid, path in made:
-            row = self._conn.execute(
-                "SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
-            ).fetchone()
-            if row is None:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-        self._pairs.extend((m, u, item.body_id) for m, u, _cur, _name in item.targets)
+        # a body goes once no `unsynced` row needs it: the missed targets' rows keep it
+        self._pairs.extend((m, u, item.body_id) for m, u in placed)
         self._bodies.append(item.body_id)
+        return missed
 
     def _round(self, drop: Callable[[list[tuple[int, int, int]], list[int]], None]) -> None:
         if not self._fds:

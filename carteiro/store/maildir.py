@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,13 +181,17 @@ def make_folder(path: Path, is_root: bool) -> None:
 
 
 def write_atomic(path: Path, text: str, durable: bool = True) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Replace `path` with `text` all at once; `durable`: the new content and its name survive a
+    power cut once this returns (file fsynced, then its directory after the rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         if durable:
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def write_meta(folder: Path, meta: dict[str, object]) -> None:

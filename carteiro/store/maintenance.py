@@ -37,11 +37,15 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
     from carteiro.store.sqlite_maildir import try_flock
 
     conn.execute("BEGIN IMMEDIATE")
+    folders = store._wfolders.acquire()  # no live process's file work sees a folder mid-move
     try:
+        # 0. folders a crash left mid-rename or mid-delete go back to where the index has them
+        # (before anything below resolves a path through the index)
+        _relocate_folders(store, conn)
         # 1. files of committed expunges/deletions whose unlink did not happen
         pending = [r[0] for r in conn.execute("SELECT path FROM pending_unlink")]
         for rel in pending:
-            store.unlink_pending_path(rel)
+            store.unlink_pending_path(rel, conn)
         conn.execute("DELETE FROM pending_unlink")
         # 2. writers that died: remove the files they linked but never committed
         for (token,) in conn.execute(
@@ -58,8 +62,6 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
             finally:
                 if fd is not None:
                     os.close(fd)
-        # 3. folders a crash left mid-rename or mid-delete
-        _relocate_folders(store, conn)
         # 4. message files of dead writers committed through `bodies` and maybe not fsynced
         # (first the temp files of a restore that a crash interrupted: restores run only under
         # this write lock, so none is running now)
@@ -71,6 +73,8 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        folders.release()
 
 
 RESTORE_PREFIX = "restore-"
@@ -156,31 +160,53 @@ def _forget_writer(store: SqliteMaildirStore, conn: sqlite3.Connection, token: s
 
 
 def _relocate_folders(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
+    """Put every folder back where the index says, with the name the index says.
+
+    The index is the truth: a folder move (RENAME) or removal (DELETE) happens inside its
+    transaction, so a crash before COMMIT leaves the folder moved but the rows as they were. Such
+    a move is rolled back: the folder (found by the guid in its metadata file) returns to its
+    place and gets its old name back, and a tombstone of an uncommitted delete comes back."""
     rows = conn.execute(
-        "SELECT b.id, b.dir, b.guid, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
-        " WHERE b.dir != ''"
+        "SELECT b.id, b.dir, b.guid, b.name, b.uidvalidity, b.uid_lease, b.modseq_lease,"
+        " b.special_use, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
     ).fetchall()
     by_guid: dict[str, dict[str, str]] = {}
-    for mbid, mdir, guid, adir in rows:
+    for mbid, mdir, guid, name, uidvalidity, uid_lease, modseq_lease, special, adir in rows:
         path = store.folder(adir, mdir)
-        if path.exists():
-            continue
-        tomb = store.tmp_dir / f"deleted-{guid}"
-        if tomb.exists():  # deletion rolled back by the crash
-            os.rename(tomb, path)
-            continue
-        if adir not in by_guid:
-            by_guid[adir] = {}
-            home = store.maildir_of(adir)
-            for entry in os.listdir(home) if home.exists() else []:
-                meta = maildir.read_meta(home / entry) if entry.startswith(".") else None
-                if meta and isinstance(meta.get("guid"), str):
-                    by_guid[adir][str(meta["guid"])] = entry
-        found = by_guid[adir].get(guid)
-        if found is not None:  # a rename whose commit the crash lost: follow the folder
-            conn.execute("UPDATE mailboxes SET dir = ? WHERE id = ?", (found, mbid))
-        else:
-            log.error("folder %s of mailbox %d is missing", path, mbid)
+        meta_wanted = {
+            "guid": guid,
+            "name": name,
+            "uidvalidity": uidvalidity,
+            "uid_lease": uid_lease,
+            "modseq_lease": modseq_lease,
+            "special_use": special,
+        }
+        if not path.exists():
+            tomb = store.tmp_dir / f"deleted-{guid}"
+            if mdir and tomb.exists():  # deletion rolled back by the crash
+                os.rename(tomb, path)
+            elif mdir:
+                if adir not in by_guid:
+                    by_guid[adir] = {}
+                    home = store.maildir_of(adir)
+                    for entry in os.listdir(home) if home.exists() else []:
+                        meta = maildir.read_meta(home / entry) if entry.startswith(".") else None
+                        if meta and isinstance(meta.get("guid"), str):
+                            by_guid[adir][str(meta["guid"])] = entry
+                found = by_guid[adir].pop(guid, None)
+                if found is None:
+                    log.error("folder %s of mailbox %d is missing", path, mbid)
+                    continue
+                # a rename whose commit the crash lost: move the folder back
+                log.warning("rolling back an uncommitted move of %s to %s", path.name, found)
+                os.rename(store.maildir_of(adir) / found, path)
+                maildir.fsync_dir(path.parent)
+            else:
+                continue
+        meta = maildir.read_meta(path)
+        if meta is not None and meta.get("guid") == guid and meta.get("name") != name:
+            # the new name was written before the move (or the move was undone): the row's wins
+            maildir.write_meta(path, {**meta, **meta_wanted})
 
 
 # ---- check -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import fcntl
 import logging
 import os
@@ -260,6 +261,7 @@ class _Tx:
     """What one job did inside the writer's transaction."""
 
     conn: sqlite3.Connection
+    folders: FolderLock | None = None  # the writer's folder lock (see hold_folders)
     dirs: set[Path] = field(default_factory=set)  # to fsync before COMMIT
     files: set[Path] = field(default_factory=set)  # staged message files, fsynced with the dirs
     undo: list[Callable[[], None]] = field(default_factory=list)  # if this job rolls back
@@ -268,6 +270,14 @@ class _Tx:
 
     def event(self, account: str, event: ChangeEvent) -> None:
         self.events.append((account, event))
+
+    def hold_folders(self) -> None:
+        """Take the folder lock until the batch is over (after COMMIT and its file work): any job
+        that moves, creates or removes a folder, or removes message files by name, holds it, so
+        file work elsewhere (the flusher, other processes) that takes it sees the committed
+        index and the disk agree."""
+        if self.folders is not None:
+            self.folders.acquire()
 
     def rollback(self) -> None:
         for fn in reversed(self.undo):
@@ -349,6 +359,30 @@ class _FileLock:
             os.close(fd)  # closing the description drops the lock
 
 
+class FolderLock:
+    """An flock on DATA/run/folders.lock through a descriptor of its own (so two threads of one
+    process, each with its own FolderLock, exclude each other too). Re-entrant for its holder."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.held = False
+
+    def acquire(self) -> FolderLock:
+        if not self.held:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self.held = True
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.release()
+        os.close(self._fd)
+
+
 def try_flock(path: Path, create: bool = True) -> int | None:
     """An exclusive non-blocking flock on `path`; the fd, or None when someone holds it."""
     flags = os.O_RDWR | (os.O_CREAT if create else 0)
@@ -425,6 +459,9 @@ class SqliteMaildirStore:
         self.fsync_calls = 0  # fsync system calls, counting one per COMMIT for the WAL
         # announce ourselves as a writer: if we die, the next process to start cleans up after us
         self._writer_lock_fd = try_flock(self.run_dir / f"writer-{self.token}.lock")
+        self.folders_lock_path = self.run_dir / "folders.lock"
+        self._wfolders = FolderLock(self.folders_lock_path)  # the writer thread's
+        self._ffolders = FolderLock(self.folders_lock_path)  # the flusher thread's
         self._wconn = connect_index(self.index_path)
         self._wconn.execute(
             "INSERT INTO writers (token, pid, started) VALUES (?, ?, ?)",
@@ -445,6 +482,8 @@ class SqliteMaildirStore:
                 _Job(lambda tx: _drop_bodies(tx.conn, pairs, bodies), None, None)
             ),
             self._drop_bodies_now,
+            _locate_cur_dir(self),
+            self._ffolders.acquire,
         )
         self._writer = threading.Thread(target=self._writer_loop, name="carteiro-store-writer")
         self._writer.daemon = True
@@ -726,6 +765,7 @@ class SqliteMaildirStore:
                     fn()
                 except OSError:
                     log.exception("undoing a file operation failed")
+            self._wfolders.release()
             for item in batch:
                 if type(item) is _Append:
                     item.linked = False
@@ -750,6 +790,7 @@ class SqliteMaildirStore:
                 fn()
             except OSError:
                 log.exception("post-commit file operation failed")
+        self._wfolders.release()
         if b.events:
             by_account: dict[str, list[ChangeEvent]] = {}
             for account, event in b.events:
@@ -763,7 +804,7 @@ class SqliteMaildirStore:
 
     def _run_job(self, job: _Job, b: _Batch) -> None:
         conn = self._wconn
-        tx = _Tx(conn)
+        tx = _Tx(conn, self._wfolders)
         conn.execute("SAVEPOINT job")
         try:
             result = job.fn(tx)
@@ -887,7 +928,7 @@ class SqliteMaildirStore:
                         body,
                         ap.data,
                         resolved[0][3],
-                        [(r[0], r[1], d, n) for r, d, n in zip(new, dirs, names_, strict=True)],
+                        [(r[0], r[1], n) for r, n in zip(new, names_, strict=True)],
                     )
                 )
             else:
@@ -1096,6 +1137,10 @@ class SqliteMaildirStore:
             },
         )
 
+    def _unmove(self, acct: _Acct, before: _Mbox, moved: Path, back: Path) -> None:
+        os.rename(moved, back)
+        self._meta(acct, before, back)
+
     def _alloc(self, tx: _Tx, acct: _Acct, mb: _Mbox, count: int) -> tuple[int, int]:
         """First of `count` new UIDs and one new MODSEQ for `mb` (kept up to date)."""
         first = mb.uidnext
@@ -1134,8 +1179,20 @@ class SqliteMaildirStore:
         tx.conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (value, acct.id))
         return value
 
-    def _evict(self, path: Path) -> None:
-        """Move an unindexed directory that is in the way to DATA/lost+found (never delete it)."""
+    def _evict(
+        self, tx: _Tx, path: Path, account_id: int | None = None, mbdir: str | None = None
+    ) -> None:
+        """Move an unindexed directory that is in the way to DATA/lost+found (never delete it).
+        A folder that a mailbox row still names is not unindexed: refuse rather than hide it."""
+        if account_id is not None and mbdir is not None:
+            used = tx.conn.execute(
+                "SELECT name FROM mailboxes WHERE account_id = ? AND dir = ?", (account_id, mbdir)
+            ).fetchone()
+            if used is not None:
+                raise StoreError(
+                    f"folder {path.name} belongs to mailbox {used[0]!r}; run `carteiro store check`"
+                )
+        tx.hold_folders()
         self.lost_dir.mkdir(exist_ok=True)
         dest = self.lost_dir / f"{int(time.time())}-{secrets.token_hex(4)}-{path.name}"
         log.warning("moving unindexed %s to %s", path, dest)
@@ -1144,8 +1201,9 @@ class SqliteMaildirStore:
     def _new_mailbox(self, tx: _Tx, acct: _Acct, name: str, special_use: str | None) -> _Mbox:
         mbdir = names.folder_dir(name)
         path = self.folder(acct.dir, mbdir)
+        tx.hold_folders()
         if mbdir and path.exists():
-            self._evict(path)
+            self._evict(tx, path, acct.id, mbdir)
         mb = _Mbox(
             0,
             acct.id,
@@ -1203,8 +1261,9 @@ class SqliteMaildirStore:
             "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
             [(mb.id, u, modseq) for u in uids],
         )
-        rel = f"{acct.dir}/Maildir/{mb.dir + '/' if mb.dir else ''}cur/"
-        paths = [rel + maildir.file_name(base, info) for _, base, info in rows]
+        # path-free entries: the folder is looked up when the file goes (it may have moved by then)
+        tx.hold_folders()
+        paths = [f"@{mb.id}/{maildir.file_name(base, info)}" for _, base, info in rows]
         conn.executemany(
             "INSERT OR IGNORE INTO pending_unlink (path) VALUES (?)", [(p,) for p in paths]
         )
@@ -1212,10 +1271,36 @@ class SqliteMaildirStore:
         tx.event(acct.name, MessagesExpunged(acct.name, mb.id, tuple(uids), modseq))
         return uids
 
-    def unlink_pending_path(self, rel: str) -> None:
-        """Remove one pending_unlink entry's file or tree (following a renamed Maildir file)."""
+    def unlink_pending_path(self, rel: str, conn: sqlite3.Connection | None = None) -> None:
+        """Remove one pending_unlink entry's file or tree (following a renamed Maildir file).
+
+        `@<mailbox id>/<file name>` names a message file by its mailbox, whose folder is looked up
+        now (the caller holds the folder lock); an absolute path is a tombstone tree; anything else
+        is a path under DATA/mail written by an older version."""
         if rel.startswith("/"):
             maildir.remove_tree(Path(rel))
+            return
+        if rel.startswith("@"):
+            mailbox_id, _, name = rel[1:].partition("/")
+            row = (
+                (conn or self._wconn)
+                .execute(
+                    "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
+                    " WHERE b.id = ?",
+                    (int(mailbox_id),),
+                )
+                .fetchone()
+            )
+            if row is None:
+                return  # the mailbox went too: its folder went to a tombstone with the file
+            folder = self.folder(row[1], row[0])
+            try:
+                os.unlink(f"{folder}/cur/{name}")
+            except FileNotFoundError:
+                parsed = maildir.parse_name(name)
+                found = maildir.locate(folder, parsed.base, parsed.info)
+                if found is not None:
+                    _unlink(found)
             return
         # a message file nearly always: unlink first, look at what it was only if that fails
         # (one syscall per expunged message instead of a stat and an unlink)
@@ -1243,6 +1328,7 @@ class SqliteMaildirStore:
     def _drop_folder(self, tx: _Tx, acct: _Acct, mb: _Mbox) -> None:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
         conn = tx.conn
+        tx.hold_folders()
         for table in ("messages", "expunged", "dirty_files", "listings"):
             conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mb.id,))
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
@@ -1288,9 +1374,8 @@ class SqliteMaildirStore:
         )
         inserts = []
         pairs = []
-        unwritten: dict[int, list[tuple[int, int, str, str]]] = {}  # body id -> copy targets
+        unwritten: dict[int, list[tuple[int, int, str]]] = {}  # body id -> copy targets
         dates: dict[int, float] = {}  # body id -> INTERNALDATE (the file's mtime)
-        dst_cur = self._cur_dir(acct.dir, dst.dir)
         for i, (uid, mask, kws, when, size, base, info) in enumerate(rows):
             nuid = first + i
             path = maildir.locate(src_folder, base, info)
@@ -1301,7 +1386,7 @@ class SqliteMaildirStore:
                     raise StoreError(f"message file of UID {uid} in {src.name} is missing")
                 # not written yet: the copy gets a file of its own from the same bytes
                 unwritten.setdefault(pending[uid], []).append(
-                    (dst.id, nuid, dst_cur, maildir.file_name(nbase, ninfo))
+                    (dst.id, nuid, maildir.file_name(nbase, ninfo))
                 )
                 dates[pending[uid]] = float(when)
             else:
@@ -1318,7 +1403,7 @@ class SqliteMaildirStore:
         if unwritten:
             conn.executemany(
                 "INSERT OR REPLACE INTO unsynced VALUES (?, ?, ?)",
-                [(m, u, body) for body, ts in unwritten.items() for m, u, _d, _n in ts],
+                [(m, u, body) for body, ts in unwritten.items() for m, u, _n in ts],
             )
             items = [
                 Pending(
@@ -1458,8 +1543,9 @@ class SqliteMaildirStore:
                 return
             rel = f"{domain_dir}/{local_dir}"
             home = self.mail_root / rel
+            tx.hold_folders()
             if home.exists():
-                self._evict(home)
+                self._evict(tx, home)
             cur = tx.conn.execute("INSERT INTO accounts (name, dir) VALUES (?, ?)", (account, rel))
             acct = _Acct(int(cur.lastrowid or 0), account, rel, False, 0, [])
             tx.undo.append(lambda: maildir.remove_tree(home))
@@ -1498,6 +1584,7 @@ class SqliteMaildirStore:
             tx.conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (acct.id,))
             tx.conn.execute("DELETE FROM subscriptions WHERE account_id = ?", (acct.id,))
             tx.conn.execute("DELETE FROM accounts WHERE id = ?", (acct.id,))
+            tx.hold_folders()
             home = self.mail_root / acct.dir
             tomb = self.tmp_dir / f"deleted-account-{self._unique.next()}"
             if home.exists():
@@ -1587,6 +1674,25 @@ def _drop_bodies(
         " AND NOT EXISTS (SELECT 1 FROM unsynced WHERE body_id = bodies.id)",
         (_json_ints(bodies),),
     )
+
+
+_CUR_OF_MESSAGE = (
+    "SELECT b.dir, a.dir FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+    " JOIN accounts a ON a.id = b.account_id WHERE m.mailbox_id = ? AND m.uid = ?"
+)
+
+
+def _locate_cur_dir(
+    store: SqliteMaildirStore,
+) -> Callable[[sqlite3.Connection, int, int], str | None]:
+    """For the flusher: the cur/ directory of message (mailbox id, uid) as the committed index
+    has it now (None when the message is gone)."""
+
+    def locate(conn: sqlite3.Connection, mailbox_id: int, uid: int) -> str | None:
+        row = conn.execute(_CUR_OF_MESSAGE, (mailbox_id, uid)).fetchone()
+        return None if row is None else store._cur_dir(row[1], row[0])
+
+    return locate
 
 
 def _json_ints(values: Iterable[int]) -> str:
@@ -1769,17 +1875,22 @@ class SqliteAccountStore:
                 s._copy_rows(tx, acct, src, dst, None, move=True)
                 return
             home = s.maildir_of(acct.dir)
-            for mb in sorted([src, *self._children(tx.conn, old_n)], key=lambda m: m.name):
+            tx.hold_folders()
+            moving = sorted([src, *self._children(tx.conn, old_n)], key=lambda m: m.name)
+            for mb in moving:
                 renamed = new_n + mb.name[len(old_n) :]
                 newdir = names.folder_dir(renamed)
                 oldpath, newpath = home / mb.dir, home / newdir
                 if newpath.exists():
-                    s._evict(newpath)
+                    s._evict(tx, newpath, self._id, newdir)
+                before = dataclasses.replace(mb)
                 old_name = mb.name
                 mb.name, mb.dir = renamed, newdir
                 s._meta(acct, mb, oldpath)  # the folder carries its new name before it moves
                 os.rename(oldpath, newpath)
-                tx.undo.append(lambda o=oldpath, n=newpath: os.rename(n, o))  # type: ignore[misc]
+                tx.undo.append(  # back to its place, with its old name
+                    lambda o=oldpath, n=newpath, b=before: s._unmove(acct, b, n, o)  # type: ignore[misc]
+                )
                 tx.conn.execute(
                     "UPDATE mailboxes SET name = ?, dir = ? WHERE id = ?", (renamed, newdir, mb.id)
                 )
@@ -1895,22 +2006,32 @@ class SqliteAccountStore:
                 raise KeyError(uid)
             return s.folder(row[3], row[2]), row[0], row[1], row[4]
 
-        folder, base, info, body = await s._read(read)
-        if body is not None:  # committed with its bytes, its file maybe not written yet
-            return bytes(body)
-
-        def load() -> bytes:
+        def load(folder: Path, base: str, info: str) -> bytes | None:
             try:
                 with open(folder / "cur" / maildir.file_name(base, info), "rb") as f:
                     return f.read()
             except FileNotFoundError:
                 path = maildir.locate(folder, base, info)
                 if path is None:
-                    raise KeyError(uid) from None  # expunged meanwhile
-                with open(path, "rb") as f:
-                    return f.read()
+                    return None
+                try:
+                    with open(path, "rb") as f:
+                        return f.read()
+                except FileNotFoundError:
+                    return None
 
-        return await asyncio.get_running_loop().run_in_executor(s._io_pool, load)
+        for _attempt in range(5):
+            folder, base, info, body = await s._read(read)
+            if body is not None:  # committed with its bytes, its file maybe not written yet
+                return bytes(body)
+            data = await asyncio.get_running_loop().run_in_executor(
+                s._io_pool, load, folder, base, info
+            )
+            if data is not None:
+                return data
+            # expunged meanwhile (the row is gone: KeyError above), or its folder was renamed
+            # between the lookup and the read: look again
+        raise KeyError(uid)
 
     async def set_flags(
         self,

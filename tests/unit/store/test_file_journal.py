@@ -1,0 +1,188 @@
+"""Issue 10: the file work that follows a COMMIT works out every path from the index when it acts,
+so no rename, copy or move in between can lose an acknowledged message, and a crash mid-rename
+is rolled back to what the index says."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from carteiro.store import maildir
+from carteiro.store.api import StoreError
+from carteiro.store.maintenance import check
+from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+from .workers import ACCOUNT, make_message
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteMaildirStore]:
+    s = SqliteMaildirStore(tmp_path / "data")
+    await s.create_account(ACCOUNT)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def hold_flusher(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    from carteiro.store import flusher
+
+    gate = threading.Event()
+    real = flusher.FileFlusher._write
+
+    def slow(self: flusher.FileFlusher, item: flusher.Pending) -> None:
+        gate.wait(20)
+        real(self, item)
+
+    monkeypatch.setattr(flusher.FileFlusher, "_write", slow)
+    return gate
+
+
+async def _all_read_back(store: SqliteMaildirStore, name: str, bodies: list[bytes]) -> None:
+    acct = await store.account(ACCOUNT)
+    info, metas = await acct.open_mailbox(name)
+    assert len(metas) == len(bodies)
+    got = [await acct.read_message(info.id, m.uid) for m in metas]
+    assert got == bodies
+
+
+async def test_rename_before_the_flush_loses_nothing(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = hold_flusher(monkeypatch)
+    acct = await store.account(ACCOUNT)
+    await acct.create_mailbox("A/child")
+    bodies = [make_message(str(i), 300) for i in range(40)]
+    for i, b in enumerate(bodies):
+        await acct.append("A" if i % 2 == 0 else "A/child", b)
+    await acct.rename_mailbox("A", "B")  # the parent and its child move before any file exists
+    await acct.create_mailbox("A")  # a new A at the old place must not receive the files
+    gate.set()
+    await store.flush_files()
+    await _all_read_back(store, "B", bodies[0::2])
+    await _all_read_back(store, "B/child", bodies[1::2])
+    assert await acct.open_mailbox("A") is not None
+    home = store.data_dir / "mail" / "example.org" / "alice" / "Maildir"
+    assert list((home / ".A" / "cur").iterdir()) == []
+    assert len(list((home / ".B" / "cur").iterdir())) == 20
+    assert len(list((home / ".B.child" / "cur").iterdir())) == 20
+    report = check(store.data_dir)
+    assert report.ok, report
+
+
+async def test_copy_and_move_targets_renamed_before_the_flush(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = hold_flusher(monkeypatch)
+    acct = await store.account(ACCOUNT)
+    inbox = await acct.get_mailbox("INBOX")
+    bodies = [make_message(str(i), 300) for i in range(6)]
+    for b in bodies:
+        await acct.append("INBOX", b)
+    await acct.create_mailbox("C")
+    await acct.create_mailbox("M")
+    await acct.copy(inbox.id, [1, 2, 3], "C")
+    await acct.move(inbox.id, [4, 5, 6], "M")
+    await acct.rename_mailbox("C", "C2")
+    await acct.rename_mailbox("M", "M2")
+    gate.set()
+    await store.flush_files()
+    await _all_read_back(store, "C2", bodies[:3])
+    await _all_read_back(store, "M2", bodies[3:])
+    await _all_read_back(store, "INBOX", bodies[:3])
+    assert check(store.data_dir).ok
+
+
+async def test_many_appends_then_an_immediate_rename(store: SqliteMaildirStore) -> None:
+    """The reported case: ~200 acknowledged small appends, then RENAME at once (no hold)."""
+    acct = await store.account(ACCOUNT)
+    await acct.create_mailbox("Box")
+    bodies = [make_message(str(i), 200) for i in range(200)]
+    for b in bodies:
+        await acct.append("Box", b)
+    await acct.rename_mailbox("Box", "Box2")
+    await store.flush_files()
+    await _all_read_back(store, "Box2", bodies)
+    assert check(store.data_dir).ok
+
+
+def _kill_mid_rename(data: str) -> None:
+    """Child: rename Work to Done and die after the folder moved, before COMMIT."""
+    import asyncio
+
+    def hook(point: str) -> None:
+        if point == "dirs_synced" and os.environ.get("ARMED") == "1":
+            os._exit(9)
+
+    async def main() -> None:
+        s = SqliteMaildirStore(data, fault_hook=hook)
+        acct = await s.account(ACCOUNT)
+        os.environ["ARMED"] = "1"
+        await acct.rename_mailbox("Work", "Done")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("then", ["rename", "create", "nothing"])
+async def test_kill_9_during_rename_then_retry_hides_nothing(tmp_path: Path, then: str) -> None:
+    import multiprocessing
+
+    data = tmp_path / "data"
+    s = SqliteMaildirStore(data)
+    await s.create_account(ACCOUNT)
+    acct = await s.account(ACCOUNT)
+    await acct.create_mailbox("Work")
+    bodies = [make_message(str(i), 100_000 if i % 2 else 300) for i in range(6)]
+    for b in bodies:
+        await acct.append("Work", b)
+    await s.flush_files()
+    await s.close()
+    proc = multiprocessing.get_context("spawn").Process(target=_kill_mid_rename, args=(str(data),))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 9
+    s = SqliteMaildirStore(data)
+    try:
+        acct = await s.account(ACCOUNT)
+        if then == "rename":
+            await acct.rename_mailbox("Work", "Done")
+            name = "Done"
+        elif then == "create":
+            await acct.create_mailbox("Done")
+            name = "Work"
+        else:
+            name = "Work"
+        await _all_read_back(s, name, bodies)
+        names = {m.name for m in await acct.list_mailboxes()}
+        assert name in names
+        lost = data / "lost+found"
+        assert not lost.exists() or list(lost.iterdir()) == []
+        meta = maildir.read_meta(
+            s.folder("example.org/alice", ".Done" if name == "Done" else ".Work")
+        )
+        assert meta is not None and meta["name"] == name
+    finally:
+        await s.close()
+    assert check(data).ok
+
+
+async def test_evict_refuses_a_folder_a_mailbox_still_uses(store: SqliteMaildirStore) -> None:
+    acct = await store.account(ACCOUNT)
+    await acct.create_mailbox("Work")
+    await acct.append("Work", make_message("x", 300))
+    # simulate an index whose row points at another name's folder (what the old recovery did)
+    conn = sqlite3.connect(store.index_path)
+    conn.execute("UPDATE mailboxes SET dir = '.Done' WHERE name = 'Work'")
+    conn.commit()
+    conn.close()
+    home = store.data_dir / "mail" / "example.org" / "alice" / "Maildir"
+    os.rename(home / ".Work", home / ".Done")
+    with pytest.raises(StoreError, match="belongs to mailbox"):
+        await acct.create_mailbox("Done")
+    assert (home / ".Done").exists()

@@ -12,6 +12,8 @@ import os
 from array import array
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from errno import EDQUOT as _EDQUOT
+from errno import ENOSPC as _ENOSPC
 from typing import NamedTuple, Protocol, Union
 
 # System flags (RFC 3501 2.3.2). \Recent is session state, not stored.
@@ -69,6 +71,33 @@ class OverQuota(StoreError):
     pass
 
 
+class StorageFull(StoreError):
+    """No room to write: the filesystem holding the data is full (ENOSPC) or the system user's
+    disk quota is reached (EDQUOT). Not a bug and not the account's mail quota (OverQuota): a
+    condition an operator fixes, so protocols answer it with their "insufficient storage" codes
+    and a reason (SMTP 452 4.3.1, IMAP NO [LIMIT] / [OVERQUOTA], POP3 -ERR [SYS/TEMP]). Nothing
+    of the refused request was stored.
+    """
+
+    def __init__(self, reason: str = "", errno: int = _ENOSPC) -> None:
+        super().__init__(reason or os.strerror(errno))
+        self.errno = errno
+
+    @property
+    def quota(self) -> bool:
+        """A disk quota (EDQUOT): freeing space in the account helps; on a full disk it may not."""
+        return self.errno == _EDQUOT
+
+    @classmethod
+    def from_error(cls, e: BaseException) -> StorageFull | None:
+        """`e` itself when it is one; an OSError with errno ENOSPC or EDQUOT as one; else None."""
+        if isinstance(e, StorageFull):
+            return e
+        if isinstance(e, OSError) and e.errno in (_ENOSPC, _EDQUOT):
+            return cls(e.strerror or "", e.errno)
+        return None
+
+
 class FlagOp(enum.Enum):
     ADD = "+"
     REMOVE = "-"
@@ -113,6 +142,20 @@ class UidFlags(NamedTuple):
     uids: array[int]  # typecode "I" (UIDs are 32-bit, RFC 3501 2.3.1.1)
     flags: list[frozenset[str]]
     modseqs: array[int]  # typecode "Q"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDelta:
+    """What changed in a mailbox after MODSEQ `since`, from one snapshot: the change feed's data
+    (events are only wake-ups). `changed`: messages whose MODSEQ is greater (new or with new
+    flags), in UID order; `expunged`: UIDs expunged after it. `complete` is False when the
+    expunge history no longer reaches back to `since` (pruned: docs/store.md): the caller then
+    compares the whole mailbox instead (with since=0 every message is in `changed`)."""
+
+    highestmodseq: int
+    changed: list[MessageMeta]
+    expunged: list[int]
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +321,11 @@ class AccountStore(Protocol):
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
         """Messages whose MODSEQ is greater than `modseq`, in UID order."""
+        ...
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
+        """Everything that changed in the mailbox after `modseq`, in commit order's terms (one
+        snapshot). Raises MailboxNotFound."""
         ...
 
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:

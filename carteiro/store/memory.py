@@ -27,6 +27,7 @@ from carteiro.store.api import (
     FlagsChanged,
     MailboxChanged,
     MailboxCounts,
+    MailboxDelta,
     MailboxExists,
     MailboxInfo,
     MailboxNotEmpty,
@@ -109,6 +110,13 @@ class MemoryMailStore:
         self._next_id = 1
         self.hub = ChangeHub()
         self._locks: set[str] = set()
+        # A fault hook for tests: while set, every write raises it (e.g. StorageFull or
+        # OSError(ENOSPC), as a full disk does) and changes nothing; reads go on working.
+        self.fail_writes_with: BaseException | None = None
+
+    def check_write(self) -> None:
+        if self.fail_writes_with is not None:
+            raise self.fail_writes_with
 
     # ---- MailStore ----
 
@@ -144,6 +152,7 @@ class MemoryMailStore:
     async def deliver(
         self, deliveries: Sequence[Delivery], source: MessageSource
     ) -> list[AppendResult]:
+        self.check_write()
         data = _read_source(source)
         targets: list[tuple[_Account, _Mailbox, frozenset[str], float]] = []
         for d in deliveries:  # validate everything before changing anything: all or none
@@ -249,6 +258,7 @@ class MemoryAccountStore:
         return info, (await self.list_messages(info.id) if info.selectable else [])
 
     async def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
+        self._store.check_write()
         acct = self._acct()
         name = names.normalize_mailbox_name(name)
         existing = acct.mailboxes.get(name)
@@ -270,6 +280,7 @@ class MemoryAccountStore:
         return self._store._info(acct, mbox)
 
     async def delete_mailbox(self, name: str) -> None:
+        self._store.check_write()
         acct = self._acct()
         name = names.normalize_mailbox_name(name)
         if name == names.INBOX:
@@ -316,6 +327,7 @@ class MemoryAccountStore:
         return events
 
     async def rename_mailbox(self, old: str, new: str) -> None:
+        self._store.check_write()
         acct = self._acct()
         old = names.normalize_mailbox_name(old)
         new = names.normalize_mailbox_name(new)
@@ -361,6 +373,7 @@ class MemoryAccountStore:
         self._publish(events)
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        self._store.check_write()
         acct = self._acct()
         name = names.normalize_mailbox_name(name)
         if subscribed:
@@ -390,6 +403,7 @@ class MemoryAccountStore:
         flags: Iterable[str] = (),
         internaldate: float | None = None,
     ) -> AppendResult:
+        self._store.check_write()
         acct = self._acct()
         data = _read_source(source)
         mbox = self._store._mailbox_by_name(acct, mailbox)
@@ -410,6 +424,14 @@ class MemoryAccountStore:
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
         return [m.meta() for m in self._mbox(mailbox_id).messages.values() if m.modseq > modseq]
 
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
+        mbox = self._mbox(mailbox_id)
+        return MailboxDelta(
+            mbox.highestmodseq,
+            [m.meta() for m in mbox.messages.values() if m.modseq > modseq],
+            sorted({u for u, ms in mbox.expunged if ms > modseq}),
+        )
+
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:
         try:
             mbox = self._mbox(mailbox_id)
@@ -425,6 +447,7 @@ class MemoryAccountStore:
         flags: Iterable[str],
         unchangedsince: int | None = None,
     ) -> tuple[list[MessageMeta], list[int]]:
+        self._store.check_write()
         mbox = self._mbox(mailbox_id)
         wanted = normalize_flags(flags)
         changes: list[tuple[_Message, frozenset[str]]] = []
@@ -461,6 +484,7 @@ class MemoryAccountStore:
         return uids
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        self._store.check_write()
         mbox = self._mbox(mailbox_id)
         allowed = None if uids is None else set(uids)
         doomed = [
@@ -471,6 +495,7 @@ class MemoryAccountStore:
         return self._remove(mbox, doomed)
 
     async def delete_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        self._store.check_write()
         mbox = self._mbox(mailbox_id)
         return self._remove(mbox, sorted(set(uids) & mbox.messages.keys()))
 
@@ -495,10 +520,12 @@ class MemoryAccountStore:
         return dst, CopyResult(dst.uidvalidity, tuple(pairs))
 
     async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
+        self._store.check_write()
         src = self._mbox(src_mailbox_id)
         return self._copy(src, uids, dst)[1]
 
     async def move(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
+        self._store.check_write()
         src = self._mbox(src_mailbox_id)
         _, result = self._copy(src, uids, dst)
         self._remove(src, [s for s, _ in result.pairs])

@@ -3,11 +3,12 @@
 Items answered from the view's metadata (UID, FLAGS, INTERNALDATE, RFC822.SIZE) need no message
 read; a bulk fast path renders ``FETCH 1:* (UID FLAGS)`` for 100,000 messages in one pass.
 Other items read the message once per FETCH, parsed through the shared cache. A non-PEEK body
-item sets \\Seen first and the response reports the new FLAGS.
+item sets \\Seen on the messages it could read and the response reports the new FLAGS.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Set as AbstractSet
 
 from carteiro.mail import fetch as mf
@@ -18,10 +19,17 @@ from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import fetch as pf
 from carteiro.servers.imap import render
 from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
-from carteiro.store.api import SEEN, FlagOp, MessageMeta
+from carteiro.servers.storage_errors import log_storage_full, storage_full
+from carteiro.store.api import SEEN, FlagOp, MessageMeta, StorageFull
+
+log = logging.getLogger("carteiro.imap")
 
 _UNSUPPORTED = frozenset({pf.MODSEQ, pf.EMAILID, pf.THREADID, pf.SAVEDATE})
 _FLAGS = pf.FetchAttr(pf.FLAGS)
+# Messages read before \Seen is set on them in one store call: few calls for a big FETCH,
+# bounded memory for big messages.
+SEEN_BATCH = 64
+SEEN_BATCH_OCTETS = 4 << 20
 
 
 @command(c.Fetch, min_state=State.SELECTED)
@@ -46,26 +54,63 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
         await s.maybe_flush()
         return ok("Fetch completed.")
 
-    # RFC 9051 6.4.5: BODY[...] (not PEEK), BINARY[...], RFC822 and RFC822.TEXT set \Seen.
-    newly_seen: set[int] = set()
-    if not view.readonly and any(a.sets_seen for a in attrs):
-        unseen = [
-            view.uids[i]
-            for i in idx
-            if SEEN not in view.metas[i].flags and not view.is_expunged(view.uids[i])
-        ]
-        if unseen:
-            changed, _ = await s.store.set_flags(view.id, unseen, FlagOp.ADD, [SEEN])
-            view.apply_flags(changed)
-            newly_seen = {m.uid for m in changed}
-    add_flags = bool(newly_seen) and not any(a.kind == pf.FLAGS for a in attrs)
+    # RFC 9051 6.4.5: BODY[...] (not PEEK), BINARY[...], RFC822 and RFC822.TEXT set \Seen, as a
+    # consequence of returning the body: so messages are read first, a batch at a time, and
+    # \Seen is set on those whose bytes were read, before their responses are written.
+    sets_seen = not view.readonly and any(a.sets_seen for a in attrs)
+    has_flags = any(a.kind == pf.FLAGS for a in attrs)
     parse = mf.needs_parse(attrs)
     cache = s.server.cache
     store = s.store
-    missing = 0
+    gone: list[int] = []  # UIDs the store no longer has (or cannot find the file of)
+    unreadable = 0
     unknown_cte: str | None = None
     recent = view.recent if not s.rev2 else frozenset()
     utf8 = s.utf8
+    batch: list[tuple[int, Message | bytes]] = []
+    batch_octets = 0
+
+    async def write_batch() -> None:
+        nonlocal sets_seen, unknown_cte, batch_octets
+        newly_seen: set[int] = set()
+        if sets_seen:
+            unseen = [
+                view.uids[i]
+                for i, _ in batch
+                if SEEN not in view.metas[i].flags and not view.is_expunged(view.uids[i])
+            ]
+            if unseen:
+                try:
+                    changed, _ = await store.set_flags(view.id, unseen, FlagOp.ADD, [SEEN])
+                except (StorageFull, OSError) as e:
+                    full = storage_full(e)
+                    if full is None:
+                        raise
+                    # Reading mail needs no room: the bodies go out without \Seen (nor a
+                    # FLAGS item claiming it), and no further attempt in this FETCH.
+                    log_storage_full(log, f"imap {s.account}", "FETCH setting \\Seen", full)
+                    sets_seen = False
+                else:
+                    view.apply_flags(changed)
+                    newly_seen = {m.uid for m in changed}
+        for i, msg in batch:
+            meta = view.metas[i]
+            items: list[bytes] = []
+            for a in attrs:
+                item = _item(a, meta, msg, recent, utf8)
+                if isinstance(item, UnknownCte):
+                    unknown_cte = item.encoding
+                    continue
+                items.append(item)
+            if not has_flags and meta.uid in newly_seen:
+                items.append(_item(_FLAGS, meta, msg, recent, utf8))  # type: ignore[arg-type]
+            if not items:
+                continue  # RFC 9051 7.5.2 msg-att has at least one item: no empty "FETCH ()"
+            s.out += b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n"
+            await s.maybe_flush()
+        batch.clear()
+        batch_octets = 0
+
     for i in idx:
         meta = view.metas[i]
         try:
@@ -76,26 +121,51 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
             else:
                 msg = mf.whole(await store.read_message(view.id, meta.uid))
         except KeyError:
-            missing += 1  # expunged by another session, not yet announced here
+            gone.append(meta.uid)
             continue
-        items: list[bytes] = []
-        for a in attrs:
-            item = _item(a, meta, msg, recent, utf8)
-            if isinstance(item, UnknownCte):
-                unknown_cte = item.encoding
-                continue
-            items.append(item)
-        if add_flags and meta.uid in newly_seen:
-            items.append(_item(_FLAGS, meta, msg, recent, utf8))  # type: ignore[arg-type]
-        if not items:
-            continue  # RFC 9051 7.5.2 msg-att has at least one item: no empty "FETCH ()"
-        s.out += b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n"
-        await s.maybe_flush()
+        except OSError as e:
+            if isinstance(e, ConnectionError):
+                raise
+            unreadable += 1
+            log.warning(
+                "imap %s: cannot read mailbox %d uid %d: %s", s.account, view.id, meta.uid, e
+            )
+            continue
+        batch.append((i, msg))
+        batch_octets += meta.size
+        # Without \Seen to set, each message is written as soon as it is read.
+        if not sets_seen or len(batch) >= SEEN_BATCH or batch_octets >= SEEN_BATCH_OCTETS:
+            await write_batch()
+    if batch:
+        await write_batch()
+    if gone:
+        unreadable += await _still_listed(s, gone)
+    if unreadable:
+        # As Dovecot: what could be read was returned; the rest is the server's fault (an
+        # indexed message whose file is missing or unreadable), not the client's.
+        return no("Some messages could not be FETCHed; see the server log", "SERVERBUG")
     if unknown_cte is not None:
         return no(f"Unknown Content-Transfer-Encoding {unknown_cte}", "UNKNOWN-CTE")
-    if missing:
+    if gone:
         return no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
     return ok("Fetch completed.")
+
+
+async def _still_listed(s: Session, uids: list[int]) -> int:
+    """How many of `uids`, which could not be read, the store still lists: not expunged by
+    another session but missing their bytes (logged). Asked only after such a failure."""
+    view = s.view
+    assert view is not None and s.store is not None
+    listed = set((await s.store.list_uids_flags(view.id)).uids)
+    missing = [u for u in uids if u in listed]
+    for uid in missing:
+        log.warning(
+            "imap %s: mailbox %d uid %d is indexed but its message cannot be found",
+            s.account,
+            view.id,
+            uid,
+        )
+    return len(missing)
 
 
 def _fetch_meta(s: Session, idx: list[int], attrs: tuple[pf.FetchAttr, ...]) -> None:

@@ -32,6 +32,7 @@ from carteiro.proto.imap.receiver import (
 )
 from carteiro.proto.imap.sets import SequenceSet
 from carteiro.servers.imap import render
+from carteiro.servers.storage_errors import log_storage_full, storage_full
 from carteiro.store.api import (
     AccountStore,
     ChangeSubscription,
@@ -39,6 +40,7 @@ from carteiro.store.api import (
     MailboxExists,
     MailboxNotFound,
     OverQuota,
+    StorageFull,
     StoreError,
 )
 
@@ -363,10 +365,13 @@ class Session:
             res = no(f"Invalid mailbox name: {_reason(e)}", "CANNOT")
         except OverQuota:
             res = no("Quota exceeded", "OVERQUOTA")
+        except (StorageFull, OSError) as e:
+            full = storage_full(e)
+            if full is None:
+                raise  # the connection failed: run()'s caller closes it
+            res = self.storage_refusal(type(req).__name__.upper(), full)
         except StoreError as e:
             res = no(_reason(e) or "Operation failed", "CANNOT")
-        except (ConnectionError, OSError):
-            raise
         except Exception:
             log.exception("imap: %s: command %s failed", self.conn.peer_ip, type(req).__name__)
             res = no("Internal error", "SERVERBUG")
@@ -379,6 +384,15 @@ class Session:
             self.tagged(tag, res)
         if self.state is State.LOGOUT:
             raise Closing
+
+    def storage_refusal(self, what: str, e: StorageFull) -> Result:
+        """A write found no room: logged once, answered with a reason; the session goes on.
+        RFC 5530 3: [OVERQUOTA] when a disk quota was hit (freeing space helps), [LIMIT] for a
+        full disk; [SERVERBUG] is for bugs, which this is not."""
+        log_storage_full(log, f"imap {self.account or self.conn.peer_ip}", what, e)
+        if e.quota:
+            return no("Disk quota exceeded", "OVERQUOTA")
+        return no("Insufficient storage on the server; try again later", "LIMIT")
 
     async def next_event(self) -> Event:
         """The next receiver event, reading from the client as needed (AUTHENTICATE, IDLE)."""

@@ -1,7 +1,9 @@
 """One IMAP session's view of its selected mailbox: MSN <-> UID, flags, \\Recent, pending changes.
 
-Fed with the account's change events; applies them only when the session calls `sync()`, and
-announces an expunge only when the caller says the current command allows it (RFC 3501 7.4.1,
+Woken by the account's change events, it catches up when the session calls `sync()` by asking the
+store what changed since the MODSEQ it last saw (one snapshot, in commit order): events are only
+wake-ups, so one that comes late or out of order (another process's) costs nothing but a moment.
+It announces an expunge only when the caller says the current command allows it (RFC 3501 7.4.1,
 RFC 9051 7.5.1), so message sequence numbers never drift between client and server.
 Never renders protocol bytes; never touches storage except through the AccountStore.
 """
@@ -90,13 +92,13 @@ class MailboxView:
     __slots__ = (
         "_events",
         "_expunged",
-        "_floor",
         "_own",
         "account",
         "deleted",
         "info",
         "keywords",
         "metas",
+        "modseq",
         "readonly",
         "recent",
         "registry",
@@ -123,9 +125,9 @@ class MailboxView:
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
         self._own: dict[int, MessageMeta] = {}  # appended by this session, event not yet seen
         last = self.uids[-1] if self.uids else 0
-        # A MessageAdded below this UID was committed before list_messages(): already known,
-        # or added and expunged before the snapshot.
-        self._floor = max(info.uidnext, last + 1)
+        # what the view has caught up to: the store's changes after it are what sync() applies
+        # (an `info` read before `metas` only makes sync() look again at what it already has)
+        self.modseq = info.highestmodseq
         self.keywords: set[str] = set()
         for flags in {m.flags for m in metas}:
             self.keywords.update(f for f in flags if not f.startswith("\\"))
@@ -247,13 +249,14 @@ class MailboxView:
         return bool(self._events or self._expunged)
 
     async def sync(self, allow_expunge: bool, rev2: bool = False) -> Updates:
-        """Apply queued events and say what to announce now. Expunges wait for a command that
-        allows them; flag changes and new messages are announced at once."""
+        """Catch up with the store if an event says something happened, and say what to announce
+        now. Expunges wait for a command that allows them; flag changes and new messages are
+        announced at once."""
         events, self._events = self._events, []
         upd = Updates()
-        added: dict[int, int] = {}  # uid -> modseq of messages to fetch
         dirty: dict[int, None] = {}
         resync = False
+        mine: list[MessageAdded | MessagesExpunged | FlagsChanged] = []
         for ev in events:
             if isinstance(ev, Resync):
                 if ev.mailbox_id is None or ev.mailbox_id == self.info.id:
@@ -261,48 +264,27 @@ class MailboxView:
                 continue
             if ev.mailbox_id != self.info.id:
                 continue
-            if isinstance(ev, MessageAdded):
-                if ev.uid >= self._floor:
-                    added[ev.uid] = ev.modseq
-            elif isinstance(ev, MessagesExpunged):
-                for u in ev.uids:
-                    if added.pop(u, None) is None and self.index_of(u) is not None:
-                        self._expunged.add(u)
-            elif isinstance(ev, FlagsChanged):
-                self._own.pop(ev.uid, None)  # changed since our APPEND: ask the store
-                i = self.index_of(ev.uid)
-                if i is not None and ev.modseq > self.metas[i].modseq:
-                    old = self.metas[i]
-                    if old.flags != ev.flags:
-                        dirty[ev.uid] = None
-                    self.metas[i] = MessageMeta(
-                        ev.uid, ev.flags, ev.modseq, old.internaldate, old.size
-                    )
-                    if self._note_keywords(ev.flags):
-                        upd.new_keywords = True
-            elif isinstance(ev, MailboxChanged) and ev.kind == "deleted":
-                # The selected mailbox is gone: every message in it is expunged.
-                self.deleted = True
-                self._expunged.update(self.uids)
-                added.clear()
-                upd.mailbox_gone = True
+            if isinstance(ev, MailboxChanged):
+                if ev.kind == "deleted":
+                    # The selected mailbox is gone: every message in it is expunged.
+                    self.deleted = True
+                    self._expunged.update(self.uids)
+                    upd.mailbox_gone = True
+                continue
+            mine.append(ev)
         new_metas: list[MessageMeta] = []
-        if resync and not self.deleted:
-            new_metas = await self._resync(dirty, upd)
-        elif added:
-            own = self._own
-            if all(u in own and own[u].modseq == ms for u, ms in added.items()):
-                changed = [own[u] for u in added]  # our own APPENDs, unchanged since
-            else:
-                try:
-                    changed = await self.store.changed_since(self.info.id, min(added.values()) - 1)
-                except Exception:  # the mailbox vanished under us: a later event says so
-                    log.debug("changed_since failed for mailbox %d", self.info.id, exc_info=True)
-                    changed = []
-            last = self.max_uid
-            new_metas = [m for m in changed if m.uid in added and m.uid > last]
-            for u in added:
-                own.pop(u, None)
+        if self.deleted:
+            pass
+        elif resync:
+            new_metas = await self._catch_up(0, dirty, upd)
+        elif mine:
+            applied = self._apply_chain(mine, dirty, upd)
+            new_metas = (
+                applied if applied is not None else await self._catch_up(self.modseq, dirty, upd)
+            )
+            for ev in mine:
+                if isinstance(ev, MessageAdded):
+                    self._own.pop(ev.uid, None)
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
             upd.expunged = self._remove(gone)
@@ -315,26 +297,94 @@ class MailboxView:
         upd.flags.sort(key=lambda t: t[0])
         return upd
 
-    async def _resync(self, dirty: dict[int, None], upd: Updates) -> list[MessageMeta]:
-        """The feed lost events: compare with the store. Returns messages to append."""
-        try:
-            now = await self.store.list_messages(self.info.id)
-        except Exception:
-            log.debug("resync of mailbox %d failed", self.info.id, exc_info=True)
-            return []
+    def _apply_chain(
+        self,
+        events: list[MessageAdded | MessagesExpunged | FlagsChanged],
+        dirty: dict[int, None],
+        upd: Updates,
+    ) -> list[MessageMeta] | None:
+        """Apply events directly when they are the whole story: their MODSEQs follow the view's
+        without a gap and every added message is known (our own APPEND). Else None: the caller
+        asks the store. Returns the new messages."""
+        mods = sorted({ev.modseq for ev in events})
+        if mods[0] != self.modseq + 1 or mods[-1] - self.modseq != len(mods):
+            return None
+        for ev in events:
+            if isinstance(ev, MessageAdded) and ev.uid not in self._own:
+                return None
+        pending: dict[int, MessageMeta] = {}
         last = self.max_uid
-        current = {m.uid: m for m in now}
-        for i, uid in enumerate(self.uids):
-            m = current.get(uid)
-            if m is None:
-                self._expunged.add(uid)
-            elif m.modseq != self.metas[i].modseq or m.flags != self.metas[i].flags:
-                if m.flags != self.metas[i].flags:
-                    dirty[uid] = None
-                self.metas[i] = m
-                if self._note_keywords(m.flags):
-                    upd.new_keywords = True
-        return [m for m in now if m.uid > last]
+        for ev in sorted(events, key=lambda e: e.modseq):
+            if isinstance(ev, MessageAdded):
+                meta = self._own[ev.uid]
+                if meta.modseq != ev.modseq or ev.uid <= last:
+                    return None  # (nothing was changed yet: the checks above come first)
+        for ev in sorted(events, key=lambda e: e.modseq):
+            if isinstance(ev, MessageAdded):
+                pending[ev.uid] = self._own[ev.uid]
+            elif isinstance(ev, MessagesExpunged):
+                for u in ev.uids:
+                    if pending.pop(u, None) is None and self.index_of(u) is not None:
+                        self._expunged.add(u)
+            else:
+                p = pending.get(ev.uid)
+                if p is not None:
+                    pending[ev.uid] = MessageMeta(
+                        ev.uid, ev.flags, ev.modseq, p.internaldate, p.size
+                    )
+                    continue
+                i = self.index_of(ev.uid)
+                if i is not None and ev.modseq > self.metas[i].modseq:
+                    old = self.metas[i]
+                    if old.flags != ev.flags:
+                        dirty[ev.uid] = None
+                    self.metas[i] = MessageMeta(
+                        ev.uid, ev.flags, ev.modseq, old.internaldate, old.size
+                    )
+                    if self._note_keywords(ev.flags):
+                        upd.new_keywords = True
+        self.modseq = mods[-1]
+        return sorted(pending.values(), key=lambda m: m.uid)
+
+    async def _catch_up(
+        self, since: int, dirty: dict[int, None], upd: Updates
+    ) -> list[MessageMeta]:
+        """Apply what the store says changed after MODSEQ `since` (0: compare everything).
+        Returns the new messages, to append in UID order."""
+        try:
+            delta = await self.store.changes_since(self.info.id, since)
+            if not delta.complete:  # the expunge history was pruned past `since`
+                since = 0
+                delta = await self.store.changes_since(self.info.id, 0)
+        except Exception:  # the mailbox vanished under us: its deletion event says so
+            log.debug("catching up mailbox %d failed", self.info.id, exc_info=True)
+            return []
+        if since == 0:
+            present = {m.uid for m in delta.changed}
+            self._expunged.update(u for u in self.uids if u not in present)
+        else:
+            for uid in delta.expunged:
+                if self.index_of(uid) is not None:
+                    self._expunged.add(uid)
+        last = self.max_uid
+        new: list[MessageMeta] = []
+        for m in delta.changed:
+            i = self.index_of(m.uid)
+            if i is not None:
+                old = self.metas[i]
+                if m.modseq > old.modseq:
+                    if m.flags != old.flags:
+                        dirty[m.uid] = None
+                    self.metas[i] = m
+                    if self._note_keywords(m.flags):
+                        upd.new_keywords = True
+            elif m.uid > last:
+                new.append(m)
+            else:
+                # below our highest UID yet unknown: cannot happen while UIDs commit in order
+                log.warning("mailbox %d: UID %d appeared below %d", self.info.id, m.uid, last)
+        self.modseq = max(self.modseq, delta.highestmodseq)
+        return new
 
     def _append(self, new: Sequence[MessageMeta], upd: Updates) -> None:
         new = sorted(new, key=lambda m: m.uid)
@@ -344,7 +394,6 @@ class MailboxView:
             if self._note_keywords(m.flags):
                 upd.new_keywords = True
         last = self.uids[-1]
-        self._floor = max(self._floor, last + 1)
         if not self.readonly:
             before = self.registry.claim(self.account, self.info.id, last, new[0].uid - 1)
             self.recent.update(m.uid for m in new if m.uid > before)

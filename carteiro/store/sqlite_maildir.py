@@ -37,6 +37,7 @@ from carteiro.store.api import (
     FlagsChanged,
     MailboxChanged,
     MailboxCounts,
+    MailboxDelta,
     MailboxExists,
     MailboxInfo,
     MailboxNotEmpty,
@@ -65,6 +66,10 @@ SCHEMA_VERSION = 1
 UID_LEASE = 10_000
 MODSEQ_LEASE = 1_000_000
 CHANGES_KEEP = 200_000  # changes log rows kept for cross-process feeds
+# Expunge history kept per mailbox (for the change feed and QRESYNC's VANISHED): past this many
+# rows the oldest half goes and the mailbox's horizon moves up. A session or client that last
+# synchronised before the horizon gets a full comparison instead of a delta.
+EXPUNGED_KEEP = 50_000
 FILENAME_SYNC_CHUNK = 500
 SYNC_PER_THREAD = 3  # items per thread in an fsync round (fewer threads woken, same merging)
 GATHER_MIN = 4  # batch size from which the writer waits a moment for the next batch to fill
@@ -141,6 +146,10 @@ CREATE TABLE IF NOT EXISTS pending_unlink (path TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty_files (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+-- The expunge history of a mailbox is kept back to `modseq` (older rows pruned: docs/store.md).
+CREATE TABLE IF NOT EXISTS expunge_horizon (
+    mailbox_id INTEGER PRIMARY KEY, modseq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
 -- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
 -- process `token`); recovery rewrites their files from these bytes. `unsynced` names every
@@ -743,6 +752,7 @@ class SqliteMaildirStore:
                         "DELETE FROM changes WHERE id <= (SELECT max(id) FROM changes) - ?",
                         (CHANGES_KEEP,),
                     )
+                    prune_expunged(conn, EXPUNGED_KEEP)
                 if self._done_unlinks:
                     conn.executemany(
                         "DELETE FROM pending_unlink WHERE path = ?",
@@ -1329,7 +1339,7 @@ class SqliteMaildirStore:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
         conn = tx.conn
         tx.hold_folders()
-        for table in ("messages", "expunged", "dirty_files", "listings"):
+        for table in ("messages", "expunged", "expunge_horizon", "dirty_files", "listings"):
             conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mb.id,))
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
         if mb.dir:
@@ -1577,7 +1587,7 @@ class SqliteMaildirStore:
                     "SELECT id FROM mailboxes WHERE account_id = ?", (acct.id,)
                 )
             ]
-            for table in ("messages", "expunged", "dirty_files", "listings"):
+            for table in ("messages", "expunged", "expunge_horizon", "dirty_files", "listings"):
                 tx.conn.executemany(
                     f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in ids]
                 )
@@ -1693,6 +1703,25 @@ def _locate_cur_dir(
         return None if row is None else store._cur_dir(row[1], row[0])
 
     return locate
+
+
+def prune_expunged(conn: sqlite3.Connection, keep: int) -> None:
+    """Bound the expunge history: a mailbox with more than `keep` rows keeps the newest half, and
+    its horizon (the MODSEQ from which its history is whole) moves up to the oldest row dropped."""
+    for (mailbox_id,) in conn.execute(
+        "SELECT mailbox_id FROM expunged GROUP BY mailbox_id HAVING count(*) > ?", (keep,)
+    ).fetchall():
+        cut = conn.execute(
+            "SELECT modseq FROM expunged WHERE mailbox_id = ? ORDER BY modseq DESC LIMIT 1"
+            " OFFSET ?",
+            (mailbox_id, keep // 2),
+        ).fetchone()[0]
+        conn.execute("DELETE FROM expunged WHERE mailbox_id = ? AND modseq <= ?", (mailbox_id, cut))
+        conn.execute(
+            "INSERT INTO expunge_horizon (mailbox_id, modseq) VALUES (?, ?) ON CONFLICT"
+            " (mailbox_id) DO UPDATE SET modseq = max(modseq, excluded.modseq)",
+            (mailbox_id, cut),
+        )
 
 
 def _json_ints(values: Iterable[int]) -> str:
@@ -1974,6 +2003,32 @@ class SqliteAccountStore:
 
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
         return await self._s._read(self._changed, mailbox_id, modseq)
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
+        if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)
+            return await self._s._read_quick(self._delta, mailbox_id, modseq)
+        return await self._s._read(self._delta, mailbox_id, modseq)
+
+    def _delta(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> MailboxDelta:
+        mb = self._s._mbox_by_id(conn, self._id, mailbox_id)
+        if modseq >= mb.highestmodseq:
+            return MailboxDelta(mb.highestmodseq, [], [])
+        horizon = conn.execute(
+            "SELECT modseq FROM expunge_horizon WHERE mailbox_id = ?", (mailbox_id,)
+        ).fetchone()
+        rows = conn.execute(
+            SELECT_ROWS + " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq)
+        ).fetchall()
+        gone = conn.execute(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            (mailbox_id, modseq),
+        ).fetchall()
+        return MailboxDelta(
+            mb.highestmodseq,
+            metas_from_rows(rows, self._s._codec),
+            [r[0] for r in gone],
+            horizon is None or modseq >= horizon[0],
+        )
 
     def _list(self, conn: sqlite3.Connection, mailbox_id: int) -> list[MessageMeta]:
         s = self._s

@@ -1,0 +1,67 @@
+"""Issue 10 point 3: events are wake-ups, the store's changes since a MODSEQ are the data. A
+delivery by another process whose event arrives after this process's own APPEND is not lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carteiro.mail.imap_view import MailboxView, RecentRegistry
+from carteiro.store.api import AppendResult, MessageAdded, MessageMeta
+from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+ACCT = "alice@example.test"
+
+
+def msg(n: int) -> bytes:
+    return f"Subject: m{n}\r\n\r\nbody {n}\r\n".encode()
+
+
+async def test_late_event_from_another_process_is_not_lost(tmp_path: Path) -> None:
+    here = SqliteMaildirStore(tmp_path / "data")
+    other = SqliteMaildirStore(tmp_path / "data")  # as `carteiro deliver` would open it
+    try:
+        await here.create_account(ACCT)
+        a = await here.account(ACCT)
+        b = await other.account(ACCT)
+        await a.append("INBOX", msg(0))
+        view = await MailboxView.open(a, "INBOX", False, RecentRegistry())
+        assert list(view.uids) == [1]
+        theirs = await b.append("INBOX", msg(1))  # its event has not reached us yet
+        ours: AppendResult = await a.append("INBOX", msg(2))
+        assert (theirs.uid, ours.uid) == (2, 3)
+        view.note_appended(MessageMeta(ours.uid, frozenset(), ours.modseq, 0.0, len(msg(2))))
+        view.feed([MessageAdded(ACCT, view.id, ours.uid, ours.modseq)])
+        upd = await view.sync(allow_expunge=True)
+        assert upd.exists == 3 and list(view.uids) == [1, 2, 3]
+        # the late event changes nothing more
+        view.feed([MessageAdded(ACCT, view.id, theirs.uid, theirs.modseq)])
+        upd = await view.sync(allow_expunge=True)
+        assert not upd and list(view.uids) == [1, 2, 3]
+    finally:
+        await other.close()
+        await here.close()
+
+
+async def test_own_appends_in_sequence_need_no_store_read(tmp_path: Path) -> None:
+    store = SqliteMaildirStore(tmp_path / "data")
+    try:
+        await store.create_account(ACCT)
+        a = await store.account(ACCT)
+        view = await MailboxView.open(a, "INBOX", False, RecentRegistry())
+        calls = 0
+        real = a.changes_since
+
+        async def counting(mailbox_id: int, modseq: int):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await real(mailbox_id, modseq)
+
+        a.changes_since = counting  # type: ignore[method-assign]
+        for i in range(3):
+            r = await a.append("INBOX", msg(i))
+            view.note_appended(MessageMeta(r.uid, frozenset(), r.modseq, 0.0, len(msg(i))))
+            view.feed([MessageAdded(ACCT, view.id, r.uid, r.modseq)])
+        upd = await view.sync(allow_expunge=True)
+        assert upd.exists == 3 and calls == 0
+    finally:
+        await store.close()

@@ -1,26 +1,41 @@
 """Composition root: configuration -> backends -> services -> listeners.
 
-The only module that names concrete backends. `App.start()` opens the store, directory and queue,
-binds every configured listener (failing fast with a one-line error naming the service and address),
-and `App.stop()` stops accepting, lets in-flight sessions finish for a grace period, then closes.
+The only module that names concrete backends and builds the services (the outbound queue with its
+transport, resolver and local delivery; the protocol servers' context). The CLI calls in here, never
+the other way round. `App.start()` opens the store, directory and queue, binds every configured
+listener (failing fast with a one-line error naming the service and address), and `App.stop()`
+stops accepting, lets in-flight sessions finish for a grace period, then closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import random
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from carteiro.cli_queue import make_queue_service
-from carteiro.config import Config
+from carteiro.config import Config, ConfigError
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.net.listener import Listener, ListenError
 from carteiro.net.tls import server_context
-from carteiro.queue.service import QueueService
+from carteiro.queue.api import Envelope, QueuedRecipient
+from carteiro.queue.local import LocalDelivery, Requeue
+from carteiro.queue.routing import Resolver
+from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
+from carteiro.queue.transport import Reply, TLSPolicy, Transport
 from carteiro.servers.context import ServerContext
 from carteiro.store.api import MailStore
+
+if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
+    from carteiro.mail.deliver import LocalDelivery as MailDelivery
 
 log = logging.getLogger("carteiro")
 
@@ -54,6 +69,143 @@ def listener_factories() -> list[ListenerFactory]:
 
     factories.append(smtpd.listeners)
     return factories
+
+
+class MailLocalDelivery:
+    """The queue's LocalDelivery over the mail layer's (aliases, mbox accounts, plus folders):
+    DSNs and queued local recipients are filed exactly as the SMTP server files mail."""
+
+    def __init__(self, delivery: MailDelivery, tmp_dir: Path, requeue: Requeue | None) -> None:
+        self.delivery = delivery
+        self.tmp_dir = tmp_dir
+        self.requeue = requeue
+
+    def _write(self, data: bytes) -> Path:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="local.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return Path(name)
+
+    async def deliver(self, mail_from: str, recipient: str, data: bytes) -> Reply:
+        from carteiro.mail.deliver import DeliveryError
+
+        try:
+            res = await asyncio.to_thread(self.delivery.resolve, recipient)
+            targets = await self.delivery.targets(res.local_accounts)
+        except DeliveryError as e:
+            return Reply(451 if e.temporary else 550, e.status, e.reason)
+        raw = data
+        requeue = self.requeue
+
+        async def forward() -> None:
+            assert requeue is not None
+            await requeue(Envelope(mail_from, tuple(QueuedRecipient(a) for a in res.remote)), raw)
+
+        if res.remote and requeue is None:
+            return Reply(451, "4.3.0", "cannot forward alias targets")
+        then = forward if res.remote else None
+        if not targets:
+            if then is not None:
+                await then()
+            return Reply(250, "2.0.0", "forwarded")
+        # RFC 5321 4.4: the delivering MTA records the reverse-path in Return-Path.
+        path = await asyncio.to_thread(
+            self._write, f"Return-Path: <{mail_from}>\r\n".encode() + raw
+        )
+        try:
+            await self.delivery.deliver(targets, path, mail_from, then)
+        except DeliveryError as e:
+            return Reply(451 if e.temporary else 550, e.status, e.reason)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return Reply(250, "2.0.0", "delivered locally")
+
+
+def _tls_policy(value: str) -> TLSPolicy:
+    if value in ("opportunistic", "starttls", "implicit", "none"):
+        return value  # type: ignore[return-value]
+    raise ConfigError(f"relay.tls: {value!r} is not one of opportunistic, starttls, implicit, none")
+
+
+def make_queue_service(
+    cfg: Config,
+    store: MailStore,
+    directory: Directory,
+    transport: Transport | None = None,
+    resolver: Resolver | None = None,
+    *,
+    local: LocalDelivery | None = None,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+) -> QueueService:
+    """The outbound queue for `cfg`. transport/resolver default to aiosmtplib and dnspython
+    configured from [queue] and [dns]; `local` to delivery into the store."""
+    from carteiro.mail.deliver import LocalDelivery as MailDelivery
+    from carteiro.mailauth.dkim import DKIMSigner
+    from carteiro.net.control import ControlledQueueService
+    from carteiro.net.dns import DNSResolver
+    from carteiro.net.smtp_client import SMTPClientTransport
+    from carteiro.queue.retry import policy_from
+    from carteiro.queue.routing import Router, RoutingConfig
+    from carteiro.queue.spool import FileSpool
+    from carteiro.queue.worker import QueueWorker, WorkerConfig
+
+    rng = rng or random.Random()
+    if transport is None:
+        transport = SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout)
+    if resolver is None:
+        resolver = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout)
+    static = {d.lower() for d in cfg.domains}
+
+    def is_local(domain: str) -> bool:
+        return domain in static or directory.is_local_domain(domain)
+
+    signer = DKIMSigner(cfg.data_dir, is_local, cfg.dkim.selector) if cfg.dkim.enabled else None
+    spool = FileSpool(cfg.data_dir / QUEUE_DIR, signer=signer, clock=clock)
+    q = cfg.queue
+    inet = cfg.dns.inet_protocols
+    if inet not in ("any", "ipv4", "ipv6"):
+        raise ConfigError(f"dns.inet_protocols: {inet!r} is not one of any, ipv4, ipv6")
+    routing = RoutingConfig(
+        hostname=cfg.hostname,
+        remote_port=q.remote_port,
+        smarthost=cfg.relay.smarthost,
+        relay_tls=_tls_policy(cfg.relay.tls),
+        relay_username=cfg.relay.username,
+        relay_password=cfg.relay.password,
+        transport=dict(cfg.transport),
+        tls_verify=q.tls_verify,
+        cafile=str(cfg.path(q.tls_cafile)) if q.tls_cafile else "",
+        inet_protocols=inet,
+    )
+    router = Router(resolver, routing, is_local, rng, prefer=transport.has_idle)
+    if local is None:
+        mail_delivery = MailDelivery(
+            store,
+            directory,
+            cfg.path(cfg.smtp.mbox_dir),
+            plus_folders=cfg.smtp.plus_folder_delivery,
+        )
+        local = MailLocalDelivery(mail_delivery, spool.root / "tmp", spool.enqueue)
+    worker = QueueWorker(
+        spool,
+        router,
+        transport,
+        local,
+        WorkerConfig(
+            hostname=cfg.hostname,
+            policy=policy_from(q.retry_schedule, q.max_age, q.delay_warning),
+            max_concurrency=q.max_concurrency,
+            max_per_destination=q.max_per_destination,
+        ),
+        clock=clock,
+        rng=rng,
+    )
+    return ControlledQueueService(
+        spool, worker, transport, control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET
+    )
 
 
 @dataclass

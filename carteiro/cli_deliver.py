@@ -156,8 +156,7 @@ async def hand_to_queue(root: Path, envelope: Envelope, source: Path, skip: int)
 async def _ask_server(root: Path, envelope: Envelope, name: str) -> str:
     import json
 
-    from carteiro.cli_queue import CONTROL_SOCKET
-    from carteiro.queue.service import envelope_to_wire
+    from carteiro.queue.service import CONTROL_SOCKET, envelope_to_wire
 
     path = root / CONTROL_SOCKET
     request = {"op": "enqueue", "file": name, "envelope": envelope_to_wire(envelope)}
@@ -207,10 +206,10 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 async def _deliver(cfg: object, to: str, sender: str | None) -> int:
     from carteiro.app import open_directory, open_store
-    from carteiro.cli_queue import QUEUE_DIR
     from carteiro.config import Config
     from carteiro.mail.deliver import DeliveryError, LocalDelivery, UnknownRecipient
     from carteiro.queue.api import Envelope, QueuedRecipient
+    from carteiro.queue.service import QUEUE_DIR
 
     assert isinstance(cfg, Config)
 

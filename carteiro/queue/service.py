@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("carteiro.queue")
 
 LOCK_NAME = "lock"
+QUEUE_DIR = "queue"  # the spool's root under the data dir
+CONTROL_SOCKET = "control.sock"  # in the spool's root: a running server's control socket
 INCOMING = "incoming"  # messages other processes hand over with an `enqueue` request
 
 
@@ -170,7 +172,7 @@ class QueueService:
         self.worker.wake()
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        """An operator command from the CLI (see cli_queue.py for the wire)."""
+        """An operator command from the CLI (sent by cli_queue.py, received by net/control.py)."""
         op = str(request.get("op", ""))
         msg_id = str(request.get("id") or "")
         if op == "enqueue":

@@ -12,7 +12,8 @@ from typing import Any
 
 from queue_fakes import MESSAGE, FakeLocal, FakeResolver, FakeTransport, env, reply_all, until
 
-from carteiro.cli_queue import make_queue_service, register
+from carteiro.app import make_queue_service
+from carteiro.cli_queue import register
 from carteiro.config import loads
 from carteiro.directory.accounts import Directory
 from carteiro.mailauth.dkim import ensure_dkim_key

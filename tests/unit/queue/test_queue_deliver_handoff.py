@@ -10,8 +10,8 @@ from typing import Any
 
 from queue_fakes import MESSAGE, FakeLocal, FakeResolver, FakeTransport, until
 
+from carteiro.app import make_queue_service
 from carteiro.cli_deliver import QueueHandoffError, hand_to_queue
-from carteiro.cli_queue import make_queue_service
 from carteiro.config import loads
 from carteiro.directory.accounts import Directory
 from carteiro.mailauth.dkim import ensure_dkim_key

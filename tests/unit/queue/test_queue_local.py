@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carteiro.cli_queue import MailLocalDelivery
+from carteiro.app import MailLocalDelivery
 from carteiro.directory.accounts import Directory
 from carteiro.mail.deliver import LocalDelivery as MailDelivery
 from carteiro.queue.api import Envelope

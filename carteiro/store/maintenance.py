@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carteiro.store import maildir, names
-from carteiro.store.api import CheckReport, InvalidName
+from carteiro.store.api import CheckReport, InvalidName, StoreError
 from carteiro.store.flags import FlagCodec, flags_from_info
+from carteiro.store.index import INDEX_NAME, IndexCorrupt, connect_index, index_state, init_index
 
 if TYPE_CHECKING:
     from carteiro.store.sqlite_maildir import SqliteMaildirStore
@@ -213,11 +214,12 @@ def _relocate_folders(store: SqliteMaildirStore, conn: sqlite3.Connection) -> No
 
 
 def _connect(data_dir: Path) -> sqlite3.Connection:
-    from carteiro.store.sqlite_maildir import INDEX_NAME, connect_index, init_index
-
     path = Path(data_dir) / INDEX_NAME
-    init_index(path)
-    return connect_index(path)
+    try:
+        init_index(path)
+        return connect_index(path)
+    except sqlite3.DatabaseError as e:
+        raise IndexCorrupt(path, str(e)) from None
 
 
 def _listing(folder: Path) -> dict[str, str]:
@@ -243,6 +245,11 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
     data_dir = Path(data_dir)
     mail_root = data_dir / "mail"
     report = CheckReport()
+    if index_state(data_dir) == "lost":
+        raise StoreError(
+            f"the mail index {data_dir / INDEX_NAME} is missing or empty beside existing mail;"
+            f" run `carteiro store reindex --data {data_dir}` to rebuild it from the files"
+        )
     conn = _connect(data_dir)
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -316,7 +323,7 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
     leases recorded in the metadata, so no UID is reused and MODSEQ never goes backwards.
     A corrupt index is moved aside first. Running servers receive a Resync.
     """
-    from carteiro.store.sqlite_maildir import INDEX_NAME, MODSEQ_LEASE, UID_LEASE, connect_index
+    from carteiro.store.sqlite_maildir import MODSEQ_LEASE, UID_LEASE
 
     data_dir = Path(data_dir)
     index = data_dir / INDEX_NAME

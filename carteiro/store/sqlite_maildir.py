@@ -54,13 +54,19 @@ from carteiro.store.changes import ChangeHub, event_to_json
 from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, apply_op, maildir_info, normalize_flags
 from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
+from carteiro.store.index import (
+    INDEX_NAME,
+    IndexCorrupt,
+    connect_index,
+    index_state,
+    init_index,
+    prune_expunged,
+)
 from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-INDEX_NAME = "index.sqlite"
-SCHEMA_VERSION = 1
 # UIDs/MODSEQs are leased in blocks recorded in each folder's metadata file, so a reindex from the
 # files alone can restart above anything ever handed out (RFC 3501 2.3.1.1, RFC 7162 3.1.1).
 UID_LEASE = 10_000
@@ -79,115 +85,6 @@ MAX_STAGED_FDS = 256  # staged files kept open for the fsync round; beyond, fsyn
 INLINE_STAGE_MAX = 256 * 1024
 DELETED_BIT = 8
 SEEN_BIT = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    dir TEXT NOT NULL,                         -- "<domain>/<local>" under DATA/mail
-    deleted INTEGER NOT NULL DEFAULT 0,
-    last_uidvalidity INTEGER NOT NULL DEFAULT 0,
-    keywords TEXT NOT NULL DEFAULT ''          -- space-separated; position n -> Maildir letter a+n
-);
-CREATE TABLE IF NOT EXISTS mailboxes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,      -- never reused: event consumers key on it
-    account_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    dir TEXT NOT NULL,                         -- Maildir++ folder ("" for INBOX)
-    guid TEXT NOT NULL,
-    uidvalidity INTEGER NOT NULL,
-    uidnext INTEGER NOT NULL,
-    highestmodseq INTEGER NOT NULL,
-    special_use TEXT,
-    selectable INTEGER NOT NULL DEFAULT 1,
-    uid_lease INTEGER NOT NULL,
-    modseq_lease INTEGER NOT NULL,
-    UNIQUE (account_id, name)
-);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    account_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (account_id, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    mailbox_id INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    modseq INTEGER NOT NULL,
-    flags INTEGER NOT NULL,                    -- system flags bitmask (flags.BITS)
-    keywords TEXT NOT NULL,                    -- sorted, space-separated
-    internaldate REAL NOT NULL,
-    size INTEGER NOT NULL,
-    base TEXT NOT NULL,                        -- file name before ":2,"
-    info TEXT NOT NULL,                        -- info letters of the file name on disk
-    PRIMARY KEY (mailbox_id, uid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
-CREATE TABLE IF NOT EXISTS expunged (          -- for QRESYNC VANISHED (RFC 7162 3.2.10)
-    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
-    PRIMARY KEY (mailbox_id, uid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (mailbox_id, modseq);
-CREATE TABLE IF NOT EXISTS listings (          -- per-mailbox snapshot of the listing (listing.py)
-    mailbox_id INTEGER PRIMARY KEY,
-    uidvalidity INTEGER NOT NULL,
-    modseq INTEGER NOT NULL,                   -- the HIGHESTMODSEQ it reflects
-    count INTEGER NOT NULL,
-    uids BLOB NOT NULL,                        -- uint32 little-endian, ascending
-    codes BLOB NOT NULL,                       -- a byte each: system-flag bits | 0x80 keywords
-    modseqs BLOB NOT NULL,                     -- uint64 little-endian
-    keywords TEXT NOT NULL,                    -- JSON {uid: "kw ..."} or ""
-    dates BLOB NOT NULL,                       -- float64 little-endian (INTERNALDATE)
-    sizes BLOB NOT NULL                        -- uint64 little-endian
-);
-CREATE TABLE IF NOT EXISTS changes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, account TEXT NOT NULL,
-    event TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pending_unlink (path TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dirty_files (
-    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (mailbox_id, uid)
-) WITHOUT ROWID;
--- The expunge history of a mailbox is kept back to `modseq` (older rows pruned: docs/store.md).
-CREATE TABLE IF NOT EXISTS expunge_horizon (
-    mailbox_id INTEGER PRIMARY KEY, modseq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
--- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
--- process `token`); recovery rewrites their files from these bytes. `unsynced` names every
--- message row (copies included) whose file is a link to such a body. Both stay small (bounded
--- by the flusher's backlog): no index beyond the keys, one page less to write per COMMIT.
-CREATE TABLE IF NOT EXISTS bodies (
-    id INTEGER PRIMARY KEY, token TEXT NOT NULL, data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS unsynced (
-    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, body_id INTEGER NOT NULL,
-    PRIMARY KEY (mailbox_id, uid)
-) WITHOUT ROWID;
-"""
-
-
-def connect_index(path: Path, readonly: bool = False) -> sqlite3.Connection:
-    """A connection to the index with the pragmas every user needs (WAL, busy timeout)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
-    conn.execute("PRAGMA busy_timeout=60000")
-    # WAL commits are durable only with synchronous=FULL (NORMAL defers the fsync to checkpoints)
-    conn.execute("PRAGMA synchronous=FULL")
-    if readonly:
-        conn.execute("PRAGMA query_only=1")
-    return conn
-
-
-def init_index(path: Path) -> None:
-    conn = connect_index(path)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(
-            "BEGIN IMMEDIATE;"
-            + SCHEMA
-            + f"INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');"
-            + "COMMIT;"
-        )
-    finally:
-        conn.close()
 
 
 @dataclass(slots=True)
@@ -437,7 +334,19 @@ class SqliteMaildirStore:
         self.index_path = self.data_dir / INDEX_NAME
         for d in (self.mail_root, self.tmp_dir, self.run_dir):
             d.mkdir(parents=True, exist_ok=True)
-        init_index(self.index_path)
+        if index_state(self.data_dir) == "lost":
+            # mail without its index: rebuild from the files (UIDs, flags and UIDVALIDITY kept
+            # where the files carry them), never start empty and evict the mail at first login
+            from carteiro.store.maintenance import reindex
+
+            log.error(
+                "index %s is missing or empty beside existing mail: rebuilding it", self.index_path
+            )
+            reindex(self.data_dir)
+        try:
+            init_index(self.index_path)
+        except sqlite3.DatabaseError as e:
+            raise IndexCorrupt(self.index_path, str(e)) from None
         self.token = secrets.token_hex(6)
         self._unique = maildir.UniqueNames(self.token)
         self._codec = FlagCodec()
@@ -1703,25 +1612,6 @@ def _locate_cur_dir(
         return None if row is None else store._cur_dir(row[1], row[0])
 
     return locate
-
-
-def prune_expunged(conn: sqlite3.Connection, keep: int) -> None:
-    """Bound the expunge history: a mailbox with more than `keep` rows keeps the newest half, and
-    its horizon (the MODSEQ from which its history is whole) moves up to the oldest row dropped."""
-    for (mailbox_id,) in conn.execute(
-        "SELECT mailbox_id FROM expunged GROUP BY mailbox_id HAVING count(*) > ?", (keep,)
-    ).fetchall():
-        cut = conn.execute(
-            "SELECT modseq FROM expunged WHERE mailbox_id = ? ORDER BY modseq DESC LIMIT 1"
-            " OFFSET ?",
-            (mailbox_id, keep // 2),
-        ).fetchone()[0]
-        conn.execute("DELETE FROM expunged WHERE mailbox_id = ? AND modseq <= ?", (mailbox_id, cut))
-        conn.execute(
-            "INSERT INTO expunge_horizon (mailbox_id, modseq) VALUES (?, ?) ON CONFLICT"
-            " (mailbox_id) DO UPDATE SET modseq = max(modseq, excluded.modseq)",
-            (mailbox_id, cut),
-        )
 
 
 def _json_ints(values: Iterable[int]) -> str:

@@ -1,0 +1,202 @@
+"""The SQLite index of the default store: its schema, its connections, and what opening it checks.
+
+The index is the truth for UIDs, flags and MODSEQs; the Maildir files carry enough to rebuild it
+(maintenance.reindex). So an index that is missing or empty beside existing mail is rebuilt from
+the files, never taken for a new store, and a corrupt one stops the store with one sentence that
+names the repair. Knows no protocol and no file layout beyond DATA/index.sqlite and DATA/mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from carteiro.store.api import StoreError
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.sqlite"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    dir TEXT NOT NULL,                         -- "<domain>/<local>" under DATA/mail
+    deleted INTEGER NOT NULL DEFAULT 0,
+    last_uidvalidity INTEGER NOT NULL DEFAULT 0,
+    keywords TEXT NOT NULL DEFAULT ''          -- space-separated; position n -> Maildir letter a+n
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,      -- never reused: event consumers key on it
+    account_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    dir TEXT NOT NULL,                         -- Maildir++ folder ("" for INBOX)
+    guid TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL,
+    highestmodseq INTEGER NOT NULL,
+    special_use TEXT,
+    selectable INTEGER NOT NULL DEFAULT 1,
+    uid_lease INTEGER NOT NULL,
+    modseq_lease INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags INTEGER NOT NULL,                    -- system flags bitmask (flags.BITS)
+    keywords TEXT NOT NULL,                    -- sorted, space-separated
+    internaldate REAL NOT NULL,
+    size INTEGER NOT NULL,
+    base TEXT NOT NULL,                        -- file name before ":2,"
+    info TEXT NOT NULL,                        -- info letters of the file name on disk
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
+CREATE TABLE IF NOT EXISTS expunged (          -- for QRESYNC VANISHED (RFC 7162 3.2.10)
+    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (mailbox_id, modseq);
+CREATE TABLE IF NOT EXISTS listings (          -- per-mailbox snapshot of the listing (listing.py)
+    mailbox_id INTEGER PRIMARY KEY,
+    uidvalidity INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,                   -- the HIGHESTMODSEQ it reflects
+    count INTEGER NOT NULL,
+    uids BLOB NOT NULL,                        -- uint32 little-endian, ascending
+    codes BLOB NOT NULL,                       -- a byte each: system-flag bits | 0x80 keywords
+    modseqs BLOB NOT NULL,                     -- uint64 little-endian
+    keywords TEXT NOT NULL,                    -- JSON {uid: "kw ..."} or ""
+    dates BLOB NOT NULL,                       -- float64 little-endian (INTERNALDATE)
+    sizes BLOB NOT NULL                        -- uint64 little-endian
+);
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, account TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_unlink (path TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dirty_files (
+    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+-- The expunge history of a mailbox is kept back to `modseq` (older rows pruned: docs/store.md).
+CREATE TABLE IF NOT EXISTS expunge_horizon (
+    mailbox_id INTEGER PRIMARY KEY, modseq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
+-- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
+-- process `token`); recovery rewrites their files from these bytes. `unsynced` names every
+-- message row (copies included) whose file is a link to such a body. Both stay small (bounded
+-- by the flusher's backlog): no index beyond the keys, one page less to write per COMMIT.
+CREATE TABLE IF NOT EXISTS bodies (
+    id INTEGER PRIMARY KEY, token TEXT NOT NULL, data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unsynced (
+    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, body_id INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+"""
+
+
+def connect_index(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the index with the pragmas every user needs (WAL, busy timeout)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA busy_timeout=60000")
+    # WAL commits are durable only with synchronous=FULL (NORMAL defers the fsync to checkpoints)
+    conn.execute("PRAGMA synchronous=FULL")
+    if readonly:
+        conn.execute("PRAGMA query_only=1")
+    return conn
+
+
+def init_index(path: Path) -> None:
+    conn = connect_index(path)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(
+            "BEGIN IMMEDIATE;"
+            + SCHEMA
+            + f"INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');"
+            + "COMMIT;"
+        )
+    finally:
+        conn.close()
+
+
+class IndexCorrupt(StoreError):
+    """The index cannot be read as a database: the store will not guess. One sentence for the
+    operator, naming the repair."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(
+            f"the mail index {path} is damaged ({detail}); stop carteiro and run"
+            f" `carteiro store reindex --data {path.parent}` to rebuild it from the mail files"
+        )
+
+
+def has_mail(data_dir: Path) -> bool:
+    """Is there any account's Maildir under DATA/mail?"""
+    root = data_dir / "mail"
+    try:
+        domains = os.listdir(root)
+    except FileNotFoundError:
+        return False
+    for domain in domains:
+        try:
+            locals_ = os.listdir(root / domain)
+        except (NotADirectoryError, FileNotFoundError):
+            continue
+        for local in locals_:
+            if (root / domain / local / "Maildir" / "cur").is_dir():
+                return True
+    return False
+
+
+def index_state(data_dir: Path) -> str:
+    """ "ok", "new" (no index and no mail), "lost" (no index, or an empty one, beside existing
+    mail: rebuild it from the files). Raises IndexCorrupt for a file that is not a database."""
+    path = data_dir / INDEX_NAME
+    wal = Path(f"{path}-wal")
+    empty = not path.exists() or (
+        path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+    )
+    if not empty:
+        try:
+            conn = sqlite3.connect(path, timeout=60)
+            try:
+                found = conn.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'accounts'"
+                ).fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            raise IndexCorrupt(path, str(e)) from None
+        if found:
+            return "ok"
+    return "lost" if has_mail(data_dir) else "new"
+
+
+def prune_expunged(conn: sqlite3.Connection, keep: int) -> None:
+    """Bound the expunge history: a mailbox with more than `keep` rows keeps the newest half, and
+    its horizon (the MODSEQ from which its history is whole) moves up to the oldest row dropped."""
+    for (mailbox_id,) in conn.execute(
+        "SELECT mailbox_id FROM expunged GROUP BY mailbox_id HAVING count(*) > ?", (keep,)
+    ).fetchall():
+        cut = conn.execute(
+            "SELECT modseq FROM expunged WHERE mailbox_id = ? ORDER BY modseq DESC LIMIT 1"
+            " OFFSET ?",
+            (mailbox_id, keep // 2),
+        ).fetchone()[0]
+        conn.execute("DELETE FROM expunged WHERE mailbox_id = ? AND modseq <= ?", (mailbox_id, cut))
+        conn.execute(
+            "INSERT INTO expunge_horizon (mailbox_id, modseq) VALUES (?, ?) ON CONFLICT"
+            " (mailbox_id) DO UPDATE SET modseq = max(modseq, excluded.modseq)",
+            (mailbox_id, cut),
+        )

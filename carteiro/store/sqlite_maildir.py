@@ -555,8 +555,33 @@ class SqliteMaildirStore:
             raise StoreError("store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, loop, future))
+        self._enqueue(_Job(fn, loop, future))
         return await future
+
+    def _enqueue(self, item: _Job | _Append) -> None:
+        """Hand a write to the writer thread; if the store closed meanwhile, fail it at once
+        (a write queued behind close() would otherwise wait forever)."""
+        self._queue.put(item)
+        if self._closed and not self._writer.is_alive():
+            self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """After the writer stopped: fail whatever is still queued (and undo its staging)."""
+        left: list[_Job | _Append] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                left.append(item)
+        if not left:
+            return
+        for item in left:
+            if type(item) is _Append:
+                self._unreserve(item)
+        self._release_staged(left)
+        self._complete([(i.loop, i.future, None, StoreError("store is closed")) for i in left])
 
     def _writer_loop(self) -> None:
         stop = False
@@ -697,29 +722,36 @@ class SqliteMaildirStore:
         self.batches += 1
         self.sync_rounds += 1  # the WAL fsync of COMMIT (synchronous=FULL)
         self.fsync_calls += 1
-        self._hook("committed")
-        if b.inline:
-            for item in batch:
-                if type(item) is _Append:
-                    item.reserved = False  # the flusher releases it once the file is written
-            self.flusher.add(b.inline)
-        self._release_staged(batch)
-        for fn in b.after:
-            try:
-                fn()
-            except OSError:
-                log.exception("post-commit file operation failed")
-        self._wfolders.release()
-        if b.events:
-            by_account: dict[str, list[ChangeEvent]] = {}
-            for account, event in b.events:
-                by_account.setdefault(account, []).append(event)
-            for account, events in by_account.items():
-                self.hub.publish(account, events)
-            self.feed.wake_others()
-        if b.added:
-            self._note_appends(b.added)
-        self._complete(b.done)
+        # Committed: whatever goes wrong from here, every caller hears its result (a caller left
+        # waiting would time out and send again: a duplicate).
+        try:
+            self._hook("committed")
+            if b.inline:
+                for item in batch:
+                    if type(item) is _Append:
+                        item.reserved = False  # the flusher releases it once the file is written
+                self.flusher.add(b.inline)
+            self._release_staged(batch)
+            for fn in b.after:
+                try:
+                    fn()
+                except OSError:
+                    log.exception("post-commit file operation failed")
+            self._wfolders.release()
+            if b.events:
+                by_account: dict[str, list[ChangeEvent]] = {}
+                for account, event in b.events:
+                    by_account.setdefault(account, []).append(event)
+                for account, events in by_account.items():
+                    self.hub.publish(account, events)
+                self.feed.wake_others()
+            if b.added:
+                self._note_appends(b.added)
+        except Exception:
+            log.exception("store: a step after COMMIT failed (the writes are committed)")
+        finally:
+            self._wfolders.release()
+            self._complete(b.done)
 
     def _run_job(self, job: _Job, b: _Batch) -> None:
         conn = self._wconn
@@ -1425,7 +1457,7 @@ class SqliteMaildirStore:
         small = _small_body(source)
         if small is not None and self.flusher.reserve(len(small)):
             # committed with its bytes: no file before COMMIT (the flusher writes it after)
-            self._queue.put(
+            self._enqueue(
                 _Append(
                     targets, "", unique, -1, len(small), loop, future, data=small, reserved=True
                 )
@@ -1442,12 +1474,28 @@ class SqliteMaildirStore:
         if staged_inline is not None:
             fd, size = staged_inline
         else:
-            fd, size = await loop.run_in_executor(
+            staging = loop.run_in_executor(
                 self._io_pool, self._stage, staged, source, targets[0][3]
             )
+            try:
+                fd, size = await asyncio.shield(staging)
+            except asyncio.CancelledError:
+                # the caller gave up while the bytes were being written: once they are, close the
+                # descriptor, give back its place and remove the staged file
+                staging.add_done_callback(lambda f: self._drop_staging(f, staged))
+                raise
         # from here the writer owns the staged file: it links it or removes it
-        self._queue.put(_Append(targets, staged, unique, fd, size, loop, future))
+        self._enqueue(_Append(targets, staged, unique, fd, size, loop, future))
         return await future
+
+    def _drop_staging(self, done: asyncio.Future[tuple[int, int]], staged: str) -> None:
+        if not done.cancelled() and done.exception() is None:
+            fd = done.result()[0]
+            if fd >= 0:
+                os.close(fd)
+                with self._staged_lock:
+                    self._staged_fds -= 1
+        _unlink_str(staged)
 
     # ---- MailStore ----
 
@@ -1546,6 +1594,7 @@ class SqliteMaildirStore:
         self._closed = True
         self._queue.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._fail_queued()
         await asyncio.get_running_loop().run_in_executor(None, self.flusher.stop)
         self.hub.close_all()
         self.feed.close()

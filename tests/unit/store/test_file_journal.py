@@ -186,3 +186,56 @@ async def test_evict_refuses_a_folder_a_mailbox_still_uses(store: SqliteMaildirS
     with pytest.raises(StoreError, match="belongs to mailbox"):
         await acct.create_mailbox("Done")
     assert (home / ".Done").exists()
+
+
+# ---- the writer's edges (issue 10 point 4) ---------------------------------------------------
+
+
+async def test_cancelled_while_staging_leaks_nothing(store: SqliteMaildirStore) -> None:
+    import asyncio
+
+    acct = await store.account(ACCOUNT)
+    big = make_message("big", 600_000)  # staged in a thread
+    for _ in range(5):
+        task = asyncio.ensure_future(acct.append("INBOX", big))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await asyncio.sleep(0.5)
+    await store.flush_files()
+    assert store._staged_fds == 0
+    assert [e for e in os.listdir(store.tmp_dir) if not e.startswith("deleted-")] == []
+
+
+async def test_append_racing_close_is_answered(tmp_path: Path) -> None:
+    import asyncio
+
+    s = SqliteMaildirStore(tmp_path / "data")
+    await s.create_account(ACCOUNT)
+    acct = await s.account(ACCOUNT)
+    appends = [
+        asyncio.ensure_future(acct.append("INBOX", make_message(str(i), 600_000))) for i in range(4)
+    ]
+    await asyncio.sleep(0)
+    await s.close()
+    done = await asyncio.wait_for(asyncio.gather(*appends, return_exceptions=True), 10)
+    for r in done:
+        assert not isinstance(r, BaseException) or isinstance(r, StoreError), r
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(acct.append("INBOX", make_message("late", 300)), 5)
+
+
+async def test_a_failure_after_commit_still_answers_the_caller(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("publish failed")
+
+    monkeypatch.setattr(store.hub, "publish", boom)
+    acct = await store.account(ACCOUNT)
+    body = make_message("x", 300)
+    r = await asyncio.wait_for(acct.append("INBOX", body), 5)
+    assert await acct.read_message(r.mailbox_id, r.uid) == body

@@ -27,6 +27,7 @@ from carteiro.store.api import (
     MailboxNotFound,
     MailStore,
     OverQuota,
+    StorageFull,
     StoreError,
 )
 
@@ -182,7 +183,7 @@ class LocalDelivery:
             except MboxLockTimeout as e:
                 raise DeliveryError(f"mailbox locked: {e}", status="4.2.0") from None
             except OSError as e:
-                raise _os_error(e) from None
+                raise _os_error(e) from e
         appended: tuple[AppendResult, ...] = ()
         try:
             if held:
@@ -191,7 +192,7 @@ class LocalDelivery:
                         self.mbox.write_all, held, source, mail_from, time.time()
                     )
                 except OSError as e:
-                    raise _os_error(e) from None
+                    raise _os_error(e) from e
             appended = await self._store_deliver(in_store, source)
             if then is not None:
                 await then()
@@ -240,10 +241,12 @@ class LocalDelivery:
             return await self._store_deliver([Target(t.account) for t in in_store], source)
         except OverQuota as e:
             raise DeliveryError(f"mailbox full: {e}", status="4.2.2") from None
+        except StorageFull as e:  # chained: the server logs which (ENOSPC or EDQUOT)
+            raise DeliveryError("insufficient system storage", status="4.3.1") from e
         except StoreError as e:
             raise DeliveryError(f"store refused the message: {e}") from None
         except OSError as e:
-            raise _os_error(e) from None
+            raise _os_error(e) from e
 
     async def _undo(self, appended: Sequence[AppendResult]) -> None:
         """Remove what this delivery added to the store, because a later step failed."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import shutil
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from pathlib import Path
 
 from carteiro.core.address import AddressError, parse_address
 from carteiro.directory.accounts import Resolution
-from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
@@ -56,6 +56,7 @@ from carteiro.servers.smtp.message import (
     with_protocol,
     without_prefix,
 )
+from carteiro.servers.storage_errors import log_storage_full, storage_full
 
 log = logging.getLogger("carteiro.smtp")
 
@@ -84,7 +85,7 @@ class Transaction:
     recipients: list[Recipient] = field(default_factory=list)
     writer: MessageWriter | None = None
     return_path_len: int = 0
-    failed: bool = False  # writing the message failed: the end of data gets 451
+    failed: Reply | None = None  # writing the message failed: the end of data gets this
     started: float = field(default_factory=time.time)
 
     @property
@@ -441,8 +442,23 @@ class Session:
                 )
             )
             return
+        if cmd.size is not None and not self._room_for(cmd.size):
+            # RFC 1870 6.1: a SIZE the server cannot hold now is "452 insufficient system
+            # storage" at MAIL, before the client sends it all (as Postfix's queue_minfree).
+            log.warning(
+                "smtp: MAIL refused, no room for SIZE=%d in %s", cmd.size, self.server.tmp_dir
+            )
+            self.reply(R.R_452_STORAGE)
+            return
         self.txn = Transaction(cmd)
         self.reply(R.R_250_SENDER_OK.with_text(f"Sender <{cmd.reverse_path}> OK"))
+
+    def _room_for(self, size: int) -> bool:
+        try:
+            return shutil.disk_usage(self.server.tmp_dir).free >= size
+        except OSError as e:  # cannot tell: let the writes decide
+            log.warning("smtp: cannot read the free space of %s: %s", self.server.tmp_dir, e)
+            return True
 
     def _owns(self, address: str) -> bool:
         """RFC 6409 6.1: the authenticated account, one of its aliases, or their +detail forms."""
@@ -486,14 +502,15 @@ class Session:
         except DeliveryError as e:
             if e.status == "5.1.1":
                 self.reply(R.R_550_NO_SUCH_USER.with_text(f"<{address}>: no such user here"))
+            elif e.status == "4.3.1":
+                self.reply(R.R_452_STORAGE)  # RFC 5321 4.5.3.1.10 allows 452 at RCPT
             elif e.temporary:
                 self.reply(R.R_451_LOCAL_ERROR)
             else:
                 self.reply(Reply(550, e.status, f"<{address}>: {e.reason}"))
             return
-        except Exception:
-            log.exception("smtp: resolving %s failed", address)
-            self.reply(R.R_451_LOCAL_ERROR)
+        except Exception as e:
+            self.reply(self._local_error(e, f"smtp: resolving {address}"))
             return
         txn.recipients.append(
             Recipient(address, cmd.notify, cmd.orcpt, res.local_accounts, res.remote)
@@ -611,30 +628,22 @@ class Session:
             return
         self.sasl = None
         username, password = step
-        # Reserved before the check, counted as a failure until it succeeds: parallel guesses
-        # cannot outrun the throttle (directory/throttle.py).
-        slot = await self.ctx.throttle.reserve(self.conn.peer_ip, username)
-        if isinstance(slot, Refused):
-            self.reply(R.R_454_AUTH_BLOCKED.with_text(slot.text))  # RFC 4954 6: 454 4.7.0
-            return
         try:
-            try:
-                account = await self.ctx.directory.verify(username, password)
-            except Exception:
-                log.exception("smtp: password check failed")
-                self.reply(R.R_454_AUTH_TEMP)
-                return
-            if account is None:
-                delay = slot.failure()
-                self.tracer.note(f"authentication failed; waiting {delay:.1f}s")
-                if delay:
-                    await self.flush()
-                    await asyncio.sleep(delay)
-                self.reply(R.R_535_AUTH_FAILED)
-                return
-            slot.success(account)
-        finally:
-            slot.release()
+            account = await self.ctx.directory.verify(username, password)
+        except Exception:
+            log.exception("smtp: password check failed")
+            self.reply(R.R_454_AUTH_TEMP)
+            return
+        ip = self.conn.peer_ip
+        if account is None:
+            delay = self.ctx.throttle.failure(ip)
+            self.tracer.note(f"authentication failed; waiting {delay:.1f}s")
+            if delay:
+                await self.flush()
+                await asyncio.sleep(delay)
+            self.reply(R.R_535_AUTH_FAILED)
+            return
+        self.ctx.throttle.success(ip)
         self.auth_user = account
         self.tracer.note(f"authenticated as {account}")
         self.reply(R.R_235_AUTH_OK)
@@ -676,8 +685,7 @@ class Session:
         try:
             self._open_writer(txn)
         except OSError as e:
-            log.error("smtp: cannot create a temp file: %s", e)
-            self.reply(R.R_451_LOCAL_ERROR)
+            self.reply(self._write_error(e, txn, "a temp file for DATA"))
             return
         self.reply(R.R_354_DATA)
 
@@ -689,9 +697,8 @@ class Session:
             writer = txn.writer or self._open_writer(txn)
             writer.write(data)
         except OSError as e:
-            log.error("smtp: writing the message failed: %s", e)
+            txn.failed = self._write_error(e, txn, "message data")
             self._drop_writer(txn)
-            txn.failed = True
 
     async def _chunk_end(self, ev: ChunkEnd) -> None:
         txn = self.txn
@@ -703,8 +710,8 @@ class Session:
             self.reply(ev.problem)
             return
         if not ev.last:
-            if txn is not None and txn.failed:
-                self.reply(R.R_451_LOCAL_ERROR)  # the machine fails the rest of the transaction
+            if txn is not None and txn.failed is not None:
+                self.reply(txn.failed)  # the machine fails the rest of the transaction with it
             else:
                 self.reply(R.R_250_CHUNK_OK.with_text(f"{ev.size} octets received"))
             return
@@ -716,17 +723,16 @@ class Session:
         if txn is None:  # pragma: no cover - the machine only ends data inside a transaction
             self.reply(problem or R.R_503_NEED_MAIL)
             return
-        if problem is not None or txn.failed:
+        if problem is not None or txn.failed is not None:
             self._drop_writer(txn)
-            self.reply(problem or R.R_451_LOCAL_ERROR)
+            self.reply(problem or txn.failed or R.R_451_LOCAL_ERROR)
             return
         try:
             writer = txn.writer or self._open_writer(txn)
             source = writer.finish()
         except OSError as e:
-            log.error("smtp: finishing the message failed: %s", e)
             self._drop_writer(txn)
-            self.reply(R.R_451_LOCAL_ERROR)
+            self.reply(self._write_error(e, txn, "message data"))
             return
         try:
             self.reply(await self._deliver(txn, source))
@@ -778,6 +784,10 @@ class Session:
             elif remote:
                 await enqueue()
         except DeliveryError as e:
+            full = storage_full(e)
+            if full is not None:
+                log_storage_full(log, f"smtp {txn.id}", "delivery", full)
+                return R.R_452_STORAGE
             log.warning("smtp %s: delivery failed: %s", txn.id, e.reason)
             if e.status == "4.3.1":
                 return R.R_452_STORAGE
@@ -790,6 +800,10 @@ class Session:
                 else f"Delivery failed: {e.reason}",
             )
         except Exception as e:
+            full = storage_full(e)
+            if full is not None:  # the store or the queue's spool: no room (RFC 3463 4.3.1)
+                log_storage_full(log, f"smtp {txn.id}", "delivery", full)
+                return R.R_452_STORAGE
             if remote and not isinstance(e, OSError):
                 log.warning("smtp %s: the outbound queue refused the message: %r", txn.id, e)
                 return R.R_451_QUEUE_UNAVAILABLE
@@ -850,6 +864,24 @@ class Session:
             log.warning("smtp %s: could not queue the success DSN: %r", txn.id, e)
 
     # ---- helpers ------------------------------------------------------------------------------
+
+    def _write_error(self, e: OSError, txn: Transaction, what: str) -> Reply:
+        """The reply for a temp file that could not be created or written: 452 4.3.1 when the
+        disk is full (RFC 5321 4.2.2, RFC 3463 4.3.1), else 451."""
+        full = storage_full(e)
+        if full is not None:
+            log_storage_full(log, f"smtp {txn.id}", what, full)
+            return R.R_452_STORAGE
+        log.error("smtp %s: writing %s failed: %s", txn.id, what, e)
+        return R.R_451_LOCAL_ERROR
+
+    def _local_error(self, e: Exception, what: str) -> Reply:
+        full = storage_full(e)
+        if full is not None:
+            log_storage_full(log, what, "lookup", full)
+            return R.R_452_STORAGE
+        log.error("%s failed", what, exc_info=e)
+        return R.R_451_LOCAL_ERROR
 
     def _drop_writer(self, txn: Transaction) -> None:
         if txn.writer is not None:

@@ -367,6 +367,9 @@ class AccountStore(Protocol):
         ...
 
 
+DELIVERY_ID_KEEP = 5 * 24 * 3600  # seconds: RFC 5321 4.5.4.1, senders give up after 4-5 days
+
+
 class MailStore(Protocol):
     """All accounts' mail under one data dir."""
 
@@ -383,11 +386,16 @@ class MailStore(Protocol):
         ...
 
     async def deliver(
-        self, deliveries: Sequence[Delivery], source: MessageSource
+        self,
+        deliveries: Sequence[Delivery],
+        source: MessageSource,
+        delivery_id: str | None = None,
     ) -> list[AppendResult]:
         """Append one message to several accounts/mailboxes in one transaction: all or none.
 
         Durable before it returns. Concurrent calls share fsync rounds (group commit).
+        `delivery_id` makes a retry a no-op: a delivery whose id was committed before (within
+        DELIVERY_ID_KEEP seconds) appends nothing and returns the first one's results.
         """
         ...
 

@@ -90,6 +90,11 @@ CREATE TABLE IF NOT EXISTS dirty_files (
 CREATE TABLE IF NOT EXISTS expunge_horizon (
     mailbox_id INTEGER PRIMARY KEY, modseq INTEGER NOT NULL
 );
+-- Delivery ids committed recently (api.DELIVERY_ID_KEEP): a retried delivery is a no-op that
+-- returns the first one's results (JSON [[account, mailbox id, uidvalidity, uid, modseq], ...]).
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY, at REAL NOT NULL, results TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
 -- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
 -- process `token`); recovery rewrites their files from these bytes. `unsynced` names every

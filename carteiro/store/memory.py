@@ -106,6 +106,7 @@ class MemoryMailStore:
 
     def __init__(self) -> None:
         self._accounts: dict[str, _Account] = {}
+        self._delivered: dict[str, tuple[AppendResult, ...]] = {}  # delivery id -> results
         self._by_id: dict[int, tuple[_Account, _Mailbox]] = {}
         self._next_id = 1
         self.hub = ChangeHub()
@@ -150,8 +151,13 @@ class MemoryMailStore:
         return MemoryAccountStore(self, account)
 
     async def deliver(
-        self, deliveries: Sequence[Delivery], source: MessageSource
+        self,
+        deliveries: Sequence[Delivery],
+        source: MessageSource,
+        delivery_id: str | None = None,
     ) -> list[AppendResult]:
+        if delivery_id is not None and delivery_id in self._delivered:
+            return list(self._delivered[delivery_id])
         self.check_write()
         data = _read_source(source)
         targets: list[tuple[_Account, _Mailbox, frozenset[str], float]] = []
@@ -164,6 +170,8 @@ class MemoryMailStore:
         results = []
         for acct, mbox, flags, when in targets:
             results.append(self._add(acct, mbox, data, flags, when))
+        if delivery_id is not None:
+            self._delivered[delivery_id] = tuple(results)
         return results
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import fcntl
+import json
 import logging
 import os
 import queue
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 from carteiro.store import maildir, names
 from carteiro.store.api import (
     DEFAULT_MAILBOXES,
+    DELIVERY_ID_KEEP,
     AccountNotFound,
     AppendResult,
     ChangeEvent,
@@ -220,6 +222,7 @@ class _Append:
     linked: bool = False
     data: bytes | None = None  # a small message's bytes: into `bodies`, its file written later
     reserved: bool = False  # holds a place in the flusher's backlog (until committed or failed)
+    delivery_id: str | None = None  # a retry of a committed delivery appends nothing
 
 
 @dataclass(slots=True)
@@ -687,6 +690,9 @@ class SqliteMaildirStore:
                         (CHANGES_KEEP,),
                     )
                     prune_expunged(conn, EXPUNGED_KEEP)
+                    conn.execute(
+                        "DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_ID_KEEP,)
+                    )
                 if self._done_unlinks:
                     conn.executemany(
                         "DELETE FROM pending_unlink WHERE path = ?",
@@ -792,6 +798,14 @@ class SqliteMaildirStore:
         token = self.token
         encode = self._codec.encode
         for ap in run:
+            if ap.delivery_id is not None:
+                seen = conn.execute(
+                    "SELECT results FROM deliveries WHERE id = ?", (ap.delivery_id,)
+                ).fetchone()
+                if seen is not None:  # delivered before: the same answer, nothing appended
+                    self._unreserve(ap)
+                    b.done.append((ap.loop, ap.future, _results_from_json(seen[0]), None))
+                    continue
             try:
                 resolved = []
                 for account, name, flags, when in ap.targets:
@@ -888,6 +902,11 @@ class SqliteMaildirStore:
                 b.dirs.update(dirs)
             for dest in resolved:
                 b.added[dest[1].id] = b.added.get(dest[1].id, 0) + 1
+            if ap.delivery_id is not None:
+                conn.execute(
+                    "INSERT INTO deliveries (id, at, results) VALUES (?, ?, ?)",
+                    (ap.delivery_id, time.time(), _results_to_json(results)),
+                )
             b.done.append((ap.loop, ap.future, results, None))
         if touched:
             conn.executemany(
@@ -1444,7 +1463,10 @@ class SqliteMaildirStore:
         return fd, size
 
     async def deliver_many(
-        self, targets: list[tuple[str, str, frozenset[str], float]], source: MessageSource
+        self,
+        targets: list[tuple[str, str, frozenset[str], float]],
+        source: MessageSource,
+        delivery_id: str | None = None,
     ) -> list[AppendResult]:
         targets = [(a, self._normalize(n), f, w) for a, n, f, w in targets]
         if not targets:
@@ -1459,7 +1481,16 @@ class SqliteMaildirStore:
             # committed with its bytes: no file before COMMIT (the flusher writes it after)
             self._enqueue(
                 _Append(
-                    targets, "", unique, -1, len(small), loop, future, data=small, reserved=True
+                    targets,
+                    "",
+                    unique,
+                    -1,
+                    len(small),
+                    loop,
+                    future,
+                    data=small,
+                    reserved=True,
+                    delivery_id=delivery_id,
                 )
             )
             return await future  # (a failed append's reservation is released by the writer)
@@ -1485,7 +1516,9 @@ class SqliteMaildirStore:
                 staging.add_done_callback(lambda f: self._drop_staging(f, staged))
                 raise
         # from here the writer owns the staged file: it links it or removes it
-        self._enqueue(_Append(targets, staged, unique, fd, size, loop, future))
+        self._enqueue(
+            _Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
+        )
         return await future
 
     def _drop_staging(self, done: asyncio.Future[tuple[int, int]], staged: str) -> None:
@@ -1574,7 +1607,10 @@ class SqliteMaildirStore:
         return SqliteAccountStore(self, account, await self._read(read))
 
     async def deliver(
-        self, deliveries: Sequence[Delivery], source: MessageSource
+        self,
+        deliveries: Sequence[Delivery],
+        source: MessageSource,
+        delivery_id: str | None = None,
     ) -> list[AppendResult]:
         now = time.time()
         targets = [
@@ -1586,7 +1622,7 @@ class SqliteMaildirStore:
             )
             for d in deliveries
         ]
-        return await self.deliver_many(targets, source)
+        return await self.deliver_many(targets, source, delivery_id)
 
     async def close(self) -> None:
         if self._closed:
@@ -1661,6 +1697,19 @@ def _locate_cur_dir(
         return None if row is None else store._cur_dir(row[1], row[0])
 
     return locate
+
+
+def _results_to_json(results: list[AppendResult]) -> str:
+    return json.dumps(
+        [[r.account, r.mailbox_id, r.uidvalidity, r.uid, r.modseq] for r in results],
+        separators=(",", ":"),
+    )
+
+
+def _results_from_json(text: str) -> list[AppendResult]:
+    return [
+        AppendResult(str(a), int(m), int(v), int(u), int(s)) for a, m, v, u, s in json.loads(text)
+    ]
 
 
 def _json_ints(values: Iterable[int]) -> str:

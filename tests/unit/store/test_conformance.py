@@ -202,6 +202,29 @@ async def test_deliver_is_all_or_none(store: MailStore) -> None:
         assert len(await acct.list_messages(info.id)) == 1
 
 
+@pytest.mark.parametrize("size", [100, 200_000])
+async def test_deliver_with_an_id_is_idempotent(store: MailStore, size: int) -> None:
+    """Issue 10: a client that resends after a lost 250 gets no second copy (small messages are
+    committed with their bytes in the sqlite backend, large ones as files: both roads)."""
+    alice = await account(store, ALICE)
+    bob = await account(store, BOB)
+    first = await store.deliver([Delivery(ALICE), Delivery(BOB)], msg(1, size), "id-1")
+    again = await store.deliver([Delivery(ALICE), Delivery(BOB)], msg(1, size), "id-1")
+    assert again == first
+    twice = await asyncio.gather(
+        *(store.deliver([Delivery(ALICE)], msg(2, size), "id-2") for _ in range(3))
+    )
+    assert twice[0] == twice[1] == twice[2]
+    other = await store.deliver([Delivery(ALICE)], msg(1, size), "id-3")
+    assert other[0].uid != first[0].uid
+    plain = await store.deliver([Delivery(ALICE)], msg(1, size))
+    assert plain[0].uid not in (first[0].uid, other[0].uid)
+    inbox = await alice.get_mailbox("INBOX")
+    assert [m.uid for m in await alice.list_messages(inbox.id)] == [1, 2, 3, 4]
+    binbox = await bob.get_mailbox("INBOX")
+    assert len(await bob.list_messages(binbox.id)) == 1
+
+
 async def test_open_mailbox_is_get_mailbox_and_list_messages(store: MailStore) -> None:
     acct = await account(store)
     for i in range(3):

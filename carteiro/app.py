@@ -10,15 +10,11 @@ stops accepting, lets in-flight sessions finish for a grace period, then closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from carteiro.config import Config, ConfigError
@@ -26,18 +22,19 @@ from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.net.listener import Listener, ListenError
 from carteiro.net.tls import server_context
-from carteiro.queue.api import Envelope, QueuedRecipient
-from carteiro.queue.local import LocalDelivery, Requeue
+from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient
 from carteiro.queue.routing import Resolver
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
 from carteiro.queue.transport import Reply, TLSPolicy, Transport
 from carteiro.servers.context import ServerContext
-from carteiro.store.api import MailStore
+from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
 
 log = logging.getLogger("carteiro")
+
+Requeue = Callable[[Envelope, MessageSource], Awaitable[str]]  # FileSpool.enqueue
 
 
 ListenerFactory = Callable[[ServerContext], list[Listener]]
@@ -71,56 +68,45 @@ def listener_factories() -> list[ListenerFactory]:
     return factories
 
 
-class MailLocalDelivery:
-    """The queue's LocalDelivery over the mail layer's (aliases, mbox accounts, plus folders):
-    DSNs and queued local recipients are filed exactly as the SMTP server files mail."""
+def open_local_delivery(cfg: Config, store: MailStore, directory: Directory) -> MailDelivery:
+    """The one local delivery (aliases, plus-folders, store or mbox), configured from [smtp]: the
+    SMTP server, `carteiro deliver` and the queue all file mail through it."""
+    from carteiro.mail.deliver import LocalDelivery as MailDelivery
 
-    def __init__(self, delivery: MailDelivery, tmp_dir: Path, requeue: Requeue | None) -> None:
+    return MailDelivery(
+        store,
+        directory,
+        cfg.path(cfg.smtp.mbox_dir),
+        plus_folders=cfg.smtp.plus_folder_delivery,
+        mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
+    )
+
+
+class QueueHandoff:
+    """The queue's LocalHandoff done by mail.deliver: DSNs and queued local recipients are filed
+    exactly as the SMTP server files mail. Remote alias targets go back to the queue (`requeue`)
+    inside the same delivery; mail's errors become the replies the queue records."""
+
+    def __init__(self, delivery: MailDelivery, requeue: Requeue | None) -> None:
         self.delivery = delivery
-        self.tmp_dir = tmp_dir
         self.requeue = requeue
-
-    def _write(self, data: bytes) -> Path:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="local.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return Path(name)
 
     async def deliver(self, mail_from: str, recipient: str, data: bytes) -> Reply:
         from carteiro.mail.deliver import DeliveryError
 
-        try:
-            res = await asyncio.to_thread(self.delivery.resolve, recipient)
-            targets = await self.delivery.targets(res.local_accounts)
-        except DeliveryError as e:
-            return Reply(451 if e.temporary else 550, e.status, e.reason)
-        raw = data
         requeue = self.requeue
 
-        async def forward() -> None:
+        async def forward(remote: Sequence[str]) -> None:
             assert requeue is not None
-            await requeue(Envelope(mail_from, tuple(QueuedRecipient(a) for a in res.remote)), raw)
+            await requeue(Envelope(mail_from, tuple(QueuedRecipient(a) for a in remote)), data)
 
-        if res.remote and requeue is None:
-            return Reply(451, "4.3.0", "cannot forward alias targets")
-        then = forward if res.remote else None
-        if not targets:
-            if then is not None:
-                await then()
-            return Reply(250, "2.0.0", "forwarded")
-        # RFC 5321 4.4: the delivering MTA records the reverse-path in Return-Path.
-        path = await asyncio.to_thread(
-            self._write, f"Return-Path: <{mail_from}>\r\n".encode() + raw
-        )
         try:
-            await self.delivery.deliver(targets, path, mail_from, then)
+            what = await self.delivery.deliver_to(
+                recipient, mail_from, data, forward if requeue is not None else None
+            )
         except DeliveryError as e:
             return Reply(451 if e.temporary else 550, e.status, e.reason)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        return Reply(250, "2.0.0", "delivered locally")
+        return Reply(250, "2.0.0", what)
 
 
 def _tls_policy(value: str) -> TLSPolicy:
@@ -136,13 +122,12 @@ def make_queue_service(
     transport: Transport | None = None,
     resolver: Resolver | None = None,
     *,
-    local: LocalDelivery | None = None,
+    local: LocalHandoff | None = None,
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
 ) -> QueueService:
     """The outbound queue for `cfg`. transport/resolver default to aiosmtplib and dnspython
     configured from [queue] and [dns]; `local` to delivery into the store."""
-    from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mailauth.dkim import DKIMSigner
     from carteiro.net.control import ControlledQueueService
     from carteiro.net.dns import DNSResolver
@@ -182,13 +167,7 @@ def make_queue_service(
     )
     router = Router(resolver, routing, is_local, rng, prefer=transport.has_idle)
     if local is None:
-        mail_delivery = MailDelivery(
-            store,
-            directory,
-            cfg.path(cfg.smtp.mbox_dir),
-            plus_folders=cfg.smtp.plus_folder_delivery,
-        )
-        local = MailLocalDelivery(mail_delivery, spool.root / "tmp", spool.enqueue)
+        local = QueueHandoff(open_local_delivery(cfg, store, directory), spool.enqueue)
     worker = QueueWorker(
         spool,
         router,
@@ -225,6 +204,12 @@ class App:
             max_failures=cfg.auth.max_failures,
             window=cfg.auth.failure_window,
             block_time=cfg.auth.block_time,
+            max_in_flight_per_ip=cfg.auth.max_in_flight_per_ip,
+            max_in_flight_per_account=cfg.auth.max_in_flight_per_account,
+            account_free_failures=cfg.auth.account_free_failures,
+            account_delay=cfg.auth.account_delay,
+            account_max_delay=cfg.auth.account_max_delay,
+            slot_wait=cfg.auth.slot_wait,
         )
         tls = server_context(cfg.path(cfg.tls.cert), cfg.path(cfg.tls.key))
         self.queue = make_queue_service(cfg, store, directory)

@@ -205,9 +205,9 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 async def _deliver(cfg: object, to: str, sender: str | None) -> int:
-    from carteiro.app import open_directory, open_store
+    from carteiro.app import open_directory, open_local_delivery, open_store
     from carteiro.config import Config
-    from carteiro.mail.deliver import DeliveryError, LocalDelivery, UnknownRecipient
+    from carteiro.mail.deliver import DeliveryError, UnknownRecipient
     from carteiro.queue.api import Envelope, QueuedRecipient
     from carteiro.queue.service import QUEUE_DIR
 
@@ -225,13 +225,7 @@ async def _deliver(cfg: object, to: str, sender: str | None) -> int:
         return fail(EX_TEMPFAIL, f"cannot open the store: {e}")
     path: Path | None = None
     try:
-        delivery = LocalDelivery(
-            store,
-            directory,
-            cfg.path(cfg.smtp.mbox_dir),
-            plus_folders=cfg.smtp.plus_folder_delivery,
-            mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
-        )
+        delivery = open_local_delivery(cfg, store, directory)
         try:
             res = delivery.resolve(to)
         except UnknownRecipient:

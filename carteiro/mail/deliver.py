@@ -1,7 +1,8 @@
 """Local delivery: address -> aliases -> accounts -> mailbox, all recipients or none.
 
-Used by the SMTP server (final delivery of mail for our domains), by `carteiro deliver` (a standalone
-LDA, as dovecot-lda or procmail are used from another MTA) and by the queue for local recipients.
+The only local delivery: used by the SMTP server (final delivery of mail for our domains), by
+`carteiro deliver` (a standalone LDA, as dovecot-lda or procmail are used from another MTA) and,
+through `deliver_to` injected by app.py, by the queue for DSNs and queued local recipients.
 Each account gets the store (default) or its classic mbox spool file (`delivery = mbox`); with
 `plus_folders`, alice+Folder@ files into Folder when it exists. A delivery that fails anywhere is
 undone everywhere before the error is raised: a 4xx never leaves a partial copy behind.
@@ -33,6 +34,8 @@ from carteiro.store.api import (
 
 log = logging.getLogger("carteiro.deliver")
 CACHE_MAX = 10_000
+# Hands remote alias targets (addresses) to the outbound queue; raising undoes the delivery.
+Forward = Callable[[Sequence[str]], Awaitable[object]]
 
 
 class DeliveryError(Exception):
@@ -206,6 +209,32 @@ class LocalDelivery:
             if held:
                 await asyncio.to_thread(self.mbox.release, held)
         return Receipt(appended, tuple(h.account for h in held))
+
+    async def deliver_to(
+        self, address: str, mail_from: str, data: bytes, forward: Forward | None
+    ) -> str:
+        """Deliver `data` (as received, without Return-Path) to one local address: aliases
+        expanded, remote alias targets handed to `forward` inside the same all-or-nothing
+        delivery. For mail that is already ours (the queue's DSNs and local recipients). Returns
+        what happened ("delivered locally" or "forwarded"); raises DeliveryError.
+        """
+        res = await asyncio.to_thread(self.resolve, address)
+        targets = await self.targets(res.local_accounts)
+        if res.remote and forward is None:
+            raise DeliveryError("cannot forward alias targets")
+        remote = tuple(res.remote)
+
+        async def then() -> None:
+            assert forward is not None
+            await forward(remote)
+
+        if not targets:
+            await then()
+            return "forwarded"
+        # RFC 5321 4.4: the delivering MTA records the reverse-path in Return-Path.
+        message = f"Return-Path: <{mail_from}>\r\n".encode() + data
+        await self.deliver(targets, message, mail_from, then if remote else None)
+        return "delivered locally"
 
     def _uses_mbox(self, account: str) -> bool:
         now = self._clock()

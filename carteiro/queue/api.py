@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from carteiro.queue.transport import Reply
 from carteiro.store.api import MessageSource
 
 
@@ -37,4 +38,12 @@ class Envelope:
 class Spool(Protocol):
     async def enqueue(self, envelope: Envelope, source: MessageSource) -> str:
         """Durably store the message for delivery; returns the queue id. Durable before it returns."""
+        ...
+
+
+class LocalHandoff(Protocol):
+    async def deliver(self, mail_from: str, recipient: str, data: bytes) -> Reply:
+        """Deliver the message `data` (as queued, with our prefix) to a local-domain recipient:
+        DSNs to local senders, alias targets the queue holds. 2xx delivered, 4xx try later, 5xx
+        bounce. app.py injects mail.deliver's (the queue never imports mail); tests a fake."""
         ...

@@ -191,7 +191,7 @@ class FileSpool:
             if entry.name not in on_disk:
                 log.info("queue: removing unacknowledged file %s", entry.name)
                 os.unlink(entry.path)
-        tmp = self.root / "tmp"  # local deliveries' scratch files (see cli_queue.MailLocalDelivery)
+        tmp = self.root / "tmp"  # scratch files that local deliveries of older versions left
         if tmp.is_dir():
             for entry in os.scandir(tmp):
                 os.unlink(entry.path)

@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from carteiro.queue import dsn
-from carteiro.queue.api import Envelope, QueuedRecipient
-from carteiro.queue.local import LocalDelivery
+from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient
 from carteiro.queue.model import QueuedMessage, RecipientState
 from carteiro.queue.retry import RetryPolicy
 from carteiro.queue.routing import Destination, Router
@@ -72,7 +71,7 @@ class QueueWorker:
         spool: FileSpool,
         router: Router,
         transport: Transport,
-        local: LocalDelivery | None,
+        local: LocalHandoff | None,
         config: WorkerConfig,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,

@@ -26,6 +26,8 @@ def directory_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d.add_alias("all@example.test", BOB)
     d.add_alias("all@example.test", CAROL)
     d.add_alias("fwd@example.test", "x@remote.test")
+    d.add_alias("mixed@example.test", ALICE)
+    d.add_alias("mixed@example.test", "y@remote.test")
     d.close()
     return path
 
@@ -101,3 +103,48 @@ async def test_store_failure_rolls_back_mbox(env: tuple[LocalDelivery, Path]) ->
     assert e.value.temporary
     assert d.mbox.path_for(CAROL).read_bytes() == b""
     assert await count(d, ALICE) == 0
+
+
+DATA = b"Subject: report\r\n\r\nbody\r\n"
+
+
+async def inbox(d: LocalDelivery, account: str) -> list[bytes]:
+    acct = await d.store.account(account)
+    box = await acct.get_mailbox("INBOX")
+    return [await acct.read_message(box.id, m.uid) for m in await acct.list_messages(box.id)]
+
+
+async def test_deliver_to_one_address_for_the_queue(env: tuple[LocalDelivery, Path]) -> None:
+    d, _ = env
+    forwarded: list[tuple[str, ...]] = []
+
+    async def forward(remote: object) -> None:
+        forwarded.append(tuple(remote))  # type: ignore[call-overload]
+
+    # RFC 5321 4.4: the delivering MTA adds Return-Path; the data handed over has none
+    assert await d.deliver_to(ALICE, "", DATA, forward) == "delivered locally"
+    assert await inbox(d, ALICE) == [b"Return-Path: <>\r\n" + DATA]
+    assert await d.deliver_to("mixed@example.test", "s@x.test", DATA, forward) == (
+        "delivered locally"
+    )
+    assert forwarded == [("y@remote.test",)] and len(await inbox(d, ALICE)) == 2
+    assert await d.deliver_to("fwd@example.test", "s@x.test", DATA, forward) == "forwarded"
+    assert forwarded[-1] == ("x@remote.test",)
+    with pytest.raises(UnknownRecipient):
+        await d.deliver_to("nobody@example.test", "", DATA, forward)
+
+
+async def test_deliver_to_undoes_the_local_copy_when_forwarding_fails(
+    env: tuple[LocalDelivery, Path],
+) -> None:
+    d, _ = env
+
+    async def spool_down(remote: object) -> None:
+        raise RuntimeError("spool down")
+
+    with pytest.raises(RuntimeError):
+        await d.deliver_to("mixed@example.test", "s@x.test", DATA, spool_down)
+    assert await inbox(d, ALICE) == []
+    with pytest.raises(DeliveryError) as e:  # nowhere to forward: try later, nothing delivered
+        await d.deliver_to("mixed@example.test", "s@x.test", DATA, None)
+    assert e.value.temporary and await inbox(d, ALICE) == []

@@ -78,12 +78,19 @@ class SMTPConfig:
 
 @dataclass
 class AuthConfig:
-    """Failed-login throttling per client IP, shared by SMTP, IMAP and POP3."""
+    """Login throttling shared by SMTP, IMAP and POP3, per client address and per account
+    (the policy and why: carteiro/directory/throttle.py)."""
 
     failure_delay: float = 1.0
     max_failures: int = 10
     failure_window: float = 600.0
     block_time: float = 900.0
+    max_in_flight_per_ip: int = 4  # password checks at once per address; more wait their turn
+    max_in_flight_per_account: int = 2  # ... per account, from all addresses together
+    account_free_failures: int = 5  # failures per account (in failure_window) before delays
+    account_delay: float = 1.0  # the first delay, doubling per further failure
+    account_max_delay: float = 15.0  # the delay's ceiling; never a lockout per account
+    slot_wait: float = 20.0  # how long an attempt waits for a free check, then 454 / NO / -ERR
     cache_ttl: float = 300.0  # successful verifications remembered (keyed HMAC), seconds
 
 
@@ -270,6 +277,8 @@ def _validate(cfg: Config) -> None:
         "queue.max_concurrency": cfg.queue.max_concurrency,
         "queue.max_per_destination": cfg.queue.max_per_destination,
         "auth.max_failures": cfg.auth.max_failures,
+        "auth.max_in_flight_per_ip": cfg.auth.max_in_flight_per_ip,
+        "auth.max_in_flight_per_account": cfg.auth.max_in_flight_per_account,
         "smtp.mbox_lock_timeout": cfg.smtp.mbox_lock_timeout,
         "imap.login_timeout": cfg.imap.login_timeout,
         "pop3.max_connections": cfg.pop3.max_connections,
@@ -286,6 +295,10 @@ def _validate(cfg: Config) -> None:
     for key, value in (
         ("smtp.memory_buffer_max", cfg.smtp.memory_buffer_max),
         ("imap.message_cache_mb", cfg.imap.message_cache_mb),
+        ("auth.account_free_failures", cfg.auth.account_free_failures),
+        ("auth.account_delay", cfg.auth.account_delay),
+        ("auth.account_max_delay", cfg.auth.account_max_delay),
+        ("auth.slot_wait", cfg.auth.slot_wait),
     ):
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")

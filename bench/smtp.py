@@ -5,7 +5,12 @@ Scenarios: 5,000 x 1 KB over 1 session, 5,000 x 1 KB over 20 concurrent sessions
 over 20 sessions. One client for both servers: raw asyncio, pipelining MAIL/RCPT/DATA when the
 server offers PIPELINING (aiosmtpd does not). Each server runs in its own process. Not a test.
 
+Besides messages/s, prints the server's CPU time per message (utime + stime of the server process,
+all its threads, from /proc/PID/stat around each scenario): on a shared, noisy machine that figure
+moves less than the wall-clock rate.
+
 Run: .venv/bin/python bench/smtp.py [--scale 0.2] [--dir PATH] [--only carteiro|baseline]
+                                    [--scenario N ...] [--repeat N]
 """
 
 from __future__ import annotations
@@ -76,6 +81,18 @@ def make_message(size: int, n: int) -> bytes:
     line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
     body = line * max(1, (size - len(head)) // len(line))
     return head + body
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    rate: float  # messages/s
+    cpu_ms: float  # server CPU per message, ms
 
 
 @dataclass
@@ -164,7 +181,14 @@ def count_carteiro(data: Path) -> int:
         conn.close()
 
 
-def bench_carteiro(root: Path, scenarios: list[Scenario], smtp_config: str = "") -> list[float]:
+def measure(port: int, pid: int, sc: Scenario) -> Result:
+    before = cpu_seconds(pid)
+    rate = asyncio.run(run_scenario(port, sc))
+    used = cpu_seconds(pid) - before
+    return Result(rate, used * 1000 / (sc.messages // sc.sessions * sc.sessions))
+
+
+def bench_carteiro(root: Path, scenarios: list[Scenario], smtp_config: str = "") -> list[Result]:
     srv = ServerProcess(
         root / "carteiro",
         users={RCPT: "bench-password"},
@@ -176,11 +200,12 @@ def bench_carteiro(root: Path, scenarios: list[Scenario], smtp_config: str = "")
         cfg = srv.data / "carteiro.toml"
         cfg.write_text(cfg.read_text().replace("[smtp]\n", f"[smtp]\n{smtp_config}\n", 1))
     srv.start()
+    assert srv.proc is not None
     results = []
     try:
         expected = 0
         for sc in scenarios:
-            results.append(asyncio.run(run_scenario(srv.ports["smtp"], sc)))
+            results.append(measure(srv.ports["smtp"], srv.proc.pid, sc))
             expected += sc.messages // sc.sessions * sc.sessions
     finally:
         srv.stop()
@@ -190,7 +215,7 @@ def bench_carteiro(root: Path, scenarios: list[Scenario], smtp_config: str = "")
     return results
 
 
-def bench_baseline(root: Path, scenarios: list[Scenario]) -> list[float]:
+def bench_baseline(root: Path, scenarios: list[Scenario]) -> list[Result]:
     maildir = root / "baseline" / "Maildir"
     port = free_port()
     proc = subprocess.Popen(
@@ -202,7 +227,7 @@ def bench_baseline(root: Path, scenarios: list[Scenario]) -> list[float]:
     try:
         wait_port("127.0.0.1", port, 30, proc)  # type: ignore[arg-type]
         for sc in scenarios:
-            results.append(asyncio.run(run_scenario(port, sc)))
+            results.append(measure(port, proc.pid, sc))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -217,6 +242,14 @@ def main() -> None:
     ap.add_argument(
         "--smtp-config", default="", help='extra [smtp] keys, e.g. "memory_buffer_max = 65536"'
     )
+    ap.add_argument(
+        "--scenario",
+        type=int,
+        action="append",
+        choices=[1, 2, 3],
+        help="run only these scenarios (1: 1 KB x 1 session, 2: 1 KB x 20, 3: 100 KB x 20)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="run the whole comparison N times")
     args = ap.parse_args()
     s = args.scale
     scenarios = [
@@ -224,17 +257,33 @@ def main() -> None:
         Scenario("5,000 x 1 KB, 20 sessions", int(5000 * s), 1024, 20),
         Scenario("1,000 x 100 KB, 20 sessions", int(1000 * s), 100 * 1024, 20),
     ]
+    if args.scenario:
+        scenarios = [scenarios[i - 1] for i in sorted(set(args.scenario))]
     base = Path(args.dir) if args.dir else Path.cwd()
-    with tempfile.TemporaryDirectory(prefix="bench-smtp-", dir=base) as tmp:
-        root = Path(tmp)
-        ours = bench_carteiro(root, scenarios, args.smtp_config) if args.only != "baseline" else []
-        theirs = bench_baseline(root, scenarios) if args.only != "carteiro" else []
-    print(f"{'scenario':32} {'carteiro':>12} {'aiosmtpd+fsync':>15} {'ratio':>7}")
-    for i, sc in enumerate(scenarios):
-        a = ours[i] if ours else float("nan")
-        b = theirs[i] if theirs else float("nan")
-        print(f"{sc.name:32} {a:9.0f} m/s {b:12.0f} m/s {a / b:6.2f}x")
-    print(f"(durable: fsync on; {os.cpu_count()} CPUs; scale {s})")
+    nan = Result(float("nan"), float("nan"))
+    for run in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-smtp-", dir=base) as tmp:
+            root = Path(tmp)
+            ours = (
+                bench_carteiro(root, scenarios, args.smtp_config) if args.only != "baseline" else []
+            )
+            theirs = bench_baseline(root, scenarios) if args.only != "carteiro" else []
+        if args.repeat > 1:
+            print(f"run {run + 1} of {args.repeat}; load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"{'scenario':30} {'carteiro':>10} {'aiosmtpd+fsync':>15} {'ratio':>6}"
+            f" {'CPU ms/msg: carteiro':>21} {'baseline':>9}"
+        )
+        for i, sc in enumerate(scenarios):
+            a = ours[i] if ours else nan
+            b = theirs[i] if theirs else nan
+            print(
+                f"{sc.name:30} {a.rate:6.0f} m/s {b.rate:11.0f} m/s {a.rate / b.rate:5.2f}x"
+                f" {a.cpu_ms:21.3f} {b.cpu_ms:9.3f}"
+            )
+    print(
+        f"(durable: fsync on; {os.cpu_count()} CPUs; scale {s}; CPU: server process, all threads)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from carteiro.directory.throttle import Refused
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
 from carteiro.proto import pop3, sasl
@@ -270,16 +271,21 @@ class Pop3Session:
     async def _login(self, user: str, password: str) -> pop3.Reply:
         """RFC 1939 7 PASS, and the end of a SASL exchange: verify, throttle, lock, list."""
         ip = self.conn.peer_ip
-        throttle = self.ctx.throttle
-        if throttle.blocked(ip):
-            return self.machine.refused(Refusal.THROTTLED)
-        account = await self.ctx.directory.verify(user, password)
-        if account is None:
-            delay = throttle.failure(ip)
-            log.info("pop3: %s: authentication failed for %r", ip, user[:100])
-            await asyncio.sleep(delay)
-            return self.machine.refused(Refusal.BAD_CREDENTIALS)
-        throttle.success(ip)
+        # Reserved before the check, counted as a failure until it succeeds: parallel guesses
+        # cannot outrun the throttle (directory/throttle.py).
+        slot = await self.ctx.throttle.reserve(ip, user)
+        if isinstance(slot, Refused):
+            return self.machine.refused(Refusal.THROTTLED, f"{slot.text}.")  # RFC 3206 4
+        try:
+            account = await self.ctx.directory.verify(user, password)
+            if account is None:
+                delay = slot.failure()
+                log.info("pop3: %s: authentication failed for %r", ip, user[:100])
+                await asyncio.sleep(delay)
+                return self.machine.refused(Refusal.BAD_CREDENTIALS)
+            slot.success(account)
+        finally:
+            slot.release()
         return await self._open(account)
 
     async def _open(self, account: str) -> pop3.Reply:
@@ -329,7 +335,7 @@ class Pop3Session:
             return await self._login(step.credentials.authcid, step.credentials.password)
         if step.kind is sasl.FailureKind.REFUSED:
             # Acting as another user (a PLAIN authzid): refused like a bad password.
-            delay = self.ctx.throttle.failure(self.conn.peer_ip)
+            delay = self.ctx.throttle.record_failure(self.conn.peer_ip)
             await asyncio.sleep(delay)
             return self.machine.refused(Refusal.BAD_CREDENTIALS, f"{step.reason}.")
         return self.machine.refused(Refusal.SASL, f"Authentication failed: {step.reason}.")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from carteiro.core.address import AddressError, parse_address
 from carteiro.directory.accounts import Resolution
+from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
@@ -628,22 +629,30 @@ class Session:
             return
         self.sasl = None
         username, password = step
+        # Reserved before the check, counted as a failure until it succeeds: parallel guesses
+        # cannot outrun the throttle (directory/throttle.py).
+        slot = await self.ctx.throttle.reserve(self.conn.peer_ip, username)
+        if isinstance(slot, Refused):
+            self.reply(R.R_454_AUTH_BLOCKED.with_text(slot.text))  # RFC 4954 6: 454 4.7.0
+            return
         try:
-            account = await self.ctx.directory.verify(username, password)
-        except Exception:
-            log.exception("smtp: password check failed")
-            self.reply(R.R_454_AUTH_TEMP)
-            return
-        ip = self.conn.peer_ip
-        if account is None:
-            delay = self.ctx.throttle.failure(ip)
-            self.tracer.note(f"authentication failed; waiting {delay:.1f}s")
-            if delay:
-                await self.flush()
-                await asyncio.sleep(delay)
-            self.reply(R.R_535_AUTH_FAILED)
-            return
-        self.ctx.throttle.success(ip)
+            try:
+                account = await self.ctx.directory.verify(username, password)
+            except Exception:
+                log.exception("smtp: password check failed")
+                self.reply(R.R_454_AUTH_TEMP)
+                return
+            if account is None:
+                delay = slot.failure()
+                self.tracer.note(f"authentication failed; waiting {delay:.1f}s")
+                if delay:
+                    await self.flush()
+                    await asyncio.sleep(delay)
+                self.reply(R.R_535_AUTH_FAILED)
+                return
+            slot.success(account)
+        finally:
+            slot.release()
         self.auth_user = account
         self.tracer.note(f"authenticated as {account}")
         self.reply(R.R_235_AUTH_OK)

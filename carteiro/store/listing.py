@@ -159,11 +159,12 @@ class Listing:
             else:
                 self.keywords.pop(uid, None)
             self.modseqs[i] = mseq
+            # a flag change leaves these as they were; a reindex may correct them (a file edited
+            # or truncated by hand), and gives every row a new MODSEQ so that it is seen here
+            self.dates[i] = when
+            self.sizes[i] = size
             if metas is not None:
-                old = metas[i]
-                metas[i] = MessageMeta(
-                    uid, codec.decode(mask, kws), mseq, old.internaldate, old.size
-                )
+                metas[i] = MessageMeta(uid, codec.decode(mask, kws), mseq, when, size)
         self.modseq = modseq
         return True
 

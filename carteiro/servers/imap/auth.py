@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 
+from carteiro.directory.throttle import Refused
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.receiver import AuthResponse
 from carteiro.servers.imap.session import (
@@ -128,13 +129,18 @@ async def authenticate(s: Session, tag: str, req: c.Authenticate) -> Result:
 
 async def authenticate_user(s: Session, user: str, password: str) -> Result:
     ctx = s.server.ctx
-    ip = s.conn.peer_ip
-    if ctx.throttle.blocked(ip):
-        return no("Too many failed logins; try again later", "UNAVAILABLE")
-    account = await ctx.directory.verify(user, password) if user and password else None
-    if account is None:
-        return await _failed(s)
-    ctx.throttle.success(ip)
+    # Reserved before the check, counted as a failure until it succeeds: parallel guesses
+    # cannot outrun the throttle (directory/throttle.py).
+    slot = await ctx.throttle.reserve(s.conn.peer_ip, user)
+    if isinstance(slot, Refused):
+        return no(slot.text, "UNAVAILABLE")  # RFC 5530 3: temporary, try again later
+    try:
+        account = await ctx.directory.verify(user, password) if user and password else None
+        if account is None:
+            return await _failed(s, slot.failure())
+        slot.success(account)
+    finally:
+        slot.release()
     try:
         store = await ctx.store.account(account)
     except AccountNotFound:
@@ -148,8 +154,9 @@ async def authenticate_user(s: Session, user: str, password: str) -> Result:
     return ok("Logged in", f"CAPABILITY {s.capabilities()}")
 
 
-async def _failed(s: Session) -> Result:
-    delay = s.server.ctx.throttle.failure(s.conn.peer_ip)
+async def _failed(s: Session, delay: float | None = None) -> Result:
+    if delay is None:  # refused before any password check (a malformed exchange)
+        delay = s.server.ctx.throttle.record_failure(s.conn.peer_ip)
     s.auth_failures += 1
     if delay > 0:
         await s.flush()

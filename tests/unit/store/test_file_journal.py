@@ -239,3 +239,24 @@ async def test_a_failure_after_commit_still_answers_the_caller(
     body = make_message("x", 300)
     r = await asyncio.wait_for(acct.append("INBOX", body), 5)
     assert await acct.read_message(r.mailbox_id, r.uid) == body
+
+
+async def test_reindex_on_a_running_store_serves_the_new_sizes(store: SqliteMaildirStore) -> None:
+    import asyncio
+
+    from carteiro.store.maintenance import reindex
+
+    acct = await store.account(ACCOUNT)
+    for i in range(3):
+        await acct.append("INBOX", make_message(str(i), 400))
+    await store.flush_files()
+    info, before = await acct.open_mailbox("INBOX")
+    first = sorted((store.data_dir / "mail").rglob("Maildir/cur/*"))[0]
+    first.write_bytes(b"Subject: cut\r\n\r\nshort\r\n")  # edited by hand
+    await asyncio.get_running_loop().run_in_executor(None, reindex, store.data_dir)
+    info, after = await acct.open_mailbox("INBOX")
+    sizes = {m.size for m in after}
+    assert len(b"Subject: cut\r\n\r\nshort\r\n") in sizes
+    assert sorted(m.size for m in after) == sorted(
+        p.stat().st_size for p in (store.data_dir / "mail").rglob("Maildir/cur/*")
+    )

@@ -19,6 +19,7 @@ from carteiro.net.trace import Tracer
 from carteiro.proto import pop3, sasl
 from carteiro.proto.pop3 import MachineConfig, Maildrop, Pop3Machine, Refusal
 from carteiro.servers.context import ServerContext
+from carteiro.servers.storage_errors import log_storage_full, storage_full
 from carteiro.store.api import SEEN, AccountNotFound, AccountStore, FlagOp, MaildropLock
 
 log = logging.getLogger("carteiro.pop3")
@@ -398,7 +399,9 @@ class Pop3Session:
     async def _update(self, ev: pop3.Update) -> pop3.Reply:
         """RFC 1939 6 UPDATE: remove every marked message in one store call, then sign off."""
         assert self.store is not None
+        who = f"pop3 {self.store.account}"
         ok = True
+        detail = ""
         try:
             if ev.delete:
                 t0 = time.monotonic()
@@ -407,14 +410,27 @@ class Pop3Session:
                     f"UPDATE removed {len(removed)} of {len(ev.delete)} messages"
                     f" in {time.monotonic() - t0:.3f}s"
                 )
-        except Exception:
-            log.exception("pop3: UPDATE failed to remove %d messages", len(ev.delete))
+        except Exception as e:
             ok = False
+            full = storage_full(e)
+            if full is None:
+                log.exception("pop3: UPDATE failed to remove %d messages", len(ev.delete))
+            else:
+                # The store's removal is one transaction: refused whole, the maildrop is as
+                # it was. RFC 1939 6 lets QUIT fail here; RFC 3206 SYS/TEMP: it will pass.
+                log_storage_full(log, who, f"UPDATE removing {len(ev.delete)} messages", full)
+                detail = (
+                    "Insufficient storage on the server; no messages were removed. Try again later."
+                )
         if ok and ev.seen:
             # Dovecot's behaviour: RETR marks \Seen, applied when the session ends with QUIT.
             try:
                 await self.store.set_flags(self.mailbox_id, ev.seen, FlagOp.ADD, [SEEN])
-            except Exception:
-                log.exception("pop3: cannot set \\Seen on %d messages", len(ev.seen))
+            except Exception as e:
+                full = storage_full(e)
+                if full is None:
+                    log.exception("pop3: cannot set \\Seen on %d messages", len(ev.seen))
+                else:  # the deletions are done: only \Seen is lost, QUIT still succeeds
+                    log_storage_full(log, who, f"UPDATE setting \\Seen on {len(ev.seen)}", full)
         self._release()
-        return self.machine.updated(ok)
+        return self.machine.updated(ok, detail)

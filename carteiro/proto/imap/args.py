@@ -19,9 +19,9 @@ ATOM_RE: Final = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
 ASTRING_ATOM_RE: Final = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')  # ASTRING-CHAR adds "]"
 LIST_CHAR_RE: Final = re.compile(rb'[^\x00-\x20\x7f-\xff(){"\\]+')  # list-char adds % and *
 # QUOTED-CHAR: TEXT-CHAR except quoted-specials, or "\" quoted-specials; RFC 9051 and RFC 6855
-# allow UTF-8 (validated when the string is decoded).
-_QUOTED_RE: Final = re.compile(rb'"((?:[^"\\\r\n\x00]+|\\["\\])*)"')
-_UNESCAPE_RE: Final = re.compile(rb'\\(["\\])')
+# allow UTF-8 (validated when the string is decoded). quoted() scans run by run: the regex
+# '"((?:[^"\\]+|\\["\\])*)"' backtracked exponentially on an unterminated string (issue 10.5).
+_QUOTED_STOP_RE: Final = re.compile(rb'["\\\r\n\x00]')
 _LITERAL_RE: Final = re.compile(rb"(~?)\{([0-9]+)(\+?)\}")
 _NUMBER_RE: Final = re.compile(rb"[0-9]+")
 _FLAG_RE: Final = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
@@ -177,12 +177,29 @@ class ArgReader:
         return data, binary
 
     def quoted(self) -> bytes:
-        m = _QUOTED_RE.match(self.buf, self.pos)
-        if m is None:
+        """A quoted string at this position, unescaped. Linear in its length, whatever follows."""
+        buf = self.buf
+        if not buf.startswith(b'"', self.pos):
             raise ArgError("Invalid quoted string")
-        self.pos = m.end()
-        raw = m.group(1)
-        return _UNESCAPE_RE.sub(rb"\1", raw) if b"\\" in raw else raw
+        pieces: list[bytes] = []
+        i = self.pos + 1
+        while True:
+            m = _QUOTED_STOP_RE.search(buf, i)
+            if m is None:
+                raise ArgError("Invalid quoted string")  # no closing quote on this line
+            j = m.start()
+            stop = buf[j : j + 1]
+            if stop == b'"':
+                pieces.append(buf[i:j])
+                self.pos = j + 1
+                return b"".join(pieces) if len(pieces) > 1 else pieces[0]
+            if stop == b"\\" and buf[j + 1 : j + 2] in (b'"', b"\\"):
+                pieces.append(buf[i:j])
+                pieces.append(buf[j + 1 : j + 2])
+                i = j + 2
+                continue
+            # CR, LF, NUL or a "\" that escapes anything else
+            raise ArgError("Invalid quoted string")
 
     def string(self, what: str = "string") -> bytes:
         b = self.peek()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Set as AbstractSet
 
-from carteiro.mail import fetch as mf
 from carteiro.mime import bodystructure
 from carteiro.mime.parse import Message
 from carteiro.mime.sections import UnknownCte
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import fetch as pf
+from carteiro.servers.imap import fetch_octets as mf
 from carteiro.servers.imap import render
 from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
 from carteiro.servers.storage_errors import log_storage_full, storage_full

@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from carteiro.mail.search import search as evaluate
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import search as ps
 from carteiro.proto.imap.sets import render_numbers
+from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from carteiro.mail.imap_view import MailboxView, RecentRegistry
 from carteiro.mail.message_cache import MessageCache
-from carteiro.mail.search import search
 from carteiro.proto.imap.parser import parse_wire
+from carteiro.servers.imap.search_eval import search
 from carteiro.store.memory import MemoryMailStore
 
 ACCT = "alice@example.test"

@@ -1,4 +1,5 @@
-"""SEARCH evaluation (RFC 3501 6.4.4, RFC 9051 6.4.4) over a session's mailbox view.
+"""SEARCH evaluation (RFC 3501 6.4.4, RFC 9051 6.4.4) over a session's mailbox view. It evaluates
+the IMAP parser's SearchKey, so it lives with the IMAP server, not in mail/ (which imports no proto).
 
 Each key is compiled twice: a three-valued test on MessageMeta alone (True / False / None for
 "needs the message"), and a full test with the parsed message. Messages are read and parsed only

@@ -1,6 +1,6 @@
 """What FETCH returns for one message: section octets, partials, BINARY decoding (RFC 9051 6.4.5,
 RFC 3516), on top of the parsed MIME tree. The server renders; this module decides the octets.
-Never does I/O.
+Never does I/O. It reads the IMAP parser's FetchAttr, so it lives with the IMAP server, not in mail/.
 """
 
 from __future__ import annotations

@@ -44,11 +44,8 @@ class Reply:
         if not self.lines and "\r" not in text and "\n" not in text and len(text) < 400:
             # One short line (most replies, rendered once per MAIL/RCPT/end of data): the
             # general path below gives the same octets, at three times the cost.
-            if self.status:
-                line = f"{self.code} {self.status} {text}"
-            else:
-                line = f"{self.code} {text}"
-            wire = line.rstrip().encode("utf-8")
+            one = f"{self.code} {self.status} {text}" if self.status else f"{self.code} {text}"
+            wire = one.rstrip().encode("utf-8")
             if len(wire) <= MAX_REPLY_LINE - 2:
                 return wire + b"\r\n"
         # RFC 5321 4.2.1: every line but the last has a hyphen after the code.

@@ -25,7 +25,7 @@ from pathlib import Path
 from carteiro.queue import spool_db
 from carteiro.queue.api import Envelope
 from carteiro.queue.model import QueuedMessage, RecipientState
-from carteiro.store.api import MessageSource
+from carteiro.store.api import MessageSource, StorageFull
 
 log = logging.getLogger("carteiro.queue")
 
@@ -64,6 +64,18 @@ class NewMessage:
     origin: str = "dsn"
 
 
+def no_room(e: BaseException) -> StorageFull | None:
+    """SQLite's SQLITE_FULL ("database or disk is full") and an OSError with ENOSPC or EDQUOT,
+    as the StorageFull the servers answer with their "insufficient storage" codes."""
+    if isinstance(e, sqlite3.OperationalError) and e.sqlite_errorcode == sqlite3.SQLITE_FULL:
+        return StorageFull(f"queue index: {e}")
+    return StorageFull.from_error(e)
+
+
+def _as_storage_full(e: Exception) -> Exception:
+    return no_room(e) or e
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -96,9 +108,10 @@ class _Committer:
             try:
                 errors = await loop.run_in_executor(self._spool._executor, self._commit, batch)
             except BaseException as e:  # the commit itself failed: nobody's change is durable
+                failure = _as_storage_full(e) if isinstance(e, Exception) else RuntimeError(str(e))
                 for _, _, fut in batch:
                     if not fut.done():
-                        fut.set_exception(e if isinstance(e, Exception) else RuntimeError(str(e)))
+                        fut.set_exception(failure)
                 if not isinstance(e, Exception):
                     raise
                 continue
@@ -110,7 +123,7 @@ class _Committer:
                 if err is None:
                     fut.set_result(None)
                 else:
-                    fut.set_exception(err)
+                    fut.set_exception(_as_storage_full(err))
 
     def _commit(
         self, batch: list[tuple[list[Op], bool, asyncio.Future[None]]]
@@ -128,7 +141,12 @@ class _Committer:
                     for op in ops:
                         op(db)
                 except Exception as e:
-                    log.exception("queue: a state change failed and was rolled back")
+                    if not db.in_transaction:
+                        # SQLite rolled the whole transaction back itself (it may on
+                        # SQLITE_FULL or an I/O error): nobody's change in the batch is kept
+                        raise
+                    if no_room(e) is None:  # no room: the caller hears it and logs it
+                        log.exception("queue: a state change failed and was rolled back")
                     db.execute(f"ROLLBACK TO s{i}")
                     errors.append(e)
                 else:
@@ -294,7 +312,14 @@ class FileSpool:
         )
         if small_bytes and not (sign and self.signer is not None):
             return self._prepare(msg_id, source, sign)  # no I/O, no CPU to speak of
-        return await asyncio.to_thread(self._prepare, msg_id, source, sign)
+        try:
+            return await asyncio.to_thread(self._prepare, msg_id, source, sign)
+        except OSError as e:
+            self._unlink_quietly(msg_id)  # what was written before the disk filled up
+            full = no_room(e)
+            if full is None:
+                raise
+            raise full from e
 
     def _new_message(
         self, msg_id: str, envelope: Envelope, size: int, prefix: bytes, origin: str, inline: bool

@@ -166,11 +166,16 @@ class LocalDelivery:
         source: bytes | Path,
         mail_from: str,
         then: Callable[[], Awaitable[object]] | None = None,
+        delivery_id: str | None = None,
     ) -> Receipt:
         """Deliver the message (bytes, or a file on the data dir's filesystem; already carrying
         Return-Path) to every target,
         atomically; then run `then` (e.g. queueing the remote recipients) before committing.
-        Raises DeliveryError, or what `then` raised; either way nothing was delivered anywhere.
+        Raises DeliveryError, or what `then` raised; either way nothing was delivered anywhere,
+        except with a `delivery_id`: then the store's part stays (a crash at the same point would
+        leave it too) and the caller's retry with the same id completes the rest without a second
+        copy (the store and the queue both make a repeated id a no-op). Classic mbox spools have
+        no ids: their part is always rolled back.
         """
         in_store: list[Target] = []
         in_mbox: list[str] = []
@@ -196,13 +201,13 @@ class LocalDelivery:
                     )
                 except OSError as e:
                     raise _os_error(e) from e
-            appended = await self._store_deliver(in_store, source)
+            appended = await self._store_deliver(in_store, source, delivery_id)
             if then is not None:
                 await then()
         except BaseException:
             if held:
                 await asyncio.to_thread(self.mbox.rollback, held)
-            if appended:
+            if appended and delivery_id is None:
                 await self._undo(appended)
             raise
         finally:
@@ -252,13 +257,13 @@ class LocalDelivery:
         return mbox
 
     async def _store_deliver(
-        self, in_store: Sequence[Target], source: bytes | Path
+        self, in_store: Sequence[Target], source: bytes | Path, delivery_id: str | None = None
     ) -> tuple[AppendResult, ...]:
         if not in_store:
             return ()
         deliveries = [Delivery(account=t.account, mailbox=t.mailbox) for t in in_store]
         try:
-            return tuple(await self.store.deliver(deliveries, source))
+            return tuple(await self.store.deliver(deliveries, source, delivery_id))
         except AccountNotFound as e:
             # The account vanished between RCPT and the end of data: temporary, so the client
             # retries and then hears 550 at RCPT for that address alone.
@@ -267,7 +272,9 @@ class LocalDelivery:
             # a plus-folder removed meanwhile: the INBOX is always there
             if all(t.mailbox == "INBOX" for t in in_store):
                 raise DeliveryError("INBOX missing") from None
-            return await self._store_deliver([Target(t.account) for t in in_store], source)
+            return await self._store_deliver(
+                [Target(t.account) for t in in_store], source, delivery_id
+            )
         except OverQuota as e:
             raise DeliveryError(f"mailbox full: {e}", status="4.2.2") from None
         except StorageFull as e:  # chained: the server logs which (ENOSPC or EDQUOT)

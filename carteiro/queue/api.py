@@ -36,8 +36,13 @@ class Envelope:
 
 
 class Spool(Protocol):
-    async def enqueue(self, envelope: Envelope, source: MessageSource) -> str:
-        """Durably store the message for delivery; returns the queue id. Durable before it returns."""
+    async def enqueue(
+        self, envelope: Envelope, source: MessageSource, dedupe_key: str | None = None
+    ) -> str:
+        """Durably store the message for delivery; returns the queue id. Durable before it returns.
+        With `dedupe_key`, a message enqueued before under the same key (within DEDUPE_KEEP
+        seconds) is not queued again: its queue id is returned (a client's retry after a lost
+        250, or after a crash between the store's COMMIT and this one)."""
         ...
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from carteiro.queue import spool_db
 from carteiro.queue.api import Envelope
 from carteiro.queue.model import QueuedMessage, RecipientState
-from carteiro.store.api import MessageSource, StorageFull
+from carteiro.store.api import DELIVERY_ID_KEEP, MessageSource, StorageFull
 
 log = logging.getLogger("carteiro.queue")
 
@@ -37,6 +37,7 @@ Op = Callable[[sqlite3.Connection], None]
 _ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"  # no vowels: ids never spell words
 _ID_RANDOM = random.Random(os.urandom(16))
 
+DEDUPE_KEEP = DELIVERY_ID_KEEP  # seconds a dedupe key is remembered (as the store's delivery ids)
 INLINE_MAX = 128 * 1024  # messages up to this size are stored in the index, not as files
 CACHE_BUDGET = 64 * 1024 * 1024  # bytes of message content kept in memory for the worker
 
@@ -354,10 +355,18 @@ class FileSpool:
         # stranger's message that merely claims one of our domains in From:.
         return envelope.auth_user is not None or envelope.trusted or origin == "dsn"
 
-    async def enqueue(self, envelope: Envelope, source: MessageSource) -> str:
-        return await self.enqueue_as(envelope, source, origin="")
+    async def enqueue(
+        self, envelope: Envelope, source: MessageSource, dedupe_key: str | None = None
+    ) -> str:
+        return await self.enqueue_as(envelope, source, origin="", dedupe_key=dedupe_key)
 
-    async def enqueue_as(self, envelope: Envelope, source: MessageSource, origin: str = "") -> str:
+    async def enqueue_as(
+        self,
+        envelope: Envelope,
+        source: MessageSource,
+        origin: str = "",
+        dedupe_key: str | None = None,
+    ) -> str:
         if not envelope.recipients:
             raise ValueError("an envelope needs at least one recipient")
         if not self._opened:
@@ -366,13 +375,25 @@ class FileSpool:
         sign = self._should_sign(envelope, origin)
         size, prefix, data = await self._prepare_async(msg_id, source, sign)
         msg = self._new_message(msg_id, envelope, size, prefix, origin, data is not None)
+        queued_before: list[str] = []
+
+        def insert(db: sqlite3.Connection) -> None:
+            if dedupe_key is None:
+                spool_db.insert(db, msg, data)
+                return
+            before = spool_db.insert_once(db, msg, data, dedupe_key, DEDUPE_KEEP)
+            if before is not None:
+                queued_before.append(before)
+
         try:
-            await self._committer.submit(
-                [lambda db: spool_db.insert(db, msg, data)], dirsync=data is None
-            )
+            await self._committer.submit([insert], dirsync=data is None)
         except BaseException:
             self._unlink_quietly(msg_id)
             raise
+        if queued_before:  # a retry of a message already queued: nothing more to send
+            self._unlink_quietly(msg_id)
+            log.info("queue: %s again (a retry): not queued twice", queued_before[0])
+            return queued_before[0]
         self.messages[msg_id] = msg
         if data is not None:
             self._cache_put(msg_id, data)

@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS messages (
     inline INTEGER NOT NULL DEFAULT 0       -- 1: the bytes are in `bodies`, else in msg/ID
 );
 CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dedupe (key TEXT PRIMARY KEY, msg_id TEXT NOT NULL, at REAL NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recipients (
     msg_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -237,3 +239,18 @@ def load(db: sqlite3.Connection, msg_id: str) -> QueuedMessage | None:
         )
     ]
     return _message(row, rcpts)
+
+
+def insert_once(
+    db: sqlite3.Connection, m: QueuedMessage, data: bytes | None, key: str, keep: float
+) -> str | None:
+    """insert() unless `key` was enqueued before (then nothing, and its queue id is returned).
+    Keys older than `keep` seconds go now and then."""
+    row = db.execute("SELECT msg_id FROM dedupe WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        return str(row[0])
+    insert(db, m, data)
+    db.execute("INSERT INTO dedupe (key, msg_id, at) VALUES (?, ?, ?)", (key, m.id, m.arrival))
+    if m.id.endswith("0"):  # now and then (one id in 31 ends so): the table stays small
+        db.execute("DELETE FROM dedupe WHERE at < ?", (m.arrival - keep,))
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import shutil
@@ -19,6 +20,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from carteiro.core.address import AddressError, parse_address
 from carteiro.directory.accounts import Resolution
@@ -51,6 +53,8 @@ from carteiro.servers.smtp.message import (
     DateCache,
     MessageWriter,
     clean_tmp,
+    header_end,
+    header_names,
     new_id,
     received_header,
     return_path,
@@ -88,6 +92,36 @@ class Transaction:
     return_path_len: int = 0
     failed: Reply | None = None  # writing the message failed: the end of data gets this
     started: float = field(default_factory=time.time)
+    # of the client's data as received: with the envelope it names this delivery, so that a
+    # client resending after a lost 250 (or our crash before it) gets no second copy
+    digest: Any = field(default_factory=hashlib.sha256)
+    head: bytearray | None = field(default_factory=bytearray)  # until the header section ends
+    has_message_id: bool = False
+
+    def note_body(self, data: bytes) -> None:
+        self.digest.update(data)
+        head = self.head
+        if head is None:
+            return
+        head += data
+        end = header_end(head)
+        if end >= 0 or len(head) > HEAD_MAX:
+            self.head = None
+            if end >= 0:
+                self.has_message_id = b"message-id" in header_names(bytes(head[:end]))
+
+    def delivery_id(self) -> str | None:
+        """Names this delivery when the message can be told apart from another: it carries a
+        Message-ID (RFC 5322 3.6.4; our own, added at submission, does not count: it is new each
+        time). A message without one (a test script's fixed text sent twice) is never merged."""
+        if not self.has_message_id:
+            return None
+        h = hashlib.sha256(b"carteiro-delivery\0")
+        h.update(self.mail.reverse_path.encode("utf-8", "surrogateescape"))
+        for address in sorted({r.address for r in self.recipients}):
+            h.update(b"\0" + address.encode("utf-8", "surrogateescape"))
+        h.update(b"\0" + self.digest.digest())
+        return h.hexdigest()[:40]
 
     @property
     def has_local(self) -> bool:
@@ -702,6 +736,7 @@ class Session:
         txn = self.txn
         if txn is None or txn.failed:
             return
+        txn.note_body(data)
         try:
             writer = txn.writer or self._open_writer(txn)
             writer.write(data)
@@ -759,6 +794,7 @@ class Session:
                 orcpt = r.orcpt or (_orcpt(r.address) if addr != r.address else None)
                 remote.append(QueuedRecipient(addr, r.notify, orcpt))
         queue_id: str | None = None
+        delivery_id = txn.delivery_id()
 
         async def enqueue() -> None:
             nonlocal queue_id
@@ -778,7 +814,7 @@ class Session:
                     auth_user=self.auth_user,
                     trusted=self.auth_user is not None or self.relay_client,
                 )
-                queue_id = await self.ctx.spool.enqueue(env, spooled)
+                queue_id = await self.ctx.spool.enqueue(env, spooled, delivery_id)
             finally:
                 if isinstance(spooled, Path) and spooled != source:
                     with contextlib.suppress(OSError):
@@ -788,7 +824,11 @@ class Session:
             if local:
                 targets: list[Target] = await self.server.delivery.targets(local)
                 await self.server.delivery.deliver(
-                    targets, source, txn.mail.reverse_path, enqueue if remote else None
+                    targets,
+                    source,
+                    txn.mail.reverse_path,
+                    enqueue if remote else None,
+                    delivery_id,
                 )
             elif remote:
                 await enqueue()

@@ -89,7 +89,7 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
 
 
 class _NoSpool:
-    async def enqueue(self, envelope: object, source: object) -> str:
+    async def enqueue(self, envelope: object, source: object, dedupe_key: object = None) -> str:
         raise RuntimeError("no outbound queue in IMAP tests")
 
 

@@ -72,13 +72,21 @@ class FakeSpool:
     def __init__(self) -> None:
         self.queued: list[tuple[Envelope, bytes]] = []
         self.fail: Exception | None = None
+        self.keys: dict[str, str] = {}
 
-    async def enqueue(self, envelope: Envelope, source: MessageSource) -> str:
+    async def enqueue(
+        self, envelope: Envelope, source: MessageSource, dedupe_key: str | None = None
+    ) -> str:
         if self.fail is not None:
             raise self.fail
+        if dedupe_key is not None and dedupe_key in self.keys:
+            return self.keys[dedupe_key]  # the spool's contract: a key is queued once
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
         self.queued.append((envelope, data))
-        return f"Q{len(self.queued)}"
+        queue_id = f"Q{len(self.queued)}"
+        if dedupe_key is not None:
+            self.keys[dedupe_key] = queue_id
+        return queue_id
 
 
 @dataclass

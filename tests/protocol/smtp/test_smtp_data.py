@@ -261,12 +261,15 @@ class FailingStore(MemoryMailStore):
         self.calls = 0
 
     async def deliver(
-        self, deliveries: Sequence[Delivery], source: MessageSource
+        self,
+        deliveries: Sequence[Delivery],
+        source: MessageSource,
+        delivery_id: str | None = None,
     ) -> list[AppendResult]:
         self.calls += 1
         if self.fail:
             raise StoreError("injected failure")
-        return await super().deliver(deliveries, source)
+        return await super().deliver(deliveries, source, delivery_id)
 
 
 async def test_multi_recipient_all_or_nothing(make_env: MakeEnv) -> None:
@@ -310,7 +313,10 @@ async def test_multi_recipient_all_or_nothing(make_env: MakeEnv) -> None:
 async def test_store_io_error_is_temporary(make_env: MakeEnv) -> None:
     class Broken(MemoryMailStore):
         async def deliver(
-            self, deliveries: Sequence[Delivery], source: MessageSource
+            self,
+            deliveries: Sequence[Delivery],
+            source: MessageSource,
+            delivery_id: str | None = None,
         ) -> list[AppendResult]:
             raise OSError(28, "No space left on device")
 

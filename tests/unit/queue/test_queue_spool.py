@@ -147,3 +147,22 @@ def test_queue_ids_are_unique_and_time_ordered() -> None:
     ids = [new_queue_id(1_700_000_000.0 + i) for i in range(100)]
     assert ids == sorted(ids) and len(set(ids)) == 100
     assert len({new_queue_id(1.0) for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize("inline_max", [10, 1 << 20])
+async def test_a_dedupe_key_queues_a_message_once(tmp_path: Path, inline_max: int) -> None:
+    """Issue 10: a retried SMTP transaction (same key) is not queued twice, across restarts too;
+    the temp file of the refused copy does not stay behind."""
+    s = await open_spool(tmp_path, inline_max=inline_max)
+    first = await s.enqueue(env("bob@b.test"), MESSAGE, dedupe_key="k1")
+    assert await s.enqueue(env("bob@b.test"), MESSAGE, dedupe_key="k1") == first
+    other = await s.enqueue(env("bob@b.test"), MESSAGE, dedupe_key="k2")
+    plain = await s.enqueue(env("bob@b.test"), MESSAGE)
+    assert len({first, other, plain}) == 3
+    await s.close()
+    s2 = await open_spool(tmp_path, inline_max=inline_max)
+    assert await s2.enqueue(env("bob@b.test"), MESSAGE, dedupe_key="k1") == first
+    assert sorted(s2.messages) == sorted([first, other, plain])
+    files = sorted(os.listdir(tmp_path / "msg")) if (tmp_path / "msg").exists() else []
+    assert files == ([] if inline_max > 100 else sorted([first, other, plain]))
+    await s2.close()

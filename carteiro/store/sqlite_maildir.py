@@ -49,6 +49,7 @@ from carteiro.store.api import (
     MessageMeta,
     MessagesExpunged,
     MessageSource,
+    StorageFull,
     StoreError,
     UidFlags,
 )
@@ -85,6 +86,11 @@ GATHER_WAIT = 0.002  # seconds
 SNAPSHOT_EVERY = 20_000  # appends to a mailbox between background refreshes of its snapshot
 MAX_STAGED_FDS = 256  # staged files kept open for the fsync round; beyond, fsync by path
 INLINE_STAGE_MAX = 256 * 1024
+# Disk kept back (DATA/run/space-reserve) for the writes that free space when the disk is full
+# (expunge, delete): given up at the first such write that finds no room, taken again at the next
+# start or once the disk has room again.
+RESERVE_NAME = "space-reserve"
+RESERVE_BYTES = 4 << 20  # (at most 1/16 of the filesystem)
 DELETED_BIT = 8
 SEEN_BIT = 1
 
@@ -391,6 +397,7 @@ class SqliteMaildirStore:
         from carteiro.store.maintenance import recover
 
         recover(self, self._wconn)
+        self._keep_reserve()
         self.feed = CrossProcessFeed(
             self.run_dir, self.token, self.hub, self._new_read_conn, poll_interval
         )
@@ -559,7 +566,43 @@ class SqliteMaildirStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._enqueue(_Job(fn, loop, future))
+        try:
+            return await future
+        except StorageFull:
+            # A full disk must not stop a user from deleting mail to make room: give up the
+            # reserve (appends never get it) and try once more.
+            if not self._release_reserve():
+                raise
+        future = loop.create_future()
+        self._enqueue(_Job(fn, loop, future))
         return await future
+
+    def _keep_reserve(self) -> None:
+        """Hold RESERVE_BYTES of disk in DATA/run/space-reserve while there is plenty of room."""
+        path = self.run_dir / RESERVE_NAME
+        try:
+            if path.exists():
+                return
+            st = os.statvfs(self.run_dir)
+            size = min(RESERVE_BYTES, st.f_blocks * st.f_frsize // 16)  # small filesystems
+            if st.f_bavail * st.f_frsize < 4 * size:
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        except OSError:
+            _unlink(path)
+
+    def _release_reserve(self) -> bool:
+        path = self.run_dir / RESERVE_NAME
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        log.warning("disk full: released the space reserve so that deletions can go on")
+        return True
 
     def _enqueue(self, item: _Job | _Append) -> None:
         """Hand a write to the writer thread; if the store closed meanwhile, fail it at once
@@ -690,6 +733,7 @@ class SqliteMaildirStore:
                         (CHANGES_KEEP,),
                     )
                     prune_expunged(conn, EXPUNGED_KEEP)
+                    self._keep_reserve()
                     conn.execute(
                         "DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_ID_KEEP,)
                     )
@@ -721,7 +765,8 @@ class SqliteMaildirStore:
                     item.linked = False
                     self._unreserve(item)  # committed nothing: no file to write
             self._release_staged(batch)
-            self._complete([(item.loop, item.future, None, exc) for item in batch])
+            err = _no_room(exc)
+            self._complete([(item.loop, item.future, None, err) for item in batch])
             if not isinstance(exc, Exception):
                 raise
             return
@@ -775,7 +820,7 @@ class SqliteMaildirStore:
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
             tx.rollback()
-            b.done.append((job.loop, job.future, None, exc))
+            b.done.append((job.loop, job.future, None, _no_room(exc)))
             return
         b.undo.append(tx.rollback)
         b.dirs.update(str(d) for d in tx.dirs)
@@ -877,7 +922,7 @@ class SqliteMaildirStore:
                 del rows[first_row:]
                 del changes[first_row:]
                 del b.events[first_event:]
-                b.done.append((ap.loop, ap.future, None, exc))
+                b.done.append((ap.loop, ap.future, None, _no_room(exc)))
                 continue
             ap.linked = True
             if ap.data is not None:
@@ -1495,26 +1540,30 @@ class SqliteMaildirStore:
             )
             return await future  # (a failed append's reservation is released by the writer)
         staged = self._tmp_prefix + unique
-        staged_inline = None
-        if isinstance(source, bytes) and len(source) <= INLINE_STAGE_MAX:
-            # a small write without fsync only touches the page cache: cheaper than a thread hop
-            staged_inline = self._stage(staged, source, targets[0][3])
-        elif isinstance(source, str | os.PathLike):
-            # a hard link is a few metadata calls: cheaper than a thread hop (a copy is not)
-            staged_inline = self._stage_link(staged, os.fspath(source))
-        if staged_inline is not None:
-            fd, size = staged_inline
-        else:
-            staging = loop.run_in_executor(
-                self._io_pool, self._stage, staged, source, targets[0][3]
-            )
-            try:
-                fd, size = await asyncio.shield(staging)
-            except asyncio.CancelledError:
-                # the caller gave up while the bytes were being written: once they are, close the
-                # descriptor, give back its place and remove the staged file
-                staging.add_done_callback(lambda f: self._drop_staging(f, staged))
-                raise
+        try:
+            staged_inline = None
+            if isinstance(source, bytes) and len(source) <= INLINE_STAGE_MAX:
+                # a small write without fsync only touches the page cache: cheaper than a thread hop
+                staged_inline = self._stage(staged, source, targets[0][3])
+            elif isinstance(source, str | os.PathLike):
+                # a hard link is a few metadata calls: cheaper than a thread hop (a copy is not)
+                staged_inline = self._stage_link(staged, os.fspath(source))
+            if staged_inline is not None:
+                fd, size = staged_inline
+            else:
+                staging = loop.run_in_executor(
+                    self._io_pool, self._stage, staged, source, targets[0][3]
+                )
+                try:
+                    fd, size = await asyncio.shield(staging)
+                except asyncio.CancelledError:
+                    # the caller gave up while the bytes were being written: once they are, close the
+                    # descriptor, give back its place and remove the staged file
+                    staging.add_done_callback(lambda f: self._drop_staging(f, staged))
+                    raise
+        except OSError as e:
+            _unlink_str(staged)
+            raise _no_room(e) from e
         # from here the writer owns the staged file: it links it or removes it
         self._enqueue(
             _Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
@@ -1650,6 +1699,19 @@ class SqliteMaildirStore:
         if self._writer_lock_fd is not None:
             os.close(self._writer_lock_fd)
             self._writer_lock_fd = None
+
+
+SQLITE_FULL = 13
+
+
+def _no_room(exc: BaseException) -> BaseException:
+    """A write refused for want of space becomes StorageFull (the protocols answer it with their
+    "insufficient storage" codes): a full disk for files (ENOSPC, EDQUOT) or for the index
+    (SQLITE_FULL). Anything else is passed on as it is."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+        return StorageFull(f"the mail index cannot grow: {exc}")
+    full = StorageFull.from_error(exc)
+    return exc if full is None else full
 
 
 def _small_body(source: MessageSource) -> bytes | None:

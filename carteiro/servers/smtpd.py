@@ -234,12 +234,20 @@ class Session:
         self.done = False
         self.data_deadline: float | None = None  # loop time by which the content must be in
         self.linger = False  # closing while the client still sends message data
+        # One lazy timer per session instead of asyncio.timeout() per read (a timer armed and
+        # cancelled twice per message): it fires at the expiry it was armed for; if the session
+        # read since, it re-arms for the new expiry, else it cancels the waiting read.
+        self._reading: asyncio.Task[object] | None = None  # our task, while it waits in read()
+        self._expires = 0.0  # loop time at which the pending read times out
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
 
     # ---- I/O ----------------------------------------------------------------------------------
 
     def reply(self, reply: Reply) -> None:
         data = self.machine.send(reply)
-        self.tracer.server(data)
+        if self.tracer.enabled:
+            self.tracer.server(data)
         self.out.append(data)
         self.out_size += len(data)
         if reply.code >= 500:
@@ -271,7 +279,8 @@ class Session:
         # One deadline for the whole content of a message (DATA to its end, or the first BDAT
         # to LAST, commands between chunks included): a per-read timeout alone lets a sender
         # that trickles, or one that streams discarded data, hold the session for ever.
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         if self.machine.body_kind is None:
             self.data_deadline = None
         elif self.data_deadline is None:
@@ -284,12 +293,22 @@ class Session:
                 return None
             if deadline - now < timeout:
                 timeout, by_deadline = deadline - now, True
+        self._expires = expires = now + timeout
+        timer = self._timer
+        if timer is None or timer.when() > expires:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(expires, self._read_timer)
         if not in_data:
             self.server.idle.add(self)
+        task = asyncio.current_task()
+        self._reading = task
         try:
-            async with asyncio.timeout(timeout):
-                return await self.conn.reader.read(READ_SIZE)
-        except TimeoutError:
+            return await self.conn.reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            # ours (the timer's) only when nobody else cancelled the task as well
+            if not self._timed_out or task is None or task.uncancel() > 0:
+                raise
             if by_deadline:
                 self._data_too_slow()
                 return None
@@ -298,7 +317,21 @@ class Session:
             self.reply(R.R_421_TIMEOUT)
             return None
         finally:
+            self._reading = None
+            self._timed_out = False
             self.server.idle.discard(self)
+
+    def _read_timer(self) -> None:
+        self._timer = None
+        task = self._reading
+        if task is None:
+            return  # not reading: the next read() arms the timer again
+        loop = asyncio.get_running_loop()
+        if self._expires - loop.time() > 0.001:  # read since: its expiry is later
+            self._timer = loop.call_at(self._expires, self._read_timer)
+            return
+        self._timed_out = True
+        task.cancel()
 
     async def _linger(self) -> None:
         with contextlib.suppress(OSError, RuntimeError):
@@ -359,6 +392,9 @@ class Session:
                     self.conn.writer.write(R.R_421_SHUTDOWN.render())
             raise
         finally:
+            if self._timer is not None:
+                self._timer.cancel()  # it holds the session: let it go with the connection
+                self._timer = None
             self._abort_transaction()
             self.tracer.note("closed")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from smtp_harness import ALICE, BOB, Env, MakeEnv
 
 EHLO = """
@@ -531,3 +534,18 @@ async def test_binarymime_refused_when_not_offered(env: Env) -> None:
         S: 250 2.1.0 *
         """
     )
+
+
+async def test_idle_timeout_counts_from_the_last_read(make_env: MakeEnv) -> None:
+    """One lazy timer per session (not one per read): commands push the expiry on, silence
+    still ends the session with 421 (RFC 5321 4.5.3.2.7)."""
+    env = await make_env("[smtp]\nidle_timeout = 0.4\n")
+    c = await env.play("S: 220 *\nC: HELO c.example.org\nS: 250 *")
+    for _ in range(6):  # 0.9 s of commands, more than twice the timeout
+        await asyncio.sleep(0.15)
+        await c.send(b"NOOP\r\n")
+        assert await c.reply() == ["250 2.0.0 OK"]
+    t = time.monotonic()
+    assert await c.reply() == ["421 4.4.2 Timeout waiting for input; closing connection"]
+    assert await c.closed()
+    assert 0.3 <= time.monotonic() - t < 5

@@ -49,6 +49,7 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
             store.unlink_pending_path(rel, conn)
         conn.execute("DELETE FROM pending_unlink")
         # 2. writers that died: remove the files they linked but never committed
+        dead: set[str] = set()
         for (token,) in conn.execute(
             "SELECT token FROM writers WHERE token != ?", (store.token,)
         ).fetchall():
@@ -56,6 +57,7 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
             fd = try_flock(lock_path, create=False)
             if fd is None and lock_path.exists():
                 continue  # alive
+            dead.add(token)
             try:
                 _forget_writer(store, conn, token)
                 conn.execute("DELETE FROM writers WHERE token = ?", (token,))
@@ -63,6 +65,9 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
             finally:
                 if fd is not None:
                     os.close(fd)
+        # 3. folders that uncommitted transactions created (a CREATE, the new mailbox of a RENAME
+        # of INBOX): rolled back, so that a later CREATE of that name does not evict them
+        _sweep_uncommitted_folders(store, conn, dead)
         # 4. message files of dead writers committed through `bodies` and maybe not fsynced
         # (first the temp files of a restore that a crash interrupted: restores run only under
         # this write lock, so none is running now)
@@ -79,6 +84,42 @@ def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
 
 
 RESTORE_PREFIX = "restore-"
+
+
+def _sweep_uncommitted_folders(
+    store: SqliteMaildirStore, conn: sqlite3.Connection, dead: set[str]
+) -> None:
+    """Remove a folder no mailbox row names when it is ours (it has a metadata file whose guid
+    the index does not know) and every message file in it was linked by a writer that died:
+    what a transaction that never committed created. Anything else that is not indexed (a
+    folder made by another Maildir program, a file we did not write) stays, for eviction to
+    lost+found when its name is wanted."""
+    known = {r[0] for r in conn.execute("SELECT guid FROM mailboxes")}
+    for acct_id, adir in conn.execute("SELECT id, dir FROM accounts").fetchall():
+        home = store.maildir_of(adir)
+        try:
+            entries = [e for e in os.listdir(home) if e.startswith(".") and e not in (".", "..")]
+        except FileNotFoundError:
+            continue
+        used = {
+            r[0] for r in conn.execute("SELECT dir FROM mailboxes WHERE account_id = ?", (acct_id,))
+        }
+        for entry in entries:
+            folder = home / entry
+            if entry in used or not folder.is_dir():
+                continue
+            meta = maildir.read_meta(folder)
+            if meta is None or meta.get("guid") in known:
+                continue
+            files: list[str] = []
+            for sub in maildir.SUBDIRS:
+                try:
+                    files += os.listdir(folder / sub)
+                except FileNotFoundError:
+                    pass
+            if all(maildir.token_of(f) in dead for f in files):
+                log.warning("removing folder %s of a transaction that never committed", entry)
+                maildir.remove_tree(folder)
 
 
 def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = False) -> int:

@@ -414,10 +414,6 @@ RULES_SETTINGS = settings(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10 point 1: a rename (or rename + create) before the flush loses bodies",
-)
 def test_sqlite_store_agrees_with_the_memory_store(monkeypatch: pytest.MonkeyPatch) -> None:
     StoreMachine.gate = FlushGate(monkeypatch)
     run_state_machine_as_test(StoreMachine, settings=RULES_SETTINGS)
@@ -599,10 +595,6 @@ class KillMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10 point 2: kill -9 mid-RENAME, then RENAME/CREATE evicts the folder",
-)
 def test_kill_9_at_a_random_write_step_keeps_acknowledged_state() -> None:
     run_state_machine_as_test(
         KillMachine,
@@ -637,7 +629,6 @@ async def _read_all(store: SqliteMaildirStore, name: str) -> list[bytes]:
     return [await acct.read_message(info.id, m.uid) for m in metas]
 
 
-@pytest.mark.xfail(strict=False, reason="issue 10 point 1: rename before the flush drops bodies")
 @pytest.mark.parametrize("held", [False, True], ids=["free", "held"])
 async def test_200_small_appends_then_an_immediate_rename_keep_every_body(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
@@ -710,7 +701,6 @@ def _rename_and_die(data_dir: str) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=False, reason="issue 10 point 2: recovery + eviction hide the mailbox")
 @pytest.mark.parametrize("then", ["rename", "create"])
 async def test_kill_9_during_rename_then_retry_hides_nothing(tmp_path: Path, then: str) -> None:
     data = tmp_path / "data"

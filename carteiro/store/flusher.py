@@ -1,4 +1,10 @@
-"""Message files of small messages, written and fsynced after their COMMIT, many at once.
+"""The file worker: the file work that follows a COMMIT, applied on one thread in commit order.
+
+Two kinds of journal rows name that work, both written in the transaction they belong to and both
+path-free: `unsynced` (+ `bodies`), a message file to write, and `pending_unlink`, a message file
+or a deleted folder's tombstone to remove. Recovery replays what a crash left of either.
+
+Message files of small messages, written and fsynced after their COMMIT, many at once.
 
 A message up to INLINE_BODY_MAX is committed with its bytes in the index (table `bodies`, one row
 per delivery, and a row in `unsynced` per message it became): COMMIT's single WAL fsync makes it
@@ -65,6 +71,13 @@ class _Flush:
         self.done = done
 
 
+class _Unlink:
+    """pending_unlink entries to carry out (a file or a tombstone each)."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self.entries = entries
+
+
 class FileFlusher:
     """The thread that writes and fsyncs the files of bodies committed through the index."""
 
@@ -74,25 +87,28 @@ class FileFlusher:
         unique: Callable[[], str],
         read_conn: Callable[[], sqlite3.Connection],
         sync_round: Callable[[list[int | str]], None],
-        drop: Callable[[list[tuple[int, int, int]], list[int]], None],
-        drop_now: Callable[[list[tuple[int, int, int]], list[int]], None],
+        drop: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
+        drop_now: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
         locate: Callable[[sqlite3.Connection, int, int], str | None],
         folder_lock: Callable[[], FolderLock],
+        unlink: Callable[[str, sqlite3.Connection], None],
     ) -> None:
         self._tmp_prefix = tmp_prefix
         self._unique = unique
         self._read_conn = read_conn
         self._sync_round = sync_round
-        self._drop = drop  # queue a writer job that drops these (pairs, bodies)
+        self._drop = drop  # queue a writer job that drops these (pairs, bodies, unlinked)
         self._drop_now = drop_now  # the same, on this thread (when the writer has stopped)
         self._locate = locate  # (conn, mailbox id, uid) -> its cur/ directory now, None: gone
         self._folder_lock = folder_lock
+        self._unlink = unlink  # carry out one pending_unlink entry (store.unlink_pending_path)
         self._retry: list[tuple[float, Pending, int]] = []  # (when, item, attempts): not placed
-        self._queue: queue.SimpleQueue[Pending | _Flush | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Pending | _Flush | _Unlink | None] = queue.SimpleQueue()
         self._fds: list[int] = []  # written files not fsynced yet
         self._dirs: dict[str, int] = {}  # their directories, open (a descriptor follows renames)
         self._pairs: list[tuple[int, int, int]] = []  # (mailbox id, uid, body id) written
         self._bodies: list[int] = []
+        self._unlinked: list[str] = []  # pending_unlink entries done, their rows to drop
         self._since = 0.0
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -125,6 +141,10 @@ class FileFlusher:
         for item in items:
             self._queue.put(item)
 
+    def unlink(self, entries: list[str]) -> None:
+        """Remove these committed pending_unlink entries' files (after what is queued before)."""
+        self._queue.put(_Unlink(entries))
+
     def flush(self) -> threading.Event:
         """Ask for a flush round of everything handed over so far; the event is set after it
         (its writer job queued)."""
@@ -154,11 +174,14 @@ class FileFlusher:
                 self._round(self._drop)
                 continue
             if item is None:
-                self._round(self._drop_now)
+                self._round(self._drop_now, force=True)
                 break
             if isinstance(item, _Flush):
                 self._round(self._drop)
                 item.done.set()
+                continue
+            if isinstance(item, _Unlink):
+                self._remove(item.entries)
                 continue
             self._write_one(item, 0)
             if self._retry:
@@ -242,9 +265,33 @@ class FileFlusher:
         self._bodies.append(item.body_id)
         return missed
 
-    def _round(self, drop: Callable[[list[tuple[int, int, int]], list[int]], None]) -> None:
-        if not self._fds:
+    def _remove(self, entries: list[str]) -> None:
+        """Unlink under the folder lock, each folder looked up now; the rows go with the next
+        round (an unlink needs no fsync: if it is lost, recovery does it again)."""
+        if self._conn is None:
+            self._conn = self._read_conn()
+        lock = self._folder_lock()
+        try:
+            for entry in entries:
+                try:
+                    self._unlink(entry, self._conn)
+                except OSError:
+                    log.exception("removing %s failed; the next start tries again", entry)
+                    continue
+                self._unlinked.append(entry)
+        finally:
+            lock.release()
+        if not self._fds:  # nothing to fsync: drop the rows now
+            self._round(self._drop, force=True)
+
+    def _round(
+        self,
+        drop: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
+        force: bool = False,
+    ) -> None:
+        if not self._fds and not (force and self._unlinked):
             return
+        unlinked, self._unlinked = self._unlinked, []
         fds, self._fds = self._fds, []
         dirs, self._dirs = self._dirs, {}
         pairs, self._pairs = self._pairs, []
@@ -259,6 +306,9 @@ class FileFlusher:
         finally:
             for fd in items:
                 os.close(fd)  # type: ignore[arg-type]
-        self.rounds += 1
+        if items:
+            self.rounds += 1
         if ok:
-            drop(pairs, bodies)
+            drop(pairs, bodies, unlinked)
+        elif unlinked:
+            drop([], [], unlinked)

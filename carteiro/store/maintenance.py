@@ -297,6 +297,11 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
         accounts = conn.execute("SELECT id, name, dir FROM accounts").fetchall()
         # committed with their bytes, their file written shortly after by a running server
         unwritten = {(m, u) for m, u in conn.execute("SELECT mailbox_id, uid FROM unsynced")}
+        # expunged, their file removed shortly after by a running server's file worker
+        unlinking: set[tuple[int, str]] = set()
+        for (entry,) in conn.execute("SELECT path FROM pending_unlink WHERE path LIKE '@%'"):
+            mbid, _, fname = entry[1:].partition("/")
+            unlinking.add((int(mbid), maildir.parse_name(fname).base))
         for acct_id, name, adir in accounts:
             if account is not None and name != account:
                 continue
@@ -323,8 +328,9 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
                         continue
                     if actual != size:
                         report.size_mismatches.append((name, mname, uid))
-                for rel in files.values():
-                    report.orphan_files.append(str((folder / rel).relative_to(data_dir)))
+                for base, rel in files.items():
+                    if (mbid, base) not in unlinking:
+                        report.orphan_files.append(str((folder / rel).relative_to(data_dir)))
             if home.exists():
                 for entry in sorted(os.listdir(home)):
                     if (

@@ -378,7 +378,6 @@ class SqliteMaildirStore:
         self._names: dict[str, str] = {}  # mailbox name -> normalized (a bounded cache)
         self._staged_lock = threading.Lock()
         self._staged_fds = 0
-        self._done_unlinks: list[str] = []
         self._dirty_pending = True
         self._closed = False
         self.batches = 0  # committed write transactions (group commit makes this < writes)
@@ -406,12 +405,13 @@ class SqliteMaildirStore:
             self._unique.next,
             self._new_read_conn,
             lambda items: self._sync_round(items, waited=False),
-            lambda pairs, bodies: self._queue.put(
-                _Job(lambda tx: _drop_bodies(tx.conn, pairs, bodies), None, None)
+            lambda pairs, bodies, paths: self._queue.put(
+                _Job(lambda tx: _drop_done(tx.conn, pairs, bodies, paths), None, None)
             ),
             self._drop_bodies_now,
             _locate_cur_dir(self),
             self._ffolders.acquire,
+            self.unlink_pending_path,
         )
         self._writer = threading.Thread(target=self._writer_loop, name="carteiro-store-writer")
         self._writer.daemon = True
@@ -666,11 +666,13 @@ class SqliteMaildirStore:
             ap.reserved = False
             self.flusher.release(len(ap.data))
 
-    def _drop_bodies_now(self, pairs: list[tuple[int, int, int]], bodies: list[int]) -> None:
+    def _drop_bodies_now(
+        self, pairs: list[tuple[int, int, int]], bodies: list[int], paths: list[str]
+    ) -> None:
         conn = connect_index(self.index_path)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            _drop_bodies(conn, pairs, bodies)
+            _drop_done(conn, pairs, bodies, paths)
             conn.execute("COMMIT")
         except sqlite3.Error:
             log.exception("could not drop the bodies of flushed message files")
@@ -737,12 +739,6 @@ class SqliteMaildirStore:
                     conn.execute(
                         "DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_ID_KEEP,)
                     )
-                if self._done_unlinks:
-                    conn.executemany(
-                        "DELETE FROM pending_unlink WHERE path = ?",
-                        [(p,) for p in self._done_unlinks],
-                    )
-                    self._done_unlinks.clear()
                 self._hook("linked")
                 # One fsync round: message files and the directories they were linked into, in
                 # parallel, before COMMIT (whose WAL fsync is the second and last round).
@@ -1282,7 +1278,7 @@ class SqliteMaildirStore:
         conn.executemany(
             "INSERT OR IGNORE INTO pending_unlink (path) VALUES (?)", [(p,) for p in paths]
         )
-        tx.after.append(lambda: self._unlink_pending(paths))
+        tx.after.append(lambda: self.flusher.unlink(paths))  # the file worker, after COMMIT
         tx.event(acct.name, MessagesExpunged(acct.name, mb.id, tuple(uids), modseq))
         return uids
 
@@ -1335,11 +1331,6 @@ class SqliteMaildirStore:
             if found is not None:
                 _unlink(found)
 
-    def _unlink_pending(self, paths: list[str]) -> None:
-        for rel in paths:
-            self.unlink_pending_path(rel)
-        self._done_unlinks.extend(paths)
-
     def _drop_folder(self, tx: _Tx, acct: _Acct, mb: _Mbox) -> None:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
         conn = tx.conn
@@ -1354,7 +1345,7 @@ class SqliteMaildirStore:
                 os.rename(path, tomb)
                 tx.undo.append(lambda: os.rename(tomb, path))
             conn.execute("INSERT OR IGNORE INTO pending_unlink (path) VALUES (?)", (str(tomb),))
-            tx.after.append(lambda: self._unlink_pending([str(tomb)]))
+            tx.after.append(lambda: self.flusher.unlink([str(tomb)]))
 
     def _copy_rows(
         self, tx: _Tx, acct: _Acct, src: _Mbox, dst: _Mbox, uids: Sequence[int] | None, move: bool
@@ -1640,7 +1631,7 @@ class SqliteMaildirStore:
                 os.rename(home, tomb)
                 tx.undo.append(lambda: os.rename(tomb, home))
             tx.conn.execute("INSERT OR IGNORE INTO pending_unlink (path) VALUES (?)", (str(tomb),))
-            tx.after.append(lambda: self._unlink_pending([str(tomb)]))
+            tx.after.append(lambda: self.flusher.unlink([str(tomb)]))
 
         await self._write(job)
 
@@ -1729,11 +1720,19 @@ def _small_body(source: MessageSource) -> bytes | None:
     return data if len(data) <= INLINE_BODY_MAX else None
 
 
-def _drop_bodies(
-    conn: sqlite3.Connection, pairs: list[tuple[int, int, int]], bodies: list[int]
+def _drop_done(
+    conn: sqlite3.Connection,
+    pairs: list[tuple[int, int, int]],
+    bodies: list[int],
+    paths: list[str],
 ) -> None:
-    """Forget the `unsynced` rows of files now fsynced, and each body no row needs any more (a
-    copy made before its file existed keeps it until the copy's own file is fsynced)."""
+    """Forget the journal rows of file work done: `unsynced` rows of files now fsynced, each body
+    no row needs any more (a copy made before its file existed keeps it until the copy's own file
+    is fsynced), and pending_unlink entries carried out."""
+    if paths:
+        conn.executemany("DELETE FROM pending_unlink WHERE path = ?", [(p,) for p in paths])
+    if not pairs and not bodies:
+        return
     conn.executemany("DELETE FROM unsynced WHERE mailbox_id = ? AND uid = ? AND body_id = ?", pairs)
     conn.execute(
         "DELETE FROM bodies WHERE id IN (SELECT value FROM json_each(?))"

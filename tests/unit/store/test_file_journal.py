@@ -250,13 +250,78 @@ async def test_reindex_on_a_running_store_serves_the_new_sizes(store: SqliteMail
     for i in range(3):
         await acct.append("INBOX", make_message(str(i), 400))
     await store.flush_files()
-    info, before = await acct.open_mailbox("INBOX")
+    info, _before = await acct.open_mailbox("INBOX")
     first = sorted((store.data_dir / "mail").rglob("Maildir/cur/*"))[0]
     first.write_bytes(b"Subject: cut\r\n\r\nshort\r\n")  # edited by hand
     await asyncio.get_running_loop().run_in_executor(None, reindex, store.data_dir)
-    info, after = await acct.open_mailbox("INBOX")
+    _info, after = await acct.open_mailbox("INBOX")
     sizes = {m.size for m in after}
     assert len(b"Subject: cut\r\n\r\nshort\r\n") in sizes
     assert sorted(m.size for m in after) == sorted(
         p.stat().st_size for p in (store.data_dir / "mail").rglob("Maildir/cur/*")
     )
+
+
+def _kill_after_expunge_commit(data: str) -> None:
+    """Child: expunge everything in INBOX and die right after the COMMIT, before the file
+    worker removes a file."""
+    import asyncio
+
+    armed = False
+
+    def hook(point: str) -> None:
+        if point == "committed" and armed:
+            os._exit(9)
+
+    async def main() -> None:
+        nonlocal armed
+        s = SqliteMaildirStore(data, fault_hook=hook)
+        acct = await s.account(ACCOUNT)
+        info = await acct.get_mailbox("INBOX")
+        uids = [m.uid for m in await acct.list_messages(info.id)]
+        armed = True
+        await acct.delete_messages(info.id, uids)
+
+    asyncio.run(main())
+
+
+async def test_kill_9_between_an_expunge_commit_and_its_unlinks(tmp_path: Path) -> None:
+    """The journal (pending_unlink) is replayed: no expunged message comes back, not even
+    through reindex."""
+    import multiprocessing
+
+    from carteiro.store.maintenance import reindex
+
+    data = tmp_path / "data"
+    s = SqliteMaildirStore(data)
+    await s.create_account(ACCOUNT)
+    acct = await s.account(ACCOUNT)
+    await acct.create_mailbox("Keep")
+    for i in range(5):
+        await acct.append("INBOX", make_message(str(i), 300 if i % 2 else 90_000))
+    kept = make_message("kept", 300)
+    await acct.append("Keep", kept)
+    await s.flush_files()
+    await s.close()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_kill_after_expunge_commit, args=(str(data),)
+    )
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 9
+    home = data / "mail" / "example.org" / "alice" / "Maildir"
+    assert len(os.listdir(home / "cur")) == 5  # the unlinks never happened
+    s = SqliteMaildirStore(data)  # recovery replays them
+    await s.close()
+    assert os.listdir(home / "cur") == []
+    assert check(data).ok
+    reindex(data)
+    s = SqliteMaildirStore(data)
+    try:
+        acct = await s.account(ACCOUNT)
+        info, metas = await acct.open_mailbox("INBOX")
+        assert metas == []
+        info, metas = await acct.open_mailbox("Keep")
+        assert [await acct.read_message(info.id, m.uid) for m in metas] == [kept]
+    finally:
+        await s.close()

@@ -250,7 +250,7 @@ async def test_reindex_on_a_running_store_serves_the_new_sizes(store: SqliteMail
     for i in range(3):
         await acct.append("INBOX", make_message(str(i), 400))
     await store.flush_files()
-    info, _before = await acct.open_mailbox("INBOX")
+    await acct.open_mailbox("INBOX")  # the listing is cached now
     first = sorted((store.data_dir / "mail").rglob("Maildir/cur/*"))[0]
     first.write_bytes(b"Subject: cut\r\n\r\nshort\r\n")  # edited by hand
     await asyncio.get_running_loop().run_in_executor(None, reindex, store.data_dir)

@@ -201,7 +201,9 @@ class ServerMachine:
         return ConnectionClosed()
 
     def _hold(self, ev: Event) -> Event:
-        if not isinstance(ev, BodyData | ConnectionClosed):
+        # (a tuple, not a union: isinstance with a union type costs several times more, and
+        # this runs for every event)
+        if not isinstance(ev, (BodyData, ConnectionClosed)):
             self._awaiting = ev
         return ev
 
@@ -471,8 +473,9 @@ class ServerMachine:
         """Render `reply` to the event awaiting one (or unsolicited: greeting, 421) and learn
         the command's outcome from it."""
         ev, self._awaiting = self._awaiting, None
-        ok = reply.is_positive
-        if reply.code == 421 or (isinstance(ev, Invalid) and ev.fatal):
+        code = reply.code
+        ok = 200 <= code < 400  # reply.is_positive, inline: this runs for every reply
+        if code == 421 or (isinstance(ev, Invalid) and ev.fatal):
             self.mode = Mode.CLOSED
         elif isinstance(ev, C.Helo):
             if ok:
@@ -510,7 +513,7 @@ class ServerMachine:
                 self.mode = Mode.TLS
                 self.helo, self.esmtp, self.authenticated = None, False, False
                 self._reset_transaction()
-        elif isinstance(ev, C.Auth | AuthLine):
+        elif isinstance(ev, (C.Auth, AuthLine)):
             if reply.code == 334:
                 self.mode = Mode.AUTH
             else:
@@ -518,7 +521,7 @@ class ServerMachine:
                     self.mode = Mode.COMMAND
                 if reply.code == 235:
                     self.authenticated = True
-        return reply.render()
+        return reply.wire
 
     @property
     def closed(self) -> bool:

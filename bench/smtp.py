@@ -2,7 +2,8 @@
 against a minimal aiosmtpd server that writes and fsyncs each message into a Maildir (the baseline).
 
 Scenarios: 5,000 x 1 KB over 1 session, 5,000 x 1 KB over 20 concurrent sessions, 1,000 x 100 KB
-over 20 sessions. One client for both servers: raw asyncio, pipelining MAIL/RCPT/DATA when the
+over 20 sessions, 2,000 x 1 KB with a connection per message (as Postfix's `smtp-source -s 1`
+sends them). One client for both servers: raw asyncio, pipelining MAIL/RCPT/DATA when the
 server offers PIPELINING (aiosmtpd does not). Each server runs in its own process. Not a test.
 
 Besides messages/s, prints the server's CPU time per message (utime + stime of the server process,
@@ -110,6 +111,8 @@ class Scenario:
     messages: int
     size: int
     sessions: int
+    # a new connection (greeting, EHLO, QUIT) for every message, as Postfix's smtp-source does
+    connection_per_message: bool = False
 
 
 class Client:
@@ -163,6 +166,8 @@ async def run_scenario(port: int, sc: Scenario) -> float:
     body = make_message(sc.size, 0)
     body = body[body.index(b"\r\n\r\n") + 4 :]
     per = sc.messages // sc.sessions
+    if sc.connection_per_message:
+        return await _connection_per_message(port, sc, per, body)
     clients = []
     for _ in range(sc.sessions):
         c = Client(*await asyncio.open_connection("127.0.0.1", port))
@@ -179,6 +184,19 @@ async def run_scenario(port: int, sc: Scenario) -> float:
     for c in clients:
         await c.quit()
     return per * sc.sessions / elapsed
+
+
+async def _connection_per_message(port: int, sc: Scenario, per: int, body: bytes) -> float:
+    async def session() -> None:
+        for _ in range(per):
+            c = Client(*await asyncio.open_connection("127.0.0.1", port))
+            await c.ehlo()
+            await c.send(make_message(sc.size, next(SERIAL), body))
+            await c.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(session() for _ in range(sc.sessions)))
+    return per * sc.sessions / (time.perf_counter() - start)
 
 
 def count_carteiro(data: Path) -> int:
@@ -265,8 +283,9 @@ def main() -> None:
         "--scenario",
         type=int,
         action="append",
-        choices=[1, 2, 3],
-        help="run only these scenarios (1: 1 KB x 1 session, 2: 1 KB x 20, 3: 100 KB x 20)",
+        choices=[1, 2, 3, 4],
+        help="run only these scenarios (1: 1 KB x 1 session, 2: 1 KB x 20, 3: 100 KB x 20,"
+        " 4: 1 KB, a connection per message, one at a time)",
     )
     ap.add_argument("--repeat", type=int, default=1, help="run the whole comparison N times")
     args = ap.parse_args()
@@ -275,6 +294,7 @@ def main() -> None:
         Scenario("5,000 x 1 KB, 1 session", int(5000 * s), 1024, 1),
         Scenario("5,000 x 1 KB, 20 sessions", int(5000 * s), 1024, 20),
         Scenario("1,000 x 100 KB, 20 sessions", int(1000 * s), 100 * 1024, 20),
+        Scenario("2,000 x 1 KB, 1 conn./message", int(2000 * s), 1024, 1, True),
     ]
     if args.scenario:
         scenarios = [scenarios[i - 1] for i in sorted(set(args.scenario))]

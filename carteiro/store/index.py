@@ -8,17 +8,26 @@ names the repair. Knows no protocol and no file layout beyond DATA/index.sqlite 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from carteiro.store.api import StoreError
+from carteiro.store.api import AppendResult, StorageFull, StoreError
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite"
 SCHEMA_VERSION = 1
+# UIDs/MODSEQs are leased in blocks recorded in each folder's metadata file, so a reindex from the
+# files alone can restart above anything ever handed out (RFC 3501 2.3.1.1, RFC 7162 3.1.1).
+UID_LEASE = 10_000
+MODSEQ_LEASE = 1_000_000
+SQLITE_FULL = 13
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -205,3 +214,113 @@ def prune_expunged(conn: sqlite3.Connection, keep: int) -> None:
             " (mailbox_id) DO UPDATE SET modseq = max(modseq, excluded.modseq)",
             (mailbox_id, cut),
         )
+
+
+# ---- rows and SQL shared by the store's modules ----
+
+
+@dataclass(slots=True)
+class AccountRow:
+    id: int
+    name: str
+    dir: str
+    deleted: bool
+    last_uidvalidity: int
+    keywords: list[str]
+
+
+@dataclass(slots=True)
+class MailboxRow:
+    id: int
+    account_id: int
+    name: str
+    dir: str
+    guid: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None
+    selectable: bool
+    uid_lease: int
+    modseq_lease: int
+
+
+MAILBOX_COLS = (
+    "id, account_id, name, dir, guid, uidvalidity, uidnext, highestmodseq, special_use, "
+    "selectable, uid_lease, modseq_lease"
+)
+ACCOUNT_COLS = "id, name, dir, deleted, last_uidvalidity, keywords"
+ACCOUNT_BY_NAME = f"SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?"
+
+
+def mailbox_from_row(row: Sequence[Any]) -> MailboxRow:
+    return MailboxRow(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        bool(row[9]),
+        row[10],
+        row[11],
+    )
+
+
+def account_from_row(row: Sequence[Any]) -> AccountRow:
+    return AccountRow(
+        row[0], row[1], row[2], bool(row[3]), row[4], row[5].split() if row[5] else []
+    )
+
+
+def no_room(exc: BaseException) -> BaseException:
+    """A write refused for want of space becomes StorageFull (the protocols answer it with their
+    "insufficient storage" codes): a full disk for files (ENOSPC, EDQUOT) or for the index
+    (SQLITE_FULL). Anything else is passed on as it is."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+        return StorageFull(f"the mail index cannot grow: {exc}")
+    full = StorageFull.from_error(exc)
+    return exc if full is None else full
+
+
+def drop_done(
+    conn: sqlite3.Connection,
+    pairs: list[tuple[int, int, int]],
+    bodies: list[int],
+    paths: list[str],
+) -> None:
+    """Forget the journal rows of file work done: `unsynced` rows of files now fsynced, each body
+    no row needs any more (a copy made before its file existed keeps it until the copy's own file
+    is fsynced), and pending_unlink entries carried out."""
+    if paths:
+        conn.executemany("DELETE FROM pending_unlink WHERE path = ?", [(p,) for p in paths])
+    if not pairs and not bodies:
+        return
+    conn.executemany("DELETE FROM unsynced WHERE mailbox_id = ? AND uid = ? AND body_id = ?", pairs)
+    conn.execute(
+        "DELETE FROM bodies WHERE id IN (SELECT value FROM json_each(?))"
+        " AND NOT EXISTS (SELECT 1 FROM unsynced WHERE body_id = bodies.id)",
+        (json_ints(bodies),),
+    )
+
+
+def results_to_json(results: list[AppendResult]) -> str:
+    """A delivery's results as kept in `deliveries` (a retried delivery gets them back)."""
+    return json.dumps(
+        [[r.account, r.mailbox_id, r.uidvalidity, r.uid, r.modseq] for r in results],
+        separators=(",", ":"),
+    )
+
+
+def results_from_json(text: str) -> list[AppendResult]:
+    return [
+        AppendResult(str(a), int(m), int(v), int(u), int(s)) for a, m, v, u, s in json.loads(text)
+    ]
+
+
+def json_ints(values: Iterable[int]) -> str:
+    """Integers as a JSON array, for `IN (SELECT value FROM json_each(?))` (one parameter)."""
+    return "[" + ",".join(str(int(v)) for v in values) + "]"

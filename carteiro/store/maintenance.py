@@ -14,15 +14,21 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from carteiro.store import maildir, names
 from carteiro.store.api import CheckReport, InvalidName, StoreError
 from carteiro.store.flags import FlagCodec, flags_from_info
-from carteiro.store.index import INDEX_NAME, IndexCorrupt, connect_index, index_state, init_index
-
-if TYPE_CHECKING:
-    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+from carteiro.store.index import (
+    INDEX_NAME,
+    MODSEQ_LEASE,
+    UID_LEASE,
+    IndexCorrupt,
+    connect_index,
+    index_state,
+    init_index,
+)
+from carteiro.store.locks import FolderLock, try_flock
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +36,31 @@ log = logging.getLogger(__name__)
 # ---- recovery at open ------------------------------------------------------------------------
 
 
-def recover(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
+class OpeningStore(Protocol):
+    """What recovery needs of the store being opened (sqlite_maildir.SqliteMaildirStore): its
+    paths, its writer's token and folder lock, and how it removes a pending_unlink entry. A
+    protocol, so that this module does not import the store that calls it."""
+
+    token: str
+    data_dir: Path
+    run_dir: Path
+    tmp_dir: Path
+    writer_folders: FolderLock
+
+    def maildir_of(self, acct_dir: str) -> Path: ...
+
+    def folder(self, acct_dir: str, mbox_dir: str) -> Path: ...
+
+    def unlink_pending_path(self, rel: str, conn: sqlite3.Connection | None = None) -> None: ...
+
+
+def recover(store: OpeningStore, conn: sqlite3.Connection) -> None:
     """Finish what crashed processes left: committed deletions, uncommitted links, moved folders.
 
     Runs under the write lock, so no live writer is between linking files and committing.
     """
-    from carteiro.store.sqlite_maildir import try_flock
-
     conn.execute("BEGIN IMMEDIATE")
-    folders = store._wfolders.acquire()  # no live process's file work sees a folder mid-move
+    folders = store.writer_folders.acquire()  # no live process's file work sees a folder mid-move
     try:
         # 0. folders a crash left mid-rename or mid-delete go back to where the index has them
         # (before anything below resolves a path through the index)
@@ -87,7 +109,7 @@ RESTORE_PREFIX = "restore-"
 
 
 def _sweep_uncommitted_folders(
-    store: SqliteMaildirStore, conn: sqlite3.Connection, dead: set[str]
+    store: OpeningStore, conn: sqlite3.Connection, dead: set[str]
 ) -> None:
     """Remove a folder no mailbox row names when it is ours (it has a metadata file whose guid
     the index does not know) and every message file in it was linked by a writer that died:
@@ -171,7 +193,7 @@ def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = F
     return rewritten
 
 
-def _forget_writer(store: SqliteMaildirStore, conn: sqlite3.Connection, token: str) -> None:
+def _forget_writer(store: OpeningStore, conn: sqlite3.Connection, token: str) -> None:
     marker = f"R{token}."
     for entry in os.listdir(store.tmp_dir):
         if marker in entry:
@@ -201,7 +223,7 @@ def _forget_writer(store: SqliteMaildirStore, conn: sqlite3.Connection, token: s
         log.warning("removed %d uncommitted message files of crashed writer %s", removed, token)
 
 
-def _relocate_folders(store: SqliteMaildirStore, conn: sqlite3.Connection) -> None:
+def _relocate_folders(store: OpeningStore, conn: sqlite3.Connection) -> None:
     """Put every folder back where the index says, with the name the index says.
 
     The index is the truth: a folder move (RENAME) or removal (DELETE) happens inside its
@@ -370,7 +392,6 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
     leases recorded in the metadata, so no UID is reused and MODSEQ never goes backwards.
     A corrupt index is moved aside first. Running servers receive a Resync.
     """
-    from carteiro.store.sqlite_maildir import MODSEQ_LEASE, UID_LEASE
 
     data_dir = Path(data_dir)
     index = data_dir / INDEX_NAME

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import fcntl
-import json
 import logging
 import os
 import queue
@@ -58,22 +56,34 @@ from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, apply_op, maildir_info, normalize_flags
 from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
 from carteiro.store.index import (
+    ACCOUNT_BY_NAME,
+    ACCOUNT_COLS,
     INDEX_NAME,
+    MAILBOX_COLS,
+    MODSEQ_LEASE,
+    UID_LEASE,
+    AccountRow,
     IndexCorrupt,
+    MailboxRow,
+    account_from_row,
     connect_index,
+    drop_done,
     index_state,
     init_index,
+    json_ints,
+    mailbox_from_row,
+    no_room,
     prune_expunged,
+    results_from_json,
+    results_to_json,
 )
 from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
+from carteiro.store.locks import FileLock, FolderLock, try_flock
+from carteiro.store.maintenance import recover, reindex
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# UIDs/MODSEQs are leased in blocks recorded in each folder's metadata file, so a reindex from the
-# files alone can restart above anything ever handed out (RFC 3501 2.3.1.1, RFC 7162 3.1.1).
-UID_LEASE = 10_000
-MODSEQ_LEASE = 1_000_000
 CHANGES_KEEP = 200_000  # changes log rows kept for cross-process feeds
 # Expunge history kept per mailbox (for the change feed and QRESYNC's VANISHED): past this many
 # rows the oldest half goes and the mailbox's horizon moves up. A session or client that last
@@ -95,60 +105,7 @@ DELETED_BIT = 8
 SEEN_BIT = 1
 
 
-@dataclass(slots=True)
-class _Acct:
-    id: int
-    name: str
-    dir: str
-    deleted: bool
-    last_uidvalidity: int
-    keywords: list[str]
-
-
-@dataclass(slots=True)
-class _Mbox:
-    id: int
-    account_id: int
-    name: str
-    dir: str
-    guid: str
-    uidvalidity: int
-    uidnext: int
-    highestmodseq: int
-    special_use: str | None
-    selectable: bool
-    uid_lease: int
-    modseq_lease: int
-
-
-_MBOX_COLS = (
-    "id, account_id, name, dir, guid, uidvalidity, uidnext, highestmodseq, special_use, "
-    "selectable, uid_lease, modseq_lease"
-)
-_ACCT_COLS = "id, name, dir, deleted, last_uidvalidity, keywords"
-_ACCT_BY_NAME = f"SELECT {_ACCT_COLS} FROM accounts WHERE name = ?"
 _NO_LETTERS: dict[str, str] = {}
-
-
-def _mbox(row: Sequence[Any]) -> _Mbox:
-    return _Mbox(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        bool(row[9]),
-        row[10],
-        row[11],
-    )
-
-
-def _acct(row: Sequence[Any]) -> _Acct:
-    return _Acct(row[0], row[1], row[2], bool(row[3]), row[4], row[5].split() if row[5] else [])
 
 
 def _unlink(path: Path) -> None:
@@ -262,57 +219,6 @@ def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
             future.set_result(result)
 
 
-class _FileLock:
-    """An flock(2) held by this open file description (so also exclusive within one process)."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)  # closing the description drops the lock
-
-
-class FolderLock:
-    """An flock on DATA/run/folders.lock through a descriptor of its own (so two threads of one
-    process, each with its own FolderLock, exclude each other too). Re-entrant for its holder."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self.held = False
-
-    def acquire(self) -> FolderLock:
-        if not self.held:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            self.held = True
-        return self
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        self.release()
-        os.close(self._fd)
-
-
-def try_flock(path: Path, create: bool = True) -> int | None:
-    """An exclusive non-blocking flock on `path`; the fd, or None when someone holds it."""
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 FaultHook = Callable[[str], None]
 
 
@@ -346,8 +252,6 @@ class SqliteMaildirStore:
         if index_state(self.data_dir) == "lost":
             # mail without its index: rebuild from the files (UIDs, flags and UIDVALIDITY kept
             # where the files carry them), never start empty and evict the mail at first login
-            from carteiro.store.maintenance import reindex
-
             log.error(
                 "index %s is missing or empty beside existing mail: rebuilding it", self.index_path
             )
@@ -386,15 +290,13 @@ class SqliteMaildirStore:
         # announce ourselves as a writer: if we die, the next process to start cleans up after us
         self._writer_lock_fd = try_flock(self.run_dir / f"writer-{self.token}.lock")
         self.folders_lock_path = self.run_dir / "folders.lock"
-        self._wfolders = FolderLock(self.folders_lock_path)  # the writer thread's
+        self.writer_folders = FolderLock(self.folders_lock_path)  # the writer thread's
         self._ffolders = FolderLock(self.folders_lock_path)  # the flusher thread's
         self._wconn = connect_index(self.index_path)
         self._wconn.execute(
             "INSERT INTO writers (token, pid, started) VALUES (?, ?, ?)",
             (self.token, os.getpid(), time.time()),
         )
-        from carteiro.store.maintenance import recover
-
         recover(self, self._wconn)
         self._keep_reserve()
         self.feed = CrossProcessFeed(
@@ -406,7 +308,7 @@ class SqliteMaildirStore:
             self._new_read_conn,
             lambda items: self._sync_round(items, waited=False),
             lambda pairs, bodies, paths: self._queue.put(
-                _Job(lambda tx: _drop_done(tx.conn, pairs, bodies, paths), None, None)
+                _Job(lambda tx: drop_done(tx.conn, pairs, bodies, paths), None, None)
             ),
             self._drop_bodies_now,
             _locate_cur_dir(self),
@@ -500,7 +402,9 @@ class SqliteMaildirStore:
 
     # ---- listings (what SELECT reads; see listing.py) ----
 
-    def listing(self, conn: sqlite3.Connection, mb: _Mbox, force_publish: bool = False) -> Listing:
+    def listing(
+        self, conn: sqlite3.Connection, mb: MailboxRow, force_publish: bool = False
+    ) -> Listing:
         return self.listings.get(
             conn,
             mb.id,
@@ -541,10 +445,10 @@ class SqliteMaildirStore:
         self._queue.put(_Job(job, None, None))
 
     def _refresh_listing(self, conn: sqlite3.Connection, mailbox_id: int) -> None:
-        row = conn.execute(f"SELECT {_MBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,))
+        row = conn.execute(f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,))
         found = row.fetchone()
         if found is not None:
-            self.listing(conn, _mbox(found), force_publish=True)
+            self.listing(conn, mailbox_from_row(found), force_publish=True)
 
     def _note_appends(self, added: dict[int, int]) -> None:
         """After every SNAPSHOT_EVERY appends to a mailbox, refresh its snapshot in the background,
@@ -672,7 +576,7 @@ class SqliteMaildirStore:
         conn = connect_index(self.index_path)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            _drop_done(conn, pairs, bodies, paths)
+            drop_done(conn, pairs, bodies, paths)
             conn.execute("COMMIT")
         except sqlite3.Error:
             log.exception("could not drop the bodies of flushed message files")
@@ -755,13 +659,13 @@ class SqliteMaildirStore:
                     fn()
                 except OSError:
                     log.exception("undoing a file operation failed")
-            self._wfolders.release()
+            self.writer_folders.release()
             for item in batch:
                 if type(item) is _Append:
                     item.linked = False
                     self._unreserve(item)  # committed nothing: no file to write
             self._release_staged(batch)
-            err = _no_room(exc)
+            err = no_room(exc)
             self._complete([(item.loop, item.future, None, err) for item in batch])
             if not isinstance(exc, Exception):
                 raise
@@ -784,7 +688,7 @@ class SqliteMaildirStore:
                     fn()
                 except OSError:
                     log.exception("post-commit file operation failed")
-            self._wfolders.release()
+            self.writer_folders.release()
             if b.events:
                 by_account: dict[str, list[ChangeEvent]] = {}
                 for account, event in b.events:
@@ -797,12 +701,12 @@ class SqliteMaildirStore:
         except Exception:
             log.exception("store: a step after COMMIT failed (the writes are committed)")
         finally:
-            self._wfolders.release()
+            self.writer_folders.release()
             self._complete(b.done)
 
     def _run_job(self, job: _Job, b: _Batch) -> None:
         conn = self._wconn
-        tx = _Tx(conn, self._wfolders)
+        tx = _Tx(conn, self.writer_folders)
         conn.execute("SAVEPOINT job")
         try:
             result = job.fn(tx)
@@ -816,7 +720,7 @@ class SqliteMaildirStore:
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
             tx.rollback()
-            b.done.append((job.loop, job.future, None, _no_room(exc)))
+            b.done.append((job.loop, job.future, None, no_room(exc)))
             return
         b.undo.append(tx.rollback)
         b.dirs.update(str(d) for d in tx.dirs)
@@ -830,9 +734,9 @@ class SqliteMaildirStore:
         memory, move each staged file into cur/ under its final name, then write every row with one
         statement per table. A failing append (unknown mailbox, a link refused) fails alone."""
         conn = self._wconn
-        accts: dict[str, _Acct | None] = {}
-        boxes: dict[tuple[int, str], _Mbox | None] = {}
-        touched: dict[int, _Mbox] = {}
+        accts: dict[str, AccountRow | None] = {}
+        boxes: dict[tuple[int, str], MailboxRow | None] = {}
+        touched: dict[int, MailboxRow] = {}
         rows: list[tuple[Any, ...]] = []
         changes: list[tuple[str, str, str]] = []
         unsynced: list[tuple[int, int, int]] = []
@@ -845,7 +749,7 @@ class SqliteMaildirStore:
                 ).fetchone()
                 if seen is not None:  # delivered before: the same answer, nothing appended
                     self._unreserve(ap)
-                    b.done.append((ap.loop, ap.future, _results_from_json(seen[0]), None))
+                    b.done.append((ap.loop, ap.future, results_from_json(seen[0]), None))
                     continue
             try:
                 resolved = []
@@ -853,8 +757,10 @@ class SqliteMaildirStore:
                     if account in accts:
                         acct = accts[account]
                     else:
-                        row = conn.execute(_ACCT_BY_NAME, (account,)).fetchone()
-                        acct = accts[account] = None if row is None or row[3] else _acct(row)
+                        row = conn.execute(ACCOUNT_BY_NAME, (account,)).fetchone()
+                        acct = accts[account] = (
+                            None if row is None or row[3] else account_from_row(row)
+                        )
                     if acct is None:
                         raise AccountNotFound(account)
                     key = (acct.id, name)
@@ -918,7 +824,7 @@ class SqliteMaildirStore:
                 del rows[first_row:]
                 del changes[first_row:]
                 del b.events[first_event:]
-                b.done.append((ap.loop, ap.future, None, _no_room(exc)))
+                b.done.append((ap.loop, ap.future, None, no_room(exc)))
                 continue
             ap.linked = True
             if ap.data is not None:
@@ -946,7 +852,7 @@ class SqliteMaildirStore:
             if ap.delivery_id is not None:
                 conn.execute(
                     "INSERT INTO deliveries (id, at, results) VALUES (?, ?, ?)",
-                    (ap.delivery_id, time.time(), _results_to_json(results)),
+                    (ap.delivery_id, time.time(), results_to_json(results)),
                 )
             b.done.append((ap.loop, ap.future, results, None))
         if touched:
@@ -1095,47 +1001,39 @@ class SqliteMaildirStore:
 
     # ---- rows inside a write transaction ----
 
-    def _acct_row(self, tx: _Tx, account: str) -> _Acct:
+    def _acct_by_id(self, tx: _Tx, account_id: int) -> AccountRow:
         row = tx.conn.execute(
-            f"SELECT {_ACCT_COLS} FROM accounts WHERE name = ?", (account,)
-        ).fetchone()
-        if row is None or row[3]:
-            raise AccountNotFound(account)
-        return _acct(row)
-
-    def _acct_by_id(self, tx: _Tx, account_id: int) -> _Acct:
-        row = tx.conn.execute(
-            f"SELECT {_ACCT_COLS} FROM accounts WHERE id = ?", (account_id,)
+            f"SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?", (account_id,)
         ).fetchone()
         if row is None or row[3]:
             raise AccountNotFound(str(account_id))
-        return _acct(row)
+        return account_from_row(row)
 
     @staticmethod
-    def _mbox_named(conn: sqlite3.Connection, account_id: int, name: str) -> _Mbox | None:
+    def _mbox_named(conn: sqlite3.Connection, account_id: int, name: str) -> MailboxRow | None:
         row = conn.execute(
-            f"SELECT {_MBOX_COLS} FROM mailboxes WHERE account_id = ? AND name = ?",
+            f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND name = ?",
             (account_id, name),
         ).fetchone()
-        return None if row is None else _mbox(row)
+        return None if row is None else mailbox_from_row(row)
 
-    def _selectable(self, tx: _Tx, account_id: int, name: str) -> _Mbox:
+    def _selectable(self, tx: _Tx, account_id: int, name: str) -> MailboxRow:
         mb = self._mbox_named(tx.conn, account_id, names.normalize_mailbox_name(name))
         if mb is None or not mb.selectable:
             raise MailboxNotFound(name)
         return mb
 
     @staticmethod
-    def _mbox_by_id(conn: sqlite3.Connection, account_id: int, mailbox_id: int) -> _Mbox:
+    def _mbox_by_id(conn: sqlite3.Connection, account_id: int, mailbox_id: int) -> MailboxRow:
         row = conn.execute(
-            f"SELECT {_MBOX_COLS} FROM mailboxes WHERE id = ? AND account_id = ?",
+            f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ? AND account_id = ?",
             (mailbox_id, account_id),
         ).fetchone()
         if row is None:
             raise MailboxNotFound(str(mailbox_id))
-        return _mbox(row)
+        return mailbox_from_row(row)
 
-    def _meta(self, acct: _Acct, mb: _Mbox, folder: Path | None = None) -> None:
+    def _meta(self, acct: AccountRow, mb: MailboxRow, folder: Path | None = None) -> None:
         maildir.write_meta(
             folder or self.folder(acct.dir, mb.dir),
             {
@@ -1148,11 +1046,11 @@ class SqliteMaildirStore:
             },
         )
 
-    def _unmove(self, acct: _Acct, before: _Mbox, moved: Path, back: Path) -> None:
+    def _unmove(self, acct: AccountRow, before: MailboxRow, moved: Path, back: Path) -> None:
         os.rename(moved, back)
         self._meta(acct, before, back)
 
-    def _alloc(self, tx: _Tx, acct: _Acct, mb: _Mbox, count: int) -> tuple[int, int]:
+    def _alloc(self, tx: _Tx, acct: AccountRow, mb: MailboxRow, count: int) -> tuple[int, int]:
         """First of `count` new UIDs and one new MODSEQ for `mb` (kept up to date)."""
         first = mb.uidnext
         mb.uidnext += count
@@ -1168,11 +1066,11 @@ class SqliteMaildirStore:
         )
         return first, mb.highestmodseq
 
-    def _letters(self, tx: _Tx, acct: _Acct, flags: Iterable[str]) -> dict[str, str]:
+    def _letters(self, tx: _Tx, acct: AccountRow, flags: Iterable[str]) -> dict[str, str]:
         return self._letters_in(tx.conn, acct, flags)
 
     def _letters_in(
-        self, conn: sqlite3.Connection, acct: _Acct, flags: Iterable[str]
+        self, conn: sqlite3.Connection, acct: AccountRow, flags: Iterable[str]
     ) -> dict[str, str]:
         """keyword -> Maildir letter; assigns letters to new keywords (26 at most)."""
         new = [f for f in sorted(set(flags)) if not f.startswith("\\") and f not in acct.keywords]
@@ -1184,7 +1082,7 @@ class SqliteMaildirStore:
             maildir.write_keywords(self.maildir_of(acct.dir), acct.keywords)
         return {kw: maildir.KEYWORD_LETTERS[i] for i, kw in enumerate(acct.keywords[:26])}
 
-    def _new_uidvalidity(self, tx: _Tx, acct: _Acct) -> int:
+    def _new_uidvalidity(self, tx: _Tx, acct: AccountRow) -> int:
         value = max(int(time.time()), acct.last_uidvalidity + 1) & 0xFFFFFFFF or 1
         acct.last_uidvalidity = value
         tx.conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (value, acct.id))
@@ -1209,13 +1107,15 @@ class SqliteMaildirStore:
         log.warning("moving unindexed %s to %s", path, dest)
         os.rename(path, dest)
 
-    def _new_mailbox(self, tx: _Tx, acct: _Acct, name: str, special_use: str | None) -> _Mbox:
+    def _new_mailbox(
+        self, tx: _Tx, acct: AccountRow, name: str, special_use: str | None
+    ) -> MailboxRow:
         mbdir = names.folder_dir(name)
         path = self.folder(acct.dir, mbdir)
         tx.hold_folders()
         if mbdir and path.exists():
             self._evict(tx, path, acct.id, mbdir)
-        mb = _Mbox(
+        mb = MailboxRow(
             0,
             acct.id,
             name,
@@ -1257,7 +1157,7 @@ class SqliteMaildirStore:
         return mb
 
     def _remove_messages(
-        self, tx: _Tx, acct: _Acct, mb: _Mbox, rows: list[tuple[int, str, str]]
+        self, tx: _Tx, acct: AccountRow, mb: MailboxRow, rows: list[tuple[int, str, str]]
     ) -> list[int]:
         """Delete (uid, base, info) rows of `mb`; files go after COMMIT (via pending_unlink)."""
         if not rows:
@@ -1331,7 +1231,7 @@ class SqliteMaildirStore:
             if found is not None:
                 _unlink(found)
 
-    def _drop_folder(self, tx: _Tx, acct: _Acct, mb: _Mbox) -> None:
+    def _drop_folder(self, tx: _Tx, acct: AccountRow, mb: MailboxRow) -> None:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
         conn = tx.conn
         tx.hold_folders()
@@ -1348,7 +1248,13 @@ class SqliteMaildirStore:
             tx.after.append(lambda: self.flusher.unlink([str(tomb)]))
 
     def _copy_rows(
-        self, tx: _Tx, acct: _Acct, src: _Mbox, dst: _Mbox, uids: Sequence[int] | None, move: bool
+        self,
+        tx: _Tx,
+        acct: AccountRow,
+        src: MailboxRow,
+        dst: MailboxRow,
+        uids: Sequence[int] | None,
+        move: bool,
     ) -> CopyResult:
         conn = tx.conn
         sql = (
@@ -1358,7 +1264,7 @@ class SqliteMaildirStore:
         params: tuple[Any, ...] = (src.id,)
         if uids is not None:
             sql += " AND uid IN (SELECT value FROM json_each(?))"
-            params += (_json_ints(uids),)
+            params += (json_ints(uids),)
         rows = conn.execute(sql + " ORDER BY uid", params).fetchall()
         if not rows:
             return CopyResult(dst.uidvalidity, ())
@@ -1372,7 +1278,7 @@ class SqliteMaildirStore:
                 conn.execute(
                     "SELECT uid, body_id FROM unsynced WHERE mailbox_id = ?"
                     " AND uid IN (SELECT value FROM json_each(?))",
-                    (src.id, _json_ints(r[0] for r in rows)),
+                    (src.id, json_ints(r[0] for r in rows)),
                 ).fetchall()
             )
             if self._has_unsynced(conn)
@@ -1432,7 +1338,7 @@ class SqliteMaildirStore:
     def _has_unsynced(conn: sqlite3.Connection) -> bool:
         return conn.execute("SELECT 1 FROM unsynced LIMIT 1").fetchone() is not None
 
-    def _info(self, conn: sqlite3.Connection, mb: _Mbox) -> MailboxInfo:
+    def _info(self, conn: sqlite3.Connection, mb: MailboxRow) -> MailboxInfo:
         subscribed = conn.execute(
             "SELECT 1 FROM subscriptions WHERE account_id = ? AND name = ?",
             (mb.account_id, mb.name),
@@ -1554,7 +1460,7 @@ class SqliteMaildirStore:
                     raise
         except OSError as e:
             _unlink_str(staged)
-            raise _no_room(e) from e
+            raise no_room(e) from e
         # from here the writer owns the staged file: it links it or removes it
         self._enqueue(
             _Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
@@ -1587,7 +1493,7 @@ class SqliteMaildirStore:
             if home.exists():
                 self._evict(tx, home)
             cur = tx.conn.execute("INSERT INTO accounts (name, dir) VALUES (?, ?)", (account, rel))
-            acct = _Acct(int(cur.lastrowid or 0), account, rel, False, 0, [])
+            acct = AccountRow(int(cur.lastrowid or 0), account, rel, False, 0, [])
             tx.undo.append(lambda: maildir.remove_tree(home))
             maildir.make_folder(self.maildir_of(rel), is_root=True)
             tx.dirs.update({home, home.parent, self.mail_root})
@@ -1603,11 +1509,11 @@ class SqliteMaildirStore:
     async def delete_account(self, account: str, purge: bool = False) -> None:
         def job(tx: _Tx) -> None:
             row = tx.conn.execute(
-                f"SELECT {_ACCT_COLS} FROM accounts WHERE name = ?", (account,)
+                f"SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?", (account,)
             ).fetchone()
             if row is None:
                 raise AccountNotFound(account)
-            acct = _acct(row)
+            acct = account_from_row(row)
             if not purge:
                 tx.conn.execute("UPDATE accounts SET deleted = 1 WHERE id = ?", (acct.id,))
                 return
@@ -1692,19 +1598,6 @@ class SqliteMaildirStore:
             self._writer_lock_fd = None
 
 
-SQLITE_FULL = 13
-
-
-def _no_room(exc: BaseException) -> BaseException:
-    """A write refused for want of space becomes StorageFull (the protocols answer it with their
-    "insufficient storage" codes): a full disk for files (ENOSPC, EDQUOT) or for the index
-    (SQLITE_FULL). Anything else is passed on as it is."""
-    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
-        return StorageFull(f"the mail index cannot grow: {exc}")
-    full = StorageFull.from_error(exc)
-    return exc if full is None else full
-
-
 def _small_body(source: MessageSource) -> bytes | None:
     """The bytes of a message small enough to commit with its bytes (INLINE_BODY_MAX), else None.
     A small file is read here: a read from the page cache costs less than staging a link."""
@@ -1718,27 +1611,6 @@ def _small_body(source: MessageSource) -> bytes | None:
     except OSError:
         return None  # the staging path reports it
     return data if len(data) <= INLINE_BODY_MAX else None
-
-
-def _drop_done(
-    conn: sqlite3.Connection,
-    pairs: list[tuple[int, int, int]],
-    bodies: list[int],
-    paths: list[str],
-) -> None:
-    """Forget the journal rows of file work done: `unsynced` rows of files now fsynced, each body
-    no row needs any more (a copy made before its file existed keeps it until the copy's own file
-    is fsynced), and pending_unlink entries carried out."""
-    if paths:
-        conn.executemany("DELETE FROM pending_unlink WHERE path = ?", [(p,) for p in paths])
-    if not pairs and not bodies:
-        return
-    conn.executemany("DELETE FROM unsynced WHERE mailbox_id = ? AND uid = ? AND body_id = ?", pairs)
-    conn.execute(
-        "DELETE FROM bodies WHERE id IN (SELECT value FROM json_each(?))"
-        " AND NOT EXISTS (SELECT 1 FROM unsynced WHERE body_id = bodies.id)",
-        (_json_ints(bodies),),
-    )
 
 
 _CUR_OF_MESSAGE = (
@@ -1758,23 +1630,6 @@ def _locate_cur_dir(
         return None if row is None else store._cur_dir(row[1], row[0])
 
     return locate
-
-
-def _results_to_json(results: list[AppendResult]) -> str:
-    return json.dumps(
-        [[r.account, r.mailbox_id, r.uidvalidity, r.uid, r.modseq] for r in results],
-        separators=(",", ":"),
-    )
-
-
-def _results_from_json(text: str) -> list[AppendResult]:
-    return [
-        AppendResult(str(a), int(m), int(v), int(u), int(s)) for a, m, v, u, s in json.loads(text)
-    ]
-
-
-def _json_ints(values: Iterable[int]) -> str:
-    return "[" + ",".join(str(int(v)) for v in values) + "]"
 
 
 class SqliteAccountStore:
@@ -1800,9 +1655,9 @@ class SqliteAccountStore:
                 )
             }
             boxes = [
-                _mbox(r)
+                mailbox_from_row(r)
                 for r in conn.execute(
-                    f"SELECT {_MBOX_COLS} FROM mailboxes WHERE account_id = ?", (self._id,)
+                    f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?", (self._id,)
                 )
             ]
             boxes.sort(key=lambda m: (m.name != names.INBOX, m.name))
@@ -1877,17 +1732,17 @@ class SqliteAccountStore:
 
         return await s._write(job)
 
-    def _children(self, conn: sqlite3.Connection, name: str) -> list[_Mbox]:
+    def _children(self, conn: sqlite3.Connection, name: str) -> list[MailboxRow]:
         prefix = name + "/"
         return [
-            _mbox(r)
+            mailbox_from_row(r)
             for r in conn.execute(
-                f"SELECT {_MBOX_COLS} FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
+                f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
                 (self._id, len(prefix), prefix),
             )
         ]
 
-    def _prune(self, tx: _Tx, acct: _Acct, name: str) -> None:
+    def _prune(self, tx: _Tx, acct: AccountRow, name: str) -> None:
         """Remove \\Noselect ancestors left without inferiors."""
         for parent in reversed(names.parents(name)):
             mb = self._s._mbox_named(tx.conn, self._id, parent)
@@ -2154,7 +2009,7 @@ class SqliteAccountStore:
             rows = tx.conn.execute(
                 "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
                 " WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
-                (mailbox_id, _json_ints(uids)),
+                (mailbox_id, json_ints(uids)),
             ).fetchall()
             changes = []
             failed = []
@@ -2207,7 +2062,7 @@ class SqliteAccountStore:
                 sql += f" AND (flags & {DELETED_BIT}) != 0"
             if uids is not None:
                 sql += " AND uid IN (SELECT value FROM json_each(?))"
-                params += (_json_ints(uids),)
+                params += (json_ints(uids),)
             rows = tx.conn.execute(sql + " ORDER BY uid", params).fetchall()
             if not rows:
                 return []
@@ -2255,4 +2110,4 @@ class SqliteAccountStore:
         home = self._s.mail_root / domain_dir / local_dir
         home.mkdir(parents=True, exist_ok=True)
         fd = try_flock(home / "maildrop.lock")
-        return None if fd is None else _FileLock(fd)
+        return None if fd is None else FileLock(fd)

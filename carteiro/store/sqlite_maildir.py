@@ -13,13 +13,11 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
-import queue
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,7 +49,7 @@ from carteiro.store.api import (
     StoreError,
     UidFlags,
 )
-from carteiro.store.changes import ChangeHub, event_to_json
+from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, apply_op, maildir_info, normalize_flags
 from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
@@ -80,6 +78,7 @@ from carteiro.store.index import (
 from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
 from carteiro.store.locks import FileLock, FolderLock, try_flock
 from carteiro.store.maintenance import recover, reindex
+from carteiro.store.writer import Append, Batch, GroupCommitWriter, Job, Tx, Write
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,9 +89,6 @@ CHANGES_KEEP = 200_000  # changes log rows kept for cross-process feeds
 # synchronised before the horizon gets a full comparison instead of a delta.
 EXPUNGED_KEEP = 50_000
 FILENAME_SYNC_CHUNK = 500
-SYNC_PER_THREAD = 3  # items per thread in an fsync round (fewer threads woken, same merging)
-GATHER_MIN = 4  # batch size from which the writer waits a moment for the next batch to fill
-GATHER_WAIT = 0.002  # seconds
 SNAPSHOT_EVERY = 20_000  # appends to a mailbox between background refreshes of its snapshot
 MAX_STAGED_FDS = 256  # staged files kept open for the fsync round; beyond, fsync by path
 INLINE_STAGE_MAX = 256 * 1024
@@ -125,98 +121,6 @@ def _unlink_str(path: str) -> None:
 def _unlink_all(paths: list[str]) -> None:
     for path in paths:
         _unlink_str(path)
-
-
-@dataclass
-class _Tx:
-    """What one job did inside the writer's transaction."""
-
-    conn: sqlite3.Connection
-    folders: FolderLock | None = None  # the writer's folder lock (see hold_folders)
-    dirs: set[Path] = field(default_factory=set)  # to fsync before COMMIT
-    files: set[Path] = field(default_factory=set)  # staged message files, fsynced with the dirs
-    undo: list[Callable[[], None]] = field(default_factory=list)  # if this job rolls back
-    after: list[Callable[[], None]] = field(default_factory=list)  # after COMMIT
-    events: list[tuple[str, ChangeEvent]] = field(default_factory=list)
-
-    def event(self, account: str, event: ChangeEvent) -> None:
-        self.events.append((account, event))
-
-    def hold_folders(self) -> None:
-        """Take the folder lock until the batch is over (after COMMIT and its file work): any job
-        that moves, creates or removes a folder, or removes message files by name, holds it, so
-        file work elsewhere (the flusher, other processes) that takes it sees the committed
-        index and the disk agree."""
-        if self.folders is not None:
-            self.folders.acquire()
-
-    def rollback(self) -> None:
-        for fn in reversed(self.undo):
-            try:
-                fn()
-            except OSError:
-                log.exception("undoing a file operation failed")
-
-
-@dataclass(slots=True)
-class _Job:
-    """A general write: `fn` runs inside the batch's transaction, in its own savepoint."""
-
-    fn: Callable[[_Tx], Any]
-    loop: asyncio.AbstractEventLoop | None  # where `future` lives (None: nobody waits)
-    future: asyncio.Future[Any] | None
-
-
-@dataclass(slots=True)
-class _Append:
-    """One deliver_many() call: a staged message linked into every target, all or none.
-
-    Appends skip the general job machinery: the writer runs consecutive appends together with
-    one lookup per mailbox, one UPDATE per mailbox and one executemany per table.
-    """
-
-    targets: list[tuple[str, str, frozenset[str], float]]  # account, normalized name, flags, date
-    staged: str  # DATA/tmp/<unique>
-    unique: str
-    fd: int  # the staged file, still open for the fsync round (-1: fsync it by path)
-    size: int
-    loop: asyncio.AbstractEventLoop | None
-    future: asyncio.Future[list[AppendResult]] | None
-    linked: bool = False
-    data: bytes | None = None  # a small message's bytes: into `bodies`, its file written later
-    reserved: bool = False  # holds a place in the flusher's backlog (until committed or failed)
-    delivery_id: str | None = None  # a retry of a committed delivery appends nothing
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What one group commit has to do before and after COMMIT."""
-
-    sync: list[int | str] = field(default_factory=list)  # staged files (fds or paths) to fsync
-    dirs: set[str] = field(default_factory=set)  # directories linked into, fsynced with them
-    undo: list[Callable[[], None]] = field(default_factory=list)  # if the whole batch fails
-    after: list[Callable[[], None]] = field(default_factory=list)  # after COMMIT
-    events: list[tuple[str, ChangeEvent]] = field(default_factory=list)
-    added: dict[int, int] = field(default_factory=dict)  # mailbox id -> messages appended
-    # appends whose bytes went into `bodies`: their files are written after COMMIT
-    inline: list[Pending] = field(default_factory=list)
-    # (loop, future, result, error) to hand back once the batch is over
-    done: list[
-        tuple[
-            asyncio.AbstractEventLoop | None, asyncio.Future[Any] | None, Any, BaseException | None
-        ]
-    ] = field(default_factory=list)
-
-
-def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Resolve a batch's futures on their event loop (one loop wake-up per batch, not per job)."""
-    for future, result, error in items:
-        if future.done():  # the caller was cancelled; the write happened (or failed) anyway
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
 
 
 FaultHook = Callable[[str], None]
@@ -264,7 +168,6 @@ class SqliteMaildirStore:
         self._unique = maildir.UniqueNames(self.token)
         self._codec = FlagCodec()
         self._hook = fault_hook or (lambda _point: None)
-        self._max_batch = max_batch
         self.hub = ChangeHub()
         self.listings = ListingCache()
         self.snapshots_written = 0
@@ -273,31 +176,38 @@ class SqliteMaildirStore:
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
         self._io_pool = concurrent.futures.ThreadPoolExecutor(io_threads, "carteiro-store-io")
-        self._sync_threads = sync_threads
-        self._sync_pool = concurrent.futures.ThreadPoolExecutor(sync_threads, "carteiro-store-sync")
         self._read_pool = concurrent.futures.ThreadPoolExecutor(read_threads, "carteiro-store-read")
-        self._queue: queue.SimpleQueue[_Job | _Append | None] = queue.SimpleQueue()
         self._tmp_prefix = f"{self.tmp_dir}/"
         self._cur_dirs: dict[tuple[str, str], str] = {}
         self._names: dict[str, str] = {}  # mailbox name -> normalized (a bounded cache)
         self._staged_lock = threading.Lock()
         self._staged_fds = 0
-        self._dirty_pending = True
         self._closed = False
-        self.batches = 0  # committed write transactions (group commit makes this < writes)
-        self.sync_rounds = 0  # rounds of fsyncs waited for (each round's fsyncs run in parallel)
-        self.fsync_calls = 0  # fsync system calls, counting one per COMMIT for the WAL
         # announce ourselves as a writer: if we die, the next process to start cleans up after us
         self._writer_lock_fd = try_flock(self.run_dir / f"writer-{self.token}.lock")
         self.folders_lock_path = self.run_dir / "folders.lock"
         self.writer_folders = FolderLock(self.folders_lock_path)  # the writer thread's
         self._ffolders = FolderLock(self.folders_lock_path)  # the flusher thread's
-        self._wconn = connect_index(self.index_path)
-        self._wconn.execute(
+        conn = connect_index(self.index_path)
+        conn.execute(
             "INSERT INTO writers (token, pid, started) VALUES (?, ?, ?)",
             (self.token, os.getpid(), time.time()),
         )
-        recover(self, self._wconn)
+        self.writer = GroupCommitWriter(
+            conn,
+            token=self.token,
+            folders=self.writer_folders,
+            max_batch=max_batch,
+            sync_threads=sync_threads,
+            hook=self._hook,
+            append_run=self._append_run,
+            housekeeping=self._housekeeping,
+            abandon=self._abandon,
+            committed=self._committed,
+            announce=self._announce,
+            idle=self._sync_filenames,
+        )
+        recover(self, conn)
         self._keep_reserve()
         self.feed = CrossProcessFeed(
             self.run_dir, self.token, self.hub, self._new_read_conn, poll_interval
@@ -306,18 +216,33 @@ class SqliteMaildirStore:
             self._tmp_prefix,
             self._unique.next,
             self._new_read_conn,
-            lambda items: self._sync_round(items, waited=False),
-            lambda pairs, bodies, paths: self._queue.put(
-                _Job(lambda tx: drop_done(tx.conn, pairs, bodies, paths), None, None)
+            lambda items: self.writer.sync_round(items, waited=False),
+            lambda pairs, bodies, paths: self.writer.background(
+                lambda tx: drop_done(tx.conn, pairs, bodies, paths)
             ),
             self._drop_bodies_now,
             _locate_cur_dir(self),
             self._ffolders.acquire,
             self.unlink_pending_path,
         )
-        self._writer = threading.Thread(target=self._writer_loop, name="carteiro-store-writer")
-        self._writer.daemon = True
-        self._writer.start()
+        self.writer.start()
+
+    # ---- the writer's counters (tests and bench/store.py read them) ----
+
+    @property
+    def batches(self) -> int:
+        """Committed write transactions (group commit makes this < writes)."""
+        return self.writer.batches
+
+    @property
+    def sync_rounds(self) -> int:
+        """Rounds of fsyncs waited for (each round's fsyncs run in parallel)."""
+        return self.writer.sync_rounds
+
+    @property
+    def fsync_calls(self) -> int:
+        """fsync system calls, counting one per COMMIT for the WAL."""
+        return self.writer.fsync_calls
 
     # ---- paths ----
 
@@ -421,7 +346,7 @@ class SqliteMaildirStore:
             self.listings.published(mailbox_id)
             return
 
-        def job(tx: _Tx) -> None:
+        def job(tx: Tx) -> None:
             try:
                 uidvalidity, modseq = values[0], values[1]
                 row = tx.conn.execute(
@@ -442,7 +367,7 @@ class SqliteMaildirStore:
             finally:
                 self.listings.published(mailbox_id)
 
-        self._queue.put(_Job(job, None, None))
+        self.writer.background(job)
 
     def _refresh_listing(self, conn: sqlite3.Connection, mailbox_id: int) -> None:
         row = conn.execute(f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,))
@@ -464,22 +389,18 @@ class SqliteMaildirStore:
 
     # ---- the writer: group commit ----
 
-    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` in the writer's next group commit (see writer.py) and return its result."""
         if self._closed:
             raise StoreError("store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._enqueue(_Job(fn, loop, future))
         try:
-            return await future
+            return await self.writer.run(fn)
         except StorageFull:
             # A full disk must not stop a user from deleting mail to make room: give up the
             # reserve (appends never get it) and try once more.
             if not self._release_reserve():
                 raise
-        future = loop.create_future()
-        self._enqueue(_Job(fn, loop, future))
-        return await future
+        return await self.writer.run(fn)
 
     def _keep_reserve(self) -> None:
         """Hold RESERVE_BYTES of disk in DATA/run/space-reserve while there is plenty of room."""
@@ -508,64 +429,17 @@ class SqliteMaildirStore:
         log.warning("disk full: released the space reserve so that deletions can go on")
         return True
 
-    def _enqueue(self, item: _Job | _Append) -> None:
-        """Hand a write to the writer thread; if the store closed meanwhile, fail it at once
-        (a write queued behind close() would otherwise wait forever)."""
-        self._queue.put(item)
-        if self._closed and not self._writer.is_alive():
-            self._fail_queued()
-
-    def _fail_queued(self) -> None:
-        """After the writer stopped: fail whatever is still queued (and undo its staging)."""
-        left: list[_Job | _Append] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                left.append(item)
-        if not left:
-            return
-        for item in left:
-            if type(item) is _Append:
-                self._unreserve(item)
-        self._release_staged(left)
-        self._complete([(i.loop, i.future, None, StoreError("store is closed")) for i in left])
-
-    def _writer_loop(self) -> None:
-        stop = False
-        last = 0
-        while not stop:
-            try:
-                job = self._queue.get(timeout=0.2 if self._dirty_pending else None)
-            except queue.Empty:
-                self._sync_filenames()
-                continue
-            if job is None:
-                break
-            batch = [job]
-            stop = self._gather(batch, last)
-            try:
-                self._run_batch(batch)
-            except BaseException:  # never leave a caller waiting
-                log.exception("store writer batch failed")
-            last = len(batch)
-            if self._dirty_pending and self.batches % 64 == 0:
-                self._sync_filenames()  # under sustained load the idle path may never run
-        self._wconn.close()
-
     # ---- files committed through `bodies`: fsynced in rounds, off the callers' path ----
 
     async def flush_files(self) -> None:
         """Wait until every message file committed so far is written, fsynced and its body
         dropped (flush rounds otherwise run every FLUSH_COUNT files or FLUSH_AGE seconds)."""
-        await self._write(lambda _tx: None)  # every earlier commit has handed its files over
+        await self.write(lambda _tx: None)  # every earlier commit has handed its files over
         done = self.flusher.flush()
         await asyncio.get_running_loop().run_in_executor(None, done.wait)
-        await self._write(lambda _tx: None)  # after the body-dropping job the round queued
+        await self.write(lambda _tx: None)  # after the body-dropping job the round queued
 
-    def _unreserve(self, ap: _Append) -> None:
+    def _unreserve(self, ap: Append) -> None:
         if ap.reserved and ap.data is not None:
             ap.reserved = False
             self.flusher.release(len(ap.data))
@@ -583,157 +457,52 @@ class SqliteMaildirStore:
         finally:
             conn.close()
 
-    def _gather(self, batch: list[_Job | _Append], last: int) -> bool:
-        """Fill `batch` from the queue; True when the store is closing.
+    def _housekeeping(self, conn: sqlite3.Connection) -> None:
+        """Every 1000 batches, inside one: bound the change log, the expunge history and the
+        delivery ids, and take the space reserve again if there is room."""
+        conn.execute(
+            "DELETE FROM changes WHERE id <= (SELECT max(id) FROM changes) - ?",
+            (CHANGES_KEEP,),
+        )
+        prune_expunged(conn, EXPUNGED_KEEP)
+        self._keep_reserve()
+        conn.execute("DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_ID_KEEP,))
 
-        When the previous batch was large, writers are busy: the callers it just answered are
-        about to queue their next writes, so wait a moment (at most GATHER_WAIT) until as many are
-        queued as it had. Without the wait, N busy writers settle into two alternating batches of
-        N/2; with it, one batch of N shares each fsync round (measured: 20 writers, batches of ~10
-        -> ~18, the same or better throughput, 40% fewer fsync rounds).
-        """
-        get = self._queue.get_nowait
-        limit = self._max_batch
-        deadline = 0.0
-        while len(batch) < limit:
-            try:
-                more = get()
-            except queue.Empty:
-                if last < GATHER_MIN or len(batch) >= last:
-                    return False
-                now = time.monotonic()
-                if not deadline:
-                    deadline = now + GATHER_WAIT
-                elif now >= deadline:
-                    return False
-                try:
-                    more = self._queue.get(timeout=deadline - now)
-                except queue.Empty:
-                    return False
-            if more is None:
-                return True
-            batch.append(more)
-        return False
+    def _abandon(self, writes: list[Write]) -> None:
+        """Writes that committed nothing (their batch failed, or the store closed first): no
+        file to write for them, their staged files go."""
+        for item in writes:
+            if type(item) is Append:
+                item.linked = False
+                self._unreserve(item)
+        self._release_staged(writes)
 
-    def _run_batch(self, batch: list[_Job | _Append]) -> None:
-        """One transaction and one fsync round for every write in `batch` (group commit)."""
-        conn = self._wconn
-        b = _Batch()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                run: list[_Append] = []
-                for item in batch:
-                    if type(item) is _Append:
-                        run.append(item)
-                        continue
-                    if run:
-                        self._append_run(run, b)
-                        run = []
-                    self._run_job(item, b)  # type: ignore[arg-type]
-                if run:
-                    self._append_run(run, b)
-                if self.batches % 1000 == 999:
-                    conn.execute(
-                        "DELETE FROM changes WHERE id <= (SELECT max(id) FROM changes) - ?",
-                        (CHANGES_KEEP,),
-                    )
-                    prune_expunged(conn, EXPUNGED_KEEP)
-                    self._keep_reserve()
-                    conn.execute(
-                        "DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_ID_KEEP,)
-                    )
-                self._hook("linked")
-                # One fsync round: message files and the directories they were linked into, in
-                # parallel, before COMMIT (whose WAL fsync is the second and last round).
-                self._sync_round(b.sync + sorted(b.dirs))
-                self._hook("dirs_synced")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except BaseException as exc:
-            for fn in reversed(b.undo):
-                try:
-                    fn()
-                except OSError:
-                    log.exception("undoing a file operation failed")
-            self.writer_folders.release()
-            for item in batch:
-                if type(item) is _Append:
-                    item.linked = False
-                    self._unreserve(item)  # committed nothing: no file to write
-            self._release_staged(batch)
-            err = no_room(exc)
-            self._complete([(item.loop, item.future, None, err) for item in batch])
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self.batches += 1
-        self.sync_rounds += 1  # the WAL fsync of COMMIT (synchronous=FULL)
-        self.fsync_calls += 1
-        # Committed: whatever goes wrong from here, every caller hears its result (a caller left
-        # waiting would time out and send again: a duplicate).
-        try:
-            self._hook("committed")
-            if b.inline:
-                for item in batch:
-                    if type(item) is _Append:
-                        item.reserved = False  # the flusher releases it once the file is written
-                self.flusher.add(b.inline)
-            self._release_staged(batch)
-            for fn in b.after:
-                try:
-                    fn()
-                except OSError:
-                    log.exception("post-commit file operation failed")
-            self.writer_folders.release()
-            if b.events:
-                by_account: dict[str, list[ChangeEvent]] = {}
-                for account, event in b.events:
-                    by_account.setdefault(account, []).append(event)
-                for account, events in by_account.items():
-                    self.hub.publish(account, events)
-                self.feed.wake_others()
-            if b.added:
-                self._note_appends(b.added)
-        except Exception:
-            log.exception("store: a step after COMMIT failed (the writes are committed)")
-        finally:
-            self.writer_folders.release()
-            self._complete(b.done)
+    def _committed(self, writes: list[Write], b: Batch) -> None:
+        """Just after COMMIT: the flusher takes the bodies committed with their bytes, staged
+        descriptors close."""
+        if b.inline:
+            for item in writes:
+                if type(item) is Append:
+                    item.reserved = False  # the flusher releases it once the file is written
+            self.flusher.add(b.inline)
+        self._release_staged(writes)
 
-    def _run_job(self, job: _Job, b: _Batch) -> None:
-        conn = self._wconn
-        tx = _Tx(conn, self.writer_folders)
-        conn.execute("SAVEPOINT job")
-        try:
-            result = job.fn(tx)
-            if tx.events:
-                conn.executemany(
-                    "INSERT INTO changes (origin, account, event) VALUES (?, ?, ?)",
-                    [(self.token, a, event_to_json(e)) for a, e in tx.events],
-                )
-            conn.execute("RELEASE job")
-        except Exception as exc:
-            conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-            tx.rollback()
-            b.done.append((job.loop, job.future, None, no_room(exc)))
-            return
-        b.undo.append(tx.rollback)
-        b.dirs.update(str(d) for d in tx.dirs)
-        b.sync.extend(str(f) for f in tx.files)
-        b.after.extend(tx.after)
-        b.events.extend(tx.events)
-        b.done.append((job.loop, job.future, result, None))
+    def _announce(self, b: Batch) -> None:
+        """After the batch's file work: wake this process's sessions and the other processes."""
+        if b.events:
+            by_account: dict[str, list[ChangeEvent]] = {}
+            for account, event in b.events:
+                by_account.setdefault(account, []).append(event)
+            for account, events in by_account.items():
+                self.hub.publish(account, events)
+            self.feed.wake_others()
+        if b.added:
+            self._note_appends(b.added)
 
-    def _append_run(self, run: list[_Append], b: _Batch) -> None:
+    def _append_run(self, conn: sqlite3.Connection, run: list[Append], b: Batch) -> None:
         """Consecutive appends of a batch: resolve each mailbox once, allocate UIDs and MODSEQs in
         memory, move each staged file into cur/ under its final name, then write every row with one
         statement per table. A failing append (unknown mailbox, a link refused) fails alone."""
-        conn = self._wconn
         accts: dict[str, AccountRow | None] = {}
         boxes: dict[tuple[int, str], MailboxRow | None] = {}
         touched: dict[int, MailboxRow] = {}
@@ -872,42 +641,16 @@ class SqliteMaildirStore:
         if unsynced:
             conn.executemany("INSERT INTO unsynced VALUES (?, ?, ?)", unsynced)
 
-    def _sync_round(self, items: list[int | str], waited: bool = True) -> None:
-        """fsync every item (open fds and paths) at once: a few threads with a few items each
-        (parallel fsyncs share the device's cache flushes), the calling thread taking one share.
-        `waited`: a round some caller waits for (counted in sync_rounds and fsync_calls)."""
-        n = len(items)
-        if not n:
-            return
-        if waited:
-            self.sync_rounds += 1
-            self.fsync_calls += n
-        if n <= 2:
-            # one append (its file and directory): on this thread, not worth a thread hand-off
-            # (measured: two sequential fsyncs took no longer than two parallel ones here)
-            maildir.fsync_all(items)
-            return
-        k = min(self._sync_threads + 1, max(2, -(-n // SYNC_PER_THREAD)))
-        chunks = [items[i::k] for i in range(k)]
-        futures = [self._sync_pool.submit(maildir.fsync_all, c) for c in chunks[1:]]
-        error: BaseException | None = None
-        try:
-            maildir.fsync_all(chunks[0])
-        except OSError as exc:
-            error = exc
-        for f in futures:  # all of them, even after an error: the fds are closed next
-            try:
-                f.result()
-            except OSError as exc:
-                error = error or exc
-        if error is not None:
-            raise error
+    def note_dirty_files(self) -> None:
+        """Rows were added to `dirty_files` (in the writer's transaction): the writer renames
+        their files when idle."""
+        self.writer.idle_work_pending = True
 
-    def _release_staged(self, batch: list[_Job | _Append]) -> None:
+    def _release_staged(self, batch: list[Job | Append]) -> None:
         """Close the staged files' descriptors; remove the staged files of failed appends."""
         closed = 0
         for item in batch:
-            if type(item) is not _Append:
+            if type(item) is not Append:
                 continue
             if item.fd >= 0:
                 os.close(item.fd)
@@ -919,39 +662,12 @@ class SqliteMaildirStore:
             with self._staged_lock:
                 self._staged_fds -= closed
 
-    def _complete(
-        self,
-        done: list[
-            tuple[
-                asyncio.AbstractEventLoop | None,
-                asyncio.Future[Any] | None,
-                Any,
-                BaseException | None,
-            ]
-        ],
-    ) -> None:
-        by_loop: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-        ] = {}
-        for loop, future, result, error in done:
-            if loop is None or future is None:
-                if error is not None:
-                    log.error("background store write failed", exc_info=error)
-                continue
-            by_loop.setdefault(loop, []).append((future, result, error))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
-                pass
-
-    def _sync_filenames(self) -> None:
+    def _sync_filenames(self, conn: sqlite3.Connection) -> None:
         """Bring file-name flags in line with the index, a chunk at a time, while idle.
 
         File-name flags are hints for Maildir readers and for reindex; the index is the truth, so
         renames need no fsync and may lag a flag change by a fraction of a second.
         """
-        conn = self._wconn
         try:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
@@ -993,7 +709,7 @@ class SqliteMaildirStore:
                 [(r[0], r[1]) for r in rows if (r[0], r[1]) not in keep],
             )
             conn.execute("COMMIT")
-            self._dirty_pending = len(rows) == FILENAME_SYNC_CHUNK or bool(keep)
+            self.writer.idle_work_pending = len(rows) == FILENAME_SYNC_CHUNK or bool(keep)
         except sqlite3.Error:
             log.exception("file-name flag sync failed")
             if conn.in_transaction:
@@ -1001,7 +717,7 @@ class SqliteMaildirStore:
 
     # ---- rows inside a write transaction ----
 
-    def _acct_by_id(self, tx: _Tx, account_id: int) -> AccountRow:
+    def _acct_by_id(self, tx: Tx, account_id: int) -> AccountRow:
         row = tx.conn.execute(
             f"SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?", (account_id,)
         ).fetchone()
@@ -1017,7 +733,7 @@ class SqliteMaildirStore:
         ).fetchone()
         return None if row is None else mailbox_from_row(row)
 
-    def _selectable(self, tx: _Tx, account_id: int, name: str) -> MailboxRow:
+    def _selectable(self, tx: Tx, account_id: int, name: str) -> MailboxRow:
         mb = self._mbox_named(tx.conn, account_id, names.normalize_mailbox_name(name))
         if mb is None or not mb.selectable:
             raise MailboxNotFound(name)
@@ -1050,7 +766,7 @@ class SqliteMaildirStore:
         os.rename(moved, back)
         self._meta(acct, before, back)
 
-    def _alloc(self, tx: _Tx, acct: AccountRow, mb: MailboxRow, count: int) -> tuple[int, int]:
+    def _alloc(self, tx: Tx, acct: AccountRow, mb: MailboxRow, count: int) -> tuple[int, int]:
         """First of `count` new UIDs and one new MODSEQ for `mb` (kept up to date)."""
         first = mb.uidnext
         mb.uidnext += count
@@ -1066,7 +782,7 @@ class SqliteMaildirStore:
         )
         return first, mb.highestmodseq
 
-    def _letters(self, tx: _Tx, acct: AccountRow, flags: Iterable[str]) -> dict[str, str]:
+    def _letters(self, tx: Tx, acct: AccountRow, flags: Iterable[str]) -> dict[str, str]:
         return self._letters_in(tx.conn, acct, flags)
 
     def _letters_in(
@@ -1082,14 +798,14 @@ class SqliteMaildirStore:
             maildir.write_keywords(self.maildir_of(acct.dir), acct.keywords)
         return {kw: maildir.KEYWORD_LETTERS[i] for i, kw in enumerate(acct.keywords[:26])}
 
-    def _new_uidvalidity(self, tx: _Tx, acct: AccountRow) -> int:
+    def _new_uidvalidity(self, tx: Tx, acct: AccountRow) -> int:
         value = max(int(time.time()), acct.last_uidvalidity + 1) & 0xFFFFFFFF or 1
         acct.last_uidvalidity = value
         tx.conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (value, acct.id))
         return value
 
     def _evict(
-        self, tx: _Tx, path: Path, account_id: int | None = None, mbdir: str | None = None
+        self, tx: Tx, path: Path, account_id: int | None = None, mbdir: str | None = None
     ) -> None:
         """Move an unindexed directory that is in the way to DATA/lost+found (never delete it).
         A folder that a mailbox row still names is not unindexed: refuse rather than hide it."""
@@ -1108,7 +824,7 @@ class SqliteMaildirStore:
         os.rename(path, dest)
 
     def _new_mailbox(
-        self, tx: _Tx, acct: AccountRow, name: str, special_use: str | None
+        self, tx: Tx, acct: AccountRow, name: str, special_use: str | None
     ) -> MailboxRow:
         mbdir = names.folder_dir(name)
         path = self.folder(acct.dir, mbdir)
@@ -1157,7 +873,7 @@ class SqliteMaildirStore:
         return mb
 
     def _remove_messages(
-        self, tx: _Tx, acct: AccountRow, mb: MailboxRow, rows: list[tuple[int, str, str]]
+        self, tx: Tx, acct: AccountRow, mb: MailboxRow, rows: list[tuple[int, str, str]]
     ) -> list[int]:
         """Delete (uid, base, info) rows of `mb`; files go after COMMIT (via pending_unlink)."""
         if not rows:
@@ -1194,7 +910,7 @@ class SqliteMaildirStore:
         if rel.startswith("@"):
             mailbox_id, _, name = rel[1:].partition("/")
             row = (
-                (conn or self._wconn)
+                (conn or self.writer.conn)
                 .execute(
                     "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
                     " WHERE b.id = ?",
@@ -1231,7 +947,7 @@ class SqliteMaildirStore:
             if found is not None:
                 _unlink(found)
 
-    def _drop_folder(self, tx: _Tx, acct: AccountRow, mb: MailboxRow) -> None:
+    def _drop_folder(self, tx: Tx, acct: AccountRow, mb: MailboxRow) -> None:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
         conn = tx.conn
         tx.hold_folders()
@@ -1249,7 +965,7 @@ class SqliteMaildirStore:
 
     def _copy_rows(
         self,
-        tx: _Tx,
+        tx: Tx,
         acct: AccountRow,
         src: MailboxRow,
         dst: MailboxRow,
@@ -1421,8 +1137,8 @@ class SqliteMaildirStore:
         small = _small_body(source)
         if small is not None and self.flusher.reserve(len(small)):
             # committed with its bytes: no file before COMMIT (the flusher writes it after)
-            self._enqueue(
-                _Append(
+            self.writer.enqueue(
+                Append(
                     targets,
                     "",
                     unique,
@@ -1462,8 +1178,8 @@ class SqliteMaildirStore:
             _unlink_str(staged)
             raise no_room(e) from e
         # from here the writer owns the staged file: it links it or removes it
-        self._enqueue(
-            _Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
+        self.writer.enqueue(
+            Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
         )
         return await future
 
@@ -1482,7 +1198,7 @@ class SqliteMaildirStore:
         names.validate_account(account)
         domain_dir, local_dir = names.account_path_parts(account)
 
-        def job(tx: _Tx) -> None:
+        def job(tx: Tx) -> None:
             row = tx.conn.execute("SELECT id FROM accounts WHERE name = ?", (account,)).fetchone()
             if row is not None:
                 tx.conn.execute("UPDATE accounts SET deleted = 0 WHERE id = ?", (row[0],))
@@ -1504,10 +1220,10 @@ class SqliteMaildirStore:
                     (acct.id, name),
                 )
 
-        await self._write(job)
+        await self.write(job)
 
     async def delete_account(self, account: str, purge: bool = False) -> None:
-        def job(tx: _Tx) -> None:
+        def job(tx: Tx) -> None:
             row = tx.conn.execute(
                 f"SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?", (account,)
             ).fetchone()
@@ -1539,7 +1255,7 @@ class SqliteMaildirStore:
             tx.conn.execute("INSERT OR IGNORE INTO pending_unlink (path) VALUES (?)", (str(tomb),))
             tx.after.append(lambda: self.flusher.unlink([str(tomb)]))
 
-        await self._write(job)
+        await self.write(job)
 
     async def account(self, account: str) -> SqliteAccountStore:
         def read(conn: sqlite3.Connection) -> int:
@@ -1574,14 +1290,14 @@ class SqliteMaildirStore:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
-        self._fail_queued()
+        self.writer.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.join)
+        self.writer.fail_queued()
         await asyncio.get_running_loop().run_in_executor(None, self.flusher.stop)
         self.hub.close_all()
         self.feed.close()
         self._io_pool.shutdown(wait=True)
-        self._sync_pool.shutdown(wait=True)
+        self.writer.close()
         self._read_pool.shutdown(wait=True)
         with self._read_conns_lock:
             for conn in self._read_conns:
@@ -1712,7 +1428,7 @@ class SqliteAccountStore:
         norm = names.normalize_mailbox_name(name)
         s = self._s
 
-        def job(tx: _Tx) -> MailboxInfo:
+        def job(tx: Tx) -> MailboxInfo:
             acct = s._acct_by_id(tx, self._id)
             existing = s._mbox_named(tx.conn, self._id, norm)
             if existing is not None and existing.selectable:
@@ -1730,7 +1446,7 @@ class SqliteAccountStore:
                 return s._info(tx.conn, existing)
             return s._info(tx.conn, s._new_mailbox(tx, acct, norm, special_use))
 
-        return await s._write(job)
+        return await s.write(job)
 
     def _children(self, conn: sqlite3.Connection, name: str) -> list[MailboxRow]:
         prefix = name + "/"
@@ -1742,7 +1458,7 @@ class SqliteAccountStore:
             )
         ]
 
-    def _prune(self, tx: _Tx, acct: AccountRow, name: str) -> None:
+    def _prune(self, tx: Tx, acct: AccountRow, name: str) -> None:
         """Remove \\Noselect ancestors left without inferiors."""
         for parent in reversed(names.parents(name)):
             mb = self._s._mbox_named(tx.conn, self._id, parent)
@@ -1757,7 +1473,7 @@ class SqliteAccountStore:
             raise StoreError("INBOX cannot be deleted")
         s = self._s
 
-        def job(tx: _Tx) -> None:
+        def job(tx: Tx) -> None:
             acct = s._acct_by_id(tx, self._id)
             mb = s._mbox_named(tx.conn, self._id, norm)
             if mb is None:
@@ -1782,14 +1498,14 @@ class SqliteAccountStore:
             tx.event(self._account, MailboxChanged(self._account, mb.id, "deleted", norm))
             self._prune(tx, acct, norm)
 
-        await s._write(job)
+        await s.write(job)
 
     async def rename_mailbox(self, old: str, new: str) -> None:
         old_n = names.normalize_mailbox_name(old)
         new_n = names.normalize_mailbox_name(new)
         s = self._s
 
-        def job(tx: _Tx) -> None:
+        def job(tx: Tx) -> None:
             acct = s._acct_by_id(tx, self._id)
             src = s._mbox_named(tx.conn, self._id, old_n)
             if src is None:
@@ -1834,13 +1550,13 @@ class SqliteAccountStore:
             tx.dirs.add(home)
             self._prune(tx, acct, old_n)
 
-        await s._write(job)
+        await s.write(job)
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
         norm = names.normalize_mailbox_name(name)
         s = self._s
 
-        def job(tx: _Tx) -> None:
+        def job(tx: Tx) -> None:
             if subscribed:
                 tx.conn.execute(
                     "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
@@ -1855,7 +1571,7 @@ class SqliteAccountStore:
                 self._account, MailboxChanged(self._account, mb.id if mb else 0, "subscribed", norm)
             )
 
-        await s._write(job)
+        await s.write(job)
 
     async def subscriptions(self) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
@@ -2004,7 +1720,7 @@ class SqliteAccountStore:
         s = self._s
         codec = s._codec
 
-        def job(tx: _Tx) -> tuple[list[MessageMeta], list[int]]:
+        def job(tx: Tx) -> tuple[list[MessageMeta], list[int]]:
             mb = s._mbox_by_id(tx.conn, self._id, mailbox_id)
             rows = tx.conn.execute(
                 "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
@@ -2044,17 +1760,17 @@ class SqliteAccountStore:
                 "INSERT OR IGNORE INTO dirty_files (mailbox_id, uid) VALUES (?, ?)",
                 [(mailbox_id, c[0]) for c in changes],
             )
-            s._dirty_pending = True
+            s.note_dirty_files()
             return metas, failed
 
-        return await s._write(job)
+        return await s.write(job)
 
     async def _remove(
         self, mailbox_id: int, uids: Sequence[int] | None, only_deleted: bool
     ) -> list[int]:
         s = self._s
 
-        def job(tx: _Tx) -> list[int]:
+        def job(tx: Tx) -> list[int]:
             mb = s._mbox_by_id(tx.conn, self._id, mailbox_id)
             sql = "SELECT uid, base, info FROM messages WHERE mailbox_id = ?"
             params: tuple[Any, ...] = (mailbox_id,)
@@ -2068,7 +1784,7 @@ class SqliteAccountStore:
                 return []
             return s._remove_messages(tx, s._acct_by_id(tx, self._id), mb, rows)
 
-        return await s._write(job)
+        return await s.write(job)
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         return await self._remove(mailbox_id, uids, only_deleted=True)
@@ -2082,7 +1798,7 @@ class SqliteAccountStore:
         norm = names.normalize_mailbox_name(dst)
         s = self._s
 
-        def job(tx: _Tx) -> CopyResult:
+        def job(tx: Tx) -> CopyResult:
             src = s._mbox_by_id(tx.conn, self._id, src_mailbox_id)
             target = s._selectable(tx, self._id, norm)
             if target.id == src.id:
@@ -2090,7 +1806,7 @@ class SqliteAccountStore:
             acct = s._acct_by_id(tx, self._id)
             return s._copy_rows(tx, acct, src, target, uids, move)
 
-        return await s._write(job)
+        return await s.write(job)
 
     async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
         return await self._copy(src_mailbox_id, uids, dst, move=False)

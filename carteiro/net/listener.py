@@ -79,7 +79,8 @@ class Connection:
             return
         try:
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
+            async with asyncio.timeout(5):  # (wait_for would start one more task per connection)
+                await self.writer.wait_closed()
         except (TimeoutError, OSError, ssl.SSLError):
             pass
 

@@ -157,6 +157,9 @@ class SMTPServer:
         )
         self.trace = ctx.tracing("smtp")
         self.dates = DateCache()
+        # RFC 5321 4.3.1: no enhanced code in the greeting
+        self.greeting = Reply(220, "", f"{self.hostname} ESMTP carteiro")
+        self._ehlo: dict[tuple[bool, bool], tuple[str, ...]] = {}
         self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -175,6 +178,28 @@ class SMTPServer:
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         return any(addr in net for net in self.relay_networks)
+
+    def ehlo_keywords(self, starttls: bool, auth: bool) -> tuple[str, ...]:
+        """The EHLO keywords (the same tuple each time, so its rendering is remembered)."""
+        known = self._ehlo.get((starttls, auth))
+        if known is not None:
+            return known
+        ext = [
+            "PIPELINING",
+            f"SIZE {self.cfg.max_message_size}",
+            "8BITMIME",
+            "SMTPUTF8",
+            "ENHANCEDSTATUSCODES",
+            "CHUNKING",
+            "DSN",
+        ]
+        if starttls:
+            ext.append("STARTTLS")
+        if auth:
+            ext.append("AUTH " + " ".join(mechanisms()))
+        ext.append("HELP")
+        known = self._ehlo[starttls, auth] = tuple(ext)
+        return known
 
     def postmaster(self) -> str:
         domains = self.ctx.config.domains or self.ctx.directory.domains()
@@ -368,9 +393,7 @@ class Session:
     async def run(self) -> None:
         self._task = asyncio.current_task()
         try:
-            self.reply(
-                Reply(220, "", f"{self.server.hostname} ESMTP carteiro")
-            )  # RFC 5321 4.3.1: no enhanced code in the greeting
+            self.reply(self.server.greeting)
             while not self.done:
                 ev = self.machine.next_event()
                 if isinstance(ev, NeedData):
@@ -492,23 +515,9 @@ class Session:
         if not cmd.extended:
             self.reply(Reply(250, "", greet))
             return
-        ext = [
-            "PIPELINING",
-            f"SIZE {self.cfg.max_message_size}",
-            "8BITMIME",
-            "SMTPUTF8",
-            "ENHANCEDSTATUSCODES",
-            "CHUNKING",
-            "DSN",
-        ]
-        if self._starttls_offered():
-            ext.append("STARTTLS")
-        if self._auth_offered() and self.auth_user is None:
-            ext.append("AUTH " + " ".join(mechanisms()))
-        if (self.cfg.vrfy_for_authenticated or self.cfg.expn_for_authenticated) and self.auth_user:
-            pass  # VRFY/EXPN are not EHLO keywords (RFC 5321 3.5.2)
-        ext.append("HELP")
-        self.reply(multiline(250, greet, ext))
+        # VRFY/EXPN are not EHLO keywords (RFC 5321 3.5.2)
+        key = (self._starttls_offered(), self._auth_offered() and self.auth_user is None)
+        self.reply(multiline(250, greet, self.server.ehlo_keywords(*key)))
 
     # ---- MAIL ---------------------------------------------------------------------------------
 

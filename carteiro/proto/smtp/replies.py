@@ -6,6 +6,7 @@ server sends. Rendering never lets a reason contain CR or LF (a reply must not s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,24 +51,36 @@ class Reply:
                 return wire + b"\r\n"
         # RFC 5321 4.2.1: every line but the last has a hyphen after the code.
         # RFC 2034 3: the enhanced code starts the text of each line.
-        texts = [self.text, *self.lines]
-        out = []
+        lines = self.lines
         prefix = f"{self.status} " if self.status else ""
-        for i, t in enumerate(texts):
-            t = t.replace("\r", " ").replace("\n", " ")
-            sep = "-" if i < len(texts) - 1 else " "
-            first = prefix if (i == 0 or self.status) else ""
-            line = f"{self.code}{sep}{first}{t}".rstrip().encode("utf-8")
-            if len(line) > MAX_REPLY_LINE - 2:
-                # RFC 5321 4.5.3.1.5: 512 octets with the CRLF. Texts echo what the client
-                # sent (EHLO name, addresses, VRFY argument), so cut them to fit.
-                cut = line[: MAX_REPLY_LINE - 5].decode("utf-8", "ignore").encode("utf-8")
-                line = cut + b"..."
-            out.append(line + b"\r\n")
-        return b"".join(out)
+        first = _line(self.code, "-" if lines else " ", prefix, self.text)
+        if not lines:
+            return first
+        if len(lines) > 32:  # (an EXPN of a long list: not worth remembering)
+            return first + _continuation.__wrapped__(self.code, self.status, lines)
+        return first + _continuation(self.code, self.status, lines)
 
     def __str__(self) -> str:
         return self.render().decode("utf-8").rstrip("\r\n")
+
+
+def _line(code: int, sep: str, prefix: str, text: str) -> bytes:
+    text = text.replace("\r", " ").replace("\n", " ")
+    line = f"{code}{sep}{prefix}{text}".rstrip().encode("utf-8")
+    if len(line) > MAX_REPLY_LINE - 2:
+        # RFC 5321 4.5.3.1.5: 512 octets with the CRLF. Texts echo what the client sent (EHLO
+        # name, addresses, VRFY argument), so cut them to fit.
+        line = line[: MAX_REPLY_LINE - 5].decode("utf-8", "ignore").encode("utf-8") + b"..."
+    return line + b"\r\n"
+
+
+@functools.lru_cache(maxsize=64)
+def _continuation(code: int, status: str, lines: tuple[str, ...]) -> bytes:
+    """The lines after the first. Remembered: the EHLO keywords are the same for every client
+    (only the first line names it), and rendering them was most of a connection's reply work."""
+    prefix = f"{status} " if status else ""
+    last = len(lines) - 1
+    return b"".join(_line(code, "-" if i < last else " ", prefix, t) for i, t in enumerate(lines))
 
 
 def multiline(code: int, first: str, rest: Sequence[str]) -> Reply:

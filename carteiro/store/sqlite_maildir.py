@@ -28,30 +28,20 @@ from carteiro.store.api import (
     AccountNotFound,
     AppendResult,
     ChangeEvent,
-    ChangeSubscription,
     CopyResult,
     Delivery,
-    FlagOp,
-    FlagsChanged,
     MailboxChanged,
-    MailboxCounts,
-    MailboxDelta,
-    MailboxExists,
     MailboxInfo,
-    MailboxNotEmpty,
     MailboxNotFound,
-    MaildropLock,
     MessageAdded,
-    MessageMeta,
     MessagesExpunged,
     MessageSource,
     StorageFull,
     StoreError,
-    UidFlags,
 )
 from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
-from carteiro.store.flags import FlagCodec, apply_op, maildir_info, normalize_flags
+from carteiro.store.flags import FlagCodec, maildir_info, normalize_flags
 from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
 from carteiro.store.index import (
     ACCOUNT_BY_NAME,
@@ -75,9 +65,10 @@ from carteiro.store.index import (
     results_from_json,
     results_to_json,
 )
-from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
-from carteiro.store.locks import FileLock, FolderLock, try_flock
+from carteiro.store.listing import Listing, ListingCache
+from carteiro.store.locks import FolderLock, try_flock
 from carteiro.store.maintenance import recover, reindex
+from carteiro.store.sqlite_account import SqliteAccountStore
 from carteiro.store.writer import Append, Batch, GroupCommitWriter, Job, Tx, Write
 
 log = logging.getLogger(__name__)
@@ -97,8 +88,6 @@ INLINE_STAGE_MAX = 256 * 1024
 # start or once the disk has room again.
 RESERVE_NAME = "space-reserve"
 RESERVE_BYTES = 4 << 20  # (at most 1/16 of the filesystem)
-DELETED_BIT = 8
-SEEN_BIT = 1
 
 
 _NO_LETTERS: dict[str, str] = {}
@@ -166,7 +155,7 @@ class SqliteMaildirStore:
             raise IndexCorrupt(self.index_path, str(e)) from None
         self.token = secrets.token_hex(6)
         self._unique = maildir.UniqueNames(self.token)
-        self._codec = FlagCodec()
+        self.codec = FlagCodec()
         self._hook = fault_hook or (lambda _point: None)
         self.hub = ChangeHub()
         self.listings = ListingCache()
@@ -221,7 +210,7 @@ class SqliteMaildirStore:
                 lambda tx: drop_done(tx.conn, pairs, bodies, paths)
             ),
             self._drop_bodies_now,
-            _locate_cur_dir(self),
+            self._locate_cur_dir,
             self._ffolders.acquire,
             self.unlink_pending_path,
         )
@@ -262,6 +251,12 @@ class SqliteMaildirStore:
             path = self._cur_dirs[key] = str(self.folder(acct_dir, mbox_dir) / "cur")
         return path
 
+    def _locate_cur_dir(self, conn: sqlite3.Connection, mailbox_id: int, uid: int) -> str | None:
+        """For the flusher: the cur/ directory of message (mailbox id, uid) as the committed index
+        has it now (None when the message is gone)."""
+        row = conn.execute(_CUR_OF_MESSAGE, (mailbox_id, uid)).fetchone()
+        return None if row is None else self._cur_dir(row[1], row[0])
+
     def _normalize(self, name: str) -> str:
         """names.normalize_mailbox_name, cached (appends name the same few mailboxes)."""
         norm = self._names.get(name)
@@ -286,13 +281,13 @@ class SqliteMaildirStore:
                 self._read_conns.append(conn)
         return conn
 
-    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_pool, self._run_read, fn, args)
 
-    async def _read_quick(self, fn: Callable[..., T], *args: Any) -> T:
+    async def read_quick(self, fn: Callable[..., T], *args: Any) -> T:
         """A read known to be small (a few indexed rows), run on the caller's thread: in WAL a
-        reader takes no lock, and a lookup costs less than the two thread hops of `_read` (SELECT's
+        reader takes no lock, and a lookup costs less than the two thread hops of `read` (SELECT's
         two reads: ~25% of server CPU per command in bench/imap.py's logged-in loop). If SQLite reports the database busy (WAL
         recovery by another process) the read goes to the pool, which may wait for it."""
         if self._closed:
@@ -315,7 +310,11 @@ class SqliteMaildirStore:
                 raise
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        return await self._read(fn, *args)
+        return await self.read(fn, *args)
+
+    async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Blocking file work (reading a message file) in the store's I/O threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._io_pool, fn, *args)
 
     def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         conn = self._read_conn()
@@ -335,7 +334,7 @@ class SqliteMaildirStore:
             mb.id,
             mb.uidvalidity,
             mb.highestmodseq,
-            self._codec,
+            self.codec,
             self._publish_listing,
             force_publish,
         )
@@ -510,7 +509,7 @@ class SqliteMaildirStore:
         changes: list[tuple[str, str, str]] = []
         unsynced: list[tuple[int, int, int]] = []
         token = self.token
-        encode = self._codec.encode
+        encode = self.codec.encode
         for ap in run:
             if ap.delivery_id is not None:
                 seen = conn.execute(
@@ -536,7 +535,7 @@ class SqliteMaildirStore:
                     if key in boxes:
                         mb = boxes[key]
                     else:
-                        mb = boxes[key] = self._mbox_named(conn, acct.id, name)
+                        mb = boxes[key] = self.mbox_named(conn, acct.id, name)
                     if mb is None or not mb.selectable:
                         raise MailboxNotFound(name)
                     resolved.append((acct, mb, flags, when))
@@ -684,7 +683,7 @@ class SqliteMaildirStore:
                 if base is None or mdir is None or adir is None:
                     continue
                 letters = {kw: maildir.KEYWORD_LETTERS[i] for i, kw in enumerate(akw.split()[:26])}
-                want = maildir_info(self._codec.decode(mask, kws), letters)
+                want = maildir_info(self.codec.decode(mask, kws), letters)
                 if want == info:
                     continue
                 folder = self.folder(adir, mdir)
@@ -717,7 +716,7 @@ class SqliteMaildirStore:
 
     # ---- rows inside a write transaction ----
 
-    def _acct_by_id(self, tx: Tx, account_id: int) -> AccountRow:
+    def account_by_id(self, tx: Tx, account_id: int) -> AccountRow:
         row = tx.conn.execute(
             f"SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?", (account_id,)
         ).fetchone()
@@ -726,21 +725,21 @@ class SqliteMaildirStore:
         return account_from_row(row)
 
     @staticmethod
-    def _mbox_named(conn: sqlite3.Connection, account_id: int, name: str) -> MailboxRow | None:
+    def mbox_named(conn: sqlite3.Connection, account_id: int, name: str) -> MailboxRow | None:
         row = conn.execute(
             f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND name = ?",
             (account_id, name),
         ).fetchone()
         return None if row is None else mailbox_from_row(row)
 
-    def _selectable(self, tx: Tx, account_id: int, name: str) -> MailboxRow:
-        mb = self._mbox_named(tx.conn, account_id, names.normalize_mailbox_name(name))
+    def selectable_mailbox(self, tx: Tx, account_id: int, name: str) -> MailboxRow:
+        mb = self.mbox_named(tx.conn, account_id, names.normalize_mailbox_name(name))
         if mb is None or not mb.selectable:
             raise MailboxNotFound(name)
         return mb
 
     @staticmethod
-    def _mbox_by_id(conn: sqlite3.Connection, account_id: int, mailbox_id: int) -> MailboxRow:
+    def mbox_by_id(conn: sqlite3.Connection, account_id: int, mailbox_id: int) -> MailboxRow:
         row = conn.execute(
             f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ? AND account_id = ?",
             (mailbox_id, account_id),
@@ -762,11 +761,38 @@ class SqliteMaildirStore:
             },
         )
 
+    def move_folders(
+        self, tx: Tx, acct: AccountRow, moving: list[MailboxRow], old_n: str, new_n: str
+    ) -> None:
+        """RENAME's folder work: each mailbox of `moving` (`old_n` and its inferiors, parents
+        first) gets the name with `old_n` replaced by `new_n`, and its folder moves with it."""
+        home = self.maildir_of(acct.dir)
+        tx.hold_folders()
+        for mb in moving:
+            renamed = new_n + mb.name[len(old_n) :]
+            newdir = names.folder_dir(renamed)
+            oldpath, newpath = home / mb.dir, home / newdir
+            if newpath.exists():
+                self._evict(tx, newpath, acct.id, newdir)
+            before = dataclasses.replace(mb)
+            old_name = mb.name
+            mb.name, mb.dir = renamed, newdir
+            self._meta(acct, mb, oldpath)  # the folder carries its new name before it moves
+            os.rename(oldpath, newpath)
+            tx.undo.append(  # back to its place, with its old name
+                lambda o=oldpath, n=newpath, b=before: self._unmove(acct, b, n, o)  # type: ignore[misc]
+            )
+            tx.conn.execute(
+                "UPDATE mailboxes SET name = ?, dir = ? WHERE id = ?", (renamed, newdir, mb.id)
+            )
+            tx.event(acct.name, MailboxChanged(acct.name, mb.id, "renamed", renamed, old_name))
+        tx.dirs.add(home)
+
     def _unmove(self, acct: AccountRow, before: MailboxRow, moved: Path, back: Path) -> None:
         os.rename(moved, back)
         self._meta(acct, before, back)
 
-    def _alloc(self, tx: Tx, acct: AccountRow, mb: MailboxRow, count: int) -> tuple[int, int]:
+    def alloc(self, tx: Tx, acct: AccountRow, mb: MailboxRow, count: int) -> tuple[int, int]:
         """First of `count` new UIDs and one new MODSEQ for `mb` (kept up to date)."""
         first = mb.uidnext
         mb.uidnext += count
@@ -782,7 +808,7 @@ class SqliteMaildirStore:
         )
         return first, mb.highestmodseq
 
-    def _letters(self, tx: Tx, acct: AccountRow, flags: Iterable[str]) -> dict[str, str]:
+    def letters(self, tx: Tx, acct: AccountRow, flags: Iterable[str]) -> dict[str, str]:
         return self._letters_in(tx.conn, acct, flags)
 
     def _letters_in(
@@ -823,7 +849,7 @@ class SqliteMaildirStore:
         log.warning("moving unindexed %s to %s", path, dest)
         os.rename(path, dest)
 
-    def _new_mailbox(
+    def new_mailbox(
         self, tx: Tx, acct: AccountRow, name: str, special_use: str | None
     ) -> MailboxRow:
         mbdir = names.folder_dir(name)
@@ -872,13 +898,13 @@ class SqliteMaildirStore:
         tx.event(acct.name, MailboxChanged(acct.name, mb.id, "created", name))
         return mb
 
-    def _remove_messages(
+    def remove_messages(
         self, tx: Tx, acct: AccountRow, mb: MailboxRow, rows: list[tuple[int, str, str]]
     ) -> list[int]:
         """Delete (uid, base, info) rows of `mb`; files go after COMMIT (via pending_unlink)."""
         if not rows:
             return []
-        modseq = self._alloc(tx, acct, mb, 0)[1]
+        modseq = self.alloc(tx, acct, mb, 0)[1]
         uids = [r[0] for r in rows]
         conn = tx.conn
         conn.executemany(
@@ -947,7 +973,7 @@ class SqliteMaildirStore:
             if found is not None:
                 _unlink(found)
 
-    def _drop_folder(self, tx: Tx, acct: AccountRow, mb: MailboxRow) -> None:
+    def drop_folder(self, tx: Tx, acct: AccountRow, mb: MailboxRow) -> None:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
         conn = tx.conn
         tx.hold_folders()
@@ -963,7 +989,7 @@ class SqliteMaildirStore:
             conn.execute("INSERT OR IGNORE INTO pending_unlink (path) VALUES (?)", (str(tomb),))
             tx.after.append(lambda: self.flusher.unlink([str(tomb)]))
 
-    def _copy_rows(
+    def copy_rows(
         self,
         tx: Tx,
         acct: AccountRow,
@@ -984,8 +1010,8 @@ class SqliteMaildirStore:
         rows = conn.execute(sql + " ORDER BY uid", params).fetchall()
         if not rows:
             return CopyResult(dst.uidvalidity, ())
-        first, modseq = self._alloc(tx, acct, dst, len(rows))
-        letters = self._letters(tx, acct, [])
+        first, modseq = self.alloc(tx, acct, dst, len(rows))
+        letters = self.letters(tx, acct, [])
         src_folder = self.folder(acct.dir, src.dir)
         dst_folder = self.folder(acct.dir, dst.dir)
         # sources committed with their bytes whose file may not be fsynced, or not written yet
@@ -1008,7 +1034,7 @@ class SqliteMaildirStore:
             nuid = first + i
             path = maildir.locate(src_folder, base, info)
             nbase = maildir.make_base(self._unique.next(), size, nuid)
-            ninfo = maildir_info(self._codec.decode(mask, kws), letters)
+            ninfo = maildir_info(self.codec.decode(mask, kws), letters)
             if path is None:
                 if uid not in pending:
                     raise StoreError(f"message file of UID {uid} in {src.name} is missing")
@@ -1047,14 +1073,14 @@ class SqliteMaildirStore:
             ]
             tx.after.append(lambda: self.flusher.add(items))
         if move:
-            self._remove_messages(tx, acct, src, [(r[0], r[5], r[6]) for r in rows])
+            self.remove_messages(tx, acct, src, [(r[0], r[5], r[6]) for r in rows])
         return CopyResult(dst.uidvalidity, tuple(pairs))
 
     @staticmethod
     def _has_unsynced(conn: sqlite3.Connection) -> bool:
         return conn.execute("SELECT 1 FROM unsynced LIMIT 1").fetchone() is not None
 
-    def _info(self, conn: sqlite3.Connection, mb: MailboxRow) -> MailboxInfo:
+    def mailbox_info(self, conn: sqlite3.Connection, mb: MailboxRow) -> MailboxInfo:
         subscribed = conn.execute(
             "SELECT 1 FROM subscriptions WHERE account_id = ? AND name = ?",
             (mb.account_id, mb.name),
@@ -1214,7 +1240,7 @@ class SqliteMaildirStore:
             maildir.make_folder(self.maildir_of(rel), is_root=True)
             tx.dirs.update({home, home.parent, self.mail_root})
             for name, special in DEFAULT_MAILBOXES:
-                self._new_mailbox(tx, acct, name, special)
+                self.new_mailbox(tx, acct, name, special)
                 tx.conn.execute(
                     "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
                     (acct.id, name),
@@ -1266,7 +1292,7 @@ class SqliteMaildirStore:
                 raise AccountNotFound(account)
             return int(row[0])
 
-        return SqliteAccountStore(self, account, await self._read(read))
+        return SqliteAccountStore(self, account, await self.read(read))
 
     async def deliver(
         self,
@@ -1333,497 +1359,3 @@ _CUR_OF_MESSAGE = (
     "SELECT b.dir, a.dir FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
     " JOIN accounts a ON a.id = b.account_id WHERE m.mailbox_id = ? AND m.uid = ?"
 )
-
-
-def _locate_cur_dir(
-    store: SqliteMaildirStore,
-) -> Callable[[sqlite3.Connection, int, int], str | None]:
-    """For the flusher: the cur/ directory of message (mailbox id, uid) as the committed index
-    has it now (None when the message is gone)."""
-
-    def locate(conn: sqlite3.Connection, mailbox_id: int, uid: int) -> str | None:
-        row = conn.execute(_CUR_OF_MESSAGE, (mailbox_id, uid)).fetchone()
-        return None if row is None else store._cur_dir(row[1], row[0])
-
-    return locate
-
-
-class SqliteAccountStore:
-    """One account of a SqliteMaildirStore (implements api.AccountStore)."""
-
-    def __init__(self, store: SqliteMaildirStore, account: str, account_id: int) -> None:
-        self._s = store
-        self._account = account
-        self._id = account_id
-
-    @property
-    def account(self) -> str:
-        return self._account
-
-    # ---- mailboxes ----
-
-    async def list_mailboxes(self) -> list[MailboxInfo]:
-        def read(conn: sqlite3.Connection) -> list[MailboxInfo]:
-            subs = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT name FROM subscriptions WHERE account_id = ?", (self._id,)
-                )
-            }
-            boxes = [
-                mailbox_from_row(r)
-                for r in conn.execute(
-                    f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?", (self._id,)
-                )
-            ]
-            boxes.sort(key=lambda m: (m.name != names.INBOX, m.name))
-            return [
-                MailboxInfo(
-                    m.id,
-                    m.name,
-                    m.uidvalidity,
-                    m.uidnext,
-                    m.highestmodseq,
-                    m.special_use,
-                    m.name in subs,
-                    m.selectable,
-                )
-                for m in boxes
-            ]
-
-        return await self._s._read(read)
-
-    async def get_mailbox(self, name: str) -> MailboxInfo:
-        norm = names.normalize_mailbox_name(name)
-
-        def read(conn: sqlite3.Connection) -> MailboxInfo:
-            mb = self._s._mbox_named(conn, self._id, norm)
-            if mb is None:
-                raise MailboxNotFound(name)
-            return self._s._info(conn, mb)
-
-        return await self._s._read_quick(read)
-
-    async def open_mailbox(self, name: str) -> tuple[MailboxInfo, list[MessageMeta]]:
-        norm = names.normalize_mailbox_name(name)
-        s = self._s
-
-        def read(conn: sqlite3.Connection) -> tuple[MailboxInfo, list[MessageMeta] | None]:
-            mb = s._mbox_named(conn, self._id, norm)
-            if mb is None:
-                raise MailboxNotFound(name)
-            info = s._info(conn, mb)
-            if not mb.selectable:
-                return info, []
-            if not s.listings.is_small(mb.id):
-                return info, None  # a big listing is built in the read pool, not on the loop
-            return info, s.listing(conn, mb).metas_list(s._codec)
-
-        info, metas = await s._read_quick(read)
-        if metas is None:
-            metas = await self.list_messages(info.id)
-        return info, metas
-
-    async def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
-        norm = names.normalize_mailbox_name(name)
-        s = self._s
-
-        def job(tx: Tx) -> MailboxInfo:
-            acct = s._acct_by_id(tx, self._id)
-            existing = s._mbox_named(tx.conn, self._id, norm)
-            if existing is not None and existing.selectable:
-                raise MailboxExists(norm)
-            for parent in names.parents(norm):
-                if s._mbox_named(tx.conn, self._id, parent) is None:
-                    s._new_mailbox(tx, acct, parent, None)
-            if existing is not None:  # a \Noselect placeholder becomes a real mailbox again
-                tx.conn.execute(
-                    "UPDATE mailboxes SET selectable = 1, special_use = ? WHERE id = ?",
-                    (special_use, existing.id),
-                )
-                existing.selectable, existing.special_use = True, special_use
-                tx.event(self._account, MailboxChanged(self._account, existing.id, "created", norm))
-                return s._info(tx.conn, existing)
-            return s._info(tx.conn, s._new_mailbox(tx, acct, norm, special_use))
-
-        return await s.write(job)
-
-    def _children(self, conn: sqlite3.Connection, name: str) -> list[MailboxRow]:
-        prefix = name + "/"
-        return [
-            mailbox_from_row(r)
-            for r in conn.execute(
-                f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
-                (self._id, len(prefix), prefix),
-            )
-        ]
-
-    def _prune(self, tx: Tx, acct: AccountRow, name: str) -> None:
-        """Remove \\Noselect ancestors left without inferiors."""
-        for parent in reversed(names.parents(name)):
-            mb = self._s._mbox_named(tx.conn, self._id, parent)
-            if mb is None or mb.selectable or self._children(tx.conn, parent):
-                return
-            self._s._drop_folder(tx, acct, mb)
-            tx.event(self._account, MailboxChanged(self._account, mb.id, "deleted", parent))
-
-    async def delete_mailbox(self, name: str) -> None:
-        norm = names.normalize_mailbox_name(name)
-        if norm == names.INBOX:
-            raise StoreError("INBOX cannot be deleted")
-        s = self._s
-
-        def job(tx: Tx) -> None:
-            acct = s._acct_by_id(tx, self._id)
-            mb = s._mbox_named(tx.conn, self._id, norm)
-            if mb is None:
-                raise MailboxNotFound(name)
-            if self._children(tx.conn, norm):
-                if not mb.selectable:
-                    raise MailboxNotEmpty(
-                        f"{norm} has inferior mailboxes and is already \\Noselect"
-                    )
-                # RFC 3501 6.3.4: keep the name as \Noselect so the inferiors stay reachable
-                rows = tx.conn.execute(
-                    "SELECT uid, base, info FROM messages WHERE mailbox_id = ? ORDER BY uid",
-                    (mb.id,),
-                ).fetchall()
-                s._remove_messages(tx, acct, mb, rows)
-                tx.conn.execute(
-                    "UPDATE mailboxes SET selectable = 0, special_use = NULL WHERE id = ?", (mb.id,)
-                )
-                tx.event(self._account, MailboxChanged(self._account, mb.id, "deleted", norm))
-                return
-            s._drop_folder(tx, acct, mb)
-            tx.event(self._account, MailboxChanged(self._account, mb.id, "deleted", norm))
-            self._prune(tx, acct, norm)
-
-        await s.write(job)
-
-    async def rename_mailbox(self, old: str, new: str) -> None:
-        old_n = names.normalize_mailbox_name(old)
-        new_n = names.normalize_mailbox_name(new)
-        s = self._s
-
-        def job(tx: Tx) -> None:
-            acct = s._acct_by_id(tx, self._id)
-            src = s._mbox_named(tx.conn, self._id, old_n)
-            if src is None:
-                raise MailboxNotFound(old)
-            if s._mbox_named(tx.conn, self._id, new_n) is not None:
-                raise MailboxExists(new_n)
-            if names.is_inferior(new_n, old_n):
-                raise StoreError(f"cannot rename {old_n} to its own inferior {new_n}")
-            for parent in names.parents(new_n):
-                if s._mbox_named(tx.conn, self._id, parent) is None:
-                    s._new_mailbox(tx, acct, parent, None)
-            if old_n == names.INBOX:
-                # RFC 3501 6.3.5: INBOX's messages move to a new mailbox; INBOX stays, empty,
-                # and its inferiors are unaffected
-                dst = s._new_mailbox(tx, acct, new_n, None)
-                s._copy_rows(tx, acct, src, dst, None, move=True)
-                return
-            home = s.maildir_of(acct.dir)
-            tx.hold_folders()
-            moving = sorted([src, *self._children(tx.conn, old_n)], key=lambda m: m.name)
-            for mb in moving:
-                renamed = new_n + mb.name[len(old_n) :]
-                newdir = names.folder_dir(renamed)
-                oldpath, newpath = home / mb.dir, home / newdir
-                if newpath.exists():
-                    s._evict(tx, newpath, self._id, newdir)
-                before = dataclasses.replace(mb)
-                old_name = mb.name
-                mb.name, mb.dir = renamed, newdir
-                s._meta(acct, mb, oldpath)  # the folder carries its new name before it moves
-                os.rename(oldpath, newpath)
-                tx.undo.append(  # back to its place, with its old name
-                    lambda o=oldpath, n=newpath, b=before: s._unmove(acct, b, n, o)  # type: ignore[misc]
-                )
-                tx.conn.execute(
-                    "UPDATE mailboxes SET name = ?, dir = ? WHERE id = ?", (renamed, newdir, mb.id)
-                )
-                tx.event(
-                    self._account,
-                    MailboxChanged(self._account, mb.id, "renamed", renamed, old_name),
-                )
-            tx.dirs.add(home)
-            self._prune(tx, acct, old_n)
-
-        await s.write(job)
-
-    async def set_subscribed(self, name: str, subscribed: bool) -> None:
-        norm = names.normalize_mailbox_name(name)
-        s = self._s
-
-        def job(tx: Tx) -> None:
-            if subscribed:
-                tx.conn.execute(
-                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
-                    (self._id, norm),
-                )
-            else:
-                tx.conn.execute(
-                    "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (self._id, norm)
-                )
-            mb = s._mbox_named(tx.conn, self._id, norm)
-            tx.event(
-                self._account, MailboxChanged(self._account, mb.id if mb else 0, "subscribed", norm)
-            )
-
-        await s.write(job)
-
-    async def subscriptions(self) -> list[str]:
-        def read(conn: sqlite3.Connection) -> list[str]:
-            return [
-                r[0]
-                for r in conn.execute(
-                    "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (self._id,)
-                )
-            ]
-
-        return await self._s._read(read)
-
-    # ---- messages ----
-
-    async def counts(self, mailbox_id: int) -> MailboxCounts:
-        def read(conn: sqlite3.Connection) -> MailboxCounts:
-            self._s._mbox_by_id(conn, self._id, mailbox_id)
-            n, unseen, deleted, size = conn.execute(
-                "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0),"
-                " coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?",
-                (mailbox_id,),
-            ).fetchone()
-            return MailboxCounts(n, unseen, deleted, size)
-
-        return await self._s._read(read)
-
-    async def append(
-        self,
-        mailbox: str,
-        source: MessageSource,
-        flags: Iterable[str] = (),
-        internaldate: float | None = None,
-    ) -> AppendResult:
-        when = time.time() if internaldate is None else internaldate
-        [result] = await self._s.deliver_many(
-            [(self._account, mailbox, normalize_flags(flags), when)], source
-        )
-        return result
-
-    async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
-        if self._s.listings.is_small(mailbox_id):
-            return await self._s._read_quick(self._list, mailbox_id)
-        return await self._s._read(self._list, mailbox_id)
-
-    async def list_uids_flags(self, mailbox_id: int) -> UidFlags:
-        if self._s.listings.is_small(mailbox_id):
-            return await self._s._read_quick(self._uid_flags, mailbox_id)
-        return await self._s._read(self._uid_flags, mailbox_id)
-
-    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
-        return await self._s._read(self._changed, mailbox_id, modseq)
-
-    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
-        if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)
-            return await self._s._read_quick(self._delta, mailbox_id, modseq)
-        return await self._s._read(self._delta, mailbox_id, modseq)
-
-    def _delta(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> MailboxDelta:
-        mb = self._s._mbox_by_id(conn, self._id, mailbox_id)
-        if modseq >= mb.highestmodseq:
-            return MailboxDelta(mb.highestmodseq, [], [])
-        horizon = conn.execute(
-            "SELECT modseq FROM expunge_horizon WHERE mailbox_id = ?", (mailbox_id,)
-        ).fetchone()
-        rows = conn.execute(
-            SELECT_ROWS + " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq)
-        ).fetchall()
-        gone = conn.execute(
-            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-            (mailbox_id, modseq),
-        ).fetchall()
-        return MailboxDelta(
-            mb.highestmodseq,
-            metas_from_rows(rows, self._s._codec),
-            [r[0] for r in gone],
-            horizon is None or modseq >= horizon[0],
-        )
-
-    def _list(self, conn: sqlite3.Connection, mailbox_id: int) -> list[MessageMeta]:
-        s = self._s
-        return s.listing(conn, s._mbox_by_id(conn, self._id, mailbox_id)).metas_list(s._codec)
-
-    def _uid_flags(self, conn: sqlite3.Connection, mailbox_id: int) -> UidFlags:
-        s = self._s
-        return s.listing(conn, s._mbox_by_id(conn, self._id, mailbox_id)).uid_flags(s._codec)
-
-    def _changed(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[MessageMeta]:
-        self._s._mbox_by_id(conn, self._id, mailbox_id)
-        rows = conn.execute(
-            SELECT_ROWS + " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq)
-        ).fetchall()
-        return metas_from_rows(rows, self._s._codec)
-
-    async def read_message(self, mailbox_id: int, uid: int) -> bytes:
-        s = self._s
-
-        def read(conn: sqlite3.Connection) -> tuple[Path, str, str, bytes | None]:
-            row = conn.execute(
-                "SELECT m.base, m.info, b.dir, a.dir, (SELECT data FROM bodies WHERE id ="
-                " (SELECT body_id FROM unsynced u WHERE u.mailbox_id = m.mailbox_id"
-                " AND u.uid = m.uid)) FROM messages m"
-                " JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id"
-                " WHERE m.mailbox_id = ? AND m.uid = ? AND b.account_id = ?",
-                (mailbox_id, uid, self._id),
-            ).fetchone()
-            if row is None:
-                raise KeyError(uid)
-            return s.folder(row[3], row[2]), row[0], row[1], row[4]
-
-        def load(folder: Path, base: str, info: str) -> bytes | None:
-            try:
-                with open(folder / "cur" / maildir.file_name(base, info), "rb") as f:
-                    return f.read()
-            except FileNotFoundError:
-                path = maildir.locate(folder, base, info)
-                if path is None:
-                    return None
-                try:
-                    with open(path, "rb") as f:
-                        return f.read()
-                except FileNotFoundError:
-                    return None
-
-        for _attempt in range(5):
-            folder, base, info, body = await s._read(read)
-            if body is not None:  # committed with its bytes, its file maybe not written yet
-                return bytes(body)
-            data = await asyncio.get_running_loop().run_in_executor(
-                s._io_pool, load, folder, base, info
-            )
-            if data is not None:
-                return data
-            # expunged meanwhile (the row is gone: KeyError above), or its folder was renamed
-            # between the lookup and the read: look again
-        raise KeyError(uid)
-
-    async def set_flags(
-        self,
-        mailbox_id: int,
-        uids: Sequence[int],
-        op: FlagOp,
-        flags: Iterable[str],
-        unchangedsince: int | None = None,
-    ) -> tuple[list[MessageMeta], list[int]]:
-        wanted = normalize_flags(flags)
-        s = self._s
-        codec = s._codec
-
-        def job(tx: Tx) -> tuple[list[MessageMeta], list[int]]:
-            mb = s._mbox_by_id(tx.conn, self._id, mailbox_id)
-            rows = tx.conn.execute(
-                "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
-                " WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
-                (mailbox_id, json_ints(uids)),
-            ).fetchall()
-            changes = []
-            failed = []
-            for uid, mask, kws, mseq, when, size in rows:
-                if unchangedsince is not None and mseq > unchangedsince:
-                    failed.append(uid)  # RFC 7162 3.1.3
-                    continue
-                current = codec.decode(mask, kws)
-                new = apply_op(current, op, wanted)
-                if new != current:
-                    changes.append((uid, new, when, size))
-            if not changes:
-                return [], failed
-            acct = s._acct_by_id(tx, self._id)
-            modseq = s._alloc(tx, acct, mb, 0)[1]
-            s._letters(tx, acct, wanted)
-            updates = []
-            metas = []
-            for uid, new, when, size in changes:
-                mask, kws = codec.encode(new)
-                updates.append((mask, kws, modseq, mailbox_id, uid))
-                metas.append(MessageMeta(uid, codec.decode(mask, kws), modseq, when, size))
-                tx.event(
-                    self._account,
-                    FlagsChanged(self._account, mailbox_id, uid, metas[-1].flags, modseq),
-                )
-            tx.conn.executemany(
-                "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-                updates,
-            )
-            tx.conn.executemany(
-                "INSERT OR IGNORE INTO dirty_files (mailbox_id, uid) VALUES (?, ?)",
-                [(mailbox_id, c[0]) for c in changes],
-            )
-            s.note_dirty_files()
-            return metas, failed
-
-        return await s.write(job)
-
-    async def _remove(
-        self, mailbox_id: int, uids: Sequence[int] | None, only_deleted: bool
-    ) -> list[int]:
-        s = self._s
-
-        def job(tx: Tx) -> list[int]:
-            mb = s._mbox_by_id(tx.conn, self._id, mailbox_id)
-            sql = "SELECT uid, base, info FROM messages WHERE mailbox_id = ?"
-            params: tuple[Any, ...] = (mailbox_id,)
-            if only_deleted:
-                sql += f" AND (flags & {DELETED_BIT}) != 0"
-            if uids is not None:
-                sql += " AND uid IN (SELECT value FROM json_each(?))"
-                params += (json_ints(uids),)
-            rows = tx.conn.execute(sql + " ORDER BY uid", params).fetchall()
-            if not rows:
-                return []
-            return s._remove_messages(tx, s._acct_by_id(tx, self._id), mb, rows)
-
-        return await s.write(job)
-
-    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
-        return await self._remove(mailbox_id, uids, only_deleted=True)
-
-    async def delete_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
-        return await self._remove(mailbox_id, uids, only_deleted=False)
-
-    async def _copy(
-        self, src_mailbox_id: int, uids: Sequence[int], dst: str, move: bool
-    ) -> CopyResult:
-        norm = names.normalize_mailbox_name(dst)
-        s = self._s
-
-        def job(tx: Tx) -> CopyResult:
-            src = s._mbox_by_id(tx.conn, self._id, src_mailbox_id)
-            target = s._selectable(tx, self._id, norm)
-            if target.id == src.id:
-                target = src  # one row object, so UID/MODSEQ allocation stays consistent
-            acct = s._acct_by_id(tx, self._id)
-            return s._copy_rows(tx, acct, src, target, uids, move)
-
-        return await s.write(job)
-
-    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
-        return await self._copy(src_mailbox_id, uids, dst, move=False)
-
-    async def move(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
-        return await self._copy(src_mailbox_id, uids, dst, move=True)
-
-    # ---- feed, lock ----
-
-    def subscribe(self) -> ChangeSubscription:
-        sub = self._s.hub.subscribe(self._account)
-        self._s.feed.ensure_listening()
-        return sub
-
-    def try_lock_maildrop(self) -> MaildropLock | None:
-        domain_dir, local_dir = names.account_path_parts(self._account)
-        home = self._s.mail_root / domain_dir / local_dir
-        home.mkdir(parents=True, exist_ok=True)
-        fd = try_flock(home / "maildrop.lock")
-        return None if fd is None else FileLock(fd)

@@ -1,0 +1,579 @@
+"""One account of the default store (api.AccountStore): what each mailbox operation does, as
+reads and writer jobs over the store's index helpers.
+
+It owns no connection, thread or path of its own: everything goes through the store's public
+methods (AccountBackend below, implemented by sqlite_maildir.SqliteMaildirStore), so it never
+touches the writer, the file worker or the layout on disk directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from carteiro.store import maildir, names
+from carteiro.store.api import (
+    AppendResult,
+    ChangeSubscription,
+    CopyResult,
+    FlagOp,
+    FlagsChanged,
+    MailboxChanged,
+    MailboxCounts,
+    MailboxDelta,
+    MailboxExists,
+    MailboxInfo,
+    MailboxNotEmpty,
+    MailboxNotFound,
+    MaildropLock,
+    MessageMeta,
+    MessageSource,
+    StoreError,
+    UidFlags,
+)
+from carteiro.store.changes import ChangeHub
+from carteiro.store.feed import CrossProcessFeed
+from carteiro.store.flags import FlagCodec, apply_op, normalize_flags
+from carteiro.store.index import MAILBOX_COLS, AccountRow, MailboxRow, json_ints, mailbox_from_row
+from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
+from carteiro.store.locks import FileLock, try_flock
+from carteiro.store.writer import Tx
+
+T = TypeVar("T")
+
+DELETED_BIT = 8
+
+
+class AccountBackend(Protocol):
+    """What the account facade uses of its store (sqlite_maildir.SqliteMaildirStore). A protocol,
+    so that this module does not import the module that builds it."""
+
+    codec: FlagCodec
+    listings: ListingCache
+    hub: ChangeHub
+    feed: CrossProcessFeed
+    mail_root: Path
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def read_quick(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def write(self, fn: Callable[[Tx], T]) -> T: ...
+
+    async def run_io(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def deliver_many(
+        self,
+        targets: list[tuple[str, str, frozenset[str], float]],
+        source: MessageSource,
+        delivery_id: str | None = None,
+    ) -> list[AppendResult]: ...
+
+    def listing(
+        self, conn: sqlite3.Connection, mb: MailboxRow, force_publish: bool = False
+    ) -> Listing: ...
+
+    def folder(self, acct_dir: str, mbox_dir: str) -> Path: ...
+
+    def mbox_named(
+        self, conn: sqlite3.Connection, account_id: int, name: str
+    ) -> MailboxRow | None: ...
+
+    def mbox_by_id(
+        self, conn: sqlite3.Connection, account_id: int, mailbox_id: int
+    ) -> MailboxRow: ...
+
+    def mailbox_info(self, conn: sqlite3.Connection, mb: MailboxRow) -> MailboxInfo: ...
+
+    def account_by_id(self, tx: Tx, account_id: int) -> AccountRow: ...
+
+    def selectable_mailbox(self, tx: Tx, account_id: int, name: str) -> MailboxRow: ...
+
+    def new_mailbox(
+        self, tx: Tx, acct: AccountRow, name: str, special_use: str | None
+    ) -> MailboxRow: ...
+
+    def drop_folder(self, tx: Tx, acct: AccountRow, mb: MailboxRow) -> None: ...
+
+    def move_folders(
+        self, tx: Tx, acct: AccountRow, moving: list[MailboxRow], old_n: str, new_n: str
+    ) -> None: ...
+
+    def remove_messages(
+        self, tx: Tx, acct: AccountRow, mb: MailboxRow, rows: list[tuple[int, str, str]]
+    ) -> list[int]: ...
+
+    def copy_rows(
+        self,
+        tx: Tx,
+        acct: AccountRow,
+        src: MailboxRow,
+        dst: MailboxRow,
+        uids: Sequence[int] | None,
+        move: bool,
+    ) -> CopyResult: ...
+
+    def alloc(self, tx: Tx, acct: AccountRow, mb: MailboxRow, count: int) -> tuple[int, int]: ...
+
+    def letters(self, tx: Tx, acct: AccountRow, flags: Iterable[str]) -> dict[str, str]: ...
+
+    def note_dirty_files(self) -> None: ...
+
+
+class SqliteAccountStore:
+    """One account of a SqliteMaildirStore (implements api.AccountStore)."""
+
+    def __init__(self, store: AccountBackend, account: str, account_id: int) -> None:
+        self._s = store
+        self._account = account
+        self._id = account_id
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    # ---- mailboxes ----
+
+    async def list_mailboxes(self) -> list[MailboxInfo]:
+        def read(conn: sqlite3.Connection) -> list[MailboxInfo]:
+            subs = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM subscriptions WHERE account_id = ?", (self._id,)
+                )
+            }
+            boxes = [
+                mailbox_from_row(r)
+                for r in conn.execute(
+                    f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?", (self._id,)
+                )
+            ]
+            boxes.sort(key=lambda m: (m.name != names.INBOX, m.name))
+            return [
+                MailboxInfo(
+                    m.id,
+                    m.name,
+                    m.uidvalidity,
+                    m.uidnext,
+                    m.highestmodseq,
+                    m.special_use,
+                    m.name in subs,
+                    m.selectable,
+                )
+                for m in boxes
+            ]
+
+        return await self._s.read(read)
+
+    async def get_mailbox(self, name: str) -> MailboxInfo:
+        norm = names.normalize_mailbox_name(name)
+
+        def read(conn: sqlite3.Connection) -> MailboxInfo:
+            mb = self._s.mbox_named(conn, self._id, norm)
+            if mb is None:
+                raise MailboxNotFound(name)
+            return self._s.mailbox_info(conn, mb)
+
+        return await self._s.read_quick(read)
+
+    async def open_mailbox(self, name: str) -> tuple[MailboxInfo, list[MessageMeta]]:
+        norm = names.normalize_mailbox_name(name)
+        s = self._s
+
+        def read(conn: sqlite3.Connection) -> tuple[MailboxInfo, list[MessageMeta] | None]:
+            mb = s.mbox_named(conn, self._id, norm)
+            if mb is None:
+                raise MailboxNotFound(name)
+            info = s.mailbox_info(conn, mb)
+            if not mb.selectable:
+                return info, []
+            if not s.listings.is_small(mb.id):
+                return info, None  # a big listing is built in the read pool, not on the loop
+            return info, s.listing(conn, mb).metas_list(s.codec)
+
+        info, metas = await s.read_quick(read)
+        if metas is None:
+            metas = await self.list_messages(info.id)
+        return info, metas
+
+    async def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
+        norm = names.normalize_mailbox_name(name)
+        s = self._s
+
+        def job(tx: Tx) -> MailboxInfo:
+            acct = s.account_by_id(tx, self._id)
+            existing = s.mbox_named(tx.conn, self._id, norm)
+            if existing is not None and existing.selectable:
+                raise MailboxExists(norm)
+            for parent in names.parents(norm):
+                if s.mbox_named(tx.conn, self._id, parent) is None:
+                    s.new_mailbox(tx, acct, parent, None)
+            if existing is not None:  # a \Noselect placeholder becomes a real mailbox again
+                tx.conn.execute(
+                    "UPDATE mailboxes SET selectable = 1, special_use = ? WHERE id = ?",
+                    (special_use, existing.id),
+                )
+                existing.selectable, existing.special_use = True, special_use
+                tx.event(self._account, MailboxChanged(self._account, existing.id, "created", norm))
+                return s.mailbox_info(tx.conn, existing)
+            return s.mailbox_info(tx.conn, s.new_mailbox(tx, acct, norm, special_use))
+
+        return await s.write(job)
+
+    def _children(self, conn: sqlite3.Connection, name: str) -> list[MailboxRow]:
+        prefix = name + "/"
+        return [
+            mailbox_from_row(r)
+            for r in conn.execute(
+                f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?",
+                (self._id, len(prefix), prefix),
+            )
+        ]
+
+    def _prune(self, tx: Tx, acct: AccountRow, name: str) -> None:
+        """Remove \\Noselect ancestors left without inferiors."""
+        for parent in reversed(names.parents(name)):
+            mb = self._s.mbox_named(tx.conn, self._id, parent)
+            if mb is None or mb.selectable or self._children(tx.conn, parent):
+                return
+            self._s.drop_folder(tx, acct, mb)
+            tx.event(self._account, MailboxChanged(self._account, mb.id, "deleted", parent))
+
+    async def delete_mailbox(self, name: str) -> None:
+        norm = names.normalize_mailbox_name(name)
+        if norm == names.INBOX:
+            raise StoreError("INBOX cannot be deleted")
+        s = self._s
+
+        def job(tx: Tx) -> None:
+            acct = s.account_by_id(tx, self._id)
+            mb = s.mbox_named(tx.conn, self._id, norm)
+            if mb is None:
+                raise MailboxNotFound(name)
+            if self._children(tx.conn, norm):
+                if not mb.selectable:
+                    raise MailboxNotEmpty(
+                        f"{norm} has inferior mailboxes and is already \\Noselect"
+                    )
+                # RFC 3501 6.3.4: keep the name as \Noselect so the inferiors stay reachable
+                rows = tx.conn.execute(
+                    "SELECT uid, base, info FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                    (mb.id,),
+                ).fetchall()
+                s.remove_messages(tx, acct, mb, rows)
+                tx.conn.execute(
+                    "UPDATE mailboxes SET selectable = 0, special_use = NULL WHERE id = ?", (mb.id,)
+                )
+                tx.event(self._account, MailboxChanged(self._account, mb.id, "deleted", norm))
+                return
+            s.drop_folder(tx, acct, mb)
+            tx.event(self._account, MailboxChanged(self._account, mb.id, "deleted", norm))
+            self._prune(tx, acct, norm)
+
+        await s.write(job)
+
+    async def rename_mailbox(self, old: str, new: str) -> None:
+        old_n = names.normalize_mailbox_name(old)
+        new_n = names.normalize_mailbox_name(new)
+        s = self._s
+
+        def job(tx: Tx) -> None:
+            acct = s.account_by_id(tx, self._id)
+            src = s.mbox_named(tx.conn, self._id, old_n)
+            if src is None:
+                raise MailboxNotFound(old)
+            if s.mbox_named(tx.conn, self._id, new_n) is not None:
+                raise MailboxExists(new_n)
+            if names.is_inferior(new_n, old_n):
+                raise StoreError(f"cannot rename {old_n} to its own inferior {new_n}")
+            for parent in names.parents(new_n):
+                if s.mbox_named(tx.conn, self._id, parent) is None:
+                    s.new_mailbox(tx, acct, parent, None)
+            if old_n == names.INBOX:
+                # RFC 3501 6.3.5: INBOX's messages move to a new mailbox; INBOX stays, empty,
+                # and its inferiors are unaffected
+                dst = s.new_mailbox(tx, acct, new_n, None)
+                s.copy_rows(tx, acct, src, dst, None, move=True)
+                return
+            moving = sorted([src, *self._children(tx.conn, old_n)], key=lambda m: m.name)
+            s.move_folders(tx, acct, moving, old_n, new_n)
+            self._prune(tx, acct, old_n)
+
+        await s.write(job)
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        norm = names.normalize_mailbox_name(name)
+        s = self._s
+
+        def job(tx: Tx) -> None:
+            if subscribed:
+                tx.conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
+                    (self._id, norm),
+                )
+            else:
+                tx.conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (self._id, norm)
+                )
+            mb = s.mbox_named(tx.conn, self._id, norm)
+            tx.event(
+                self._account, MailboxChanged(self._account, mb.id if mb else 0, "subscribed", norm)
+            )
+
+        await s.write(job)
+
+    async def subscriptions(self) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (self._id,)
+                )
+            ]
+
+        return await self._s.read(read)
+
+    # ---- messages ----
+
+    async def counts(self, mailbox_id: int) -> MailboxCounts:
+        def read(conn: sqlite3.Connection) -> MailboxCounts:
+            self._s.mbox_by_id(conn, self._id, mailbox_id)
+            n, unseen, deleted, size = conn.execute(
+                "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0),"
+                " coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?",
+                (mailbox_id,),
+            ).fetchone()
+            return MailboxCounts(n, unseen, deleted, size)
+
+        return await self._s.read(read)
+
+    async def append(
+        self,
+        mailbox: str,
+        source: MessageSource,
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> AppendResult:
+        when = time.time() if internaldate is None else internaldate
+        [result] = await self._s.deliver_many(
+            [(self._account, mailbox, normalize_flags(flags), when)], source
+        )
+        return result
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
+        if self._s.listings.is_small(mailbox_id):
+            return await self._s.read_quick(self._list, mailbox_id)
+        return await self._s.read(self._list, mailbox_id)
+
+    async def list_uids_flags(self, mailbox_id: int) -> UidFlags:
+        if self._s.listings.is_small(mailbox_id):
+            return await self._s.read_quick(self._uid_flags, mailbox_id)
+        return await self._s.read(self._uid_flags, mailbox_id)
+
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
+        return await self._s.read(self._changed, mailbox_id, modseq)
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
+        if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)
+            return await self._s.read_quick(self._delta, mailbox_id, modseq)
+        return await self._s.read(self._delta, mailbox_id, modseq)
+
+    def _delta(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> MailboxDelta:
+        mb = self._s.mbox_by_id(conn, self._id, mailbox_id)
+        if modseq >= mb.highestmodseq:
+            return MailboxDelta(mb.highestmodseq, [], [])
+        horizon = conn.execute(
+            "SELECT modseq FROM expunge_horizon WHERE mailbox_id = ?", (mailbox_id,)
+        ).fetchone()
+        rows = conn.execute(
+            SELECT_ROWS + " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq)
+        ).fetchall()
+        gone = conn.execute(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            (mailbox_id, modseq),
+        ).fetchall()
+        return MailboxDelta(
+            mb.highestmodseq,
+            metas_from_rows(rows, self._s.codec),
+            [r[0] for r in gone],
+            horizon is None or modseq >= horizon[0],
+        )
+
+    def _list(self, conn: sqlite3.Connection, mailbox_id: int) -> list[MessageMeta]:
+        s = self._s
+        return s.listing(conn, s.mbox_by_id(conn, self._id, mailbox_id)).metas_list(s.codec)
+
+    def _uid_flags(self, conn: sqlite3.Connection, mailbox_id: int) -> UidFlags:
+        s = self._s
+        return s.listing(conn, s.mbox_by_id(conn, self._id, mailbox_id)).uid_flags(s.codec)
+
+    def _changed(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[MessageMeta]:
+        self._s.mbox_by_id(conn, self._id, mailbox_id)
+        rows = conn.execute(
+            SELECT_ROWS + " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq)
+        ).fetchall()
+        return metas_from_rows(rows, self._s.codec)
+
+    async def read_message(self, mailbox_id: int, uid: int) -> bytes:
+        s = self._s
+
+        def read(conn: sqlite3.Connection) -> tuple[Path, str, str, bytes | None]:
+            row = conn.execute(
+                "SELECT m.base, m.info, b.dir, a.dir, (SELECT data FROM bodies WHERE id ="
+                " (SELECT body_id FROM unsynced u WHERE u.mailbox_id = m.mailbox_id"
+                " AND u.uid = m.uid)) FROM messages m"
+                " JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id"
+                " WHERE m.mailbox_id = ? AND m.uid = ? AND b.account_id = ?",
+                (mailbox_id, uid, self._id),
+            ).fetchone()
+            if row is None:
+                raise KeyError(uid)
+            return s.folder(row[3], row[2]), row[0], row[1], row[4]
+
+        def load(folder: Path, base: str, info: str) -> bytes | None:
+            try:
+                with open(folder / "cur" / maildir.file_name(base, info), "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                path = maildir.locate(folder, base, info)
+                if path is None:
+                    return None
+                try:
+                    with open(path, "rb") as f:
+                        return f.read()
+                except FileNotFoundError:
+                    return None
+
+        for _attempt in range(5):
+            folder, base, info, body = await s.read(read)
+            if body is not None:  # committed with its bytes, its file maybe not written yet
+                return bytes(body)
+            data = await s.run_io(load, folder, base, info)
+            if data is not None:
+                return data
+            # expunged meanwhile (the row is gone: KeyError above), or its folder was renamed
+            # between the lookup and the read: look again
+        raise KeyError(uid)
+
+    async def set_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        op: FlagOp,
+        flags: Iterable[str],
+        unchangedsince: int | None = None,
+    ) -> tuple[list[MessageMeta], list[int]]:
+        wanted = normalize_flags(flags)
+        s = self._s
+        codec = s.codec
+
+        def job(tx: Tx) -> tuple[list[MessageMeta], list[int]]:
+            mb = s.mbox_by_id(tx.conn, self._id, mailbox_id)
+            rows = tx.conn.execute(
+                "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
+                " WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+                (mailbox_id, json_ints(uids)),
+            ).fetchall()
+            changes = []
+            failed = []
+            for uid, mask, kws, mseq, when, size in rows:
+                if unchangedsince is not None and mseq > unchangedsince:
+                    failed.append(uid)  # RFC 7162 3.1.3
+                    continue
+                current = codec.decode(mask, kws)
+                new = apply_op(current, op, wanted)
+                if new != current:
+                    changes.append((uid, new, when, size))
+            if not changes:
+                return [], failed
+            acct = s.account_by_id(tx, self._id)
+            modseq = s.alloc(tx, acct, mb, 0)[1]
+            s.letters(tx, acct, wanted)
+            updates = []
+            metas = []
+            for uid, new, when, size in changes:
+                mask, kws = codec.encode(new)
+                updates.append((mask, kws, modseq, mailbox_id, uid))
+                metas.append(MessageMeta(uid, codec.decode(mask, kws), modseq, when, size))
+                tx.event(
+                    self._account,
+                    FlagsChanged(self._account, mailbox_id, uid, metas[-1].flags, modseq),
+                )
+            tx.conn.executemany(
+                "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                updates,
+            )
+            tx.conn.executemany(
+                "INSERT OR IGNORE INTO dirty_files (mailbox_id, uid) VALUES (?, ?)",
+                [(mailbox_id, c[0]) for c in changes],
+            )
+            s.note_dirty_files()
+            return metas, failed
+
+        return await s.write(job)
+
+    async def _remove(
+        self, mailbox_id: int, uids: Sequence[int] | None, only_deleted: bool
+    ) -> list[int]:
+        s = self._s
+
+        def job(tx: Tx) -> list[int]:
+            mb = s.mbox_by_id(tx.conn, self._id, mailbox_id)
+            sql = "SELECT uid, base, info FROM messages WHERE mailbox_id = ?"
+            params: tuple[Any, ...] = (mailbox_id,)
+            if only_deleted:
+                sql += f" AND (flags & {DELETED_BIT}) != 0"
+            if uids is not None:
+                sql += " AND uid IN (SELECT value FROM json_each(?))"
+                params += (json_ints(uids),)
+            rows = tx.conn.execute(sql + " ORDER BY uid", params).fetchall()
+            if not rows:
+                return []
+            return s.remove_messages(tx, s.account_by_id(tx, self._id), mb, rows)
+
+        return await s.write(job)
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        return await self._remove(mailbox_id, uids, only_deleted=True)
+
+    async def delete_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        return await self._remove(mailbox_id, uids, only_deleted=False)
+
+    async def _copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst: str, move: bool
+    ) -> CopyResult:
+        norm = names.normalize_mailbox_name(dst)
+        s = self._s
+
+        def job(tx: Tx) -> CopyResult:
+            src = s.mbox_by_id(tx.conn, self._id, src_mailbox_id)
+            target = s.selectable_mailbox(tx, self._id, norm)
+            if target.id == src.id:
+                target = src  # one row object, so UID/MODSEQ allocation stays consistent
+            acct = s.account_by_id(tx, self._id)
+            return s.copy_rows(tx, acct, src, target, uids, move)
+
+        return await s.write(job)
+
+    async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
+        return await self._copy(src_mailbox_id, uids, dst, move=False)
+
+    async def move(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
+        return await self._copy(src_mailbox_id, uids, dst, move=True)
+
+    # ---- feed, lock ----
+
+    def subscribe(self) -> ChangeSubscription:
+        sub = self._s.hub.subscribe(self._account)
+        self._s.feed.ensure_listening()
+        return sub
+
+    def try_lock_maildrop(self) -> MaildropLock | None:
+        domain_dir, local_dir = names.account_path_parts(self._account)
+        home = self._s.mail_root / domain_dir / local_dir
+        home.mkdir(parents=True, exist_ok=True)
+        fd = try_flock(home / "maildrop.lock")
+        return None if fd is None else FileLock(fd)

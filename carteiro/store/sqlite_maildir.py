@@ -4,6 +4,10 @@ Writes go through one writer thread per process that groups concurrent requests 
 transaction and one fsync round (group commit); files are fsynced and linked into place, their
 directories fsynced, and only then the index commits, so the index never names a missing file.
 Reads use per-thread connections. See docs/store.md for the layout and the crash-safety argument.
+
+This module holds the store itself (paths, open and close, staging, the append run, the rows
+helpers and the file work of mailbox operations); the writer thread is writer.py, the file
+worker flusher.py, recovery maintenance.py, one account's operations sqlite_account.py.
 """
 
 from __future__ import annotations

@@ -196,8 +196,8 @@ def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = F
 def _forget_writer(store: OpeningStore, conn: sqlite3.Connection, token: str) -> None:
     marker = f"R{token}."
     for entry in os.listdir(store.tmp_dir):
-        if marker in entry:
-            (store.tmp_dir / entry).unlink(missing_ok=True)
+        if marker in entry:  # staged message files, folders being made (folder-<unique>)
+            maildir.remove_tree(store.tmp_dir / entry)
     rows = conn.execute(
         "SELECT b.id, b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
     ).fetchall()

@@ -895,8 +895,16 @@ class SqliteMaildirStore:
         mb.id = int(cur.lastrowid or 0)
         if mbdir:
             tx.undo.append(lambda: maildir.remove_tree(path))
-        maildir.make_folder(path, is_root=not mbdir)
-        self._meta(acct, mb)
+            # made whole in DATA/tmp (named with this writer's token, which recovery removes if we
+            # die), then renamed into place: a crash never leaves a half-made folder that looks
+            # like another program's to recovery (and then gets evicted to lost+found)
+            staging = self.tmp_dir / f"folder-{self._unique.next()}"
+            maildir.make_folder(staging, is_root=False)
+            self._meta(acct, mb, staging)
+            os.rename(staging, path)
+        else:
+            maildir.make_folder(path, is_root=True)
+            self._meta(acct, mb)
         tx.dirs.add(path)
         tx.dirs.add(path.parent)
         tx.event(acct.name, MailboxChanged(acct.name, mb.id, "created", name))

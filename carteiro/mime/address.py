@@ -1,7 +1,9 @@
 """Address-list parsing for ENVELOPE and SEARCH (RFC 5322 3.4 + obsolete syntax, RFC 6854 groups).
 
 Follows Dovecot's message-address parser, including how it repairs broken input (the placeholder
-mailbox/domain values below are what Dovecot puts in ENVELOPE). Works on bytes; never raises.
+mailbox/domain values below are what Dovecot puts in ENVELOPE). Works on bytes; never raises;
+stops after MAX_ADDRESSES entries, so a header of 10 MB of commas costs no more than a long
+real recipient list (see docs/mime.md, "Limits").
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ MISSING_MAILBOX = b"MISSING_MAILBOX"
 MISSING_DOMAIN = b"MISSING_DOMAIN"
 SYNTAX_ERROR = b"SYNTAX_ERROR"
 INVALID_ROUTE = b"INVALID_ROUTE"
+
+# Entries (addresses and group markers) read from one header value. Real recipient lists stay
+# in the hundreds; a bare "," is an entry too (Dovecot reports it as MISSING_MAILBOX), and at
+# ~10 us each in Python an unbounded list would let one message cost minutes and gigabytes.
+MAX_ADDRESSES = 10_000
 
 
 @dataclass(slots=True)
@@ -42,11 +49,12 @@ class Address:
 
 
 class _Parser:
-    __slots__ = ("addr", "fill", "out", "sc", "word")
+    __slots__ = ("addr", "fill", "limit", "out", "sc", "word")
 
-    def __init__(self, value: bytes, fill_missing: bool) -> None:
+    def __init__(self, value: bytes, fill_missing: bool, limit: int) -> None:
         self.sc = Scanner(value, keep_comments=True)
         self.fill = fill_missing
+        self.limit = limit
         self.out: list[Address] = []
         self.addr = Address()
         self.word = bytearray()  # shared scratch buffer, as its reuse affects the results
@@ -202,7 +210,7 @@ class _Parser:
         self.addr.mailbox = bytes(self.word)
         self.add()
         if ret > 0 and sc.peek() != 0x3B:
-            while True:
+            while len(self.out) < self.limit:
                 self.mailbox()
                 if sc.peek() != 0x2C:
                     break
@@ -229,12 +237,23 @@ class _Parser:
             ret = self.mailbox()
         return ret
 
+    def empty(self) -> None:
+        # What mailbox() makes of an empty list element (a "," where an address should be),
+        # without its failed attempts at a group, a name-addr and an addr-spec.
+        a = self.addr
+        a.invalid = True
+        a.mailbox = MISSING_MAILBOX if self.fill else b""
+        a.domain = MISSING_DOMAIN if self.fill else b""
+        self.add()
+
     def address_list(self) -> None:
         sc = self.sc
         if sc.skip_lwsp() <= 0:
             return
-        while True:
-            if self.address() == 0:
+        while len(self.out) < self.limit:
+            if sc.peek() == 0x2C:
+                self.empty()
+            elif self.address() == 0:
                 break
             if sc.peek() != 0x2C:
                 break
@@ -246,15 +265,31 @@ class _Parser:
                 break
 
 
-def parse_address_list(value: bytes, *, fill_missing: bool = True) -> list[Address]:
+def parse_address_list(
+    value: bytes, *, fill_missing: bool = True, limit: int = MAX_ADDRESSES
+) -> list[Address]:
     """Parse an address-list header value (unfolded or not). [] if it holds no address.
 
     With `fill_missing` (ENVELOPE), absent parts become MISSING_MAILBOX / MISSING_DOMAIN;
-    without it they are empty.
+    without it they are empty. At most `limit` entries: the rest of the value is ignored.
     """
-    p = _Parser(value.replace(b"\x00", "\ufffd".encode()), fill_missing)
+    return parse_address_prefix(value, fill_missing=fill_missing, limit=limit)[0]
+
+
+def parse_address_prefix(
+    value: bytes, *, fill_missing: bool = True, limit: int = MAX_ADDRESSES
+) -> tuple[list[Address], bytes]:
+    """Like parse_address_list, and also the part of `value` left unread when `limit` entries
+    were reached (b"" when all was read): SEARCH matches it as plain text."""
+    if b"\x00" in value:
+        value = value.replace(b"\x00", "\ufffd".encode())
+    p = _Parser(value, fill_missing, max(0, limit))
     p.address_list()
-    return p.out
+    sc = p.sc
+    rest = b""
+    if len(p.out) >= p.limit and sc.skip_lwsp() > 0:
+        rest = value[sc.pos :]
+    return p.out, rest
 
 
 def _maybe_quote(word: bytes, escape_dot: bool) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from carteiro.mime.address import format_address_list, parse_address_list
+from carteiro.mime.address import MAX_ADDRESSES, format_address_list, parse_address_prefix
 from carteiro.mime.dates import header_date
 from carteiro.mime.encoded_words import decode_charset, decode_words
 from carteiro.mime.header import unfold
@@ -46,9 +46,16 @@ def address_texts(msg: Message, name: str | bytes) -> list[str]:
     e.g. `Jörg <joerg@example.org>, group: a@example.org;`."""
     bname = (name.encode("latin-1") if isinstance(name, str) else name).lower()
     out = []
+    # One budget for all the fields of that name (CVE-2024-23184 was 500,000 To: lines):
+    # past it, the text is searched as written, so SEARCH still finds what it holds.
+    budget = MAX_ADDRESSES
     for raw in msg.field_values(msg.root, bname):
-        if bname in ADDRESS_FIELDS:
-            raw = format_address_list(parse_address_list(raw, fill_missing=False))
+        if bname in ADDRESS_FIELDS and budget > 0:
+            addrs, rest = parse_address_prefix(raw, fill_missing=False, limit=budget)
+            budget -= len(addrs)
+            raw = format_address_list(addrs)
+            if rest:
+                raw += b", " + rest
         out.append(decode_words(unfold(raw)))
     return out
 

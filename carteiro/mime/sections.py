@@ -97,6 +97,8 @@ def _header_fields(msg: Message, part: Part, names: tuple[str, ...], keep: bool)
     if part.has_eoh:
         # RFC 3501 6.4.5: the blank line that ends the header is part of the subset.
         last = part.fields[-1].end if part.fields else part.start
+        if part.fields_end >= 0:
+            last = part.fields_end  # fields past the parser's limits were not indexed
         out += data[last : part.body_start]
     return bytes(out)
 

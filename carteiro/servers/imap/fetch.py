@@ -95,13 +95,14 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
                     newly_seen = {m.uid for m in changed}
         for i, msg in batch:
             meta = view.metas[i]
-            items: list[bytes] = []
-            for a in attrs:
-                item = _item(a, meta, msg, recent, utf8)
-                if isinstance(item, UnknownCte):
-                    unknown_cte = item.encoding
-                    continue
-                items.append(item)
+            if isinstance(msg, Message):
+                # ENVELOPE, BODYSTRUCTURE or SEARCH-like scans of a hostile message can take
+                # seconds: those run in a worker thread (mime.cost decides).
+                items, cte = await cache.derive(msg, _items, attrs, meta, msg, recent, utf8)
+            else:
+                items, cte = _items(attrs, meta, msg, recent, utf8)
+            if cte is not None:
+                unknown_cte = cte
             if not has_flags and meta.uid in newly_seen:
                 items.append(_item(_FLAGS, meta, msg, recent, utf8))  # type: ignore[arg-type]
             if not items:
@@ -201,6 +202,26 @@ def _meta_item(kind: str, meta: MessageMeta, recent: AbstractSet[int]) -> bytes:
     if kind == pf.INTERNALDATE:
         return b"INTERNALDATE " + render.internaldate(meta.internaldate)
     return b"RFC822.SIZE %d" % meta.size
+
+
+def _items(
+    attrs: tuple[pf.FetchAttr, ...],
+    meta: MessageMeta,
+    msg: Message | bytes,
+    recent: AbstractSet[int],
+    utf8: bool,
+) -> tuple[list[bytes], str | None]:
+    """The rendered items of one message, and the last Content-Transfer-Encoding that BINARY
+    could not undo (None if none)."""
+    items: list[bytes] = []
+    unknown_cte: str | None = None
+    for a in attrs:
+        item = _item(a, meta, msg, recent, utf8)
+        if isinstance(item, UnknownCte):
+            unknown_cte = item.encoding
+            continue
+        items.append(item)
+    return items, unknown_cte
 
 
 def _item(

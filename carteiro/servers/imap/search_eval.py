@@ -65,7 +65,8 @@ async def search(
             msg = await cache.load(store, view.id, view.info.uidvalidity, m.uid)
         except KeyError:
             continue  # expunged meanwhile: it cannot match text any more
-        if full(i, m, msg):
+        # Decoding the header or text of a hostile message can take seconds: in a thread then.
+        if await cache.derive(msg, full, i, m, msg):
             matched.append(i)
     matched.sort()
     return matched

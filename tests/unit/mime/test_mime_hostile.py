@@ -1,0 +1,182 @@
+"""Hostile messages (issue 10 point 5): each costs time and memory in proportion to its size,
+never minutes and gigabytes. The limits are in docs/mime.md ("Limits"); the IMAP-level checks
+(other sessions keep being answered) are in tests/protocol/imap/test_imap_hostile_messages.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import pytest
+
+from carteiro.mime import parse
+from carteiro.mime.address import MAX_ADDRESSES, parse_address_list, parse_address_prefix
+from carteiro.mime.bodystructure import body_structure, envelope
+from carteiro.mime.cost import costly
+from carteiro.mime.parse import MAX_FIELDS, MAX_HEADER_FIELDS, Message
+from carteiro.mime.searchtext import address_texts, header_texts, message_texts, subject_texts
+from carteiro.mime.sections import Section, body_section
+
+BASE = b"From: a@example.org\r\nSubject: hi\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+
+
+def commas(n: int) -> bytes:
+    return b"To: " + b"," * n + b"\r\n" + BASE + b"\r\nbody\r\n"
+
+
+def addresses(n: int) -> bytes:
+    to = b", ".join(b"user%d@example.org" % i for i in range(n))
+    return b"To: " + to + b"\r\n" + BASE + b"\r\nbody\r\n"
+
+
+def encoded_words(n: int) -> bytes:
+    subject = b" ".join(b"=?utf-8?q?ab=C3=A9?=" for _ in range(n))
+    return b"From: a@example.org\r\nTo: b@example.org\r\nSubject: " + subject + b"\r\n\r\nbody\r\n"
+
+
+def wide(n: int) -> bytes:
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(n))
+    mime = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    return BASE + mime + parts + b"--b--\r\n"
+
+
+def deep(n: int) -> bytes:
+    out = bytearray(BASE + b"MIME-Version: 1.0\r\n")
+    for i in range(n):
+        out += b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+    out += b"\r\nleaf\r\n"
+    for i in reversed(range(n)):
+        out += b"--b%d--\r\n" % i
+    return bytes(out)
+
+
+def header_lines(n: int) -> bytes:
+    return BASE + b"X: y\r\n" * n + b"\r\nbody\r\n"
+
+
+# The brief's messages, scaled so the old code would show the defect within a test run.
+HOSTILE: dict[str, Callable[[], bytes]] = {
+    "1 MB To: of commas": lambda: commas(1 << 20),
+    "200,000 addresses": lambda: addresses(200_000),
+    "100,000 encoded words": lambda: encoded_words(100_000),
+    "10,000 parts wide": lambda: wide(10_000),
+    "1,000 levels deep": lambda: deep(1_000),
+    "1,000,000 header lines": lambda: header_lines(1_000_000),
+}
+
+
+def everything(msg: Message) -> None:
+    """What IMAP FETCH and SEARCH derive from a message."""
+    envelope(msg)
+    body_structure(msg)
+    body_section(msg, Section((), "HEADER.FIELDS", ("TO",)))
+    address_texts(msg, "to")
+    subject_texts(msg)
+    header_texts(msg, "x")
+    message_texts(msg)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_message_costs_in_proportion(name: str) -> None:
+    raw = HOSTILE[name]()
+    # Linear baseline on the same octets: what any server does to any message (CRLF check,
+    # a copy, a case fold of its text). A noisy machine slows both alike.
+    baseline = min(
+        _timed(lambda: raw.decode("latin-1").casefold().encode("utf-8")) for _ in range(3)
+    )
+    t0 = time.perf_counter()
+    everything(parse(raw))
+    elapsed = time.perf_counter() - t0
+    gc.collect()
+    tracemalloc.start()
+    try:
+        msg = parse(raw)
+        everything(msg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Before the limits: 1 MB of commas took ~8 s and hundreds of MB; 1,000,000 header lines
+    # made a million Field objects. Now well under a second, a few times the size.
+    assert peak < 24 * len(raw) + (32 << 20), f"{name}: peak {peak / 1e6:.0f} MB"
+    assert elapsed < 200 * baseline + 2.0, f"{name}: {elapsed:.2f} s, baseline {baseline:.4f} s"
+    assert costly(msg)  # a server runs this work off its event loop
+
+
+def test_address_list_stops_at_the_limit_and_keeps_the_rest_for_search() -> None:
+    value = b", ".join(b"u%d@example.org" % i for i in range(MAX_ADDRESSES + 5))
+    assert len(parse_address_list(value)) == MAX_ADDRESSES
+    addrs, rest = parse_address_prefix(value, limit=3)
+    assert [a.mailbox for a in addrs] == [b"u0", b"u1", b"u2"]
+    assert rest.startswith(b"u3@example.org, u4@")
+    assert parse_address_prefix(b"a@b, c@d", limit=2)[1] == b""
+    # A group's members count too: the limit holds inside a group.
+    addrs, rest = parse_address_prefix(b"g: a@b, c@d, e@f;", limit=2)
+    assert len(addrs) == 3 and addrs[-1].is_group_end and rest.startswith(b"c@d")
+
+
+def test_empty_list_elements_read_as_before() -> None:
+    # Dovecot names each empty element; the quick path for "," must give the same entries.
+    got = [(a.mailbox, a.domain, a.invalid) for a in parse_address_list(b"a@b,, ,(c),c@d")]
+    gap = (b"MISSING_MAILBOX", b"MISSING_DOMAIN", True)
+    assert got == [(b"a", b"b", False), gap, gap, gap, (b"c", b"d", False)]
+    plain = parse_address_list(b",", fill_missing=False)
+    assert [(a.mailbox, a.domain, a.invalid) for a in plain] == [(b"", b"", True)]
+
+
+def test_search_finds_addresses_past_the_limit() -> None:
+    raw = addresses(MAX_ADDRESSES + 10)
+    (text,) = address_texts(parse(raw), "to")
+    assert "<user0@example.org>" in text  # parsed and normalised
+    assert "user10009@example.org" in text  # past the limit: searched as written
+
+
+def test_header_fields_past_the_limit_are_skipped_not_lost() -> None:
+    n = MAX_HEADER_FIELDS + 100
+    raw = BASE + b"X: y\r\n" * n + b"To: late@example.org\r\n\r\nbody\r\n"
+    msg = parse(raw)
+    assert len(msg.root.fields) == MAX_HEADER_FIELDS
+    # The header still ends at the blank line: sizes and BODY[HEADER] / BODY[TEXT] are exact.
+    assert msg.data[msg.root.body_start :] == b"body\r\n"
+    assert body_section(msg, Section((), "HEADER")) == raw[: raw.index(b"\r\n\r\n") + 4]
+    # HEADER.FIELDS gives the indexed fields and the blank line, not the skipped lines.
+    fields = body_section(msg, Section((), "HEADER.FIELDS", ("FROM",)))
+    assert fields == b"From: a@example.org\r\n\r\n"
+    # Not indexed: ENVELOPE does not see the late To.
+    assert envelope(msg)[5] is None
+
+
+def test_field_limit_per_message() -> None:
+    per_part = MAX_FIELDS // 10 + 1  # under the per-header limit, over the total in ten parts
+    part = b"--b\r\n" + b"X: y\r\n" * min(per_part, MAX_HEADER_FIELDS - 1) + b"\r\nx\r\n"
+    raw = BASE + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    raw += part * 12 + b"--b--\r\n"
+    msg = parse(raw)
+    assert sum(len(p.fields) for p in msg.root.walk()) <= MAX_FIELDS
+    assert len(msg.root.children) == 12  # the structure is intact
+    assert all(p.body_start < p.end for p in msg.root.children)
+
+
+def test_a_boundary_in_skipped_header_lines_still_ends_the_part() -> None:
+    junk = b"X: y\r\n" * (MAX_HEADER_FIELDS + 5)
+    raw = (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\n" + junk + b"--b\r\nContent-Type: text/plain\r\n\r\nsecond\r\n--b--\r\n"
+    )
+    msg = parse(raw)
+    first, second = msg.root.children
+    assert not first.has_eoh and first.body_start == first.end
+    assert msg.body_bytes(second) == b"second"
+
+
+def test_ordinary_messages_are_cheap() -> None:
+    raw = BASE + b"To: " + b", ".join(b"u%d@example.org" % i for i in range(30)) + b"\r\n\r\n"
+    assert not costly(parse(raw + b"hello\r\n" * 2000))

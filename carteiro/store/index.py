@@ -101,8 +101,9 @@ CREATE TABLE IF NOT EXISTS expunge_horizon (
 );
 -- Delivery ids committed recently (api.DELIVERY_ID_KEEP): a retried delivery is a no-op that
 -- returns the first one's results (JSON [[account, mailbox id, uidvalidity, uid, modseq], ...]).
-CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY, at REAL NOT NULL, results TEXT NOT NULL
+-- Keyed by day first, so that forgetting old ids is a range delete, never a scan.
+CREATE TABLE IF NOT EXISTS delivery_ids (
+    day INTEGER NOT NULL, id TEXT NOT NULL, results TEXT NOT NULL, PRIMARY KEY (day, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
 -- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
@@ -197,12 +198,17 @@ def index_state(data_dir: Path) -> str:
     return "lost" if has_mail(data_dir) else "new"
 
 
-def prune_expunged(conn: sqlite3.Connection, keep: int) -> None:
-    """Bound the expunge history: a mailbox with more than `keep` rows keeps the newest half, and
-    its horizon (the MODSEQ from which its history is whole) moves up to the oldest row dropped."""
-    for (mailbox_id,) in conn.execute(
-        "SELECT mailbox_id FROM expunged GROUP BY mailbox_id HAVING count(*) > ?", (keep,)
-    ).fetchall():
+def prune_expunged(conn: sqlite3.Connection, keep: int, mailboxes: Iterable[int]) -> None:
+    """Bound the expunge history of these mailboxes (those expunged in since the last time): one
+    with more than `keep` rows keeps the newest half, and its horizon (the MODSEQ from which its
+    history is whole) moves up to the oldest row dropped. Each count reads one mailbox's rows
+    (the key's prefix), never the whole table."""
+    for mailbox_id in mailboxes:
+        n = conn.execute(
+            "SELECT count(*) FROM expunged WHERE mailbox_id = ?", (mailbox_id,)
+        ).fetchone()[0]
+        if n <= keep:
+            continue
         cut = conn.execute(
             "SELECT modseq FROM expunged WHERE mailbox_id = ? ORDER BY modseq DESC LIMIT 1"
             " OFFSET ?",
@@ -214,6 +220,39 @@ def prune_expunged(conn: sqlite3.Connection, keep: int) -> None:
             " (mailbox_id) DO UPDATE SET modseq = max(modseq, excluded.modseq)",
             (mailbox_id, cut),
         )
+
+
+DAY = 86400
+
+
+def delivery_days(now: float, keep: float) -> list[int]:
+    """The day numbers a delivery id committed within `keep` seconds may be filed under."""
+    today = int(now // DAY)
+    return list(range(today - int(keep // DAY) - 1, today + 1))
+
+
+def seen_delivery(
+    conn: sqlite3.Connection, delivery_id: str, now: float, keep: float
+) -> str | None:
+    """The results recorded for `delivery_id` (None: not delivered within `keep`)."""
+    for day in reversed(delivery_days(now, keep)):
+        row = conn.execute(
+            "SELECT results FROM delivery_ids WHERE day = ? AND id = ?", (day, delivery_id)
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+    return None
+
+
+def record_delivery(conn: sqlite3.Connection, delivery_id: str, results: str, now: float) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO delivery_ids (day, id, results) VALUES (?, ?, ?)",
+        (int(now // DAY), delivery_id, results),
+    )
+
+
+def forget_deliveries(conn: sqlite3.Connection, now: float, keep: float) -> None:
+    conn.execute("DELETE FROM delivery_ids WHERE day < ?", (delivery_days(now, keep)[0],))
 
 
 # ---- rows and SQL shared by the store's modules ----

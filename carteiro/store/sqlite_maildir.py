@@ -60,14 +60,17 @@ from carteiro.store.index import (
     account_from_row,
     connect_index,
     drop_done,
+    forget_deliveries,
     index_state,
     init_index,
     json_ints,
     mailbox_from_row,
     no_room,
     prune_expunged,
+    record_delivery,
     results_from_json,
     results_to_json,
+    seen_delivery,
 )
 from carteiro.store.listing import Listing, ListingCache
 from carteiro.store.locks import FolderLock, try_flock
@@ -165,6 +168,7 @@ class SqliteMaildirStore:
         self.listings = ListingCache()
         self.snapshots_written = 0
         self._unsnapshotted: dict[int, int] = {}  # mailbox id -> appends since its snapshot
+        self._expunged_in: set[int] = set()  # mailboxes expunged in since the last housekeeping
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
@@ -467,9 +471,10 @@ class SqliteMaildirStore:
             "DELETE FROM changes WHERE id <= (SELECT max(id) FROM changes) - ?",
             (CHANGES_KEEP,),
         )
-        prune_expunged(conn, EXPUNGED_KEEP)
+        touched, self._expunged_in = self._expunged_in, set()
+        prune_expunged(conn, EXPUNGED_KEEP, sorted(touched))
         self._keep_reserve()
-        conn.execute("DELETE FROM deliveries WHERE at < ?", (time.time() - DELIVERY_ID_KEEP,))
+        forget_deliveries(conn, time.time(), DELIVERY_ID_KEEP)
 
     def _abandon(self, writes: list[Write]) -> None:
         """Writes that committed nothing (their batch failed, or the store closed first): no
@@ -516,12 +521,10 @@ class SqliteMaildirStore:
         encode = self.codec.encode
         for ap in run:
             if ap.delivery_id is not None:
-                seen = conn.execute(
-                    "SELECT results FROM deliveries WHERE id = ?", (ap.delivery_id,)
-                ).fetchone()
+                seen = seen_delivery(conn, ap.delivery_id, time.time(), DELIVERY_ID_KEEP)
                 if seen is not None:  # delivered before: the same answer, nothing appended
                     self._unreserve(ap)
-                    b.done.append((ap.loop, ap.future, results_from_json(seen[0]), None))
+                    b.done.append((ap.loop, ap.future, results_from_json(seen), None))
                     continue
             try:
                 resolved = []
@@ -622,10 +625,7 @@ class SqliteMaildirStore:
             for dest in resolved:
                 b.added[dest[1].id] = b.added.get(dest[1].id, 0) + 1
             if ap.delivery_id is not None:
-                conn.execute(
-                    "INSERT INTO deliveries (id, at, results) VALUES (?, ?, ?)",
-                    (ap.delivery_id, time.time(), results_to_json(results)),
-                )
+                record_delivery(conn, ap.delivery_id, results_to_json(results), time.time())
             b.done.append((ap.loop, ap.future, results, None))
         if touched:
             conn.executemany(
@@ -918,6 +918,7 @@ class SqliteMaildirStore:
             return []
         modseq = self.alloc(tx, acct, mb, 0)[1]
         uids = [r[0] for r in rows]
+        self._expunged_in.add(mb.id)  # its history is bounded at the next housekeeping
         conn = tx.conn
         conn.executemany(
             "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", [(mb.id, u) for u in uids]

@@ -325,3 +325,49 @@ async def test_kill_9_between_an_expunge_commit_and_its_unlinks(tmp_path: Path) 
         assert [await acct.read_message(info.id, m.uid) for m in metas] == [kept]
     finally:
         await s.close()
+
+
+async def test_expunge_history_is_bounded_and_old_views_compare_everything(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carteiro.mail.imap_view import MailboxView, RecentRegistry
+    from carteiro.store import sqlite_maildir
+    from carteiro.store.api import MessagesExpunged
+
+    monkeypatch.setattr(sqlite_maildir, "EXPUNGED_KEEP", 10)
+    acct = await store.account(ACCOUNT)
+    for i in range(40):
+        await acct.append("INBOX", make_message(str(i), 200))
+    view = await MailboxView.open(acct, "INBOX", False, RecentRegistry())
+    old = view.modseq
+    info = await acct.get_mailbox("INBOX")
+    for uid in range(1, 31):  # one expunge (one MODSEQ) each
+        await acct.delete_messages(info.id, [uid])
+    await store.write(lambda tx: store._housekeeping(tx.conn))
+    delta = await acct.changes_since(info.id, old)
+    assert not delta.complete  # the history no longer reaches back that far
+    recent = await acct.changes_since(info.id, delta.highestmodseq - 3)
+    assert recent.complete and len(recent.expunged) == 3
+    # a view that last looked before the horizon still ends up right
+    view.feed([MessagesExpunged(ACCOUNT, info.id, (30,), delta.highestmodseq)])
+    upd = await view.sync(allow_expunge=True)
+    assert len(upd.expunged) == 30 and list(view.uids) == list(range(31, 41))
+
+
+async def test_delivery_ids_are_forgotten_after_their_days(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+
+    from carteiro.store.api import Delivery
+
+    acct = await store.account(ACCOUNT)
+    first = await store.deliver([Delivery(ACCOUNT)], make_message("a", 200), "same-id")
+    assert await store.deliver([Delivery(ACCOUNT)], make_message("a", 200), "same-id") == first
+    later = _time.time() + 8 * 86400  # kept at least 5 days, at most 7 (whole days)
+    monkeypatch.setattr(_time, "time", lambda: later)
+    await store.write(lambda tx: store._housekeeping(tx.conn))
+    again = await store.deliver([Delivery(ACCOUNT)], make_message("a", 200), "same-id")
+    assert again[0].uid != first[0].uid
+    info = await acct.get_mailbox("INBOX")
+    assert len(await acct.list_messages(info.id)) == 2

@@ -9,6 +9,7 @@ agree with Dovecot's BODYSTRUCTURE. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -241,6 +242,17 @@ class _Parser:
         self.stack: list[_Boundary] = []
         self.total = 0
         self.fields_left = MAX_FIELDS
+        self._patterns: dict[frozenset[bytes], re.Pattern[bytes]] = {}
+
+    def boundary_lines(self) -> re.Pattern[bytes]:
+        """Finds "\n--" followed by an open boundary, so "--" lines that name none are
+        skipped at C speed (with 99 boundaries open, a million such lines took 10 s)."""
+        values = frozenset(b.value for b in self.stack)
+        pattern = self._patterns.get(values)
+        if pattern is None:
+            alternatives = b"|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+            pattern = self._patterns[values] = re.compile(b"\n--(?:" + alternatives + b")")
+        return pattern
 
     def run(self) -> Message:
         root = Part(0, None)
@@ -368,12 +380,13 @@ class _Parser:
             eoh = n if i < 0 else i + 1
         if self.stack:
             line = p if data.startswith(b"--", p) else -1
+            lines = self.boundary_lines()
             while True:
                 if line < 0:
-                    i = data.find(b"\n--", p, eoh)
-                    if i < 0:
+                    m = lines.search(data, p, eoh)
+                    if m is None:
                         break
-                    line = i + 1
+                    line = m.start() + 1
                 hit = self.boundary_at(line)
                 if hit is not None and self.stack[hit[0]].part is not part:
                     # The line break before the boundary belongs to the boundary (RFC 2046 5.1.1).
@@ -433,10 +446,12 @@ class _Parser:
             if hit is not None:
                 return hit[0], hit[1], pos, hit[2]
         q = pos
+        lines = self.boundary_lines()
         while True:
-            i = data.find(b"\n--", q)
-            if i < 0:
+            m = lines.search(data, q)
+            if m is None:
                 return None
+            i = m.start()
             hit = self.boundary_at(i + 1)
             if hit is not None:
                 cut = i - 1 if i > pos and data[i - 1] == _CR else i

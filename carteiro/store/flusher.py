@@ -89,7 +89,7 @@ class FileFlusher:
         sync_round: Callable[[list[int | str]], None],
         drop: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
         drop_now: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
-        locate: Callable[[sqlite3.Connection, int, int], str | None],
+        locate: Callable[[sqlite3.Connection, int, int | None], str | None],
         folder_lock: Callable[[], FolderLock],
         unlink: Callable[[str, sqlite3.Connection], None],
     ) -> None:
@@ -99,7 +99,7 @@ class FileFlusher:
         self._sync_round = sync_round
         self._drop = drop  # queue a writer job that drops these (pairs, bodies, unlinked)
         self._drop_now = drop_now  # the same, on this thread (when the writer has stopped)
-        self._locate = locate  # (conn, mailbox id, uid) -> its cur/ directory now, None: gone
+        self._locate = locate  # (conn, mailbox id, uid or None) -> its cur/ now (None: gone)
         self._folder_lock = folder_lock
         self._unlink = unlink  # carry out one pending_unlink entry (store.unlink_pending_path)
         self._retry: list[tuple[float, Pending, int]] = []  # (when, item, attempts): not placed
@@ -160,6 +160,7 @@ class FileFlusher:
     # ---- the thread ----
 
     def _loop(self) -> None:
+        drained: list[Pending | _Flush | _Unlink | None] = []  # taken from the queue, not done
         while True:
             timeout = None
             if self._fds:
@@ -167,12 +168,15 @@ class FileFlusher:
             if self._retry:
                 wait = max(0.0, self._retry[0][0] - time.monotonic())
                 timeout = wait if timeout is None else min(timeout, wait)
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                self._retry_due()
-                self._round(self._drop)
-                continue
+            if drained:
+                item = drained.pop()
+            else:
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    self._retry_due()
+                    self._round(self._drop)
+                    continue
             if item is None:
                 self._round(self._drop_now, force=True)
                 break
@@ -183,7 +187,18 @@ class FileFlusher:
             if isinstance(item, _Unlink):
                 self._remove(item.entries)
                 continue
-            self._write_one(item, 0)
+            # the files queued one after another are placed under one hold of the folder lock
+            run = [item]
+            while len(run) < FLUSH_COUNT - len(self._fds):
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(more, Pending):
+                    drained.append(more)  # next, in its turn (the stop sentinel included)
+                    break
+                run.append(more)
+            self._write_run(run)
             if self._retry:
                 self._retry_due()
             if len(self._fds) >= FLUSH_COUNT:
@@ -191,9 +206,24 @@ class FileFlusher:
         if self._conn is not None:
             self._conn.close()
 
-    def _write_one(self, item: Pending, attempts: int) -> None:
+    def _write_run(self, run: list[Pending]) -> None:
+        if self._conn is None:
+            self._conn = self._read_conn()
+        # While the lock is held no folder moves, appears or goes (every transaction that does
+        # that holds it too), so each mailbox's folder is looked up once for the whole run.
+        folders: dict[int, str | None] = {}
+        lock = self._folder_lock()
         try:
-            missed = self._write(item)
+            for item in run:
+                self._write_one(item, 0, folders)
+        finally:
+            lock.release()
+
+    def _write_one(
+        self, item: Pending, attempts: int, folders: dict[int, str | None] | None = None
+    ) -> None:
+        try:
+            missed = self._write(item, folders)
         except Exception:
             log.exception("writing a message file failed; its bytes stay in the index")
             missed = []
@@ -218,9 +248,16 @@ class FileFlusher:
             _when, item, attempts = self._retry.pop(0)
             self._write_one(item, attempts)
 
-    def _write(self, item: Pending) -> list[tuple[int, int, str]]:
+    def _write(
+        self, item: Pending, folders: dict[int, str | None] | None
+    ) -> list[tuple[int, int, str]]:
         """Write the file once, link it into each target's folder as the index has it now.
-        Returns the targets that could not be placed (their rows keep the bytes)."""
+        Returns the targets that could not be placed (their rows keep the bytes).
+
+        With `folders` (the caller holds the folder lock: a run of files queued in commit order)
+        a message is not looked up: one expunged since its COMMIT has its unlink queued after
+        this write, so its file goes then. A retry (`folders` None) comes later than that unlink
+        may have, so it takes the lock itself and looks each message up."""
         tmp = self._tmp_prefix + self._unique()
         fd = maildir.stage_bytes_open(tmp, item.data, item.mtime)
         if not self._fds:
@@ -233,12 +270,17 @@ class FileFlusher:
         missed: list[tuple[int, int, str]] = []
         last = len(item.targets) - 1
         renamed = False
-        lock = self._folder_lock()
+        lock = self._folder_lock() if folders is None else None
         try:
             for i, (mailbox_id, uid, name) in enumerate(item.targets):
                 # under the folder lock the committed index says where every folder is
-                cur = self._locate(conn, mailbox_id, uid)
-                if cur is None:  # expunged or moved away meanwhile: no file, nothing to keep
+                if folders is None:
+                    cur = self._locate(conn, mailbox_id, uid)
+                elif mailbox_id in folders:
+                    cur = folders[mailbox_id]
+                else:
+                    cur = folders[mailbox_id] = self._locate(conn, mailbox_id, None)
+                if cur is None:  # its mailbox (or, retrying, the message) is gone: no file
                     placed.append((mailbox_id, uid))
                     continue
                 try:
@@ -256,7 +298,8 @@ class FileFlusher:
                 if cur not in self._dirs:
                     self._dirs[cur] = os.open(cur, os.O_RDONLY)
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
             if not renamed:
                 os.unlink(tmp)
         self.written += 1

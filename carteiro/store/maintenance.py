@@ -108,6 +108,45 @@ def recover(store: OpeningStore, conn: sqlite3.Connection) -> None:
 RESTORE_PREFIX = "restore-"
 
 
+def unlink_pending(mail_root: Path, conn: sqlite3.Connection, entry: str) -> None:
+    """Carry out one pending_unlink entry: `@<mailbox id>/<file name>` names an expunged
+    message's file by its mailbox, whose folder is looked up now (it may have moved since the
+    expunge); an absolute path is a deleted folder's tombstone; anything else is a path under
+    DATA/mail written by an older version. A file a Maildir client renamed (new flags) is found
+    by its base name."""
+    if entry.startswith("/"):
+        maildir.remove_tree(Path(entry))
+        return
+    if entry.startswith("@"):
+        mailbox_id, _, name = entry[1:].partition("/")
+        row = conn.execute(
+            "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
+            " WHERE b.id = ?",
+            (int(mailbox_id),),
+        ).fetchone()
+        if row is None:
+            return  # the mailbox went too: its folder went to a tombstone with the file
+        home = mail_root / row[1] / "Maildir"
+        folder = home / row[0] if row[0] else home
+        path = folder / "cur" / name
+    else:
+        path = mail_root / entry
+        folder = path.parent.parent
+    # a message file nearly always: unlink first, look at what it was only if that fails
+    # (one syscall per expunged message instead of a stat and an unlink)
+    try:
+        os.unlink(path)
+    except (IsADirectoryError, PermissionError):  # Linux: EISDIR; POSIX allows EPERM
+        if not path.is_dir():
+            raise
+        maildir.remove_tree(path)
+    except FileNotFoundError:
+        parsed = maildir.parse_name(path.name)
+        found = maildir.locate(folder, parsed.base, parsed.info)
+        if found is not None:
+            found.unlink(missing_ok=True)
+
+
 def _sweep_uncommitted_folders(
     store: OpeningStore, conn: sqlite3.Connection, dead: set[str]
 ) -> None:
@@ -422,9 +461,14 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
     codec = FlagCodec()
     try:
         conn.execute("BEGIN IMMEDIATE")
-        # the files of messages committed through `bodies` first, so that scanning finds them
+        # the files of messages committed through `bodies` first, so that scanning finds them,
+        # and the unlinks of committed expunges, so that it does not bring them back
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bodies'").fetchone():
             restore_bodies(data_dir, conn)
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'pending_unlink'").fetchone():
+            for (entry,) in conn.execute("SELECT path FROM pending_unlink").fetchall():
+                unlink_pending(data_dir / "mail", conn, entry)
+            conn.execute("DELETE FROM pending_unlink")
         for name, adir in homes:
             _reindex_account(conn, codec, data_dir, name, adir, report, UID_LEASE, MODSEQ_LEASE)
         conn.execute("COMMIT")

@@ -74,7 +74,7 @@ from carteiro.store.index import (
 )
 from carteiro.store.listing import Listing, ListingCache
 from carteiro.store.locks import FolderLock, try_flock
-from carteiro.store.maintenance import recover, reindex
+from carteiro.store.maintenance import recover, reindex, unlink_pending
 from carteiro.store.sqlite_account import SqliteAccountStore
 from carteiro.store.writer import Append, Batch, GroupCommitWriter, Job, Tx, Write
 
@@ -259,10 +259,15 @@ class SqliteMaildirStore:
             path = self._cur_dirs[key] = str(self.folder(acct_dir, mbox_dir) / "cur")
         return path
 
-    def _locate_cur_dir(self, conn: sqlite3.Connection, mailbox_id: int, uid: int) -> str | None:
-        """For the flusher: the cur/ directory of message (mailbox id, uid) as the committed index
-        has it now (None when the message is gone)."""
-        row = conn.execute(_CUR_OF_MESSAGE, (mailbox_id, uid)).fetchone()
+    def _locate_cur_dir(
+        self, conn: sqlite3.Connection, mailbox_id: int, uid: int | None
+    ) -> str | None:
+        """For the file worker: the cur/ directory of mailbox `mailbox_id` as the committed index
+        has it now (None when the mailbox is gone; with a `uid`, also when that message is)."""
+        if uid is None:
+            row = conn.execute(_CUR_OF_MAILBOX, (mailbox_id,)).fetchone()
+        else:
+            row = conn.execute(_CUR_OF_MESSAGE, (mailbox_id, uid)).fetchone()
         return None if row is None else self._cur_dir(row[1], row[0])
 
     def _normalize(self, name: str) -> str:
@@ -938,53 +943,9 @@ class SqliteMaildirStore:
         return uids
 
     def unlink_pending_path(self, rel: str, conn: sqlite3.Connection | None = None) -> None:
-        """Remove one pending_unlink entry's file or tree (following a renamed Maildir file).
-
-        `@<mailbox id>/<file name>` names a message file by its mailbox, whose folder is looked up
-        now (the caller holds the folder lock); an absolute path is a tombstone tree; anything else
-        is a path under DATA/mail written by an older version."""
-        if rel.startswith("/"):
-            maildir.remove_tree(Path(rel))
-            return
-        if rel.startswith("@"):
-            mailbox_id, _, name = rel[1:].partition("/")
-            row = (
-                (conn or self.writer.conn)
-                .execute(
-                    "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
-                    " WHERE b.id = ?",
-                    (int(mailbox_id),),
-                )
-                .fetchone()
-            )
-            if row is None:
-                return  # the mailbox went too: its folder went to a tombstone with the file
-            folder = self.folder(row[1], row[0])
-            try:
-                os.unlink(f"{folder}/cur/{name}")
-            except FileNotFoundError:
-                parsed = maildir.parse_name(name)
-                found = maildir.locate(folder, parsed.base, parsed.info)
-                if found is not None:
-                    _unlink(found)
-            return
-        # a message file nearly always: unlink first, look at what it was only if that fails
-        # (one syscall per expunged message instead of a stat and an unlink)
-        try:
-            os.unlink(f"{self._mail_root_str}/{rel}")
-            return
-        except (IsADirectoryError, PermissionError):  # Linux: EISDIR; POSIX allows EPERM
-            path = self.mail_root / rel
-            if not path.is_dir():
-                raise
-            maildir.remove_tree(path)
-            return
-        except FileNotFoundError:
-            path = self.mail_root / rel
-            parsed = maildir.parse_name(path.name)
-            found = maildir.locate(path.parent.parent, parsed.base, parsed.info)
-            if found is not None:
-                _unlink(found)
+        """Carry out one pending_unlink entry (maintenance.unlink_pending); the caller holds the
+        folder lock."""
+        unlink_pending(self.mail_root, conn or self.writer.conn, rel)
 
     def drop_folder(self, tx: Tx, acct: AccountRow, mb: MailboxRow) -> None:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
@@ -1368,6 +1329,9 @@ def _small_body(source: MessageSource) -> bytes | None:
     return data if len(data) <= INLINE_BODY_MAX else None
 
 
+_CUR_OF_MAILBOX = (
+    "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE b.id = ?"
+)
 _CUR_OF_MESSAGE = (
     "SELECT b.dir, a.dir FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
     " JOIN accounts a ON a.id = b.account_id WHERE m.mailbox_id = ? AND m.uid = ?"

@@ -34,13 +34,13 @@ def hold_flusher(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     from carteiro.store import flusher
 
     gate = threading.Event()
-    real = flusher.FileFlusher._write
+    real = flusher.FileFlusher._write_run
 
-    def slow(self: flusher.FileFlusher, item: flusher.Pending) -> None:
-        gate.wait(20)
-        real(self, item)
+    def slow(self: flusher.FileFlusher, run: list[flusher.Pending]) -> None:
+        gate.wait(20)  # before it takes the folder lock: folders may move meanwhile
+        real(self, run)
 
-    monkeypatch.setattr(flusher.FileFlusher, "_write", slow)
+    monkeypatch.setattr(flusher.FileFlusher, "_write_run", slow)
     return gate
 
 

@@ -368,7 +368,7 @@ def crash_after_small_appends(data_dir: str) -> None:
     from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
     # the power cut comes before any file was written: every file must come from the index
-    flusher.FileFlusher._write = lambda self, item: None  # type: ignore[method-assign]
+    flusher.FileFlusher._write = lambda self, item, folders: []  # type: ignore[method-assign]
 
     async def main() -> None:
         store = SqliteMaildirStore(Path(data_dir))
@@ -711,13 +711,13 @@ def hold_flusher(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     from carteiro.store import flusher
 
     gate = threading.Event()
-    real_write = flusher.FileFlusher._write
+    real_run = flusher.FileFlusher._write_run
 
-    def slow_write(self: flusher.FileFlusher, item: flusher.Pending) -> None:
-        gate.wait(20)
-        real_write(self, item)
+    def slow_run(self: flusher.FileFlusher, run: list[flusher.Pending]) -> None:
+        gate.wait(20)  # before it takes the folder lock: folders may move meanwhile
+        real_run(self, run)
 
-    monkeypatch.setattr(flusher.FileFlusher, "_write", slow_write)
+    monkeypatch.setattr(flusher.FileFlusher, "_write_run", slow_run)
     return gate
 
 

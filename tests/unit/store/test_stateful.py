@@ -80,14 +80,14 @@ class FlushGate:
 
         self.event = threading.Event()
         self.event.set()
-        real = flusher.FileFlusher._write
+        real = flusher.FileFlusher._write_run
         gate = self.event
 
-        def held(self_: flusher.FileFlusher, item: flusher.Pending) -> None:
-            gate.wait(20)  # bounded: a failing test never hangs close()
-            real(self_, item)
+        def held(self_: flusher.FileFlusher, run: list[flusher.Pending]) -> None:
+            gate.wait(20)  # bounded: a failing test never hangs close(); before the folder lock
+            real(self_, run)
 
-        monkeypatch.setattr(flusher.FileFlusher, "_write", held)
+        monkeypatch.setattr(flusher.FileFlusher, "_write_run", held)
 
     def hold(self) -> None:
         self.event.clear()

@@ -38,6 +38,11 @@ MAX_BOUNDARY = 80
 # HEADER.FIELDS and SEARCH do not see them (Dovecot bounds headers by size instead: 50 MB in all).
 MAX_HEADER_FIELDS = 10000
 MAX_FIELDS = 100000
+# Content-Type/-Disposition/-Language octets read for parameters, per value and per message;
+# past the latter only the type is read. Real values are a few hundred octets.
+MAX_CONTENT_VALUE = 64 << 10
+MAX_CONTENT_OCTETS = 1 << 20
+_PARSED_CONTENT = frozenset({b"type", b"disposition", b"language"})
 
 ENCAPSULATING_TYPES = (b"message/rfc822", b"message/global")  # RFC 9051 7.5.2, RFC 6532 3.5
 
@@ -242,6 +247,7 @@ class _Parser:
         self.stack: list[_Boundary] = []
         self.total = 0
         self.fields_left = MAX_FIELDS
+        self.content_left = MAX_CONTENT_OCTETS
         self._patterns: dict[tuple[frozenset[bytes], bytes], re.Pattern[bytes]] = {}
 
     def boundary_lines(self, cur: Part | None = None) -> re.Pattern[bytes]:
@@ -517,10 +523,18 @@ class _Parser:
                 continue
             if not lname.startswith(b"content-"):
                 continue
-            value = data[f.value_start : f.value_end]
+            what = lname[8:]
+            end = f.value_end
+            if what in _PARSED_CONTENT:
+                # Parameters cost ~1.4 us per octet of junk: bounded per value and message.
+                end = min(end, f.value_start + MAX_CONTENT_VALUE)
+                if self.content_left <= 0:
+                    semi = data.find(b";", f.value_start, end)
+                    end = min(end if semi < 0 else semi, f.value_start + 256)  # the type only
+                self.content_left -= end - f.value_start
+            value = data[f.value_start : end]
             if b"\x00" in value:
                 value = value.replace(b"\x00", "\ufffd".encode())
-            what = lname[8:]
             if what == b"type":
                 is_mime = True  # Dovecot treats Content-Type alone as enough
                 if scanned_type is None:

@@ -67,6 +67,22 @@ def dash_lines(n: int) -> bytes:
     return bytes(out) + b"Content-Type: text/plain\r\n\r\n" + b"--zz\r\n" * n
 
 
+def content_params(n: int) -> bytes:
+    params = b"; a=b" * n
+    return (
+        BASE + b"MIME-Version: 1.0\r\nContent-Type: text/plain" + params + b"\r\n"
+        b"Content-Disposition: inline" + params + b"\r\n\r\nx\r\n"
+    )
+
+
+def disposition_junk(fields: int, width: int) -> bytes:
+    # Every Content-Disposition is read again while none had parameters (as Dovecot does).
+    field = b"Content-Disposition: inline" + b";" * width + b"\r\n"
+    return (
+        BASE + b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n" + field * fields + b"\r\nx\r\n"
+    )
+
+
 # The brief's messages, scaled so the old code would show the defect within a test run.
 HOSTILE: dict[str, Callable[[], bytes]] = {
     "1 MB To: of commas": lambda: commas(1 << 20),
@@ -76,6 +92,8 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "1,000 levels deep": lambda: deep(1_000),
     "1,000,000 header lines": lambda: header_lines(1_000_000),
     "1,000,000 '--' lines under 99 boundaries": lambda: dash_lines(1_000_000),
+    "400,000 Content-* parameters": lambda: content_params(200_000),
+    "10 MB of Content-Disposition junk": lambda: disposition_junk(2000, 5000),
 }
 
 

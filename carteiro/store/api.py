@@ -328,6 +328,18 @@ class AccountStore(Protocol):
         snapshot). Raises MailboxNotFound."""
         ...
 
+    async def recent_claimed(self, mailbox_id: int) -> int:
+        """\\Recent (RFC 3501 2.3.2): the highest UID some session has been handed as recent,
+        in any process, across restarts (0: none yet). Messages above it are recent to the next
+        session that claims them. Raises MailboxNotFound."""
+        ...
+
+    async def claim_recent(self, mailbox_id: int, up_to: int) -> int:
+        """Claim every UID up to `up_to` as seen by the calling session; returns what was claimed
+        before (recent_claimed()), so the caller's recent messages are those above it. Atomic
+        between sessions and processes: each message is recent to exactly one session."""
+        ...
+
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:
         """The raw bytes. Raises KeyError if the message is gone."""
         ...

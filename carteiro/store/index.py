@@ -105,6 +105,8 @@ CREATE TABLE IF NOT EXISTS expunge_horizon (
 CREATE TABLE IF NOT EXISTS delivery_ids (
     day INTEGER NOT NULL, id TEXT NOT NULL, results TEXT NOT NULL, PRIMARY KEY (day, id)
 ) WITHOUT ROWID;
+-- Recent flag (RFC 3501 2.3.2): the highest UID of each mailbox handed out as recent to a session.
+CREATE TABLE IF NOT EXISTS recent (mailbox_id INTEGER PRIMARY KEY, uid INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS writers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL);
 -- Messages whose file is not fsynced yet: their bytes are kept here until it is (written by the
 -- process `token`); recovery rewrites their files from these bytes. `unsynced` names every

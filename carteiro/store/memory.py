@@ -67,6 +67,7 @@ class _Mailbox:
     selectable: bool = True
     messages: dict[int, _Message] = field(default_factory=dict)  # insertion order == UID order
     expunged: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq) for VANISHED
+    recent_claimed: int = 0  # highest UID handed out as \Recent
 
     def bump(self) -> int:
         self.highestmodseq += 1
@@ -439,6 +440,15 @@ class MemoryAccountStore:
             [m.meta() for m in mbox.messages.values() if m.modseq > modseq],
             sorted({u for u, ms in mbox.expunged if ms > modseq}),
         )
+
+    async def recent_claimed(self, mailbox_id: int) -> int:
+        return self._mbox(mailbox_id).recent_claimed
+
+    async def claim_recent(self, mailbox_id: int, up_to: int) -> int:
+        mbox = self._mbox(mailbox_id)
+        before = mbox.recent_claimed
+        mbox.recent_claimed = max(before, up_to)
+        return before
 
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:
         try:

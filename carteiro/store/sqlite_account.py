@@ -376,6 +376,32 @@ class SqliteAccountStore:
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
         return await self._s.read(self._changed, mailbox_id, modseq)
 
+    async def recent_claimed(self, mailbox_id: int) -> int:
+        return await self._s.read_quick(self._recent, mailbox_id)
+
+    def _recent(self, conn: sqlite3.Connection, mailbox_id: int) -> int:
+        self._s.mbox_by_id(conn, self._id, mailbox_id)
+        row = conn.execute("SELECT uid FROM recent WHERE mailbox_id = ?", (mailbox_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def claim_recent(self, mailbox_id: int, up_to: int) -> int:
+        before = await self.recent_claimed(mailbox_id)
+        if up_to <= before:
+            return before  # nothing new to claim: no write
+
+        def job(tx: Tx) -> int:
+            # under the write lock: another session (or process) may have claimed meanwhile
+            claimed = self._recent(tx.conn, mailbox_id)
+            if up_to > claimed:
+                tx.conn.execute(
+                    "INSERT INTO recent (mailbox_id, uid) VALUES (?, ?) ON CONFLICT (mailbox_id)"
+                    " DO UPDATE SET uid = excluded.uid",
+                    (mailbox_id, up_to),
+                )
+            return claimed
+
+        return await self._s.write(job)
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
         if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)
             return await self._s.read_quick(self._delta, mailbox_id, modseq)

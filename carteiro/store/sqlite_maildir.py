@@ -951,7 +951,14 @@ class SqliteMaildirStore:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""
         conn = tx.conn
         tx.hold_folders()
-        for table in ("messages", "expunged", "expunge_horizon", "dirty_files", "listings"):
+        for table in (
+            "messages",
+            "expunged",
+            "expunge_horizon",
+            "dirty_files",
+            "listings",
+            "recent",
+        ):
             conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mb.id,))
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
         if mb.dir:
@@ -1239,7 +1246,14 @@ class SqliteMaildirStore:
                     "SELECT id FROM mailboxes WHERE account_id = ?", (acct.id,)
                 )
             ]
-            for table in ("messages", "expunged", "expunge_horizon", "dirty_files", "listings"):
+            for table in (
+                "messages",
+                "expunged",
+                "expunge_horizon",
+                "dirty_files",
+                "listings",
+                "recent",
+            ):
                 tx.conn.executemany(
                     f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in ids]
                 )

@@ -592,3 +592,19 @@ async def test_maildrop_lock(store: MailStore) -> None:
     assert lock2 is not None
     lock2.release()
     other.release()
+
+
+async def test_recent_claims_are_shared_and_kept(store: MailStore) -> None:
+    """RFC 3501 2.3.2: each message is \\Recent to exactly one session; the first session that
+    meets a mailbox gets everything nobody was handed yet."""
+    alice = await account(store, ALICE)
+    info = await alice.get_mailbox("INBOX")
+    assert await alice.recent_claimed(info.id) == 0
+    for i in range(3):
+        await alice.append("INBOX", msg(i))
+    assert await alice.claim_recent(info.id, 3) == 0  # the first session: UIDs 1-3 are recent
+    assert await alice.claim_recent(info.id, 3) == 3  # the next one: none
+    await alice.append("INBOX", msg(9))
+    assert await alice.claim_recent(info.id, 4) == 3
+    assert await alice.claim_recent(info.id, 2) == 4  # never goes back
+    assert await alice.recent_claimed(info.id) == 4

@@ -371,3 +371,20 @@ async def test_delivery_ids_are_forgotten_after_their_days(
     assert again[0].uid != first[0].uid
     info = await acct.get_mailbox("INBOX")
     assert len(await acct.list_messages(info.id)) == 2
+
+
+async def test_recent_claims_survive_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    s = SqliteMaildirStore(data)
+    await s.create_account(ACCOUNT)
+    acct = await s.account(ACCOUNT)
+    info = await acct.get_mailbox("INBOX")
+    await acct.append("INBOX", make_message("a", 200))
+    assert await acct.claim_recent(info.id, 1) == 0
+    await s.close()
+    s = SqliteMaildirStore(data)
+    try:
+        acct = await s.account(ACCOUNT)
+        assert await acct.claim_recent(info.id, 1) == 1  # not recent again after a restart
+    finally:
+        await s.close()

@@ -7,7 +7,7 @@ not averages: an estimate errs high. Pure; never raises.
 
 from __future__ import annotations
 
-from carteiro.mime.parse import Message
+from carteiro.mime.parse import MAX_VALUE, Message
 from carteiro.mime.searchtext import ADDRESS_FIELDS
 
 # Seconds per unit, worst cases measured on hostile input (a 2 GHz core, CPython 3.11).
@@ -36,7 +36,7 @@ def derive_seconds(msg: Message) -> float:
             for part in msg.root.walk():
                 for f in part.fields:
                     if f.name.lower() in ADDRESS_FIELDS:
-                        address += f.value_end - f.value_start
+                        address += min(f.value_end - f.value_start, MAX_VALUE)
         cached = msg.cache["cost"] = (
             address * _PER_ADDRESS_OCTET
             + header * _PER_HEADER_OCTET

@@ -42,6 +42,10 @@ MAX_FIELDS = 100000
 # past the latter only the type is read. Real values are a few hundred octets.
 MAX_CONTENT_VALUE = 64 << 10
 MAX_CONTENT_OCTETS = 1 << 20
+# Octets of one header value that ENVELOPE and SEARCH read (BODY[HEADER...] sends them all).
+# Postfix keeps at most 100 KiB of a whole header (header_size_limit = 102400), so mail that
+# came through it never gets near; a 50 MB Subject rendered into ENVELOPE took 650 MB.
+MAX_VALUE = 1 << 20
 _PARSED_CONTENT = frozenset({b"type", b"disposition", b"language"})
 
 ENCAPSULATING_TYPES = (b"message/rfc822", b"message/global")  # RFC 9051 7.5.2, RFC 6532 3.5
@@ -219,8 +223,9 @@ class Message:
         return part._lines
 
     def raw_value(self, f: Field) -> bytes:
-        """A field's value, still folded (CRLF + WSP inside), NULs as U+FFFD like Dovecot."""
-        v = self.data[f.value_start : f.value_end]
+        """A field's value, still folded (CRLF + WSP inside), NULs as U+FFFD like Dovecot; at
+        most MAX_VALUE octets of it (ENVELOPE and SEARCH read values through here)."""
+        v = self.data[f.value_start : min(f.value_end, f.value_start + MAX_VALUE)]
         return v.replace(b"\x00", "\ufffd".encode()) if b"\x00" in v else v
 
     def fields(self, part: Part, name: bytes) -> list[Field]:

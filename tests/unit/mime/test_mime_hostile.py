@@ -17,7 +17,7 @@ from carteiro.mime import parse
 from carteiro.mime.address import MAX_ADDRESSES, parse_address_list, parse_address_prefix
 from carteiro.mime.bodystructure import body_structure, envelope
 from carteiro.mime.cost import costly
-from carteiro.mime.parse import MAX_FIELDS, MAX_HEADER_FIELDS, Message
+from carteiro.mime.parse import MAX_FIELDS, MAX_HEADER_FIELDS, MAX_VALUE, Message
 from carteiro.mime.searchtext import address_texts, header_texts, message_texts, subject_texts
 from carteiro.mime.sections import Section, body_section
 
@@ -236,3 +236,14 @@ def test_many_separators_past_the_part_limit_cost_little() -> None:
     baseline = min(_timed(lambda: raw.decode("latin-1").casefold()) for _ in range(3))
     elapsed = _timed(lambda: parse(raw))
     assert elapsed < 50 * baseline + 0.3, f"{elapsed:.2f} s, baseline {baseline:.4f} s"
+
+
+def test_envelope_and_search_read_at_most_max_value_of_a_field() -> None:
+    subject = b"s" * (3 * MAX_VALUE)
+    raw = b"From: a@example.org\r\nSubject: " + subject + b"\r\n\r\nx\r\n"
+    msg = parse(raw)
+    assert envelope(msg)[1] == "s" * MAX_VALUE
+    assert subject_texts(msg) == ["s" * MAX_VALUE]
+    # The octets themselves are all served.
+    got = body_section(msg, Section((), "HEADER.FIELDS", ("SUBJECT",)))
+    assert got == b"Subject: " + subject + b"\r\n\r\n"

@@ -22,7 +22,7 @@ from carteiro.formats.message import (
     MailboxFormatError,
     Skipped,
     finish_message,
-    too_big,
+    read_message_file,
 )
 from carteiro.store.api import ANSWERED, DELETED, DRAFT, FLAGGED, SEEN
 
@@ -104,22 +104,16 @@ class MaildirReader:
         prefix = f"{self.label}: " if self.label else ""
         for n, (sub, name) in enumerate(self.entries, 1):
             pos = f"{prefix}message {n} ({sub}/{name})"
-            p = self.path / sub / name
-            try:
-                st = p.stat()
-                reason = too_big(st.st_size, self.max_size)
-                if reason:
-                    yield Skipped(pos, reason)
-                    continue
-                data = p.read_bytes()
-            except OSError as e:
-                yield Skipped(pos, f"cannot read: {e.strerror or e}")
+            got = read_message_file(pos, self.path / sub / name, self.max_size)
+            if isinstance(got, Skipped):
+                yield got
                 continue
+            data, mtime = got
             _, sep, info = name.partition(":")
             flags = (
                 maildir_flags(info[2:], self.keywords) if sep and info.startswith("2,") else set()
             )
-            yield finish_message(pos, data, flags, st.st_mtime)
+            yield finish_message(pos, data, flags, mtime)
 
 
 class MaildirWriter:

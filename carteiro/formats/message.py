@@ -10,6 +10,7 @@ import enum
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from carteiro.formats.header import from_line_date, header_date, message_problem
@@ -113,6 +114,19 @@ def too_big(size: int, max_size: int | None) -> str | None:
     if max_size and size > max_size:
         return f"larger than the size limit ({size} > {max_size} octets)"
     return None
+
+
+def read_message_file(pos: str, path: Path, max_size: int | None) -> tuple[bytes, float] | Skipped:
+    """One message of a one-file-per-message format (Maildir, MH): its bytes and mtime, or why
+    it is skipped (too big, unreadable)."""
+    try:
+        st = path.stat()
+        reason = too_big(st.st_size, max_size)
+        if reason:
+            return Skipped(pos, reason)
+        return path.read_bytes(), st.st_mtime
+    except OSError as e:
+        return Skipped(pos, f"cannot read: {e.strerror or e}")
 
 
 def finish_message(pos: str, data: bytes, flags: set[str], date: float | None) -> Item:

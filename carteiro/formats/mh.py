@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from carteiro.formats.durable import SyncBatch, create_file
-from carteiro.formats.message import Item, MailboxFormatError, Skipped, finish_message, too_big
+from carteiro.formats.message import (
+    Item,
+    MailboxFormatError,
+    Skipped,
+    finish_message,
+    read_message_file,
+)
 from carteiro.store.api import ANSWERED, FLAGGED, SEEN
 
 # MH: nmh's "unseen" sequence (absence means \Seen), "flagged" and "replied", the three that Python's
@@ -94,19 +100,13 @@ class MHReader:
         prefix = f"{self.label}: " if self.label else ""
         for n, name in enumerate(self.files, 1):
             pos = f"{prefix}message {n} (file {name})"
-            p = self.path / name
-            try:
-                st = p.stat()
-                reason = too_big(st.st_size, self.max_size)
-                if reason:
-                    yield Skipped(pos, reason)
-                    continue
-                data = p.read_bytes()
-            except OSError as e:
-                yield Skipped(pos, f"cannot read: {e.strerror or e}")
+            got = read_message_file(pos, self.path / name, self.max_size)
+            if isinstance(got, Skipped):
+                yield got
                 continue
+            data, mtime = got
             flags = mh_flags(self.sequences.get(int(name), ()))
-            yield finish_message(pos, data, flags, st.st_mtime)
+            yield finish_message(pos, data, flags, mtime)
 
 
 class MHWriter:

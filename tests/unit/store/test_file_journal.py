@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from carteiro.store.api import StoreError
 from carteiro.store.maintenance import check
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import ACCOUNT, make_message
+from .workers import ACCOUNT, hold_flusher, make_message
 
 
 @pytest.fixture
@@ -28,20 +27,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteMaildirStore]:
         yield s
     finally:
         await s.close()
-
-
-def hold_flusher(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    from carteiro.store import flusher
-
-    gate = threading.Event()
-    real = flusher.FileFlusher._write_run
-
-    def slow(self: flusher.FileFlusher, run: list[flusher.Pending]) -> None:
-        gate.wait(20)  # before it takes the folder lock: folders may move meanwhile
-        real(self, run)
-
-    monkeypatch.setattr(flusher.FileFlusher, "_write_run", slow)
-    return gate
 
 
 async def _all_read_back(store: SqliteMaildirStore, name: str, bodies: list[bytes]) -> None:

@@ -40,6 +40,7 @@ from .workers import (
     append_forever,
     crash_at,
     deliver_one,
+    hold_flusher,
     is_whole,
     make_message,
     mixed_work,
@@ -653,7 +654,6 @@ async def test_concurrent_appends_fail_alone_and_leave_no_staged_files(
 async def test_small_reads_run_inline_and_fall_back_to_the_pool_when_busy(
     store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
 
     acct = await store.account(ACCOUNT)
     inbox = await acct.get_mailbox("INBOX")
@@ -703,22 +703,6 @@ async def test_path_source_linked_inline_or_copied(
     assert os.listdir(store.tmp_dir) == []
     await store.flush_files()  # r1's descriptor waits for its flush round
     assert store._staged_fds == 0
-
-
-def hold_flusher(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Make the flusher thread wait before writing each file until the event is set (20 s at
-    most, so a failing test never hangs the store's close)."""
-    from carteiro.store import flusher
-
-    gate = threading.Event()
-    real_run = flusher.FileFlusher._write_run
-
-    def slow_run(self: flusher.FileFlusher, run: list[flusher.Pending]) -> None:
-        gate.wait(20)  # before it takes the folder lock: folders may move meanwhile
-        real_run(self, run)
-
-    monkeypatch.setattr(flusher.FileFlusher, "_write_run", slow_run)
-    return gate
 
 
 async def test_a_full_backlog_sends_small_messages_the_usual_way(

@@ -6,9 +6,14 @@ import asyncio
 import hashlib
 import os
 import random
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carteiro.store.api import SEEN, FlagOp
+
+if TYPE_CHECKING:
+    import pytest
 
 ACCOUNT = "alice@example.org"
 
@@ -18,6 +23,23 @@ def make_message(tag: str, size: int = 2000) -> bytes:
     body = (os.urandom(size // 2).hex() + "\r\n").encode()
     head = f"From: test@example.org\r\nSubject: {tag}\r\n\r\n".encode() + body
     return head + b"X-Digest: " + hashlib.sha256(head).hexdigest().encode() + b"\r\n"
+
+
+def hold_flusher(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make the file worker wait before each run of files until the event is set (20 s at most,
+    so a failing test never hangs the store's close); it waits before taking the folder lock, so
+    folders may move meanwhile (the window of issue 10 point 1)."""
+    from carteiro.store import flusher
+
+    gate = threading.Event()
+    real = flusher.FileFlusher._write_run
+
+    def slow(self: flusher.FileFlusher, run: list[flusher.Pending]) -> None:
+        gate.wait(20)
+        real(self, run)
+
+    monkeypatch.setattr(flusher.FileFlusher, "_write_run", slow)
+    return gate
 
 
 def is_whole(data: bytes) -> bool:

@@ -94,7 +94,10 @@ def message_problem(data: bytes) -> str | None:
     """Why `data` is not an RFC 5322 message we should store, or None if it is one."""
     if not data.strip():
         return "empty message"
-    if not FIELD_NAME.match(data):
+    # RFC 5322 3.5: the header fields are optional, so a message may start with the blank line
+    # that ends an empty header (IMAP APPEND accepts one, and export writes it: it must come back).
+    empty_header = data.startswith((b"\r\n", b"\n"))
+    if not empty_header and not FIELD_NAME.match(data):
         first = data.split(b"\n", 1)[0][:24]
         return f"not an RFC 5322 message: the first line is not a header field ({first!r})"
     if b"\x00" in data[: header_length(data)]:

@@ -123,6 +123,9 @@ def generated_messages() -> list[tuple[str, bytes]]:
     out.append(
         ("crlf-body-blank-end", b"From: v@example.test\r\nSubject: crlf\r\n\r\nline\r\n\r\n")
     )
+    # RFC 5322 3.5: header fields are optional; IMAP APPEND takes such a message (issue 11 6).
+    out.append(("empty-header", b"\r\nA body without a header.\r\nFrom me\r\n"))
+    out.append(("empty-header-lf", b"\nbody only\n"))
     return out
 
 

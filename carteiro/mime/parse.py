@@ -444,14 +444,27 @@ class _Parser:
             fe = nl
             if fe > s and data[fe - 1] == _CR:
                 fe -= 1
+            full = fe - s
             if fe - s > 2 and data[fe - 1] == 0x2D and data[fe - 2] == 0x2D:
                 fe -= 2
             size = fe - s
         else:
             after = self.n
-            size = min(self.n - s, MAX_BOUNDARY + 4)
-        # RFC 2046 5.1.2: the innermost match wins; only a prefix must match, prefer the longest.
-        stack = self.stack
+            size = full = min(self.n - s, MAX_BOUNDARY + 4)
+        best, best_len = self.longest_match(s, size)
+        if best < 0 and full != size:
+            # A boundary may itself end in "--" (Mailman digests use "__--__--"): RFC 2046
+            # 5.1.1 makes "--__--__--" its separator and "--__--__----" its close.
+            best, best_len = self.longest_match(s, full)
+        if best < 0:
+            return None
+        return best, data.startswith(b"--", s + best_len), after
+
+    def longest_match(self, s: int, size: int) -> tuple[int, int]:
+        """(stack index, length) of the open boundary that starts at `s` and fits in `size`
+        octets, or (-1, -1). RFC 2046 5.1.2: the innermost match wins; only a prefix must
+        match, prefer the longest."""
+        data, stack = self.data, self.stack
         best, best_len = -1, -1
         for k in range(len(stack) - 1, -1, -1):
             value = stack[k].value
@@ -460,9 +473,7 @@ class _Parser:
                 best, best_len = k, blen
                 if blen == size:
                     break
-        if best < 0:
-            return None
-        return best, data.startswith(b"--", s + best_len), after
+        return best, best_len
 
     def find_boundary(self, pos: int, cur: Part) -> tuple[int, bool, int, int] | None:
         """The next boundary line at or after `pos` (a line start): (stack index,

@@ -1,0 +1,74 @@
+"""MIME structure as IMAP shows it (issue 11 part 1.5): BODYSTRUCTURE, BODY[n], BINARY[n],
+ENVELOPE and SEARCH BODY on messages that exposed defects. Each transcript starts with the
+message selected (SELECT's own answer is not the subject here)."""
+
+# ruff: noqa: F811  (pytest fixtures imported from imap_harness)
+
+from __future__ import annotations
+
+from imap_harness import (  # noqa: F401  (fixtures)
+    directory,
+    server,
+    start_server,
+    tls_files,
+)
+
+
+async def converse(srv, message: bytes, script: str, enable: str = "") -> None:  # type: ignore[no-untyped-def]
+    """Deliver `message`, log in, (ENABLE `enable`,) SELECT INBOX, then play `script`: each
+    "C:" line is sent, and the "S:" lines after it must be exactly the server's answer up to
+    the tagged line (literals inline, as in the RFC examples)."""
+    await srv.deliver(message)
+    client = await srv.connect(login=True)
+    try:
+        if enable:
+            assert (await client.cmd(f"ENABLE {enable}"))[-1].split()[1] == "OK"
+        assert (await client.cmd("SELECT INBOX"))[-1].split()[1] == "OK"
+        steps: list[tuple[str, list[str]]] = []
+        for raw in script.strip("\n").splitlines():
+            who, text = raw[:2], raw[3:]
+            if who == "C:":
+                steps.append((text, []))
+            else:
+                assert who == "S:", raw
+                steps[-1][1].append(text)
+        for command, expected in steps:
+            tag = command.split()[0]
+            await client.send(command.encode() + b"\r\n")
+            got = (await client.raw_response(tag)).decode("utf-8", "replace")
+            assert got == "".join(line + "\r\n" for line in expected), command
+    finally:
+        client.close()
+
+
+DIGEST = (
+    b"From: list@example.test\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="__--__--"\r\n'
+    b"\r\n"
+    b"--__--__--\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"first\r\n"
+    b"--__--__--\r\n"
+    b"\r\n"
+    b"second\r\n"
+    b"--__--__----\r\n"
+)
+
+
+async def test_mailman_digest_boundary(server):  # type: ignore[no-untyped-def]
+    """RFC 2046 5.1.1: a boundary may end in "--"; its close delimiter adds another "--"."""
+    await converse(
+        server,
+        DIGEST,
+        """
+C: a1 FETCH 1 (BODY BODY.PEEK[2])
+S: * 1 FETCH (BODY (("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 0)("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 0) "mixed") BODY[2] {6}
+S: second)
+S: a1 OK Fetch completed.
+C: a2 SEARCH BODY second
+S: * SEARCH 1
+S: a2 OK Search completed.
+""",
+    )

@@ -1,0 +1,43 @@
+"""Defects found by comparing with Dovecot and the RFCs (issue 11 part 1.5): each test names
+the rule it checks."""
+
+from __future__ import annotations
+
+from mime_imapfmt import fmt
+
+from carteiro.mime.bodystructure import body_structure
+from carteiro.mime.parse import parse
+from carteiro.mime.sections import body_section, parse_section
+
+
+def section(raw: bytes, spec: str) -> bytes | None:
+    found = parse_section(spec)
+    assert found is not None
+    return body_section(parse(raw), found)
+
+
+# Mailman digests: the boundary itself ends in "--".
+DIGEST = (
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="__--__--"\r\n'
+    b"\r\n"
+    b"--__--__--\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"first\r\n"
+    b"--__--__--\r\n"
+    b"\r\n"
+    b"second\r\n"
+    b"--__--__----\r\n"
+    b"epilogue\r\n"
+)
+
+
+def test_boundary_ending_in_dashes() -> None:
+    """RFC 2046 5.1.1: the close delimiter is the boundary followed by "--", so "--__--__--"
+    is a separator of the boundary "__--__--" and "--__--__----" its close."""
+    assert fmt(body_structure(parse(DIGEST), False)) == (
+        '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 0)'
+        '("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 0) "mixed")'
+    )
+    assert section(DIGEST, "2") == b"second"

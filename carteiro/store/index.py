@@ -236,19 +236,19 @@ def delivery_days(now: float, keep: float) -> list[int]:
 def seen_delivery(
     conn: sqlite3.Connection, delivery_id: str, now: float, keep: float
 ) -> str | None:
-    """The results recorded for `delivery_id` (None: not delivered within `keep`)."""
-    for day in reversed(delivery_days(now, keep)):
-        row = conn.execute(
-            "SELECT results FROM delivery_ids WHERE day = ? AND id = ?", (day, delivery_id)
-        ).fetchone()
-        if row is not None:
-            return str(row[0])
-    return None
+    """The results recorded for `delivery_id` (None: not delivered within `keep`): one statement,
+    one key lookup per day inside SQLite."""
+    days = delivery_days(now, keep)
+    row = conn.execute(
+        f"SELECT results FROM delivery_ids WHERE day IN ({','.join('?' * len(days))}) AND id = ?",
+        (*days, delivery_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def record_delivery(conn: sqlite3.Connection, delivery_id: str, results: str, now: float) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO delivery_ids (day, id, results) VALUES (?, ?, ?)",
+        "INSERT INTO delivery_ids (day, id, results) VALUES (?, ?, ?)",
         (int(now // DAY), delivery_id, results),
     )
 

@@ -311,7 +311,24 @@ class _Parser:
                         cur.kind, cur.overflow = LEAF, True
                     else:
                         self.stack.append(_Boundary(cur.boundary, cur))
-                elif cur.kind == MESSAGE:
+                hit = (
+                    self.boundary_at(pos)
+                    if self.stack and self.data.startswith(b"--", pos)
+                    else None
+                )
+                if hit is not None and self.stack[hit[0]].part is not cur:
+                    # RFC 2046 5.1.1: the blank line is the line break before the boundary, so
+                    # it belongs to the boundary: the part is a header without a body.
+                    cur.body_start = cur.end = pos - 2  # parse() made every line break CRLF
+                    cur.has_eoh = False
+                    if cur.kind == MESSAGE:
+                        inner = self.new_part(cur.end, cur)
+                        self.classify(inner)
+                        cur.children.append(inner)
+                    assert cur.parent is not None  # a boundary belongs to some ancestor
+                    pos, in_header, cur = self.at_boundary(cur.parent, hit[0], hit[1], pos, hit[2])
+                    continue
+                if cur.kind == MESSAGE:
                     inner = self.new_part(pos, cur)
                     cur.children.append(inner)
                     cur = inner

@@ -72,3 +72,30 @@ S: * SEARCH 1
 S: a2 OK Search completed.
 """,
     )
+
+
+HEADER_ONLY_PART = (
+    b"From: a@example.test\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=b\r\n"
+    b"\r\n"
+    b"--b\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"--b--\r\n"
+)
+
+
+async def test_mime_of_a_part_without_body(server):  # type: ignore[no-untyped-def]
+    """RFC 2046 5.1.1: the CRLF before "--b--" belongs to the boundary, not to 1.MIME."""
+    await converse(
+        server,
+        HEADER_ONLY_PART,
+        """
+C: a1 FETCH 1 (BODY.PEEK[1.MIME] BODY.PEEK[1])
+S: * 1 FETCH (BODY[1.MIME] {26}
+S: Content-Type: text/plain
+S:  BODY[1] "")
+S: a1 OK Fetch completed.
+""",
+    )

@@ -41,3 +41,32 @@ def test_boundary_ending_in_dashes() -> None:
         '("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 0) "mixed")'
     )
     assert section(DIGEST, "2") == b"second"
+
+
+# A part whose header is followed at once by the next boundary: the blank line there is the
+# CRLF that belongs to the boundary, not the end of the part's header.
+HEADER_ONLY_PART = (
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=b\r\n"
+    b"\r\n"
+    b"--b\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"--b\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"--b--\r\n"
+)
+
+
+def test_mime_header_ends_before_the_boundary_crlf() -> None:
+    """RFC 2046 5.1.1: the CRLF before a boundary line belongs to the boundary."""
+    assert section(HEADER_ONLY_PART, "1.MIME") == b"Content-Type: text/plain\r\n"
+    assert section(HEADER_ONLY_PART, "1") == b""
+    assert section(HEADER_ONLY_PART, "2.MIME") == b"Content-Type: message/rfc822\r\n"
+    assert section(HEADER_ONLY_PART, "2") == b""
+    msg = parse(HEADER_ONLY_PART)
+    # The parts' headers and bodies and the boundaries fill the body exactly.
+    first, second = msg.root.children
+    assert (first.start, first.body_start, first.end) == (69, 95, 95)
+    assert msg.data[first.end : second.start] == b"\r\n--b\r\n"

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from carteiro.mime.rfc822 import (
     parse_content_type,
@@ -617,13 +618,28 @@ class _Parser:
             elif mt.startswith(b"multipart/"):
                 part.kind = MULTIPART
                 part.digest = mt == b"multipart/digest"
-                for k, v in part.params:
-                    if k.lower() == b"boundary":
-                        part.boundary = v[:MAX_BOUNDARY]
-                        break
+                boundary = _boundary(part.params)
+                if boundary is not None:
+                    part.boundary = boundary[:MAX_BOUNDARY]
         elif in_multipart and parent is not None and parent.digest:
             part.kind = MESSAGE  # RFC 2046 5.1.5: the default in a digest
             part.media_type = b"message/rfc822"
+
+
+def _boundary(params: list[tuple[bytes, bytes]]) -> bytes | None:
+    """A multipart's boundary: the plain parameter (what Dovecot reads), else the RFC 2231
+    `boundary*` (continuations already merged): charset'language'%XX, the octets undecoded
+    from its charset, as a boundary is ASCII (RFC 2046 5.1.1)."""
+    extended = None
+    for k, v in params:
+        name = k.lower()
+        if name == b"boundary":
+            return v
+        if name == b"boundary*" and extended is None:
+            _charset, sep, rest = v.partition(b"'")
+            _language, sep2, text = rest.partition(b"'")
+            extended = unquote_to_bytes(text if sep and sep2 else v)
+    return extended
 
 
 def parse(raw: bytes) -> Message:

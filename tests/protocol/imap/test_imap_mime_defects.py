@@ -99,3 +99,32 @@ S:  BODY[1] "")
 S: a1 OK Fetch completed.
 """,
     )
+
+
+RFC2231_BOUNDARY = (
+    b"From: a@example.test\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary*=us-ascii'en'b%20c\r\n"
+    b"\r\n"
+    b"--b c\r\n"
+    b"\r\n"
+    b"one\r\n"
+    b"--b c\r\n"
+    b"\r\n"
+    b"two\r\n"
+    b"--b c--\r\n"
+)
+
+
+async def test_rfc2231_boundary(server):  # type: ignore[no-untyped-def]
+    """RFC 2231 4: an encoded `boundary*` parameter names the boundary."""
+    await converse(
+        server,
+        RFC2231_BOUNDARY,
+        """
+C: a1 FETCH 1 (BODY BODY.PEEK[2])
+S: * 1 FETCH (BODY (("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 3 0)("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 3 0) "mixed") BODY[2] {3}
+S: two)
+S: a1 OK Fetch completed.
+""",
+    )

@@ -70,3 +70,14 @@ def test_mime_header_ends_before_the_boundary_crlf() -> None:
     first, second = msg.root.children
     assert (first.start, first.body_start, first.end) == (69, 95, 95)
     assert msg.data[first.end : second.start] == b"\r\n--b\r\n"
+
+
+def test_rfc2231_boundary() -> None:
+    """RFC 2231 3, 4: `boundary*=charset'lang'%XX` and its continuations name the boundary."""
+    for params in (b"boundary*=us-ascii''b%20c", b"boundary*0*=''b%20; boundary*1=c"):
+        raw = (
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; " + params + b"\r\n\r\n"
+            b"--b c\r\n\r\none\r\n--b c\r\n\r\ntwo\r\n--b c--\r\n"
+        )
+        msg = parse(raw)
+        assert [msg.body_bytes(p) for p in msg.root.children] == [b"one", b"two"], params

@@ -24,6 +24,7 @@ from carteiro.store.api import (
     FlagsChanged,
     MailboxChanged,
     MailboxInfo,
+    MailboxNotFound,
     MessageAdded,
     MessageMeta,
     MessagesExpunged,
@@ -31,38 +32,6 @@ from carteiro.store.api import (
 )
 
 log = logging.getLogger("carteiro.imap")
-
-
-class RecentRegistry:
-    """Which session first saw each message (RFC 3501 2.3.2 \\Recent), per mailbox, in-process.
-
-    A mailbox is first met with its current highest UID claimed, so after a restart nothing is
-    \\Recent until new mail arrives (RFC 9051 dropped \\Recent; clients use \\Seen).
-    """
-
-    __slots__ = ("_claimed",)
-
-    def __init__(self) -> None:
-        self._claimed: dict[tuple[str, int], int] = {}
-
-    def claim(self, account: str, mailbox_id: int, max_uid: int, first_seen_max: int) -> int:
-        """Claim every UID up to `max_uid`; returns the highest UID claimed before (by anyone)."""
-        key = (account, mailbox_id)
-        before = self._claimed.get(key)
-        if before is None:
-            before = first_seen_max
-        if max_uid > before:
-            self._claimed[key] = max_uid
-        else:
-            self._claimed.setdefault(key, before)
-        return before
-
-    def peek(self, account: str, mailbox_id: int) -> int | None:
-        """The highest UID claimed so far, or None if no session has met the mailbox."""
-        return self._claimed.get((account, mailbox_id))
-
-    def forget(self, account: str, mailbox_id: int) -> None:
-        self._claimed.pop((account, mailbox_id), None)
 
 
 @dataclass(slots=True)
@@ -101,7 +70,6 @@ class MailboxView:
         "modseq",
         "readonly",
         "recent",
-        "registry",
         "store",
         "uids",
     )
@@ -112,13 +80,14 @@ class MailboxView:
         info: MailboxInfo,
         metas: list[MessageMeta],
         readonly: bool,
-        registry: RecentRegistry,
+        recent_before: int,
     ) -> None:
+        """`recent_before`: the highest UID claimed as \\Recent before this session (see
+        `start`); the messages above it are \\Recent in this session."""
         self.store = store
         self.account = store.account
         self.info = info
         self.readonly = readonly
-        self.registry = registry
         self.metas = metas
         self.uids = array("I", [m.uid for m in metas])
         self._events: list[ChangeEvent] = []
@@ -133,20 +102,28 @@ class MailboxView:
             self.keywords.update(f for f in flags if not f.startswith("\\"))
         self.recent: set[int] = set()
         self.deleted = False
-        if not readonly:
-            before = registry.claim(self.account, info.id, last, last)
-            if before < last:
-                self.recent = {u for u in self.uids[bisect_left(self.uids, before + 1) :]}
+        if recent_before < last:
+            self.recent = set(self.uids[bisect_left(self.uids, recent_before + 1) :])
 
     @classmethod
-    async def open(
-        cls, store: AccountStore, name: str, readonly: bool, registry: RecentRegistry
+    async def start(
+        cls, store: AccountStore, info: MailboxInfo, metas: list[MessageMeta], readonly: bool
     ) -> MailboxView:
+        """The view SELECT/EXAMINE opens on a snapshot. \\Recent (RFC 3501 2.3.2) comes from the
+        store's claims, shared by every session and process and kept across restarts: SELECT
+        claims what it sees, so those messages are \\Recent here and to no later session;
+        EXAMINE (RFC 3501 6.3.2: MUST NOT cause messages to lose \\Recent) only looks, so it
+        sees the unclaimed ones as \\Recent and leaves them to the next SELECT."""
+        before = await _recent_before(store, info.id, metas[-1].uid if metas else 0, readonly)
+        return cls(store, info, metas, readonly, before)
+
+    @classmethod
+    async def open(cls, store: AccountStore, name: str, readonly: bool) -> MailboxView:
         """SELECT/EXAMINE. Raises MailboxNotFound. The info is read before the message list so
         the view can tell stale MessageAdded events from new ones."""
         info = await store.get_mailbox(name)
         metas = await store.list_messages(info.id)
-        return cls(store, info, metas, readonly, registry)
+        return await cls.start(store, info, metas, readonly)
 
     # ---- lookups ----------------------------------------------------------------------------
 
@@ -289,7 +266,17 @@ class MailboxView:
             gone, self._expunged = self._expunged, set()
             upd.expunged = self._remove(gone)
         if new_metas:
-            self._append(new_metas, upd)
+            new_metas.sort(key=lambda m: m.uid)
+            # one claim per sync, however many messages arrived (RFC 3501 2.3.2: the first
+            # session told of a message sees it \Recent, a read-write one takes it)
+            try:
+                before = await _recent_before(
+                    self.store, self.info.id, new_metas[-1].uid, self.readonly
+                )
+            except MailboxNotFound:  # deleted under us: its deletion event says so
+                log.debug("claiming recent in mailbox %d failed", self.info.id, exc_info=True)
+                before = new_metas[-1].uid
+            self._append(new_metas, before, upd)
         for uid in dirty:
             i = self.index_of(uid)
             if i is not None:
@@ -386,17 +373,14 @@ class MailboxView:
         self.modseq = max(self.modseq, delta.highestmodseq)
         return new
 
-    def _append(self, new: Sequence[MessageMeta], upd: Updates) -> None:
-        new = sorted(new, key=lambda m: m.uid)
+    def _append(self, new: Sequence[MessageMeta], recent_before: int, upd: Updates) -> None:
+        """Add `new` (ascending UIDs); those above `recent_before` are \\Recent here."""
         for m in new:
             self.metas.append(m)
             self.uids.append(m.uid)
             if self._note_keywords(m.flags):
                 upd.new_keywords = True
-        last = self.uids[-1]
-        if not self.readonly:
-            before = self.registry.claim(self.account, self.info.id, last, new[0].uid - 1)
-            self.recent.update(m.uid for m in new if m.uid > before)
+        self.recent.update(m.uid for m in new if m.uid > recent_before)
         upd.exists = len(self.uids)
         upd.recent = len(self.recent)
 
@@ -426,3 +410,13 @@ class MailboxView:
                 self.keywords.add(f)
                 grew = True
         return grew
+
+
+async def _recent_before(store: AccountStore, mailbox_id: int, up_to: int, readonly: bool) -> int:
+    """The highest UID claimed as \\Recent before this session; a read-write session claims every
+    UID up to `up_to` at the same time (atomically, so each message is recent to one session)."""
+    if up_to == 0:
+        return 0  # no message to be recent: nothing to ask
+    if readonly:
+        return await store.recent_claimed(mailbox_id)
+    return await store.claim_recent(mailbox_id, up_to)

@@ -1,5 +1,5 @@
 """The IMAP4rev1/IMAP4rev2 server: listeners `imap` (STARTTLS) and `imaps` (implicit TLS, RFC 8314),
-and the state every session shares (capabilities, \\Recent claims, the parsed-message cache).
+and the state every session shares (capabilities, the parsed-message cache).
 
 Sessions are in servers/imap/session.py, the command handlers in servers/imap/<family>.py.
 This module never touches storage or sockets directly: the store comes from the ServerContext
@@ -12,7 +12,6 @@ import asyncio
 
 from carteiro import __version__
 from carteiro.config import IMAPConfig
-from carteiro.mail.imap_view import RecentRegistry
 from carteiro.mail.message_cache import MessageCache
 from carteiro.net.listener import Connection, Listener
 from carteiro.proto.imap.receiver import Receiver
@@ -55,7 +54,6 @@ class IMAPServer:
         self.ctx = ctx
         self.config: IMAPConfig = ctx.config.imap
         self.tracing = ctx.tracing("imap")
-        self.recent = RecentRegistry()
         self.cache = MessageCache(self.config.message_cache_mb * 1024 * 1024)
         self.greeting = "carteiro ready."
         literal = "LITERAL+" if self.config.literal_plus else "LITERAL-"

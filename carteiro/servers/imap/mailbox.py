@@ -6,6 +6,7 @@ RFC 7889 APPENDLIMIT) and APPEND (RFC 4315 APPENDUID, RFC 3516 literal8).
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import Iterable
 
 from carteiro.mime.parse import to_crlf
@@ -269,10 +270,13 @@ async def _recent_count(s: Session, info: MailboxInfo) -> int:
     if view is not None and view.id == info.id and not view.readonly:
         # RFC 3501 6.3.10: \Recent as this session sees it (it claimed those messages)
         return len(view.recent)
-    claimed = s.server.recent.peek(s.account, info.id)
-    if claimed is None or claimed >= info.uidnext - 1:
+    # RFC 3501 2.3.2: the messages no session has claimed yet (STATUS claims nothing)
+    store = _store(s)
+    claimed = await store.recent_claimed(info.id)
+    if claimed >= info.uidnext - 1:
         return 0
-    return sum(1 for m in await _store(s).list_messages(info.id) if m.uid > claimed)
+    uids = (await store.list_uids_flags(info.id)).uids
+    return len(uids) - bisect_right(uids, claimed)
 
 
 # RFC 7162 3.1.6: STATUS HIGHESTMODSEQ belongs to CONDSTORE, which is not advertised.

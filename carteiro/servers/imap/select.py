@@ -28,10 +28,10 @@ async def select(s: Session, tag: str, req: c.Select) -> Result:
         if not info.selectable:
             sub.close()
             return no("Mailbox isn't selectable", "NONEXISTENT")
+        view = await MailboxView.start(store, info, metas, req.readonly)
     except BaseException:
         sub.close()
         raise
-    view = MailboxView(store, info, metas, req.readonly, s.server.recent)
     s.view, s.sub = view, sub
     s.state = State.SELECTED
     s.saved = []

@@ -98,6 +98,7 @@ class IMAPTestServer:
     ctx: ServerContext
     store: MailStore
     listeners: list[Listener]
+    store_dir: Path
     port: int = 0
     tls_port: int = 0
     clients: list[Client] = field(default_factory=list)
@@ -151,10 +152,28 @@ async def start_server(
     skip_if_memory_only(request, kind)
     started: list[IMAPTestServer] = []
 
-    async def start(cfg: Config | None = None) -> IMAPTestServer:
+    async def start(
+        cfg: Config | None = None, restart: IMAPTestServer | None = None
+    ) -> IMAPTestServer:
+        """A new server; with `restart`, that one is stopped first and the new one opens its data
+        (the same store directory; the same in-memory store), as after a process restart."""
         cfg = cfg or make_config()
         cfg.data_dir = tmp_path
-        store = await open_store(kind, tmp_path / f"store{len(started)}")
+        if restart is None:
+            store_dir = tmp_path / f"store{len(started)}"
+            store = await open_store(kind, store_dir)
+        else:
+            store_dir = restart.store_dir
+            for c in restart.clients:
+                c.close()
+            for item in restart.listeners:
+                await item.stop(grace=1)
+            started.remove(restart)
+            if kind == "memory":
+                store = restart.store
+            else:
+                await restart.store.close()
+                store = await open_store(kind, store_dir)
         ctx = ServerContext(
             config=cfg,
             store=store,
@@ -166,7 +185,7 @@ async def start_server(
         lst = imapd.listeners(ctx)
         for item in lst:
             await item.start()
-        srv = IMAPTestServer(ctx, store, lst)
+        srv = IMAPTestServer(ctx, store, lst, store_dir)
         for item in lst:
             assert item.bound is not None
             if item.service == "imap":

@@ -37,7 +37,7 @@ C: a2 EXAMINE INBOX
 S: * FLAGS <...>
 S: * OK [PERMANENTFLAGS ()] Read-only mailbox.
 S: * 1 EXISTS
-S: * 0 RECENT
+S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
@@ -65,7 +65,7 @@ C: a2 SELECT INBOX
 S: * FLAGS <...>
 S: * OK [PERMANENTFLAGS <...>
 S: * 1 EXISTS
-S: * 0 RECENT
+S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
@@ -96,7 +96,7 @@ C: a4 SELECT INBOX
 S: * FLAGS <...>
 S: * OK [PERMANENTFLAGS <...>
 S: * 1 EXISTS
-S: * 0 RECENT
+S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
@@ -111,16 +111,16 @@ S: a6 OK Search completed.
 
 
 async def test_status_recent_of_the_selected_mailbox_after_delivery(server):
-    """RFC 3501 6.3.10: a delivery announced by NOOP is \\Recent here, and STATUS on
-    the selected mailbox agrees with the RECENT response."""
+    """RFC 3501 6.3.10: what SELECT met and a delivery announced by NOOP are \\Recent here;
+    STATUS on the selected mailbox agrees with the RECENT response."""
     c = await server.connect(login=True)
     await server.deliver(PLAIN)
     assert (await c.cmd("SELECT INBOX"))[-1].endswith("Select completed.")
     await server.deliver(PLAIN)
     lines = await c.cmd("NOOP")
-    assert lines[:2] == ["* 2 EXISTS", "* 1 RECENT"], lines
+    assert lines[:2] == ["* 2 EXISTS", "* 2 RECENT"], lines
     lines = await c.cmd("STATUS INBOX (MESSAGES RECENT)")
-    assert lines[0] == "* STATUS INBOX (MESSAGES 2 RECENT 1)", lines
+    assert lines[0] == "* STATUS INBOX (MESSAGES 2 RECENT 2)", lines
 
 
 async def test_failed_search_save_empties_saved_result(server):
@@ -136,7 +136,7 @@ C: a2 SELECT INBOX
 S: * FLAGS <...>
 S: * OK [PERMANENTFLAGS <...>
 S: * 1 EXISTS
-S: * 0 RECENT
+S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
@@ -227,7 +227,7 @@ C: a2 EXAMINE INBOX
 S: * FLAGS <...>
 S: * OK [PERMANENTFLAGS ()] Read-only mailbox.
 S: * 3 EXISTS
-S: * 0 RECENT
+S: * 3 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 4] Predicted next UID

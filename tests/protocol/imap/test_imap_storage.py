@@ -117,7 +117,7 @@ async def test_create_store_copy_move_on_a_full_disk(server, caplog):
             _one_warning(caplog, "ENOSPC")
     server.store.fail_writes_with = None
     lines = await _ok(c, "FETCH 1:* (FLAGS)")
-    assert lines[:2] == ["* 1 FETCH (FLAGS ())", "* 2 FETCH (FLAGS ())"], lines
+    assert lines[:2] == ["* 1 FETCH (FLAGS (\\Recent))", "* 2 FETCH (FLAGS (\\Recent))"], lines
     lines = await _ok(c, "STATUS Trash (MESSAGES)")
     assert lines[0] == "* STATUS Trash (MESSAGES 0)", lines
     await _ok(c, "CREATE Projects")  # the session still works once there is room
@@ -147,9 +147,9 @@ async def test_seen_is_set_only_where_the_body_was_returned(server, monkeypatch,
     monkeypatch.undo()
     lines = await _ok(c, "FETCH 1:3 (FLAGS)")
     assert lines[:3] == [
-        "* 1 FETCH (FLAGS (\\Seen))",
-        "* 2 FETCH (FLAGS ())",
-        "* 3 FETCH (FLAGS (\\Seen))",
+        "* 1 FETCH (FLAGS (\\Seen \\Recent))",
+        "* 2 FETCH (FLAGS (\\Recent))",
+        "* 3 FETCH (FLAGS (\\Seen \\Recent))",
     ], lines
 
 

@@ -44,7 +44,7 @@ C: A142 SELECT INBOX
 S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)
 S: * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.
 S: * 1 EXISTS
-S: * 0 RECENT
+S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
@@ -270,7 +270,7 @@ S: <...>
 S: <...>
 S: A009 OK [READ-ONLY] Examine completed.
 C: A010 FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE)
-S: * 1 FETCH (FLAGS (\\Seen \\Draft $Work) INTERNALDATE "05-Jan-2024 09:11:12 +0000" RFC822.SIZE 10)
+S: * 1 FETCH (FLAGS (\\Seen \\Draft $Work \\Recent) INTERNALDATE "05-Jan-2024 09:11:12 +0000" RFC822.SIZE 10)
 S: A010 OK Fetch completed.
 """,
     )
@@ -330,13 +330,13 @@ S:  BODY[1]<0> {{7}}
 S: Minutes)
 S: a4 OK Fetch completed.
 C: a5 FETCH 1 (FLAGS BINARY.SIZE[2])
-S: * 1 FETCH (FLAGS () BINARY.SIZE[2] 4)
+S: * 1 FETCH (FLAGS (\\Recent) BINARY.SIZE[2] 4)
 S: a5 OK Fetch completed.
 C: a6 FETCH 1 (BODY[1.MIME])
 S: * 1 FETCH (BODY[1.MIME] {{46}}
 S: Content-Type: text/plain; charset=us-ascii
 S:
-S:  FLAGS (\\Seen))
+S:  FLAGS (\\Seen \\Recent))
 S: a6 OK Fetch completed.
 C: a7 FETCH 1 (RFC822.SIZE UID INTERNALDATE)
 S: * 1 FETCH (RFC822.SIZE {len(FETCH_MSG)} UID 1 INTERNALDATE "<...>")
@@ -349,7 +349,7 @@ S: a9 BAD Invalid message sequence number
 C: a10 FETCH 1 (BOGUS)
 S: a10 BAD <...>
 C: a11 FETCH 1 FAST
-S: * 1 FETCH (FLAGS (\\Seen) INTERNALDATE "<...>" RFC822.SIZE {len(FETCH_MSG)})
+S: * 1 FETCH (FLAGS (\\Seen \\Recent) INTERNALDATE "<...>" RFC822.SIZE {len(FETCH_MSG)})
 S: a11 OK Fetch completed.
 """,
     )
@@ -383,16 +383,16 @@ S: <...>
 S: <...>
 S: a1 OK <...>
 C: A003 STORE 2:4 +FLAGS (\\Deleted)
-S: * 2 FETCH (FLAGS (\\Deleted))
-S: * 3 FETCH (FLAGS (\\Deleted))
-S: * 4 FETCH (FLAGS (\\Deleted))
+S: * 2 FETCH (FLAGS (\\Deleted \\Recent))
+S: * 3 FETCH (FLAGS (\\Deleted \\Recent))
+S: * 4 FETCH (FLAGS (\\Deleted \\Recent))
 S: A003 OK Store completed.
 C: A004 STORE 2 -FLAGS.SILENT (\\Deleted)
 S: A004 OK Store completed.
 C: A005 UID STORE 1 FLAGS ($Important \\Seen)
 S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)
 S: * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)] Flags permitted.
-S: * 1 FETCH (UID 1 FLAGS (\\Seen $Important))
+S: * 1 FETCH (UID 1 FLAGS (\\Seen $Important \\Recent))
 S: A005 OK Store completed.
 C: A006 STORE 1 +FLAGS (\\Recent)
 S: A006 BAD <...>

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carteiro.mail.imap_view import MailboxView, RecentRegistry
+from carteiro.mail.imap_view import MailboxView
 from carteiro.store.api import DELETED, SEEN, FlagOp
 from carteiro.store.memory import MemoryMailStore
 
@@ -25,9 +25,9 @@ async def acct():
     return a
 
 
-async def open_view(a, readonly=False, registry=None):
+async def open_view(a, readonly=False):
     sub = a.subscribe()
-    view = await MailboxView.open(a, "INBOX", readonly, registry or RecentRegistry())
+    view = await MailboxView.open(a, "INBOX", readonly)
     return view, sub
 
 
@@ -85,25 +85,60 @@ async def test_own_changes_are_not_echoed(acct):
 async def test_stale_events_before_snapshot_are_ignored(acct):
     sub = acct.subscribe()
     await acct.append("INBOX", msg(9))  # uid 6, before the snapshot
-    view = await MailboxView.open(acct, "INBOX", False, RecentRegistry())
+    view = await MailboxView.open(acct, "INBOX", False)
     view.feed(sub.pending())
     assert not await view.sync(allow_expunge=True)
     assert len(view) == 6
 
 
 async def test_recent_goes_to_one_session(acct):
-    reg = RecentRegistry()
-    v1, s1 = await open_view(acct, registry=reg)
-    v2, s2 = await open_view(acct, registry=reg)
+    # RFC 3501 2.3.2: mail no session has met is \Recent to the first SELECT, to no later one
+    v1, s1 = await open_view(acct)
+    assert sorted(v1.recent) == [1, 2, 3, 4, 5]
+    v2, s2 = await open_view(acct)
+    assert not v2.recent
     await acct.append("INBOX", msg(9))
     v1.feed(s1.pending())
     v2.feed(s2.pending())
     u1 = await v1.sync(True)
     u2 = await v2.sync(True)
-    assert (u1.exists, u1.recent) == (6, 1)
+    assert (u1.exists, u1.recent) == (6, 6) and v1.recent == {1, 2, 3, 4, 5, 6}
     assert (u2.exists, u2.recent) == (6, 0)
-    v3, _ = await open_view(acct, registry=reg)
+    v3, _ = await open_view(acct)
     assert not v3.recent
+    assert await acct.recent_claimed(v1.id) == 6
+
+
+async def test_examine_sees_recent_without_taking_it(acct):
+    # RFC 3501 6.3.2: EXAMINE MUST NOT cause messages to lose \Recent
+    ro, sub = await open_view(acct, readonly=True)
+    assert sorted(ro.recent) == [1, 2, 3, 4, 5]
+    await acct.append("INBOX", msg(9))
+    ro.feed(sub.pending())
+    upd = await ro.sync(True)
+    assert (upd.exists, upd.recent) == (6, 6)
+    assert await acct.recent_claimed(ro.id) == 0
+    rw, _ = await open_view(acct)
+    assert sorted(rw.recent) == [1, 2, 3, 4, 5, 6]
+    ro2, _ = await open_view(acct, readonly=True)
+    assert not ro2.recent
+
+
+async def test_one_claim_per_sync(acct):
+    view, sub = await open_view(acct)
+    calls = []
+    real = acct.claim_recent
+
+    async def counting(mailbox_id, up_to):
+        calls.append(up_to)
+        return await real(mailbox_id, up_to)
+
+    acct.claim_recent = counting
+    for i in range(3):
+        await acct.append("INBOX", msg(10 + i))
+    view.feed(sub.pending())
+    upd = await view.sync(True)
+    assert (upd.exists, upd.recent) == (8, 8) and calls == [8]
 
 
 async def test_keywords_grow(acct):

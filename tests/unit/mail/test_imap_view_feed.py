@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carteiro.mail.imap_view import MailboxView, RecentRegistry
+from carteiro.mail.imap_view import MailboxView
 from carteiro.store.api import AppendResult, MessageAdded, MessageMeta
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
@@ -24,7 +24,7 @@ async def test_late_event_from_another_process_is_not_lost(tmp_path: Path) -> No
         a = await here.account(ACCT)
         b = await other.account(ACCT)
         await a.append("INBOX", msg(0))
-        view = await MailboxView.open(a, "INBOX", False, RecentRegistry())
+        view = await MailboxView.open(a, "INBOX", False)
         assert list(view.uids) == [1]
         theirs = await b.append("INBOX", msg(1))  # its event has not reached us yet
         ours: AppendResult = await a.append("INBOX", msg(2))
@@ -47,7 +47,7 @@ async def test_own_appends_in_sequence_need_no_store_read(tmp_path: Path) -> Non
     try:
         await store.create_account(ACCT)
         a = await store.account(ACCT)
-        view = await MailboxView.open(a, "INBOX", False, RecentRegistry())
+        view = await MailboxView.open(a, "INBOX", False)
         calls = 0
         real = a.changes_since
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from carteiro.mail.imap_view import MailboxView, RecentRegistry
+from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.message_cache import MessageCache
 from carteiro.proto.imap.parser import parse_wire
 from carteiro.servers.imap.search_eval import search
@@ -53,7 +53,7 @@ async def view():
     a = await store.account(ACCT)
     for data, flags, when in MESSAGES:
         await a.append("INBOX", data, flags, when)
-    return await MailboxView.open(a, "INBOX", False, RecentRegistry())
+    return await MailboxView.open(a, "INBOX", False)
 
 
 async def run(view, text: str, saved=()) -> list[int]:  # type: ignore[no-untyped-def]
@@ -93,8 +93,10 @@ async def run(view, text: str, saved=()) -> list[int]:  # type: ignore[no-untype
         ("BODY meeting", []),
         ("TEXT meeting", [1]),
         ("(SEEN (OR KEYWORD $Work FLAGGED)) NOT 2", [1]),
-        ("NEW", []),
-        ("OLD", [1, 2, 3]),
+        # the view is the mailbox's first SELECT: every message is \Recent to it (RFC 3501 2.3.2)
+        ("RECENT", [1, 2, 3]),
+        ("NEW", [2, 3]),
+        ("OLD", []),
     ],
 )
 async def test_keys(view, keys, expected):

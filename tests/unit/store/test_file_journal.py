@@ -315,7 +315,7 @@ async def test_kill_9_between_an_expunge_commit_and_its_unlinks(tmp_path: Path) 
 async def test_expunge_history_is_bounded_and_old_views_compare_everything(
     store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from carteiro.mail.imap_view import MailboxView, RecentRegistry
+    from carteiro.mail.imap_view import MailboxView
     from carteiro.store import sqlite_maildir
     from carteiro.store.api import MessagesExpunged
 
@@ -323,7 +323,7 @@ async def test_expunge_history_is_bounded_and_old_views_compare_everything(
     acct = await store.account(ACCOUNT)
     for i in range(40):
         await acct.append("INBOX", make_message(str(i), 200))
-    view = await MailboxView.open(acct, "INBOX", False, RecentRegistry())
+    view = await MailboxView.open(acct, "INBOX", False)
     old = view.modseq
     info = await acct.get_mailbox("INBOX")
     for uid in range(1, 31):  # one expunge (one MODSEQ) each

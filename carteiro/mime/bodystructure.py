@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TypeAlias
 
-from carteiro.mime.address import Address, parse_address_list
+from carteiro.mime.address import MAX_ADDRESSES, Address, parse_address_list
 from carteiro.mime.parse import MESSAGE, MULTIPART, Message, Part
 
 ImapValue: TypeAlias = "int | str | bytes | list[ImapValue] | None"
@@ -29,6 +29,7 @@ _ENVELOPE_FIELDS = {
     b"in-reply-to": 8,
     b"message-id": 9,
 }
+_JOINED = frozenset({2, 5, 6, 7})  # From, To, Cc, Bcc
 _NEWLINE_GLUE = re.compile(rb"[\r\n](?=[^ \t\r\n])")
 _NEWLINES = re.compile(rb"[\r\n]")
 _BLANKS = re.compile(rb"[ \t]+")
@@ -82,14 +83,29 @@ def envelope(msg: Message, part: Part | None = None) -> list[ImapValue]:
 
 
 def _envelope(msg: Message, part: Part) -> list[ImapValue]:
-    # When a field occurs more than once the last one counts, as in Dovecot.
+    # When a field occurs more than once the last one counts, as in Dovecot, except for the
+    # address lists below.
     raw: list[bytes | None] = [None] * 10
+    joined: dict[int, list[Address]] = {}
     for f in part.fields:
         i = _ENVELOPE_FIELDS.get(f.name.lower())
-        if i is not None:
-            raw[i] = msg.raw_value(f)
+        if i is None:
+            continue
+        if i in _JOINED:
+            # Repeated From/To/Cc/Bcc fields are one list, as if comma-separated (Dovecot does
+            # the same): a reply-all must not lose the recipients of the first To. At most
+            # MAX_ADDRESSES entries for all fields of one name together (docs/mime.md "Limits").
+            got = joined.setdefault(i, [])
+            left = MAX_ADDRESSES - len(got)
+            if left > 0:
+                got += parse_address_list(msg.raw_value(f), limit=left)
+            continue
+        raw[i] = msg.raw_value(f)
     addrs: list[list[Address] | None] = [None] * 10
     for i in range(2, 8):
+        if i in joined:
+            addrs[i] = joined[i] or None
+            continue
         value = raw[i]
         if value is not None:
             addrs[i] = parse_address_list(value) or None

@@ -128,3 +128,16 @@ S: two)
 S: a1 OK Fetch completed.
 """,
     )
+
+
+async def test_envelope_joins_repeated_address_fields(server):  # type: ignore[no-untyped-def]
+    """Two To fields: ENVELOPE lists both recipients (a reply-all must reach both)."""
+    await converse(
+        server,
+        b"From: a@x.test\r\nTo: b@x.test\r\nTo: c@x.test\r\nSubject: s\r\n\r\nbody\r\n",
+        """
+C: a1 FETCH 1 ENVELOPE
+S: * 1 FETCH (ENVELOPE (NIL "s" ((NIL NIL "a" "x.test")) ((NIL NIL "a" "x.test")) ((NIL NIL "a" "x.test")) ((NIL NIL "b" "x.test")(NIL NIL "c" "x.test")) NIL NIL NIL NIL))
+S: a1 OK Fetch completed.
+""",
+    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from mime_imapfmt import fmt
 
-from carteiro.mime.bodystructure import body_structure
+from carteiro.mime.address import MAX_ADDRESSES
+from carteiro.mime.bodystructure import body_structure, envelope
 from carteiro.mime.parse import parse
 from carteiro.mime.sections import body_section, parse_section
 
@@ -81,3 +82,28 @@ def test_rfc2231_boundary() -> None:
         )
         msg = parse(raw)
         assert [msg.body_bytes(p) for p in msg.root.children] == [b"one", b"two"], params
+
+
+def test_repeated_address_fields_are_joined() -> None:
+    """Two From/To/Cc/Bcc fields: ENVELOPE lists the addresses of both (as Dovecot does), so a
+    reply-all loses nobody; other fields keep the last one."""
+    raw = (
+        b"From: a@x.test\r\nFrom: b@x.test\r\nTo: c@x.test\r\nCc: d@x.test\r\nTo: e@x.test, f@x.test\r\n"
+        b"Bcc: g@x.test\r\nBcc: h@x.test\r\nSubject: one\r\nSubject: two\r\n\r\nbody\r\n"
+    )
+    env = envelope(parse(raw))
+    assert fmt(env) == (
+        '(NIL "two" ((NIL NIL "a" "x.test")(NIL NIL "b" "x.test"))'
+        ' ((NIL NIL "a" "x.test")(NIL NIL "b" "x.test")) ((NIL NIL "a" "x.test")(NIL NIL "b" "x.test"))'
+        ' ((NIL NIL "c" "x.test")(NIL NIL "e" "x.test")(NIL NIL "f" "x.test")) ((NIL NIL "d" "x.test"))'
+        ' ((NIL NIL "g" "x.test")(NIL NIL "h" "x.test")) NIL NIL)'
+    )
+
+
+def test_joined_address_fields_keep_the_address_limit() -> None:
+    """docs/mime.md "Limits": at most MAX_ADDRESSES entries for all To fields together."""
+    many = b", ".join(b"u%d@x.test" % i for i in range(MAX_ADDRESSES - 1))
+    raw = b"To: " + many + b"\r\nTo: last@x.test, over@x.test\r\nTo: more@x.test\r\n\r\n"
+    to = envelope(parse(raw))[5]
+    assert isinstance(to, list) and len(to) == MAX_ADDRESSES
+    assert to[-1] == [None, None, "last", "x.test"]

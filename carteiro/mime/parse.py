@@ -302,7 +302,11 @@ class _Parser:
                         self.classify(inner)
                         cur.children.append(inner)
                     # The cut part ends before its last line break; its ancestors end at the
-                    # boundary line (Dovecot counts that line break in the parent's body).
+                    # boundary line (Dovecot counts that line break in the parent's body), but
+                    # a message/rfc822 part is exactly its message: it ends with it.
+                    while cur.parent is not None and cur.parent.kind == MESSAGE:
+                        cur.parent.end = cur.end
+                        cur = cur.parent
                     assert cur.parent is not None  # a boundary belongs to some ancestor
                     pos, in_header, cur = self.at_boundary(cur.parent, index, epilogue, line, after)
                     continue
@@ -327,7 +331,7 @@ class _Parser:
                         self.classify(inner)
                         cur.children.append(inner)
                     assert cur.parent is not None  # a boundary belongs to some ancestor
-                    pos, in_header, cur = self.at_boundary(cur.parent, hit[0], hit[1], pos, hit[2])
+                    pos, in_header, cur = self.at_boundary(cur, hit[0], hit[1], cur.end, hit[2])
                     continue
                 if cur.kind == MESSAGE:
                     inner = self.new_part(pos, cur)
@@ -573,13 +577,14 @@ class _Parser:
                 is_mime = True  # Dovecot treats Content-Type alone as enough
                 if scanned_type is None:
                     scanned_type, ret, params = parse_content_type(value)
+                    if ret < 0:
+                        # RFC 2045 5.2: a syntactically invalid Content-Type means the default
+                        # text/plain; charset=us-ascii (Dovecot keeps the half-read type).
+                        scanned_type = b""
+                        continue
                     slash = scanned_type.find(b"/")
-                    if slash < 0:
-                        part.type, part.subtype = scanned_type, b""
-                    else:
-                        part.type, part.subtype = scanned_type[:slash], scanned_type[slash + 1 :]
-                    if ret >= 0:
-                        part.params = params
+                    part.type, part.subtype = scanned_type[:slash], scanned_type[slash + 1 :]
+                    part.params = params
             elif what == b"transfer-encoding":
                 if part.cte is None:
                     part.cte = parse_token_value(value)
@@ -610,7 +615,7 @@ class _Parser:
             part.description = part.location = part.disposition = None
             part.language = None
             part.params, part.disposition_params = [], []
-        if scanned_type is not None and is_mime:
+        if scanned_type and is_mime:
             mt = scanned_type.lower()
             part.media_type = mt
             if mt in ENCAPSULATING_TYPES:

@@ -141,3 +141,16 @@ S: * 1 FETCH (ENVELOPE (NIL "s" ((NIL NIL "a" "x.test")) ((NIL NIL "a" "x.test")
 S: a1 OK Fetch completed.
 """,
     )
+
+
+async def test_invalid_content_type(server):  # type: ignore[no-untyped-def]
+    """RFC 2045 5.2: an invalid Content-Type is text/plain; charset=us-ascii."""
+    await converse(
+        server,
+        b"From: a@x.test\r\nMIME-Version: 1.0\r\nContent-Type: image\r\n\r\nhello\r\n",
+        """
+C: a1 FETCH 1 BODYSTRUCTURE
+S: * 1 FETCH (BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 7 1 NIL NIL NIL NIL))
+S: a1 OK Fetch completed.
+""",
+    )

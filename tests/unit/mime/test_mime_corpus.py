@@ -26,7 +26,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     ),
     "broken-structure.eml": (
         "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
-        '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL)(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "alternative" NIL NIL NIL NIL)(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "related" ("boundary" "Y") NIL NIL NIL)("message" "rfc822" NIL NIL NIL "7bit" 0 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) 0 NIL NIL NIL NIL)("text" "" ("charset" "us-ascii") NIL NIL "7bit" 11 0 NIL NIL NIL NIL)("image" "" NIL NIL NIL "x-uuencode" 11 NIL NIL NIL NIL)("" "" NIL NIL NIL "7bit" 4 NIL NIL NIL NIL) "mixed" ("boundary" "X") NIL NIL NIL)',
+        '(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL)(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "alternative" NIL NIL NIL NIL)(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "related" ("boundary" "Y") NIL NIL NIL)("message" "rfc822" NIL NIL NIL "7bit" 0 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) 0 NIL NIL NIL NIL)("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 11 0 NIL NIL NIL NIL)("text" "plain" ("charset" "us-ascii") NIL NIL "x-uuencode" 11 0 NIL NIL NIL NIL)("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 0 NIL NIL NIL NIL) "mixed" ("boundary" "X") NIL NIL NIL)',
     ),
     "default-type-qp.eml": (
         '(NIL "no content type" ((NIL NIL "qp" "example.org")) ((NIL NIL "qp" "example.org")) ((NIL NIL "qp" "example.org")) NIL NIL NIL NIL NIL)',

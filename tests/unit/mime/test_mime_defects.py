@@ -3,6 +3,7 @@ the rule it checks."""
 
 from __future__ import annotations
 
+import pytest
 from mime_imapfmt import fmt
 
 from carteiro.mime.address import MAX_ADDRESSES
@@ -107,3 +108,16 @@ def test_joined_address_fields_keep_the_address_limit() -> None:
     to = envelope(parse(raw))[5]
     assert isinstance(to, list) and len(to) == MAX_ADDRESSES
     assert to[-1] == [None, None, "last", "x.test"]
+
+
+@pytest.mark.parametrize(
+    "value", [b"text", b"", b"te xt/plain", b'"text"/plain', b"image/", b"multipart; boundary=b"]
+)
+def test_invalid_content_type_is_plain_us_ascii_text(value: bytes) -> None:
+    """RFC 2045 5.2: a syntactically invalid Content-Type means text/plain; charset=us-ascii."""
+    raw = b"MIME-Version: 1.0\r\nContent-Type: " + value + b"\r\n\r\n--b\r\nline\r\n"
+    msg = parse(raw)
+    assert fmt(body_structure(msg, False)) == (
+        '("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 11 2)'
+    )
+    assert msg.root.is_text

@@ -194,7 +194,13 @@ def _structure(
             out += _extension(part)
         return out
     text = False
-    if part.kind == MESSAGE:
+    params = part.params
+    if part.overflow:
+        # Past the nesting or part limit a multipart or message/rfc822 part is not split: with
+        # no parts (or no envelope) it cannot keep its type in the grammar (RFC 3501 7.4.2), so
+        # it is shown as the octets it is (docs/mime.md "Limits").
+        media, params = ["application", "octet-stream"], []
+    elif part.kind == MESSAGE:
         if part.media_type == b"message/rfc822" or part.type is None:
             media: list[ImapValue] = ["message", "rfc822"]
         else:
@@ -206,7 +212,7 @@ def _structure(
         text = part.type.lower() == b"text"
     out = [
         *media,
-        _params(part.params, text),
+        _params(params, text),
         _nstring(part.id),
         _nstring(part.description),
         "7bit" if part.cte is None else imap_string(part.cte),

@@ -154,3 +154,21 @@ S: * 1 FETCH (BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit
 S: a1 OK Fetch completed.
 """,
     )
+
+
+async def test_part_cut_by_the_nesting_limit(server):  # type: ignore[no-untyped-def]
+    """The innermost message/rfc822 part past the nesting limit (100 levels, as Dovecot) is
+    shown as application/octet-stream: it has no envelope for the message/rfc822 grammar."""
+    nested = b"MIME-Version: 1.0\r\n" + b"Content-Type: message/rfc822\r\n\r\n" * 105 + b"x\r\n"
+    await server.deliver(nested)
+    client = await server.connect(login=True)
+    try:
+        assert (await client.cmd("SELECT INBOX"))[-1].split()[1] == "OK"
+        lines = await client.cmd("FETCH 1 BODY", tag="a1")
+        assert lines[-1] == "a1 OK Fetch completed."
+        body = lines[0]
+        assert body.count('("message" "rfc822" NIL NIL NIL "7bit"') == 99
+        assert body.count('("application" "octet-stream" NIL NIL NIL "7bit" ') == 1
+        assert '"rfc822" NIL NIL NIL "7bit" 0)' not in body  # no message/rfc822 without envelope
+    finally:
+        client.close()

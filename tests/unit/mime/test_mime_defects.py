@@ -7,8 +7,8 @@ import pytest
 from mime_imapfmt import fmt
 
 from carteiro.mime.address import MAX_ADDRESSES
-from carteiro.mime.bodystructure import body_structure, envelope
-from carteiro.mime.parse import parse
+from carteiro.mime.bodystructure import body_structure, envelope, part_structure
+from carteiro.mime.parse import MAX_DEPTH, parse
 from carteiro.mime.sections import body_section, parse_section
 
 
@@ -121,3 +121,21 @@ def test_invalid_content_type_is_plain_us_ascii_text(value: bytes) -> None:
         '("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 11 2)'
     )
     assert msg.root.is_text
+
+
+def test_part_cut_by_the_nesting_limit_is_octets() -> None:
+    """A multipart or message/rfc822 part that the nesting limit leaves unsplit cannot show
+    its type: it has no parts (or no envelope) in BODYSTRUCTURE, which the grammar needs."""
+    deep = b"".join(
+        b"Content-Type: multipart/mixed; boundary=%s\n\n--%s\n" % (b"q" * (i + 1), b"q" * (i + 1))
+        for i in range(MAX_DEPTH + 5)
+    )
+    rfc822 = b"Content-Type: message/rfc822\n\n" * (MAX_DEPTH + 5)
+    for raw in (deep, rfc822):
+        msg = parse(raw + b"\nleaf\n")
+        cut = [p for p in msg.root.walk() if p.overflow]
+        assert cut
+        for part in cut:
+            value = part_structure(msg, part, False)
+            assert value[:3] == ["application", "octet-stream", None], value
+            assert value[6] == part.body_size and len(value) == 7

@@ -195,6 +195,7 @@ def _structure(
         return out
     text = False
     params = part.params
+    media: list[ImapValue]
     if part.overflow:
         # Past the nesting or part limit a multipart or message/rfc822 part is not split: with
         # no parts (or no envelope) it cannot keep its type in the grammar (RFC 3501 7.4.2), so
@@ -202,7 +203,7 @@ def _structure(
         media, params = ["application", "octet-stream"], []
     elif part.kind == MESSAGE:
         if part.media_type == b"message/rfc822" or part.type is None:
-            media: list[ImapValue] = ["message", "rfc822"]
+            media = ["message", "rfc822"]
         else:
             media = [imap_string(part.type), imap_string(part.subtype or b"")]
     elif part.type is None:

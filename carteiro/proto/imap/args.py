@@ -263,8 +263,9 @@ class ArgReader:
         else:
             try:
                 name = utf7.decode(raw)
-            except utf7.UTF7Error as exc:
-                raise ArgError(f"Invalid modified UTF-7 {what}: {exc}") from None
+            except utf7.UTF7Error:
+                # good syntax naming no possible mailbox: the command answers NO, not BAD
+                return utf7.UndecodableName(raw.decode("latin-1"))
         if len(name) == 5 and name.upper() == "INBOX":
             return "INBOX"
         return name

@@ -1,7 +1,8 @@
 """Typed IMAP commands, as parser.py produces them (RFC 9051 6 and the extensions in RFCS.md).
 
 Plain frozen dataclasses: mailbox names are Unicode (modified UTF-7 or UTF-8 already decoded,
-"INBOX" normalised), sequence sets are SequenceSet, flags are strings (system flags canonical).
+"INBOX" normalised; a name that is not valid modified UTF-7 is an UndecodableName), sequence sets
+are SequenceSet, flags are strings (system flags canonical).
 Whether a command is allowed in the current state is the session's business, not these types'.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from carteiro.proto.imap.fetch import FetchAttr
 from carteiro.proto.imap.search import SearchKey
 from carteiro.proto.imap.sets import SequenceSet
+from carteiro.proto.imap.utf7 import UndecodableName
 
 __all__ = [
     "Append",
@@ -51,6 +53,7 @@ __all__ = [
     "StoreOp",
     "Subscribe",
     "UidExpunge",
+    "UndecodableName",
     "Unselect",
     "Unsubscribe",
 ]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from carteiro.proto.imap.utf7 import UndecodableName
+
 SEPARATOR: Final = "/"
 INBOX: Final = "INBOX"
 _RUN: Final = re.compile(r"[*%]{2,}")
@@ -20,7 +22,9 @@ _RUN: Final = re.compile(r"[*%]{2,}")
 
 def collapse_wildcards(pattern: str) -> str:
     """A run of wildcards is one wildcard: ``*`` if the run holds a ``*``, else ``%``. The same
-    names match; the pattern is just shorter."""
+    names match; the pattern is just shorter. An UndecodableName matches nothing and is kept."""
+    if isinstance(pattern, UndecodableName):
+        return pattern
     return _RUN.sub(lambda m: "*" if "*" in m.group() else "%", pattern)
 
 

@@ -10,7 +10,7 @@ import base64
 import binascii
 import re
 
-__all__ = ["UTF7Error", "decode", "encode", "is_valid"]
+__all__ = ["UTF7Error", "UndecodableName", "decode", "encode", "is_valid"]
 
 # RFC 3501 5.1.3: modified BASE64 uses "," instead of "/" and no "=" padding.
 _B64_CHARS = rb"A-Za-z0-9+,"
@@ -21,6 +21,15 @@ _ENCODE_RUNS = re.compile(r"[^\x20-\x7e]+|&")
 
 class UTF7Error(ValueError):
     """A mailbox name that is not valid modified UTF-7."""
+
+
+class UndecodableName(str):
+    """A mailbox name or LIST pattern that is good syntax (an astring) but not valid modified
+    UTF-7, as the client wrote it. No mailbox can have it: the server answers NO (CREATE: NO
+    [CANNOT]; SELECT: NO [NONEXISTENT]) and LIST matches nothing with it, never BAD, since the
+    command itself was well formed (RFC 3501 5.1.3, 7.1.3; RFC 9051 5.1, 7.1)."""
+
+    __slots__ = ()
 
 
 def encode(name: str) -> str:

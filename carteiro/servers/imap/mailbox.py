@@ -13,7 +13,7 @@ from carteiro.mime.parse import to_crlf
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import patterns
 from carteiro.proto.imap.sets import render_numbers
-from carteiro.servers.imap.session import Result, Session, bad, command, no, ok
+from carteiro.servers.imap.session import Result, Session, bad, command, no, ok, undecodable
 from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
 
 INBOX = "INBOX"
@@ -32,6 +32,8 @@ def _store(s: Session) -> AccountStore:
 
 @command(c.Create)
 async def create(s: Session, tag: str, req: c.Create) -> Result:
+    if refused := undecodable(req.mailbox, code="CANNOT"):
+        return refused
     # RFC 9051 6.3.4: a trailing separator declares intent to create inferiors; drop it.
     name = req.mailbox.rstrip(SEPARATOR) or req.mailbox
     special = None
@@ -47,6 +49,8 @@ async def create(s: Session, tag: str, req: c.Create) -> Result:
 
 @command(c.Delete)
 async def delete(s: Session, tag: str, req: c.Delete) -> Result:
+    if refused := undecodable(req.mailbox):
+        return refused
     if req.mailbox == INBOX:
         return no("INBOX cannot be deleted", "CANNOT")
     store = _store(s)
@@ -59,6 +63,8 @@ async def delete(s: Session, tag: str, req: c.Delete) -> Result:
 
 @command(c.Rename)
 async def rename(s: Session, tag: str, req: c.Rename) -> Result:
+    if refused := undecodable(req.old) or undecodable(req.new, code="CANNOT"):
+        return refused
     if req.new == INBOX:
         return no("Cannot rename to INBOX", "ALREADYEXISTS")
     await _store(s).rename_mailbox(req.old, req.new)
@@ -67,12 +73,16 @@ async def rename(s: Session, tag: str, req: c.Rename) -> Result:
 
 @command(c.Subscribe)
 async def subscribe(s: Session, tag: str, req: c.Subscribe) -> Result:
+    if refused := undecodable(req.mailbox, code="CANNOT"):
+        return refused
     await _store(s).set_subscribed(req.mailbox, True)
     return ok("Subscribe completed.")
 
 
 @command(c.Unsubscribe)
 async def unsubscribe(s: Session, tag: str, req: c.Unsubscribe) -> Result:
+    if refused := undecodable(req.mailbox):
+        return refused
     await _store(s).set_subscribed(req.mailbox, False)
     return ok("Unsubscribe completed.")
 
@@ -111,7 +121,13 @@ async def list_(s: Session, tag: str, req: c.List) -> Result:
         # RFC 9051 6.3.9: an empty pattern asks for the hierarchy delimiter and root name.
         s.untagged('LIST (\\Noselect) "/" ""')
         return ok("List completed.")
-    matchers = [compile_pattern(_join(req.reference, p)) for p in patterns]
+    # RFC 3501 5.1.3: a pattern (or reference) that is not valid modified UTF-7 can match no
+    # mailbox: it lists nothing (OK), it is no syntax error
+    matchers = [
+        compile_pattern(_join(req.reference, p))
+        for p in patterns
+        if not isinstance(p, c.UndecodableName) and not isinstance(req.reference, c.UndecodableName)
+    ]
     boxes = await store.list_mailboxes()
     by_name = {b.name: b for b in boxes}
     has_children: set[str] = set()
@@ -213,6 +229,8 @@ async def lsub(s: Session, tag: str, req: c.Lsub) -> Result:
     if req.pattern == "":
         s.untagged('LSUB (\\Noselect) "/" ""')
         return ok("Lsub completed.")
+    if undecodable(req.reference, req.pattern):
+        return ok("Lsub completed.")  # matches nothing (see list_)
     m = compile_pattern(_join(req.reference, req.pattern))
     subscribed = sorted(await store.subscriptions(), key=lambda n: (n != INBOX, n))
     boxes = {b.name: b for b in await store.list_mailboxes()}
@@ -287,6 +305,8 @@ _NO_CONDSTORE = "HIGHESTMODSEQ needs CONDSTORE, which is not supported"
 async def status(s: Session, tag: str, req: c.Status) -> Result:
     if "HIGHESTMODSEQ" in req.items:
         return bad(_NO_CONDSTORE)
+    if refused := undecodable(req.mailbox):
+        return refused
     info = await _store(s).get_mailbox(req.mailbox)
     if not info.selectable:
         return no("Mailbox isn't selectable", "NONEXISTENT")
@@ -299,6 +319,8 @@ async def status(s: Session, tag: str, req: c.Status) -> Result:
 
 @command(c.Append)
 async def append(s: Session, tag: str, req: c.Append) -> Result:
+    if refused := undecodable(req.mailbox):
+        return refused  # not TRYCREATE: no CREATE could make it
     store = _store(s)
     for m in req.messages:
         if m.catenate is not None:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from carteiro.mail.imap_view import MailboxView
 from carteiro.proto.imap import commands as c
-from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
+from carteiro.servers.imap.session import (
+    Result,
+    Session,
+    State,
+    bad,
+    command,
+    no,
+    ok,
+    undecodable,
+)
 
 
 @command(c.Select)
@@ -22,6 +31,8 @@ async def select(s: Session, tag: str, req: c.Select) -> Result:
         s.deselect()
         # RFC 9051 6.3.2 / RFC 7162 3.2.11: the previous mailbox is closed first.
         s.untagged("OK [CLOSED] Previous mailbox closed.")
+    if refused := undecodable(req.mailbox):
+        return refused  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
     sub = store.subscribe()  # before the snapshot: no change can fall between the two
     try:
         info, metas = await store.open_mailbox(req.mailbox)  # one snapshot

@@ -83,6 +83,15 @@ def bad(text: str, code: str | None = None) -> Result:
     return Result("BAD", text, code)
 
 
+def undecodable(*names: str, code: str = "NONEXISTENT") -> Result | None:
+    """NO when a name is good syntax but not valid modified UTF-7 (c.UndecodableName): no mailbox
+    has such a name and none can be created with it (RFC 3501 5.1.3), so the command is refused
+    like one naming a missing mailbox rather than as a syntax error. The name is not echoed."""
+    if any(isinstance(n, c.UndecodableName) for n in names):
+        return no("Mailbox name is not valid modified UTF-7", code)
+    return None
+
+
 ANSWERED = Result("", "")
 """Returned by a handler that already wrote its tagged response (STARTTLS)."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.sets import render_numbers
 from carteiro.servers.imap import render
-from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
+from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok, undecodable
 from carteiro.store.api import FlagOp, MailboxNotFound
 
 
@@ -55,6 +55,8 @@ async def _copy_or_move(s: Session, req: c.Copy | c.Move, move: bool) -> Result:
         return idx
     if move and view.readonly:
         return no("Mailbox is read-only", "READ-ONLY")
+    if refused := undecodable(req.mailbox):
+        return refused  # not TRYCREATE: no CREATE could make it
     try:
         dst = await s.store.get_mailbox(req.mailbox)
     except MailboxNotFound:

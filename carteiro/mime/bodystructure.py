@@ -32,6 +32,7 @@ _ENVELOPE_FIELDS = {
 _JOINED = frozenset({2, 5, 6, 7})  # From, To, Cc, Bcc
 _NEWLINE_GLUE = re.compile(rb"[\r\n](?=[^ \t\r\n])")
 _NEWLINES = re.compile(rb"[\r\n]")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 _BLANKS = re.compile(rb"[ \t]+")
 
 
@@ -53,7 +54,9 @@ def _nstring(raw: bytes | None) -> str | bytes | None:
 
 
 def _for_humans(raw: bytes) -> str | bytes:
-    """Subject and display names: no line breaks, blank runs collapsed, no outer blanks."""
+    """Subject and display names: no line breaks, blank runs collapsed, no outer blanks. A CR
+    that ends no line is a blank, not a line break ("Bare\rCR" reads "Bare CR")."""
+    raw = _BARE_CR.sub(b" ", raw)
     raw = _NEWLINES.sub(b"", raw)
     return imap_string(_BLANKS.sub(b" ", raw).strip(b" "))
 

@@ -29,12 +29,15 @@ __all__ = [
     "unfold",
 ]
 
-_FOLD = re.compile(rb"\r?\n|\r")
+_FOLD = re.compile(rb"\r?\n")
 
 
 def unfold(value: bytes) -> bytes:
-    """RFC 5322 2.2.3: remove the line breaks of a folded value (the whitespace stays)."""
-    return _FOLD.sub(b"", value) if b"\n" in value or b"\r" in value else value
+    """RFC 5322 2.2.3: remove the line breaks of a folded value (the whitespace stays). A CR
+    that ends no line is no line break: it separates words like the blank it stands for."""
+    if b"\n" in value:
+        value = _FOLD.sub(b"", value)
+    return value.replace(b"\r", b" ") if b"\r" in value else value
 
 
 def decode_header(value: bytes) -> str:

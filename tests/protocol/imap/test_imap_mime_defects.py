@@ -172,3 +172,19 @@ async def test_part_cut_by_the_nesting_limit(server):  # type: ignore[no-untyped
         assert '"rfc822" NIL NIL NIL "7bit" 0)' not in body  # no message/rfc822 without envelope
     finally:
         client.close()
+
+
+async def test_bare_cr_in_a_header(server):  # type: ignore[no-untyped-def]
+    """A bare CR in Subject reads as a blank in ENVELOPE and SEARCH."""
+    await converse(
+        server,
+        b"From: a@x.test\r\nSubject: Bare\rCR\r\n\r\nbody\r\n",
+        """
+C: a1 FETCH 1 ENVELOPE
+S: * 1 FETCH (ENVELOPE (NIL "Bare CR" ((NIL NIL "a" "x.test")) ((NIL NIL "a" "x.test")) ((NIL NIL "a" "x.test")) NIL NIL NIL NIL NIL))
+S: a1 OK Fetch completed.
+C: a2 SEARCH SUBJECT "Bare CR"
+S: * SEARCH 1
+S: a2 OK Search completed.
+""",
+    )

@@ -8,7 +8,9 @@ from mime_imapfmt import fmt
 
 from carteiro.mime.address import MAX_ADDRESSES
 from carteiro.mime.bodystructure import body_structure, envelope, part_structure
+from carteiro.mime.header import unfold
 from carteiro.mime.parse import MAX_DEPTH, parse
+from carteiro.mime.searchtext import subject_texts
 from carteiro.mime.sections import body_section, parse_section
 
 
@@ -139,3 +141,15 @@ def test_part_cut_by_the_nesting_limit_is_octets() -> None:
             value = part_structure(msg, part, False)
             assert value[:3] == ["application", "octet-stream", None], value
             assert value[6] == part.body_size and len(value) == 7
+
+
+def test_bare_cr_in_a_header_is_a_space() -> None:
+    """A CR that ends no line separates words like the blank it stands for: "Bare\\rCR" is
+    "Bare CR" in ENVELOPE and in SEARCH, not "BareCR"."""
+    raw = b"Subject: Bare\rCR\r\n and\r\n folded\r\nFrom: Jo\rDoe <j@x.test>\r\n\r\nbody\r\n"
+    msg = parse(raw)
+    env = envelope(msg)
+    assert env[1] == "Bare CR and folded"
+    assert env[2] == [["Jo Doe", None, "j", "x.test"]]
+    assert subject_texts(msg) == ["Bare CR and folded"]
+    assert unfold(b"a\rb\r\n c") == b"a b c"

@@ -11,7 +11,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from carteiro.mime.parse import MESSAGE, MULTIPART, Message, Part
+from carteiro.mime.parse import MESSAGE, MULTIPART, Message, Part, to_crlf
 
 HEADER = "HEADER"
 HEADER_FIELDS = "HEADER.FIELDS"
@@ -175,6 +175,12 @@ def decode_quoted_printable(body: bytes) -> bytes:
     return _QP_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), body)
 
 
+def _wide_charset(part: Part) -> bool:
+    """UTF-16/32 text: its 0x0A octets are halves of characters, not line ends."""
+    charset = (part.param(b"charset") or b"").lower().strip(b'"')
+    return charset.startswith((b"utf-16", b"utf16", b"utf-32", b"utf32", b"ucs-2", b"ucs-4"))
+
+
 def decode_body(msg: Message, part: Part) -> bytes | UnknownCte:
     """A part's body with its Content-Transfer-Encoding undone. Multiparts and messages are
     returned as they are: RFC 2045 6.4 allows them only identity encodings."""
@@ -185,7 +191,12 @@ def decode_body(msg: Message, part: Part) -> bytes | UnknownCte:
     if cte in (b"7bit", b"8bit", b"binary"):
         return body
     if cte == b"base64":
-        return decode_base64(body)
+        out = decode_base64(body)
+        if part.is_text and b"\n" in out and not _wide_charset(part):
+            # RFC 2045 6.8: text is encoded in its canonical form, CRLF line ends; senders that
+            # encoded bare LFs still mean line breaks (RFC 3516 4.2, RFC 9051 7.5.2 BINARY).
+            out = to_crlf(out)
+        return out
     if cte == b"quoted-printable":
         return decode_quoted_printable(body)
     return UnknownCte(cte.decode("latin-1"))
@@ -201,13 +212,27 @@ def binary_section(msg: Message, section: Section) -> bytes | UnknownCte | None:
         return _raw_section(msg, section)
     part = find_part(msg, section.part)
     if part is None:
-        return None
+        return b"" if _listed_empty(msg, section.part) else None
     key = "binary:" + ".".join(map(str, section.part))
     cached = msg.cache.get(key)
     if cached is None:
         cached = msg.cache[key] = decode_body(msg, part)
     out: bytes | UnknownCte = cached
     return out
+
+
+def _listed_empty(msg: Message, numbers: tuple[int, ...]) -> bool:
+    """Whether `numbers` names the empty text/plain part BODYSTRUCTURE shows for a multipart
+    without parts (bodystructure._empty): it has no Part, but its content is "", not NIL."""
+    container = find_part(msg, numbers[:-1]) if len(numbers) > 1 else msg.root
+    if container is not None and container.kind == MESSAGE and container.children:
+        container = container.children[0]  # numbers go on into the encapsulated message
+    return (
+        container is not None
+        and container.kind == MULTIPART
+        and not container.children
+        and numbers[-1] == 1
+    )
 
 
 def binary_size(msg: Message, section: Section) -> int | UnknownCte | None:

@@ -188,3 +188,34 @@ S: * SEARCH 1
 S: a2 OK Search completed.
 """,
     )
+
+
+async def test_binary_of_a_listed_empty_part(server):  # type: ignore[no-untyped-def]
+    """RFC 3516 4.2: BINARY[1] of the empty part BODYSTRUCTURE lists is empty, not NIL."""
+    await converse(
+        server,
+        b"From: a@x.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+        b"\r\nno parts\r\n",
+        """
+C: a1 FETCH 1 (BODY BINARY.PEEK[1] BINARY.SIZE[1])
+S: * 1 FETCH (BODY (("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed") BINARY[1] "" BINARY.SIZE[1] 0)
+S: a1 OK Fetch completed.
+""",
+    )
+
+
+async def test_binary_of_base64_text(server):  # type: ignore[no-untyped-def]
+    """RFC 3516 4.2, RFC 9051 7.5.2: BINARY of base64 text has CRLF line ends."""
+    await converse(
+        server,
+        b"From: a@x.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nb25lCnR3bwo=\r\n",
+        """
+C: a1 FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])
+S: * 1 FETCH (BINARY.SIZE[1] 10 BINARY[1] {10}
+S: one
+S: two
+S: )
+S: a1 OK Fetch completed.
+""",
+    )

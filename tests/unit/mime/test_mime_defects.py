@@ -3,6 +3,8 @@ the rule it checks."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from mime_imapfmt import fmt
 
@@ -11,7 +13,7 @@ from carteiro.mime.bodystructure import body_structure, envelope, part_structure
 from carteiro.mime.header import unfold
 from carteiro.mime.parse import MAX_DEPTH, parse
 from carteiro.mime.searchtext import subject_texts
-from carteiro.mime.sections import body_section, parse_section
+from carteiro.mime.sections import binary_section, binary_size, body_section, parse_section
 
 
 def section(raw: bytes, spec: str) -> bytes | None:
@@ -153,3 +155,37 @@ def test_bare_cr_in_a_header_is_a_space() -> None:
     assert env[2] == [["Jo Doe", None, "j", "x.test"]]
     assert subject_texts(msg) == ["Bare CR and folded"]
     assert unfold(b"a\rb\r\n c") == b"a b c"
+
+
+def binary(raw: bytes, spec: str) -> object:
+    found = parse_section(spec)
+    assert found is not None
+    msg = parse(raw)
+    return binary_section(msg, found), binary_size(msg, found)
+
+
+def test_binary_of_a_part_bodystructure_lists_as_empty() -> None:
+    """A multipart without parts shows one empty text/plain part: BINARY[1] is that part's
+    empty content, not NIL (which means no such part)."""
+    raw = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\nno parts\r\n"
+    assert fmt(body_structure(parse(raw), False)).startswith('(("text" "plain"')
+    assert binary(raw, "1") == (b"", 0)
+    inner = b"MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n" + raw
+    assert binary(inner, "1.1") == (b"", 0)
+    assert binary(raw, "2") == (None, None)
+
+
+def test_binary_of_base64_text_has_crlf_line_ends() -> None:
+    """RFC 2045 6.8 / RFC 3516: base64 text decodes to its canonical form, CRLF line ends, even
+    when the sender encoded bare LFs; binary parts and UTF-16 text are left as they are."""
+    body = base64.encodebytes(b"one\ntwo\r\nthree\n")
+    for ctype, expected in (
+        (b"text/plain", b"one\r\ntwo\r\nthree\r\n"),
+        (b"application/octet-stream", b"one\ntwo\r\nthree\n"),
+        (b"text/plain; charset=utf-16", b"one\ntwo\r\nthree\n"),
+    ):
+        raw = (
+            b"MIME-Version: 1.0\r\nContent-Type: " + ctype + b"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + body
+        )
+        assert binary(raw, "1") == (expected, len(expected)), ctype

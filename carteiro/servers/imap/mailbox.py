@@ -150,40 +150,28 @@ async def list_(s: Session, tag: str, req: c.List) -> Result:
                 listed.add(name)
                 rows.append((name, _attrs(name, by_name, has_children, subscribed, req), b""))
         if "RECURSIVEMATCH" in sel:
-            # RFC 5258 3.5 (example 8, "Vegetable"): a listed subscribed mailbox with a
-            # subscribed descendant the pattern does not reach carries CHILDINFO too
+            # RFC 5258 3.3 (2B), 3.5: CHILDINFO says a mailbox has a subscribed descendant that
+            # the pattern does not match (so it is not listed itself); one the pattern matches
+            # is listed on its own line, and CHILDINFO for it would be redundant (SHOULD NOT;
+            # example 9 with "*2": foo2 and eps2 carry it, baz2 and qux2 are not listed).
+            above_unlisted: set[str] = set()
+            for name in candidates:
+                if not matches(name):
+                    above_unlisted.update(_parents(name))
             childinfo = b' ("CHILDINFO" ("SUBSCRIBED"))'
             rows = [
-                (
-                    name,
-                    attrs,
-                    childinfo
-                    if any(n.startswith(name + SEPARATOR) and not matches(n) for n in candidates)
-                    else ext,
-                )
+                (name, attrs, childinfo if name in above_unlisted else ext)
                 for name, attrs, ext in rows
             ]
-            # RFC 5258 3.5: parents of matching subscribed children, with CHILDINFO
-            for name in candidates:
-                for parent in _parents(name):
-                    if parent not in listed and matches(parent):
-                        listed.add(parent)
-                        attrs = _attrs(parent, by_name, has_children, subscribed, req)
-                        rows.append((parent, attrs, b' ("CHILDINFO" ("SUBSCRIBED"))'))
+            # a parent that is not subscribed itself is listed only for such a descendant
+            for parent in sorted(above_unlisted - listed):
+                if matches(parent):
+                    attrs = _attrs(parent, by_name, has_children, subscribed, req)
+                    rows.append((parent, attrs, childinfo))
             rows.sort(key=lambda r: (r[0] != INBOX, r[0]))
-        elif any("%" in p for p in patterns):
-            for name in candidates:
-                for parent in _parents(name):
-                    if (
-                        parent not in listed
-                        and matches(parent)
-                        and not any(
-                            matches(n) for n in candidates if n.startswith(parent + SEPARATOR)
-                        )
-                    ):
-                        listed.add(parent)
-                        attrs = _attrs(parent, by_name, has_children, subscribed, req)
-                        rows.append((parent, attrs, b' ("CHILDINFO" ("SUBSCRIBED"))'))
+        # Without RECURSIVEMATCH only subscribed names that match are listed: CHILDINFO MUST
+        # NOT be sent (RFC 5258 3.5), and unlike LSUB no \Noselect parent stands in for it
+        # (example 8 A: LIST (SUBSCRIBED) "" "%" returns nothing when only Foo/Baz is).
     else:
         for b in boxes:
             if not matches(b.name):

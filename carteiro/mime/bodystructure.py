@@ -159,17 +159,19 @@ def _empty(extensible: bool) -> list[ImapValue]:
     return [*out, None, None, None, None] if extensible else out
 
 
-def body_structure(msg: Message, extensible: bool = True) -> list[ImapValue]:
-    """BODYSTRUCTURE (extensible=True) or BODY (False) of the whole message. Cached: treat the
-    value as read-only."""
-    key = "bodystructure" if extensible else "body"
+def body_structure(msg: Message, extensible: bool = True, rev2: bool = False) -> list[ImapValue]:
+    """BODYSTRUCTURE (extensible=True) or BODY (False) of the whole message, for an IMAP4rev1
+    or (rev2=True) an IMAP4rev2 session. Cached: treat the value as read-only."""
+    key = ("bodystructure" if extensible else "body") + (":rev2" if rev2 else "")
     cached: list[ImapValue] | None = msg.cache.get(key)
     if cached is None:
-        cached = msg.cache[key] = part_structure(msg, msg.root, extensible)
+        cached = msg.cache[key] = part_structure(msg, msg.root, extensible, rev2)
     return cached
 
 
-def part_structure(msg: Message, root: Part, extensible: bool = True) -> list[ImapValue]:
+def part_structure(
+    msg: Message, root: Part, extensible: bool = True, rev2: bool = False
+) -> list[ImapValue]:
     """The body structure of one part and everything below it (iterative: depth is bounded by
     the parser, but deep trees should not use the Python stack)."""
     # Post-order walk: a part's value needs its children's values first.
@@ -182,12 +184,12 @@ def part_structure(msg: Message, root: Part, extensible: bool = True) -> list[Im
             stack.extend((c, False) for c in reversed(part.children))
             continue
         children = [done.pop(id(c)) for c in part.children]
-        done[id(part)] = _structure(msg, part, children, extensible)
+        done[id(part)] = _structure(msg, part, children, extensible, rev2)
     return done[id(root)]
 
 
 def _structure(
-    msg: Message, part: Part, children: list[list[ImapValue]], extensible: bool
+    msg: Message, part: Part, children: list[list[ImapValue]], extensible: bool, rev2: bool
 ) -> list[ImapValue]:
     if part.kind == MULTIPART:
         out: list[ImapValue] = list(children) if children else [_empty(extensible)]
@@ -199,12 +201,15 @@ def _structure(
     text = False
     params = part.params
     media: list[ImapValue]
+    # RFC 3501 7.4.2's grammar has the envelope/body/lines layout for message/rfc822 only, so
+    # for IMAP4rev1 message/global is body-type-basic; RFC 9051 7.5.2 adds it to media-message.
+    as_message = part.kind == MESSAGE and (rev2 or part.media_type != b"message/global")
     if part.overflow:
         # Past the nesting or part limit a multipart or message/rfc822 part is not split: with
         # no parts (or no envelope) it cannot keep its type in the grammar (RFC 3501 7.4.2), so
         # it is shown as the octets it is (docs/mime.md "Limits").
         media, params = ["application", "octet-stream"], []
-    elif part.kind == MESSAGE:
+    elif as_message:
         if part.media_type == b"message/rfc822" or part.type is None:
             media = ["message", "rfc822"]
         else:
@@ -224,7 +229,7 @@ def _structure(
     ]
     if text:
         out.append(msg.body_lines(part))
-    elif part.kind == MESSAGE and part.children:
+    elif as_message and part.children:
         inner = part.children[0]
         out += [_envelope(msg, inner), children[0], msg.body_lines(part)]
     if extensible:

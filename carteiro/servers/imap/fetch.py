@@ -67,6 +67,7 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
     unknown_cte: str | None = None
     recent = view.recent if not s.rev2 else frozenset()
     utf8 = s.utf8
+    rev2 = s.rev2  # RFC 9051 7.5.2: message/global gets the message/rfc822 layout
     batch: list[tuple[int, Message | bytes]] = []
     batch_octets = 0
 
@@ -98,9 +99,9 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
             if isinstance(msg, Message):
                 # ENVELOPE, BODYSTRUCTURE or SEARCH-like scans of a hostile message can take
                 # seconds: those run in a worker thread (mime.cost decides).
-                items, cte = await cache.derive(msg, _items, attrs, meta, msg, recent, utf8)
+                items, cte = await cache.derive(msg, _items, attrs, meta, msg, recent, utf8, rev2)
             else:
-                items, cte = _items(attrs, meta, msg, recent, utf8)
+                items, cte = _items(attrs, meta, msg, recent, utf8, rev2)
             if cte is not None:
                 unknown_cte = cte
             if not has_flags and meta.uid in newly_seen:
@@ -210,13 +211,14 @@ def _items(
     msg: Message | bytes,
     recent: AbstractSet[int],
     utf8: bool,
+    rev2: bool = False,
 ) -> tuple[list[bytes], str | None]:
     """The rendered items of one message, and the last Content-Transfer-Encoding that BINARY
     could not undo (None if none)."""
     items: list[bytes] = []
     unknown_cte: str | None = None
     for a in attrs:
-        item = _item(a, meta, msg, recent, utf8)
+        item = _item(a, meta, msg, recent, utf8, rev2)
         if isinstance(item, UnknownCte):
             unknown_cte = item.encoding
             continue
@@ -230,6 +232,7 @@ def _item(
     msg: Message | bytes,
     recent: AbstractSet[int],
     utf8: bool,
+    rev2: bool = False,
 ) -> bytes | UnknownCte:
     kind = a.kind
     if kind in mf.META_KINDS:
@@ -246,9 +249,9 @@ def _item(
     if kind == pf.ENVELOPE:
         return b"ENVELOPE " + _cached(msg, "envelope", utf8)
     if kind == pf.BODYSTRUCTURE:
-        return b"BODYSTRUCTURE " + _cached(msg, "bodystructure", utf8)
+        return b"BODYSTRUCTURE " + _cached(msg, "bodystructure", utf8, rev2)
     if kind == pf.BODY:
-        return b"BODY " + _cached(msg, "body", utf8)
+        return b"BODY " + _cached(msg, "body", utf8, rev2)
     if kind == pf.RFC822:
         return b"RFC822 " + render.literal(mf.whole(msg.data))
     if kind == pf.RFC822_HEADER:
@@ -272,15 +275,15 @@ def _item(
     raise AssertionError(f"unhandled fetch item {kind}")  # pragma: no cover
 
 
-def _cached(msg: Message, what: str, utf8: bool) -> bytes:
+def _cached(msg: Message, what: str, utf8: bool, rev2: bool = False) -> bytes:
     """ENVELOPE / BODYSTRUCTURE / BODY rendered once per parsed message."""
-    key = f"imap:{what}:{int(utf8)}"
+    key = f"imap:{what}:{int(utf8)}:{int(rev2)}"
     out = msg.cache.get(key)
     if out is None:
         if what == "envelope":
             value = bodystructure.envelope(msg)
         else:
-            value = bodystructure.body_structure(msg, extensible=what == "bodystructure")
+            value = bodystructure.body_structure(msg, what == "bodystructure", rev2)
         out = msg.cache[key] = render.structure(value, utf8)
     data: bytes = out
     return data

@@ -219,3 +219,42 @@ S: )
 S: a1 OK Fetch completed.
 """,
     )
+
+
+GLOBAL = (
+    b"From: a@x.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: message/global\r\n\r\n"
+    b"From: b@x.test\r\nSubject: inner\r\n\r\nline\r\n"
+    b"--b--\r\n"
+)
+
+
+async def test_message_global_in_imap4rev1(server):  # type: ignore[no-untyped-def]
+    """RFC 3501 9 (media-basic, media-message): in IMAP4rev1 message/global is a basic body."""
+    await converse(
+        server,
+        GLOBAL,
+        """
+C: a1 FETCH 1 (BODY BODYSTRUCTURE)
+S: * 1 FETCH (BODY (("message" "global" NIL NIL NIL "7bit" 38) "mixed") BODYSTRUCTURE (("message" "global" NIL NIL NIL "7bit" 38 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL))
+S: a1 OK Fetch completed.
+C: a2 FETCH 1 BODY.PEEK[1.1]
+S: * 1 FETCH (BODY[1.1] {4}
+S: line)
+S: a2 OK Fetch completed.
+""",
+    )
+
+
+async def test_message_global_in_imap4rev2(server):  # type: ignore[no-untyped-def]
+    """RFC 9051 7.5.2: media-message is "MESSAGE" ("RFC822" / "GLOBAL"): envelope, body, lines."""
+    await converse(
+        server,
+        GLOBAL,
+        """
+C: a1 FETCH 1 BODY
+S: * 1 FETCH (BODY (("message" "global" NIL NIL NIL "7bit" 38 (NIL "inner" ((NIL NIL "b" "x.test")) ((NIL NIL "b" "x.test")) ((NIL NIL "b" "x.test")) NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 0) 3) "mixed"))
+S: a1 OK Fetch completed.
+""",
+        enable="IMAP4rev2",
+    )

@@ -189,3 +189,27 @@ def test_binary_of_base64_text_has_crlf_line_ends() -> None:
             b"Content-Transfer-Encoding: base64\r\n\r\n" + body
         )
         assert binary(raw, "1") == (expected, len(expected)), ctype
+
+
+GLOBAL = (
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: message/global\r\n\r\n"
+    b"From: a@x.test\r\nSubject: inner\r\n\r\nline\r\n"
+    b"--b--\r\n"
+)
+
+
+def test_message_global_layout_depends_on_the_imap_version() -> None:
+    """RFC 3501's grammar has the envelope/body/lines layout for message/rfc822 only: there
+    message/global is body-type-basic. RFC 9051 7.5.2 (IMAP4rev2) gives it the layout."""
+    msg = parse(GLOBAL)
+    assert fmt(body_structure(msg, False)) == (
+        '(("message" "global" NIL NIL NIL "7bit" 38) "mixed")'
+    )
+    assert fmt(body_structure(msg, False, rev2=True)) == (
+        '(("message" "global" NIL NIL NIL "7bit" 38 (NIL "inner" ((NIL NIL "a" "x.test"))'
+        ' ((NIL NIL "a" "x.test")) ((NIL NIL "a" "x.test")) NIL NIL NIL NIL NIL)'
+        ' ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 0) 3) "mixed")'
+    )
+    assert fmt(body_structure(msg)).startswith('(("message" "global" NIL NIL NIL "7bit" 38 NIL')
+    assert section(GLOBAL, "1.1") == b"line"  # the part numbers are the same in both

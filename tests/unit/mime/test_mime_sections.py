@@ -244,11 +244,21 @@ def test_rfc3501_envelope_example() -> None:
 
 
 def test_message_global_is_encapsulated() -> None:
-    # RFC 9051 7.5.2 / RFC 6532 3.5: message/global has envelope and body like message/rfc822.
+    # RFC 9051 7.5.2 / RFC 6532 3.5: message/global has envelope and body like message/rfc822
+    # in IMAP4rev2; RFC 3501's grammar makes it body-type-basic (no envelope, body, lines).
     raw = b"Content-Type: message/global\n\nSubject: =?utf-8?q?x?= \xc3\xa9\n\nbody\n"
-    bs = body_structure(parse(raw), extensible=False)
+    bs = body_structure(parse(raw), extensible=False, rev2=True)
     assert bs[:2] == ["message", "global"]
     assert bs[7] == [None, "=?utf-8?q?x?= é", None, None, None, None, None, None, None, None]
+    assert body_structure(parse(raw), extensible=False) == [
+        "message",
+        "global",
+        None,
+        None,
+        None,
+        "7bit",
+        35,
+    ]
     assert get(raw, "1.1") == b"body\r\n"
 
 

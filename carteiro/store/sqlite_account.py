@@ -61,7 +61,7 @@ class AccountBackend(Protocol):
 
     async def read_quick(self, fn: Callable[..., T], *args: Any) -> T: ...
 
-    async def write(self, fn: Callable[[Tx], T]) -> T: ...
+    async def write(self, fn: Callable[[Tx], T], durable: bool = True) -> T: ...
 
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T: ...
 
@@ -400,7 +400,9 @@ class SqliteAccountStore:
                 )
             return claimed
 
-        return await self._s.write(job)
+        # a claim lost in a power cut only makes those messages recent once more (RFC 3501
+        # 2.3.2 allows it when the server cannot tell): no need to wait for the device
+        return await self._s.write(job, durable=False)
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
         if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)

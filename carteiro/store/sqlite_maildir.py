@@ -401,18 +401,19 @@ class SqliteMaildirStore:
 
     # ---- the writer: group commit ----
 
-    async def write(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn` in the writer's next group commit (see writer.py) and return its result."""
+    async def write(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
+        """Run `fn` in the writer's next group commit (see writer.py) and return its result;
+        `durable=False` for a write whose loss in a power cut costs nothing (writer.Job)."""
         if self._closed:
             raise StoreError("store is closed")
         try:
-            return await self.writer.run(fn)
+            return await self.writer.run(fn, durable)
         except StorageFull:
             # A full disk must not stop a user from deleting mail to make room: give up the
             # reserve (appends never get it) and try once more.
             if not self._release_reserve():
                 raise
-        return await self.writer.run(fn)
+        return await self.writer.run(fn, durable)
 
     def _keep_reserve(self) -> None:
         """Hold RESERVE_BYTES of disk in DATA/run/space-reserve while there is plenty of room."""

@@ -79,6 +79,10 @@ class Job:
     fn: Callable[[Tx], Any]
     loop: asyncio.AbstractEventLoop | None  # where `future` lives (None: nobody waits)
     future: asyncio.Future[Any] | None
+    # False: losing this write in a power cut costs nothing (a \Recent claim, dropping journal
+    # rows whose work is done, a listing snapshot): a batch of only such writes commits without
+    # waiting for the device (synchronous=NORMAL); the next durable commit makes it durable too.
+    durable: bool = True
 
 
 @dataclass(slots=True)
@@ -185,11 +189,12 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._thread.start()
 
-    async def run(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn` in the next batch's transaction and return its result."""
+    async def run(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
+        """Run `fn` in the next batch's transaction and return its result (durable before it
+        returns, unless `durable` is False: see Job.durable)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.enqueue(Job(fn, loop, future))
+        self.enqueue(Job(fn, loop, future, durable))
         return await future
 
     def enqueue(self, item: Write) -> None:
@@ -201,7 +206,7 @@ class GroupCommitWriter:
 
     def background(self, fn: Callable[[Tx], Any]) -> None:
         """Queue a write nobody waits for (a failure is logged)."""
-        self._queue.put(Job(fn, None, None))
+        self._queue.put(Job(fn, None, None, durable=False))
 
     def stop(self) -> None:
         """Ask the thread to stop once what is queued before this call is done."""
@@ -338,6 +343,9 @@ class GroupCommitWriter:
         """One transaction and one fsync round for every write in `batch` (group commit)."""
         conn = self.conn
         b = Batch()
+        lazy = all(type(item) is Job and not item.durable for item in batch)  # type: ignore[union-attr]
+        if lazy:
+            conn.execute("PRAGMA synchronous=NORMAL")  # (not allowed inside a transaction)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -364,6 +372,9 @@ class GroupCommitWriter:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                if lazy:
+                    conn.execute("PRAGMA synchronous=FULL")
         except BaseException as exc:
             for fn in reversed(b.undo):
                 try:
@@ -378,8 +389,9 @@ class GroupCommitWriter:
                 raise
             return
         self.batches += 1
-        self.sync_rounds += 1  # the WAL fsync of COMMIT (synchronous=FULL)
-        self.fsync_calls += 1
+        if not lazy:
+            self.sync_rounds += 1  # the WAL fsync of COMMIT (synchronous=FULL)
+            self.fsync_calls += 1
         # Committed: whatever goes wrong from here, every caller hears its result (a caller left
         # waiting would time out and send again: a duplicate).
         try:

@@ -373,3 +373,18 @@ async def test_recent_claims_survive_a_restart(tmp_path: Path) -> None:
         assert await acct.claim_recent(info.id, 1) == 1  # not recent again after a restart
     finally:
         await s.close()
+
+
+async def test_writes_whose_loss_costs_nothing_do_not_wait_for_the_device(
+    store: SqliteMaildirStore,
+) -> None:
+    """A \\Recent claim commits without an fsync of its own; the next durable commit makes it
+    durable too (and an append still waits for its fsync)."""
+    acct = await store.account(ACCOUNT)
+    r = await acct.append("INBOX", make_message("a", 200))
+    before = store.fsync_calls
+    assert await acct.claim_recent(r.mailbox_id, r.uid) == 0
+    assert store.fsync_calls == before
+    await acct.append("INBOX", make_message("b", 200))
+    assert store.fsync_calls == before + 1
+    assert await acct.recent_claimed(r.mailbox_id) == r.uid

@@ -65,6 +65,10 @@ class AccountBackend(Protocol):
 
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T: ...
 
+    recent_claims: dict[int, int]
+
+    def claim_recent_later(self, mailbox_id: int, up_to: int) -> None: ...
+
     async def deliver_many(
         self,
         targets: list[tuple[str, str, frozenset[str], float]],
@@ -377,7 +381,8 @@ class SqliteAccountStore:
         return await self._s.read(self._changed, mailbox_id, modseq)
 
     async def recent_claimed(self, mailbox_id: int) -> int:
-        return await self._s.read_quick(self._recent, mailbox_id)
+        stored = await self._s.read_quick(self._recent, mailbox_id)
+        return max(stored, self._s.recent_claims.get(mailbox_id, 0))
 
     def _recent(self, conn: sqlite3.Connection, mailbox_id: int) -> int:
         self._s.mbox_by_id(conn, self._id, mailbox_id)
@@ -386,23 +391,14 @@ class SqliteAccountStore:
 
     async def claim_recent(self, mailbox_id: int, up_to: int) -> int:
         before = await self.recent_claimed(mailbox_id)
-        if up_to <= before:
-            return before  # nothing new to claim: no write
-
-        def job(tx: Tx) -> int:
-            # under the write lock: another session (or process) may have claimed meanwhile
-            claimed = self._recent(tx.conn, mailbox_id)
-            if up_to > claimed:
-                tx.conn.execute(
-                    "INSERT INTO recent (mailbox_id, uid) VALUES (?, ?) ON CONFLICT (mailbox_id)"
-                    " DO UPDATE SET uid = excluded.uid",
-                    (mailbox_id, up_to),
-                )
-            return claimed
-
-        # a claim lost in a power cut only makes those messages recent once more (RFC 3501
-        # 2.3.2 allows it when the server cannot tell): no need to wait for the device
-        return await self._s.write(job, durable=False)
+        if up_to > before:
+            # This process's claims take effect at once (the next session here sees them); the
+            # index learns them in the background, claims to one mailbox coalesced into one write
+            # that need not reach the device (a lost claim only makes messages recent once more,
+            # which RFC 3501 2.3.2 allows when the server cannot tell). Two processes claiming
+            # the same messages in the same instant may both call them recent.
+            self._s.claim_recent_later(mailbox_id, up_to)
+        return before
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
         if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)

@@ -169,6 +169,10 @@ class SqliteMaildirStore:
         self.snapshots_written = 0
         self._unsnapshotted: dict[int, int] = {}  # mailbox id -> appends since its snapshot
         self._expunged_in: set[int] = set()  # mailboxes expunged in since the last housekeeping
+        # \Recent claims of this process (mailbox id -> highest UID), and those not yet written
+        self.recent_claims: dict[int, int] = {}
+        self._recent_pending: dict[int, int] = {}
+        self._recent_lock = threading.Lock()
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
@@ -400,6 +404,29 @@ class SqliteMaildirStore:
                 self._read_pool.submit(self._run_read, self._refresh_listing, (mailbox_id,))
 
     # ---- the writer: group commit ----
+
+    def claim_recent_later(self, mailbox_id: int, up_to: int) -> None:
+        """Record a \\Recent claim now for this process and in the index soon (coalesced)."""
+        self.recent_claims[mailbox_id] = max(self.recent_claims.get(mailbox_id, 0), up_to)
+        if len(self.recent_claims) > 10_000:  # the index has them: the map only bridges a moment
+            self.recent_claims = {mailbox_id: self.recent_claims[mailbox_id]}
+        with self._recent_lock:
+            queued = mailbox_id in self._recent_pending
+            self._recent_pending[mailbox_id] = max(self._recent_pending.get(mailbox_id, 0), up_to)
+        if queued or self._closed:
+            return
+
+        def job(tx: Tx) -> None:
+            with self._recent_lock:
+                target = self._recent_pending.pop(mailbox_id, 0)
+            tx.conn.execute(
+                "INSERT INTO recent (mailbox_id, uid) SELECT ?, ? WHERE EXISTS"
+                " (SELECT 1 FROM mailboxes WHERE id = ?) ON CONFLICT (mailbox_id)"
+                " DO UPDATE SET uid = max(uid, excluded.uid)",
+                (mailbox_id, target, mailbox_id),
+            )
+
+        self.writer.background(job)
 
     async def write(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
         """Run `fn` in the writer's next group commit (see writer.py) and return its result;

@@ -163,7 +163,7 @@ class FileFlusher:
         drained: list[Pending | _Flush | _Unlink | None] = []  # taken from the queue, not done
         while True:
             timeout = None
-            if self._fds:
+            if self._fds or self._unlinked:
                 timeout = max(0.0, self._since + FLUSH_AGE - time.monotonic())
             if self._retry:
                 wait = max(0.0, self._retry[0][0] - time.monotonic())
@@ -175,13 +175,13 @@ class FileFlusher:
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     self._retry_due()
-                    self._round(self._drop)
+                    self._round(self._drop, force=True)
                     continue
             if item is None:
                 self._round(self._drop_now, force=True)
                 break
             if isinstance(item, _Flush):
-                self._round(self._drop)
+                self._round(self._drop, force=True)
                 item.done.set()
                 continue
             if isinstance(item, _Unlink):
@@ -321,11 +321,13 @@ class FileFlusher:
                 except OSError:
                     log.exception("removing %s failed; the next start tries again", entry)
                     continue
+                if not self._fds and not self._unlinked:
+                    self._since = time.monotonic()
                 self._unlinked.append(entry)
         finally:
             lock.release()
-        if not self._fds:  # nothing to fsync: drop the rows now
-            self._round(self._drop, force=True)
+        # the rows go with the next round (by count or by age, FLUSH_AGE): one writer job for
+        # many expunges instead of a transaction each
 
     def _round(
         self,

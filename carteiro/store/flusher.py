@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from carteiro.store import maildir
@@ -91,7 +92,7 @@ class FileFlusher:
         drop_now: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
         locate: Callable[[sqlite3.Connection, int, int | None], str | None],
         folder_lock: Callable[[], FolderLock],
-        unlink: Callable[[str, sqlite3.Connection], None],
+        unlink: Callable[[str, sqlite3.Connection, dict[int, Path | None]], None],
     ) -> None:
         self._tmp_prefix = tmp_prefix
         self._unique = unique
@@ -314,10 +315,11 @@ class FileFlusher:
         if self._conn is None:
             self._conn = self._read_conn()
         lock = self._folder_lock()
+        folders: dict[int, Path | None] = {}  # valid while the lock is held
         try:
             for entry in entries:
                 try:
-                    self._unlink(entry, self._conn)
+                    self._unlink(entry, self._conn, folders)
                 except OSError:
                     log.exception("removing %s failed; the next start tries again", entry)
                     continue

@@ -108,26 +108,40 @@ def recover(store: OpeningStore, conn: sqlite3.Connection) -> None:
 RESTORE_PREFIX = "restore-"
 
 
-def unlink_pending(mail_root: Path, conn: sqlite3.Connection, entry: str) -> None:
+def unlink_pending(
+    mail_root: Path,
+    conn: sqlite3.Connection,
+    entry: str,
+    folders: dict[int, Path | None] | None = None,
+) -> None:
     """Carry out one pending_unlink entry: `@<mailbox id>/<file name>` names an expunged
     message's file by its mailbox, whose folder is looked up now (it may have moved since the
     expunge); an absolute path is a deleted folder's tombstone; anything else is a path under
     DATA/mail written by an older version. A file a Maildir client renamed (new flags) is found
-    by its base name."""
+    by its base name. `folders` caches mailbox folders while the caller holds the folder lock."""
     if entry.startswith("/"):
         maildir.remove_tree(Path(entry))
         return
     if entry.startswith("@"):
         mailbox_id, _, name = entry[1:].partition("/")
-        row = conn.execute(
-            "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
-            " WHERE b.id = ?",
-            (int(mailbox_id),),
-        ).fetchone()
-        if row is None:
+        mbid = int(mailbox_id)
+        if folders is not None and mbid in folders:
+            found_folder = folders[mbid]
+        else:
+            row = conn.execute(
+                "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id"
+                " WHERE b.id = ?",
+                (mbid,),
+            ).fetchone()
+            found_folder = None
+            if row is not None:
+                home = mail_root / row[1] / "Maildir"
+                found_folder = home / row[0] if row[0] else home
+            if folders is not None:
+                folders[mbid] = found_folder
+        if found_folder is None:
             return  # the mailbox went too: its folder went to a tombstone with the file
-        home = mail_root / row[1] / "Maildir"
-        folder = home / row[0] if row[0] else home
+        folder = found_folder
         path = folder / "cur" / name
     else:
         path = mail_root / entry

@@ -970,10 +970,15 @@ class SqliteMaildirStore:
         tx.event(acct.name, MessagesExpunged(acct.name, mb.id, tuple(uids), modseq))
         return uids
 
-    def unlink_pending_path(self, rel: str, conn: sqlite3.Connection | None = None) -> None:
+    def unlink_pending_path(
+        self,
+        rel: str,
+        conn: sqlite3.Connection | None = None,
+        folders: dict[int, Path | None] | None = None,
+    ) -> None:
         """Carry out one pending_unlink entry (maintenance.unlink_pending); the caller holds the
-        folder lock."""
-        unlink_pending(self.mail_root, conn or self.writer.conn, rel)
+        folder lock (`folders`: mailbox folders already looked up during that hold)."""
+        unlink_pending(self.mail_root, conn or self.writer.conn, rel, folders)
 
     def drop_folder(self, tx: Tx, acct: AccountRow, mb: MailboxRow) -> None:
         """Remove a mailbox row with its messages; its folder goes after COMMIT."""

@@ -90,6 +90,7 @@ FILENAME_SYNC_CHUNK = 500
 SNAPSHOT_EVERY = 20_000  # appends to a mailbox between background refreshes of its snapshot
 MAX_STAGED_FDS = 256  # staged files kept open for the fsync round; beyond, fsync by path
 INLINE_STAGE_MAX = 256 * 1024
+UNLINK_INLINE_MAX = 64  # an expunge of up to this many written files unlinks them on the writer
 # Disk kept back (DATA/run/space-reserve) for the writes that free space when the disk is full
 # (expunge, delete): given up at the first such write that finds no room, taken again at the next
 # start or once the disk has room again.
@@ -966,9 +967,28 @@ class SqliteMaildirStore:
         conn.executemany(
             "INSERT OR IGNORE INTO pending_unlink (path) VALUES (?)", [(p,) for p in paths]
         )
-        tx.after.append(lambda: self.flusher.unlink(paths))  # the file worker, after COMMIT
+        if len(paths) <= UNLINK_INLINE_MAX and not self._has_unsynced(conn):
+            # every file is written (no message of the store waits for the file worker, so none
+            # of these can be written after its unlink): a few unlinks right after COMMIT, on
+            # this thread under the folder lock it holds, cost less than waking the worker
+            tx.after.append(lambda: self._unlink_now(paths))
+        else:
+            tx.after.append(lambda: self.flusher.unlink(paths))  # the file worker, after COMMIT
         tx.event(acct.name, MessagesExpunged(acct.name, mb.id, tuple(uids), modseq))
         return uids
+
+    def _unlink_now(self, paths: list[str]) -> None:
+        folders: dict[int, Path | None] = {}
+        done = []
+        for rel in paths:
+            try:
+                self.unlink_pending_path(rel, self.writer.conn, folders)
+            except OSError:
+                log.exception("removing %s failed; the next start tries again", rel)
+                continue
+            done.append(rel)
+        if done:  # their journal rows go with the next batch (nothing waits for it)
+            self.writer.background(lambda tx: drop_done(tx.conn, [], [], done))
 
     def unlink_pending_path(
         self,

@@ -31,6 +31,7 @@ from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
+    from carteiro.mailauth.inbound import Checker
 
 log = logging.getLogger("carteiro")
 
@@ -187,6 +188,39 @@ def make_queue_service(
     )
 
 
+def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | None:
+    """The inbound checks ([mailauth]) over our DNS resolver; None when disabled. Without a
+    usable resolver every lookup is a temporary failure (mail deferred, never misjudged)."""
+    from carteiro.mailauth.inbound import Checker, Settings
+    from carteiro.mailauth.lookup import NoResolver
+
+    m = cfg.mailauth
+    if not m.enabled:
+        return None
+    dns: Resolver
+    if resolver is not None:
+        dns = resolver  # type: ignore[assignment]
+    else:
+        from carteiro.net.dns import DNSResolver
+
+        try:
+            dns = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout)
+        except Exception as e:  # no /etc/resolv.conf and no [dns] nameservers
+            log.warning("mailauth: no DNS resolver (%s): inbound mail is deferred", e)
+            dns = NoResolver()
+    settings = Settings(
+        authserv_id=m.authserv_id or cfg.hostname,
+        dmarc_policy=m.dmarc_policy,
+        spf_fail=m.spf_fail,
+        temperror=m.temperror,
+        require_iprev=m.require_iprev,
+        verify_max_size=m.verify_max_size,
+        dns_timeout=m.dns_timeout,
+        arc_trusted_sealers=tuple(m.arc_trusted_sealers),
+    )
+    return Checker(dns, settings)
+
+
 @dataclass
 class App:
     config: Config
@@ -221,6 +255,7 @@ class App:
             throttle=throttle,
             tls=tls,
             trace=self.trace,
+            mailauth=make_mail_checker(cfg),
         )
         for factory in listener_factories():
             self.listeners.extend(factory(self.ctx))

@@ -155,6 +155,26 @@ class DKIMConfig:
 
 
 @dataclass
+class MailAuthConfig:
+    """Checks on mail received on the `smtp` (MX) listener: iprev, SPF, DKIM, DMARC and ARC,
+    recorded in Authentication-Results (reference: docs/mailauth.md)."""
+
+    enabled: bool = True
+    authserv_id: str = ""  # RFC 8601 2.5: the name in our Authentication-Results; "" = hostname
+    # Clients here are ours (local tools, content filters): not checked, as OpenDMARC's IgnoreHosts
+    ignore_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    dmarc_policy: bool = True  # act on p=reject (550 5.7.1) and p=quarantine (Junk)
+    spf_fail: str = "dmarc"  # "dmarc": act through DMARC only; "reject": 550 5.7.23 at RCPT
+    temperror: str = (
+        "defer"  # a DNS failure that could change the verdict: "defer" (451) | "accept"
+    )
+    require_iprev: bool = False  # refuse clients without forward-confirmed reverse DNS (550 5.7.25)
+    verify_max_size: int = 20 * 1024 * 1024  # larger messages: DKIM/ARC not verified (policy)
+    arc_trusted_sealers: list[str] = field(default_factory=list)  # forwarders whose ARC we trust
+    dns_timeout: float = 20.0  # all lookups of one check together (RFC 7208 4.6.4: at least 20 s)
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
@@ -175,6 +195,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
@@ -331,6 +352,21 @@ def _validate(cfg: Config) -> None:
                 parse_hostport(value, 25)
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
+    for i, net in enumerate(cfg.mailauth.ignore_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"mailauth.ignore_networks[{i}]: {net!r} is not a network") from None
+    if cfg.mailauth.spf_fail not in ("dmarc", "reject"):
+        raise ConfigError(
+            f"mailauth.spf_fail: {cfg.mailauth.spf_fail!r} is not one of dmarc, reject"
+        )
+    if cfg.mailauth.temperror not in ("defer", "accept"):
+        raise ConfigError(
+            f"mailauth.temperror: {cfg.mailauth.temperror!r} is not one of defer, accept"
+        )
+    if cfg.mailauth.dns_timeout <= 0:
+        raise ConfigError("mailauth.dns_timeout: must be greater than 0")
     for i, ns in enumerate(cfg.dns.nameservers):
         try:
             parse_hostport(ns, 53)

@@ -138,6 +138,24 @@ class LocalDelivery:
             out[account] = Target(account, await self._folder_for(account, detail))
         return list(out.values())
 
+    async def junk_targets(self, targets: Iterable[Target]) -> list[Target]:
+        """The same accounts' Junk folders (the mailbox with the \\Junk special use, RFC 6154),
+        for mail judged suspicious; an account without one keeps its target."""
+        out: list[Target] = []
+        for t in targets:
+            junk = None
+            if not self._uses_mbox(t.account):
+                try:
+                    acct = await self.store.account(t.account)
+                    for info in await acct.list_mailboxes():
+                        if info.selectable and info.special_use == "\\Junk":
+                            junk = info.name
+                            break
+                except AccountNotFound:
+                    pass
+            out.append(Target(t.account, junk) if junk else t)
+        return out
+
     async def _folder_for(self, account: str, detail: str) -> str:
         if not (self.plus_folders and detail) or self._uses_mbox(account):
             return "INBOX"

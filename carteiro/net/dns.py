@@ -18,6 +18,7 @@ import dns.rdatatype
 import dns.resolver
 
 from carteiro.core.hostport import parse_hostport
+from carteiro.mailauth.lookup import Answer
 from carteiro.queue.routing import AddressAnswer, DNSStatus, MXAnswer
 
 log = logging.getLogger("carteiro.dns")
@@ -61,6 +62,25 @@ class DNSResolver:
         except dns.exception.DNSException as e:
             return "temp", [], f"{name} {rdtype}: {e}"
         return "ok", list(answer), ""
+
+    async def lookup(self, name: str, rdtype: str) -> Answer:
+        """carteiro.mailauth.lookup.Resolver: A, AAAA, MX, PTR and TXT answers as plain values."""
+        status, rrs, err = await self._query(name, rdtype)
+        if status != "ok":
+            return Answer(status, (), err)
+        values: list[object] = []
+        for rr in rrs:
+            if rdtype in ("A", "AAAA"):
+                values.append(rr.address)  # type: ignore[attr-defined]
+            elif rdtype == "MX":
+                values.append(
+                    (int(rr.preference), rr.exchange.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
+                )
+            elif rdtype == "PTR":
+                values.append(rr.target.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
+            elif rdtype == "TXT":
+                values.append(tuple(rr.strings))  # type: ignore[attr-defined]
+        return Answer("ok", tuple(values))
 
     async def mx(self, domain: str) -> MXAnswer:
         status, rrs, err = await self._query(domain, "MX")

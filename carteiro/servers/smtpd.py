@@ -48,6 +48,7 @@ from carteiro.queue import dsn
 from carteiro.queue.api import Envelope, QueuedRecipient
 from carteiro.servers.context import ServerContext
 from carteiro.servers.smtp.auth import SaslExchange, mechanisms
+from carteiro.servers.smtp.authcheck import Rewritten, SessionChecks, in_networks, rewrite
 from carteiro.servers.smtp.message import (
     HEAD_MAX,
     DateCache,
@@ -144,6 +145,11 @@ class SMTPServer:
         )
         self.relay_networks = [
             ipaddress.ip_network(n, strict=False) for n in cfg.smtp.relay_networks
+        ]
+        self.checker = ctx.mailauth
+        self.authserv_id = cfg.mailauth.authserv_id or cfg.hostname
+        self.auth_ignore = [
+            ipaddress.ip_network(n, strict=False) for n in cfg.mailauth.ignore_networks
         ]
         self.tmp_dir = cfg.data_dir / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -256,6 +262,15 @@ class Session:
         self.sasl: SaslExchange | None = None
         self.txn: Transaction | None = None
         self.relay_client = server.in_relay_networks(conn.peer_ip)
+        # Mail authentication on the MX role for clients that are not ours (docs/mailauth.md)
+        self.checks: SessionChecks | None = None
+        if (
+            server.checker is not None
+            and self.role == "smtp"
+            and not self.relay_client
+            and not in_networks(conn.peer_ip, server.auth_ignore)
+        ):
+            self.checks = SessionChecks(server.checker, conn.peer_ip)
         self.done = False
         self.data_deadline: float | None = None  # loop time by which the content must be in
         self.linger = False  # closing while the client still sends message data
@@ -421,12 +436,25 @@ class Session:
                 self._timer.cancel()  # it holds the session: let it go with the connection
                 self._timer = None
             self._abort_transaction()
+            if self.checks is not None:
+                self.checks.close()
             self.tracer.note("closed")
 
     # ---- events -------------------------------------------------------------------------------
 
     async def handle(self, ev: Event) -> None:
         kind = type(ev)
+        if self.checks is not None and (kind is C.Mail or kind is C.Rcpt):
+            refusal = await (
+                self.checks.mail_refusal() if kind is C.Mail else self.checks.rcpt_refusal()
+            )
+            if refusal is not None:
+                self.tracer.client(self.machine.last_line)
+                log.info(
+                    "smtp [%s]: %s refused: %s", self.conn.peer_ip, kind.__name__, refusal.text
+                )
+                self.reply(Reply(refusal.code, refusal.status, refusal.text))
+                return
         if kind is C.Mail or kind is C.Rcpt or kind is C.Data:
             # the commands of every message, straight to their handler (the chains below and
             # in _command cost ~30 isinstance tests per message)
@@ -545,6 +573,8 @@ class Session:
             self.reply(R.R_452_STORAGE)
             return
         self.txn = Transaction(cmd)
+        if self.checks is not None:
+            self.checks.mail(self.machine.helo or "", cmd.reverse_path)
         self.reply(R.R_250_SENDER_OK.with_text(f"Sender <{cmd.reverse_path}> OK"))
 
     def _room_for(self, size: int) -> bool:
@@ -837,12 +867,65 @@ class Session:
             self._drop_writer(txn)
             self.reply(self._write_error(e, txn, "message data"))
             return
+        rewritten: Rewritten | None = None
         try:
-            self.reply(await self._deliver(txn, source))
+            quarantine = False
+            header = b""
+            if self.checks is not None:
+                verdict = await self.checks.verdict(source, writer.prefix_len, writer.size)
+                header = verdict.header
+                log.info(
+                    "smtp %s: %s -> %s",
+                    txn.id,
+                    b" ".join(header.split()[1:]).decode("utf-8", "replace"),
+                    verdict.action,
+                )
+                if verdict.refusal is not None and verdict.action in ("reject", "defer"):
+                    r = verdict.refusal
+                    self.reply(Reply(r.code, r.status, r.text))
+                    return
+                quarantine = verdict.action == "quarantine"
+            if header or self._may_carry_forged(source, writer.prefix_len):
+                try:
+                    rewritten = await self._rewrite(source, txn, writer.prefix_len, header)
+                except OSError as e:
+                    self.reply(self._write_error(e, txn, "message data"))
+                    return
+                source = rewritten.source
+            self.reply(await self._deliver(txn, source, quarantine))
         finally:
+            if rewritten is not None:
+                rewritten.discard()
             self._drop_writer(txn)
 
-    async def _deliver(self, txn: Transaction, source: bytes | Path) -> Reply:
+    def _may_carry_forged(self, source: bytes | Path, prefix_len: int) -> bool:
+        """Whether the client's header section may hold an Authentication-Results field: read
+        cheaply for a message in memory; a message in a file is always rewritten then (checked
+        there)."""
+        if isinstance(source, bytes):
+            head = source[prefix_len : prefix_len + HEAD_MAX]
+            end = header_end(head)
+            return b"authentication-results" in (head if end < 0 else head[:end]).lower()
+        return True
+
+    async def _rewrite(
+        self, source: bytes | Path, txn: Transaction, prefix_len: int, header: bytes
+    ) -> Rewritten:
+        args = (
+            source,
+            txn.return_path_len,
+            prefix_len,
+            header,
+            self.server.authserv_id,
+            self.server.tmp_dir,
+        )
+        if isinstance(source, bytes):
+            return rewrite(*args)
+        return await asyncio.to_thread(rewrite, *args)
+
+    async def _deliver(
+        self, txn: Transaction, source: bytes | Path, quarantine: bool = False
+    ) -> Reply:
         """Local recipients into the store (one transaction), remote ones into the queue's
         spool; both or neither. Returns the reply for the end of data."""
         local = [acct for r in txn.recipients for acct in r.local]
@@ -882,6 +965,9 @@ class Session:
         try:
             if local:
                 targets: list[Target] = await self.server.delivery.targets(local)
+                if quarantine:
+                    # RFC 7489 6.3 p=quarantine: "suspicious": the recipients' Junk folders
+                    targets = await self.server.delivery.junk_targets(targets)
                 await self.server.delivery.deliver(
                     targets,
                     source,

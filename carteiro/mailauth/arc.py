@@ -1,0 +1,140 @@
+"""ARC (RFC 8617): verify the chain of a received message, and seal one we send on (mailing lists,
+forwards) so the next receiver can trust the results we saw.
+
+dkimpy does the cryptography; the keys of every ARC-Seal and ARC-Message-Signature are fetched
+first through our async resolver. A key lookup that failed for now makes the result temperror,
+never fail (a fail would end the chain when we seal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import dkim
+
+from carteiro.mailauth.dkim_verify import MAX_SIGNATURES, _key_name, _tags
+from carteiro.mailauth.lookup import Answer, Resolver, txt_strings
+
+Result = Literal["none", "pass", "fail", "temperror"]
+ARC_FIELDS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")
+
+_quiet = logging.getLogger("carteiro.arc.lib")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+@dataclass(frozen=True, slots=True)
+class ARCResult:
+    result: Result
+    instances: int = 0
+    sealer: str = ""  # d= of the newest ARC-Seal
+    reason: str = ""
+    newest_aar: str = ""  # the newest ARC-Authentication-Results value (the sealer's results)
+    trusted: bool = False  # the sealer is in the configured trusted list
+
+    @property
+    def trusted_pass(self) -> bool:
+        """RFC 8617 7.2: the chain validates, the newest sealer is one we trust, and it saw the
+        author's domain pass DMARC before it changed the message."""
+        return self.result == "pass" and self.trusted and "dmarc=pass" in self.newest_aar.lower()
+
+    def properties(self) -> tuple[tuple[str, str], ...]:
+        if not self.instances:
+            return ()
+        return (("header.oldest-pass", "0"),) if self.result == "pass" else ()
+
+
+def _arc_headers(message: bytes) -> list[tuple[bytes, bytes]]:
+    try:
+        headers, _body = dkim.rfc822_parse(message)
+    except Exception:
+        return []
+    return [(n.lower(), v) for n, v in headers if n.lower() in ARC_FIELDS]
+
+
+async def verify(
+    resolver: Resolver, message: bytes, trusted_sealers: Iterable[str] = ()
+) -> ARCResult:
+    headers = _arc_headers(message)
+    if not headers:
+        return ARCResult("none")
+    names = sorted(
+        {n for n in (_key_name(_tags(v)) for name, v in headers if name != ARC_FIELDS[2]) if n}
+    )[: 2 * MAX_SIGNATURES]
+    answers = await asyncio.gather(*(resolver.lookup(n, "TXT") for n in names))
+    keys: dict[str, Answer] = dict(zip(names, answers, strict=True))
+    for name, answer in keys.items():
+        if answer.temporary:
+            return ARCResult("temperror", reason=f"key {name}: {answer.error}")
+    return verify_with_keys(message, keys, trusted_sealers)
+
+
+def verify_with_keys(
+    message: bytes, keys: dict[str, Answer], trusted_sealers: Iterable[str] = ()
+) -> ARCResult:
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        answer = keys.get(name.decode("ascii", "replace").lower().rstrip("."))
+        records = txt_strings(answer) if answer else []
+        return records[0] if records else None
+
+    try:
+        cv, results, reason = dkim.ARC(message, logger=_quiet, minkey=1024).verify(dnsfunc=dnsfunc)
+    except Exception as e:  # dkimpy on hostile input: the chain is broken, the session goes on
+        return ARCResult("fail", reason=f"cannot verify: {type(e).__name__}")
+    instances = max((int(r.get("instance", 0)) for r in results), default=0)
+    sealer, aar = _newest(message, instances)
+    trusted = sealer.lower() in {s.lower().rstrip(".") for s in trusted_sealers}
+    if cv == dkim.CV_Pass:
+        return ARCResult("pass", instances, sealer, "", aar, trusted)
+    if cv == dkim.CV_None:
+        return ARCResult("none")
+    return ARCResult("fail", instances, sealer, str(reason)[:120], aar, trusted)
+
+
+def _newest(message: bytes, instance: int) -> tuple[str, str]:
+    sealer, aar = "", ""
+    for name, value in _arc_headers(message):
+        tags = _tags(value) if name != ARC_FIELDS[2] else {}
+        if name == b"arc-seal" and tags.get(b"i", b"").strip() == str(instance).encode():
+            sealer = tags.get(b"d", b"").decode("ascii", "replace").lower()
+        if name == ARC_FIELDS[2]:
+            i, _sep, rest = value.partition(b";")
+            if i.strip().replace(b" ", b"") == f"i={instance}".encode():
+                aar = rest.decode("utf-8", "replace")
+    return sealer, aar
+
+
+class Sealer:
+    """Adds our ARC set (RFC 8617 5.1) to a message that carries our Authentication-Results:
+    for mail we send on after changing it (list footers, subject tags) or forward."""
+
+    def __init__(self, key_pem: bytes, domain: str, selector: str, authserv_id: str) -> None:
+        self.key_pem = key_pem
+        self.domain = domain.lower().rstrip(".")
+        self.selector = selector
+        self.authserv_id = authserv_id
+
+    @classmethod
+    def from_key_file(cls, path: Path, domain: str, selector: str, authserv_id: str) -> Sealer:
+        return cls(path.read_bytes(), domain, selector, authserv_id)
+
+    def seal(self, message: bytes, timestamp: int | None = None) -> bytes:
+        """The ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results fields to put on
+        top of `message`; b"" when the message has no Authentication-Results of ours (then
+        there is nothing to vouch for, RFC 8617 5.1.1)."""
+        fields = dkim.arc_sign(
+            message,
+            self.selector.encode("ascii"),
+            self.domain.encode("idna"),
+            self.key_pem,
+            self.authserv_id.encode("utf-8"),
+            timestamp=timestamp if timestamp is not None else int(time.time()),
+            logger=_quiet,
+        )
+        return b"".join(fields)

@@ -1,0 +1,169 @@
+"""The SMTP session's side of mail authentication: when each check starts (iprev at connect, SPF
+at MAIL FROM, DKIM/DMARC/ARC at the end of data), what the session answers, and the message as
+delivered: our Authentication-Results on top, forged ones under our authserv-id removed.
+
+The checks run as tasks while the client goes on sending (PIPELINING is not slowed); the session
+waits for them only where their answer decides a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from carteiro.mailauth import iprev, spf
+from carteiro.mailauth.inbound import Checker, Refusal, Verdict
+from carteiro.mailauth.results_header import has_field, strip_ours
+from carteiro.servers.smtp.message import HEAD_MAX, _mkstemp, header_end
+
+log = logging.getLogger("carteiro.smtp.auth")
+
+
+def in_networks(ip: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
+
+
+def _cancel(task: asyncio.Task[object] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+
+
+class SessionChecks:
+    """One per SMTP session whose mail is checked (the MX role, a client not ours)."""
+
+    def __init__(self, checker: Checker, ip: str) -> None:
+        self.checker = checker
+        self.ip = ip
+        self._iprev: asyncio.Task[iprev.IPRevResult] = asyncio.get_running_loop().create_task(
+            checker.check_iprev(ip)
+        )
+        self._spf: asyncio.Task[spf.SPFResult] | None = None
+        self.helo = ""
+        self.mail_from = ""
+
+    def close(self) -> None:
+        _cancel(self._iprev)  # type: ignore[arg-type]
+        _cancel(self._spf)  # type: ignore[arg-type]
+
+    # ---- connect / MAIL FROM / RCPT ---------------------------------------------------------
+
+    async def mail_refusal(self) -> Refusal | None:
+        """Before MAIL is accepted: the client's reverse DNS, when policy requires it."""
+        if not self.checker.settings.require_iprev:
+            return None
+        return self.checker.iprev_refusal(await self._iprev)
+
+    def mail(self, helo: str, mail_from: str) -> None:
+        """MAIL FROM accepted: its SPF check starts now, in the background."""
+        _cancel(self._spf)  # type: ignore[arg-type]
+        self.helo, self.mail_from = helo, mail_from
+        self._spf = asyncio.get_running_loop().create_task(
+            self.checker.check_spf(self.ip, mail_from, helo)
+        )
+
+    async def rcpt_refusal(self) -> Refusal | None:
+        """Before a RCPT is accepted: SPF fail, when policy refuses it (spf_fail = "reject")."""
+        if self.checker.settings.spf_fail != "reject" or self._spf is None:
+            return None
+        return self.checker.spf_refusal(await self._spf)
+
+    # ---- end of data ------------------------------------------------------------------------
+
+    async def verdict(self, source: bytes | Path, prefix_len: int, size: int) -> Verdict:
+        """`source` is the message with our `prefix_len` octets of trace fields on top."""
+        limit = self.checker.settings.verify_max_size
+        message: bytes | None
+        if size - prefix_len > limit:
+            message = None
+        elif isinstance(source, bytes):
+            message = source[prefix_len:]
+        else:
+            message = await asyncio.to_thread(_read_from, source, prefix_len)
+        iprev_result = await self._iprev
+        spf_result = await self._spf if self._spf is not None else None
+        return await self.checker.message(
+            message,
+            ip=self.ip,
+            helo=self.helo,
+            mail_from=self.mail_from,
+            iprev_result=iprev_result,
+            spf_result=spf_result,
+            size=size - prefix_len,
+        )
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read()
+
+
+@dataclass
+class Rewritten:
+    """The message to deliver; `temp` is a file of ours to remove after delivery."""
+
+    source: bytes | Path
+    temp: Path | None = None
+
+    def discard(self) -> None:
+        if self.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.temp.unlink()
+            self.temp = None
+
+
+def rewrite(
+    source: bytes | Path,
+    at: int,
+    prefix_len: int,
+    header: bytes,
+    authserv_id: str,
+    tmp_dir: Path,
+) -> Rewritten:
+    """`header` inserted at offset `at` (after Return-Path, above our Received), and the
+    client's header section (from `prefix_len`) without Authentication-Results fields that claim
+    `authserv_id` (RFC 8601 5). Blocking for a file: call from a thread."""
+    if isinstance(source, bytes):
+        head = _head_of(source[prefix_len : prefix_len + HEAD_MAX], len(source) - prefix_len)
+        body_from = prefix_len + len(head)
+        if has_field(head):
+            head, _n = strip_ours(head, authserv_id)
+        return Rewritten(source[:at] + header + source[at:prefix_len] + head + source[body_from:])
+    size = source.stat().st_size
+    with open(source, "rb") as f:
+        top = f.read(prefix_len)
+        head = _head_of(f.read(HEAD_MAX), size - prefix_len)
+        f.seek(prefix_len + len(head))
+        if has_field(head):
+            head, _n = strip_ours(head, authserv_id)
+        fd, name = _mkstemp(tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(top[:at] + header + top[at:] + head)
+                while block := f.read(1 << 20):
+                    out.write(block)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            raise
+    return Rewritten(Path(name), Path(name))
+
+
+def _head_of(data: bytes, total: int) -> bytes:
+    """The header section (its fields, without the blank line) at the start of `data`, of a
+    message of `total` octets; b"" (left as it is) when its end is not within HEAD_MAX."""
+    end = header_end(data)
+    if end >= 0:
+        return data[:end]
+    return data if total == len(data) else b""

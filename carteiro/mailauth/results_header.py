@@ -43,9 +43,9 @@ def _value(value: str) -> str:
     if v and all(c not in _TOKEN_SPECIALS for c in v):
         return v
     local, at, domain = v.rpartition("@")
-    if at and domain and all(c not in _TOKEN_SPECIALS for c in domain):
-        if local and all(c not in _TOKEN_SPECIALS for c in local):
-            return v
+    plain = all(c not in _TOKEN_SPECIALS for c in local + domain)
+    if at and domain and local and plain:
+        return v
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

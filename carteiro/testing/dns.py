@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from dnslib import RCODE, RR, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
+from carteiro.mailauth.lookup import Answer
 from carteiro.testing.server import free_port
 
 
@@ -66,3 +67,44 @@ class ZoneServer:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class StaticResolver:
+    """carteiro.mailauth.lookup.Resolver over zone text, in memory (no sockets): for unit tests
+    of the mail-authentication checks. CNAMEs are followed as a recursive resolver would; names
+    in `servfail` fail temporarily; `queries` counts the lookups made."""
+
+    def __init__(self, zone: str, servfail: tuple[str, ...] = ()) -> None:
+        self.rrs = RR.fromZone(zone)
+        self.servfail = {s.lower().rstrip(".") for s in servfail}
+        self.queries: list[tuple[str, str]] = []
+
+    async def lookup(self, name: str, rdtype: str) -> Answer:
+        self.queries.append((name, rdtype))
+        return self._lookup(name.lower().rstrip("."), rdtype, 0)
+
+    def _lookup(self, name: str, rdtype: str, depth: int) -> Answer:
+        if name in self.servfail:
+            return Answer("temp", (), f"{name}: SERVFAIL")
+        known = False
+        values: list[object] = []
+        for rr in self.rrs:
+            if str(rr.rname).lower().rstrip(".") != name:
+                continue
+            known = True
+            kind = QTYPE[rr.rtype]
+            if kind == "CNAME" and rdtype != "CNAME" and depth < 8:
+                return self._lookup(str(rr.rdata.label).lower().rstrip("."), rdtype, depth + 1)
+            if kind != rdtype:
+                continue
+            if kind in ("A", "AAAA"):
+                values.append(str(rr.rdata))
+            elif kind == "MX":
+                values.append((int(rr.rdata.preference), str(rr.rdata.label).rstrip(".")))
+            elif kind == "PTR":
+                values.append(str(rr.rdata.label).rstrip("."))
+            elif kind == "TXT":
+                values.append(tuple(bytes(s) for s in rr.rdata.data))
+        if values:
+            return Answer("ok", tuple(values))
+        return Answer("nodata" if known else "nxdomain", (), f"{name}: no {rdtype}")

@@ -197,7 +197,7 @@ def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | 
     m = cfg.mailauth
     if not m.enabled:
         return None
-    dns: Resolver
+    dns: LookupResolver
     if resolver is not None:
         dns = resolver  # type: ignore[assignment]
     else:

@@ -32,6 +32,7 @@ from carteiro.store.api import MailStore, MessageSource
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mailauth.inbound import Checker
+    from carteiro.mailauth.lookup import Resolver as LookupResolver
 
 log = logging.getLogger("carteiro")
 

@@ -23,6 +23,7 @@ import pytest
 from carteiro.config import Config, loads
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
+from carteiro.mailauth.inbound import Checker
 from carteiro.net.listener import Listener
 from carteiro.net.tls import client_context, make_self_signed, server_context
 from carteiro.queue.api import Envelope
@@ -203,7 +204,12 @@ async def make_env(
 ) -> AsyncIterator[MakeEnv]:
     envs: list[Env] = []
 
-    async def make(config: str = "", store: MailStore | None = None, **throttle: Any) -> Env:
+    async def make(
+        config: str = "",
+        store: MailStore | None = None,
+        mailauth: Checker | None = None,
+        **throttle: Any,
+    ) -> Env:
         data = tmp_path / f"data{len(envs)}"
         data.mkdir()
         shutil.copy(directory_file, data / "directory.sqlite")
@@ -226,6 +232,7 @@ async def make_env(
             spool=spool,
             throttle=AuthThrottle(**({"failure_delay": 0.0} | throttle)),
             tls=server_context(*tls_files),
+            mailauth=mailauth,
         )
         env = Env(ctx, st, spool)
         env.listeners = smtpd.listeners(ctx)

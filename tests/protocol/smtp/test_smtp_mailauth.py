@@ -1,0 +1,134 @@
+"""Mail authentication in the SMTP session (RFC 7208, 6376, 7489, 8601): what the MX answers and
+what it delivers, with the records served from memory. The client is 127.0.0.1, so these tests
+clear [mailauth] ignore_networks (loopback is exempt by default, as local tools are)."""
+
+from __future__ import annotations
+
+import base64
+
+import dkim
+import nacl.signing
+from smtp_harness import BOB, MakeEnv
+
+from carteiro.mailauth.inbound import Checker, Settings
+from carteiro.mailauth.lookup import NoResolver
+from carteiro.testing.dns import StaticResolver
+
+SEED = bytes(range(32))
+ED_P = base64.b64encode(bytes(nacl.signing.SigningKey(SEED).verify_key)).decode()
+ZONE = f"""
+good.test. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.good.test. 60 IN TXT "v=DMARC1; p=reject"
+ed._domainkey.good.test. 60 IN TXT "v=DKIM1; k=ed25519; p={ED_P}"
+bank.test. 60 IN TXT "v=spf1 ip4:192.0.2.1 -all"
+_dmarc.bank.test. 60 IN TXT "v=DMARC1; p=reject"
+shop.test. 60 IN TXT "v=spf1 -all"
+_dmarc.shop.test. 60 IN TXT "v=DMARC1; p=quarantine"
+nodmarc.test. 60 IN TXT "v=spf1 -all"
+1.0.0.127.in-addr.arpa. 60 IN PTR mx.good.test.
+mx.good.test. 60 IN A 127.0.0.1
+"""
+CHECKED = "[mailauth]\nignore_networks = []\n"
+
+
+def checker(resolver: object = None, **kw: object) -> Checker:
+    settings = Settings(authserv_id="mail.example.test", dns_timeout=5.0, **kw)  # type: ignore[arg-type]
+    return Checker(resolver or StaticResolver(ZONE, servfail=("_dmarc.down.test",)), settings)  # type: ignore[arg-type]
+
+
+def message(author: str, extra: str = "") -> str:
+    return (
+        f"{extra}From: <{author}>\r\nTo: <{BOB}>\r\nSubject: check\r\n"
+        f"Message-ID: <{author}.1@x>\r\n\r\nHello.\r\n"
+    )
+
+
+async def send(env, mail_from: str, msg: str) -> list[str]:  # type: ignore[no-untyped-def]
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO mx.good.test")
+    assert (await c.cmd(f"MAIL FROM:<{mail_from}>"))[0].startswith("250")
+    rcpt = await c.cmd(f"RCPT TO:<{BOB}>")
+    if not rcpt[0].startswith("250"):
+        return rcpt
+    assert (await c.cmd("DATA"))[0].startswith("354")
+    await c.send(msg.encode() + b".\r\n")
+    return await c.reply()
+
+
+async def test_aligned_pass_is_delivered_with_our_results_on_top(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker())
+    forged = "Authentication-Results: mail.example.test; dmarc=pass header.from=bank.test\r\n"
+    reply = await send(env, "alice@good.test", message("alice@good.test", forged))
+    assert reply[0].startswith("250"), reply
+    (got,) = await env.inbox(BOB)
+    assert got.startswith(
+        b"Return-Path: <alice@good.test>\r\nAuthentication-Results: mail.example.test;"
+    )
+    head = got.split(b"\r\n\r\n")[0]
+    assert head.count(b"Authentication-Results:") == 1  # the forged one is gone
+    assert b"iprev=pass" in head and b"spf=pass" in head and b"dmarc=pass" in head
+    assert b"smtp.mailfrom=alice@good.test" in head and b"dkim=none" in head
+
+
+async def test_ed25519_signed_mail_passes_dkim(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker())
+    raw = message("carol@good.test").encode()
+    sig = dkim.sign(raw, b"ed", b"good.test", base64.b64encode(SEED),
+                    signature_algorithm=b"ed25519-sha256", canonicalize=(b"relaxed", b"relaxed"))  # fmt: skip
+    # sent from another domain's bounce address: DMARC passes on DKIM alone
+    reply = await send(env, "bounce@nodmarc.test", (sig + raw).decode())
+    assert reply[0].startswith("250"), reply
+    (got,) = await env.inbox(BOB)
+    assert b"dkim=pass header.d=good.test header.s=ed header.a=ed25519-sha256" in got
+    assert b"spf=fail" in got and b"dmarc=pass" in got
+
+
+async def test_p_reject_is_refused_at_data(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker())
+    reply = await send(env, "ceo@bank.test", message("ceo@bank.test"))
+    assert reply[0].startswith("550 5.7.1 DMARC policy of bank.test rejects"), reply
+    assert await env.inbox(BOB) == []
+
+
+async def test_p_quarantine_goes_to_junk(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker())
+    reply = await send(env, "sales@shop.test", message("sales@shop.test"))
+    assert reply[0].startswith("250"), reply
+    assert await env.inbox(BOB) == []
+    (junk,) = await env.inbox(BOB, "Junk")
+    assert b"dmarc=fail (p=quarantine dis=quarantine)" in junk
+
+
+async def test_dns_trouble_defers_never_judges(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker(NoResolver()))
+    reply = await send(env, "ceo@bank.test", message("ceo@bank.test"))
+    assert reply[0].startswith("451 4.4.3"), reply
+    env2 = await make_env(CHECKED, mailauth=checker())
+    reply = await send(env2, "a@down.test", message("a@down.test"))
+    assert reply[0].startswith("451 4.4.3"), reply
+    assert await env2.inbox(BOB) == []
+
+
+async def test_spf_fail_reject_at_rcpt_and_iprev_required(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker(spf_fail="reject"))
+    reply = await send(env, "x@nodmarc.test", message("x@nodmarc.test"))
+    assert reply[0].startswith("550 5.7.23"), reply
+    no_ptr = StaticResolver(ZONE.replace("1.0.0.127.in-addr.arpa.", "9.0.0.127.in-addr.arpa."))
+    env2 = await make_env(CHECKED, mailauth=checker(no_ptr, require_iprev=True))
+    c = await env2.connect()
+    await c.reply()
+    await c.cmd("EHLO mx.good.test")
+    reply = await c.cmd("MAIL FROM:<alice@good.test>")
+    assert reply[0].startswith("550 5.7.25"), reply
+
+
+async def test_loopback_is_not_checked_by_default_but_forgeries_are_stripped(
+    make_env: MakeEnv,
+) -> None:
+    env = await make_env("", mailauth=checker(NoResolver()))
+    forged = "Authentication-Results: mail.example.test; dmarc=pass\r\n"
+    reply = await send(env, "ceo@bank.test", message("ceo@bank.test", forged))
+    assert reply[0].startswith("250"), reply
+    (got,) = await env.inbox(BOB)
+    assert b"Authentication-Results" not in got

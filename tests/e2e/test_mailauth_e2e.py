@@ -1,0 +1,158 @@
+"""Two carteiro servers and the test DNS, as on the Internet: mail from A to B passes SPF, DKIM and
+DMARC and says so in B's Authentication-Results; a forged sender whose domain publishes p=reject
+is refused at the end of DATA; p=quarantine lands in Junk.
+
+A serves a.test on 127.0.0.2, B serves b.test on 127.0.0.3; A publishes its real DKIM key (made by
+`carteiro init`), SPF and DMARC in a dnslib server in this process. Forgeries come from 127.0.0.5.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import imaplib
+import smtplib
+import socket
+from collections.abc import Iterator
+
+import authres
+import pytest
+from test_relay import pop_messages, submit, unverified, wait_for
+
+from carteiro.mailauth.dkim import key_path, txt_record
+from carteiro.testing.dns import ZoneServer
+from carteiro.testing.server import ServerProcess, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mailauth-e2e")]
+
+A_IP, B_IP, EVIL_IP = "127.0.0.2", "127.0.0.3", "127.0.0.5"
+ALICE, BOB = ("alice@a.test", "alice-pw"), ("bob@b.test", "bob-pw")
+
+
+def txt(name: str, value: str) -> str:
+    chunks = " ".join(f'"{value[i : i + 200]}"' for i in range(0, len(value), 200))
+    return f"{name}. 60 IN TXT {chunks}\n"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    for ip in (A_IP, B_IP, EVIL_IP):
+        try:
+            with socket.socket() as s:
+                s.bind((ip, 0))
+        except OSError:
+            pytest.skip(f"cannot bind {ip} (needs the whole 127.0.0.0/8 on lo)")
+    root = tmp_path_factory.mktemp("mailauth")
+    dns_port = free_port()
+    b = ServerProcess(
+        root / "b",
+        domains=["b.test"],
+        hostname="mx.b.test",
+        users=dict([BOB]),
+        host=B_IP,
+        services=("smtp", "pop3", "imap"),
+        extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
+        "[mailauth]\nignore_networks = []\n",
+    )
+    b.init()
+    a = ServerProcess(
+        root / "a",
+        domains=["a.test"],
+        hostname="mx.a.test",
+        users=dict([ALICE]),
+        host=A_IP,
+        services=("smtp", "submission"),
+        extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
+        f"[queue]\nremote_port = {b.ports['smtp']}\nretry_schedule = [1.0, 1.0, 2.0]\n",
+    )
+    a.init()
+    dkim_record = txt_record(key_path(a.data, "a.test", "carteiro"))
+    # A's mail leaves from whichever loopback address the kernel picks: both are A's
+    zone = f"""
+a.test.      60 IN MX 10 mx.a.test.
+mx.a.test.   60 IN A {A_IP}
+b.test.      60 IN MX 10 mx.b.test.
+mx.b.test.   60 IN A {B_IP}
+a.test.      60 IN TXT "v=spf1 ip4:127.0.0.1 ip4:{A_IP} -all"
+_dmarc.a.test. 60 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@a.test"
+bank.test.   60 IN TXT "v=spf1 ip4:192.0.2.1 -all"
+_dmarc.bank.test. 60 IN TXT "v=DMARC1; p=reject"
+shop.test.   60 IN TXT "v=spf1 ip4:192.0.2.1 -all"
+_dmarc.shop.test. 60 IN TXT "v=DMARC1; p=quarantine"
+1.0.0.127.in-addr.arpa. 60 IN PTR out.a.test.
+out.a.test.  60 IN A 127.0.0.1
+2.0.0.127.in-addr.arpa. 60 IN PTR mx.a.test.
+""" + txt("carteiro._domainkey.a.test", dkim_record)
+    dns = ZoneServer(zone, port=dns_port).start()
+    try:
+        b.start()
+        a.start()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        dns.stop()
+
+
+def results_of(msg: email.message.Message, authserv_id: str) -> dict[str, str]:
+    (ours,) = [v for v in msg.get_all("Authentication-Results") or [] if authserv_id in str(v)]
+    parsed = authres.AuthenticationResultsHeader.parse(
+        "Authentication-Results: " + " ".join(str(ours).split())
+    )
+    assert parsed.authserv_id == authserv_id
+    return {r.method: r.result for r in parsed.results}
+
+
+def test_a_to_b_passes_spf_dkim_dmarc(net: tuple[ServerProcess, ServerProcess]) -> None:
+    a, b = net
+    submit(a, [BOB[0]], "authenticated hello")
+    wait_for(
+        lambda: any(m["Subject"] == "authenticated hello" for m in pop_messages(b, *BOB)),
+        what="bob's copy",
+    )
+    (msg,) = [m for m in pop_messages(b, *BOB) if m["Subject"] == "authenticated hello"]
+    got = results_of(msg, "mx.b.test")
+    assert got["spf"] == "pass" and got["dkim"] == "pass" and got["dmarc"] == "pass", got
+    assert got["iprev"] in ("pass", "fail")  # depends on the source address the kernel picked
+    assert "header.d=a.test" in str(msg["Authentication-Results"])
+
+
+def forge(b: ServerProcess, author: str, extra: str = "") -> None:
+    text = (
+        f"{extra}From: <{author}>\r\nTo: <{BOB[0]}>\r\nSubject: forged {author}\r\n"
+        f"Message-ID: <forged.{author}>\r\n\r\nPay this invoice.\r\n"
+    )
+    with smtplib.SMTP(b.host, b.ports["smtp"], timeout=30, source_address=(EVIL_IP, 0)) as s:
+        s.ehlo("mx.evil.test")
+        s.sendmail(author, [BOB[0]], text.encode())
+
+
+def test_forged_p_reject_is_refused(net: tuple[ServerProcess, ServerProcess]) -> None:
+    _a, b = net
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        forge(b, "ceo@bank.test")
+    assert e.value.smtp_code == 550 and b"5.7.1" in e.value.smtp_error
+
+
+def test_forged_p_quarantine_lands_in_junk(net: tuple[ServerProcess, ServerProcess]) -> None:
+    _a, b = net
+    forged = "Authentication-Results: mx.b.test; dmarc=pass header.from=shop.test\r\n"
+    forge(b, "sales@shop.test", forged)
+    inbox = [str(m["Subject"]) for m in pop_messages(b, *BOB)]
+    assert "forged sales@shop.test" not in inbox
+    imap = imaplib.IMAP4(b.host, b.ports["imap"], timeout=30)
+    try:
+        imap.starttls(unverified())
+        imap.login(*BOB)
+        typ, _ = imap.select("Junk", readonly=True)
+        assert typ == "OK"
+        _typ, data = imap.search(None, "SUBJECT", '"forged sales@shop.test"')
+        (num,) = data[0].split()
+        _typ, fetched = imap.fetch(num, "(BODY.PEEK[HEADER])")
+        raw = fetched[0][1]
+        assert isinstance(raw, bytes)
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    finally:
+        imap.logout()
+    got = results_of(msg, "mx.b.test")  # one field of ours: the forged pass is gone
+    assert got["dmarc"] == "fail" and got["spf"] == "fail", got

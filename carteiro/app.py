@@ -218,6 +218,7 @@ def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | 
         verify_max_size=m.verify_max_size,
         dns_timeout=m.dns_timeout,
         arc_trusted_sealers=tuple(m.arc_trusted_sealers),
+        dnsbl_zones=tuple(cfg.limits.dnsbl_zones),
     )
     return Checker(dns, settings)
 

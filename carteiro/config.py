@@ -175,6 +175,21 @@ class MailAuthConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """Abuse limits on SMTP (reference: docs/mailauth.md). 0 turns a limit off. The per-address
+    limits spare [smtp] relay_networks and [mailauth] ignore_networks."""
+
+    messages_per_minute_per_ip: int = 120
+    recipients_per_minute_per_ip: int = 600
+    messages_per_minute_per_user: int = 120
+    recipients_per_minute_per_user: int = 1000
+    # MX clients that talk before the greeting are refused (as postscreen's pregreet test);
+    # the greeting waits this long for them. 0 disables.
+    pregreet_wait: float = 1.0
+    dnsbl_zones: list[str] = field(default_factory=list)  # e.g. ["zen.spamhaus.org"]
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
@@ -196,6 +211,7 @@ class Config:
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
     mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
@@ -365,6 +381,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"mailauth.temperror: {cfg.mailauth.temperror!r} is not one of defer, accept"
         )
+    for key in ("messages_per_minute_per_ip", "recipients_per_minute_per_ip",
+                "messages_per_minute_per_user", "recipients_per_minute_per_user", "pregreet_wait"):  # fmt: skip
+        if getattr(cfg.limits, key) < 0:
+            raise ConfigError(f"limits.{key}: must not be negative")
     if cfg.mailauth.dns_timeout <= 0:
         raise ConfigError("mailauth.dns_timeout: must be greater than 0")
     for i, ns in enumerate(cfg.dns.nameservers):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from carteiro.mailauth import arc, dkim_verify, dmarc, iprev, spf
+from carteiro.mailauth import arc, dkim_verify, dmarc, dnsbl, iprev, spf
 from carteiro.mailauth.dkim import from_domain
 from carteiro.mailauth.lookup import Resolver
 from carteiro.mailauth.results_header import MethodResult, render
@@ -35,6 +35,7 @@ class Settings:
     verify_max_size: int = 20 * 1024 * 1024
     dns_timeout: float = 20.0
     arc_trusted_sealers: tuple[str, ...] = ()
+    dnsbl_zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,19 @@ class Checker:
             receiver=self.settings.authserv_id,
             timeout=self.settings.dns_timeout,
         )
+
+    async def check_dnsbl(self, ip: str) -> dnsbl.Listing | None:
+        try:
+            async with asyncio.timeout(self.settings.dns_timeout):
+                return await dnsbl.check(self.resolver, ip, self.settings.dnsbl_zones)
+        except TimeoutError:
+            return None  # a list that does not answer lists nobody
+
+    def dnsbl_refusal(self, ip: str, listing: dnsbl.Listing | None) -> Refusal | None:
+        if listing is None:
+            return None
+        why = f": {listing.reason}" if listing.reason else ""
+        return Refusal(554, "5.7.1", f"Client [{ip}] is listed in {listing.zone}{why}")
 
     def iprev_refusal(self, result: iprev.IPRevResult) -> Refusal | None:
         """With require_iprev: RFC 7372 3.3 X.7.25 for a client whose reverse DNS does not

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import ipaddress
 import logging
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.core.address import AddressError, parse_address
+from carteiro.core.ratelimit import RateLimiter
 from carteiro.directory.accounts import Resolution
 from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
@@ -98,6 +100,8 @@ class Transaction:
     digest: Any = field(default_factory=hashlib.sha256)
     head: bytearray | None = field(default_factory=bytearray)  # until the header section ends
     has_message_id: bool = False
+    keep_head: bool = False  # submission: the header section is kept to check From
+    header_block: bytes | None = None
 
     def note_body(self, data: bytes) -> None:
         self.digest.update(data)
@@ -110,6 +114,8 @@ class Transaction:
             self.head = None
             if end >= 0:
                 self.has_message_id = b"message-id" in header_names(bytes(head[:end]))
+                if self.keep_head:
+                    self.header_block = bytes(head[:end])
 
     def delivery_id(self) -> str | None:
         """Names this delivery when the message can be told apart from another: it carries a
@@ -151,6 +157,12 @@ class SMTPServer:
         self.auth_ignore = [
             ipaddress.ip_network(n, strict=False) for n in cfg.mailauth.ignore_networks
         ]
+        lim = cfg.limits
+        self.limits_cfg = lim
+        self.messages_per_ip = RateLimiter(lim.messages_per_minute_per_ip)
+        self.recipients_per_ip = RateLimiter(lim.recipients_per_minute_per_ip)
+        self.messages_per_user = RateLimiter(lim.messages_per_minute_per_user)
+        self.recipients_per_user = RateLimiter(lim.recipients_per_minute_per_user)
         self.tmp_dir = cfg.data_dir / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         clean_tmp(self.tmp_dir, older_than=3600.0)  # ours, left by a crash
@@ -264,12 +276,9 @@ class Session:
         self.relay_client = server.in_relay_networks(conn.peer_ip)
         # Mail authentication on the MX role for clients that are not ours (docs/mailauth.md)
         self.checks: SessionChecks | None = None
-        if (
-            server.checker is not None
-            and self.role == "smtp"
-            and not self.relay_client
-            and not in_networks(conn.peer_ip, server.auth_ignore)
-        ):
+        ours = self.relay_client or in_networks(conn.peer_ip, server.auth_ignore)
+        self.limit_ip = not ours  # per-address rate limits (authenticated: per account)
+        if server.checker is not None and self.role == "smtp" and not ours:
             self.checks = SessionChecks(server.checker, conn.peer_ip)
         self.done = False
         self.data_deadline: float | None = None  # loop time by which the content must be in
@@ -408,6 +417,9 @@ class Session:
     async def run(self) -> None:
         self._task = asyncio.current_task()
         try:
+            if self.checks is not None and not await self._pregreet_ok():
+                await self.flush()
+                return
             self.reply(self.server.greeting)
             while not self.done:
                 ev = self.machine.next_event()
@@ -439,6 +451,42 @@ class Session:
             if self.checks is not None:
                 self.checks.close()
             self.tracer.note("closed")
+
+    async def _pregreet_ok(self) -> bool:
+        """RFC 5321 4.3.1: the client waits for the greeting. One that talks first is a bot
+        that does not (postscreen's pregreet test): refused, and logged."""
+        wait = self.server.limits_cfg.pregreet_wait
+        if wait <= 0:
+            return True
+        try:
+            data = await asyncio.wait_for(self.conn.reader.read(READ_SIZE), wait)
+        except TimeoutError:
+            return True
+        if not data:
+            self.done = True
+            return False
+        log.warning("smtp [%s]: talked before the greeting; refused", self.conn.peer_ip)
+        self.tracer.note(f"client sent {len(data)} octets before the greeting")
+        self.reply(R.R_554_PREGREET)
+        self.done = True
+        return False
+
+    def _rate_refusal(self, kind: str) -> Reply | None:
+        """Messages (at MAIL) or recipients (at RCPT) per minute, per account when
+        authenticated, else per client address; over the limit: 451 4.7.1, logged."""
+        server = self.server
+        if self.auth_user is not None:
+            limiter = server.messages_per_user if kind == "messages" else server.recipients_per_user
+            key = self.auth_user
+        elif self.limit_ip:
+            limiter = server.messages_per_ip if kind == "messages" else server.recipients_per_ip
+            key = self.conn.peer_ip
+        else:
+            return None
+        if limiter.allow(key):
+            return None
+        log.warning("smtp: %s over %d %s a minute; refused for now", key, limiter.limit, kind)
+        return Reply(451, "4.7.1", f"Too many {kind} from you; try again later")
 
     # ---- events -------------------------------------------------------------------------------
 
@@ -564,6 +612,10 @@ class Session:
                 )
             )
             return
+        limited = self._rate_refusal("messages")
+        if limited is not None:
+            self.reply(limited)
+            return
         if cmd.size is not None and not self._room_for(cmd.size):
             # RFC 1870 6.1: a SIZE the server cannot hold now is "452 insufficient system
             # storage" at MAIL, before the client sends it all (as Postfix's queue_minfree).
@@ -572,7 +624,7 @@ class Session:
             )
             self.reply(R.R_452_STORAGE)
             return
-        self.txn = Transaction(cmd)
+        self.txn = Transaction(cmd, keep_head=self.auth_user is not None)
         if self.checks is not None:
             self.checks.mail(self.machine.helo or "", cmd.reverse_path)
         self.reply(R.R_250_SENDER_OK.with_text(f"Sender <{cmd.reverse_path}> OK"))
@@ -610,6 +662,10 @@ class Session:
     def _rcpt(self, cmd: C.Rcpt) -> None:
         txn = self.txn
         assert txn is not None  # the machine refuses RCPT outside a transaction
+        limited = self._rate_refusal("recipients")
+        if limited is not None:
+            self.reply(limited)
+            return
         address = cmd.forward_path
         if address == "postmaster":
             address = self.server.postmaster()
@@ -867,6 +923,12 @@ class Session:
             self._drop_writer(txn)
             self.reply(self._write_error(e, txn, "message data"))
             return
+        if self.auth_user is not None:
+            refused = self._foreign_author(txn)
+            if refused is not None:
+                self._drop_writer(txn)
+                self.reply(refused)
+                return
         rewritten: Rewritten | None = None
         try:
             quarantine = False
@@ -897,6 +959,20 @@ class Session:
             if rewritten is not None:
                 rewritten.discard()
             self._drop_writer(txn)
+
+    def _foreign_author(self, txn: Transaction) -> Reply | None:
+        """RFC 6409 8.1 lets a submission server check the message: an authenticated user may
+        write From: only with addresses they own (their account, aliases, +detail forms), as
+        MAIL FROM already must. 550 5.7.1 otherwise."""
+        block = txn.header_block
+        if block is None:
+            return None  # no end of header within HEAD_MAX: nothing we can read as From
+        values = [v.decode("utf-8", "replace") for name, v in _fields(block) if name == b"from"]
+        for _display, addr in email.utils.getaddresses(values):
+            if addr and not self._owns(addr):
+                log.warning("smtp %s: %s wrote From: <%s>; refused", txn.id, self.auth_user, addr)
+                return Reply(550, "5.7.1", f"From: <{addr}> is not an address of {self.auth_user}")
+        return None
 
     def _may_carry_forged(self, source: bytes | Path, prefix_len: int) -> bool:
         """Whether the client's header section may hold an Authentication-Results field: read
@@ -1087,6 +1163,19 @@ class Session:
         txn, self.txn = self.txn, None
         if txn is not None:
             self._drop_writer(txn)
+
+
+def _fields(block: bytes) -> list[tuple[bytes, bytes]]:
+    """(lower-cased name, unfolded value) of each field of a header section."""
+    out: list[tuple[bytes, bytes]] = []
+    for line in block.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and out:
+            out[-1] = (out[-1][0], out[-1][1] + b" " + line.strip())
+            continue
+        name, colon, value = line.partition(b":")
+        if colon:
+            out.append((name.strip().lower(), value.strip()))
+    return out
 
 
 def _orcpt(address: str) -> str:

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from carteiro.mailauth import iprev, spf
+from carteiro.mailauth import dnsbl, iprev, spf
 from carteiro.mailauth.inbound import Checker, Refusal, Verdict
 from carteiro.mailauth.results_header import has_field, strip_ours
 from carteiro.servers.smtp.message import HEAD_MAX, _mkstemp, header_end
@@ -49,17 +49,26 @@ class SessionChecks:
             checker.check_iprev(ip)
         )
         self._spf: asyncio.Task[spf.SPFResult] | None = None
+        self._dnsbl: asyncio.Task[dnsbl.Listing | None] | None = None
+        if checker.settings.dnsbl_zones:
+            self._dnsbl = asyncio.get_running_loop().create_task(checker.check_dnsbl(ip))
         self.helo = ""
         self.mail_from = ""
 
     def close(self) -> None:
         _cancel(self._iprev)  # type: ignore[arg-type]
         _cancel(self._spf)  # type: ignore[arg-type]
+        _cancel(self._dnsbl)  # type: ignore[arg-type]
 
     # ---- connect / MAIL FROM / RCPT ---------------------------------------------------------
 
     async def mail_refusal(self) -> Refusal | None:
-        """Before MAIL is accepted: the client's reverse DNS, when policy requires it."""
+        """Before MAIL is accepted: DNS blocklists (RFC 5782), then the client's reverse DNS
+        when policy requires it."""
+        if self._dnsbl is not None:
+            refusal = self.checker.dnsbl_refusal(self.ip, await self._dnsbl)
+            if refusal is not None:
+                return refusal
         if not self.checker.settings.require_iprev:
             return None
         return self.checker.iprev_refusal(await self._iprev)

@@ -179,8 +179,8 @@ class LimitsConfig:
     """Abuse limits on SMTP (reference: docs/mailauth.md). 0 turns a limit off. The per-address
     limits spare [smtp] relay_networks and [mailauth] ignore_networks."""
 
-    messages_per_minute_per_ip: int = 120
-    recipients_per_minute_per_ip: int = 600
+    messages_per_minute_per_ip: int = 300
+    recipients_per_minute_per_ip: int = 1500
     messages_per_minute_per_user: int = 120
     recipients_per_minute_per_user: int = 1000
     # MX clients that talk before the greeting are refused (as postscreen's pregreet test);

@@ -18,7 +18,13 @@ from typing import Literal
 
 import dkim
 
-from carteiro.mailauth.dkim_verify import MAX_SIGNATURES, _key_name, _tags
+from carteiro.mailauth.dkim_verify import (
+    INLINE_MAX,
+    MAX_SIGNATURES,
+    _key_name,
+    _tags,
+    header_fields,
+)
 from carteiro.mailauth.lookup import Answer, Resolver, txt_strings
 
 Result = Literal["none", "pass", "fail", "temperror"]
@@ -51,11 +57,7 @@ class ARCResult:
 
 
 def _arc_headers(message: bytes) -> list[tuple[bytes, bytes]]:
-    try:
-        headers, _body = dkim.rfc822_parse(message)
-    except Exception:
-        return []
-    return [(n.lower(), v) for n, v in headers if n.lower() in ARC_FIELDS]
+    return [(n.lower(), v) for n, v in header_fields(message) if n.lower() in ARC_FIELDS]
 
 
 async def verify(
@@ -72,6 +74,8 @@ async def verify(
     for name, answer in keys.items():
         if answer.temporary:
             return ARCResult("temperror", reason=f"key {name}: {answer.error}")
+    if len(message) > INLINE_MAX:
+        return await asyncio.to_thread(verify_with_keys, message, keys, tuple(trusted_sealers))
     return verify_with_keys(message, keys, trusted_sealers)
 
 

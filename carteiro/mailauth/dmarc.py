@@ -8,6 +8,7 @@ result temperror, so the caller defers (4xx) instead of rejecting or passing on 
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import functools
 import random
 from collections.abc import Callable, Sequence
@@ -23,6 +24,17 @@ from carteiro.mailauth.spf import SPFResult
 Result = Literal["pass", "fail", "none", "temperror", "permerror"]
 Policy = Literal["none", "quarantine", "reject"]
 _POLICIES: tuple[Policy, ...] = ("none", "quarantine", "reject")
+
+
+def author_domain(fields: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """RFC 7489 3.1 / 6.6.1: the domain of the RFC5322.From address (the first, when a message
+    has several; lower-cased, no final dot); None when there is none."""
+    values = [v.decode("utf-8", "replace") for n, v in fields if n.lower() == b"from"]
+    for _name, addr in email.utils.getaddresses(values):
+        domain = addr.rpartition("@")[2].strip().rstrip(".").lower()
+        if "@" in addr and domain:
+            return domain
+    return None
 
 
 @functools.cache

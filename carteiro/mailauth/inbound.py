@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from carteiro.mailauth import arc, dkim_verify, dmarc, dnsbl, iprev, spf
-from carteiro.mailauth.dkim import from_domain
 from carteiro.mailauth.lookup import Resolver
 from carteiro.mailauth.results_header import MethodResult, render
 
@@ -146,7 +145,7 @@ class Checker:
         try:
             async with asyncio.timeout(settings.dns_timeout):
                 if message is not None:
-                    author = from_domain(message)
+                    author = dmarc.author_domain(dkim_verify.header_fields(message))
                     signatures, arc_result = await asyncio.gather(
                         dkim_verify.verify(self.resolver, message),
                         arc.verify(self.resolver, message, settings.arc_trusted_sealers),

@@ -96,10 +96,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     for dom in domains:
         if dom not in cfg.domains:
             directory.add_domain(dom)
-    from carteiro.mailauth.dkim import ensure_dkim_key
+    from carteiro.mailauth.dkim_keys import ensure_defaults
 
     for dom in directory.domains():
-        ensure_dkim_key(d, dom, cfg.dkim.selector)
+        ensure_defaults(d, dom, cfg.dkim.selector)  # RSA and Ed25519 (RFC 8463)
 
     async def make_store() -> None:
         store = open_store(cfg)
@@ -288,6 +288,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_deliver import register as register_deliver
 
     regs.append(register_deliver)
+    from carteiro.cli_mailauth import register as register_mailauth
+
+    regs.append(register_mailauth)
     return regs
 
 

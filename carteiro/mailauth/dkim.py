@@ -15,22 +15,22 @@ import email.utils
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+
+from carteiro.mailauth import dkim_keys
+from carteiro.mailauth.dkim_keys import DKIM_DIR, KEY_BITS, key_path
 
 log = logging.getLogger("carteiro.dkim")
 
-KEY_BITS = 2048  # RFC 8301 3.2: at least 1024, 2048 recommended
-DKIM_DIR = "dkim"
-
-
-def key_path(data_dir: Path, domain: str, selector: str) -> Path:
-    return Path(data_dir) / DKIM_DIR / f"{domain.lower()}.{selector}.key"
+__all__ = ["DKIM_DIR", "KEY_BITS", "DKIMSigner", "ensure_dkim_key", "key_path", "txt_record"]
 
 
 def ensure_dkim_key(data_dir: Path, domain: str, selector: str) -> Path:
@@ -64,8 +64,8 @@ def public_key_b64(path: Path) -> str:
 
 
 def txt_record(path: Path) -> str:
-    """The value of SELECTOR._domainkey.DOMAIN TXT (RFC 6376 3.6.1)."""
-    return f"v=DKIM1; k=rsa; p={public_key_b64(path)}"
+    """The value of SELECTOR._domainkey.DOMAIN TXT (RFC 6376 3.6.1; RFC 8463 for Ed25519)."""
+    return dkim_keys.txt_record(path)
 
 
 def from_domain(message: bytes) -> str | None:
@@ -115,8 +115,21 @@ class _DKIM(dkim.DKIM):  # type: ignore[misc]
         return folded
 
 
+@dataclass(frozen=True, slots=True)
+class _Key:
+    selector: str
+    rsa_key: rsa.RSAPrivateKey | None
+    pem: bytes  # RSA: the PEM dkimpy reads; Ed25519: the base64 seed dkimpy reads
+
+
 class DKIMSigner:
-    """A `Signer` for the spool: message bytes -> a DKIM-Signature field to prepend (or b"")."""
+    """A `Signer` for the spool: message bytes -> the DKIM-Signature fields to prepend (or b"").
+
+    Signs with every active key of the domain (dkim_keys): an RSA and an Ed25519 signature
+    (RFC 8463 6: sign with both while verifiers learn Ed25519). Key changes (`carteiro dkim
+    activate`) are seen within a second, without a restart."""
+
+    RECHECK = 1.0  # seconds between looks at a domain's key state
 
     def __init__(
         self, data_dir: Path, domains: Iterable[str] | Callable[[str], bool], selector: str
@@ -128,26 +141,63 @@ class DKIMSigner:
             ours = {d.lower().rstrip(".") for d in domains}
             self.is_ours = ours.__contains__
         self.selector = selector
-        self._keys: dict[str, bytes | None] = {}
-        self._rsa: dict[str, rsa.RSAPrivateKey] = {}
+        # domain -> (next check, state file mtime, keys)
+        self._keys: dict[str, tuple[float, float, tuple[_Key, ...]]] = {}
         self._lock = threading.Lock()
 
-    def _key(self, domain: str) -> bytes | None:
+    def _state_mtime(self, domain: str) -> float:
+        try:
+            return dkim_keys.state_path(self.data_dir, domain).stat().st_mtime
+        except FileNotFoundError:
+            return -1.0
+
+    def _keys_for(self, domain: str) -> tuple[_Key, ...]:
+        now = time.monotonic()
         with self._lock:
-            if domain not in self._keys:
-                path = key_path(self.data_dir, domain, self.selector)
-                try:
-                    self._keys[domain] = path.read_bytes()
-                except FileNotFoundError:
-                    log.warning("dkim: no key %s; mail from %s goes unsigned", path, domain)
-                    self._keys[domain] = None
-            return self._keys[domain]
+            hit = self._keys.get(domain)
+            if hit is not None and hit[0] > now:
+                return hit[2]
+            mtime = self._state_mtime(domain)
+            if hit is not None and hit[1] == mtime and hit[2]:
+                self._keys[domain] = (now + self.RECHECK, mtime, hit[2])
+                return hit[2]
+            keys = self._load(domain)
+            self._keys[domain] = (now + self.RECHECK, mtime, keys)
+            return keys
+
+    def _load(self, domain: str) -> tuple[_Key, ...]:
+        out: list[_Key] = []
+        try:
+            active = dkim_keys.active(self.data_dir, domain, self.selector)
+        except dkim_keys.KeyError_ as e:
+            log.error("dkim: %s; mail from %s goes unsigned", e, domain)
+            return ()
+        for entry in active:
+            path = key_path(self.data_dir, domain, entry.selector)
+            try:
+                key = dkim_keys.load_private(path)
+            except FileNotFoundError:
+                log.warning("dkim: no key %s; mail from %s goes unsigned with it", path, domain)
+                continue
+            except (ValueError, dkim_keys.KeyError_) as e:
+                log.error("dkim: unusable key %s: %s", path, e)
+                continue
+            if isinstance(key, ed25519.Ed25519PrivateKey):
+                seed = key.private_bytes(
+                    serialization.Encoding.Raw,
+                    serialization.PrivateFormat.Raw,
+                    serialization.NoEncryption(),
+                )
+                out.append(_Key(entry.selector, None, base64.b64encode(seed)))
+            else:
+                out.append(_Key(entry.selector, key, path.read_bytes()))
+        return tuple(out)
 
     def signing_domain(self, author_domain: str) -> str | None:
         labels = author_domain.split(".")
         for i in range(len(labels) - 1):
             candidate = ".".join(labels[i:])
-            if self.is_ours(candidate) and self._key(candidate) is not None:
+            if self.is_ours(candidate) and self._keys_for(candidate):
                 return candidate
         return None
 
@@ -158,20 +208,25 @@ class DKIMSigner:
         domain = self.signing_domain(author)
         if domain is None:
             return b""
-        key = self._key(domain)
-        assert key is not None
-        rsa_key = self._rsa.get(domain)
-        if rsa_key is None:
-            loaded = serialization.load_pem_private_key(key, password=None)
-            if not isinstance(loaded, rsa.RSAPrivateKey):
-                raise ValueError(f"DKIM key of {domain} is not an RSA key")
-            rsa_key = self._rsa[domain] = loaded
-        signer = _DKIM(message, signature_algorithm=b"rsa-sha256", linesep=b"\r\n")
-        signer.rsa_key = rsa_key
-        sig: bytes = signer.sign(
-            self.selector.encode("ascii"),
-            domain.encode("idna"),
-            key,
-            canonicalize=(b"relaxed", b"relaxed"),
-        )
-        return sig
+        fields = b""
+        for key in self._keys_for(domain):
+            if key.rsa_key is not None:
+                signer = _DKIM(message, signature_algorithm=b"rsa-sha256", linesep=b"\r\n")
+                signer.rsa_key = key.rsa_key
+                sig: bytes = signer.sign(
+                    key.selector.encode("ascii"),
+                    domain.encode("idna"),
+                    key.pem,
+                    canonicalize=(b"relaxed", b"relaxed"),
+                )
+            else:
+                sig = dkim.DKIM(
+                    message, signature_algorithm=b"ed25519-sha256", linesep=b"\r\n"
+                ).sign(
+                    key.selector.encode("ascii"),
+                    domain.encode("idna"),
+                    key.pem,
+                    canonicalize=(b"relaxed", b"relaxed"),
+                )
+            fields += sig
+        return fields

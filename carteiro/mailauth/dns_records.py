@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from carteiro.mailauth import dkim_keys
 from carteiro.mailauth.dkim import key_path, txt_record
 
 
@@ -43,25 +44,7 @@ def records_for(
         ),
     ]
     if dkim_enabled:
-        kp = key_path(data_dir, d, selector)
-        if kp.exists():
-            out.append(
-                Record(
-                    _fqdn(f"{selector}._domainkey.{d}"),
-                    "TXT",
-                    _quote_txt(txt_record(kp)),
-                    "DKIM public key",
-                )
-            )
-        else:
-            out.append(
-                Record(
-                    _fqdn(f"{selector}._domainkey.{d}"),
-                    "TXT",
-                    '""',
-                    f"no DKIM key yet: run `carteiro init` again (it creates {kp})",
-                )
-            )
+        out.extend(_dkim_records(d, data_dir, selector))
     out.append(
         Record(
             _fqdn(f"_dmarc.{d}"),
@@ -70,6 +53,49 @@ def records_for(
             "DMARC: start with p=none to watch reports first if other systems send as this domain",
         )
     )
+    return out
+
+
+_NOTES = {
+    "active": "signs mail now",
+    "pending": "publish this first, then: carteiro dkim activate {d} {s}",
+    "retiring": "replaced; keep until mail signed with it has arrived, then remove it and run:"
+    " carteiro dkim retire {d} {s}",
+}
+
+
+def _dkim_records(d: str, data_dir: Path, selector: str) -> list[Record]:
+    try:
+        entries = dkim_keys.entries(data_dir, d, selector)
+    except dkim_keys.KeyError_ as err_:
+        entries = []
+        err = str(err_)
+    else:
+        err = ""
+    out = []
+    for ent in entries:
+        kp = key_path(data_dir, d, ent.selector)
+        if not kp.exists():
+            continue
+        note = _NOTES[ent.state].format(d=d, s=ent.selector)
+        out.append(
+            Record(
+                _fqdn(f"{ent.selector}._domainkey.{d}"),
+                "TXT",
+                _quote_txt(txt_record(kp)),
+                f"DKIM public key ({ent.algorithm}, {ent.state}: {note})",
+            )
+        )
+    if not out:
+        kp = key_path(data_dir, d, selector)
+        out.append(
+            Record(
+                _fqdn(f"{selector}._domainkey.{d}"),
+                "TXT",
+                '""',
+                err or f"no DKIM key yet: run `carteiro init` again (it creates {kp})",
+            )
+        )
     return out
 
 

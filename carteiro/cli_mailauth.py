@@ -1,0 +1,125 @@
+"""The `carteiro dkim ...` subcommands (registered by cli.py): the DKIM keys of each domain,
+RSA and Ed25519, and their rotation (dkim_keys has the life cycle and why).
+
+    carteiro dkim list [DOMAIN]
+    carteiro dkim rotate DOMAIN [--algorithm rsa|ed25519] [--selector NAME]
+    carteiro dkim activate DOMAIN SELECTOR
+    carteiro dkim retire DOMAIN SELECTOR
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from pathlib import Path
+
+from carteiro.config import Config, ConfigError, load
+
+EX_CONFIG = 78
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load(Path(args.data or os.environ.get("CARTEIRO_DATA") or "var"))
+
+
+def _domains(cfg: Config) -> list[str]:
+    from carteiro.directory.accounts import Directory
+
+    domains = list(cfg.domains)
+    path = cfg.data_dir / "directory.sqlite"
+    if path.exists():
+        d = Directory(path, static_domains=cfg.domains)
+        try:
+            domains += [x for x in d.domains() if x not in domains]
+        finally:
+            d.close()
+    return domains
+
+
+def _record_lines(name: str, value: str) -> str:
+    from carteiro.mailauth.dns_records import _quote_txt
+
+    return f"{name}. 3600 IN TXT {_quote_txt(value)}"
+
+
+def cmd_dkim(args: argparse.Namespace) -> int:
+    from carteiro.mailauth import dkim_keys
+    from carteiro.mailauth.dkim import key_path
+
+    try:
+        cfg = _config(args)
+    except ConfigError as e:
+        print(f"carteiro: {e}", file=sys.stderr)
+        return EX_CONFIG
+    selector = cfg.dkim.selector
+    domains = _domains(cfg)
+    domain = (getattr(args, "domain", None) or "").lower().rstrip(".")
+    if domain and domain not in domains:
+        print(f"carteiro: {domain} is not one of our domains", file=sys.stderr)
+        return 1
+    try:
+        if args.dkim_action == "list":
+            for dom in [domain] if domain else domains:
+                for ent in dkim_keys.entries(cfg.data_dir, dom, selector):
+                    when = (
+                        datetime.datetime.fromtimestamp(ent.created).strftime("%Y-%m-%d")
+                        if ent.created
+                        else "-"
+                    )
+                    print(f"{dom:30} {ent.selector:20} {ent.algorithm:8} {ent.state:9} {when}")
+            return 0
+        if args.dkim_action == "rotate":
+            entry = dkim_keys.rotate(
+                cfg.data_dir, domain, args.algorithm, selector, args.selector or None
+            )
+            path = key_path(cfg.data_dir, domain, entry.selector)
+            print(f"; new {entry.algorithm} key {entry.selector} for {domain} (pending).")
+            print("; 1. publish this record:")
+            print(
+                _record_lines(f"{entry.selector}._domainkey.{domain}", dkim_keys.txt_record(path))
+            )
+            print(f"; 2. once it resolves: carteiro dkim activate {domain} {entry.selector}")
+            print("; the key it replaces keeps being published until you retire it.")
+            return 0
+        if args.dkim_action == "activate":
+            dkim_keys.activate(cfg.data_dir, domain, args.selector, selector)
+            print(f"{domain}: mail is signed with {args.selector} from now on")
+            for ent in dkim_keys.entries(cfg.data_dir, domain, selector):
+                if ent.state == "retiring":
+                    print(
+                        f"{ent.selector} is retiring: keep its record a few days, then remove it"
+                        f" and run: carteiro dkim retire {domain} {ent.selector}"
+                    )
+            return 0
+        if args.dkim_action == "retire":
+            ent = dkim_keys.retire(cfg.data_dir, domain, args.selector, selector)
+            print(f"{domain}: key {ent.selector} deleted; remove its record from DNS:")
+            print(f"  {ent.selector}._domainkey.{domain}. TXT")
+            return 0
+    except dkim_keys.KeyError_ as err_:
+        print(f"carteiro: {err_}", file=sys.stderr)
+        return 1
+    return 64  # pragma: no cover - argparse requires an action
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `dkim` to the carteiro command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", help="data dir (default: $CARTEIRO_DATA, then ./var)")
+    s = subparsers.add_parser("dkim", help="DKIM signing keys: list, rotate, activate, retire")
+    ds = s.add_subparsers(dest="dkim_action", required=True, metavar="ACTION")
+    a = ds.add_parser("list", parents=[common], help="each domain's keys and their state")
+    a.add_argument("domain", nargs="?")
+    a = ds.add_parser("rotate", parents=[common], help="make a new (pending) key; print its record")
+    a.add_argument("domain")
+    a.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
+    a.add_argument("--selector", help="its selector (default: cYYYYMMDDr or cYYYYMMDDe)")
+    a = ds.add_parser("activate", parents=[common], help="sign with this key from now on")
+    a.add_argument("domain")
+    a.add_argument("selector")
+    a = ds.add_parser("retire", parents=[common], help="delete a replaced key")
+    a.add_argument("domain")
+    a.add_argument("selector")
+    s.set_defaults(func=cmd_dkim)

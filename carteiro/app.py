@@ -10,6 +10,7 @@ stops accepting, lets in-flight sessions finish for a grace period, then closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -31,8 +32,10 @@ from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
+    from carteiro.mailauth.dmarc_reports import Recorder
     from carteiro.mailauth.inbound import Checker
     from carteiro.mailauth.lookup import Resolver as LookupResolver
+    from carteiro.queue.api import Spool
 
 log = logging.getLogger("carteiro")
 
@@ -223,6 +226,66 @@ def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | 
     return Checker(dns, settings)
 
 
+class DMARCReportTask:
+    """Flushes the recorded DMARC results and mails each domain's aggregate report (RFC 7489
+    7.2) through the outbound queue when its period has ended."""
+
+    def __init__(self, cfg: Config, recorder: Recorder, spool: Spool, checker: Checker) -> None:
+        self.cfg = cfg
+        self.recorder = recorder
+        self.spool = spool
+        self.checker = checker
+        m = cfg.mailauth
+        first = cfg.domains[0] if cfg.domains else cfg.hostname
+        self.sender = m.dmarc_report_from or f"postmaster@{first}"
+        self.org = m.dmarc_report_org or cfg.hostname
+        self.interval = m.dmarc_report_interval
+        self.tick = min(60.0, max(0.5, self.interval / 4))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.once()
+            except Exception:
+                log.exception("dmarc: reporting failed; trying again later")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick):
+                    await stop.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.recorder.flush)
+
+    async def once(self) -> int:
+        from carteiro.mailauth import dmarc_reports
+
+        data = self.cfg.data_dir
+        await asyncio.to_thread(self.recorder.flush)
+        due = await asyncio.to_thread(
+            dmarc_reports.due_reports, data, self.org, self.sender, self.cfg.hostname,
+            self.interval,
+        )  # fmt: skip
+        sent = 0
+        for report in due:
+            to = [
+                a
+                for a in report.recipients
+                if await dmarc_reports.authorized(self.checker.resolver, report.policy_domain, a)
+            ]
+            if to:
+                env = Envelope(self.sender, tuple(QueuedRecipient(a) for a in to))
+                await self.spool.enqueue(env, report.message)
+                sent += 1
+                log.info(
+                    "dmarc: report for %s (%d rows) to %s",
+                    report.policy_domain,
+                    report.rows,
+                    ", ".join(to),
+                )
+            else:
+                log.info("dmarc: no authorized report address for %s", report.policy_domain)
+            await asyncio.to_thread(dmarc_reports.mark_sent, data, report)
+        return sent
+
+
 @dataclass
 class App:
     config: Config
@@ -230,6 +293,7 @@ class App:
     listeners: list[Listener] = field(default_factory=list)
     ctx: ServerContext | None = None
     queue: QueueService | None = None
+    _dmarc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -259,6 +323,14 @@ class App:
             trace=self.trace,
             mailauth=make_mail_checker(cfg),
         )
+        if self.ctx.mailauth is not None and cfg.mailauth.dmarc_reports:
+            from carteiro.mailauth.dmarc_reports import Recorder
+
+            self.ctx.dmarc_recorder = Recorder(cfg.data_dir)
+            task = DMARCReportTask(
+                cfg, self.ctx.dmarc_recorder, self.queue.spool, self.ctx.mailauth
+            )
+            self._dmarc = asyncio.get_running_loop().create_task(task.run(self.ctx.shutdown))
         for factory in listener_factories():
             self.listeners.extend(factory(self.ctx))
         try:
@@ -280,6 +352,9 @@ class App:
         if self.ctx is not None:
             self.ctx.shutdown.set()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
+        if self._dmarc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._dmarc, 10)
         if self.queue is not None:
             await self.queue.stop()
         if self.ctx is not None:

@@ -5,6 +5,7 @@ RSA and Ed25519, and their rotation (dkim_keys has the life cycle and why).
     carteiro dkim rotate DOMAIN [--algorithm rsa|ed25519] [--selector NAME]
     carteiro dkim activate DOMAIN SELECTOR
     carteiro dkim retire DOMAIN SELECTOR
+    carteiro dmarc report [--account ADDRESS] [--days N]
 """
 
 from __future__ import annotations
@@ -104,6 +105,66 @@ def cmd_dkim(args: argparse.Namespace) -> int:
     return 64  # pragma: no cover - argparse requires an action
 
 
+def cmd_dmarc(args: argparse.Namespace) -> int:
+    """Read the DMARC aggregate reports delivered to the report account (every folder), keep
+    the new ones in DATA/dmarc.sqlite, and print what they say."""
+    import asyncio
+    import time
+
+    from carteiro.app import open_directory, open_store
+    from carteiro.mailauth import dmarc_reports
+
+    try:
+        cfg = _config(args)
+    except ConfigError as e:
+        print(f"carteiro: {e}", file=sys.stderr)
+        return EX_CONFIG
+    directory = open_directory(cfg)
+    try:
+        account = args.account
+        if not account:
+            domains = _domains(cfg)
+            if not domains:
+                print("carteiro: no domains configured", file=sys.stderr)
+                return 1
+            res = directory.resolve(f"postmaster@{domains[0]}")
+            if res is None or not res.local_accounts:
+                print(
+                    f"carteiro: postmaster@{domains[0]} is no account here; give --account",
+                    file=sys.stderr,
+                )
+                return 1
+            account = res.local_accounts[0][0]
+    finally:
+        directory.close()
+
+    async def read() -> list[dmarc_reports.Received]:
+        store = open_store(cfg)
+        found: list[dmarc_reports.Received] = []
+        try:
+            acct = await store.account(account)
+            for info in await acct.list_mailboxes():
+                if not info.selectable:
+                    continue
+                for m in await acct.list_messages(info.id):
+                    raw = await acct.read_message(info.id, m.uid)
+                    report = dmarc_reports.parse_report(raw)
+                    if report is not None:
+                        found.append(report)
+        finally:
+            await store.close()
+        return found
+
+    reports = asyncio.run(read())
+    new = dmarc_reports.store_received(cfg.data_dir, reports)
+    since = int(time.time() - args.days * 86400) if args.days else 0
+    lines = dmarc_reports.summary(cfg.data_dir, since)
+    print(f"{len(reports)} reports in {account}'s mail ({new} new)")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `dkim` to the carteiro command."""
     common = argparse.ArgumentParser(add_help=False)
@@ -123,3 +184,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     a.add_argument("domain")
     a.add_argument("selector")
     s.set_defaults(func=cmd_dkim)
+
+    s = subparsers.add_parser("dmarc", help="DMARC aggregate reports received")
+    ds = s.add_subparsers(dest="dmarc_action", required=True, metavar="ACTION")
+    a = ds.add_parser("report", parents=[common], help="read, keep and summarise reports")
+    a.add_argument("--account", help="whose mail holds them (default: postmaster's account)")
+    a.add_argument("--days", type=float, default=0, help="only reports of the last N days")
+    s.set_defaults(func=cmd_dmarc)

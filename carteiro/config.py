@@ -171,6 +171,11 @@ class MailAuthConfig:
     require_iprev: bool = False  # refuse clients without forward-confirmed reverse DNS (550 5.7.25)
     verify_max_size: int = 20 * 1024 * 1024  # larger messages: DKIM/ARC not verified (policy)
     arc_trusted_sealers: list[str] = field(default_factory=list)  # forwarders whose ARC we trust
+    # DMARC aggregate reports (RFC 7489 7.2) to the rua= of the domains whose mail we checked
+    dmarc_reports: bool = True
+    dmarc_report_interval: float = 86400.0  # seconds per report (RFC 7489 ri= default: a day)
+    dmarc_report_from: str = ""  # "" = postmaster@ the first of our domains
+    dmarc_report_org: str = ""  # org_name in the reports; "" = hostname
     dns_timeout: float = 20.0  # all lookups of one check together (RFC 7208 4.6.4: at least 20 s)
 
 
@@ -385,6 +390,8 @@ def _validate(cfg: Config) -> None:
                 "messages_per_minute_per_user", "recipients_per_minute_per_user", "pregreet_wait"):  # fmt: skip
         if getattr(cfg.limits, key) < 0:
             raise ConfigError(f"limits.{key}: must not be negative")
+    if cfg.mailauth.dmarc_report_interval < 1:
+        raise ConfigError("mailauth.dmarc_report_interval: at least 1 second")
     if cfg.mailauth.dns_timeout <= 0:
         raise ConfigError("mailauth.dns_timeout: must be greater than 0")
     for i, ns in enumerate(cfg.dns.nameservers):

@@ -279,7 +279,7 @@ class Session:
         ours = self.relay_client or in_networks(conn.peer_ip, server.auth_ignore)
         self.limit_ip = not ours  # per-address rate limits (authenticated: per account)
         if server.checker is not None and self.role == "smtp" and not ours:
-            self.checks = SessionChecks(server.checker, conn.peer_ip)
+            self.checks = SessionChecks(server.checker, conn.peer_ip, self.ctx.dmarc_recorder)
         self.done = False
         self.data_deadline: float | None = None  # loop time by which the content must be in
         self.linger = False  # closing while the client still sends message data

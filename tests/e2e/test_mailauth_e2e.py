@@ -19,6 +19,7 @@ import authres
 import pytest
 from test_relay import pop_messages, submit, unverified, wait_for
 
+from carteiro.mailauth import dkim_keys
 from carteiro.mailauth.dkim import key_path, txt_record
 from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mailauth-e2e")]
 
 A_IP, B_IP, EVIL_IP = "127.0.0.2", "127.0.0.3", "127.0.0.5"
 ALICE, BOB = ("alice@a.test", "alice-pw"), ("bob@b.test", "bob-pw")
+REPORTS = ("dmarc@a.test", "dmarc-pw")
 
 
 def txt(name: str, value: str) -> str:
@@ -52,23 +54,32 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProces
         host=B_IP,
         services=("smtp", "pop3", "imap"),
         extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
-        "[mailauth]\nignore_networks = []\n",
+        # reports every 2 s instead of daily, so the test sees one
+        "[mailauth]\nignore_networks = []\ndmarc_report_interval = 2.0\n",
     )
     b.init()
     a = ServerProcess(
         root / "a",
         domains=["a.test"],
         hostname="mx.a.test",
-        users=dict([ALICE]),
+        users=dict([ALICE, REPORTS]),
         host=A_IP,
         services=("smtp", "submission"),
         extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
         f"[queue]\nremote_port = {b.ports['smtp']}\nretry_schedule = [1.0, 1.0, 2.0]\n",
     )
     a.init()
-    dkim_record = txt_record(key_path(a.data, "a.test", "carteiro"))
+    # B's reports to a.test go to A's MX port (the test's servers do not listen on 25)
+    with (b.data / "carteiro.toml").open("a") as f:
+        f.write(f'[transport]\n"a.test" = "{A_IP}:{a.ports["smtp"]}"\n')
+    # every key A signs with: `carteiro init` made an RSA and an Ed25519 one
+    dkim_zone = "".join(
+        txt(f"{e.selector}._domainkey.a.test", txt_record(key_path(a.data, "a.test", e.selector)))
+        for e in dkim_keys.entries(a.data, "a.test", "carteiro")
+    )
     # A's mail leaves from whichever loopback address the kernel picks: both are A's
-    zone = f"""
+    zone = (
+        f"""
 a.test.      60 IN MX 10 mx.a.test.
 mx.a.test.   60 IN A {A_IP}
 b.test.      60 IN MX 10 mx.b.test.
@@ -82,7 +93,9 @@ _dmarc.shop.test. 60 IN TXT "v=DMARC1; p=quarantine"
 1.0.0.127.in-addr.arpa. 60 IN PTR out.a.test.
 out.a.test.  60 IN A 127.0.0.1
 2.0.0.127.in-addr.arpa. 60 IN PTR mx.a.test.
-""" + txt("carteiro._domainkey.a.test", dkim_record)
+"""
+        + dkim_zone
+    )
     dns = ZoneServer(zone, port=dns_port).start()
     try:
         b.start()
@@ -94,13 +107,16 @@ out.a.test.  60 IN A 127.0.0.1
         dns.stop()
 
 
-def results_of(msg: email.message.Message, authserv_id: str) -> dict[str, str]:
+def results_of(msg: email.message.Message, authserv_id: str) -> dict[str, list[str]]:
     (ours,) = [v for v in msg.get_all("Authentication-Results") or [] if authserv_id in str(v)]
     parsed = authres.AuthenticationResultsHeader.parse(
         "Authentication-Results: " + " ".join(str(ours).split())
     )
     assert parsed.authserv_id == authserv_id
-    return {r.method: r.result for r in parsed.results}
+    out: dict[str, list[str]] = {}
+    for r in parsed.results:
+        out.setdefault(r.method, []).append(r.result)
+    return out
 
 
 def test_a_to_b_passes_spf_dkim_dmarc(net: tuple[ServerProcess, ServerProcess]) -> None:
@@ -112,8 +128,10 @@ def test_a_to_b_passes_spf_dkim_dmarc(net: tuple[ServerProcess, ServerProcess]) 
     )
     (msg,) = [m for m in pop_messages(b, *BOB) if m["Subject"] == "authenticated hello"]
     got = results_of(msg, "mx.b.test")
-    assert got["spf"] == "pass" and got["dkim"] == "pass" and got["dmarc"] == "pass", got
-    assert got["iprev"] in ("pass", "fail")  # depends on the source address the kernel picked
+    # both of A's signatures (RSA and Ed25519) verify
+    assert got["spf"] == ["pass"] and got["dkim"] == ["pass", "pass"], got
+    assert got["dmarc"] == ["pass"], got
+    assert got["iprev"][0] in ("pass", "fail")  # depends on the source address the kernel picked
     assert "header.d=a.test" in str(msg["Authentication-Results"])
 
 
@@ -155,4 +173,19 @@ def test_forged_p_quarantine_lands_in_junk(net: tuple[ServerProcess, ServerProce
     finally:
         imap.logout()
     got = results_of(msg, "mx.b.test")  # one field of ours: the forged pass is gone
-    assert got["dmarc"] == "fail" and got["spf"] == "fail", got
+    assert got["dmarc"] == ["fail"] and got["spf"] == ["fail"], got
+
+
+def test_b_reports_to_a_and_dmarc_report_reads_it(net: tuple[ServerProcess, ServerProcess]) -> None:
+    a, _b = net
+    submit(a, [BOB[0]], "for the report")  # B records the result for a.test's rua=
+
+    def summary() -> str:
+        out = a.cli("dmarc", "report", "--account", REPORTS[0]).stdout
+        return out if "a.test: mx.b.test" in out else ""
+
+    wait_for(lambda: bool(summary()), what="B's aggregate report in A's mailbox")
+    out = summary()
+    assert "pass DMARC, 0 fail" in out, out
+    again = a.cli("dmarc", "report", "--account", REPORTS[0]).stdout
+    assert "(0 new)" in again

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carteiro.mailauth import dnsbl, iprev, spf
+from carteiro.mailauth.dmarc_reports import Recorder, seen_from
 from carteiro.mailauth.inbound import Checker, Refusal, Verdict
 from carteiro.mailauth.results_header import has_field, strip_ours
 from carteiro.servers.smtp.message import HEAD_MAX, _mkstemp, header_end
@@ -42,8 +43,9 @@ def _cancel(task: asyncio.Task[object] | None) -> None:
 class SessionChecks:
     """One per SMTP session whose mail is checked (the MX role, a client not ours)."""
 
-    def __init__(self, checker: Checker, ip: str) -> None:
+    def __init__(self, checker: Checker, ip: str, recorder: Recorder | None = None) -> None:
         self.checker = checker
+        self.recorder = recorder
         self.ip = ip
         self._iprev: asyncio.Task[iprev.IPRevResult] = asyncio.get_running_loop().create_task(
             checker.check_iprev(ip)
@@ -101,7 +103,7 @@ class SessionChecks:
             message = await asyncio.to_thread(_read_from, source, prefix_len)
         iprev_result = await self._iprev
         spf_result = await self._spf if self._spf is not None else None
-        return await self.checker.message(
+        verdict = await self.checker.message(
             message,
             ip=self.ip,
             helo=self.helo,
@@ -110,6 +112,13 @@ class SessionChecks:
             spf_result=spf_result,
             size=size - prefix_len,
         )
+        if self.recorder is not None and verdict.dmarc is not None and verdict.action != "defer":
+            seen = seen_from(
+                verdict.dmarc, self.ip, self.mail_from, self.helo, verdict.signatures, spf_result
+            )
+            if seen is not None:
+                self.recorder.record(seen)
+        return verdict
 
 
 def _read_from(path: Path, offset: int) -> bytes:

@@ -171,6 +171,7 @@ class MailAuthConfig:
     require_iprev: bool = False  # refuse clients without forward-confirmed reverse DNS (550 5.7.25)
     verify_max_size: int = 20 * 1024 * 1024  # larger messages: DKIM/ARC not verified (policy)
     arc_trusted_sealers: list[str] = field(default_factory=list)  # forwarders whose ARC we trust
+    arc_seal: bool = True  # seal checked mail we forward (aliases to remote addresses), RFC 8617
     # DMARC aggregate reports (RFC 7489 7.2) to the rua= of the domains whose mail we checked
     dmarc_reports: bool = True
     dmarc_report_interval: float = 86400.0  # seconds per report (RFC 7489 ri= default: a day)

@@ -128,6 +128,22 @@ class Sealer:
     def from_key_file(cls, path: Path, domain: str, selector: str, authserv_id: str) -> Sealer:
         return cls(path.read_bytes(), domain, selector, authserv_id)
 
+    @classmethod
+    def for_domain(
+        cls, data_dir: Path, domain: str, selector: str, authserv_id: str
+    ) -> Sealer | None:
+        """The sealer for `domain` with its RSA DKIM key at `selector` (RFC 8617 sets use
+        rsa-sha256 only); None when there is no such key."""
+        from carteiro.mailauth import dkim_keys
+
+        path = dkim_keys.key_path(data_dir, domain, selector)
+        try:
+            if dkim_keys.algorithm_of(path) != "rsa":
+                return None
+        except (OSError, ValueError, dkim_keys.KeyError_):
+            return None
+        return cls.from_key_file(path, domain, selector, authserv_id)
+
     def seal(self, message: bytes, timestamp: int | None = None) -> bytes:
         """The ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results fields to put on
         top of `message`; b"" when the message has no Authentication-Results of ours (then

@@ -28,6 +28,7 @@ from carteiro.core.ratelimit import RateLimiter
 from carteiro.directory.accounts import Resolution
 from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
+from carteiro.mailauth.arc import Sealer
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
 from carteiro.proto.smtp import commands as C
@@ -157,6 +158,13 @@ class SMTPServer:
         self.auth_ignore = [
             ipaddress.ip_network(n, strict=False) for n in cfg.mailauth.ignore_networks
         ]
+        self.sealer: Sealer | None = None
+        if self.checker is not None and cfg.mailauth.arc_seal:
+            first = cfg.domains or ctx.directory.domains()
+            if first:
+                self.sealer = Sealer.for_domain(
+                    cfg.data_dir, first[0], cfg.dkim.selector, self.authserv_id
+                )
         lim = cfg.limits
         self.limits_cfg = lim
         self.messages_per_ip = RateLimiter(lim.messages_per_minute_per_ip)
@@ -1021,7 +1029,10 @@ class Session:
                 spooled = await asyncio.to_thread(
                     without_prefix, source, txn.return_path_len, self.server.tmp_dir
                 )
+            made = spooled if isinstance(spooled, Path) and spooled != source else None
             try:
+                if self.checks is not None and self.server.sealer is not None:
+                    spooled = await self._sealed(txn, spooled)
                 env = Envelope(
                     mail_from=txn.mail.reverse_path,
                     recipients=tuple(remote),
@@ -1034,9 +1045,9 @@ class Session:
                 )
                 queue_id = await self.ctx.spool.enqueue(env, spooled, delivery_id)
             finally:
-                if isinstance(spooled, Path) and spooled != source:
+                if made is not None:
                     with contextlib.suppress(OSError):
-                        spooled.unlink()
+                        made.unlink()
 
         try:
             if local:
@@ -1090,6 +1101,31 @@ class Session:
             what,
         )
         return R.R_250_QUEUED.with_text(f"OK id={txn.id}" + (f" {what}" if queue_id else ""))
+
+    async def _sealed(self, txn: Transaction, source: bytes | Path) -> bytes | Path:
+        """RFC 8617 5.1: checked mail we send on (an alias to a remote address) leaves with our
+        ARC set, so the next receiver can trust the results we saw. Best effort: a message that
+        cannot be sealed goes on unsealed (as it arrived)."""
+        sealer = self.server.sealer
+        assert sealer is not None
+        limit = self.ctx.config.mailauth.verify_max_size
+        try:
+            if isinstance(source, bytes):
+                data = source
+            else:
+                if source.stat().st_size > limit:
+                    return source
+                data = await asyncio.to_thread(source.read_bytes)
+            if len(data) > 64 * 1024:
+                fields = await asyncio.to_thread(sealer.seal, data)
+            else:
+                fields = sealer.seal(data)
+        except Exception as e:
+            log.warning("smtp %s: could not ARC-seal the forwarded copy: %r", txn.id, e)
+            return source
+        if not fields:
+            return source
+        return fields + data
 
     async def _success_dsn(self, txn: Transaction, source: bytes | Path) -> None:
         """RFC 3461 5.2.2: final delivery to a recipient that asked NOTIFY=SUCCESS earns the

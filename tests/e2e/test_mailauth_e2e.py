@@ -64,18 +64,23 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProces
         hostname="mx.a.test",
         users=dict([ALICE, REPORTS]),
         host=A_IP,
-        services=("smtp", "submission"),
+        services=("smtp", "submission", "pop3"),
         extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
+        # A checks what B forwards back to it (B connects from loopback)
+        "[mailauth]\nignore_networks = []\n"
         f"[queue]\nremote_port = {b.ports['smtp']}\nretry_schedule = [1.0, 1.0, 2.0]\n",
     )
     a.init()
     # B's reports to a.test go to A's MX port (the test's servers do not listen on 25)
     with (b.data / "carteiro.toml").open("a") as f:
         f.write(f'[transport]\n"a.test" = "{A_IP}:{a.ports["smtp"]}"\n')
-    # every key A signs with: `carteiro init` made an RSA and an Ed25519 one
+    # a forwarding alias at B: what reaches it goes back to alice at A, ARC-sealed by B
+    b.cli("alias", "add", "fwd@b.test", ALICE[0])
+    # every key A and B sign with: `carteiro init` made an RSA and an Ed25519 one each
     dkim_zone = "".join(
-        txt(f"{e.selector}._domainkey.a.test", txt_record(key_path(a.data, "a.test", e.selector)))
-        for e in dkim_keys.entries(a.data, "a.test", "carteiro")
+        txt(f"{e.selector}._domainkey.{dom}", txt_record(key_path(srv.data, dom, e.selector)))
+        for srv, dom in ((a, "a.test"), (b, "b.test"))
+        for e in dkim_keys.entries(srv.data, dom, "carteiro")
     )
     # A's mail leaves from whichever loopback address the kernel picks: both are A's
     zone = (
@@ -189,3 +194,18 @@ def test_b_reports_to_a_and_dmarc_report_reads_it(net: tuple[ServerProcess, Serv
     assert "pass DMARC, 0 fail" in out, out
     again = a.cli("dmarc", "report", "--account", REPORTS[0]).stdout
     assert "(0 new)" in again
+
+
+def test_forward_through_b_keeps_arc(net: tuple[ServerProcess, ServerProcess]) -> None:
+    a, _b = net
+    submit(a, ["fwd@b.test"], "round trip")
+    wait_for(
+        lambda: any(m["Subject"] == "round trip" for m in pop_messages(a, *ALICE)),
+        what="the forwarded copy back at A",
+    )
+    (msg,) = [m for m in pop_messages(a, *ALICE) if m["Subject"] == "round trip"]
+    assert "d=b.test" in str(msg["ARC-Seal"]) and "i=1" in str(msg["ARC-Seal"])
+    assert "mx.b.test" in str(msg["ARC-Authentication-Results"])
+    got = results_of(msg, "mx.a.test")
+    assert got["arc"] == ["pass"], got
+    assert "pass" in got["dkim"] and got["dmarc"] == ["pass"], got

@@ -175,7 +175,7 @@ class Checker:
                     ((prop, value or spf_result.domain),),
                 )
             )
-        if helo_result is not None and helo_result is not spf_result:
+        if helo_result is not None and helo_result.result != "none":
             results.append(
                 MethodResult(
                     "spf", helo_result.result, _spf_comment(helo_result, ip), (("smtp.helo", helo),)

@@ -51,6 +51,9 @@ class SessionChecks:
             checker.check_iprev(ip)
         )
         self._spf: asyncio.Task[spf.SPFResult] | None = None
+        # RFC 7208 2.3: the HELO identity, checked once per session (reported as smtp.helo)
+        self._helo_spf: asyncio.Task[spf.SPFResult] | None = None
+        self._helo_checked = ""
         self._dnsbl: asyncio.Task[dnsbl.Listing | None] | None = None
         if checker.settings.dnsbl_zones:
             self._dnsbl = asyncio.get_running_loop().create_task(checker.check_dnsbl(ip))
@@ -61,6 +64,7 @@ class SessionChecks:
         _cancel(self._iprev)  # type: ignore[arg-type]
         _cancel(self._spf)  # type: ignore[arg-type]
         _cancel(self._dnsbl)  # type: ignore[arg-type]
+        _cancel(self._helo_spf)  # type: ignore[arg-type]
 
     # ---- connect / MAIL FROM / RCPT ---------------------------------------------------------
 
@@ -79,9 +83,12 @@ class SessionChecks:
         """MAIL FROM accepted: its SPF check starts now, in the background."""
         _cancel(self._spf)  # type: ignore[arg-type]
         self.helo, self.mail_from = helo, mail_from
-        self._spf = asyncio.get_running_loop().create_task(
-            self.checker.check_spf(self.ip, mail_from, helo)
-        )
+        loop = asyncio.get_running_loop()
+        self._spf = loop.create_task(self.checker.check_spf(self.ip, mail_from, helo))
+        if helo and helo != self._helo_checked:
+            _cancel(self._helo_spf)  # type: ignore[arg-type]
+            self._helo_checked = helo
+            self._helo_spf = loop.create_task(self.checker.check_spf(self.ip, "", helo))
 
     async def rcpt_refusal(self) -> Refusal | None:
         """Before a RCPT is accepted: SPF fail, when policy refuses it (spf_fail = "reject")."""
@@ -103,6 +110,9 @@ class SessionChecks:
             message = await asyncio.to_thread(_read_from, source, prefix_len)
         iprev_result = await self._iprev
         spf_result = await self._spf if self._spf is not None else None
+        helo_result = None
+        if self._helo_spf is not None and self.mail_from:  # for <> the MAIL FROM check is it
+            helo_result = await self._helo_spf
         verdict = await self.checker.message(
             message,
             ip=self.ip,
@@ -110,6 +120,7 @@ class SessionChecks:
             mail_from=self.mail_from,
             iprev_result=iprev_result,
             spf_result=spf_result,
+            helo_result=helo_result,
             size=size - prefix_len,
         )
         if self.recorder is not None and verdict.dmarc is not None and verdict.action != "defer":

@@ -27,6 +27,7 @@ _dmarc.shop.test. 60 IN TXT "v=DMARC1; p=quarantine"
 nodmarc.test. 60 IN TXT "v=spf1 -all"
 1.0.0.127.in-addr.arpa. 60 IN PTR mx.good.test.
 mx.good.test. 60 IN A 127.0.0.1
+mx.good.test. 60 IN TXT "v=spf1 a -all"
 """
 CHECKED = "[mailauth]\nignore_networks = []\n"
 
@@ -69,6 +70,8 @@ async def test_aligned_pass_is_delivered_with_our_results_on_top(make_env: MakeE
     assert head.count(b"Authentication-Results:") == 1  # the forged one is gone
     assert b"iprev=pass" in head and b"spf=pass" in head and b"dmarc=pass" in head
     assert b"smtp.mailfrom=alice@good.test" in head and b"dkim=none" in head
+    # RFC 7208 2.3: the HELO identity too, once per session
+    assert b"spf=pass (mx.good.test: 127.0.0.1 is authorized) smtp.helo=mx.good.test" in head
 
 
 async def test_ed25519_signed_mail_passes_dkim(make_env: MakeEnv) -> None:

@@ -193,6 +193,8 @@ class LimitsConfig:
     # the greeting waits this long for them. 0 disables.
     pregreet_wait: float = 1.0
     dnsbl_zones: list[str] = field(default_factory=list)  # e.g. ["zen.spamhaus.org"]
+    greylist: bool = False  # defer a new (client /24, sender, recipient) once, postgrey-style
+    greylist_delay: float = 300.0  # a retry sooner than this is deferred again
 
 
 @dataclass

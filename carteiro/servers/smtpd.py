@@ -29,6 +29,7 @@ from carteiro.directory.accounts import Resolution
 from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
 from carteiro.mailauth.arc import Sealer
+from carteiro.mailauth.greylist import Greylist
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
 from carteiro.proto.smtp import commands as C
@@ -167,6 +168,11 @@ class SMTPServer:
                 )
         lim = cfg.limits
         self.limits_cfg = lim
+        self.greylist = (
+            Greylist(cfg.data_dir, lim.greylist_delay)
+            if lim.greylist and self.checker is not None
+            else None
+        )
         self.messages_per_ip = RateLimiter(lim.messages_per_minute_per_ip)
         self.recipients_per_ip = RateLimiter(lim.recipients_per_minute_per_ip)
         self.messages_per_user = RateLimiter(lim.messages_per_minute_per_user)
@@ -287,7 +293,9 @@ class Session:
         ours = self.relay_client or in_networks(conn.peer_ip, server.auth_ignore)
         self.limit_ip = not ours  # per-address rate limits (authenticated: per account)
         if server.checker is not None and self.role == "smtp" and not ours:
-            self.checks = SessionChecks(server.checker, conn.peer_ip, self.ctx.dmarc_recorder)
+            self.checks = SessionChecks(
+                server.checker, conn.peer_ip, self.ctx.dmarc_recorder, server.greylist
+            )
         self.done = False
         self.data_deadline: float | None = None  # loop time by which the content must be in
         self.linger = False  # closing while the client still sends message data
@@ -501,9 +509,11 @@ class Session:
     async def handle(self, ev: Event) -> None:
         kind = type(ev)
         if self.checks is not None and (kind is C.Mail or kind is C.Rcpt):
-            refusal = await (
-                self.checks.mail_refusal() if kind is C.Mail else self.checks.rcpt_refusal()
-            )
+            if isinstance(ev, C.Rcpt):
+                grey = self.server.greylist is not None and self._deliverable(ev.forward_path)
+                refusal = await self.checks.rcpt_refusal(ev.forward_path, grey)
+            else:
+                refusal = await self.checks.mail_refusal()
             if refusal is not None:
                 self.tracer.client(self.machine.last_line)
                 log.info(
@@ -704,6 +714,19 @@ class Session:
             Recipient(address, cmd.notify, cmd.orcpt, res.local_accounts, res.remote)
         )
         self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
+
+    def _deliverable(self, address: str) -> bool:
+        """Whether RCPT would accept `address` (greylisting then applies; an address we would
+        refuse gets its 5xx at once instead of a 451 first)."""
+        if address == "postmaster":
+            return True
+        if not self.ctx.directory.is_local_domain(address.rpartition("@")[2]):
+            return False
+        try:
+            self._resolve_rcpt(address)
+        except Exception:
+            return False
+        return True
 
     def _resolve_rcpt(self, address: str) -> Resolution:
         try:

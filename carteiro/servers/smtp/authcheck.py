@@ -18,6 +18,7 @@ from pathlib import Path
 
 from carteiro.mailauth import dnsbl, iprev, spf
 from carteiro.mailauth.dmarc_reports import Recorder, seen_from
+from carteiro.mailauth.greylist import Greylist
 from carteiro.mailauth.inbound import Checker, Refusal, Verdict
 from carteiro.mailauth.results_header import has_field, strip_ours
 from carteiro.servers.smtp.message import HEAD_MAX, _mkstemp, header_end
@@ -43,9 +44,16 @@ def _cancel(task: asyncio.Task[object] | None) -> None:
 class SessionChecks:
     """One per SMTP session whose mail is checked (the MX role, a client not ours)."""
 
-    def __init__(self, checker: Checker, ip: str, recorder: Recorder | None = None) -> None:
+    def __init__(
+        self,
+        checker: Checker,
+        ip: str,
+        recorder: Recorder | None = None,
+        greylist: Greylist | None = None,
+    ) -> None:
         self.checker = checker
         self.recorder = recorder
+        self.greylist = greylist
         self.ip = ip
         self._iprev: asyncio.Task[iprev.IPRevResult] = asyncio.get_running_loop().create_task(
             checker.check_iprev(ip)
@@ -90,11 +98,20 @@ class SessionChecks:
             self._helo_checked = helo
             self._helo_spf = loop.create_task(self.checker.check_spf(self.ip, "", helo))
 
-    async def rcpt_refusal(self) -> Refusal | None:
-        """Before a RCPT is accepted: SPF fail, when policy refuses it (spf_fail = "reject")."""
-        if self.checker.settings.spf_fail != "reject" or self._spf is None:
+    async def rcpt_refusal(self, recipient: str, greylist: bool = True) -> Refusal | None:
+        """Before a RCPT is accepted: SPF fail, when policy refuses it (spf_fail = "reject");
+        then greylisting, when on."""
+        if self.checker.settings.spf_fail == "reject" and self._spf is not None:
+            refusal = self.checker.spf_refusal(await self._spf)
+            if refusal is not None:
+                return refusal
+        grey = self.greylist
+        if grey is None or not greylist or grey.known_client(self.ip):
             return None
-        return self.checker.spf_refusal(await self._spf)
+        if await asyncio.to_thread(grey.check, self.ip, self.mail_from, recipient) == "defer":
+            log.info("greylisted [%s] <%s> -> <%s>", self.ip, self.mail_from, recipient)
+            return Refusal(451, "4.7.1", "Greylisted: please try again later")
+        return None
 
     # ---- end of data ------------------------------------------------------------------------
 

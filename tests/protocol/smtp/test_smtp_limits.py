@@ -5,10 +5,12 @@ submission (an address the user owns, as MAIL FROM)."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 from smtp_harness import ALICE, ALICE_PW, BOB, MakeEnv
 
 from carteiro.core.ratelimit import RateLimiter
+from carteiro.mailauth.greylist import Greylist
 from carteiro.mailauth.inbound import Checker, Settings
 from carteiro.testing.dns import StaticResolver
 
@@ -116,3 +118,32 @@ async def test_dnsbl_listed_client_is_refused_at_mail(make_env: MakeEnv) -> None
     await c.cmd("EHLO client.test")
     reply = await c.cmd("MAIL FROM:<a@remote.test>")
     assert reply[0] == "554 5.7.1 Client [127.0.0.1] is listed in bl.test: listed for spam"
+
+
+def test_greylist_triplets(tmp_path: Path) -> None:
+    g = Greylist(tmp_path, delay=300)
+    assert g.check("192.0.2.10", "a@x.test", "bob@example.test", now=1000) == "defer"
+    assert g.check("192.0.2.11", "a@x.test", "bob@example.test", now=1100) == "defer"  # too soon
+    # the retry after the delay passes, from a neighbour in the same /24
+    assert g.check("192.0.2.12", "a@x.test", "bob@example.test", now=1400) == "pass"
+    # from then on the client network passes at once, any sender
+    assert g.check("192.0.2.99", "z@y.test", "carol@example.test", now=1500) == "pass"
+    assert g.check("198.51.100.1", "a@x.test", "bob@example.test", now=1500) == "defer"
+    g.close()
+    # remembered across restarts
+    assert Greylist(tmp_path).check("192.0.2.7", "q@q.test", "r@example.test", now=2000) == "pass"
+
+
+async def test_greylisting_in_the_session(make_env: MakeEnv) -> None:
+    checker = Checker(StaticResolver(""), Settings("mail.example.test", dns_timeout=5.0))
+    env = await make_env(
+        "[mailauth]\nignore_networks = []\n[limits]\npregreet_wait = 0\ngreylist = true\n",
+        mailauth=checker,
+    )
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO client.test")
+    assert (await c.cmd("MAIL FROM:<a@remote.test>"))[0].startswith("250")
+    # an address we would refuse gets its 550 at once, not a 451 first
+    assert (await c.cmd("RCPT TO:<nobody@example.test>"))[0].startswith("550")
+    assert await c.cmd(f"RCPT TO:<{BOB}>") == ["451 4.7.1 Greylisted: please try again later"]

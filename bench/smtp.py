@@ -372,6 +372,7 @@ def mailauth_comparison(base: Path, scenarios: list[Scenario], args: argparse.Na
                     "[mailauth]\nignore_networks = []\n"
                     # the bench client is one address sending thousands a minute
                     "[limits]\npregreet_wait = 0\nmessages_per_minute_per_ip = 0\n"
+                    "connections_per_minute_per_ip = 0\n"
                     "recipients_per_minute_per_ip = 0\n",
                 )
             SIGN.clear()

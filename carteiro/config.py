@@ -185,6 +185,7 @@ class LimitsConfig:
     """Abuse limits on SMTP (reference: docs/mailauth.md). 0 turns a limit off. The per-address
     limits spare [smtp] relay_networks and [mailauth] ignore_networks."""
 
+    connections_per_minute_per_ip: int = 120  # new SMTP connections; over it: 421 and close
     messages_per_minute_per_ip: int = 300
     recipients_per_minute_per_ip: int = 1500
     messages_per_minute_per_user: int = 120
@@ -389,7 +390,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"mailauth.temperror: {cfg.mailauth.temperror!r} is not one of defer, accept"
         )
-    for key in ("messages_per_minute_per_ip", "recipients_per_minute_per_ip",
+    for key in ("connections_per_minute_per_ip", "messages_per_minute_per_ip", "recipients_per_minute_per_ip",
                 "messages_per_minute_per_user", "recipients_per_minute_per_user", "pregreet_wait"):  # fmt: skip
         if getattr(cfg.limits, key) < 0:
             raise ConfigError(f"limits.{key}: must not be negative")

@@ -173,6 +173,7 @@ class SMTPServer:
             if lim.greylist and self.checker is not None
             else None
         )
+        self.connections_per_ip = RateLimiter(lim.connections_per_minute_per_ip)
         self.messages_per_ip = RateLimiter(lim.messages_per_minute_per_ip)
         self.recipients_per_ip = RateLimiter(lim.recipients_per_minute_per_ip)
         self.messages_per_user = RateLimiter(lim.messages_per_minute_per_user)
@@ -433,6 +434,15 @@ class Session:
     async def run(self) -> None:
         self._task = asyncio.current_task()
         try:
+            if self.limit_ip and not self.server.connections_per_ip.allow(self.conn.peer_ip):
+                log.warning(
+                    "smtp [%s]: over %d connections a minute; refused",
+                    self.conn.peer_ip,
+                    self.server.connections_per_ip.limit,
+                )
+                self.reply(R.R_421_CONNECTION_RATE)
+                await self.flush()
+                return
             if self.checks is not None and not await self._pregreet_ok():
                 await self.flush()
                 return

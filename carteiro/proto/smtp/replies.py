@@ -177,6 +177,9 @@ R_553_SENDER_NOT_OWNED = Reply(
 R_553_NEED_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter")
 R_554_NO_VALID_RCPTS = Reply(554, "5.5.1", "No valid recipients")
 R_554_RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+R_421_CONNECTION_RATE = Reply(
+    421, "4.7.0", "Too many connections from your address; try again later"
+)
 # RFC 5321 4.3.1: the client must wait for the greeting; one that does not is refused
 R_554_PREGREET = Reply(554, "5.5.1", "Protocol error: talking before the greeting")
 R_555_PARAM = Reply(555, "5.5.4", "MAIL/RCPT parameter not recognized or not implemented")

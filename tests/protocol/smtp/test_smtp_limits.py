@@ -147,3 +147,15 @@ async def test_greylisting_in_the_session(make_env: MakeEnv) -> None:
     # an address we would refuse gets its 550 at once, not a 451 first
     assert (await c.cmd("RCPT TO:<nobody@example.test>"))[0].startswith("550")
     assert await c.cmd(f"RCPT TO:<{BOB}>") == ["451 4.7.1 Greylisted: please try again later"]
+
+
+async def test_connection_rate_per_address(make_env: MakeEnv) -> None:
+    env = await make_env(
+        "[mailauth]\nignore_networks = []\n[limits]\nconnections_per_minute_per_ip = 2\n"
+    )
+    for _ in range(2):
+        c = await env.connect()
+        assert (await c.reply())[0].startswith("220")
+    c = await env.connect()
+    assert await c.reply() == ["421 4.7.0 Too many connections from your address; try again later"]
+    assert await c.closed()

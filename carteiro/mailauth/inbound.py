@@ -134,9 +134,13 @@ class Checker:
         spf_result: spf.SPFResult | None,
         helo_result: spf.SPFResult | None = None,
         size: int = 0,
+        head: bytes | None = None,
     ) -> Verdict:
-        """`message` is the data as received (None when larger than verify_max_size: then
-        neither DKIM nor ARC is verified and results say so)."""
+        """`message` is the data as received. None when larger than verify_max_size: then
+        neither DKIM nor ARC is verified (the results say so), DMARC is evaluated on SPF and
+        the author in `head` (the header section) alone, and its reject becomes quarantine: a
+        forgery cannot pass by being large, and mail that would pass on its DKIM signature is
+        not refused for our limit."""
         settings = self.settings
         signatures: list[dkim_verify.Signature] = []
         arc_result: arc.ARCResult | None = None
@@ -150,6 +154,8 @@ class Checker:
                         dkim_verify.verify(self.resolver, message),
                         arc.verify(self.resolver, message, settings.arc_trusted_sealers),
                     )
+                elif head is not None:
+                    author = dmarc.author_domain(dkim_verify.header_fields(head))
                 if author:
                     lookup = await dmarc.lookup(self.resolver, author)
         except TimeoutError:
@@ -203,7 +209,7 @@ class Checker:
             results.append(
                 MethodResult("dmarc", evaluation.result, comment, (("header.from", author),))
             )
-        elif message is not None:
+        else:
             results.append(MethodResult("dmarc", "none", "no author domain"))
         if arc_result is not None and arc_result.result != "none":
             results.append(
@@ -227,7 +233,9 @@ class Checker:
             # authentication (a mailing list that changed the message): local policy override
             log.info("dmarc: %s fails but a trusted ARC chain passes; accepted", author)
             return verdict
-        if evaluation.disposition == "reject":
+        if evaluation.disposition == "reject" and message is None:
+            verdict.action = "quarantine"  # DKIM unverified (too large): see the docstring
+        elif evaluation.disposition == "reject":
             verdict.action = "reject"
             verdict.refusal = Refusal(
                 550, "5.7.1", f"DMARC policy of {author} rejects this message (no aligned pass)"

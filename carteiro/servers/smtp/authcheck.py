@@ -119,8 +119,10 @@ class SessionChecks:
         """`source` is the message with our `prefix_len` octets of trace fields on top."""
         limit = self.checker.settings.verify_max_size
         message: bytes | None
+        head: bytes | None = None
         if size - prefix_len > limit:
             message = None
+            head = await asyncio.to_thread(_read_head, source, prefix_len)
         elif isinstance(source, bytes):
             message = source[prefix_len:]
         else:
@@ -139,6 +141,7 @@ class SessionChecks:
             spf_result=spf_result,
             helo_result=helo_result,
             size=size - prefix_len,
+            head=head,
         )
         if self.recorder is not None and verdict.dmarc is not None and verdict.action != "defer":
             seen = seen_from(
@@ -147,6 +150,18 @@ class SessionChecks:
             if seen is not None:
                 self.recorder.record(seen)
         return verdict
+
+
+def _read_head(source: bytes | Path, offset: int) -> bytes:
+    """The header section of the message after our `offset` octets of trace fields."""
+    if isinstance(source, bytes):
+        data = source[offset : offset + HEAD_MAX]
+    else:
+        with open(source, "rb") as f:
+            f.seek(offset)
+            data = f.read(HEAD_MAX)
+    end = header_end(data)
+    return data if end < 0 else data[: end + 2]
 
 
 def _read_from(path: Path, offset: int) -> bytes:

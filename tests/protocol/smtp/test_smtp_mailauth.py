@@ -135,3 +135,12 @@ async def test_loopback_is_not_checked_by_default_but_forgeries_are_stripped(
     assert reply[0].startswith("250"), reply
     (got,) = await env.inbox(BOB)
     assert b"Authentication-Results" not in got
+
+
+async def test_too_large_to_verify_is_quarantined_not_passed(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker(verify_max_size=100))
+    reply = await send(env, "ceo@bank.test", message("ceo@bank.test") + "x" * 200 + "\r\n")
+    assert reply[0].startswith("250"), reply  # p=reject, but DKIM could not be verified
+    assert await env.inbox(BOB) == []
+    (junk,) = await env.inbox(BOB, "Junk")
+    assert b"dkim=policy (not verified: over" in junk and b"dmarc=fail" in junk

@@ -988,7 +988,7 @@ class Session:
                     self.reply(Reply(r.code, r.status, r.text))
                     return
                 quarantine = verdict.action == "quarantine"
-            if header or self._may_carry_forged(source, writer.prefix_len):
+            if header or await self._may_carry_forged(source, writer.prefix_len):
                 try:
                     rewritten = await self._rewrite(source, txn, writer.prefix_len, header)
                 except OSError as e:
@@ -1015,15 +1015,15 @@ class Session:
                 return Reply(550, "5.7.1", f"From: <{addr}> is not an address of {self.auth_user}")
         return None
 
-    def _may_carry_forged(self, source: bytes | Path, prefix_len: int) -> bool:
-        """Whether the client's header section may hold an Authentication-Results field: read
-        cheaply for a message in memory; a message in a file is always rewritten then (checked
-        there)."""
+    async def _may_carry_forged(self, source: bytes | Path, prefix_len: int) -> bool:
+        """Whether the client's header section holds an Authentication-Results field (then it
+        is rewritten without the ones claiming our authserv-id)."""
         if isinstance(source, bytes):
             head = source[prefix_len : prefix_len + HEAD_MAX]
-            end = header_end(head)
-            return b"authentication-results" in (head if end < 0 else head[:end]).lower()
-        return True
+        else:
+            head = await asyncio.to_thread(_read_at, source, prefix_len, HEAD_MAX)
+        end = header_end(head)
+        return b"authentication-results" in (head if end < 0 else head[:end]).lower()
 
     async def _rewrite(
         self, source: bytes | Path, txn: Transaction, prefix_len: int, header: bytes
@@ -1256,6 +1256,12 @@ def _orcpt(address: str) -> str:
         c if "!" <= c <= "~" and c not in "+=\\" else f"\\x{{{ord(c):X}}}" for c in address
     )
     return f"utf-8;{text}"
+
+
+def _read_at(path: Path, offset: int, limit: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(limit)
 
 
 def _read_head(path: Path, limit: int) -> bytes:

@@ -144,3 +144,23 @@ async def test_too_large_to_verify_is_quarantined_not_passed(make_env: MakeEnv) 
     assert await env.inbox(BOB) == []
     (junk,) = await env.inbox(BOB, "Junk")
     assert b"dkim=policy (not verified: over" in junk and b"dmarc=fail" in junk
+
+
+async def test_forged_results_are_stripped_from_large_messages_too(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmemory_buffer_max = 0\n")  # every message goes through a file
+    forged = "Authentication-Results: mail.example.test; dmarc=pass\r\n"
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO client.test")
+    await c.cmd("MAIL FROM:<a@remote.test>")
+    await c.cmd(f"RCPT TO:<{BOB}>")
+    await c.cmd("DATA")
+    await c.send((message("a@remote.test", forged) + ".\r\n").encode())
+    assert (await c.reply())[0].startswith("250")
+    await c.cmd("MAIL FROM:<a@remote.test>")
+    await c.cmd(f"RCPT TO:<{BOB}>")
+    await c.cmd("DATA")
+    await c.send((message("b@remote.test") + ".\r\n").encode())
+    assert (await c.reply())[0].startswith("250")
+    first, second = await env.inbox(BOB)
+    assert b"Authentication-Results" not in first and b"From: <b@remote.test>" in second

@@ -29,7 +29,7 @@ nodmarc.test. 60 IN TXT "v=spf1 -all"
 mx.good.test. 60 IN A 127.0.0.1
 mx.good.test. 60 IN TXT "v=spf1 a -all"
 """
-CHECKED = "[mailauth]\nignore_networks = []\n"
+CHECKED = "[mailauth]\nignore_networks = []\n[limits]\npregreet_wait = 0\n"
 
 
 def checker(resolver: object = None, **kw: object) -> Checker:

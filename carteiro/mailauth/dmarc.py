@@ -26,15 +26,40 @@ Policy = Literal["none", "quarantine", "reject"]
 _POLICIES: tuple[Policy, ...] = ("none", "quarantine", "reject")
 
 
-def author_domain(fields: Sequence[tuple[bytes, bytes]]) -> str | None:
-    """RFC 7489 3.1 / 6.6.1: the domain of the RFC5322.From address (the first, when a message
-    has several; lower-cased, no final dot); None when there is none."""
+MAX_AUTHORS = 5  # author domains evaluated per message
+
+
+def author_domains(fields: Sequence[tuple[bytes, bytes]]) -> list[str]:
+    """RFC 7489 3.1 / 6.6.1: the domains of the RFC5322.From addresses (lower-cased, no final
+    dot, each once, in order; at most MAX_AUTHORS)."""
     values = [v.decode("utf-8", "replace") for n, v in fields if n.lower() == b"from"]
+    out: list[str] = []
     for _name, addr in email.utils.getaddresses(values):
         domain = addr.rpartition("@")[2].strip().rstrip(".").lower()
-        if "@" in addr and domain:
-            return domain
-    return None
+        if "@" in addr and domain and domain not in out:
+            out.append(domain)
+    return out[:MAX_AUTHORS]
+
+
+def author_domain(fields: Sequence[tuple[bytes, bytes]]) -> str | None:
+    domains = author_domains(fields)
+    return domains[0] if domains else None
+
+
+_SEVERITY = {"none": 0, "quarantine": 1, "reject": 2}
+
+
+def strictest(evaluations: Sequence[Evaluation]) -> Evaluation:
+    """RFC 7489 6.6.1: with several author domains, the strictest outcome among them: a
+    temperror first (the verdict cannot be known), then the failing one with the strictest
+    disposition, else the first."""
+    for ev in evaluations:
+        if ev.result == "temperror":
+            return ev
+    fails = [ev for ev in evaluations if ev.result == "fail"]
+    if fails:
+        return max(fails, key=lambda ev: _SEVERITY[ev.disposition])
+    return evaluations[0]
 
 
 @functools.cache

@@ -144,22 +144,25 @@ class Checker:
         settings = self.settings
         signatures: list[dkim_verify.Signature] = []
         arc_result: arc.ARCResult | None = None
-        author: str | None = None
-        lookup: dmarc.Lookup | None = None
+        authors: list[str] = []
+        lookups: list[dmarc.Lookup] = []
         try:
             async with asyncio.timeout(settings.dns_timeout):
                 if message is not None:
-                    author = dmarc.author_domain(dkim_verify.header_fields(message))
+                    authors = dmarc.author_domains(dkim_verify.header_fields(message))
                     signatures, arc_result = await asyncio.gather(
                         dkim_verify.verify(self.resolver, message),
                         arc.verify(self.resolver, message, settings.arc_trusted_sealers),
                     )
                 elif head is not None:
-                    author = dmarc.author_domain(dkim_verify.header_fields(head))
-                if author:
-                    lookup = await dmarc.lookup(self.resolver, author)
+                    authors = dmarc.author_domains(dkim_verify.header_fields(head))
+                lookups = list(
+                    await asyncio.gather(*(dmarc.lookup(self.resolver, a) for a in authors))
+                )
         except TimeoutError:
-            lookup = dmarc.Lookup("temperror", reason="DNS lookups took too long")
+            lookups = [
+                dmarc.Lookup("temperror", reason="DNS lookups took too long") for _ in authors
+            ]
         results: list[MethodResult] = []
         if iprev_result is not None:
             results.append(
@@ -199,16 +202,22 @@ class Checker:
                 props.append(("header.b", s.b_prefix))
             results.append(MethodResult("dkim", s.result, s.reason, tuple(props)))
         evaluation: dmarc.Evaluation | None = None
-        if author and lookup is not None:
-            evaluation = dmarc.evaluate(lookup, author, spf_result, signatures, self.sample)
+        evaluations = [
+            dmarc.evaluate(found, a, spf_result, signatures, self.sample)
+            for a, found in zip(authors, lookups, strict=True)
+        ]
+        for ev in evaluations:
             comment = ""
-            if evaluation.record is not None:
-                comment = f"p={evaluation.policy} dis={evaluation.disposition}"
-            elif evaluation.reason:
-                comment = evaluation.reason
+            if ev.record is not None:
+                comment = f"p={ev.policy} dis={ev.disposition}"
+            elif ev.reason:
+                comment = ev.reason
             results.append(
-                MethodResult("dmarc", evaluation.result, comment, (("header.from", author),))
+                MethodResult("dmarc", ev.result, comment, (("header.from", ev.from_domain),))
             )
+        if evaluations:
+            evaluation = dmarc.strictest(evaluations)
+            author = evaluation.from_domain
         else:
             results.append(MethodResult("dmarc", "none", "no author domain"))
         if arc_result is not None and arc_result.result != "none":

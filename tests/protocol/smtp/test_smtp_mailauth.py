@@ -164,3 +164,10 @@ async def test_forged_results_are_stripped_from_large_messages_too(make_env: Mak
     assert (await c.reply())[0].startswith("250")
     first, second = await env.inbox(BOB)
     assert b"Authentication-Results" not in first and b"From: <b@remote.test>" in second
+
+
+async def test_several_authors_the_strictest_policy_wins(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker())
+    # good.test passes (SPF aligned), bank.test (p=reject) does not: 550
+    reply = await send(env, "alice@good.test", message("alice@good.test, <ceo@bank.test>"))
+    assert reply[0].startswith("550 5.7.1 DMARC policy of bank.test"), reply

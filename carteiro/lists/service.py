@@ -603,7 +603,11 @@ class ListService:
             copies = [
                 Copy(m.address, self._personal(ml, m.address)) for m in regular[i : i + self.batch]
             ]
-            await self.sender.send(bounces_to, copies, data, verp=True, key=f"{key}:{i}")
+            # trusted (DKIM-signed by our domain) only when the From is the list's, written by
+            # us: a stranger's post claiming one of our domains in From: is never signed
+            await self.sender.send(
+                bounces_to, copies, data, verp=True, trusted=strict, key=f"{key}:{i}"
+            )
         return len(regular)
 
     def _personal(self, ml: MailingList, address: str) -> bytes:

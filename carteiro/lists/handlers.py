@@ -115,9 +115,9 @@ def footer(msg: RawMessage, ctx: Context) -> None:
             part = (
                 b"\r\n--" + m.group(1).encode() + b"\r\nContent-Type: text/plain; charset=utf-8"
                 b"\r\nContent-Transfer-Encoding: 8bit\r\nContent-Disposition: inline\r\n\r\n"
-                + block[9:]
+                + text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
             )
-            msg.body = msg.body[:at] + part.rstrip(b"\r\n") + msg.body[at:]
+            msg.body = msg.body[:at] + part + msg.body[at:]
 
 
 def list_fields(msg: RawMessage, ctx: Context) -> None:

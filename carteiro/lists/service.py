@@ -185,7 +185,7 @@ class ListService:
                 await self._answer(
                     ml, msg, key, [await self.request_leave(ml, _sender(msg, mail_from))]
                 )
-            elif la.role == "request":
+            elif la.role == "request" or (la.role == "confirm" and not la.detail):
                 await self.commands(ml, msg, mail_from, key)
             elif la.role == "confirm":
                 text = await self.confirm(ml, la.detail, msg, _sender(msg, mail_from))

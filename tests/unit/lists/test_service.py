@@ -287,7 +287,7 @@ async def test_cli_decision_is_carried_out_and_held_posts_expire(env: Env) -> No
     await env.mail("dev@l.test", "eve@e.test", "one")
     await env.mail("dev@l.test", "eve@e.test", "two")
     env.out.take()
-    one, two = env.db.pending_of("dev@l.test", "post")
+    one, _two = env.db.pending_of("dev@l.test", "post")
     assert env.db.set_pending_state(one.token, "approved")
     await env.svc.maintain()
     assert [s.msg["Subject"] for s in env.out.to("bob@b.test")] == ["one"]

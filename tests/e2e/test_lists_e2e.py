@@ -343,3 +343,22 @@ def test_a_post_that_loops_back_is_refused(net: tuple[ServerProcess, ServerProce
         # another list's List-Id is no loop
         other = mail("x@c.test", "loop@lists.test", "nested", extra="List-Id: <up.other.test>\r\n")
         s.sendmail("x@c.test", ["loop@lists.test"], other.encode())
+
+
+def test_local_delivery_agent_hands_list_mail_to_the_list(
+    net: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, _b = net
+    a.cli("list", "create", "lda@lists.test", "--owner", ALICE[0], "--posting", "anyone")
+    a.cli("list", "members", "add", "lda@lists.test", ALICE[0])
+    text = mail("x@c.test", "lda@lists.test", "through the LDA").replace("\r\n", "\n")
+    a.cli("deliver", "--to", "lda@lists.test", "--from", "x@c.test", stdin=text)
+    got = wait_message(a, ALICE, subject_is("through the LDA"), "the post handed over by the LDA")
+    assert got["List-Id"] == "<lda.lists.test>"
+    # RCPT: a list's addresses are known, a made-up role is an unknown user like any other
+    with smtplib.SMTP(a.host, a.ports["smtp"], timeout=30) as s:
+        s.ehlo()
+        s.mail("x@c.test")
+        assert s.rcpt("lda-request@lists.test")[0] == 250
+        assert s.rcpt("lda-bounces+x=c.test@lists.test")[0] == 250
+        assert s.rcpt("lda-nonsense@lists.test")[0] == 550

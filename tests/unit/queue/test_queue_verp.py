@@ -90,3 +90,27 @@ def test_an_older_spool_gets_the_new_columns(tmp_path: Path) -> None:
     rcols = {r[1] for r in db.execute("PRAGMA table_info(recipients)")}
     assert "verp" in cols and "headers" in rcols
     db.close()
+
+
+async def test_a_signed_message_is_signed_again_with_each_copys_headers(tmp_path: Path) -> None:
+    q = await make_queue(tmp_path)
+    signed: list[bytes] = []
+
+    def signer(content: bytes) -> bytes:
+        signed.append(content)
+        return b"Sig: %d\r\n" % len(signed)
+
+    q.spool.signer = signer
+    e = Envelope(
+        "dev-bounces@a.test",
+        (QueuedRecipient("bob@b.test", headers=b"List-Unsubscribe: <https://x/1>\r\n"),),
+        verp=True,
+        trusted=True,
+    )
+    qid = await q.spool.enqueue(e, MESSAGE)
+    await until(lambda: qid not in q.spool.messages)
+    ((_, txn),) = q.transport.calls
+    # the enqueue-time signature (Sig: 1) is replaced by one over the copy's own header too
+    assert signed == [MESSAGE, b"List-Unsubscribe: <https://x/1>\r\n" + MESSAGE]
+    assert txn.message == b"Sig: 2\r\nList-Unsubscribe: <https://x/1>\r\n" + MESSAGE
+    await q.stop()

@@ -57,7 +57,7 @@ async def with_lists(root: Path, members: list[str], batch: int) -> tuple[float,
     assert out.code == 250, out
     queued = sum(len(m.recipients) for m in spool.messages.values())
     await svc.stop()
-    db.close()
+    svc.close()
     await spool.close()
     return took, queued
 

@@ -405,11 +405,11 @@ class App:
         if self.web is not None:
             await self.web.stop()
         if self.lists is not None:
-            await self.lists.stop()
+            await self.lists.stop()  # its maintenance; the queue may still hand mail over
         if self.queue is not None:
             await self.queue.stop()
         if self.ctx is not None:
             await self.ctx.store.close()
             self.ctx.directory.close()
         if self.lists is not None:
-            self.lists.db.close()
+            self.lists.close()

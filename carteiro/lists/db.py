@@ -312,6 +312,11 @@ class ListDB:
         return [Pending(*r) for r in rows]
 
     def expired(self, now: float) -> list[Pending]:
+        with self._lock:  # the usual answer is none: no write transaction for it
+            if not self._db.execute(
+                "SELECT 1 FROM pending WHERE expires <= ? AND state = 'waiting' LIMIT 1", (now,)
+            ).fetchone():
+                return []
         with self._tx() as db:
             rows = db.execute(
                 f"SELECT {_PENDING_COLS} FROM pending WHERE expires <= ? AND state = 'waiting'",

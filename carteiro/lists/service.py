@@ -138,13 +138,19 @@ class ListService:
         self._task = asyncio.get_running_loop().create_task(self._maintain_loop(interval))
 
     async def stop(self) -> None:
+        """Stop the maintenance task (hand-overs still work until close())."""
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            self._task = None
+
+    def close(self) -> None:
+        """After the queue stopped: nothing hands mail over any more."""
         self._executor.shutdown(wait=True)
+        self.db.close()
 
     async def _maintain_loop(self, interval: float) -> None:
         while True:

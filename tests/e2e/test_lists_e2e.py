@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import imaplib
 import poplib
 import re
 import smtplib
@@ -141,7 +142,7 @@ _dmarc.c.test.    60 IN TXT "v=DMARC1; p=none"
         hostname="mx.lists.test",
         users=dict([ALICE]),
         host=A_IP,
-        services=("smtp", "submission", "pop3", "web"),
+        services=("smtp", "submission", "pop3", "imap", "web"),
         extra_config=common,
     )
     a.init()
@@ -182,6 +183,7 @@ def test_subscribe_from_outside_with_confirmation_then_post(
     submit(b, BOB, str(ask["Reply-To"]), mail(BOB[0], str(ask["Reply-To"]), "again"))
     wait_message(b, BOB, subject_is("Re: again"), "the answer to a spent token")
 
+    a.cli("list", "set", "dev@lists.test", "archive", f"{ALICE[0]}:Lists/dev")
     submit(a, ALICE, "dev@lists.test", mail(ALICE[0], "dev@lists.test", "first post"))
     got = wait_message(b, BOB, subject_is("first post"), "bob's copy of the post")
     mine = wait_message(a, ALICE, subject_is("first post"), "alice's copy")
@@ -204,6 +206,15 @@ def test_subscribe_from_outside_with_confirmation_then_post(
     wait_for(lambda: a.cli("queue", "list", "--json").stdout.strip() == "[]", what="A's queue")
     assert len(find(b, BOB, subject_is("first post"))) == 1
     assert len(find(a, ALICE, subject_is("first post"))) == 1
+    # the archive: a mailbox of the owner's choice, read over IMAP (imaplib, STARTTLS)
+    with imaplib.IMAP4(a.host, a.ports["imap"], timeout=30) as imap:
+        imap.starttls(unverified())
+        imap.login(*ALICE)
+        typ, data = imap.select('"Lists/dev"', readonly=True)
+        assert typ == "OK" and data == [b"1"]
+        typ, fetched = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT LIST-ID)])")
+        head = fetched[0][1]  # type: ignore[index]
+        assert b"Subject: first post" in head and b"List-Id:" in head
 
 
 def test_nonmember_post_is_held_and_approved_by_reply(

@@ -138,7 +138,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     db.create(ml)
     yield Env(svc, db, out, clock, ml, dmarc, archived)
     await svc.stop()
-    db.close()
+    svc.close()
 
 
 def _token(sent: Sent) -> str:

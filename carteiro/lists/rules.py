@@ -53,6 +53,19 @@ def is_loop(msg: RawMessage, ml: MailingList) -> bool:
     return ml.address in marks
 
 
+def automatic(post: Post) -> Decision | None:
+    """RFC 3834: an auto-reply (a vacation notice answering a post whose From is the list) or a
+    bounce sent to the posting address is no post for the members."""
+    auto = (post.msg.get("Auto-Submitted") or "no").strip().lower()
+    if auto != "no" and not auto.startswith("no;"):
+        return Decision("discard", "automatic", f"Auto-Submitted: {auto}")
+    if not post.mail_from:
+        return Decision(
+            "discard", "automatic", "a bounce (null reverse-path) to the posting address"
+        )
+    return None
+
+
 def administrivia(post: Post) -> Decision | None:
     """A "subscribe" sent to the posting address belongs to -request: held, not sent to all."""
     subject = post.msg.get("Subject") or ""
@@ -84,7 +97,7 @@ def posting_policy(post: Post) -> Decision | None:
     return None
 
 
-CHAIN: tuple[Rule, ...] = (loop, administrivia, max_size, posting_policy)
+CHAIN: tuple[Rule, ...] = (loop, automatic, administrivia, max_size, posting_policy)
 
 
 def run(post: Post, chain: tuple[Rule, ...] = CHAIN) -> Decision:

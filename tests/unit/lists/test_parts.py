@@ -148,6 +148,13 @@ def test_chain() -> None:
     assert _post(looped, _ml(posting="anyone")).action == "discard"
     assert _post(b"X-BeenThere: dev@l.test\r\n" + POST, _ml(posting="anyone")).action == "discard"
     assert _post(b"List-Id: <up.x.test>\r\n" + POST, _ml(posting="anyone")).action == "accept"
+    vacation = b"Auto-Submitted: auto-replied\r\n" + POST
+    assert _post(vacation, _ml(posting="anyone"), True).rule == "automatic"
+    m = RawMessage.parse(POST)
+    bounce = rules.Post(_ml(), "", m, 10, ("bob@b.test",), Member("bob@b.test"))
+    assert rules.run(bounce).rule == "automatic"
+    bounce.approved = True  # a moderator's approval (mail_from "") passes
+    assert rules.run(bounce).action == "accept"
 
 
 def test_settings_from_text() -> None:

@@ -367,3 +367,29 @@ async def test_unknown_list_address_is_refused(env: Env) -> None:
     assert env.svc.owns("dev-bounces+x=y.test@l.test") and not env.svc.owns("dev-x@l.test")
     assert env.svc.loops("dev@l.test", b"List-Id: <dev.l.test>\r\n")
     assert not env.svc.loops("dev@l.test", b"List-Id: <other.l.test>\r\n")
+
+
+async def test_owner_address_and_daily_digest(env: Env) -> None:
+    await env.mail("dev-owner@l.test", "bob@b.test", "a question")
+    (fwd,) = env.out.take()
+    assert fwd.to == ["owner@l.test"] and fwd.mail_from == "dev-bounces@l.test"
+    assert not fwd.trusted  # a stranger's message, forwarded: never signed by us
+    env.db.add_member("dev@l.test", Member("dig@b.test", delivery="digest"))
+    env.db.add_member("dev@l.test", Member("bob@b.test"))
+    await env.mail("dev@l.test", "bob@b.test", "one")
+    await env.mail("dev@l.test", "bob@b.test", "two")
+    env.out.take()
+    await env.svc.maintain()  # the first sweep: a day since the last digest (never)
+    (digest,) = env.out.take()
+    assert digest.to == ["dig@b.test"] and "dev digest" in digest.msg["Subject"]
+    assert digest.data.count(b"Subject: one") == 1 and digest.data.count(b"Subject: two") == 1
+    await env.mail("dev@l.test", "bob@b.test", "three")
+    env.out.take()
+    env.clock.t += 3600
+    env.svc._next_sweep = 0
+    await env.svc.maintain()
+    assert env.out.take() == []  # not a day yet
+    env.clock.t += DAY
+    env.svc._next_sweep = 0
+    await env.svc.maintain()
+    assert [s.to for s in env.out.take()] == [["dig@b.test"]]

@@ -20,13 +20,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP
 from typing import Any, Protocol, TypeVar
 
 from carteiro.core import verp
 from carteiro.lists import addresses, bounces, commands, handlers, notices, rules
 from carteiro.lists.db import ListDB, ListError, Pending
+from carteiro.lists.digest import build_digest
 from carteiro.lists.dmarc import PolicySource
 from carteiro.lists.message import RawMessage
 from carteiro.lists.model import MailingList, Member
@@ -842,35 +841,6 @@ class ListService:
                 )
         await self._run(self.db.drop_digest, ml.address, last, now)
         return len(members)
-
-
-def build_digest(ml: MailingList, posts: list[bytes], now: float) -> bytes:
-    import email.utils
-    from email import message_from_bytes
-
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = ml.role_address("request")
-    msg["To"] = ml.address
-    msg["Subject"] = f"{ml.name} digest, {time.strftime('%Y-%m-%d', time.gmtime(now))}"
-    msg["Date"] = email.utils.formatdate(now)
-    msg["Message-ID"] = email.utils.make_msgid(domain=ml.domain)
-    msg["List-Id"] = f"<{ml.list_id}>"
-    msg["X-BeenThere"] = ml.address
-    msg["Precedence"] = "list"
-    msg.make_mixed()
-    toc = EmailMessage(policy=SMTP)
-    subjects = []
-    digest = EmailMessage(policy=SMTP)
-    digest.make_mixed()
-    digest.replace_header("Content-Type", "multipart/digest")
-    for i, raw in enumerate(posts, 1):
-        part = message_from_bytes(raw, policy=SMTP)
-        subjects.append(f"{i}. {part.get('Subject', '(no subject)')} ({part.get('From', '')})")
-        digest.attach(part)  # type: ignore[arg-type]
-    toc.set_content(f"Today's topics ({len(posts)} messages):\n\n" + "\n".join(subjects) + "\n")
-    msg.attach(toc)
-    msg.attach(digest)
-    return msg.as_bytes()
 
 
 def _sender(msg: RawMessage, mail_from: str) -> str:

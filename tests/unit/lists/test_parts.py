@@ -305,3 +305,13 @@ def test_bounce_scan_is_linear_on_hostile_input() -> None:
     t = time.perf_counter()
     bounces.failed_recipients(hostile)
     assert time.perf_counter() - t < 5  # a catastrophic regex would take minutes
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=1500), st.booleans())
+def test_pipeline_never_raises(data: bytes, strict: bool) -> None:
+    ml = _ml(subject_prefix="[dev] ", footer="bye", reply_to="list")
+    m = RawMessage.parse(b"From: x@y.test\r\n" + data)
+    handlers.run(m, handlers.Context(ml, ("", "x@y.test"), strict))
+    out = RawMessage.parse(m.to_bytes())
+    assert out.get("List-Id") == "<dev.l.test>"

@@ -111,8 +111,11 @@ class ListService:
         now = time.monotonic()
         if now >= self._addresses_until:
             # the CLI creates lists behind the server's back: seen within a second
-            self._addresses = self.db.addresses()
             self._addresses_until = now + ADDRESS_CACHE_TTL
+            try:
+                self._addresses = self.db.addresses()
+            except Exception:  # a locked or damaged file: keep what we knew, say so
+                log.exception("lists: cannot read the list addresses; using the last known")
         return address in self._addresses
 
     def parse(self, address: str) -> addresses.ListAddress | None:
@@ -128,7 +131,11 @@ class ListService:
         la = self.parse(recipient)
         if la is None or la.role != "post":
             return False
-        ml = self.db.get(la.list)
+        try:
+            ml = self.db.get(la.list)
+        except Exception:  # the chain's loop rule still catches it after the queue
+            log.exception("lists: cannot read %s for the loop check", la.list)
+            return False
         return ml is not None and rules.is_loop(RawMessage.parse(header + b"\r\n"), ml)
 
     # ---- lifecycle --------------------------------------------------------------------------

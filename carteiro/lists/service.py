@@ -344,7 +344,9 @@ class ListService:
             reply_to=confirm,
         )
 
-    async def _add(self, ml: MailingList, address: str, name: str = "") -> None:
+    async def _add(self, ml: MailingList, address: str, name: str = "", why: str = "") -> None:
+        """Subscribe (a repeat does nothing) and welcome; `why` names the request, so that a
+        repeated hand-over welcomes once."""
         await self._run(self.db.add_member, ml.address, Member(address, name, since=self.clock()))
         log.info("lists: %s: %s subscribed", ml.address, address)
         await self._notify(
@@ -352,7 +354,7 @@ class ListService:
             address,
             f"Welcome to {ml.address}",
             "You are subscribed.\n\n" + notices.help_text(ml),
-            f"welcome:{ml.address}:{address}:{self.clock()}",
+            f"welcome:{ml.address}:{address}:{why or self.clock()}",
         )
 
     async def confirm(self, ml: MailingList, token: str, msg: RawMessage, replier: str) -> str:
@@ -362,23 +364,29 @@ class ListService:
             return "That confirmation is unknown or has expired: nothing was done."
         if p.kind in ("post", "approve-subscription"):
             return await self._moderate_reply(ml, p, msg, replier)
-        if await self._run(self.db.take_pending, token) is None:
-            return "That confirmation was used already."
+        # the effect first, then the token goes: a crash in between leaves a token whose
+        # second use repeats an effect that is idempotent, never a used token without effect
         if p.kind == "subscribe":
             if ml.settings.subscription == "moderated":
-                await self._hold_subscription(ml, p.address)
-                return "Confirmed; a moderator will now consider the request."
-            await self._add(ml, p.address)
-            return f"{p.address} is now subscribed to {ml.address}."
-        if p.kind == "unsubscribe":
+                await self._hold_subscription(ml, p.address, p.token)
+                text = "Confirmed; a moderator will now consider the request."
+            else:
+                await self._add(ml, p.address, why=p.token)
+                text = f"{p.address} is now subscribed to {ml.address}."
+        elif p.kind == "unsubscribe":
             await self._run(self.db.remove_member, ml.address, p.address)
             log.info("lists: %s: %s unsubscribed", ml.address, p.address)
-            return f"{p.address} is no longer subscribed to {ml.address}."
-        return "Nothing to confirm."
+            text = f"{p.address} is no longer subscribed to {ml.address}."
+        else:
+            return "Nothing to confirm."
+        await self._run(self.db.take_pending, token)
+        return text
 
-    async def _hold_subscription(self, ml: MailingList, address: str) -> None:
+    async def _hold_subscription(self, ml: MailingList, address: str, why: str) -> None:
         now = self.clock()
-        token = self._token(f"approve-sub:{ml.address}:{address}:{now}")
+        token = self._token(f"approve-sub:{why}")
+        if await self._run(self.db.pending, token) is not None:
+            return
         await self._run(
             self.db.add_pending,
             Pending(
@@ -460,13 +468,20 @@ class ListService:
     async def moderate(
         self, ml: MailingList, token: str, action: str, reason: str = "", by: str = "operator"
     ) -> str:
-        p = await self._run(self.db.take_pending, token.lower())
+        token = token.lower()
+        p = await self._run(self.db.pending, token)
         if p is None or p.list != ml.address:
             return "No such request (already decided, or expired)."
         log.info("lists: %s: %s %s by %s", ml.address, p.kind, action, by)
+        # as in confirm(): the effect (idempotent, keyed by the token), then the token goes
+        text = await self._decide(ml, p, action, reason)
+        await self._run(self.db.take_pending, token)
+        return text
+
+    async def _decide(self, ml: MailingList, p: Pending, action: str, reason: str) -> str:
         if p.kind == "approve-subscription":
             if action == "approve":
-                await self._add(ml, p.address)
+                await self._add(ml, p.address, why=p.token)
                 return f"{p.address} is subscribed."
             if action == "reject":
                 await self._notify(
@@ -474,7 +489,7 @@ class ListService:
                     p.address,
                     f"Your request to join {ml.address}",
                     f"A moderator refused your subscription.\n{reason}\n",
-                    f"refused:{token}",
+                    f"refused:{p.token}",
                 )
             return f"The subscription of {p.address} was refused."
         if p.kind != "post" or p.message is None:
@@ -485,7 +500,7 @@ class ListService:
                 "",
                 RawMessage.parse(p.message),
                 len(p.message),
-                f"approved:{token}",
+                f"approved:{p.token}",
                 approved=True,
             )
             return "The post was approved and sent to the list."
@@ -494,7 +509,12 @@ class ListService:
                 f"Reason: {reason}\n" if reason else ""
             )
             await self._notify(
-                ml, p.address, f"Rejected: {p.subject}", text, f"rejected:{token}", attach=p.message
+                ml,
+                p.address,
+                f"Rejected: {p.subject}",
+                text,
+                f"rejected:{p.token}",
+                attach=p.message,
             )
         return f"The post was {'rejected' if action == 'reject' else 'discarded'}."
 

@@ -393,3 +393,25 @@ async def test_owner_address_and_daily_digest(env: Env) -> None:
     env.svc._next_sweep = 0
     await env.svc.maintain()
     assert [s.to for s in env.out.take()] == [["dig@b.test"]]
+
+
+async def test_a_decision_repeated_after_a_crash_has_one_effect(env: Env) -> None:
+    env.db.add_member("dev@l.test", Member("bob@b.test"))
+    await env.mail("dev@l.test", "eve@e.test", "held")
+    env.out.take()
+    (p,) = env.db.pending_of("dev@l.test", "post")
+    await env.svc._decide(env.reload(), p, "approve", "")  # done, then a crash: the token stays
+    assert env.db.pending(p.token) is not None
+    await env.svc.moderate(env.reload(), p.token, "approve", by="the retry")
+    assert [s.msg["Subject"] for s in env.out.to("bob@b.test")] == ["held"]
+    assert env.db.pending(p.token) is None
+    # a subscription confirmed twice (the same hand-over again): one member, one welcome
+    env.out.take()
+    await env.mail("dev-join@l.test", "c@c.test", "join")
+    token = _token(env.out.take()[0])
+    for _ in range(2):
+        await env.svc.receive(
+            "c@c.test", f"dev-confirm+{token}@l.test", b"From: c@c.test\r\n\r\nok"
+        )
+    assert env.db.member("dev@l.test", "c@c.test") is not None
+    assert [s.msg["Subject"] for s in env.out.to("c@c.test")].count("Welcome to dev@l.test") == 1

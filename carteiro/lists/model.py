@@ -34,6 +34,10 @@ class Settings:
     subject_prefix: str = ""  # e.g. "[dev] "; empty leaves Subject (and DKIM over it) intact
     footer: str = ""  # appended to text posts; empty leaves the body intact
     max_size: int = 5 * 1024 * 1024  # bigger posts are held
+    # Mailman's require_explicit_destination: a post that names neither the list nor one of
+    # `aliases` in To/Cc (spam sent Bcc) is held
+    explicit_destination: bool = True
+    aliases: list[str] = field(default_factory=list)
     archive: str = ""  # "account" or "account:Mailbox": each post is filed there
     digest: bool = True  # members may ask for a daily MIME digest
     dmarc_mitigation: bool = True  # rewrite From for p=reject/quarantine posters

@@ -82,6 +82,16 @@ def max_size(post: Post) -> Decision | None:
     return None
 
 
+def implicit_destination(post: Post) -> Decision | None:
+    s = post.ml.settings
+    if not s.explicit_destination or any(post.ml.is_moderator(a) for a in post.senders):
+        return None
+    named = {a for field in ("To", "Cc") for _, a in post.msg.addresses(field)}
+    if post.ml.address in named or named & set(s.aliases):
+        return None
+    return Decision("hold", "implicit-destination", "the list is not named in To or Cc")
+
+
 def posting_policy(post: Post) -> Decision | None:
     ml, s = post.ml, post.ml.settings
     if any(ml.is_moderator(a) for a in post.senders):
@@ -97,7 +107,14 @@ def posting_policy(post: Post) -> Decision | None:
     return None
 
 
-CHAIN: tuple[Rule, ...] = (loop, automatic, administrivia, max_size, posting_policy)
+CHAIN: tuple[Rule, ...] = (
+    loop,
+    automatic,
+    administrivia,
+    implicit_destination,
+    max_size,
+    posting_policy,
+)
 
 
 def run(post: Post, chain: tuple[Rule, ...] = CHAIN) -> Decision:

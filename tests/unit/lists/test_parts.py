@@ -73,9 +73,7 @@ def _run(raw: bytes, ml: MailingList, strict: bool = False) -> RawMessage:
     return m
 
 
-POST = (
-    b"From: Bob <bob@b.test>\r\nSubject: Re: hi\r\nReturn-Receipt-To: bob@b.test\r\n\r\nHello.\r\n"
-)
+POST = b"From: Bob <bob@b.test>\r\nTo: dev@l.test\r\nSubject: Re: hi\r\nReturn-Receipt-To: bob@b.test\r\n\r\nHello.\r\n"
 
 
 def test_pipeline_adds_list_fields_and_leaves_the_body() -> None:
@@ -148,6 +146,10 @@ def test_chain() -> None:
     assert _post(looped, _ml(posting="anyone")).action == "discard"
     assert _post(b"X-BeenThere: dev@l.test\r\n" + POST, _ml(posting="anyone")).action == "discard"
     assert _post(b"List-Id: <up.x.test>\r\n" + POST, _ml(posting="anyone")).action == "accept"
+    bcc = POST.replace(b"To: dev@l.test", b"To: someone@else.test")
+    assert _post(bcc, _ml(posting="anyone"), True).rule == "implicit-destination"
+    assert _post(bcc, _ml(posting="anyone", aliases=["someone@else.test"]), True).action == "accept"
+    assert _post(bcc, _ml(posting="anyone", explicit_destination=False), True).action == "accept"
     vacation = b"Auto-Submitted: auto-replied\r\n" + POST
     assert _post(vacation, _ml(posting="anyone"), True).rule == "automatic"
     m = RawMessage.parse(POST)

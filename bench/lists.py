@@ -10,7 +10,12 @@ Figures, same run, same spool code (fsync on, a fresh temp dir each):
   concurrently so group commit helps it as much as it can.
 Ratios are lists / alias and per-member / lists. Prints the load average with the figures.
 
-Run: .venv/bin/python bench/lists.py [--members 10000] [--batch 1000]
+With --smtp, also a real `carteiro serve`: the SMTP client's wait for its 250 after DATA for a
+post to the N-member list against a message to one local account (baseline), and the time until
+the fan-out is in the queue (from the server's log; members' domain routed to a closed port, so
+their copies wait in the queue instead of leaving).
+
+Run: .venv/bin/python bench/lists.py [--members 10000] [--batch 1000] [--smtp]
 Not a test: it prints figures (copy them into bench/RESULTS.md).
 """
 
@@ -89,12 +94,74 @@ async def per_member(root: Path, members: list[str]) -> float:
     return took
 
 
+def smtp_figures(members: list[str], batch: int) -> None:
+    import re
+    import smtplib
+
+    from carteiro.testing.server import ServerProcess
+
+    root = Path(tempfile.mkdtemp(prefix="bench-lists-smtp-"))
+    extra = '[transport]\n"members.test" = "127.0.0.1:9"\n[queue]\nretry_schedule = [3600.0]\n'
+    srv = ServerProcess(
+        root,
+        domains=["l.test"],
+        hostname="mx.l.test",
+        users={"alice@l.test": "pw"},
+        services=("smtp",),
+        extra_config=extra + f"[lists]\nbatch = {batch}\n",
+    )
+    srv.init()
+    srv.cli("list", "create", "big@l.test", "--owner", "alice@l.test", "--posting", "anyone")
+    for i in range(0, len(members), 2000):
+        srv.cli("list", "members", "add", "big@l.test", *members[i : i + 2000])
+    srv.start()
+    try:
+
+        def post(rcpt: str, n: int) -> float:
+            with smtplib.SMTP(srv.host, srv.ports["smtp"], timeout=120) as s:
+                s.ehlo()
+                s.mail("alice@l.test")
+                s.rcpt(rcpt)
+                s.putcmd("data")
+                s.getreply()
+                body = POST.replace(b"bench.1", f"bench.{rcpt}.{n}".encode())
+                s.send(body + b"\r\n.\r\n")
+                t = time.perf_counter()
+                code, _ = s.getreply()
+                took = time.perf_counter() - t
+                assert code == 250, code
+            return took
+
+        single = sorted(post("alice@l.test", i) for i in range(5))[2]
+        t0 = time.perf_counter()
+        big = post("big@l.test", 0)
+        want = len(members) // batch + (1 if len(members) % batch else 0)
+        pattern = re.compile(r"from=<big-bounces@l\.test> size=\d+ nrcpt=\d+")
+        while len(pattern.findall(srv.log())) < want:
+            if time.perf_counter() - t0 > 300:
+                raise SystemExit("the fan-out did not reach the queue in 300 s")
+            time.sleep(0.05)
+        queued = time.perf_counter() - t0
+        big = sorted([big, *(post("big@l.test", n) for n in (1, 2))])[1]
+        print(
+            f"  smtp: 250 after DATA, post to the {len(members)}-member list {big * 1000:.1f} ms,"
+            f" to one account {single * 1000:.1f} ms (baseline; medians of 3 and 5)"
+        )
+        print(
+            f"  smtp: from DATA's 250 until all {want} fan-out messages are queued {queued:.2f} s"
+        )
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--members", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--smtp", action="store_true", help="also through a real server (slower)")
     args = ap.parse_args()
-    members = [f"member{i}@m{i % 50}.test" for i in range(args.members)]
+    members = [f"member{i}@members.test" for i in range(args.members)]
     base = Path(tempfile.mkdtemp(prefix="bench-lists-"))
     try:
         runs: dict[str, float] = {}
@@ -112,6 +179,8 @@ def main() -> None:
             print(f"  {name:<11} {t:7.2f} s  ({args.members / t:9.0f} recipients/s)")
         print(f"  ratio lists / alias      {runs['lists'] / runs['alias']:.2f}")
         print(f"  ratio per-member / lists {runs['per-member'] / runs['lists']:.2f}")
+        if args.smtp:
+            smtp_figures(members, args.batch)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -379,6 +379,25 @@ def test_a_post_that_loops_back_is_refused(net: tuple[ServerProcess, ServerProce
         # another list's List-Id is no loop
         other = mail("x@c.test", "loop@lists.test", "nested", extra="List-Id: <up.other.test>\r\n")
         s.sendmail("x@c.test", ["loop@lists.test"], other.encode())
+    # the same with swaks, as an operator would try it
+    done = subprocess.run(
+        [
+            "swaks",
+            "--server",
+            f"{a.host}:{a.ports['smtp']}",
+            "--from",
+            "x@c.test",
+            "--to",
+            "loop@lists.test",
+            "--header",
+            "List-Id: <loop.lists.test>",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "<** 550 5.4.6 Mail loop" in done.stdout
 
 
 def test_local_delivery_agent_hands_list_mail_to_the_list(

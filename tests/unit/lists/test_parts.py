@@ -145,6 +145,7 @@ def test_chain() -> None:
     looped = b"List-Id: Dev <dev.l.test>\r\n" + POST
     assert _post(looped, _ml(posting="anyone")).action == "discard"
     assert _post(b"X-BeenThere: dev@l.test\r\n" + POST, _ml(posting="anyone")).action == "discard"
+    assert _post(b"X-Loop: <DEV@l.test>\r\n" + POST, _ml(posting="anyone")).action == "discard"
     assert _post(b"List-Id: <up.x.test>\r\n" + POST, _ml(posting="anyone")).action == "accept"
     bcc = POST.replace(b"To: dev@l.test", b"To: someone@else.test")
     assert _post(bcc, _ml(posting="anyone"), True).rule == "implicit-destination"

@@ -30,6 +30,8 @@ from carteiro.servers.context import ServerContext
 from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
+    from starlette.routing import BaseRoute
+
     from carteiro.lists.service import Copy, ListService
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
 
@@ -288,19 +290,29 @@ def open_lists(
     return service, sender
 
 
-class WebServer:
-    """The web listener (HTTPS): for now the lists' one-click unsubscribe routes; the webmail
-    adds its routes to `routes`. uvicorn in this event loop, without its signal handlers (the
-    CLI owns SIGTERM)."""
+def web_routes(cfg: Config, lists: ListService | None) -> list[BaseRoute]:
+    """Routes other areas mount on the web listener: the lists' one-click unsubscribe (RFC 8058),
+    under /lists/. The webmail's application takes these beside its own."""
+    if lists is None:
+        return []
+    from carteiro.web.list_unsubscribe import routes
 
-    def __init__(self, cfg: Config, routes: list[object]) -> None:
+    return list(routes(lists.one_click))
+
+
+class RoutesServer:
+    """The web listener (HTTPS with the server's certificate) serving `web_routes` alone, until
+    the webmail's server serves them with its pages. uvicorn in this event loop, without its
+    signal handlers (the CLI owns SIGTERM)."""
+
+    def __init__(self, cfg: Config, routes: list[BaseRoute]) -> None:
         import uvicorn
         from starlette.applications import Starlette
 
         from carteiro.core.hostport import parse_hostport
 
         host, port = parse_hostport(cfg.listen.web)
-        app = Starlette(routes=routes)  # type: ignore[arg-type]
+        app = Starlette(routes=routes)
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -339,7 +351,7 @@ class App:
     ctx: ServerContext | None = None
     queue: QueueService | None = None
     lists: ListService | None = None
-    web: WebServer | None = None
+    web: RoutesServer | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -379,9 +391,7 @@ class App:
             for lst in self.listeners:
                 await lst.start()
             if cfg.listen.web:
-                from carteiro.web.list_unsubscribe import routes
-
-                self.web = WebServer(cfg, list(routes(self.lists.one_click)))
+                self.web = RoutesServer(cfg, web_routes(cfg, self.lists))
                 await self.web.start()
             self.lists.start()
         except ListenError:

@@ -291,6 +291,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_mailauth import register as register_mailauth
 
     regs.append(register_mailauth)
+    from carteiro.cli_lists import register as register_lists
+
+    regs.append(register_lists)
     return regs
 
 

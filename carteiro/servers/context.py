@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from carteiro.config import Config
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
+from carteiro.lists.service import ListService
 from carteiro.mailauth.dmarc_reports import Recorder
 from carteiro.mailauth.inbound import Checker
 from carteiro.queue.api import Spool
@@ -33,6 +34,7 @@ class ServerContext:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     mailauth: Checker | None = None  # checks on inbound mail ([mailauth]); None: disabled
     dmarc_recorder: Recorder | None = None  # results kept for DMARC aggregate reports
+    lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

@@ -46,6 +46,8 @@ _EXTENSIONS = (
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",
+    "CONDSTORE",
+    "QRESYNC",
 )
 
 

@@ -10,7 +10,7 @@ from carteiro.mime.parse import Message, to_crlf
 from carteiro.proto.imap import fetch as pf
 
 # Items answered from MessageMeta alone (no message read).
-META_KINDS = frozenset({pf.UID, pf.FLAGS, pf.INTERNALDATE, pf.RFC822_SIZE})
+META_KINDS = frozenset({pf.UID, pf.FLAGS, pf.INTERNALDATE, pf.RFC822_SIZE, pf.MODSEQ})
 # Items that need only the raw octets, no MIME parse.
 WHOLE_KINDS = frozenset({pf.RFC822})
 

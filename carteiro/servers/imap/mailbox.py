@@ -13,7 +13,7 @@ from carteiro.mime.parse import to_crlf
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import patterns
 from carteiro.proto.imap.sets import render_numbers
-from carteiro.servers.imap.session import Result, Session, bad, command, no, ok, undecodable
+from carteiro.servers.imap.session import Result, Session, command, no, ok, undecodable
 from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
 
 INBOX = "INBOX"
@@ -114,7 +114,7 @@ def _parents(name: str) -> Iterable[str]:
 @command(c.List)
 async def list_(s: Session, tag: str, req: c.List) -> Result:
     if "HIGHESTMODSEQ" in req.status_items:
-        return bad(_NO_CONDSTORE)
+        s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     store = _store(s)
     patterns = [p for p in req.patterns if p != ""]
     if not patterns:
@@ -285,14 +285,10 @@ async def _recent_count(s: Session, info: MailboxInfo) -> int:
     return len(uids) - bisect_right(uids, claimed)
 
 
-# RFC 7162 3.1.6: STATUS HIGHESTMODSEQ belongs to CONDSTORE, which is not advertised.
-_NO_CONDSTORE = "HIGHESTMODSEQ needs CONDSTORE, which is not supported"
-
-
 @command(c.Status)
 async def status(s: Session, tag: str, req: c.Status) -> Result:
     if "HIGHESTMODSEQ" in req.items:
-        return bad(_NO_CONDSTORE)
+        s.enable_condstore()  # RFC 7162 3.1.6: a CONDSTORE enabling command
     if refused := undecodable(req.mailbox):
         return refused
     info = await _store(s).get_mailbox(req.mailbox)

@@ -30,7 +30,7 @@ from carteiro.proto.imap.receiver import (
     ProtocolError,
     Receiver,
 )
-from carteiro.proto.imap.sets import SequenceSet
+from carteiro.proto.imap.sets import SequenceSet, render_numbers
 from carteiro.servers.imap import render
 from carteiro.servers.storage_errors import log_storage_full, storage_full
 from carteiro.store.api import (
@@ -163,6 +163,38 @@ class Session:
     @property
     def rev2(self) -> bool:
         return "IMAP4REV2" in self.enabled
+
+    @property
+    def condstore(self) -> bool:
+        """RFC 7162 3.1: a CONDSTORE enabling command was seen (QRESYNC implies it): MODSEQ in
+        every FETCH response a flag change causes, HIGHESTMODSEQ on SELECT/EXAMINE."""
+        return "CONDSTORE" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        """RFC 7162 3.2: ENABLE QRESYNC was seen: VANISHED replaces EXPUNGE."""
+        return "QRESYNC" in self.enabled
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 3.1). Issued while a mailbox is selected, the
+        client learns the HIGHESTMODSEQ its view reflects, as SELECT would have told it."""
+        if "CONDSTORE" in self.enabled:
+            return
+        self.enabled = self.enabled | {"CONDSTORE"}
+        if self.view is not None:
+            self.out += b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.view.modseq
+
+    def announce_expunged(self, msns: list[int], uids: list[int]) -> None:
+        """EXPUNGE responses for these (each MSN already adjusted for the ones before it), or one
+        VANISHED with their UIDs once QRESYNC is enabled (RFC 7162 3.2.10)."""
+        if not msns:
+            return
+        if self.qresync:
+            self.out += b"* VANISHED " + render_numbers(uids).encode() + b"\r\n"
+            return
+        out = self.out
+        for msn in msns:
+            out += b"* %d EXPUNGE\r\n" % msn
 
     @property
     def utf8(self) -> bool:
@@ -435,8 +467,7 @@ class Session:
         view = self.view
         assert view is not None
         out = self.out
-        for msn in upd.expunged:
-            out += b"* %d EXPUNGE\r\n" % msn
+        self.announce_expunged(upd.expunged, upd.vanished)
         if upd.new_keywords:
             self.write_flags_responses(view)
         if upd.exists is not None:
@@ -444,12 +475,15 @@ class Session:
             if not self.rev2:
                 out += b"* %d RECENT\r\n" % (upd.recent or 0)
         recent = view.recent if not self.rev2 else ()
+        condstore = self.condstore
         for msn, meta in upd.flags:
-            out += b"* %d FETCH (UID %d FLAGS %s)\r\n" % (
+            out += b"* %d FETCH (UID %d FLAGS %s" % (
                 msn,
                 meta.uid,
                 render.flag_list(meta.flags, meta.uid in recent),
             )
+            # RFC 7162 3.1: every FETCH a flag change causes carries MODSEQ once enabled
+            out += b" MODSEQ (%d))\r\n" % meta.modseq if condstore else b")\r\n"
 
     def write_flags_responses(self, view: MailboxView) -> None:
         key = (frozenset(view.keywords), view.readonly)

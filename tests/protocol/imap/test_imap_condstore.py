@@ -440,3 +440,40 @@ async def _prune_history(server, mailbox_id: int) -> None:
     from carteiro.store.index import prune_expunged
 
     await store.write(lambda tx: prune_expunged(tx.conn, 0, [mailbox_id]))
+
+
+def _imapclient_condstore(port: int) -> dict:
+    """imapclient's own CONDSTORE/QRESYNC calls: ENABLE, HIGHESTMODSEQ from SELECT, FETCH
+    with a CHANGEDSINCE modifier, SEARCH MODSEQ, and the unsolicited VANISHED it parses."""
+    from imapclient import IMAPClient
+
+    out: dict[str, object] = {}
+    with IMAPClient("127.0.0.1", port=port, ssl=False) as c:
+        c.login(USER, PASSWORD)
+        out["caps"] = c.capabilities()
+        out["enabled"] = c.enable("QRESYNC")
+        sel = c.select_folder("INBOX")
+        hm = sel[b"HIGHESTMODSEQ"]
+        out["select"] = sel
+        c.add_flags([2], [b"\\Flagged"])
+        out["changed"] = c.fetch([1, 2, 3], ["FLAGS"], modifiers=[f"CHANGEDSINCE {hm}"])
+        out["search"] = c.search(["MODSEQ", str(hm + 1)])
+        c.add_flags([1], [b"\\Deleted"])
+        out["expunge"] = c.expunge()
+    return out
+
+
+async def test_imapclient_condstore_and_qresync(server):
+    import asyncio
+
+    await fill(server, 3)
+    out = await asyncio.wait_for(asyncio.to_thread(_imapclient_condstore, server.port), 20)
+    assert b"CONDSTORE" in out["caps"] and b"QRESYNC" in out["caps"]
+    assert out["enabled"] == [b"QRESYNC"]
+    flagged = out["select"][b"HIGHESTMODSEQ"] + 1
+    ((uid, data),) = out["changed"].items()
+    assert uid == 2 and data[b"FLAGS"] == (b"\\Flagged", b"\\Recent")
+    assert data[b"MODSEQ"] == (flagged,)
+    assert list(out["search"]) == [2]
+    assert out["search"].modseq == flagged
+    assert out["expunge"][1] == [(b"VANISHED", 1)]

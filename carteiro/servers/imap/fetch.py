@@ -263,9 +263,19 @@ def _item(
     kind = a.kind
     if kind in mf.META_KINDS:
         if kind == pf.RFC822_SIZE:
-            size = len(msg) if isinstance(msg, bytes) else msg.size
+            # the stored size (Message.raw: stored with bare LFs), as the metadata path says
+            size = len(msg) if isinstance(msg, bytes) else len(msg.raw or msg.data)
             return b"RFC822.SIZE %d" % size
         return _meta_item(kind, meta, recent)
+    if isinstance(msg, Message) and (stored := mf.as_stored(msg, a)) is not None:
+        if kind == pf.BINARY:
+            exact = mf.partial(stored, a.partial)  # RFC 3516 4.2: exactly, literal8 for NULs
+            return (
+                a.response_name().encode() + b" " + render.literal(exact, binary=b"\x00" in exact)
+            )
+        if kind == pf.BINARY_SIZE:
+            return a.response_name().encode() + b" %d" % len(stored)
+        msg = mf.whole(stored)
     if isinstance(msg, bytes):  # only whole-message items reach here
         if kind == pf.RFC822:
             return b"RFC822 " + render.literal(msg)

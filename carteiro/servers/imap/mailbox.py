@@ -318,8 +318,9 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
     view = s.view
     for m in req.messages:
         when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
-        # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4)
-        data = to_crlf(m.data)
+        # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4); a binary
+        # literal is stored exactly as sent, bare LFs and all (RFC 3516 4.4)
+        data = m.data if m.binary else to_crlf(m.data)
         try:
             r = await store.append(req.mailbox, data, m.flags, when)
         except MailboxNotFound:

@@ -12,6 +12,7 @@ import asyncio
 import enum
 import logging
 import re
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from carteiro.store.api import (
 )
 
 if TYPE_CHECKING:
+    from carteiro.servers.imap.compress import Deflate
     from carteiro.servers.imapd import IMAPServer
 
 log = logging.getLogger("carteiro.imap")
@@ -112,6 +114,7 @@ class Session:
         "account",
         "auth_failures",
         "conn",
+        "deflate",
         "enabled",
         "idle_task",
         "implicit_tls",
@@ -143,6 +146,7 @@ class Session:
         self.view: MailboxView | None = None
         self.sub: ChangeSubscription | None = None
         self.enabled: frozenset[str] = frozenset()
+        self.deflate: Deflate | None = None  # RFC 4978 COMPRESS=DEFLATE, once active
         self.auth_failures = 0
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
@@ -224,6 +228,8 @@ class Session:
         self.out.clear()
         if self.tracer.enabled:
             self.tracer.server(data)
+        if self.deflate is not None:
+            data = self.deflate.compress(data)
         writer = self.conn.writer
         transport = writer.transport
         transport.write(data)
@@ -287,7 +293,7 @@ class Session:
                 timer.cancel()
             self._timer = loop.call_at(deadline, self._on_timer)
         try:
-            return await self.conn.reader.read(65536)
+            return await self.recv()
         except asyncio.CancelledError:
             task = self.task
             if self._timed_out and task is not None:
@@ -298,6 +304,33 @@ class Session:
             raise
         finally:
             self._read_deadline = 0.0
+
+    async def recv(self) -> bytes:
+        """The client's next bytes as the protocol sees them (inflated once COMPRESS is active);
+        b"" at EOF."""
+        deflate = self.deflate
+        if deflate is None:
+            return await self.conn.reader.read(65536)
+        while True:
+            if deflate.pending:
+                return self.inflate(b"")
+            raw = await self.conn.reader.read(65536)
+            if not raw:
+                return b""
+            data = self.inflate(raw)
+            if data:
+                return data
+
+    def inflate(self, raw: bytes) -> bytes:
+        """Compressed input as plain octets; a broken stream ends the session (with a BYE, which
+        goes out compressed like everything after COMPRESS)."""
+        assert self.deflate is not None
+        try:
+            return self.deflate.decompress(raw)
+        except (zlib.error, EOFError) as e:
+            log.info("imap %s: bad compressed stream: %s", self.conn.peer_ip, e)
+            self.untagged("BYE Invalid compressed data")
+            raise Closing from None
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -93,6 +93,7 @@ async def measure(port: int) -> dict[str, float]:
     out: dict[str, float] = {}
     qresync = b"SELECT INBOX (QRESYNC (%d %d 1:%d))" % (uv, hm, top)
     for name, cmds in (
+        ("SELECT (no resync data)", [b"SELECT INBOX"]),
         ("QRESYNC SELECT", [qresync]),
         ("SELECT + UID FETCH 1:* (FLAGS)", [b"SELECT INBOX", b"UID FETCH 1:* (FLAGS)"]),
     ):
@@ -135,7 +136,7 @@ def main() -> None:
             dove[0].terminate()
             dove[0].wait(10)
     print("ms, best of 5 (octets of the answer):")
-    for name in ("QRESYNC SELECT", "SELECT + UID FETCH 1:* (FLAGS)"):
+    for name in ("SELECT (no resync data)", "QRESYNC SELECT", "SELECT + UID FETCH 1:* (FLAGS)"):
         base = theirs.get(name)
         line = f"  {name:32} carteiro {ours[name]:8.1f} ({int(ours[name + ' octets']):>8})"
         if base is not None:

@@ -60,7 +60,7 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
             top = max(view.info.uidnext - 1, view.max_uid)
             assert s.store is not None
             within = resync.runs(s.saved) if req.set.saved else req.set.resolve(top)
-            vanished = await resync.vanished_since(s.store, view, since, within)
+            vanished, _ = await resync.vanished_since(s.store, view, since, within)
             if vanished:
                 s.out += b"* VANISHED (EARLIER) " + resync.render(vanished) + b"\r\n"
         metas = view.metas

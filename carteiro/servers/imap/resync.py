@@ -75,19 +75,28 @@ async def vanished_since(
     modseq: int,
     within: Sequence[tuple[int, int]],
     floor: int = 0,
-) -> Ranges:
+) -> tuple[Ranges, list[int]]:
     """UIDs in `within` (inclusive, ascending) expunged after `modseq` and not in the view, as
     ranges. When the store's expunge history no longer reaches back to `modseq`, every UID of
-    `within` above `floor` that the view does not hold."""
+    `within` above `floor` that the view does not hold. Also the view indexes (ascending) of the
+    messages of `within` whose MODSEQ is greater, found from the store's delta rather than by
+    reading the whole view (a message the view holds with a greater MODSEQ still has one in the
+    later delta, or was expunged since: its VANISHED follows as an unsolicited response)."""
     top = max(view.info.uidnext - 1, view.max_uid)
     within = clip(within, 1, top)
     if not within:
-        return []
+        return [], []
     delta = await store.changes_since(view.id, modseq)
+    metas = view.metas
+    changed = []
+    for m in delta.changed:
+        i = view.index_of(m.uid)
+        if i is not None and metas[i].modseq > modseq and _inside(within, m.uid):
+            changed.append(i)
     if not delta.complete:
-        return missing(view.uids, clip(within, floor + 1, top))
+        return missing(view.uids, clip(within, floor + 1, top)), changed
     gone = [u for u in delta.expunged if view.index_of(u) is None and _inside(within, u)]
-    return runs(gone)
+    return runs(gone), changed
 
 
 def _inside(ranges: Sequence[tuple[int, int]], n: int) -> bool:

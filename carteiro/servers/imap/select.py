@@ -84,22 +84,21 @@ async def _resync(s: Session, view: MailboxView, qr: c.QResync) -> None:
     top = max(view.info.uidnext - 1, view.max_uid)
     known = qr.known_uids.resolve(top) if qr.known_uids is not None else ((1, top),)
     floor = resync.matched_floor(view, qr.known_sequence)
-    gone = await resync.vanished_since(store, view, qr.modseq, known, floor)
+    gone, changed = await resync.vanished_since(store, view, qr.modseq, known, floor)
     out = s.out
     if gone:
         out += b"* VANISHED (EARLIER) " + resync.render(gone) + b"\r\n"
     recent = view.recent if not s.rev2 else ()
-    since = qr.modseq
-    whole = qr.known_uids is None
     flag_list = render.flag_list
-    for i, m in enumerate(view.metas):
-        if m.modseq > since and (whole or qr.known_uids.contains(m.uid, top)):  # type: ignore[union-attr]
-            out += b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (
-                i + 1,
-                m.uid,
-                flag_list(m.flags, m.uid in recent),
-                m.modseq,
-            )
+    metas = view.metas
+    for i in changed:
+        m = metas[i]
+        out += b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (
+            i + 1,
+            m.uid,
+            flag_list(m.flags, m.uid in recent),
+            m.modseq,
+        )
     await s.maybe_flush()
 
 

@@ -50,6 +50,7 @@ _EXTENSIONS = (
     "CONDSTORE",
     "QRESYNC",
     "COMPRESS=DEFLATE",
+    "CATENATE",
 )
 
 

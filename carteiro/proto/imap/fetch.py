@@ -230,6 +230,11 @@ def _section(r: ArgReader) -> Section:
     return Section(part, text, fields)
 
 
+def section_text(r: ArgReader) -> Section:
+    """``[section]`` as in BODY[...] (also what an IMAP URL's ;SECTION= names, RFC 5092)."""
+    return _section(r)
+
+
 def _header_list(r: ArgReader) -> tuple[str, ...]:
     """header-list = "(" header-fld-name *(SP header-fld-name) ")"."""
     r.expect(b"(", "'(' before header field names")

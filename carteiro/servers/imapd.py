@@ -51,6 +51,7 @@ _EXTENSIONS = (
     "QRESYNC",
     "COMPRESS=DEFLATE",
     "CATENATE",
+    "PREVIEW",
 )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Set as AbstractSet
 
 from carteiro.mime import bodystructure
 from carteiro.mime.parse import Message
+from carteiro.mime.preview import preview
 from carteiro.mime.sections import UnknownCte
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import fetch as pf
@@ -284,6 +285,9 @@ def _item(
         return a.response_name().encode() + b" " + render.literal(mf.body_section(msg, a))
     if kind == pf.ENVELOPE:
         return b"ENVELOPE " + _cached(msg, "envelope", utf8)
+    if kind == pf.PREVIEW:
+        # RFC 8970 4: UTF-8 text; quoted when it can be, else a literal (never modified)
+        return b"PREVIEW " + render.string(preview(msg), utf8)
     if kind == pf.BODYSTRUCTURE:
         return b"BODYSTRUCTURE " + _cached(msg, "bodystructure", utf8, rev2)
     if kind == pf.BODY:

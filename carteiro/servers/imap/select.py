@@ -140,4 +140,11 @@ async def expunge(s: Session, tag: str, req: c.Expunge | c.UidExpunge) -> Result
     else:
         gone = await s.store.expunge(view.id)
     s.announce_expunged(*view.expunge_now(gone))
+    if s.condstore:
+        # RFC 7162 HIGHESTMODSEQ response code (as Dovecot sends it): the tagged OK says the
+        # HIGHESTMODSEQ the expunges brought, which no FETCH reports; the view is caught up
+        # first, so it is one whose changes the client has all been told of (never one above
+        # an unannounced change)
+        await s.sync(True)
+        return ok("Expunge completed.", f"HIGHESTMODSEQ {view.modseq}")
     return ok("Expunge completed.")

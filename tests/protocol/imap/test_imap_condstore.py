@@ -273,10 +273,10 @@ S: * 2 FETCH (UID 2 MODSEQ ({hi + 1}))
 S: a9 OK Store completed.
 C: a10 UID EXPUNGE 1
 S: * VANISHED 1
-S: a10 OK Expunge completed.
+S: a10 OK [HIGHESTMODSEQ {hi + 2}] Expunge completed.
 C: a11 EXPUNGE
 S: * VANISHED 2
-S: a11 OK Expunge completed.
+S: a11 OK [HIGHESTMODSEQ {hi + 3}] Expunge completed.
 C: a12 MOVE 1 Archive
 S: * OK [COPYUID <...>] Moved UIDs.
 S: * VANISHED 4

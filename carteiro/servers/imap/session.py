@@ -312,13 +312,14 @@ class Session:
         if deflate is None:
             return await self.conn.reader.read(65536)
         while True:
-            if deflate.pending:
-                return self.inflate(b"")
-            raw = await self.conn.reader.read(65536)
-            if not raw:
-                return b""
-            data = self.inflate(raw)
-            if data:
+            if deflate.pending:  # what the last read held beyond one chunk's output
+                data = self.inflate(b"")
+            else:
+                raw = await self.conn.reader.read(65536)
+                if not raw:
+                    return b""
+                data = self.inflate(raw)
+            if data:  # (b"" would read as EOF: a partial block waits for more input)
                 return data
 
     def inflate(self, raw: bytes) -> bytes:

@@ -459,7 +459,7 @@ class _Checker:
             rel = n.tags.get(rel_tag)
             if isinstance(rel, tuple) and rel[0].lower() not in RELATIONS:
                 raise self.err(f'unknown relation "{rel[0]}" (gt, ge, lt, le, eq, ne)', where)
-        if "last" in n.tags and "index" not in n.tags:
+        if "last" in n.tags and "index" not in n.tags and n.name != "addheader":
             raise self.err(":last needs :index", where)
         idx = n.tags.get("index")
         if isinstance(idx, int) and idx < 1:

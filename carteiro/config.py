@@ -155,6 +155,17 @@ class DKIMConfig:
 
 
 @dataclass
+class SieveConfig:
+    """Mail filtering (docs/sieve.md)."""
+
+    enabled: bool = True  # run each account's active Sieve script at delivery
+    max_scripts: int = 20  # per account (ManageSieve QUOTA/MAXSCRIPTS)
+    max_script_size: int = 64 * 1024  # octets per script (QUOTA/MAXSIZE)
+    max_cpu: int = 2_000_000  # cost units per message (about 1 s of CPU); then keep + a note
+    max_redirects: int = 4  # redirect actions per message
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
@@ -175,6 +186,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    sieve: SieveConfig = field(default_factory=SieveConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})

@@ -46,7 +46,7 @@ from carteiro.proto.smtp.server import (
 )
 from carteiro.queue import dsn
 from carteiro.queue.api import Envelope, QueuedRecipient
-from carteiro.servers.context import ServerContext
+from carteiro.servers.context import ServerContext, sieve_filter, spool_outbound
 from carteiro.servers.smtp.auth import SaslExchange, mechanisms
 from carteiro.servers.smtp.message import (
     HEAD_MAX,
@@ -154,6 +154,8 @@ class SMTPServer:
             cfg.path(cfg.smtp.mbox_dir),
             plus_folders=cfg.smtp.plus_folder_delivery,
             mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
+            sieve=sieve_filter(cfg),
+            outbound=spool_outbound(ctx.spool),
         )
         self.trace = ctx.tracing("smtp")
         self.dates = DateCache()

@@ -66,6 +66,9 @@ def listener_factories() -> list[ListenerFactory]:
     from carteiro.servers import smtpd
 
     factories.append(smtpd.listeners)
+    from carteiro.servers import managesieved
+
+    factories.append(managesieved.listeners)
     return factories
 
 

@@ -12,7 +12,7 @@ PROTECTED = frozenset({"received", "auto-submitted"})
 
 
 class HeaderList:
-    __slots__ = ("_fields", "_original", "changed")
+    __slots__ = ("_cache", "_fields", "_original", "changed", "version")
 
     def __init__(self, msg: Message) -> None:
         self._fields: list[tuple[str, bytes]] = [
@@ -20,6 +20,8 @@ class HeaderList:
         ]
         self._original = msg.header_bytes(msg.root)
         self.changed = False
+        self.version = 0  # bumped by every edit: callers' caches key on it
+        self._cache: dict[str, list[str]] = {}
 
     def raw(self, name: str) -> list[bytes]:
         key = name.lower()
@@ -27,7 +29,17 @@ class HeaderList:
 
     def values(self, name: str) -> list[str]:
         """Decoded values (RFC 2047 words, unfolded), leading/trailing blanks removed."""
-        return [decode_words(unfold(v)).strip(" \t") for v in self.raw(name)]
+        key = name.lower()
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = [decode_words(unfold(v)).strip(" \t") for v in self.raw(name)]
+            self._cache[key] = hit
+        return hit
+
+    def _edited(self) -> None:
+        self.changed = True
+        self.version += 1
+        self._cache.clear()
 
     def add(self, name: str, value: str, last: bool) -> bool:
         if name.lower() in PROTECTED:
@@ -38,7 +50,7 @@ class HeaderList:
             self._fields.append((name, raw))
         else:
             self._fields.insert(0, (name, raw))
-        self.changed = True
+        self._edited()
         return True
 
     def positions(self, name: str) -> list[int]:
@@ -53,7 +65,7 @@ class HeaderList:
             return
         drop = set(indexes)
         self._fields = [f for i, f in enumerate(self._fields) if i not in drop]
-        self.changed = True
+        self._edited()
 
     def to_bytes(self) -> bytes | None:
         """The edited header block (ending with the blank line), or None if unchanged."""

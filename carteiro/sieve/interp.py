@@ -127,6 +127,7 @@ class _Interpreter:
         self.include_stack: list[tuple[str, str]] = []
         self.compiled: dict[tuple[str, str], Script] = {}
         self.redirects = 0
+        self._addresses: dict[str, tuple[int, list[tuple[str, str]]]] = {}
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -558,10 +559,7 @@ class _Interpreter:
         if name == "address":
             values = []
             for h in self.sl(n.pos[0], frame):
-                addrs: list[tuple[str, str]] = []
-                for raw in self.headers.raw(h):
-                    addrs.extend(_addresses(raw))
-                for local, domain in self.indexed(n, addrs):
+                for local, domain in self.indexed(n, self.addresses(h)):
                     part = _address_part(n, local, domain)
                     if part is not None:
                         values.append(part)
@@ -625,6 +623,18 @@ class _Interpreter:
             # RFC 5436 2.9: mailto cannot know whether the recipient is online
             return self.matcher(n, frame)(["maybe"], self.sl(n.pos[2], frame))
         raise self.fail(n, f"unsupported test {name}")
+
+    def addresses(self, header: str) -> list[tuple[str, str]]:
+        """The (local, domain) pairs of a header's fields, parsed once per header version."""
+        key = header.lower()
+        hit = self._addresses.get(key)
+        if hit is not None and hit[0] == self.headers.version:
+            return hit[1]
+        addrs: list[tuple[str, str]] = []
+        for raw in self.headers.raw(header):
+            addrs.extend(_addresses(raw))
+        self._addresses[key] = (self.headers.version, addrs)
+        return addrs
 
     def indexed(self, n: Node, items: list[_T]) -> list[_T]:
         """RFC 5260 6: :index picks one occurrence (from the end with :last)."""

@@ -8,6 +8,7 @@ follow RFC 5229 3.2: each "*" takes as little as it can, left to right; "?" capt
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable
 
@@ -106,32 +107,66 @@ def _seg_at(seg: list[object], value: str, pos: int, eq: Callable[[str, str], bo
     return True
 
 
-def glob_match(
-    comparator: str, pattern: str, value: str, cost: MatchCost | None = None
-) -> list[str] | None:
-    """None if `value` does not match; else the match variables ${1}.. (one per "*" and "?")."""
+@functools.lru_cache(maxsize=4096)
+def _segments(comparator: str, pattern: str) -> tuple[tuple[tuple[object, ...], ...], bool]:
+    """The pattern (folded for the comparator) cut at its stars; and whether it has a "?"."""
     fp = compile_glob(fold(comparator, pattern) if comparator != "i;unicode-casemap" else pattern)
-    if comparator == "i;unicode-casemap":
-        # Folding can change lengths: compare folded characters one by one.
-        def eq(p: str, v: str) -> bool:
-            return _unicode_fold(p) == _unicode_fold(v)
-    elif comparator == "i;ascii-casemap":
-
-        def eq(p: str, v: str) -> bool:
-            return p == v or _ascii_fold(v) == p
-    else:
-
-        def eq(p: str, v: str) -> bool:
-            return p == v
-
     segs: list[list[object]] = [[]]
     for p in fp:
         if p is _STAR:
             segs.append([])
         else:
             segs[-1].append(p)
+    return tuple(tuple(seg) for seg in segs), any(p is _ONE for p in fp)
+
+
+def _eq_unicode(p: str, v: str) -> bool:
+    return _unicode_fold(p) == _unicode_fold(v)
+
+
+def _eq_ascii(p: str, v: str) -> bool:
+    return p == v or _ascii_fold(v) == p
+
+
+def _eq_octet(p: str, v: str) -> bool:
+    return p == v
+
+
+def _fast_glob(segs: tuple[tuple[object, ...], ...], value: str, folded: str) -> list[str] | None:
+    """Stars only (no "?"), a length-preserving comparator: str.find on the folded value."""
+    words = ["".join(s) for s in segs]  # type: ignore[arg-type]
+    first, last = words[0], words[-1]
+    n = len(folded)
+    if len(words) == 1:
+        return [] if folded == first else None
+    if not folded.startswith(first):
+        return None
+    pos = len(first)
+    tail = n - len(last)
+    caps: list[str] = []
+    for w in words[1:-1]:
+        found = folded.find(w, pos, tail)
+        if found < 0:
+            return None
+        caps.append(value[pos:found])
+        pos = found + len(w)
+    if tail < pos or not folded.endswith(last):
+        return None
+    caps.append(value[pos:tail])
+    return caps
+
+
+def glob_match(
+    comparator: str, pattern: str, value: str, cost: MatchCost | None = None
+) -> list[str] | None:
+    """None if `value` does not match; else the match variables ${1}.. (one per "*" and "?")."""
+    segs_t, has_one = _segments(comparator, pattern)
     if cost is not None:
-        cost(len(value) * max(1, len(fp)))
+        cost(len(value) * max(1, sum(len(x) for x in segs_t) + len(segs_t)))
+    if not has_one and comparator in ("i;octet", "i;ascii-casemap"):
+        return _fast_glob(segs_t, value, fold(comparator, value))
+    eq = {"i;unicode-casemap": _eq_unicode, "i;ascii-casemap": _eq_ascii}.get(comparator, _eq_octet)
+    segs = [list(x) for x in segs_t]
     n = len(value)
     first, last = segs[0], segs[-1]
     if len(segs) == 1:

@@ -281,7 +281,7 @@ class SieveFilter:
                     continue  # RFC 5429 2.1: never reject a bounce or robot mail: discard it
                 data = rejection(
                     headers, _strip_return_path(header), a.reason, mail_from, recipient,
-                    self.hostname, dt_now, self._message_id(),
+                    self.hostname, dt_now, self._message_id(), a.extended,
                 )  # fmt: skip
                 plan.sends.append(Send("", (mail_from,), data, True, True, "reject"))
             elif isinstance(a, Vacation):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -141,10 +141,13 @@ def rejection(
     host: str,
     now: datetime,
     message_id: str,
+    extended: bool = False,
 ) -> bytes:
-    """RFC 5429 2.1: an MDN (RFC 8098) saying the message was deleted, with the reason."""
+    """RFC 5429 2.1: an MDN (RFC 8098) saying the message was deleted, with the reason; for
+    ereject (2.2), which cannot refuse in the SMTP dialogue here, a DSN (RFC 3464) instead."""
     policy = SMTPUTF8 if not (sender.isascii() and recipient.isascii()) else SMTP
-    msg = MIMEMultipart("report", report_type="disposition-notification", policy=policy)
+    kind = "delivery-status" if extended else "disposition-notification"
+    msg = MIMEMultipart("report", report_type=kind, policy=policy)
     msg["From"] = f"Mail Delivery Subsystem <MAILER-DAEMON@{host}>"
     msg["To"] = sender
     orig = headers.values("subject")
@@ -161,13 +164,23 @@ def rejection(
             f"Your message to {recipient} was automatically rejected:\n\n{text}\n", "plain", "utf-8"
         )
     )
-    report = MIMEBase("message", "disposition-notification")
-    report.set_payload(
-        f"Reporting-UA: {host}; carteiro\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\n"
-        + (f"Original-Message-ID: {mid[0]}\r\n" if mid else "")
-        + "Disposition: automatic-action/MDN-sent-automatically; deleted\r\n"
-    )
+    report = MIMEBase("message", kind)
+    if extended:
+        why = " ".join(reason.split())[:200]
+        per_message, per_recipient = Message(), Message()
+        per_message["Reporting-MTA"] = f"dns; {host}"
+        per_recipient["Final-Recipient"] = f"rfc822; {recipient}"
+        per_recipient["Action"] = "failed"
+        per_recipient["Status"] = "5.7.1"
+        per_recipient["Diagnostic-Code"] = f"smtp; 550 5.7.1 {why}"
+        report.set_payload([per_message, per_recipient])
+    else:
+        report.set_payload(
+            f"Reporting-UA: {host}; carteiro\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\n"
+            + (f"Original-Message-ID: {mid[0]}\r\n" if mid else "")
+            + "Disposition: automatic-action/MDN-sent-automatically; deleted\r\n"
+        )
     msg.attach(report)
     original = MIMEBase("text", "rfc822-headers")
     original.set_payload(original_header.decode("utf-8", "replace"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from carteiro.core.address import AddressError, parse_address
 from carteiro.sieve.errors import SieveSyntaxError
 from carteiro.sieve.grammar import Argument, Command, Number, Strings, Tag, Test, parse
 from carteiro.sieve.match import COMPARATORS, RELATIONS
@@ -523,6 +524,14 @@ class _Checker:
             assert isinstance(method, tuple)
             if "${" not in method[0] and not method[0].lower().startswith("mailto:"):
                 raise self.err(f'unsupported notification method "{method[0]}"', where)
+        if name == "redirect":
+            addr = n.pos[0]
+            assert isinstance(addr, tuple)
+            if "${" not in addr[0]:
+                try:
+                    parse_address(addr[0].strip().removeprefix("<").removesuffix(">"))
+                except AddressError:
+                    raise self.err(f'invalid redirect address "{addr[0]}"', where) from None
         if name == "fileinto":
             box = n.pos[0]
             assert isinstance(box, tuple)

@@ -206,3 +206,16 @@ async def test_reject_sends_an_mdn_and_stores_nothing(env: Env) -> None:
     [(mail_from, rcpts, data, _, _)] = env.out.sent
     assert (mail_from, rcpts) == ("", ("joe@remote.test",))
     assert b"disposition-notification" in data and b"deleted" in data
+
+
+async def test_ereject_sends_a_dsn(env: Env) -> None:
+    env.script(ALICE, 'require "ereject"; ereject "No thanks.";')
+    await env.deliver(ALICE)
+    [(mail_from, rcpts, data, _, _)] = env.out.sent
+    assert (mail_from, rcpts) == ("", ("joe@remote.test",))
+    assert b'report-type="delivery-status"' in data or b"report-type=delivery-status" in data
+    assert b"Status: 5.7.1" in data and b"No thanks." in data
+    # a bounce is never rejected back: it is dropped
+    env.out.sent.clear()
+    await env.deliver(ALICE, sender="")
+    assert env.out.sent == [] and await env.messages(ALICE) == []

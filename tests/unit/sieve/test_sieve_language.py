@@ -84,8 +84,11 @@ def test_redirect_cancels_keep_and_duplicates_collapse() -> None:
     assert actions('redirect "bob@example.org"; redirect "bob@example.org";') == [
         "redirect bob@example.org"
     ]
-    # RFC 5228 4.2: an invalid address is an error (the message is kept)
-    r = run('redirect "not an address";')
+    # RFC 5228 4.2: an invalid address is an error: at upload when written in the script,
+    with pytest.raises(SieveSyntaxError, match="invalid redirect address"):
+        compile_script('redirect "not an address";')
+    # at run time (the message is kept) when it comes from a variable
+    r = run('require "variables"; set "a" "not an address"; redirect "${a}";')
     assert r.error is not None and [type(a).__name__ for a in r.actions] == ["Keep"]
 
 

@@ -255,6 +255,7 @@ class Node:
     line: int
     column: int
     literal: frozenset[int] = frozenset()
+    spec: tuple[str, str, str] | None = None  # (comparator, match kind, relation), on first use
 
 
 @dataclass(slots=True)

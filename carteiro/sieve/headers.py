@@ -12,7 +12,7 @@ PROTECTED = frozenset({"received", "auto-submitted"})
 
 
 class HeaderList:
-    __slots__ = ("_cache", "_fields", "_original", "changed", "version")
+    __slots__ = ("_by_name", "_cache", "_fields", "_original", "changed", "version")
 
     def __init__(self, msg: Message) -> None:
         self._fields: list[tuple[str, bytes]] = [
@@ -22,10 +22,16 @@ class HeaderList:
         self.changed = False
         self.version = 0  # bumped by every edit: callers' caches key on it
         self._cache: dict[str, list[str]] = {}
+        self._by_name: dict[str, list[bytes]] | None = None
 
     def raw(self, name: str) -> list[bytes]:
-        key = name.lower()
-        return [v for n, v in self._fields if n.lower() == key]
+        index = self._by_name
+        if index is None:
+            index = {}
+            for n, v in self._fields:
+                index.setdefault(n.lower(), []).append(v)
+            self._by_name = index
+        return index.get(name.lower(), [])
 
     def values(self, name: str) -> list[str]:
         """Decoded values (RFC 2047 words, unfolded), leading/trailing blanks removed."""
@@ -40,6 +46,7 @@ class HeaderList:
         self.changed = True
         self.version += 1
         self._cache.clear()
+        self._by_name = None
 
     def add(self, name: str, value: str, last: bool) -> bool:
         if name.lower() in PROTECTED:

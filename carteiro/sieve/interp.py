@@ -37,7 +37,7 @@ from carteiro.sieve.actions import (
 from carteiro.sieve.compiler import Node, Script, compile_script
 from carteiro.sieve.errors import SieveRuntimeError, SieveSyntaxError
 from carteiro.sieve.headers import HeaderList
-from carteiro.sieve.match import MatchCost, match, relation
+from carteiro.sieve.match import fold, glob_match, match, relation
 
 _T = TypeVar("_T")
 MAX_VARIABLE = 4096 * 16  # octets kept per variable (RFC 5229 6 asks for at least 4000)
@@ -240,6 +240,8 @@ class _Interpreter:
 
     def sl(self, v: object, frame: _Frame) -> list[str]:
         assert isinstance(v, tuple)
+        if not frame.script.uses_variables:
+            return list(v)
         return [self.expand(x, frame) for x in v]
 
     def tag_s(self, n: Node, tag: str, frame: _Frame) -> str | None:
@@ -248,49 +250,54 @@ class _Interpreter:
 
     # ---- matching --------------------------------------------------------------------------
 
-    def matcher(self, n: Node, frame: _Frame) -> Callable[[list[str], list[str]], bool]:
-        cmp_v = n.tags.get("comparator")
-        comparator = cmp_v[0] if isinstance(cmp_v, tuple) else "i;ascii-casemap"
-        cost: MatchCost = self.charge
-        if "count" in n.tags or "value" in n.tags:
-            rel_v = n.tags.get("count") or n.tags.get("value")
-            assert isinstance(rel_v, tuple)
-            rel = rel_v[0].lower()
-            if "count" in n.tags:
-
-                def count(values: list[str], keys: list[str]) -> bool:
-                    # RFC 5231 4.1: the number of values, compared as a decimal string
-                    total = str(len(values))
-                    return any(relation(comparator, rel, total, k) for k in keys)
-
-                return count
-
-            def value(values: list[str], keys: list[str]) -> bool:
-                for v in values:
-                    for k in keys:
-                        self.charge(len(v) + len(k))
-                        if relation(comparator, rel, v, k):
-                            return True
-                return False
-
-            return value
-        mt = "is"
-        for t in ("contains", "matches"):
-            if t in n.tags:
-                mt = t
-
-        def m(values: list[str], keys: list[str]) -> bool:
+    def compare(self, n: Node, frame: _Frame, values: list[str], keys: list[str]) -> bool:
+        """Does any value match any key, with the node's comparator and match type?"""
+        spec = n.spec
+        if spec is None:
+            cmp_v = n.tags.get("comparator")
+            comparator = cmp_v[0] if isinstance(cmp_v, tuple) else "i;ascii-casemap"
+            kind, rel = "is", ""
+            for t in ("contains", "matches", "count", "value"):
+                tag = n.tags.get(t)
+                if tag is not None:
+                    kind = t
+                    if isinstance(tag, tuple):
+                        rel = tag[0].lower()
+            spec = n.spec = (comparator, kind, rel)
+        comparator, kind, rel = spec
+        if kind == "count":
+            # RFC 5231 4.1: the number of values, compared as a decimal string
+            total = str(len(values))
+            return any(relation(comparator, rel, total, k) for k in keys)
+        if kind == "value":
             for v in values:
                 for k in keys:
-                    caps = match(comparator, mt, v, k, cost)
-                    if caps is not None:
-                        if mt == "matches":
-                            # RFC 5229 3.2: ${0} is the whole value, then one per wildcard
-                            frame.matched = [v, *caps][:10]
+                    self.charge(len(v) + len(k))
+                    if relation(comparator, rel, v, k):
                         return True
             return False
-
-        return m
+        if kind == "matches":
+            for v in values:
+                for k in keys:
+                    caps = glob_match(comparator, k, v, self.charge)
+                    if caps is not None:
+                        # RFC 5229 3.2: ${0} is the whole value, then one per wildcard
+                        frame.matched = [v, *caps][:10]
+                        return True
+            return False
+        if comparator == "i;ascii-numeric":
+            return any(
+                match(comparator, "is", v, k, self.charge) is not None for v in values for k in keys
+            )
+        folded = [fold(comparator, k) for k in keys]
+        contains = kind == "contains"
+        for v in values:
+            fv = fold(comparator, v)
+            self.charge(len(fv) * len(folded) + 1)
+            for k in folded:
+                if (k in fv) if contains else (fv == k):
+                    return True
+        return False
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -502,8 +509,9 @@ class _Interpreter:
             positions = [positions[-idx] if "last" in n.tags else positions[idx - 1]]
         if len(n.pos) == 2:
             keys = self.sl(n.pos[1], frame)
-            m = self.matcher(n, frame)
-            positions = [p for p in positions if m([self.headers.value_at(p)], keys)]
+            positions = [
+                p for p in positions if self.compare(n, frame, [self.headers.value_at(p)], keys)
+            ]
         self.headers.delete(positions)
 
     def notify(self, n: Node, frame: _Frame) -> None:
@@ -555,7 +563,7 @@ class _Interpreter:
             values: list[str] = []
             for h in self.sl(n.pos[0], frame):
                 values.extend(self.indexed(n, self.headers.values(h)))
-            return self.matcher(n, frame)(values, self.sl(n.pos[1], frame))
+            return self.compare(n, frame, values, self.sl(n.pos[1], frame))
         if name == "address":
             values = []
             for h in self.sl(n.pos[0], frame):
@@ -563,7 +571,7 @@ class _Interpreter:
                     part = _address_part(n, local, domain)
                     if part is not None:
                         values.append(part)
-            return self.matcher(n, frame)(values, self.sl(n.pos[1], frame))
+            return self.compare(n, frame, values, self.sl(n.pos[1], frame))
         if name == "envelope":
             values = []
             for p in self.sl(n.pos[0], frame):
@@ -578,14 +586,14 @@ class _Interpreter:
                 part = _address_part(n, local, domain) if addr else ""
                 if part is not None:
                     values.append(part)
-            return self.matcher(n, frame)(values, self.sl(n.pos[1], frame))
+            return self.compare(n, frame, values, self.sl(n.pos[1], frame))
         if name == "body":
-            return self.matcher(n, frame)(self.body_values(n, frame), self.sl(n.pos[0], frame))
+            return self.compare(n, frame, self.body_values(n, frame), self.sl(n.pos[0], frame))
         if name == "string":
             sources = [v for v in self.sl(n.pos[0], frame)]
             if "count" in n.tags:
                 sources = [v for v in sources if v]  # RFC 5229 5: empty strings do not count
-            return self.matcher(n, frame)(sources, self.sl(n.pos[1], frame))
+            return self.compare(n, frame, sources, self.sl(n.pos[1], frame))
         if name == "hasflag":
             if len(n.pos) == 2:
                 var = n.pos[0]
@@ -596,14 +604,14 @@ class _Interpreter:
             keys = _flag_list(self.sl(n.pos[-1], frame)) if "count" not in n.tags else []
             if "count" in n.tags:
                 keys = self.sl(n.pos[-1], frame)
-            return self.matcher(n, frame)(have, keys)
+            return self.compare(n, frame, have, keys)
         if name == "date":
             return self.date_test(n, frame)
         if name == "currentdate":
             zone = self.tag_s(n, "zone", frame)
             now = _in_zone(self.ctx.now, zone)
             part = self.s(n, n.pos[0], frame).lower()
-            return self.matcher(n, frame)([_date_part(now, part)], self.sl(n.pos[1], frame))
+            return self.compare(n, frame, [_date_part(now, part)], self.sl(n.pos[1], frame))
         if name == "mailboxexists":
             return all(self.ctx.mailbox_exists(b) for b in self.sl(n.pos[0], frame))
         if name == "duplicate":
@@ -612,7 +620,7 @@ class _Interpreter:
             item = self.s(n, n.pos[0], frame).lower()
             if item not in self.ctx.environment:
                 return False  # RFC 5183 4: an unknown item never matches
-            return self.matcher(n, frame)([self.ctx.environment[item]], self.sl(n.pos[1], frame))
+            return self.compare(n, frame, [self.ctx.environment[item]], self.sl(n.pos[1], frame))
         if name == "valid_notify_method":
             return all(parse_mailto(u) is not None for u in self.sl(n.pos[0], frame))
         if name == "notify_method_capability":
@@ -621,7 +629,7 @@ class _Interpreter:
             if parse_mailto(uri) is None or cap != "online":
                 return False
             # RFC 5436 2.9: mailto cannot know whether the recipient is online
-            return self.matcher(n, frame)(["maybe"], self.sl(n.pos[2], frame))
+            return self.compare(n, frame, ["maybe"], self.sl(n.pos[2], frame))
         raise self.fail(n, f"unsupported test {name}")
 
     def addresses(self, header: str) -> list[tuple[str, str]]:
@@ -684,7 +692,7 @@ class _Interpreter:
             if "originalzone" not in n.tags:
                 dt = _in_zone(dt, self.tag_s(n, "zone", frame), self.ctx.now)
             values.append(_date_part(dt, part))
-        return self.matcher(n, frame)(values, keys)
+        return self.compare(n, frame, values, keys)
 
     def duplicate(self, n: Node, frame: _Frame) -> bool:
         if "uniqueid" in n.tags:

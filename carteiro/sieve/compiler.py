@@ -538,6 +538,8 @@ class _Checker:
             assert isinstance(box, tuple)
             if not box[0]:
                 raise self.err("fileinto needs a mailbox name", where)
+            if "${" not in box[0] and (len(box[0]) > 1024 or any(ord(c) < 0x20 for c in box[0])):
+                raise self.err(f"invalid mailbox name {box[0]!r}", where)
 
 
 def where_test_list(where: Command | Test) -> bool:

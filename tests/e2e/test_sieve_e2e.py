@@ -9,6 +9,8 @@ import email
 import imaplib
 import smtplib
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -181,3 +183,29 @@ def test_redirects_fresh_envelope_and_no_loop(world: tuple[ServerProcess, Sink])
     pings = [m for m in messages(s, ALICE) if b"Subject: ping pong" in m]
     assert len(pings) == 1  # only the copy that came back and stopped
     assert len(sink.to("friend@remote.test")) == 1  # the second visit redirects no further
+
+
+def test_the_lda_runs_the_script_too(world: tuple[ServerProcess, Sink]) -> None:
+    """`carteiro deliver` (another MTA's LDA) files through the same script, and its vacation
+    reply reaches the running server's queue through the control socket."""
+    s, sink = world
+    upload(
+        s,
+        BOB,
+        'require ["vacation", "fileinto", "mailbox"];\n'
+        'if header :contains "subject" "invoice" { fileinto :create "Bills"; }\n'
+        'vacation :days 1 "Bob is out.";\n',
+    )
+    msg = (
+        b"From: shop@remote.test\r\nTo: bob@example.test\r\nSubject: invoice 42\r\n"
+        b"Message-ID: <inv42@remote.test>\r\n\r\nPay me.\r\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "carteiro", "deliver", "--to", BOB[0], "--from", "shop@remote.test",
+         "--data", str(s.data)],
+        input=msg, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(messages(s, BOB, "Bills")) == 1
+    wait_for(lambda: len(sink.to("shop@remote.test")) == 1, what="the LDA's vacation reply")
+    assert b"Bob is out." in sink.to("shop@remote.test")[0][2]

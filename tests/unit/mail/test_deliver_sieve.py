@@ -219,3 +219,23 @@ async def test_ereject_sends_a_dsn(env: Env) -> None:
     env.out.sent.clear()
     await env.deliver(ALICE, sender="")
     assert env.out.sent == [] and await env.messages(ALICE) == []
+
+
+def test_state_is_durable_and_expires(tmp_path: Path) -> None:
+    from carteiro.mail.sieve_state import SieveState
+
+    st = SieveState(tmp_path / "state.sqlite")
+    st.record_reply(ALICE, "h", "Joe@Remote.test", now=100.0, until=200.0)
+    st.record_id(ALICE, "k", now=100.0, until=200.0, renew=False)
+    st.close()
+    st = SieveState(tmp_path / "state.sqlite")  # a restart
+    assert st.replied(ALICE, "h", "joe@remote.test", 150.0)
+    assert not st.replied(ALICE, "h", "joe@remote.test", 250.0)
+    assert not st.replied(BOB, "h", "joe@remote.test", 150.0)  # per account
+    assert st.seen(ALICE, "k", 150.0)
+    # RFC 7352 3: without :last a repeat does not extend the period; with :last it does
+    st.record_id(ALICE, "k", now=150.0, until=250.0, renew=False)
+    assert not st.seen(ALICE, "k", 220.0)
+    st.record_id(ALICE, "k", now=150.0, until=250.0, renew=True)
+    assert st.seen(ALICE, "k", 220.0)
+    st.close()

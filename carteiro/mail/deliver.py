@@ -250,9 +250,7 @@ class LocalDelivery:
         """Each scripted account's plan, and the message body (after the header) they share.
         A failure here is the script's, never the message's: that account keeps the message."""
         try:
-            scripted = await asyncio.to_thread(
-                lambda: [t for t in in_store if sieve.has_script(t.account)]
-            )
+            scripted = [t for t in in_store if sieve.has_script(t.account)]
         except OSError:
             log.exception("sieve: cannot read the script area; delivering without filters")
             return {}, b""

@@ -55,6 +55,7 @@ STATE_FILE = "state.sqlite"
 REDIRECT_MARK = "X-Sieve-Redirected-From"
 MAX_REDIRECT_HOPS = 5  # our redirect marks in one message before we stop redirecting it
 CACHE_MAX = 1000
+ACTIVE_TTL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +147,24 @@ class SieveFilter:
             "version": __version__,
             **(environment or {}),
         }
+        self._active: dict[str, tuple[float, bool]] = {}
         self._compiled: dict[
             tuple[str, str], tuple[tuple[int, int], Script | SieveSyntaxError]
         ] = {}
 
     def has_script(self, account: str) -> bool:
-        return self.scripts.active_name(account) is not None
+        """Whether the account has an active script: one stat of its .active file, remembered
+        for a second (a busy MX asks for the same accounts again and again; a script activated
+        over ManageSieve applies within that second). Cheap enough for the event loop."""
+        now = time.monotonic()
+        hit = self._active.get(account)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = self.scripts.has_active(account)
+        if len(self._active) >= CACHE_MAX:
+            self._active.clear()
+        self._active[account] = (now + ACTIVE_TTL, found)
+        return found
 
     def _script(self, account: str, name: str) -> Script | SieveSyntaxError | None:
         st = self.scripts.stat(account, name)

@@ -88,6 +88,9 @@ class ScriptStore:
             return None
         return name or None
 
+    def has_active(self, account: str) -> bool:
+        return os.path.exists(self._dir(account) / ACTIVE)
+
     def list(self, account: str) -> list[tuple[str, bool]]:
         active = self.active_name(account)
         return [(n, n == active) for n in self.names(account)]

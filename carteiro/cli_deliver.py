@@ -289,7 +289,9 @@ async def _deliver(cfg: object, to: str, sender: str | None) -> int:
 
         try:
             if res.local_accounts:
-                targets = await delivery.targets(res.local_accounts)
+                targets = await delivery.targets(
+                    res.local_accounts, {a: to for a, _ in res.local_accounts}
+                )
                 # the queue hand-off runs before the local copies are kept (mbox locks still
                 # held): if it fails, they are undone and the MTA retries the whole message
                 await delivery.deliver(targets, message, sender or "", enqueue if remote else None)

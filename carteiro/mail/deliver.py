@@ -16,7 +16,7 @@ import asyncio
 import errno
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,15 +141,20 @@ class LocalDelivery:
             raise DeliveryError("alias loop: no mailbox", temporary=False, status="5.4.6")
         return res
 
-    async def targets(self, local_accounts: Iterable[tuple[str, str]]) -> list[Target]:
+    async def targets(
+        self, local_accounts: Iterable[tuple[str, str]], recipient: Mapping[str, str] | None = None
+    ) -> list[Target]:
         """(account, detail) pairs -> one Target per account (a message is filed once per
-        account even when several recipients or aliases lead to it)."""
+        account even when several recipients or aliases lead to it). `recipient`: the address
+        the client gave (RCPT TO) for each account, Sieve's envelope "to" (an alias, say)."""
         out: dict[str, Target] = {}
         for account, detail in local_accounts:
             if account in out:
                 continue
             local, _, domain = account.rpartition("@")
             address = f"{local}+{detail}@{domain}" if detail and local else account
+            if recipient is not None:
+                address = recipient.get(account, address)
             out[account] = Target(account, await self._folder_for(account, detail), address)
         return list(out.values())
 
@@ -384,7 +389,9 @@ class LocalDelivery:
         what happened ("delivered locally" or "forwarded"); raises DeliveryError.
         """
         res = await asyncio.to_thread(self.resolve, address)
-        targets = await self.targets(res.local_accounts)
+        targets = await self.targets(
+            res.local_accounts, {a: address for a, _ in res.local_accounts}
+        )
         if res.remote and forward is None:
             raise DeliveryError("cannot forward alias targets")
         remote = tuple(res.remote)

@@ -883,7 +883,11 @@ class Session:
 
         try:
             if local:
-                targets: list[Target] = await self.server.delivery.targets(local)
+                rcpt: dict[str, str] = {}  # Sieve's envelope "to": the first RCPT per account
+                for r in txn.recipients:
+                    for account, _ in r.local:
+                        rcpt.setdefault(account, r.address)
+                targets: list[Target] = await self.server.delivery.targets(local, rcpt)
                 await self.server.delivery.deliver(
                     targets,
                     source,

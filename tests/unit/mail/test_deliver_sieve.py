@@ -239,3 +239,15 @@ def test_state_is_durable_and_expires(tmp_path: Path) -> None:
     st.record_id(ALICE, "k", now=150.0, until=250.0, renew=True)
     assert st.seen(ALICE, "k", 220.0)
     st.close()
+
+
+async def test_envelope_to_is_the_address_the_mail_was_sent_to(env: Env) -> None:
+    env.script(
+        ALICE,
+        'require ["envelope", "fileinto", "mailbox"];'
+        'if envelope :is "to" "al@example.test" { fileinto :create "ViaAlias"; }',
+    )
+    await env.d.deliver_to("al@example.test", "joe@remote.test", MSG, None)
+    assert len(await env.messages(ALICE, "ViaAlias")) == 1
+    await env.d.deliver_to(ALICE, "joe@remote.test", MSG, None)
+    assert len(await env.messages(ALICE)) == 1

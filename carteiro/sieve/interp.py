@@ -423,9 +423,8 @@ class _Interpreter:
         assert isinstance(name, tuple)
         value = self.s(n, n.pos[1], frame)
         t = n.tags
-        # RFC 5229 4.1: modifiers apply by precedence: case, first letter, quoting, length
-        if "encodeurl" in t:  # RFC 5435 6: precedence 15, between quotewildcard and length
-            pass
+        # RFC 5229 4.1: modifiers apply by precedence: case (40), first letter (30),
+        # :quotewildcard (20), :encodeurl (15, RFC 5435 6), :length (10)
         if "lower" in t:
             value = value.lower()
         elif "upper" in t:

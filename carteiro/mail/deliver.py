@@ -341,6 +341,10 @@ class LocalDelivery:
                 src = source if header is None else header + body
                 did = delivery_id if delivery_id is None or k == 0 else f"{delivery_id}.{k}"
                 out.extend(await self._append(deliveries, src, did))
+            for account, plan in plans.items():
+                if plan.notice is not None:  # the script is broken: tell the user
+                    did = None if delivery_id is None else f"{delivery_id}.notice.{account}"
+                    out.extend(await self._append([Delivery(account)], plan.notice, did))
         except BaseException:
             if out and delivery_id is None:
                 await self._undo(out)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import format_datetime
 from pathlib import Path
 
 from carteiro import __version__
@@ -84,6 +85,7 @@ class Plan:
     replies: list[tuple[str, str, int]] = field(default_factory=list)  # handle, sender, seconds
     duplicates: list[DuplicateMark] = field(default_factory=list)
     error: str | None = None
+    notice: bytes | None = None  # a message for the user's INBOX: the script is broken
 
 
 def _note(header: bytes, error: str) -> bytes:
@@ -94,6 +96,25 @@ def _note(header: bytes, error: str) -> bytes:
         end = header.find(b"\n") + 1
         return header[:end] + note + header[end:]
     return note + header
+
+
+def notice(host: str, account: str, name: str, error: str, now: float, message_id: str) -> bytes:
+    """The note a user finds in the INBOX when the active script fails."""
+    text = (
+        f"Your mail filter (Sieve script {name!r}) could not be run on a message delivered to\n"
+        f"{account}:\n\n    {error}\n\n"
+        "The message was kept in your INBOX (it carries an X-Sieve-Error header field), and so\n"
+        "will every message until the script is fixed: check it with your mail client's filter\n"
+        "editor (ManageSieve) or `carteiro sieve check`.\n"
+    )
+    date = format_datetime(datetime.fromtimestamp(now).astimezone())
+    return (
+        f"From: Mail Delivery System <MAILER-DAEMON@{host}>\r\nTo: <{account}>\r\n"
+        f"Subject: Your mail filter {name!r} failed\r\nDate: {date}\r\n"
+        f"Message-ID: {message_id}\r\nAuto-Submitted: auto-generated\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n" + text.replace("\n", "\r\n")
+    ).encode("utf-8", "replace")
 
 
 def _strip_return_path(header: bytes) -> bytes:
@@ -148,6 +169,7 @@ class SieveFilter:
             **(environment or {}),
         }
         self._active: dict[str, tuple[float, bool]] = {}
+        self._noticed: set[tuple[str, str, tuple[int, int] | None, str]] = set()
         self._compiled: dict[
             tuple[str, str], tuple[tuple[int, int], Script | SieveSyntaxError]
         ] = {}
@@ -208,8 +230,7 @@ class SieveFilter:
             return None  # deleted meanwhile
         if isinstance(script, SieveSyntaxError):
             err = f"script {name!r} does not compile: {script}"
-            log.warning("sieve %s: %s; message kept", account, err)
-            return Plan(account, [Copy("", header=_note(header, err))], error=err)
+            return self._failed(account, name, header, err)
         now = self.clock()
         ctx = Context(
             now=datetime.fromtimestamp(now).astimezone(),
@@ -224,8 +245,7 @@ class SieveFilter:
         result = evaluate(script, msg, Envelope(mail_from, recipient), ctx)
         if result.error is not None:
             err = f"script {name!r} failed: {result.error}"
-            log.warning("sieve %s: %s; message kept", account, err)
-            return Plan(account, [Copy("", header=_note(header, err))], error=err)
+            return self._failed(account, name, header, err)
         return self._actions(
             account,
             recipient,
@@ -237,6 +257,21 @@ class SieveFilter:
             now,
             can_send,
         )
+
+    def _failed(self, account: str, name: str, header: bytes, err: str) -> Plan:
+        """Keep the message with an X-Sieve-Error note; and, once per script version and error
+        (per process), a short notice in the INBOX, so the user learns the filter is broken."""
+        log.warning("sieve %s: %s; message kept", account, err)
+        plan = Plan(account, [Copy("", header=_note(header, err))], error=err)
+        key = (account, name, self.scripts.stat(account, name), err)
+        if key not in self._noticed:
+            if len(self._noticed) >= CACHE_MAX:
+                self._noticed.clear()
+            self._noticed.add(key)
+            plan.notice = notice(
+                self.hostname, account, name, err, self.clock(), self._message_id()
+            )
+        return plan
 
     def _actions(
         self,

@@ -124,13 +124,20 @@ async def test_a_broken_script_keeps_with_a_note(env: Env) -> None:
     path = next((env.tmp / "sieve").glob("alice*/main.sieve"))
     path.write_text("if true {")
     await env.deliver(ALICE)
-    [(data, _)] = await env.messages(ALICE)
-    assert b"X-Sieve-Error: script 'main' does not compile: line 1" in data
-    # runtime error (CPU limit) keeps too
+    [(kept, _), (notice, _)] = await env.messages(ALICE)
+    assert b"X-Sieve-Error: script 'main' does not compile: line 1" in kept
+    assert kept.endswith(b"Lunch today?\r\n")
+    assert b"Subject: Your mail filter 'main' failed" in notice
+    assert b"Auto-Submitted: auto-generated" in notice and b"line 1, column 10" in notice
+    # the same failure again: the message is kept with its note, the user is not told twice
+    await env.deliver(ALICE)
+    assert len(await env.messages(ALICE)) == 3
+    # a runtime error (the CPU limit) keeps too, and is news
     env.d.sieve.limits.cost = 50
     path.write_text('if header :matches "subject" "*l*u*n*c*h*x" { discard; }' * 20)
     await env.deliver(ALICE)
-    assert b"CPU limit" in (await env.messages(ALICE))[1][0]
+    got = await env.messages(ALICE)
+    assert len(got) == 5 and b"CPU limit" in got[3][0] and b"CPU limit" in got[4][0]
 
 
 async def test_redirect_goes_through_the_queue_with_a_fresh_envelope(env: Env) -> None:

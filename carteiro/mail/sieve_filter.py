@@ -19,7 +19,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from carteiro import __version__
-from carteiro.mail.sieve_scripts import ScriptStore
+from carteiro.mail.sieve_scripts import GLOBAL, ScriptStore
 from carteiro.mail.sieve_state import SieveState
 from carteiro.mime.parse import Message
 from carteiro.sieve.actions import (
@@ -207,6 +207,14 @@ class SieveFilter:
         self._compiled[(account, name)] = (st, compiled)
         return compiled
 
+    def _included(self, owner: str, name: str) -> str | Script | None:
+        """An included script, compiled once per file version like the active one (its text
+        when it does not compile, so that the interpreter reports the error)."""
+        compiled = self._script(owner, name)
+        if isinstance(compiled, SieveSyntaxError):
+            return self.scripts.get(owner, name)
+        return compiled
+
     def _message_id(self) -> str:
         return f"<sieve.{int(self.clock())}.{secrets.token_hex(8)}@{self.hostname}>"
 
@@ -236,9 +244,7 @@ class SieveFilter:
             now=datetime.fromtimestamp(now).astimezone(),
             mailbox_exists=lambda box: box in mailboxes or box.upper() == "INBOX",
             duplicate_seen=lambda key: self.state.seen(account, key, now),
-            load_script=lambda loc, n: (
-                self.scripts.global_script(n) if loc == "global" else self.scripts.get(account, n)
-            ),
+            load_script=lambda loc, n: self._included(GLOBAL if loc == "global" else account, n),
             environment=self.environment,
             limits=self.limits,
         )

@@ -69,7 +69,7 @@ def _never_seen(key: str) -> bool:
     return False
 
 
-def _no_scripts(location: str, name: str) -> str | None:
+def _no_scripts(location: str, name: str) -> str | Script | None:
     return None
 
 
@@ -80,7 +80,8 @@ class Context:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     mailbox_exists: Callable[[str], bool] = _no_mailboxes
     duplicate_seen: Callable[[str], bool] = _never_seen
-    load_script: Callable[[str, str], str | None] = _no_scripts  # (personal|global, name)
+    # (personal|global, name) -> the script's text, or its compiled form when the caller caches
+    load_script: Callable[[str, str], str | Script | None] = _no_scripts
     environment: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
 
@@ -481,10 +482,13 @@ class _Interpreter:
                 if "optional" in n.tags:
                     return  # RFC 6609 3.2: a missing optional script is silently skipped
                 raise self.fail(n, f"included script {name_v[0]!r} does not exist")
-            try:
-                script = compile_script(text)
-            except SieveSyntaxError as e:
-                raise self.fail(n, f"included script {name_v[0]!r}: {e}") from None
+            if isinstance(text, Script):
+                script = text
+            else:
+                try:
+                    script = compile_script(text)
+                except SieveSyntaxError as e:
+                    raise self.fail(n, f"included script {name_v[0]!r}: {e}") from None
             self.compiled[key] = script
         self.included_once.add(key)
         self.include_stack.append(key)

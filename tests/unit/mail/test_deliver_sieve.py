@@ -258,3 +258,20 @@ async def test_envelope_to_is_the_address_the_mail_was_sent_to(env: Env) -> None
     assert len(await env.messages(ALICE, "ViaAlias")) == 1
     await env.d.deliver_to(ALICE, "joe@remote.test", MSG, None)
     assert len(await env.messages(ALICE)) == 1
+
+
+async def test_include_personal_and_global_scripts(env: Env) -> None:
+    assert env.d.sieve is not None
+    scripts = env.d.sieve.scripts
+    scripts.put(ALICE, "lists", 'require ["fileinto", "mailbox"]; fileinto :create "Food";')
+    gdir = env.tmp / "sieve" / "_global"
+    gdir.mkdir(parents=True)
+    (gdir / "flags.sieve").write_text('require "imap4flags"; addflag "$Global";')
+    env.script(
+        ALICE,
+        'require ["include", "imap4flags"]; include :global "flags"; include :personal "lists";',
+    )
+    await env.deliver(ALICE)
+    await env.deliver(ALICE)  # the included scripts come from the compiled cache now
+    got = await env.messages(ALICE, "Food")
+    assert len(got) == 2 and all(flags == {"$Global"} for _, flags in got)

@@ -275,3 +275,18 @@ async def test_include_personal_and_global_scripts(env: Env) -> None:
     await env.deliver(ALICE)  # the included scripts come from the compiled cache now
     got = await env.messages(ALICE, "Food")
     assert len(got) == 2 and all(flags == {"$Global"} for _, flags in got)
+
+
+async def test_notify_mailto_goes_out_once_and_never_about_automatic_mail(env: Env) -> None:
+    env.script(
+        ALICE,
+        'require "enotify"; notify :importance "1" "mailto:pager@remote.test?subject=New%20mail";',
+    )
+    await env.deliver(ALICE)
+    [(mail_from, rcpts, data, _, trusted)] = env.out.sent
+    assert (mail_from, rcpts, trusted) == ("", ("pager@remote.test",), True)
+    assert b"Auto-Submitted: auto-notified" in data and b"Subject: New mail" in data
+    assert b"Importance: high" in data
+    assert len(await env.messages(ALICE)) == 1  # notify keeps the implicit keep
+    await env.deliver(ALICE, b"Auto-Submitted: auto-notified\r\n" + MSG)
+    assert len(env.out.sent) == 1  # RFC 5436 2.7: no notification about a notification

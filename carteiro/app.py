@@ -26,7 +26,7 @@ from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient, Spool
 from carteiro.queue.routing import Resolver
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
 from carteiro.queue.transport import Reply, TLSPolicy, Transport
-from carteiro.servers.context import ServerContext
+from carteiro.servers.context import ServerContext, sieve_filter, spool_outbound
 from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
 
     from carteiro.lists.service import Copy, ListService
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
+    from carteiro.mail.sieve_filter import Outbound
 
 log = logging.getLogger("carteiro")
 
@@ -68,12 +69,18 @@ def listener_factories() -> list[ListenerFactory]:
     from carteiro.servers import smtpd
 
     factories.append(smtpd.listeners)
+    from carteiro.servers import managesieved
+
+    factories.append(managesieved.listeners)
     return factories
 
 
-def open_local_delivery(cfg: Config, store: MailStore, directory: Directory) -> MailDelivery:
-    """The one local delivery (aliases, plus-folders, store or mbox), configured from [smtp]: the
-    SMTP server, `carteiro deliver` and the queue all file mail through it."""
+def open_local_delivery(
+    cfg: Config, store: MailStore, directory: Directory, outbound: Outbound | None = None
+) -> MailDelivery:
+    """The one local delivery (aliases, plus-folders, Sieve, store or mbox), configured from
+    [smtp] and [sieve]: the SMTP server, `carteiro deliver` and the queue all file mail through
+    it. `outbound` queues what Sieve scripts send (redirects, vacation replies)."""
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
 
     return MailDelivery(
@@ -82,6 +89,8 @@ def open_local_delivery(cfg: Config, store: MailStore, directory: Directory) -> 
         cfg.path(cfg.smtp.mbox_dir),
         plus_folders=cfg.smtp.plus_folder_delivery,
         mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
+        sieve=sieve_filter(cfg),
+        outbound=outbound,
     )
 
 
@@ -183,7 +192,11 @@ def make_queue_service(
     )
     router = Router(resolver, routing, is_local, rng, prefer=transport.has_idle)
     if local is None:
-        local = QueueHandoff(open_local_delivery(cfg, store, directory), spool.enqueue, lists)
+        local = QueueHandoff(
+            open_local_delivery(cfg, store, directory, spool_outbound(spool)),
+            spool.enqueue,
+            lists,
+        )
     worker = QueueWorker(
         spool,
         router,

@@ -37,6 +37,7 @@ class ListenConfig:
     pop3: str = "127.0.0.1:2110"
     pop3s: str = "127.0.0.1:2995"
     web: str = "127.0.0.1:8025"
+    sieve: str = "127.0.0.1:4190"  # ManageSieve (RFC 5804)
 
 
 @dataclass
@@ -155,6 +156,26 @@ class DKIMConfig:
 
 
 @dataclass
+class SieveConfig:
+    """Mail filtering (docs/sieve.md)."""
+
+    enabled: bool = True  # run each account's active Sieve script at delivery
+    max_scripts: int = 20  # per account (ManageSieve QUOTA/MAXSCRIPTS)
+    max_script_size: int = 64 * 1024  # octets per script (QUOTA/MAXSIZE)
+    max_cpu: int = 2_000_000  # cost units per message (about 1 s of CPU); then keep + a note
+    max_redirects: int = 4  # redirect actions per message
+    # ManageSieve ([listen] sieve): the same limits and throttling as IMAP
+    allow_plaintext_auth: bool = False  # AUTHENTICATE only after STARTTLS
+    login_timeout: float = 120.0
+    idle_timeout: float = 1800.0
+    max_connections_per_ip: int = 20
+    max_connections: int = 1000
+    max_line_length: int = 8192
+    max_errors: int = 10  # bad commands before BYE
+    max_auth_failures: int = 3  # failed logins on one connection before BYE
+
+
+@dataclass
 class ListsConfig:
     """Mailing lists (docs/lists.md); the lists themselves are made with `carteiro list`."""
 
@@ -185,6 +206,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    sieve: SieveConfig = field(default_factory=SieveConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Not from the file: where it was read from.
@@ -407,6 +429,7 @@ imaps = "127.0.0.1:2993"
 pop3 = "127.0.0.1:2110"
 pop3s = "127.0.0.1:2995"
 web = "127.0.0.1:8025"
+sieve = "127.0.0.1:4190"          # ManageSieve: clients edit their filters (4190)
 
 [tls]
 cert = "tls/cert.pem"             # relative to the data dir; created self-signed by init when absent

@@ -46,7 +46,7 @@ from carteiro.proto.smtp.server import (
 )
 from carteiro.queue import dsn
 from carteiro.queue.api import Envelope, QueuedRecipient
-from carteiro.servers.context import ServerContext
+from carteiro.servers.context import ServerContext, sieve_filter, spool_outbound
 from carteiro.servers.smtp.auth import SaslExchange, mechanisms
 from carteiro.servers.smtp.message import (
     HEAD_MAX,
@@ -158,6 +158,8 @@ class SMTPServer:
             cfg.path(cfg.smtp.mbox_dir),
             plus_folders=cfg.smtp.plus_folder_delivery,
             mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
+            sieve=sieve_filter(cfg),
+            outbound=spool_outbound(ctx.spool),
         )
         self.trace = ctx.tracing("smtp")
         self.dates = DateCache()
@@ -902,7 +904,11 @@ class Session:
 
         try:
             if local:
-                targets: list[Target] = await self.server.delivery.targets(local)
+                rcpt: dict[str, str] = {}  # Sieve's envelope "to": the first RCPT per account
+                for r in txn.recipients:
+                    for account, _ in r.local:
+                        rcpt.setdefault(account, r.address)
+                targets: list[Target] = await self.server.delivery.targets(local, rcpt)
                 await self.server.delivery.deliver(
                     targets,
                     source,

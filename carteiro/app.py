@@ -182,8 +182,26 @@ def make_queue_service(
         clock=clock,
         rng=rng,
     )
+    from carteiro.queue.maildrop import PICKUP_SOCKET
+    from carteiro.queue.pickup import Pickup, PickupConfig
+
+    domains = list(cfg.domains) or directory.domains()
+    pickup = Pickup(
+        cfg.data_dir / QUEUE_DIR,
+        spool,
+        PickupConfig(
+            hostname=cfg.hostname,
+            origin=domains[0] if domains else cfg.hostname,
+            max_size=cfg.smtp.max_message_size,
+        ),
+    )
     return ControlledQueueService(
-        spool, worker, transport, control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET
+        spool,
+        worker,
+        transport,
+        pickup,
+        control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET,
+        pickup_path=cfg.data_dir / QUEUE_DIR / PICKUP_SOCKET,
     )
 
 

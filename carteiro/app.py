@@ -65,6 +65,9 @@ def listener_factories() -> list[ListenerFactory]:
     from carteiro.servers import smtpd
 
     factories.append(smtpd.listeners)
+    from carteiro.servers import lmtpd
+
+    factories.append(lmtpd.listeners)
     return factories
 
 

@@ -37,6 +37,7 @@ class ListenConfig:
     pop3: str = "127.0.0.1:2110"
     pop3s: str = "127.0.0.1:2995"
     web: str = "127.0.0.1:8025"
+    lmtp: str = "127.0.0.1:2024"  # RFC 2033 local delivery from another MTA; or "unix:/path"
 
 
 @dataclass
@@ -254,7 +255,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"domains[{i}]: {d!r} is not a domain name")
     for f in dataclasses.fields(ListenConfig):
         value = getattr(cfg.listen, f.name)
-        if value:
+        if value and not (value.startswith("unix:/") and len(value) > 6):
             try:
                 parse_hostport(value)
             except ValueError as e:
@@ -393,6 +394,7 @@ imaps = "127.0.0.1:2993"
 pop3 = "127.0.0.1:2110"
 pop3s = "127.0.0.1:2995"
 web = "127.0.0.1:8025"
+lmtp = "127.0.0.1:2024"           # LMTP from another MTA (or "unix:/path"); no AUTH: keep it local
 
 [tls]
 cert = "tls/cert.pem"             # relative to the data dir; created self-signed by init when absent

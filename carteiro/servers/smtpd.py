@@ -66,6 +66,7 @@ from carteiro.servers.storage_errors import log_storage_full, storage_full
 log = logging.getLogger("carteiro.smtp")
 
 ROLES = ("smtp", "submission", "submissions")
+SUBMISSION_ROLES = ("submission", "submissions")  # RFC 6409: AUTH first; missing fields added
 READ_SIZE = 256 * 1024
 FLUSH_AT = 64 * 1024  # write pending replies once this much is waiting, even mid-pipeline
 # After closing on a client that is still sending (mid-data), read and drop its input this long
@@ -239,6 +240,8 @@ async def _refuse(writer: asyncio.StreamWriter, ip: str) -> None:
 
 
 class Session:
+    PROTOCOL = "smtp"  # names the session in transcripts (--trace)
+
     def __init__(self, server: SMTPServer, conn: Connection) -> None:
         self.server = server
         self.ctx = server.ctx
@@ -247,7 +250,7 @@ class Session:
         self.role = conn.service
         self.machine = ServerMachine(server.limits, tls=conn.tls is not None)
         self.tracer = Tracer(
-            "smtp", server.trace, f"[{conn.peer_ip}]:{conn.peer_port} on {self.role}"
+            self.PROTOCOL, server.trace, f"[{conn.peer_ip}]:{conn.peer_port} on {self.role}"
         )
         self.out: list[bytes] = []
         self.out_size = 0
@@ -522,7 +525,7 @@ class Session:
     # ---- MAIL ---------------------------------------------------------------------------------
 
     def _mail(self, cmd: C.Mail) -> None:
-        if self.role != "smtp" and self.auth_user is None:
+        if self.role in SUBMISSION_ROLES and self.auth_user is None:
             # RFC 6409 4.3 / RFC 4954 6: submission needs authentication first
             if self.conn.tls is None and self.cfg.require_tls_for_auth:
                 self.reply(R.R_530_STARTTLS_FIRST)
@@ -760,9 +763,7 @@ class Session:
             helo=self.machine.helo or "",
             peer_ip=self.conn.peer_ip,
             hostname=self.server.hostname,
-            protocol=with_protocol(
-                self.machine.esmtp, tls is not None, self.auth_user is not None, txn.mail.smtputf8
-            ),
+            protocol=self._protocol(txn),
             txn_id=txn.id,
             tls=tls_text,
             auth_user=self.auth_user,
@@ -775,11 +776,18 @@ class Session:
             txn.return_path_len = len(rp)
             prefix = rp + received
         add_missing = (
-            (self.server.hostname, self.server.dates.now()) if self.role != "smtp" else None
+            (self.server.hostname, self.server.dates.now())
+            if self.role in SUBMISSION_ROLES
+            else None
         )
         writer = MessageWriter(self.server.tmp_dir, prefix, add_missing, self.cfg.memory_buffer_max)
         txn.writer = writer
         return writer
+
+    def _protocol(self, txn: Transaction) -> str:
+        """The Received: line's "with" (RFC 3848)."""
+        tls, auth = self.conn.tls is not None, self.auth_user is not None
+        return with_protocol(self.machine.esmtp, tls, auth, txn.mail.smtputf8)
 
     def _data(self) -> None:
         txn = self.txn

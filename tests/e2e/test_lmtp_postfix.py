@@ -71,7 +71,7 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_results(tmp_path: Path) -
         pf.wait_log(f"to=<{BOB}>, relay=127.0.0.1")
         log = pf.wait_log("to=<carol@example.test>")
         lines = {
-            who: [ln for ln in log.splitlines() if f"to=<{who}>" in ln][0]
+            who: next(ln for ln in log.splitlines() if f"to=<{who}>" in ln)
             for who in (ALICE, BOB, "nobody@example.test", "carol@example.test")
         }
         assert "status=sent" in lines[ALICE] and "status=sent" in lines[BOB]

@@ -142,7 +142,12 @@ def make_queue_service(
 
     rng = rng or random.Random()
     if transport is None:
-        transport = SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout)
+        from carteiro.net.lmtp_client import LMTPClientTransport, MuxTransport
+
+        transport = MuxTransport(
+            SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+            LMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+        )
     if resolver is None:
         resolver = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout)
     static = {d.lower() for d in cfg.domains}

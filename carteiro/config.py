@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.core.hostport import parse_hostport
+from carteiro.core.nexthop import parse_nexthop
 
 CONFIG_NAME = "carteiro.toml"
 
@@ -329,7 +330,7 @@ def _validate(cfg: Config) -> None:
     ):
         if value:
             try:
-                parse_hostport(value, 25)
+                parse_hostport(value, 25) if key == "relay.smarthost" else parse_nexthop(value)
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
     for i, ns in enumerate(cfg.dns.nameservers):

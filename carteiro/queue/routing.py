@@ -8,6 +8,7 @@ preferences through an injected random.Random, so tests are deterministic. No so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Literal, Protocol
 
 from carteiro.core.address import AddressError, domain_to_ascii, normalize_domain
 from carteiro.core.hostport import parse_hostport
+from carteiro.core.nexthop import parse_nexthop
 from carteiro.queue.transport import Hop, Reply, TLSPolicy
 
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
@@ -60,6 +62,8 @@ class Destination:
     domain: str = ""
     host: str = ""
     port: int = 25
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    path: str = ""  # an LMTP Unix socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +152,15 @@ class Router:
             return Destination(key="local", kind="local", domain=d)
         override = self._transport_for(d)
         if override:
-            host, port = parse_hostport(override, self.config.remote_port)
+            nh = parse_nexthop(override, self.config.remote_port)
             return Destination(
-                key=f"transport:{host}:{port}", kind="transport", domain=d, host=host, port=port
+                key=f"transport:{nh.key}",
+                kind="transport",
+                domain=d,
+                host=nh.host,
+                port=nh.port,
+                protocol=nh.protocol,
+                path=nh.path,
             )
         if self.config.smarthost:
             host, port = parse_hostport(self.config.smarthost, 25)
@@ -168,6 +178,16 @@ class Router:
             c = self.config
             return await self._direct(
                 dest.host, dest.port, c.relay_tls, c.tls_verify, c.relay_username, c.relay_password
+            )
+        if dest.kind == "transport" and dest.protocol == "lmtp":
+            # RFC 2033: a store or list manager on this host or a trusted network; no TLS
+            if dest.path:
+                hop = Hop("localhost", f"unix:{dest.path}", 0, "none", protocol="lmtp")
+                return Route(hops=(hop,))
+            route = await self._direct(dest.host, dest.port, "none", False, "", "")
+            return Route(
+                hops=tuple(dataclasses.replace(h, protocol="lmtp") for h in route.hops),
+                error=route.error,
             )
         if dest.kind == "transport":
             tls: TLSPolicy = "starttls" if self.config.tls_verify else "opportunistic"

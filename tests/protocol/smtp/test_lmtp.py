@@ -167,3 +167,41 @@ async def test_unix_socket(make_env: MakeEnv, tmp_path: Path) -> None:
         """
     )
     assert len(await env.inbox(ALICE)) == 1
+
+
+# ---- the queue's LMTP client against this server -------------------------------------------
+
+
+async def test_lmtp_client_transport_gets_per_recipient_results(
+    make_env: MakeEnv, tmp_path: Path
+) -> None:
+    from carteiro.net.lmtp_client import LMTPClientTransport
+    from carteiro.queue.transport import Hop, RcptSpec
+    from carteiro.queue.transport import Transaction as Txn
+
+    env = await make_env()
+    await with_lmtp(env)
+    port = env.ports["lmtp"]
+    path = tmp_path / "l.sock"
+    await with_lmtp(env, f"unix:{path}")
+    client = LMTPClientTransport("queue.test")
+    txn = Txn(
+        mail_from="list-bounces@lists.test",
+        recipients=(RcptSpec(ALICE), RcptSpec("nobody@example.test"), RcptSpec(BOB)),
+        message=b"Subject: via the LMTP transport\r\n\r\n.leading dot\r\nend",
+    )
+    for hop in (
+        Hop("127.0.0.1", "127.0.0.1", port, "none", protocol="lmtp"),
+        Hop("localhost", f"unix:{path}", 0, "none", protocol="lmtp"),
+    ):
+        res = await client.send(hop, txn)
+        assert res.session_error is None
+        codes = [(r.code, r.status) for r in res.recipients]
+        assert codes == [(250, "2.1.5"), (550, "5.1.1"), (250, "2.1.5")]
+    for who in (ALICE, BOB):
+        msgs = await env.inbox(who)
+        assert len(msgs) == 2
+        assert all(m.endswith(b"\r\n\r\n.leading dot\r\nend\r\n") for m in msgs)
+    # nobody listening: a temporary session error, another hop may do better
+    res = await client.send(Hop("x", f"unix:{tmp_path / 'none.sock'}", 0, protocol="lmtp"), txn)
+    assert res.session_error is not None and res.session_error.code == 451 and res.try_next

@@ -173,7 +173,14 @@ def make_queue_service(
         cafile=str(cfg.path(q.tls_cafile)) if q.tls_cafile else "",
         inet_protocols=inet,
     )
-    router = Router(resolver, routing, is_local, rng, prefer=transport.has_idle)
+    router = Router(
+        resolver,
+        routing,
+        is_local,
+        rng,
+        prefer=transport.has_idle,
+        is_held=directory.is_held_domain,
+    )
     if local is None:
         local = QueueHandoff(open_local_delivery(cfg, store, directory), spool.enqueue)
     worker = QueueWorker(
@@ -247,6 +254,7 @@ class App:
             throttle=throttle,
             tls=tls,
             trace=self.trace,
+            etrn=self.queue.worker.etrn,
         )
         for factory in listener_factories():
             self.listeners.extend(factory(self.ctx))

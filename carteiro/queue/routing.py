@@ -50,7 +50,7 @@ class Resolver(Protocol):
         ...
 
 
-DestinationKind = Literal["local", "smarthost", "transport", "mx", "literal"]
+DestinationKind = Literal["local", "smarthost", "transport", "mx", "literal", "held"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +119,13 @@ class Router:
         is_local: Callable[[str], bool],
         rng: random.Random | None = None,
         prefer: Callable[[Hop], bool] | None = None,
+        is_held: Callable[[str], bool] | None = None,
     ) -> None:
         self.resolver = resolver
         self.config = config
         self.is_local = is_local
+        # held domains (ETRN/ATRN): their mail waits until the domain's host asks
+        self.is_held = is_held
         self.rng = rng or random.Random()
         # Among equal preferences, hosts we already hold a connection to go first.
         self.prefer = prefer
@@ -143,13 +146,16 @@ class Router:
                 return self._transport[parent]
         return None
 
-    def destination(self, domain: str) -> Destination:
-        """The next hop for a recipient domain. Local domains never leave the machine."""
+    def destination(self, domain: str, release: bool = False) -> Destination:
+        """The next hop for a recipient domain. Local domains never leave the machine; held
+        ones wait ("held") unless `release` (their host asked, with ETRN)."""
         d = normalize_domain(domain)
         if d.startswith("["):
             return Destination(key=d, kind="literal", domain=d)
         if self.is_local(d):
             return Destination(key="local", kind="local", domain=d)
+        if not release and self.is_held is not None and self.is_held(d):
+            return Destination(key=f"held:{d}", kind="held", domain=d)
         override = self._transport_for(d)
         if override:
             nh = parse_nexthop(override, self.config.remote_port)
@@ -170,8 +176,8 @@ class Router:
     # ---- which hosts ----------------------------------------------------------------------
 
     async def route(self, dest: Destination) -> Route:
-        if dest.kind == "local":
-            raise ValueError("local destinations have no route")
+        if dest.kind == "local" or dest.kind == "held":
+            raise ValueError(f"{dest.kind} destinations have no route")
         if dest.kind == "literal":
             return self._literal(dest.domain)
         if dest.kind == "smarthost":

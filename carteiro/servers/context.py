@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from carteiro.config import Config
@@ -29,6 +30,9 @@ class ServerContext:
         frozenset()
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    # RFC 1985 ETRN: start the queue for a held domain (node, subdomains) -> messages waiting;
+    # None when no queue runs in this process
+    etrn: Callable[[str, bool], Awaitable[int]] | None = None
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

@@ -160,7 +160,7 @@ class SMTPServer:
         self.dates = DateCache()
         # RFC 5321 4.3.1: no enhanced code in the greeting
         self.greeting = Reply(220, "", f"{self.hostname} ESMTP carteiro")
-        self._ehlo: dict[tuple[bool, bool], tuple[str, ...]] = {}
+        self._ehlo: dict[tuple[bool, bool, bool], tuple[str, ...]] = {}
         self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -180,9 +180,9 @@ class SMTPServer:
             addr = addr.ipv4_mapped
         return any(addr in net for net in self.relay_networks)
 
-    def ehlo_keywords(self, starttls: bool, auth: bool) -> tuple[str, ...]:
+    def ehlo_keywords(self, starttls: bool, auth: bool, etrn: bool = False) -> tuple[str, ...]:
         """The EHLO keywords (the same tuple each time, so its rendering is remembered)."""
-        known = self._ehlo.get((starttls, auth))
+        known = self._ehlo.get((starttls, auth, etrn))
         if known is not None:
             return known
         ext = [
@@ -194,12 +194,14 @@ class SMTPServer:
             "CHUNKING",
             "DSN",
         ]
+        if etrn:
+            ext.append("ETRN")  # RFC 1985
         if starttls:
             ext.append("STARTTLS")
         if auth:
             ext.append("AUTH " + " ".join(mechanisms()))
         ext.append("HELP")
-        known = self._ehlo[starttls, auth] = tuple(ext)
+        known = self._ehlo[starttls, auth, etrn] = tuple(ext)
         return known
 
     def postmaster(self) -> str:
@@ -499,6 +501,8 @@ class Session:
             await self._starttls()
         elif isinstance(cmd, C.Auth):
             await self._auth(cmd)
+        elif isinstance(cmd, C.Etrn):
+            await self._etrn(cmd)
         else:  # pragma: no cover - the machine emits Bdat as chunk events
             self.reply(R.R_502_NOT_IMPLEMENTED)
 
@@ -520,7 +524,8 @@ class Session:
             return
         # VRFY/EXPN are not EHLO keywords (RFC 5321 3.5.2)
         key = (self._starttls_offered(), self._auth_offered() and self.auth_user is None)
-        self.reply(multiline(250, greet, self.server.ehlo_keywords(*key)))
+        etrn = self.role == "smtp" and self.ctx.etrn is not None
+        self.reply(multiline(250, greet, self.server.ehlo_keywords(*key, etrn)))
 
     # ---- MAIL ---------------------------------------------------------------------------------
 
@@ -586,9 +591,11 @@ class Session:
         address = cmd.forward_path
         if address == "postmaster":
             address = self.server.postmaster()
-        local_domain = self.ctx.directory.is_local_domain(address.rpartition("@")[2])
+        domain = address.rpartition("@")[2]
+        local_domain = self.ctx.directory.is_local_domain(domain)
         if not local_domain:
-            if not self._may_relay():
+            # a held domain (ETRN/ATRN) is relayed for anyone, as Postfix's relay_domains
+            if not self._may_relay() and not self._held(domain):
                 self.reply(R.R_554_RELAY_DENIED.with_text(f"<{address}>: Relay access denied"))
                 return
             txn.recipients.append(Recipient(address, cmd.notify, cmd.orcpt, (), (address,)))
@@ -613,6 +620,9 @@ class Session:
             Recipient(address, cmd.notify, cmd.orcpt, res.local_accounts, res.remote)
         )
         self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
+
+    def _held(self, domain: str) -> bool:
+        return self.role == "smtp" and self.ctx.directory.is_held_domain(domain)
 
     def _resolve_rcpt(self, address: str) -> Resolution:
         try:
@@ -670,6 +680,28 @@ class Session:
             return
         members = [f"<{a}>" for a, _ in res.local_accounts] + [f"<{a}>" for a in res.remote]
         self.reply(Reply(250, "2.1.5", members[0], tuple(members[1:])))
+
+    # ---- ETRN (RFC 1985) ----------------------------------------------------------------------
+
+    async def _etrn(self, cmd: C.Etrn) -> None:
+        node = f"{'@' if cmd.subdomains else ''}{cmd.node}"
+        if self.role != "smtp" or self.ctx.etrn is None:
+            self.reply(R.R_502_NOT_IMPLEMENTED.with_text("ETRN not available on this port"))
+            return
+        if not self.ctx.directory.is_held_domain(cmd.node):
+            # RFC 1985 5: 459 for a node we do not hold mail for (no open relay flushing)
+            self.reply(Reply(459, "5.7.1", f"Node {node} not allowed: not a held domain here"))
+            return
+        try:
+            n = await self.ctx.etrn(cmd.node, cmd.subdomains)
+        except Exception as e:
+            self.reply(self._local_error(e, f"smtp: ETRN {node}"))
+            return
+        self.tracer.note(f"ETRN {node}: {n} message(s)")
+        if n == 0:
+            self.reply(Reply(251, "2.0.0", f"OK, no messages waiting for node {node}"))
+        else:
+            self.reply(Reply(253, "2.0.0", f"OK, {n} pending messages for node {node} started"))
 
     # ---- STARTTLS (RFC 3207) ------------------------------------------------------------------
 

@@ -338,6 +338,12 @@ class ServerMachine:
             if self.tls:
                 return R.R_503_TLS_ACTIVE
             return None
+        if isinstance(cmd, C.Etrn):
+            if self.helo is None:
+                return R.R_503_NEED_HELO
+            if self.mail is not None:
+                return R.R_503_NESTED_MAIL.with_text("ETRN not allowed during a mail transaction")
+            return None
         return None
 
     # ---- AUTH continuation lines -----------------------------------------------------------

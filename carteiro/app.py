@@ -68,6 +68,9 @@ def listener_factories() -> list[ListenerFactory]:
     from carteiro.servers import lmtpd
 
     factories.append(lmtpd.listeners)
+    from carteiro.servers import odmrd
+
+    factories.append(odmrd.listeners)
     return factories
 
 
@@ -254,7 +257,7 @@ class App:
             throttle=throttle,
             tls=tls,
             trace=self.trace,
-            etrn=self.queue.worker.etrn,
+            held=self.queue.worker,
         )
         for factory in listener_factories():
             self.listeners.extend(factory(self.ctx))

@@ -39,6 +39,7 @@ class ListenConfig:
     pop3s: str = "127.0.0.1:2995"
     web: str = "127.0.0.1:8025"
     lmtp: str = "127.0.0.1:2024"  # RFC 2033 local delivery from another MTA; or "unix:/path"
+    odmr: str = "127.0.0.1:2366"  # RFC 2645 on-demand mail relay (ATRN); 366 in production
 
 
 @dataclass
@@ -396,6 +397,7 @@ pop3 = "127.0.0.1:2110"
 pop3s = "127.0.0.1:2995"
 web = "127.0.0.1:8025"
 lmtp = "127.0.0.1:2024"           # LMTP from another MTA (or "unix:/path"); no AUTH: keep it local
+odmr = "127.0.0.1:2366"           # On-Demand Mail Relay: ATRN for held domains (366)
 
 [tls]
 cert = "tls/cert.pem"             # relative to the data dir; created self-signed by init when absent

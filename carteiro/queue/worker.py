@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from carteiro.queue import dsn
@@ -629,6 +629,68 @@ class QueueWorker:
             "queue: ETRN for %s%s: %d message(s)", "@" if subdomains else "", node, len(picked)
         )
         return len(picked)
+
+    def _waiting_for(self, domains: set[str]) -> list[QueuedMessage]:
+        return [
+            m
+            for m in self.spool.messages.values()
+            if not m.held and not m.deleted and any(r.domain in domains for r in m.pending)
+        ]
+
+    def waiting(self, domains: Collection[str]) -> int:
+        return len(self._waiting_for(set(domains)))
+
+    async def atrn(
+        self,
+        domains: Collection[str],
+        send: Callable[[Transaction], Awaitable[SendResult]],
+        peer: str,
+    ) -> int:
+        """RFC 2645: deliver the mail waiting for `domains` over the turned-around ODMR
+        connection. Each outcome is recorded as a delivery attempt (success removes, 5xx
+        bounces, 4xx waits for the next ATRN). Stops when the connection fails."""
+        doms = set(domains)
+        tried = 0
+        for msg in self._waiting_for(doms):
+            if msg.active or msg.deleted:
+                continue  # the worker has it right now: the next ATRN will
+            rcpts = [r for r in msg.pending if r.domain in doms]
+            msg.active = True
+            msg.scheduled = None
+            self._idle.clear()
+            self._outstanding[msg.id] = 1
+            broken = False
+            try:
+                txn = Transaction(
+                    mail_from=msg.mail_from,
+                    recipients=tuple(RcptSpec(r.address, r.notify, r.orcpt) for r in rcpts),
+                    message=await self.spool.read(msg),
+                    body=msg.body,
+                    smtputf8=msg.smtputf8,
+                    ret=msg.ret,
+                    envid=msg.envid,
+                )
+                res = await send(txn)
+                if res.session_error is not None:
+                    out = Outcome(res.session_error, peer, res.remote_said)
+                    results = [(r, out) for r in rcpts]
+                    broken = not res.remote_said
+                else:
+                    results = [
+                        (r, Outcome(rep, peer, True, res.remote_dsn))
+                        for r, rep in zip(rcpts, res.recipients, strict=True)
+                    ]
+                await self._apply(msg, results)
+                tried += 1
+            except Exception:
+                log.exception("queue: %s: ATRN delivery to %s failed", msg.id, peer)
+                broken = True
+            finally:
+                await self._job_finished(msg)
+            if broken:
+                break
+        log.info("queue: ATRN for %s by %s: %d message(s)", ",".join(sorted(doms)), peer, tried)
+        return tried
 
     async def delete(self, msg_id: str) -> None:
         msg = self._get(msg_id)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from carteiro.config import Config
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
-from carteiro.queue.api import Spool
+from carteiro.queue.api import HeldMail, Spool
 from carteiro.store.api import MailStore
 
 
@@ -30,9 +29,8 @@ class ServerContext:
         frozenset()
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
-    # RFC 1985 ETRN: start the queue for a held domain (node, subdomains) -> messages waiting;
-    # None when no queue runs in this process
-    etrn: Callable[[str, bool], Awaitable[int]] | None = None
+    # the queue's mail for held domains (ETRN, ATRN); None when no queue runs in this process
+    held: HeldMail | None = None
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

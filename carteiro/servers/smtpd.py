@@ -524,7 +524,7 @@ class Session:
             return
         # VRFY/EXPN are not EHLO keywords (RFC 5321 3.5.2)
         key = (self._starttls_offered(), self._auth_offered() and self.auth_user is None)
-        etrn = self.role == "smtp" and self.ctx.etrn is not None
+        etrn = self.role == "smtp" and self.ctx.held is not None
         self.reply(multiline(250, greet, self.server.ehlo_keywords(*key, etrn)))
 
     # ---- MAIL ---------------------------------------------------------------------------------
@@ -685,7 +685,7 @@ class Session:
 
     async def _etrn(self, cmd: C.Etrn) -> None:
         node = f"{'@' if cmd.subdomains else ''}{cmd.node}"
-        if self.role != "smtp" or self.ctx.etrn is None:
+        if self.role != "smtp" or self.ctx.held is None:
             self.reply(R.R_502_NOT_IMPLEMENTED.with_text("ETRN not available on this port"))
             return
         if not self.ctx.directory.is_held_domain(cmd.node):
@@ -693,7 +693,7 @@ class Session:
             self.reply(Reply(459, "5.7.1", f"Node {node} not allowed: not a held domain here"))
             return
         try:
-            n = await self.ctx.etrn(cmd.node, cmd.subdomains)
+            n = await self.ctx.held.etrn(cmd.node, cmd.subdomains)
         except Exception as e:
             self.reply(self._local_error(e, f"smtp: ETRN {node}"))
             return

@@ -28,6 +28,7 @@ ALL_SERVICES = (
     "pop3s",
     "web",
     "lmtp",
+    "odmr",
 )
 # What a ServerProcess enables by default (the webmail has its own tests).
 SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")

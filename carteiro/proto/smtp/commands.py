@@ -101,8 +101,16 @@ class Etrn:
     subdomains: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Atrn:
+    """RFC 2645 4.1: turn the connection around for these domains (() = all the user's)."""
+
+    domains: tuple[str, ...] = ()
+
+
 Command = (
-    Helo
+    Atrn
+    | Helo
     | Mail
     | Rcpt
     | Data
@@ -127,7 +135,7 @@ class Unsupported:
     fatal: bool = False
 
 
-_NOT_IMPLEMENTED = frozenset({"ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"})
+_NOT_IMPLEMENTED = frozenset({"SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"})
 # A browser or proxy talking to the SMTP port (cross-protocol attacks): Postfix's
 # smtpd_forbidden_commands. The connection is closed.
 _FORBIDDEN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
@@ -173,12 +181,14 @@ def parse(line: str, esmtp: bool, smtputf8_ok: bool = True) -> Command | Unsuppo
         return _parse_auth(arg)
     if verb == "ETRN":
         return _parse_etrn(arg)
+    if verb == "ATRN":
+        return _parse_atrn(arg)
     if verb == "TURN":
         # RFC 2645 1: TURN lets anyone claiming a domain take its mail; never offered
         return Unsupported(
             R.R_502_NOT_IMPLEMENTED.with_text(
                 "TURN is unsafe and not offered; use ETRN, or ATRN on the ODMR port"
-            )
+            )  # RFC 2645 1
         )
     if verb in _NOT_IMPLEMENTED:
         return Unsupported(R.R_502_NOT_IMPLEMENTED.with_text(f"{verb} not implemented"))
@@ -470,6 +480,18 @@ def _parse_etrn(arg: str) -> Etrn | Reply:
     if not _DOMAIN_CHARS.match(node) or len(node) > 255 or ".." in node:
         return R.R_501_SYNTAX.with_text("Syntax: ETRN domain")
     return Etrn(node.lower().rstrip("."), sub)
+
+
+def _parse_atrn(arg: str) -> Atrn | Reply:
+    """RFC 2645 4.1: ATRN [domain *("," domain)]."""
+    if not arg:
+        return Atrn()
+    names = [d.strip().lower().rstrip(".") for d in arg.split(",")]
+    if len(names) > 100 or any(
+        not d or not _DOMAIN_CHARS.match(d) or ".." in d or len(d) > 255 for d in names
+    ):
+        return R.R_501_SYNTAX.with_text("Syntax: ATRN [domain[,domain]...]")
+    return Atrn(tuple(dict.fromkeys(names)))
 
 
 def _parse_auth(arg: str) -> Auth | Reply:

@@ -338,11 +338,11 @@ class ServerMachine:
             if self.tls:
                 return R.R_503_TLS_ACTIVE
             return None
-        if isinstance(cmd, C.Etrn):
+        if isinstance(cmd, C.Etrn | C.Atrn):
             if self.helo is None:
                 return R.R_503_NEED_HELO
             if self.mail is not None:
-                return R.R_503_NESTED_MAIL.with_text("ETRN not allowed during a mail transaction")
+                return R.R_503_NESTED_MAIL.with_text("Not allowed during a mail transaction")
             return None
         return None
 

@@ -34,3 +34,10 @@ def test_etrn_needs_helo_and_no_transaction() -> None:
     m.send(Reply(250, "2.1.0", "ok"))
     ev = m.next_event()
     assert isinstance(ev, Invalid) and ev.reply.code == 503
+
+
+def test_atrn_forms() -> None:
+    assert C.parse("ATRN", True) == C.Atrn()
+    assert C.parse("ATRN a.test,B.test", True) == C.Atrn(("a.test", "b.test"))
+    bad = C.parse("ATRN a.test,,b", True)
+    assert isinstance(bad, Reply) and bad.code == 501

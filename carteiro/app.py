@@ -30,6 +30,7 @@ from carteiro.servers.context import ServerContext
 from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
+    from carteiro.fetch.poller import Fetcher
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
 
 log = logging.getLogger("carteiro")
@@ -223,6 +224,40 @@ def make_queue_service(
     )
 
 
+def make_fetcher(cfg: Config, store: MailStore, directory: Directory) -> Fetcher:
+    """The `[[fetch]]` pollers, delivering through the same local delivery as SMTP."""
+    from carteiro.core.durations import parse_duration
+    from carteiro.fetch.poller import FetchEntry, Fetcher
+    from carteiro.mail.deliver import DeliveryError
+
+    delivery = open_local_delivery(cfg, store, directory)
+
+    async def deliver(account: str, data: bytes, sender: str, delivery_id: str) -> None:
+        res = delivery.resolve(account)
+        if not res.local_accounts:
+            raise DeliveryError(f"{account} has no local mailbox", temporary=True)
+        targets = await delivery.targets(res.local_accounts)
+        await delivery.deliver(targets, data, sender, None, delivery_id)
+
+    entries = [
+        FetchEntry(
+            account=f.account,
+            server=f.server,
+            protocol=f.protocol,
+            tls=f.tls,
+            user=f.user,
+            password_file=cfg.path(f.password_file),
+            folders=tuple(f.folders),
+            keep=f.keep,
+            interval=parse_duration(f.interval),
+            verify=f.tls_verify,
+            cafile=str(cfg.path(f.tls_cafile)) if f.tls_cafile else None,
+        )
+        for f in cfg.fetch
+    ]
+    return Fetcher(entries, cfg.data_dir, deliver, cfg.hostname)
+
+
 @dataclass
 class App:
     config: Config
@@ -230,6 +265,7 @@ class App:
     listeners: list[Listener] = field(default_factory=list)
     ctx: ServerContext | None = None
     queue: QueueService | None = None
+    fetcher: Fetcher | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -272,6 +308,9 @@ class App:
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
+        if cfg.fetch:
+            self.fetcher = make_fetcher(cfg, store, directory)
+            await self.fetcher.start()
         if cfg.listen.web:
             log.info("web          not started: the webmail is not part of this release yet")
 
@@ -279,6 +318,8 @@ class App:
         """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store."""
         if self.ctx is not None:
             self.ctx.shutdown.set()
+        if self.fetcher is not None:
+            await self.fetcher.stop()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
         if self.queue is not None:
             await self.queue.stop()

@@ -298,6 +298,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_etrn import register as register_etrn
 
     regs.append(register_etrn)
+    from carteiro.cli_fetch import register as register_fetch
+
+    regs.append(register_fetch)
     return regs
 
 

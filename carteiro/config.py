@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carteiro.core.durations import parse_duration
 from carteiro.core.hostport import parse_hostport
 from carteiro.core.nexthop import parse_nexthop
 
@@ -164,6 +165,23 @@ class LogConfig:
 
 
 @dataclass
+class FetchConfig:
+    """One remote mailbox polled for a local account (fetchmail's role; docs/fetch.md)."""
+
+    account: str = ""  # the local account that receives
+    server: str = ""  # host:port (the protocol's port by default)
+    protocol: str = "pop3"  # "pop3" | "imap"
+    tls: str = "implicit"  # "implicit" | "starttls" | "none" (loopback only)
+    user: str = ""
+    password_file: str = ""  # relative to the data dir; its first line is the password
+    folders: list[str] = field(default_factory=lambda: ["INBOX"])  # IMAP only
+    keep: bool = True  # false: deleted on the server once delivered here
+    interval: str = "5m"
+    tls_verify: bool = True
+    tls_cafile: str = ""  # extra CA file (relative to the data dir)
+
+
+@dataclass
 class Config:
     hostname: str = "localhost"
     domains: list[str] = field(default_factory=list)
@@ -179,6 +197,7 @@ class Config:
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    fetch: list[FetchConfig] = field(default_factory=list)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
 
@@ -339,6 +358,8 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns, 53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    for i, fc in enumerate(cfg.fetch):
+        _check_fetch(fc, f"fetch[{i}]")
     if cfg.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
     for i, proto in enumerate(cfg.log.trace):
@@ -378,6 +399,37 @@ def loads(text: str, data_dir: Path = Path("var")) -> Config:
     cfg.domains = [d.lower().rstrip(".") for d in cfg.domains]
     cfg.data_dir = data_dir
     return cfg
+
+
+def _check_fetch(fc: FetchConfig, where: str) -> None:
+    if "@" not in fc.account:
+        raise ConfigError(f"{where}.account: {fc.account!r} is not an address")
+    if fc.protocol not in ("pop3", "imap"):
+        raise ConfigError(f"{where}.protocol: {fc.protocol!r} is not pop3 or imap")
+    if fc.tls not in ("implicit", "starttls", "none"):
+        raise ConfigError(f"{where}.tls: {fc.tls!r} is not implicit, starttls or none")
+    try:
+        host, _ = parse_hostport(fc.server, 1)
+    except ValueError as e:
+        raise ConfigError(f"{where}.server: {e}") from None
+    if not host:
+        raise ConfigError(f"{where}.server: no host")
+    if fc.tls == "none":
+        # the password would cross the network in clear: loopback only
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ConfigError(f'{where}.tls: "none" is only allowed for a loopback server')
+    if not fc.user or not fc.password_file:
+        raise ConfigError(f"{where}: user and password_file are required")
+    try:
+        parse_duration(fc.interval)
+    except ValueError as e:
+        raise ConfigError(f"{where}.interval: {fc.interval!r}: {e}") from None
+    if not fc.folders:
+        raise ConfigError(f"{where}.folders: at least one folder")
 
 
 def default_text(hostname: str, domains: list[str]) -> str:

@@ -135,9 +135,7 @@ class DovecotInstance:
     def count(self, user: str) -> int:
         """Messages left in the user's INBOX (new + cur)."""
         md = self.mail_dir(user)
-        return sum(
-            1 for sub in ("new", "cur") if (md / sub).is_dir() for _ in (md / sub).iterdir()
-        )
+        return sum(1 for sub in ("new", "cur") if (md / sub).is_dir() for _ in (md / sub).iterdir())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

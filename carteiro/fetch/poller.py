@@ -26,6 +26,7 @@ from carteiro.fetch.state import FetchState
 log = logging.getLogger("carteiro.fetch")
 
 MAX_BACKOFF = 3600.0
+IDLE_MAX = 29 * 60.0  # RFC 2177 3: re-issue IDLE at least every 29 minutes
 STATE_FILE = "fetch.sqlite"
 
 Deliver = Callable[[str, bytes, str, str], Awaitable[None]]
@@ -84,7 +85,7 @@ class Fetcher:
         self.hostname = hostname
         self.rng = rng or random.Random()
         self._runs: list[_Run] = []
-        self._wake = asyncio.Event()
+        self._offers_idle: dict[FetchEntry, bool] = {}
 
     async def start(self) -> None:
         for e in self.entries:
@@ -100,6 +101,8 @@ class Fetcher:
 
     async def stop(self) -> None:
         for run in self._runs:
+            if isinstance(run.mailbox, IMAPMailbox):
+                run.mailbox.interrupt()  # a thread blocked in IDLE returns now
             if run.task is not None:
                 run.task.cancel()
         for run in self._runs:
@@ -129,18 +132,57 @@ class Fetcher:
                 wait *= 0.9 + 0.2 * self.rng.random()  # spread the retries of many entries
             else:
                 wait = e.interval
-            next_poll = time.time() + wait
-            for folder in e.folders if e.protocol == "imap" else ("",):
-                await asyncio.to_thread(
-                    self.state.polled,
-                    e.key(folder),
-                    ok=not error,
-                    error=error,
-                    failures=run.failures,
-                    next_poll=next_poll,
-                    idle=False,
-                )
-            await asyncio.sleep(wait)
+            idle = not run.failures and self._can_idle(e)
+            await self._record(e, error, run.failures, time.time() + wait, idle)
+            if not idle:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                # RFC 2177: wait in IDLE for new mail (at most the interval), then poll at once
+                await self._idle(run, min(e.interval, IDLE_MAX))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("fetch: %s: IDLE failed: %s; polling again in %gs", e.account, exc, wait)
+                await asyncio.sleep(wait)
+
+    async def _record(
+        self, e: FetchEntry, error: str, failures: int, next_poll: float, idle: bool
+    ) -> None:
+        for folder in e.folders if e.protocol == "imap" else ("",):
+            await asyncio.to_thread(
+                self.state.polled,
+                e.key(folder),
+                ok=not error,
+                error=error,
+                failures=failures,
+                next_poll=next_poll,
+                idle=idle,
+            )
+
+    def _can_idle(self, e: FetchEntry) -> bool:
+        # IDLE watches one selected folder (RFC 2177); with several, polling sees them all
+        return e.protocol == "imap" and len(e.folders) == 1 and self._offers_idle.get(e, False)
+
+    async def _idle(self, run: _Run, timeout: float) -> None:
+        e = run.entry
+        password = (await asyncio.to_thread(e.password_file.read_text)).strip("\r\n")
+        remote = Remote(e.server, e.protocol, e.tls, e.user, password, e.verify, e.cafile)
+        box = await asyncio.to_thread(IMAPMailbox, remote)
+        run.mailbox = box
+        try:
+            prefix = await asyncio.to_thread(box.select, e.folders[0], True) + ":"
+            # mail that came between the poll and this SELECT raises no EXISTS: look first
+            listing = await asyncio.to_thread(box.listing, e.folders[0])
+            seen = await asyncio.to_thread(self.state.seen, e.key(e.folders[0]))
+            if any(prefix + uid not in seen for _, uid in listing):
+                return
+            changed = await asyncio.to_thread(box.idle_wait, timeout)
+            if changed:
+                log.debug("fetch: %s: new mail announced by IDLE", e.account)
+        finally:
+            run.mailbox = None
+            await asyncio.to_thread(box.close)
 
     async def poll(self, e: FetchEntry) -> int:
         """One pass over the entry's mailbox (every folder); returns how many were delivered."""
@@ -151,6 +193,7 @@ class Fetcher:
             box = await asyncio.to_thread(POP3Mailbox, remote)
         else:
             box = await asyncio.to_thread(IMAPMailbox, remote)
+            self._offers_idle[e] = box.idle
         delivered = 0
         try:
             for folder in e.folders if e.protocol == "imap" else ("",):

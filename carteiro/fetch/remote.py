@@ -5,10 +5,14 @@ one for deletion, finish (POP3 deletes at QUIT, RFC 1939 6; IMAP expunges, RFC 9
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import poplib
 import re
+import select
+import socket
 import ssl
+import time
 from dataclasses import dataclass
 
 from carteiro.core.hostport import parse_hostport
@@ -155,6 +159,41 @@ class IMAPMailbox:
         else:
             self.c.expunge()
         self._deleted.clear()
+
+    def idle_wait(self, timeout: float) -> bool:
+        """RFC 2177: IDLE in the selected folder until the server reports new mail (True) or
+        `timeout` passes (False); then DONE. `interrupt()` from another thread ends it."""
+        tag = self.c._new_tag()  # type: ignore[attr-defined]  # imaplib has no IDLE before 3.14
+        self.c.send(tag + b" IDLE\r\n")
+        first = self.c.readline()
+        if not first.startswith(b"+"):
+            raise RemoteError(f"IMAP IDLE refused: {first[:100]!r}")
+        changed = False
+        deadline = time.monotonic() + timeout
+        while not changed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([self.c.sock], [], [], left)
+            if not ready:
+                break
+            line = self.c.readline()
+            if not line:
+                raise RemoteError("the IMAP server closed the connection during IDLE")
+            # RFC 2177 3: "* n EXISTS" is what a new message looks like
+            changed = line.startswith(b"* ") and line.rstrip().upper().endswith(b"EXISTS")
+        self.c.send(b"DONE\r\n")
+        while True:
+            line = self.c.readline()
+            if not line:
+                raise RemoteError("the IMAP server closed the connection after IDLE")
+            if line.startswith(tag):
+                return changed
+
+    def interrupt(self) -> None:
+        """Wake a thread blocked in idle_wait (the server is stopping)."""
+        with contextlib.suppress(OSError):
+            self.c.sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         try:

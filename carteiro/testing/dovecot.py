@@ -74,6 +74,7 @@ class DovecotInstance:
             "mail_gid = mail" if root else f"mail_gid = {gid}",
             "first_valid_uid = 1",
             "pop3_uidl_format = %08Xu%08Xv",
+            "mailbox_idle_check_interval = 1 secs",  # IDLE notices new mail quickly
             "passdb {\n  driver = passwd-file\n  args = scheme=PLAIN " + f"{d}/passwd\n}}",
             "userdb {\n  driver = static\n  args = allow_all_users=yes\n}",
             f"service imap-login {{\n  inet_listener imap {{\n    port = {self.imap_port}\n  }}\n"

@@ -64,7 +64,9 @@ def dc(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield d
 
 
-def make_server(tmp_path: Path, d: dovecot.DovecotInstance, interval: str = "1s") -> ServerProcess:
+def make_server(
+    tmp_path: Path, d: dovecot.DovecotInstance, interval: str = "1s", imap_interval: str = "1s"
+) -> ServerProcess:
     s = ServerProcess(tmp_path, users={ALICE: "pw", BOB: "pw"}, services=("smtp",))
     s.extra_config = f"""
 [[fetch]]
@@ -86,7 +88,7 @@ user = "bob.isp"
 password_file = "secrets/bob-isp"
 folders = ["INBOX"]
 keep = true
-interval = "{interval}"
+interval = "{imap_interval}"
 """
     s.init()
     (s.data / "secrets").mkdir(mode=0o700)
@@ -165,3 +167,19 @@ def test_killed_mid_fetch_then_restarted_each_message_once(
             assert counts == Counter(f"{prefix}{i:03d}" for i in range(total)), account
     finally:
         s.stop()
+
+
+def test_imap_idle_brings_new_mail_without_waiting_for_the_interval(
+    tmp_path: Path, dc: dovecot.DovecotInstance
+) -> None:
+    dc.deliver("bob.isp", msg("first"))
+    s = make_server(tmp_path, dc, imap_interval="10m")
+    with s:
+        wait_for(lambda: subjects(s, BOB) == ["first"], what="the first poll")
+        wait_for(
+            lambda: any(r["idle"] for r in status(s) if r["account"] == BOB),
+            what="IDLE to start",
+        )
+        dc.deliver("bob.isp", msg("second"))
+        # well before the 10 minutes of the interval: Dovecot's IDLE said EXISTS
+        wait_for(lambda: len(subjects(s, BOB)) == 2, timeout=30, what="delivery through IDLE")

@@ -157,10 +157,19 @@ def make_queue_service(
     static = {d.lower() for d in cfg.domains}
 
     def is_local(domain: str) -> bool:
+        if cfg.relay.null_client:
+            return False  # a null client delivers nothing itself: all to the smarthost
         return domain in static or directory.is_local_domain(domain)
 
     signer = DKIMSigner(cfg.data_dir, is_local, cfg.dkim.selector) if cfg.dkim.enabled else None
-    spool = FileSpool(cfg.data_dir / QUEUE_DIR, signer=signer, clock=clock)
+    from carteiro.queue.rewrite import AddressMap
+
+    spool = FileSpool(
+        cfg.data_dir / QUEUE_DIR,
+        signer=signer,
+        clock=clock,
+        rewriter=AddressMap(cfg.canonical),
+    )
     q = cfg.queue
     inet = cfg.dns.inet_protocols
     if inet not in ("any", "ipv4", "ipv6"):

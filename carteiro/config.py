@@ -146,6 +146,8 @@ class QueueConfig:
 
 @dataclass
 class RelayConfig:
+    # Null client (docs/unix.md): nothing is local, every message goes to the smarthost
+    null_client: bool = False
     smarthost: str = ""
     username: str = ""
     password: str = ""
@@ -195,6 +197,8 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
+    # Outbound address rewriting (Postfix's canonical/generic maps): "user@host" or "@domain"
+    canonical: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
     log: LogConfig = field(default_factory=LogConfig)
     fetch: list[FetchConfig] = field(default_factory=list)
@@ -358,6 +362,15 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns, 53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    if cfg.relay.null_client and not cfg.relay.smarthost:
+        raise ConfigError("relay.null_client: needs relay.smarthost (where everything goes)")
+    for k, v in cfg.canonical.items():
+        both_domains = k.startswith("@") and v.startswith("@")
+        both_addresses = not k.startswith("@") and "@" in k and "@" in v and not v.startswith("@")
+        if not (both_domains or both_addresses) or any(c in k + v for c in " <>,;\r\n"):
+            raise ConfigError(
+                f"canonical.{k}: map an address to an address or @domain to @domain, not {v!r}"
+            )
     for i, fc in enumerate(cfg.fetch):
         _check_fetch(fc, f"fetch[{i}]")
     if cfg.log.level not in ("debug", "info", "warning", "error"):

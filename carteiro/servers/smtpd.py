@@ -592,7 +592,10 @@ class Session:
         if address == "postmaster":
             address = self.server.postmaster()
         domain = address.rpartition("@")[2]
-        local_domain = self.ctx.directory.is_local_domain(domain)
+        # a null client has no local mailboxes: our users' mail for any domain is relayed
+        local_domain = not self.ctx.config.relay.null_client and self.ctx.directory.is_local_domain(
+            domain
+        )
         if not local_domain:
             # a held domain (ETRN/ATRN) is relayed for anyone, as Postfix's relay_domains
             if not self._may_relay() and not self._held(domain):

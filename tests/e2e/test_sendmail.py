@@ -243,3 +243,36 @@ def test_sendmail_exit_codes_and_modes(tmp_path: Path, sink: tuple[Sink, int]) -
         # -bp is mailq
         r = sendmail(s, ["-bp"], b"", home)
         assert r.returncode == 0 and r.stdout.strip() == b"Mail queue is empty"
+
+
+def test_null_client_with_canonical_rewriting(tmp_path: Path, sink: tuple[Sink, int]) -> None:
+    """`[relay] null_client = true`: nothing is local, everything (even for our own domain) goes
+    to the smarthost, with host.internal addresses rewritten to example.test by [canonical]."""
+    got, port = sink
+    s = ServerProcess(
+        tmp_path,
+        domains=("host.internal",),
+        hostname="box.host.internal",
+        users={"alice@host.internal": "pw"},
+        services=("smtp",),
+        extra_config=(
+            f'[relay]\nnull_client = true\nsmarthost = "127.0.0.1:{port}"\ntls = "none"\n'
+            '[canonical]\n"@host.internal" = "@example.test"\n'
+        ),
+    )
+    s.init()
+    home = tmp_path / "home"
+    with s:
+        r = sendmail(
+            s,
+            ["-t", "-f", "cron@host.internal"],
+            b"To: Alice <alice@host.internal>\nSubject: nightly\n\nreport\n",
+            home,
+        )
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: len(got.got) == 1, timeout=30, what="the smarthost to get it")
+    sender, rcpts, data = got.got[0]
+    assert sender == "cron@example.test" and rcpts == ["alice@example.test"]
+    assert b"To: Alice <alice@example.test>\r\n" in data
+    assert b"From: cron@example.test\r\n" in data
+    assert inbox(s, "alice@host.internal") == []  # nothing delivered locally

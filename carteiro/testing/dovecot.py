@@ -40,7 +40,7 @@ def available() -> str | None:
 
 
 class DovecotInstance:
-    def __init__(self, tmp: Path, users: Mapping[str, str]) -> None:
+    def __init__(self, tmp: Path, users: Mapping[str, str], tls: bool = False) -> None:
         self.tmp = Path(tmp)
         # Dovecot's unprivileged processes must reach the base dir and the mail: a /tmp dir of
         # its own, world-traversable (pytest's are private to their user)
@@ -49,6 +49,13 @@ class DovecotInstance:
         self.users = dict(users)
         self.imap_port = free_port()
         self.pop3_port = free_port()
+        # with tls: STARTTLS/STLS on the plain ports, and implicit TLS (993/995 roles) on these;
+        # the certificate (for localhost and 127.0.0.1) is `cert_path`, a CA file for clients
+        self.tls = tls
+        self.imaps_port = free_port() if tls else 0
+        self.pop3s_port = free_port() if tls else 0
+        self.cert_path = self.dir / "cert.pem"
+        self.key_path = self.dir / "key.pem"
         self.log_path = self.dir / "dovecot.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +73,7 @@ class DovecotInstance:
             f"info_log_path = {self.log_path}",
             "protocols = imap pop3",
             "listen = 127.0.0.1",
-            "ssl = no",
+            "ssl = yes" if self.tls else "ssl = no",
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login",
             f"mail_location = maildir:{d}/mail/%u/Maildir",
@@ -78,13 +85,15 @@ class DovecotInstance:
             "passdb {\n  driver = passwd-file\n  args = scheme=PLAIN " + f"{d}/passwd\n}}",
             "userdb {\n  driver = static\n  args = allow_all_users=yes\n}",
             f"service imap-login {{\n  inet_listener imap {{\n    port = {self.imap_port}\n  }}\n"
-            "  inet_listener imaps {\n    port = 0\n  }\n}",
+            f"  inet_listener imaps {{\n    port = {self.imaps_port}\n    ssl = yes\n  }}\n}}",
             f"service pop3-login {{\n  inet_listener pop3 {{\n    port = {self.pop3_port}\n  }}\n"
-            "  inet_listener pop3s {\n    port = 0\n  }\n}",
+            f"  inet_listener pop3s {{\n    port = {self.pop3s_port}\n    ssl = yes\n  }}\n}}",
             "service anvil {\n  chroot =\n}",
             "service imap-login {\n  chroot =\n}",
             "service pop3-login {\n  chroot =\n}",
         ]
+        if self.tls:
+            lines += [f"ssl_cert = <{self.cert_path}", f"ssl_key = <{self.key_path}"]
         if not root:
             lines += [
                 f"default_internal_user = {os.environ.get('USER') or 'nobody'}",
@@ -103,6 +112,10 @@ class DovecotInstance:
         )
         if os.getuid() == 0:
             shutil.chown(self.dir / "mail", "mail", "mail")
+        if self.tls:
+            from carteiro.net.tls import make_self_signed
+
+            make_self_signed(self.cert_path, self.key_path, "localhost")
         conf = self.dir / "dovecot.conf"
         conf.write_text(self._config())
         self.proc = subprocess.Popen(
@@ -114,6 +127,8 @@ class DovecotInstance:
         try:
             wait_port("127.0.0.1", self.imap_port, timeout, self.proc)  # type: ignore[arg-type]
             wait_port("127.0.0.1", self.pop3_port, timeout, self.proc)  # type: ignore[arg-type]
+            if self.tls:
+                wait_port("127.0.0.1", self.pop3s_port, timeout, self.proc)  # type: ignore[arg-type]
         except Exception as e:
             err = (self.dir / "stderr.log").read_text(errors="replace")
             self.stop()

@@ -183,3 +183,50 @@ def test_imap_idle_brings_new_mail_without_waiting_for_the_interval(
         dc.deliver("bob.isp", msg("second"))
         # well before the 10 minutes of the interval: Dovecot's IDLE said EXISTS
         wait_for(lambda: len(subjects(s, BOB)) == 2, timeout=30, what="delivery through IDLE")
+
+
+def test_tls_implicit_and_starttls_with_certificate_checks(tmp_path: Path) -> None:
+    reason = dovecot.available()
+    if reason is not None:
+        pytest.skip(reason)
+    with dovecot.DovecotInstance(
+        tmp_path, {"alice.isp": "a-secret", "bob.isp": "b-secret"}, tls=True
+    ) as d:
+        d.deliver("alice.isp", msg("over pop3s"))
+        d.deliver("bob.isp", msg("over imap starttls"))
+        s = ServerProcess(tmp_path, users={ALICE: "pw", BOB: "pw"}, services=("smtp",))
+        s.extra_config = f"""
+[[fetch]]
+account = "{ALICE}"
+server = "localhost:{d.pop3s_port}"
+protocol = "pop3"
+tls = "implicit"
+user = "alice.isp"
+password_file = "secrets/alice-isp"
+tls_cafile = "isp-ca.pem"
+interval = "1s"
+
+[[fetch]]
+account = "{BOB}"
+server = "127.0.0.1:{d.imap_port}"
+protocol = "imap"
+tls = "starttls"
+user = "bob.isp"
+password_file = "secrets/bob-isp"
+interval = "1s"
+"""
+        s.init()
+        (s.data / "secrets").mkdir(mode=0o700)
+        (s.data / "secrets" / "alice-isp").write_text("a-secret\n")
+        (s.data / "secrets" / "bob-isp").write_text("b-secret\n")
+        (s.data / "isp-ca.pem").write_bytes(d.cert_path.read_bytes())
+        with s:
+            wait_for(lambda: subjects(s, ALICE) == ["over pop3s"], what="POP3 over TLS")
+            # bob's entry trusts only the system CAs: the private certificate is refused
+            wait_for(
+                lambda: any(r["failures"] for r in status(s) if r["account"] == BOB),
+                what="the certificate failure",
+            )
+            (row,) = [r for r in status(s) if r["account"] == BOB]
+            assert "certificate" in str(row["last_error"]).lower()
+            assert subjects(s, BOB) == []

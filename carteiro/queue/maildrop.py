@@ -129,7 +129,12 @@ def write_drop(directory: Path, envelope: DropEnvelope, message: BinaryIO | byte
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)  # the rename is what makes the drop exist
+    try:
+        _fsync_dir(directory)  # the rename is what makes the drop exist
+    except PermissionError:
+        # another user may not open the 1733 maildrop for reading (so cannot fsync it): the
+        # file itself is on disk, and the server, woken now, commits it to the queue at once
+        pass
     return name
 
 

@@ -276,3 +276,42 @@ def test_null_client_with_canonical_rewriting(tmp_path: Path, sink: tuple[Sink, 
     assert b"To: Alice <alice@example.test>\r\n" in data
     assert b"From: cron@example.test\r\n" in data
     assert inbox(s, "alice@host.internal") == []  # nothing delivered locally
+
+
+def test_another_local_user_submits_through_the_maildrop(sink: tuple[Sink, int]) -> None:
+    """The documented multi-user set-up: `chmod 711 DATA DATA/queue`, and any local user's
+    sendmail drops into the 1733 maildrop; the server (another uid) takes it with the sender
+    named by the file's owner; that user cannot read the queue."""
+    import pwd
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    nobody = pwd.getpwnam("nobody")
+    _, port = sink
+    base = Path(tempfile.mkdtemp(prefix="carteiro-sendmail-"))  # traversable, unlike pytest's
+    try:
+        os.chmod(base, 0o711)
+        s = make_server(base, port)
+        os.chmod(s.data, 0o711)
+        (s.data / "queue").mkdir(exist_ok=True)
+        os.chmod(s.data / "queue", 0o711)
+        as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}"]
+        as_nobody += ["--clear-groups", SENDMAIL, "-C", str(s.data)]
+        with s:
+            r = subprocess.run(
+                [*as_nobody, "-v", ALICE],
+                input=b"Subject: from nobody\n\nhi\n",
+                capture_output=True,
+                timeout=60,
+            )
+            assert r.returncode == 0, r.stderr
+            assert b"queued as" in r.stderr  # the pickup socket woke the server
+            wait_for(lambda: len(inbox(s)) == 1, what="nobody's message")
+            (m,) = inbox(s)
+            assert m.startswith(b"Return-Path: <nobody@example.test>")
+            assert f"from userid {nobody.pw_uid} (nobody)".encode() in m
+            r = subprocess.run([*as_nobody, "-bp"], capture_output=True, timeout=60)
+            assert r.returncode == 77  # EX_NOPERM: the queue is the owner's
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -32,6 +32,14 @@ class MaildropError(Exception):
     """A drop file is malformed (it is set aside, never delivered half-understood)."""
 
 
+class TooBig(MaildropError):
+    """A well-formed drop over the size limit: `drop` says who sent it (to report to)."""
+
+    def __init__(self, message: str, drop: Drop) -> None:
+        super().__init__(message)
+        self.drop = drop
+
+
 @dataclass
 class DropEnvelope:
     """What the submitter asked for. `sender` None: the server uses the submitter's login name."""
@@ -171,9 +179,9 @@ def open_drop(path: Path, max_size: int) -> tuple[Drop, BinaryIO]:
         env = DropEnvelope.from_json(line)
         offset = len(MAGIC) + len(line)
         size = st.st_size - offset
-        if size > max_size:
-            raise MaildropError(f"message of {size} octets is over the limit of {max_size}")
         drop = Drop(path.name, st.st_uid, size, st.st_mtime, env, offset)
+        if size > max_size:
+            raise TooBig(f"{size} octets, over the limit of {max_size}", drop)
         return drop, f
     except BaseException:
         f.close()

@@ -17,14 +17,17 @@ import os
 import pwd
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from carteiro.core.address import AddressError, parse_address
 from carteiro.queue.api import Envelope, QueuedRecipient, Spool
+from carteiro.queue.dsn import RecipientReport, build_dsn, header_block
 from carteiro.queue.maildrop import (
     Drop,
     MaildropError,
+    TooBig,
     ensure_maildrop,
     list_drops,
     open_drop,
@@ -116,6 +119,10 @@ class Pickup:
             drop, f = await asyncio.to_thread(open_drop, path, self.config.max_size)
         except FileNotFoundError:
             return None  # another scan took it
+        except TooBig as e:
+            # accepted by sendmail (exit 0), so never dropped silently: the submitter hears
+            await self._bounce(path, e.drop, "5.3.4", f"message too big for this system: {e}")
+            return None
         except (MaildropError, OSError) as e:
             log.warning("pickup: %s is not a usable drop (%s): moved to %s/", path.name, e, CORRUPT)
             await asyncio.to_thread(self._set_aside, path)
@@ -125,7 +132,7 @@ class Pickup:
                 return None
             envelope = self._envelope(drop)
             if envelope is None:
-                await asyncio.to_thread(self._set_aside, path)
+                await self._bounce(path, drop, "5.1.3", "no valid recipient address")
                 return None
             tmp = await asyncio.to_thread(self._copy, drop, f, envelope.mail_from)
         finally:
@@ -241,6 +248,53 @@ class Pickup:
                 dst.unlink()
             raise
         return dst
+
+    async def _bounce(self, path: Path, drop: Drop, status: str, reason: str) -> None:
+        """A DSN (RFC 3464) to the submitter for a drop that cannot be queued; the drop is
+        kept in corrupt/ for the administrator. The submitter is the file's owner."""
+        to = f"{login_name(drop.uid)}@{self.config.origin}"
+        env = drop.envelope
+        if env.sender not in (None, "", "<>"):
+            assert env.sender is not None
+            with contextlib.suppress(AddressError):
+                to = str(parse_address(qualify(env.sender, self.config.origin)))
+        elif env.sender is not None:
+            log.warning("pickup: %s: %s (null sender: no report)", drop.name, reason)
+            await asyncio.to_thread(self._set_aside, path)
+            return
+        try:
+            with open(path, "rb") as f:
+                f.seek(drop.offset)
+                head = f.read(HEAD_MAX)
+            report = build_dsn(
+                reporting_mta=self.config.hostname,
+                sender=to,
+                reports=[
+                    RecipientReport(
+                        address=qualify(r, self.config.origin) if r.isprintable() else "?",
+                        action="failed",
+                        status=status,
+                        diagnostic=reason,
+                        diagnostic_is_smtp=False,
+                    )
+                    for r in env.recipients[:100]
+                ],
+                original=header_block(head),
+                arrival=drop.mtime,
+                now=time.time(),
+                ret="HDRS",
+            )
+            await self.spool.enqueue(
+                Envelope("", (QueuedRecipient(to),), body=report.body, smtputf8=report.smtputf8),
+                report.message,
+                dedupe_key=f"maildrop-bounce:{drop.name}",
+            )
+            log.warning(
+                "pickup: %s from uid %d: %s; bounced to %s", drop.name, drop.uid, reason, to
+            )
+        except Exception:
+            log.exception("pickup: %s: could not report: %s", drop.name, reason)
+        await asyncio.to_thread(self._set_aside, path)
 
     def _set_aside(self, path: Path) -> None:
         bad = self.root / CORRUPT

@@ -169,3 +169,29 @@ async def test_pickup_queues_each_drop_once_even_after_a_crash(tmp_path: Path) -
         assert list(list_drops(root / "maildrop")) == []
     finally:
         await spool.close()
+
+
+async def test_a_drop_that_cannot_be_queued_is_bounced_not_lost(tmp_path: Path) -> None:
+    root = tmp_path / "queue"
+    spool = FileSpool(root)
+    await spool.open()
+    try:
+        pickup = Pickup(root, spool, PickupConfig("mail.example.test", "example.test", 100))
+        big = _drop(root, ["bob"], b"Subject: big\r\n\r\n" + b"x" * 200 + b"\r\n")
+        d = ensure_maildrop(root)
+        nobody = d / write_drop(
+            d,
+            DropEnvelope(recipients=["bad address@@x"], sender="me@example.test"),
+            b"S: x\r\n\r\n",
+        )
+        assert await pickup.scan() == []
+        assert not big.exists() and (root / CORRUPT / big.name).exists()
+        assert not nobody.exists()
+        reports = sorted(spool.messages.values(), key=lambda m: m.recipients[0].address)
+        assert [m.mail_from for m in reports] == ["", ""]
+        to = sorted(m.recipients[0].address for m in reports)
+        assert to[0] == "me@example.test" and to[1].endswith("@example.test")
+        texts = [await spool.content(m) for m in reports]
+        assert any(b"5.3.4" in t for t in texts) and any(b"5.1.3" in t for t in texts)
+    finally:
+        await spool.close()

@@ -114,7 +114,10 @@ class Directory:
     # ---- domains -----------------------------------------------------------------------------
 
     def add_domain(self, domain: str) -> None:
-        self._db().execute("INSERT OR IGNORE INTO domains VALUES (?)", (normalize_domain(domain),))
+        d = normalize_domain(domain)
+        if self.is_held_domain(d):
+            raise DirectoryError(f"{d} is held for a client (ETRN/ATRN); `domain del` it first")
+        self._db().execute("INSERT OR IGNORE INTO domains VALUES (?)", (d,))
 
     def del_domain(self, domain: str) -> None:
         d = normalize_domain(domain)

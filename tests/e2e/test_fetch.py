@@ -65,7 +65,11 @@ def dc(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def make_server(
-    tmp_path: Path, d: dovecot.DovecotInstance, interval: str = "1s", imap_interval: str = "1s"
+    tmp_path: Path,
+    d: dovecot.DovecotInstance,
+    interval: str = "1s",
+    imap_interval: str = "1s",
+    imap_keep: bool = True,
 ) -> ServerProcess:
     s = ServerProcess(tmp_path, users={ALICE: "pw", BOB: "pw"}, services=("smtp",))
     s.extra_config = f"""
@@ -87,7 +91,7 @@ tls = "none"
 user = "bob.isp"
 password_file = "secrets/bob-isp"
 folders = ["INBOX"]
-keep = true
+keep = {"true" if imap_keep else "false"}
 interval = "{imap_interval}"
 """
     s.init()
@@ -230,3 +234,15 @@ interval = "1s"
             (row,) = [r for r in status(s) if r["account"] == BOB]
             assert "certificate" in str(row["last_error"]).lower()
             assert subjects(s, BOB) == []
+
+
+def test_imap_delete(tmp_path: Path, dc: dovecot.DovecotInstance) -> None:
+    for i in range(3):
+        dc.deliver("bob.isp", msg(f"d{i}"))
+    s = make_server(tmp_path, dc, imap_keep=False)
+    with s:
+        wait_for(lambda: sorted(subjects(s, BOB)) == ["d0", "d1", "d2"], what="IMAP fetch")
+        wait_for(lambda: dc.count("bob.isp") == 0, what="UID EXPUNGE on the server")
+        dc.deliver("bob.isp", msg("d3"))
+        wait_for(lambda: len(subjects(s, BOB)) == 4, what="the next one")
+        wait_for(lambda: dc.count("bob.isp") == 0, what="it expunged too")

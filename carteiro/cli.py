@@ -301,6 +301,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_fetch import register as register_fetch
 
     regs.append(register_fetch)
+    from carteiro.cli_lists import register as register_lists
+
+    regs.append(register_lists)
     return regs
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from carteiro.config import Config
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
+from carteiro.lists.service import ListService
 from carteiro.queue.api import HeldMail, Spool
 from carteiro.store.api import MailStore
 
@@ -31,6 +32,7 @@ class ServerContext:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     # the queue's mail for held domains (ETRN, ATRN); None when no queue runs in this process
     held: HeldMail | None = None
+    lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

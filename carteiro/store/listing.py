@@ -324,6 +324,25 @@ class ListingCache:
         entry = self._entries.get(mailbox_id)
         return entry is not None and len(entry) <= QUICK_MAX
 
+    def last_known_flags(
+        self, mailbox_id: int, uids: Sequence[int], codec: FlagCodec
+    ) -> list[frozenset[str]] | None:
+        """The flags of `uids` as the cached listing last saw them (maybe stale: a hint, never
+        the truth), or None when the listing is not cached or lacks one of them."""
+        entry = self._entries.get(mailbox_id)
+        if entry is None:
+            return None
+        out = []
+        for uid in uids:
+            i = bisect.bisect_left(entry.uids, uid)
+            if i == len(entry.uids) or entry.uids[i] != uid:
+                return None
+            c = entry.codes[i]
+            out.append(
+                codec.decode(c & SYSTEM_MASK, entry.keywords[uid] if c >= KEYWORDS_BIT else "")
+            )
+        return out
+
     def _current(
         self,
         conn: sqlite3.Connection,

@@ -564,7 +564,9 @@ class SqliteAccountStore:
             s.note_dirty_files()
             return metas, failed
 
-        return await s.write(job)
+        metas, failed = await s.write(job)
+        s.listings.note_flags(mailbox_id, ((m.uid, m.flags) for m in metas))
+        return metas, failed
 
     async def _remove(
         self, mailbox_id: int, uids: Sequence[int] | None, only_deleted: bool

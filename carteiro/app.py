@@ -32,6 +32,7 @@ from carteiro.store.api import MailStore, MessageSource
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
     from starlette.routing import BaseRoute
 
+    from carteiro.fetch.poller import Fetcher
     from carteiro.lists.service import Copy, ListService
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mail.sieve_filter import Outbound
@@ -72,6 +73,12 @@ def listener_factories() -> list[ListenerFactory]:
     from carteiro.servers import managesieved
 
     factories.append(managesieved.listeners)
+    from carteiro.servers import lmtpd
+
+    factories.append(lmtpd.listeners)
+    from carteiro.servers import odmrd
+
+    factories.append(odmrd.listeners)
     return factories
 
 
@@ -164,16 +171,30 @@ def make_queue_service(
 
     rng = rng or random.Random()
     if transport is None:
-        transport = SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout)
+        from carteiro.net.lmtp_client import LMTPClientTransport, MuxTransport
+
+        transport = MuxTransport(
+            SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+            LMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+        )
     if resolver is None:
         resolver = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout)
     static = {d.lower() for d in cfg.domains}
 
     def is_local(domain: str) -> bool:
+        if cfg.relay.null_client:
+            return False  # a null client delivers nothing itself: all to the smarthost
         return domain in static or directory.is_local_domain(domain)
 
     signer = DKIMSigner(cfg.data_dir, is_local, cfg.dkim.selector) if cfg.dkim.enabled else None
-    spool = FileSpool(cfg.data_dir / QUEUE_DIR, signer=signer, clock=clock)
+    from carteiro.queue.rewrite import AddressMap
+
+    spool = FileSpool(
+        cfg.data_dir / QUEUE_DIR,
+        signer=signer,
+        clock=clock,
+        rewriter=AddressMap(cfg.canonical),
+    )
     q = cfg.queue
     inet = cfg.dns.inet_protocols
     if inet not in ("any", "ipv4", "ipv6"):
@@ -190,7 +211,14 @@ def make_queue_service(
         cafile=str(cfg.path(q.tls_cafile)) if q.tls_cafile else "",
         inet_protocols=inet,
     )
-    router = Router(resolver, routing, is_local, rng, prefer=transport.has_idle)
+    router = Router(
+        resolver,
+        routing,
+        is_local,
+        rng,
+        prefer=transport.has_idle,
+        is_held=directory.is_held_domain,
+    )
     if local is None:
         local = QueueHandoff(
             open_local_delivery(cfg, store, directory, spool_outbound(spool)),
@@ -211,9 +239,61 @@ def make_queue_service(
         clock=clock,
         rng=rng,
     )
-    return ControlledQueueService(
-        spool, worker, transport, control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET
+    from carteiro.queue.maildrop import PICKUP_SOCKET
+    from carteiro.queue.pickup import Pickup, PickupConfig
+
+    domains = list(cfg.domains) or directory.domains()
+    pickup = Pickup(
+        cfg.data_dir / QUEUE_DIR,
+        spool,
+        PickupConfig(
+            hostname=cfg.hostname,
+            origin=domains[0] if domains else cfg.hostname,
+            max_size=cfg.smtp.max_message_size,
+        ),
     )
+    return ControlledQueueService(
+        spool,
+        worker,
+        transport,
+        pickup,
+        control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET,
+        pickup_path=cfg.data_dir / QUEUE_DIR / PICKUP_SOCKET,
+    )
+
+
+def make_fetcher(cfg: Config, store: MailStore, directory: Directory) -> Fetcher:
+    """The `[[fetch]]` pollers, delivering through the same local delivery as SMTP."""
+    from carteiro.core.durations import parse_duration
+    from carteiro.fetch.poller import FetchEntry, Fetcher
+    from carteiro.mail.deliver import DeliveryError
+
+    delivery = open_local_delivery(cfg, store, directory)
+
+    async def deliver(account: str, data: bytes, sender: str, delivery_id: str) -> None:
+        res = delivery.resolve(account)
+        if not res.local_accounts:
+            raise DeliveryError(f"{account} has no local mailbox", temporary=True)
+        targets = await delivery.targets(res.local_accounts)
+        await delivery.deliver(targets, data, sender, None, delivery_id)
+
+    entries = [
+        FetchEntry(
+            account=f.account,
+            server=f.server,
+            protocol=f.protocol,
+            tls=f.tls,
+            user=f.user,
+            password_file=cfg.path(f.password_file),
+            folders=tuple(f.folders),
+            keep=f.keep,
+            interval=parse_duration(f.interval),
+            verify=f.tls_verify,
+            cafile=str(cfg.path(f.tls_cafile)) if f.tls_cafile else None,
+        )
+        for f in cfg.fetch
+    ]
+    return Fetcher(entries, cfg.data_dir, deliver, cfg.hostname)
 
 
 class QueueSender:
@@ -363,6 +443,7 @@ class App:
     listeners: list[Listener] = field(default_factory=list)
     ctx: ServerContext | None = None
     queue: QueueService | None = None
+    fetcher: Fetcher | None = None
     lists: ListService | None = None
     web: RoutesServer | None = None
 
@@ -394,6 +475,7 @@ class App:
             throttle=throttle,
             tls=tls,
             trace=self.trace,
+            held=self.queue.worker,
             lists=self.lists,
         )
         for factory in listener_factories():
@@ -413,6 +495,9 @@ class App:
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
+        if cfg.fetch:
+            self.fetcher = make_fetcher(cfg, store, directory)
+            await self.fetcher.start()
         if self.web is not None:
             log.info(
                 "%-12s listening on %s:%d (list unsubscribe; no webmail yet)",
@@ -424,6 +509,8 @@ class App:
         """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store."""
         if self.ctx is not None:
             self.ctx.shutdown.set()
+        if self.fetcher is not None:
+            await self.fetcher.stop()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
         if self.web is not None:
             await self.web.stop()

@@ -16,7 +16,7 @@ from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.lists.service import ListService
 from carteiro.mail.sieve_filter import SieveFilter
-from carteiro.queue.api import Envelope, QueuedRecipient, Spool
+from carteiro.queue.api import Envelope, HeldMail, QueuedRecipient, Spool
 from carteiro.store.api import MailStore
 
 
@@ -32,6 +32,8 @@ class ServerContext:
         frozenset()
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    # the queue's mail for held domains (ETRN, ATRN); None when no queue runs in this process
+    held: HeldMail | None = None
     lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
 
     def tracing(self, protocol: str) -> bool:

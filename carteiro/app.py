@@ -31,6 +31,8 @@ from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
+    from carteiro.web.server import WebServer
+    from carteiro.web.settings import WebSettings
 
 log = logging.getLogger("carteiro")
 
@@ -187,6 +189,70 @@ def make_queue_service(
     )
 
 
+def _local(host: str) -> str:
+    # A wildcard listener is reached on loopback from this same process.
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def web_settings(cfg: Config) -> WebSettings:
+    """The webmail as a client of this server's own IMAP and submission listeners (implicit TLS
+    preferred, else STARTTLS), and what autoconfiguration tells mail programs."""
+    from carteiro.core.hostport import parse_hostport
+    from carteiro.web.autoconfig import Service, Services
+    from carteiro.web.imap import Endpoint
+    from carteiro.web.server import is_loopback
+    from carteiro.web.settings import WebSettings
+
+    lst = cfg.listen
+
+    def endpoint(implicit: str, starttls: str, what: str) -> Endpoint:
+        # Encrypted even on loopback (the servers refuse plaintext passwords); the certificate is
+        # our own, so it is not verified against a name.
+        if implicit:
+            host, port = parse_hostport(implicit)
+            return Endpoint(_local(host), port, "implicit", verify=False)
+        if starttls:
+            host, port = parse_hostport(starttls)
+            return Endpoint(_local(host), port, "starttls", verify=False)
+        raise ConfigError(f"listen.web: the webmail needs [listen] {what} enabled")
+
+    services = []
+    for key, proto, tls in (
+        ("imaps", "imap", "implicit"),
+        ("imap", "imap", "starttls"),
+        ("pop3s", "pop3", "implicit"),
+        ("pop3", "pop3", "starttls"),
+        ("submissions", "smtp", "implicit"),
+        ("submission", "smtp", "starttls"),
+    ):
+        value = getattr(lst, key)
+        if value:
+            services.append(Service(proto, parse_hostport(value)[1], tls))
+    public = cfg.web.public_hostname or cfg.hostname
+    web_host = parse_hostport(lst.web)[0]
+    return WebSettings(
+        imap=endpoint(lst.imaps, lst.imap, "imaps or imap"),
+        smtp=endpoint(lst.submissions, lst.submission, "submissions or submission"),
+        hostname=cfg.hostname,
+        services=Services(public, tuple(services)),
+        idle_timeout=cfg.web.idle_timeout,
+        max_upload=cfg.web.max_upload,
+        secure_cookies=cfg.web.tls == "on" or (cfg.web.tls == "auto" and not is_loopback(web_host)),
+    )
+
+
+def web_server(cfg: Config) -> WebServer:
+    from carteiro.web.app import create_app
+    from carteiro.web.server import WebServer
+
+    settings = web_settings(cfg)
+    cert = key = None
+    if settings.secure_cookies:
+        cert = cfg.path(cfg.web.cert or cfg.tls.cert)
+        key = cfg.path(cfg.web.key or cfg.tls.key)
+    return WebServer(create_app(settings), cfg.listen.web, cert, key)
+
+
 @dataclass
 class App:
     config: Config
@@ -194,6 +260,7 @@ class App:
     listeners: list[Listener] = field(default_factory=list)
     ctx: ServerContext | None = None
     queue: QueueService | None = None
+    web: WebServer | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -236,12 +303,26 @@ class App:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
         if cfg.listen.web:
-            log.info("web          not started: the webmail is not part of this release yet")
+            self.web = web_server(cfg)
+            try:
+                await self.web.start()
+            except OSError as e:
+                await self.stop(grace=0)
+                raise ListenError(str(e)) from e
+            assert self.web.bound is not None
+            log.info(
+                "%-12s listening on %s:%d (%s)",
+                "web",
+                *self.web.bound,
+                "https" if self.web.https else "http",
+            )
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store."""
         if self.ctx is not None:
             self.ctx.shutdown.set()
+        if self.web is not None:
+            await self.web.stop()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
         if self.queue is not None:
             await self.queue.stop()

@@ -155,6 +155,19 @@ class DKIMConfig:
 
 
 @dataclass
+class WebConfig:
+    """The webmail (docs/web.md): an IMAP and submission client of this server."""
+
+    # HTTPS: "auto" serves HTTPS with the certificate below unless [listen] web is loopback.
+    tls: str = "auto"  # "auto" | "on" | "off"
+    cert: str = ""  # default: [tls] cert (the data dir's certificate)
+    key: str = ""
+    idle_timeout: float = 1800.0  # a session ends after this long without a request
+    max_upload: int = 25 * 1024 * 1024  # attachments of one message together
+    public_hostname: str = ""  # the name clients are told in autoconfiguration (default: hostname)
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
@@ -175,6 +188,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
@@ -302,6 +316,8 @@ def _validate(cfg: Config) -> None:
     ):
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")
+    if cfg.web.tls not in ("auto", "on", "off"):
+        raise ConfigError(f"web.tls: {cfg.web.tls!r} is not one of auto, on, off")
     if cfg.dns.inet_protocols not in ("any", "ipv4", "ipv6"):
         raise ConfigError(
             f"dns.inet_protocols: {cfg.dns.inet_protocols!r} is not one of any, ipv4, ipv6"

@@ -44,20 +44,39 @@ class Draft:
     forwarded: bytes | None = None  # message/rfc822 to attach whole
 
 
+def _split(text: str) -> list[str]:
+    """Comma-separated entries, commas inside "quoted names" or <addresses> not counting."""
+    out, cur, quoted, angle = [], [], False, False
+    for ch in text:
+        if ch == '"' and not angle:
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            angle = True
+        elif ch == ">" and not quoted:
+            angle = False
+        if ch in ",;" and not quoted and not angle:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return [e.strip() for e in out if e.strip()]
+
+
 def parse_recipients(text: str, field_name: str) -> list[tuple[str, str]]:
-    """("Name", "addr") pairs; raises ComposeError naming the bad address."""
+    """("Name", "addr") pairs from `addr` or `Name <addr>` entries; raises ComposeError naming
+    the entry that is not an address (nothing is silently dropped)."""
     out: list[tuple[str, str]] = []
-    if not text.strip():
-        return out
-    for name, addr in email.utils.getaddresses([text.replace("\n", " ")]):
-        if not addr and not name:
-            continue
+    for entry in _split(text.replace("\r", " ").replace("\n", " ")):
+        name, addr = "", entry
+        if entry.endswith(">") and "<" in entry:
+            name, _, addr = entry[:-1].rpartition("<")
+            name = name.strip().strip('"').strip()
         try:
-            parse_address(addr)
+            parse_address(addr.strip())
         except AddressError as e:
-            shown = addr or name
-            raise ComposeError(f"{field_name}: {shown!r} is not a valid address ({e})") from None
-        out.append((name, addr))
+            raise ComposeError(f"{field_name}: {entry!r} is not a valid address ({e})") from None
+        out.append((name, addr.strip()))
     return out
 
 

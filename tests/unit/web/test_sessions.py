@@ -1,0 +1,61 @@
+"""Login throttling and the idle timeout, with a controlled clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from carteiro.web.imap import Endpoint
+from carteiro.web.sessions import LoginThrottle, SessionStore, WebSession
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_address_blocked_after_max_failures_then_freed() -> None:
+    clock = Clock()
+    t = LoginThrottle(max_failures=3, window=60, block_time=300, account_free=100, clock=clock)
+    for i in range(3):
+        assert t.wait("192.0.2.1", f"u{i}@x") == 0
+        t.failed("192.0.2.1", f"u{i}@x")
+    assert t.wait("192.0.2.1", "other@x") > 0
+    assert t.wait("192.0.2.2", "other@x") == 0  # another address is not affected
+    clock.now += 301
+    assert t.wait("192.0.2.1", "other@x") == 0
+
+
+def test_account_delay_grows_but_never_locks_out() -> None:
+    clock = Clock()
+    t = LoginThrottle(max_failures=1000, window=600, account_free=2, clock=clock)
+    for n in range(2):
+        t.failed(f"198.51.100.{n}", "victim@x")
+    first = t.wait("203.0.113.9", "victim@x")
+    t.failed("198.51.100.9", "victim@x")
+    second = t.wait("203.0.113.9", "victim@x")
+    assert 0 < first < second <= 60
+    clock.now += 61
+    assert t.wait("203.0.113.9", "victim@x") == 0
+    t.succeeded("203.0.113.9", "victim@x")
+    assert not t.account_failures
+
+
+def test_idle_session_expires() -> None:
+    clock = Clock()
+
+    async def go() -> None:
+        store = SessionStore(Endpoint("127.0.0.1", 1), idle_timeout=60, clock=clock)
+        s = WebSession("tok", "u@x", "pw", "csrf", store.endpoint, clock.now)
+        store.sessions["tok"] = s
+        clock.now += 59
+        assert store.get("tok") is s  # a request refreshes it
+        clock.now += 59
+        assert store.get("tok") is s
+        clock.now += 61
+        await store.reap()
+        assert store.get("tok") is None and s.password == ""
+
+    asyncio.run(go())

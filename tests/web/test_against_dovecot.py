@@ -158,6 +158,16 @@ async def scenario(imap: Endpoint, user: str, password: str, seed: bytes) -> lis
         uid = found.group(1)
         view = await c.get("/msg", params={"folder": "INBOX", "uid": uid})
         assert "Zoë Ålander" in view.text and "relatório.pdf" in view.text
+        # Conversations where the server has THREAD (Dovecot): a reply joins its original.
+        if "Show conversations" in box.text:
+            conn = await open_connection(imap, user, password)
+            reply = seed.replace(b"Message-ID: <", b"In-Reply-To: <", 1).replace(
+                b"Subject: ", b"Message-ID: <r1@example.org>\r\nSubject: Re: ", 1
+            )
+            await mailbox.append(conn, "INBOX", "", reply)
+            await conn.close()
+            conv = await c.get("/box", params={"view": "threads"})
+            assert "1 conversations" in conv.text and 'class="msg unread reply"' in conv.text
         r = await c.post(
             "/compose",
             data={"csrf": token, "to": user, "subject": "rascunho ç", "action": "save"},
@@ -172,8 +182,13 @@ async def scenario(imap: Endpoint, user: str, password: str, seed: bytes) -> lis
         assert "Relatório açaí" in trash.text
         await c.post("/settings/transcript", data={"csrf": token, "show": "1"})
         shown = (await c.get("/box")).text
+        conv_text = (await c.get("/box", params={"view": "threads"})).text
         await c.post("/logout", data={"csrf": token})
-    return [w for w in ("UID SORT", "UID SEARCH", "UID MOVE") if w in shown or w in view.text]
+    return [
+        w
+        for w in ("UID SORT", "UID SEARCH", "UID MOVE", "UID THREAD")
+        if w in shown or w in conv_text
+    ]
 
 
 def test_same_scenario_on_dovecot_and_carteiro(dovecot: int, tmp_path: Path) -> None:
@@ -186,4 +201,4 @@ def test_same_scenario_on_dovecot_and_carteiro(dovecot: int, tmp_path: Path) -> 
         asyncio.run(scenario(ep, USER, PASSWORD, seed))
     assert shutil.which(DOVECOT)
     # Dovecot has SORT, so the list came from it; carteiro's came from sequence ranges.
-    assert "UID SORT" in used
+    assert "UID SORT" in used and "UID THREAD" in used

@@ -9,6 +9,7 @@ import email.policy
 import imaplib
 import plistlib
 import re
+import subprocess
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carteiro.testing.server import ALL_SERVICES, ServerProcess
+from carteiro.testing.server import ALL_SERVICES, ServerProcess, carteiro_cmd, free_port, wait_port
 from carteiro.testing.webmail import PNG, csrf_of, imap_connect, login, rich_message, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web-http")]
@@ -280,7 +281,6 @@ def test_dns_records_list_srv_and_autoconfig(srv: ServerProcess) -> None:
 
 
 def test_imap_down_is_a_clear_message(tmp_path: Path) -> None:
-    from carteiro.testing.server import free_port
     from carteiro.web.app import create_app
     from carteiro.web.imap import Endpoint
     from carteiro.web.settings import WebSettings
@@ -302,3 +302,47 @@ def test_imap_down_is_a_clear_message(tmp_path: Path) -> None:
 
     r = asyncio.run(go())
     assert r.status_code == 503 and "not reachable" in r.text
+
+
+def test_carteiro_web_alone_in_front_of_the_server(srv: ServerProcess) -> None:
+    port = free_port()
+    cmd = carteiro_cmd(
+        "web",
+        "--imap", f"127.0.0.1:{srv.ports['imaps']}",
+        "--imap-tls", "implicit",
+        "--smtp", f"127.0.0.1:{srv.ports['submission']}",
+        "--insecure",
+        "--listen", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_port("127.0.0.1", port, 20, proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            assert login(c, ALICE, USERS[ALICE]).status_code == 303
+            assert "Inbox" in c.get("/box").text
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+    # Passwords over plain HTTP on a public address: refused at start.
+    refused = subprocess.run(
+        carteiro_cmd("web", "--imap", "h:993", "--smtp", "h:587", "--listen", "0.0.0.0:1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 78 and "plain HTTP" in refused.stderr
+
+
+def test_https_and_secure_cookie_when_configured(tmp_path: Path) -> None:
+    with ServerProcess(
+        tmp_path,
+        users={ALICE: USERS[ALICE]},
+        services=("imaps", "submissions", "web"),
+        extra_config='[web]\ntls = "on"\n',
+    ) as s:
+        with httpx.Client(base_url=f"https://127.0.0.1:{s.ports['web']}", verify=False) as c:
+            r = login(c, ALICE, USERS[ALICE])
+            assert r.status_code == 303
+            assert "secure" in r.headers["set-cookie"].lower()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{s.ports['web']}/login", timeout=5)

@@ -341,7 +341,7 @@ class Webmail:
         s = self.session(request)
         form = await self.form(request, s)
         s.transcript_wanted = form.get("show") == "1"
-        return RedirectResponse(str(form.get("back") or "/box"), 303)
+        return RedirectResponse(_back(str(form.get("back") or "/box"), "INBOX"), 303)
 
     # ---- managing -----------------------------------------------------------------------------
 
@@ -696,7 +696,8 @@ def _where(request: Request) -> tuple[str, int]:
 
 def _back(back: str, folder: str) -> str:
     # Only our own pages: an open redirect would help phishing.
-    if back.startswith("/") and not back.startswith("//"):
+    # "//host" and "/\\host" are other sites to a browser.
+    if back.startswith("/") and not back.startswith(("//", "/\\")) and back.isprintable():
         return back
     return "/box?" + urlencode({"folder": folder})
 

@@ -59,3 +59,11 @@ def test_idle_session_expires() -> None:
         assert store.get("tok") is None and s.password == ""
 
     asyncio.run(go())
+
+
+def test_back_links_stay_on_our_site() -> None:
+    from carteiro.web.app import _back
+
+    assert _back("/box?folder=Work", "INBOX") == "/box?folder=Work"
+    for evil in ("//evil.example/", "/\\evil.example/", "https://evil.example/", "javascript:x"):
+        assert _back(evil, "INBOX") == "/box?folder=INBOX"

@@ -219,7 +219,7 @@ class Webmail:
         query = q.get("q", "").strip()[:200]
         number = _int(q.get("page"), 1)
         async with s.imap() as conn:
-            folders = await mailbox.list_folders(conn)
+            folders = _localise(request, await mailbox.list_folders(conn))
             error = ""
             can_thread = mailbox.can_thread(conn)
             threaded = can_thread and q.get("view") == "threads"
@@ -270,7 +270,7 @@ class Webmail:
         if v.html:
             _, blocked = sanitize(v.html, cid_path(""), allow_remote=False)
         async with s.imap() as conn:
-            folders = await mailbox.list_folders(conn)
+            folders = _localise(request, await mailbox.list_folders(conn))
         base = "?" + urlencode({"folder": folder, "uid": uid})
         return self.render(
             request,
@@ -413,7 +413,7 @@ class Webmail:
                 return RedirectResponse("/folders?" + urlencode({"error": e.text}), 303)
             return RedirectResponse("/folders?" + urlencode({"notice": "Done."}), 303)
         async with s.imap() as conn:
-            folders = await mailbox.list_folders(conn)
+            folders = _localise(request, await mailbox.list_folders(conn))
         q = request.query_params
         return self.render(
             request,
@@ -427,7 +427,7 @@ class Webmail:
     async def settings_page(self, request: Request) -> Response:
         s = self.session(request)
         async with s.imap() as conn:
-            folders = await mailbox.list_folders(conn)
+            folders = _localise(request, await mailbox.list_folders(conn))
         return self.render(
             request,
             "settings.html",
@@ -605,23 +605,29 @@ class Webmail:
 
     async def _stream(self, s: WebSession, folder: str) -> AsyncIterator[str]:
         """IMAP IDLE (RFC 2177) on a connection of its own; each EXISTS/EXPUNGE/FETCH becomes a
-        `change` event. Without IDLE, NOOP every KEEPALIVE seconds does the same more slowly."""
+        `change` event. Every `counts_every` seconds IDLE pauses for one LIST-STATUS, so a change
+        in the unread count of another folder is shown too (NOTIFY, RFC 5465, would push it; few
+        servers have it). Without IDLE, NOOP every KEEPALIVE seconds does the same more slowly."""
         s.listeners += 1
         conn = None
+        change = f"event: change\ndata: {folder}\n\n"
         try:
             conn = await open_connection(s.endpoint, s.user, s.password)
             await conn.command("EXAMINE", conn.mailbox(folder))
+            counts = await _unseen_counts(conn)
             yield "retry: 5000\n\n"
             idle = "IDLE" in conn.capabilities
             loop = asyncio.get_running_loop()
+            every = self.settings.counts_every
             while s.token in self.sessions.sessions:
                 if idle:
                     await conn.idle_start()
                     started = loop.time()
-                    while loop.time() - started < IDLE_RENEW:
-                        got = await conn.idle_wait(KEEPALIVE)
+                    while loop.time() - started < min(IDLE_RENEW, every):
+                        left = min(IDLE_RENEW, every) - (loop.time() - started)
+                        got = await conn.idle_wait(max(0.05, min(KEEPALIVE, left)))
                         if any(_changes(r.values()) for r in got):
-                            yield f"event: change\ndata: {folder}\n\n"
+                            yield change
                         else:
                             yield ": keepalive\n\n"
                         if s.token not in self.sessions.sessions:
@@ -630,10 +636,14 @@ class Webmail:
                 else:
                     untagged, _ = await conn.command("NOOP")
                     if any(_changes(r.values()) for r in untagged):
-                        yield f"event: change\ndata: {folder}\n\n"
+                        yield change
                     else:
                         yield ": keepalive\n\n"
-                    await asyncio.sleep(KEEPALIVE)
+                    await asyncio.sleep(min(KEEPALIVE, every))
+                now = await _unseen_counts(conn)
+                if now != counts:
+                    counts = now
+                    yield change
         except (IMAPUnavailable, IMAPError, AuthFailed) as e:
             yield f"event: down\ndata: {str(e)[:200]}\n\n"
         finally:
@@ -669,6 +679,17 @@ class Webmail:
     async def root(self, request: Request) -> Response:
         s = self.sessions.get(request.cookies.get(COOKIE))
         return RedirectResponse("/box" if s else "/login", 303)
+
+
+def _localise(request: Request, folders: list[mailbox.Folder]) -> list[mailbox.Folder]:
+    lang = mailbox.language(request.headers.get("accept-language", ""))
+    for f in folders:
+        f.lang = lang
+    return folders
+
+
+async def _unseen_counts(conn: Any) -> dict[str, int]:
+    return {f.name: f.unseen for f in await mailbox.list_folders(conn)}
 
 
 def _changes(v: list[object]) -> bool:

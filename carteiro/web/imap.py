@@ -20,10 +20,11 @@ TRANSCRIPT_LINES = 60
 class IMAPError(Exception):
     """A NO/BAD answer: `status` and the server's text (shown to the user)."""
 
-    def __init__(self, status: str, text: str) -> None:
+    def __init__(self, status: str, text: str, code: str = "") -> None:
         super().__init__(f"{status} {text}")
         self.status = status
         self.text = text
+        self.code = code  # the response code's atom (RFC 5530), upper case
 
 
 class IMAPUnavailable(Exception):
@@ -105,6 +106,10 @@ class IMAPConnection:
                 "LOGIN", self.astring(user), self.astring(password), secret=True
             )
         except IMAPError as e:
+            # RFC 5530 3: UNAVAILABLE is the server's trouble, not a wrong password.
+            if e.code == "UNAVAILABLE":
+                await self.close()
+                raise IMAPUnavailable(f"the IMAP server cannot log us in now: {e.text}") from e
             raise AuthFailed(e.text) from e
         # Capabilities change after login (RFC 9051 6.2.3); the OK may carry them already.
         if not done.code().upper().startswith("CAPABILITY"):
@@ -181,7 +186,7 @@ class IMAPConnection:
                     if code.upper().startswith("CAPABILITY "):
                         self.capabilities = {c.upper() for c in code.split()[1:]}
                     if status != "OK":
-                        raise IMAPError(status, text)
+                        raise IMAPError(status, text, code.split(" ", 1)[0].upper())
                     return untagged, r
                 self._untagged(r)
                 untagged.append(r)

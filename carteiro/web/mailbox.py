@@ -39,6 +39,28 @@ LOCAL_NAMES = {
 }
 
 
+# Names shown for special-use folders, by the browser's preferred language (Accept-Language).
+LOCALISED = {
+    "pt": {"\\Inbox": "Caixa de entrada", "\\Drafts": "Rascunhos", "\\Sent": "Enviados",
+           "\\Trash": "Lixo", "\\Junk": "Spam", "\\Archive": "Arquivo"},
+    "es": {"\\Inbox": "Bandeja de entrada", "\\Drafts": "Borradores", "\\Sent": "Enviados",
+           "\\Trash": "Papelera", "\\Junk": "Spam", "\\Archive": "Archivo"},
+    "fr": {"\\Inbox": "Boîte de réception", "\\Drafts": "Brouillons", "\\Sent": "Envoyés",
+           "\\Trash": "Corbeille", "\\Junk": "Indésirables", "\\Archive": "Archives"},
+    "de": {"\\Inbox": "Posteingang", "\\Drafts": "Entwürfe", "\\Sent": "Gesendet",
+           "\\Trash": "Papierkorb", "\\Junk": "Spam", "\\Archive": "Archiv"},
+}  # fmt: skip
+
+
+def language(accept: str) -> str:
+    """The first language of an Accept-Language header that we have names for, else "en"."""
+    for item in accept.split(",")[:20]:
+        tag = item.split(";")[0].strip().lower()[:2]
+        if tag in LOCALISED or tag == "en":
+            return tag
+    return "en"
+
+
 @dataclass
 class Folder:
     name: str
@@ -47,12 +69,15 @@ class Folder:
     special: str = ""
     messages: int = 0
     unseen: int = 0
+    lang: str = "en"
 
     @property
     def label(self) -> str:
         """What the user sees: localised special-use names, the last level of others."""
-        if self.special in LOCAL_NAMES:
-            return LOCAL_NAMES[self.special]
+        if self.special in LOCAL_NAMES and self.depth == 0:
+            return LOCALISED.get(self.lang, LOCAL_NAMES).get(
+                self.special, LOCAL_NAMES[self.special]
+            )
         return self.name.rsplit(self.delimiter, 1)[-1] if self.delimiter else self.name
 
     @property

@@ -21,3 +21,4 @@ class WebSettings:
     max_upload: int = 25 * 1024 * 1024  # all attachments of one message together
     secure_cookies: bool = False  # set when served over HTTPS
     title: str = "carteiro webmail"
+    counts_every: float = 60.0  # seconds between unread-count checks of all folders (live page)

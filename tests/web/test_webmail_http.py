@@ -346,3 +346,46 @@ def test_https_and_secure_cookie_when_configured(tmp_path: Path) -> None:
             assert "secure" in r.headers["set-cookie"].lower()
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{s.ports['web']}/login", timeout=5)
+
+
+def test_live_unread_count_of_another_folder(srv: ServerProcess) -> None:
+    """The open folder is INBOX; new unread mail in another folder still reaches the page."""
+    import asyncio
+
+    from carteiro.web.app import create_app
+    from carteiro.web.imap import Endpoint
+    from carteiro.web.server import WebServer
+    from carteiro.web.settings import WebSettings
+
+    m = imap(srv, BOB)
+    m.create("Listas")
+    m.logout()
+    ep = Endpoint("127.0.0.1", srv.ports["imaps"], "implicit", verify=False)
+    app = create_app(WebSettings(ep, ep, counts_every=0.3))
+
+    async def go() -> None:
+        web = WebServer(app, f"127.0.0.1:{free_port()}")
+        await web.start()
+        assert web.bound
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://{web.bound[0]}:{web.bound[1]}", timeout=30
+            ) as c:
+                page = await c.get("/login")
+                await c.post(
+                    "/login", data={"user": BOB, "password": USERS[BOB], "csrf": csrf_of(page.text)}
+                )
+                async with c.stream("GET", "/events", params={"folder": "INBOX"}) as r:
+                    lines = r.aiter_lines()
+                    assert (await anext(lines)).startswith("retry:")
+                    await asyncio.to_thread(
+                        append, srv, BOB, "Listas", b"Subject: elsewhere\r\n\r\nx\r\n"
+                    )
+                    async with asyncio.timeout(20):
+                        async for line in lines:
+                            if line == "event: change":
+                                break
+        finally:
+            await web.stop()
+
+    asyncio.run(go())

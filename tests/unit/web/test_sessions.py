@@ -67,3 +67,15 @@ def test_back_links_stay_on_our_site() -> None:
     assert _back("/box?folder=Work", "INBOX") == "/box?folder=Work"
     for evil in ("//evil.example/", "/\\evil.example/", "https://evil.example/", "javascript:x"):
         assert _back(evil, "INBOX") == "/box?folder=INBOX"
+
+
+def test_special_folder_names_follow_the_browser_language() -> None:
+    from carteiro.web.mailbox import Folder, language
+
+    assert language("pt-BR,pt;q=0.9,en;q=0.8") == "pt"
+    assert language("xx, de;q=0.5") == "de"
+    assert language("") == "en"
+    f = Folder("Sent Items", "/", special="\\Sent", lang="pt")
+    assert f.label == "Enviados"
+    assert Folder("Work/Sent", "/", special="", lang="pt").label == "Sent"
+    assert Folder("INBOX", "/", special="\\Inbox", lang="fr").label == "Boîte de réception"

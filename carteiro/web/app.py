@@ -445,6 +445,7 @@ class Webmail:
         mode = q.get("mode", "")
         draft = compose.Draft(sender=s.user, to=q.get("to", ""))
         draft_uid = ""
+        raw = b""
         if mode:
             folder, uid = _where(request)
             raw = await self._raw(s, folder, uid)
@@ -466,9 +467,13 @@ class Webmail:
                     references=message.header(v.msg, "References"),
                 )
                 draft_uid = str(uid)
+        carried: list[str] = []
+        if mode in ("forward", "draft"):
+            carried = [a.filename for a in message.view(raw).attachments]
         return self._compose(
-            request, s, draft, q.get("folder", ""), q.get("uid", ""), mode, draft_uid
-        )
+            request, s, draft, q.get("folder", ""), q.get("uid", ""), mode, draft_uid,
+            carried=carried,
+        )  # fmt: skip
 
     def _compose(
         self,
@@ -481,6 +486,7 @@ class Webmail:
         draft_uid: str,
         error: str = "",
         status: int = 200,
+        carried: list[str] | None = None,
     ) -> Response:
         return self.render(
             request,
@@ -494,6 +500,7 @@ class Webmail:
             draft_uid=draft_uid,
             error=error,
             max_upload=self.settings.max_upload,
+            carried=carried or [],
         )
 
     async def compose_post(self, request: Request) -> Response:
@@ -527,6 +534,14 @@ class Webmail:
                 )
         if mode == "forward-attach" and folder and uid.isdigit():
             draft.forwarded = await self._raw(s, folder, int(uid))
+        elif mode in ("forward", "draft") and folder and uid.isdigit():
+            # The original's (or the draft's) attachments go with it.
+            raw = await self._raw(s, folder, int(uid))
+            for a in message.view(raw).attachments:
+                got = message.part_bytes(raw, a.index)
+                if got is not None:
+                    total += len(got[0])
+                    draft.attachments.append(compose.Attachment(got[2], got[1], got[0]))
         if total > self.settings.max_upload:
             return self._compose(
                 request, s, draft, folder, uid, mode, draft_uid,

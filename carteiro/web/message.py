@@ -92,6 +92,9 @@ def view(raw: bytes) -> View:
     for i, p in enumerate(leaves):
         if i in body_parts:
             continue
+        cid = str(p.get("Content-ID", "")).strip().strip("<>")
+        if cid and html and f"cid:{cid}" in html:
+            continue  # an image of the HTML body (RFC 2392), shown there, not an attachment
         payload = p.get_payload(decode=True)
         atts.append(
             Part(
@@ -99,7 +102,7 @@ def view(raw: bytes) -> View:
                 filename=p.get_filename() or f"part-{i + 1}",
                 content_type=p.get_content_type(),
                 size=len(payload) if isinstance(payload, bytes) else 0,
-                content_id=str(p.get("Content-ID", "")).strip().strip("<>"),
+                content_id=cid,
             )
         )
     return View(msg, headers, text, html, atts)

@@ -389,3 +389,28 @@ def test_live_unread_count_of_another_folder(srv: ServerProcess) -> None:
             await web.stop()
 
     asyncio.run(go())
+
+
+def test_forward_inline_carries_the_attachments(srv: ServerProcess) -> None:
+    user = "carol@example.test"
+    append(srv, user, "INBOX", rich_message("zoe@example.org", user, "Encaminhar", "x"))
+    uid = uids(srv, user, "INBOX", 'SUBJECT "Encaminhar"')[0]
+    c, token = logged_in(srv, user)
+    form = c.get("/compose", params={"mode": "forward", "folder": "INBOX", "uid": uid}).text
+    assert "Attached from the original: relatório.pdf" in form
+    r = c.post(
+        "/compose",
+        data={
+            "csrf": token, "to": user, "subject": "Fwd: Encaminhar", "body": "veja",
+            "mode": "forward", "folder": "INBOX", "uid": str(uid), "action": "send",
+        },
+    )  # fmt: skip
+    assert r.status_code == 303, r.text
+    fwd = wait_for("the forward", lambda: uids(srv, user, "INBOX", 'SUBJECT "Fwd: Encaminhar"'))
+    m = imap(srv, user)
+    m.select("INBOX")
+    _, data = m.uid("FETCH", str(fwd[0]), "(BODY.PEEK[])")
+    m.logout()
+    msg = email.message_from_bytes(data[0][1], policy=email.policy.default)
+    names = [a.get_filename() for a in msg.iter_attachments()]
+    assert "relatório.pdf" in names

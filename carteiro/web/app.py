@@ -185,7 +185,7 @@ class Webmail:
         if not user or not password:
             return self._login_form(request, "Enter your address and password.", 400, user)
         try:
-            s = await self.sessions.login(user, password)
+            s = await self.sessions.login(user, password, ip)
         except AuthFailed:
             self.sessions.throttle.failed(ip, user.lower())
             return self._login_form(request, "Wrong address or password.", 401, user)
@@ -627,7 +627,7 @@ class Webmail:
         conn = None
         change = f"event: change\ndata: {folder}\n\n"
         try:
-            conn = await open_connection(s.endpoint, s.user, s.password)
+            conn = await open_connection(s.endpoint, s.user, s.password, s.client_ip)
             await conn.command("EXAMINE", conn.mailbox(folder))
             counts = await _unseen_counts(conn)
             yield "retry: 5000\n\n"

@@ -98,7 +98,14 @@ class IMAPConnection:
             await self.close()
             raise IMAPUnavailable(f"cannot reach the IMAP server: {e or type(e).__name__}") from e
 
-    async def login(self, user: str, password: str) -> None:
+    async def login(self, user: str, password: str, client_ip: str = "") -> None:
+        if client_ip and "ID" in self.capabilities:
+            # RFC 2971 with Dovecot's x-originating-ip: a server that trusts us (Dovecot's
+            # login_trusted_networks) then throttles and logs the browser's address, not ours.
+            try:
+                await self.command("ID", f'("x-originating-ip" {quote(client_ip)})')
+            except IMAPError:
+                pass
         try:
             # RFC 9051 6.2.3: LOGIN arguments are astrings; a literal carries anything a quoted
             # string cannot (non-ASCII passwords).

@@ -36,6 +36,7 @@ class WebSession:
     listeners: int = 0  # open server-sent-event streams
     messages: OrderedDict[tuple[str, int], bytes] = field(default_factory=OrderedDict)
     transcript_wanted: bool = False
+    client_ip: str = ""
     _opening: int = 0
 
     @contextlib.asynccontextmanager
@@ -58,7 +59,7 @@ class WebSession:
         if len(self.conns) + self._opening < MAX_CONNECTIONS:
             self._opening += 1
             try:
-                c = await open_connection(self.endpoint, self.user, self.password)
+                c = await open_connection(self.endpoint, self.user, self.password, self.client_ip)
             finally:
                 self._opening -= 1
             await c.lock.acquire()
@@ -101,11 +102,13 @@ class WebSession:
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
 
 
-async def open_connection(endpoint: Endpoint, user: str, password: str) -> IMAPConnection:
+async def open_connection(
+    endpoint: Endpoint, user: str, password: str, client_ip: str = ""
+) -> IMAPConnection:
     conn = IMAPConnection(endpoint)
     await conn.connect()
     try:
-        await conn.login(user, password)
+        await conn.login(user, password, client_ip)
     except BaseException:
         await conn.close()
         raise
@@ -114,12 +117,13 @@ async def open_connection(endpoint: Endpoint, user: str, password: str) -> IMAPC
 
 class LoginThrottle:
     """Failures per client address and per account in a sliding window. Past `max_failures` an
-    address is refused for `block_time`; an account gets a growing delay instead (never a lockout,
+    address is refused for `block_time` (5: below the IMAP server's own 10, so that one browser
+    address is stopped here before the server, which sees all of us as one address, blocks it); an account gets a growing delay instead (never a lockout,
     which would let anyone lock a victim out), as the IMAP server's own throttle does."""
 
     def __init__(
         self,
-        max_failures: int = 10,
+        max_failures: int = 5,
         window: float = 600.0,
         block_time: float = 900.0,
         account_free: int = 5,
@@ -180,9 +184,9 @@ class SessionStore:
         self.sessions: dict[str, WebSession] = {}
         self.throttle = LoginThrottle(clock=clock)
 
-    async def login(self, user: str, password: str) -> WebSession:
+    async def login(self, user: str, password: str, client_ip: str = "") -> WebSession:
         """Check the password by IMAP LOGIN; the connection becomes the session's first."""
-        conn = await open_connection(self.endpoint, user, password)
+        conn = await open_connection(self.endpoint, user, password, client_ip)
         s = WebSession(
             token=secrets.token_urlsafe(32),
             user=user,
@@ -191,6 +195,7 @@ class SessionStore:
             endpoint=self.endpoint,
             last_seen=self.clock(),
             conns=[conn],
+            client_ip=client_ip,
         )
         self.sessions[s.token] = s
         return s

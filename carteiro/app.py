@@ -30,6 +30,8 @@ from carteiro.servers.context import ServerContext
 from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
+    from starlette.routing import BaseRoute
+
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.web.server import WebServer
     from carteiro.web.settings import WebSettings
@@ -241,6 +243,12 @@ def web_settings(cfg: Config) -> WebSettings:
     )
 
 
+def web_routes(cfg: Config) -> list[BaseRoute]:
+    """Routes other areas mount in the webmail (e.g. the lists' one-click unsubscribe, RFC 8058):
+    append them here; they are served before the static files, under their own paths."""
+    return []
+
+
 def web_server(cfg: Config) -> WebServer:
     from carteiro.web.app import create_app
     from carteiro.web.server import WebServer
@@ -250,7 +258,7 @@ def web_server(cfg: Config) -> WebServer:
     if settings.secure_cookies:
         cert = cfg.path(cfg.web.cert or cfg.tls.cert)
         key = cfg.path(cfg.web.key or cfg.tls.key)
-    return WebServer(create_app(settings), cfg.listen.web, cert, key)
+    return WebServer(create_app(settings, web_routes(cfg)), cfg.listen.web, cert, key)
 
 
 @dataclass

@@ -79,3 +79,26 @@ def test_special_folder_names_follow_the_browser_language() -> None:
     assert f.label == "Enviados"
     assert Folder("Work/Sent", "/", special="", lang="pt").label == "Sent"
     assert Folder("INBOX", "/", special="\\Inbox", lang="fr").label == "Boîte de réception"
+
+
+def test_extra_routes_are_mounted() -> None:
+    import httpx
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from carteiro.web.app import create_app
+    from carteiro.web.settings import WebSettings
+
+    async def unsubscribe(request: object) -> PlainTextResponse:
+        return PlainTextResponse("unsubscribed")
+
+    ep = Endpoint("127.0.0.1", 1)
+    app = create_app(WebSettings(ep, ep), [Route("/lists/unsubscribe", unsubscribe)])
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.get("/lists/unsubscribe")
+
+    r = asyncio.run(go())
+    assert r.text == "unsubscribed" and "nosniff" in r.headers["x-content-type-options"]

@@ -213,6 +213,12 @@ class IMAPConnection:
     def _untagged(self, r: Response) -> None:
         if r.tag != "*":
             return
+        head = r.segments[0][:40].upper()
+        # Only a few responses change our state; FETCH data is parsed by whoever asked for it.
+        if not (
+            head.startswith((b"CAPABILITY", b"BYE")) or head.endswith((b" EXISTS", b" EXPUNGE"))
+        ):
+            return
         vals = r.values()
         if vals and vals[0] == "CAPABILITY":
             self.capabilities = {str(v).upper() for v in vals[1:]}

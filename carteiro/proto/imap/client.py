@@ -8,6 +8,7 @@ raises ResponseError; no regex, one pass per byte. Used by the webmail's IMAP cl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 Value = "str | bytes | None | list[Value]"
@@ -26,6 +27,7 @@ class Response:
 
     tag: str
     segments: list[bytes] = field(default_factory=list)
+    _values: list[object] | None = field(default=None, repr=False, compare=False)
 
     @property
     def text(self) -> bytes:
@@ -33,7 +35,9 @@ class Response:
         return b"".join(s for i, s in enumerate(self.segments) if i % 2 == 0)
 
     def values(self) -> list[object]:
-        return parse_values(self.segments)
+        if self._values is None:
+            self._values = parse_values(self.segments)
+        return self._values
 
     def status(self) -> tuple[str, str]:
         """("OK"|"NO"|"BAD"|"BYE"|..., text) of a status response, text without the [code]."""
@@ -110,7 +114,10 @@ def _literal_size(line: bytes) -> int | None:
     return int(digits)
 
 
-_ATOM_END = frozenset(b' ()"{')
+# One atom run: no space, parenthesis, quote, brace or bracket. A single character class with
+# `*` cannot backtrack: linear in the input.
+_ATOM_RUN = re.compile(rb'[^ ()"{\[\]]*')
+_QUOTED_RUN = re.compile(rb'[^"\\]*')
 
 
 def parse_values(segments: list[bytes]) -> list[object]:
@@ -138,29 +145,39 @@ def parse_values(segments: list[bytes]) -> list[object]:
             elif c == 0x22:  # "
                 out = bytearray()
                 i += 1
-                while i < n and text[i] != 0x22:
-                    if text[i] == 0x5C and i + 1 < n:
-                        i += 1
-                    out.append(text[i])
-                    i += 1
-                i += 1
+                while i < n:
+                    m = _QUOTED_RUN.match(text, i)
+                    assert m is not None  # `*` always matches
+                    out += m.group()
+                    i = m.end()
+                    if i < n and text[i] == 0x5C and i + 1 < n:  # backslash-escaped character
+                        out.append(text[i + 1])
+                        i += 2
+                    else:
+                        break
+                i += 1  # the closing quote
                 stack[-1].append(bytes(out))
             elif c == 0x7B and literal is not None and text.endswith(b"}"):  # {n} then literal
                 stack[-1].append(literal)
                 i = n
             else:
                 start = i
-                depth = 0
-                while i < n:
-                    ch = text[i]
-                    # BODY[HEADER.FIELDS (A B)] is one atom: spaces and parens inside [] belong to it
-                    if ch == 0x5B:
-                        depth += 1
-                    elif ch == 0x5D and depth:
-                        depth -= 1
-                    elif depth == 0 and ch in _ATOM_END:
-                        break
+                while True:
+                    m = _ATOM_RUN.match(text, i)
+                    assert m is not None
+                    i = m.end()
+                    # BODY[HEADER.FIELDS (A B)] is one atom: what is inside [] belongs to it
+                    if i < n and text[i] == 0x5B:
+                        close = text.find(b"]", i)
+                        i = n if close < 0 else close + 1
+                        continue
+                    if i < n and text[i] == 0x5D:  # a stray ] is part of an atom (resp-text)
+                        i += 1
+                        continue
+                    break
+                if i == start:  # a lone { with no literal: skip it
                     i += 1
+                    continue
                 atom = text[start:i].decode("utf-8", "replace")
                 stack[-1].append(None if atom.upper() == "NIL" else atom)
     return root

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import statistics
@@ -82,7 +83,15 @@ async def timed(
     return samples
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server process (the webmail runs inside it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(srv: ServerProcess, n: int, users: int, rounds: int) -> None:
+    assert srv.proc is not None
+    pid = srv.proc.pid
     base = f"http://127.0.0.1:{srv.ports['web']}"
     clients = [httpx.AsyncClient(base_url=base, timeout=60) for _ in range(users)]
     for c in clients:
@@ -127,9 +136,14 @@ async def run(srv: ServerProcess, n: int, users: int, rounds: int) -> None:
         medians = []
         for what, op in ((f"web  {name}", web_op), ("IMAP same commands", raw_op)):
             await timed(users, 2, op)  # warm-up
+            cpu = cpu_seconds(pid)
             samples = await timed(users, rounds, op)
+            cpu = (cpu_seconds(pid) - cpu) / len(samples)
             medians.append(statistics.median(samples))
-            print(f"  {what:<19} {stats(samples)}   ({len(samples)} requests)")
+            print(
+                f"  {what:<19} {stats(samples)}   server CPU {cpu * 1000:5.1f} ms/request"
+                f"   ({len(samples)} requests)"
+            )
         print(f"  {'':19} web / IMAP (median): {medians[0] / medians[1]:.2f}")
     for c in clients:
         await c.aclose()

@@ -184,6 +184,10 @@ class Webmail:
             )
         if not user or not password:
             return self._login_form(request, "Enter your address and password.", 400, user)
+        if self.sessions.busy(ip):
+            return self._login_form(
+                request, "Too many logins in progress; try again in a moment.", 429, user
+            )
         try:
             s = await self.sessions.login(user, password, ip)
         except AuthFailed:

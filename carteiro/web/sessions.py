@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from carteiro.web.imap import Endpoint, IMAPConnection, IMAPUnavailable
 
 MAX_CONNECTIONS = 2  # per session for commands; IDLE for live updates has its own
+MAX_SESSIONS_PER_ACCOUNT = 10  # more logins end the oldest (each holds an IMAP connection)
+MAX_LOGINS_IN_FLIGHT_PER_IP = 2  # password checks at once from one browser address
 MESSAGE_CACHE = 4  # raw messages kept per session (view, then its images and attachments)
 
 
@@ -183,10 +185,25 @@ class SessionStore:
         self.clock = clock
         self.sessions: dict[str, WebSession] = {}
         self.throttle = LoginThrottle(clock=clock)
+        self.in_flight: dict[str, int] = {}
+
+    def busy(self, client_ip: str) -> bool:
+        """Too many logins from this address are being checked now: parallel guesses would
+        outrun the failure count, and hold the IMAP server's slots for everyone behind us."""
+        return self.in_flight.get(client_ip, 0) >= MAX_LOGINS_IN_FLIGHT_PER_IP
 
     async def login(self, user: str, password: str, client_ip: str = "") -> WebSession:
         """Check the password by IMAP LOGIN; the connection becomes the session's first."""
-        conn = await open_connection(self.endpoint, user, password, client_ip)
+        self.in_flight[client_ip] = self.in_flight.get(client_ip, 0) + 1
+        try:
+            conn = await open_connection(self.endpoint, user, password, client_ip)
+        finally:
+            self.in_flight[client_ip] -= 1
+            if not self.in_flight[client_ip]:
+                del self.in_flight[client_ip]
+        mine = [t for t, x in self.sessions.items() if x.user.lower() == user.lower()]
+        for t in mine[: max(0, len(mine) - MAX_SESSIONS_PER_ACCOUNT + 1)]:
+            await self.logout(t)  # oldest first: dicts keep insertion order
         s = WebSession(
             token=secrets.token_urlsafe(32),
             user=user,

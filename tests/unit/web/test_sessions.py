@@ -102,3 +102,32 @@ def test_extra_routes_are_mounted() -> None:
 
     r = asyncio.run(go())
     assert r.text == "unsubscribed" and "nosniff" in r.headers["x-content-type-options"]
+
+
+def test_sessions_per_account_are_capped_oldest_first(monkeypatch: object) -> None:
+    import carteiro.web.sessions as sessions_mod
+
+    class FakeConn:
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    opened: list[FakeConn] = []
+
+    async def fake_open(*args: object) -> FakeConn:
+        opened.append(FakeConn())
+        return opened[-1]
+
+    monkeypatch.setattr(sessions_mod, "open_connection", fake_open)  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        store = SessionStore(Endpoint("127.0.0.1", 1))
+        first = await store.login("u@x", "pw", "192.0.2.1")
+        for _ in range(sessions_mod.MAX_SESSIONS_PER_ACCOUNT):
+            await store.login("U@x", "pw", "192.0.2.1")
+        assert first.token not in store.sessions and opened[0].closed
+        assert len(store.sessions) == sessions_mod.MAX_SESSIONS_PER_ACCOUNT
+        assert not store.in_flight and not store.busy("192.0.2.1")
+
+    asyncio.run(go())

@@ -368,7 +368,9 @@ class Webmail:
                     await mailbox.store_flags(conn, uid_set, "\\Seen", action == "read")
                 elif action in ("flag", "unflag"):
                     await mailbox.store_flags(conn, uid_set, "\\Flagged", action == "flag")
-                elif action in ("move", "copy") and target:
+                elif action in ("move", "copy") and not target:
+                    return RedirectResponse(_with(back, error="Choose a folder first."), 303)
+                elif action in ("move", "copy"):
                     op = mailbox.move if action == "move" else mailbox.copy
                     await op(conn, uid_set, target)
                     notice = f"{len(uid_list)} message(s) {(action == 'move' and 'moved') or 'copied'} to {target}."

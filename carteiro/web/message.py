@@ -32,6 +32,10 @@ class View:
     html: str
     attachments: list[Part] = field(default_factory=list)
 
+    @property
+    def subject(self) -> str:
+        return header(self.msg, "Subject")
+
 
 def parse(raw: bytes) -> EmailMessage:
     msg = email.message_from_bytes(raw, policy=email.policy.default)

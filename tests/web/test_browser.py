@@ -67,6 +67,13 @@ def log_in(page: object, srv: ServerProcess, user: str, password: str) -> None:
     page.wait_for_url("**/box")  # type: ignore[attr-defined]
 
 
+UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, textarea, button'))
+  .filter(e => e.type !== 'hidden')
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.title && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+  .map(e => e.outerHTML)"""
+
+
 def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path: Path) -> None:
     ctx = browser.new_context(accept_downloads=True)  # type: ignore[attr-defined]
     inbox = ctx.new_page()
@@ -89,6 +96,7 @@ def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path
         ]
     )
     tab.screenshot(path=str(ARTIFACTS / "compose.png"))
+    assert tab.evaluate(UNLABELLED) == []
     tab.get_by_role("button", name="Send").click()
     tab.wait_for_url("**/box?**")
     tab.close()
@@ -99,6 +107,7 @@ def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path
     assert inbox.evaluate("window.__noReload") is True
     sync_api.expect(row).to_have_class("msg unread")
     inbox.screenshot(path=str(ARTIFACTS / "inbox.png"))
+    assert inbox.evaluate(UNLABELLED) == []
 
     # Keyboard: j selects the first message, Enter opens it.
     inbox.locator("body").press("j")
@@ -106,6 +115,7 @@ def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path
     inbox.wait_for_url("**/msg?**")
     sync_api.expect(inbox.locator(".body-text")).to_contain_text("Um coração em anexo.")
     inbox.screenshot(path=str(ARTIFACTS / "message.png"))
+    assert inbox.evaluate(UNLABELLED) == []
     with inbox.expect_download() as dl:
         inbox.get_by_role("link", name="dados ç.bin").click()
     assert dl.value.suggested_filename == "dados ç.bin"

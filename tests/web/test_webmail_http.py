@@ -414,3 +414,40 @@ def test_forward_inline_carries_the_attachments(srv: ServerProcess) -> None:
     msg = email.message_from_bytes(data[0][1], policy=email.policy.default)
     names = [a.get_filename() for a in msg.iter_attachments()]
     assert "relatório.pdf" in names
+
+
+def test_imap_down_after_login_then_back(tmp_path: Path) -> None:
+    """A logged-in page while the IMAP server is down says so (503); once it is back, the same
+    session works again: the pool drops dead connections and logs in anew."""
+    import asyncio
+
+    from carteiro.web.app import create_app
+    from carteiro.web.imap import Endpoint
+    from carteiro.web.settings import WebSettings
+
+    s = ServerProcess(tmp_path, users={ALICE: USERS[ALICE]}, services=("imaps",))
+    s.start()
+    try:
+        ep = Endpoint("127.0.0.1", s.ports["imaps"], "implicit", verify=False)
+        app = create_app(WebSettings(ep, ep))
+
+        async def go() -> None:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                page = await c.get("/login")
+                await c.post(
+                    "/login",
+                    data={"user": ALICE, "password": USERS[ALICE], "csrf": csrf_of(page.text)},
+                )
+                assert (await c.get("/box")).status_code == 200
+                await asyncio.to_thread(s.kill)
+                down = await c.get("/box")
+                assert down.status_code == 503 and "not reachable" in down.text
+                await asyncio.to_thread(s.start)
+                back = await c.get("/box")
+                assert back.status_code == 200 and ALICE in back.text
+            await app.state.webmail.sessions.close()  # no lifespan under ASGITransport
+
+        asyncio.run(go())
+    finally:
+        s.stop()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from carteiro.web.sanitize import cid_path, sanitize
 
 HOSTILE = """
@@ -41,3 +46,39 @@ def test_remote_images_when_allowed_and_cid() -> None:
     assert 'src="https://x.example/a.png"' in clean
     assert 'src="/m/cid/part1%40x"' in clean
     assert 'rel="noopener noreferrer nofollow"' in clean and 'target="_blank"' in clean
+
+
+FRAGMENTS = [
+    "<script>", "</script>", "<img src=", "\"http://e.example/x\"", " onerror=", "alert(1)",
+    "<a href=", "'javascript:x'", "data:text/html,x", "<svg", "<style>", "</style>",
+    "url(http://e.example)", " style=\"", "background:", "\"", "'", ">", "<", "&#106;avascript:",
+    "<form action=x>", "<iframe src=x>", "<p>", "text", " ", "=", "/", "<!--", "-->", "<![CDATA[",
+]  # fmt: skip
+
+
+class Markup(HTMLParser):
+    """What the browser would build from the output: tags and their attributes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=40))
+def test_no_combination_gets_through(parts: list[str]) -> None:
+    clean, _ = sanitize("".join(parts), cid_path("/m"))
+    m = Markup()
+    m.feed(clean)
+    for tag, attrs in m.tags:
+        assert tag not in ("script", "svg", "style", "form", "iframe", "object", "math")
+        for name, value in attrs:
+            v = (value or "").strip().lower()
+            assert not name.startswith("on")
+            if name in ("href", "src"):
+                assert v.startswith(("https:", "http:", "mailto:", "/m/cid/")), v
+                assert not (tag == "img" and v.startswith("http")), v  # remote loads blocked
+            if name == "style":
+                assert "url(" not in v and "expression" not in v

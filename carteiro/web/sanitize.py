@@ -62,7 +62,9 @@ def sanitize(
                 blocked += 1
                 return None
             return None
-        if element == "a" and attribute == "href" and value.strip().lower().startswith("cid:"):
+        # Absolute links only: a relative one would point into the webmail itself.
+        absolute = value.strip().lower().startswith(("http:", "https:", "mailto:"))
+        if element == "a" and attribute == "href" and not absolute:
             return None
         return value
 

@@ -311,10 +311,10 @@ class App:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
         if cfg.listen.web:
-            self.web = web_server(cfg)
             try:
+                self.web = web_server(cfg)
                 await self.web.start()
-            except OSError as e:
+            except (OSError, ConfigError) as e:
                 await self.stop(grace=0)
                 raise ListenError(str(e)) from e
             assert self.web.bound is not None

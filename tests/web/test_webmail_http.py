@@ -451,3 +451,13 @@ def test_imap_down_after_login_then_back(tmp_path: Path) -> None:
         asyncio.run(go())
     finally:
         s.stop()
+
+
+def test_serve_refuses_a_webmail_without_imap(tmp_path: Path) -> None:
+    s = ServerProcess(tmp_path, services=("web", "submission"))
+    s.init()
+    p = subprocess.run(
+        carteiro_cmd("serve", "--data", str(s.data)), capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 78
+    assert "the webmail needs [listen] imaps or imap enabled" in p.stderr

@@ -78,6 +78,8 @@ def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path
     ctx = browser.new_context(accept_downloads=True)  # type: ignore[attr-defined]
     inbox = ctx.new_page()
     inbox.set_default_timeout(15000)
+    console: list[str] = []
+    inbox.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     log_in(inbox, srv, USER, PASSWORD)
     sync_api.expect(inbox.get_by_role("heading", name="Inbox")).to_be_visible()
     inbox.wait_for_function("document.getElementById('live').dataset.liveOpen === '1'")
@@ -160,6 +162,9 @@ def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path
     inbox.goto(base(srv) + "/box")
     assert inbox.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     inbox.screenshot(path=str(ARTIFACTS / "inbox-phone.png"))
+
+    # Our own pages break none of our own Content-Security-Policy rules.
+    assert not [m for m in console if "Content Security Policy" in m], console
 
     # Log out; the session is gone, so the app sends us back to the login page.
     inbox.get_by_role("button", name="Log out").click()

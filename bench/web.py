@@ -92,8 +92,8 @@ def cpu_seconds(pid: int) -> float:
 async def run(srv: ServerProcess, n: int, users: int, rounds: int) -> None:
     assert srv.proc is not None
     pid = srv.proc.pid
-    base = f"http://127.0.0.1:{srv.ports['web']}"
-    clients = [httpx.AsyncClient(base_url=base, timeout=60) for _ in range(users)]
+    base = f"https://127.0.0.1:{srv.ports['web']}"
+    clients = [httpx.AsyncClient(base_url=base, timeout=60, verify=False) for _ in range(users)]
     for c in clients:
         page = await c.get("/login")
         token = re.search(r'name="csrf" value="([^"]+)"', page.text)

@@ -158,13 +158,24 @@ class DKIMConfig:
 class WebConfig:
     """The webmail (docs/web.md): an IMAP and submission client of this server."""
 
-    # HTTPS: "auto" serves HTTPS with the certificate below unless [listen] web is loopback.
-    tls: str = "auto"  # "auto" | "on" | "off"
+    # "on": HTTPS with the certificate below (the lists' one-click links, RFC 8058, must be
+    # https too); "off": plain HTTP, for a loopback listener behind a TLS proxy only.
+    tls: str = "on"  # "on" | "off"
     cert: str = ""  # default: [tls] cert (the data dir's certificate)
     key: str = ""
     idle_timeout: float = 1800.0  # a session ends after this long without a request
     max_upload: int = 25 * 1024 * 1024  # attachments of one message together
     public_hostname: str = ""  # the name clients are told in autoconfiguration (default: hostname)
+
+
+@dataclass
+class ListsConfig:
+    """Mailing lists (docs/lists.md); the lists themselves are made with `carteiro list`."""
+
+    # The public https://... base of the web listener, for RFC 8058 one-click unsubscribe links.
+    # "": https://HOSTNAME:PORT of [listen] web (no one-click links when web is disabled).
+    web_url: str = ""
+    batch: int = 1000  # members per queue message
 
 
 @dataclass
@@ -189,6 +200,7 @@ class Config:
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
@@ -302,6 +314,7 @@ def _validate(cfg: Config) -> None:
         "pop3.max_auth_failures": cfg.pop3.max_auth_failures,
         "imap.max_connections": cfg.imap.max_connections,
         "imap.max_connections_per_ip": cfg.imap.max_connections_per_ip,
+        "lists.batch": cfg.lists.batch,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -316,8 +329,14 @@ def _validate(cfg: Config) -> None:
     ):
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")
-    if cfg.web.tls not in ("auto", "on", "off"):
-        raise ConfigError(f"web.tls: {cfg.web.tls!r} is not one of auto, on, off")
+    if cfg.web.tls not in ("on", "off"):
+        raise ConfigError(f"web.tls: {cfg.web.tls!r} is not one of on, off")
+    if cfg.web.tls == "off" and cfg.listen.web:
+        web_host = parse_hostport(cfg.listen.web)[0]
+        if web_host not in ("localhost", "::1") and not web_host.startswith("127."):
+            raise ConfigError(
+                "web.tls: off (passwords over plain HTTP) only for a loopback [listen] web"
+            )
     if cfg.dns.inet_protocols not in ("any", "ipv4", "ipv6"):
         raise ConfigError(
             f"dns.inet_protocols: {cfg.dns.inet_protocols!r} is not one of any, ipv4, ipv6"
@@ -352,6 +371,8 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns, 53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    if cfg.lists.web_url and not cfg.lists.web_url.startswith("https://"):
+        raise ConfigError("lists.web_url: RFC 8058 needs an https:// URL")
     if cfg.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
     for i, proto in enumerate(cfg.log.trace):

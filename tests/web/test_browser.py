@@ -56,7 +56,7 @@ def browser() -> Iterator[object]:
 
 
 def base(srv: ServerProcess) -> str:
-    return f"http://127.0.0.1:{srv.ports['web']}"
+    return f"https://127.0.0.1:{srv.ports['web']}"  # the data dir's self-signed certificate
 
 
 def log_in(page: object, srv: ServerProcess, user: str, password: str) -> None:
@@ -75,7 +75,7 @@ UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, texta
 
 
 def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path: Path) -> None:
-    ctx = browser.new_context(accept_downloads=True)  # type: ignore[attr-defined]
+    ctx = browser.new_context(accept_downloads=True, ignore_https_errors=True)  # type: ignore[attr-defined]
     inbox = ctx.new_page()
     inbox.set_default_timeout(15000)
     console: list[str] = []
@@ -178,7 +178,7 @@ def test_hostile_message_is_inert(srv: ServerProcess, browser: object) -> None:
     m = imap_connect("127.0.0.1", srv.ports["imaps"], "eve@example.test", "eve-pw")
     assert m.append("INBOX", None, None, hostile_message("eve@example.test"))[0] == "OK"
     m.logout()
-    ctx = browser.new_context()  # type: ignore[attr-defined]
+    ctx = browser.new_context(ignore_https_errors=True)  # type: ignore[attr-defined]
     page = ctx.new_page()
     page.set_default_timeout(15000)
     requests: list[str] = []

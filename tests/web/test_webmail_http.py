@@ -34,7 +34,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def client(srv: ServerProcess) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{srv.ports['web']}", timeout=30)
+    # HTTPS with the data dir's self-signed certificate
+    return httpx.Client(base_url=f"https://127.0.0.1:{srv.ports['web']}", timeout=30, verify=False)
 
 
 def imap(srv: ServerProcess, user: str) -> imaplib.IMAP4_SSL:
@@ -69,14 +70,14 @@ def test_login_cookie_wrong_password_and_logout(srv: ServerProcess) -> None:
     r = login(c, "carol@example.test", USERS["carol@example.test"])
     assert r.status_code == 303
     cookie = r.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
     page = c.get("/box")
     assert page.status_code == 200 and "carol@example.test" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     token = csrf_of(page.text)
     # Without the token, or from another site, a state change is refused.
     assert c.post("/logout", data={}).status_code == 403
-    evil = c.post("/logout", data={"csrf": token}, headers={"Origin": "http://evil.example"})
+    evil = c.post("/logout", data={"csrf": token}, headers={"Origin": "https://evil.example"})
     assert evil.status_code == 403
     assert c.post("/logout", data={"csrf": token}).status_code == 303
     # The old cookie is refused: back to the login page.
@@ -333,19 +334,19 @@ def test_carteiro_web_alone_in_front_of_the_server(srv: ServerProcess) -> None:
     assert refused.returncode == 78 and "plain HTTP" in refused.stderr
 
 
-def test_https_and_secure_cookie_when_configured(tmp_path: Path) -> None:
-    with ServerProcess(
-        tmp_path,
-        users={ALICE: USERS[ALICE]},
-        services=("imaps", "submissions", "web"),
-        extra_config='[web]\ntls = "on"\n',
-    ) as s:
-        with httpx.Client(base_url=f"https://127.0.0.1:{s.ports['web']}", verify=False) as c:
-            r = login(c, ALICE, USERS[ALICE])
-            assert r.status_code == 303
-            assert "secure" in r.headers["set-cookie"].lower()
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"http://127.0.0.1:{s.ports['web']}/login", timeout=5)
+def test_plain_http_when_tls_off_on_loopback(tmp_path: Path) -> None:
+    with (
+        ServerProcess(
+            tmp_path,
+            users={ALICE: USERS[ALICE]},
+            services=("imaps", "submissions", "web"),
+            extra_config='[web]\ntls = "off"\n',
+        ) as s,
+        httpx.Client(base_url=f"http://127.0.0.1:{s.ports['web']}") as c,
+    ):
+        r = login(c, ALICE, USERS[ALICE])
+        assert r.status_code == 303
+        assert "secure" not in r.headers["set-cookie"].lower()
 
 
 def test_live_unread_count_of_another_folder(srv: ServerProcess) -> None:

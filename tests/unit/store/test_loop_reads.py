@@ -113,3 +113,50 @@ async def test_expunge_that_finds_nothing_needs_no_write(
     await acct.set_flags(r1.mailbox_id, [r2.uid], FlagOp.ADD, ["\\Deleted"])
     assert await acct.expunge(r1.mailbox_id) == [r2.uid]
     assert [m.uid for m in await acct.list_messages(r1.mailbox_id)] == [r1.uid]
+
+
+async def test_store_known_to_change_goes_straight_to_the_writer(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the mailbox's listing cached, a STORE the listing says will change a flag does not
+    pay for the read that could have skipped the writer."""
+    acct = await store.account(ACCOUNT)
+    r = await acct.append("INBOX", make_message("a", 300))
+    await acct.open_mailbox("INBOX")  # caches the listing: the message has no flags
+    quick = 0
+    real_quick = store.read_quick
+
+    async def counting_quick(*a: Any, **k: Any) -> Any:
+        nonlocal quick
+        quick += 1
+        return await real_quick(*a, **k)
+
+    monkeypatch.setattr(store, "read_quick", counting_quick)
+    changed, _ = await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.ADD, ["\\Flagged"])
+    assert [m.uid for m in changed] == [r.uid] and quick == 0
+
+
+async def test_a_store_remembers_what_it_committed_as_the_next_hint(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Toggling a flag (as +FLAGS then -FLAGS): each STORE is known to change, even though the
+    cached listing is from before the first one, so none pays for the no-change read."""
+    acct = await store.account(ACCOUNT)
+    r = await acct.append("INBOX", make_message("a", 300))
+    await acct.open_mailbox("INBOX")
+    quick = 0
+    real_quick = store.read_quick
+
+    async def counting_quick(*a: Any, **k: Any) -> Any:
+        nonlocal quick
+        quick += 1
+        return await real_quick(*a, **k)
+
+    monkeypatch.setattr(store, "read_quick", counting_quick)
+    for op in (FlagOp.ADD, FlagOp.REMOVE, FlagOp.ADD, FlagOp.REMOVE):
+        changed, _ = await acct.set_flags(r.mailbox_id, [r.uid], op, ["\\Deleted"])
+        assert [m.uid for m in changed] == [r.uid]
+    assert quick == 0
+    # and a STORE that then changes nothing is still answered without the writer
+    assert await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.REMOVE, ["\\Deleted"]) == ([], [])
+    assert quick == 1

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import ssl
+import stat
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from carteiro.core.hostport import parse_hostport
 
 log = logging.getLogger("carteiro.net")
+
+UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
 
 
 class ListenError(Exception):
@@ -47,6 +51,10 @@ class Connection:
         self.service = service
         peer = writer.get_extra_info("peername") or ("", 0)
         local = writer.get_extra_info("sockname") or ("", 0)
+        if isinstance(peer, str | bytes):  # a Unix socket: no address, no port
+            peer = ("", 0)
+        if isinstance(local, str | bytes):
+            local = ("", 0)
         self.peer_ip: str = str(peer[0])
         self.peer_port: int = int(peer[1])
         self.local_ip: str = str(local[0])
@@ -119,6 +127,9 @@ class Listener:
         self._handshakes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        if self.address.startswith(UNIX_PREFIX):
+            await self._start_unix(self.address[len(UNIX_PREFIX) :])
+            return
         host, port = parse_hostport(self.address)
         try:
             if self.ssl_context is not None:
@@ -140,6 +151,25 @@ class Listener:
             ) from None
         sock = self.server.sockets[0].getsockname()
         self.bound = (str(sock[0]), int(sock[1]))
+
+    async def _start_unix(self, path: str) -> None:
+        """A Unix stream socket (LMTP from an MTA on this host). Mode 0666, like a loopback TCP
+        port: restrict who may connect with the permissions of the directory holding it."""
+        if self.ssl_context is not None:
+            raise ListenError(f"{self.service}: implicit TLS on a Unix socket is not supported")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)  # left by a previous run
+            self.server = await asyncio.start_unix_server(
+                self._accept, path=path, limit=1 << 20, backlog=1024
+            )
+            os.chmod(path, 0o666)
+        except OSError as e:
+            raise ListenError(
+                f"{self.service}: cannot listen on {self.address}: {e.strerror or e}"
+            ) from None
+        self.bound = (path, 0)
 
     # ---- implicit TLS: count the client at accept, before its handshake ----
     # asyncio's own TLS server handshakes before any callback runs, so every half-open handshake

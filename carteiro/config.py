@@ -416,6 +416,13 @@ def _validate(cfg: Config) -> None:
                 parse_hostport(value, 25) if key == "relay.smarthost" else parse_nexthop(value)
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
+    for k, v in cfg.transport.items():
+        if v.startswith("lmtp:") and k.lower().rstrip(".") in {d.lower() for d in cfg.domains}:
+            # local delivery wins over [transport]: the hand-off would silently not happen
+            raise ConfigError(
+                f"transport.{k}: {k} is in domains (delivered here); a domain handed to "
+                "another server over LMTP must not be one of ours"
+            )
     for i, ns in enumerate(cfg.dns.nameservers):
         try:
             parse_hostport(ns, 53)

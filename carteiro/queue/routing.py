@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from carteiro.core.address import AddressError, domain_to_ascii, normalize_domain
 from carteiro.core.hostport import parse_hostport
-from carteiro.core.nexthop import parse_nexthop
+from carteiro.core.nexthop import parse_nexthop, transport_entry, transport_table
 from carteiro.queue.transport import Hop, Reply, TLSPolicy
 
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
@@ -129,22 +129,12 @@ class Router:
         self.rng = rng or random.Random()
         # Among equal preferences, hosts we already hold a connection to go first.
         self.prefer = prefer
-        self._transport = {
-            normalize_domain(k) if not k.startswith(".") else "." + normalize_domain(k[1:]): v
-            for k, v in config.transport.items()
-        }
+        self._transport = transport_table(config.transport)
 
     # ---- which destination ----------------------------------------------------------------
 
     def _transport_for(self, domain: str) -> str | None:
-        if domain in self._transport:
-            return self._transport[domain]
-        labels = domain.split(".")
-        for i in range(1, len(labels)):
-            parent = "." + ".".join(labels[i:])
-            if parent in self._transport:
-                return self._transport[parent]
-        return None
+        return transport_entry(self._transport, domain)
 
     def destination(self, domain: str, release: bool = False) -> Destination:
         """The next hop for a recipient domain. Local domains never leave the machine; held

@@ -21,3 +21,25 @@ def test_forms() -> None:
 def test_bad(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_nexthop(bad)
+
+
+def test_transport_lookup_and_lmtp_domains() -> None:
+    from carteiro.core.nexthop import is_lmtp_domain, transport_entry, transport_table
+
+    table = transport_table(
+        {"Lists.Test.": "lmtp:127.0.0.1:8024", ".ml.test": "lmtp:unix:/x", "o.test": "h:26"}
+    )
+    assert transport_entry(table, "lists.test") == "lmtp:127.0.0.1:8024"
+    assert transport_entry(table, "a.b.ml.test") == "lmtp:unix:/x"
+    assert transport_entry(table, "ml.test") is None  # ".parent" is its subdomains only
+    assert is_lmtp_domain(table, "LISTS.test.") and is_lmtp_domain(table, "x.ml.test")
+    assert not is_lmtp_domain(table, "o.test") and not is_lmtp_domain(table, "z.test")
+
+
+def test_lmtp_transport_for_a_local_domain_is_refused(tmp_path: object) -> None:
+    from carteiro.config import ConfigError, loads
+
+    text = 'domains = ["example.test", "lists.test"]\n[transport]\n"lists.test" = "lmtp:h:24"\n'
+    with pytest.raises(ConfigError, match="lists.test is in domains"):
+        loads(text)
+    loads(text.replace('"lists.test"]', '"other.test"]'))

@@ -40,6 +40,6 @@ def test_lmtp_transport_for_a_local_domain_is_refused(tmp_path: object) -> None:
     from carteiro.config import ConfigError, loads
 
     text = 'domains = ["example.test", "lists.test"]\n[transport]\n"lists.test" = "lmtp:h:24"\n'
-    with pytest.raises(ConfigError, match="lists.test is in domains"):
+    with pytest.raises(ConfigError, match=r"lists\.test is in domains"):
         loads(text)
     loads(text.replace('"lists.test"]', '"other.test"]'))

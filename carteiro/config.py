@@ -417,6 +417,9 @@ def _validate(cfg: Config) -> None:
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
     for k, v in cfg.transport.items():
+        local, at, _domain = k.rpartition("@")
+        if at and (not local or any(c in k for c in " <>,;\r\n")):
+            raise ConfigError(f"transport.{k}: a key is a domain, .parent or user@domain")
         if v.startswith("lmtp:") and k.lower().rstrip(".") in {d.lower() for d in cfg.domains}:
             # local delivery wins over [transport]: the hand-off would silently not happen
             raise ConfigError(

@@ -47,12 +47,33 @@ def parse_nexthop(value: str, default_port: int = 25) -> NextHop:
     return NextHop("smtp", host, port)
 
 
+def _key(key: str) -> str:
+    if "@" in key:  # one address (Mailman's per-list entries in a shared domain)
+        local, _, domain = key.rpartition("@")
+        return f"{local.lower()}@{normalize_domain(domain)}"
+    if key.startswith("."):
+        return "." + normalize_domain(key[1:])
+    return normalize_domain(key)
+
+
 def transport_table(entries: Mapping[str, str]) -> dict[str, str]:
-    """`[transport]` with its keys normalized: "domain" or ".parent" (every subdomain)."""
-    return {
-        normalize_domain(k) if not k.startswith(".") else "." + normalize_domain(k[1:]): v
-        for k, v in entries.items()
-    }
+    """`[transport]` with its keys normalized: "user@domain", "domain" or ".parent" (every
+    subdomain)."""
+    return {_key(k): v for k, v in entries.items()}
+
+
+def address_entry(table: Mapping[str, str], address: str) -> str | None:
+    """The next hop `table` names for this one address: "user+detail@domain", else
+    "user@domain" (as Postfix with recipient_delimiter "+": Mailman's dev-bounces+VERP and
+    dev-confirm+TOKEN forms go where dev-bounces@ and dev-confirm@ go). Never the domain's."""
+    if "@" not in address:
+        return None
+    key = _key(address)
+    if key in table:
+        return table[key]
+    local, _, domain = key.rpartition("@")
+    base = local.partition("+")[0]
+    return table.get(f"{base}@{domain}") if base != local else None
 
 
 def transport_entry(table: Mapping[str, str], domain: str) -> str | None:
@@ -72,4 +93,10 @@ def is_lmtp_domain(table: Mapping[str, str], domain: str) -> bool:
     """Whether `domain`'s mail is handed over LMTP (a list manager, another store): final
     delivery that this server accepts for anyone, as Postfix's relay_domains to Mailman."""
     entry = transport_entry(table, normalize_domain(domain))
+    return entry is not None and entry.startswith("lmtp:")
+
+
+def is_lmtp_address(table: Mapping[str, str], address: str) -> bool:
+    """Whether this address has an `lmtp:` entry of its own (a list handed to Mailman)."""
+    entry = address_entry(table, address)
     return entry is not None and entry.startswith("lmtp:")

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from carteiro.core.address import AddressError, domain_to_ascii, normalize_domain
 from carteiro.core.hostport import parse_hostport
-from carteiro.core.nexthop import parse_nexthop, transport_entry, transport_table
+from carteiro.core.nexthop import address_entry, parse_nexthop, transport_entry, transport_table
 from carteiro.queue.transport import Hop, Reply, TLSPolicy
 
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
@@ -136,6 +136,27 @@ class Router:
     def _transport_for(self, domain: str) -> str | None:
         return transport_entry(self._transport, domain)
 
+    def destination_for(self, address: str, release: bool = False) -> Destination:
+        """The next hop for one recipient: its own `[transport]` entry (a list handed to
+        Mailman 3 in a domain that is otherwise delivered here), else its domain's."""
+        entry = address_entry(self._transport, address)
+        domain = address.rpartition("@")[2]
+        if entry is None or normalize_domain(domain).startswith("["):
+            return self.destination(domain, release)
+        return self._transport_destination(normalize_domain(domain), entry)
+
+    def _transport_destination(self, d: str, entry: str) -> Destination:
+        nh = parse_nexthop(entry, self.config.remote_port)
+        return Destination(
+            key=f"transport:{nh.key}",
+            kind="transport",
+            domain=d,
+            host=nh.host,
+            port=nh.port,
+            protocol=nh.protocol,
+            path=nh.path,
+        )
+
     def destination(self, domain: str, release: bool = False) -> Destination:
         """The next hop for a recipient domain. Local domains never leave the machine; held
         ones wait ("held") unless `release` (their host asked, with ETRN)."""
@@ -148,16 +169,7 @@ class Router:
             return Destination(key=f"held:{d}", kind="held", domain=d)
         override = self._transport_for(d)
         if override:
-            nh = parse_nexthop(override, self.config.remote_port)
-            return Destination(
-                key=f"transport:{nh.key}",
-                kind="transport",
-                domain=d,
-                host=nh.host,
-                port=nh.port,
-                protocol=nh.protocol,
-                path=nh.path,
-            )
+            return self._transport_destination(d, override)
         if self.config.smarthost:
             host, port = parse_hostport(self.config.smarthost, 25)
             return Destination(key=f"relay:{host}:{port}", kind="smarthost", host=host, port=port)

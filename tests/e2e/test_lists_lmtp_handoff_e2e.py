@@ -3,6 +3,8 @@ manager over LMTP (`[transport] "lists.test" = "lmtp:..."`). The list manager is
 B, whose LMTP listener feeds its own list engine (standing in for Mailman 3's LMTP runner). A post
 from an outside client on A's port 25 and one from A's user reach the list member once each;
 a recipient the list manager refuses comes back to the poster as a bounce (per-recipient results).
+A list of A's own domain (news@example.test) is handed over by a per-address entry, as Mailman's
+generated map for a shared domain does, while A's users stay local.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
     dns_cfg = f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
     b = ServerProcess(
         root / "b",
-        domains=["lists.test"],
+        domains=["lists.test", "example.test"],  # B serves the lists of both
         hostname="mail.lists.test",
         users=dict([CAROL]),
         services=("smtp", "pop3", "lmtp"),
@@ -90,13 +92,16 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
     b.init()
     b.cli("list", "create", "dev@lists.test", "--owner", CAROL[0], "--posting", "anyone")
     b.cli("list", "members", "add", "dev@lists.test", CAROL[0])
+    b.cli("list", "create", "news@example.test", "--owner", CAROL[0], "--posting", "anyone")
+    b.cli("list", "members", "add", "news@example.test", CAROL[0])
     a = ServerProcess(
         root / "a",
         users=dict([ALICE]),
         services=("smtp", "submission", "pop3"),
         extra_config=dns_cfg
         + "[queue]\nretry_schedule = [1.0, 1.0, 2.0]\n"
-        + f'[transport]\n"lists.test" = "lmtp:127.0.0.1:{b.ports["lmtp"]}"\n',
+        + f'[transport]\n"lists.test" = "lmtp:127.0.0.1:{b.ports["lmtp"]}"\n'
+        + f'"news@example.test" = "lmtp:127.0.0.1:{b.ports["lmtp"]}"\n',
     )
     try:
         b.start()
@@ -132,17 +137,27 @@ def test_list_posts_handed_over_lmtp_arrive_once(pair: tuple[ServerProcess, Serv
             post(ALICE[0], "dev@lists.test", "from alice"),
         )
         assert refused == {}  # A accepts both; only B can tell
+        refused = s.sendmail(
+            ALICE[0],
+            ["news@example.test", ALICE[0]],
+            post(ALICE[0], "news@example.test", "news"),
+        )
+        assert refused == {}
 
     def both_arrived() -> list[Message] | None:
         msgs = inbox(b, CAROL)
-        ok = with_subject(msgs, "from outside") and with_subject(msgs, "from alice")
+        ok = all(with_subject(msgs, s) for s in ("from outside", "from alice", "news"))
         return msgs if ok else None
 
-    msgs = wait_for(both_arrived, "both posts at the member")
+    msgs = wait_for(both_arrived, "the posts at the member")
     assert isinstance(msgs, list)
-    for subject in ("from outside", "from alice"):
+    for subject, list_id in (
+        ("from outside", "<dev.lists.test>"),
+        ("from alice", "<dev.lists.test>"),
+        ("news", "<news.example.test>"),
+    ):
         (copy,) = with_subject(msgs, subject)  # exactly once
-        assert copy["List-Id"] == "<dev.lists.test>"  # B's list engine expanded it
+        assert copy["List-Id"] == list_id  # B's list engine expanded it
         received = " ".join(" ".join(str(h).split()) for h in copy.get_all("Received") or [])
         assert "with LMTP" in received  # A -> B over LMTP (RFC 3848)
 
@@ -154,6 +169,8 @@ def test_list_posts_handed_over_lmtp_arrive_once(pair: tuple[ServerProcess, Serv
             if m.get_content_type() == "multipart/report" and "nolist@lists.test" in str(m)
         ]
 
+    # alice's own copy of "news" stayed on A: only the list's address was handed over
+    assert len(with_subject(inbox(a, ALICE), "news")) == 1
     (dsn,) = wait_for(bounce, "the bounce for nolist@lists.test")  # type: ignore[misc]
     report = str(dsn)
     assert re.findall(r"Final-Recipient:\s*rfc822;\s*(\S+)", report, re.I) == ["nolist@lists.test"]

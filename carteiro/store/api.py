@@ -185,6 +185,34 @@ class Delivery:
     internaldate: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IndexTerm:
+    """One SEARCH key a store's search index may answer (RFC 3501 6.4.4), protocol-neutral.
+
+    kind "header": `value` (case-folded, "" = the field exists) is a substring of a decoded
+    `field` (lower case; from/to/cc/bcc compare the normalised address list, subject the
+    squeezed Subject); "body"/"text": a substring of a body text / of a part's header block or
+    body; "sent": the Date: day (else INTERNALDATE's UTC day) is `op` ("before"/"on"/"since")
+    date ordinal `day`."""
+
+    kind: str
+    field: str = ""
+    value: str = ""
+    op: str = ""
+    day: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TermHits:
+    """A term's answer from the index: for every UID up to `upto` the term matches exactly
+    when the UID is in `hits`, except the UIDs in `unsure` (the caller reads those messages).
+    UIDs above `upto` are not indexed yet."""
+
+    upto: int
+    hits: frozenset[int]
+    unsure: frozenset[int]
+
+
 # ---- change feed events (see changes.py for the feed) -------------------------------------------
 
 
@@ -376,6 +404,13 @@ class AccountStore(Protocol):
 
     def try_lock_maildrop(self) -> MaildropLock | None:
         """The exclusive POP3 lock, or None when another session (any process) holds it."""
+        ...
+
+    async def search_index(
+        self, mailbox_id: int, terms: Sequence[IndexTerm]
+    ) -> list[TermHits | None]:
+        """What the store's search index knows of each term (None: nothing, read the messages).
+        Raises nothing for a missing mailbox: its terms are simply not known."""
         ...
 
 

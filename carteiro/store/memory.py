@@ -25,6 +25,7 @@ from carteiro.store.api import (
     Delivery,
     FlagOp,
     FlagsChanged,
+    IndexTerm,
     MailboxChanged,
     MailboxCounts,
     MailboxDelta,
@@ -38,6 +39,7 @@ from carteiro.store.api import (
     MessagesExpunged,
     MessageSource,
     StoreError,
+    TermHits,
     UidFlags,
 )
 from carteiro.store.changes import ChangeHub
@@ -557,3 +559,8 @@ class MemoryAccountStore:
             return None
         self._store._locks.add(self._account)
         return _Lock(self._store._locks, self._account)
+
+    async def search_index(
+        self, mailbox_id: int, terms: Sequence[IndexTerm]
+    ) -> list[TermHits | None]:
+        return [None] * len(terms)  # no index: the caller reads the messages

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from carteiro.store import maildir, names
+from carteiro.store import maildir, names, search_index
 from carteiro.store.api import (
     AppendResult,
     ChangeSubscription,
     CopyResult,
     FlagOp,
     FlagsChanged,
+    IndexTerm,
     MailboxChanged,
     MailboxCounts,
     MailboxDelta,
@@ -32,6 +33,7 @@ from carteiro.store.api import (
     MessageMeta,
     MessageSource,
     StoreError,
+    TermHits,
     UidFlags,
 )
 from carteiro.store.changes import ChangeHub
@@ -601,3 +603,16 @@ class SqliteAccountStore:
         home.mkdir(parents=True, exist_ok=True)
         fd = try_flock(home / "maildrop.lock")
         return None if fd is None else FileLock(fd)
+
+    async def search_index(
+        self, mailbox_id: int, terms: Sequence[IndexTerm]
+    ) -> list[TermHits | None]:
+        def read(conn: sqlite3.Connection) -> list[TermHits | None]:
+            owned = conn.execute(
+                "SELECT 1 FROM mailboxes WHERE id = ? AND account_id = ?", (mailbox_id, self._id)
+            ).fetchone()
+            if owned is None:
+                return [None] * len(terms)
+            return search_index.answer(conn, mailbox_id, terms)
+
+        return await self._s.read(read)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from carteiro.store import maildir, names
+from carteiro.store import maildir, names, search_index
 from carteiro.store.api import (
     DEFAULT_MAILBOXES,
     DELIVERY_ID_KEEP,
@@ -140,6 +140,7 @@ class SqliteMaildirStore:
         read_threads: int = 4,
         poll_interval: float = 0.25,
         fault_hook: FaultHook | None = None,
+        search_indexer: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.mail_root = self.data_dir / "mail"
@@ -228,6 +229,17 @@ class SqliteMaildirStore:
             self.unlink_pending_path,
         )
         self.writer.start()
+        # the search index is filled after COMMIT, off the write path (search_index.py)
+        self.search_indexer = (
+            search_index.Indexer(
+                self._new_read_conn,
+                search_index.file_reader(self.folder),
+                self._submit_search_rows,
+                hook=self._hook,
+            )
+            if search_indexer
+            else None
+        )
 
     # ---- the writer's counters (tests and bench/store.py read them) ----
 
@@ -529,6 +541,22 @@ class SqliteMaildirStore:
             self.flusher.add(b.inline)
         self._release_staged(writes)
 
+    def _submit_search_rows(self, fn: Callable[[sqlite3.Connection], None]) -> threading.Event:
+        done = threading.Event()
+
+        def job(tx: Tx) -> None:
+            try:
+                fn(tx.conn)
+            finally:
+                tx.after.append(done.set)
+
+        self.writer.background(job)
+        return done
+
+    def wait_search_indexed(self, timeout: float = 60.0) -> bool:
+        """Until every message committed so far is in the search index (tests, benchmarks)."""
+        return self.search_indexer is not None and self.search_indexer.wait_idle(timeout)
+
     def _announce(self, b: Batch) -> None:
         """After the batch's file work: wake this process's sessions and the other processes."""
         if b.events:
@@ -540,6 +568,8 @@ class SqliteMaildirStore:
             self.feed.wake_others()
         if b.added:
             self._note_appends(b.added)
+            if self.search_indexer is not None:
+                self.search_indexer.wake()
 
     def _append_run(self, conn: sqlite3.Connection, run: list[Append], b: Batch) -> None:
         """Consecutive appends of a batch: resolve each mailbox once, allocate UIDs and MODSEQs in
@@ -961,6 +991,7 @@ class SqliteMaildirStore:
             "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
             [(mb.id, u, modseq) for u in uids],
         )
+        search_index.forget(conn, mb.id, uids)
         # path-free entries: the folder is looked up when the file goes (it may have moved by then)
         tx.hold_folders()
         paths = [f"@{mb.id}/{maildir.file_name(base, info)}" for _, base, info in rows]
@@ -1013,6 +1044,7 @@ class SqliteMaildirStore:
             "recent",
         ):
             conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mb.id,))
+        search_index.forget_mailbox(conn, mb.id)
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
         if mb.dir:
             path = self.folder(acct.dir, mb.dir)
@@ -1088,6 +1120,7 @@ class SqliteMaildirStore:
             tx.event(acct.name, MessageAdded(acct.name, dst.id, nuid, modseq))
         tx.dirs.add(dst_folder / "cur")
         conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", inserts)
+        search_index.copy_rows(conn, src.id, dst.id, pairs)
         if unwritten:
             conn.executemany(
                 "INSERT OR REPLACE INTO unsynced VALUES (?, ?, ?)",
@@ -1357,6 +1390,8 @@ class SqliteMaildirStore:
         if self._closed:
             return
         self._closed = True
+        if self.search_indexer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.search_indexer.stop)
         self.writer.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.writer.join)
         self.writer.fail_queued()

@@ -456,7 +456,11 @@ class CheckReport:
     missing_files: list[tuple[str, str, int]] = field(default_factory=list)  # account, mailbox, uid
     orphan_files: list[str] = field(default_factory=list)
     size_mismatches: list[tuple[str, str, int]] = field(default_factory=list)
+    # rows of the search index that disagree with the messages (`store reindex` rebuilds it)
+    search_index: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_files or self.orphan_files or self.size_mismatches)
+        return not (
+            self.missing_files or self.orphan_files or self.size_mismatches or self.search_index
+        )

@@ -129,24 +129,42 @@ def write_rows(conn: sqlite3.Connection, mailbox_id: int, rows: list[Extracted],
     )
 
 
+# An expunge deletes the field rows only: deleting an FTS5 document writes as much as indexing
+# it did, which a user deleting mail on a full disk cannot afford. A text row without its field
+# row is garbage that no answer uses, purged by the indexer when there is room (purge_garbage).
+
+
 def forget(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) -> None:
     """Expunged messages' rows (in the expunge's transaction)."""
     conn.executemany(
         "DELETE FROM search_fields WHERE mailbox_id = ? AND uid = ?",
         [(mailbox_id, u) for u in uids],
     )
-    conn.executemany(
-        "DELETE FROM search_text WHERE rowid = ?", [(rowid(mailbox_id, u),) for u in uids]
-    )
 
 
 def forget_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> None:
     conn.execute("DELETE FROM search_fields WHERE mailbox_id = ?", (mailbox_id,))
-    conn.execute(
-        "DELETE FROM search_text WHERE rowid BETWEEN ? AND ?",
-        (rowid(mailbox_id, 0), rowid(mailbox_id, 0xFFFFFFFF)),
-    )
     conn.execute("DELETE FROM search_progress WHERE mailbox_id = ?", (mailbox_id,))
+
+
+_GARBAGE = (
+    "SELECT d.id FROM search_text_docsize d WHERE NOT EXISTS (SELECT 1 FROM search_fields f"
+    " WHERE f.mailbox_id = d.id >> 32 AND f.uid = d.id & 4294967295)"
+)
+
+
+def garbage(conn: sqlite3.Connection, limit: int = 1000) -> list[int]:
+    """Text rows whose message was expunged (see forget)."""
+    return [r[0] for r in conn.execute(_GARBAGE + " LIMIT ?", (limit,))]
+
+
+def purge(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    """Delete these text rows if they are still garbage (in the writer's transaction)."""
+    conn.executemany(
+        "DELETE FROM search_text WHERE rowid = ? AND NOT EXISTS (SELECT 1 FROM search_fields f"
+        " WHERE f.mailbox_id = ? AND f.uid = ?)",
+        [(i, i >> 32, i & 0xFFFFFFFF) for i in ids],
+    )
 
 
 def copy_rows(
@@ -161,9 +179,35 @@ def copy_rows(
     )
     conn.executemany(
         "INSERT INTO search_text (rowid, body, head) SELECT ?, body, head FROM search_text"
-        " WHERE rowid = ?",
-        [(rowid(dst, n), rowid(src, o)) for o, n in pairs],
+        " WHERE rowid = ? AND EXISTS (SELECT 1 FROM search_fields WHERE mailbox_id = ?"
+        " AND uid = ? AND state != 2)",
+        [(rowid(dst, n), rowid(src, o), src, o) for o, n in pairs],
     )
+
+
+def check(conn: sqlite3.Connection) -> list[str]:
+    """What is wrong with the search index (tests, `store check`): a message at or below its
+    mailbox's mark without a row, a row without its message, a text row without its fields."""
+    problems = []
+    for mailbox_id, uid in conn.execute(
+        "SELECT m.mailbox_id, m.uid FROM messages m JOIN search_progress p"
+        " ON p.mailbox_id = m.mailbox_id WHERE m.uid <= p.uid AND NOT EXISTS"
+        " (SELECT 1 FROM search_fields f WHERE f.mailbox_id = m.mailbox_id AND f.uid = m.uid)"
+    ):
+        problems.append(f"mailbox {mailbox_id} UID {uid} is below the mark but not indexed")
+    for mailbox_id, uid in conn.execute(
+        "SELECT f.mailbox_id, f.uid FROM search_fields f WHERE NOT EXISTS"
+        " (SELECT 1 FROM messages m WHERE m.mailbox_id = f.mailbox_id AND m.uid = f.uid)"
+    ):
+        problems.append(f"mailbox {mailbox_id} UID {uid} is indexed but gone")
+    texts = {r[0] for r in conn.execute("SELECT id FROM search_text_docsize")}
+    fields = {
+        rowid(m, u)
+        for m, u in conn.execute("SELECT mailbox_id, uid FROM search_fields WHERE state != 2")
+    }
+    if fields - texts:
+        problems.append(f"{len(fields - texts)} indexed messages have no text row")
+    return problems
 
 
 def clear(conn: sqlite3.Connection, mailbox_ids: Sequence[int] | None = None) -> None:
@@ -294,18 +338,26 @@ class Indexer:
         submit: Callable[[Callable[[sqlite3.Connection], None]], threading.Event],
         poll: float = 5.0,
         hook: Callable[[str], None] = lambda _p: None,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self._connect = connect
         self._reader = reader
         self._submit = submit
         self._poll = poll
         self._hook = hook
+        self._may_write = may_write
         self._wake = threading.Event()
         self._stop = False
         self.batches = 0
         self._idle = threading.Event()
+        self._garbage = True  # expunges may have left text rows (forget): look once at start
         self._thread = threading.Thread(target=self._run, name="carteiro-search-index", daemon=True)
         self._thread.start()
+
+    def note_garbage(self) -> None:
+        """Messages were expunged: purge their text rows when next idle."""
+        self._garbage = True
+        self._wake.set()
 
     def wake(self) -> None:
         self._idle.clear()
@@ -341,16 +393,35 @@ class Indexer:
             conn.close()
 
     def _round(self, conn: sqlite3.Connection) -> bool:
+        if not self._may_write():
+            return False  # short of disk: the room left is for mail (and deleting it) first
         got = index_batch(conn, self._reader)
         if got is None:
-            return False
+            return self._purge(conn)
         mailbox_id, upto, rows = got
         self._hook("parsed")
 
         def job(wconn: sqlite3.Connection) -> None:
+            self._hook("search_rows")  # in the writer's transaction, before the rows
             write_rows(wconn, mailbox_id, rows, upto)
 
-        done = self._submit(job)
+        return self._wait(self._submit(job))
+
+    def _purge(self, conn: sqlite3.Connection) -> bool:
+        if not self._garbage:
+            return False
+        self._garbage = False
+        conn.execute("BEGIN")
+        try:
+            ids = garbage(conn)
+        finally:
+            conn.execute("COMMIT")
+        if not ids:
+            return False
+        self._garbage = True  # there may be more
+        return self._wait(self._submit(lambda wconn: purge(wconn, ids)))
+
+    def _wait(self, done: threading.Event) -> bool:
         # not done within a minute: the writer is stuck or the job failed (logged by the writer);
         # the batch is read again after the poll interval (its rows are idempotent)
         for _ in range(120):
@@ -461,5 +532,14 @@ def answer(
                 (lo, hi, *targs),
             ).fetchall()
         found = frozenset(r[0] & 0xFFFFFFFF for r in ids)
+        if found:  # garbage of expunged messages (forget) answers nothing
+            found = frozenset(
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM search_fields WHERE mailbox_id = ? AND uid IN"
+                    " (SELECT value FROM json_each(?))",
+                    (mailbox_id, json_ints(found)),
+                )
+            )
         out.append(TermHits(upto, found, cut - found))
     return out

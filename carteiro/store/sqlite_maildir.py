@@ -236,6 +236,7 @@ class SqliteMaildirStore:
                 search_index.file_reader(self.folder),
                 self._submit_search_rows,
                 hook=self._hook,
+                may_write=(self.run_dir / RESERVE_NAME).exists,
             )
             if search_indexer
             else None
@@ -552,6 +553,10 @@ class SqliteMaildirStore:
 
         self.writer.background(job)
         return done
+
+    def _search_garbage(self) -> None:
+        if self.search_indexer is not None:
+            self.search_indexer.note_garbage()
 
     def wait_search_indexed(self, timeout: float = 60.0) -> bool:
         """Until every message committed so far is in the search index (tests, benchmarks)."""
@@ -992,6 +997,7 @@ class SqliteMaildirStore:
             [(mb.id, u, modseq) for u in uids],
         )
         search_index.forget(conn, mb.id, uids)
+        tx.after.append(self._search_garbage)
         # path-free entries: the folder is looked up when the file goes (it may have moved by then)
         tx.hold_folders()
         paths = [f"@{mb.id}/{maildir.file_name(base, info)}" for _, base, info in rows]
@@ -1045,6 +1051,7 @@ class SqliteMaildirStore:
         ):
             conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mb.id,))
         search_index.forget_mailbox(conn, mb.id)
+        tx.after.append(self._search_garbage)
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
         if mb.dir:
             path = self.folder(acct.dir, mb.dir)

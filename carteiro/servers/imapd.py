@@ -23,6 +23,7 @@ from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
     mailbox,
     search,
     select,
+    sort,
     store,
 )
 from carteiro.servers.imap.session import Session, State
@@ -42,6 +43,10 @@ _EXTENSIONS = (
     "LIST-STATUS",
     "ESEARCH",
     "SEARCHRES",
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
     "WITHIN",
     "STATUS=SIZE",
     "BINARY",

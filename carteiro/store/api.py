@@ -16,6 +16,8 @@ from errno import EDQUOT as _EDQUOT
 from errno import ENOSPC as _ENOSPC
 from typing import NamedTuple, Protocol, Union
 
+from carteiro.mime.sortkeys import SortFields
+
 # System flags (RFC 3501 2.3.2). \Recent is session state, not stored.
 SEEN = "\\Seen"
 ANSWERED = "\\Answered"
@@ -411,6 +413,11 @@ class AccountStore(Protocol):
     ) -> list[TermHits | None]:
         """What the store's search index knows of each term (None: nothing, read the messages).
         Raises nothing for a missing mailbox: its terms are simply not known."""
+        ...
+
+    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+        """SORT/THREAD fields from the store's index: (its mark, uid -> fields) for messages up
+        to the mark it could read; the caller parses the others. (0, {}) without an index."""
         ...
 
 

@@ -127,6 +127,10 @@ CREATE TABLE IF NOT EXISTS search_fields (
     subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,
     message_id TEXT, in_reply_to TEXT, refs TEXT,
     sent_day INTEGER,                          -- date ordinal of Date:, else of INTERNALDATE (UTC)
+    -- SORT and THREAD (mime.sortkeys.SortFields): base subject, reply flag, first From/To/Cc
+    -- mailbox, RFC 5957 display names, Date: as a UTC timestamp, Message-ID, References chain
+    sort_subject TEXT, reply INTEGER, sort_from TEXT, sort_to TEXT, sort_cc TEXT,
+    display_from TEXT, display_to TEXT, sent_ts REAL, msgid TEXT, parents TEXT,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 -- rowid: mailbox_id << 32 | uid. body: text/* and message/* bodies; head: every header block.

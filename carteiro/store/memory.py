@@ -12,6 +12,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from carteiro.mime.sortkeys import SortFields
 from carteiro.store import names
 from carteiro.store.api import (
     DEFAULT_MAILBOXES,
@@ -564,3 +565,6 @@ class MemoryAccountStore:
         self, mailbox_id: int, terms: Sequence[IndexTerm]
     ) -> list[TermHits | None]:
         return [None] * len(terms)  # no index: the caller reads the messages
+
+    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+        return 0, {}

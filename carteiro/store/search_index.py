@@ -20,6 +20,7 @@ from typing import Any
 
 from carteiro.mime import searchtext
 from carteiro.mime.parse import parse
+from carteiro.mime.sortkeys import SortFields, sort_fields
 from carteiro.store import maildir
 from carteiro.store.api import IndexTerm, TermHits
 from carteiro.store.index import json_ints
@@ -43,7 +44,13 @@ HEADER_COLUMNS = {
     "references": "refs",
 }
 _COLUMNS = (
-    "mailbox_id, uid, state, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs, sent_day"
+    "mailbox_id, uid, state, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs, sent_day,"
+    " sort_subject, reply, sort_from, sort_to, sort_cc, display_from, display_to, sent_ts, msgid,"
+    " parents"
+)
+_SORT_COLUMNS = (
+    "uid, sort_subject, reply, sort_from, sort_to, sort_cc, display_from, display_to, sent_ts,"
+    " msgid, parents"
 )
 
 
@@ -58,6 +65,49 @@ class Extracted:
     fields: tuple[Any, ...]  # subject .. sent_day, in _COLUMNS order
     body: str
     head: str
+
+
+def _sort_values(f: SortFields) -> tuple[Any, ...]:
+    return (
+        f.subject,
+        int(f.reply),
+        f.from_,
+        f.to,
+        f.cc,
+        f.display_from,
+        f.display_to,
+        f.date,
+        f.message_id,
+        " ".join(f.references),
+    )
+
+
+def sort_rows(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+    """The SORT/THREAD fields of the mailbox's indexed messages: (the mark, uid -> fields); a
+    message above the mark or unreadable at indexing is not in it."""
+    row = conn.execute(
+        "SELECT uid FROM search_progress WHERE mailbox_id = ?", (mailbox_id,)
+    ).fetchone()
+    out: dict[int, SortFields] = {}
+    if row is None:
+        return 0, out
+    for uid, subj, reply, fr, to, cc, dfr, dto, ts, mid, parents in conn.execute(
+        f"SELECT {_SORT_COLUMNS} FROM search_fields WHERE mailbox_id = ? AND state != 2",
+        (mailbox_id,),
+    ):
+        out[uid] = SortFields(
+            subj,
+            bool(reply),
+            fr,
+            to,
+            cc,
+            dfr,
+            dto,
+            ts,
+            mid,
+            tuple(parents.split()) if parents else (),
+        )
+    return row[0], out
 
 
 def _joined(texts: list[str]) -> str | None:
@@ -86,12 +136,13 @@ def extract(uid: int, data: bytes, internaldate: float) -> Extracted:
                 for f in ("message-id", "in-reply-to", "references")
             ),
             day.toordinal(),
+            *_sort_values(sort_fields(msg)),
         )
         body, cut_body = _bounded(searchtext.body_texts(msg))
         head, cut_head = _bounded(searchtext.header_blocks(msg))
     except Exception:  # a bug on a hostile message: that message goes the slow way, always
         log.exception("search index: message UID %d not indexed", uid)
-        return Extracted(uid, 2, (None,) * 9, "", "")
+        return Extracted(uid, 2, (None,) * 19, "", "")
     return Extracted(uid, 1 if cut_body or cut_head else 0, fields, body, head)
 
 
@@ -112,8 +163,7 @@ def write_rows(conn: sqlite3.Connection, mailbox_id: int, rows: list[Extracted],
         }
         keep = [r for r in rows if r.uid in alive]
         conn.executemany(
-            f"INSERT OR REPLACE INTO search_fields ({_COLUMNS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO search_fields ({_COLUMNS}) VALUES ({', '.join('?' * 22)})",
             [(mailbox_id, r.uid, r.state, *r.fields) for r in keep],
         )
         ids = [(rowid(mailbox_id, r.uid),) for r in keep]

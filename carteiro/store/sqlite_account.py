@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from carteiro.mime.sortkeys import SortFields
 from carteiro.store import maildir, names, search_index
 from carteiro.store.api import (
     AppendResult,
@@ -614,5 +615,14 @@ class SqliteAccountStore:
             if owned is None:
                 return [None] * len(terms)
             return search_index.answer(conn, mailbox_id, terms)
+
+        return await self._s.read(read)
+
+    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+        def read(conn: sqlite3.Connection) -> tuple[int, dict[int, SortFields]]:
+            owned = conn.execute(
+                "SELECT 1 FROM mailboxes WHERE id = ? AND account_id = ?", (mailbox_id, self._id)
+            ).fetchone()
+            return (0, {}) if owned is None else search_index.sort_rows(conn, mailbox_id)
 
         return await self._s.read(read)

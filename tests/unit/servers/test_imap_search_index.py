@@ -15,8 +15,12 @@ from hypothesis import strategies as st
 
 from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.message_cache import MessageCache
+from carteiro.mail.sorting import Criterion, sort_items
+from carteiro.mail.threading import ordered_subject, references
 from carteiro.proto.imap.parser import parse_wire
 from carteiro.servers.imap.search_eval import search
+from carteiro.servers.imap.sort import items as sort_items_of
+from carteiro.servers.imap.sort import render
 from carteiro.store.api import MailStore
 from carteiro.store.memory import MemoryMailStore
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
@@ -25,6 +29,9 @@ ACCT = "alice@example.test"
 
 SUBJECTS = [
     None,
+    "[fwd: Re: [list] Meeting at the CAFÉ] (fwd)",
+    "Fwd: re:meeting at the café",
+    "meeting at the Café",
     "Re: Meeting at the café",
     "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_der_Stra=C3=9Fe?=",
     "[list] Fwd: número 99999",
@@ -104,6 +111,12 @@ def messages(draw: st.DrawFn) -> bytes:
         head.append(f"Date: {d}\r\n")
     if draw(st.booleans()):
         head.append("Message-ID: <id-42@example.test>\r\nX-Tag: blue\r\n")
+    else:
+        head.append(f"Message-ID: <m{draw(st.integers(0, 5))}@x>\r\n")
+    refs = draw(st.lists(st.integers(0, 5), max_size=3))
+    if refs:
+        field = draw(st.sampled_from(["References", "In-Reply-To"]))
+        head.append(f"{field}: " + " ".join(f"<m{r}@x>" for r in refs) + "\r\n")
     ctype, body = _body(draw(st.integers(0, 4)), draw(st.sampled_from(TEXTS)))
     return ("".join(head) + "MIME-Version: 1.0\r\n" + ctype + "\r\n").encode() + body
 
@@ -144,11 +157,22 @@ async def _fill(store: MailStore, msgs: list[bytes]) -> MailboxView:
     return await MailboxView.open(a, "INBOX", True)
 
 
-async def _answers(view: MailboxView, qs: list[str]) -> list[list[int]]:
-    out = []
+SORTS = [["SUBJECT"], ["DATE"], ["FROM", "-SIZE"], ["DISPLAYFROM"], ["TO", "CC", "-ARRIVAL"]]
+
+
+async def _answers(view: MailboxView, qs: list[str]) -> list[object]:
+    out: list[object] = []
+    cache = MessageCache(1 << 20)
     for q in qs:
         key = parse_wire(f"a SEARCH {q}\r\n".encode()).key  # type: ignore[attr-defined]
-        out.append(await search(view, key, MessageCache(1 << 20)))
+        out.append(await search(view, key, cache))
+    # SORT and THREAD of the whole mailbox: fields from the index or from the messages
+    found = await sort_items_of(view, list(range(len(view))), cache)
+    for crit in SORTS:
+        order = sort_items(found, [Criterion(k.lstrip("-"), k.startswith("-")) for k in crit])
+        out.append([it.seq for it in order])
+    for algo in (ordered_subject, references):
+        out.append("".join("(" + render(r, False) + ")" for r in algo(found)))
     return out
 
 
@@ -165,7 +189,7 @@ async def _answers(view: MailboxView, qs: list[str]) -> list[list[int]]:
 def test_index_answers_like_reading_every_message(
     tmp_path_factory: pytest.TempPathFactory, msgs: list[bytes], late: list[bytes], qs: list[str]
 ) -> None:
-    async def run() -> tuple[list[list[int]], list[list[int]]]:
+    async def run() -> tuple[list[object], list[object]]:
         memory = MemoryMailStore()
         sqlite = SqliteMaildirStore(tmp_path_factory.mktemp("search"))
         try:
@@ -185,7 +209,8 @@ def test_index_answers_like_reading_every_message(
             await memory.close()
 
     expected, got = asyncio.run(run())
-    assert got == expected, list(zip(qs, expected, got, strict=True))
+    names = [*qs, *map(str, SORTS), "ORDEREDSUBJECT", "REFERENCES"]
+    assert got == expected, [(n, e, g) for n, e, g in zip(names, expected, got) if e != g]
 
 
 async def test_indexed_search_reads_no_message(tmp_path: Path) -> None:

@@ -1,0 +1,108 @@
+"""SORT / UID SORT and THREAD / UID THREAD (RFC 5256), with SORT=DISPLAY (RFC 5957).
+
+The messages are those SEARCH finds (search_eval); what they are sorted or threaded by comes from
+the store's index (mime.sortkeys.SortFields at delivery), and only messages it does not hold yet
+are read and parsed here, so both answers are the same with or without the index.
+"""
+
+from __future__ import annotations
+
+from carteiro.mail.imap_view import MailboxView
+from carteiro.mail.message_cache import MessageCache
+from carteiro.mail.sorting import Criterion, Item, sort_items
+from carteiro.mail.threading import Node, ordered_subject, references
+from carteiro.mime.parse import Message
+from carteiro.mime.sortkeys import SortFields, sort_fields
+from carteiro.proto.imap import commands as c
+from carteiro.servers.imap.search_eval import search as evaluate
+from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
+
+
+async def items(view: MailboxView, idx: list[int], cache: MessageCache) -> list[Item]:
+    """The Items of these view indexes: fields from the index, else from the message."""
+    _upto, known = await view.store.sort_index(view.id)
+    out = []
+    metas = view.metas
+    for i in idx:
+        m = metas[i]
+        fields = known.get(m.uid)
+        if fields is None:
+            try:
+                msg = await cache.load(view.store, view.id, view.info.uidvalidity, m.uid)
+            except KeyError:
+                # expunged meanwhile (the session is not told yet): sorts as a message with
+                # no header, which is what it now is to the store
+                fields = _GONE
+            else:
+                fields = await cache.derive(msg, _fields, msg)
+        out.append(Item(i + 1, m.uid, m.size, m.internaldate, fields))
+    return out
+
+
+_GONE = SortFields("", False, "", "", "", "", "", None, "", ())
+
+
+def _fields(msg: Message) -> SortFields:
+    cached = msg.cache.get("sortfields")
+    if cached is None:
+        cached = msg.cache["sortfields"] = sort_fields(msg)
+    assert isinstance(cached, SortFields)
+    return cached
+
+
+@command(c.Sort, min_state=State.SELECTED)
+async def sort(s: Session, tag: str, req: c.Sort) -> Result:
+    view = s.view
+    assert view is not None
+    if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
+        return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    idx = await evaluate(view, req.key, s.server.cache, s.saved)
+    found = await items(view, idx, s.server.cache)
+    ordered = sort_items(found, [Criterion(k.key, k.reverse) for k in req.criteria])
+    numbers = [it.uid if req.uid else it.seq for it in ordered]
+    s.out += b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+    return ok("Sort completed.")
+
+
+@command(c.Thread, min_state=State.SELECTED)
+async def thread(s: Session, tag: str, req: c.Thread) -> Result:
+    view = s.view
+    assert view is not None
+    if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
+        return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    idx = await evaluate(view, req.key, s.server.cache, s.saved)
+    found = await items(view, idx, s.server.cache)
+    roots = ordered_subject(found) if req.algorithm == "ORDEREDSUBJECT" else references(found)
+    out = bytearray(b"* THREAD ")
+    for r in roots:
+        out += b"(" + render(r, req.uid).encode() + b")"
+    s.out += bytes(out).rstrip(b" ") + b"\r\n"
+    return ok("Thread completed.")
+
+
+def render(node: Node, uid: bool) -> str:
+    """A thread's members inside its parentheses (RFC 5256 5 thread-list): a chain of only
+    children as numbers, two or more children as nested lists; a dummy has no number. No
+    recursion: a hostile mailbox can make a thread as deep as it has messages."""
+    out: list[str] = []
+    stack: list[Node | str] = [node]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            out.append(x)
+            continue
+        numbers: list[str] = []
+        cur = x
+        while True:
+            if cur.item is not None:
+                numbers.append(str(cur.item.uid if uid else cur.item.seq))
+            if len(cur.children) != 1:
+                break
+            cur = cur.children[0]
+        out.append(" ".join(numbers))
+        if cur.children:
+            if numbers:
+                out.append(" ")
+            for k in reversed(cur.children):
+                stack += [")", k, "("]
+    return "".join(out)

@@ -210,7 +210,9 @@ def test_index_answers_like_reading_every_message(
 
     expected, got = asyncio.run(run())
     names = [*qs, *map(str, SORTS), "ORDEREDSUBJECT", "REFERENCES"]
-    assert got == expected, [(n, e, g) for n, e, g in zip(names, expected, got) if e != g]
+    assert got == expected, [
+        (n, e, g) for n, e, g in zip(names, expected, got, strict=True) if e != g
+    ]
 
 
 async def test_indexed_search_reads_no_message(tmp_path: Path) -> None:

@@ -64,6 +64,13 @@ def _ancestor(node: Node, other: Node) -> bool:
     return False
 
 
+def _loops(parent: Node, child: Node) -> bool:
+    """Would linking parent -> child close a loop? Only if child is parent or one of its
+    ancestors, which takes a child with children of its own: a new one is cheap to link (a
+    References chain as long as the mailbox stays linear)."""
+    return child is parent or (bool(child.children) and _ancestor(parent, child))
+
+
 def _link(parent: Node, child: Node) -> None:
     if child.parent is not None:
         child.parent.children.remove(child)
@@ -92,12 +99,12 @@ def references(items: Sequence[Item]) -> list[Node]:
             cur = table.get(ref)
             if cur is None:
                 cur = table[ref] = Node()
-            if prev is not None and cur.parent is None and not _ancestor(prev, cur):
+            if prev is not None and cur.parent is None and not _loops(prev, cur):
                 _link(prev, cur)
             prev = cur
         # (1B) the last reference is the message's parent: References are authoritative, so
         # an earlier link goes; none if it would make a loop; no references, no parent
-        if prev is not None and prev is not node and not _ancestor(prev, node):
+        if prev is not None and not _loops(prev, node):
             _link(prev, node)
         elif prev is None and node.parent is not None:
             node.parent.children.remove(node)

@@ -15,6 +15,7 @@ from carteiro.mime.encoded_words import decode_words
 from carteiro.mime.header import unfold
 from carteiro.mime.parse import Message
 
+MAX_SUBJECT = 4096  # characters of Subject that sort (past them, subjects are one subject)
 MAX_REFERENCES = 1000  # a References field longer than this keeps its last (nearest) ids
 
 
@@ -84,6 +85,16 @@ def _refwd_end(s: str, i: int) -> int:
     return j + 1 if j < len(s) and s[j] == ":" else -1
 
 
+def _blob_run(s: str) -> list[int]:
+    """The ends of the subj-blobs that follow one another from the start."""
+    ends = []
+    i = _blob_end(s, 0)
+    while i >= 0:
+        ends.append(i)
+        i = _blob_end(s, i)
+    return ends
+
+
 def _leader_end(s: str) -> tuple[int, bool]:
     """End of a subj-leader ((*subj-blob subj-refwd) / WSP) at the start, and whether it was a
     Re/Fwd; (0, False) when there is none."""
@@ -103,8 +114,9 @@ def _leader_end(s: str) -> tuple[int, bool]:
 def base_subject(subject: str) -> tuple[str, bool]:
     """RFC 5256 2.1: (base subject, whether it is a reply or forward). `subject` is decoded
     (RFC 2047) already; step (1)'s blank folding is done here."""
-    # (1) blanks to one space; leading and trailing ones go, as steps (2) and (3) would remove
-    s = " ".join(w for w in subject.translate(_BLANKS).split(" ") if w)
+    # (1) blanks to one space; leading and trailing ones go, as steps (2) and (3) would remove.
+    # Only the first MAX_SUBJECT characters count: every step below is then cheap.
+    s = " ".join(w for w in subject[:MAX_SUBJECT].translate(_BLANKS).split(" ") if w)
     reply = False
     while True:
         # (2) trailers: "(fwd)" / WSP, repeatedly
@@ -123,10 +135,14 @@ def base_subject(subject: str) -> tuple[str, bool]:
                 s = s[n:]
                 reply = reply or refwd
                 continue
-            b = _blob_end(s, 0)
-            if b >= 0 and s[b:]:
-                s = s[b:]
-                continue
+            # no leader: s starts with blobs none of which a Re/Fwd follows, so (4) takes them
+            # one after the other, but a last one that would leave nothing: all at once here
+            # (one at a time costs a scan of the rest each: quadratic on "[a][a][a]...")
+            ends = _blob_run(s)
+            if ends and ends[-1] < len(s):
+                s = s[ends[-1] :]
+            elif len(ends) >= 2:
+                s = s[ends[-2] :]
             break
         # (6) "[fwd:" ... "]": unwrap and start again from (2)
         if s[:5].lower() == "[fwd:" and s.endswith("]"):
@@ -185,13 +201,13 @@ def sort_fields(msg: Message) -> SortFields:
     dates = msg.field_values(msg.root, b"date")
     when = parse_date(dates[0]) if dates else None
     ids = msg.field_values(msg.root, b"message-id")
-    mid = _msg_ids(ids[0], 1) if ids else []
+    mid = _msg_ids(ids[0], MAX_REFERENCES)[:1] if ids else []
     refs: list[str] = []
     for raw in msg.field_values(msg.root, b"references")[:1]:
         refs = _msg_ids(raw, MAX_REFERENCES)
     if not refs:  # RFC 5256 2.2 step 1A: In-Reply-To when there are no valid References
         for raw in msg.field_values(msg.root, b"in-reply-to")[:1]:
-            refs = _msg_ids(raw, 1)[:1]
+            refs = _msg_ids(raw, MAX_REFERENCES)[:1]  # its first valid id
     return SortFields(
         base,
         reply,

@@ -41,9 +41,11 @@ ListenerFactory = Callable[[ServerContext], list[Listener]]
 
 
 def open_store(cfg: Config) -> MailStore:
+    from carteiro.store.api import QuotaLimits
     from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-    store: MailStore = SqliteMaildirStore(cfg.data_dir)
+    quota = QuotaLimits(cfg.quota.storage or None, cfg.quota.messages or None)
+    store: MailStore = SqliteMaildirStore(cfg.data_dir, quota=quota)
     return store
 
 

@@ -12,6 +12,9 @@ from carteiro.mail.sorting import Item
 from carteiro.mime.sortkeys import casemap
 
 ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+# A link that would hang a subtree more than this deep below is refused, as a loop would be: the
+# loop check walks up the tree, and a hostile mailbox could otherwise make every check O(n).
+MAX_DEPTH = 1000
 
 
 @dataclass(eq=False, slots=True)
@@ -52,16 +55,14 @@ def ordered_subject(items: Sequence[Item]) -> list[Node]:
 
 def _ancestor(node: Node, other: Node) -> bool:
     """Is `other` `node` or one of its ancestors?"""
-    seen = 0
     n: Node | None = node
-    while n is not None:
+    for _ in range(MAX_DEPTH):
+        if n is None:
+            return False
         if n is other:
             return True
         n = n.parent
-        seen += 1
-        if seen > 1_000_000:  # a cycle cannot be built (links are checked), but never spin
-            return True
-    return False
+    return True  # deeper than MAX_DEPTH: treated as a loop, the link is not made
 
 
 def _loops(parent: Node, child: Node) -> bool:

@@ -69,6 +69,9 @@ class AccountNotFound(StoreError):
     pass
 
 
+QUOTA_WARN = 0.9  # share of a quota limit past which the owner is warned (mail.deliver)
+
+
 class OverQuota(StoreError):
     pass
 
@@ -125,6 +128,7 @@ class MailboxCounts:
     unseen: int
     deleted: int
     size: int  # sum of message sizes in octets (RFC 8438 STATUS=SIZE)
+    deleted_size: int = 0  # of those flagged \Deleted (RFC 9208 4.2 DELETED-STORAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +162,30 @@ class MailboxDelta:
     changed: list[MessageMeta]
     expunged: list[int]
     complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """RFC 9208 STORAGE (octets) and MESSAGE limits; None: no limit."""
+
+    storage: int | None = None
+    messages: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """An account's limits (None: none) and usage, over all its mailboxes (one quota root)."""
+
+    storage_limit: int | None
+    message_limit: int | None
+    storage: int  # octets used
+    messages: int
+
+    def above(self, share: float) -> bool:
+        """Is a usage above `share` of its limit?"""
+        return (self.storage_limit is not None and self.storage > share * self.storage_limit) or (
+            self.message_limit is not None and self.messages > share * self.message_limit
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +441,20 @@ class AccountStore(Protocol):
     ) -> list[TermHits | None]:
         """What the store's search index knows of each term (None: nothing, read the messages).
         Raises nothing for a missing mailbox: its terms are simply not known."""
+        ...
+
+    async def quota(self) -> Quota:
+        """The account's limits and usage (RFC 9208)."""
+        ...
+
+    async def set_quota(self, storage: int | None, messages: int | None) -> None:
+        """Per-account limits: None goes back to the configured default, 0 is no limit."""
+        ...
+
+    async def quota_warning(self) -> Quota | None:
+        """After a delivery: the quota when usage just went above QUOTA_WARN of a limit (the
+        caller warns the owner, once: it is said again only after usage went back under);
+        None otherwise, and at once for an account without limits."""
         ...
 
     async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:

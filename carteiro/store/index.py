@@ -119,6 +119,11 @@ CREATE TABLE IF NOT EXISTS unsynced (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, body_id INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+-- Mail quotas (quota.py): NULL takes the configured default, 0 is no limit; `warned`: the owner
+-- was told the account is above 90 % of a limit (reset when it is below again).
+CREATE TABLE IF NOT EXISTS quotas (
+    account_id INTEGER PRIMARY KEY, storage INTEGER, messages INTEGER, warned INTEGER NOT NULL
+);
 -- The search index (search_index.py): a cache of what SEARCH compares, rebuilt at will.
 -- SEARCH texts (mime.searchtext), case-folded; several values joined by LF; NULL: no such field.
 -- state: 0 complete, 1 body/head text cut at MAX_TEXT, 2 message unreadable (no FTS row).

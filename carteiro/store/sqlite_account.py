@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from carteiro.mime.sortkeys import SortFields
-from carteiro.store import maildir, names, search_index
+from carteiro.store import maildir, names, quota, search_index
 from carteiro.store.api import (
+    QUOTA_WARN,
     AppendResult,
     ChangeSubscription,
     CopyResult,
@@ -33,6 +34,8 @@ from carteiro.store.api import (
     MaildropLock,
     MessageMeta,
     MessageSource,
+    Quota,
+    QuotaLimits,
     StoreError,
     TermHits,
     UidFlags,
@@ -54,6 +57,7 @@ class AccountBackend(Protocol):
     """What the account facade uses of its store (sqlite_maildir.SqliteMaildirStore). A protocol,
     so that this module does not import the module that builds it."""
 
+    quota_defaults: QuotaLimits
     codec: FlagCodec
     listings: ListingCache
     hub: ChangeHub
@@ -348,12 +352,13 @@ class SqliteAccountStore:
     async def counts(self, mailbox_id: int) -> MailboxCounts:
         def read(conn: sqlite3.Connection) -> MailboxCounts:
             self._s.mbox_by_id(conn, self._id, mailbox_id)
-            n, unseen, deleted, size = conn.execute(
+            n, unseen, deleted, size, deleted_size = conn.execute(
                 "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0),"
-                " coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?",
+                " coalesce(sum(size), 0), coalesce(sum(size * ((flags & 8) != 0)), 0)"
+                " FROM messages WHERE mailbox_id = ?",
                 (mailbox_id,),
             ).fetchone()
-            return MailboxCounts(n, unseen, deleted, size)
+            return MailboxCounts(n, unseen, deleted, size, deleted_size)
 
         return await self._s.read(read)
 
@@ -586,7 +591,51 @@ class SqliteAccountStore:
         return await s.write(job)
 
     async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
+        defaults = self._s.quota_defaults
+
+        def check(conn: sqlite3.Connection) -> None:
+            lim = quota.limits(conn, self._id, defaults)
+            if lim.storage is None and lim.messages is None:
+                return
+            n, size = conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?"
+                " AND uid IN (SELECT value FROM json_each(?))",
+                (src_mailbox_id, json_ints(uids)),
+            ).fetchone()
+            quota.check(conn, self._id, defaults, size, n)
+
+        await self._s.read(check)  # (MOVE stays within the account's quota root: no check)
         return await self._copy(src_mailbox_id, uids, dst, move=False)
+
+    # ---- quota (RFC 9208; quota.py) ----
+
+    async def quota(self) -> Quota:
+        return await self._s.read(quota.quota, self._id, self._s.quota_defaults)
+
+    async def set_quota(self, storage: int | None, messages: int | None) -> None:
+        await self._s.write(lambda tx: quota.set_limits(tx.conn, self._id, storage, messages))
+
+    async def quota_warning(self) -> Quota | None:
+        defaults = self._s.quota_defaults
+
+        def limited(conn: sqlite3.Connection) -> bool:
+            lim = quota.limits(conn, self._id, defaults)
+            return lim.storage is not None or lim.messages is not None
+
+        if not await self._s.read_quick(limited):  # a key lookup: no thread hop for most
+            return None
+
+        def read(conn: sqlite3.Connection) -> tuple[Quota, bool]:
+            return quota.quota(conn, self._id, defaults), quota.warned(conn, self._id)
+
+        q, warned = await self._s.read(read)
+        if q.above(QUOTA_WARN) == warned:
+            return None  # nothing changed: no write
+        above = q.above(QUOTA_WARN)
+        changed = await self._s.write(
+            lambda tx: quota.note_warning(tx.conn, self._id, above), durable=False
+        )
+        return q if changed else None
 
     async def move(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
         return await self._copy(src_mailbox_id, uids, dst, move=True)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from carteiro.store import maildir, names, search_index
+from carteiro.store import maildir, names, quota, search_index
 from carteiro.store.api import (
     DEFAULT_MAILBOXES,
     DELIVERY_ID_KEEP,
@@ -40,6 +40,7 @@ from carteiro.store.api import (
     MessageAdded,
     MessagesExpunged,
     MessageSource,
+    QuotaLimits,
     StorageFull,
     StoreError,
 )
@@ -141,7 +142,9 @@ class SqliteMaildirStore:
         poll_interval: float = 0.25,
         fault_hook: FaultHook | None = None,
         search_indexer: bool = True,
+        quota: QuotaLimits = QuotaLimits(),
     ) -> None:
+        self.quota_defaults = quota
         self.data_dir = Path(data_dir).absolute()
         self.mail_root = self.data_dir / "mail"
         self._mail_root_str = str(self.mail_root)
@@ -1231,6 +1234,7 @@ class SqliteMaildirStore:
             return []
         if self._closed:
             raise StoreError("store is closed")
+        await self._check_quota(targets, source)
         unique = self._unique.next()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AppendResult]] = loop.create_future()
@@ -1282,6 +1286,40 @@ class SqliteMaildirStore:
             Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
         )
         return await future
+
+    async def _check_quota(
+        self, targets: list[tuple[str, str, frozenset[str], float]], source: MessageSource
+    ) -> None:
+        """OverQuota if the message would take an account past a limit (quota.py). Limits are
+        a key lookup on this thread; usage is summed in the read pool, only under a limit."""
+        per_account: dict[str, int] = {}
+        for t in targets:
+            per_account[t[0]] = per_account.get(t[0], 0) + 1
+
+        def limited(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            out = []
+            for name, n in per_account.items():
+                row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    continue  # the append reports it
+                lim = quota.limits(conn, row[0], self.quota_defaults)
+                if lim.storage is not None or lim.messages is not None:
+                    out.append((row[0], n))
+            return out
+
+        todo = await self.read_quick(limited)
+        if not todo:
+            return
+        if isinstance(source, bytes | bytearray | memoryview):
+            size = len(source)
+        else:
+            size = os.stat(source).st_size
+
+        def check(conn: sqlite3.Connection) -> None:
+            for account_id, n in todo:
+                quota.check(conn, account_id, self.quota_defaults, size * n, n)
+
+        await self.read(check)
 
     def _drop_staging(self, done: asyncio.Future[tuple[int, int]], staged: str) -> None:
         if not done.cancelled() and done.exception() is None:

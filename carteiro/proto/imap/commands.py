@@ -289,6 +289,20 @@ class Search:
 
 
 @dataclass(frozen=True, slots=True)
+class GetQuota:
+    """GETQUOTA quota-root (RFC 9208 4.2)."""
+
+    root: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRoot:
+    """GETQUOTAROOT mailbox (RFC 9208 4.3)."""
+
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
 class SortCriterion:
     """One SORT criterion (RFC 5256 3, RFC 5957 3): a sort key, maybe REVERSE."""
 
@@ -398,6 +412,8 @@ Request = (
     | Search
     | Sort
     | Thread
+    | GetQuota
+    | GetQuotaRoot
     | Fetch
     | Store
     | Copy

@@ -32,6 +32,8 @@ from carteiro.proto.imap.commands import (
     Enable,
     Expunge,
     Fetch,
+    GetQuota,
+    GetQuotaRoot,
     Id,
     Idle,
     List,
@@ -82,6 +84,7 @@ STATUS_ITEMS: Final = frozenset(
         "SIZE",  # RFC 8438
         "HIGHESTMODSEQ",  # RFC 7162 3.1.6
         "APPENDLIMIT",  # RFC 7889 3
+        "DELETED-STORAGE",  # RFC 9208 4.2.1
     }
 )
 SYSTEM_FLAGS: Final = {
@@ -498,6 +501,20 @@ def parse_status(r: ArgReader) -> Status:
     return Status(mailbox, items)
 
 
+def parse_getquota(r: ArgReader) -> GetQuota:
+    r.sp()
+    root = r.astring_text("quota root")
+    r.end()
+    return GetQuota(root)
+
+
+def parse_getquotaroot(r: ArgReader) -> GetQuotaRoot:
+    r.sp()
+    mailbox = r.mailbox()
+    r.end()
+    return GetQuotaRoot(mailbox)
+
+
 def parse_append(r: ArgReader) -> Append:
     """APPEND mailbox 1*append-message (RFC 3502 MULTIAPPEND, RFC 3516 literal8, RFC 4469
     CATENATE, RFC 6855 UTF8): each message is [SP flag-list] [SP date-time] SP data."""
@@ -766,6 +783,8 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "SEARCH": parse_search,
     "SORT": parse_sort,
     "THREAD": parse_thread,
+    "GETQUOTA": parse_getquota,
+    "GETQUOTAROOT": parse_getquotaroot,
     "FETCH": parse_fetch,
     "STORE": parse_store,
     "COPY": parse_copy,

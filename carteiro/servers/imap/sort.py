@@ -7,6 +7,8 @@ are read and parsed here, so both answers are the same with or without the index
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.message_cache import MessageCache
 from carteiro.mail.sorting import Criterion, Item, sort_items
@@ -14,6 +16,7 @@ from carteiro.mail.threading import Node, ordered_subject, references
 from carteiro.mime.parse import Message
 from carteiro.mime.sortkeys import SortFields, sort_fields
 from carteiro.proto.imap import commands as c
+from carteiro.proto.imap.search import SearchAll
 from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
 
@@ -50,17 +53,51 @@ def _fields(msg: Message) -> SortFields:
     return cached
 
 
+class ResultCache:
+    """SORT/THREAD answers for a whole mailbox (search key ALL), by mailbox state: webmail asks
+    the same sorted or threaded view again and again (each page, each refresh); any change to
+    the mailbox (its MODSEQ or its size in the session's view) makes a new key."""
+
+    def __init__(self, entries: int = 8) -> None:
+        self.entries = entries
+        self._d: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+
+    def key(self, view: MailboxView, req: c.Sort | c.Thread) -> tuple[object, ...] | None:
+        if not isinstance(req.key, SearchAll):
+            return None  # other searches may depend on the session ($, RECENT) or the time
+        what = req.criteria if isinstance(req, c.Sort) else req.algorithm
+        return (view.account, view.id, view.info.uidvalidity, view.modseq, len(view), what, req.uid)
+
+    def get(self, key: tuple[object, ...] | None) -> bytes | None:
+        if key is None or key not in self._d:
+            return None
+        self._d.move_to_end(key)
+        return self._d[key]
+
+    def put(self, key: tuple[object, ...] | None, answer: bytes) -> None:
+        if key is None:
+            return
+        self._d[key] = answer
+        while len(self._d) > self.entries:
+            self._d.popitem(last=False)
+
+
 @command(c.Sort, min_state=State.SELECTED)
 async def sort(s: Session, tag: str, req: c.Sort) -> Result:
     view = s.view
     assert view is not None
     if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
         return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
-    idx = await evaluate(view, req.key, s.server.cache, s.saved)
-    found = await items(view, idx, s.server.cache)
-    ordered = sort_items(found, [Criterion(k.key, k.reverse) for k in req.criteria])
-    numbers = [it.uid if req.uid else it.seq for it in ordered]
-    s.out += b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+    key = s.server.sorts.key(view, req)
+    answer = s.server.sorts.get(key)
+    if answer is None:
+        idx = await evaluate(view, req.key, s.server.cache, s.saved)
+        found = await items(view, idx, s.server.cache)
+        ordered = sort_items(found, [Criterion(k.key, k.reverse) for k in req.criteria])
+        numbers = [it.uid if req.uid else it.seq for it in ordered]
+        answer = b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+        s.server.sorts.put(key, answer)
+    s.out += answer
     return ok("Sort completed.")
 
 
@@ -70,13 +107,19 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
     assert view is not None
     if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
         return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
-    idx = await evaluate(view, req.key, s.server.cache, s.saved)
-    found = await items(view, idx, s.server.cache)
-    roots = ordered_subject(found) if req.algorithm == "ORDEREDSUBJECT" else references(found)
-    out = bytearray(b"* THREAD ")
-    for r in roots:
-        out += b"(" + render(r, req.uid).encode() + b")"
-    s.out += bytes(out).rstrip(b" ") + b"\r\n"
+    key = s.server.sorts.key(view, req)
+    answer = s.server.sorts.get(key)
+    if answer is None:
+        idx = await evaluate(view, req.key, s.server.cache, s.saved)
+        found = await items(view, idx, s.server.cache)
+        algo = ordered_subject if req.algorithm == "ORDEREDSUBJECT" else references
+        roots = algo(found)
+        out = bytearray(b"* THREAD ")
+        for r in roots:
+            out += b"(" + render(r, req.uid).encode() + b")"
+        answer = bytes(out).rstrip(b" ") + b"\r\n"
+        s.server.sorts.put(key, answer)
+    s.out += answer
     return ok("Thread completed.")
 
 

@@ -228,7 +228,11 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None, help="source tree of the baseline")
     ap.add_argument("--no-dovecot", action="store_true")
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--only", default="", help="comma-separated query names to run (prefixes)")
     args = ap.parse_args()
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",")]
+        QUERIES[:] = [q for q in QUERIES if any(q[0].startswith(w) for w in wanted)]
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-search-"))
     tmp.chmod(0o755)
     print(

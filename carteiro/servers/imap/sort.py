@@ -7,7 +7,10 @@ are read and parsed here, so both answers are the same with or without the index
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections import OrderedDict
+from collections.abc import Callable
 
 from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.message_cache import MessageCache
@@ -93,9 +96,14 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
     if answer is None:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         found = await items(view, idx, s.server.cache)
-        ordered = sort_items(found, [Criterion(k.key, k.reverse) for k in req.criteria])
-        numbers = [it.uid if req.uid else it.seq for it in ordered]
-        answer = b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+        criteria = [Criterion(k.key, k.reverse) for k in req.criteria]
+
+        def compute() -> bytes:
+            ordered = sort_items(found, criteria)
+            numbers = [it.uid if req.uid else it.seq for it in ordered]
+            return b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+
+        answer = await _cpu(compute, len(found))
         s.server.sorts.put(key, answer)
     s.out += answer
     return ok("Sort completed.")
@@ -113,14 +121,39 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         found = await items(view, idx, s.server.cache)
         algo = ordered_subject if req.algorithm == "ORDEREDSUBJECT" else references
-        roots = algo(found)
-        out = bytearray(b"* THREAD ")
-        for r in roots:
-            out += b"(" + render(r, req.uid).encode() + b")"
-        answer = bytes(out).rstrip(b" ") + b"\r\n"
+
+        def compute() -> bytes:
+            out = bytearray(b"* THREAD ")
+            for r in algo(found):
+                out += b"(" + render(r, req.uid).encode() + b")"
+            return bytes(out).rstrip(b" ") + b"\r\n"
+
+        answer = await _cpu(compute, len(found))
         s.server.sorts.put(key, answer)
     s.out += answer
     return ok("Thread completed.")
+
+
+INLINE_MAX = 2000  # messages sorted or threaded on the event loop; more go to a thread
+
+
+async def _cpu(fn: Callable[[], bytes], n: int) -> bytes:
+    """Run a sort or thread computation: inline when small; else in a thread, so that other
+    sessions are served meanwhile (100,000 messages take a second or more), with the cyclic GC
+    paused: its passes over the many new objects cost as much as the work (bench/RESULTS.md)."""
+    if n <= INLINE_MAX:
+        return fn()
+
+    def run() -> bytes:
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return fn()
+        finally:
+            if was:
+                gc.enable()
+
+    return await asyncio.to_thread(run)
 
 
 def render(node: Node, uid: bool) -> str:

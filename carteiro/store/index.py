@@ -142,6 +142,8 @@ CREATE TABLE IF NOT EXISTS search_fields (
 CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(
     body, head, tokenize = 'unicode61 remove_diacritics 2'
 );
+-- The distinct terms of search_text: a needle inside words (BODY "umbrel") finds its terms here.
+CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_text, 'row');
 -- Every UID of the mailbox up to `uid` has its row (or had none to have: expunged before).
 CREATE TABLE IF NOT EXISTS search_progress (mailbox_id INTEGER PRIMARY KEY, uid INTEGER NOT NULL);
 """

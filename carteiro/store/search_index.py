@@ -519,6 +519,28 @@ def fts_query(needle: str) -> str | None:
     return " ".join(parts) if parts else None
 
 
+VOCAB_TERMS = 200  # an infix needle found in more terms than this is looked for by a scan
+
+
+def _vocab_query(conn: sqlite3.Connection, needle: str) -> str | None:
+    """For a needle of ASCII letters and digits only, which may sit inside a word: an FTS query
+    for every indexed term containing it ("" when none does), or None when too many do. Every
+    text containing the needle holds such a term: the needle's characters are token characters,
+    so an occurrence lies inside one token, and folding (case, diacritics) leaves ASCII alone."""
+    if not (needle.isascii() and needle.isalnum()):
+        return None
+    terms = [
+        r[0]
+        for r in conn.execute(
+            "SELECT term FROM search_vocab WHERE instr(term, ?) > 0 LIMIT ?",
+            (needle, VOCAB_TERMS + 1),
+        )
+    ]
+    if len(terms) > VOCAB_TERMS:
+        return None
+    return " OR ".join(f'"{term}"' for term in terms if '"' not in term)
+
+
 def answer(
     conn: sqlite3.Connection, mailbox_id: int, terms: Sequence[IndexTerm]
 ) -> list[TermHits | None]:
@@ -569,6 +591,11 @@ def answer(
         test = " OR ".join(f"instr({c}, ?) > 0" for c in cols)
         targs = [t.value] * len(cols)
         q = fts_query(t.value)
+        if q is None:
+            q = _vocab_query(conn, t.value)
+        if q == "":  # no term holds the needle: only texts cut at MAX_TEXT may
+            out.append(TermHits(upto, frozenset(), cut))
+            continue
         if q is not None:
             match = f"body : ({q})" if t.kind == "body" else q
             ids = conn.execute(

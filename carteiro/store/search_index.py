@@ -450,6 +450,8 @@ class Indexer:
             return self._purge(conn)
         mailbox_id, upto, rows = got
         self._hook("parsed")
+        if self._stop:
+            return False  # closing: the batch is read again by the next indexer
 
         def job(wconn: sqlite3.Connection) -> None:
             self._hook("search_rows")  # in the writer's transaction, before the rows
@@ -474,8 +476,8 @@ class Indexer:
     def _wait(self, done: threading.Event) -> bool:
         # not done within a minute: the writer is stuck or the job failed (logged by the writer);
         # the batch is read again after the poll interval (its rows are idempotent)
-        for _ in range(120):
-            if done.wait(0.5):
+        for _ in range(1200):
+            if done.wait(0.05):
                 self.batches += 1
                 self._hook("indexed")
                 return True

@@ -343,6 +343,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_deliver import register as register_deliver
 
     regs.append(register_deliver)
+    from carteiro.cli_lists import register as register_lists
+
+    regs.append(register_lists)
     return regs
 
 

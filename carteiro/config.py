@@ -155,6 +155,16 @@ class DKIMConfig:
 
 
 @dataclass
+class ListsConfig:
+    """Mailing lists (docs/lists.md); the lists themselves are made with `carteiro list`."""
+
+    # The public https://... base of the web listener, for RFC 8058 one-click unsubscribe links.
+    # "": https://HOSTNAME:PORT of [listen] web (no one-click links when web is disabled).
+    web_url: str = ""
+    batch: int = 1000  # members per queue message
+
+
+@dataclass
 class QuotaConfig:
     """Default mail quota of every account (RFC 9208); `carteiro user quota` sets one account's."""
 
@@ -183,6 +193,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     # Not from the file: where it was read from.
@@ -297,6 +308,7 @@ def _validate(cfg: Config) -> None:
         "pop3.max_auth_failures": cfg.pop3.max_auth_failures,
         "imap.max_connections": cfg.imap.max_connections,
         "imap.max_connections_per_ip": cfg.imap.max_connections_per_ip,
+        "lists.batch": cfg.lists.batch,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -347,6 +359,8 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns, 53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    if cfg.lists.web_url and not cfg.lists.web_url.startswith("https://"):
+        raise ConfigError("lists.web_url: RFC 8058 needs an https:// URL")
     if cfg.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
     for i, proto in enumerate(cfg.log.trace):

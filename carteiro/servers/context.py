@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from carteiro.config import Config
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
+from carteiro.lists.service import ListService
 from carteiro.queue.api import Spool
 from carteiro.store.api import MailStore
 
@@ -29,6 +30,7 @@ class ServerContext:
         frozenset()
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

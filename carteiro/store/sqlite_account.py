@@ -535,9 +535,11 @@ class SqliteAccountStore:
                     changes.append((uid, new, when, size))
             return mb, changes, failed
 
-        if len(uids) <= _QUICK_FLAG_CHECK:
+        if len(uids) <= _QUICK_FLAG_CHECK and not self._known_to_change(
+            mailbox_id, uids, op, wanted
+        ):
             # A STORE that changes nothing (the flags are already so, as clients often ask)
-            # needs no write: a read on this thread tells, and the STORE is ordered at it.
+            # needs no write: a read on this thread confirms it, and the STORE is ordered there.
             _mb, changes, failed = await s.read_quick(plan)
             if not changes:
                 return [], failed
@@ -570,7 +572,9 @@ class SqliteAccountStore:
             s.note_dirty_files()
             return metas, failed
 
-        return await s.write(job)
+        metas, failed = await s.write(job)
+        s.listings.note_flags(mailbox_id, ((m.uid, m.flags) for m in metas))
+        return metas, failed
 
     async def _remove(
         self, mailbox_id: int, uids: Sequence[int] | None, only_deleted: bool
@@ -604,6 +608,14 @@ class SqliteAccountStore:
         ):
             return []
         return await self._remove(mailbox_id, uids, only_deleted=True)
+
+    def _known_to_change(
+        self, mailbox_id: int, uids: Sequence[int], op: FlagOp, wanted: frozenset[str]
+    ) -> bool:
+        """Whether the cached listing (a hint, maybe stale) says this STORE changes a flag: then
+        the read that could let it skip the writer would be wasted (~20% of a STORE's cost)."""
+        known = self._s.listings.last_known_flags(mailbox_id, uids, self._s.codec)
+        return known is not None and any(apply_op(f, op, wanted) != f for f in known)
 
     def _any_deleted(self, conn: sqlite3.Connection, mailbox_id: int) -> bool:
         self._s.mbox_by_id(conn, self._id, mailbox_id)

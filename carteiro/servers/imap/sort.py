@@ -20,6 +20,7 @@ from carteiro.mime.parse import Message
 from carteiro.mime.sortkeys import SortFields, sort_fields
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.search import SearchAll
+from carteiro.servers.imap.search import _uses_modseq
 from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
 
@@ -91,17 +92,22 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
     assert view is not None
     if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
         return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    modseq = _uses_modseq(req.key)
+    if modseq:
+        s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     key = s.server.sorts.key(view, req)
     answer = s.server.sorts.get(key)
     if answer is None:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         found = await items(view, idx, s.server.cache)
         criteria = [Criterion(k.key, k.reverse) for k in req.criteria]
+        # RFC 7162 3.1.5: with a MODSEQ criterion, the highest MODSEQ of the messages found
+        tail = b" (MODSEQ %d)" % max(view.metas[i].modseq for i in idx) if modseq and idx else b""
 
         def compute() -> bytes:
             ordered = sort_items(found, criteria)
             numbers = [it.uid if req.uid else it.seq for it in ordered]
-            return b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+            return b"* SORT" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n"
 
         answer = await _cpu(compute, len(found))
         s.server.sorts.put(key, answer)
@@ -115,6 +121,8 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
     assert view is not None
     if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
         return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    if _uses_modseq(req.key):
+        s.enable_condstore()  # RFC 7162 3.1
     key = s.server.sorts.key(view, req)
     answer = s.server.sorts.get(key)
     if answer is None:

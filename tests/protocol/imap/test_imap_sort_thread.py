@@ -108,6 +108,10 @@ C: b3 SORT (BOGUS) UTF-8 ALL
 S: b3 BAD <...>
 C: b4 SORT (DATE) KOI9-R ALL
 S: b4 NO [BADCHARSET <...>
+C: b5 SORT (REVERSE ARRIVAL) UTF-8 MODSEQ 1
+S: * OK [HIGHESTMODSEQ <...>
+S: * SORT 8 7 6 5 4 3 2 1 (MODSEQ <...>)
+S: b5 OK Sort completed.
 """,
     )
 

@@ -208,6 +208,20 @@ class LimitsConfig:
 
 
 @dataclass
+class WebConfig:
+    """The webmail (docs/web.md): an IMAP and submission client of this server."""
+
+    # "on": HTTPS with the certificate below (the lists' one-click links, RFC 8058, must be
+    # https too); "off": plain HTTP, for a loopback listener behind a TLS proxy only.
+    tls: str = "on"  # "on" | "off"
+    cert: str = ""  # default: [tls] cert (the data dir's certificate)
+    key: str = ""
+    idle_timeout: float = 1800.0  # a session ends after this long without a request
+    max_upload: int = 25 * 1024 * 1024  # attachments of one message together
+    public_hostname: str = ""  # the name clients are told in autoconfiguration (default: hostname)
+
+
+@dataclass
 class SieveConfig:
     """Mail filtering (docs/sieve.md)."""
 
@@ -235,6 +249,14 @@ class ListsConfig:
     # "": https://HOSTNAME:PORT of [listen] web (no one-click links when web is disabled).
     web_url: str = ""
     batch: int = 1000  # members per queue message
+
+
+@dataclass
+class QuotaConfig:
+    """Default mail quota of every account (RFC 9208); `carteiro user quota` sets one account's."""
+
+    storage: int = 0  # octets over all the account's mailboxes; 0: no limit
+    messages: int = 0  # messages; 0: no limit
 
 
 @dataclass
@@ -279,10 +301,12 @@ class Config:
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
     mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     sieve: SieveConfig = field(default_factory=SieveConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     fetch: list[FetchConfig] = field(default_factory=list)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
 
@@ -407,9 +431,19 @@ def _validate(cfg: Config) -> None:
         ("auth.account_delay", cfg.auth.account_delay),
         ("auth.account_max_delay", cfg.auth.account_max_delay),
         ("auth.slot_wait", cfg.auth.slot_wait),
+        ("quota.storage", cfg.quota.storage),
+        ("quota.messages", cfg.quota.messages),
     ):
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")
+    if cfg.web.tls not in ("on", "off"):
+        raise ConfigError(f"web.tls: {cfg.web.tls!r} is not one of on, off")
+    if cfg.web.tls == "off" and cfg.listen.web:
+        web_host = parse_hostport(cfg.listen.web)[0]
+        if web_host not in ("localhost", "::1") and not web_host.startswith("127."):
+            raise ConfigError(
+                "web.tls: off (passwords over plain HTTP) only for a loopback [listen] web"
+            )
     if cfg.dns.inet_protocols not in ("any", "ipv4", "ipv6"):
         raise ConfigError(
             f"dns.inet_protocols: {cfg.dns.inet_protocols!r} is not one of any, ipv4, ipv6"
@@ -460,6 +494,16 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("mailauth.dmarc_report_interval: at least 1 second")
     if cfg.mailauth.dns_timeout <= 0:
         raise ConfigError("mailauth.dns_timeout: must be greater than 0")
+    for k, v in cfg.transport.items():
+        local, at, _domain = k.rpartition("@")
+        if at and (not local or any(c in k for c in " <>,;\r\n")):
+            raise ConfigError(f"transport.{k}: a key is a domain, .parent or user@domain")
+        if v.startswith("lmtp:") and k.lower().rstrip(".") in {d.lower() for d in cfg.domains}:
+            # local delivery wins over [transport]: the hand-off would silently not happen
+            raise ConfigError(
+                f"transport.{k}: {k} is in domains (delivered here); a domain handed to "
+                "another server over LMTP must not be one of ours"
+            )
     for i, ns in enumerate(cfg.dns.nameservers):
         try:
             parse_hostport(ns, 53)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mail.sieve_filter import Outbound
     from carteiro.web.server import WebServer
-    from carteiro.web.settings import WebSettings
+    from carteiro.web.settings import PasswordChanger, WebSettings
 
 log = logging.getLogger("carteiro")
 
@@ -442,15 +442,45 @@ def web_settings(cfg: Config) -> WebSettings:
         idle_timeout=cfg.web.idle_timeout,
         max_upload=cfg.web.max_upload,
         secure_cookies=cfg.web.tls == "on",
+        # ManageSieve with STARTTLS, as any client would, for the filter settings.
+        sieve=endpoint("", lst.sieve, "sieve") if lst.sieve else None,
     )
 
 
-def web_server(cfg: Config, routes: Sequence[BaseRoute] = ()) -> WebServer:
-    """The web listener: the webmail's pages, with `routes` (web_routes) beside them."""
+def password_changer(directory: Directory, min_length: int) -> PasswordChanger:
+    """The webmail's Settings -> change password, inside `carteiro serve` only (IMAP and SMTP
+    have no command for it): the current password checked, the new one Argon2id-hashed by the
+    directory, which also drops the account's login cache entry (and bumps its generation, so
+    other processes' caches drop it too)."""
+    from carteiro.web.settings import PasswordRefused
+
+    async def change(user: str, old: str, new: str) -> None:
+        if len(new) < min_length:
+            raise PasswordRefused(f"The new password needs at least {min_length} characters.")
+        if len(new) > 1024:
+            raise PasswordRefused("The new password is too long.")
+        if new == old:
+            raise PasswordRefused("The new password is the same as the current one.")
+        account = await directory.verify(user, old)
+        if account is None:
+            raise PasswordRefused("The current password is wrong.", wrong=True)
+        await asyncio.to_thread(directory.set_password, account, new)
+        log.info("password of %s changed in the webmail", account)
+
+    return change
+
+
+def web_server(
+    cfg: Config, routes: Sequence[BaseRoute] = (), directory: Directory | None = None
+) -> WebServer:
+    """The web listener: the webmail's pages, with `routes` (web_routes) beside them; with the
+    directory, the Settings page can change passwords."""
     from carteiro.web.app import create_app
     from carteiro.web.server import WebServer
 
     settings = web_settings(cfg)
+    if directory is not None:
+        settings.change_password = password_changer(directory, cfg.web.min_password_length)
     cert = key = None
     if settings.secure_cookies:
         cert = cfg.path(cfg.web.cert or cfg.tls.cert)
@@ -509,7 +539,7 @@ class App:
                 await lst.start()
             if cfg.listen.web:
                 try:
-                    self.web = web_server(cfg, web_routes(cfg, self.lists))
+                    self.web = web_server(cfg, web_routes(cfg, self.lists), directory)
                     await self.web.start()
                 except (OSError, ConfigError) as e:
                     raise ListenError(str(e)) from e

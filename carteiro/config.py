@@ -175,6 +175,7 @@ class WebConfig:
     idle_timeout: float = 1800.0  # a session ends after this long without a request
     max_upload: int = 25 * 1024 * 1024  # attachments of one message together
     public_hostname: str = ""  # the name clients are told in autoconfiguration (default: hostname)
+    min_password_length: int = 10  # Settings -> change password (NIST SP 800-63B: at least 8)
 
 
 @dataclass

@@ -411,6 +411,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("smtp.max_line_length: RFC 5321 4.5.3.1.6 needs at least 1000")
     if cfg.pop3.idle_timeout < 600:
         raise ConfigError("pop3.idle_timeout: RFC 1939 3 needs at least 600 seconds")
+    if not 1 <= cfg.web.min_password_length <= 1024:
+        raise ConfigError("web.min_password_length: must be between 1 and 1024")
     if cfg.imap.idle_timeout < 1800:
         raise ConfigError("imap.idle_timeout: RFC 3501 5.4 needs at least 1800 seconds")
     if not 1 <= cfg.queue.remote_port <= 65535:

@@ -24,6 +24,7 @@ from carteiro.core.hostport import parse_hostport
 log = logging.getLogger("carteiro.net")
 
 UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
+TRUSTED_KEY = "trusted "  # per_ip counts trusted peers under this prefix, uncapped
 
 
 class ListenError(Exception):
@@ -221,9 +222,9 @@ class Listener:
                 log.warning("%s: accept failed: %s", self.service, e)
                 await asyncio.sleep(0.1)
                 continue
-            ip = str(addr[0])
+            ip = self._ip_key(str(addr[0]), int(addr[1]))
             busy = len(self.active) + len(self._handshakes)
-            if busy >= self.max_connections or self._over_ip_cap(ip, int(addr[1])):
+            if busy >= self.max_connections or self._over_ip_cap(ip):
                 # no handshake for a client over its cap: closing costs nothing
                 log.warning("%s: refusing %s: too many connections", self.service, ip)
                 conn.close()
@@ -256,10 +257,15 @@ class Listener:
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._serve(reader, writer, ip)
 
-    def _over_ip_cap(self, ip: str, port: int) -> bool:
-        if self.per_ip[ip] < self.max_per_ip:
-            return False
-        return self.trusted is None or not self.trusted(ip, port)
+    def _ip_key(self, ip: str, port: int) -> str:
+        """What per_ip counts a client under: its address, or apart (uncapped) for a trusted
+        peer, whose connections then leave the cap of other clients at that address alone."""
+        if self.trusted is not None and self.trusted(ip, port):
+            return TRUSTED_KEY + ip
+        return ip
+
+    def _over_ip_cap(self, key: str) -> bool:
+        return self.per_ip[key] >= self.max_per_ip and not key.startswith(TRUSTED_KEY)
 
     def _release(self, ip: str) -> None:
         self.per_ip[ip] -= 1
@@ -268,9 +274,9 @@ class Listener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
-        ip = str(peer[0])
         port = int(peer[1]) if isinstance(peer, tuple) else 0
-        if len(self.active) >= self.max_connections or self._over_ip_cap(ip, port):
+        ip = self._ip_key(str(peer[0]), port)
+        if len(self.active) >= self.max_connections or self._over_ip_cap(ip):
             log.warning("%s: refusing %s: too many connections", self.service, ip)
             try:
                 if self.refuse is not None:
@@ -290,7 +296,7 @@ class Listener:
         assert task is not None
         self.active.add(task)
         conn = Connection(reader, writer, self.service)
-        conn.trusted = self.trusted is not None and self.trusted(conn.peer_ip, conn.peer_port)
+        conn.trusted = ip.startswith(TRUSTED_KEY)
         try:
             await self.handler(conn)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 
 import pytest
 from imap_harness import (  # noqa: F401  (fixtures)
@@ -147,3 +148,31 @@ async def expect_refused(srv: IMAPTestServer, source: str, tls: bool) -> None:
     c = await open_from(srv, source, tls, greeting=False)
     line = await c.line()
     assert line.startswith("* BYE Too many connections"), line
+
+
+async def test_trusted_socket_leaves_the_address_cap_to_others(start_server) -> None:  # type: ignore[no-untyped-def]
+    """One trusted socket (the in-process webmail's, TrustedPeers.register) at an address other
+    clients share: it is neither capped nor counted against them, and the trust is that socket's
+    alone: the next connection from the same address is an ordinary client again."""
+    srv = await start(start_server, max_connections_per_ip=2)
+    sock = socket.socket()
+    sock.bind((UNTRUSTED, 0))
+    sock.setblocking(False)
+    name = sock.getsockname()
+    withdraw = srv.ctx.trusted.register(sock)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    webmail = Client(reader, writer)
+    srv.clients.append(webmail)
+    assert (await webmail.line()).startswith("* OK")
+    await webmail.cmd(identify("192.0.2.20"))
+    await fail_three_times(webmail)
+    assert srv.ctx.throttle.blocked("192.0.2.20") and not srv.ctx.throttle.blocked(UNTRUSTED)
+    for _ in range(2):  # the address's own two connections are still free
+        await open_from(srv, UNTRUSTED)
+    await expect_refused(srv, UNTRUSTED, False)
+    other = await open_from(srv, TRUSTED)  # (127.0.0.2 is a trusted network in these tests)
+    assert (await other.cmd("NOOP"))[-1].startswith("t1 OK")
+    assert srv.ctx.trusted.trusts(*name)
+    withdraw()
+    assert not srv.ctx.trusted.trusts(*name)

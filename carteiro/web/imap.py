@@ -110,18 +110,30 @@ class IMAPConnection:
         # (its per-IP cap is checked then); the kernel lets no one else use that pair meanwhile.
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM)
-        family, kind, proto, _, addr = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            sock.bind((addr[0], 0))  # the server's own address: a local one
-            self._withdraw = ep.vouch(sock)
-            await loop.sock_connect(sock, addr)
-            return await asyncio.open_connection(sock=sock, ssl=tls, server_hostname=name)
-        except BaseException:
-            sock.close()
-            self._unvouch()
-            raise
+        error: OSError = OSError(f"{ep.host} has no address")
+        for family, kind, proto, _, addr in infos:  # in order, as open_connection tries them
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.bind((addr[0], 0))  # the server's own address: a local one
+                self._withdraw = ep.vouch(sock)
+                await loop.sock_connect(sock, addr)
+            except OSError as e:
+                sock.close()
+                self._unvouch()
+                error = e
+                continue
+            except BaseException:
+                sock.close()
+                self._unvouch()
+                raise
+            try:
+                return await asyncio.open_connection(sock=sock, ssl=tls, server_hostname=name)
+            except BaseException:
+                sock.close()
+                self._unvouch()
+                raise
+        raise error
 
     def _unvouch(self) -> None:
         if self._withdraw is not None:

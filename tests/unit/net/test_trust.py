@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import ipaddress
 import socket
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from carteiro.net.trust import TrustedPeers, originating_address, originating_port
 
@@ -70,3 +73,13 @@ def test_originating_address(value: str | None, expected: str | None) -> None:
 )
 def test_originating_port(value: str, expected: int | None) -> None:
     assert originating_port(value) == expected
+
+
+@given(st.text(max_size=200))
+def test_any_id_value_is_an_address_or_nothing(value: str) -> None:
+    """RFC 2971 values are free text from the peer: never an exception, never a key that is not
+    a canonical IP address (what the throttle and the logs then use)."""
+    got = originating_address(value)
+    assert got is None or str(ipaddress.ip_address(got)) == got
+    port = originating_port(value)
+    assert port is None or 0 < port < 65536

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from carteiro.cli import EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_USAGE, CLIError, load_config
 from carteiro.core.address import AddressError, canonical
+from carteiro.core.plural import plural
 
 if TYPE_CHECKING:  # imported when a command runs, so other commands start fast
     from carteiro.formats.message import Skipped, Summary
@@ -82,10 +83,7 @@ class ProgressBar:
             self.drawn = 0
 
 
-def _plural(n: int, word: str) -> str:
-    if n == 1:
-        return f"{n} {word}"
-    return f"{n} {word}es" if word.endswith(("x", "s", "ch", "sh")) else f"{n} {word}s"
+_plural = plural
 
 
 def _account(name: str) -> str:

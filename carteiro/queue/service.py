@@ -155,7 +155,10 @@ class QueueService:
             self.lock.release()
             raise
         self.running = True
-        log.info("queue: started with %d message(s) in %s", len(msgs), self.spool.root)
+        n = len(msgs)
+        log.info(
+            "queue: started with %d message%s in %s", n, "" if n == 1 else "s", self.spool.root
+        )
 
     async def stop(self) -> None:
         if not self.running:

@@ -11,6 +11,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from carteiro.config import Config
+from carteiro.core.metrics import Metrics
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.queue.api import Spool
@@ -29,6 +30,7 @@ class ServerContext:
         frozenset()
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

@@ -18,7 +18,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-ALL_SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web")
+ALL_SERVICES = (
+    "smtp",
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "web",
+    "metrics",
+)
 # What a ServerProcess enables by default (the webmail has its own tests).
 SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 

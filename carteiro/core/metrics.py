@@ -70,7 +70,7 @@ class Metrics:
     def __init__(self) -> None:
         # no `_created` series: a timestamp per label set doubles the output for nothing
         # Prometheus uses (process-wide switch of the library; every registry wants it off)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.connections = Counter(
             "carteiro_connections",

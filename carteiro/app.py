@@ -239,6 +239,7 @@ class App:
                     for sock in socks:
                         sock.close()
                 raise
+            privileges.preload()
             privileges.drop_to(target)
             log.info("bound the ports as root; now running as %s", target.user)
         self._warn_missing_dkim_keys()

@@ -9,10 +9,37 @@ carteiro.service does), and then this module does nothing.
 from __future__ import annotations
 
 import grp
+import importlib
+import logging
 import os
+import pkgutil
 import pwd
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("carteiro")
+
+# Standard modules that code (ours, or a library's) imports only when first used. Loaded before
+# the switch: an interpreter installed where the new user cannot read (a pyenv under /root) would
+# otherwise fail at the first IDNA name or the first DSN, hours later.
+LAZY_STDLIB = (
+    "encodings.idna",
+    "encodings.punycode",
+    "encodings.ascii",
+    "encodings.latin_1",
+    "encodings.utf_8",
+    "email.policy",
+    "email.headerregistry",
+    "email.generator",
+    "email.feedparser",
+    "email.parser",
+    "email.utils",
+    "json",
+    "base64",
+    "concurrent.futures.thread",
+    "asyncio.sslproto",
+    "asyncio.unix_events",
+)
 
 
 class PrivilegeError(Exception):
@@ -69,6 +96,22 @@ def check_not_other_user(target: Target) -> None:
             f"server.user is {target.user!r} but carteiro runs as uid {os.geteuid()}: "
             f"start it as root (it switches after binding) or as {target.user}"
         )
+
+
+def preload() -> None:
+    """Import every carteiro module and LAZY_STDLIB now, while the files are readable: after
+    the switch, the new user may not be able to read the interpreter's own library."""
+    import carteiro
+
+    for name in LAZY_STDLIB:
+        importlib.import_module(name)
+    for mod in pkgutil.walk_packages(carteiro.__path__, "carteiro."):
+        if mod.name.startswith(("carteiro.testing", "carteiro.cli", "carteiro.__main__")):
+            continue
+        try:
+            importlib.import_module(mod.name)
+        except ImportError as e:  # an optional part (the webmail's extras): not needed to serve
+            log.debug("preload: %s: %s", mod.name, e)
 
 
 def drop_to(target: Target) -> None:

@@ -348,6 +348,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_deliver import register as register_deliver
 
     regs.append(register_deliver)
+    from carteiro.cli_ops import register as register_ops
+
+    regs.append(register_ops)
     return regs
 
 

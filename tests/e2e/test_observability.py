@@ -180,10 +180,21 @@ def test_metrics_logs_and_health_match_what_happened(tmp_path: Any, sink: tuple[
         assert health["store"]["answering"] is True
         assert health["listeners"]["smtp"]["serving"] is True
         assert health["certificate"]["days_left"] > 100
+        r = srv.cli("status", check=False)
+        assert r.returncode == 0, r.stdout
+        assert r.stdout.startswith(f"server: running (pid {srv.proc.pid}")  # type: ignore[union-attr]
+        assert f"smtp         127.0.0.1:{srv.ports['smtp']}" in r.stdout
+        assert "NOT ACCEPTING" not in r.stdout and "queue: 0 messages" in r.stdout
+        assert "certificate: mail.example.test" in r.stdout
+        status = json.loads(srv.cli("status", "--json").stdout)
+        assert status["health"]["ok"] is True
+        assert set(status["listeners"]) == {"smtp", "submission", "imap", "pop3", "metrics"}
         with pytest.raises(urllib.error.HTTPError) as nf:
             urllib.request.urlopen(f"http://127.0.0.1:{mport}/nothing", timeout=10)
         assert nf.value.code == 404
 
+    r = srv.cli("status", check=False)
+    assert r.returncode == 3 and r.stdout.startswith("server: not running")
     lines = [json.loads(x) for x in srv.log().splitlines() if x.startswith("{")]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
     accepted = [x for x in lines if x.get("event") == "smtp.accepted"]

@@ -30,7 +30,7 @@ INBOX = "INBOX"
 
 
 class ProgressBar:
-    """`label [#####.....] 1234/5000  24%  ETA 0:42` redrawn in place on a terminal.
+    """`label [#####.....] 1234/5000  24%  820/s  ETA 0:00:04` redrawn in place on a terminal.
 
     Shows nothing for runs shorter than `delay` seconds, and nothing at all when the stream is not a
     terminal (logs and pipes get only the summary). Call clear() before printing another line.
@@ -71,6 +71,8 @@ class ProgressBar:
         )
         if 0 < done < total:
             left = int(elapsed / done * (total - done))
+            rate = done / elapsed if elapsed > 0 else 0.0
+            line += f"  {rate:.1f}/s" if rate < 10 else f"  {rate:.0f}/s"
             line += f"  ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
         self.stream.write("\r" + line.ljust(self.drawn))
         self.stream.flush()

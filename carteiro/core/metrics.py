@@ -148,13 +148,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        # label children by key: a per-command dictionary hit instead of labels()' lock
+        self._children: dict[tuple[str, str, str], Any] = {}
 
     def add_callback(self, read: Callable[[], Iterable[Sample]]) -> None:
         """Values computed when scraped (the queue's size, the store's counters)."""
         self.registry.register(_Callback(read))
-
-        # label children by key: a per-command dictionary hit instead of labels()' lock
-        self._children: dict[tuple[str, str, str], Any] = {}
 
     def _child(self, metric: Any, a: str, b: str) -> Any:
         key = (metric._name, a, b)

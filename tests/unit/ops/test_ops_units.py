@@ -197,3 +197,30 @@ def test_progress_bar_only_on_a_terminal() -> None:
         update(i, 100)
     assert "copying" in term.getvalue() or term.getvalue() == ""  # tqdm's delay: short runs
     assert isinstance(Path, type)
+
+
+def test_systemd_unit_is_valid_and_keeps_one_capability(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    unit = (Path(__file__).parents[3] / "contrib" / "carteiro.service").read_text()
+    for key in (
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "PrivateTmp=true",
+        "Restart=on-failure",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ):
+        assert key in unit.splitlines(), key
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("no systemd-analyze here")
+    exe = Path(sys.executable).parent / "carteiro"
+    local = tmp_path / "carteiro.service"
+    local.write_text(unit.replace("/usr/local/bin/carteiro", str(exe)))
+    r = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in r.stderr.splitlines() if "carteiro.service" in line]
+    assert problems == [], r.stderr

@@ -224,3 +224,28 @@ def test_systemd_unit_is_valid_and_keeps_one_capability(tmp_path: Path) -> None:
     r = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True, timeout=60)
     problems = [line for line in r.stderr.splitlines() if "carteiro.service" in line]
     assert problems == [], r.stderr
+
+
+def test_grafana_dashboard_names_only_metrics_that_exist() -> None:
+    import re
+
+    dash = json.loads(
+        (Path(__file__).parents[3] / "contrib" / "grafana-dashboard.json").read_text()
+    )
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = {n for e in exprs for n in re.findall(r"carteiro_[a-z_]+", e)}
+    known = Metrics().render().decode()
+    callbacks = {
+        "carteiro_queue_messages",
+        "carteiro_queue_recipients_pending",
+        "carteiro_queue_held_messages",
+        "carteiro_queue_oldest_age_seconds",
+        "carteiro_store_commits_total",
+        "carteiro_store_fsync_rounds_total",
+        "carteiro_store_fsync_calls_total",
+    }
+    types = {line.split()[2] for line in known.splitlines() if line.startswith("# TYPE ")}
+    missing = [
+        n for n in used - callbacks if n not in types and n.removesuffix("_bucket") not in types
+    ]
+    assert missing == []

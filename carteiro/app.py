@@ -25,7 +25,7 @@ from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.net.listener import Listener, ListenError
 from carteiro.net.tls import load_server_context
-from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient
+from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient, Spool
 from carteiro.queue.routing import Resolver
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
 from carteiro.queue.transport import Reply, TLSPolicy, Transport
@@ -33,6 +33,9 @@ from carteiro.servers.context import ServerContext
 from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
+    from starlette.routing import BaseRoute
+
+    from carteiro.lists.service import Copy, ListService
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.ops.privileges import Target
 
@@ -91,13 +94,25 @@ class QueueHandoff:
     exactly as the SMTP server files mail. Remote alias targets go back to the queue (`requeue`)
     inside the same delivery; mail's errors become the replies the queue records."""
 
-    def __init__(self, delivery: MailDelivery, requeue: Requeue | None) -> None:
+    def __init__(
+        self, delivery: MailDelivery, requeue: Requeue | None, lists: ListService | None = None
+    ) -> None:
         self.delivery = delivery
         self.requeue = requeue
+        self.lists = lists
 
     async def deliver(self, mail_from: str, recipient: str, data: bytes) -> Reply:
         from carteiro.mail.deliver import DeliveryError
 
+        if self.lists is not None and self.lists.owns(recipient):
+            # a list address: the SMTP server queued it (the session is long done), the engine
+            # expands it now; its 4xx makes the queue try again, with nothing sent twice
+            try:
+                out = await self.lists.receive(mail_from, recipient, data)
+            except Exception:
+                log.exception("lists: handling mail to %s failed", recipient)
+                return Reply(451, "4.3.0", "list processing failed; will retry")
+            return Reply(out.code, out.status, out.text)
         requeue = self.requeue
 
         async def forward(remote: Sequence[str]) -> None:
@@ -129,6 +144,7 @@ def make_queue_service(
     local: LocalHandoff | None = None,
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
+    lists: ListService | None = None,
 ) -> QueueService:
     """The outbound queue for `cfg`. transport/resolver default to aiosmtplib and dnspython
     configured from [queue] and [dns]; `local` to delivery into the store."""
@@ -171,7 +187,7 @@ def make_queue_service(
     )
     router = Router(resolver, routing, is_local, rng, prefer=transport.has_idle)
     if local is None:
-        local = QueueHandoff(open_local_delivery(cfg, store, directory), spool.enqueue)
+        local = QueueHandoff(open_local_delivery(cfg, store, directory), spool.enqueue, lists)
     worker = QueueWorker(
         spool,
         router,
@@ -189,6 +205,146 @@ def make_queue_service(
     return ControlledQueueService(
         spool, worker, transport, control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET
     )
+
+
+class QueueSender:
+    """The list engine's `Sender`: its copies go to the outbound queue (set once it exists)."""
+
+    def __init__(self) -> None:
+        self.spool: Spool | None = None
+
+    async def send(
+        self,
+        mail_from: str,
+        recipients: Sequence[Copy],
+        data: bytes,
+        *,
+        verp: bool = False,
+        trusted: bool = True,
+        key: str | None = None,
+    ) -> None:
+        if self.spool is None:
+            raise RuntimeError("the outbound queue is not open")
+        addresses = [mail_from, *(c.address for c in recipients)]
+        env = Envelope(
+            mail_from=mail_from,
+            recipients=tuple(QueuedRecipient(c.address, headers=c.headers) for c in recipients),
+            body="7BIT" if data.isascii() else "8BITMIME",
+            smtputf8=not all(a.isascii() for a in addresses),
+            # trusted: the queue DKIM-signs what comes From one of our domains (a list post
+            # whose From was rewritten for DMARC); never a stranger's From
+            trusted=trusted,
+            verp=verp,
+        )
+        await self.spool.enqueue(env, data, f"list:{key}" if key else None)
+
+
+class StoreArchiver:
+    """The list engine's `Archiver`: posts filed into an account's mailbox by local delivery."""
+
+    def __init__(self, store: MailStore, delivery: MailDelivery) -> None:
+        self.store = store
+        self.delivery = delivery
+
+    async def archive(self, target: str, data: bytes, key: str) -> None:
+        import hashlib
+
+        from carteiro.mail.deliver import Target
+        from carteiro.store.api import MailboxNotFound
+
+        account, _, mailbox = target.partition(":")
+        mailbox = mailbox or "INBOX"
+        acct = await self.store.account(account)
+        try:
+            await acct.get_mailbox(mailbox)
+        except MailboxNotFound:
+            await acct.create_mailbox(mailbox)
+        delivery_id = hashlib.sha256(key.encode()).hexdigest()[:40]
+        await self.delivery.deliver([Target(account, mailbox)], data, "", delivery_id=delivery_id)
+
+
+def lists_web_url(cfg: Config) -> str:
+    if cfg.lists.web_url:
+        return cfg.lists.web_url
+    if not cfg.listen.web:
+        return ""
+    from carteiro.core.hostport import parse_hostport
+
+    _, port = parse_hostport(cfg.listen.web)
+    return f"https://{cfg.hostname}" + ("" if port == 443 else f":{port}")
+
+
+def open_lists(
+    cfg: Config, store: MailStore, directory: Directory
+) -> tuple[ListService, QueueSender]:
+    from carteiro.lists.db import ListDB, db_path
+    from carteiro.lists.dmarc import DnsPolicy
+    from carteiro.lists.service import ListService
+    from carteiro.net.dns_txt import DNSTxt
+
+    sender = QueueSender()
+    service = ListService(
+        ListDB(db_path(cfg.data_dir)),
+        sender,
+        DnsPolicy(DNSTxt(cfg.dns.nameservers, cfg.dns.timeout)),
+        StoreArchiver(store, open_local_delivery(cfg, store, directory)),
+        web_url=lists_web_url(cfg),
+        batch=cfg.lists.batch,
+    )
+    return service, sender
+
+
+def web_routes(cfg: Config, lists: ListService | None) -> list[BaseRoute]:
+    """Routes other areas mount on the web listener: the lists' one-click unsubscribe (RFC 8058),
+    under /lists/. The webmail's application takes these beside its own."""
+    if lists is None:
+        return []
+    from carteiro.web.list_unsubscribe import routes
+
+    return list(routes(lists.one_click))
+
+
+class RoutesServer:
+    """The web listener (HTTPS with the server's certificate) serving `web_routes` alone, until
+    the webmail's server serves them with its pages. uvicorn in this event loop, without its
+    signal handlers (the CLI owns SIGTERM)."""
+
+    def __init__(self, cfg: Config, routes: list[BaseRoute]) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+
+        from carteiro.core.hostport import parse_hostport
+
+        host, port = parse_hostport(cfg.listen.web)
+        app = Starlette(routes=routes)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                ssl_certfile=str(cfg.path(cfg.tls.cert)),
+                ssl_keyfile=str(cfg.path(cfg.tls.key)),
+                log_level="warning",
+                lifespan="off",
+                server_header=False,
+            )
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.address = (host, port)
+
+    async def start(self) -> None:
+        # Server._serve is serve() without capture_signals(), which would take SIGTERM/SIGINT
+        self.task = asyncio.get_running_loop().create_task(self.server._serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise ListenError(f"web: cannot listen on {self.address[0]}:{self.address[1]}")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.server.should_exit = True
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 @dataclass
@@ -216,6 +372,9 @@ class App:
             return None
         privileges.check_data_dir(target, self.config.data_dir)
         return target
+
+    lists: ListService | None = None
+    web: RoutesServer | None = None
 
     async def start(self) -> None:
         """Raises ListenError, TLSFileError, PrivilegeError: one line each for the user."""
@@ -257,7 +416,9 @@ class App:
             account_max_delay=cfg.auth.account_max_delay,
             slot_wait=cfg.auth.slot_wait,
         )
-        self.queue = make_queue_service(cfg, store, directory)
+        self.lists, list_sender = open_lists(cfg, store, directory)
+        self.queue = make_queue_service(cfg, store, directory, lists=self.lists)
+        list_sender.spool = self.queue.spool
         self.ctx = ServerContext(
             config=cfg,
             store=store,
@@ -267,6 +428,7 @@ class App:
             tls=tls,
             trace=self.trace,
             metrics=self.metrics,
+            lists=self.lists,
         )
         self._instrument(self.queue, store)
         for factory in listener_factories():
@@ -286,6 +448,10 @@ class App:
             await self.queue.start()
             for lst in self.listeners:
                 await lst.start()
+            if cfg.listen.web:
+                self.web = RoutesServer(cfg, web_routes(cfg, self.lists))
+                await self.web.start()
+            self.lists.start()
         except ListenError:
             await self.stop(grace=0)
             raise
@@ -293,8 +459,12 @@ class App:
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
-        if cfg.listen.web:
-            log.info("web          not started: the webmail is not part of this release yet")
+        if self.web is not None:
+            log.info(
+                "%-12s listening on %s:%d (list unsubscribe; no webmail yet)",
+                "web",
+                *self.web.address,
+            )
 
     def _warn_missing_dkim_keys(self) -> None:
         """Mail from a domain without its key goes out unsigned: say so once, at start."""
@@ -405,8 +575,14 @@ class App:
         if self.ctx is not None:
             self.ctx.shutdown.set()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
+        if self.web is not None:
+            await self.web.stop()
+        if self.lists is not None:
+            await self.lists.stop()  # its maintenance; the queue may still hand mail over
         if self.queue is not None:
             await self.queue.stop()
         if self.ctx is not None:
             await self.ctx.store.close()
             self.ctx.directory.close()
+        if self.lists is not None:
+            self.lists.close()

@@ -351,6 +351,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_ops import register as register_ops
 
     regs.append(register_ops)
+    from carteiro.cli_lists import register as register_lists
+
+    regs.append(register_lists)
     return regs
 
 

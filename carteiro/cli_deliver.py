@@ -207,6 +207,20 @@ async def _ask_server(root: Path, envelope: Envelope, name: str) -> str:
     return str(answer["id"])
 
 
+def _is_list_address(data_dir: Path, address: str) -> bool:
+    from carteiro.lists import addresses
+    from carteiro.lists.db import ListDB, db_path
+
+    path = db_path(data_dir)
+    if not path.exists():
+        return False
+    db = ListDB(path)
+    try:
+        return addresses.parse(address, db.addresses().__contains__) is not None
+    finally:
+        db.close()
+
+
 def cmd_deliver(args: argparse.Namespace) -> int:
     from carteiro.cli import CLIError, load_config
 
@@ -243,6 +257,26 @@ async def _deliver(cfg: object, to: str, sender: str | None) -> int:
     path: Path | None = None
     try:
         delivery = open_local_delivery(cfg, store, directory)
+        if _is_list_address(cfg.data_dir, to):
+            # a mailing list's address: queued for it, as the SMTP server does; the server's list
+            # engine expands it once the queue holds it
+            try:
+                message, sender, added = await asyncio.to_thread(
+                    spool_stdin, sys.stdin.buffer, cfg.data_dir / "tmp", sender
+                )
+            except OSError as e:
+                return fail(EX_TEMPFAIL, f"cannot read the message: {e}")
+            path = message
+            envelope = Envelope(
+                mail_from=sender or "",
+                recipients=(QueuedRecipient(to),),
+                smtputf8=not (to.isascii() and (sender or "").isascii()),
+            )
+            try:
+                await hand_to_queue(cfg.data_dir / QUEUE_DIR, envelope, message, added)
+            except (QueueHandoffError, OSError) as e:
+                return fail(EX_TEMPFAIL, f"cannot queue the message for the list {to}: {e}")
+            return EX_OK
         try:
             res = delivery.resolve(to)
         except UnknownRecipient:

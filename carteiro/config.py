@@ -32,6 +32,7 @@ LOG_SUBSYSTEMS = (
     "deliver",
     "dns",
     "web",
+    "lists",
     "trace",
 )
 
@@ -171,6 +172,16 @@ class DKIMConfig:
 
 
 @dataclass
+class ListsConfig:
+    """Mailing lists (docs/lists.md); the lists themselves are made with `carteiro list`."""
+
+    # The public https://... base of the web listener, for RFC 8058 one-click unsubscribe links.
+    # "": https://HOSTNAME:PORT of [listen] web (no one-click links when web is disabled).
+    web_url: str = ""
+    batch: int = 1000  # members per queue message
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
@@ -202,6 +213,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     # Not from the file: where it was read from.
@@ -320,6 +332,7 @@ def _validate(cfg: Config) -> None:
         "pop3.max_auth_failures": cfg.pop3.max_auth_failures,
         "imap.max_connections": cfg.imap.max_connections,
         "imap.max_connections_per_ip": cfg.imap.max_connections_per_ip,
+        "lists.batch": cfg.lists.batch,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -368,6 +381,8 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns, 53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    if cfg.lists.web_url and not cfg.lists.web_url.startswith("https://"):
+        raise ConfigError("lists.web_url: RFC 8058 needs an https:// URL")
     if cfg.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
     if cfg.log.format not in ("text", "json"):

@@ -18,6 +18,9 @@ class QueuedRecipient:
     address: str
     notify: tuple[str, ...] = ()  # RFC 3461 NOTIFY: NEVER | SUCCESS, FAILURE, DELAY; () = default
     orcpt: str | None = None  # RFC 3461 ORCPT, as given ("rfc822;bob@b.test")
+    # Header fields for this recipient's copy only (a list's one-click unsubscribe URL, RFC
+    # 8058), prepended when sending. Only with Envelope.verp, where each copy goes alone.
+    headers: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,9 @@ class Envelope:
     # The client is trusted (authenticated, or in smtp.relay_networks): the queue may DKIM-sign the
     # message for our domains. Messages from strangers are never signed, whatever their From: says.
     trusted: bool = False
+    # VERP (carteiro/core/verp.py): each recipient gets mail_from+local=domain@ as its envelope
+    # sender, in a transaction of its own (a list's fan-out: bounces name the member).
+    verp: bool = False
 
 
 class Spool(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from carteiro.core import verp
 from carteiro.queue.api import Envelope, QueuedRecipient
 from carteiro.queue.transport import Reply
 
@@ -30,6 +31,7 @@ class RecipientState:
     remote_mta: str = ""
     remote_reply: bool = True  # the last reply came from a remote server (vs. our own reason)
     delay_notified: bool = False
+    headers: bytes = b""  # QueuedRecipient.headers
 
     @property
     def domain(self) -> str:
@@ -70,6 +72,7 @@ class QueuedMessage:
     prefix: bytes = b""  # header fields prepended when sending (our DKIM-Signature)
     origin: str = ""  # "" or "dsn" (a report we generated)
     inline: bool = False  # small messages live in the index, big ones in msg/ID
+    verp: bool = False  # one envelope sender per recipient (Envelope.verp)
     # Runtime only, never stored:
     active: bool = field(default=False, compare=False)
     scheduled: float | None = field(default=None, compare=False)
@@ -88,7 +91,7 @@ class QueuedMessage:
         return Envelope(
             mail_from=self.mail_from,
             recipients=tuple(
-                QueuedRecipient(r.address, r.notify, r.orcpt) for r in self.recipients
+                QueuedRecipient(r.address, r.notify, r.orcpt, r.headers) for r in self.recipients
             ),
             ret=self.ret,
             envid=self.envid,
@@ -96,4 +99,9 @@ class QueuedMessage:
             smtputf8=self.smtputf8,
             requiretls=self.requiretls,
             auth_user=self.auth_user,
+            verp=self.verp,
         )
+
+    def sender_for(self, address: str) -> str:
+        """The envelope sender of the copy for `address` (VERP when the message asks)."""
+        return verp.encode(self.mail_from, address) if self.verp else self.mail_from

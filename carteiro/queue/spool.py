@@ -328,7 +328,12 @@ class FileSpool:
         now = self.clock()
         rcpts = [
             RecipientState(
-                idx=i, address=r.address, notify=tuple(r.notify), orcpt=r.orcpt, next_try=now
+                idx=i,
+                address=r.address,
+                notify=tuple(r.notify),
+                orcpt=r.orcpt,
+                next_try=now,
+                headers=r.headers if envelope.verp else b"",
             )
             for i, r in enumerate(envelope.recipients)
         ]
@@ -347,6 +352,7 @@ class FileSpool:
             prefix=prefix,
             origin=origin,
             inline=inline,
+            verp=envelope.verp,
         )
 
     @staticmethod

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS messages (
     held INTEGER NOT NULL DEFAULT 0,
     prefix BLOB NOT NULL DEFAULT x'',
     origin TEXT NOT NULL DEFAULT '',
-    inline INTEGER NOT NULL DEFAULT 0       -- 1: the bytes are in `bodies`, else in msg/ID
+    inline INTEGER NOT NULL DEFAULT 0,      -- 1: the bytes are in `bodies`, else in msg/ID
+    verp INTEGER NOT NULL DEFAULT 0         -- 1: one envelope sender per recipient
 );
 CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dedupe (key TEXT PRIMARY KEY, msg_id TEXT NOT NULL, at REAL NOT NULL)
@@ -50,13 +51,14 @@ CREATE TABLE IF NOT EXISTS recipients (
     remote_mta TEXT NOT NULL DEFAULT '',
     remote_reply INTEGER NOT NULL DEFAULT 1,
     delay_notified INTEGER NOT NULL DEFAULT 0,
+    headers BLOB NOT NULL DEFAULT x'',
     PRIMARY KEY (msg_id, idx)
 ) WITHOUT ROWID;
 """
 
 _RCPT_COLS = (
     "idx, address, notify, orcpt, state, attempts, next_try, last_attempt, last_code, "
-    "last_status, last_text, remote_mta, remote_reply, delay_notified"
+    "last_status, last_text, remote_mta, remote_reply, delay_notified, headers"
 )
 
 
@@ -66,6 +68,12 @@ def connect(path: Path) -> sqlite3.Connection:
     # FULL: the WAL is fsynced at every commit, so a committed enqueue survives power loss.
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(SCHEMA)
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(messages)")}
+    if "verp" not in columns:  # a spool made before VERP
+        db.execute("ALTER TABLE messages ADD COLUMN verp INTEGER NOT NULL DEFAULT 0")
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(recipients)")}
+    if "headers" not in columns:
+        db.execute("ALTER TABLE recipients ADD COLUMN headers BLOB NOT NULL DEFAULT x''")
     return db
 
 
@@ -86,6 +94,7 @@ def _rcpt_row(msg_id: str, r: RecipientState) -> tuple[object, ...]:
         r.remote_mta,
         int(r.remote_reply),
         int(r.delay_notified),
+        r.headers,
     )
 
 
@@ -93,7 +102,8 @@ def insert(db: sqlite3.Connection, m: QueuedMessage, data: bytes | None = None) 
     """A new message; `data` (when m.inline) is its content."""
     db.execute(
         "INSERT INTO messages (id, mail_from, ret, envid, body, smtputf8, requiretls, auth_user,"
-        " size, arrival, held, prefix, origin, inline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " size, arrival, held, prefix, origin, inline, verp)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             m.id,
             m.mail_from,
@@ -109,6 +119,7 @@ def insert(db: sqlite3.Connection, m: QueuedMessage, data: bytes | None = None) 
             m.prefix,
             m.origin,
             int(m.inline),
+            int(m.verp),
         ),
     )
     if m.inline:
@@ -126,7 +137,7 @@ def load_body(db: sqlite3.Connection, msg_id: str) -> bytes | None:
 def save_recipients(db: sqlite3.Connection, msg_id: str, rcpts: Iterable[RecipientState]) -> None:
     db.executemany(
         f"INSERT OR REPLACE INTO recipients (msg_id, {_RCPT_COLS}) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [_rcpt_row(msg_id, r) for r in rcpts],
     )
 
@@ -157,6 +168,7 @@ def _recipient(row: Any) -> RecipientState:
         remote_mta,
         remote_reply,
         delay_notified,
+        headers,
     ) = row
     return RecipientState(
         idx=int(idx),
@@ -173,12 +185,13 @@ def _recipient(row: Any) -> RecipientState:
         remote_mta=str(remote_mta),
         remote_reply=bool(remote_reply),
         delay_notified=bool(delay_notified),
+        headers=bytes(headers),
     )
 
 
 _MSG_COLS = (
     "id, mail_from, ret, envid, body, smtputf8, requiretls, auth_user, size, arrival, held, "
-    "prefix, origin, inline"
+    "prefix, origin, inline, verp"
 )
 
 
@@ -198,6 +211,7 @@ def _message(row: Any, rcpts: list[RecipientState]) -> QueuedMessage:
         prefix,
         origin,
         inline,
+        verp,
     ) = row
     return QueuedMessage(
         id=str(mid),
@@ -215,6 +229,7 @@ def _message(row: Any, rcpts: list[RecipientState]) -> QueuedMessage:
         prefix=bytes(prefix),
         origin=str(origin),
         inline=bool(inline),
+        verp=bool(verp),
     )
 
 

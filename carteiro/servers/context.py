@@ -14,6 +14,7 @@ from carteiro.config import Config
 from carteiro.core.metrics import Metrics
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
+from carteiro.lists.service import ListService
 from carteiro.queue.api import Spool
 from carteiro.store.api import MailStore
 
@@ -31,6 +32,7 @@ class ServerContext:
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
+    lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

@@ -97,6 +97,8 @@ class Transaction:
     digest: Any = field(default_factory=hashlib.sha256)
     head: bytearray | None = field(default_factory=bytearray)  # until the header section ends
     has_message_id: bool = False
+    list_recipients: list[str] = field(default_factory=list)  # mailing list addresses
+    header: bytes | None = None  # the header section, kept when a list is a recipient
 
     def note_body(self, data: bytes) -> None:
         self.digest.update(data)
@@ -109,6 +111,8 @@ class Transaction:
             self.head = None
             if end >= 0:
                 self.has_message_id = b"message-id" in header_names(bytes(head[:end]))
+                if self.list_recipients:
+                    self.header = bytes(head[:end])
 
     def delivery_id(self) -> str | None:
         """Names this delivery when the message can be told apart from another: it carries a
@@ -596,6 +600,14 @@ class Session:
             txn.recipients.append(Recipient(address, cmd.notify, cmd.orcpt, (), (address,)))
             self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
             return
+        lists = self.ctx.lists
+        if lists is not None and lists.owns(address):
+            # a mailing list address: queued as it is; the list engine expands it after this
+            # session got its 250, so a big list never holds the client (docs/lists.md)
+            txn.list_recipients.append(address)
+            txn.recipients.append(Recipient(address, cmd.notify, cmd.orcpt, (), (address,)))
+            self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
+            return
         try:
             res = self._resolve_rcpt(address)
         except DeliveryError as e:
@@ -862,6 +874,15 @@ class Session:
                 remote.append(QueuedRecipient(addr, r.notify, orcpt))
         queue_id: str | None = None
         delivery_id = txn.delivery_id()
+        lists = self.ctx.lists
+        if lists is not None and txn.header is not None:
+            for address in txn.list_recipients:
+                if lists.loops(address, txn.header):
+                    # RFC 2919 / RFC 3463 5.4.6: our own List-Id came back: a forwarding loop
+                    log.info("smtp %s: refused, a loop through the list %s", txn.id, address)
+                    return Reply(
+                        550, "5.4.6", f"Mail loop: this post already went through <{address}>"
+                    )
 
         async def enqueue() -> None:
             nonlocal queue_id

@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import threading
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from carteiro.store.api import MessageMeta, UidFlags
@@ -24,7 +24,8 @@ from carteiro.store.flags import FlagCodec
 KEYWORDS_BIT = 0x80  # in a flag code: the message has keywords (in `keywords`, by UID)
 SYSTEM_MASK = 0x1F  # flags.BITS
 SNAPSHOT_MIN = 1_000  # messages: smaller mailboxes load from their rows fast enough
-QUICK_MAX = 2_000  # messages: a cached listing this small is refreshed on the caller's thread
+QUICK_MAX = 2_000
+FLAG_HINTS_MAX = 10_000  # (mailbox, UID) flag hints a process keeps  # messages: a cached listing this small is refreshed on the caller's thread
 UID_TYPE = "I" if array("I").itemsize == 4 else "L"  # RFC 3501: UIDs are 32-bit
 
 SELECT_ROWS = "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
@@ -291,6 +292,9 @@ class ListingCache:
         self._max = max_messages
         self._publishing: set[int] = set()
         self.hits = self.refreshes = self.loads = self.snapshots_read = 0
+        # Flags this process last committed or read, by (mailbox, UID): fresher hints than a
+        # cached listing, which only a SELECT brings up to date. Bounded: cleared when full.
+        self._flag_hints: dict[tuple[int, int], frozenset[str]] = {}
 
     def get(
         self,
@@ -323,6 +327,38 @@ class ListingCache:
         well under a millisecond (a full reload at worst a few), cheap enough for the event loop."""
         entry = self._entries.get(mailbox_id)
         return entry is not None and len(entry) <= QUICK_MAX
+
+    def last_known_flags(
+        self, mailbox_id: int, uids: Sequence[int], codec: FlagCodec
+    ) -> list[frozenset[str]] | None:
+        """The flags of `uids` as the cached listing last saw them (maybe stale: a hint, never
+        the truth), or None when the listing is not cached or lacks one of them."""
+        hints = self._flag_hints
+        entry = self._entries.get(mailbox_id)
+        out = []
+        for uid in uids:
+            hint = hints.get((mailbox_id, uid))
+            if hint is not None:
+                out.append(hint)
+                continue
+            if entry is None:
+                return None
+            i = bisect.bisect_left(entry.uids, uid)
+            if i == len(entry.uids) or entry.uids[i] != uid:
+                return None
+            c = entry.codes[i]
+            out.append(
+                codec.decode(c & SYSTEM_MASK, entry.keywords[uid] if c >= KEYWORDS_BIT else "")
+            )
+        return out
+
+    def note_flags(self, mailbox_id: int, flags: Iterable[tuple[int, frozenset[str]]]) -> None:
+        """Remember flags just committed or read (hints for last_known_flags)."""
+        hints = self._flag_hints
+        if len(hints) > FLAG_HINTS_MAX:
+            hints.clear()
+        for uid, f in flags:
+            hints[(mailbox_id, uid)] = f
 
     def _current(
         self,

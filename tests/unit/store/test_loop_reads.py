@@ -1,0 +1,162 @@
+"""Reads that stay on the event loop (issue 11 item 8): a message file already in the page cache,
+a STORE that changes nothing and an EXPUNGE that finds nothing answer without the store's threads,
+and answer exactly what the slow path would."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carteiro.store import maildir
+from carteiro.store.api import FlagOp
+from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+from .workers import ACCOUNT, make_message
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteMaildirStore]:
+    s = SqliteMaildirStore(tmp_path / "data")
+    await s.create_account(ACCOUNT)
+    yield s
+    await s.close()
+
+
+def test_read_cached_reads_a_small_file(tmp_path: Path) -> None:
+    p = tmp_path / "m"
+    p.write_bytes(b"Subject: x\r\n\r\nhello\r\n")
+    assert maildir.read_cached(p) == b"Subject: x\r\n\r\nhello\r\n"
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert maildir.read_cached(empty) == b""
+
+
+def test_read_cached_declines_what_it_cannot_read_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert maildir.read_cached(tmp_path / "missing") is None
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (maildir.READ_CACHED_MAX + 1))
+    assert maildir.read_cached(big) is None  # too big to copy on the event loop
+
+    small = tmp_path / "small"
+    small.write_bytes(b"abc")
+
+    def would_block(*_a: Any) -> int:
+        raise BlockingIOError(11, "not in the page cache")
+
+    monkeypatch.setattr(maildir.os, "preadv", would_block)
+    assert maildir.read_cached(small) is None  # the caller reads it in a thread
+
+
+async def test_read_message_from_the_page_cache_and_from_a_thread(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acct = await store.account(ACCOUNT)
+    body = make_message("cached", 500)
+    r = await acct.append("INBOX", body)
+    await store.flush_files()  # the bytes now live in the file only
+    assert await acct.read_message(r.mailbox_id, r.uid) == body
+    monkeypatch.setattr(maildir, "read_cached", lambda _p: None)  # as if the disk must be read
+    assert await acct.read_message(r.mailbox_id, r.uid) == body
+
+
+async def test_store_that_changes_nothing_needs_no_write(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acct = await store.account(ACCOUNT)
+    r = await acct.append("INBOX", make_message("a", 300), flags=["\\Seen"])
+    before = await acct.get_mailbox("INBOX")
+    writes = 0
+    real_write = store.write
+
+    async def counting_write(*a: Any, **k: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        return await real_write(*a, **k)
+
+    monkeypatch.setattr(store, "write", counting_write)
+    assert await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.ADD, ["\\Seen"]) == ([], [])
+    assert await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.REMOVE, ["\\Flagged"]) == ([], [])
+    # UNCHANGEDSINCE below the message's MODSEQ: refused for it, still no write (RFC 7162 3.1.3)
+    assert await acct.set_flags(
+        r.mailbox_id, [r.uid], FlagOp.ADD, ["\\Flagged"], unchangedsince=r.modseq - 1
+    ) == ([], [r.uid])
+    assert writes == 0
+    assert (await acct.get_mailbox("INBOX")).highestmodseq == before.highestmodseq
+    changed, failed = await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.ADD, ["\\Flagged"])
+    assert writes == 1 and failed == [] and [m.uid for m in changed] == [r.uid]
+    assert changed[0].flags == frozenset({"\\Seen", "\\Flagged"})
+
+
+async def test_expunge_that_finds_nothing_needs_no_write(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acct = await store.account(ACCOUNT)
+    r1 = await acct.append("INBOX", make_message("a", 300))
+    r2 = await acct.append("INBOX", make_message("b", 300))
+    await acct.open_mailbox("INBOX")  # a selected mailbox: its listing is cached and small
+    writes = 0
+    real_write = store.write
+
+    async def counting_write(*a: Any, **k: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        return await real_write(*a, **k)
+
+    monkeypatch.setattr(store, "write", counting_write)
+    assert await acct.expunge(r1.mailbox_id) == []
+    assert writes == 0
+    await acct.set_flags(r1.mailbox_id, [r2.uid], FlagOp.ADD, ["\\Deleted"])
+    assert await acct.expunge(r1.mailbox_id) == [r2.uid]
+    assert [m.uid for m in await acct.list_messages(r1.mailbox_id)] == [r1.uid]
+
+
+async def test_store_known_to_change_goes_straight_to_the_writer(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the mailbox's listing cached, a STORE the listing says will change a flag does not
+    pay for the read that could have skipped the writer."""
+    acct = await store.account(ACCOUNT)
+    r = await acct.append("INBOX", make_message("a", 300))
+    await acct.open_mailbox("INBOX")  # caches the listing: the message has no flags
+    quick = 0
+    real_quick = store.read_quick
+
+    async def counting_quick(*a: Any, **k: Any) -> Any:
+        nonlocal quick
+        quick += 1
+        return await real_quick(*a, **k)
+
+    monkeypatch.setattr(store, "read_quick", counting_quick)
+    changed, _ = await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.ADD, ["\\Flagged"])
+    assert [m.uid for m in changed] == [r.uid] and quick == 0
+
+
+async def test_a_store_remembers_what_it_committed_as_the_next_hint(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Toggling a flag (as +FLAGS then -FLAGS): each STORE is known to change, even though the
+    cached listing is from before the first one, so none pays for the no-change read."""
+    acct = await store.account(ACCOUNT)
+    r = await acct.append("INBOX", make_message("a", 300))
+    await acct.open_mailbox("INBOX")
+    quick = 0
+    real_quick = store.read_quick
+
+    async def counting_quick(*a: Any, **k: Any) -> Any:
+        nonlocal quick
+        quick += 1
+        return await real_quick(*a, **k)
+
+    monkeypatch.setattr(store, "read_quick", counting_quick)
+    for op in (FlagOp.ADD, FlagOp.REMOVE, FlagOp.ADD, FlagOp.REMOVE):
+        changed, _ = await acct.set_flags(r.mailbox_id, [r.uid], op, ["\\Deleted"])
+        assert [m.uid for m in changed] == [r.uid]
+    assert quick == 0
+    # and a STORE that then changes nothing is still answered without the writer
+    assert await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.REMOVE, ["\\Deleted"]) == ([], [])
+    assert quick == 1

@@ -274,7 +274,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     print(
         f"backed up {plural(r.messages, 'message')} in {plural(r.mailboxes, 'mailbox')}, "
         f"{plural(r.queued, 'queued message')}: {plural(r.files, 'file')}, "
-        f"{r.bytes // 1024} KiB in {r.dest}"
+        f"{r.bytes // 1024} KiB in {r.dest} (deliveries paused {r.locked_seconds * 1000:.0f} ms "
+        "for the cut)"
     )
     return 0
 

@@ -44,6 +44,7 @@ class BackupReport:
     messages: int = 0
     mailboxes: int = 0
     queued: int = 0
+    locked_seconds: float = 0.0  # how long the store's writers waited for the cut
     warnings: list[str] = field(default_factory=list)
 
 
@@ -194,6 +195,7 @@ def backup(cfg: Config, dest: Path, progress: ProgressFactory | None = None) -> 
     _backup_mbox(cfg, dest)
     report.mailboxes = sum(len(v) for v in snap.counts.values())
     report.messages = sum(n for v in snap.counts.values() for n in v.values())
+    report.locked_seconds = snap.locked_seconds
     files: dict[str, dict[str, Any]] = {}
     paths = list(_files(dest))
     hashing = progress("checksums") if progress else None

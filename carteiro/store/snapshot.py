@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class StoreSnapshot:
     mail: Path  # the copied mail tree
     files: int = 0
     linked: bool = True  # False: the files were copied under the locks (no hard links possible)
+    locked_seconds: float = 0.0  # how long writers waited: the cut, under both locks
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # account -> mailbox -> n
 
 
@@ -88,6 +90,7 @@ def snapshot(
         try:
             conn.execute("BEGIN IMMEDIATE")  # no COMMIT lands until ROLLBACK
             folders.acquire()  # and no file is placed or removed
+            cut = time.monotonic()
             try:
                 try:
                     snap.files = _link_tree(data_dir / MAIL_DIR, staging / MAIL_DIR, True)
@@ -109,6 +112,7 @@ def snapshot(
             finally:
                 folders.release()
                 conn.execute("ROLLBACK")
+                snap.locked_seconds = time.monotonic() - cut
         finally:
             folders.close()
             conn.close()

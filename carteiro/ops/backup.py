@@ -233,13 +233,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    """Everything written under `root` durable: one sync(2) flushes the whole filesystem's dirty
+    pages at once, where an fsync per file would wait for each (measured: bench/backup.py)."""
+    os.sync()
+    for dirpath, _dirs, _files in os.walk(root):
         _fsync_dir(Path(dirpath))
 
 

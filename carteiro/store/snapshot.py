@@ -4,7 +4,8 @@ module that reads the store and changes nothing in it.
 The cut: the index's write lock (BEGIN IMMEDIATE: no COMMIT can land) and then the folder lock (the
 file worker places and removes files only under it) are held together while every message file is
 hard-linked into a staging directory and the index is copied with SQLite's backup API. Writers wait
-for that moment (bench/backup.py: ~130 microseconds a message on a loaded 2-core machine) and nothing else; the staged links then copy to the
+for that moment (bench/backup.py: ~130 microseconds a message on a loaded 2-core machine) and
+nothing else; the staged links then copy to the
 destination at leisure, whatever the store does meanwhile. Messages committed with their bytes in
 the index (no file yet) travel in the copied index, and the restored store's recovery writes them.
 """

@@ -29,14 +29,16 @@ from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient, Spool
 from carteiro.queue.routing import Resolver
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
 from carteiro.queue.transport import Reply, TLSPolicy, Transport
-from carteiro.servers.context import ServerContext
+from carteiro.servers.context import ServerContext, sieve_filter, spool_outbound
 from carteiro.store.api import MailStore, MessageSource
 
 if TYPE_CHECKING:  # commands that only open the store start fast: serving imports these when built
     from starlette.routing import BaseRoute
 
+    from carteiro.fetch.poller import Fetcher
     from carteiro.lists.service import Copy, ListService
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
+    from carteiro.mail.sieve_filter import Outbound
     from carteiro.ops.privileges import Target
 
 log = logging.getLogger("carteiro")
@@ -72,12 +74,24 @@ def listener_factories() -> list[ListenerFactory]:
     from carteiro.servers import smtpd
 
     factories.append(smtpd.listeners)
+    from carteiro.servers import managesieved
+
+    factories.append(managesieved.listeners)
+    from carteiro.servers import lmtpd
+
+    factories.append(lmtpd.listeners)
+    from carteiro.servers import odmrd
+
+    factories.append(odmrd.listeners)
     return factories
 
 
-def open_local_delivery(cfg: Config, store: MailStore, directory: Directory) -> MailDelivery:
-    """The one local delivery (aliases, plus-folders, store or mbox), configured from [smtp]: the
-    SMTP server, `carteiro deliver` and the queue all file mail through it."""
+def open_local_delivery(
+    cfg: Config, store: MailStore, directory: Directory, outbound: Outbound | None = None
+) -> MailDelivery:
+    """The one local delivery (aliases, plus-folders, Sieve, store or mbox), configured from
+    [smtp] and [sieve]: the SMTP server, `carteiro deliver` and the queue all file mail through
+    it. `outbound` queues what Sieve scripts send (redirects, vacation replies)."""
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
 
     return MailDelivery(
@@ -86,6 +100,8 @@ def open_local_delivery(cfg: Config, store: MailStore, directory: Directory) -> 
         cfg.path(cfg.smtp.mbox_dir),
         plus_folders=cfg.smtp.plus_folder_delivery,
         mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
+        sieve=sieve_filter(cfg),
+        outbound=outbound,
     )
 
 
@@ -159,16 +175,30 @@ def make_queue_service(
 
     rng = rng or random.Random()
     if transport is None:
-        transport = SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout)
+        from carteiro.net.lmtp_client import LMTPClientTransport, MuxTransport
+
+        transport = MuxTransport(
+            SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+            LMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+        )
     if resolver is None:
         resolver = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout)
     static = {d.lower() for d in cfg.domains}
 
     def is_local(domain: str) -> bool:
+        if cfg.relay.null_client:
+            return False  # a null client delivers nothing itself: all to the smarthost
         return domain in static or directory.is_local_domain(domain)
 
     signer = DKIMSigner(cfg.data_dir, is_local, cfg.dkim.selector) if cfg.dkim.enabled else None
-    spool = FileSpool(cfg.data_dir / QUEUE_DIR, signer=signer, clock=clock)
+    from carteiro.queue.rewrite import AddressMap
+
+    spool = FileSpool(
+        cfg.data_dir / QUEUE_DIR,
+        signer=signer,
+        clock=clock,
+        rewriter=AddressMap(cfg.canonical),
+    )
     q = cfg.queue
     inet = cfg.dns.inet_protocols
     if inet not in ("any", "ipv4", "ipv6"):
@@ -185,9 +215,20 @@ def make_queue_service(
         cafile=str(cfg.path(q.tls_cafile)) if q.tls_cafile else "",
         inet_protocols=inet,
     )
-    router = Router(resolver, routing, is_local, rng, prefer=transport.has_idle)
+    router = Router(
+        resolver,
+        routing,
+        is_local,
+        rng,
+        prefer=transport.has_idle,
+        is_held=directory.is_held_domain,
+    )
     if local is None:
-        local = QueueHandoff(open_local_delivery(cfg, store, directory), spool.enqueue, lists)
+        local = QueueHandoff(
+            open_local_delivery(cfg, store, directory, spool_outbound(spool)),
+            spool.enqueue,
+            lists,
+        )
     worker = QueueWorker(
         spool,
         router,
@@ -202,9 +243,61 @@ def make_queue_service(
         clock=clock,
         rng=rng,
     )
-    return ControlledQueueService(
-        spool, worker, transport, control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET
+    from carteiro.queue.maildrop import PICKUP_SOCKET
+    from carteiro.queue.pickup import Pickup, PickupConfig
+
+    domains = list(cfg.domains) or directory.domains()
+    pickup = Pickup(
+        cfg.data_dir / QUEUE_DIR,
+        spool,
+        PickupConfig(
+            hostname=cfg.hostname,
+            origin=domains[0] if domains else cfg.hostname,
+            max_size=cfg.smtp.max_message_size,
+        ),
     )
+    return ControlledQueueService(
+        spool,
+        worker,
+        transport,
+        pickup,
+        control_path=cfg.data_dir / QUEUE_DIR / CONTROL_SOCKET,
+        pickup_path=cfg.data_dir / QUEUE_DIR / PICKUP_SOCKET,
+    )
+
+
+def make_fetcher(cfg: Config, store: MailStore, directory: Directory) -> Fetcher:
+    """The `[[fetch]]` pollers, delivering through the same local delivery as SMTP."""
+    from carteiro.core.durations import parse_duration
+    from carteiro.fetch.poller import FetchEntry, Fetcher
+    from carteiro.mail.deliver import DeliveryError
+
+    delivery = open_local_delivery(cfg, store, directory)
+
+    async def deliver(account: str, data: bytes, sender: str, delivery_id: str) -> None:
+        res = delivery.resolve(account)
+        if not res.local_accounts:
+            raise DeliveryError(f"{account} has no local mailbox", temporary=True)
+        targets = await delivery.targets(res.local_accounts)
+        await delivery.deliver(targets, data, sender, None, delivery_id)
+
+    entries = [
+        FetchEntry(
+            account=f.account,
+            server=f.server,
+            protocol=f.protocol,
+            tls=f.tls,
+            user=f.user,
+            password_file=cfg.path(f.password_file),
+            folders=tuple(f.folders),
+            keep=f.keep,
+            interval=parse_duration(f.interval),
+            verify=f.tls_verify,
+            cafile=str(cfg.path(f.tls_cafile)) if f.tls_cafile else None,
+        )
+        for f in cfg.fetch
+    ]
+    return Fetcher(entries, cfg.data_dir, deliver, cfg.hostname)
 
 
 class QueueSender:
@@ -373,6 +466,7 @@ class App:
         privileges.check_data_dir(target, self.config.data_dir)
         return target
 
+    fetcher: Fetcher | None = None
     lists: ListService | None = None
     web: RoutesServer | None = None
 
@@ -391,7 +485,7 @@ class App:
             try:
                 for f in dataclasses.fields(cfg.listen):
                     address = getattr(cfg.listen, f.name)
-                    if address and f.name != "web":
+                    if address and f.name != "web" and not address.startswith("unix:"):
                         prebound[f.name] = bind_address(f.name, address)
             except ListenError:
                 for socks in prebound.values():
@@ -428,6 +522,7 @@ class App:
             tls=tls,
             trace=self.trace,
             metrics=self.metrics,
+            held=self.queue.worker,
             lists=self.lists,
         )
         self._instrument(self.queue, store)
@@ -459,6 +554,9 @@ class App:
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
+        if cfg.fetch:
+            self.fetcher = make_fetcher(cfg, store, directory)
+            await self.fetcher.start()
         if self.web is not None:
             log.info(
                 "%-12s listening on %s:%d (list unsubscribe; no webmail yet)",
@@ -574,6 +672,8 @@ class App:
         self._stopped = True
         if self.ctx is not None:
             self.ctx.shutdown.set()
+        if self.fetcher is not None:
+            await self.fetcher.stop()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
         if self.web is not None:
             await self.web.stop()

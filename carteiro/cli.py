@@ -319,6 +319,12 @@ def cmd_domain(args: argparse.Namespace) -> int:
     if args.action == "list":
         for dom in directory.domains():
             print(dom + ("  (carteiro.toml)" if dom in directory.static_domains else ""))
+        for dom, user in directory.held_domains().items():
+            print(f"{dom}  (held for ETRN" + (f"; ATRN by {user})" if user else ")"))
+    elif args.action == "add" and (args.hold or args.atrn_user):
+        # relayed and held until the domain's host asks (ETRN, or ATRN by that user)
+        directory.add_held_domain(args.domain, args.atrn_user or "")
+        print(f"added {args.domain.lower()} (held)")
     elif args.action == "add":
         name = directory.add_domain(args.domain)
         print(f"added {name}")
@@ -328,7 +334,8 @@ def cmd_domain(args: argparse.Namespace) -> int:
             # the key is made here, once, not as a side effect of printing the DNS records
             print(f"DKIM key: {ensure_dkim_key(cfg.data_dir, name, cfg.dkim.selector)}")
     elif args.action == "del":
-        directory.del_domain(args.domain)
+        if not directory.del_held_domain(args.domain):
+            directory.del_domain(args.domain)
         print(f"removed {args.domain.lower()}")
     return 0
 
@@ -351,6 +358,15 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_ops import register as register_ops
 
     regs.append(register_ops)
+    from carteiro.cli_sieve import register as register_sieve
+
+    regs.append(register_sieve)
+    from carteiro.cli_etrn import register as register_etrn
+
+    regs.append(register_etrn)
+    from carteiro.cli_fetch import register as register_fetch
+
+    regs.append(register_fetch)
     from carteiro.cli_lists import register as register_lists
 
     regs.append(register_lists)
@@ -420,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("add", "del"):
         a = dm.add_parser(action, parents=[common])
         a.add_argument("domain")
+    a = dm.choices["add"]
+    a.add_argument("--hold", action="store_true", help="relay it, held until ETRN/ATRN")
+    a.add_argument("--atrn-user", metavar="ACCOUNT", help="the account that may ATRN for it")
     dm.add_parser("list", parents=[common])
     s.set_defaults(func=cmd_domain)
 

@@ -18,6 +18,8 @@ import contextlib
 import os
 import secrets
 import sys
+import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -207,6 +209,39 @@ async def _ask_server(root: Path, envelope: Envelope, name: str) -> str:
     return str(answer["id"])
 
 
+def _queue_outbound(
+    data_dir: Path,
+) -> Callable[[str, tuple[str, ...], bytes, str | None, bool], Awaitable[object]]:
+    """What Sieve scripts send (redirects, vacation replies), handed to the queue like the
+    message's remote recipients."""
+    from carteiro.queue.api import Envelope, QueuedRecipient
+    from carteiro.queue.service import QUEUE_DIR
+
+    async def outbound(
+        mail_from: str, recipients: tuple[str, ...], data: bytes, key: str | None, trusted: bool
+    ) -> str:
+        tmp = data_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, name = tempfile.mkstemp(dir=tmp, prefix="sieve.")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            env = Envelope(
+                mail_from,
+                tuple(QueuedRecipient(r) for r in recipients),
+                smtputf8=not (mail_from.isascii() and all(r.isascii() for r in recipients)),
+                body="8BITMIME",
+                trusted=trusted,
+            )
+            return await hand_to_queue(data_dir / QUEUE_DIR, env, path, 0)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    return outbound
+
+
 def _is_list_address(data_dir: Path, address: str) -> bool:
     from carteiro.lists import addresses
     from carteiro.lists.db import ListDB, db_path
@@ -256,7 +291,7 @@ async def _deliver(cfg: object, to: str, sender: str | None) -> int:
         return fail(EX_TEMPFAIL, f"cannot open the store: {e}")
     path: Path | None = None
     try:
-        delivery = open_local_delivery(cfg, store, directory)
+        delivery = open_local_delivery(cfg, store, directory, _queue_outbound(cfg.data_dir))
         if _is_list_address(cfg.data_dir, to):
             # a mailing list's address: queued for it, as the SMTP server does; the server's list
             # engine expands it once the queue holds it
@@ -307,7 +342,9 @@ async def _deliver(cfg: object, to: str, sender: str | None) -> int:
 
         try:
             if res.local_accounts:
-                targets = await delivery.targets(res.local_accounts)
+                targets = await delivery.targets(
+                    res.local_accounts, {a: to for a, _ in res.local_accounts}
+                )
                 # the queue hand-off runs before the local copies are kept (mbox locks still
                 # held): if it fails, they are undone and the MTA retries the whole message
                 await delivery.deliver(targets, message, sender or "", enqueue if remote else None)

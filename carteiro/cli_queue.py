@@ -26,7 +26,8 @@ from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR
 # ---- talking to a running server -------------------------------------------------------------
 
 
-def _request(root: Path, request: dict[str, Any]) -> dict[str, Any]:
+def request_queue(root: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """A queue command: to the running server, else done here under the queue's lock."""
     lock = qservice.QueueLock(root)
     if not lock.held_elsewhere():
         return qservice.offline(root, request)
@@ -160,7 +161,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if action != "flush":
         request["id"] = args.id
     try:
-        answer = _request(root, request)
+        answer = request_queue(root, request)
     except qservice.QueueBusy as e:
         print(f"carteiro: {e}", file=sys.stderr)
         return 75
@@ -174,6 +175,69 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if answer.get("note"):
         print(answer["note"])
     return 0
+
+
+def _mailq_time(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t).strftime("%a %b %e %H:%M:%S")
+
+
+def mailq(root: Path, out: Any, err: Any) -> int:
+    """The queue in Postfix's `mailq` layout: id (`*` being delivered, `!` held), size, arrival,
+    sender; the last error of a deferred recipient in parentheses; then the pending recipients.
+    Messages still in the maildrop (not yet picked up) are listed first, marked `+`."""
+    from carteiro.queue.maildrop import MAILDROP, MaildropError, list_drops, open_drop
+
+    rows: list[tuple[str, int, float, str, list[tuple[str, str]]]] = []
+    try:
+        for path in list_drops(root / MAILDROP):
+            try:
+                drop, f = open_drop(path, 1 << 62)
+                f.close()
+            except (OSError, MaildropError):
+                continue
+            env = drop.envelope
+            sender = env.sender if env.sender is not None else f"(uid {drop.uid})"
+            rows.append(
+                (
+                    drop.name[:24] + "+",
+                    drop.size,
+                    drop.mtime,
+                    sender,
+                    [("", r) for r in env.recipients],
+                )
+            )
+        for m in qservice.snapshot(root):
+            mark = "!" if m.held else " "
+            rcpts = [(r.last_error, r.address) for r in m.pending]
+            rows.append((m.id + mark, m.size, m.arrival, m.mail_from or "MAILER-DAEMON", rcpts))
+    except PermissionError as e:
+        print(f"mailq: cannot read the queue: {e}", file=err)
+        return 77  # EX_NOPERM
+    if not rows:
+        print("Mail queue is empty", file=out)
+        return 0
+    print(
+        f"{'-Queue ID-':<15} {'--Size--':>8} {'----Arrival Time----':<20} -Sender/Recipient-------",
+        file=out,
+    )
+    total = 0
+    for qid, size, arrival, sender, rcpts in rows:
+        total += size
+        print(f"{qid:<15} {size:>8} {_mailq_time(arrival):<20} {sender}", file=out)
+        last = None
+        for error, address in rcpts:
+            if error and error != last:
+                print(f"({error})", file=out)
+                last = error
+            print(f"{'':<46}{address}", file=out)
+        print(file=out)
+    n = len(rows)
+    print(f"-- {(total + 1023) // 1024} Kbytes in {n} Request{'s' if n != 1 else ''}.", file=out)
+    return 0
+
+
+def cmd_mailq(args: argparse.Namespace) -> int:
+    return mailq(_data_dir(args) / QUEUE_DIR, sys.stdout, sys.stderr)
 
 
 def cmd_dns_records(args: argparse.Namespace) -> int:
@@ -250,6 +314,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         a = qs.add_parser(action, parents=[common], help=text)
         a.add_argument("id")
     s.set_defaults(func=cmd_queue)
+
+    s = subparsers.add_parser(
+        "mailq", parents=[common], help="the queue in the sendmail/Postfix `mailq` layout"
+    )
+    s.set_defaults(func=cmd_mailq)
 
     s = subparsers.add_parser(
         "dns-records", parents=[common], help="print the MX, SPF, DKIM and DMARC records to publish"

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.core.address import AddressError, check_domain
+from carteiro.core.durations import parse_duration
 from carteiro.core.hostport import parse_hostport
+from carteiro.core.nexthop import parse_nexthop
 
 CONFIG_NAME = "carteiro.toml"
 # [log] levels keys: the loggers carteiro.NAME (trace: the --trace transcripts)
@@ -33,6 +35,11 @@ LOG_SUBSYSTEMS = (
     "dns",
     "web",
     "lists",
+    "sieve",
+    "managesieve",
+    "lmtp",
+    "odmr",
+    "fetch",
     "trace",
 )
 
@@ -54,6 +61,11 @@ class ListenConfig:
     pop3s: str = "127.0.0.1:2995"
     web: str = "127.0.0.1:8025"
     metrics: str = ""  # Prometheus /metrics and /healthz (HTTP); "" = off
+    sieve: str = "127.0.0.1:4190"  # ManageSieve (RFC 5804)
+    # RFC 2033 local delivery from another MTA: off unless asked for ("127.0.0.1:2024" or
+    # "unix:/path"); carteiro is the MTA itself, and 2024 is taken on some hosts
+    lmtp: str = ""
+    odmr: str = "127.0.0.1:2366"  # RFC 2645 on-demand mail relay (ATRN); 366 in production
 
 
 @dataclass
@@ -159,6 +171,8 @@ class QueueConfig:
 
 @dataclass
 class RelayConfig:
+    # Null client (docs/unix.md): nothing is local, every message goes to the smarthost
+    null_client: bool = False
     smarthost: str = ""
     username: str = ""
     password: str = ""
@@ -169,6 +183,26 @@ class RelayConfig:
 class DKIMConfig:
     enabled: bool = True
     selector: str = "carteiro"
+
+
+@dataclass
+class SieveConfig:
+    """Mail filtering (docs/sieve.md)."""
+
+    enabled: bool = True  # run each account's active Sieve script at delivery
+    max_scripts: int = 20  # per account (ManageSieve QUOTA/MAXSCRIPTS)
+    max_script_size: int = 64 * 1024  # octets per script (QUOTA/MAXSIZE)
+    max_cpu: int = 2_000_000  # cost units per message (about 1 s of CPU); then keep + a note
+    max_redirects: int = 4  # redirect actions per message
+    # ManageSieve ([listen] sieve): the same limits and throttling as IMAP
+    allow_plaintext_auth: bool = False  # AUTHENTICATE only after STARTTLS
+    login_timeout: float = 120.0
+    idle_timeout: float = 1800.0
+    max_connections_per_ip: int = 20
+    max_connections: int = 1000
+    max_line_length: int = 8192
+    max_errors: int = 10  # bad commands before BYE
+    max_auth_failures: int = 3  # failed logins on one connection before BYE
 
 
 @dataclass
@@ -199,6 +233,23 @@ class ServerConfig:
 
 
 @dataclass
+class FetchConfig:
+    """One remote mailbox polled for a local account (fetchmail's role; docs/fetch.md)."""
+
+    account: str = ""  # the local account that receives
+    server: str = ""  # host:port (the protocol's port by default)
+    protocol: str = "pop3"  # "pop3" | "imap"
+    tls: str = "implicit"  # "implicit" | "starttls" | "none" (loopback only)
+    user: str = ""
+    password_file: str = ""  # relative to the data dir; its first line is the password
+    folders: list[str] = field(default_factory=lambda: ["INBOX"])  # IMAP only
+    keep: bool = True  # false: deleted on the server once delivered here
+    interval: str = "5m"
+    tls_verify: bool = True
+    tls_cafile: str = ""  # extra CA file (relative to the data dir)
+
+
+@dataclass
 class Config:
     hostname: str = "localhost"
     domains: list[str] = field(default_factory=list)
@@ -212,10 +263,14 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
     transport: dict[str, str] = field(default_factory=dict)
+    # Outbound address rewriting (Postfix's canonical/generic maps): "user@host" or "@domain"
+    canonical: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    sieve: SieveConfig = field(default_factory=SieveConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    fetch: list[FetchConfig] = field(default_factory=list)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
 
@@ -298,7 +353,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"domains[{i}]: {e}") from None
     for f in dataclasses.fields(ListenConfig):
         value = getattr(cfg.listen, f.name)
-        if value:
+        if value and not (value.startswith("unix:/") and len(value) > 6):
             try:
                 parse_hostport(value)
             except ValueError as e:
@@ -373,7 +428,7 @@ def _validate(cfg: Config) -> None:
     ):
         if value:
             try:
-                parse_hostport(value, 25)
+                parse_hostport(value, 25) if key == "relay.smarthost" else parse_nexthop(value)
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
     for i, ns in enumerate(cfg.dns.nameservers):
@@ -381,6 +436,17 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns, 53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    if cfg.relay.null_client and not cfg.relay.smarthost:
+        raise ConfigError("relay.null_client: needs relay.smarthost (where everything goes)")
+    for k, v in cfg.canonical.items():
+        both_domains = k.startswith("@") and v.startswith("@")
+        both_addresses = not k.startswith("@") and "@" in k and "@" in v and not v.startswith("@")
+        if not (both_domains or both_addresses) or any(c in k + v for c in " <>,;\r\n"):
+            raise ConfigError(
+                f"canonical.{k}: map an address to an address or @domain to @domain, not {v!r}"
+            )
+    for i, fc in enumerate(cfg.fetch):
+        _check_fetch(fc, f"fetch[{i}]")
     if cfg.lists.web_url and not cfg.lists.web_url.startswith("https://"):
         raise ConfigError("lists.web_url: RFC 8058 needs an https:// URL")
     if cfg.log.level not in ("debug", "info", "warning", "error"):
@@ -437,6 +503,37 @@ def loads(text: str, data_dir: Path = Path("var")) -> Config:
     return cfg
 
 
+def _check_fetch(fc: FetchConfig, where: str) -> None:
+    if "@" not in fc.account:
+        raise ConfigError(f"{where}.account: {fc.account!r} is not an address")
+    if fc.protocol not in ("pop3", "imap"):
+        raise ConfigError(f"{where}.protocol: {fc.protocol!r} is not pop3 or imap")
+    if fc.tls not in ("implicit", "starttls", "none"):
+        raise ConfigError(f"{where}.tls: {fc.tls!r} is not implicit, starttls or none")
+    try:
+        host, _ = parse_hostport(fc.server, 1)
+    except ValueError as e:
+        raise ConfigError(f"{where}.server: {e}") from None
+    if not host:
+        raise ConfigError(f"{where}.server: no host")
+    if fc.tls == "none":
+        # the password would cross the network in clear: loopback only
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ConfigError(f'{where}.tls: "none" is only allowed for a loopback server')
+    if not fc.user or not fc.password_file:
+        raise ConfigError(f"{where}: user and password_file are required")
+    try:
+        parse_duration(fc.interval)
+    except ValueError as e:
+        raise ConfigError(f"{where}.interval: {fc.interval!r}: {e}") from None
+    if not fc.folders:
+        raise ConfigError(f"{where}.folders: at least one folder")
+
+
 def default_text(hostname: str, domains: list[str]) -> str:
     """The carteiro.toml that `carteiro init` writes."""
     doms = ", ".join(f'"{d}"' for d in domains)
@@ -454,6 +551,9 @@ pop3 = "127.0.0.1:2110"
 pop3s = "127.0.0.1:2995"
 web = "127.0.0.1:8025"
 metrics = ""                      # e.g. "127.0.0.1:9425": Prometheus /metrics, /healthz
+sieve = "127.0.0.1:4190"          # ManageSieve: clients edit their filters (4190)
+lmtp = ""                         # LMTP from another MTA: "127.0.0.1:2024" or "unix:/path"; no AUTH
+odmr = "127.0.0.1:2366"           # On-Demand Mail Relay: ATRN for held domains (366)
 
 [tls]
 cert = "tls/cert.pem"             # relative to the data dir; created self-signed by init when absent

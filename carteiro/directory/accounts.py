@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS accounts (
     created REAL NOT NULL,
     generation INTEGER NOT NULL DEFAULT 0     -- bumped on password change (drops cached logins)
 );
+-- Domains we relay for but hold (RFC 1985 ETRN, RFC 2645 ATRN): never local, mail waits in the
+-- queue until the domain's host asks. atrn_user: the account that may ATRN for it ('' = none).
+CREATE TABLE IF NOT EXISTS held_domains (
+    name TEXT PRIMARY KEY,
+    atrn_user TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS aliases (
     source TEXT NOT NULL,                     -- 'local@domain' or '@domain' (catch-all)
     target TEXT NOT NULL,
@@ -114,6 +120,8 @@ class Directory:
             d = check_domain(domain)
         except AddressError as e:
             raise DirectoryError(str(e)) from None
+        if self.is_held_domain(d):
+            raise DirectoryError(f"{d} is held for a client (ETRN/ATRN); `domain del` it first")
         self._db().execute("INSERT OR IGNORE INTO domains VALUES (?)", (d,))
         return d
 
@@ -140,6 +148,31 @@ class Directory:
         return (
             self._db().execute("SELECT 1 FROM domains WHERE name = ?", (d,)).fetchone() is not None
         )
+
+    # ---- held (relay) domains: ETRN / ATRN ---------------------------------------------------
+
+    def add_held_domain(self, domain: str, atrn_user: str = "") -> None:
+        d = normalize_domain(domain)
+        if self.is_local_domain(d):
+            raise DirectoryError(f"{d} is a local domain; a held domain is relayed for a client")
+        if atrn_user and not self.user_exists(atrn_user):
+            raise DirectoryError(f"no account {atrn_user}")
+        self._db().execute(
+            "INSERT OR REPLACE INTO held_domains VALUES (?, ?)", (d, atrn_user.lower())
+        )
+
+    def del_held_domain(self, domain: str) -> bool:
+        d = normalize_domain(domain)
+        return self._db().execute("DELETE FROM held_domains WHERE name = ?", (d,)).rowcount > 0
+
+    def held_domains(self) -> dict[str, str]:
+        """domain -> the account that may ATRN for it ("" when none)."""
+        return dict(self._db().execute("SELECT name, atrn_user FROM held_domains ORDER BY name"))
+
+    def is_held_domain(self, domain: str) -> bool:
+        d = normalize_domain(domain)
+        row = self._db().execute("SELECT 1 FROM held_domains WHERE name = ?", (d,)).fetchone()
+        return row is not None
 
     # ---- accounts ----------------------------------------------------------------------------
 

@@ -4,8 +4,10 @@ The only local delivery: used by the SMTP server (final delivery of mail for our
 `carteiro deliver` (a standalone LDA, as dovecot-lda or procmail are used from another MTA) and,
 through `deliver_to` injected by app.py, by the queue for DSNs and queued local recipients.
 Each account gets the store (default) or its classic mbox spool file (`delivery = mbox`); with
-`plus_folders`, alice+Folder@ files into Folder when it exists. A delivery that fails anywhere is
-undone everywhere before the error is raised: a 4xx never leaves a partial copy behind.
+`plus_folders`, alice+Folder@ files into Folder when it exists. Accounts in the store with an
+active Sieve script get its plan (mail/sieve_filter.py): copies into folders, redirects and
+replies through the queue. A delivery that fails anywhere is undone everywhere before the error
+is raised: a 4xx never leaves a partial copy behind.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ import asyncio
 import errno
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from carteiro.directory.accounts import Directory, DirectoryError, Resolution
 from carteiro.mail.mbox_spool import Held, MboxLockTimeout, MboxSpool
+from carteiro.mail.sieve_filter import Copy, Outbound, Plan, SieveFilter
+from carteiro.mime.parse import parse as parse_message
 from carteiro.store.api import (
     AccountNotFound,
     AppendResult,
     Delivery,
     InvalidName,
+    MailboxExists,
     MailboxNotFound,
     MailStore,
     OverQuota,
@@ -59,6 +64,8 @@ class Target:
 
     account: str
     mailbox: str = "INBOX"
+    # the recipient address (with its +detail): Sieve's envelope "to"; not part of identity
+    address: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +86,14 @@ class LocalDelivery:
         mbox_lock_timeout: float = 30.0,
         cache_ttl: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sieve: SieveFilter | None = None,
+        outbound: Outbound | None = None,
     ) -> None:
         self.store = store
+        self.sieve = sieve
+        # Where Sieve's redirects and replies are queued; without it a script that redirects
+        # keeps the message instead (with a note).
+        self.outbound = outbound
         self.directory = directory
         self.mbox = MboxSpool(mbox_dir, mbox_lock_timeout)
         self.plus_folders = plus_folders
@@ -128,14 +141,21 @@ class LocalDelivery:
             raise DeliveryError("alias loop: no mailbox", temporary=False, status="5.4.6")
         return res
 
-    async def targets(self, local_accounts: Iterable[tuple[str, str]]) -> list[Target]:
+    async def targets(
+        self, local_accounts: Iterable[tuple[str, str]], recipient: Mapping[str, str] | None = None
+    ) -> list[Target]:
         """(account, detail) pairs -> one Target per account (a message is filed once per
-        account even when several recipients or aliases lead to it)."""
+        account even when several recipients or aliases lead to it). `recipient`: the address
+        the client gave (RCPT TO) for each account, Sieve's envelope "to" (an alias, say)."""
         out: dict[str, Target] = {}
         for account, detail in local_accounts:
             if account in out:
                 continue
-            out[account] = Target(account, await self._folder_for(account, detail))
+            local, _, domain = account.rpartition("@")
+            address = f"{local}+{detail}@{domain}" if detail and local else account
+            if recipient is not None:
+                address = recipient.get(account, address)
+            out[account] = Target(account, await self._folder_for(account, detail), address)
         return list(out.values())
 
     async def _folder_for(self, account: str, detail: str) -> str:
@@ -184,6 +204,10 @@ class LocalDelivery:
                 in_mbox.append(t.account)
             else:
                 in_store.append(t)
+        plans: dict[str, Plan] = {}
+        body = b""
+        if self.sieve is not None and in_store:
+            plans, body = await self._sieve_plans(self.sieve, in_store, source, mail_from)
         held: list[Held] = []
         if in_mbox:
             try:
@@ -201,9 +225,14 @@ class LocalDelivery:
                     )
                 except OSError as e:
                     raise _os_error(e) from e
-            appended = await self._store_deliver(in_store, source, delivery_id)
+            if plans:
+                appended = await self._sieve_deliver(in_store, plans, source, body, delivery_id)
+            else:
+                appended = await self._store_deliver(in_store, source, delivery_id)
             if then is not None:
                 await then()
+            if plans:  # redirects and rejections: the message's only way on, so part of it
+                await self._sieve_send(plans, delivery_id, required=True)
         except BaseException:
             if held:
                 await asyncio.to_thread(self.mbox.rollback, held)
@@ -213,7 +242,147 @@ class LocalDelivery:
         finally:
             if held:
                 await asyncio.to_thread(self.mbox.release, held)
+        if plans:
+            await self._sieve_send(plans, delivery_id, required=False)
+            await self._sieve_commit(plans)
         return Receipt(appended, tuple(h.account for h in held))
+
+    # ---- Sieve ------------------------------------------------------------------------------
+
+    async def _sieve_plans(
+        self, sieve: SieveFilter, in_store: Sequence[Target], source: bytes | Path, mail_from: str
+    ) -> tuple[dict[str, Plan], bytes]:
+        """Each scripted account's plan, and the message body (after the header) they share.
+        A failure here is the script's, never the message's: that account keeps the message."""
+        try:
+            scripted = [t for t in in_store if sieve.has_script(t.account)]
+        except OSError:
+            log.exception("sieve: cannot read the script area; delivering without filters")
+            return {}, b""
+        if not scripted:
+            return {}, b""
+        try:
+            data = (
+                source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
+            )
+        except OSError as e:
+            raise _os_error(e) from e
+        msg = await asyncio.to_thread(parse_message, data)
+        plans: dict[str, Plan] = {}
+        can_send = self.outbound is not None
+        for t in scripted:
+            try:
+                acct = await self.store.account(t.account)
+                boxes = {i.name for i in await acct.list_mailboxes()}
+                aliases = await asyncio.to_thread(self.directory.aliases_of, t.account)
+                plan = await asyncio.to_thread(
+                    sieve.plan, t.account, t.address or t.account, mail_from, msg, boxes, aliases,
+                    can_send,
+                )  # fmt: skip
+            except Exception as e:
+                log.exception("sieve %s: filtering failed; message kept", t.account)
+                header = msg.header_bytes(msg.root)
+                plan = Plan(t.account, [Copy("", header=header)], error=repr(e))
+            if plan is not None:
+                plans[t.account] = plan
+        return plans, msg.data[msg.root.body_start :]
+
+    async def _sieve_mailbox(self, account: str, box: str, create: bool) -> str:
+        """The mailbox a copy goes to: `box` if it exists (or :create made it), else INBOX
+        (RFC 5228 4.1: a fileinto that cannot be done falls back to keeping the message)."""
+        if box.upper() == "INBOX":
+            return "INBOX"
+        acct = await self.store.account(account)
+        try:
+            info = await acct.get_mailbox(box)
+            return info.name if info.selectable else "INBOX"
+        except InvalidName:
+            return "INBOX"
+        except MailboxNotFound:
+            pass
+        if not create:
+            log.info("sieve %s: fileinto %r: no such mailbox; kept in INBOX", account, box)
+            return "INBOX"
+        try:
+            await acct.create_mailbox(box)  # RFC 5490 3.2 (:create)
+        except MailboxExists:
+            pass
+        except InvalidName:
+            return "INBOX"
+        return box
+
+    async def _sieve_deliver(
+        self,
+        in_store: Sequence[Target],
+        plans: dict[str, Plan],
+        source: bytes | Path,
+        body: bytes,
+        delivery_id: str | None,
+    ) -> tuple[AppendResult, ...]:
+        # One store delivery per distinct message: the original, and each edited header.
+        groups: dict[bytes | None, list[Delivery]] = {None: []}
+        for t in in_store:
+            plan = plans.get(t.account)
+            if plan is None:
+                groups[None].append(Delivery(t.account, t.mailbox))
+                continue
+            seen: set[str] = set()
+            for c in plan.copies:
+                box = await self._sieve_mailbox(t.account, c.mailbox or t.mailbox, c.create)
+                if box in seen:
+                    continue
+                seen.add(box)
+                groups.setdefault(c.header, []).append(Delivery(t.account, box, c.flags))
+        out: list[AppendResult] = []
+        try:
+            for k, (header, deliveries) in enumerate(groups.items()):
+                if not deliveries:
+                    continue
+                src = source if header is None else header + body
+                did = delivery_id if delivery_id is None or k == 0 else f"{delivery_id}.{k}"
+                out.extend(await self._append(deliveries, src, did))
+            for account, plan in plans.items():
+                if plan.notice is not None:  # the script is broken: tell the user
+                    did = None if delivery_id is None else f"{delivery_id}.notice.{account}"
+                    out.extend(await self._append([Delivery(account)], plan.notice, did))
+        except BaseException:
+            if out and delivery_id is None:
+                await self._undo(out)
+            raise
+        return tuple(out)
+
+    async def _sieve_send(
+        self, plans: dict[str, Plan], delivery_id: str | None, required: bool
+    ) -> None:
+        for plan in plans.values():
+            for i, s in enumerate(plan.sends):
+                if s.required != required:
+                    continue
+                if self.outbound is None:
+                    if required:  # pragma: no cover - the filter keeps instead when it cannot send
+                        raise DeliveryError(f"cannot send the {s.what}: no outbound queue")
+                    continue
+                # the same id on a retry of the same delivery: the queue sends it once
+                key = None if delivery_id is None else f"sieve:{delivery_id}:{plan.account}:{i}"
+                try:
+                    await self.outbound(s.mail_from, s.recipients, s.data, key, s.trusted)
+                except Exception as e:
+                    if required:
+                        log.warning("sieve %s: cannot queue the %s: %r", plan.account, s.what, e)
+                        raise DeliveryError(f"cannot queue the {s.what}: {e}") from e
+                    log.warning("sieve %s: %s not sent: %r", plan.account, s.what, e)
+                    if s.what == "vacation":
+                        plan.replies.clear()  # not sent: do not count it as the reply
+
+    async def _sieve_commit(self, plans: dict[str, Plan]) -> None:
+        assert self.sieve is not None
+        for plan in plans.values():
+            if not (plan.replies or plan.duplicates):
+                continue
+            try:
+                await asyncio.to_thread(self.sieve.commit, plan)
+            except Exception:  # the message is delivered; at worst a second vacation reply
+                log.exception("sieve %s: cannot record the vacation/duplicate state", plan.account)
 
     async def deliver_to(
         self, address: str, mail_from: str, data: bytes, forward: Forward | None
@@ -224,7 +393,9 @@ class LocalDelivery:
         what happened ("delivered locally" or "forwarded"); raises DeliveryError.
         """
         res = await asyncio.to_thread(self.resolve, address)
-        targets = await self.targets(res.local_accounts)
+        targets = await self.targets(
+            res.local_accounts, {a: address for a, _ in res.local_accounts}
+        )
         if res.remote and forward is None:
             raise DeliveryError("cannot forward alias targets")
         remote = tuple(res.remote)
@@ -262,6 +433,11 @@ class LocalDelivery:
         if not in_store:
             return ()
         deliveries = [Delivery(account=t.account, mailbox=t.mailbox) for t in in_store]
+        return await self._append(deliveries, source, delivery_id)
+
+    async def _append(
+        self, deliveries: Sequence[Delivery], source: bytes | Path, delivery_id: str | None
+    ) -> tuple[AppendResult, ...]:
         try:
             return tuple(await self.store.deliver(deliveries, source, delivery_id))
         except AccountNotFound as e:
@@ -269,12 +445,13 @@ class LocalDelivery:
             # retries and then hears 550 at RCPT for that address alone.
             raise DeliveryError(f"mailbox unavailable: {e}") from None
         except MailboxNotFound:
-            # a plus-folder removed meanwhile: the INBOX is always there
-            if all(t.mailbox == "INBOX" for t in in_store):
+            # a plus-folder (or Sieve's folder) removed meanwhile: the INBOX is always there
+            if all(d.mailbox == "INBOX" for d in deliveries):
                 raise DeliveryError("INBOX missing") from None
-            return await self._store_deliver(
-                [Target(t.account) for t in in_store], source, delivery_id
-            )
+            inbox: dict[str, Delivery] = {}
+            for d in deliveries:
+                inbox.setdefault(d.account, Delivery(d.account, "INBOX", d.flags))
+            return await self._append(list(inbox.values()), source, delivery_id)
         except OverQuota as e:
             raise DeliveryError(f"mailbox full: {e}", status="4.2.2") from None
         except StorageFull as e:  # chained: the server logs which (ENOSPC or EDQUOT)

@@ -39,6 +39,7 @@ class Updates:
     """What a sync found that the client must be told, in the order it must be told."""
 
     expunged: list[int] = field(default_factory=list)  # MSNs, one EXPUNGE each, in this order
+    vanished: list[int] = field(default_factory=list)  # the same messages' UIDs, ascending
     exists: int | None = None
     recent: int | None = None
     flags: list[tuple[int, MessageMeta]] = field(default_factory=list)  # (MSN, meta)
@@ -208,12 +209,13 @@ class MailboxView:
         if len(self._own) < 1000:
             self._own[meta.uid] = meta
 
-    def expunge_now(self, uids: Iterable[int]) -> list[int]:
+    def expunge_now(self, uids: Iterable[int]) -> tuple[list[int], list[int]]:
         """Our own EXPUNGE/MOVE: remove these now; returns the MSNs to announce, in order
-        (ascending, each already adjusted for the ones before it, as in RFC 3501 6.4.3)."""
+        (ascending, each already adjusted for the ones before it, as in RFC 3501 6.4.3), and
+        their UIDs, ascending (what VANISHED says instead, RFC 7162 3.2.10)."""
         gone = {u for u in uids if self.index_of(u) is not None}
         self._expunged -= gone
-        return self._remove(gone)
+        return self._remove(gone), sorted(gone)
 
     # ---- change feed ------------------------------------------------------------------------
 
@@ -265,6 +267,7 @@ class MailboxView:
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
             upd.expunged = self._remove(gone)
+            upd.vanished = sorted(gone)
         if new_metas:
             new_metas.sort(key=lambda m: m.uid)
             # one claim per sync, however many messages arrived (RFC 3501 2.3.2: the first

@@ -32,7 +32,9 @@ _PART_COST = 400  # rough bytes per parsed part (Part object, fields, offsets)
 
 
 def _cost(msg: Message) -> int:
-    return len(msg.data) + 256 + _PART_COST * msg.parts_count
+    # (a message stored with bare LFs also keeps those octets: Message.raw)
+    raw = len(msg.raw) if msg.raw is not None else 0
+    return len(msg.data) + raw + 256 + _PART_COST * msg.parts_count
 
 
 class MessageCache:

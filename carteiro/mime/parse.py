@@ -191,16 +191,19 @@ class Message:
     """A parsed message: keep one per (mailbox, uid) to answer repeated FETCHes cheaply.
 
     `data` is the message with CRLF line endings (bare LFs converted): every offset, size and
-    line count refers to it, so serve BODY[] / RFC822.SIZE from it. `cache` holds values
-    derived later (ENVELOPE, BODYSTRUCTURE, search text) by the other mime modules.
+    line count refers to it. `raw` is the message as parsed when that differs (bare LFs), else
+    None: the whole message is served as stored (a binary APPEND keeps its bare LFs, RFC 3516),
+    its parts from `data`. `cache` holds values derived later (ENVELOPE, BODYSTRUCTURE, search
+    text) by the other mime modules.
     """
 
-    __slots__ = ("cache", "data", "parts_count", "root")
+    __slots__ = ("cache", "data", "parts_count", "raw", "root")
 
     def __init__(self, data: bytes, root: Part, parts_count: int) -> None:
         self.data = data
         self.root = root
         self.parts_count = parts_count
+        self.raw: bytes | None = None
         self.cache: dict[str, Any] = {}
 
     @property
@@ -649,4 +652,9 @@ def _boundary(params: list[tuple[bytes, bytes]]) -> bytes | None:
 
 def parse(raw: bytes) -> Message:
     """Parse a message (CRLF or bare-LF line endings, 8-bit, broken) into its part tree."""
-    return _Parser(to_crlf(bytes(raw))).run()
+    raw = bytes(raw)
+    data = to_crlf(raw)
+    msg = _Parser(data).run()
+    if data is not raw:  # to_crlf returns its argument when there is nothing to change
+        msg.raw = raw
+    return msg

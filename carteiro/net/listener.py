@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import ssl
+import stat
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +33,11 @@ PROTOCOL_OF = {
     "imaps": "imap",
     "pop3": "pop3",
     "pop3s": "pop3",
+    "sieve": "managesieve",
+    "lmtp": "lmtp",
+    "odmr": "odmr",
 }
+UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
 
 
 class ListenError(Exception):
@@ -60,6 +66,10 @@ class Connection:
         self.metrics: Metrics | None = None  # set by the listener: counts STARTTLS upgrades
         peer = writer.get_extra_info("peername") or ("", 0)
         local = writer.get_extra_info("sockname") or ("", 0)
+        if isinstance(peer, str | bytes):  # a Unix socket: no address, no port
+            peer = ("", 0)
+        if isinstance(local, str | bytes):
+            local = ("", 0)
         self.peer_ip: str = str(peer[0])
         self.peer_port: int = int(peer[1])
         self.local_ip: str = str(local[0])
@@ -148,7 +158,31 @@ class Listener:
         name = socks[0].getsockname()
         self.bound = (str(name[0]), int(name[1]))
 
+    async def _start_unix(self, path: str) -> None:
+        """A Unix stream socket (LMTP from an MTA on this host). Mode 0666, like a loopback TCP
+        port: restrict who may connect with the permissions of the directory holding it."""
+        if self.ssl_context is not None:
+            raise ListenError(f"{self.service}: implicit TLS on a Unix socket is not supported")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)  # left by a previous run
+            server = await asyncio.start_unix_server(
+                self._accept, path=path, limit=1 << 20, backlog=1024
+            )
+            os.chmod(path, 0o666)
+        except OSError as e:
+            raise ListenError(
+                f"{self.service}: cannot listen on {self.address}: {e.strerror or e}"
+            ) from None
+        self.servers.append(server)
+        self.server = server
+        self.bound = (path, 0)
+
     async def start(self) -> None:
+        if self.address.startswith(UNIX_PREFIX):
+            await self._start_unix(self.address[len(UNIX_PREFIX) :])
+            return
         self.prebind()
         if self.ssl_context is not None:
             # Implicit TLS: count the client at accept, before its handshake. asyncio's own TLS

@@ -6,10 +6,11 @@ the `Spool` Protocol so tests can pass a fake.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from carteiro.queue.transport import Reply
+from carteiro.queue.transport import Reply, SendResult, Transaction
 from carteiro.store.api import MessageSource
 
 
@@ -57,4 +58,26 @@ class LocalHandoff(Protocol):
         """Deliver the message `data` (as queued, with our prefix) to a local-domain recipient:
         DSNs to local senders, alias targets the queue holds. 2xx delivered, 4xx try later, 5xx
         bounce. app.py injects mail.deliver's (the queue never imports mail); tests a fake."""
+        ...
+
+
+class HeldMail(Protocol):
+    """Mail the queue holds for held domains (RFC 1985 ETRN, RFC 2645 ATRN); the worker."""
+
+    async def etrn(self, node: str, subdomains: bool = False) -> int:
+        """Send what waits for `node` (and its subdomains) now; returns how many messages."""
+        ...
+
+    def waiting(self, domains: Collection[str]) -> int:
+        """How many messages have recipients in `domains` waiting."""
+        ...
+
+    async def atrn(
+        self,
+        domains: Collection[str],
+        send: Callable[[Transaction], Awaitable[SendResult]],
+        peer: str,
+    ) -> int:
+        """Deliver what waits for `domains` through `send` (an open, turned-around
+        connection), recording each outcome; returns how many messages were tried."""
         ...

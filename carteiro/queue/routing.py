@@ -8,6 +8,7 @@ preferences through an injected random.Random, so tests are deterministic. No so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Literal, Protocol
 
 from carteiro.core.address import AddressError, domain_to_ascii, normalize_domain
 from carteiro.core.hostport import parse_hostport
+from carteiro.core.nexthop import parse_nexthop
 from carteiro.queue.transport import Hop, Reply, TLSPolicy
 
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
@@ -48,7 +50,7 @@ class Resolver(Protocol):
         ...
 
 
-DestinationKind = Literal["local", "smarthost", "transport", "mx", "literal"]
+DestinationKind = Literal["local", "smarthost", "transport", "mx", "literal", "held"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,8 @@ class Destination:
     domain: str = ""
     host: str = ""
     port: int = 25
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    path: str = ""  # an LMTP Unix socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +119,13 @@ class Router:
         is_local: Callable[[str], bool],
         rng: random.Random | None = None,
         prefer: Callable[[Hop], bool] | None = None,
+        is_held: Callable[[str], bool] | None = None,
     ) -> None:
         self.resolver = resolver
         self.config = config
         self.is_local = is_local
+        # held domains (ETRN/ATRN): their mail waits until the domain's host asks
+        self.is_held = is_held
         self.rng = rng or random.Random()
         # Among equal preferences, hosts we already hold a connection to go first.
         self.prefer = prefer
@@ -139,18 +146,27 @@ class Router:
                 return self._transport[parent]
         return None
 
-    def destination(self, domain: str) -> Destination:
-        """The next hop for a recipient domain. Local domains never leave the machine."""
+    def destination(self, domain: str, release: bool = False) -> Destination:
+        """The next hop for a recipient domain. Local domains never leave the machine; held
+        ones wait ("held") unless `release` (their host asked, with ETRN)."""
         d = normalize_domain(domain)
         if d.startswith("["):
             return Destination(key=d, kind="literal", domain=d)
         if self.is_local(d):
             return Destination(key="local", kind="local", domain=d)
+        if not release and self.is_held is not None and self.is_held(d):
+            return Destination(key=f"held:{d}", kind="held", domain=d)
         override = self._transport_for(d)
         if override:
-            host, port = parse_hostport(override, self.config.remote_port)
+            nh = parse_nexthop(override, self.config.remote_port)
             return Destination(
-                key=f"transport:{host}:{port}", kind="transport", domain=d, host=host, port=port
+                key=f"transport:{nh.key}",
+                kind="transport",
+                domain=d,
+                host=nh.host,
+                port=nh.port,
+                protocol=nh.protocol,
+                path=nh.path,
             )
         if self.config.smarthost:
             host, port = parse_hostport(self.config.smarthost, 25)
@@ -160,14 +176,24 @@ class Router:
     # ---- which hosts ----------------------------------------------------------------------
 
     async def route(self, dest: Destination) -> Route:
-        if dest.kind == "local":
-            raise ValueError("local destinations have no route")
+        if dest.kind == "local" or dest.kind == "held":
+            raise ValueError(f"{dest.kind} destinations have no route")
         if dest.kind == "literal":
             return self._literal(dest.domain)
         if dest.kind == "smarthost":
             c = self.config
             return await self._direct(
                 dest.host, dest.port, c.relay_tls, c.tls_verify, c.relay_username, c.relay_password
+            )
+        if dest.kind == "transport" and dest.protocol == "lmtp":
+            # RFC 2033: a store or list manager on this host or a trusted network; no TLS
+            if dest.path:
+                hop = Hop("localhost", f"unix:{dest.path}", 0, "none", protocol="lmtp")
+                return Route(hops=(hop,))
+            route = await self._direct(dest.host, dest.port, "none", False, "", "")
+            return Route(
+                hops=tuple(dataclasses.replace(h, protocol="lmtp") for h in route.hops),
+                error=route.error,
             )
         if dest.kind == "transport":
             tls: TLSPolicy = "starttls" if self.config.tls_verify else "opportunistic"

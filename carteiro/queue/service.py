@@ -10,6 +10,7 @@ DATA/queue/incoming/: the running worker holds the spool in memory and never rer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -22,6 +23,7 @@ from carteiro.queue.api import Envelope, QueuedRecipient
 from carteiro.queue.model import QueuedMessage
 
 if TYPE_CHECKING:
+    from carteiro.queue.pickup import Pickup
     from carteiro.queue.spool import FileSpool
     from carteiro.queue.transport import Transport
     from carteiro.queue.worker import QueueWorker
@@ -138,13 +140,25 @@ class QueueLock:
         return False
 
 
+PICKUP_INTERVAL = 60.0  # seconds between maildrop scans nobody asked for (a lost wake-up)
+
+
 class QueueService:
-    def __init__(self, spool: FileSpool, worker: QueueWorker, transport: Transport) -> None:
+    def __init__(
+        self,
+        spool: FileSpool,
+        worker: QueueWorker,
+        transport: Transport,
+        pickup: Pickup | None = None,
+    ) -> None:
         self.spool = spool
         self.worker = worker
         self.transport = transport
+        self.pickup = pickup
         self.lock = QueueLock(spool.root)
         self.running = False
+        self._pickup_task: asyncio.Task[None] | None = None
+        self._pickup_wake = asyncio.Event()
 
     async def start(self) -> None:
         await asyncio.to_thread(self.lock.acquire)
@@ -159,11 +173,39 @@ class QueueService:
         log.info(
             "queue: started with %d message%s in %s", n, "" if n == 1 else "s", self.spool.root
         )
+        if self.pickup is not None:
+            self._pickup_task = asyncio.get_running_loop().create_task(
+                self._pickup_loop(), name="queue-pickup"
+            )
+
+    async def _pickup_loop(self) -> None:
+        """Scan the maildrop at start, when woken (pickup socket, control socket) and once a
+        minute in case a wake-up was lost (a sendmail that could not reach the socket)."""
+        assert self.pickup is not None
+        while True:
+            self._pickup_wake.clear()
+            try:
+                await self.pickup.scan()
+            except Exception:
+                log.exception("queue: maildrop scan failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pickup_wake.wait(), PICKUP_INTERVAL)
+
+    async def pickup_now(self, include_deferred: bool = False) -> list[tuple[str, str]]:
+        """Queue what waits in the maildrop now; returns [(drop name, queue id)]."""
+        if self.pickup is None:
+            return []
+        return await self.pickup.scan(include_deferred)
 
     async def stop(self) -> None:
         if not self.running:
             return
         self.running = False
+        if self._pickup_task is not None:
+            self._pickup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pickup_task
+            self._pickup_task = None
         try:
             await self.worker.stop()
             await self.transport.close()
@@ -180,9 +222,14 @@ class QueueService:
         msg_id = str(request.get("id") or "")
         if op == "enqueue":
             return await self._enqueue(request)
+        if op == "pickup":
+            picked = await self.pickup_now()
+            return {"ok": True, "queued": [list(p) for p in picked]}
         try:
             if op == "flush":
-                return {"ok": True, "count": await self.worker.retry(None)}
+                # a queue run also takes what `sendmail -odq` left in the maildrop
+                picked = await self.pickup_now(include_deferred=True)
+                return {"ok": True, "count": await self.worker.retry(None) + len(picked)}
             if op == "retry":
                 return {"ok": True, "count": await self.worker.retry(msg_id)}
             if op == "delete":

@@ -10,6 +10,7 @@ the worker moves on. Never sends anything: the worker (worker.py) does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -25,6 +26,7 @@ from pathlib import Path
 from carteiro.queue import spool_db
 from carteiro.queue.api import Envelope
 from carteiro.queue.model import QueuedMessage, RecipientState
+from carteiro.queue.rewrite import AddressMap
 from carteiro.store.api import DELIVERY_ID_KEEP, MessageSource, StorageFull
 
 log = logging.getLogger("carteiro.queue")
@@ -39,6 +41,7 @@ _ID_RANDOM = random.Random(os.urandom(16))
 
 DEDUPE_KEEP = DELIVERY_ID_KEEP  # seconds a dedupe key is remembered (as the store's delivery ids)
 INLINE_MAX = 128 * 1024  # messages up to this size are stored in the index, not as files
+REWRITE_HEAD = 256 * 1024  # [canonical] rewrites header sections up to this size
 CACHE_BUDGET = 64 * 1024 * 1024  # bytes of message content kept in memory for the worker
 
 
@@ -171,8 +174,11 @@ class FileSpool:
         signer: Signer | None = None,
         clock: Callable[[], float] = time.time,
         inline_max: int = INLINE_MAX,
+        rewriter: AddressMap | None = None,
     ) -> None:
         self.root = Path(root)
+        # [canonical]: our users' outbound addresses rewritten before signing (rewrite.py)
+        self.rewriter = rewriter if rewriter else None
         self.msg_dir = self.root / "msg"
         self.db_path = self.root / "queue.sqlite"
         self.signer = signer
@@ -210,6 +216,13 @@ class FileSpool:
             if entry.name not in on_disk:
                 log.info("queue: removing unacknowledged file %s", entry.name)
                 os.unlink(entry.path)
+        incoming = (
+            self.root / "incoming"
+        )  # our own scratch copies (pickup, rewrite) left by a crash
+        if incoming.is_dir():
+            for entry in os.scandir(incoming):
+                if entry.name.startswith(("pickup-", "rewrite-")):
+                    os.unlink(entry.path)
         tmp = self.root / "tmp"  # scratch files that local deliveries of older versions left
         if tmp.is_dir():
             for entry in os.scandir(tmp):
@@ -377,6 +390,52 @@ class FileSpool:
             raise ValueError("an envelope needs at least one recipient")
         if not self._opened:
             raise RuntimeError("the spool is not open")
+        rewritten: Path | None = None
+        if self.rewriter is not None and envelope.trusted and origin != "dsn":
+            envelope, source, rewritten = await asyncio.to_thread(
+                self._rewrite, self.rewriter, envelope, source
+            )
+        try:
+            return await self._enqueue(envelope, source, origin, dedupe_key)
+        finally:
+            if rewritten is not None:
+                rewritten.unlink(missing_ok=True)
+
+    def _rewrite(
+        self, rw: AddressMap, envelope: Envelope, source: MessageSource
+    ) -> tuple[Envelope, MessageSource, Path | None]:
+        """The envelope and the message with [canonical] applied. A file source gets a
+        rewritten copy under root/incoming (returned third, for the caller to remove)."""
+        env = dataclasses.replace(
+            envelope,
+            mail_from=rw.map(envelope.mail_from),
+            recipients=tuple(
+                dataclasses.replace(r, address=rw.map(r.address)) for r in envelope.recipients
+            ),
+        )
+        if isinstance(source, bytes | bytearray | memoryview):
+            return env, rw.message(bytes(source)), None
+        src = Path(os.fspath(source))
+        with open(src, "rb") as f:
+            head = f.read(REWRITE_HEAD)
+            new_head = rw.message(head) if b"\r\n\r\n" in head else head
+            if new_head == head:
+                return env, source, None
+            incoming = self.root / "incoming"
+            incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+            dst = incoming / f"rewrite-{os.urandom(10).hex()}"
+            with open(dst, "wb") as out:
+                out.write(new_head)
+                shutil.copyfileobj(f, out, 1 << 20)
+        return env, dst, dst
+
+    async def _enqueue(
+        self,
+        envelope: Envelope,
+        source: MessageSource,
+        origin: str,
+        dedupe_key: str | None,
+    ) -> str:
         msg_id = new_queue_id()
         sign = self._should_sign(envelope, origin)
         size, prefix, data = await self._prepare_async(msg_id, source, sign)

@@ -66,6 +66,7 @@ class Hop:
     username: str = ""
     password: str = field(default="", repr=False)
     cafile: str = ""  # extra trust anchors for "verify" (private CAs, tests)
+    protocol: Literal["smtp", "lmtp"] = "smtp"  # lmtp: `address` may be "unix:/path"
 
     @property
     def key(self) -> tuple[str, str, int, str, bool, str, str]:

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from carteiro.queue import dsn
@@ -30,6 +30,7 @@ from carteiro.queue.transport import Hop, RcptSpec, Reply, SendResult, Transacti
 log = logging.getLogger("carteiro.queue")
 
 MAX_TXN_ROUNDS = 20  # new transactions for recipients refused with 452 "too many recipients"
+ETRN_WINDOW = 300.0  # seconds after an ETRN during which a held domain's mail may go out
 
 
 @dataclass
@@ -95,6 +96,7 @@ class QueueWorker:
         self._idle.set()
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
+        self._released: dict[str, tuple[bool, float]] = {}  # ETRN: domain -> (subdomains, until)
         self.delivered = 0  # counters for tests, benchmarks and logs
         self.bounced = 0
         self.deferred = 0
@@ -197,6 +199,8 @@ class QueueWorker:
         for r in due:
             try:
                 dest = self.router.destination(r.domain)
+                if dest.kind == "held" and self._is_released(dest.domain, now):
+                    dest = self.router.destination(r.domain, release=True)
             except Exception:
                 log.exception("queue: %s: no destination for %s", msg.id, r.address)
                 continue
@@ -310,6 +314,10 @@ class QueueWorker:
         msg = job.msg
         if dest.kind == "local":
             return await self._deliver_local(msg, job.rcpts), None
+        if dest.kind == "held":
+            # Postfix's defer_transports: waits, as deferred, until the client asks (ETRN)
+            why = Reply(450, "4.7.0", f"held for {dest.domain} until its host asks (ETRN)")
+            return [(r, Outcome(why)) for r in job.rcpts], None
         route = await self.router.route(dest)
         if route.error is not None or not route.hops:
             reply = route.error or Reply(451, "4.4.4", f"no route to {dest.key}")
@@ -670,6 +678,104 @@ class QueueWorker:
             self.schedule(m, now)
         self._wake.set()
         return len(picked)
+
+    def _is_released(self, domain: str, now: float) -> bool:
+        for node, (sub, until) in list(self._released.items()):
+            if until < now:
+                del self._released[node]
+            elif domain == node or (sub and domain.endswith("." + node)):
+                return True
+        return False
+
+    async def etrn(self, node: str, subdomains: bool = False) -> int:
+        """RFC 1985: send the mail held for `node` (and its subdomains) now. Returns how many
+        messages wait for it (0: none)."""
+        now = self.clock()
+        self._released[node] = (subdomains, now + ETRN_WINDOW)
+
+        def matches(domain: str) -> bool:
+            return domain == node or (subdomains and domain.endswith("." + node))
+
+        picked = [
+            m
+            for m in self.spool.messages.values()
+            if not m.held and any(matches(r.domain) for r in m.pending)
+        ]
+        for m in picked:
+            for r in m.pending:
+                if matches(r.domain):
+                    r.next_try = min(r.next_try, now)
+        await self.spool.save(picked)
+        for m in picked:
+            if not m.active:
+                self.schedule(m, now)
+        self._wake.set()
+        log.info(
+            "queue: ETRN for %s%s: %d message(s)", "@" if subdomains else "", node, len(picked)
+        )
+        return len(picked)
+
+    def _waiting_for(self, domains: set[str]) -> list[QueuedMessage]:
+        return [
+            m
+            for m in self.spool.messages.values()
+            if not m.held and not m.deleted and any(r.domain in domains for r in m.pending)
+        ]
+
+    def waiting(self, domains: Collection[str]) -> int:
+        return len(self._waiting_for(set(domains)))
+
+    async def atrn(
+        self,
+        domains: Collection[str],
+        send: Callable[[Transaction], Awaitable[SendResult]],
+        peer: str,
+    ) -> int:
+        """RFC 2645: deliver the mail waiting for `domains` over the turned-around ODMR
+        connection. Each outcome is recorded as a delivery attempt (success removes, 5xx
+        bounces, 4xx waits for the next ATRN). Stops when the connection fails."""
+        doms = set(domains)
+        tried = 0
+        for msg in self._waiting_for(doms):
+            if msg.active or msg.deleted:
+                continue  # the worker has it right now: the next ATRN will
+            rcpts = [r for r in msg.pending if r.domain in doms]
+            msg.active = True
+            msg.scheduled = None
+            self._idle.clear()
+            self._outstanding[msg.id] = 1
+            broken = False
+            try:
+                txn = Transaction(
+                    mail_from=msg.mail_from,
+                    recipients=tuple(RcptSpec(r.address, r.notify, r.orcpt) for r in rcpts),
+                    message=await self.spool.read(msg),
+                    body=msg.body,
+                    smtputf8=msg.smtputf8,
+                    ret=msg.ret,
+                    envid=msg.envid,
+                )
+                res = await send(txn)
+                if res.session_error is not None:
+                    out = Outcome(res.session_error, peer, res.remote_said)
+                    results = [(r, out) for r in rcpts]
+                    broken = not res.remote_said
+                else:
+                    results = [
+                        (r, Outcome(rep, peer, True, res.remote_dsn))
+                        for r, rep in zip(rcpts, res.recipients, strict=True)
+                    ]
+                await self._apply(msg, results)
+                tried += 1
+            except Exception:
+                log.exception("queue: %s: ATRN delivery to %s failed", msg.id, peer)
+                broken = True
+            finally:
+                await self._job_finished(msg)
+            if broken:
+                break
+        log.info("queue: ATRN for %s by %s: %d message(s)", ",".join(sorted(doms)), peer, tried)
+        return tried
 
     async def delete(self, msg_id: str) -> None:
         msg = self._get(msg_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from carteiro.config import Config
@@ -15,7 +16,8 @@ from carteiro.core.metrics import Metrics
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.lists.service import ListService
-from carteiro.queue.api import Spool
+from carteiro.mail.sieve_filter import SieveFilter
+from carteiro.queue.api import Envelope, HeldMail, QueuedRecipient, Spool
 from carteiro.store.api import MailStore
 
 
@@ -32,7 +34,46 @@ class ServerContext:
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
+    # the queue's mail for held domains (ETRN, ATRN); None when no queue runs in this process
+    held: HeldMail | None = None
     lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace
+
+
+def spool_outbound(
+    spool: Spool,
+) -> Callable[[str, tuple[str, ...], bytes, str | None, bool], Awaitable[object]]:
+    """mail.deliver's Outbound (Sieve redirects and replies) as queue entries in `spool`."""
+
+    async def outbound(
+        mail_from: str, recipients: tuple[str, ...], data: bytes, key: str | None, trusted: bool
+    ) -> str:
+        env = Envelope(
+            mail_from,
+            tuple(QueuedRecipient(r) for r in recipients),
+            smtputf8=not (mail_from.isascii() and all(r.isascii() for r in recipients)),
+            body="8BITMIME",
+            trusted=trusted,
+        )
+        return await spool.enqueue(env, data, key)
+
+    return outbound
+
+
+def sieve_filter(cfg: Config) -> SieveFilter | None:
+    """The Sieve filter over DATA/sieve for deliveries, or None when [sieve] enabled = false."""
+    if not cfg.sieve.enabled:
+        return None
+    from carteiro.mail.sieve_filter import open_sieve_filter
+
+    s = cfg.sieve
+    return open_sieve_filter(
+        cfg.data_dir,
+        cfg.hostname,
+        max_scripts=s.max_scripts,
+        max_script_size=s.max_script_size,
+        max_cpu=s.max_cpu,
+        max_redirects=s.max_redirects,
+    )

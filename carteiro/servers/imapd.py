@@ -18,6 +18,7 @@ from carteiro.proto.imap.receiver import Receiver
 from carteiro.servers.context import ServerContext
 from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
     auth,
+    compress,
     fetch,
     idle,
     mailbox,
@@ -46,6 +47,11 @@ _EXTENSIONS = (
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",
+    "CONDSTORE",
+    "QRESYNC",
+    "COMPRESS=DEFLATE",
+    "CATENATE",
+    "PREVIEW",
 )
 
 

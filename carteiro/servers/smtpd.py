@@ -46,7 +46,7 @@ from carteiro.proto.smtp.server import (
 )
 from carteiro.queue import dsn
 from carteiro.queue.api import Envelope, QueuedRecipient
-from carteiro.servers.context import ServerContext
+from carteiro.servers.context import ServerContext, sieve_filter, spool_outbound
 from carteiro.servers.smtp.auth import SaslExchange, mechanisms
 from carteiro.servers.smtp.message import (
     HEAD_MAX,
@@ -66,6 +66,7 @@ from carteiro.servers.storage_errors import log_storage_full, storage_full
 log = logging.getLogger("carteiro.smtp")
 
 ROLES = ("smtp", "submission", "submissions")
+SUBMISSION_ROLES = ("submission", "submissions")  # RFC 6409: AUTH first; missing fields added
 READ_SIZE = 256 * 1024
 FLUSH_AT = 64 * 1024  # write pending replies once this much is waiting, even mid-pipeline
 # After closing on a client that is still sending (mid-data), read and drop its input this long
@@ -158,12 +159,14 @@ class SMTPServer:
             cfg.path(cfg.smtp.mbox_dir),
             plus_folders=cfg.smtp.plus_folder_delivery,
             mbox_lock_timeout=cfg.smtp.mbox_lock_timeout,
+            sieve=sieve_filter(cfg),
+            outbound=spool_outbound(ctx.spool),
         )
         self.trace = ctx.tracing("smtp")
         self.dates = DateCache()
         # RFC 5321 4.3.1: no enhanced code in the greeting
         self.greeting = Reply(220, "", f"{self.hostname} ESMTP carteiro")
-        self._ehlo: dict[tuple[bool, bool], tuple[str, ...]] = {}
+        self._ehlo: dict[tuple[bool, bool, bool], tuple[str, ...]] = {}
         self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -183,9 +186,9 @@ class SMTPServer:
             addr = addr.ipv4_mapped
         return any(addr in net for net in self.relay_networks)
 
-    def ehlo_keywords(self, starttls: bool, auth: bool) -> tuple[str, ...]:
+    def ehlo_keywords(self, starttls: bool, auth: bool, etrn: bool = False) -> tuple[str, ...]:
         """The EHLO keywords (the same tuple each time, so its rendering is remembered)."""
-        known = self._ehlo.get((starttls, auth))
+        known = self._ehlo.get((starttls, auth, etrn))
         if known is not None:
             return known
         ext = [
@@ -197,12 +200,14 @@ class SMTPServer:
             "CHUNKING",
             "DSN",
         ]
+        if etrn:
+            ext.append("ETRN")  # RFC 1985
         if starttls:
             ext.append("STARTTLS")
         if auth:
             ext.append("AUTH " + " ".join(mechanisms()))
         ext.append("HELP")
-        known = self._ehlo[starttls, auth] = tuple(ext)
+        known = self._ehlo[starttls, auth, etrn] = tuple(ext)
         return known
 
     def postmaster(self) -> str:
@@ -243,6 +248,8 @@ async def _refuse(writer: asyncio.StreamWriter, ip: str) -> None:
 
 
 class Session:
+    PROTOCOL = "smtp"  # names the session in transcripts (--trace)
+
     def __init__(self, server: SMTPServer, conn: Connection) -> None:
         self.server = server
         self.ctx = server.ctx
@@ -251,7 +258,7 @@ class Session:
         self.role = conn.service
         self.machine = ServerMachine(server.limits, tls=conn.tls is not None)
         self.tracer = Tracer(
-            "smtp", server.trace, f"[{conn.peer_ip}]:{conn.peer_port} on {self.role}"
+            self.PROTOCOL, server.trace, f"[{conn.peer_ip}]:{conn.peer_port} on {self.role}"
         )
         self.out: list[bytes] = []
         self.out_size = 0
@@ -505,6 +512,8 @@ class Session:
             await self._starttls()
         elif isinstance(cmd, C.Auth):
             await self._auth(cmd)
+        elif isinstance(cmd, C.Etrn):
+            await self._etrn(cmd)
         else:  # pragma: no cover - the machine emits Bdat as chunk events
             self.reply(R.R_502_NOT_IMPLEMENTED)
 
@@ -526,12 +535,13 @@ class Session:
             return
         # VRFY/EXPN are not EHLO keywords (RFC 5321 3.5.2)
         key = (self._starttls_offered(), self._auth_offered() and self.auth_user is None)
-        self.reply(multiline(250, greet, self.server.ehlo_keywords(*key)))
+        etrn = self.role == "smtp" and self.ctx.held is not None
+        self.reply(multiline(250, greet, self.server.ehlo_keywords(*key, etrn)))
 
     # ---- MAIL ---------------------------------------------------------------------------------
 
     def _mail(self, cmd: C.Mail) -> None:
-        if self.role != "smtp" and self.auth_user is None:
+        if self.role in SUBMISSION_ROLES and self.auth_user is None:
             # RFC 6409 4.3 / RFC 4954 6: submission needs authentication first
             if self.conn.tls is None and self.cfg.require_tls_for_auth:
                 self.reply(R.R_530_STARTTLS_FIRST)
@@ -592,9 +602,14 @@ class Session:
         address = cmd.forward_path
         if address == "postmaster":
             address = self.server.postmaster()
-        local_domain = self.ctx.directory.is_local_domain(address.rpartition("@")[2])
+        domain = address.rpartition("@")[2]
+        # a null client has no local mailboxes: our users' mail for any domain is relayed
+        local_domain = not self.ctx.config.relay.null_client and self.ctx.directory.is_local_domain(
+            domain
+        )
         if not local_domain:
-            if not self._may_relay():
+            # a held domain (ETRN/ATRN) is relayed for anyone, as Postfix's relay_domains
+            if not self._may_relay() and not self._held(domain):
                 self.reply(R.R_554_RELAY_DENIED.with_text(f"<{address}>: Relay access denied"))
                 return
             txn.recipients.append(Recipient(address, cmd.notify, cmd.orcpt, (), (address,)))
@@ -627,6 +642,9 @@ class Session:
             Recipient(address, cmd.notify, cmd.orcpt, res.local_accounts, res.remote)
         )
         self.reply(R.R_250_RCPT_OK.with_text(f"Recipient <{address}> OK"))
+
+    def _held(self, domain: str) -> bool:
+        return self.role == "smtp" and self.ctx.directory.is_held_domain(domain)
 
     def _resolve_rcpt(self, address: str) -> Resolution:
         try:
@@ -684,6 +702,28 @@ class Session:
             return
         members = [f"<{a}>" for a, _ in res.local_accounts] + [f"<{a}>" for a in res.remote]
         self.reply(Reply(250, "2.1.5", members[0], tuple(members[1:])))
+
+    # ---- ETRN (RFC 1985) ----------------------------------------------------------------------
+
+    async def _etrn(self, cmd: C.Etrn) -> None:
+        node = f"{'@' if cmd.subdomains else ''}{cmd.node}"
+        if self.role != "smtp" or self.ctx.held is None:
+            self.reply(R.R_502_NOT_IMPLEMENTED.with_text("ETRN not available on this port"))
+            return
+        if not self.ctx.directory.is_held_domain(cmd.node):
+            # RFC 1985 5: 459 for a node we do not hold mail for (no open relay flushing)
+            self.reply(Reply(459, "5.7.1", f"Node {node} not allowed: not a held domain here"))
+            return
+        try:
+            n = await self.ctx.held.etrn(cmd.node, cmd.subdomains)
+        except Exception as e:
+            self.reply(self._local_error(e, f"smtp: ETRN {node}"))
+            return
+        self.tracer.note(f"ETRN {node}: {n} message(s)")
+        if n == 0:
+            self.reply(Reply(251, "2.0.0", f"OK, no messages waiting for node {node}"))
+        else:
+            self.reply(Reply(253, "2.0.0", f"OK, {n} pending messages for node {node} started"))
 
     # ---- STARTTLS (RFC 3207) ------------------------------------------------------------------
 
@@ -780,9 +820,7 @@ class Session:
             helo=self.machine.helo or "",
             peer_ip=self.conn.peer_ip,
             hostname=self.server.hostname,
-            protocol=with_protocol(
-                self.machine.esmtp, tls is not None, self.auth_user is not None, txn.mail.smtputf8
-            ),
+            protocol=self._protocol(txn),
             txn_id=txn.id,
             tls=tls_text,
             auth_user=self.auth_user,
@@ -795,11 +833,18 @@ class Session:
             txn.return_path_len = len(rp)
             prefix = rp + received
         add_missing = (
-            (self.server.hostname, self.server.dates.now()) if self.role != "smtp" else None
+            (self.server.hostname, self.server.dates.now())
+            if self.role in SUBMISSION_ROLES
+            else None
         )
         writer = MessageWriter(self.server.tmp_dir, prefix, add_missing, self.cfg.memory_buffer_max)
         txn.writer = writer
         return writer
+
+    def _protocol(self, txn: Transaction) -> str:
+        """The Received: line's "with" (RFC 3848)."""
+        tls, auth = self.conn.tls is not None, self.auth_user is not None
+        return with_protocol(self.machine.esmtp, tls, auth, txn.mail.smtputf8)
 
     def _data(self) -> None:
         txn = self.txn
@@ -911,7 +956,11 @@ class Session:
         committing = time.monotonic()
         try:
             if local:
-                targets: list[Target] = await self.server.delivery.targets(local)
+                rcpt: dict[str, str] = {}  # Sieve's envelope "to": the first RCPT per account
+                for r in txn.recipients:
+                    for account, _ in r.local:
+                        rcpt.setdefault(account, r.address)
+                targets: list[Target] = await self.server.delivery.targets(local, rcpt)
                 await self.server.delivery.deliver(
                     targets,
                     source,

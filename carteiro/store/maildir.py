@@ -227,7 +227,8 @@ def read_keywords(maildir: Path) -> dict[str, str]:
 
 # Files larger than this are always read in the I/O threads: copying them costs time itself.
 READ_CACHED_MAX = 256 * 1024
-_nowait = [hasattr(os, "RWF_NOWAIT")]  # cleared when the file system refuses RWF_NOWAIT
+_HAS_NOWAIT = hasattr(os, "RWF_NOWAIT")
+_refuse_nowait: set[int] = set()  # devices whose file system refused RWF_NOWAIT (tmpfs, some FUSE)
 
 
 def read_cached(path: Path) -> bytes | None:
@@ -235,15 +236,16 @@ def read_cached(path: Path) -> bytes | None:
     page cache (preadv2 with RWF_NOWAIT, Linux 4.14+) and the file is small. None when it would
     wait, is big, is missing, or the system cannot tell; the caller then reads it in a thread.
     Opening the file may still read its inode, which a message just listed has in cache."""
-    if not _nowait[0]:
+    if not _HAS_NOWAIT:
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        size = os.fstat(fd).st_size
-        if size > READ_CACHED_MAX:
+        st = os.fstat(fd)
+        size = st.st_size
+        if size > READ_CACHED_MAX or st.st_dev in _refuse_nowait:
             return None
         buf = bytearray(size + 1)  # one more octet: a file that grew meanwhile reads long
         try:
@@ -252,7 +254,7 @@ def read_cached(path: Path) -> bytes | None:
             return None
         except OSError as e:
             if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-                _nowait[0] = False
+                _refuse_nowait.add(st.st_dev)
             return None
         if n != size:
             return None

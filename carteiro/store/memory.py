@@ -67,6 +67,7 @@ class _Mailbox:
     selectable: bool = True
     messages: dict[int, _Message] = field(default_factory=dict)  # insertion order == UID order
     expunged: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq) for VANISHED
+    expunge_horizon: int = 0  # the history is whole for changes after this MODSEQ
     recent_claimed: int = 0  # highest UID handed out as \Recent
 
     def bump(self) -> int:
@@ -439,7 +440,18 @@ class MemoryAccountStore:
             mbox.highestmodseq,
             [m.meta() for m in mbox.messages.values() if m.modseq > modseq],
             sorted({u for u, ms in mbox.expunged if ms > modseq}),
+            modseq >= mbox.expunge_horizon,
         )
+
+    def prune_expunge_history(self, mailbox_id: int, keep: int = 0) -> None:
+        """Keep only the newest `keep` expunge records, as the SQLite store's housekeeping
+        bounds its history (docs/store.md): deltas from before the horizon are incomplete."""
+        mbox = self._mbox(mailbox_id)
+        if len(mbox.expunged) <= keep:
+            return
+        dropped = mbox.expunged[: len(mbox.expunged) - keep]
+        mbox.expunged = mbox.expunged[len(dropped) :]
+        mbox.expunge_horizon = max(mbox.expunge_horizon, max(ms for _, ms in dropped))
 
     async def recent_claimed(self, mailbox_id: int) -> int:
         return self._mbox(mailbox_id).recent_claimed

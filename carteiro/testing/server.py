@@ -28,6 +28,9 @@ ALL_SERVICES = (
     "pop3s",
     "web",
     "metrics",
+    "lmtp",
+    "odmr",
+    "sieve",
 )
 # What a ServerProcess enables by default (the webmail has its own tests).
 SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")

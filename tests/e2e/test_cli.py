@@ -114,7 +114,17 @@ def test_serve_prints_listeners_and_demo(tmp_path: Path) -> None:
     port = free_port()
     cfg = data / "carteiro.toml"
     text = cfg.read_text()
-    for svc in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web"):
+    for svc in (
+        "submission",
+        "submissions",
+        "imap",
+        "imaps",
+        "pop3",
+        "pop3s",
+        "web",
+        "lmtp",
+        "odmr",
+    ):
         text = text.replace(f'{svc} = "127.0.0.1:', f'{svc} = "" # 127.0.0.1:', 1)
     text = text.replace('smtp = "127.0.0.1:2525"', f'smtp = "127.0.0.1:{port}"')
     cfg.write_text(text)

@@ -148,8 +148,11 @@ SyncState *
     )
     run = [shutil.which("mbsync") or "mbsync", "-c", str(cfg), "-a"]
     env = {**os.environ, "HOME": str(tmp_path)}
-    r = subprocess.run(run, capture_output=True, text=True, timeout=120, env=env)
+    # -Dn shows the IMAP conversation: isync >= 1.4 turns COMPRESS=DEFLATE (RFC 4978) on itself
+    r = subprocess.run([*run, "-Dn"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "COMPRESS DEFLATE" in r.stdout + r.stderr
+    assert "OK DEFLATE active" in r.stdout + r.stderr
     boxes = _maildir_messages(local)
     assert sorted(boxes) == ["INBOX", "Lists", "Work", "Work/Reports"]
     assert all(len(files) == 3 for files in boxes.values()), boxes

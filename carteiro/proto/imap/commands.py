@@ -26,6 +26,7 @@ __all__ = [
     "CatenateText",
     "CatenateUrl",
     "Check",
+    "Compress",
     "Close",
     "Copy",
     "Create",
@@ -247,6 +248,13 @@ class Namespace:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Compress:
+    """RFC 4978: COMPRESS mechanism (upper-cased)."""
+
+    mechanism: str
+
+
 # -- selected -----------------------------------------------------------------------------------
 
 
@@ -362,6 +370,7 @@ Request = (
     | Append
     | Idle
     | Namespace
+    | Compress
     | Check
     | Close
     | Unselect

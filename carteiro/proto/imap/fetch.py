@@ -64,7 +64,8 @@ MODSEQ: Final = "MODSEQ"
 BODY_SECTION: Final = "BODY[]"
 BINARY: Final = "BINARY[]"
 BINARY_SIZE: Final = "BINARY.SIZE"
-# RFC 8474 OBJECTID and RFC 8970 PREVIEW are parsed so that a later issue can answer them.
+PREVIEW: Final = "PREVIEW"  # RFC 8970
+# RFC 8474 OBJECTID and RFC 8514 SAVEDATE are parsed so that a later issue can answer them.
 EMAILID: Final = "EMAILID"
 THREADID: Final = "THREADID"
 SAVEDATE: Final = "SAVEDATE"
@@ -172,6 +173,8 @@ def _fetch_att(r: ArgReader) -> FetchAttr:
     name = m.group().upper().decode("ascii")
     r.pos = m.end()
     has_section = r.peek() == 0x5B  # "["
+    if name == PREVIEW:
+        return _preview(r)
     if name in ("BODY", "BODY.PEEK") and has_section:
         section = _section(r)
         return FetchAttr(BODY_SECTION, section, _partial(r), peek=name == "BODY.PEEK")
@@ -197,6 +200,25 @@ def _fetch_att(r: ArgReader) -> FetchAttr:
     if name in ("ALL", "FAST", "FULL"):
         raise ArgError(f"{name} is a macro and cannot be combined with other attributes")
     raise ArgError(f"Unknown fetch attribute {name[:40]}")
+
+
+_PREVIEW = FetchAttr(PREVIEW)
+
+
+def _preview(r: ArgReader) -> FetchAttr:
+    """RFC 8970 3: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], preview-mod = "LAZY".
+    LAZY lets the server answer NIL when a preview is costly; ours never is, so it changes
+    nothing and is not kept."""
+    if r.buf.startswith(b" (", r.pos):
+        r.pos += 2
+        while True:
+            mod = r.keyword("preview modifier")
+            if mod != "LAZY":
+                raise ArgError(f"Unknown PREVIEW modifier {mod[:40]}")
+            if r.accept(b")"):
+                break
+            r.sp()
+    return _PREVIEW
 
 
 def _section(r: ArgReader) -> Section:
@@ -228,6 +250,11 @@ def _section(r: ArgReader) -> Section:
         raise ArgError(f"Invalid section {text[:40]}")
     r.expect(b"]", "']' after section")
     return Section(part, text, fields)
+
+
+def section_text(r: ArgReader) -> Section:
+    """``[section]`` as in BODY[...] (also what an IMAP URL's ;SECTION= names, RFC 5092)."""
+    return _section(r)
 
 
 def _header_list(r: ArgReader) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from carteiro.proto.imap.commands import (
     CatenateUrl,
     Check,
     Close,
+    Compress,
     Copy,
     Create,
     Delete,
@@ -558,6 +559,14 @@ parse_idle = _no_args(Idle)
 parse_namespace = _no_args(Namespace)
 
 
+def parse_compress(r: ArgReader) -> Compress:
+    """RFC 4978 3: COMPRESS SP algorithm (an atom)."""
+    r.sp()
+    mechanism = r.keyword("compression mechanism")
+    r.end()
+    return Compress(mechanism)
+
+
 # -- selected ------------------------------------------------------------------------------------
 
 parse_check = _no_args(Check)
@@ -708,6 +717,7 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "APPEND": parse_append,
     "IDLE": parse_idle,
     "NAMESPACE": parse_namespace,
+    "COMPRESS": parse_compress,
     "CHECK": parse_check,
     "CLOSE": parse_close,
     "UNSELECT": parse_unselect,

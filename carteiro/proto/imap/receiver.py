@@ -211,6 +211,16 @@ class Receiver:
             + sum(map(len, self._literals))
         )
 
+    def take_unread(self) -> bytes:
+        """The octets fed but not yet read, removed from the receiver: what a client pipelined
+        after a command that changes the stream's encoding (RFC 4978 COMPRESS: compressed from
+        the octet after the command's CRLF). Only between commands."""
+        rest = bytes(self._buf[self._pos :])
+        self._buf = bytearray()
+        self._pos = 0
+        self._scan = 0
+        return rest
+
     @property
     def in_command(self) -> bool:
         """A command has started and is not complete (e.g. waiting for a literal's octets)."""

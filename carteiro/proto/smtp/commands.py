@@ -93,8 +93,37 @@ class Auth:
     raw: bytes = field(default=b"", repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Etrn:
+    """RFC 1985: start the queue for `node` (a domain; `subdomains` for "@domain")."""
+
+    node: str
+    subdomains: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Atrn:
+    """RFC 2645 4.1: turn the connection around for these domains (() = all the user's)."""
+
+    domains: tuple[str, ...] = ()
+
+
 Command = (
-    Helo | Mail | Rcpt | Data | Bdat | Rset | Noop | Quit | Help | Vrfy | Expn | StartTLS | Auth
+    Atrn
+    | Helo
+    | Mail
+    | Rcpt
+    | Data
+    | Bdat
+    | Rset
+    | Noop
+    | Quit
+    | Help
+    | Vrfy
+    | Expn
+    | StartTLS
+    | Auth
+    | Etrn
 )
 
 
@@ -106,9 +135,7 @@ class Unsupported:
     fatal: bool = False
 
 
-_NOT_IMPLEMENTED = frozenset(
-    {"TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"}
-)
+_NOT_IMPLEMENTED = frozenset({"SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"})
 # A browser or proxy talking to the SMTP port (cross-protocol attacks): Postfix's
 # smtpd_forbidden_commands. The connection is closed.
 _FORBIDDEN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
@@ -152,6 +179,17 @@ def parse(line: str, esmtp: bool, smtputf8_ok: bool = True) -> Command | Unsuppo
         return StartTLS() if not arg else R.R_501_SYNTAX.with_text("STARTTLS takes no arguments")
     if verb == "AUTH":
         return _parse_auth(arg)
+    if verb == "ETRN":
+        return _parse_etrn(arg)
+    if verb == "ATRN":
+        return _parse_atrn(arg)
+    if verb == "TURN":
+        # RFC 2645 1: TURN lets anyone claiming a domain take its mail; never offered
+        return Unsupported(
+            R.R_502_NOT_IMPLEMENTED.with_text(
+                "TURN is unsafe and not offered; use ETRN, or ATRN on the ODMR port"
+            )  # RFC 2645 1
+        )
     if verb in _NOT_IMPLEMENTED:
         return Unsupported(R.R_502_NOT_IMPLEMENTED.with_text(f"{verb} not implemented"))
     if verb in _FORBIDDEN:
@@ -424,6 +462,36 @@ def _parse_bdat(arg: str) -> Bdat | Reply:
     if len(words) == 2 and words[1].upper() != "LAST":
         return R.R_501_SYNTAX.with_text("Syntax: BDAT size [LAST]")
     return Bdat(int(words[0]), len(words) == 2)
+
+
+def _parse_etrn(arg: str) -> Etrn | Reply:
+    """RFC 1985 5: ETRN <node>, "@" in front for the node's subdomains too, "#" for a queue
+    name (not supported: 458)."""
+    if not arg:
+        return R.R_501_SYNTAX.with_text("Syntax: ETRN domain")
+    if arg.startswith("#"):
+        return Reply(
+            458,
+            "4.5.4",
+            f"Unable to queue messages for node {arg[:80]}: queue names are not supported",
+        )
+    sub = arg.startswith("@")
+    node = arg[1:] if sub else arg
+    if not _DOMAIN_CHARS.match(node) or len(node) > 255 or ".." in node:
+        return R.R_501_SYNTAX.with_text("Syntax: ETRN domain")
+    return Etrn(node.lower().rstrip("."), sub)
+
+
+def _parse_atrn(arg: str) -> Atrn | Reply:
+    """RFC 2645 4.1: ATRN [domain *("," domain)]."""
+    if not arg:
+        return Atrn()
+    names = [d.strip().lower().rstrip(".") for d in arg.split(",")]
+    if len(names) > 100 or any(
+        not d or not _DOMAIN_CHARS.match(d) or ".." in d or len(d) > 255 for d in names
+    ):
+        return R.R_501_SYNTAX.with_text("Syntax: ATRN [domain[,domain]...]")
+    return Atrn(tuple(dict.fromkeys(names)))
 
 
 def _parse_auth(arg: str) -> Auth | Reply:

@@ -121,10 +121,13 @@ class ProtocolError(Exception):
 
 
 class ServerMachine:
-    def __init__(self, limits: Limits | None = None, tls: bool = False) -> None:
+    def __init__(self, limits: Limits | None = None, tls: bool = False, lmtp: bool = False) -> None:
         self.limits = limits or Limits()
         self.mode = Mode.COMMAND
         self.tls = tls
+        # RFC 2033: LMTP greets with LHLO (HELO/EHLO are errors) and answers the end of the
+        # message once per accepted recipient (send_per_recipient)
+        self.lmtp = lmtp
         self.helo: str | None = None
         self.esmtp = False
         self.authenticated = False
@@ -261,6 +264,12 @@ class ServerMachine:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             return self._hold(Invalid(R.R_500_BAD_UTF8))
+        if self.lmtp:
+            verb = text[:5].upper()
+            if verb == "LHLO" or verb == "LHLO ":
+                text = "EHLO" + text[4:]  # the same syntax and meaning (RFC 2033 4.1)
+            elif verb[:4] in ("EHLO", "HELO"):
+                return self._hold(Invalid(R.R_500_UNKNOWN.with_text("This is LMTP: send LHLO")))
         parsed = C.parse(text, self.esmtp)
         if isinstance(parsed, Reply):
             return self._hold(Invalid(parsed))
@@ -328,6 +337,12 @@ class ServerMachine:
         if isinstance(cmd, C.StartTLS):
             if self.tls:
                 return R.R_503_TLS_ACTIVE
+            return None
+        if isinstance(cmd, C.Etrn | C.Atrn):
+            if self.helo is None:
+                return R.R_503_NEED_HELO
+            if self.mail is not None:
+                return R.R_503_NESTED_MAIL.with_text("Not allowed during a mail transaction")
             return None
         return None
 
@@ -522,6 +537,16 @@ class ServerMachine:
                 if reply.code == 235:
                     self.authenticated = True
         return reply.wire
+
+    def send_per_recipient(self, replies: list[Reply]) -> bytes:
+        """RFC 2033 4.2: LMTP's answer to the end of the message, one reply per recipient that
+        RCPT accepted, in RCPT order (the caller gives exactly that many)."""
+        ev = self._awaiting
+        if not self.lmtp or not (isinstance(ev, DataEnd) or (isinstance(ev, ChunkEnd) and ev.last)):
+            raise ProtocolError("per-recipient replies only end an LMTP message")
+        if len(replies) != self.rcpt_count:
+            raise ProtocolError(f"{len(replies)} replies for {self.rcpt_count} recipients")
+        return self.send(replies[0]) + b"".join(r.wire for r in replies[1:])
 
     @property
     def closed(self) -> bool:

@@ -27,7 +27,12 @@ from carteiro.servers.imap.session import (
 from carteiro.store.api import AccountNotFound
 
 MAX_AUTH_FAILURES = 5  # per connection, then BYE
-_ENABLE = {"IMAP4REV2": "IMAP4rev2", "UTF8=ACCEPT": "UTF8=ACCEPT"}
+_ENABLE = {
+    "IMAP4REV2": "IMAP4rev2",
+    "UTF8=ACCEPT": "UTF8=ACCEPT",
+    "CONDSTORE": "CONDSTORE",
+    "QRESYNC": "QRESYNC",
+}
 
 
 @command(c.Capability, min_state=State.NOT_AUTHENTICATED)
@@ -60,8 +65,12 @@ async def id_(s: Session, tag: str, req: c.Id) -> Result:
 async def enable(s: Session, tag: str, req: c.Enable) -> Result:
     # RFC 5161 3.1: list only what this command newly enabled; unknown names are ignored.
     new = [name for name in req.capabilities if name in _ENABLE and name not in s.enabled]
+    # RFC 7162 3.2.3: ENABLE QRESYNC enables CONDSTORE too (listed only if asked for); with a
+    # mailbox selected the client is told its HIGHESTMODSEQ (RFC 7162 3.1)
+    s.untagged("ENABLED" + "".join(" " + _ENABLE[n] for n in dict.fromkeys(new)))
+    if "CONDSTORE" in new or "QRESYNC" in new:
+        s.enable_condstore()
     s.enabled = s.enabled | frozenset(new)
-    s.untagged("ENABLED" + "".join(" " + _ENABLE[n] for n in new))
     return ok("Enabled.")
 
 

@@ -13,19 +13,21 @@ from collections.abc import Set as AbstractSet
 
 from carteiro.mime import bodystructure
 from carteiro.mime.parse import Message
+from carteiro.mime.preview import preview
 from carteiro.mime.sections import UnknownCte
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import fetch as pf
 from carteiro.servers.imap import fetch_octets as mf
-from carteiro.servers.imap import render
+from carteiro.servers.imap import render, resync
 from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok
 from carteiro.servers.storage_errors import log_storage_full, storage_full
 from carteiro.store.api import SEEN, FlagOp, MessageMeta, StorageFull
 
 log = logging.getLogger("carteiro.imap")
 
-_UNSUPPORTED = frozenset({pf.MODSEQ, pf.EMAILID, pf.THREADID, pf.SAVEDATE})
+_UNSUPPORTED = frozenset({pf.EMAILID, pf.THREADID, pf.SAVEDATE})
 _FLAGS = pf.FetchAttr(pf.FLAGS)
+_MODSEQ = pf.FetchAttr(pf.MODSEQ)
 # Messages read before \Seen is set on them in one store call: few calls for a big FETCH,
 # bounded memory for big messages.
 SEEN_BATCH = 64
@@ -36,17 +38,34 @@ SEEN_BATCH_OCTETS = 4 << 20
 async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
     view = s.view
     assert view is not None and s.store is not None
-    if req.changedsince is not None or req.vanished:
-        return bad("CONDSTORE is not supported")
     attrs = req.items
     if any(a.kind in _UNSUPPORTED for a in attrs):
         return bad("Unsupported fetch attribute")
+    if req.vanished and not s.qresync:
+        return bad("VANISHED needs ENABLE QRESYNC first")  # RFC 7162 3.2.6
+    wants_modseq = any(a.kind == pf.MODSEQ for a in attrs)
+    if req.changedsince is not None or wants_modseq:
+        s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
+        if not wants_modseq:
+            attrs = (*attrs, _MODSEQ)  # RFC 7162 3.1.4.1: CHANGEDSINCE implies MODSEQ
     if req.uid and not any(a.kind == pf.UID for a in attrs):
         # RFC 9051 6.4.9: UID FETCH responses always carry the UID
         attrs = (pf.FetchAttr(pf.UID), *attrs)
     idx = s.indexes(req.set, req.uid)
     if isinstance(idx, Result):
         return idx
+    if req.changedsince is not None:
+        since = req.changedsince
+        if req.vanished:
+            # RFC 7162 3.2.6: the UIDs of the set expunged since, before the FETCH responses
+            top = max(view.info.uidnext - 1, view.max_uid)
+            assert s.store is not None
+            within = resync.runs(s.saved) if req.set.saved else req.set.resolve(top)
+            vanished, _ = await resync.vanished_since(s.store, view, since, within)
+            if vanished:
+                s.out += b"* VANISHED (EARLIER) " + resync.render(vanished) + b"\r\n"
+        metas = view.metas
+        idx = [i for i in idx if metas[i].modseq > since]
     if not idx:
         return ok("Fetch completed.")
     if not mf.needs_message(attrs):
@@ -59,6 +78,8 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
     # \Seen is set on those whose bytes were read, before their responses are written.
     sets_seen = not view.readonly and any(a.sets_seen for a in attrs)
     has_flags = any(a.kind == pf.FLAGS for a in attrs)
+    has_modseq = any(a.kind == pf.MODSEQ for a in attrs)
+    condstore = s.condstore
     parse = mf.needs_parse(attrs)
     cache = s.server.cache
     store = s.store
@@ -104,8 +125,12 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
                 items, cte = _items(attrs, meta, msg, recent, utf8, rev2)
             if cte is not None:
                 unknown_cte = cte
-            if not has_flags and meta.uid in newly_seen:
-                items.append(_item(_FLAGS, meta, msg, recent, utf8))  # type: ignore[arg-type]
+            if meta.uid in newly_seen:
+                if not has_flags:
+                    items.append(_item(_FLAGS, meta, msg, recent, utf8))  # type: ignore[arg-type]
+                if condstore and not has_modseq:
+                    # RFC 7162 3.1: a FETCH that set \Seen reports the new MODSEQ
+                    items.append(_meta_item(pf.MODSEQ, meta, recent))
             if not items:
                 continue  # RFC 9051 7.5.2 msg-att has at least one item: no empty "FETCH ()"
             s.out += b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n"
@@ -202,6 +227,8 @@ def _meta_item(kind: str, meta: MessageMeta, recent: AbstractSet[int]) -> bytes:
         return b"FLAGS " + render.flag_list(meta.flags, meta.uid in recent)
     if kind == pf.INTERNALDATE:
         return b"INTERNALDATE " + render.internaldate(meta.internaldate)
+    if kind == pf.MODSEQ:
+        return b"MODSEQ (%d)" % meta.modseq  # RFC 7162 3.1.4
     return b"RFC822.SIZE %d" % meta.size
 
 
@@ -237,9 +264,19 @@ def _item(
     kind = a.kind
     if kind in mf.META_KINDS:
         if kind == pf.RFC822_SIZE:
-            size = len(msg) if isinstance(msg, bytes) else msg.size
+            # the stored size (Message.raw: stored with bare LFs), as the metadata path says
+            size = len(msg) if isinstance(msg, bytes) else len(msg.raw or msg.data)
             return b"RFC822.SIZE %d" % size
         return _meta_item(kind, meta, recent)
+    if isinstance(msg, Message) and (stored := mf.as_stored(msg, a)) is not None:
+        if kind == pf.BINARY:
+            exact = mf.partial(stored, a.partial)  # RFC 3516 4.2: exactly, literal8 for NULs
+            return (
+                a.response_name().encode() + b" " + render.literal(exact, binary=b"\x00" in exact)
+            )
+        if kind == pf.BINARY_SIZE:
+            return a.response_name().encode() + b" %d" % len(stored)
+        msg = mf.whole(stored)
     if isinstance(msg, bytes):  # only whole-message items reach here
         if kind == pf.RFC822:
             return b"RFC822 " + render.literal(msg)
@@ -248,6 +285,9 @@ def _item(
         return a.response_name().encode() + b" " + render.literal(mf.body_section(msg, a))
     if kind == pf.ENVELOPE:
         return b"ENVELOPE " + _cached(msg, "envelope", utf8)
+    if kind == pf.PREVIEW:
+        # RFC 8970 4: UTF-8 text; quoted when it can be, else a literal (never modified)
+        return b"PREVIEW " + render.string(preview(msg), utf8)
     if kind == pf.BODYSTRUCTURE:
         return b"BODYSTRUCTURE " + _cached(msg, "bodystructure", utf8, rev2)
     if kind == pf.BODY:

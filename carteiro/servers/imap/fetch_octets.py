@@ -6,11 +6,11 @@ Never does I/O. It reads the IMAP parser's FetchAttr, so it lives with the IMAP 
 from __future__ import annotations
 
 from carteiro.mime import sections as ms
-from carteiro.mime.parse import Message, to_crlf
+from carteiro.mime.parse import Message
 from carteiro.proto.imap import fetch as pf
 
 # Items answered from MessageMeta alone (no message read).
-META_KINDS = frozenset({pf.UID, pf.FLAGS, pf.INTERNALDATE, pf.RFC822_SIZE})
+META_KINDS = frozenset({pf.UID, pf.FLAGS, pf.INTERNALDATE, pf.RFC822_SIZE, pf.MODSEQ})
 # Items that need only the raw octets, no MIME parse.
 WHOLE_KINDS = frozenset({pf.RFC822})
 
@@ -31,12 +31,29 @@ def needs_parse(attrs: tuple[pf.FetchAttr, ...]) -> bool:
 
 
 def whole(raw: bytes) -> bytes:
-    """The message as IMAP serves it: CRLF line endings; NUL as 0x80 (RFC 3501 4.3 forbids NUL
-    in literals; Dovecot does the same, keeping the size)."""
-    data = to_crlf(raw)
-    if b"\x00" in data:
-        data = data.replace(b"\x00", b"\x80")
-    return data
+    """The message as IMAP serves it: the stored octets (APPEND stores CRLF line endings, except
+    from a binary literal, whose bare LFs are kept: RFC 3516 4.4, and RFC822.SIZE is the stored
+    size); NUL as 0x80 (RFC 3501 4.3 forbids NUL in literals; Dovecot does the same, keeping the
+    size)."""
+    if b"\x00" in raw:
+        return raw.replace(b"\x00", b"\x80")
+    return raw
+
+
+def as_stored(msg: Message, attr: pf.FetchAttr) -> bytes | None:
+    """The stored octets when `attr` asks for the whole message (BODY[], BINARY[], RFC822,
+    RFC822.SIZE, BINARY.SIZE[]) of a message stored with bare LFs (Message.raw), else None:
+    those are answered as stored, never from the CRLF copy the parts are cut from."""
+    if msg.raw is None:
+        return None
+    kind = attr.kind
+    if kind in (pf.RFC822, pf.RFC822_SIZE):
+        return msg.raw
+    if kind in (pf.BODY_SECTION, pf.BINARY, pf.BINARY_SIZE) and (
+        attr.section is None or attr.section == pf.Section()
+    ):
+        return msg.raw
+    return None
 
 
 def _mime_section(sec: pf.Section | None) -> ms.Section:

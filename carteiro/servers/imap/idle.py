@@ -32,7 +32,7 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                 return bad("Expected DONE")
             await s.flush()
             if read_task is None:
-                read_task = asyncio.ensure_future(s.conn.reader.read(65536))
+                read_task = asyncio.ensure_future(s.recv())
             waits: set[asyncio.Future[object]] = {read_task}  # type: ignore[arg-type]
             if s.sub is not None:
                 if ev_task is None:

@@ -13,7 +13,8 @@ from carteiro.mime.parse import to_crlf
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import patterns
 from carteiro.proto.imap.sets import render_numbers
-from carteiro.servers.imap.session import Result, Session, bad, command, no, ok, undecodable
+from carteiro.servers.imap.catenate import catenate
+from carteiro.servers.imap.session import Result, Session, command, no, ok, undecodable
 from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
 
 INBOX = "INBOX"
@@ -114,7 +115,7 @@ def _parents(name: str) -> Iterable[str]:
 @command(c.List)
 async def list_(s: Session, tag: str, req: c.List) -> Result:
     if "HIGHESTMODSEQ" in req.status_items:
-        return bad(_NO_CONDSTORE)
+        s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     store = _store(s)
     patterns = [p for p in req.patterns if p != ""]
     if not patterns:
@@ -285,14 +286,10 @@ async def _recent_count(s: Session, info: MailboxInfo) -> int:
     return len(uids) - bisect_right(uids, claimed)
 
 
-# RFC 7162 3.1.6: STATUS HIGHESTMODSEQ belongs to CONDSTORE, which is not advertised.
-_NO_CONDSTORE = "HIGHESTMODSEQ needs CONDSTORE, which is not supported"
-
-
 @command(c.Status)
 async def status(s: Session, tag: str, req: c.Status) -> Result:
     if "HIGHESTMODSEQ" in req.items:
-        return bad(_NO_CONDSTORE)
+        s.enable_condstore()  # RFC 7162 3.1.6: a CONDSTORE enabling command
     if refused := undecodable(req.mailbox):
         return refused
     info = await _store(s).get_mailbox(req.mailbox)
@@ -310,20 +307,27 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
     if refused := undecodable(req.mailbox):
         return refused  # not TRYCREATE: no CREATE could make it
     store = _store(s)
+    bodies: list[bytes] = []
     for m in req.messages:
         if m.catenate is not None:
-            return no("CATENATE is not supported", "CANNOT")
-        if not m.data:
+            built = await catenate(s, m.catenate)
+            if isinstance(built, Result):
+                return built
+            data = built
+        else:
+            # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4); a binary
+            # literal is stored exactly as sent, bare LFs and all (RFC 3516 4.4)
+            data = m.data if m.binary else to_crlf(m.data)
+        if not data:
             return no("Can't save a zero byte message")
-        if len(m.data) > s.server.appendlimit:
+        if len(data) > s.server.appendlimit:
             return no("Message too big", "TOOBIG")
+        bodies.append(data)
     uids: list[int] = []
     uidvalidity = 0
     view = s.view
-    for m in req.messages:
+    for m, data in zip(req.messages, bodies, strict=True):
         when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
-        # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4)
-        data = to_crlf(m.data)
         try:
             r = await store.append(req.mailbox, data, m.flags, when)
         except MailboxNotFound:

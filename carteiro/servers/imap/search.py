@@ -18,10 +18,9 @@ async def search(s: Session, tag: str, req: c.Search) -> Result:
     if req.charset is not None and "UTF8=ACCEPT" in s.enabled:
         return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")  # RFC 6855 3
     opts = req.return_opts
-    if _uses_modseq(req.key):
-        if opts is not None and "SAVE" in opts:
-            s.saved = []  # RFC 5182 2.1
-        return bad("MODSEQ needs CONDSTORE, which is not supported")  # RFC 7162 3.1.5
+    modseq = _uses_modseq(req.key)
+    if modseq:
+        s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     if opts is None and s.rev2:
         opts = frozenset({"ALL"})
     try:
@@ -32,8 +31,13 @@ async def search(s: Session, tag: str, req: c.Search) -> Result:
         raise
     uids = [view.uids[i] for i in idx]
     numbers = uids if req.uid else [i + 1 for i in idx]
+    metas = view.metas
     if opts is None:
-        s.out += b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+        s.out += b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if modseq and idx:
+            # RFC 7162 3.1.5: the highest MODSEQ of the messages found
+            s.out += b" (MODSEQ %d)" % max(metas[i].modseq for i in idx)
+        s.out += b"\r\n"
         return ok("Search completed.")
     if "SAVE" in opts:
         # RFC 5182 2.4: with only MIN and/or MAX, only those are saved
@@ -59,6 +63,16 @@ async def search(s: Session, tag: str, req: c.Search) -> Result:
         parts.append(b"ALL " + render_numbers(numbers, sort=False).encode())
     if "COUNT" in opts:
         parts.append(b"COUNT %d" % len(numbers))
+    if modseq and idx and opts & {"MIN", "MAX", "ALL", "COUNT"}:
+        # RFC 7162 3.1.5 / RFC 4731 3.2: the highest MODSEQ of the messages the answer returns
+        # (with only MIN and/or MAX, of those)
+        if opts & {"ALL", "COUNT"}:
+            shown = idx
+        else:
+            shown = [idx[0]] if "MIN" in opts else []
+            if "MAX" in opts:
+                shown.append(idx[-1])
+        parts.append(b"MODSEQ %d" % max(metas[i].modseq for i in shown))
     s.out += b" ".join(parts) + b"\r\n"
     return ok("Search completed.")
 

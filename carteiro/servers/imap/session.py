@@ -12,6 +12,7 @@ import asyncio
 import enum
 import logging
 import re
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from carteiro.proto.imap.receiver import (
     ProtocolError,
     Receiver,
 )
-from carteiro.proto.imap.sets import SequenceSet
+from carteiro.proto.imap.sets import SequenceSet, render_numbers
 from carteiro.servers.imap import render
 from carteiro.servers.storage_errors import log_storage_full, storage_full
 from carteiro.store.api import (
@@ -45,6 +46,7 @@ from carteiro.store.api import (
 )
 
 if TYPE_CHECKING:
+    from carteiro.servers.imap.compress import Deflate
     from carteiro.servers.imapd import IMAPServer
 
 log = logging.getLogger("carteiro.imap")
@@ -112,6 +114,7 @@ class Session:
         "account",
         "auth_failures",
         "conn",
+        "deflate",
         "enabled",
         "idle_task",
         "implicit_tls",
@@ -143,6 +146,7 @@ class Session:
         self.view: MailboxView | None = None
         self.sub: ChangeSubscription | None = None
         self.enabled: frozenset[str] = frozenset()
+        self.deflate: Deflate | None = None  # RFC 4978 COMPRESS=DEFLATE, once active
         self.auth_failures = 0
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
@@ -163,6 +167,38 @@ class Session:
     @property
     def rev2(self) -> bool:
         return "IMAP4REV2" in self.enabled
+
+    @property
+    def condstore(self) -> bool:
+        """RFC 7162 3.1: a CONDSTORE enabling command was seen (QRESYNC implies it): MODSEQ in
+        every FETCH response a flag change causes, HIGHESTMODSEQ on SELECT/EXAMINE."""
+        return "CONDSTORE" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        """RFC 7162 3.2: ENABLE QRESYNC was seen: VANISHED replaces EXPUNGE."""
+        return "QRESYNC" in self.enabled
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 3.1). Issued while a mailbox is selected, the
+        client learns the HIGHESTMODSEQ its view reflects, as SELECT would have told it."""
+        if "CONDSTORE" in self.enabled:
+            return
+        self.enabled = self.enabled | {"CONDSTORE"}
+        if self.view is not None:
+            self.out += b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.view.modseq
+
+    def announce_expunged(self, msns: list[int], uids: list[int]) -> None:
+        """EXPUNGE responses for these (each MSN already adjusted for the ones before it), or one
+        VANISHED with their UIDs once QRESYNC is enabled (RFC 7162 3.2.10)."""
+        if not msns:
+            return
+        if self.qresync:
+            self.out += b"* VANISHED " + render_numbers(uids).encode() + b"\r\n"
+            return
+        out = self.out
+        for msn in msns:
+            out += b"* %d EXPUNGE\r\n" % msn
 
     @property
     def utf8(self) -> bool:
@@ -192,6 +228,8 @@ class Session:
         self.out.clear()
         if self.tracer.enabled:
             self.tracer.server(data)
+        if self.deflate is not None:
+            data = self.deflate.compress(data)
         writer = self.conn.writer
         transport = writer.transport
         transport.write(data)
@@ -255,7 +293,7 @@ class Session:
                 timer.cancel()
             self._timer = loop.call_at(deadline, self._on_timer)
         try:
-            return await self.conn.reader.read(65536)
+            return await self.recv()
         except asyncio.CancelledError:
             task = self.task
             if self._timed_out and task is not None:
@@ -266,6 +304,34 @@ class Session:
             raise
         finally:
             self._read_deadline = 0.0
+
+    async def recv(self) -> bytes:
+        """The client's next bytes as the protocol sees them (inflated once COMPRESS is active);
+        b"" at EOF."""
+        deflate = self.deflate
+        if deflate is None:
+            return await self.conn.reader.read(65536)
+        while True:
+            if deflate.pending:  # what the last read held beyond one chunk's output
+                data = self.inflate(b"")
+            else:
+                raw = await self.conn.reader.read(65536)
+                if not raw:
+                    return b""
+                data = self.inflate(raw)
+            if data:  # (b"" would read as EOF: a partial block waits for more input)
+                return data
+
+    def inflate(self, raw: bytes) -> bytes:
+        """Compressed input as plain octets; a broken stream ends the session (with a BYE, which
+        goes out compressed like everything after COMPRESS)."""
+        assert self.deflate is not None
+        try:
+            return self.deflate.decompress(raw)
+        except (zlib.error, EOFError) as e:
+            log.info("imap %s: bad compressed stream: %s", self.conn.peer_ip, e)
+            self.untagged("BYE Invalid compressed data")
+            raise Closing from None
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -439,8 +505,7 @@ class Session:
         view = self.view
         assert view is not None
         out = self.out
-        for msn in upd.expunged:
-            out += b"* %d EXPUNGE\r\n" % msn
+        self.announce_expunged(upd.expunged, upd.vanished)
         if upd.new_keywords:
             self.write_flags_responses(view)
         if upd.exists is not None:
@@ -448,12 +513,15 @@ class Session:
             if not self.rev2:
                 out += b"* %d RECENT\r\n" % (upd.recent or 0)
         recent = view.recent if not self.rev2 else ()
+        condstore = self.condstore
         for msn, meta in upd.flags:
-            out += b"* %d FETCH (UID %d FLAGS %s)\r\n" % (
+            out += b"* %d FETCH (UID %d FLAGS %s" % (
                 msn,
                 meta.uid,
                 render.flag_list(meta.flags, meta.uid in recent),
             )
+            # RFC 7162 3.1: every FETCH a flag change causes carries MODSEQ once enabled
+            out += b" MODSEQ (%d))\r\n" % meta.modseq if condstore else b")\r\n"
 
     def write_flags_responses(self, view: MailboxView) -> None:
         key = (frozenset(view.keywords), view.readonly)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.sets import render_numbers
 from carteiro.servers.imap import render
-from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok, undecodable
+from carteiro.servers.imap.session import Result, Session, State, command, no, ok, undecodable
 from carteiro.store.api import FlagOp, MailboxNotFound
 
 
@@ -16,34 +16,60 @@ from carteiro.store.api import FlagOp, MailboxNotFound
 async def store(s: Session, tag: str, req: c.Store) -> Result:
     view = s.view
     assert view is not None and s.store is not None
-    if req.unchangedsince is not None:
-        return bad("CONDSTORE is not supported")
+    conditional = req.unchangedsince is not None
+    if conditional:
+        s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
     idx = s.indexes(req.set, req.uid)
     if isinstance(idx, Result):
         return idx
     if view.readonly:
         return no("Mailbox is read-only", "READ-ONLY")
     live = [i for i in idx if not view.is_expunged(view.uids[i])]
+    changed_uids: set[int] = set()
+    failed: list[int] = []
     if live:
-        changed, _ = await s.store.set_flags(
-            view.id, [view.uids[i] for i in live], FlagOp(req.op.value), req.flags
+        # RFC 7162 3.1.3: the store checks each message's MODSEQ against UNCHANGEDSINCE and
+        # changes it in the same transaction, so no other session's change falls between
+        changed, failed = await s.store.set_flags(
+            view.id,
+            [view.uids[i] for i in live],
+            FlagOp(req.op.value),
+            req.flags,
+            req.unchangedsince,
         )
+        changed_uids = {m.uid for m in changed}
         if view.apply_flags(changed):
             s.write_flags_responses(view)  # RFC 9051 7.3.5: the new keyword is a flag now
-    if not req.silent:
+    condstore = s.condstore
+    refused = set(failed)
+    out = s.out
+    if not req.silent or condstore:
         recent = view.recent if not s.rev2 else ()
-        out = s.out
+        with_uid = req.uid or s.qresync  # RFC 7162 3.2.4 (QRESYNC): UID in every FETCH
         for i in live:
             meta = view.metas[i]
-            flags = render.flag_list(meta.flags, meta.uid in recent)
-            if req.uid:
+            if meta.uid in refused:
+                continue  # RFC 7162 3.1.3: not changed; named in MODIFIED instead
+            if req.silent and meta.uid not in changed_uids:
+                continue
+            out += b"* %d FETCH (" % (i + 1)
+            if with_uid:
                 # RFC 9051 6.4.9: UID STORE responses carry the UID
-                out += b"* %d FETCH (UID %d FLAGS %s)\r\n" % (i + 1, meta.uid, flags)
-            else:
-                out += b"* %d FETCH (FLAGS %s)\r\n" % (i + 1, flags)
+                out += b"UID %d " % meta.uid
+            if not req.silent:
+                out += b"FLAGS " + render.flag_list(meta.flags, meta.uid in recent)
+                if condstore:
+                    out += b" "
+            if condstore:
+                # RFC 7162 3.1.3: even .SILENT reports the new MODSEQ of what changed
+                out += b"MODSEQ (%d)" % meta.modseq
+            out += b")\r\n"
             if len(out) > 1 << 17:
                 await s.maybe_flush()
                 out = s.out
+    if failed:
+        numbers = failed if req.uid else [i + 1 for i in live if view.uids[i] in refused]
+        return ok("Conditional STORE failed", f"MODIFIED {render_numbers(numbers)}")
     return ok("Store completed.")
 
 
@@ -80,8 +106,8 @@ async def _copy_or_move(s: Session, req: c.Copy | c.Move, move: bool) -> Result:
         # RFC 6851 4.3: COPYUID in an untagged OK before the EXPUNGEs
         if code is not None:
             s.untagged(f"OK [{code}] Moved UIDs.")
-        for msn in view.expunge_now([a for a, _ in res.pairs]):
-            s.out += b"* %d EXPUNGE\r\n" % msn
+        # RFC 7162 3.2.10: VANISHED instead once QRESYNC is enabled
+        s.announce_expunged(*view.expunge_now([a for a, _ in res.pairs]))
         return ok("Move completed.")
     return ok("Copy completed.", code)
 

@@ -241,6 +241,11 @@ class Client:
             if raw.startswith(tag.encode() + b" "):
                 return bytes(out)
 
+    async def raw_response_of(self, line: str) -> bytes:
+        """Send ``line`` (tag first) and return its raw answer (raw_response)."""
+        await self.send(line.encode() + b"\r\n")
+        return await self.raw_response(line.split(" ", 1)[0])
+
     async def cmd(self, text: str, tag: str | None = None) -> list[str]:
         """Send ``tag text``; return every line up to and including the tagged one."""
         if tag is None:

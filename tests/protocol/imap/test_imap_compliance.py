@@ -52,9 +52,9 @@ S: a4 NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding x-weird
 
 
 async def test_bad_select_leaves_the_mailbox_selected(server):
-    """A BAD command has no effect: SELECT with an unsupported CONDSTORE parameter neither
-    closes the selected mailbox nor sends [CLOSED] (RFC 9051 6.3.2, RFC 7162 3.2.11 are about
-    a SELECT that is executed)."""
+    """A BAD command has no effect: SELECT with a QRESYNC parameter before ENABLE QRESYNC
+    (RFC 7162 3.2.5) neither closes the selected mailbox nor sends [CLOSED] (RFC 9051 6.3.2,
+    RFC 7162 3.2.11 are about a SELECT that is executed)."""
     await server.deliver(PLAIN)
     await play(
         server,
@@ -70,8 +70,8 @@ S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
 S: a2 OK [READ-WRITE] Select completed.
-C: a3 SELECT INBOX (CONDSTORE)
-S: a3 BAD CONDSTORE and QRESYNC are not supported
+C: a3 SELECT INBOX (QRESYNC (1 1))
+S: a3 BAD QRESYNC parameter needs ENABLE QRESYNC first
 C: a4 FETCH 1 UID
 S: * 1 FETCH (UID 1)
 S: a4 OK Fetch completed.
@@ -79,9 +79,9 @@ S: a4 OK Fetch completed.
     )
 
 
-async def test_condstore_items_refused_when_not_advertised(server):
-    """CONDSTORE is not advertised, so its STATUS item HIGHESTMODSEQ (RFC 7162 3.1.6, also via
-    LIST-STATUS) and SEARCH MODSEQ (RFC 7162 3.1.5) are refused, never answered."""
+async def test_condstore_enabling_items_answered(server):
+    """STATUS HIGHESTMODSEQ (RFC 7162 3.1.6, also via LIST-STATUS) and SEARCH MODSEQ (3.1.5)
+    are answered and enable CONDSTORE: the SELECT after them reports HIGHESTMODSEQ."""
     await server.deliver(PLAIN)
     await play(
         server,
@@ -89,9 +89,12 @@ async def test_condstore_items_refused_when_not_advertised(server):
 C: a1 {LOGIN}
 S: a1 OK <...>
 C: a2 STATUS INBOX (MESSAGES HIGHESTMODSEQ)
-S: a2 BAD HIGHESTMODSEQ needs CONDSTORE, which is not supported
+S: * STATUS INBOX (MESSAGES 1 HIGHESTMODSEQ <...>)
+S: a2 OK Status completed.
 C: a3 LIST "" INBOX RETURN (STATUS (HIGHESTMODSEQ))
-S: a3 BAD HIGHESTMODSEQ needs CONDSTORE, which is not supported
+S: * LIST (<...>) "/" INBOX
+S: * STATUS INBOX (HIGHESTMODSEQ <...>)
+S: a3 OK List completed.
 C: a4 SELECT INBOX
 S: * FLAGS <...>
 S: * OK [PERMANENTFLAGS <...>
@@ -100,11 +103,13 @@ S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
+S: * OK [HIGHESTMODSEQ <...>] Highest
 S: a4 OK [READ-WRITE] Select completed.
 C: a5 SEARCH NOT MODSEQ 1
-S: a5 BAD MODSEQ needs CONDSTORE, which is not supported
-C: a6 SEARCH ALL
-S: * SEARCH 1
+S: * SEARCH
+S: a5 OK Search completed.
+C: a6 SEARCH MODSEQ 1
+S: * SEARCH 1 (MODSEQ <...>)
 S: a6 OK Search completed.
 """,
     )
@@ -152,7 +157,7 @@ C: a6 FETCH $ UID
 S: a6 OK Fetch completed.
 C: a7 SEARCH RETURN (SAVE) ALL
 S: a7 OK Search completed.
-C: a8 SEARCH RETURN (SAVE) MODSEQ 1
+C: a8 SEARCH RETURN (SAVE) BEFORE 99-Foo-2020
 S: a8 BAD <...>
 C: a9 UID FETCH $ UID
 S: a9 OK Fetch completed.

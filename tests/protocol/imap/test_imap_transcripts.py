@@ -533,7 +533,7 @@ S: * NAMESPACE (("" "/")) NIL NIL
 S: a2 OK Namespace completed.
 C: a3 CREATE "Entw&APw-rfe"
 S: a3 OK Create completed.
-C: a4 ENABLE IMAP4rev2 CONDSTORE
+C: a4 ENABLE IMAP4rev2 X-UNKNOWN
 S: * ENABLED IMAP4rev2
 S: a4 OK Enabled.
 C: a5 LIST "" "Entw*"
@@ -580,8 +580,8 @@ C: a6 STARTTLS
 S: a6 BAD Command not allowed in this state
 C: a7 EXPUNGE
 S: a7 BAD No mailbox selected
-C: a8 SELECT INBOX (CONDSTORE)
-S: a8 BAD CONDSTORE and QRESYNC are not supported
+C: a8 SELECT INBOX (QRESYNC (1 1))
+S: a8 BAD QRESYNC parameter needs ENABLE QRESYNC first
 """,
     )
 

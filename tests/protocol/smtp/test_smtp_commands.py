@@ -98,9 +98,9 @@ async def test_rset_noop_help_vrfy_expn_turn(env: Env) -> None:
         C: EXPN sales
         S: 502 5.5.1 EXPN not available
         C: TURN
-        S: 502 5.5.1 TURN not implemented
+        S: 502 5.5.1 TURN is unsafe and not offered; use ETRN, or ATRN on the ODMR port
         C: ETRN example.test
-        S: 502 5.5.1 ETRN not implemented
+        S: 502 5.5.1 ETRN not available on this port
         C: MAIL FROM:<a@example.org>
         S: 250 2.1.0 *
         C: RSET

@@ -320,3 +320,14 @@ def test_feeding_after_close_is_ignored() -> None:
     r.feed(b"b NOOP\r\n")
     assert r.next_event() is NEED_DATA
     assert r.buffered == 0
+
+
+def test_take_unread_hands_back_what_follows_a_command() -> None:
+    """RFC 4978 COMPRESS: what was pipelined after the command is in another encoding; the
+    session takes it back unread and feeds the decoded octets instead."""
+    r = Receiver()
+    r.feed(b"a COMPRESS DEFLATE\r\n\x78\x9c\x00garbage")
+    assert r.next_event() == Command("a", "COMPRESS", (b" DEFLATE",))
+    assert r.take_unread() == b"\x78\x9c\x00garbage"
+    assert r.buffered == 0
+    assert drain(r, b"b NOOP\r\n") == [Command("b", "NOOP", (b"",))]

@@ -1,0 +1,149 @@
+"""Instructions per IMAP command, counted by callgrind: a figure the machine's load cannot move.
+
+Starts `carteiro serve` under `valgrind --tool=callgrind`, logs in one client, warms up, zeroes
+the counters, runs a fixed command sequence N times, dumps, and prints the instructions of all
+the server's threads per command. Compare two trees in one run (the other checked out with
+`git worktree add`): background work on timers (file flushes, recent claims) scales with wall
+time, which valgrind stretches, so expect a few per cent of noise, not tens.
+
+Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores] [-n 40] [TREE ...]
+(needs valgrind; each tree takes a few minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from carteiro.testing.server import ServerProcess
+
+MESSAGE = (
+    b"From: a@example.org\r\nTo: u@example.test\r\nSubject: bench\r\n"
+    b"Date: Tue, 1 Oct 2024 10:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\n" + b"x" * 900 + b"\r\n"
+)
+SEQUENCES = {
+    # reads, and writes that change nothing
+    "reads": [
+        b"FETCH * (BODY.PEEK[])",
+        b"STORE 1 +FLAGS (\\Seen)",
+        b'LIST "" "*"',
+        b"STATUS INBOX (MESSAGES UNSEEN UIDNEXT)",
+        b"EXPUNGE",
+        b"NOOP",
+    ],
+    # every STORE a change
+    "stores": [b"STORE 1 +FLAGS (\\Deleted)", b"STORE 1 -FLAGS (\\Deleted)"],
+}
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.file = self.sock.makefile("rb")
+        self.file.readline()
+        self.n = 0
+
+    def cmd(self, text: bytes, literal: bytes | None = None) -> None:
+        self.n += 1
+        tag = b"a%d" % self.n
+        if literal is None:
+            self.sock.sendall(tag + b" " + text + b"\r\n")
+        else:
+            self.sock.sendall(tag + b" " + text + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            m = re.search(rb"\{(\d+)\}\r\n$", line)
+            if m:
+                self.file.read(int(m.group(1)))
+            if line.startswith(tag + b" "):
+                if line.split()[1] != b"OK":
+                    raise RuntimeError(line.decode(errors="replace"))
+                return
+
+
+def count(tree: Path, kind: str, n: int, out_dir: Path) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="imap-instr-"))
+    srv = ServerProcess(
+        tmp,
+        users={"u@example.test": "pw-bench-123"},
+        services=("imap",),
+        extra_config="[imap]\nallow_plaintext_auth = true\n[auth]\ncache_ttl = 3600.0\n",
+    )
+    srv.init()
+    out = out_dir / f"callgrind.{tree.name}.{kind}.out"
+    for old in glob.glob(f"{out}*"):
+        os.unlink(old)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+    cmd += ["-m", "carteiro", "serve", "--data", str(srv.data)]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=(tmp / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(tree),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                c = Client(srv.ports["imap"])
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(1)
+        c.cmd(b"LOGIN u@example.test pw-bench-123")
+        for _ in range(40):
+            c.cmd(b"APPEND INBOX", MESSAGE)
+        c.cmd(b"SELECT INBOX")
+        sequence = SEQUENCES[kind]
+        for _ in range(5):
+            for text in sequence:
+                c.cmd(text)
+        time.sleep(1)
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+        for _ in range(n):
+            for text in sequence:
+                c.cmd(text)
+        time.sleep(2)  # work the commands left on timers lands inside the window
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+        c.cmd(b"LOGOUT")
+    finally:
+        proc.terminate()
+        proc.wait(300)
+    dumps = sorted(glob.glob(f"{out}.*"), key=lambda f: int(f.rsplit(".", 1)[1]))
+    text = Path(dumps[0]).read_text()  # the first dump: the zeroed window
+    m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+    assert m, "no totals in the callgrind dump"
+    return int(m.group(1)) // (n * len(sequence))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("trees", nargs="*", type=Path, default=[Path(__file__).resolve().parent.parent])
+    ap.add_argument("--kind", choices=sorted(SEQUENCES), default="reads")
+    ap.add_argument("-n", type=int, default=40)
+    args = ap.parse_args()
+    out_dir = Path(tempfile.mkdtemp(prefix="imap-instr-out-"))
+    results = [(tree, count(tree.resolve(), args.kind, args.n, out_dir)) for tree in args.trees]
+    base = results[0][1]
+    for tree, per in results:
+        print(f"{tree!s:40} {args.kind}: {per:10,} instructions per command ({per / base:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

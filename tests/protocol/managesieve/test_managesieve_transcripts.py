@@ -1,0 +1,253 @@
+"""ManageSieve (RFC 5804) transcripts, in the shape of the RFC's examples: greeting, STARTTLS,
+AUTHENTICATE, every script command with its response codes, limits and hostile input."""
+
+from __future__ import annotations
+
+import pytest
+from sieve_harness import Harness, play
+
+from carteiro.sieve.compiler import EXTENSIONS
+
+PLAIN = "AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZSBzZWNyZXQ="
+SIEVE = " ".join(EXTENSIONS)
+GREETING_PLAIN = f"""
+S: "IMPLEMENTATION" "carteiro {{...}}"
+S: "SASL" ""
+S: "SIEVE" "{SIEVE}"
+S: "NOTIFY" "mailto"
+S: "MAXREDIRECTS" "4"
+S: "STARTTLS"
+S: "UNAUTHENTICATE"
+S: "VERSION" "1.0"
+S: OK "carteiro ManageSieve ready."
+"""
+LOGIN = (
+    GREETING_PLAIN
+    + f"""
+C: STARTTLS
+S: OK "Begin TLS negotiation now."
+-- starttls
+S: "IMPLEMENTATION" "carteiro {{...}}"
+S: "SASL" "PLAIN LOGIN"
+S: "SIEVE" "{SIEVE}"
+S: "NOTIFY" "mailto"
+S: "MAXREDIRECTS" "4"
+S: "UNAUTHENTICATE"
+S: "VERSION" "1.0"
+S: OK "TLS negotiation successful."
+C: AUTHENTICATE "PLAIN" "{PLAIN}"
+S: OK "Logged in."
+"""
+)
+
+
+async def test_greeting_starttls_and_auth(server: Harness) -> None:
+    c = await server.connect()
+    await play(
+        c,
+        GREETING_PLAIN
+        + """
+C: AUTHENTICATE "PLAIN" "AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZSBzZWNyZXQ="
+S: NO (ENCRYPT-NEEDED) "Use STARTTLS first."
+C: LISTSCRIPTS
+S: NO "Authenticate first."
+""",
+    )
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: CAPABILITY
+S: "IMPLEMENTATION" "carteiro {...}"
+S: "SASL" "PLAIN LOGIN"
+S: "SIEVE" "{...}"
+S: "NOTIFY" "mailto"
+S: "MAXREDIRECTS" "4"
+S: "OWNER" "alice@example.test"
+S: "UNAUTHENTICATE"
+S: "VERSION" "1.0"
+S: OK
+C: STARTTLS
+S: NO "STARTTLS is not possible now."
+C: UNAUTHENTICATE
+S: OK
+C: LISTSCRIPTS
+S: NO "Authenticate first."
+C: LOGOUT
+S: OK "Logout complete."
+-- eof
+""",
+    )
+
+
+async def test_authenticate_with_challenges_and_failures(server: Harness) -> None:
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN.split("C: AUTHENTICATE")[0]
+        + """
+C: AUTHENTICATE "LOGIN"
+S: "VXNlcm5hbWU6"
+C: "YWxpY2VAZXhhbXBsZS50ZXN0"
+S: "UGFzc3dvcmQ6"
+C: "d3Jvbmc="
+S: NO "Authentication failed."
+C: AUTHENTICATE "PLAIN"
+S: ""
+C: "*"
+S: NO "Authentication cancelled."
+C: AUTHENTICATE "PLAIN" {36+}
+C: AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==
+S: NO "Authentication failed."
+C: AUTHENTICATE "LOGIN"
+S: "VXNlcm5hbWU6"
+C: "YWxpY2VAZXhhbXBsZS50ZXN0"
+S: "UGFzc3dvcmQ6"
+C: "d3Jvbmc="
+S: BYE "Too many authentication failures."
+-- eof
+""",
+    )
+
+
+async def test_script_commands(server: Harness) -> None:
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: LISTSCRIPTS
+S: OK
+C: HAVESPACE "myscript" 999
+S: OK
+C: HAVESPACE "myscript" 5000
+S: NO (QUOTA/MAXSIZE) "script too large (5000 octets, at most 1000)"
+C: PUTSCRIPT "myscript" {31+}
+C: require "fileinto";
+C: discard;
+C:
+S: OK
+C: PUTSCRIPT "bad" {22+}
+C: keep;
+C: fileinto "x";
+C:
+S: NO "line 2, column 1: fileinto requires {...}"
+C: CHECKSCRIPT {7+}
+C: keep;
+C:
+S: OK
+C: CHECKSCRIPT "if true {"
+S: NO "line 1, column 10: missing '}' at end of block"
+C: SETACTIVE "nosuch"
+S: NO (NONEXISTENT) "no script named 'nosuch'"
+C: SETACTIVE "myscript"
+S: OK
+C: LISTSCRIPTS
+S: "myscript" ACTIVE
+S: OK
+C: GETSCRIPT "myscript"
+S: {31}
+S: require "fileinto";
+S: discard;
+S:
+S: OK
+C: DELETESCRIPT "myscript"
+S: NO (ACTIVE) "the active script cannot be deleted"
+C: PUTSCRIPT "other" "keep;"
+S: OK
+C: RENAMESCRIPT "other" "myscript"
+S: NO (ALREADYEXISTS) "a script named 'myscript' exists"
+C: RENAMESCRIPT "myscript" "renamed"
+S: OK
+C: LISTSCRIPTS
+S: "other"
+S: "renamed" ACTIVE
+S: OK
+C: RENAMESCRIPT "nosuch" "x"
+S: NO (NONEXISTENT) "no script named 'nosuch'"
+C: PUTSCRIPT "third" "keep;"
+S: OK
+C: PUTSCRIPT "fourth" "keep;"
+S: NO (QUOTA/MAXSCRIPTS) "too many scripts (at most 3)"
+C: SETACTIVE ""
+S: OK
+C: DELETESCRIPT "renamed"
+S: OK
+C: GETSCRIPT "renamed"
+S: NO (NONEXISTENT) "There is no script by that name."
+C: NOOP "STARTTLS-SYNC-42"
+S: OK (TAG "STARTTLS-SYNC-42") "Done."
+C: LOGOUT
+S: OK "Logout complete."
+""",
+    )
+
+
+async def test_one_account_never_sees_another(server: Harness) -> None:
+    c = await server.connect()
+    await play(c, LOGIN + 'C: PUTSCRIPT "mine" "keep;"\nS: OK\n')
+    bob = await server.connect()
+    bob_plain = "AGJvYkBleGFtcGxlLnRlc3QAYm9iLXB3"
+    await play(
+        bob,
+        LOGIN.replace(PLAIN, bob_plain)
+        + """
+C: LISTSCRIPTS
+S: OK
+C: GETSCRIPT "mine"
+S: NO (NONEXISTENT) "There is no script by that name."
+C: GETSCRIPT "../alice@example.test/mine"
+S: NO "Usage: GETSCRIPT \\"name\\"."
+""",
+    )
+
+
+async def test_hostile_input_is_bounded(server: Harness) -> None:
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: PUTSCRIPT "big" {5000+}
+"""
+        + "C: "
+        + "x" * 4998
+        + """
+C:
+S: NO (QUOTA/MAXSIZE) "string too large (at most 2024 octets)"
+C: NOOP
+S: OK "Done."
+C: FROB
+S: NO "Unknown command FROB."
+C: "unterminated
+S: NO "line break in quoted string"
+C: NOOP
+S: OK "Done."
+""",
+    )
+    # a huge line without a line break is skipped, not buffered
+    await c.send(b"NOOP " + b"a" * 100_000 + b"\r\nNOOP\r\n")
+    assert await c.line() == 'NO "line too long"'
+    assert await c.line() == 'OK "Done."'
+
+
+@pytest.mark.parametrize("limit", [3])
+async def test_too_many_errors_end_the_session(server: Harness, limit: int) -> None:
+    server.ctx.config.sieve.max_errors = limit
+    c = await server.connect()
+    await play(
+        c,
+        GREETING_PLAIN
+        + """
+C: X1
+S: NO "Unknown command X1."
+C: X2
+S: NO "Unknown command X2."
+C: X3
+S: NO "Unknown command X3."
+C: X4
+S: BYE "Too many errors."
+-- eof
+""",
+    )

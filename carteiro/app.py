@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import random
 import socket
 import time
@@ -458,6 +459,11 @@ class App:
 
         user = self.config.server.user
         if not user:
+            if os.geteuid() == 0:
+                log.warning(
+                    "running as root: set [server] user (it binds the ports, then switches) "
+                    "or run it as a user with CAP_NET_BIND_SERVICE (contrib/carteiro.service)"
+                )
             return None
         target = privileges.resolve(user, self.config.server.group)
         if not privileges.needs_switch(user):

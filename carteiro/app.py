@@ -459,11 +459,6 @@ class App:
 
         user = self.config.server.user
         if not user:
-            if os.geteuid() == 0:
-                log.warning(
-                    "running as root: set [server] user (it binds the ports, then switches) "
-                    "or run it as a user with CAP_NET_BIND_SERVICE (contrib/carteiro.service)"
-                )
             return None
         target = privileges.resolve(user, self.config.server.group)
         if not privileges.needs_switch(user):
@@ -560,6 +555,11 @@ class App:
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
+        if os.geteuid() == 0:  # (said once it runs: a failed start stays one line)
+            log.warning(
+                "running as root: set [server] user (it binds the ports, then switches) "
+                "or run it as a user with CAP_NET_BIND_SERVICE (contrib/carteiro.service)"
+            )
         if cfg.fetch:
             self.fetcher = make_fetcher(cfg, store, directory)
             await self.fetcher.start()

@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mail.sieve_filter import Outbound
     from carteiro.ops.privileges import Target
+    from carteiro.web.server import WebServer
+    from carteiro.web.settings import WebSettings
 
 log = logging.getLogger("carteiro")
 
@@ -390,7 +392,7 @@ def open_lists(
 
 def web_routes(cfg: Config, lists: ListService | None) -> list[BaseRoute]:
     """Routes other areas mount on the web listener: the lists' one-click unsubscribe (RFC 8058),
-    under /lists/. The webmail's application takes these beside its own."""
+    under /lists/. The webmail's application serves these beside its own pages."""
     if lists is None:
         return []
     from carteiro.web.list_unsubscribe import routes
@@ -398,47 +400,67 @@ def web_routes(cfg: Config, lists: ListService | None) -> list[BaseRoute]:
     return list(routes(lists.one_click))
 
 
-class RoutesServer:
-    """The web listener (HTTPS with the server's certificate) serving `web_routes` alone, until
-    the webmail's server serves them with its pages. uvicorn in this event loop, without its
-    signal handlers (the CLI owns SIGTERM)."""
+def _local(host: str) -> str:
+    # A wildcard listener is reached on loopback from this same process.
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
-    def __init__(self, cfg: Config, routes: list[BaseRoute]) -> None:
-        import uvicorn
-        from starlette.applications import Starlette
 
-        from carteiro.core.hostport import parse_hostport
+def web_settings(cfg: Config) -> WebSettings:
+    """The webmail as a client of this server's own IMAP and submission listeners (implicit TLS
+    preferred, else STARTTLS), and what autoconfiguration tells mail programs."""
+    from carteiro.core.hostport import parse_hostport
+    from carteiro.web.autoconfig import Service, Services
+    from carteiro.web.imap import Endpoint
+    from carteiro.web.settings import WebSettings
 
-        host, port = parse_hostport(cfg.listen.web)
-        app = Starlette(routes=routes)
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=host,
-                port=port,
-                ssl_certfile=str(cfg.path(cfg.tls.cert)),
-                ssl_keyfile=str(cfg.path(cfg.tls.key)),
-                log_level="warning",
-                lifespan="off",
-                server_header=False,
-            )
-        )
-        self.task: asyncio.Task[None] | None = None
-        self.address = (host, port)
+    lst = cfg.listen
 
-    async def start(self) -> None:
-        # Server._serve is serve() without capture_signals(), which would take SIGTERM/SIGINT
-        self.task = asyncio.get_running_loop().create_task(self.server._serve())
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise ListenError(f"web: cannot listen on {self.address[0]}:{self.address[1]}")
-            await asyncio.sleep(0.01)
+    def endpoint(implicit: str, starttls: str, what: str) -> Endpoint:
+        # Encrypted even on loopback (the servers refuse plaintext passwords); the certificate is
+        # our own, so it is not verified against a name.
+        if implicit:
+            host, port = parse_hostport(implicit)
+            return Endpoint(_local(host), port, "implicit", verify=False)
+        if starttls:
+            host, port = parse_hostport(starttls)
+            return Endpoint(_local(host), port, "starttls", verify=False)
+        raise ConfigError(f"listen.web: the webmail needs [listen] {what} enabled")
 
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.server.should_exit = True
-            await asyncio.gather(self.task, return_exceptions=True)
+    services = []
+    for key, proto, tls in (
+        ("imaps", "imap", "implicit"),
+        ("imap", "imap", "starttls"),
+        ("pop3s", "pop3", "implicit"),
+        ("pop3", "pop3", "starttls"),
+        ("submissions", "smtp", "implicit"),
+        ("submission", "smtp", "starttls"),
+    ):
+        value = getattr(lst, key)
+        if value:
+            services.append(Service(proto, parse_hostport(value)[1], tls))
+    public = cfg.web.public_hostname or cfg.hostname
+    return WebSettings(
+        imap=endpoint(lst.imaps, lst.imap, "imaps or imap"),
+        smtp=endpoint(lst.submissions, lst.submission, "submissions or submission"),
+        hostname=cfg.hostname,
+        services=Services(public, tuple(services)),
+        idle_timeout=cfg.web.idle_timeout,
+        max_upload=cfg.web.max_upload,
+        secure_cookies=cfg.web.tls == "on",
+    )
+
+
+def web_server(cfg: Config, routes: Sequence[BaseRoute] = ()) -> WebServer:
+    """The web listener: the webmail's pages, with `routes` (web_routes) beside them."""
+    from carteiro.web.app import create_app
+    from carteiro.web.server import WebServer
+
+    settings = web_settings(cfg)
+    cert = key = None
+    if settings.secure_cookies:
+        cert = cfg.path(cfg.web.cert or cfg.tls.cert)
+        key = cfg.path(cfg.web.key or cfg.tls.key)
+    return WebServer(create_app(settings, routes), cfg.listen.web, cert, key)
 
 
 @dataclass
@@ -469,7 +491,7 @@ class App:
 
     fetcher: Fetcher | None = None
     lists: ListService | None = None
-    web: RoutesServer | None = None
+    web: WebServer | None = None
 
     async def start(self) -> None:
         """Raises ListenError, TLSFileError, PrivilegeError: one line each for the user."""
@@ -545,8 +567,11 @@ class App:
             for lst in self.listeners:
                 await lst.start()
             if cfg.listen.web:
-                self.web = RoutesServer(cfg, web_routes(cfg, self.lists))
-                await self.web.start()
+                try:
+                    self.web = web_server(cfg, web_routes(cfg, self.lists))
+                    await self.web.start()
+                except (OSError, ConfigError) as e:
+                    raise ListenError(str(e)) from e
             self.lists.start()
         except ListenError:
             await self.stop(grace=0)
@@ -563,11 +588,12 @@ class App:
         if cfg.fetch:
             self.fetcher = make_fetcher(cfg, store, directory)
             await self.fetcher.start()
-        if self.web is not None:
+        if self.web is not None and self.web.bound is not None:
             log.info(
-                "%-12s listening on %s:%d (list unsubscribe; no webmail yet)",
+                "%-12s listening on %s:%d (%s; webmail and list unsubscribe)",
                 "web",
-                *self.web.address,
+                *self.web.bound,
+                "https" if self.web.https else "http",
             )
 
     def _warn_missing_dkim_keys(self) -> None:
@@ -680,9 +706,10 @@ class App:
             self.ctx.shutdown.set()
         if self.fetcher is not None:
             await self.fetcher.stop()
-        await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
         if self.web is not None:
+            # First: its IMAP sessions (live-update streams) are connections the listeners wait for.
             await self.web.stop()
+        await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
         if self.lists is not None:
             await self.lists.stop()  # its maintenance; the queue may still hand mail over
         if self.queue is not None:

@@ -370,6 +370,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_lists import register as register_lists
 
     regs.append(register_lists)
+    from carteiro.cli_web import register as register_web
+
+    regs.append(register_web)
     return regs
 
 

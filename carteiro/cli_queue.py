@@ -242,9 +242,10 @@ def cmd_mailq(args: argparse.Namespace) -> int:
 
 def cmd_dns_records(args: argparse.Namespace) -> int:
     from carteiro.core.address import AddressError, check_domain
+    from carteiro.core.hostport import parse_hostport
     from carteiro.directory.accounts import Directory
     from carteiro.mailauth.dkim import key_path
-    from carteiro.mailauth.dns_records import format_zone, records_for
+    from carteiro.mailauth.dns_records import SRV_SERVICES, client_records, format_zone, records_for
 
     try:
         cfg = _config(args)
@@ -282,9 +283,15 @@ def cmd_dns_records(args: argparse.Namespace) -> int:
                 "`carteiro init` makes the missing ones",
                 file=sys.stderr,
             )
+        ports = {
+            svc: parse_hostport(getattr(cfg.listen, svc))[1]
+            for svc in SRV_SERVICES
+            if getattr(cfg.listen, svc)
+        }
         out.append(
             format_zone(
-                records_for(dom, cfg.hostname, cfg.data_dir, cfg.dkim.selector, cfg.dkim.enabled),
+                records_for(dom, cfg.hostname, cfg.data_dir, cfg.dkim.selector, cfg.dkim.enabled)
+                + client_records(dom, cfg.hostname, ports),
                 cfg.hostname,
             )
         )

@@ -186,6 +186,20 @@ class DKIMConfig:
 
 
 @dataclass
+class WebConfig:
+    """The webmail (docs/web.md): an IMAP and submission client of this server."""
+
+    # "on": HTTPS with the certificate below (the lists' one-click links, RFC 8058, must be
+    # https too); "off": plain HTTP, for a loopback listener behind a TLS proxy only.
+    tls: str = "on"  # "on" | "off"
+    cert: str = ""  # default: [tls] cert (the data dir's certificate)
+    key: str = ""
+    idle_timeout: float = 1800.0  # a session ends after this long without a request
+    max_upload: int = 25 * 1024 * 1024  # attachments of one message together
+    public_hostname: str = ""  # the name clients are told in autoconfiguration (default: hostname)
+
+
+@dataclass
 class SieveConfig:
     """Mail filtering (docs/sieve.md)."""
 
@@ -266,6 +280,7 @@ class Config:
     # Outbound address rewriting (Postfix's canonical/generic maps): "user@host" or "@domain"
     canonical: dict[str, str] = field(default_factory=dict)
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     sieve: SieveConfig = field(default_factory=SieveConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -402,6 +417,14 @@ def _validate(cfg: Config) -> None:
     ):
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")
+    if cfg.web.tls not in ("on", "off"):
+        raise ConfigError(f"web.tls: {cfg.web.tls!r} is not one of on, off")
+    if cfg.web.tls == "off" and cfg.listen.web:
+        web_host = parse_hostport(cfg.listen.web)[0]
+        if web_host not in ("localhost", "::1") and not web_host.startswith("127."):
+            raise ConfigError(
+                "web.tls: off (passwords over plain HTTP) only for a loopback [listen] web"
+            )
     if cfg.dns.inet_protocols not in ("any", "ipv4", "ipv6"):
         raise ConfigError(
             f"dns.inet_protocols: {cfg.dns.inet_protocols!r} is not one of any, ipv4, ipv6"

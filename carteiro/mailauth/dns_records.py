@@ -84,3 +84,43 @@ def format_zone(records: list[Record], hostname: str) -> str:
             lines.append(f"; {r.comment}")
         lines.append(f"{r.name:<{width}}  3600 IN {r.type:<3} {r.value}")
     return "\n".join(lines) + "\n"
+
+
+# RFC 6186 3 (and RFC 8314 5.1 for _submissions): one SRV per service a client can find.
+SRV_SERVICES = ("imaps", "imap", "pop3s", "pop3", "submissions", "submission")
+
+
+def client_records(domain: str, hostname: str, ports: dict[str, int]) -> list[Record]:
+    """SRV records for mail clients (RFC 6186) for the services in `ports` (name -> port), and
+    the names Thunderbird and Outlook try for autoconfiguration, pointing at this host."""
+    d = domain.lower().rstrip(".")
+    target = _fqdn(hostname)
+    out = []
+    for i, svc in enumerate(s for s in SRV_SERVICES if ports.get(s)):
+        out.append(
+            Record(
+                _fqdn(f"_{svc}._tcp.{d}"),
+                "SRV",
+                f"0 1 {ports[svc]} {target}",
+                "mail clients find the servers here (RFC 6186)" if i == 0 else "",
+            )
+        )
+    out.append(
+        Record(
+            _fqdn(f"autoconfig.{d}"),
+            "CNAME",
+            target,
+            "Thunderbird autoconfig: the webmail answers /mail/config-v1.1.xml (serve it on 443)",
+        )
+    )
+    out.append(
+        Record(
+            _fqdn(f"autodiscover.{d}"), "CNAME", target, "Outlook: /autodiscover/autodiscover.xml"
+        )
+    )
+    out.append(
+        Record(
+            _fqdn(f"_autodiscover._tcp.{d}"), "SRV", f"0 1 443 {target}", "Outlook finds the name"
+        )
+    )
+    return out

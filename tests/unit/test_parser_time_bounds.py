@@ -32,6 +32,7 @@ from carteiro.mime.parse import parse
 from carteiro.mime.rfc822 import parse_content_type, parse_disposition
 from carteiro.mime.searchtext import message_texts
 from carteiro.proto import sasl
+from carteiro.proto.imap.client import ResponseReader
 from carteiro.proto.imap.parser import parse_command
 from carteiro.proto.imap.receiver import NEED_DATA, Command, Receiver
 from carteiro.proto.pop3.commands import parse_command as pop3_parse
@@ -137,8 +138,34 @@ def _run_imap_raw(data: bytes) -> object:
     return out
 
 
+def _run_imap_client(data: bytes) -> object:
+    # the webmail's side: a server response, framed and tokenised (proto.imap.client)
+    r = ResponseReader(max_line=len(data) + 64, max_literal=len(data) + 64)
+    r.feed(data)
+    out = []
+    while (resp := r.next()) is not None:
+        out.append(resp.values())
+        out.append(resp.status())
+    return out
+
+
 IMAP_CASES = [Case(name, *_imap(line)) for name, line in IMAP_LINES.items()] + [
     Case("LOGIN literal then unterminated quote", _imap_literal_case, _run_imap_raw),  # type: ignore[arg-type]
+    Case(
+        "response: unterminated quote",
+        lambda n: b'* 1 FETCH (ENVELOPE ("' + b"\\a" * (n // 3) + b"\r\n",
+        _run_imap_client,  # type: ignore[arg-type]
+    ),
+    Case(
+        "response: open brackets and parens",
+        lambda n: b"* OK " + b"[(" * (n // 2) + b"\r\n",
+        _run_imap_client,  # type: ignore[arg-type]
+    ),
+    Case(
+        "response: literal markers",
+        lambda n: b"* 1 FETCH (" + b"{1}" * (n // 3) + b" {3}\r\nabc)\r\n",
+        _run_imap_client,  # type: ignore[arg-type]
+    ),
 ]
 
 # -- SMTP ----------------------------------------------------------------------------------------

@@ -52,10 +52,15 @@ Requeue = Callable[[Envelope, MessageSource], Awaitable[str]]  # FileSpool.enque
 ListenerFactory = Callable[[ServerContext], list[Listener]]
 
 
-def open_store(cfg: Config) -> MailStore:
+def open_store(cfg: Config, search_indexer: bool = False) -> MailStore:
+    """The store; `search_indexer` for the long-running server only: a CLI command or one
+    `carteiro deliver` leaves the messages it adds to the server's indexer (until it has
+    them, SEARCH reads them)."""
+    from carteiro.store.api import QuotaLimits
     from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-    store: MailStore = SqliteMaildirStore(cfg.data_dir)
+    quota = QuotaLimits(cfg.quota.storage or None, cfg.quota.messages or None)
+    store: MailStore = SqliteMaildirStore(cfg.data_dir, quota=quota, search_indexer=search_indexer)
     return store
 
 
@@ -519,7 +524,7 @@ class App:
             privileges.drop_to(target)
             log.info("bound the ports as root; now running as %s", target.user)
         self._warn_missing_dkim_keys()
-        store = open_store(cfg)
+        store = open_store(cfg, search_indexer=True)
         directory = open_directory(cfg)
         throttle = AuthThrottle(
             failure_delay=cfg.auth.failure_delay,

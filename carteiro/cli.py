@@ -19,7 +19,7 @@ from typing import Any
 
 from carteiro import __version__
 from carteiro.config import CONFIG_NAME, Config, ConfigError, default_text, load
-from carteiro.core.address import AddressError, check_domain
+from carteiro.core.address import AddressError, canonical, check_domain
 from carteiro.core.plural import plural
 from carteiro.directory.accounts import DirectoryError
 from carteiro.store.api import StoreError
@@ -288,7 +288,62 @@ def cmd_user(args: argparse.Namespace) -> int:
             + (" and its mail" if args.purge else " (mail kept; --purge removes it)")
         )
         return 0
+    if args.action == "quota":
+        return _user_quota(args, cfg, directory)
     raise CLIError(f"unknown action {args.action}", EX_USAGE)  # pragma: no cover
+
+
+def _size(text: str) -> int:
+    """An octet count with an optional K/M/G/T suffix (powers of 1024); 0 is no limit."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B")
+    mult = units.get(t[-1:], 1)
+    digits = t[:-1] if t[-1:] in units else t
+    if not digits.isdigit():
+        raise CLIError(f"not a size: {text!r} (e.g. 500M, 2G, 0 for no limit)", EX_USAGE)
+    return int(digits) * mult
+
+
+def _user_quota(args: argparse.Namespace, cfg: Config, directory: Any) -> int:
+    from carteiro.app import open_store
+
+    if not directory.user_exists(args.address):
+        raise CLIError(f"no account {args.address}", EX_USAGE)
+    acct_name = canonical(args.address)
+    storage = None if args.storage in (None, "default") else _size(args.storage)
+    messages = None if args.messages in (None, "default") else int(args.messages)
+    if messages is not None and messages < 0:
+        raise CLIError("--messages must not be negative", EX_USAGE)
+
+    async def run() -> str:
+        store = open_store(cfg)
+        try:
+            acct = await store.account(acct_name)
+            if args.storage is not None or args.messages is not None:
+                q = await acct.quota()
+                # an option not given keeps its current per-account value
+                await acct.set_quota(
+                    storage if args.storage is not None else _explicit(q.storage_limit),
+                    messages if args.messages is not None else _explicit(q.message_limit),
+                )
+            q = await acct.quota()
+        finally:
+            await store.close()
+
+        def limit(v: int | None) -> str:
+            return "no limit" if v is None else str(v)
+
+        return (
+            f"{acct_name}: storage {q.storage} of {limit(q.storage_limit)} octets,"
+            f" {q.messages} of {limit(q.message_limit)} messages"
+        )
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _explicit(limit: int | None) -> int:
+    return 0 if limit is None else limit
 
 
 def cmd_alias(args: argparse.Namespace) -> int:
@@ -421,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="store: the mailbox IMAP/POP3 serve; mbox: a classic spool file for local programs",
     )
+    a = us.add_parser(
+        "quota",
+        parents=[common],
+        help="show or set an account's mail quota (RFC 9208 STORAGE and MESSAGE)",
+    )
+    a.add_argument("address")
+    a.add_argument("--storage", help='octets, with K/M/G/T; 0: no limit; "default": [quota]')
+    a.add_argument("--messages", help='a count; 0: no limit; "default": [quota]')
     s.set_defaults(func=cmd_user)
 
     s = sub.add_parser("alias", help="aliases (catch-all: @domain)")

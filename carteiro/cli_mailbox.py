@@ -248,11 +248,16 @@ def cmd_store(args: argparse.Namespace) -> int:
             print(f"file not in the index: {path}")
         for acct, mbox, uid in report.size_mismatches:
             print(f"size differs from the index: {acct} {mbox} UID {uid}")
+        for problem in report.search_index:
+            print(f"search index: {problem}")
         if report.ok:
             print("store check: the files and the index agree")
             return 0
         problems = (
-            len(report.missing_files) + len(report.orphan_files) + len(report.size_mismatches)
+            len(report.missing_files)
+            + len(report.orphan_files)
+            + len(report.size_mismatches)
+            + len(report.search_index)
         )
         print(
             f"store check: {_plural(problems, 'problem')}; "
@@ -266,7 +271,7 @@ def cmd_store(args: argparse.Namespace) -> int:
         print(f"carteiro: not indexed: {why}", file=sys.stderr)
     print(
         f"reindexed {_plural(result.accounts, 'account')}, {_plural(result.mailboxes, 'mailbox')}, "
-        f"{_plural(result.messages, 'message')}"
+        f"{_plural(result.messages, 'message')} ({result.searchable} parsed for SEARCH)"
     )
     return EX_DATAERR if result.skipped else 0
 

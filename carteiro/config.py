@@ -230,6 +230,14 @@ class ListsConfig:
 
 
 @dataclass
+class QuotaConfig:
+    """Default mail quota of every account (RFC 9208); `carteiro user quota` sets one account's."""
+
+    storage: int = 0  # octets over all the account's mailboxes; 0: no limit
+    messages: int = 0  # messages; 0: no limit
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
@@ -286,6 +294,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     fetch: list[FetchConfig] = field(default_factory=list)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
 
@@ -414,6 +423,8 @@ def _validate(cfg: Config) -> None:
         ("auth.account_delay", cfg.auth.account_delay),
         ("auth.account_max_delay", cfg.auth.account_max_delay),
         ("auth.slot_wait", cfg.auth.slot_wait),
+        ("quota.storage", cfg.quota.storage),
+        ("quota.messages", cfg.quota.messages),
     ):
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")

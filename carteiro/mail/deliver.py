@@ -13,11 +13,14 @@ is raised: a 4xx never leaves a partial copy behind.
 from __future__ import annotations
 
 import asyncio
+import email.policy
+import email.utils
 import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 
 from carteiro.directory.accounts import Directory, DirectoryError, Resolution
@@ -33,6 +36,7 @@ from carteiro.store.api import (
     MailboxNotFound,
     MailStore,
     OverQuota,
+    Quota,
     StorageFull,
     StoreError,
 )
@@ -245,6 +249,8 @@ class LocalDelivery:
         if plans:
             await self._sieve_send(plans, delivery_id, required=False)
             await self._sieve_commit(plans)
+        for account in {t.account for t in in_store}:
+            await self._warn_quota(account)
         return Receipt(appended, tuple(h.account for h in held))
 
     # ---- Sieve ------------------------------------------------------------------------------
@@ -384,6 +390,21 @@ class LocalDelivery:
             except Exception:  # the message is delivered; at worst a second vacation reply
                 log.exception("sieve %s: cannot record the vacation/duplicate state", plan.account)
 
+    async def _warn_quota(self, account: str) -> None:
+        """RFC 9208 leaves warnings to the server: past 90 % of a limit the owner gets one
+        message in the INBOX (again only after usage went back under). It never fails the
+        delivery that is already done."""
+        try:
+            acct = await self.store.account(account)
+            q = await acct.quota_warning()
+            if q is None:
+                return
+            await self.store.deliver([Delivery(account)], quota_warning_message(account, q))
+        except OverQuota:
+            log.warning("delivery: no room left for the quota warning of %s", account)
+        except Exception:
+            log.exception("delivery: quota warning for %s failed", account)
+
     async def deliver_to(
         self, address: str, mail_from: str, data: bytes, forward: Forward | None
     ) -> str:
@@ -469,6 +490,32 @@ class LocalDelivery:
                 await acct.delete_messages(r.mailbox_id, [r.uid])
             except Exception:
                 log.exception("delivery: could not undo %s uid %d", r.account, r.uid)
+
+
+def quota_warning_message(account: str, q: Quota) -> bytes:
+    """The message that tells an account's owner the mailbox is nearly full."""
+    domain = account.rpartition("@")[2] or "localhost"
+    lines = []
+    if q.storage_limit is not None:
+        pct = 100 * q.storage // max(q.storage_limit, 1)
+        lines.append(f"Storage: {q.storage} of {q.storage_limit} octets ({pct} %).")
+    if q.message_limit is not None:
+        pct = 100 * q.messages // max(q.message_limit, 1)
+        lines.append(f"Messages: {q.messages} of {q.message_limit} ({pct} %).")
+    msg = EmailMessage()
+    msg["From"] = f"Mail System <postmaster@{domain}>"
+    msg["To"] = account
+    msg["Subject"] = "Your mailbox is almost full"
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = email.utils.make_msgid(domain=domain)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834 5
+    msg.set_content(
+        "Your mailbox has used more than 90 % of its quota:\n\n"
+        + "\n".join(lines)
+        + "\n\nWhen it is full, new mail is refused (senders are told to try again later)."
+        "\nDelete or archive messages, and empty the Trash, to make room.\n"
+    )
+    return msg.as_bytes(policy=email.policy.SMTP)
 
 
 def _os_error(e: OSError) -> DeliveryError:

@@ -98,6 +98,11 @@ def body_texts(msg: Message) -> list[str]:
     return out
 
 
+def header_blocks(msg: Message) -> list[str]:
+    """Every part's decoded header block, in message_texts' order (what TEXT adds to BODY)."""
+    return [_header_text(msg, p) for p in msg.root.walk()]
+
+
 def message_texts(msg: Message) -> list[str]:
     """SEARCH TEXT: per part, its decoded header block followed by its decoded body."""
     cached = msg.cache.get("search:text")

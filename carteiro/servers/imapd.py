@@ -22,8 +22,10 @@ from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
     fetch,
     idle,
     mailbox,
+    quota,
     search,
     select,
+    sort,
     store,
 )
 from carteiro.servers.imap.session import Session, State
@@ -43,6 +45,13 @@ _EXTENSIONS = (
     "LIST-STATUS",
     "ESEARCH",
     "SEARCHRES",
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
     "WITHIN",
     "STATUS=SIZE",
     "BINARY",
@@ -61,6 +70,7 @@ class IMAPServer:
         self.config: IMAPConfig = ctx.config.imap
         self.tracing = ctx.tracing("imap")
         self.cache = MessageCache(self.config.message_cache_mb * 1024 * 1024)
+        self.sorts = sort.ResultCache()  # whole-mailbox SORT/THREAD answers
         self.greeting = "carteiro ready."
         literal = "LITERAL+" if self.config.literal_plus else "LITERAL-"
         self._pre = f"IMAP4rev1 IMAP4rev2 {literal} SASL-IR ID ENABLE IDLE"

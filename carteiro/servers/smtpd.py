@@ -978,6 +978,8 @@ class Session:
             log.warning("smtp %s: delivery failed: %s", txn.id, e.reason)
             if e.status == "4.3.1":
                 return R.R_452_STORAGE
+            if e.status == "4.2.2":  # the mail quota (RFC 3463 4.2.2, RFC 5321 4.5.3.1.10)
+                return R.R_452_MAILBOX_FULL
             code = 451 if e.temporary else 554
             return Reply(
                 code,

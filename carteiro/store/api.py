@@ -16,6 +16,8 @@ from errno import EDQUOT as _EDQUOT
 from errno import ENOSPC as _ENOSPC
 from typing import NamedTuple, Protocol, Union
 
+from carteiro.mime.sortkeys import SortFields
+
 # System flags (RFC 3501 2.3.2). \Recent is session state, not stored.
 SEEN = "\\Seen"
 ANSWERED = "\\Answered"
@@ -65,6 +67,9 @@ class MailboxNotEmpty(StoreError):
 
 class AccountNotFound(StoreError):
     pass
+
+
+QUOTA_WARN = 0.9  # share of a quota limit past which the owner is warned (mail.deliver)
 
 
 class OverQuota(StoreError):
@@ -123,6 +128,7 @@ class MailboxCounts:
     unseen: int
     deleted: int
     size: int  # sum of message sizes in octets (RFC 8438 STATUS=SIZE)
+    deleted_size: int = 0  # of those flagged \Deleted (RFC 9208 4.2 DELETED-STORAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,30 @@ class MailboxDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """RFC 9208 STORAGE (octets) and MESSAGE limits; None: no limit."""
+
+    storage: int | None = None
+    messages: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """An account's limits (None: none) and usage, over all its mailboxes (one quota root)."""
+
+    storage_limit: int | None
+    message_limit: int | None
+    storage: int  # octets used
+    messages: int
+
+    def above(self, share: float) -> bool:
+        """Is a usage above `share` of its limit?"""
+        return (self.storage_limit is not None and self.storage > share * self.storage_limit) or (
+            self.message_limit is not None and self.messages > share * self.message_limit
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     account: str
     mailbox_id: int
@@ -183,6 +213,34 @@ class Delivery:
     mailbox: str = "INBOX"
     flags: frozenset[str] = frozenset()
     internaldate: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexTerm:
+    """One SEARCH key a store's search index may answer (RFC 3501 6.4.4), protocol-neutral.
+
+    kind "header": `value` (case-folded, "" = the field exists) is a substring of a decoded
+    `field` (lower case; from/to/cc/bcc compare the normalised address list, subject the
+    squeezed Subject); "body"/"text": a substring of a body text / of a part's header block or
+    body; "sent": the Date: day (else INTERNALDATE's UTC day) is `op` ("before"/"on"/"since")
+    date ordinal `day`."""
+
+    kind: str
+    field: str = ""
+    value: str = ""
+    op: str = ""
+    day: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TermHits:
+    """A term's answer from the index: for every UID up to `upto` the term matches exactly
+    when the UID is in `hits`, except the UIDs in `unsure` (the caller reads those messages).
+    UIDs above `upto` are not indexed yet."""
+
+    upto: int
+    hits: frozenset[int]
+    unsure: frozenset[int]
 
 
 # ---- change feed events (see changes.py for the feed) -------------------------------------------
@@ -378,6 +436,32 @@ class AccountStore(Protocol):
         """The exclusive POP3 lock, or None when another session (any process) holds it."""
         ...
 
+    async def search_index(
+        self, mailbox_id: int, terms: Sequence[IndexTerm]
+    ) -> list[TermHits | None]:
+        """What the store's search index knows of each term (None: nothing, read the messages).
+        Raises nothing for a missing mailbox: its terms are simply not known."""
+        ...
+
+    async def quota(self) -> Quota:
+        """The account's limits and usage (RFC 9208)."""
+        ...
+
+    async def set_quota(self, storage: int | None, messages: int | None) -> None:
+        """Per-account limits: None goes back to the configured default, 0 is no limit."""
+        ...
+
+    async def quota_warning(self) -> Quota | None:
+        """After a delivery: the quota when usage just went above QUOTA_WARN of a limit (the
+        caller warns the owner, once: it is said again only after usage went back under);
+        None otherwise, and at once for an account without limits."""
+        ...
+
+    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+        """SORT/THREAD fields from the store's index: (its mark, uid -> fields) for messages up
+        to the mark it could read; the caller parses the others. (0, {}) without an index."""
+        ...
+
 
 DELIVERY_ID_KEEP = 5 * 24 * 3600  # seconds: RFC 5321 4.5.4.1, senders give up after 4-5 days
 
@@ -421,7 +505,11 @@ class CheckReport:
     missing_files: list[tuple[str, str, int]] = field(default_factory=list)  # account, mailbox, uid
     orphan_files: list[str] = field(default_factory=list)
     size_mismatches: list[tuple[str, str, int]] = field(default_factory=list)
+    # rows of the search index that disagree with the messages (`store reindex` rebuilds it)
+    search_index: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_files or self.orphan_files or self.size_mismatches)
+        return not (
+            self.missing_files or self.orphan_files or self.size_mismatches or self.search_index
+        )

@@ -119,6 +119,33 @@ CREATE TABLE IF NOT EXISTS unsynced (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, body_id INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
+-- Mail quotas (quota.py): NULL takes the configured default, 0 is no limit; `warned`: the owner
+-- was told the account is above 90 % of a limit (reset when it is below again).
+CREATE TABLE IF NOT EXISTS quotas (
+    account_id INTEGER PRIMARY KEY, storage INTEGER, messages INTEGER, warned INTEGER NOT NULL
+);
+-- The search index (search_index.py): a cache of what SEARCH compares, rebuilt at will.
+-- SEARCH texts (mime.searchtext), case-folded; several values joined by LF; NULL: no such field.
+-- state: 0 complete, 1 body/head text cut at MAX_TEXT, 2 message unreadable (no FTS row).
+CREATE TABLE IF NOT EXISTS search_fields (
+    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, state INTEGER NOT NULL,
+    subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,
+    message_id TEXT, in_reply_to TEXT, refs TEXT,
+    sent_day INTEGER,                          -- date ordinal of Date:, else of INTERNALDATE (UTC)
+    -- SORT and THREAD (mime.sortkeys.SortFields): base subject, reply flag, first From/To/Cc
+    -- mailbox, RFC 5957 display names, Date: as a UTC timestamp, Message-ID, References chain
+    sort_subject TEXT, reply INTEGER, sort_from TEXT, sort_to TEXT, sort_cc TEXT,
+    display_from TEXT, display_to TEXT, sent_ts REAL, msgid TEXT, parents TEXT,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+-- rowid: mailbox_id << 32 | uid. body: text/* and message/* bodies; head: every header block.
+CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(
+    body, head, tokenize = 'unicode61 remove_diacritics 2'
+);
+-- The distinct terms of search_text: a needle inside words (BODY "umbrel") finds its terms here.
+CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_text, 'row');
+-- Every UID of the mailbox up to `uid` has its row (or had none to have: expunged before).
+CREATE TABLE IF NOT EXISTS search_progress (mailbox_id INTEGER PRIMARY KEY, uid INTEGER NOT NULL);
 """
 
 

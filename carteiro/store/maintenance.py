@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from carteiro.store import maildir, names
+from carteiro.store import maildir, names, search_index
 from carteiro.store.api import CheckReport, InvalidName, StoreError
 from carteiro.store.flags import FlagCodec, flags_from_info
 from carteiro.store.index import (
@@ -417,6 +417,8 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
                             report.orphan_files.append(
                                 str((home / entry / rel).relative_to(data_dir))
                             )
+        if account is None:
+            report.search_index = search_index.check(conn)
         conn.execute("ROLLBACK")
     finally:
         conn.close()
@@ -435,6 +437,7 @@ class ReindexReport:
     messages: int = 0
     new_uidvalidity: list[tuple[str, str]] = field(default_factory=list)  # account, mailbox
     skipped: list[str] = field(default_factory=list)  # paths that could not be indexed, and why
+    searchable: int = 0  # messages parsed into the search index
 
 
 def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
@@ -486,6 +489,17 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
         for name, adir in homes:
             _reindex_account(conn, codec, data_dir, name, adir, report, UID_LEASE, MODSEQ_LEASE)
         conn.execute("COMMIT")
+        # the search index of what was rebuilt (and of anything else not indexed yet), now
+        # rather than by the next server's background indexer
+        mail_root = data_dir / "mail"
+        report.searchable = search_index.build(
+            conn,
+            search_index.file_reader(
+                lambda adir, mdir: (
+                    mail_root / adir / "Maildir" / mdir if mdir else mail_root / adir / "Maildir"
+                )
+            ),
+        )
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -534,6 +548,7 @@ def _reindex_account(
         }
     for table in ("messages", "dirty_files", "listings"):
         conn.executemany(f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in old_ids])
+    search_index.clear(conn, old_ids)  # built again from the files once the index is
     conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (acct_id,))
     subfolders = sorted(
         e for e in os.listdir(home) if e.startswith(".") and (home / e / "cur").is_dir()

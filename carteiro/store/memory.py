@@ -12,10 +12,12 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from carteiro.mime.sortkeys import SortFields
 from carteiro.store import names
 from carteiro.store.api import (
     DEFAULT_MAILBOXES,
     DELETED,
+    QUOTA_WARN,
     SEEN,
     AccountNotFound,
     AppendResult,
@@ -25,6 +27,7 @@ from carteiro.store.api import (
     Delivery,
     FlagOp,
     FlagsChanged,
+    IndexTerm,
     MailboxChanged,
     MailboxCounts,
     MailboxDelta,
@@ -37,7 +40,11 @@ from carteiro.store.api import (
     MessageMeta,
     MessagesExpunged,
     MessageSource,
+    OverQuota,
+    Quota,
+    QuotaLimits,
     StoreError,
+    TermHits,
     UidFlags,
 )
 from carteiro.store.changes import ChangeHub
@@ -82,6 +89,23 @@ class _Account:
     subscriptions: set[str] = field(default_factory=set)
     deleted: bool = False
     last_uidvalidity: int = 0
+    # per-account quota limits (None: the store's default; 0: no limit), warned at 90 %
+    storage_limit: int | None = None
+    message_limit: int | None = None
+    warned: bool = False
+
+    def quota(self, defaults: QuotaLimits) -> Quota:
+        storage = defaults.storage if self.storage_limit is None else (self.storage_limit or None)
+        messages = defaults.messages if self.message_limit is None else (self.message_limit or None)
+        msgs = [m for b in self.mailboxes.values() for m in b.messages.values()]
+        return Quota(storage, messages, sum(len(m.data) for m in msgs), len(msgs))
+
+    def check_quota(self, defaults: QuotaLimits, octets: int, n: int) -> None:
+        q = self.quota(defaults)
+        if q.storage_limit is not None and q.storage + octets > q.storage_limit:
+            raise OverQuota(f"storage quota of {q.storage_limit} octets reached")
+        if q.message_limit is not None and q.messages + n > q.message_limit:
+            raise OverQuota(f"quota of {q.message_limit} messages reached")
 
 
 def _read_source(source: MessageSource) -> bytes:
@@ -106,7 +130,8 @@ class _Lock:
 class MemoryMailStore:
     """All accounts in memory (implements api.MailStore)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quota: QuotaLimits = QuotaLimits()) -> None:
+        self.quota_defaults = quota
         self._accounts: dict[str, _Account] = {}
         self._delivered: dict[str, tuple[AppendResult, ...]] = {}  # delivery id -> results
         self._by_id: dict[int, tuple[_Account, _Mailbox]] = {}
@@ -169,6 +194,9 @@ class MemoryMailStore:
             flags = normalize_flags(d.flags)
             when = time.time() if d.internaldate is None else d.internaldate
             targets.append((acct, mbox, flags, when))
+        for acct in {id(t[0]): t[0] for t in targets}.values():
+            n = sum(1 for t in targets if t[0] is acct)
+            acct.check_quota(self.quota_defaults, len(data) * n, n)
         results = []
         for acct, mbox, flags, when in targets:
             results.append(self._add(acct, mbox, data, flags, when))
@@ -404,6 +432,7 @@ class MemoryAccountStore:
             sum(1 for m in msgs if SEEN not in m.flags),
             sum(1 for m in msgs if DELETED in m.flags),
             sum(len(m.data) for m in msgs),
+            sum(len(m.data) for m in msgs if DELETED in m.flags),
         )
 
     async def append(
@@ -418,6 +447,7 @@ class MemoryAccountStore:
         data = _read_source(source)
         mbox = self._store._mailbox_by_name(acct, mailbox)
         when = time.time() if internaldate is None else internaldate
+        acct.check_quota(self._store.quota_defaults, len(data), 1)
         return self._store._add(acct, mbox, data, normalize_flags(flags), when)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
@@ -552,7 +582,27 @@ class MemoryAccountStore:
     async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
         self._store.check_write()
         src = self._mbox(src_mailbox_id)
+        picked = [src.messages[u] for u in set(uids) if u in src.messages]
+        self._acct().check_quota(
+            self._store.quota_defaults, sum(len(m.data) for m in picked), len(picked)
+        )
         return self._copy(src, uids, dst)[1]
+
+    async def quota(self) -> Quota:
+        return self._acct().quota(self._store.quota_defaults)
+
+    async def set_quota(self, storage: int | None, messages: int | None) -> None:
+        acct = self._acct()
+        acct.storage_limit, acct.message_limit = storage, messages
+
+    async def quota_warning(self) -> Quota | None:
+        acct = self._acct()
+        q = acct.quota(self._store.quota_defaults)
+        if q.storage_limit is None and q.message_limit is None:
+            return None
+        above = q.above(QUOTA_WARN)
+        was, acct.warned = acct.warned, above
+        return q if above and not was else None
 
     async def move(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
         self._store.check_write()
@@ -569,3 +619,11 @@ class MemoryAccountStore:
             return None
         self._store._locks.add(self._account)
         return _Lock(self._store._locks, self._account)
+
+    async def search_index(
+        self, mailbox_id: int, terms: Sequence[IndexTerm]
+    ) -> list[TermHits | None]:
+        return [None] * len(terms)  # no index: the caller reads the messages
+
+    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+        return 0, {}

@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from carteiro.store import maildir, names
+from carteiro.mime.sortkeys import SortFields
+from carteiro.store import maildir, names, quota, search_index
 from carteiro.store.api import (
+    QUOTA_WARN,
     AppendResult,
     ChangeSubscription,
     CopyResult,
     FlagOp,
     FlagsChanged,
+    IndexTerm,
     MailboxChanged,
     MailboxCounts,
     MailboxDelta,
@@ -31,7 +34,10 @@ from carteiro.store.api import (
     MaildropLock,
     MessageMeta,
     MessageSource,
+    Quota,
+    QuotaLimits,
     StoreError,
+    TermHits,
     UidFlags,
 )
 from carteiro.store.changes import ChangeHub
@@ -51,6 +57,7 @@ class AccountBackend(Protocol):
     """What the account facade uses of its store (sqlite_maildir.SqliteMaildirStore). A protocol,
     so that this module does not import the module that builds it."""
 
+    quota_defaults: QuotaLimits
     codec: FlagCodec
     listings: ListingCache
     hub: ChangeHub
@@ -350,12 +357,13 @@ class SqliteAccountStore:
     async def counts(self, mailbox_id: int) -> MailboxCounts:
         def read(conn: sqlite3.Connection) -> MailboxCounts:
             self._s.mbox_by_id(conn, self._id, mailbox_id)
-            n, unseen, deleted, size = conn.execute(
+            n, unseen, deleted, size, deleted_size = conn.execute(
                 "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0),"
-                " coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?",
+                " coalesce(sum(size), 0), coalesce(sum(size * ((flags & 8) != 0)), 0)"
+                " FROM messages WHERE mailbox_id = ?",
                 (mailbox_id,),
             ).fetchone()
-            return MailboxCounts(n, unseen, deleted, size)
+            return MailboxCounts(n, unseen, deleted, size, deleted_size)
 
         if self._s.listings.is_small(mailbox_id):  # a short scan: cheaper than two thread hops
             return await self._s.read_quick(read)
@@ -638,7 +646,51 @@ class SqliteAccountStore:
         return await s.write(job)
 
     async def copy(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
+        defaults = self._s.quota_defaults
+
+        def check(conn: sqlite3.Connection) -> None:
+            lim = quota.limits(conn, self._id, defaults)
+            if lim.storage is None and lim.messages is None:
+                return
+            n, size = conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?"
+                " AND uid IN (SELECT value FROM json_each(?))",
+                (src_mailbox_id, json_ints(uids)),
+            ).fetchone()
+            quota.check(conn, self._id, defaults, size, n)
+
+        await self._s.read(check)  # (MOVE stays within the account's quota root: no check)
         return await self._copy(src_mailbox_id, uids, dst, move=False)
+
+    # ---- quota (RFC 9208; quota.py) ----
+
+    async def quota(self) -> Quota:
+        return await self._s.read(quota.quota, self._id, self._s.quota_defaults)
+
+    async def set_quota(self, storage: int | None, messages: int | None) -> None:
+        await self._s.write(lambda tx: quota.set_limits(tx.conn, self._id, storage, messages))
+
+    async def quota_warning(self) -> Quota | None:
+        defaults = self._s.quota_defaults
+
+        def limited(conn: sqlite3.Connection) -> bool:
+            lim = quota.limits(conn, self._id, defaults)
+            return lim.storage is not None or lim.messages is not None
+
+        if not await self._s.read_quick(limited):  # a key lookup: no thread hop for most
+            return None
+
+        def read(conn: sqlite3.Connection) -> tuple[Quota, bool]:
+            return quota.quota(conn, self._id, defaults), quota.warned(conn, self._id)
+
+        q, warned = await self._s.read(read)
+        if q.above(QUOTA_WARN) == warned:
+            return None  # nothing changed: no write
+        above = q.above(QUOTA_WARN)
+        changed = await self._s.write(
+            lambda tx: quota.note_warning(tx.conn, self._id, above), durable=False
+        )
+        return q if changed else None
 
     async def move(self, src_mailbox_id: int, uids: Sequence[int], dst: str) -> CopyResult:
         return await self._copy(src_mailbox_id, uids, dst, move=True)
@@ -656,3 +708,25 @@ class SqliteAccountStore:
         home.mkdir(parents=True, exist_ok=True)
         fd = try_flock(home / "maildrop.lock")
         return None if fd is None else FileLock(fd)
+
+    async def search_index(
+        self, mailbox_id: int, terms: Sequence[IndexTerm]
+    ) -> list[TermHits | None]:
+        def read(conn: sqlite3.Connection) -> list[TermHits | None]:
+            owned = conn.execute(
+                "SELECT 1 FROM mailboxes WHERE id = ? AND account_id = ?", (mailbox_id, self._id)
+            ).fetchone()
+            if owned is None:
+                return [None] * len(terms)
+            return search_index.answer(conn, mailbox_id, terms)
+
+        return await self._s.read(read)
+
+    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+        def read(conn: sqlite3.Connection) -> tuple[int, dict[int, SortFields]]:
+            owned = conn.execute(
+                "SELECT 1 FROM mailboxes WHERE id = ? AND account_id = ?", (mailbox_id, self._id)
+            ).fetchone()
+            return (0, {}) if owned is None else search_index.sort_rows(conn, mailbox_id)
+
+        return await self._s.read(read)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from carteiro.store import maildir, names
+from carteiro.store import maildir, names, quota, search_index
 from carteiro.store.api import (
     DEFAULT_MAILBOXES,
     DELIVERY_ID_KEEP,
@@ -40,6 +40,7 @@ from carteiro.store.api import (
     MessageAdded,
     MessagesExpunged,
     MessageSource,
+    QuotaLimits,
     StorageFull,
     StoreError,
 )
@@ -140,7 +141,10 @@ class SqliteMaildirStore:
         read_threads: int = 4,
         poll_interval: float = 0.25,
         fault_hook: FaultHook | None = None,
+        search_indexer: bool = True,
+        quota: QuotaLimits = QuotaLimits(),
     ) -> None:
+        self.quota_defaults = quota
         self.data_dir = Path(data_dir).absolute()
         self.mail_root = self.data_dir / "mail"
         self._mail_root_str = str(self.mail_root)
@@ -228,6 +232,18 @@ class SqliteMaildirStore:
             self.unlink_pending_path,
         )
         self.writer.start()
+        # the search index is filled after COMMIT, off the write path (search_index.py)
+        self.search_indexer = (
+            search_index.Indexer(
+                self._new_read_conn,
+                search_index.file_reader(self.folder),
+                self._submit_search_rows,
+                hook=self._hook,
+                may_write=(self.run_dir / RESERVE_NAME).exists,
+            )
+            if search_indexer
+            else None
+        )
 
     # ---- the writer's counters (tests and bench/store.py read them) ----
 
@@ -529,6 +545,26 @@ class SqliteMaildirStore:
             self.flusher.add(b.inline)
         self._release_staged(writes)
 
+    def _submit_search_rows(self, fn: Callable[[sqlite3.Connection], None]) -> threading.Event:
+        done = threading.Event()
+
+        def job(tx: Tx) -> None:
+            try:
+                fn(tx.conn)
+            finally:
+                tx.after.append(done.set)
+
+        self.writer.background(job)
+        return done
+
+    def _search_garbage(self) -> None:
+        if self.search_indexer is not None:
+            self.search_indexer.note_garbage()
+
+    def wait_search_indexed(self, timeout: float = 60.0) -> bool:
+        """Until every message committed so far is in the search index (tests, benchmarks)."""
+        return self.search_indexer is not None and self.search_indexer.wait_idle(timeout)
+
     def _announce(self, b: Batch) -> None:
         """After the batch's file work: wake this process's sessions and the other processes."""
         if b.events:
@@ -540,6 +576,8 @@ class SqliteMaildirStore:
             self.feed.wake_others()
         if b.added:
             self._note_appends(b.added)
+            if self.search_indexer is not None:
+                self.search_indexer.wake()
 
     def _append_run(self, conn: sqlite3.Connection, run: list[Append], b: Batch) -> None:
         """Consecutive appends of a batch: resolve each mailbox once, allocate UIDs and MODSEQs in
@@ -961,6 +999,8 @@ class SqliteMaildirStore:
             "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
             [(mb.id, u, modseq) for u in uids],
         )
+        search_index.forget(conn, mb.id, uids)
+        tx.after.append(self._search_garbage)
         # path-free entries: the folder is looked up when the file goes (it may have moved by then)
         tx.hold_folders()
         paths = [f"@{mb.id}/{maildir.file_name(base, info)}" for _, base, info in rows]
@@ -1013,6 +1053,8 @@ class SqliteMaildirStore:
             "recent",
         ):
             conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mb.id,))
+        search_index.forget_mailbox(conn, mb.id)
+        tx.after.append(self._search_garbage)
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
         if mb.dir:
             path = self.folder(acct.dir, mb.dir)
@@ -1088,6 +1130,7 @@ class SqliteMaildirStore:
             tx.event(acct.name, MessageAdded(acct.name, dst.id, nuid, modseq))
         tx.dirs.add(dst_folder / "cur")
         conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", inserts)
+        search_index.copy_rows(conn, src.id, dst.id, pairs)
         if unwritten:
             conn.executemany(
                 "INSERT OR REPLACE INTO unsynced VALUES (?, ?, ?)",
@@ -1191,6 +1234,7 @@ class SqliteMaildirStore:
             return []
         if self._closed:
             raise StoreError("store is closed")
+        await self._check_quota(targets, source)
         unique = self._unique.next()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AppendResult]] = loop.create_future()
@@ -1242,6 +1286,40 @@ class SqliteMaildirStore:
             Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
         )
         return await future
+
+    async def _check_quota(
+        self, targets: list[tuple[str, str, frozenset[str], float]], source: MessageSource
+    ) -> None:
+        """OverQuota if the message would take an account past a limit (quota.py). Limits are
+        a key lookup on this thread; usage is summed in the read pool, only under a limit."""
+        per_account: dict[str, int] = {}
+        for t in targets:
+            per_account[t[0]] = per_account.get(t[0], 0) + 1
+
+        def limited(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            out = []
+            for name, n in per_account.items():
+                row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    continue  # the append reports it
+                lim = quota.limits(conn, row[0], self.quota_defaults)
+                if lim.storage is not None or lim.messages is not None:
+                    out.append((row[0], n))
+            return out
+
+        todo = await self.read_quick(limited)
+        if not todo:
+            return
+        if isinstance(source, bytes | bytearray | memoryview):
+            size = len(source)
+        else:
+            size = os.stat(source).st_size
+
+        def check(conn: sqlite3.Connection) -> None:
+            for account_id, n in todo:
+                quota.check(conn, account_id, self.quota_defaults, size * n, n)
+
+        await self.read(check)
 
     def _drop_staging(self, done: asyncio.Future[tuple[int, int]], staged: str) -> None:
         if not done.cancelled() and done.exception() is None:
@@ -1357,6 +1435,8 @@ class SqliteMaildirStore:
         if self._closed:
             return
         self._closed = True
+        if self.search_indexer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.search_indexer.stop)
         self.writer.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.writer.join)
         self.writer.fail_queued()

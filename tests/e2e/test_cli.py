@@ -143,3 +143,25 @@ def test_serve_prints_listeners_and_demo(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_user_quota(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    run_cli(data, "init", "--domain", "example.test")
+    cfg = data / "carteiro.toml"
+    cfg.write_text(cfg.read_text() + "\n[quota]\nmessages = 1000\n")
+    run_cli(data, "user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    out = run_cli(data, "user", "quota", "alice@example.test").stdout
+    assert out.strip() == (
+        "alice@example.test: storage 0 of no limit octets, 0 of 1000 messages"
+    )  # the [quota] default
+    out = run_cli(data, "user", "quota", "alice@example.test", "--storage", "2M").stdout
+    assert "storage 0 of 2097152 octets, 0 of 1000 messages" in out
+    out = run_cli(
+        data, "user", "quota", "alice@example.test", "--storage", "0", "--messages", "default"
+    ).stdout
+    assert "storage 0 of no limit octets, 0 of 1000 messages" in out
+    r = run_cli(data, "user", "quota", "alice@example.test", "--storage", "lots", check=False)
+    assert r.returncode != 0 and "not a size" in r.stderr
+    r = run_cli(data, "user", "quota", "nobody@example.test", check=False)
+    assert r.returncode != 0 and "no account" in r.stderr

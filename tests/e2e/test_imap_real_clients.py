@@ -18,7 +18,7 @@ from carteiro.testing.server import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("imap-e2e")]
 
-USERS = {f"{n}@example.test": f"{n}-password" for n in ("imaplib", "mbsync", "offline")}
+USERS = {f"{n}@example.test": f"{n}-password" for n in ("imaplib", "mbsync", "offline", "sorter")}
 FOLDERS = ("INBOX", "Work", "Work/Reports", "Lists")
 
 
@@ -234,3 +234,31 @@ folderfilter = lambda f: f in {list(FOLDERS)!r}
     assert "offline message 9" in state["Lists"]
     assert len(state["INBOX"]) == 2
     assert any("\\Flagged" in f for f in state["Work"].values())
+
+
+def test_imaplib_search_sort_thread_quota(srv: ServerProcess) -> None:
+    """imaplib's search/sort/thread/getquotaroot against the real server: text searches come
+    from the search index once it has the messages, and answer the same before."""
+    user = "sorter@example.test"
+    m = connect(srv, user)
+    msgs = [
+        b"From: Zed <z@example.org>\r\nSubject: Re: plans\r\nMessage-ID: <b@x>\r\n"
+        b"References: <a@x>\r\nDate: Tue, 1 Oct 2024 11:00:00 +0000\r\n\r\ncaf\xc3\xa9 at noon\r\n",
+        b"From: Ann <a@example.org>\r\nSubject: plans\r\nMessage-ID: <a@x>\r\n"
+        b"Date: Tue, 1 Oct 2024 10:00:00 +0000\r\n\r\nlunch order 42\r\n",
+        b"From: Bob <b@example.org>\r\nSubject: other\r\nDate: Mon, 30 Sep 2024 10:00:00 +0000"
+        b"\r\n\r\nnothing\r\n",
+    ]
+    for data in msgs:
+        assert m.append("INBOX", None, None, data)[0] == "OK"
+    assert m.select("INBOX")[0] == "OK"
+    for _ in range(2):  # the second time, the index has them (or is about to): same answers
+        assert m.search("UTF-8", "BODY", '"order 42"') == ("OK", [b"2"])
+        assert m.search(None, "FROM", "zed") == ("OK", [b"1"])
+        assert m.sort("(DATE)", "UTF-8", "ALL") == ("OK", [b"3 2 1"])
+        assert m.sort("(REVERSE SUBJECT)", "UTF-8", "ALL") == ("OK", [b"1 2 3"])
+        assert m.sort("(DISPLAYFROM)", "UTF-8", "ALL") == ("OK", [b"2 3 1"])
+        assert m.thread("REFERENCES", "UTF-8", "ALL") == ("OK", [b"(3)(2 1)"])
+    typ, data = m.getquotaroot("INBOX")
+    assert typ == "OK" and data[0] == [b"INBOX"]  # no limits: no quota root
+    m.logout()

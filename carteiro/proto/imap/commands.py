@@ -297,6 +297,48 @@ class Search:
 
 
 @dataclass(frozen=True, slots=True)
+class GetQuota:
+    """GETQUOTA quota-root (RFC 9208 4.2)."""
+
+    root: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRoot:
+    """GETQUOTAROOT mailbox (RFC 9208 4.3)."""
+
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class SortCriterion:
+    """One SORT criterion (RFC 5256 3, RFC 5957 3): a sort key, maybe REVERSE."""
+
+    key: str
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """SORT / UID SORT (RFC 5256 3): criteria, the (mandatory) search charset, the search."""
+
+    criteria: tuple[SortCriterion, ...]
+    charset: str
+    key: SearchKey
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """THREAD / UID THREAD (RFC 5256 3): algorithm name (upper case), charset, the search."""
+
+    algorithm: str
+    charset: str
+    key: SearchKey
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Fetch:
     """FETCH / UID FETCH. ``macro`` is ALL/FAST/FULL when one was used (already expanded).
 
@@ -377,6 +419,10 @@ Request = (
     | Expunge
     | UidExpunge
     | Search
+    | Sort
+    | Thread
+    | GetQuota
+    | GetQuotaRoot
     | Fetch
     | Store
     | Copy

@@ -33,6 +33,8 @@ from carteiro.proto.imap.commands import (
     Enable,
     Expunge,
     Fetch,
+    GetQuota,
+    GetQuotaRoot,
     Id,
     Idle,
     List,
@@ -47,11 +49,14 @@ from carteiro.proto.imap.commands import (
     Request,
     Search,
     Select,
+    Sort,
+    SortCriterion,
     StartTLS,
     Status,
     Store,
     StoreOp,
     Subscribe,
+    Thread,
     UidExpunge,
     Unselect,
     Unsubscribe,
@@ -60,7 +65,11 @@ from carteiro.proto.imap.dates import DateError, parse_date_time
 from carteiro.proto.imap.fetch import parse_fetch_atts
 from carteiro.proto.imap.patterns import collapse_wildcards
 from carteiro.proto.imap.receiver import Command, NeedContinuation, Receiver
-from carteiro.proto.imap.search import parse_search_program, parse_search_return
+from carteiro.proto.imap.search import (
+    parse_search_criteria,
+    parse_search_program,
+    parse_search_return,
+)
 from carteiro.proto.imap.sets import SequenceSet, SequenceSetError
 
 __all__ = ["COMMANDS", "STATUS_ITEMS", "ParseError", "parse_command", "parse_wire"]
@@ -76,6 +85,7 @@ STATUS_ITEMS: Final = frozenset(
         "SIZE",  # RFC 8438
         "HIGHESTMODSEQ",  # RFC 7162 3.1.6
         "APPENDLIMIT",  # RFC 7889 3
+        "DELETED-STORAGE",  # RFC 9208 4.2.1
     }
 )
 SYSTEM_FLAGS: Final = {
@@ -492,6 +502,20 @@ def parse_status(r: ArgReader) -> Status:
     return Status(mailbox, items)
 
 
+def parse_getquota(r: ArgReader) -> GetQuota:
+    r.sp()
+    root = r.astring_text("quota root")
+    r.end()
+    return GetQuota(root)
+
+
+def parse_getquotaroot(r: ArgReader) -> GetQuotaRoot:
+    r.sp()
+    mailbox = r.mailbox()
+    r.end()
+    return GetQuotaRoot(mailbox)
+
+
 def parse_append(r: ArgReader) -> Append:
     """APPEND mailbox 1*append-message (RFC 3502 MULTIAPPEND, RFC 3516 literal8, RFC 4469
     CATENATE, RFC 6855 UTF8): each message is [SP flag-list] [SP date-time] SP data."""
@@ -589,6 +613,48 @@ def parse_search(r: ArgReader, uid: bool = False) -> Search:
     return Search(key, uid, charset, return_opts)
 
 
+SORT_KEYS: Final = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)  # RFC 5256 3, RFC 5957 3 (SORT=DISPLAY)
+THREAD_ALGORITHMS: Final = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+
+
+def parse_sort(r: ArgReader, uid: bool = False) -> Sort:
+    """sort = ["UID" SP] "SORT" SP sort-criteria SP search-charset 1*(SP search-key)."""
+    r.sp()
+    r.expect(b"(", "'(' before the sort criteria")
+    criteria = []
+    while True:
+        reverse = False
+        word = r.keyword("sort key")
+        if word == "REVERSE":
+            reverse = True
+            r.sp()
+            word = r.keyword("sort key")
+        if word not in SORT_KEYS:
+            raise ArgError(f"Unknown sort key {word[:40]}")
+        criteria.append(SortCriterion(word, reverse))
+        if r.accept(b")"):
+            break
+        r.sp()
+        if len(criteria) >= 32:
+            raise ArgError("Too many sort criteria")
+    r.sp()
+    charset = r.astring_text("charset")
+    return Sort(tuple(criteria), charset, parse_search_criteria(r, charset), uid)
+
+
+def parse_thread(r: ArgReader, uid: bool = False) -> Thread:
+    """thread = ["UID" SP] "THREAD" SP thread-alg SP search-charset 1*(SP search-key)."""
+    r.sp()
+    algorithm = r.keyword("threading algorithm")
+    if algorithm not in THREAD_ALGORITHMS:
+        raise ArgError(f"Unknown threading algorithm {algorithm[:40]}")
+    r.sp()
+    charset = r.astring_text("charset")
+    return Thread(algorithm, charset, parse_search_criteria(r, charset), uid)
+
+
 def parse_fetch(r: ArgReader, uid: bool = False) -> Fetch:
     r.sp()
     seqset = _seqset(r)
@@ -679,6 +745,8 @@ _UID_COMMANDS: Final[dict[str, Callable[[ArgReader, bool], Request]]] = {
     "MOVE": parse_move,
     "FETCH": parse_fetch,
     "SEARCH": parse_search,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
     "STORE": parse_store,
 }
 
@@ -723,6 +791,10 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "UNSELECT": parse_unselect,
     "EXPUNGE": parse_expunge,
     "SEARCH": parse_search,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
+    "GETQUOTA": parse_getquota,
+    "GETQUOTAROOT": parse_getquotaroot,
     "FETCH": parse_fetch,
     "STORE": parse_store,
     "COPY": parse_copy,

@@ -226,6 +226,20 @@ def parse_search_program(r: ArgReader) -> tuple[str | None, SearchKey]:
     return charset, keys[0] if len(keys) == 1 else SearchAnd(tuple(keys))
 
 
+def parse_search_criteria(r: ArgReader, charset: str) -> SearchKey:
+    """1*(SP search-key) after SORT's and THREAD's mandatory charset (RFC 5256 5), which the
+    caller read (the leading SP is read here)."""
+    codec = _codec_for(charset)
+    keys = []
+    while True:
+        r.sp()
+        keys.append(_key(r, codec, 0))
+        if not r.peek_is(b" "):
+            break
+    r.end()
+    return keys[0] if len(keys) == 1 else SearchAnd(tuple(keys))
+
+
 def _codec_for(charset: str) -> str:
     try:
         info = codecs.lookup(charset)

@@ -124,6 +124,7 @@ R_451_QUEUE_UNAVAILABLE = Reply(
 )
 R_452_TOO_MANY_RCPTS = Reply(452, "4.5.3", "Too many recipients")  # RFC 5321 4.5.3.1.10
 R_452_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
+R_452_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full: over quota; try again later")
 R_454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 R_454_AUTH_BLOCKED = Reply(454, "4.7.0", "Too many failed authentication attempts; try again later")
 R_454_AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")

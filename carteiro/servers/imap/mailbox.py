@@ -247,7 +247,7 @@ async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -
     counts = None
     parts: list[bytes] = []
     for item in items:
-        if item in ("MESSAGES", "UNSEEN", "DELETED", "SIZE"):
+        if item in ("MESSAGES", "UNSEEN", "DELETED", "SIZE", "DELETED-STORAGE"):
             if counts is None:
                 counts = await store.counts(info.id)
             n = {
@@ -255,6 +255,7 @@ async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -
                 "UNSEEN": counts.unseen,
                 "DELETED": counts.deleted,
                 "SIZE": counts.size,
+                "DELETED-STORAGE": counts.deleted_size,  # RFC 9208 4.2.1: octets
             }[item]
         elif item == "UIDNEXT":
             n = info.uidnext

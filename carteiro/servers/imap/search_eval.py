@@ -3,8 +3,9 @@ the IMAP parser's SearchKey, so it lives with the IMAP server, not in mail/ (whi
 
 Each key is compiled twice: a three-valued test on MessageMeta alone (True / False / None for
 "needs the message"), and a full test with the parsed message. Messages are read and parsed only
-when the metadata cannot decide, so flag, size, date and set searches on 100,000 messages never
-touch a message file. Text comparisons are case-insensitive substring matches on decoded text.
+when the metadata and the store's search index (header, text and Date: keys) cannot decide, so
+most searches on 100,000 messages never touch a message file. Text comparisons are
+case-insensitive substring matches on decoded text; the index answers exactly the same.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from carteiro.mime import searchtext
 from carteiro.mime.dates import header_date
 from carteiro.mime.parse import Message
 from carteiro.proto.imap import search as ps
-from carteiro.store.api import SYSTEM_FLAGS, MessageMeta
+from carteiro.store.api import SYSTEM_FLAGS, IndexTerm, MessageMeta, TermHits
 
 MetaTest = Callable[[int, MessageMeta], "bool | None"]
 FullTest = Callable[[int, MessageMeta, Message], bool]
@@ -28,12 +29,33 @@ _RECENT = "\\Recent"
 
 
 class _Ctx:
-    __slots__ = ("now", "saved", "view")
+    __slots__ = ("hits", "now", "saved", "view")
 
     def __init__(self, view: MailboxView, saved: list[int], now: float) -> None:
         self.view = view
         self.saved = frozenset(saved)
         self.now = now
+        self.hits: dict[int, TermHits] = {}  # id(key) -> the search index's answer
+
+
+def _index_terms(key: ps.SearchKey, out: dict[int, IndexTerm]) -> None:
+    """The keys of `key` the store's search index may answer, by id()."""
+    if isinstance(key, ps.SearchAnd):
+        for k in key.keys:
+            _index_terms(k, out)
+    elif isinstance(key, ps.SearchOr):
+        _index_terms(key.left, out)
+        _index_terms(key.right, out)
+    elif isinstance(key, ps.SearchNot):
+        _index_terms(key.key, out)
+    elif isinstance(key, ps.SearchHeader):
+        out[id(key)] = IndexTerm("header", key.field, key.value.casefold())
+    elif isinstance(key, ps.SearchBody):
+        out[id(key)] = IndexTerm("body", value=key.value.casefold())
+    elif isinstance(key, ps.SearchText):
+        out[id(key)] = IndexTerm("text", value=key.value.casefold())
+    elif isinstance(key, ps.SearchDate) and key.sent:
+        out[id(key)] = IndexTerm("sent", op=key.op, day=key.date.toordinal())
 
 
 async def search(
@@ -45,6 +67,11 @@ async def search(
 ) -> list[int]:
     """0-based view indexes of the matching messages, ascending."""
     ctx = _Ctx(view, list(saved), time.time() if now is None else now)
+    terms: dict[int, IndexTerm] = {}
+    _index_terms(key, terms)
+    if terms and len(view):
+        answers = await view.store.search_index(view.id, list(terms.values()))
+        ctx.hits = {k: a for k, a in zip(terms, answers, strict=True) if a is not None}
     meta_test = _meta(key, ctx)
     metas = view.metas
     matched: list[int] = []
@@ -118,6 +145,17 @@ def _meta(key: ps.SearchKey, ctx: _Ctx) -> MetaTest:
     simple = _simple(key, ctx)
     if simple is not None:
         return simple
+    found = ctx.hits.get(id(key))
+    if found is not None:
+        upto, hits, unsure = found.upto, found.hits, found.unsure
+
+        def indexed(i: int, m: MessageMeta) -> bool | None:
+            uid = m.uid
+            if uid > upto or uid in unsure:
+                return None  # not indexed yet, or not fully: read the message
+            return uid in hits
+
+        return indexed
     return lambda i, m: None  # needs the message
 
 

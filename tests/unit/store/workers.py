@@ -122,3 +122,26 @@ def mixed_work(data_dir: str, n: int, seed: int) -> None:
         await store.close()
 
     asyncio.run(main())
+
+
+def index_then_crash(data_dir: str, point: str) -> None:
+    """Append messages, then die abruptly (like kill -9) when the search indexer reaches `point`
+    ("parsed": rows built, not written; "search_rows": inside the writer's transaction;
+    "indexed": just after its COMMIT)."""
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+    def hook(where: str) -> None:
+        if where == point:
+            os._exit(86)
+
+    async def main() -> None:
+        store = SqliteMaildirStore(Path(data_dir), search_indexer=False)
+        acct = await store.account(ACCOUNT)
+        for i in range(5):
+            await acct.append("INBOX", make_message(f"indexed {i}"))
+        await store.close()
+        store = SqliteMaildirStore(Path(data_dir), fault_hook=hook)  # indexes the 5 at once
+        store.wait_search_indexed(30)
+        await store.close()
+
+    asyncio.run(main())

@@ -1,0 +1,295 @@
+"""IMAP SEARCH on a big mailbox (issue 11 part 1.7): header and full-text keys, cold and warm.
+
+A --big (100,000) message INBOX of varied messages (~1.5 KB: sender, subject and body words
+differ per message) is filled once; then, against the same data dir and in the same run:
+  1. this tree's `carteiro serve` (search index: header fields in SQL, FTS5 for BODY/TEXT);
+  2. the baseline tree (--baseline DIR, e.g. `git archive main | tar -x -C DIR`): the evaluator
+     that reads every message; its slow queries run once each (cold, then warm);
+  3. Dovecot (Debian's, no FTS plugin) if installed, on a Maildir of the same messages.
+"cold" is the first command after the server started with the page cache dropped (as root,
+else only the process is cold); "warm" the best of 3 after it. Also: the time to index the
+mailbox from scratch (what opening an older store costs once, in the background).
+Targets: SUBJECT/FROM < 0.3 s warm and < 3 s cold; BODY/TEXT < 1 s warm.
+Not a timed test. Run: .venv/bin/python bench/imap_search.py [--big N] [--baseline DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from imap import DOVECOT_CONF, Client  # type: ignore[import-not-found]
+
+from carteiro.store.sqlite_maildir import SqliteMaildirStore
+from carteiro.testing.server import ServerProcess, free_port, wait_port
+
+ACCOUNT = "big@example.test"
+PASSWORD = "bench-password"
+WORDS = [
+    "meeting",
+    "invoice",
+    "report",
+    "schedule",
+    "project",
+    "budget",
+    "review",
+    "draft",
+    "contract",
+    "update",
+    "holiday",
+    "travel",
+    "café",
+    "résumé",
+    "naïve",
+    "straße",
+    "coffee",
+    "lunch",
+    "office",
+    "printer",
+    "network",
+    "server",
+    "backup",
+    "release",
+    "version",
+    "customer",
+    "support",
+    "ticket",
+    "payment",
+    "delivery",
+    "order",
+]
+
+QUERIES = [
+    ("SUBJECT", b'UID SEARCH SUBJECT "number 99999"'),
+    ("FROM", b'UID SEARCH FROM "sender417@"'),
+    ("BODY", b'UID SEARCH BODY "order 99999"'),
+    ("TEXT", b'UID SEARCH TEXT "reference 4242"'),
+    ("BODY one word", b'UID SEARCH BODY "umbrel"'),
+    ("SORT (DATE)", b"UID SORT (DATE) UTF-8 ALL"),
+    ("SORT (SUBJECT)", b"UID SORT (SUBJECT) UTF-8 ALL"),
+    ("THREAD REFERENCES", b"UID THREAD REFERENCES UTF-8 ALL"),
+    ("THREAD ORDEREDSUBJECT", b"UID THREAD ORDEREDSUBJECT UTF-8 ALL"),
+]
+SLOW = {"SUBJECT", "BODY"}  # the baseline (every message read) runs only these
+
+
+def message(i: int, rng: random.Random) -> bytes:
+    s = i % 1000
+    lines = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(14)]
+    lines.insert(rng.randrange(len(lines)), f"order {i} reference {i % 5000}")
+    if i % 97 == 0:
+        lines.append("bring an umbrella")
+    # a third of the messages answer an earlier one (References chain of up to 3)
+    refs = ""
+    subject = f"{rng.choice(WORDS)} number {i}"
+    if i % 3 == 1 and i > 10:
+        parent = rng.randrange(max(0, i - 50), i)
+        chain = " ".join(f"<{p}.bench@example.org>" for p in (parent - 2, parent - 1, parent))
+        refs = f"In-Reply-To: <{parent}.bench@example.org>\r\nReferences: {chain}\r\n"
+        subject = f"Re: {rng.choice(WORDS)} number {parent}"
+    head = (
+        f"From: Sender {s} <sender{s}@example.org>\r\nTo: Big <big@example.test>\r\n"
+        f"Subject: {subject}\r\n{refs}"
+        f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime(1_600_000_000 + i * 60))}\r\n"
+        f"Message-ID: <{i}.bench@example.org>\r\n\r\n"
+    )
+    return (head + "\r\n".join(lines) + "\r\n").encode()
+
+
+async def fill(data: Path, n: int) -> None:
+    store = SqliteMaildirStore(data, search_indexer=False)  # indexed below, timed apart
+    try:
+        acct = await store.account(ACCOUNT)
+        rng = random.Random(1)
+        sem = asyncio.Semaphore(256)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await acct.append("INBOX", message(i, rng), ("\\Seen",), 1_600_000_000 + i * 60)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await store.close()
+
+
+async def build_index(data: Path) -> float:
+    t = time.monotonic()
+    store = SqliteMaildirStore(data)
+    try:
+        assert store.wait_search_indexed(3600)
+    finally:
+        await store.close()
+    return time.monotonic() - t
+
+
+def drop_caches() -> bool:
+    if os.getuid() != 0:
+        return False
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+async def measure(port: int, name: str, cmd: bytes, warm_runs: int) -> tuple[float, float]:
+    """(cold s, warm s) of one command, the first on a new connection."""
+    c = await Client.connect(port)
+    await c.cmd(b"LOGIN %s %s" % (ACCOUNT.encode(), PASSWORD.encode()))
+    await c.cmd(b"SELECT INBOX")
+    t = time.perf_counter()
+    ok, _ = await c.bulk(cmd)
+    cold = time.perf_counter() - t
+    assert ok, name
+    warm = float("inf")
+    for _ in range(warm_runs):
+        t = time.perf_counter()
+        ok, _ = await c.bulk(cmd)
+        warm = min(warm, time.perf_counter() - t)
+        assert ok, name
+    print(f"    {name:22} cold {cold * 1000:9.1f} ms   warm {warm * 1000:9.1f} ms", flush=True)
+    await c.cmd(b"LOGOUT")
+    c.close()
+    return cold, warm
+
+
+def run_server(
+    srv: ServerProcess, tree: Path | None, names: set[str] | None, runs: int
+) -> dict[str, tuple[float, float]]:
+    """Each query against a freshly started server (page cache dropped): cold, then warm.
+    `tree`: run that source tree instead of this one (as cwd and PYTHONPATH: `python -m`
+    puts the working directory first on the path)."""
+    out: dict[str, tuple[float, float]] = {}
+    here = os.getcwd()
+    srv.env = {"PYTHONPATH": str(tree)} if tree else {}
+    for name, cmd in QUERIES:
+        if names is not None and name not in names:
+            continue
+        srv.stop()
+        drop_caches()
+        if tree:
+            os.chdir(tree)
+        try:
+            srv.start(timeout=120)
+        finally:
+            os.chdir(here)
+        try:
+            out[name] = asyncio.run(measure(srv.ports["imap"], name, cmd, runs))
+        finally:
+            srv.stop()
+    return out
+
+
+def dovecot(tmp: Path, n: int) -> tuple[subprocess.Popen[bytes], int] | None:
+    exe = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    if not os.path.exists(exe):
+        return None
+    import pwd
+
+    d = tmp / "dovecot"
+    for sub in ("run", "state", "home", "mail"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "passwd").write_text(f"{ACCOUNT}:{{PLAIN}}{PASSWORD}\n")
+    box = d / "mail" / ACCOUNT
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True, exist_ok=True)
+    rng = random.Random(1)
+    for i in range(n):
+        f = box / "cur" / f"{1_600_000_000 + i}.M{i}P1.bench:2,S"
+        f.write_bytes(message(i, rng))
+    pw = pwd.getpwnam("nobody") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
+    for sub in ("mail", "home"):
+        for path in [d / sub, *(d / sub).rglob("*")]:
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+    port = free_port()
+    conf = d / "dovecot.conf"
+    conf.write_text(DOVECOT_CONF.format(tmp=d, port=port, uid=pw.pw_uid, gid=pw.pw_gid))
+    drop_caches()
+    proc = subprocess.Popen([exe, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL)
+    wait_port("127.0.0.1", port, 20, proc)
+    return proc, port
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--big", type=int, default=100_000)
+    ap.add_argument("--baseline", type=Path, default=None, help="source tree of the baseline")
+    ap.add_argument("--no-dovecot", action="store_true")
+    ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--only", default="", help="comma-separated query names to run (prefixes)")
+    args = ap.parse_args()
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",")]
+        QUERIES[:] = [q for q in QUERIES if any(q[0].startswith(w) for w in wanted)]
+    tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-search-"))
+    tmp.chmod(0o755)
+    print(
+        f"IMAP SEARCH benchmark in {tmp}: {args.big} messages; page cache dropped: {os.getuid() == 0}"
+    )
+    srv = ServerProcess(
+        tmp / "carteiro",
+        users={ACCOUNT: PASSWORD},
+        services=("imap",),
+        extra_config="[imap]\nallow_plaintext_auth = true\n",
+    )
+    srv.init()
+    t = time.monotonic()
+    asyncio.run(fill(srv.data, args.big))
+    print(f"  filled in {time.monotonic() - t:.0f} s")
+    results: dict[str, dict[str, tuple[float, float]]] = {}
+    if args.baseline is not None:
+        print(f"  baseline ({args.baseline}), every message read:")
+        results["baseline"] = run_server(srv, args.baseline.resolve(), SLOW, 1)
+    secs = asyncio.run(build_index(srv.data))
+    print(
+        f"  search index of {args.big} messages built in {secs:.1f} s ({args.big / secs:.0f} msg/s)"
+    )
+    print("  carteiro (this tree):")
+    results["carteiro"] = run_server(srv, None, None, 3)
+    if not args.no_dovecot:
+        dove = dovecot(tmp, args.big)
+        if dove is not None:
+            print("  dovecot (one server: its first command of each kind builds its caches):")
+            try:
+                results["dovecot"] = {
+                    name: asyncio.run(measure(dove[1], name, cmd, 3)) for name, cmd in QUERIES
+                }
+            finally:
+                dove[0].terminate()
+                dove[0].wait(20)
+    print(
+        "\n| query | carteiro cold | carteiro warm | "
+        + " | ".join(f"{k} cold | {k} warm" for k in results if k != "carteiro")
+        + " |"
+    )
+    for name, _cmd in QUERIES:
+        ours = results["carteiro"][name]
+        cells = [f"{ours[0] * 1000:.1f} ms", f"{ours[1] * 1000:.1f} ms"]
+        for k, r in results.items():
+            if k == "carteiro":
+                continue
+            if name in r:
+                cells += [
+                    f"{r[name][0] * 1000:.1f} ms ({r[name][0] / ours[0]:.0f}x)",
+                    f"{r[name][1] * 1000:.1f} ms ({r[name][1] / ours[1]:.0f}x)",
+                ]
+            else:
+                cells += ["-", "-"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""SORT order (RFC 5256 3, RFC 5957): messages ordered by criteria, each optionally reversed,
+ties by mailbox order. Strings collate with i;unicode-casemap (RFC 5051); the empty string
+first. Protocol-neutral: the IMAP server parses the command and renders the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from carteiro.mime.sortkeys import SortFields, casemap
+
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    key: str  # one of SORT_KEYS
+    reverse: bool = False
+
+
+@dataclass(slots=True)
+class Item:
+    """One message to sort or thread: its position in the mailbox (the final tie-breaker)."""
+
+    seq: int
+    uid: int
+    size: int
+    arrival: float  # INTERNALDATE
+    fields: SortFields
+
+    @property
+    def sent(self) -> float:
+        """RFC 5256 2.2: the Date: instant, else INTERNALDATE."""
+        d = self.fields.date
+        return self.arrival if d is None else d
+
+
+_KEYS: dict[str, Callable[[Item], Any]] = {
+    "ARRIVAL": lambda it: it.arrival,
+    "CC": lambda it: casemap(it.fields.cc),
+    "DATE": lambda it: it.sent,
+    "FROM": lambda it: casemap(it.fields.from_),
+    "SIZE": lambda it: it.size,
+    "SUBJECT": lambda it: casemap(it.fields.subject),
+    "TO": lambda it: casemap(it.fields.to),
+    "DISPLAYFROM": lambda it: casemap(it.fields.display_from),
+    "DISPLAYTO": lambda it: casemap(it.fields.display_to),
+}
+
+
+def sort_items(items: Sequence[Item], criteria: Sequence[Criterion]) -> list[Item]:
+    """`items` in mailbox order, sorted by `criteria`: one stable sort per criterion, last
+    first, so REVERSE turns only its own criterion round and ties keep mailbox order."""
+    out = sorted(items, key=lambda it: it.seq)
+    for c in reversed(criteria):
+        out.sort(key=_KEYS[c.key], reverse=c.reverse)
+    return out

@@ -1,0 +1,192 @@
+"""SORT / UID SORT and THREAD / UID THREAD (RFC 5256), with SORT=DISPLAY (RFC 5957).
+
+The messages are those SEARCH finds (search_eval); what they are sorted or threaded by comes from
+the store's index (mime.sortkeys.SortFields at delivery), and only messages it does not hold yet
+are read and parsed here, so both answers are the same with or without the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections import OrderedDict
+from collections.abc import Callable
+
+from carteiro.mail.imap_view import MailboxView
+from carteiro.mail.message_cache import MessageCache
+from carteiro.mail.sorting import Criterion, Item, sort_items
+from carteiro.mail.threading import Node, ordered_subject, references
+from carteiro.mime.parse import Message
+from carteiro.mime.sortkeys import SortFields, sort_fields
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap.search import SearchAll
+from carteiro.servers.imap.search import _uses_modseq
+from carteiro.servers.imap.search_eval import search as evaluate
+from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
+
+
+async def items(view: MailboxView, idx: list[int], cache: MessageCache) -> list[Item]:
+    """The Items of these view indexes: fields from the index, else from the message."""
+    _upto, known = await view.store.sort_index(view.id)
+    out = []
+    metas = view.metas
+    for i in idx:
+        m = metas[i]
+        fields = known.get(m.uid)
+        if fields is None:
+            try:
+                msg = await cache.load(view.store, view.id, view.info.uidvalidity, m.uid)
+            except KeyError:
+                # expunged meanwhile (the session is not told yet): sorts as a message with
+                # no header, which is what it now is to the store
+                fields = _GONE
+            else:
+                fields = await cache.derive(msg, _fields, msg)
+        out.append(Item(i + 1, m.uid, m.size, m.internaldate, fields))
+    return out
+
+
+_GONE = SortFields("", False, "", "", "", "", "", None, "", ())
+
+
+def _fields(msg: Message) -> SortFields:
+    cached = msg.cache.get("sortfields")
+    if cached is None:
+        cached = msg.cache["sortfields"] = sort_fields(msg)
+    assert isinstance(cached, SortFields)
+    return cached
+
+
+class ResultCache:
+    """SORT/THREAD answers for a whole mailbox (search key ALL), by mailbox state: webmail asks
+    the same sorted or threaded view again and again (each page, each refresh); any change to
+    the mailbox (its MODSEQ or its size in the session's view) makes a new key."""
+
+    def __init__(self, entries: int = 8) -> None:
+        self.entries = entries
+        self._d: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+
+    def key(self, view: MailboxView, req: c.Sort | c.Thread) -> tuple[object, ...] | None:
+        if not isinstance(req.key, SearchAll):
+            return None  # other searches may depend on the session ($, RECENT) or the time
+        what = req.criteria if isinstance(req, c.Sort) else req.algorithm
+        return (view.account, view.id, view.info.uidvalidity, view.modseq, len(view), what, req.uid)
+
+    def get(self, key: tuple[object, ...] | None) -> bytes | None:
+        if key is None or key not in self._d:
+            return None
+        self._d.move_to_end(key)
+        return self._d[key]
+
+    def put(self, key: tuple[object, ...] | None, answer: bytes) -> None:
+        if key is None:
+            return
+        self._d[key] = answer
+        while len(self._d) > self.entries:
+            self._d.popitem(last=False)
+
+
+@command(c.Sort, min_state=State.SELECTED)
+async def sort(s: Session, tag: str, req: c.Sort) -> Result:
+    view = s.view
+    assert view is not None
+    if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
+        return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    modseq = _uses_modseq(req.key)
+    if modseq:
+        s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
+    key = s.server.sorts.key(view, req)
+    answer = s.server.sorts.get(key)
+    if answer is None:
+        idx = await evaluate(view, req.key, s.server.cache, s.saved)
+        found = await items(view, idx, s.server.cache)
+        criteria = [Criterion(k.key, k.reverse) for k in req.criteria]
+        # RFC 7162 3.1.5: with a MODSEQ criterion, the highest MODSEQ of the messages found
+        tail = b" (MODSEQ %d)" % max(view.metas[i].modseq for i in idx) if modseq and idx else b""
+
+        def compute() -> bytes:
+            ordered = sort_items(found, criteria)
+            numbers = [it.uid if req.uid else it.seq for it in ordered]
+            return b"* SORT" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n"
+
+        answer = await _cpu(compute, len(found))
+        s.server.sorts.put(key, answer)
+    s.out += answer
+    return ok("Sort completed.")
+
+
+@command(c.Thread, min_state=State.SELECTED)
+async def thread(s: Session, tag: str, req: c.Thread) -> Result:
+    view = s.view
+    assert view is not None
+    if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
+        return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    if _uses_modseq(req.key):
+        s.enable_condstore()  # RFC 7162 3.1
+    key = s.server.sorts.key(view, req)
+    answer = s.server.sorts.get(key)
+    if answer is None:
+        idx = await evaluate(view, req.key, s.server.cache, s.saved)
+        found = await items(view, idx, s.server.cache)
+        algo = ordered_subject if req.algorithm == "ORDEREDSUBJECT" else references
+
+        def compute() -> bytes:
+            out = bytearray(b"* THREAD ")
+            for r in algo(found):
+                out += b"(" + render(r, req.uid).encode() + b")"
+            return bytes(out).rstrip(b" ") + b"\r\n"
+
+        answer = await _cpu(compute, len(found))
+        s.server.sorts.put(key, answer)
+    s.out += answer
+    return ok("Thread completed.")
+
+
+INLINE_MAX = 2000  # messages sorted or threaded on the event loop; more go to a thread
+
+
+async def _cpu(fn: Callable[[], bytes], n: int) -> bytes:
+    """Run a sort or thread computation: inline when small; else in a thread, so that other
+    sessions are served meanwhile (100,000 messages take a second or more), with the cyclic GC
+    paused: its passes over the many new objects cost as much as the work (bench/RESULTS.md)."""
+    if n <= INLINE_MAX:
+        return fn()
+
+    def run() -> bytes:
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return fn()
+        finally:
+            if was:
+                gc.enable()
+
+    return await asyncio.to_thread(run)
+
+
+def render(node: Node, uid: bool) -> str:
+    """A thread's members inside its parentheses (RFC 5256 5 thread-list): a chain of only
+    children as numbers, two or more children as nested lists; a dummy has no number. No
+    recursion: a hostile mailbox can make a thread as deep as it has messages."""
+    out: list[str] = []
+    stack: list[Node | str] = [node]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            out.append(x)
+            continue
+        numbers: list[str] = []
+        cur = x
+        while True:
+            if cur.item is not None:
+                numbers.append(str(cur.item.uid if uid else cur.item.seq))
+            if len(cur.children) != 1:
+                break
+            cur = cur.children[0]
+        out.append(" ".join(numbers))
+        if cur.children:
+            if numbers:
+                out.append(" ")
+            for k in reversed(cur.children):
+                stack += [")", k, "("]
+    return "".join(out)

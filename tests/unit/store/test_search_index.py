@@ -1,0 +1,157 @@
+"""The search index of the durable store: never out of step with the messages (a crash at each
+step of the indexer, expunge/copy/move/delete), built for an index that predates it, and rebuilt
+by `store reindex`."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from carteiro.store import search_index
+from carteiro.store.api import DELETED, FlagOp, IndexTerm
+from carteiro.store.maintenance import check, reindex
+from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+from .workers import ACCOUNT, index_then_crash, make_message
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def run_child(target: object, *args: object, timeout: float = 60) -> int:
+    proc = SPAWN.Process(target=target, args=args)  # type: ignore[attr-defined]
+    proc.start()
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        raise AssertionError("child did not finish")
+    return proc.exitcode or 0
+
+
+def rows(data: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(data / "index.sqlite")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def subject_hits(store: SqliteMaildirStore, mailbox: str, needle: str) -> set[int]:
+    acct = await store.account(ACCOUNT)
+    box = await acct.get_mailbox(mailbox)
+    [hits] = await acct.search_index(box.id, [IndexTerm("header", "subject", needle)])
+    assert hits is not None
+    return set(hits.hits)
+
+
+@pytest.mark.parametrize("point", ["parsed", "search_rows", "indexed"])
+async def test_crash_at_each_step_of_the_indexer(tmp_path: Path, point: str) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    assert run_child(index_then_crash, str(data), point) == 86
+    report = check(data)
+    assert report.ok, report  # the rows and the mark went together, or neither
+    # the first round died: before its COMMIT nothing of it is there, after it all of it is
+    assert bool(rows(data, "SELECT uid FROM search_progress")) == (point == "indexed")
+    store = SqliteMaildirStore(data)
+    try:
+        assert store.wait_search_indexed(30)
+        assert check(data).ok
+        assert await subject_hits(store, "INBOX", "indexed 3") == {4}
+        assert len(rows(data, "SELECT * FROM search_fields")) == 5
+    finally:
+        await store.close()
+
+
+async def test_expunge_copy_move_and_delete_keep_the_index_in_step(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        for i in range(6):
+            await acct.append("INBOX", make_message(f"msg {i}"))
+        assert store.wait_search_indexed(30)
+        parsed = rows(data, "SELECT count(*) FROM search_fields")[0][0]
+        assert parsed == 6
+        inbox = await acct.get_mailbox("INBOX")
+        await acct.copy(inbox.id, [1, 2], "Archive")
+        await acct.move(inbox.id, [3], "Trash")
+        await acct.set_flags(inbox.id, [4], FlagOp.ADD, [DELETED])
+        await acct.expunge(inbox.id)
+        assert check(data).ok
+        # the copies carry their rows (nothing to parse again), the expunged one's are gone
+        assert rows(data, "SELECT count(*) FROM search_fields")[0][0] == 6 + 2 - 1
+        assert store.wait_search_indexed(30)
+        assert await subject_hits(store, "Archive", "msg 1") == {2}
+        assert await subject_hits(store, "Trash", "msg 2") == {1}
+        assert await subject_hits(store, "INBOX", "msg") == {1, 2, 5, 6}
+        await acct.create_mailbox("Doomed")
+        await acct.copy(inbox.id, [5], "Doomed")
+        await acct.delete_mailbox("Doomed")
+        assert check(data).ok
+        assert rows(data, "SELECT count(*) FROM search_fields")[0][0] == 7  # Doomed's went
+        # the text rows of expunged messages are left for the indexer to purge (an expunge on
+        # a full disk cannot afford FTS deletions); it does when it next runs
+        assert store.wait_search_indexed(30)
+        assert rows(data, "SELECT count(*) FROM search_text_docsize")[0][0] == 7
+    finally:
+        await store.close()
+
+
+async def test_an_index_from_before_the_search_index_is_filled_in(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data, search_indexer=False)
+    await store.create_account(ACCOUNT)
+    acct = await store.account(ACCOUNT)
+    for i in range(3):
+        await acct.append("INBOX", make_message(f"old {i}"))
+    await store.close()
+    conn = sqlite3.connect(data / "index.sqlite")
+    for table in ("search_fields", "search_text", "search_progress"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.close()
+    store = SqliteMaildirStore(data)
+    try:
+        assert store.wait_search_indexed(30)
+        assert await subject_hits(store, "INBOX", "old 2") == {3}
+    finally:
+        await store.close()
+
+
+async def test_reindex_rebuilds_the_search_index(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    acct = await store.account(ACCOUNT)
+    for i in range(4):
+        await acct.append("INBOX", make_message(f"again {i}"))
+    assert store.wait_search_indexed(30)
+    await store.close()
+    conn = sqlite3.connect(data / "index.sqlite")
+    conn.execute("DELETE FROM search_fields WHERE uid = 2")  # damaged: check says so
+    conn.commit()
+    conn.close()
+    assert check(data).search_index
+    report = reindex(data)
+    assert report.searchable == 4
+    assert check(data).ok
+    store = SqliteMaildirStore(data, search_indexer=False)
+    try:
+        assert await subject_hits(store, "INBOX", "again 1") == {2}
+    finally:
+        await store.close()
+
+
+def test_fts_query_is_a_superset_of_the_substring() -> None:
+    q = search_index.fts_query
+    assert q("umbrella") is None  # could be the middle of any token
+    assert q("number 99999") == '"99999" *'
+    assert q("r 99 x") == '"99" "x" *'
+    assert q("- café") == '"café" *'
+    assert q("a -- --") is None

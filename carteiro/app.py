@@ -26,6 +26,7 @@ from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.net.listener import Listener, ListenError
 from carteiro.net.tls import load_server_context
+from carteiro.net.trust import TrustedPeers
 from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient, Spool
 from carteiro.queue.routing import Resolver
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mail.sieve_filter import Outbound
     from carteiro.ops.privileges import Target
+    from carteiro.web.imap import Vouch
     from carteiro.web.server import WebServer
     from carteiro.web.settings import WebSettings
 
@@ -410,9 +412,11 @@ def _local(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
-def web_settings(cfg: Config) -> WebSettings:
+def web_settings(cfg: Config, vouch: Vouch | None = None) -> WebSettings:
     """The webmail as a client of this server's own IMAP and submission listeners (implicit TLS
-    preferred, else STARTTLS), and what autoconfiguration tells mail programs."""
+    preferred, else STARTTLS), and what autoconfiguration tells mail programs. With `vouch`
+    (inside `carteiro serve`) the IMAP server trusts the webmail's own sockets, and only them,
+    to pass the browser's address (docs/auth-trust.md)."""
     from carteiro.core.hostport import parse_hostport
     from carteiro.web.autoconfig import Service, Services
     from carteiro.web.imap import Endpoint
@@ -420,15 +424,15 @@ def web_settings(cfg: Config) -> WebSettings:
 
     lst = cfg.listen
 
-    def endpoint(implicit: str, starttls: str, what: str) -> Endpoint:
+    def endpoint(implicit: str, starttls: str, what: str, vouch: Vouch | None = None) -> Endpoint:
         # Encrypted even on loopback (the servers refuse plaintext passwords); the certificate is
         # our own, so it is not verified against a name.
         if implicit:
             host, port = parse_hostport(implicit)
-            return Endpoint(_local(host), port, "implicit", verify=False)
+            return Endpoint(_local(host), port, "implicit", verify=False, vouch=vouch)
         if starttls:
             host, port = parse_hostport(starttls)
-            return Endpoint(_local(host), port, "starttls", verify=False)
+            return Endpoint(_local(host), port, "starttls", verify=False, vouch=vouch)
         raise ConfigError(f"listen.web: the webmail needs [listen] {what} enabled")
 
     services = []
@@ -445,7 +449,7 @@ def web_settings(cfg: Config) -> WebSettings:
             services.append(Service(proto, parse_hostport(value)[1], tls))
     public = cfg.web.public_hostname or cfg.hostname
     return WebSettings(
-        imap=endpoint(lst.imaps, lst.imap, "imaps or imap"),
+        imap=endpoint(lst.imaps, lst.imap, "imaps or imap", vouch),
         smtp=endpoint(lst.submissions, lst.submission, "submissions or submission"),
         hostname=cfg.hostname,
         services=Services(public, tuple(services)),
@@ -455,12 +459,14 @@ def web_settings(cfg: Config) -> WebSettings:
     )
 
 
-def web_server(cfg: Config, routes: Sequence[BaseRoute] = ()) -> WebServer:
+def web_server(
+    cfg: Config, routes: Sequence[BaseRoute] = (), vouch: Vouch | None = None
+) -> WebServer:
     """The web listener: the webmail's pages, with `routes` (web_routes) beside them."""
     from carteiro.web.app import create_app
     from carteiro.web.server import WebServer
 
-    settings = web_settings(cfg)
+    settings = web_settings(cfg, vouch)
     cert = key = None
     if settings.secure_cookies:
         cert = cfg.path(cfg.web.cert or cfg.tls.cert)
@@ -552,6 +558,7 @@ class App:
             metrics=self.metrics,
             held=self.queue.worker,
             lists=self.lists,
+            trusted=TrustedPeers(cfg.auth.trusted_networks),
         )
         self._instrument(self.queue, store)
         for factory in listener_factories():
@@ -573,7 +580,8 @@ class App:
                 await lst.start()
             if cfg.listen.web:
                 try:
-                    self.web = web_server(cfg, web_routes(cfg, self.lists))
+                    vouch = self.ctx.trusted.register
+                    self.web = web_server(cfg, web_routes(cfg, self.lists), vouch)
                     await self.web.start()
                 except (OSError, ConfigError) as e:
                     raise ListenError(str(e)) from e

@@ -121,6 +121,9 @@ class AuthConfig:
     account_max_delay: float = 15.0  # the delay's ceiling; never a lockout per account
     slot_wait: float = 20.0  # how long an attempt waits for a free check, then 454 / NO / -ERR
     cache_ttl: float = 300.0  # successful verifications remembered (keyed HMAC), seconds
+    # CIDRs of proxies/webmails that may pass their client's address (IMAP ID x-originating-ip):
+    # it is then throttled and logged instead of theirs, and they skip the per-IP connection cap
+    trusted_networks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -387,6 +390,11 @@ def _validate(cfg: Config) -> None:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise ConfigError(f"smtp.relay_networks[{i}]: {net!r} is not a network") from None
+    for i, net in enumerate(cfg.auth.trusted_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"auth.trusted_networks[{i}]: {net!r} is not a network") from None
     positive = {
         "smtp.max_message_size": cfg.smtp.max_message_size,
         "smtp.max_recipients": cfg.smtp.max_recipients,
@@ -465,6 +473,16 @@ def _validate(cfg: Config) -> None:
                 parse_hostport(value, 25) if key == "relay.smarthost" else parse_nexthop(value)
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
+    for k, v in cfg.transport.items():
+        local, at, _domain = k.rpartition("@")
+        if at and (not local or any(c in k for c in " <>,;\r\n")):
+            raise ConfigError(f"transport.{k}: a key is a domain, .parent or user@domain")
+        if v.startswith("lmtp:") and k.lower().rstrip(".") in {d.lower() for d in cfg.domains}:
+            # local delivery wins over [transport]: the hand-off would silently not happen
+            raise ConfigError(
+                f"transport.{k}: {k} is in domains (delivered here); a domain handed to "
+                "another server over LMTP must not be one of ours"
+            )
     for i, ns in enumerate(cfg.dns.nameservers):
         try:
             parse_hostport(ns, 53)

@@ -38,6 +38,7 @@ PROTOCOL_OF = {
     "odmr": "odmr",
 }
 UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
+TRUSTED_KEY = "trusted "  # per_ip counts trusted peers under this prefix, uncapped
 
 
 class ListenError(Exception):
@@ -75,6 +76,11 @@ class Connection:
         self.local_ip: str = str(local[0])
         self.local_port: int = int(local[1])
         self.tls: TLSInfo | None = self._tls_info()
+        # The peer may speak for another client (net/trust.py); client_ip/client_port are that
+        # client once it has (IMAP ID x-originating-ip), else the peer itself.
+        self.trusted = False
+        self.client_ip: str = self.peer_ip
+        self.client_port: int = self.peer_port
 
     def _tls_info(self) -> TLSInfo | None:
         obj = self.writer.get_extra_info("ssl_object")
@@ -113,11 +119,13 @@ class Connection:
 
 Handler = Callable[[Connection], Awaitable[None]]
 Refuse = Callable[[asyncio.StreamWriter, str], Awaitable[None]]
+Trusts = Callable[[str, int], bool]  # (peer address, peer port): may speak for other clients
 
 
 class Listener:
     """One service on one address. Per-IP and total caps; `refuse` writes the protocol's own
-    "too many connections" reply (421 / BYE / -ERR) before closing."""
+    "too many connections" reply (421 / BYE / -ERR) before closing. A peer `trusted` says may
+    speak for other clients (a webmail, a proxy) is exempt from the per-IP cap, not the total."""
 
     def __init__(
         self,
@@ -128,6 +136,7 @@ class Listener:
         max_connections: int = 1000,
         max_per_ip: int = 20,
         refuse: Refuse | None = None,
+        trusted: Trusts | None = None,
     ) -> None:
         self.service = service
         self.address = address
@@ -137,6 +146,7 @@ class Listener:
         self.max_per_ip = max_per_ip
         self.refuse = refuse
         self.metrics: Metrics | None = None  # set by the composition root
+        self.trusted = trusted
         self.per_ip: Counter[str] = Counter()
         self.active: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
@@ -211,9 +221,9 @@ class Listener:
                 log.warning("%s: accept failed: %s", self.service, e)
                 await asyncio.sleep(0.1)
                 continue
-            ip = str(addr[0])
+            ip = self._ip_key(str(addr[0]), int(addr[1]))
             busy = len(self.active) + len(self._handshakes)
-            if busy >= self.max_connections or self.per_ip[ip] >= self.max_per_ip:
+            if busy >= self.max_connections or self._over_ip_cap(ip):
                 # no handshake for a client over its cap: closing costs nothing
                 log.warning("%s: refusing %s: too many connections", self.service, ip)
                 if self.metrics is not None:
@@ -248,6 +258,16 @@ class Listener:
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._serve(reader, writer, ip)
 
+    def _ip_key(self, ip: str, port: int) -> str:
+        """What per_ip counts a client under: its address, or apart (uncapped) for a trusted
+        peer, whose connections then leave the cap of other clients at that address alone."""
+        if self.trusted is not None and self.trusted(ip, port):
+            return TRUSTED_KEY + ip
+        return ip
+
+    def _over_ip_cap(self, key: str) -> bool:
+        return self.per_ip[key] >= self.max_per_ip and not key.startswith(TRUSTED_KEY)
+
     def _release(self, ip: str) -> None:
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
@@ -255,8 +275,9 @@ class Listener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
-        ip = str(peer[0])
-        if len(self.active) >= self.max_connections or self.per_ip[ip] >= self.max_per_ip:
+        port = int(peer[1]) if isinstance(peer, tuple) else 0
+        ip = self._ip_key(str(peer[0]), port)
+        if len(self.active) >= self.max_connections or self._over_ip_cap(ip):
             log.warning("%s: refusing %s: too many connections", self.service, ip)
             if self.metrics is not None:
                 self.metrics.connections_refused.labels(self.service).inc()
@@ -286,6 +307,7 @@ class Listener:
             m.connections_active.labels(self.service).inc()
             if conn.tls is not None:
                 m.tls_connections.labels(protocol, conn.tls.version).inc()
+        conn.trusted = ip.startswith(TRUSTED_KEY)
         try:
             await self.handler(conn)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from carteiro.core.address import AddressError, domain_to_ascii, normalize_domain
 from carteiro.core.hostport import parse_hostport
-from carteiro.core.nexthop import parse_nexthop
+from carteiro.core.nexthop import address_entry, parse_nexthop, transport_entry, transport_table
 from carteiro.queue.transport import Hop, Reply, TLSPolicy
 
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
@@ -129,22 +129,33 @@ class Router:
         self.rng = rng or random.Random()
         # Among equal preferences, hosts we already hold a connection to go first.
         self.prefer = prefer
-        self._transport = {
-            normalize_domain(k) if not k.startswith(".") else "." + normalize_domain(k[1:]): v
-            for k, v in config.transport.items()
-        }
+        self._transport = transport_table(config.transport)
 
     # ---- which destination ----------------------------------------------------------------
 
     def _transport_for(self, domain: str) -> str | None:
-        if domain in self._transport:
-            return self._transport[domain]
-        labels = domain.split(".")
-        for i in range(1, len(labels)):
-            parent = "." + ".".join(labels[i:])
-            if parent in self._transport:
-                return self._transport[parent]
-        return None
+        return transport_entry(self._transport, domain)
+
+    def destination_for(self, address: str, release: bool = False) -> Destination:
+        """The next hop for one recipient: its own `[transport]` entry (a list handed to
+        Mailman 3 in a domain that is otherwise delivered here), else its domain's."""
+        entry = address_entry(self._transport, address)
+        domain = address.rpartition("@")[2]
+        if entry is None or normalize_domain(domain).startswith("["):
+            return self.destination(domain, release)
+        return self._transport_destination(normalize_domain(domain), entry)
+
+    def _transport_destination(self, d: str, entry: str) -> Destination:
+        nh = parse_nexthop(entry, self.config.remote_port)
+        return Destination(
+            key=f"transport:{nh.key}",
+            kind="transport",
+            domain=d,
+            host=nh.host,
+            port=nh.port,
+            protocol=nh.protocol,
+            path=nh.path,
+        )
 
     def destination(self, domain: str, release: bool = False) -> Destination:
         """The next hop for a recipient domain. Local domains never leave the machine; held
@@ -158,16 +169,7 @@ class Router:
             return Destination(key=f"held:{d}", kind="held", domain=d)
         override = self._transport_for(d)
         if override:
-            nh = parse_nexthop(override, self.config.remote_port)
-            return Destination(
-                key=f"transport:{nh.key}",
-                kind="transport",
-                domain=d,
-                host=nh.host,
-                port=nh.port,
-                protocol=nh.protocol,
-                path=nh.path,
-            )
+            return self._transport_destination(d, override)
         if self.config.smarthost:
             host, port = parse_hostport(self.config.smarthost, 25)
             return Destination(key=f"relay:{host}:{port}", kind="smarthost", host=host, port=port)

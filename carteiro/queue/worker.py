@@ -198,9 +198,9 @@ class QueueWorker:
         groups: dict[str, tuple[Destination, list[RecipientState]]] = {}
         for r in due:
             try:
-                dest = self.router.destination(r.domain)
+                dest = self.router.destination_for(r.address)
                 if dest.kind == "held" and self._is_released(dest.domain, now):
-                    dest = self.router.destination(r.domain, release=True)
+                    dest = self.router.destination_for(r.address, release=True)
             except Exception:
                 log.exception("queue: %s: no destination for %s", msg.id, r.address)
                 continue

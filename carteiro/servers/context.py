@@ -17,6 +17,7 @@ from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.lists.service import ListService
 from carteiro.mail.sieve_filter import SieveFilter
+from carteiro.net.trust import TrustedPeers
 from carteiro.queue.api import Envelope, HeldMail, QueuedRecipient, Spool
 from carteiro.store.api import MailStore
 
@@ -37,6 +38,8 @@ class ServerContext:
     # the queue's mail for held domains (ETRN, ATRN); None when no queue runs in this process
     held: HeldMail | None = None
     lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
+    # peers that may pass their client's address ([auth] trusted_networks, the in-process webmail)
+    trusted: TrustedPeers = field(default_factory=TrustedPeers)
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

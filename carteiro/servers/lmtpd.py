@@ -150,6 +150,9 @@ class LMTPSession(Session):
                     started=txn.started,
                     digest=txn.digest.copy(),
                     has_message_id=txn.has_message_id,
+                    # a list address keeps its loop check (our own List-Id coming back)
+                    list_recipients=[a for a in txn.list_recipients if a == r.address],
+                    header=txn.header,
                 )
                 reply = await self._deliver(one, source)
                 if reply.code == 250:

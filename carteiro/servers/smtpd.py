@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.core.address import AddressError, parse_address
+from carteiro.core.nexthop import address_entry, is_lmtp_address, is_lmtp_domain, transport_table
 from carteiro.directory.accounts import Resolution
 from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
@@ -150,6 +151,8 @@ class SMTPServer:
         self.relay_networks = [
             ipaddress.ip_network(n, strict=False) for n in cfg.smtp.relay_networks
         ]
+        # domains handed over LMTP (an external Mailman 3): accepted for anyone, like held ones
+        self.transport = transport_table(cfg.transport)
         self.tmp_dir = cfg.data_dir / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         clean_tmp(self.tmp_dir, older_than=3600.0)  # ours, left by a crash
@@ -607,9 +610,18 @@ class Session:
         local_domain = not self.ctx.config.relay.null_client and self.ctx.directory.is_local_domain(
             domain
         )
-        if not local_domain:
-            # a held domain (ETRN/ATRN) is relayed for anyone, as Postfix's relay_domains
-            if not self._may_relay() and not self._held(domain):
+        # an address with a [transport] entry of its own (a list handed to Mailman 3) is
+        # delivered there, not here: in one of our domains it is accepted like a local one
+        own_route = address_entry(self.server.transport, address) is not None
+        if not local_domain or own_route:
+            # a held domain (ETRN/ATRN) or one handed over LMTP (a list manager: docs/lists.md)
+            # is accepted from anyone, as Postfix's relay_domains; other domains need a relay right
+            if (
+                not self._may_relay()
+                and not local_domain
+                and not self._held(domain)
+                and not self._handed_off(domain, address)
+            ):
                 self.reply(R.R_554_RELAY_DENIED.with_text(f"<{address}>: Relay access denied"))
                 return
             txn.recipients.append(Recipient(address, cmd.notify, cmd.orcpt, (), (address,)))
@@ -645,6 +657,10 @@ class Session:
 
     def _held(self, domain: str) -> bool:
         return self.role == "smtp" and self.ctx.directory.is_held_domain(domain)
+
+    def _handed_off(self, domain: str, address: str) -> bool:
+        t = self.server.transport
+        return self.role == "smtp" and (is_lmtp_domain(t, domain) or is_lmtp_address(t, address))
 
     def _resolve_rcpt(self, address: str) -> Resolution:
         try:

@@ -415,3 +415,34 @@ async def test_a_decision_repeated_after_a_crash_has_one_effect(env: Env) -> Non
         )
     assert env.db.member("dev@l.test", "c@c.test") is not None
     assert [s.msg["Subject"] for s in env.out.to("c@c.test")].count("Welcome to dev@l.test") == 1
+
+
+async def test_signed_list_copy_covers_both_unsubscribe_fields(env: Env, tmp_path: Path) -> None:
+    # RFC 8058 4: List-Unsubscribe and List-Unsubscribe-Post must both be under a valid DKIM
+    # signature; the queue signs each copy with its own fields in front, as this does.
+    import dkim
+
+    from carteiro.mailauth.dkim import DKIMSigner, ensure_dkim_key, txt_record
+
+    key = ensure_dkim_key(tmp_path, "l.test", "s1")
+    signer = DKIMSigner(tmp_path, ["l.test"], "s1")
+    env.db.add_member("dev@l.test", Member("p@strict.test"))
+    env.dmarc.strict.add("strict.test")
+    await env.mail("dev@l.test", "p@strict.test", "hello")
+    (batch,) = env.out.take()
+    assert batch.trusted  # From is the list's now: the queue signs it
+    copy = batch.headers[0] + batch.data
+    signed = signer(copy) + copy
+    sig = email.message_from_bytes(signed, policy=email.policy.compat32)["DKIM-Signature"]
+    tags = dict(t.strip().split("=", 1) for t in re.sub(r"\s+", "", sig).split(";") if t)
+    signed_fields = tags["h"].lower().split(":")
+    assert "list-unsubscribe" in signed_fields
+    assert "list-unsubscribe-post" in signed_fields
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.l.test."
+        return txt_record(key).encode()
+
+    assert dkim.verify(signed, dnsfunc=dns)
+    # a field we added after signing would break it: the h= list is what was hashed
+    assert not dkim.verify(signed.replace(b"One-Click", b"One-Clack", 1), dnsfunc=dns)

@@ -33,3 +33,17 @@ async def test_lmtp_transport_routes() -> None:
     d = router.destination("other.test")
     (hop,) = (await router.route(d)).hops
     assert (hop.protocol, hop.port) == ("smtp", 2526)
+
+
+async def test_address_entries_route_one_recipient_of_a_local_domain() -> None:
+    # Mailman 3 in a shared domain: its lists' addresses go to it, every other address is local
+    cfg = RoutingConfig(
+        transport={"dev@example.test": "lmtp:127.0.0.1:8024", "dev-bounces@example.test": "lmtp:h"}
+    )
+    router = Router(NoDNS(), cfg, lambda d: d == "example.test")  # type: ignore[arg-type]
+    assert router.destination_for("alice@example.test").kind == "local"
+    d = router.destination_for("Dev@Example.test")
+    assert (d.kind, d.protocol, d.port, d.domain) == ("transport", "lmtp", 8024, "example.test")
+    d = router.destination_for("dev-bounces+bob=b.test@example.test")
+    assert (d.kind, d.host, d.port) == ("transport", "h", 24)
+    assert router.destination_for("x@[127.0.0.1]").kind == "literal"

@@ -20,9 +20,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from carteiro.core.hostport import parse_hostport
+from carteiro.core.metrics import Metrics
 
 log = logging.getLogger("carteiro.net")
 
+# the protocol each listener's service speaks (metrics labels)
+PROTOCOL_OF = {
+    "smtp": "smtp",
+    "submission": "smtp",
+    "submissions": "smtp",
+    "imap": "imap",
+    "imaps": "imap",
+    "pop3": "pop3",
+    "pop3s": "pop3",
+    "sieve": "managesieve",
+    "lmtp": "lmtp",
+    "odmr": "odmr",
+}
 UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
 TRUSTED_KEY = "trusted "  # per_ip counts trusted peers under this prefix, uncapped
 
@@ -50,6 +64,7 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.service = service
+        self.metrics: Metrics | None = None  # set by the listener: counts STARTTLS upgrades
         peer = writer.get_extra_info("peername") or ("", 0)
         local = writer.get_extra_info("sockname") or ("", 0)
         if isinstance(peer, str | bytes):  # a Unix socket: no address, no port
@@ -86,6 +101,9 @@ class Connection:
         await self.writer.drain()
         await self.writer.start_tls(context, ssl_handshake_timeout=handshake_timeout)
         self.tls = self._tls_info()
+        if self.metrics is not None and self.tls is not None:
+            protocol = PROTOCOL_OF.get(self.service, self.service)
+            self.metrics.tls_connections.labels(protocol, self.tls.version).inc()
         return discarded
 
     async def close(self) -> None:
@@ -127,40 +145,28 @@ class Listener:
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
         self.refuse = refuse
+        self.metrics: Metrics | None = None  # set by the composition root
         self.trusted = trusted
         self.per_ip: Counter[str] = Counter()
         self.active: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
+        self.servers: list[asyncio.Server] = []
         self.bound: tuple[str, int] | None = None
-        self._tls_socks: list[socket.socket] = []
+        self._socks: list[socket.socket] = []
         self._tls_accepting: list[asyncio.Task[None]] = []
         self._handshakes: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        if self.address.startswith(UNIX_PREFIX):
-            await self._start_unix(self.address[len(UNIX_PREFIX) :])
-            return
-        host, port = parse_hostport(self.address)
-        try:
-            if self.ssl_context is not None:
-                self._start_tls_accept(host, port)
-                return
-            self.server = await asyncio.start_server(
-                self._accept,
-                host or None,
-                port,
-                reuse_address=True,
-                limit=1 << 20,
-                backlog=1024,
-            )
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise ListenError(f"{self.service}: {self.address} is already in use") from None
-            raise ListenError(
-                f"{self.service}: cannot listen on {self.address}: {e.strerror or e}"
-            ) from None
-        sock = self.server.sockets[0].getsockname()
-        self.bound = (str(sock[0]), int(sock[1]))
+    def prebind(self) -> None:
+        """Bind the listening sockets now, without serving yet."""
+        if not self._socks:
+            self.adopt(bind_address(self.service, self.address))
+
+    def adopt(self, socks: list[socket.socket]) -> None:
+        """Serve on sockets bound earlier (`carteiro serve` started as root binds every port
+        first, then drops to its configured user)."""
+        self._socks = socks
+        name = socks[0].getsockname()
+        self.bound = (str(name[0]), int(name[1]))
 
     async def _start_unix(self, path: str) -> None:
         """A Unix stream socket (LMTP from an MTA on this host). Mode 0666, like a loopback TCP
@@ -171,7 +177,7 @@ class Listener:
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISSOCK(os.lstat(path).st_mode):
                     os.unlink(path)  # left by a previous run
-            self.server = await asyncio.start_unix_server(
+            server = await asyncio.start_unix_server(
                 self._accept, path=path, limit=1 << 20, backlog=1024
             )
             os.chmod(path, 0o666)
@@ -179,37 +185,30 @@ class Listener:
             raise ListenError(
                 f"{self.service}: cannot listen on {self.address}: {e.strerror or e}"
             ) from None
+        self.servers.append(server)
+        self.server = server
         self.bound = (path, 0)
 
-    # ---- implicit TLS: count the client at accept, before its handshake ----
-    # asyncio's own TLS server handshakes before any callback runs, so every half-open handshake
-    # (30 s each) would escape the per-IP cap. Accepting here, then wrapping the socket with
-    # connect_accepted_socket, puts the cap in front of the handshake.
-
-    def _start_tls_accept(self, host: str, port: int) -> None:
-        """One listening socket per address the host resolves to (as asyncio.start_server binds:
-        IPv6 ones v6-only, so IPv4 peers keep plain addresses)."""
-        seen = set()
-        try:
-            for family, _type, _proto, _name, addr in socket.getaddrinfo(
-                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            ):
-                key = (family, addr[:2])
-                if key in seen:
-                    continue
-                seen.add(key)
-                lsock = socket.create_server(addr[:2], family=family, backlog=1024)
+    async def start(self) -> None:
+        if self.address.startswith(UNIX_PREFIX):
+            await self._start_unix(self.address[len(UNIX_PREFIX) :])
+            return
+        self.prebind()
+        if self.ssl_context is not None:
+            # Implicit TLS: count the client at accept, before its handshake. asyncio's own TLS
+            # server handshakes before any callback runs, so every half-open handshake (30 s
+            # each) would escape the per-IP cap; accepting here, then wrapping the socket with
+            # connect_accepted_socket, puts the cap in front of the handshake.
+            for lsock in self._socks:
                 lsock.setblocking(False)
-                self._tls_socks.append(lsock)
-        except OSError:
-            for lsock in self._tls_socks:
-                lsock.close()
-            self._tls_socks.clear()
-            raise
-        name = self._tls_socks[0].getsockname()
-        self.bound = (str(name[0]), int(name[1]))
-        for lsock in self._tls_socks:
-            self._tls_accepting.append(asyncio.create_task(self._tls_accept_loop(lsock)))
+                self._tls_accepting.append(asyncio.create_task(self._tls_accept_loop(lsock)))
+            return
+        for lsock in self._socks:
+            server = await asyncio.start_server(
+                self._accept, sock=lsock, limit=1 << 20, backlog=1024
+            )
+            self.servers.append(server)
+        self.server = self.servers[0]
 
     async def _tls_accept_loop(self, lsock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -227,6 +226,8 @@ class Listener:
             if busy >= self.max_connections or self._over_ip_cap(ip):
                 # no handshake for a client over its cap: closing costs nothing
                 log.warning("%s: refusing %s: too many connections", self.service, ip)
+                if self.metrics is not None:
+                    self.metrics.connections_refused.labels(self.service).inc()
                 conn.close()
                 continue
             self.per_ip[ip] += 1
@@ -278,6 +279,8 @@ class Listener:
         ip = self._ip_key(str(peer[0]), port)
         if len(self.active) >= self.max_connections or self._over_ip_cap(ip):
             log.warning("%s: refusing %s: too many connections", self.service, ip)
+            if self.metrics is not None:
+                self.metrics.connections_refused.labels(self.service).inc()
             try:
                 if self.refuse is not None:
                     await asyncio.wait_for(self.refuse(writer, ip), 5)
@@ -296,6 +299,14 @@ class Listener:
         assert task is not None
         self.active.add(task)
         conn = Connection(reader, writer, self.service)
+        m = self.metrics
+        if m is not None:
+            conn.metrics = m
+            protocol = PROTOCOL_OF.get(self.service, self.service)
+            m.connections.labels(protocol, self.service).inc()
+            m.connections_active.labels(self.service).inc()
+            if conn.tls is not None:
+                m.tls_connections.labels(protocol, conn.tls.version).inc()
         conn.trusted = ip.startswith(TRUSTED_KEY)
         try:
             await self.handler(conn)
@@ -308,18 +319,20 @@ class Listener:
         finally:
             self.active.discard(task)
             self._release(ip)
+            if m is not None:
+                m.connections_active.labels(self.service).dec()
             await conn.close()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting; give in-flight sessions `grace` seconds, then cancel them."""
-        if self.server is not None:
-            self.server.close()
+        for server in self.servers:
+            server.close()
         for t in self._tls_accepting:
             t.cancel()
         if self._tls_accepting:
             await asyncio.gather(*self._tls_accepting, return_exceptions=True)
             self._tls_accepting.clear()
-        for lsock in self._tls_socks:
+        for lsock in self._socks:
             with contextlib.suppress(OSError):
                 lsock.close()
         for t in list(self._handshakes):
@@ -330,8 +343,48 @@ class Listener:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        if self.server is not None:
+        for server in self.servers:
             try:
-                await asyncio.wait_for(self.server.wait_closed(), 5)
+                await asyncio.wait_for(server.wait_closed(), 5)
             except TimeoutError:
                 pass
+
+
+def bind_address(service: str, address: str) -> list[socket.socket]:
+    """The listening sockets for `address`, or ListenError in one line naming the service."""
+    host, port = parse_hostport(address)
+    try:
+        return _bind(host, port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ListenError(f"{service}: {address} is already in use") from None
+        hint = ""
+        if e.errno == errno.EACCES and port < 1024:
+            hint = (
+                " (a port below 1024 needs root or CAP_NET_BIND_SERVICE: "
+                "see contrib/carteiro.service)"
+            )
+        raise ListenError(
+            f"{service}: cannot listen on {address}: {e.strerror or e}{hint}"
+        ) from None
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """One listening socket per address the host resolves to (as asyncio.start_server binds:
+    IPv6 ones v6-only, so IPv4 peers keep plain addresses)."""
+    socks: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, _type, _proto, _name, addr in socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            key = (family, addr[:2])
+            if key in seen:
+                continue
+            seen.add(key)
+            socks.append(socket.create_server(addr[:2], family=family, backlog=1024))
+    except BaseException:
+        for lsock in socks:
+            lsock.close()
+        raise
+    return socks

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from carteiro.config import Config
+from carteiro.core.metrics import Metrics
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.lists.service import ListService
@@ -33,6 +34,7 @@ class ServerContext:
         frozenset()
     )  # protocols whose sessions are traced ("smtp", "imap", "pop3")
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
     # the queue's mail for held domains (ETRN, ATRN); None when no queue runs in this process
     held: HeldMail | None = None
     lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT

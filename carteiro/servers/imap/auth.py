@@ -166,6 +166,7 @@ async def authenticate_user(s: Session, user: str, password: str) -> Result:
     # cannot outrun the throttle (directory/throttle.py).
     slot = await ctx.throttle.reserve(s.conn.client_ip, user)
     if isinstance(slot, Refused):
+        ctx.metrics.auth_failures.labels("imap").inc()
         return no(slot.text, "UNAVAILABLE")  # RFC 5530 3: temporary, try again later
     try:
         account = await ctx.directory.verify(user, password) if user and password else None
@@ -175,6 +176,14 @@ async def authenticate_user(s: Session, user: str, password: str) -> Result:
         slot.success(account)
     finally:
         slot.release()
+    if ctx.directory.delivery_of(account) == "mbox":
+        # Its mail goes to the classic spool file, which this server does not serve: an empty
+        # INBOX would look like lost mail. RFC 5530 3: CONTACTADMIN, after the password only.
+        return no(
+            "This account's mail is delivered to an mbox spool file on the server, not to "
+            "IMAP; ask the administrator to switch it (carteiro user set --delivery store)",
+            "CONTACTADMIN",
+        )
     try:
         store = await ctx.store.account(account)
     except AccountNotFound:
@@ -193,6 +202,7 @@ async def _failed(s: Session, delay: float | None = None) -> Result:
     if delay is None:  # refused before any password check (a malformed exchange)
         delay = s.server.ctx.throttle.record_failure(s.conn.client_ip)
     s.auth_failures += 1
+    s.server.ctx.metrics.auth_failures.labels("imap").inc()
     if delay > 0:
         await s.flush()
         await asyncio.sleep(delay)

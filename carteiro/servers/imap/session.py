@@ -380,6 +380,7 @@ class Session:
             self.untagged("BAD Unexpected continuation")
 
     def tagged(self, tag: str, res: Result) -> None:
+        self.server.ctx.metrics.reply("imap", res.status)
         code = f"[{res.code}] " if res.code else ""
         text = res.text
         if not text.isascii() and not self.utf8:
@@ -407,6 +408,7 @@ class Session:
         else:
             req = parse_command(cmd, utf8=self.utf8)
         if isinstance(req, ParseError):
+            self.server.ctx.metrics.command("imap", "INVALID")
             if self.view is not None and self.saved and _search_save(cmd):
                 self.saved = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties "$"
             self.tagged(req.tag, Result(req.status, req.reason, req.code))
@@ -415,6 +417,8 @@ class Session:
 
     async def execute(self, tag: str, req: c.Request) -> None:
         entry = DISPATCH.get(type(req))
+        # the parsed request's type: a fixed set, whatever the client sends
+        self.server.ctx.metrics.command("imap", type(req).__name__.upper())
         if entry is None:  # parsed but not offered (e.g. an extension we do not advertise)
             self.tagged(tag, bad("Command not supported"))
             return

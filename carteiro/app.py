@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import random
+import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from carteiro.config import Config, ConfigError
+from carteiro.core.metrics import Metrics, Sample
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.net.listener import Listener, ListenError
-from carteiro.net.tls import server_context
+from carteiro.net.tls import load_server_context
+from carteiro.net.trust import TrustedPeers
 from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient, Spool
 from carteiro.queue.routing import Resolver
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
@@ -40,9 +45,11 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.mailauth.dmarc_reports import Recorder
     from carteiro.mailauth.inbound import Checker
     from carteiro.mailauth.lookup import Resolver as LookupResolver
+    from carteiro.ops.privileges import Target
     from carteiro.queue.api import Spool
+    from carteiro.web.imap import Vouch
     from carteiro.web.server import WebServer
-    from carteiro.web.settings import WebSettings
+    from carteiro.web.settings import PasswordChanger, WebSettings
 
 log = logging.getLogger("carteiro")
 
@@ -507,9 +514,11 @@ def _local(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
-def web_settings(cfg: Config) -> WebSettings:
+def web_settings(cfg: Config, vouch: Vouch | None = None) -> WebSettings:
     """The webmail as a client of this server's own IMAP and submission listeners (implicit TLS
-    preferred, else STARTTLS), and what autoconfiguration tells mail programs."""
+    preferred, else STARTTLS), and what autoconfiguration tells mail programs. With `vouch`
+    (inside `carteiro serve`) the IMAP server trusts the webmail's own sockets, and only them,
+    to pass the browser's address (docs/auth-trust.md)."""
     from carteiro.core.hostport import parse_hostport
     from carteiro.web.autoconfig import Service, Services
     from carteiro.web.imap import Endpoint
@@ -517,15 +526,15 @@ def web_settings(cfg: Config) -> WebSettings:
 
     lst = cfg.listen
 
-    def endpoint(implicit: str, starttls: str, what: str) -> Endpoint:
+    def endpoint(implicit: str, starttls: str, what: str, vouch: Vouch | None = None) -> Endpoint:
         # Encrypted even on loopback (the servers refuse plaintext passwords); the certificate is
         # our own, so it is not verified against a name.
         if implicit:
             host, port = parse_hostport(implicit)
-            return Endpoint(_local(host), port, "implicit", verify=False)
+            return Endpoint(_local(host), port, "implicit", verify=False, vouch=vouch)
         if starttls:
             host, port = parse_hostport(starttls)
-            return Endpoint(_local(host), port, "starttls", verify=False)
+            return Endpoint(_local(host), port, "starttls", verify=False, vouch=vouch)
         raise ConfigError(f"listen.web: the webmail needs [listen] {what} enabled")
 
     services = []
@@ -542,22 +551,55 @@ def web_settings(cfg: Config) -> WebSettings:
             services.append(Service(proto, parse_hostport(value)[1], tls))
     public = cfg.web.public_hostname or cfg.hostname
     return WebSettings(
-        imap=endpoint(lst.imaps, lst.imap, "imaps or imap"),
+        imap=endpoint(lst.imaps, lst.imap, "imaps or imap", vouch),
         smtp=endpoint(lst.submissions, lst.submission, "submissions or submission"),
         hostname=cfg.hostname,
         services=Services(public, tuple(services)),
         idle_timeout=cfg.web.idle_timeout,
         max_upload=cfg.web.max_upload,
         secure_cookies=cfg.web.tls == "on",
+        # ManageSieve with STARTTLS, as any client would, for the filter settings.
+        sieve=endpoint("", lst.sieve, "sieve") if lst.sieve else None,
     )
 
 
-def web_server(cfg: Config, routes: Sequence[BaseRoute] = ()) -> WebServer:
-    """The web listener: the webmail's pages, with `routes` (web_routes) beside them."""
+def password_changer(directory: Directory, min_length: int) -> PasswordChanger:
+    """The webmail's Settings -> change password, inside `carteiro serve` only (IMAP and SMTP
+    have no command for it): the current password checked, the new one Argon2id-hashed by the
+    directory, which also drops the account's login cache entry (and bumps its generation, so
+    other processes' caches drop it too)."""
+    from carteiro.web.settings import PasswordRefused
+
+    async def change(user: str, old: str, new: str) -> None:
+        if len(new) < min_length:
+            raise PasswordRefused(f"The new password needs at least {min_length} characters.")
+        if len(new) > 1024:
+            raise PasswordRefused("The new password is too long.")
+        if new == old:
+            raise PasswordRefused("The new password is the same as the current one.")
+        account = await directory.verify(user, old)
+        if account is None:
+            raise PasswordRefused("The current password is wrong.", wrong=True)
+        await asyncio.to_thread(directory.set_password, account, new)
+        log.info("password of %s changed in the webmail", account)
+
+    return change
+
+
+def web_server(
+    cfg: Config,
+    routes: Sequence[BaseRoute] = (),
+    vouch: Vouch | None = None,
+    directory: Directory | None = None,
+) -> WebServer:
+    """The web listener: the webmail's pages, with `routes` (web_routes) beside them; with the
+    directory, the Settings page can change passwords."""
     from carteiro.web.app import create_app
     from carteiro.web.server import WebServer
 
-    settings = web_settings(cfg)
+    settings = web_settings(cfg, vouch)
+    if directory is not None:
+        settings.change_password = password_changer(directory, cfg.web.min_password_length)
     cert = key = None
     if settings.secure_cookies:
         cert = cfg.path(cfg.web.cert or cfg.tls.cert)
@@ -573,12 +615,55 @@ class App:
     ctx: ServerContext | None = None
     queue: QueueService | None = None
     _dmarc: asyncio.Task[None] | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    started: float = 0.0
+    log_level_override: str | None = None  # `serve --log-level`: kept across reloads
+    _stopped: bool = False
+
+    def _privileges(self) -> Target | None:
+        """The user to become after binding (started as root with [server] user set)."""
+        from carteiro.ops import privileges
+
+        user = self.config.server.user
+        if not user:
+            return None
+        target = privileges.resolve(user, self.config.server.group)
+        if not privileges.needs_switch(user):
+            privileges.check_not_other_user(target)
+            return None
+        privileges.check_data_dir(target, self.config.data_dir)
+        return target
+
     fetcher: Fetcher | None = None
     lists: ListService | None = None
     web: WebServer | None = None
 
     async def start(self) -> None:
+        """Raises ListenError, TLSFileError, PrivilegeError: one line each for the user."""
+        from carteiro.net.listener import bind_address
+        from carteiro.net.metrics_http import metrics_listener
+        from carteiro.ops import privileges
+
         cfg = self.config
+        target = self._privileges()
+        # Read as started (root may be the only reader of a key under /etc), before any switch.
+        tls = load_server_context(cfg.path(cfg.tls.cert), cfg.path(cfg.tls.key))
+        prebound: dict[str, list[socket.socket]] = {}
+        if target is not None:
+            try:
+                for f in dataclasses.fields(cfg.listen):
+                    address = getattr(cfg.listen, f.name)
+                    if address and f.name != "web" and not address.startswith("unix:"):
+                        prebound[f.name] = bind_address(f.name, address)
+            except ListenError:
+                for socks in prebound.values():
+                    for sock in socks:
+                        sock.close()
+                raise
+            privileges.preload()
+            privileges.drop_to(target)
+            log.info("bound the ports as root; now running as %s", target.user)
+        self._warn_missing_dkim_keys()
         store = open_store(cfg, search_indexer=True)
         directory = open_directory(cfg)
         throttle = AuthThrottle(
@@ -593,7 +678,6 @@ class App:
             account_max_delay=cfg.auth.account_max_delay,
             slot_wait=cfg.auth.slot_wait,
         )
-        tls = server_context(cfg.path(cfg.tls.cert), cfg.path(cfg.tls.key))
         self.lists, list_sender = open_lists(cfg, store, directory)
         self.queue = make_queue_service(cfg, store, directory, lists=self.lists)
         list_sender.spool = self.queue.spool
@@ -606,8 +690,10 @@ class App:
             tls=tls,
             trace=self.trace,
             mailauth=make_mail_checker(cfg),
+            metrics=self.metrics,
             held=self.queue.worker,
             lists=self.lists,
+            trusted=TrustedPeers(cfg.auth.trusted_networks),
         )
         if self.ctx.mailauth is not None and cfg.mailauth.dmarc_reports:
             from carteiro.mailauth.dmarc_reports import Recorder
@@ -617,8 +703,19 @@ class App:
                 cfg, self.ctx.dmarc_recorder, self.queue.spool, self.ctx.mailauth
             )
             self._dmarc = asyncio.get_running_loop().create_task(task.run(self.ctx.shutdown))
+        self._instrument(self.queue, store)
         for factory in listener_factories():
             self.listeners.extend(factory(self.ctx))
+        if cfg.listen.metrics:
+            self.listeners.append(metrics_listener(cfg.listen.metrics, self.metrics, self.health))
+        for lst in self.listeners:
+            if lst.service != "metrics":  # scrapes are not mail traffic
+                lst.metrics = self.metrics
+            if lst.service in prebound:
+                lst.adopt(prebound.pop(lst.service))
+        for socks in prebound.values():
+            for sock in socks:
+                sock.close()
         try:
             # The queue first: a message accepted by a listener must find the spool open.
             await self.queue.start()
@@ -626,7 +723,8 @@ class App:
                 await lst.start()
             if cfg.listen.web:
                 try:
-                    self.web = web_server(cfg, web_routes(cfg, self.lists))
+                    vouch = self.ctx.trusted.register
+                    self.web = web_server(cfg, web_routes(cfg, self.lists), vouch, directory)
                     await self.web.start()
                 except (OSError, ConfigError) as e:
                     raise ListenError(str(e)) from e
@@ -634,9 +732,15 @@ class App:
         except ListenError:
             await self.stop(grace=0)
             raise
+        self.started = time.time()
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)
+        if os.geteuid() == 0:  # (said once it runs: a failed start stays one line)
+            log.warning(
+                "running as root: set [server] user (it binds the ports, then switches) "
+                "or run it as a user with CAP_NET_BIND_SERVICE (contrib/carteiro.service)"
+            )
         if cfg.fetch:
             self.fetcher = make_fetcher(cfg, store, directory)
             await self.fetcher.start()
@@ -648,8 +752,112 @@ class App:
                 "https" if self.web.https else "http",
             )
 
+    def _warn_missing_dkim_keys(self) -> None:
+        """Mail from a domain without its key goes out unsigned: say so once, at start."""
+        cfg = self.config
+        if not cfg.dkim.enabled:
+            return
+        from carteiro.mailauth.dkim import key_path
+
+        directory = open_directory(cfg)
+        try:
+            domains = directory.domains()
+        finally:
+            directory.close()
+        for dom in domains:
+            path = key_path(cfg.data_dir, dom, cfg.dkim.selector)
+            if not path.exists():
+                log.warning(
+                    "dkim: no key for %s (%s): its outbound mail goes unsigned; "
+                    "`carteiro init --data %s` makes the missing keys",
+                    dom,
+                    path,
+                    cfg.data_dir,
+                )
+
+    def _instrument(self, queue: QueueService, store: MailStore) -> None:
+        """Point the queue's outcomes at the metrics; read queue size and store counters when
+        scraped."""
+        m = self.metrics
+
+        def outcome(status: str, route: str, delay: float) -> None:
+            m.deliveries.labels(status, route).inc()
+            if status == "sent":
+                m.delivery_seconds.labels(route).observe(delay)
+
+        queue.worker.on_outcome = outcome
+        spool = queue.spool
+
+        def sample() -> Iterator[Sample]:
+            msgs = list(spool.messages.values())
+            now = time.time()
+            pending = sum(1 for msg in msgs for r in msg.recipients if r.state == "pending")
+            oldest = min((msg.arrival for msg in msgs), default=now)
+            yield (
+                "gauge",
+                "carteiro_queue_messages",
+                "Messages in the outbound queue",
+                {},
+                len(msgs),
+            )
+            yield (
+                "gauge",
+                "carteiro_queue_recipients_pending",
+                "Recipients still to deliver",
+                {},
+                pending,
+            )
+            yield (
+                "gauge",
+                "carteiro_queue_oldest_age_seconds",
+                "Age of the oldest message in the queue (0 when empty)",
+                {},
+                max(0.0, now - oldest),
+            )
+            yield (
+                "gauge",
+                "carteiro_queue_held_messages",
+                "Messages held by the operator",
+                {},
+                sum(1 for msg in msgs if msg.held),
+            )
+            for attr, name, doc in (
+                ("batches", "carteiro_store_commits_total", "Store write transactions committed"),
+                (
+                    "sync_rounds",
+                    "carteiro_store_fsync_rounds_total",
+                    "Rounds of fsyncs the store waited for (group commit: one per batch)",
+                ),
+                ("fsync_calls", "carteiro_store_fsync_calls_total", "fsync(2) calls by the store"),
+            ):
+                value = getattr(store, attr, None)
+                if isinstance(value, int):
+                    yield ("counter", name, doc, {}, value)
+
+        m.add_callback(sample)
+
+    async def health(self) -> dict[str, Any]:
+        """What /healthz and `carteiro status` report: ok is false when a part is not working."""
+        from carteiro.ops.health import check_health
+
+        return await check_health(self)
+
+    async def reload(self) -> bool:
+        """SIGHUP: re-read carteiro.toml; apply the certificate and [log] at once (sessions
+        keep running: established TLS sessions keep their certificate, new ones get the new
+        one); name every other changed key, which needs a restart. A bad file changes nothing."""
+        from carteiro.ops.reload import reload_app
+
+        ok = await reload_app(self)
+        self.metrics.reloads.labels("ok" if ok else "failed").inc()
+        return ok
+
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store."""
+        """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store.
+        Idempotent (a failed start has already stopped what it started)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.ctx is not None:
             self.ctx.shutdown.set()
         if self.fetcher is not None:

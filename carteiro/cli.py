@@ -19,7 +19,8 @@ from typing import Any
 
 from carteiro import __version__
 from carteiro.config import CONFIG_NAME, Config, ConfigError, default_text, load
-from carteiro.core.address import AddressError, canonical
+from carteiro.core.address import AddressError, canonical, check_domain
+from carteiro.core.plural import plural
 from carteiro.directory.accounts import DirectoryError
 from carteiro.store.api import StoreError
 
@@ -29,6 +30,7 @@ EX_NOUSER = 67
 EX_SOFTWARE = 70
 EX_CONFIG = 78
 EX_TEMPFAIL = 75
+EX_CANTCREAT = 73
 
 DEMO_PASSWORD_FILE = "demo-password.txt"
 
@@ -80,11 +82,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
     cfg_path = d / CONFIG_NAME
-    domains = [x.lower() for x in args.domain]
+    try:
+        domains = [check_domain(x) for x in args.domain]
+    except AddressError as e:
+        raise CLIError(f"--domain: {e}", EX_DATAERR) from None
     if not cfg_path.exists():
         if not domains:
             raise CLIError("--domain is required the first time")
         hostname = args.hostname or f"mail.{domains[0]}"
+        try:
+            hostname = check_domain(hostname)
+        except AddressError as e:
+            raise CLIError(f"--hostname: {e}", EX_DATAERR) from None
         cfg_path.write_text(default_text(hostname, domains))
         print(f"wrote {cfg_path}")
     cfg = load_config(args)
@@ -128,6 +137,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def setup_logging(level: str) -> None:
+    """Plain text logging for commands other than `serve` (which configures [log] fully)."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -138,41 +148,75 @@ def setup_logging(level: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from carteiro.app import App
     from carteiro.net.listener import ListenError
+    from carteiro.net.tls import TLSFileError
+    from carteiro.ops.logsetup import configure
+    from carteiro.ops.privileges import PrivilegeError
+    from carteiro.ops.serverlock import ServerLock, ServerRunning
 
     cfg = load_config(args)
-    setup_logging(args.log_level or cfg.log.level)
     trace: set[str] = set()
     for t in args.trace or ():
         trace.update(x.strip() for x in t.split(",") if x.strip())
     unknown = trace - {"smtp", "imap", "pop3", "lmtp"}
     if unknown:
         raise CLIError(f"--trace: unknown protocol(s) {', '.join(sorted(unknown))}", EX_USAGE)
+    lock = ServerLock(cfg.data_dir)
+    try:
+        # before anything opens: a second server says so at once, not after the queue's wait
+        lock.acquire()
+    except ServerRunning as e:
+        raise CLIError(str(e), EX_TEMPFAIL) from None
+    except OSError as e:
+        raise CLIError(f"{cfg.data_dir}: cannot take the server lock: {e}", EX_CANTCREAT) from None
+    configure(cfg.log, args.log_level)
+    log = logging.getLogger("carteiro")
 
     async def run() -> int:
-        app = App(cfg, trace=frozenset(trace))
+        app = App(cfg, trace=frozenset(trace), log_level_override=args.log_level)
         try:
             await app.start()
-        except ListenError as e:
+        except (ListenError, TLSFileError, PrivilegeError) as e:
             print(f"carteiro: {e}", file=sys.stderr)
+            await app.stop(grace=0)
             return EX_CONFIG
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        reloading: set[asyncio.Task[bool]] = set()
+
+        def hup() -> None:
+            task = loop.create_task(app.reload())
+            reloading.add(task)
+            task.add_done_callback(reloading.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hup)
+        lock.write_state(
+            {
+                "version": __version__,
+                "started": app.started,
+                "listeners": {
+                    lst.service: f"{lst.bound[0]}:{lst.bound[1]}"
+                    for lst in app.listeners
+                    if lst.bound
+                },
+            }
+        )
         demo = cfg.data_dir / DEMO_PASSWORD_FILE
         if demo.exists():
-            acct, _, pw = demo.read_text().strip().partition(" ")
-            logging.getLogger("carteiro").info("demo account: %s  password: %s", acct, pw)
-        logging.getLogger("carteiro").info(
-            "carteiro %s ready (data dir %s)", __version__, cfg.data_dir
-        )
+            acct = demo.read_text().strip().partition(" ")[0]
+            log.info("demo account: %s (its password is in %s)", acct, demo)
+        log.info("carteiro %s ready (data dir %s, pid %d)", __version__, cfg.data_dir, os.getpid())
         await stop.wait()
-        logging.getLogger("carteiro").info("stopping: no new connections; finishing sessions")
+        log.info("stopping: no new connections; finishing sessions")
         await app.stop()
-        logging.getLogger("carteiro").info("stopped")
+        log.info("stopped")
         return 0
 
-    return run_loop(run())
+    try:
+        return run_loop(run())
+    finally:
+        lock.release()
 
 
 def run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -197,9 +241,15 @@ def cmd_user(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     directory = open_directory(cfg)
     if args.action == "list":
-        for u in directory.users():
-            print(u)
+        users = directory.users()
+        width = max((len(u) for u in users), default=0)
+        for u in users:
+            print(f"{u:<{width}}  {directory.delivery_of(u)}")
         return 0
+    if args.action == "set":
+        from carteiro.cli_ops import set_delivery
+
+        return set_delivery(cfg, directory, args.address, args.delivery)
     if args.action == "add":
         pw = read_password(args)
         acct = directory.add_user(args.address, pw, delivery=args.delivery)
@@ -213,6 +263,10 @@ def cmd_user(args: argparse.Namespace) -> int:
 
         asyncio.run(create())
         print(f"added {acct}")
+        if args.delivery == "mbox":
+            from carteiro.cli_ops import mbox_note
+
+            print(mbox_note(cfg, acct))
         return 0
     if args.action == "passwd":
         directory.set_password(args.address, read_password(args))
@@ -308,14 +362,15 @@ def cmd_alias(args: argparse.Namespace) -> int:
             raise CLIError(
                 f"no alias {args.source}" + (f" -> {args.target}" if args.target else "")
             )
-        print(f"removed {n} alias(es)")
+        print(f"removed {plural(n, 'alias')}")
     return 0
 
 
 def cmd_domain(args: argparse.Namespace) -> int:
     from carteiro.app import open_directory
 
-    directory = open_directory(load_config(args))
+    cfg = load_config(args)
+    directory = open_directory(cfg)
     if args.action == "list":
         for dom in directory.domains():
             print(dom + ("  (carteiro.toml)" if dom in directory.static_domains else ""))
@@ -326,8 +381,13 @@ def cmd_domain(args: argparse.Namespace) -> int:
         directory.add_held_domain(args.domain, args.atrn_user or "")
         print(f"added {args.domain.lower()} (held)")
     elif args.action == "add":
-        directory.add_domain(args.domain)
-        print(f"added {args.domain.lower()}")
+        name = directory.add_domain(args.domain)
+        print(f"added {name}")
+        if cfg.dkim.enabled:
+            from carteiro.mailauth.dkim import ensure_dkim_key
+
+            # the key is made here, once, not as a side effect of printing the DNS records
+            print(f"DKIM key: {ensure_dkim_key(cfg.data_dir, name, cfg.dkim.selector)}")
     elif args.action == "del":
         if not directory.del_held_domain(args.domain):
             directory.del_domain(args.domain)
@@ -353,6 +413,9 @@ def extra_commands() -> list[Register]:
     from carteiro.cli_mailauth import register as register_mailauth
 
     regs.append(register_mailauth)
+    from carteiro.cli_ops import register as register_ops
+
+    regs.append(register_ops)
     from carteiro.cli_sieve import register as register_sieve
 
     regs.append(register_sieve)
@@ -407,7 +470,15 @@ def build_parser() -> argparse.ArgumentParser:
     a = us.add_parser("passwd", parents=[common])
     a.add_argument("address")
     a.add_argument("--password-stdin", action="store_true")
-    us.add_parser("list", parents=[common])
+    us.add_parser("list", parents=[common], help="accounts and their delivery (store or mbox)")
+    a = us.add_parser("set", parents=[common], help="change an account's delivery")
+    a.add_argument("address")
+    a.add_argument(
+        "--delivery",
+        choices=["store", "mbox"],
+        required=True,
+        help="store: the mailbox IMAP/POP3 serve; mbox: a classic spool file for local programs",
+    )
     a = us.add_parser(
         "quota",
         parents=[common],

@@ -44,6 +44,11 @@ class QueueHandoffError(Exception):
     """The outbound queue did not take the message (nothing was queued, as far as we know)."""
 
 
+class EmptyMessage(ValueError):
+    """Standard input held no message (SMTP has no way to send one: RFC 5321 4.1.1.4 needs at
+    least the end-of-data line, and a message needs a header section, RFC 5322 3.5)."""
+
+
 class _NoServer(QueueHandoffError):
     """Nobody listens on the control socket (yet): the request was never sent."""
 
@@ -52,7 +57,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "deliver",
         help="deliver one message from standard input to a local address (an LDA)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="Deliver one message from standard input to a local address, as "
+        "dovecot-lda or procmail do for another MTA (e.g. Postfix's mailbox_command = carteiro "
+        'deliver --to "$RECIPIENT"). Without --from, a leading mbox "From " line gives the '
+        "sender, else it is unknown (Return-Path: <>). Exit status (sysexits): 0 delivered, "
+        "65 bad address or empty message, 67 unknown user, 69 refused for good, 75 try later "
+        "(nothing was delivered or queued).",
     )
     p.add_argument("--data", help="data dir (default: $CARTEIRO_DATA, then ./var)")
     p.add_argument("--to", required=True, metavar="ADDRESS", help="the local recipient")
@@ -64,7 +74,10 @@ def spool_stdin(
     stream: BinaryIO, tmp_dir: Path, sender: str | None
 ) -> tuple[Path, str | None, int]:
     """Copy the message to a new file in `tmp_dir` with CRLF line endings and a Return-Path
-    when the sender is known. Returns (path, sender, octets of the Return-Path line we added)."""
+    (RFC 5321 4.4). With no sender given (no --from, no mbox `From ` line) the sender is
+    unknown and taken as the null path, `Return-Path: <>`, as dovecot-lda takes MAILER-DAEMON:
+    nothing will ever answer it. Returns (path, sender, octets of the Return-Path line we added).
+    Raises EmptyMessage when there is no message at all."""
     tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = tmp_dir / f"lda-{secrets.token_hex(12)}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -81,7 +94,11 @@ def spool_stdin(
                     if sender == "MAILER-DAEMON":
                         sender = ""
                 first = rest if nl else b""
-            if sender is not None and not first.startswith(b"Return-Path:"):
+            if not first.strip(b"\r\n"):
+                raise EmptyMessage("empty message: nothing to deliver")
+            if sender is None and first[:12].lower() != b"return-path:":
+                sender = ""
+            if sender is not None and first[:12].lower() != b"return-path:":
                 rp = f"Return-Path: <{sender}>\r\n".encode()
                 out.write(rp)
                 added = len(rp)
@@ -305,6 +322,8 @@ async def _deliver(cfg: object, to: str, sender: str | None) -> int:
             message, sender, added = await asyncio.to_thread(
                 spool_stdin, sys.stdin.buffer, cfg.data_dir / "tmp", sender
             )
+        except EmptyMessage as e:
+            return fail(EX_DATAERR, str(e))
         except OSError as e:
             return fail(EX_TEMPFAIL, f"cannot read the message: {e}")
         path = message

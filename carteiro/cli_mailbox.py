@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from carteiro.cli import EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_USAGE, CLIError, load_config
 from carteiro.core.address import AddressError, canonical
+from carteiro.core.plural import plural
 
 if TYPE_CHECKING:  # imported when a command runs, so other commands start fast
     from carteiro.formats.message import Skipped, Summary
@@ -29,7 +30,7 @@ INBOX = "INBOX"
 
 
 class ProgressBar:
-    """`label [#####.....] 1234/5000  24%  ETA 0:42` redrawn in place on a terminal.
+    """`label [#####.....] 1234/5000  24%  820/s  ETA 0:00:04` redrawn in place on a terminal.
 
     Shows nothing for runs shorter than `delay` seconds, and nothing at all when the stream is not a
     terminal (logs and pipes get only the summary). Call clear() before printing another line.
@@ -70,6 +71,8 @@ class ProgressBar:
         )
         if 0 < done < total:
             left = int(elapsed / done * (total - done))
+            rate = done / elapsed if elapsed > 0 else 0.0
+            line += f"  {rate:.1f}/s" if rate < 10 else f"  {rate:.0f}/s"
             line += f"  ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
         self.stream.write("\r" + line.ljust(self.drawn))
         self.stream.flush()
@@ -82,10 +85,7 @@ class ProgressBar:
             self.drawn = 0
 
 
-def _plural(n: int, word: str) -> str:
-    if n == 1:
-        return f"{n} {word}"
-    return f"{n} {word}es" if word.endswith(("x", "s", "ch", "sh")) else f"{n} {word}s"
+_plural = plural
 
 
 def _account(name: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.config import Config, ConfigError, load
+from carteiro.core.plural import plural
 from carteiro.queue import service as qservice
 from carteiro.queue.model import QueuedMessage
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR
@@ -130,7 +131,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
             _print_message(m, sys.stdout)
         pending = sum(len(m.pending) for m in msgs)
         size = sum(m.size for m in msgs)
-        print(f"-- {len(msgs)} message(s), {size} bytes, {pending} recipient(s) pending")
+        print(
+            f"-- {plural(len(msgs), 'message')}, {plural(size, 'byte')}, "
+            f"{plural(pending, 'recipient')} pending"
+        )
         return 0
     if action == "show":
         one = qservice.load_one(root, args.id)
@@ -165,7 +169,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(f"carteiro: {answer.get('error', 'failed')}", file=sys.stderr)
         return 1
     if action in ("flush", "retry"):
-        print(f"{action}: {answer.get('count', 0)} message(s) scheduled now")
+        print(f"{action}: {plural(int(answer.get('count', 0)), 'message')} scheduled now")
     else:
         print(f"{args.id}: {action}d" if action != "hold" else f"{args.id}: held")
     if answer.get("note"):
@@ -237,9 +241,10 @@ def cmd_mailq(args: argparse.Namespace) -> int:
 
 
 def cmd_dns_records(args: argparse.Namespace) -> int:
+    from carteiro.core.address import AddressError, check_domain
     from carteiro.core.hostport import parse_hostport
     from carteiro.directory.accounts import Directory
-    from carteiro.mailauth.dkim import ensure_dkim_key
+    from carteiro.mailauth.dkim import key_path
     from carteiro.mailauth.dns_records import SRV_SERVICES, client_records, format_zone, records_for
 
     try:
@@ -256,7 +261,11 @@ def cmd_dns_records(args: argparse.Namespace) -> int:
         finally:
             d.close()
     if args.domain:
-        want = args.domain.lower().rstrip(".")
+        try:
+            want = check_domain(args.domain)
+        except AddressError as e:
+            print(f"carteiro: {e}", file=sys.stderr)
+            return 65
         if want not in domains:
             print(f"carteiro: {want} is not one of our domains", file=sys.stderr)
             return 1
@@ -266,8 +275,14 @@ def cmd_dns_records(args: argparse.Namespace) -> int:
         return 1
     out = []
     for dom in domains:
-        if cfg.dkim.enabled:
-            ensure_dkim_key(cfg.data_dir, dom, cfg.dkim.selector)
+        # never makes a key: printing must not change the data dir (init and `domain add` do)
+        if cfg.dkim.enabled and not key_path(cfg.data_dir, dom, cfg.dkim.selector).exists():
+            print(
+                f"carteiro: warning: no DKIM key for {dom} "
+                f"({key_path(cfg.data_dir, dom, cfg.dkim.selector)}); "
+                "`carteiro init` makes the missing ones",
+                file=sys.stderr,
+            )
         ports = {
             svc: parse_hostport(getattr(cfg.listen, svc))[1]
             for svc in SRV_SERVICES

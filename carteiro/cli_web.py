@@ -49,6 +49,15 @@ def cmd_web(args: argparse.Namespace) -> int:
     smtp = Endpoint(
         shost, sport, _tls_mode(args.smtp_tls, sport, (465,)), args.cafile or "", verify
     )
+    sieve = None
+    if args.sieve:
+        try:
+            vhost, vport = parse_hostport(args.sieve, 4190)
+        except ValueError as e:
+            print(f"carteiro: {e}", file=sys.stderr)
+            return EX_USAGE
+        # RFC 5804 1.8: ManageSieve is STARTTLS on 4190 (no implicit-TLS port is registered)
+        sieve = Endpoint(vhost, vport, "starttls", args.cafile or "", verify)
     public = args.hostname or ihost
     services = Services(
         public,
@@ -70,6 +79,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         services=services,
         idle_timeout=args.idle_timeout,
         secure_cookies=https or args.behind_https,
+        sieve=sieve,
     )
     server = WebServer(
         create_app(settings),
@@ -115,6 +125,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--imap", required=True, metavar="HOST:PORT", help="the IMAP server")
     p.add_argument("--smtp", required=True, metavar="HOST:PORT", help="the submission server")
+    p.add_argument(
+        "--sieve", metavar="HOST:PORT", help="the ManageSieve server (filters in Settings)"
+    )
     p.add_argument("--listen", default="127.0.0.1:8025", metavar="HOST:PORT")
     for proto in ("imap", "smtp"):
         p.add_argument(

@@ -16,11 +16,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carteiro.core.address import AddressError, check_domain
 from carteiro.core.durations import parse_duration
 from carteiro.core.hostport import parse_hostport
 from carteiro.core.nexthop import parse_nexthop
 
 CONFIG_NAME = "carteiro.toml"
+# [log] levels keys: the loggers carteiro.NAME (trace: the --trace transcripts)
+LOG_SUBSYSTEMS = (
+    "smtp",
+    "imap",
+    "pop3",
+    "queue",
+    "net",
+    "store",
+    "dkim",
+    "deliver",
+    "dns",
+    "web",
+    "lists",
+    "sieve",
+    "managesieve",
+    "lmtp",
+    "odmr",
+    "fetch",
+    "trace",
+)
 
 
 class ConfigError(Exception):
@@ -39,6 +60,7 @@ class ListenConfig:
     pop3: str = "127.0.0.1:2110"
     pop3s: str = "127.0.0.1:2995"
     web: str = "127.0.0.1:8025"
+    metrics: str = ""  # Prometheus /metrics and /healthz (HTTP); "" = off
     sieve: str = "127.0.0.1:4190"  # ManageSieve (RFC 5804)
     # RFC 2033 local delivery from another MTA: off unless asked for ("127.0.0.1:2024" or
     # "unix:/path"); carteiro is the MTA itself, and 2024 is taken on some hosts
@@ -99,6 +121,9 @@ class AuthConfig:
     account_max_delay: float = 15.0  # the delay's ceiling; never a lockout per account
     slot_wait: float = 20.0  # how long an attempt waits for a free check, then 454 / NO / -ERR
     cache_ttl: float = 300.0  # successful verifications remembered (keyed HMAC), seconds
+    # CIDRs of proxies/webmails that may pass their client's address (IMAP ID x-originating-ip):
+    # it is then throttled and logged instead of theirs, and they skip the per-IP connection cap
+    trusted_networks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -219,6 +244,7 @@ class WebConfig:
     idle_timeout: float = 1800.0  # a session ends after this long without a request
     max_upload: int = 25 * 1024 * 1024  # attachments of one message together
     public_hostname: str = ""  # the name clients are told in autoconfiguration (default: hostname)
+    min_password_length: int = 10  # Settings -> change password (NIST SP 800-63B: at least 8)
 
 
 @dataclass
@@ -263,6 +289,17 @@ class QuotaConfig:
 class LogConfig:
     level: str = "info"
     trace: list[str] = field(default_factory=list)  # protocols to trace: "smtp", "imap", "pop3"
+    format: str = "text"  # "text" (one line per event) or "json" (one object per line)
+    # per subsystem (the logger carteiro.NAME): {smtp = "debug", queue = "warning"}
+    levels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ServerConfig:
+    """Who the server runs as once its ports are bound (started as root)."""
+
+    user: str = ""  # switch to this user (and its group) after binding; "" = stay as started
+    group: str = ""  # "" = the user's primary group
 
 
 @dataclass
@@ -305,6 +342,7 @@ class Config:
     sieve: SieveConfig = field(default_factory=SieveConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     fetch: list[FetchConfig] = field(default_factory=list)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     # Not from the file: where it was read from.
@@ -378,11 +416,15 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
 
 
 def _validate(cfg: Config) -> None:
-    if not cfg.hostname or " " in cfg.hostname:
-        raise ConfigError(f"hostname: {cfg.hostname!r} is not a host name")
+    try:
+        check_domain(cfg.hostname)
+    except AddressError as e:
+        raise ConfigError(f"hostname: {e}") from None
     for i, d in enumerate(cfg.domains):
-        if not d or "@" in d or " " in d or d.startswith("."):
-            raise ConfigError(f"domains[{i}]: {d!r} is not a domain name")
+        try:
+            check_domain(d)
+        except AddressError as e:
+            raise ConfigError(f"domains[{i}]: {e}") from None
     for f in dataclasses.fields(ListenConfig):
         value = getattr(cfg.listen, f.name)
         if value and not (value.startswith("unix:/") and len(value) > 6):
@@ -395,6 +437,11 @@ def _validate(cfg: Config) -> None:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise ConfigError(f"smtp.relay_networks[{i}]: {net!r} is not a network") from None
+    for i, net in enumerate(cfg.auth.trusted_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"auth.trusted_networks[{i}]: {net!r} is not a network") from None
     positive = {
         "smtp.max_message_size": cfg.smtp.max_message_size,
         "smtp.max_recipients": cfg.smtp.max_recipients,
@@ -456,6 +503,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("smtp.max_line_length: RFC 5321 4.5.3.1.6 needs at least 1000")
     if cfg.pop3.idle_timeout < 600:
         raise ConfigError("pop3.idle_timeout: RFC 1939 3 needs at least 600 seconds")
+    if not 1 <= cfg.web.min_password_length <= 1024:
+        raise ConfigError("web.min_password_length: must be between 1 and 1024")
     if cfg.imap.idle_timeout < 1800:
         raise ConfigError("imap.idle_timeout: RFC 3501 5.4 needs at least 1800 seconds")
     if not 1 <= cfg.queue.remote_port <= 65535:
@@ -524,6 +573,19 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("lists.web_url: RFC 8058 needs an https:// URL")
     if cfg.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of debug, info, warning, error")
+    if cfg.log.format not in ("text", "json"):
+        raise ConfigError(f"log.format: {cfg.log.format!r} is not one of text, json")
+    for name, level in cfg.log.levels.items():
+        if level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"log.levels.{name}: {level!r} is not one of debug, info, warning, error"
+            )
+        if name not in LOG_SUBSYSTEMS:
+            raise ConfigError(
+                f"log.levels.{name}: unknown subsystem (known: {', '.join(LOG_SUBSYSTEMS)})"
+            )
+    if cfg.server.group and not cfg.server.user:
+        raise ConfigError("server.group: set server.user too (the group alone is not used)")
     for i, proto in enumerate(cfg.log.trace):
         if proto not in ("smtp", "imap", "pop3", "lmtp"):
             raise ConfigError(f"log.trace[{i}]: {proto!r} is not one of smtp, imap, pop3")
@@ -546,7 +608,7 @@ def load(data_dir: Path) -> Config:
         _validate(cfg)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-    cfg.domains = [d.lower().rstrip(".") for d in cfg.domains]
+    cfg.domains = [check_domain(d) for d in cfg.domains]  # validated above: no error here
     cfg.data_dir = data_dir
     return cfg
 
@@ -558,7 +620,7 @@ def loads(text: str, data_dir: Path = Path("var")) -> Config:
         _validate(cfg)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(e)) from None
-    cfg.domains = [d.lower().rstrip(".") for d in cfg.domains]
+    cfg.domains = [check_domain(d) for d in cfg.domains]  # validated above: no error here
     cfg.data_dir = data_dir
     return cfg
 
@@ -610,6 +672,7 @@ imaps = "127.0.0.1:2993"
 pop3 = "127.0.0.1:2110"
 pop3s = "127.0.0.1:2995"
 web = "127.0.0.1:8025"
+metrics = ""                      # e.g. "127.0.0.1:9425": Prometheus /metrics, /healthz
 sieve = "127.0.0.1:4190"          # ManageSieve: clients edit their filters (4190)
 lmtp = ""                         # LMTP from another MTA: "127.0.0.1:2024" or "unix:/path"; no AUTH
 odmr = "127.0.0.1:2366"           # On-Demand Mail Relay: ATRN for held domains (366)

@@ -68,6 +68,39 @@ def valid_domain(domain: str) -> bool:
     return all(_LABEL.match(label) for label in domain.rstrip(".").split("."))
 
 
+def check_domain(text: str) -> str:
+    """A domain name an operator typed (config, `domain add`, `init --domain`): its normalised
+    Unicode form, or AddressError with the reason. Stricter than `valid_domain`: no address
+    literal, every label LDH or a valid IDNA U-label (RFC 5890 2.3.2.1, UTS #46 mapping), and the
+    whole name fits DNS once converted to A-labels (RFC 1035 2.3.4)."""
+    import idna
+
+    d = text.strip().rstrip(".")
+    if not d:
+        raise AddressError("empty domain name")
+    if any(c.isspace() for c in d):
+        raise AddressError(f"{text!r} is not a domain name: it contains a space")
+    if "@" in d or "/" in d or "[" in d:
+        raise AddressError(f"{text!r} is not a domain name (give only the part after @)")
+    for label in d.split("."):
+        if not label:
+            raise AddressError(f"{text!r} is not a domain name: empty label (two dots in a row?)")
+        if label.startswith("-") or label.endswith("-"):
+            raise AddressError(f"{text!r} is not a domain name: a label starts or ends with '-'")
+    try:
+        ascii_form = idna.encode(d, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as e:
+        raise AddressError(f"{text!r} is not a valid (IDNA) domain name: {e}") from None
+    if len(ascii_form) > 253:
+        raise AddressError(f"{text!r} is too long for DNS (253 octets at most)")
+    if not valid_domain(ascii_form):
+        raise AddressError(f"{text!r} is not a domain name")
+    try:
+        return normalize_domain(idna.decode(ascii_form))
+    except (idna.IDNAError, UnicodeError) as e:  # pragma: no cover - encode succeeded
+        raise AddressError(f"{text!r} is not a valid (IDNA) domain name: {e}") from None
+
+
 def parse_address(text: str, allow_utf8: bool = True) -> Address:
     """Parse `local@domain` (no angle brackets). Raises AddressError with a reason."""
     if not text:

@@ -25,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from carteiro.core.address import (
     AddressError,
     canonical,
+    check_domain,
     normalize_domain,
     parse_address,
     split_detail,
@@ -113,11 +114,16 @@ class Directory:
 
     # ---- domains -----------------------------------------------------------------------------
 
-    def add_domain(self, domain: str) -> None:
-        d = normalize_domain(domain)
+    def add_domain(self, domain: str) -> str:
+        """Add a local domain (validated, IDNA included); returns its normalised name."""
+        try:
+            d = check_domain(domain)
+        except AddressError as e:
+            raise DirectoryError(str(e)) from None
         if self.is_held_domain(d):
             raise DirectoryError(f"{d} is held for a client (ETRN/ATRN); `domain del` it first")
         self._db().execute("INSERT OR IGNORE INTO domains VALUES (?)", (d,))
+        return d
 
     def del_domain(self, domain: str) -> None:
         d = normalize_domain(domain)

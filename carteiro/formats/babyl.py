@@ -22,7 +22,7 @@ from carteiro.formats.message import (
     Unrepresentable,
     finish_message,
 )
-from carteiro.formats.single_file import SingleFileReader, append_prefix
+from carteiro.formats.single_file import SingleFileReader, append_prefix, create_private
 from carteiro.store.api import ANSWERED, DELETED, SEEN
 
 SIGNATURE = b"BABYL OPTIONS:"
@@ -117,8 +117,8 @@ class BabylWriter:
 
     def __init__(self, path: Path, labels: Iterable[str] = ()) -> None:
         prefix = append_prefix(Format.BABYL, path, SIGNATURE, _babyl_ending)
-        path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists() or path.stat().st_size == 0
+        create_private(path)
         self.f = path.open("ab")
         if new:
             user = sorted(set(babyl_labels(frozenset(labels) | {SEEN})[1]))

@@ -29,7 +29,7 @@ from carteiro.formats.message import (
     MailboxFormatError,
     finish_message,
 )
-from carteiro.formats.single_file import SingleFileReader, Span, append_prefix
+from carteiro.formats.single_file import SingleFileReader, Span, append_prefix, create_private
 from carteiro.store.api import ANSWERED, DELETED, DRAFT, FLAGGED, SEEN
 
 SIGNATURE = b"From "
@@ -224,7 +224,7 @@ class MboxWriter:
         if fix:
             with path.open("ab") as f:
                 f.write(fix)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
         self.box = self._open(path)
         try:
             self.box.lock()

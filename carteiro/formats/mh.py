@@ -75,10 +75,22 @@ class MHReader:
         if not path.is_dir():
             raise MailboxFormatError(f"{path} is not an MH folder (not a directory)")
         with os.scandir(path) as it:
-            self.files = sorted(
-                (e.name for e in it if re.fullmatch(r"[0-9]+", e.name) and not e.is_dir()),
-                key=int,
-            )
+            entries = list(it)
+        self.files = sorted(
+            (e.name for e in entries if re.fullmatch(r"[0-9]+", e.name) and not e.is_dir()),
+            key=int,
+        )
+        if not self.files and not (path / ".mh_sequences").exists():
+            # Not an empty MH folder but something else (a Maildir, a directory of mbox files):
+            # "0 imported" would hide the mistake.
+            others = [e.name for e in entries if not e.name.startswith(".") and e.is_file()]
+            if others or ((path / "cur").is_dir() and (path / "new").is_dir()):
+                n = len(others)
+                what = "a Maildir" if not n else f"{n} other file{'s' if n != 1 else ''}"
+                raise MailboxFormatError(
+                    f"{path} is not an MH folder: no numbered message files and no "
+                    f".mh_sequences, but {what} (give the right --format)"
+                )
         self.sequences: dict[int, list[str]] = defaultdict(list)
         try:
             seqs = mailbox.MH(str(path), create=False).get_sequences()

@@ -7,6 +7,7 @@ Never modifies a file it reads; never appends to a file of another kind.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +95,17 @@ class SingleFileReader:
                     continue
                 f.seek(start)
                 yield self._message(pos, f.read(stop - start))
+
+
+def create_private(path: Path) -> None:
+    """Create `path` (and its parent) readable by its owner only, unless it exists: mail is
+    private, and Python's `mailbox` would create it 0666 less the umask (0644 usually)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def signature_ok(path: Path, signature: bytes) -> bool:

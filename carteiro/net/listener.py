@@ -20,10 +20,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from carteiro.core.hostport import parse_hostport
+from carteiro.core.metrics import Metrics
 
 log = logging.getLogger("carteiro.net")
 
+# the protocol each listener's service speaks (metrics labels)
+PROTOCOL_OF = {
+    "smtp": "smtp",
+    "submission": "smtp",
+    "submissions": "smtp",
+    "imap": "imap",
+    "imaps": "imap",
+    "pop3": "pop3",
+    "pop3s": "pop3",
+    "sieve": "managesieve",
+    "lmtp": "lmtp",
+    "odmr": "odmr",
+}
 UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
+TRUSTED_KEY = "trusted "  # per_ip counts trusted peers under this prefix, uncapped
 
 
 class ListenError(Exception):
@@ -49,6 +64,7 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.service = service
+        self.metrics: Metrics | None = None  # set by the listener: counts STARTTLS upgrades
         peer = writer.get_extra_info("peername") or ("", 0)
         local = writer.get_extra_info("sockname") or ("", 0)
         if isinstance(peer, str | bytes):  # a Unix socket: no address, no port
@@ -60,6 +76,11 @@ class Connection:
         self.local_ip: str = str(local[0])
         self.local_port: int = int(local[1])
         self.tls: TLSInfo | None = self._tls_info()
+        # The peer may speak for another client (net/trust.py); client_ip/client_port are that
+        # client once it has (IMAP ID x-originating-ip), else the peer itself.
+        self.trusted = False
+        self.client_ip: str = self.peer_ip
+        self.client_port: int = self.peer_port
 
     def _tls_info(self) -> TLSInfo | None:
         obj = self.writer.get_extra_info("ssl_object")
@@ -80,6 +101,9 @@ class Connection:
         await self.writer.drain()
         await self.writer.start_tls(context, ssl_handshake_timeout=handshake_timeout)
         self.tls = self._tls_info()
+        if self.metrics is not None and self.tls is not None:
+            protocol = PROTOCOL_OF.get(self.service, self.service)
+            self.metrics.tls_connections.labels(protocol, self.tls.version).inc()
         return discarded
 
     async def close(self) -> None:
@@ -95,11 +119,13 @@ class Connection:
 
 Handler = Callable[[Connection], Awaitable[None]]
 Refuse = Callable[[asyncio.StreamWriter, str], Awaitable[None]]
+Trusts = Callable[[str, int], bool]  # (peer address, peer port): may speak for other clients
 
 
 class Listener:
     """One service on one address. Per-IP and total caps; `refuse` writes the protocol's own
-    "too many connections" reply (421 / BYE / -ERR) before closing."""
+    "too many connections" reply (421 / BYE / -ERR) before closing. A peer `trusted` says may
+    speak for other clients (a webmail, a proxy) is exempt from the per-IP cap, not the total."""
 
     def __init__(
         self,
@@ -110,6 +136,7 @@ class Listener:
         max_connections: int = 1000,
         max_per_ip: int = 20,
         refuse: Refuse | None = None,
+        trusted: Trusts | None = None,
     ) -> None:
         self.service = service
         self.address = address
@@ -118,39 +145,28 @@ class Listener:
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
         self.refuse = refuse
+        self.metrics: Metrics | None = None  # set by the composition root
+        self.trusted = trusted
         self.per_ip: Counter[str] = Counter()
         self.active: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
+        self.servers: list[asyncio.Server] = []
         self.bound: tuple[str, int] | None = None
-        self._tls_socks: list[socket.socket] = []
+        self._socks: list[socket.socket] = []
         self._tls_accepting: list[asyncio.Task[None]] = []
         self._handshakes: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        if self.address.startswith(UNIX_PREFIX):
-            await self._start_unix(self.address[len(UNIX_PREFIX) :])
-            return
-        host, port = parse_hostport(self.address)
-        try:
-            if self.ssl_context is not None:
-                self._start_tls_accept(host, port)
-                return
-            self.server = await asyncio.start_server(
-                self._accept,
-                host or None,
-                port,
-                reuse_address=True,
-                limit=1 << 20,
-                backlog=1024,
-            )
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise ListenError(f"{self.service}: {self.address} is already in use") from None
-            raise ListenError(
-                f"{self.service}: cannot listen on {self.address}: {e.strerror or e}"
-            ) from None
-        sock = self.server.sockets[0].getsockname()
-        self.bound = (str(sock[0]), int(sock[1]))
+    def prebind(self) -> None:
+        """Bind the listening sockets now, without serving yet."""
+        if not self._socks:
+            self.adopt(bind_address(self.service, self.address))
+
+    def adopt(self, socks: list[socket.socket]) -> None:
+        """Serve on sockets bound earlier (`carteiro serve` started as root binds every port
+        first, then drops to its configured user)."""
+        self._socks = socks
+        name = socks[0].getsockname()
+        self.bound = (str(name[0]), int(name[1]))
 
     async def _start_unix(self, path: str) -> None:
         """A Unix stream socket (LMTP from an MTA on this host). Mode 0666, like a loopback TCP
@@ -161,7 +177,7 @@ class Listener:
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISSOCK(os.lstat(path).st_mode):
                     os.unlink(path)  # left by a previous run
-            self.server = await asyncio.start_unix_server(
+            server = await asyncio.start_unix_server(
                 self._accept, path=path, limit=1 << 20, backlog=1024
             )
             os.chmod(path, 0o666)
@@ -169,37 +185,30 @@ class Listener:
             raise ListenError(
                 f"{self.service}: cannot listen on {self.address}: {e.strerror or e}"
             ) from None
+        self.servers.append(server)
+        self.server = server
         self.bound = (path, 0)
 
-    # ---- implicit TLS: count the client at accept, before its handshake ----
-    # asyncio's own TLS server handshakes before any callback runs, so every half-open handshake
-    # (30 s each) would escape the per-IP cap. Accepting here, then wrapping the socket with
-    # connect_accepted_socket, puts the cap in front of the handshake.
-
-    def _start_tls_accept(self, host: str, port: int) -> None:
-        """One listening socket per address the host resolves to (as asyncio.start_server binds:
-        IPv6 ones v6-only, so IPv4 peers keep plain addresses)."""
-        seen = set()
-        try:
-            for family, _type, _proto, _name, addr in socket.getaddrinfo(
-                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            ):
-                key = (family, addr[:2])
-                if key in seen:
-                    continue
-                seen.add(key)
-                lsock = socket.create_server(addr[:2], family=family, backlog=1024)
+    async def start(self) -> None:
+        if self.address.startswith(UNIX_PREFIX):
+            await self._start_unix(self.address[len(UNIX_PREFIX) :])
+            return
+        self.prebind()
+        if self.ssl_context is not None:
+            # Implicit TLS: count the client at accept, before its handshake. asyncio's own TLS
+            # server handshakes before any callback runs, so every half-open handshake (30 s
+            # each) would escape the per-IP cap; accepting here, then wrapping the socket with
+            # connect_accepted_socket, puts the cap in front of the handshake.
+            for lsock in self._socks:
                 lsock.setblocking(False)
-                self._tls_socks.append(lsock)
-        except OSError:
-            for lsock in self._tls_socks:
-                lsock.close()
-            self._tls_socks.clear()
-            raise
-        name = self._tls_socks[0].getsockname()
-        self.bound = (str(name[0]), int(name[1]))
-        for lsock in self._tls_socks:
-            self._tls_accepting.append(asyncio.create_task(self._tls_accept_loop(lsock)))
+                self._tls_accepting.append(asyncio.create_task(self._tls_accept_loop(lsock)))
+            return
+        for lsock in self._socks:
+            server = await asyncio.start_server(
+                self._accept, sock=lsock, limit=1 << 20, backlog=1024
+            )
+            self.servers.append(server)
+        self.server = self.servers[0]
 
     async def _tls_accept_loop(self, lsock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -212,11 +221,13 @@ class Listener:
                 log.warning("%s: accept failed: %s", self.service, e)
                 await asyncio.sleep(0.1)
                 continue
-            ip = str(addr[0])
+            ip = self._ip_key(str(addr[0]), int(addr[1]))
             busy = len(self.active) + len(self._handshakes)
-            if busy >= self.max_connections or self.per_ip[ip] >= self.max_per_ip:
+            if busy >= self.max_connections or self._over_ip_cap(ip):
                 # no handshake for a client over its cap: closing costs nothing
                 log.warning("%s: refusing %s: too many connections", self.service, ip)
+                if self.metrics is not None:
+                    self.metrics.connections_refused.labels(self.service).inc()
                 conn.close()
                 continue
             self.per_ip[ip] += 1
@@ -247,6 +258,16 @@ class Listener:
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._serve(reader, writer, ip)
 
+    def _ip_key(self, ip: str, port: int) -> str:
+        """What per_ip counts a client under: its address, or apart (uncapped) for a trusted
+        peer, whose connections then leave the cap of other clients at that address alone."""
+        if self.trusted is not None and self.trusted(ip, port):
+            return TRUSTED_KEY + ip
+        return ip
+
+    def _over_ip_cap(self, key: str) -> bool:
+        return self.per_ip[key] >= self.max_per_ip and not key.startswith(TRUSTED_KEY)
+
     def _release(self, ip: str) -> None:
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
@@ -254,9 +275,12 @@ class Listener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
-        ip = str(peer[0])
-        if len(self.active) >= self.max_connections or self.per_ip[ip] >= self.max_per_ip:
+        port = int(peer[1]) if isinstance(peer, tuple) else 0
+        ip = self._ip_key(str(peer[0]), port)
+        if len(self.active) >= self.max_connections or self._over_ip_cap(ip):
             log.warning("%s: refusing %s: too many connections", self.service, ip)
+            if self.metrics is not None:
+                self.metrics.connections_refused.labels(self.service).inc()
             try:
                 if self.refuse is not None:
                     await asyncio.wait_for(self.refuse(writer, ip), 5)
@@ -275,6 +299,15 @@ class Listener:
         assert task is not None
         self.active.add(task)
         conn = Connection(reader, writer, self.service)
+        m = self.metrics
+        if m is not None:
+            conn.metrics = m
+            protocol = PROTOCOL_OF.get(self.service, self.service)
+            m.connections.labels(protocol, self.service).inc()
+            m.connections_active.labels(self.service).inc()
+            if conn.tls is not None:
+                m.tls_connections.labels(protocol, conn.tls.version).inc()
+        conn.trusted = ip.startswith(TRUSTED_KEY)
         try:
             await self.handler(conn)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
@@ -286,18 +319,20 @@ class Listener:
         finally:
             self.active.discard(task)
             self._release(ip)
+            if m is not None:
+                m.connections_active.labels(self.service).dec()
             await conn.close()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting; give in-flight sessions `grace` seconds, then cancel them."""
-        if self.server is not None:
-            self.server.close()
+        for server in self.servers:
+            server.close()
         for t in self._tls_accepting:
             t.cancel()
         if self._tls_accepting:
             await asyncio.gather(*self._tls_accepting, return_exceptions=True)
             self._tls_accepting.clear()
-        for lsock in self._tls_socks:
+        for lsock in self._socks:
             with contextlib.suppress(OSError):
                 lsock.close()
         for t in list(self._handshakes):
@@ -308,8 +343,48 @@ class Listener:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        if self.server is not None:
+        for server in self.servers:
             try:
-                await asyncio.wait_for(self.server.wait_closed(), 5)
+                await asyncio.wait_for(server.wait_closed(), 5)
             except TimeoutError:
                 pass
+
+
+def bind_address(service: str, address: str) -> list[socket.socket]:
+    """The listening sockets for `address`, or ListenError in one line naming the service."""
+    host, port = parse_hostport(address)
+    try:
+        return _bind(host, port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ListenError(f"{service}: {address} is already in use") from None
+        hint = ""
+        if e.errno == errno.EACCES and port < 1024:
+            hint = (
+                " (a port below 1024 needs root or CAP_NET_BIND_SERVICE: "
+                "see contrib/carteiro.service)"
+            )
+        raise ListenError(
+            f"{service}: cannot listen on {address}: {e.strerror or e}{hint}"
+        ) from None
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """One listening socket per address the host resolves to (as asyncio.start_server binds:
+    IPv6 ones v6-only, so IPv4 peers keep plain addresses)."""
+    socks: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, _type, _proto, _name, addr in socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            key = (family, addr[:2])
+            if key in seen:
+                continue
+            seen.add(key)
+            socks.append(socket.create_server(addr[:2], family=family, backlog=1024))
+    except BaseException:
+        for lsock in socks:
+            lsock.close()
+        raise
+    return socks

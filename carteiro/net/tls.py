@@ -12,6 +12,7 @@ import ssl
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -51,6 +52,83 @@ def make_self_signed(cert_path: Path, key_path: Path, hostname: str, days: int =
             )
         )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+class TLSFileError(Exception):
+    """A certificate or key that cannot be used; the message names the file, the config key and
+    the fix, in one line."""
+
+
+def check_server_files(cert_path: Path, key_path: Path) -> x509.Certificate:
+    """Read and check the certificate chain and key before OpenSSL sees them (its errors name
+    neither the file nor the problem: "PEM lib"). Returns the leaf certificate."""
+    fix_init = "remove it and run `carteiro init` to make a self-signed one"
+    blobs: dict[str, bytes] = {}
+    for key_name, path in (("tls.cert", cert_path), ("tls.key", key_path)):
+        try:
+            blobs[key_name] = path.read_bytes()
+        except FileNotFoundError:
+            raise TLSFileError(
+                f"{key_name}: {path} does not exist (set [tls] {key_name[4:]} in carteiro.toml "
+                "to your file, or run `carteiro init` to make a self-signed certificate)"
+            ) from None
+        except PermissionError:
+            raise TLSFileError(
+                f"{key_name}: {path} is not readable by this user (uid {os.getuid()}); "
+                "fix its owner or mode"
+            ) from None
+        except IsADirectoryError:
+            raise TLSFileError(f"{key_name}: {path} is a directory, not a PEM file") from None
+        except OSError as e:
+            raise TLSFileError(f"{key_name}: {path}: {e.strerror or e}") from None
+    try:
+        chain = x509.load_pem_x509_certificates(blobs["tls.cert"])
+    except ValueError:
+        raise TLSFileError(
+            f"tls.cert: {cert_path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
+            f"give the certificate (chain) file, or {fix_init}"
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(blobs["tls.key"], password=None)
+    except TypeError:
+        raise TLSFileError(
+            f"tls.key: {key_path} is encrypted with a passphrase; give an unencrypted key "
+            "(openssl pkey -in KEY -out KEY.new), readable by this user only"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise TLSFileError(
+            f"tls.key: {key_path} holds no PEM private key (-----BEGIN PRIVATE KEY-----); "
+            f"give the key file, or {fix_init}"
+        ) from None
+    leaf = chain[0]
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(
+        serialization.Encoding.DER, pub
+    ) != key.public_key().public_bytes(serialization.Encoding.DER, pub):
+        raise TLSFileError(
+            f"tls.key: {key_path} is not the key of the certificate {cert_path} "
+            "(check that [tls] cert and key are a pair)"
+        )
+    return leaf
+
+
+def load_server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """`server_context` with every failure as one TLSFileError naming file, key and fix."""
+    check_server_files(cert_path, key_path)
+    try:
+        return server_context(cert_path, key_path)
+    except (ssl.SSLError, OSError) as e:
+        raise TLSFileError(
+            f"tls.cert/tls.key: {cert_path}, {key_path}: OpenSSL refused them: {e}"
+        ) from None
+
+
+def reload_server_context(ctx: ssl.SSLContext, cert_path: Path, key_path: Path) -> None:
+    """Load a new certificate and key into the live context: connections accepted from now on
+    use them; sessions already running keep theirs (nothing is dropped). Checked first on a
+    fresh context, so a bad file leaves the old pair in place (raises TLSFileError)."""
+    load_server_context(cert_path, key_path)
+    ctx.load_cert_chain(str(cert_path), str(key_path))
 
 
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:

@@ -169,7 +169,10 @@ class QueueService:
             self.lock.release()
             raise
         self.running = True
-        log.info("queue: started with %d message(s) in %s", len(msgs), self.spool.root)
+        n = len(msgs)
+        log.info(
+            "queue: started with %d message%s in %s", n, "" if n == 1 else "s", self.spool.root
+        )
         if self.pickup is not None:
             self._pickup_task = asyncio.get_running_loop().create_task(
                 self._pickup_loop(), name="queue-pickup"

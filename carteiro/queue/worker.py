@@ -100,6 +100,9 @@ class QueueWorker:
         self.delivered = 0  # counters for tests, benchmarks and logs
         self.bounced = 0
         self.deferred = 0
+        # called once per recipient per attempt: (status, route "local"|"remote", seconds
+        # since arrival); the composition root points it at the metrics
+        self.on_outcome: Callable[[str, str, float], None] | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -524,17 +527,34 @@ class QueueWorker:
             self.deferred += 1
             status = "deferred"
         relay = "local" if out.local else (out.remote_mta or "none")
+        delay = now - msg.arrival
         log.info(
             "queue: %s: to=<%s>, relay=%s, delay=%.1f, attempts=%d, dsn=%s, status=%s (%s)",
             msg.id,
             s.address,
             relay,
-            now - msg.arrival,
+            delay,
             s.attempts,
             out.reply.status,
             status,
             out.reply,
+            extra={
+                "event": "queue.attempt",
+                "fields": {
+                    "queue_id": msg.id,
+                    "from": msg.mail_from,
+                    "to": s.address,
+                    "relay": relay,
+                    "delay": round(delay, 3),
+                    "attempts": s.attempts,
+                    "dsn": out.reply.status,
+                    "status": status,
+                    "reply": str(out.reply),
+                },
+            },
         )
+        if self.on_outcome is not None:
+            self.on_outcome(status, "local" if out.local else "remote", delay)
 
     async def _dsns(
         self, msg: QueuedMessage, states: list[RecipientState], action: dsn.Action, now: float

@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from carteiro.config import Config
+from carteiro.core.metrics import Metrics
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.lists.service import ListService
 from carteiro.mail.sieve_filter import SieveFilter
 from carteiro.mailauth.dmarc_reports import Recorder
 from carteiro.mailauth.inbound import Checker
+from carteiro.net.trust import TrustedPeers
 from carteiro.queue.api import Envelope, HeldMail, QueuedRecipient, Spool
 from carteiro.store.api import MailStore
 
@@ -36,9 +38,12 @@ class ServerContext:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     mailauth: Checker | None = None  # checks on inbound mail ([mailauth]); None: disabled
     dmarc_recorder: Recorder | None = None  # results kept for DMARC aggregate reports
+    metrics: Metrics = field(default_factory=Metrics)
     # the queue's mail for held domains (ETRN, ATRN); None when no queue runs in this process
     held: HeldMail | None = None
     lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
+    # peers that may pass their client's address ([auth] trusted_networks, the in-process webmail)
+    trusted: TrustedPeers = field(default_factory=TrustedPeers)
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

@@ -135,6 +135,7 @@ def listeners(ctx: ServerContext) -> list[Listener]:
                 max_connections=cfg.max_connections,
                 max_per_ip=cfg.max_connections_per_ip,
                 refuse=server.refuse,
+                trusted=ctx.trusted.trusts,
             )
         )
     if ctx.config.listen.imaps:
@@ -147,6 +148,7 @@ def listeners(ctx: ServerContext) -> list[Listener]:
                 max_connections=cfg.max_connections,
                 max_per_ip=cfg.max_connections_per_ip,
                 refuse=server.refuse,
+                trusted=ctx.trusted.trusts,
             )
         )
     return out

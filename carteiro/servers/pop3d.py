@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from carteiro.core.metrics import POP3_COMMANDS
 from carteiro.directory.throttle import Refused
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
@@ -23,6 +24,11 @@ from carteiro.servers.storage_errors import log_storage_full, storage_full
 from carteiro.store.api import SEEN, AccountNotFound, AccountStore, FlagOp, MaildropLock
 
 log = logging.getLogger("carteiro.pop3")
+
+MBOX_ACCOUNT_TEXT = (
+    "This account's mail is delivered to an mbox spool file on the server, not to the "
+    "mailbox POP3 serves; ask the administrator to switch it (carteiro user set --delivery store)."
+)
 
 # Write what the pipelined commands produced once this much is pending, even if more input waits.
 FLUSH_AT = 256 * 1024
@@ -188,6 +194,11 @@ class Pop3Session:
 
     def _trace_in(self) -> None:
         m = self.machine
+        line = m.last_line
+        if line is not None:
+            word = line.split(b" ", 1)[0].upper().decode("ascii", "replace")
+            # a fixed set of labels, whatever the client sends (a SASL response is "OTHER")
+            self.ctx.metrics.command("pop3", word if word in POP3_COMMANDS else "OTHER")
         if self.tracer.enabled and m.last_line is not None:
             keep = m.last_line_keep
             self.tracer.client(m.last_line, secret=keep >= 0, keep_words=max(keep, 0))
@@ -248,6 +259,7 @@ class Pop3Session:
                 assert isinstance(ev, pop3.Update)
                 reply = await self._update(ev)
                 body = False
+            self.ctx.metrics.reply("pop3", "+OK" if reply.data.startswith(b"+") else "-ERR")
             self._trace_out(reply.data, body)
             self._queue(reply.data)
             if reply.close:
@@ -276,17 +288,24 @@ class Pop3Session:
         # cannot outrun the throttle (directory/throttle.py).
         slot = await self.ctx.throttle.reserve(ip, user)
         if isinstance(slot, Refused):
+            self.ctx.metrics.auth_failures.labels("pop3").inc()
             return self.machine.refused(Refusal.THROTTLED, f"{slot.text}.")  # RFC 3206 4
         try:
             account = await self.ctx.directory.verify(user, password)
             if account is None:
                 delay = slot.failure()
+                self.ctx.metrics.auth_failures.labels("pop3").inc()
                 log.info("pop3: %s: authentication failed for %r", ip, user[:100])
                 await asyncio.sleep(delay)
                 return self.machine.refused(Refusal.BAD_CREDENTIALS)
             slot.success(account)
         finally:
             slot.release()
+        if self.ctx.directory.delivery_of(account) == "mbox":
+            # Its mail goes to the classic spool file, which this server does not serve: an
+            # empty maildrop would look like lost mail (RFC 3206 5: SYS/PERM, not the password).
+            log.info("pop3: %s: refused %s: delivered to an mbox spool", ip, account)
+            return self.machine.refused(Refusal.PERMANENT, MBOX_ACCOUNT_TEXT)
         return await self._open(account)
 
     async def _open(self, account: str) -> pop3.Reply:

@@ -311,6 +311,7 @@ class Session:
             self.checks = SessionChecks(
                 server.checker, conn.peer_ip, self.ctx.dmarc_recorder, server.greylist
             )
+        self.metrics = server.ctx.metrics
         self.done = False
         self.data_deadline: float | None = None  # loop time by which the content must be in
         self.linger = False  # closing while the client still sends message data
@@ -326,6 +327,7 @@ class Session:
     # ---- I/O ----------------------------------------------------------------------------------
 
     def reply(self, reply: Reply) -> None:
+        self.metrics.reply("smtp", str(reply.code))
         data = self.machine.send(reply)
         if self.tracer.enabled:
             self.tracer.server(data)
@@ -550,6 +552,7 @@ class Session:
             # in _command cost ~30 isinstance tests per message)
             if self.tracer.enabled:
                 self.tracer.client(self.machine.last_line)
+            self.metrics.command("smtp", kind.__name__.upper())
             if isinstance(ev, C.Mail):
                 self._mail(ev)
             elif isinstance(ev, C.Rcpt):
@@ -582,10 +585,12 @@ class Session:
         elif isinstance(ev, ChunkEnd):
             self.tracer.client(self.machine.last_line)
             self.tracer.note(f"<BDAT chunk of {ev.size} octets>")
+            self.metrics.command("smtp", "BDAT")
             await self._chunk_end(ev)
         else:
             secret = isinstance(ev, C.Auth)
             self.tracer.client(self.machine.last_line, secret=secret)
+            self.metrics.command("smtp", type(ev).__name__.upper())
             await self._command(ev)
 
     async def _command(self, cmd: C.Command) -> None:
@@ -921,6 +926,7 @@ class Session:
         # cannot outrun the throttle (directory/throttle.py).
         slot = await self.ctx.throttle.reserve(self.conn.peer_ip, username)
         if isinstance(slot, Refused):
+            self.metrics.auth_failures.labels("smtp").inc()
             self.reply(R.R_454_AUTH_BLOCKED.with_text(slot.text))  # RFC 4954 6: 454 4.7.0
             return
         try:
@@ -932,6 +938,8 @@ class Session:
                 return
             if account is None:
                 delay = slot.failure()
+                self.metrics.auth_failures.labels("smtp").inc()
+                log.info("smtp: %s: authentication failed", self.conn.peer_ip)
                 self.tracer.note(f"authentication failed; waiting {delay:.1f}s")
                 if delay:
                     await self.flush()
@@ -1164,6 +1172,7 @@ class Session:
                     with contextlib.suppress(OSError):
                         made.unlink()
 
+        committing = time.monotonic()
         try:
             if local:
                 rcpt: dict[str, str] = {}  # Sieve's envelope "to": the first RCPT per account
@@ -1211,16 +1220,19 @@ class Session:
                 return R.R_451_QUEUE_UNAVAILABLE
             log.exception("smtp %s: delivery failed", txn.id)
             return R.R_451_LOCAL_ERROR
+        m = self.metrics
+        if local:
+            m.store_commit_seconds.observe(time.monotonic() - committing)
+            m.deliveries.labels("sent", "local").inc(len(local))
+            m.delivery_seconds.labels("local").observe(time.time() - txn.started)
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
+        size -= txn.return_path_len
+        m.messages_received.labels(self.role).inc()
+        m.received_bytes.inc(size)
         if txn.mail.reverse_path and any("SUCCESS" in r.notify for r in txn.recipients if r.local):
             await self._success_dsn(txn, source)
+        self._log_transaction(txn, size, len(local), queue_id)
         what = f"queued as {queue_id}" if queue_id else "delivered"
-        log.info(
-            "smtp %s: from=<%s> rcpts=%d %s",
-            txn.id,
-            txn.mail.reverse_path,
-            len(txn.recipients),
-            what,
-        )
         return R.R_250_QUEUED.with_text(f"OK id={txn.id}" + (f" {what}" if queue_id else ""))
 
     async def _sealed(self, txn: Transaction, source: bytes | Path) -> bytes | Path:
@@ -1247,6 +1259,41 @@ class Session:
         if not fields:
             return source
         return fields + data
+
+    def _log_transaction(
+        self, txn: Transaction, size: int, local: int, queue_id: str | None
+    ) -> None:
+        """One line per accepted message, as Postfix's smtpd/cleanup/qmgr lines together:
+        who sent what to how many, and the queue id under which the queue's lines (one per
+        delivery attempt) go on. No secret: the login name, never a password."""
+        tls = self.conn.tls
+        fields = {
+            "smtp_id": txn.id,
+            "client": f"[{self.conn.peer_ip}]:{self.conn.peer_port}",
+            "helo": self.machine.helo or "",
+            "service": self.role,
+            "tls": tls.version if tls else "none",
+            "auth": self.auth_user or "",
+            "from": txn.mail.reverse_path,
+            "size": size,
+            "nrcpt": len(txn.recipients),
+            "local": local,
+            "queue_id": queue_id or "",
+        }
+        log.info(
+            "smtp %s: client=%s service=%s tls=%s%s from=<%s> size=%d nrcpt=%d local=%d %s",
+            txn.id,
+            fields["client"],
+            self.role,
+            fields["tls"],
+            f" auth={self.auth_user}" if self.auth_user else "",
+            txn.mail.reverse_path,
+            size,
+            len(txn.recipients),
+            local,
+            f"queued as {queue_id}" if queue_id else "status=delivered",
+            extra={"event": "smtp.accepted", "fields": fields},
+        )
 
     async def _success_dsn(self, txn: Transaction, source: bytes | Path) -> None:
         """RFC 3461 5.2.2: final delivery to a recipient that asked NOTIFY=SUCCESS earns the

@@ -39,8 +39,17 @@ def available() -> str | None:
     return None
 
 
+def sieve_available() -> str | None:
+    """None when the private Dovecot can also serve ManageSieve (Pigeonhole), else why not."""
+    if not os.path.exists("/usr/lib/dovecot/managesieve-login"):
+        return "dovecot-managesieved is not installed (make apt-test)"
+    return available()
+
+
 class DovecotInstance:
-    def __init__(self, tmp: Path, users: Mapping[str, str], tls: bool = False) -> None:
+    def __init__(
+        self, tmp: Path, users: Mapping[str, str], tls: bool = False, sieve: bool = False
+    ) -> None:
         self.tmp = Path(tmp)
         # Dovecot's unprivileged processes must reach the base dir and the mail: a /tmp dir of
         # its own, world-traversable (pytest's are private to their user)
@@ -54,6 +63,9 @@ class DovecotInstance:
         self.tls = tls
         self.imaps_port = free_port() if tls else 0
         self.pop3s_port = free_port() if tls else 0
+        # with sieve: Pigeonhole's ManageSieve (dovecot-managesieved) on this port
+        self.sieve = sieve
+        self.sieve_port = free_port() if sieve else 0
         self.cert_path = self.dir / "cert.pem"
         self.key_path = self.dir / "key.pem"
         self.log_path = self.dir / "dovecot.log"
@@ -92,6 +104,13 @@ class DovecotInstance:
             "service imap-login {\n  chroot =\n}",
             "service pop3-login {\n  chroot =\n}",
         ]
+        if self.sieve:
+            lines[lines.index("protocols = imap pop3")] = "protocols = imap pop3 sieve"
+            lines += [
+                f"service managesieve-login {{\n  inet_listener sieve {{\n"
+                f"    port = {self.sieve_port}\n  }}\n  chroot =\n}}",
+                f"plugin {{\n  sieve = file:{d}/sieve/%u/scripts;active={d}/sieve/%u/active.sieve\n}}",
+            ]
         if self.tls:
             lines += [f"ssl_cert = <{self.cert_path}", f"ssl_key = <{self.key_path}"]
         if not root:
@@ -105,13 +124,14 @@ class DovecotInstance:
         reason = available()
         if reason is not None:
             raise RuntimeError(reason)
-        for sub in ("run", "state", "mail"):
+        for sub in ("run", "state", "mail", "sieve"):
             (self.dir / sub).mkdir(exist_ok=True)
         (self.dir / "passwd").write_text(
             "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items())
         )
         if os.getuid() == 0:
             shutil.chown(self.dir / "mail", "mail", "mail")
+            shutil.chown(self.dir / "sieve", "mail", "mail")
         if self.tls:
             from carteiro.net.tls import make_self_signed
 
@@ -127,6 +147,8 @@ class DovecotInstance:
         try:
             wait_port("127.0.0.1", self.imap_port, timeout, self.proc)  # type: ignore[arg-type]
             wait_port("127.0.0.1", self.pop3_port, timeout, self.proc)  # type: ignore[arg-type]
+            if self.sieve:
+                wait_port("127.0.0.1", self.sieve_port, timeout, self.proc)  # type: ignore[arg-type]
             if self.tls:
                 wait_port("127.0.0.1", self.pop3s_port, timeout, self.proc)  # type: ignore[arg-type]
         except Exception as e:

@@ -27,6 +27,7 @@ ALL_SERVICES = (
     "pop3",
     "pop3s",
     "web",
+    "metrics",
     "lmtp",
     "odmr",
     "sieve",

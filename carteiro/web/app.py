@@ -34,11 +34,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from carteiro.web import autoconfig, compose, mailbox, message
+from carteiro.web import autoconfig, compose, mailbox, message, sieverules
 from carteiro.web.imap import AuthFailed, IMAPError, IMAPUnavailable
+from carteiro.web.managesieve import ManageSieve, SieveAuthFailed, SieveNo, SieveUnavailable
 from carteiro.web.sanitize import cid_path, sanitize
 from carteiro.web.sessions import SessionStore, WebSession, open_connection
-from carteiro.web.settings import WebSettings
+from carteiro.web.settings import PasswordRefused, WebSettings
 
 log = logging.getLogger("carteiro.web")
 HERE = Path(__file__).parent
@@ -432,16 +433,221 @@ class Webmail:
 
     async def settings_page(self, request: Request) -> Response:
         s = self.session(request)
+        q = request.query_params
         async with s.imap() as conn:
             folders = _localise(request, await mailbox.list_folders(conn))
-        return self.render(
-            request,
-            "settings.html",
+        ctx: dict[str, Any] = dict(
             session=s,
             folders=folders,
             services=self.settings.services,
             max_upload=self.settings.max_upload,
+            notice=q.get("notice", "")[:500],
+            error=q.get("error", "")[:500],
+            sieve=self.settings.sieve is not None,
+            can_change_password=self.settings.change_password is not None,
+            fields=sieverules.FIELDS,
+            form_name=sieverules.SCRIPT_NAME,
         )
+        if self.settings.sieve is not None:
+            scripts: list[tuple[str, bool]] = []
+            form_text: str | None = None
+            sieve_error = ""
+            try:
+                async with await self._sieve(s) as ms:
+                    scripts = await ms.list_scripts()
+                    if any(n == sieverules.SCRIPT_NAME for n, _ in scripts):
+                        form_text = await ms.get_script(sieverules.SCRIPT_NAME)
+            except (SieveUnavailable, SieveAuthFailed, SieveNo) as e:
+                sieve_error = _sieve_error(e)
+            rules = sieverules.parse(form_text) if form_text is not None else None
+            ctx.update(
+                scripts=scripts,
+                sieve_error=sieve_error,
+                hand_edited=form_text is not None and rules is None,
+                rules=rules or sieverules.Rules(),
+                other_active=next((n for n, a in scripts if a and n != sieverules.SCRIPT_NAME), ""),
+            )
+        return self.render(request, "settings.html", **ctx)
+
+    # ---- settings: filters over ManageSieve (RFC 5804) ------------------------------------------
+
+    async def _sieve(self, s: WebSession) -> ManageSieve:
+        ep = self.settings.sieve
+        if ep is None:
+            raise HTTPException(404, "This mail server offers no filters (ManageSieve).")
+        return await ManageSieve.login(ep, s.user, s.password)
+
+    async def script_edit_page(self, request: Request) -> Response:
+        s = self.session(request)
+        name = request.query_params.get("name", "")
+        text = ""
+        error = ""
+        if name:
+            try:
+                async with await self._sieve(s) as ms:
+                    text = await ms.get_script(name)
+            except (SieveUnavailable, SieveAuthFailed, SieveNo) as e:
+                error = _sieve_error(e)
+        return self.render(
+            request,
+            "sieve_edit.html",
+            session=s,
+            script_name=name,
+            new=not name,
+            text=text,
+            error=error,
+        )
+
+    async def script_edit(self, request: Request) -> Response:
+        """Check (CHECKSCRIPT) or save (PUTSCRIPT) a script typed in the editor."""
+        s = self.session(request)
+        form = await self.form(request, s)
+        name = str(form.get("name", "")).strip()
+        text = str(form.get("text", "")).replace("\r\n", "\n").replace("\n", "\r\n")
+        new = form.get("new") == "1"
+        action = str(form.get("action", "check"))
+        notice = error = ""
+        try:
+            async with await self._sieve(s) as ms:
+                if action == "save":
+                    if not name:
+                        raise SieveNo("Give the script a name.")
+                    if new and any(n == name for n, _ in await ms.list_scripts()):
+                        raise SieveNo(f"A script named {name!r} exists already; pick another name.")
+                    warnings = await ms.put_script(name, text)
+                    return RedirectResponse(
+                        "/settings?"
+                        + urlencode({"notice": f"Script {name} saved. {warnings}".strip()}),
+                        303,
+                    )
+                warnings = await ms.check_script(text)
+                notice = "The script is valid." + (f" Warnings: {warnings}" if warnings else "")
+        except SieveNo as e:
+            error = e.text
+        except (SieveUnavailable, SieveAuthFailed) as e:
+            error = _sieve_error(e)
+        return self.render(
+            request,
+            "sieve_edit.html",
+            200 if not error else 400,
+            session=s,
+            script_name=name,
+            new=new,
+            text=text,
+            error=error,
+            notice=notice,
+        )
+
+    async def script_action(self, request: Request) -> Response:
+        """Activate, deactivate or delete a script."""
+        s = self.session(request)
+        form = await self.form(request, s)
+        name = str(form.get("name", ""))
+        action = str(form.get("action", ""))
+        try:
+            async with await self._sieve(s) as ms:
+                if action == "activate":
+                    await ms.set_active(name)
+                    done = f"Script {name} is now active."
+                elif action == "deactivate":
+                    await ms.set_active("")
+                    done = "No script is active now: mail is no longer filtered."
+                elif action == "delete":
+                    await ms.delete_script(name)
+                    done = f"Script {name} deleted."
+                else:
+                    raise HTTPException(400, "Unknown action.")
+        except SieveNo as e:
+            return _to_settings(error=e.text)
+        except (SieveUnavailable, SieveAuthFailed) as e:
+            return _to_settings(error=_sieve_error(e))
+        return _to_settings(notice=done)
+
+    async def rules_form(self, request: Request) -> Response:
+        """The vacation and move-to-folder form, saved as the script it owns ("webmail")."""
+        s = self.session(request)
+        form = await self.form(request, s)
+        rules = sieverules.Rules(
+            sieverules.Vacation(
+                enabled=form.get("vacation") == "on",
+                subject=str(form.get("subject", "")).strip(),
+                text=str(form.get("text", "")).strip(),
+                days=_int(str(form.get("days", "")), 0),
+            ),
+            [
+                sieverules.Rule(str(f), str(c).strip(), str(d).strip())
+                for f, c, d in zip(
+                    form.getlist("field"),
+                    form.getlist("contains"),
+                    form.getlist("folder"),
+                    strict=False,
+                )
+                if str(c).strip() or str(d).strip()
+            ],
+        )
+        try:
+            script = sieverules.generate(rules)
+        except sieverules.RulesError as e:
+            return _to_settings(error=str(e))
+        name = sieverules.SCRIPT_NAME
+        try:
+            async with await self._sieve(s) as ms:
+                scripts = dict(await ms.list_scripts())
+                # Refuse to replace hand edits silently: the user must tick "overwrite".
+                if (
+                    name in scripts
+                    and form.get("overwrite") != "1"
+                    and sieverules.parse(await ms.get_script(name)) is None
+                ):
+                    return _to_settings(
+                        error=f"The script {name} was edited by hand; tick "
+                        "'Replace my edits' to overwrite it with the form."
+                    )
+                await ms.put_script(name, script)
+                others = [n for n, a in scripts.items() if a and n != name]
+                if others:
+                    notice = (
+                        f"Saved, but your script {others[0]} is the active one: activate "
+                        f"{name} below to use these rules instead."
+                    )
+                else:
+                    await ms.set_active(name)
+                    notice = "Filters saved and active."
+        except SieveNo as e:
+            return _to_settings(error=e.text)
+        except (SieveUnavailable, SieveAuthFailed) as e:
+            return _to_settings(error=_sieve_error(e))
+        return _to_settings(notice=notice)
+
+    # ---- settings: password -------------------------------------------------------------------
+
+    async def password(self, request: Request) -> Response:
+        s = self.session(request)
+        form = await self.form(request, s)
+        changer = self.settings.change_password
+        if changer is None:
+            raise HTTPException(404, "Passwords are changed elsewhere for this server.")
+        old = str(form.get("old", ""))
+        new = str(form.get("new", ""))
+        ip = request.client.host if request.client else "?"
+        wait = self.sessions.throttle.wait(ip, s.user.lower())
+        if wait > 0:
+            return _to_settings(error=f"Too many failed attempts. Try again in {int(wait) + 1} s.")
+        if new != str(form.get("new2", "")):
+            return _to_settings(error="The two new passwords differ.")
+        try:
+            await changer(s.user, old, new)
+        except PasswordRefused as e:
+            if e.wrong:
+                self.sessions.throttle.failed(ip, s.user.lower())
+            return _to_settings(error=e.text)
+        # New connections (IMAP, submission, ManageSieve) log in with the new password; the
+        # account's other webmail sessions end, as a password change is meant to lock others out.
+        s.password = new
+        for token, other in list(self.sessions.sessions.items()):
+            if other is not s and other.user.lower() == s.user.lower():
+                await self.sessions.logout(token)
+        return _to_settings(notice="Password changed.")
 
     # ---- writing ------------------------------------------------------------------------------
 
@@ -717,6 +923,18 @@ def _changes(v: list[object]) -> bool:
     return len(v) >= 2 and v[1] in ("EXISTS", "EXPUNGE", "FETCH", "RECENT")
 
 
+def _to_settings(notice: str = "", error: str = "") -> Response:
+    return RedirectResponse("/settings?" + urlencode({"notice": notice, "error": error}), 303)
+
+
+def _sieve_error(e: Exception) -> str:
+    if isinstance(e, SieveAuthFailed):
+        return f"The filter server refused your credentials: {e}"
+    if isinstance(e, SieveNo):
+        return e.text
+    return f"The filter server is not reachable right now ({e})."
+
+
 def _check_origin(request: Request) -> None:
     # A cross-site POST carries the attacker's Origin: refuse it before reading the form.
     origin = request.headers.get("origin")
@@ -837,6 +1055,11 @@ def create_app(settings: WebSettings, extra_routes: Sequence[BaseRoute] = ()) ->
         Route("/settings", w.settings_page),
         Route("/settings/transcript", w.transcript, methods=["POST"]),
         Route("/settings/mobileconfig", w.apple_profile),
+        Route("/settings/filters/edit", w.script_edit_page, methods=["GET"]),
+        Route("/settings/filters/edit", w.script_edit, methods=["POST"]),
+        Route("/settings/filters/script", w.script_action, methods=["POST"]),
+        Route("/settings/filters/form", w.rules_form, methods=["POST"]),
+        Route("/settings/password", w.password, methods=["POST"]),
         Route("/events", w.events),
         Route("/.well-known/autoconfig/mail/config-v1.1.xml", w.tb_autoconfig),
         Route("/mail/config-v1.1.xml", w.tb_autoconfig),

@@ -8,13 +8,20 @@ Passwords never enter the transcript. One command at a time per connection (call
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from carteiro.proto.imap.client import Response, ResponseError, ResponseReader, quote
 
 TRANSCRIPT_LINES = 60
+
+Vouch = Callable[[socket.socket], Callable[[], None]]
+"""Given the bound socket a connection will come from, has the server trust that one socket to
+pass its client's address; returns the function that withdraws the trust."""
 
 
 class IMAPError(Exception):
@@ -45,6 +52,8 @@ class Endpoint:
     cafile: str = ""
     verify: bool = True  # False: encrypt but accept any certificate (loopback to ourselves)
     timeout: float = 30.0
+    # Inside `carteiro serve`: the server trusts exactly our sockets (app.py); None elsewhere
+    vouch: Vouch | None = field(default=None, compare=False, repr=False)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.cafile or None)
@@ -67,21 +76,14 @@ class IMAPConnection:
         self.exists = 0  # of the selected folder, kept by EXISTS/EXPUNGE (RFC 9051 7.4.1, 7.3.1)
         self.closed = False
         self._tag = 0
+        self._withdraw: Callable[[], None] | None = None
 
     # ---- connection ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
         ep = self.endpoint
         try:
-            self.reader, self.writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    ep.host,
-                    ep.port,
-                    ssl=ep.ssl_context() if ep.tls == "implicit" else None,
-                    server_hostname=ep.host if ep.tls == "implicit" else None,
-                ),
-                ep.timeout,
-            )
+            self.reader, self.writer = await asyncio.wait_for(self._open(), ep.timeout)
             greeting = await self._response()
             if greeting.tag != "*" or greeting.status()[0] not in ("OK", "PREAUTH"):
                 raise IMAPUnavailable(f"the IMAP server refused us: {greeting.text!r}")
@@ -97,6 +99,46 @@ class IMAPConnection:
         except (TimeoutError, OSError, ssl.SSLError, ResponseError) as e:
             await self.close()
             raise IMAPUnavailable(f"cannot reach the IMAP server: {e or type(e).__name__}") from e
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        ep = self.endpoint
+        tls = ep.ssl_context() if ep.tls == "implicit" else None
+        name = ep.host if ep.tls == "implicit" else None
+        if ep.vouch is None:
+            return await asyncio.open_connection(ep.host, ep.port, ssl=tls, server_hostname=name)
+        # Bound before connecting, so the server already trusts the source when it accepts
+        # (its per-IP cap is checked then); the kernel lets no one else use that pair meanwhile.
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"{ep.host} has no address")
+        for family, kind, proto, _, addr in infos:  # in order, as open_connection tries them
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.bind((addr[0], 0))  # the server's own address: a local one
+                self._withdraw = ep.vouch(sock)
+                await loop.sock_connect(sock, addr)
+            except OSError as e:
+                sock.close()
+                self._unvouch()
+                error = e
+                continue
+            except BaseException:
+                sock.close()
+                self._unvouch()
+                raise
+            try:
+                return await asyncio.open_connection(sock=sock, ssl=tls, server_hostname=name)
+            except BaseException:
+                sock.close()
+                self._unvouch()
+                raise
+        raise error
+
+    def _unvouch(self) -> None:
+        if self._withdraw is not None:
+            self._withdraw()
+            self._withdraw = None
 
     async def login(self, user: str, password: str, client_ip: str = "") -> None:
         if client_ip and "ID" in self.capabilities:
@@ -123,19 +165,19 @@ class IMAPConnection:
             await self.command("CAPABILITY")
 
     async def close(self) -> None:
-        if self.closed:
-            return
+        already = self.closed  # (a BYE sets it: the socket itself may still be open)
         self.closed = True
         w = self.writer
-        if w is not None:
-            try:
-                if not w.is_closing():
-                    self._trace("C", "LOGOUT")
-                    w.write(b"x LOGOUT\r\n")
-                w.close()
-                await asyncio.wait_for(w.wait_closed(), 2)
-            except (TimeoutError, OSError, ssl.SSLError):
-                pass
+        try:
+            if w is not None and not w.is_closing():
+                with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
+                    if not already:
+                        self._trace("C", "LOGOUT")
+                        w.write(b"x LOGOUT\r\n")
+                    w.close()
+                    await asyncio.wait_for(w.wait_closed(), 2)
+        finally:
+            self._unvouch()  # the pair is free again: anyone may reuse it now
 
     # ---- commands -----------------------------------------------------------------------------
 

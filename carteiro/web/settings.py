@@ -1,14 +1,28 @@
-"""What the webmail needs to know to run: where IMAP and SMTP submission are and how to reach them,
+"""What the webmail needs to know to run: where IMAP, SMTP submission and ManageSieve are and how to reach them,
 the names and ports it tells clients in autoconfiguration, and the session limits. Built by
 app.py from carteiro.toml or by `carteiro web` from its options; never read from globals.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from carteiro.web.autoconfig import Services
 from carteiro.web.imap import Endpoint
+
+# (user, old password, new password); raises PasswordRefused.
+PasswordChanger = Callable[[str, str, str], Awaitable[None]]
+
+
+class PasswordRefused(Exception):
+    """The change was refused; `wrong` when the current password was wrong (counts as a failed
+    login for the throttle)."""
+
+    def __init__(self, text: str, wrong: bool = False) -> None:
+        super().__init__(text)
+        self.text = text
+        self.wrong = wrong
 
 
 @dataclass
@@ -22,3 +36,6 @@ class WebSettings:
     secure_cookies: bool = False  # set when served over HTTPS
     title: str = "carteiro webmail"
     counts_every: float = 60.0  # seconds between unread-count checks of all folders (live page)
+    sieve: Endpoint | None = None  # ManageSieve (RFC 5804) for the filter settings; None: none
+    # Only inside `carteiro serve` (no IMAP/SMTP command changes a password): None hides the form.
+    change_password: PasswordChanger | None = None

@@ -52,7 +52,7 @@ def test_users_aliases_domains(tmp_path: Path) -> None:
         data, "user", "add", "x@elsewhere.test", "--password-stdin", stdin="pw\n", check=False
     )
     assert r.returncode != 0 and "not one of our domains" in r.stderr
-    assert run_cli(data, "user", "list").stdout.split() == ["alice@example.test"]
+    assert run_cli(data, "user", "list").stdout.split() == ["alice@example.test", "store"]
     run_cli(data, "user", "passwd", "alice@example.test", "--password-stdin", stdin="pw2\n")
     run_cli(data, "domain", "add", "Other.test")
     assert run_cli(data, "domain", "list").stdout.split("\n")[:2] == [

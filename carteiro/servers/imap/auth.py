@@ -2,7 +2,8 @@
 STARTTLS, LOGIN, AUTHENTICATE PLAIN (RFC 9051 6.1-6.2, RFC 2971, RFC 5161, RFC 2342, RFC 4959).
 
 Failed logins cost a delay and count per client IP (the throttle shared with SMTP and POP3);
-passwords never reach a log (the tracer masks LOGIN arguments and SASL responses).
+passwords never reach a log (the tracer masks LOGIN arguments and SASL responses). A trusted
+peer (net/trust.py) names that client with ID x-originating-ip before logging in.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 
 from carteiro.directory.throttle import Refused
+from carteiro.net.trust import originating_address, originating_port
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.receiver import AuthResponse
 from carteiro.servers.imap.session import (
@@ -25,6 +28,8 @@ from carteiro.servers.imap.session import (
     ok,
 )
 from carteiro.store.api import AccountNotFound
+
+log = logging.getLogger("carteiro.imap")
 
 MAX_AUTH_FAILURES = 5  # per connection, then BYE
 _ENABLE = {
@@ -56,9 +61,28 @@ async def logout(s: Session, tag: str, req: c.Logout) -> Result:
 
 @command(c.Id, min_state=State.NOT_AUTHENTICATED)
 async def id_(s: Session, tag: str, req: c.Id) -> Result:
+    if s.state is State.NOT_AUTHENTICATED and req.params:
+        _originating(s, dict((k.lower(), v) for k, v in req.params))
     # RFC 2971 3.3: the server's own identification, whatever the client sent.
     s.untagged(f'ID ("name" "carteiro" "version" "{s.server.version}")')
     return ok("ID completed.")
+
+
+def _originating(s: Session, params: dict[str, str | None]) -> None:
+    """Dovecot's x-originating-ip/-port: the client a trusted proxy or webmail speaks for, used
+    from now on by the login throttle and the logs. From any other peer it is ignored: a client
+    never picks its own throttle key. Only before login (the throttle is what it is for)."""
+    ip = originating_address(params.get("x-originating-ip"))
+    if ip is None:
+        return
+    conn = s.conn
+    if not conn.trusted:
+        log.info("imap %s: ignoring ID x-originating-ip from an untrusted peer", conn.peer_ip)
+        return
+    conn.client_ip = ip
+    conn.client_port = originating_port(params.get("x-originating-port")) or 0
+    s.tracer.note(f"client {ip}:{conn.client_port} (x-originating-ip from a trusted peer)")
+    log.debug("imap %s:%d: speaking for %s", conn.peer_ip, conn.peer_port, ip)
 
 
 @command(c.Enable)
@@ -140,16 +164,26 @@ async def authenticate_user(s: Session, user: str, password: str) -> Result:
     ctx = s.server.ctx
     # Reserved before the check, counted as a failure until it succeeds: parallel guesses
     # cannot outrun the throttle (directory/throttle.py).
-    slot = await ctx.throttle.reserve(s.conn.peer_ip, user)
+    slot = await ctx.throttle.reserve(s.conn.client_ip, user)
     if isinstance(slot, Refused):
+        ctx.metrics.auth_failures.labels("imap").inc()
         return no(slot.text, "UNAVAILABLE")  # RFC 5530 3: temporary, try again later
     try:
         account = await ctx.directory.verify(user, password) if user and password else None
         if account is None:
+            log.info("imap %s: authentication failed for %r", _who(s), user[:100])
             return await _failed(s, slot.failure())
         slot.success(account)
     finally:
         slot.release()
+    if ctx.directory.delivery_of(account) == "mbox":
+        # Its mail goes to the classic spool file, which this server does not serve: an empty
+        # INBOX would look like lost mail. RFC 5530 3: CONTACTADMIN, after the password only.
+        return no(
+            "This account's mail is delivered to an mbox spool file on the server, not to "
+            "IMAP; ask the administrator to switch it (carteiro user set --delivery store)",
+            "CONTACTADMIN",
+        )
     try:
         store = await ctx.store.account(account)
     except AccountNotFound:
@@ -160,13 +194,15 @@ async def authenticate_user(s: Session, user: str, password: str) -> Result:
     s.store = store
     s.state = State.AUTHENTICATED
     s.tracer.note(f"authenticated as {account}")
+    log.info("imap %s: login %s", _who(s), account)
     return ok("Logged in", f"CAPABILITY {s.capabilities()}")
 
 
 async def _failed(s: Session, delay: float | None = None) -> Result:
     if delay is None:  # refused before any password check (a malformed exchange)
-        delay = s.server.ctx.throttle.record_failure(s.conn.peer_ip)
+        delay = s.server.ctx.throttle.record_failure(s.conn.client_ip)
     s.auth_failures += 1
+    s.server.ctx.metrics.auth_failures.labels("imap").inc()
     if delay > 0:
         await s.flush()
         await asyncio.sleep(delay)
@@ -175,3 +211,10 @@ async def _failed(s: Session, delay: float | None = None) -> Result:
         s.out += b"* BYE Too many authentication failures\r\n"
         s.state = State.LOGOUT
     return res
+
+
+def _who(s: Session) -> str:
+    conn = s.conn
+    if conn.client_ip == conn.peer_ip:
+        return conn.peer_ip
+    return f"{conn.client_ip} via {conn.peer_ip}"

@@ -329,7 +329,7 @@ class Session:
         try:
             return self.deflate.decompress(raw)
         except (zlib.error, EOFError) as e:
-            log.info("imap %s: bad compressed stream: %s", self.conn.peer_ip, e)
+            log.info("imap %s: bad compressed stream: %s", self.conn.client_ip, e)
             self.untagged("BYE Invalid compressed data")
             raise Closing from None
 
@@ -380,6 +380,7 @@ class Session:
             self.untagged("BAD Unexpected continuation")
 
     def tagged(self, tag: str, res: Result) -> None:
+        self.server.ctx.metrics.reply("imap", res.status)
         code = f"[{res.code}] " if res.code else ""
         text = res.text
         if not text.isascii() and not self.utf8:
@@ -407,6 +408,7 @@ class Session:
         else:
             req = parse_command(cmd, utf8=self.utf8)
         if isinstance(req, ParseError):
+            self.server.ctx.metrics.command("imap", "INVALID")
             if self.view is not None and self.saved and _search_save(cmd):
                 self.saved = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties "$"
             self.tagged(req.tag, Result(req.status, req.reason, req.code))
@@ -415,6 +417,8 @@ class Session:
 
     async def execute(self, tag: str, req: c.Request) -> None:
         entry = DISPATCH.get(type(req))
+        # the parsed request's type: a fixed set, whatever the client sends
+        self.server.ctx.metrics.command("imap", type(req).__name__.upper())
         if entry is None:  # parsed but not offered (e.g. an extension we do not advertise)
             self.tagged(tag, bad("Command not supported"))
             return
@@ -448,7 +452,7 @@ class Session:
         except StoreError as e:
             res = no(_reason(e) or "Operation failed", "CANNOT")
         except Exception:
-            log.exception("imap: %s: command %s failed", self.conn.peer_ip, type(req).__name__)
+            log.exception("imap: %s: command %s failed", self.conn.client_ip, type(req).__name__)
             res = no("Internal error", "SERVERBUG")
         if self.view is not None:
             # RFC 3501 7.4.1 / RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or
@@ -464,7 +468,7 @@ class Session:
         """A write found no room: logged once, answered with a reason; the session goes on.
         RFC 5530 3: [OVERQUOTA] when a disk quota was hit (freeing space helps), [LIMIT] for a
         full disk; [SERVERBUG] is for bugs, which this is not."""
-        log_storage_full(log, f"imap {self.account or self.conn.peer_ip}", what, e)
+        log_storage_full(log, f"imap {self.account or self.conn.client_ip}", what, e)
         if e.quota:
             return no("Disk quota exceeded", "OVERQUOTA")
         return no("Insufficient storage on the server; try again later", "LIMIT")

@@ -30,3 +30,12 @@ def test_throttle_keys_load() -> None:
 def test_bad_throttle_values_name_the_key(text: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         loads(f"[auth]\n{text}\n")
+
+
+def test_trusted_networks_default_empty_and_validated() -> None:
+    assert loads("").auth.trusted_networks == []  # like Dovecot: nobody speaks for others
+    cfg = loads('[auth]\ntrusted_networks = ["10.1.0.0/16", "2001:db8::/32", "192.0.2.7"]')
+    assert cfg.auth.trusted_networks == ["10.1.0.0/16", "2001:db8::/32", "192.0.2.7"]
+    with pytest.raises(ConfigError) as e:
+        loads('[auth]\ntrusted_networks = ["10.0.0.0/8", "webmail.example"]')
+    assert "auth.trusted_networks[1]" in str(e.value)

@@ -46,7 +46,7 @@ def test_bar_on_a_terminal_after_the_delay() -> None:
     assert out.getvalue() == ""  # short runs never show a bar
     clock.now += 10
     bar(5, 10)
-    line = "importing x [###############...............] 5/10  50%  ETA 0:00:10"
+    line = "importing x [###############...............] 5/10  50%  0.5/s  ETA 0:00:10"
     assert out.getvalue() == "\r" + line
     clock.now += 0.01
     bar(6, 10)  # redrawn at most every 0.1 s

@@ -141,8 +141,14 @@ def test_dns_records_command(tmp_path: Path) -> None:
     (tmp_path / "carteiro.toml").write_text(
         'hostname = "mail.a.test"\ndomains = ["a.test", "b.test"]\n'
     )
-    code, out, _ = run("dns-records", "--data", str(tmp_path))
-    assert code == 0
+    # printing never makes a key (issue 12): it says which are missing
+    code, out, err = run("dns-records", "--data", str(tmp_path))
+    assert code == 0 and "v=DKIM1" not in out
+    assert "no DKIM key for a.test" in err and "no DKIM key for b.test" in err
+    assert not (tmp_path / "dkim").exists()
+    ensure_dkim_key(tmp_path, "a.test", "carteiro")
+    code, out, err = run("dns-records", "--data", str(tmp_path))
+    assert code == 0 and "a.test" not in err
     for needle in (
         "a.test.",
         "b.test.",
@@ -157,3 +163,5 @@ def test_dns_records_command(tmp_path: Path) -> None:
     assert "a.test." not in out.replace("mail.a.test.", "")
     code, _, err = run("dns-records", "z.test", "--data", str(tmp_path))
     assert code == 1 and "not one of our domains" in err
+    code, _, err = run("dns-records", "ex..ample", "--data", str(tmp_path))
+    assert code == 65 and "empty label" in err

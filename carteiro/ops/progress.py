@@ -1,0 +1,39 @@
+"""Progress bars for long commands (import/export, store check/reindex, backup/restore): tqdm on a
+terminal (done/total, rate, time left), nothing at all when stderr is not one (logs and pipes get
+only the summary line).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+Progress = Callable[[int, int], None]
+
+
+def _quiet(done: int, total: int) -> None:
+    return None
+
+
+def progress_bar(label: str, stream: TextIO | None = None, unit: str = "msg") -> Progress:
+    """A `progress(done, total)` callback drawing one tqdm bar on `stream` (stderr), closed when
+    done reaches total; a no-op unless the stream is a terminal."""
+    out = stream if stream is not None else sys.stderr
+    if not out.isatty():
+        return _quiet
+    from tqdm import tqdm
+
+    bar: tqdm[None] | None = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit=unit, file=out, leave=False, delay=0.5)
+        if total != bar.total:
+            bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.lists.service import Copy, ListService
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mail.sieve_filter import Outbound
+    from carteiro.mailauth.arc import Sealer
     from carteiro.mailauth.dmarc_reports import Recorder
     from carteiro.mailauth.inbound import Checker
     from carteiro.mailauth.lookup import Resolver as LookupResolver
@@ -468,6 +469,34 @@ class StoreArchiver:
         await self.delivery.deliver([Target(account, mailbox)], data, "", delivery_id=delivery_id)
 
 
+class ListSealer:
+    """The list engine's `Sealer`: each list seals with its own domain's RSA DKIM key (d= the
+    list's domain, as Mailman and mox do), else with the first served domain's key."""
+
+    def __init__(self, cfg: Config, fallback: list[str]) -> None:
+        self.cfg = cfg
+        self.fallback = fallback
+        self.authserv_id = cfg.mailauth.authserv_id or cfg.hostname
+        self._sealers: dict[str, Sealer | None] = {}
+
+    def _for(self, domain: str) -> Sealer | None:
+        from carteiro.mailauth.arc import Sealer
+
+        if domain not in self._sealers:
+            self._sealers[domain] = Sealer.for_domain(
+                self.cfg.data_dir, domain, self.cfg.dkim.selector, self.authserv_id
+            )
+        return self._sealers[domain]
+
+    def seal(self, domain: str, data: bytes) -> bytes:
+        if len(data) > self.cfg.mailauth.verify_max_size:
+            return b""  # as the forward path: what was too big to verify is not vouched for
+        sealer = self._for(domain.lower())
+        if sealer is None and self.fallback:
+            sealer = self._for(self.fallback[0].lower())
+        return sealer.seal(data) if sealer is not None else b""
+
+
 def lists_web_url(cfg: Config) -> str:
     if cfg.lists.web_url:
         return cfg.lists.web_url
@@ -493,6 +522,10 @@ def open_lists(
         sender,
         DnsPolicy(DNSTxt(cfg.dns.nameservers, cfg.dns.timeout)),
         StoreArchiver(store, open_local_delivery(cfg, store, directory)),
+        # sealing needs our Authentication-Results on the post: only when inbound checks run
+        sealer=ListSealer(cfg, cfg.domains or directory.domains())
+        if cfg.mailauth.arc_seal and cfg.mailauth.enabled
+        else None,
         web_url=lists_web_url(cfg),
         batch=cfg.lists.batch,
     )

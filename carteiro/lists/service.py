@@ -76,6 +76,13 @@ class Archiver(Protocol):
         ...
 
 
+class Sealer(Protocol):
+    def seal(self, domain: str, data: bytes) -> bytes:
+        """The ARC set (RFC 8617 5.1) the list `domain` puts on top of `data`: b"" when the
+        post carries no Authentication-Results of ours (nothing to vouch for) or no key."""
+        ...
+
+
 class ListService:
     def __init__(
         self,
@@ -84,6 +91,7 @@ class ListService:
         policy: PolicySource | None = None,
         archiver: Archiver | None = None,
         *,
+        sealer: Sealer | None = None,
         web_url: str = "",
         clock: Callable[[], float] = time.time,
         batch: int = BATCH,
@@ -92,6 +100,7 @@ class ListService:
         self.sender = sender
         self.policy = policy
         self.archiver = archiver
+        self.sealer = sealer
         self.web_url = web_url.rstrip("/")
         self.clock = clock
         self.batch = batch
@@ -630,6 +639,8 @@ class ListService:
         digest = any(m.status == "enabled" and m.delivery == "digest" for m in members)
         if digest and await self._run(self.db.first_time, f"digest:{key}", self.clock()):
             await self._run(self.db.add_digest, ml.address, data, self.clock())
+        if regular:
+            data = await self._sealed(ml, data, key)
         bounces_to = ml.role_address("bounces")
         for i in range(0, len(regular), self.batch):
             copies = [
@@ -641,6 +652,19 @@ class ListService:
                 bounces_to, copies, data, verp=True, trusted=strict, key=f"{key}:{i}"
             )
         return len(regular)
+
+    async def _sealed(self, ml: MailingList, data: bytes, key: str) -> bytes:
+        """RFC 8617 5.1: the copies leave changed (subject tag, footer, From rewritten), so the
+        list seals what its receiving side saw; the queue DKIM-signs after, as for a forwarded
+        message. The archive and the digest keep the post unsealed (they do not travel on)."""
+        if self.sealer is None:
+            return data
+        try:
+            fields = await asyncio.to_thread(self.sealer.seal, ml.domain, data)
+        except Exception:
+            log.exception("lists: could not ARC-seal post %s to %s; sent unsealed", key, ml.address)
+            return data
+        return fields + data
 
     def _personal(self, ml: MailingList, address: str) -> bytes:
         leave = f"<mailto:{ml.role_address('leave')}>"

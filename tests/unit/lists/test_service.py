@@ -446,3 +446,73 @@ async def test_signed_list_copy_covers_both_unsubscribe_fields(env: Env, tmp_pat
     assert dkim.verify(signed, dnsfunc=dns)
     # a field we added after signing would break it: the h= list is what was hashed
     assert not dkim.verify(signed.replace(b"One-Click", b"One-Clack", 1), dnsfunc=dns)
+
+
+async def test_list_copy_is_arc_sealed_then_dkim_signed(env: Env, tmp_path: Path) -> None:
+    # RFC 8617 5.1: the list changes the post (subject tag, footer), so it seals what its
+    # receiving side saw; the queue DKIM-signs each copy after, as on the forward path.
+    import dkim
+
+    from carteiro.mailauth.arc import Sealer
+    from carteiro.mailauth.dkim import DKIMSigner, ensure_dkim_key, txt_record
+
+    keys = {d: ensure_dkim_key(tmp_path, d, "s1") for d in ("l.test", "fwd.test")}
+
+    class ListSealer:
+        def __init__(self) -> None:
+            self.domains: list[str] = []
+
+        def seal(self, domain: str, data: bytes) -> bytes:
+            self.domains.append(domain)
+            return Sealer.from_key_file(keys[domain], domain, "s1", "mx.l.test").seal(data)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        domain = name.decode().removeprefix("s1._domainkey.").rstrip(".")
+        return txt_record(keys[domain]).encode()
+
+    def arc(msg: bytes) -> tuple[str, list[str]]:
+        cv, results, _why = dkim.arc_verify(msg, dnsfunc=dns)
+        # the cv= of each ARC-Seal, oldest (i=1) first
+        return cv.decode(), [r["cv"].decode() for r in sorted(results, key=lambda r: r["instance"])]
+
+    env.svc.sealer = sealer = ListSealer()
+    from dataclasses import replace
+
+    settings = replace(env.ml.settings, subject_prefix="[dev] ", footer="-- the dev list")
+    env.db.save(replace(env.ml, settings=settings))
+    env.db.add_member("dev@l.test", Member("bob@strict.test"))
+    env.dmarc.strict.add("strict.test")
+    signer = DKIMSigner(tmp_path, ["l.test"], "s1")
+
+    # first hop: no chain yet, our results vouch for the post; the seal says cv=none
+    ours = "Authentication-Results: mx.l.test; spf=pass smtp.mailfrom=strict.test\r\n"
+    await env.mail("dev@l.test", "bob@strict.test", "one", extra=ours)
+    (batch,) = env.out.take()
+    assert sealer.domains == ["l.test"]
+    assert batch.msg["Subject"].startswith("[dev]") and batch.msg["ARC-Seal"] is not None
+    assert "cv=none" in batch.msg["ARC-Seal"]
+    assert arc(batch.data) == ("pass", ["none"])
+    assert "spf=pass" in batch.msg["ARC-Authentication-Results"]
+    copy = batch.headers[0] + batch.data
+    signed = signer(copy) + copy
+    assert dkim.verify(signed, dnsfunc=dns)  # the queue's signature over the sealed copy
+    assert arc(signed) == ("pass", ["none"])  # per-member fields on top leave the seal intact
+    assert arc(signed.replace(b"the dev list", b"the dve list"))[0] == "fail"
+
+    # second hop: a forwarder sealed the post (i=1), our check saw arc=pass: the list's seal
+    # (i=2) says cv=pass, though the footer broke the forwarder's message signature
+    fwd = Sealer.from_key_file(keys["fwd.test"], "fwd.test", "s1", "mx.fwd.test")
+    post = b"From: bob@strict.test\r\nTo: dev@l.test\r\nSubject: two\r\n\r\nhi\r\n"
+    theirs = b"Authentication-Results: mx.fwd.test; spf=pass smtp.mailfrom=strict.test\r\n" + post
+    sealed = fwd.seal(theirs) + theirs
+    ours2 = b"Authentication-Results: mx.l.test; arc=pass header.oldest-pass=0\r\n" + sealed
+    assert (await env.svc.receive("bob@strict.test", "dev@l.test", ours2)).code == 250
+    (batch,) = env.out.take()
+    assert arc(batch.data) == ("pass", ["none", "pass"])
+    copy = batch.headers[0] + batch.data
+    assert dkim.verify(signer(copy) + copy, dnsfunc=dns)
+
+    # nothing of ours to vouch for: no seal (RFC 8617 5.1.1)
+    await env.mail("dev@l.test", "bob@strict.test", "three")
+    (batch,) = env.out.take()
+    assert batch.msg["ARC-Seal"] is None

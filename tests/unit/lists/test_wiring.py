@@ -63,3 +63,23 @@ def test_one_click_base_url() -> None:
         loads('[lists]\nweb_url = "http://lists.l.test"\n', Path("var"))
     with pytest.raises(ConfigError, match=r"lists\.batch"):
         loads("[lists]\nbatch = 0\n", Path("var"))
+
+
+def test_list_sealer_uses_the_lists_domain_key_else_the_first_domain(tmp_path: Path) -> None:
+    from carteiro.app import ListSealer
+    from carteiro.mailauth.dkim import ensure_dkim_key
+
+    cfg = loads(
+        'hostname = "mx.a.test"\ndomains = ["a.test", "l.test"]\n'
+        '[dkim]\nselector = "s1"\n[mailauth]\nverify_max_size = 4096\n',
+        tmp_path,
+    )
+    ensure_dkim_key(tmp_path, "a.test", "s1")
+    post = b"Authentication-Results: mx.a.test; spf=pass\r\nFrom: x@y.test\r\n\r\nhi\r\n"
+    sealer = ListSealer(cfg, ["a.test", "l.test"])
+    assert b"d=a.test" in sealer.seal("l.test", post)  # no key for l.test: the first domain's
+    ensure_dkim_key(tmp_path, "l.test", "s1")
+    assert b"d=l.test" in ListSealer(cfg, ["a.test"]).seal("L.test", post)
+    assert sealer.seal("l.test", post.replace(b"mx.a.test", b"mx.other.test")) == b""
+    assert sealer.seal("l.test", post + b"x" * 5000) == b""  # over verify_max_size
+    assert ListSealer(cfg, []).seal("none.test", post) == b""

@@ -28,7 +28,7 @@ from carteiro.testing.server import ServerProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lists-e2e")]
 
-A_IP, B_IP = "127.0.0.4", "127.0.0.5"
+A_IP, B_IP, OUTSIDE_IP = "127.0.0.4", "127.0.0.5", "127.0.0.6"
 ALICE = ("alice@lists.test", "alice-pw")  # owner of the lists, a local member
 BOB = ("bob@b.test", "bob-pw")  # an outside member (p=reject domain)
 
@@ -143,7 +143,8 @@ _dmarc.c.test.    60 IN TXT "v=DMARC1; p=none"
         users=dict([ALICE]),
         host=A_IP,
         services=("smtp", "submission", "pop3", "imap", "web"),
-        extra_config=common,
+        # mail from 127.0.0.6 (an "outside" client) is checked, so it carries our results
+        extra_config=common + '[mailauth]\nignore_networks = ["127.0.0.1/32", "::1/128"]\n',
     )
     a.init()
     # B sends to A's port (both would be 25 on the Internet)
@@ -417,3 +418,33 @@ def test_local_delivery_agent_hands_list_mail_to_the_list(
         assert s.rcpt("lda-request@lists.test")[0] == 250
         assert s.rcpt("lda-bounces+x=c.test@lists.test")[0] == 250
         assert s.rcpt("lda-nonsense@lists.test")[0] == 550
+
+
+def test_list_copy_is_arc_sealed(net: tuple[ServerProcess, ServerProcess]) -> None:
+    """RFC 8617: A checked the post (its Authentication-Results), so each copy carries the
+    list's ARC set, first hop (cv=none), that a receiver verifies with dkimpy."""
+    import dkim
+
+    from carteiro.mailauth.dkim import key_path, txt_record
+
+    a, _b = net
+    a.cli("list", "create", "arc@lists.test", "--owner", ALICE[0], "--posting", "anyone")
+    a.cli("list", "members", "add", "arc@lists.test", ALICE[0])
+    with smtplib.SMTP(a.host, a.ports["smtp"], timeout=30, source_address=(OUTSIDE_IP, 0)) as s:
+        post = mail("Carol <carol@c.test>", "arc@lists.test", "sealed post")
+        assert s.sendmail("carol@c.test", ["arc@lists.test"], post.encode()) == {}
+    got = wait_message(a, ALICE, subject_is("sealed post"), "the sealed post")
+    assert "cv=none" in str(got["ARC-Seal"]) and "d=lists.test" in str(got["ARC-Seal"])
+    assert "mx.lists.test" in str(got["ARC-Authentication-Results"])
+    record = txt_record(key_path(a.data, "lists.test", "carteiro")).encode()
+
+    def keys(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"carteiro._domainkey.lists.test."
+        return record
+
+    raw = got.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    cv, results, why = dkim.arc_verify(raw, dnsfunc=keys)
+    assert (cv, len(results)) == (b"pass", 1), why
+    # changed in transit after the list sealed it: the chain no longer validates
+    cv, _, _ = dkim.arc_verify(raw.replace(b"Hello.", b"Hellp."), dnsfunc=keys)
+    assert cv == b"fail"

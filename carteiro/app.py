@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from starlette.routing import BaseRoute
 
     from carteiro.fetch.poller import Fetcher
+    from carteiro.lists.model import MailingList
     from carteiro.lists.service import Copy, ListService
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mail.sieve_filter import Outbound
@@ -50,7 +51,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.queue.api import Spool
     from carteiro.web.imap import Vouch
     from carteiro.web.server import WebServer
-    from carteiro.web.settings import PasswordChanger, WebSettings
+    from carteiro.web.settings import ListView, OwnedList, PasswordChanger, WebSettings
 
 log = logging.getLogger("carteiro")
 
@@ -469,6 +470,128 @@ class StoreArchiver:
         await self.delivery.deliver([Target(account, mailbox)], data, "", delivery_id=delivery_id)
 
 
+class ListsOwnerPage:
+    """The webmail's `ListsOwner`: the list engine, as the logged-in user sees it. Only lists
+    that name the user among their owners exist for it (the same answer as for no such list)."""
+
+    EDITABLE = (
+        "description",
+        "subscription",
+        "posting",
+        "reply_to",
+        "subject_prefix",
+        "footer",
+        "max_size",
+    )
+
+    def __init__(self, service: ListService) -> None:
+        self.svc = service
+
+    async def _mine(self, user: str, address: str) -> MailingList | None:
+        from carteiro.core.address import AddressError, parse_address
+
+        try:
+            canonical = parse_address(address).canonical
+        except AddressError:
+            return None
+        ml = await self.svc.query(self.svc.db.get, canonical)
+        if ml is None or user.lower() not in {o.lower() for o in ml.owners}:
+            return None
+        return ml
+
+    async def owned(self, user: str) -> list[OwnedList]:
+        from carteiro.web.settings import OwnedList
+
+        out = []
+        for ml in await self.svc.query(self.svc.db.all):
+            if user.lower() in {o.lower() for o in ml.owners}:
+                members = await self.svc.query(self.svc.db.members, ml.address)
+                held = await self.svc.query(self.svc.db.pending_of, ml.address, "post")
+                out.append(OwnedList(ml.address, ml.settings.description, len(members), len(held)))
+        return out
+
+    async def view(self, user: str, address: str) -> ListView | None:
+        from carteiro.web.settings import HeldPost, ListMemberView, ListView
+
+        ml = await self._mine(user, address)
+        if ml is None:
+            return None
+        members = await self.svc.query(self.svc.db.members, ml.address)
+        held = await self.svc.query(self.svc.db.pending_of, ml.address, "post")
+        return ListView(
+            ml.address,
+            {k: str(getattr(ml.settings, k)) for k in self.EDITABLE},
+            [ListMemberView(m.address, m.name, m.delivery, m.status) for m in members],
+            [
+                HeldPost(p.token, p.address, p.subject, p.reason, p.created)
+                for p in held
+                if p.state == "waiting"
+            ],
+        )
+
+    async def _owned_or_refuse(self, user: str, address: str) -> MailingList:
+        from carteiro.web.settings import ListRefused
+
+        ml = await self._mine(user, address)
+        if ml is None:
+            raise ListRefused("You own no such list.")
+        return ml
+
+    @staticmethod
+    def _member(text: str) -> str:
+        from carteiro.core.address import AddressError, parse_address
+        from carteiro.web.settings import ListRefused
+
+        try:
+            return parse_address(text).canonical
+        except AddressError as e:
+            raise ListRefused(f"{text}: {e}") from None
+
+    async def add_member(self, user: str, address: str, member: str) -> str:
+        ml = await self._owned_or_refuse(user, address)
+        who = self._member(member)
+        if await self.svc.query(self.svc.db.member, ml.address, who) is not None:
+            return f"{who} is already a member."
+        await self.svc.add_by_owner(ml, who, user)
+        return f"{who} added."
+
+    async def remove_member(self, user: str, address: str, member: str) -> str:
+        ml = await self._owned_or_refuse(user, address)
+        who = self._member(member)
+        if not await self.svc.query(self.svc.db.remove_member, ml.address, who):
+            return f"{who} was not a member."
+        log.info("lists: %s: %s removed by owner %s", ml.address, who, user)
+        return f"{who} removed."
+
+    async def change(self, user: str, address: str, values: dict[str, str]) -> str:
+        import copy
+
+        from carteiro.lists.model import SettingError
+        from carteiro.web.settings import ListRefused
+
+        ml = await self._owned_or_refuse(user, address)
+        settings = copy.deepcopy(ml.settings)
+        try:
+            for key, value in values.items():
+                if key not in self.EDITABLE:
+                    raise ListRefused(f"{key} is not a setting owners change here.")
+                if key == "footer":
+                    # the form's text as typed (set() reads the CLI's one-line "\\n" escape)
+                    settings.footer = value.replace("\r\n", "\n")
+                else:
+                    settings.set(key, value.strip())
+        except SettingError as e:
+            raise ListRefused(str(e)) from None
+        ml.settings = settings
+        await self.svc.query(self.svc.db.save, ml)
+        log.info("lists: %s: settings changed by owner %s", ml.address, user)
+        return "Settings saved."
+
+    async def decide(self, user: str, address: str, token: str, action: str, reason: str) -> str:
+        ml = await self._owned_or_refuse(user, address)
+        return await self.svc.moderate(ml, token, action, reason, by=user)
+
+
 class ListSealer:
     """The list engine's `Sealer`: each list seals with its own domain's RSA DKIM key (d= the
     list's domain, as Mailman and mox do), else with the first served domain's key."""
@@ -624,6 +747,7 @@ def web_server(
     routes: Sequence[BaseRoute] = (),
     vouch: Vouch | None = None,
     directory: Directory | None = None,
+    lists: ListService | None = None,
 ) -> WebServer:
     """The web listener: the webmail's pages, with `routes` (web_routes) beside them; with the
     directory, the Settings page can change passwords."""
@@ -633,6 +757,8 @@ def web_server(
     settings = web_settings(cfg, vouch)
     if directory is not None:
         settings.change_password = password_changer(directory, cfg.web.min_password_length)
+    if lists is not None:
+        settings.lists_owner = ListsOwnerPage(lists)
     cert = key = None
     if settings.secure_cookies:
         cert = cfg.path(cfg.web.cert or cfg.tls.cert)
@@ -757,7 +883,9 @@ class App:
             if cfg.listen.web:
                 try:
                     vouch = self.ctx.trusted.register
-                    self.web = web_server(cfg, web_routes(cfg, self.lists), vouch, directory)
+                    self.web = web_server(
+                        cfg, web_routes(cfg, self.lists), vouch, directory, self.lists
+                    )
                     await self.web.start()
                 except (OSError, ConfigError) as e:
                     raise ListenError(str(e)) from e

@@ -353,6 +353,15 @@ class ListService:
             reply_to=confirm,
         )
 
+    async def query(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a ListDB call on the engine's database thread (for the owners' web page)."""
+        return await self._run(fn, *args)
+
+    async def add_by_owner(self, ml: MailingList, address: str, by: str) -> None:
+        """An owner adds a member directly (as `carteiro list members add`), who is welcomed."""
+        log.info("lists: %s: %s added by owner %s", ml.address, address, by)
+        await self._add(ml, address, why=f"owner:{by}:{self.clock()}")
+
     async def _add(self, ml: MailingList, address: str, name: str = "", why: str = "") -> None:
         """Subscribe (a repeat does nothing) and welcome; `why` names the request, so that a
         repeated hand-over welcomes once."""

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from carteiro.web import autoconfig, compose, mailbox, message, sieverules
+from carteiro.web import autoconfig, compose, lists_owner, mailbox, message, sieverules
 from carteiro.web.imap import AuthFailed, IMAPError, IMAPUnavailable
 from carteiro.web.managesieve import ManageSieve, SieveAuthFailed, SieveNo, SieveUnavailable
 from carteiro.web.sanitize import cid_path, sanitize
@@ -111,6 +111,7 @@ class Webmail:
         s: WebSession | None = ctx.get("session")
         ctx.setdefault("title", self.settings.title)
         ctx["csrf"] = s.csrf if s else ctx.get("csrf", "")
+        ctx["lists_page"] = self.settings.lists_owner is not None
         return self.templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
     def session(self, request: Request) -> WebSession:
@@ -1065,6 +1066,7 @@ def create_app(settings: WebSettings, extra_routes: Sequence[BaseRoute] = ()) ->
         Route("/mail/config-v1.1.xml", w.tb_autoconfig),
         Route("/autodiscover/autodiscover.xml", w.ms_autodiscover, methods=["GET", "POST"]),
         Route("/Autodiscover/Autodiscover.xml", w.ms_autodiscover, methods=["GET", "POST"]),
+        *(lists_owner.routes(w, settings.lists_owner) if settings.lists_owner else ()),
         *extra_routes,
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

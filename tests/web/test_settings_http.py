@@ -202,6 +202,8 @@ def test_carteiro_web_alone_has_no_password_form(srv: ServerProcess, with_sieve:
             assert login(c, ALICE, USERS[ALICE]).status_code == 303
             page = c.get("/settings").text
             assert 'id="password-form"' not in page
+            assert 'id="lists-link"' not in page  # no list engine: no owners' page
+            assert c.get("/lists").status_code == 404
             token = csrf_of(page)
             r = c.post("/settings/password", data={"csrf": token, "old": "a", "new": "b"})
             assert r.status_code == 404

@@ -588,7 +588,14 @@ class ListsOwnerPage:
         return "Settings saved."
 
     async def decide(self, user: str, address: str, token: str, action: str, reason: str) -> str:
+        from carteiro.web.settings import ListRefused
+
         ml = await self._owned_or_refuse(user, address)
+        held = await self.svc.query(self.svc.db.pending_of, ml.address, "post")
+        # only a held post of this list: never another kind of token (a member's pending
+        # confirmation), which moderate() would otherwise consume
+        if not any(p.token == token.lower() and p.state == "waiting" for p in held):
+            raise ListRefused("No such held post (already decided, or expired).")
         return await self.svc.moderate(ml, token, action, reason, by=user)
 
 

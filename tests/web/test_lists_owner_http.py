@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 import smtplib
+import ssl
 from collections.abc import Iterator
 
 import httpx
@@ -108,10 +109,13 @@ def test_owner_manages_members_and_settings(srv: ServerProcess) -> None:
 def test_owner_approves_and_rejects_held_posts(srv: ServerProcess) -> None:
     srv.cli("list", "create", "mod@example.test", "--owner", ALICE, "--posting", "moderated")
     srv.cli("list", "members", "add", "mod@example.test", ALICE)
-    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+    # Bob, not a member, posts: held for a moderator
+    with smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=30) as s:
+        s.starttls(context=ssl._create_unverified_context())
+        s.login(BOB, USERS[BOB])
         for subject in ("held one", "held two"):
-            msg = f"From: carol@outside.test\r\nTo: mod@example.test\r\nSubject: {subject}\r\n\r\nhi\r\n"
-            s.sendmail("carol@outside.test", ["mod@example.test"], msg)
+            msg = f"From: {BOB}\r\nTo: mod@example.test\r\nSubject: {subject}\r\n\r\nhi\r\n"
+            s.sendmail(BOB, ["mod@example.test"], msg)
     c = client(srv, ALICE)
 
     def page() -> str:
@@ -121,7 +125,7 @@ def test_owner_approves_and_rejects_held_posts(srv: ServerProcess) -> None:
     text = page()
     token = csrf_of(text)
     rows = re.findall(
-        r"<tr><td>carol@outside.test</td><td>(held \w+)</td>.*?name=\"token\" value=\"(\w+)\"",
+        r"<tr><td>bob@example.test</td><td>(held \w+)</td>.*?name=\"token\" value=\"(\w+)\"",
         text,
         re.S,
     )
@@ -148,13 +152,22 @@ def test_owner_approves_and_rejects_held_posts(srv: ServerProcess) -> None:
     r = c.post(
         "/lists/manage/held", data={**decide, "token": tokens["held one"], "action": "approve"}
     )
-    followed(c, r)
+    assert "approved and sent to the list" in followed(c, r)
     r = c.post(
         "/lists/manage/held",
         data={**decide, "token": tokens["held two"], "action": "reject", "reason": "off topic"},
     )
-    followed(c, r)
+    assert "The post was rejected." in followed(c, r)
+    r = c.post("/lists/manage/held", data={**decide, "token": "0" * 24, "action": "approve"})
+    assert "No such held post" in followed(c, r)
     text = page()
     assert "held one" not in text and "held two" not in text and "No post is waiting." in text
     wait_for("the approved post", lambda: any("held one" in s for s in inbox_subjects(srv, ALICE)))
+    # the poster hears of the rejection, with the reason (the notice carries it in its body)
+    wait_for("the rejection", lambda: "Rejected: held two" in str(inbox_subjects(srv, BOB)))
+    m = imap_connect("127.0.0.1", srv.ports["imaps"], BOB, USERS[BOB])
+    m.select("INBOX")
+    _, found = m.search(None, "BODY", '"Reason: off topic"')
+    m.logout()
+    assert found[0].split()
     assert not any("held two" in s for s in inbox_subjects(srv, ALICE))

@@ -446,3 +446,16 @@ async def test_signed_list_copy_covers_both_unsubscribe_fields(env: Env, tmp_pat
     assert dkim.verify(signed, dnsfunc=dns)
     # a field we added after signing would break it: the h= list is what was hashed
     assert not dkim.verify(signed.replace(b"One-Click", b"One-Clack", 1), dnsfunc=dns)
+
+
+async def test_a_list_made_by_another_process_is_known_at_once(env: Env) -> None:
+    """`carteiro list create` commits through its own connection while the server runs: the
+    very next RCPT must know the list (a cache with a time-to-live once refused it, 5.1.1)."""
+    assert env.svc.owns("dev@l.test")
+    assert not env.svc.owns("new@l.test")
+    other = ListDB(env.db.path)  # as the CLI opens the file
+    try:
+        other.create(MailingList("new@l.test", ["owner@l.test"], Settings(), T0))
+    finally:
+        other.close()
+    assert env.svc.owns("new@l.test") and env.svc.owns("new-request@l.test")

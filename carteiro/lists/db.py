@@ -103,6 +103,7 @@ class ListDB:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._commits = 0  # this connection's own commits (PRAGMA data_version ignores them)
 
     def close(self) -> None:
         self._db.close()
@@ -117,6 +118,7 @@ class ListDB:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._commits += 1
 
     def secret(self) -> bytes:
         """The key of the one-click unsubscribe links (made once, kept)."""
@@ -171,6 +173,13 @@ class ListDB:
                 "SELECT address, owners, settings, created, last_digest FROM lists ORDER BY address"
             ).fetchall()
         return [_list(r) for r in rows]
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever any connection (another process's CLI included) committed since the
+        last call: SQLite's data_version for the others, a counter for this connection's own."""
+        with self._lock:
+            row = self._db.execute("PRAGMA data_version").fetchone()
+            return int(row[0]), self._commits
 
     def addresses(self) -> set[str]:
         with self._lock:

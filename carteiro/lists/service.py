@@ -35,7 +35,6 @@ log = logging.getLogger("carteiro.lists")
 T = TypeVar("T")
 BATCH = 1000  # members per queue message: a big list never makes one huge record
 DAY = 86400.0
-ADDRESS_CACHE_TTL = 1.0
 PROBE = "probe."  # LIST-bounces+probe.TOKEN@: a probe's own bounce address
 _WORD = re.compile(r"\b(approve|approved|accept|ok|yes|reject|deny|no|discard)\b", re.I)
 
@@ -106,7 +105,7 @@ class ListService:
         self.batch = batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lists-db")
         self._addresses: set[str] = set()
-        self._addresses_until = 0.0
+        self._addresses_version: tuple[int, int] | None = None
         self._secret = db.secret()
         self._task: asyncio.Task[None] | None = None
         self._next_sweep = 0.0
@@ -117,14 +116,15 @@ class ListService:
     # ---- which addresses are ours ---------------------------------------------------------------
 
     def _is_list(self, address: str) -> bool:
-        now = time.monotonic()
-        if now >= self._addresses_until:
-            # the CLI creates lists behind the server's back: seen within a second
-            self._addresses_until = now + ADDRESS_CACHE_TTL
-            try:
+        # The CLI creates lists behind the server's back: a commit by any process changes the
+        # file's version, and the next lookup reloads (no window in which a new list is unknown).
+        try:
+            version = self.db.version()
+            if version != self._addresses_version:
                 self._addresses = self.db.addresses()
-            except Exception:  # a locked or damaged file: keep what we knew, say so
-                log.exception("lists: cannot read the list addresses; using the last known")
+                self._addresses_version = version
+        except Exception:  # a locked or damaged file: keep what we knew, say so
+            log.exception("lists: cannot read the list addresses; using the last known")
         return address in self._addresses
 
     def parse(self, address: str) -> addresses.ListAddress | None:

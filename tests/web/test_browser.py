@@ -118,9 +118,15 @@ def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path
     sync_api.expect(inbox.locator(".body-text")).to_contain_text("Um coração em anexo.")
     inbox.screenshot(path=str(ARTIFACTS / "message.png"))
     assert inbox.evaluate(UNLABELLED) == []
-    with inbox.expect_download() as dl:
-        inbox.get_by_role("link", name="dados ç.bin").click()
-    assert dl.value.suggested_filename == "dados ç.bin"
+    for attempt in range(2):
+        with inbox.expect_download() as dl:
+            inbox.get_by_role("link", name="dados ç.bin").click()
+        assert dl.value.suggested_filename == "dados ç.bin"
+        if dl.value.failure() is None:
+            break
+        # headless Chromium on a loaded machine has cancelled a download once (seen in CI);
+        # a second click must then succeed, and a server that sends nothing fails both
+        assert attempt == 0, dl.value.failure()
     assert Path(dl.value.path()).read_bytes() == ATTACHMENT
 
     # r replies; the reply goes out and arrives too.

@@ -516,3 +516,16 @@ async def test_list_copy_is_arc_sealed_then_dkim_signed(env: Env, tmp_path: Path
     await env.mail("dev@l.test", "bob@strict.test", "three")
     (batch,) = env.out.take()
     assert batch.msg["ARC-Seal"] is None
+
+
+async def test_a_list_made_by_another_process_is_known_at_once(env: Env) -> None:
+    """`carteiro list create` commits through its own connection while the server runs: the
+    very next RCPT must know the list (a cache with a time-to-live once refused it, 5.1.1)."""
+    assert env.svc.owns("dev@l.test")
+    assert not env.svc.owns("new@l.test")
+    other = ListDB(env.db.path)  # as the CLI opens the file
+    try:
+        other.create(MailingList("new@l.test", ["owner@l.test"], Settings(), T0))
+    finally:
+        other.close()
+    assert env.svc.owns("new@l.test") and env.svc.owns("new-request@l.test")

@@ -133,6 +133,32 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.init()
+        for attempt in range(3):
+            mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                # free_port() cannot reserve a port: a parallel test may take it between the
+                # choice and the server's bind. Only that case is retried, with fresh ports.
+                with self.log_path.open("rb") as f:
+                    f.seek(mark)
+                    said = f.read().decode(errors="replace")
+                if attempt == 2 or "is already in use" not in said:
+                    raise
+                self._new_ports()
+        raise AssertionError("unreachable")
+
+    def _new_ports(self) -> None:
+        cfg = self.data / "carteiro.toml"
+        text = cfg.read_text()
+        for svc, old in list(self.ports.items()):
+            self.ports[svc] = free_port(self.host)
+            text = text.replace(
+                f'{svc} = "{self.host}:{old}"', f'{svc} = "{self.host}:{self.ports[svc]}"'
+            )
+        cfg.write_text(text)
+
+    def _start(self, timeout: float) -> ServerProcess:
         cmd = carteiro_cmd("serve", "--data", str(self.data))
         for t in self.trace:
             cmd += ["--trace", t]

@@ -248,6 +248,8 @@ def cmd_store(args: argparse.Namespace) -> int:
             print(f"file not in the index: {path}")
         for acct, mbox, uid in report.size_mismatches:
             print(f"size differs from the index: {acct} {mbox} UID {uid}")
+        for acct, mbox, uid in report.flag_mismatches:
+            print(f"flags in the file name differ from the index: {acct} {mbox} UID {uid}")
         for problem in report.search_index:
             print(f"search index: {problem}")
         if report.ok:
@@ -257,8 +259,16 @@ def cmd_store(args: argparse.Namespace) -> int:
             len(report.missing_files)
             + len(report.orphan_files)
             + len(report.size_mismatches)
+            + len(report.flag_mismatches)
             + len(report.search_index)
         )
+        if report.missing_files or report.orphan_files or report.flag_mismatches:
+            # what a Maildir client (mutt) or another delivery agent did: a server adopts it
+            print(
+                "changes made in the Maildir behind the server (deleted files, files in new/,"
+                " renamed flags) are adopted by a running server when the mailbox is next"
+                " opened or polled"
+            )
         print(
             f"store check: {_plural(problems, 'problem')}; "
             "`carteiro store reindex` rebuilds the index from the files"

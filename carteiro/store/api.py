@@ -381,6 +381,13 @@ class AccountStore(Protocol):
         """Messages whose MODSEQ is greater than `modseq`, in UID order."""
         ...
 
+    async def refresh(self, mailbox_id: int) -> None:
+        """Adopt what other programs did to the mailbox's files (a Maildir client renaming or
+        deleting a message, another delivery agent adding one), if anything: open sessions hear
+        of it through the change feed like any change. Cheap when nothing happened (the sqlite
+        backend: two stat calls); get_mailbox, open_mailbox, counts and changes_since do it too."""
+        ...
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
         """Everything that changed in the mailbox after `modseq`, in commit order's terms (one
         snapshot). Raises MailboxNotFound."""
@@ -505,11 +512,19 @@ class CheckReport:
     missing_files: list[tuple[str, str, int]] = field(default_factory=list)  # account, mailbox, uid
     orphan_files: list[str] = field(default_factory=list)
     size_mismatches: list[tuple[str, str, int]] = field(default_factory=list)
+    # files whose info part (flags) differs from the index's: renamed by a Maildir client and
+    # not adopted yet (a server adopts it at its next look at the folder, as it does the
+    # missing files and the new ones among the orphans)
+    flag_mismatches: list[tuple[str, str, int]] = field(default_factory=list)
     # rows of the search index that disagree with the messages (`store reindex` rebuilds it)
     search_index: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (
-            self.missing_files or self.orphan_files or self.size_mismatches or self.search_index
+            self.missing_files
+            or self.orphan_files
+            or self.size_mismatches
+            or self.flag_mismatches
+            or self.search_index
         )

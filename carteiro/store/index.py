@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, account TEXT NOT NULL,
     event TEXT NOT NULL
 );
+-- Per folder: the mtimes (ns) of new/ and cur/ when its files were last compared with its rows
+-- (maildir_sync.py), when that was, the mailbox's HIGHESTMODSEQ then, and whether that stamp
+-- can be trusted for good (settled) or calls for one more look once the clock has moved on.
+CREATE TABLE IF NOT EXISTS maildir_sync (
+    mailbox_id INTEGER PRIMARY KEY, new_mtime INTEGER NOT NULL, cur_mtime INTEGER NOT NULL,
+    checked INTEGER NOT NULL, modseq INTEGER NOT NULL, settled INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pending_unlink (path TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty_files (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (mailbox_id, uid)

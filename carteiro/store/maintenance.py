@@ -388,8 +388,8 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
                 indexed_dirs.add(mdir)
                 folder = home / mdir if mdir else home
                 files = _listing(folder)
-                for uid, base, size in conn.execute(
-                    "SELECT uid, base, size FROM messages WHERE mailbox_id = ?", (mbid,)
+                for uid, base, size, info in conn.execute(
+                    "SELECT uid, base, size, info FROM messages WHERE mailbox_id = ?", (mbid,)
                 ):
                     rel = files.pop(base, None)
                     if rel is None:
@@ -403,6 +403,8 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
                         continue
                     if actual != size:
                         report.size_mismatches.append((name, mname, uid))
+                    if not rel.startswith("cur/") or maildir.parse_name(rel[4:]).info != info:
+                        report.flag_mismatches.append((name, mname, uid))
                 for base, rel in files.items():
                     if (mbid, base) not in unlinking:
                         report.orphan_files.append(str((folder / rel).relative_to(data_dir)))
@@ -546,7 +548,7 @@ def _reindex_account(
         old_uids[mbid] = {
             r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (mbid,))
         }
-    for table in ("messages", "dirty_files", "listings"):
+    for table in ("messages", "dirty_files", "listings", "maildir_sync"):
         conn.executemany(f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in old_ids])
     search_index.clear(conn, old_ids)  # built again from the files once the index is
     conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (acct_id,))

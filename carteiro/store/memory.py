@@ -464,6 +464,9 @@ class MemoryAccountStore:
     async def changed_since(self, mailbox_id: int, modseq: int) -> list[MessageMeta]:
         return [m.meta() for m in self._mbox(mailbox_id).messages.values() if m.modseq > modseq]
 
+    async def refresh(self, mailbox_id: int) -> None:
+        self._mbox(mailbox_id)  # nothing outside this process changes the memory store
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
         mbox = self._mbox(mailbox_id)
         return MailboxDelta(

@@ -133,6 +133,10 @@ class AccountBackend(Protocol):
 
     def note_dirty_files(self) -> None: ...
 
+    def external_due(self, conn: sqlite3.Connection, mb: MailboxRow, acct_dir: str) -> bool: ...
+
+    async def sync_folder(self, account_id: int, mailbox_id: int, force: bool = False) -> None: ...
+
 
 # STOREs of up to this many messages first check on the event loop whether they change anything.
 _QUICK_FLAG_CHECK = 64
@@ -145,6 +149,8 @@ class SqliteAccountStore:
         self._s = store
         self._account = account
         self._id = account_id
+        domain_dir, local_dir = names.account_path_parts(account)
+        self._dir = f"{domain_dir}/{local_dir}"  # under DATA/mail, as create_account made it
 
     @property
     def account(self) -> str:
@@ -187,22 +193,33 @@ class SqliteAccountStore:
     async def get_mailbox(self, name: str) -> MailboxInfo:
         norm = names.normalize_mailbox_name(name)
 
-        def read(conn: sqlite3.Connection) -> MailboxInfo:
+        def read(conn: sqlite3.Connection, check: bool) -> MailboxInfo | int:
             mb = self._s.mbox_named(conn, self._id, norm)
             if mb is None:
                 raise MailboxNotFound(name)
+            if check and self._s.external_due(conn, mb, self._dir):
+                return mb.id
             return self._s.mailbox_info(conn, mb)
 
-        return await self._s.read_quick(read)
+        got = await self._s.read_quick(read, True)
+        if isinstance(got, int):  # changed behind the store: adopt that first
+            await self._s.sync_folder(self._id, got)
+            got = await self._s.read_quick(read, False)
+        assert not isinstance(got, int)
+        return got
 
     async def open_mailbox(self, name: str) -> tuple[MailboxInfo, list[MessageMeta]]:
         norm = names.normalize_mailbox_name(name)
         s = self._s
 
-        def read(conn: sqlite3.Connection) -> tuple[MailboxInfo, list[MessageMeta] | None]:
+        def read(
+            conn: sqlite3.Connection, check: bool
+        ) -> tuple[MailboxInfo, list[MessageMeta] | None] | int:
             mb = s.mbox_named(conn, self._id, norm)
             if mb is None:
                 raise MailboxNotFound(name)
+            if check and s.external_due(conn, mb, self._dir):
+                return mb.id
             info = s.mailbox_info(conn, mb)
             if not mb.selectable:
                 return info, []
@@ -210,7 +227,12 @@ class SqliteAccountStore:
                 return info, None  # a big listing is built in the read pool, not on the loop
             return info, s.listing(conn, mb).metas_list(s.codec)
 
-        info, metas = await s.read_quick(read)
+        got = await s.read_quick(read, True)
+        if isinstance(got, int):  # changed behind the store: adopt that first
+            await s.sync_folder(self._id, got)
+            got = await s.read_quick(read, False)
+        assert not isinstance(got, int)
+        info, metas = got
         if metas is None:
             metas = await self.list_messages(info.id)
         return info, metas
@@ -355,6 +377,8 @@ class SqliteAccountStore:
     # ---- messages ----
 
     async def counts(self, mailbox_id: int) -> MailboxCounts:
+        await self.refresh(mailbox_id)
+
         def read(conn: sqlite3.Connection) -> MailboxCounts:
             self._s.mbox_by_id(conn, self._id, mailbox_id)
             n, unseen, deleted, size, deleted_size = conn.execute(
@@ -415,7 +439,17 @@ class SqliteAccountStore:
             self._s.claim_recent_later(mailbox_id, up_to)
         return before
 
+    async def refresh(self, mailbox_id: int) -> None:
+        s = self._s
+
+        def read(conn: sqlite3.Connection) -> bool:
+            return s.external_due(conn, s.mbox_by_id(conn, self._id, mailbox_id), self._dir)
+
+        if await s.read_quick(read):
+            await s.sync_folder(self._id, mailbox_id)
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
+        await self.refresh(mailbox_id)  # the view's catch-up sees the Maildir's changes too
         if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)
             return await self._s.read_quick(self._delta, mailbox_id, modseq)
         return await self._s.read(self._delta, mailbox_id, modseq)
@@ -486,7 +520,12 @@ class SqliteAccountStore:
                 except FileNotFoundError:
                     return None
 
-        for _attempt in range(5):
+        for attempt in range(5):
+            if attempt == 2:
+                # twice no file where the index says, and no folder move explains it (that would
+                # have settled by now): deleted behind the store. A scan expunges its row (the
+                # client hears EXPUNGE) instead of answering NO for it forever.
+                await s.sync_folder(self._id, mailbox_id, force=True)
             # One indexed row: on this thread (see read_quick).
             folder, base, info, body = await s.read_quick(read)
             if body is not None:  # committed with its bytes, its file maybe not written yet

@@ -15,17 +15,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from carteiro.store import maildir, names, quota, search_index
+from carteiro.store import maildir, maildir_sync, names, quota, search_index
 from carteiro.store.api import (
     DEFAULT_MAILBOXES,
     DELIVERY_ID_KEEP,
@@ -34,6 +36,7 @@ from carteiro.store.api import (
     ChangeEvent,
     CopyResult,
     Delivery,
+    FlagsChanged,
     MailboxChanged,
     MailboxInfo,
     MailboxNotFound,
@@ -46,7 +49,7 @@ from carteiro.store.api import (
 )
 from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
-from carteiro.store.flags import FlagCodec, maildir_info, normalize_flags
+from carteiro.store.flags import FlagCodec, flags_from_info, maildir_info, normalize_flags
 from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
 from carteiro.store.index import (
     ACCOUNT_BY_NAME,
@@ -186,6 +189,10 @@ class SqliteMaildirStore:
         self._tmp_prefix = f"{self.tmp_dir}/"
         self._cur_dirs: dict[tuple[str, str], str] = {}
         self._names: dict[str, str] = {}  # mailbox name -> normalized (a bounded cache)
+        # mailbox id -> its folder's stamp as this process last saw it (maildir_sync.py)
+        self._stamps: dict[int, maildir_sync.Stamp] = {}
+        self._rescanned: set[tuple[int, int]] = set()  # see _sync_filenames
+        self.folder_scans = 0  # scans of folders for changes made behind the store (tests, bench)
         self._staged_lock = threading.Lock()
         self._staged_fds = 0
         self._closed = False
@@ -748,7 +755,7 @@ class SqliteMaildirStore:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
                 "SELECT d.mailbox_id, d.uid, m.flags, m.keywords, m.base, m.info, b.dir, a.dir,"
-                " a.keywords FROM dirty_files d"
+                " a.keywords, b.account_id FROM dirty_files d"
                 " LEFT JOIN messages m ON m.mailbox_id = d.mailbox_id AND m.uid = d.uid"
                 " LEFT JOIN mailboxes b ON b.id = d.mailbox_id"
                 " LEFT JOIN accounts a ON a.id = b.account_id LIMIT ?",
@@ -756,7 +763,8 @@ class SqliteMaildirStore:
             ).fetchall()
             updates = []
             keep: set[tuple[int, int]] = set()
-            for mbid, uid, mask, kws, base, info, mdir, adir, akw in rows:
+            rescan: set[tuple[int, int]] = set()
+            for mbid, uid, mask, kws, base, info, mdir, adir, akw, acct_id in rows:
                 if base is None or mdir is None or adir is None:
                     continue
                 letters = {kw: maildir.KEYWORD_LETTERS[i] for i, kw in enumerate(akw.split()[:26])}
@@ -770,6 +778,20 @@ class SqliteMaildirStore:
                         "SELECT 1 FROM unsynced WHERE mailbox_id = ? AND uid = ?", (mbid, uid)
                     ).fetchone():
                         keep.add((mbid, uid))  # its file is about to be written: try again
+                    continue
+                if (src.name != maildir.file_name(base, info) or src.parent.name != "cur") and (
+                    mbid,
+                    uid,
+                ) not in self._rescanned:
+                    # renamed by a Maildir client (mutt set a flag) and not adopted yet: renaming
+                    # it now would undo that change. Adopt it first (a scan merges the flags),
+                    # then this row's turn comes again.
+                    keep.add((mbid, uid))
+                    rescan.add((acct_id, mbid))
+                    if len(self._rescanned) > 10_000:
+                        self._rescanned.clear()
+                    self._rescanned.add((mbid, uid))  # once: a scan that cannot adopt it
+                    # (its folder is not the mailbox's) must not make this loop forever
                     continue
                 dst = folder / "cur" / maildir.file_name(base, want)
                 try:
@@ -786,10 +808,183 @@ class SqliteMaildirStore:
             )
             conn.execute("COMMIT")
             self.writer.idle_work_pending = len(rows) == FILENAME_SYNC_CHUNK or bool(keep)
+            for acct_id, mbid in rescan:
+                self.writer.background(functools.partial(self._rescan, acct_id, mbid))
         except sqlite3.Error:
             log.exception("file-name flag sync failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+
+    # ---- changes made in the Maildir by other programs (maildir_sync.py) ----
+
+    def external_due(self, conn: sqlite3.Connection, mb: MailboxRow, acct_dir: str) -> bool:
+        """Has the folder of `mb` changed behind the store since its last scan? Two stat calls
+        (and, the first time in this process, one indexed row). A change the store's own recent
+        writes explain is put off (maildir_sync.decide): the folder is scanned once it is quiet."""
+        if not mb.selectable:
+            return False
+        pair = maildir_sync.stat_pair(str(self.folder(acct_dir, mb.dir)))
+        if pair is None:
+            return False  # not where the index says: recovery's business, not a scan's
+        stamp = self._stamps.get(mb.id)
+        if stamp is None:
+            stamp = maildir_sync.load_stamp(conn, mb.id)
+        now = time.time_ns()
+        verdict = maildir_sync.decide(stamp, pair, now, mb.highestmodseq)
+        if verdict == maildir_sync.DEFER:
+            assert stamp is not None
+            self._remember_stamp(mb.id, maildir_sync.deferred(stamp, pair, now, mb.highestmodseq))
+        return verdict == maildir_sync.SCAN
+
+    def _remember_stamp(self, mailbox_id: int, stamp: maildir_sync.Stamp) -> None:
+        if len(self._stamps) > 10_000:
+            self._stamps.clear()
+        self._stamps[mailbox_id] = stamp
+
+    async def sync_folder(self, account_id: int, mailbox_id: int, force: bool = False) -> None:
+        """Scan the mailbox's folder and bring the index in line with it, in one transaction of
+        the writer (`force`: even if its mtimes say nothing changed)."""
+        await self.write(lambda tx: self.scan_folder(tx, account_id, mailbox_id, force))
+
+    def _rescan(self, account_id: int, mailbox_id: int, tx: Tx) -> None:
+        self.scan_folder(tx, account_id, mailbox_id, force=True)
+
+    def scan_folder(self, tx: Tx, account_id: int, mailbox_id: int, force: bool) -> None:
+        """Adopt what other programs did to a folder: files new to it become messages (moved to
+        cur/ under the store's name form), a renamed info part changes flags (merged with the
+        index's), a file gone expunges its message. One MODSEQ for all of it, events on the feed.
+        Holds the write lock and the folder lock, so no write of the store is half-way."""
+        conn = tx.conn
+        try:
+            mb = self.mbox_by_id(conn, account_id, mailbox_id)
+            acct = self.account_by_id(tx, account_id)
+        except (MailboxNotFound, AccountNotFound):
+            return
+        if not mb.selectable:
+            return
+        folder = self.folder(acct.dir, mb.dir)
+        fs = str(folder)
+        tx.hold_folders()
+        pair = maildir_sync.stat_pair(fs)
+        if pair is None:
+            return
+        stamp = maildir_sync.load_stamp(conn, mb.id)
+        if not force and stamp is not None:
+            verdict = maildir_sync.decide(stamp, pair, time.time_ns(), mb.highestmodseq)
+            if verdict != maildir_sync.SCAN:  # another process (or an earlier job) just did it
+                tx.after.append(lambda: self._remember_stamp(mb.id, stamp))
+                return
+        self.folder_scans += 1
+        new_names, cur_names = maildir_sync.list_folder(fs)
+        diff = maildir_sync.compare(conn, mb.id, new_names, cur_names)
+        self._hook("scan_listed")
+        if diff.gone:
+            meta = maildir.read_meta(folder)
+            if meta is None or meta.get("guid") != mb.guid:
+                # not this mailbox's folder (a half-done move that recovery puts back): expunge
+                # nothing on the word of a directory that is not the one the index means
+                log.warning("folder %s does not carry mailbox %s's guid: not scanned", fs, mb.name)
+                return
+        letters = {maildir.KEYWORD_LETTERS[i]: kw for i, kw in enumerate(acct.keywords[:26])}
+        kw_letters = {kw: ch for ch, kw in letters.items()}
+        cur, new = fs + "/cur", fs + "/new"
+        moved = False
+
+        def rename(src: str, dst: str) -> None:
+            os.rename(src, dst)
+            tx.undo.append(lambda: os.rename(dst, src))
+
+        for name, target in diff.from_new:  # a client moved one of ours back to new/
+            rename(f"{new}/{name}", f"{cur}/{target}")
+            moved = True
+        flag_updates: list[tuple[int, frozenset[str], str]] = []  # uid, flags, file info
+        info_only: list[tuple[str, int, int]] = []
+        for uid, old_info, new_info, mask, kws in diff.renamed:
+            current = self.codec.decode(mask, kws)
+            merged = maildir_sync.merge_flags(current, old_info, new_info, letters)
+            if merged != current:
+                flag_updates.append((uid, merged, new_info))
+            else:
+                info_only.append((new_info, mb.id, uid))
+        found: list[tuple[str, str, os.stat_result]] = []
+        for sub, name in diff.adopt:
+            try:
+                st = os.stat(f"{fs}/{sub}/{name}")
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((sub, name, st))
+        if diff.gone or flag_updates or found:
+            first, modseq = self.alloc(tx, acct, mb, len(found))
+        else:
+            first, modseq = mb.uidnext, mb.highestmodseq
+        if diff.gone:
+            uids = [g[0] for g in diff.gone]
+            self._expunged_in.add(mb.id)
+            conn.executemany(
+                "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", [(mb.id, u) for u in uids]
+            )
+            conn.executemany(
+                "DELETE FROM dirty_files WHERE mailbox_id = ? AND uid = ?",
+                [(mb.id, u) for u in uids],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                [(mb.id, u, modseq) for u in uids],
+            )
+            search_index.forget(conn, mb.id, uids)
+            tx.after.append(self._search_garbage)
+            tx.event(acct.name, MessagesExpunged(acct.name, mb.id, tuple(uids), modseq))
+        dirty = []
+        for uid, flags, new_info in flag_updates:
+            mask, kws = self.codec.encode(flags)
+            conn.execute(
+                "UPDATE messages SET flags = ?, keywords = ?, modseq = ?, info = ?"
+                " WHERE mailbox_id = ? AND uid = ?",
+                (mask, kws, modseq, new_info, mb.id, uid),
+            )
+            if maildir_info(flags, kw_letters) != new_info:
+                dirty.append((mb.id, uid))  # the name catches up with the merged flags later
+            tx.event(acct.name, FlagsChanged(acct.name, mb.id, uid, flags, modseq))
+        conn.executemany("UPDATE messages SET info = ? WHERE mailbox_id = ? AND uid = ?", info_only)
+        if dirty:
+            conn.executemany(
+                "INSERT OR IGNORE INTO dirty_files (mailbox_id, uid) VALUES (?, ?)", dirty
+            )
+            self.note_dirty_files()
+        rows = []
+        for i, (sub, name, st) in enumerate(sorted(found, key=lambda f: f[1])):
+            uid = first + i
+            info = maildir.parse_name(name).info if sub == "cur" else ""
+            flags = flags_from_info(info, letters)
+            base = maildir_sync.adopted_base(name, st.st_size, uid)
+            if os.path.lexists(f"{cur}/{maildir.file_name(base, info)}"):  # a name used twice
+                base = maildir_sync.adopted_base(f"{name}-{uid}", st.st_size, uid)
+            rename(f"{fs}/{sub}/{name}", f"{cur}/{maildir.file_name(base, info)}")
+            moved = True
+            self._hook("scan_adopted")
+            mask, kws = self.codec.encode(flags)
+            rows.append((mb.id, uid, modseq, mask, kws, st.st_mtime, st.st_size, base, info))
+            tx.event(acct.name, MessageAdded(acct.name, mb.id, uid, modseq))
+        if rows:
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            if self.search_indexer is not None:
+                tx.after.append(self.search_indexer.wake)
+        if moved:  # durable before COMMIT: the rows name the files by their new names
+            tx.dirs.update((Path(cur), Path(new)))
+        if diff.gone or flag_updates or rows:
+            log.info(
+                "%s %s: adopted changes made in its Maildir: %d new, %d flag change(s), %d gone",
+                acct.name,
+                mb.name,
+                len(rows),
+                len(flag_updates),
+                len(diff.gone),
+            )
+        after = maildir_sync.stamp_after_scan(fs, diff.conclusive, mb.highestmodseq)
+        if after is not None:
+            maildir_sync.save_stamp(conn, mb.id, after)
+            tx.after.append(lambda: self._remember_stamp(mb.id, after))
 
     # ---- rows inside a write transaction ----
 
@@ -1051,6 +1246,7 @@ class SqliteMaildirStore:
             "expunge_horizon",
             "dirty_files",
             "listings",
+            "maildir_sync",
             "recent",
         ):
             conn.execute(f"DELETE FROM {table} WHERE mailbox_id = ?", (mb.id,))
@@ -1384,6 +1580,7 @@ class SqliteMaildirStore:
                 "expunge_horizon",
                 "dirty_files",
                 "listings",
+                "maildir_sync",
                 "recent",
             ):
                 tx.conn.executemany(

@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import tempfile
 import threading
 import time
@@ -34,6 +35,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from carteiro.store import maildir, names
 from carteiro.store.api import (
     ANSWERED,
     DELETED,
@@ -344,6 +346,91 @@ class StoreMachine(RuleBasedStateMachine):
                 return "refused", type(exc).__name__
 
         assert self.run(deliver(self.other)) == self.run(deliver(self.mem))
+
+    @rule(
+        name=st.sampled_from(NAMES),
+        which=st.integers(0, 2**16),
+        kind=st.sampled_from(["flag", "delete", "new"]),
+        letter=st.sampled_from("DFRST"),
+        size=st.integers(80, SMALL_MAX),
+    )
+    def change_behind_the_store(
+        self, name: str, which: int, kind: str, letter: str, size: int
+    ) -> None:
+        """Issue 12: what mutt or another delivery agent does in the Maildir itself (rename a
+        file's flags, delete a file, drop a file into new/); the sqlite store adopts it when it
+        looks at the folder, as the memory store is told the same through the API."""
+
+        async def target() -> tuple[int, int, Path] | None:
+            acct = await self.sql.account(ACCOUNT)
+            try:
+                info = await acct.get_mailbox(name)
+            except StoreError:
+                return None
+            if not info.selectable:
+                return None
+            folder = self.sql.folder("example.org/alice", names.folder_dir(name))
+            return acct._id, info.id, folder  # type: ignore[attr-defined]
+
+        found = self.run(target())
+        if found is None:
+            return
+        acct_id, mbid, folder = found
+        if kind == "new":
+            data, when = self.next_message(False, size)
+            tmp = folder / "tmp" / f"{int(when)}.M{self.n}P1.elsewhere"
+            tmp.write_bytes(data)
+            os.utime(tmp, (when, when))
+            os.rename(tmp, folder / "new" / tmp.name)
+
+            async def deliver(acct: AccountStore) -> None:
+                await acct.append(name, data, (), when)
+
+            self.run(self._on_mem(deliver))
+        else:
+            with sqlite3.connect(self.dir / "index.sqlite") as db:
+                unwritten = {
+                    r[0]
+                    for r in db.execute("SELECT uid FROM unsynced WHERE mailbox_id = ?", (mbid,))
+                }
+            files = {}
+            for entry in os.listdir(folder / "cur"):
+                parsed = maildir.parse_name(entry)
+                if parsed.uid is not None:
+                    files[parsed.uid] = entry
+            uids = [u for u in self.mem_uids(name) if u in files and u not in unwritten]
+            chosen = pick(uids, which)[:1]
+            if not chosen:
+                return
+            uid = chosen[0]
+            entry = files[uid]
+            if kind == "delete":
+                os.unlink(folder / "cur" / entry)
+
+                async def gone(acct: AccountStore) -> None:
+                    await acct.delete_messages((await acct.get_mailbox(name)).id, [uid])
+
+                self.run(self._on_mem(gone))
+            else:
+                base, _, info = entry.partition(":2,")
+                added = letter not in info
+                new_info = "".join(sorted(set(info) ^ {letter}))
+                os.rename(folder / "cur" / entry, folder / "cur" / f"{base}:2,{new_info}")
+                flag = {"D": DRAFT, "F": FLAGGED, "R": ANSWERED, "S": SEEN, "T": DELETED}[letter]
+
+                async def renamed(acct: AccountStore) -> None:
+                    await acct.set_flags(
+                        (await acct.get_mailbox(name)).id,
+                        [uid],
+                        FlagOp.ADD if added else FlagOp.REMOVE,
+                        [flag],
+                    )
+
+                self.run(self._on_mem(renamed))
+        self.run(self.sql.sync_folder(acct_id, mbid, force=True))
+
+    async def _on_mem(self, op: Callable[[AccountStore], Awaitable[Any]]) -> None:
+        await op(await self.mem.account(ACCOUNT))
 
     def hold_file_writes(self) -> None:
         self.held = True

@@ -48,6 +48,9 @@ async def capability(s: Session, tag: str, req: c.Capability) -> Result:
 
 @command(c.Noop, min_state=State.NOT_AUTHENTICATED)
 async def noop(s: Session, tag: str, req: c.Noop) -> Result:
+    # RFC 3501 6.1.2: NOOP is how a client polls; what other programs did to the mailbox's files
+    # (a Maildir client, another delivery agent) is adopted now and announced with the rest
+    await s.refresh_selected()
     return ok("NOOP completed.")
 
 

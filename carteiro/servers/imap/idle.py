@@ -14,6 +14,11 @@ from carteiro.proto.imap.receiver import NEED_DATA, IdleDone
 from carteiro.servers.imap.session import Closing, Result, Session, State, bad, command, ok
 from carteiro.store.api import ChangeEvent
 
+# Seconds between looks at the selected mailbox's files while idling, for what other programs do
+# to them (a Maildir client, another delivery agent): two stat calls each (store.refresh). The
+# store's own changes wake the session at once through the change feed.
+EXTERNAL_CHECK_INTERVAL = 5.0
+
 
 @command(c.Idle)
 async def idle(s: Session, tag: str, req: c.Idle) -> Result:
@@ -23,6 +28,8 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
     read_task: asyncio.Future[bytes] | None = None
     ev_task: asyncio.Future[ChangeEvent | None] | None = None
     timeout = s.server.config.idle_timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     try:
         while True:
             ev = s.rx.next_event()
@@ -38,13 +45,20 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                 if ev_task is None:
                     ev_task = asyncio.ensure_future(s.sub.next())
                 waits.add(ev_task)  # type: ignore[arg-type]
+            wait = deadline - loop.time()
+            if s.view is not None:
+                wait = min(wait, EXTERNAL_CHECK_INTERVAL)
             done, _ = await asyncio.wait(
-                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waits, timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED
             )
             if not done:
+                if loop.time() < deadline:
+                    await s.refresh_selected()  # what it adopts arrives as events
+                    continue
                 s.untagged("BYE Autologout; idle for too long")
                 s.state = State.LOGOUT
                 raise Closing
+            deadline = loop.time() + timeout
             if ev_task is not None and ev_task in done:
                 event = ev_task.result()
                 ev_task = None

@@ -121,7 +121,8 @@ async def unselect(s: Session, tag: str, req: c.Unselect) -> Result:
 
 @command(c.Check, min_state=State.SELECTED)
 async def check(s: Session, tag: str, req: c.Check) -> Result:
-    return ok("Check completed.")  # the store is always durable; pending updates follow
+    await s.refresh_selected()  # the store is always durable; pending updates follow
+    return ok("Check completed.")
 
 
 @command(c.Expunge, c.UidExpunge, min_state=State.SELECTED)

@@ -487,6 +487,15 @@ class Session:
 
     # ---- selected mailbox ----------------------------------------------------------------------
 
+    async def refresh_selected(self) -> None:
+        """Have the store adopt changes made to the selected mailbox's files behind it (two
+        stat calls when there are none); they come back as change events, announced by sync()."""
+        if self.view is not None and self.store is not None and not self.view.deleted:
+            try:
+                await self.store.refresh(self.view.id)
+            except MailboxNotFound:
+                pass  # deleted meanwhile: its deletion event says so
+
     async def sync(self, allow_expunge: bool) -> None:
         view, sub = self.view, self.sub
         if view is None or sub is None:

@@ -136,13 +136,25 @@ def compare(
 ) -> FolderDiff:
     """Compare the folder's file names with its rows (the caller holds the write lock and the
     folder lock, so no transaction or file worker of the store is half-way)."""
+    if not new_names:
+        # the usual answer (a look the store's own writes called for): every file is where and
+        # as its row says. One column built by SQLite and two sets, ~3x cheaper than row by row.
+        expected = conn.execute(
+            "SELECT base || ':2,' || info FROM messages WHERE mailbox_id = ?", (mailbox_id,)
+        ).fetchall()
+        if len(expected) == len(cur_names) and {r[0] for r in expected} == set(cur_names):
+            return FolderDiff()
     files: dict[str, tuple[str, str, str]] = {}  # base -> (sub, name, info)
     for name in cur_names:
-        p = maildir.parse_name(name)
-        files[p.base] = ("cur", name, p.info)
+        base, sep, info = name.partition(":2,")
+        if not sep:
+            base, info = name.partition(":")[0], ""
+        files[base] = ("cur", name, info)
     for name in new_names:
-        p = maildir.parse_name(name)
-        files.setdefault(p.base, ("new", name, p.info))
+        base, sep, info = name.partition(":2,")
+        if not sep:
+            base, info = name.partition(":")[0], ""
+        files.setdefault(base, ("new", name, info))
     diff = FolderDiff()
     unwritten: set[int] | None = None
     for uid, base, info, mask, kws in conn.execute(

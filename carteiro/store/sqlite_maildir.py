@@ -823,7 +823,7 @@ class SqliteMaildirStore:
         writes explain is put off (maildir_sync.decide): the folder is scanned once it is quiet."""
         if not mb.selectable:
             return False
-        pair = maildir_sync.stat_pair(str(self.folder(acct_dir, mb.dir)))
+        pair = maildir_sync.stat_pair(self._cur_dir(acct_dir, mb.dir)[:-4])
         if pair is None:
             return False  # not where the index says: recovery's business, not a scan's
         stamp = self._stamps.get(mb.id)

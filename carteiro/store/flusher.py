@@ -265,7 +265,9 @@ class FileFlusher:
         would bring back. With `folders` (the caller holds the folder lock for a run of files)
         the mailbox part of the lookup is shared: one query per message, on its primary key."""
         tmp = self._tmp_prefix + self._unique()
-        fd = maildir.stage_bytes_open(tmp, item.data, item.mtime)
+        # every target's name says the same form (an append's targets, or copies of one body)
+        data = maildir.disk_bytes(item.data, item.targets[0][2].partition(":2,")[0])
+        fd = maildir.stage_bytes_open(tmp, data, item.mtime)
         if not self._fds:
             self._since = time.monotonic()
         self._fds.append(fd)  # closed by the next round whatever happens below

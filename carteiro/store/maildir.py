@@ -58,8 +58,61 @@ def token_of(filename: str) -> str | None:
     return mid[r + 1 :] if r >= 0 else None
 
 
-def make_base(unique: str, size: int, uid: int) -> str:
-    return f"{unique},S={size},U={uid}"
+def make_base(unique: str, size: int, uid: int, disk_size: int | None = None) -> str:
+    """`size`: the message's size on the wire (RFC822.SIZE). With `disk_size`, the file holds the
+    LF form of the message (see to_disk): S= is the file's size and W= the wire size, as Dovecot
+    writes them; without, the file holds the exact bytes and S= is both."""
+    if disk_size is None:
+        return f"{unique},S={size},U={uid}"
+    return f"{unique},S={disk_size},W={size},U={uid}"
+
+
+def is_lf_form(base: str) -> bool:
+    """Does the file of this base name hold the LF form (a W= field)? Older files never do."""
+    return ",W=" in base
+
+
+def to_disk(data: bytes) -> bytes | None:
+    """The LF form of a message for its file, as Maildir readers (mutt) expect, or None when the
+    message must be kept exactly as given: it has a bare LF (a binary APPEND, RFC 3516, stored as
+    sent), or no CRLF at all. Exact: to_wire(to_disk(m)) == m for every message it converts (the
+    LFs of the LF form are exactly the CRLFs of the message; a bare CR stays a CR)."""
+    if b"\r\n" not in data:
+        return None
+    lf = data.replace(b"\r\n", b"\n")
+    if len(data) - len(lf) != data.count(b"\n"):
+        return None  # a bare LF: the LF form could not tell it from a line end
+    return lf
+
+
+def to_wire(data: bytes) -> bytes:
+    """The message (CRLF line ends) from the LF form of its file."""
+    return data.replace(b"\n", b"\r\n")
+
+
+def wire_bytes(data: bytes, base: str) -> bytes:
+    """What a file named `base` holds, as the message's bytes."""
+    return to_wire(data) if is_lf_form(base) else data
+
+
+def wire_size(path: str) -> tuple[int, int | None]:
+    """(size on the wire, size of the file if it holds an LF form) of a file another program
+    wrote: a file with LF line ends and no CR at all (procmail, mutt, Python's mailbox) is the LF
+    form of the message whose lines end in CRLF; anything else is served as it is."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"\r" in data or b"\n" not in data:
+        return len(data), None
+    return len(data) + data.count(b"\n"), len(data)
+
+
+def disk_bytes(data: bytes, base: str) -> bytes:
+    """What the file named `base` of the message `data` holds."""
+    if is_lf_form(base):
+        lf = to_disk(data)
+        assert lf is not None, "a message named in LF form that has no LF form"
+        return lf
+    return data
 
 
 def file_name(base: str, info: str) -> str:
@@ -70,8 +123,13 @@ def file_name(base: str, info: str) -> str:
 class ParsedName:
     base: str
     info: str
-    size: int | None
+    size: int | None  # S=: the file's size
     uid: int | None
+    wire: int | None = None  # W=: the message's size when the file holds its LF form
+
+    @property
+    def message_size(self) -> int | None:
+        return self.wire if self.wire is not None else self.size
 
 
 def parse_name(filename: str) -> ParsedName:
@@ -79,7 +137,7 @@ def parse_name(filename: str) -> ParsedName:
     if not sep:
         base, _, _ = filename.partition(":")
         info = ""
-    size = uid = None
+    size = uid = wire = None
     for field in base.split(",")[1:]:
         key, eq, value = field.partition("=")
         if eq and value.isdigit():
@@ -87,7 +145,9 @@ def parse_name(filename: str) -> ParsedName:
                 size = int(value)
             elif key == "U":
                 uid = int(value)
-    return ParsedName(base, info, size, uid)
+            elif key == "W":
+                wire = int(value)
+    return ParsedName(base, info, size, uid, wire)
 
 
 def fsync_dir(path: str | Path) -> None:

@@ -209,8 +209,8 @@ def merge_flags(
     return (current - (before - after)) | (after - before)
 
 
-def adopted_base(name: str, size: int, uid: int) -> str:
+def adopted_base(name: str, size: int, uid: int, disk_size: int | None) -> str:
     """The store's base name for a file another program delivered: its unique part (up to the
-    first comma, so Dovecot's ,S= ,W= fields go) with the store's S= and U= fields."""
+    first comma, so Dovecot's ,S= ,W= fields go) with the store's S=, W= and U= fields."""
     unique = maildir.parse_name(name).base.split(",", 1)[0]
-    return maildir.make_base(unique, size, uid)
+    return maildir.make_base(unique, size, uid, disk_size)

@@ -220,10 +220,11 @@ def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = F
             home = data_dir / "mail" / adir / "Maildir"
             folder = home / mdir if mdir else home
             path = maildir.locate(folder, base, info)
+            disk = maildir.disk_bytes(bytes(data), base)  # the form its name says
             if path is not None:
                 try:
                     with open(path, "rb") as f:
-                        same = f.read() == data
+                        same = f.read() == disk
                 except OSError:
                     same = False
                 if same:
@@ -232,7 +233,7 @@ def restore_bodies(data_dir: Path, conn: sqlite3.Connection, live_only: bool = F
                     continue
             target = path or folder / "cur" / maildir.file_name(base, info)
             tmp = data_dir / "tmp" / f"{RESTORE_PREFIX}{secrets.token_hex(8)}"
-            maildir.stage_bytes(str(tmp), bytes(data), float(when), sync=True)
+            maildir.stage_bytes(str(tmp), disk, float(when), sync=True)
             os.rename(tmp, target)
             dirs.add(target.parent)
             rewritten += 1
@@ -401,7 +402,11 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
                     except FileNotFoundError:
                         report.missing_files.append((name, mname, uid))
                         continue
-                    if actual != size:
+                    parsed = maildir.parse_name(base)
+                    if parsed.wire is not None:  # an LF file: S= is its size, W= the message's
+                        if actual != parsed.size or parsed.wire != size:
+                            report.size_mismatches.append((name, mname, uid))
+                    elif actual != size:
                         report.size_mismatches.append((name, mname, uid))
                     if not rel.startswith("cur/") or maildir.parse_name(rel[4:]).info != info:
                         report.flag_mismatches.append((name, mname, uid))
@@ -660,16 +665,23 @@ def _reindex_account(
             uid = parsed.uid if keep else i + 1
             assert uid is not None
             base = parsed.base
-            if not keep:  # the file name must carry the new UID
-                unique = base.split(",", 1)[0]
-                base = maildir.make_base(unique, parsed.size or st.st_size, uid)
             src = folder / sub / entry
+            size, disk = st.st_size, None
+            if parsed.wire is not None:  # an LF file (W=: its message's size)
+                if parsed.size == st.st_size:
+                    size, disk = parsed.wire, st.st_size
+                else:  # changed by hand since it was named: look at what it holds now
+                    size, disk = maildir.wire_size(str(src))
+            if not keep or (parsed.wire is not None and (size, disk) != (parsed.wire, parsed.size)):
+                # the file name must carry the new UID, and the form its bytes are in
+                unique = base.split(",", 1)[0]
+                base = maildir.make_base(unique, size, uid, disk)
             dst = folder / "cur" / maildir.file_name(base, parsed.info)
             if src != dst:
                 os.rename(src, dst)
             flags = flags_from_info(parsed.info, letters)
             mask, kws = codec.encode(flags)
-            rows.append((mbid, uid, modseq, mask, kws, st.st_mtime, st.st_size, base, parsed.info))
+            rows.append((mbid, uid, modseq, mask, kws, st.st_mtime, size, base, parsed.info))
         conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
         if keep and prev is not None and prev[0] == mbid and prev[1] == uidvalidity:
             vanished = old_uids.get(mbid, set()) - {r[1] for r in rows}

@@ -329,7 +329,7 @@ def file_reader(folder: Callable[[str, str], Path]) -> Reader:
             return None
         try:
             with open(path, "rb") as f:
-                return f.read()
+                return maildir.wire_bytes(f.read(), base)
         except FileNotFoundError:
             return None
 

@@ -536,7 +536,7 @@ class SqliteAccountStore:
             if data is None:
                 data = await s.run_io(load, folder, base, info)
             if data is not None:
-                return data
+                return maildir.wire_bytes(data, base)  # an LF file: CRLF on the wire
             # expunged meanwhile (the row is gone: KeyError above), or its folder was renamed
             # between the lookup and the read: look again
         raise KeyError(uid)

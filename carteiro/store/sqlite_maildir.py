@@ -635,6 +635,11 @@ class SqliteMaildirStore:
             dirs: list[str] = []
             names_: list[str] = []
             inline = ap.data is not None
+            disk_size = ap.disk_size
+            if inline:
+                assert ap.data is not None
+                lf = maildir.to_disk(ap.data)  # the flusher writes this form (from the name)
+                disk_size = None if lf is None else len(lf)
             results: list[AppendResult] = []
             try:
                 last = len(resolved) - 1
@@ -654,7 +659,7 @@ class SqliteMaildirStore:
                     else:
                         mask, kws, info = 0, "", ""
                     unique = ap.unique if i == 0 else self._unique.next()
-                    base = f"{unique},S={ap.size},U={uid}"
+                    base = maildir.make_base(unique, ap.size, uid, disk_size)
                     cur = self._cur_dir(acct.dir, mb.dir)
                     if inline:  # its file is written after COMMIT (flusher.py)
                         names_.append(f"{base}:2,{info}")
@@ -906,14 +911,16 @@ class SqliteMaildirStore:
                 flag_updates.append((uid, merged, new_info))
             else:
                 info_only.append((new_info, mb.id, uid))
-        found: list[tuple[str, str, os.stat_result]] = []
+        found: list[tuple[str, str, os.stat_result, int, int | None]] = []
         for sub, name in diff.adopt:
             try:
                 st = os.stat(f"{fs}/{sub}/{name}")
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                size, disk = maildir.wire_size(f"{fs}/{sub}/{name}")
             except FileNotFoundError:
                 continue
-            if stat.S_ISREG(st.st_mode):
-                found.append((sub, name, st))
+            found.append((sub, name, st, size, disk))
         if diff.gone or flag_updates or found:
             first, modseq = self.alloc(tx, acct, mb, len(found))
         else:
@@ -953,18 +960,18 @@ class SqliteMaildirStore:
             )
             self.note_dirty_files()
         rows = []
-        for i, (sub, name, st) in enumerate(sorted(found, key=lambda f: f[1])):
+        for i, (sub, name, st, size, disk) in enumerate(sorted(found, key=lambda f: f[1])):
             uid = first + i
             info = maildir.parse_name(name).info if sub == "cur" else ""
             flags = flags_from_info(info, letters)
-            base = maildir_sync.adopted_base(name, st.st_size, uid)
+            base = maildir_sync.adopted_base(name, size, uid, disk)
             if os.path.lexists(f"{cur}/{maildir.file_name(base, info)}"):  # a name used twice
-                base = maildir_sync.adopted_base(f"{name}-{uid}", st.st_size, uid)
+                base = maildir_sync.adopted_base(f"{name}-{uid}", size, uid, disk)
             rename(f"{fs}/{sub}/{name}", f"{cur}/{maildir.file_name(base, info)}")
             moved = True
             self._hook("scan_adopted")
             mask, kws = self.codec.encode(flags)
-            rows.append((mb.id, uid, modseq, mask, kws, st.st_mtime, st.st_size, base, info))
+            rows.append((mb.id, uid, modseq, mask, kws, st.st_mtime, size, base, info))
             tx.event(acct.name, MessageAdded(acct.name, mb.id, uid, modseq))
         if rows:
             conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
@@ -1306,7 +1313,9 @@ class SqliteMaildirStore:
         for i, (uid, mask, kws, when, size, base, info) in enumerate(rows):
             nuid = first + i
             path = maildir.locate(src_folder, base, info)
-            nbase = maildir.make_base(self._unique.next(), size, nuid)
+            # the copy holds what the source's file holds (one inode, or the same bytes)
+            disk = maildir.parse_name(base).size if maildir.is_lf_form(base) else None
+            nbase = maildir.make_base(self._unique.next(), size, nuid, disk)
             ninfo = maildir_info(self.codec.decode(mask, kws), letters)
             if path is None:
                 if uid not in pending:
@@ -1372,13 +1381,19 @@ class SqliteMaildirStore:
 
     # ---- staging message bytes ----
 
-    def _stage(self, path: str, source: MessageSource, mtime: float) -> tuple[int, int]:
+    def _stage(self, path: str, source: MessageSource, mtime: float) -> tuple[int, int, int | None]:
         """Write (or hard-link) the message to `path` in DATA/tmp, without fsync: the writer
-        fsyncs it in its batch's round. Returns (open fd or -1, size)."""
+        fsyncs it in its batch's round. Returns (open fd or -1, size, size of the LF form when
+        the file holds that: bytes are written in the LF form when they have one, a file given
+        by path is linked as it is)."""
         fd = -1
+        disk_size = None
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
-            fd = maildir.stage_bytes_open(path, data, mtime)
+            lf = maildir.to_disk(data)
+            if lf is not None:
+                disk_size = len(lf)
+            fd = maildir.stage_bytes_open(path, data if lf is None else lf, mtime)
             size = len(data)
             with self._staged_lock:
                 if self._staged_fds < MAX_STAGED_FDS:
@@ -1389,9 +1404,9 @@ class SqliteMaildirStore:
         else:
             size = maildir.stage_path(path, os.fspath(source), mtime, sync=False)
         self._hook("staged")
-        return fd, size
+        return fd, size, disk_size
 
-    def _stage_link(self, path: str, source: str) -> tuple[int, int] | None:
+    def _stage_link(self, path: str, source: str) -> tuple[int, int, int | None] | None:
         """Hard-link `source` to `path` and open it for the fsync round; None when it cannot be
         linked (another filesystem...): the caller copies it in a thread instead."""
         try:
@@ -1418,7 +1433,7 @@ class SqliteMaildirStore:
                 os.close(fd)
                 fd = -1
         self._hook("staged")
-        return fd, size
+        return fd, size, None
 
     async def deliver_many(
         self,
@@ -1463,13 +1478,13 @@ class SqliteMaildirStore:
                 # a hard link is a few metadata calls: cheaper than a thread hop (a copy is not)
                 staged_inline = self._stage_link(staged, os.fspath(source))
             if staged_inline is not None:
-                fd, size = staged_inline
+                fd, size, disk_size = staged_inline
             else:
                 staging = loop.run_in_executor(
                     self._io_pool, self._stage, staged, source, targets[0][3]
                 )
                 try:
-                    fd, size = await asyncio.shield(staging)
+                    fd, size, disk_size = await asyncio.shield(staging)
                 except asyncio.CancelledError:
                     # the caller gave up while the bytes were being written: once they are, close the
                     # descriptor, give back its place and remove the staged file
@@ -1480,7 +1495,17 @@ class SqliteMaildirStore:
             raise no_room(e) from e
         # from here the writer owns the staged file: it links it or removes it
         self.writer.enqueue(
-            Append(targets, staged, unique, fd, size, loop, future, delivery_id=delivery_id)
+            Append(
+                targets,
+                staged,
+                unique,
+                fd,
+                size,
+                loop,
+                future,
+                delivery_id=delivery_id,
+                disk_size=disk_size,
+            )
         )
         return await future
 
@@ -1518,7 +1543,7 @@ class SqliteMaildirStore:
 
         await self.read(check)
 
-    def _drop_staging(self, done: asyncio.Future[tuple[int, int]], staged: str) -> None:
+    def _drop_staging(self, done: asyncio.Future[tuple[int, int, int | None]], staged: str) -> None:
         if not done.cancelled() and done.exception() is None:
             fd = done.result()[0]
             if fd >= 0:

@@ -103,6 +103,7 @@ class Append:
     linked: bool = False
     data: bytes | None = None  # a small message's bytes: into `bodies`, its file written later
     reserved: bool = False  # holds a place in the flusher's backlog (until committed or failed)
+    disk_size: int | None = None  # the staged file holds the LF form, of this size (make_base)
     delivery_id: str | None = None  # a retry of a committed delivery appends nothing
 
 

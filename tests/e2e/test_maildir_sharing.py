@@ -57,6 +57,9 @@ def test_a_maildir_shared_with_a_local_mail_program(tmp_path: Path) -> None:
         home = srv.data / "mail" / "example.test" / "alice" / "Maildir"
         cur = home / "cur"
         _until("three files", lambda: len(os.listdir(cur)) == 3 or None)
+        # LF line ends on disk, as mutt expects (no ^M)
+        for name in os.listdir(cur):
+            assert b"\r" not in (cur / name).read_bytes()
         imap = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
         imap.login("alice@example.test", "pw")
         typ, data = imap.select("INBOX")
@@ -97,9 +100,9 @@ def test_a_maildir_shared_with_a_local_mail_program(tmp_path: Path) -> None:
         assert typ == "OK"
         assert [d[0].split()[2] for d in data if isinstance(d, tuple)] == [b"2", b"3"]
 
-        # another delivery agent drops a message into new/
+        # another delivery agent drops a message into new/, LF line ends as such agents write
         dropped = b"Subject: from procmail\r\nMessage-ID: <p@ext.test>\r\n\r\nhello\r\n"
-        md.add(dropped)
+        md.add(dropped.replace(b"\r\n", b"\n"))
         exists = _until("EXISTS 3", lambda: _unsolicited(imap, "EXISTS"))
         assert exists[-1] == b"3"
         typ, data = imap.fetch("3", "(UID RFC822.SIZE BODY.PEEK[])")
@@ -107,6 +110,11 @@ def test_a_maildir_shared_with_a_local_mail_program(tmp_path: Path) -> None:
         assert b"UID 4 " in data[0][0] and f"RFC822.SIZE {len(dropped)}".encode() in data[0][0]
         assert data[0][1] == dropped
         assert os.listdir(home / "new") == []  # moved to cur/ under the store's name form
+        # BODY[1] and a partial range count CRLF octets, as the client was told
+        typ, data = imap.fetch("3", "(BODY.PEEK[1] BODY.PEEK[]<0.24>)")
+        assert typ == "OK"
+        parts = [d[1] for d in data if isinstance(d, tuple)]
+        assert parts == [b"hello\r\n", dropped[:24]]
         imap.logout()
         r = srv.cli("store", "check")
         assert r.returncode == 0 and "agree" in r.stdout, r.stdout

@@ -363,3 +363,96 @@ async def test_a_crash_during_an_adoption_loses_nothing_and_adopts_once(
         assert report.ok, report
     finally:
         await store.close()
+
+
+# ---- line ends: LF on disk, CRLF on the wire, exact bytes when there is no LF form ----------
+
+
+def _file_of(store: SqliteMaildirStore, mailbox: str, uid: int) -> Path:
+    folder = inbox_dir(store) if mailbox == "INBOX" else inbox_dir(store) / f".{mailbox}"
+    [name] = [n for n in os.listdir(folder / "cur") if f",U={uid}:2," in n]
+    return folder / "cur" / name
+
+
+@pytest.mark.parametrize(
+    "size", [2_000, 100_000, 400_000]
+)  # inline, staged on the loop, in a thread
+async def test_crlf_on_the_wire_lf_on_disk(store: SqliteMaildirStore, size: int) -> None:
+    acct, mbid = await filled(store, 0)
+    body = make_message("lf", size)
+    r = await acct.append("INBOX", body)
+    await store.flush_files()
+    path = _file_of(store, "INBOX", r.uid)
+    on_disk = path.read_bytes()
+    assert on_disk == body.replace(b"\r\n", b"\n") and b"\r" not in on_disk
+    assert f",S={len(on_disk)},W={len(body)},U={r.uid}:2," in path.name  # as Dovecot names it
+    assert await acct.read_message(mbid, r.uid) == body
+    [meta] = await acct.list_messages(mbid)
+    assert meta.size == len(body)  # RFC822.SIZE: the CRLF size
+    copied = await acct.copy(mbid, [r.uid], "Archive")
+    archive = await acct.get_mailbox("Archive")
+    assert await acct.read_message(archive.id, copied.pairs[0][1]) == body
+    assert (await acct.list_messages(archive.id))[0].size == len(body)
+    assert check(store.data_dir).ok
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Subject: binary\r\n\r\nbare\nLF kept\r\n",  # a binary APPEND (RFC 3516) stored as sent
+        b"Subject: cr\r\n\r\nbare\rCR and CR CRLF\r\r\n",  # has an LF form: a CR stays a CR
+        b"Subject: no line end",
+    ],
+)
+async def test_messages_without_an_exact_lf_form_round_trip(
+    store: SqliteMaildirStore, body: bytes
+) -> None:
+    acct, mbid = await filled(store, 0)
+    r = await acct.append("INBOX", body)
+    await store.flush_files()
+    assert await acct.read_message(mbid, r.uid) == body
+    assert (await acct.list_messages(mbid))[0].size == len(body)
+    path = _file_of(store, "INBOX", r.uid)
+    if b"\n" in body.replace(b"\r\n", b""):
+        assert path.read_bytes() == body and ",W=" not in path.name
+    assert check(store.data_dir).ok
+
+
+async def test_a_file_linked_as_given_and_older_files_are_served_as_they_are(
+    store: SqliteMaildirStore, tmp_path: Path
+) -> None:
+    """A large message handed over as a file is linked, not rewritten; files of stores older
+    than the LF form have no W= field and hold the exact bytes: both are read as they are."""
+    acct, mbid = await filled(store, 0)
+    body = make_message("linked", 100_000)
+    src = tmp_path / "spooled"
+    src.write_bytes(body)
+    r = await acct.append("INBOX", src)
+    path = _file_of(store, "INBOX", r.uid)
+    assert path.read_bytes() == body and ",W=" not in path.name
+    assert await acct.read_message(mbid, r.uid) == body
+    assert check(store.data_dir).ok
+
+
+async def test_an_lf_file_from_another_agent_is_served_with_crlf(store: SqliteMaildirStore) -> None:
+    acct, mbid = await filled(store, 0)
+    lf = b"Subject: procmail\n\nline one\nline two\n"
+    drop_in_new(inbox_dir(store), "1700000005.M1P1.procmail", lf)
+    await eventually(lambda: _count(acct, mbid, 1))
+    crlf = lf.replace(b"\n", b"\r\n")
+    assert await acct.read_message(mbid, 1) == crlf
+    assert (await acct.list_messages(mbid))[0].size == len(crlf)
+    assert ",W=" in _file_of(store, "INBOX", 1).name
+    assert check(store.data_dir).ok
+
+
+async def test_reindex_keeps_the_wire_sizes(store: SqliteMaildirStore) -> None:
+    from carteiro.store.maintenance import reindex
+
+    acct, mbid = await filled(store, 3)
+    before = [(m.uid, m.size) for m in await acct.list_messages(mbid)]
+    await asyncio.get_running_loop().run_in_executor(None, reindex, store.data_dir)
+    assert [(m.uid, m.size) for m in await acct.list_messages(mbid)] == before
+    for uid, size in before:
+        assert len(await acct.read_message(mbid, uid)) == size
+    assert check(store.data_dir).ok

@@ -95,7 +95,9 @@ async def test_readable_by_python_mailbox(store: SqliteMaildirStore) -> None:
     md = mailbox.Maildir(maildir_path(store), factory=None, create=False)
     subjects = sorted(str(m["Subject"]) for m in md)
     assert subjects == ["one", "two"]
-    assert all(is_whole(md.get_bytes(k)) for k in md.iterkeys())
+    # LF line ends on disk, as Maildir readers expect (mutt shows no ^M); CRLF on the wire
+    assert all(b"\r" not in md.get_bytes(k) for k in md.iterkeys())
+    assert all(is_whole(md.get_bytes(k).replace(b"\n", b"\r\n")) for k in md.iterkeys())
     folders = md.list_folders()
     assert ".Work&AC4-" not in folders
     assert "Work.&ANw-n&AO8ALg-x" in folders  # Maildir++ ".Work.<modified UTF-7 with '.' escaped>"
@@ -334,7 +336,7 @@ async def test_small_append_commits_its_bytes_then_flushes(store: SqliteMaildirS
     cur = maildir_path(store) / "cur"
     await wait_until(lambda: len(os.listdir(cur)) == 1)  # written right after the COMMIT
     [name] = os.listdir(cur)
-    assert (cur / name).read_bytes() == body
+    assert (cur / name).read_bytes() == body.replace(b"\r\n", b"\n")  # LF on disk
     assert os.stat(cur / name).st_mtime == pytest.approx(r_date(store, r), abs=1)
     big = make_message("big", 200_000)
     await acct.append("INBOX", big)  # above INLINE_BODY_MAX: file fsynced before COMMIT
@@ -756,7 +758,9 @@ async def test_copy_move_expunge_flag_before_the_file_is_written(
     gate.set()
     await store.flush_files()
     files = sorted(p for p in (store.data_dir / "mail").rglob("cur/*") if p.is_file())
-    assert sorted(p.read_bytes() for p in files) == sorted([bodies[0], bodies[0], bodies[1]])
+    assert sorted(p.read_bytes().replace(b"\n", b"\r\n") for p in files) == sorted(
+        [bodies[0], bodies[0], bodies[1]]
+    )
     await wait_until(
         lambda: any(p.name.endswith(":2,F") for p in maildir_path(store).glob("cur/*"))
     )

@@ -53,7 +53,9 @@ async def main(n: int) -> None:
         adopt = time.perf_counter() - t
         assert len(await acct.list_messages(inbox)) == n
         print(f"{n} files written into new/ by 'another agent': {dropped:.1f} s")
-        print(f"adopting them (one scan, one transaction): {adopt:.2f} s ({adopt / n * 1e6:.0f} us/msg)")
+        print(
+            f"adopting them (one scan, one transaction): {adopt:.2f} s ({adopt / n * 1e6:.0f} us/msg)"
+        )
 
         # let the stamp settle (the scan's own renames are recent), then one more look
         await asyncio.sleep(maildir_sync.SETTLE_NS / 1e9 + 0.1)

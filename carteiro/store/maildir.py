@@ -77,6 +77,12 @@ def to_disk(data: bytes) -> bytes | None:
     message must be kept exactly as given: it has a bare LF (a binary APPEND, RFC 3516, stored as
     sent), or no CRLF at all. Exact: to_wire(to_disk(m)) == m for every message it converts (the
     LFs of the LF form are exactly the CRLFs of the message; a bare CR stays a CR)."""
+    lf = data.replace(b"\r", b"")  # one-octet patterns: ~20x faster than replacing CRLF
+    if len(lf) == len(data):
+        return None  # no CR: no CRLF
+    if to_wire(lf) == data:
+        return lf  # the usual message: every CR ends a line, every LF follows a CR
+    # a bare CR (kept: it is no line end) or a bare LF
     if b"\r\n" not in data:
         return None
     lf = data.replace(b"\r\n", b"\n")

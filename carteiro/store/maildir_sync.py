@@ -55,9 +55,11 @@ def stat_pair(folder: str) -> tuple[int, int] | None:
 
 
 def decide(stamp: Stamp | None, pair: tuple[int, int], now: int, highestmodseq: int) -> str:
-    """NONE: nothing changed; SCAN: list the folder now; DEFER: cur/ changed, but the store itself
-    changed the mailbox since the stamp and just now: put the scan off until the folder is quiet
-    (the new stamp is unsettled, so a scan follows once SETTLE_NS has passed)."""
+    """NONE: nothing changed; SCAN: list the folder now; DEFER: cur/ changed just now, and the
+    store itself changed the mailbox since the stamp (or the stamp is due for a second look
+    anyway): put the scan off until the folder is quiet (the new stamp is unsettled, so a scan
+    follows once SETTLE_NS has passed, MAX_DEFER_NS at the latest). new/ is never the store's:
+    a change there is scanned at once."""
     if stamp is None:
         return SCAN
     new, cur = pair
@@ -67,7 +69,9 @@ def decide(stamp: Stamp | None, pair: tuple[int, int], now: int, highestmodseq: 
         return SCAN
     if (
         new == stamp.new
-        and highestmodseq > stamp.modseq
+        # the store changed the mailbox since, or the stamp is young and will be checked again
+        # anyway (the file worker's writes and unlinks follow their COMMIT, after the stamp)
+        and (highestmodseq > stamp.modseq or not stamp.settled)
         and now - cur < SETTLE_NS
         and (stamp.deferred_since == 0 or now - stamp.deferred_since < MAX_DEFER_NS)
     ):

@@ -105,11 +105,18 @@ def wire_size(path: str) -> tuple[int, int | None]:
     """(size on the wire, size of the file if it holds an LF form) of a file another program
     wrote: a file with LF line ends and no CR at all (procmail, mutt, Python's mailbox) is the LF
     form of the message whose lines end in CRLF; anything else is served as it is."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if b"\r" in data or b"\n" not in data:
-        return len(data), None
-    return len(data) + data.count(b"\n"), len(data)
+    size = lines = 0
+    has_cr = False
+    # O_NOFOLLOW: a symbolic link dropped into the Maildir is no message (it could point anywhere)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(1 << 20):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+            has_cr = has_cr or b"\r" in chunk
+    if has_cr or not lines:
+        return size, None
+    return size + lines, size
 
 
 def disk_bytes(data: bytes, base: str) -> bytes:

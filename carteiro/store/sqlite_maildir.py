@@ -914,11 +914,11 @@ class SqliteMaildirStore:
         found: list[tuple[str, str, os.stat_result, int, int | None]] = []
         for sub, name in diff.adopt:
             try:
-                st = os.stat(f"{fs}/{sub}/{name}")
+                st = os.lstat(f"{fs}/{sub}/{name}")
                 if not stat.S_ISREG(st.st_mode):
-                    continue
+                    continue  # a directory, a link...: no message
                 size, disk = maildir.wire_size(f"{fs}/{sub}/{name}")
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or a link put in its place (ELOOP)
                 continue
             found.append((sub, name, st, size, disk))
         if diff.gone or flag_updates or found:

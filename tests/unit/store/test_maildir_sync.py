@@ -456,3 +456,14 @@ async def test_reindex_keeps_the_wire_sizes(store: SqliteMaildirStore) -> None:
     for uid, size in before:
         assert len(await acct.read_message(mbid, uid)) == size
     assert check(store.data_dir).ok
+
+
+async def test_a_link_dropped_into_the_maildir_is_not_a_message(
+    store: SqliteMaildirStore, tmp_path: Path
+) -> None:
+    acct, mbid = await filled(store, 1)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"Subject: not mail\r\n\r\nprivate\r\n")
+    os.symlink(secret, inbox_dir(store) / "new" / "1700000006.M1P1.link")
+    await store.sync_folder(acct._id, mbid, force=True)
+    assert [m.uid for m in await acct.list_messages(mbid)] == [1]

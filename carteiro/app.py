@@ -343,6 +343,7 @@ def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | 
         spf_fail=m.spf_fail,
         temperror=m.temperror,
         require_iprev=m.require_iprev,
+        require_helo=m.require_helo,
         verify_max_size=m.verify_max_size,
         dns_timeout=m.dns_timeout,
         arc_trusted_sealers=tuple(m.arc_trusted_sealers),

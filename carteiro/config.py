@@ -203,6 +203,9 @@ class MailAuthConfig:
         "defer"  # a DNS failure that could change the verdict: "defer" (451) | "accept"
     )
     require_iprev: bool = False  # refuse clients without forward-confirmed reverse DNS (550 5.7.25)
+    # HELO/EHLO name checks, always recorded (x-helo); refused from this level on:
+    # "none" | "valid" (syntax, address literal) | "known" (+ has A/AAAA/MX) | "confirmed"
+    require_helo: str = "none"
     verify_max_size: int = 20 * 1024 * 1024  # larger messages: DKIM/ARC not verified (policy)
     arc_trusted_sealers: list[str] = field(default_factory=list)  # forwarders whose ARC we trust
     arc_seal: bool = True  # seal checked mail we forward (aliases to remote addresses), RFC 8617
@@ -530,6 +533,11 @@ def _validate(cfg: Config) -> None:
     if cfg.mailauth.spf_fail not in ("dmarc", "reject"):
         raise ConfigError(
             f"mailauth.spf_fail: {cfg.mailauth.spf_fail!r} is not one of dmarc, reject"
+        )
+    if cfg.mailauth.require_helo not in ("none", "valid", "known", "confirmed"):
+        raise ConfigError(
+            f"mailauth.require_helo: {cfg.mailauth.require_helo!r} is not one of "
+            "none, valid, known, confirmed"
         )
     if cfg.mailauth.temperror not in ("defer", "accept"):
         raise ConfigError(

@@ -171,3 +171,30 @@ async def test_several_authors_the_strictest_policy_wins(make_env: MakeEnv) -> N
     # good.test passes (SPF aligned), bank.test (p=reject) does not: 550
     reply = await send(env, "alice@good.test", message("alice@good.test, <ceo@bank.test>"))
     assert reply[0].startswith("550 5.7.1 DMARC policy of bank.test"), reply
+
+
+async def test_helo_name_is_recorded_and_refused_only_when_configured(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker())
+    reply = await send(env, "alice@good.test", message("alice@good.test"))
+    assert reply[0].startswith("250"), reply
+    (got,) = await env.inbox(BOB)
+    # mx.good.test has A 127.0.0.1, the client's address
+    assert b"x-helo=pass smtp.helo=mx.good.test policy.helo=confirmed" in got
+
+    async def greet(env, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+        c = await env.connect()
+        await c.reply()
+        await c.cmd(f"EHLO {name}")
+        return await c.cmd("MAIL FROM:<alice@good.test>")  # type: ignore[no-any-return]
+
+    # by default a lie is recorded, not refused (RFC 5321 4.1.4)
+    assert (await greet(env, "[192.0.2.9]"))[0].startswith("250")
+    assert (await greet(env, "localhost"))[0].startswith("250")
+    strict = await make_env(CHECKED, mailauth=checker(require_helo="valid"))
+    assert (await greet(strict, "[192.0.2.9]"))[0].startswith("550 5.7.1")
+    assert (await greet(strict, "localhost"))[0].startswith("504 5.5.2")
+    assert (await greet(strict, "[127.0.0.1]"))[0].startswith("250")
+    assert (await greet(strict, "unknown.good.test"))[0].startswith("250")
+    known = await make_env(CHECKED, mailauth=checker(require_helo="known"))
+    assert (await greet(known, "unknown.good.test"))[0].startswith("450 4.7.1")
+    assert (await greet(known, "mx.good.test"))[0].startswith("250")

@@ -211,7 +211,8 @@ class MailAuthConfig:
     arc_seal: bool = True  # seal checked mail we forward (aliases to remote addresses), RFC 8617
     # DMARC aggregate reports (RFC 7489 7.2) to the rua= of the domains whose mail we checked
     dmarc_reports: bool = True
-    dmarc_report_interval: float = 86400.0  # seconds per report (RFC 7489 ri= default: a day)
+    # the longest report period; periods are whole UTC days, or the whole hours ri= asks for
+    dmarc_report_interval: float = 86400.0
     dmarc_report_from: str = ""  # "" = postmaster@ the first of our domains
     dmarc_report_org: str = ""  # org_name in the reports; "" = hostname
     dns_timeout: float = 20.0  # all lookups of one check together (RFC 7208 4.6.4: at least 20 s)

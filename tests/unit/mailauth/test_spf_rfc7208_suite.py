@@ -38,7 +38,7 @@ class SuiteResolver:
                     if rtype == "SPF":
                         if txt:
                             continue
-                        rtype = "TXT"  # noqa: PLW2901
+                        rtype = "TXT"
                     if value == "NONE" or value == ["NONE"]:
                         continue
                     out.append((rtype, value))

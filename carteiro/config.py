@@ -215,6 +215,8 @@ class MailAuthConfig:
     dmarc_report_interval: float = 86400.0
     dmarc_report_from: str = ""  # "" = postmaster@ the first of our domains
     dmarc_report_org: str = ""  # org_name in the reports; "" = hostname
+    # RFC 7489 7.3 failure reports to ruf= (headers only, 10 a domain an hour); needs dmarc_reports
+    dmarc_failure_reports: bool = False
     dns_timeout: float = 20.0  # all lookups of one check together (RFC 7208 4.6.4: at least 20 s)
 
 

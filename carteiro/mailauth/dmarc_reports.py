@@ -30,6 +30,7 @@ from pathlib import Path
 
 from carteiro.mailauth.dkim_verify import Signature
 from carteiro.mailauth.dmarc import Evaluation, organizational_domain
+from carteiro.mailauth.dmarc_failures import Outbox
 from carteiro.mailauth.lookup import Resolver, txt_strings
 from carteiro.mailauth.spf import SPFResult
 
@@ -127,6 +128,7 @@ class Recorder:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
+        self.failures = Outbox()  # failure reports (ruf=) waiting for the report task
         self._pending: list[Seen] = []
         self._lock = threading.Lock()
         self._dropped = 0
@@ -187,7 +189,7 @@ class Outgoing:
     rows: int
 
 
-def _mailto(uri: str) -> tuple[str, int] | None:
+def parse_mailto(uri: str) -> tuple[str, int] | None:
     """RFC 7489 6.2: "mailto:addr" with an optional "!size[kmgt]" limit."""
     uri = uri.strip()
     if not uri.lower().startswith("mailto:"):
@@ -373,7 +375,7 @@ def _outgoing(
     xml = build_xml(org, sender, report_id, domain, policy, begin, end, _group(rows))
     to = []
     for uri in rua.split():
-        parsed = _mailto(uri)
+        parsed = parse_mailto(uri)
         if parsed and (not parsed[1] or len(xml) // 2 < parsed[1]):
             to.append(parsed[0])
     message = compose(org, sender, to, domain, report_id, begin, end, xml, hostname)

@@ -36,6 +36,7 @@ class Settings:
     dns_timeout: float = 20.0
     arc_trusted_sealers: tuple[str, ...] = ()
     dnsbl_zones: tuple[str, ...] = ()
+    dmarc_failure_reports: bool = False  # RFC 7489 7.3 reports to ruf= (dmarc_failures)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from carteiro.mailauth import dnsbl, helo, iprev, spf
+from carteiro.mailauth import dmarc_failures, dnsbl, helo, iprev, spf
 from carteiro.mailauth.dmarc_reports import Recorder, seen_from
 from carteiro.mailauth.greylist import Greylist
 from carteiro.mailauth.inbound import Checker, Refusal, Verdict
@@ -170,7 +170,32 @@ class SessionChecks:
             )
             if seen is not None:
                 self.recorder.record(seen)
+            if self.checker.settings.dmarc_failure_reports:
+                self._failure_report(verdict, message if message is not None else head, spf_result)
         return verdict
+
+    def _failure_report(
+        self, verdict: Verdict, data: bytes | None, spf_result: spf.SPFResult | None
+    ) -> None:
+        """RFC 7489 7.3: a failure report for the domain's ruf=, when its fo= asks for one and
+        its hourly allowance is not spent (dmarc_failures)."""
+        ev, outbox = verdict.dmarc, self.recorder.failures if self.recorder else None
+        if ev is None or outbox is None or data is None:
+            return
+        if not dmarc_failures.wanted(ev, spf_result, verdict.signatures):
+            return
+        if not outbox.allow(ev.record_domain):
+            return
+        end = header_end(data)
+        case = dmarc_failures.case_of(
+            ev,
+            source_ip=self.ip,
+            mail_from=self.mail_from,
+            results_field=verdict.header,
+            header=data[:end] if end >= 0 else data[: dmarc_failures.MAX_HEADER],
+            action=verdict.action,
+        )
+        outbox.add(case)
 
 
 def _read_head(source: bytes | Path, offset: int) -> bytes:

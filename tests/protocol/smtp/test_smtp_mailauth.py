@@ -198,3 +198,32 @@ async def test_helo_name_is_recorded_and_refused_only_when_configured(make_env: 
     known = await make_env(CHECKED, mailauth=checker(require_helo="known"))
     assert (await greet(known, "unknown.good.test"))[0].startswith("450 4.7.1")
     assert (await greet(known, "mx.good.test"))[0].startswith("250")
+
+
+async def test_failure_report_is_queued_only_when_configured(make_env: MakeEnv) -> None:
+    from carteiro.mailauth.dmarc_reports import Recorder
+
+    zone = ZONE + (
+        'ruf.test. 60 IN TXT "v=spf1 -all"\n'
+        '_dmarc.ruf.test. 60 IN TXT "v=DMARC1; p=reject; ruf=mailto:fail@ruf.test"\n'
+    )
+    for on in (False, True):
+        env = await make_env(
+            CHECKED, mailauth=checker(StaticResolver(zone), dmarc_failure_reports=on)
+        )
+        recorder = Recorder(env.ctx.config.data_dir)
+        env.ctx.dmarc_recorder = recorder
+        reply = await send(env, "ceo@ruf.test", message("ceo@ruf.test") + "secret body\r\n")
+        assert reply[0].startswith("550 5.7.1"), reply
+        cases = recorder.failures.drain()
+        if not on:
+            assert cases == []
+            continue
+        (case,) = cases
+        assert (case.policy_domain, case.ruf, case.delivery) == (
+            "ruf.test",
+            ("mailto:fail@ruf.test",),
+            "reject",
+        )
+        assert b"Subject: check\r\n" in case.header and b"secret body" not in case.header
+        assert "dmarc=fail" in case.results and case.source_ip == "127.0.0.1"

@@ -79,9 +79,9 @@ def test_no_rua_no_record() -> None:
 
 
 def test_mailto_size_limits() -> None:
-    assert dr._mailto("mailto:d@a.test!10m") == ("d@a.test", 10 << 20)
-    assert dr._mailto("mailto:d@a.test") == ("d@a.test", 0)
-    assert dr._mailto("https://a.test/") is None
+    assert dr.parse_mailto("mailto:d@a.test!10m") == ("d@a.test", 10 << 20)
+    assert dr.parse_mailto("mailto:d@a.test") == ("d@a.test", 0)
+    assert dr.parse_mailto("https://a.test/") is None
 
 
 async def test_external_destination_needs_authorization() -> None:

@@ -8,8 +8,9 @@ import base64
 
 import dkim
 import nacl.signing
-from smtp_harness import BOB, MakeEnv
+from smtp_harness import ALICE, ALICE_PW, BOB, MakeEnv
 
+from carteiro.mailauth.dmarc_reports import Recorder
 from carteiro.mailauth.inbound import Checker, Settings
 from carteiro.mailauth.lookup import NoResolver
 from carteiro.testing.dns import StaticResolver
@@ -201,8 +202,6 @@ async def test_helo_name_is_recorded_and_refused_only_when_configured(make_env: 
 
 
 async def test_failure_report_is_queued_only_when_configured(make_env: MakeEnv) -> None:
-    from carteiro.mailauth.dmarc_reports import Recorder
-
     zone = ZONE + (
         'ruf.test. 60 IN TXT "v=spf1 -all"\n'
         '_dmarc.ruf.test. 60 IN TXT "v=DMARC1; p=reject; ruf=mailto:fail@ruf.test"\n'
@@ -227,3 +226,26 @@ async def test_failure_report_is_queued_only_when_configured(make_env: MakeEnv) 
         )
         assert b"Subject: check\r\n" in case.header and b"secret body" not in case.header
         assert "dmarc=fail" in case.results and case.source_ip == "127.0.0.1"
+
+
+async def test_forged_results_are_stripped_on_submission_too(make_env: MakeEnv) -> None:
+    """RFC 8601 5: on every listener, not only the checked MX (an authenticated user must not
+    be able to hand a local recipient a "dmarc=pass" under our name either)."""
+    env = await make_env(CHECKED, mailauth=checker())
+    c = await env.connect("submissions")
+    await c.reply()
+    await c.cmd("EHLO client.test")
+    token = base64.b64encode(f"\0{ALICE}\0{ALICE_PW}".encode()).decode()
+    assert (await c.cmd(f"AUTH PLAIN {token}"))[0].startswith("235")
+    assert (await c.cmd(f"MAIL FROM:<{ALICE}>"))[0].startswith("250")
+    assert (await c.cmd(f"RCPT TO:<{BOB}>"))[0].startswith("250")
+    assert (await c.cmd("DATA"))[0].startswith("354")
+    forged = (
+        "Authentication-Results: mail.example.test; dmarc=pass header.from=bank.test\r\n"
+        "Authentication-Results: other.example; spf=pass smtp.mailfrom=x@other.example\r\n"
+    )
+    await c.send((message(ALICE, forged) + ".\r\n").encode())
+    assert (await c.reply())[0].startswith("250")
+    (got,) = await env.inbox(BOB)
+    assert b"mail.example.test; dmarc=pass" not in got
+    assert b"Authentication-Results: other.example; spf=pass" in got  # another's is kept

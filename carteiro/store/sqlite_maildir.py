@@ -94,6 +94,9 @@ FILENAME_SYNC_CHUNK = 500
 SNAPSHOT_EVERY = 20_000  # appends to a mailbox between background refreshes of its snapshot
 MAX_STAGED_FDS = 256  # staged files kept open for the fsync round; beyond, fsync by path
 INLINE_STAGE_MAX = 256 * 1024
+# A message given as a file up to this size is written in its LF form (docs/store.md, line ends);
+# a larger one is hard-linked as it is (converting it would hold it whole in memory).
+CONVERT_MAX = 32 << 20
 UNLINK_INLINE_MAX = 64  # an expunge of up to this many written files unlinks them on the writer
 # Disk kept back (DATA/run/space-reserve) for the writes that free space when the disk is full
 # (expunge, delete): given up at the first such write that finds no room, taken again at the next
@@ -1384,8 +1387,8 @@ class SqliteMaildirStore:
     def _stage(self, path: str, source: MessageSource, mtime: float) -> tuple[int, int, int | None]:
         """Write (or hard-link) the message to `path` in DATA/tmp, without fsync: the writer
         fsyncs it in its batch's round. Returns (open fd or -1, size, size of the LF form when
-        the file holds that: bytes are written in the LF form when they have one, a file given
-        by path is linked as it is)."""
+        the file holds that: a message is written in its LF form when it has one, up to
+        CONVERT_MAX when given as a file; else bytes are written and a file linked as they are)."""
         fd = -1
         disk_size = None
         if isinstance(source, bytes | bytearray | memoryview):
@@ -1402,9 +1405,31 @@ class SqliteMaildirStore:
                     os.close(fd)
                     fd = -1
         else:
-            size = maildir.stage_path(path, os.fspath(source), mtime, sync=False)
+            src = os.fspath(source)
+            data = None
+            if os.stat(src).st_size <= CONVERT_MAX:
+                with open(src, "rb") as f:
+                    data = f.read(CONVERT_MAX + 1)
+            lf = None if data is None or len(data) > CONVERT_MAX else maildir.to_disk(data)
+            if lf is not None:  # written in its LF form, as bytes are
+                assert data is not None
+                return self._stage(path, data, mtime)
+            size = maildir.stage_path(path, src, mtime, sync=False)
         self._hook("staged")
         return fd, size, disk_size
+
+    def _stage_read(
+        self,
+        path: str,
+        source: str,
+        data: bytes,
+        targets: list[tuple[str, str, frozenset[str], float]],
+    ) -> tuple[int, int, int | None] | None:
+        """A file source already read (from the page cache): staged in its LF form if it has
+        one, else hard-linked as it is; None when it cannot be linked (copied in a thread)."""
+        if maildir.to_disk(data) is not None:
+            return self._stage(path, data, targets[0][3])
+        return self._stage_link(path, source)
 
     def _stage_link(self, path: str, source: str) -> tuple[int, int, int | None] | None:
         """Hard-link `source` to `path` and open it for the fsync round; None when it cannot be
@@ -1475,8 +1500,12 @@ class SqliteMaildirStore:
                 # a small write without fsync only touches the page cache: cheaper than a thread hop
                 staged_inline = self._stage(staged, source, targets[0][3])
             elif isinstance(source, str | os.PathLike):
-                # a hard link is a few metadata calls: cheaper than a thread hop (a copy is not)
-                staged_inline = self._stage_link(staged, os.fspath(source))
+                # a file in the page cache (an SMTP message just spooled) is converted to its
+                # LF form right here, as bytes are; one with no LF form is hard-linked (a few
+                # metadata calls); one that would wait for the disk goes to a thread
+                cached = maildir.read_cached(Path(source))
+                if cached is not None:
+                    staged_inline = self._stage_read(staged, os.fspath(source), cached, targets)
             if staged_inline is not None:
                 fd, size, disk_size = staged_inline
             else:

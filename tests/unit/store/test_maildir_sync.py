@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -418,19 +419,49 @@ async def test_messages_without_an_exact_lf_form_round_trip(
     assert check(store.data_dir).ok
 
 
-async def test_a_file_linked_as_given_and_older_files_are_served_as_they_are(
-    store: SqliteMaildirStore, tmp_path: Path
+@pytest.mark.parametrize("size", [100_000, 400_000])  # read from the page cache, in a thread
+async def test_a_message_given_as_a_file_is_written_in_its_lf_form(
+    store: SqliteMaildirStore, tmp_path: Path, size: int
 ) -> None:
-    """A large message handed over as a file is linked, not rewritten; files of stores older
-    than the LF form have no W= field and hold the exact bytes: both are read as they are."""
+    """An SMTP message past smtp.memory_buffer_max comes as a spooled file: LF on disk too."""
     acct, mbid = await filled(store, 0)
-    body = make_message("linked", 100_000)
+    body = make_message("spooled", size)
     src = tmp_path / "spooled"
     src.write_bytes(body)
     r = await acct.append("INBOX", src)
     path = _file_of(store, "INBOX", r.uid)
-    assert path.read_bytes() == body and ",W=" not in path.name
+    assert path.read_bytes() == body.replace(b"\r\n", b"\n") and ",W=" in path.name
     assert await acct.read_message(mbid, r.uid) == body
+    assert src.read_bytes() == body  # the source is left as it was
+    # a file without an LF form is hard-linked as it is
+    binary = body + b"bare\nLF\r\n"
+    src2 = tmp_path / "binary"
+    src2.write_bytes(binary)
+    r2 = await acct.append("INBOX", src2)
+    path2 = _file_of(store, "INBOX", r2.uid)
+    assert os.stat(path2).st_ino == os.stat(src2).st_ino and ",W=" not in path2.name
+    assert await acct.read_message(mbid, r2.uid) == binary
+    assert check(store.data_dir).ok
+
+
+async def test_files_of_an_older_store_are_served_as_they_are(store: SqliteMaildirStore) -> None:
+    """Before the LF form, every file held the exact bytes and its name no W=: no migration."""
+    acct, mbid = await filled(store, 2)
+    body = make_message("old")
+    r = await acct.append("INBOX", body)
+    await store.flush_files()
+    path = _file_of(store, "INBOX", r.uid)
+    old_base = f"{path.name.split(',', 1)[0]},S={len(body)},U={r.uid}"
+    os.rename(path, path.with_name(old_base + ":2,"))
+    path.with_name(old_base + ":2,").write_bytes(body)  # as an older version wrote it
+    with sqlite3.connect(store.data_dir / "index.sqlite") as db:
+        db.execute(
+            "UPDATE messages SET base = ? WHERE mailbox_id = ? AND uid = ?", (old_base, mbid, r.uid)
+        )
+    assert await acct.read_message(mbid, r.uid) == body
+    copied = await acct.copy(mbid, [r.uid], "Archive")
+    archive = await acct.get_mailbox("Archive")
+    assert await acct.read_message(archive.id, copied.pairs[0][1]) == body
     assert check(store.data_dir).ok
 
 

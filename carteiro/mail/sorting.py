@@ -5,6 +5,7 @@ first. Protocol-neutral: the IMAP server parses the command and renders the answ
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,3 +60,20 @@ def sort_items(items: Sequence[Item], criteria: Sequence[Criterion]) -> list[Ite
     for c in reversed(criteria):
         out.sort(key=_KEYS[c.key], reverse=c.reverse)
     return out
+
+
+def order_key(criteria: Sequence[Criterion]) -> Callable[[Item], Any]:
+    """A key giving `sort_items`'s order (criteria compared in turn, each maybe reversed, then
+    mailbox order, which is UID order): to place one message in a sorted result by bisection,
+    as a live SORT context does (RFC 5267 4.3.3)."""
+    keys = [(_KEYS[c.key], c.reverse) for c in criteria]
+
+    def cmp(a: Item, b: Item) -> int:
+        for fn, reverse in keys:
+            x, y = fn(a), fn(b)
+            if x != y:
+                r = -1 if x < y else 1
+                return -r if reverse else r
+        return (a.uid > b.uid) - (a.uid < b.uid)
+
+    return functools.cmp_to_key(cmp)

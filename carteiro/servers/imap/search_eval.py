@@ -26,6 +26,7 @@ MetaTest = Callable[[int, MessageMeta], "bool | None"]
 FullTest = Callable[[int, MessageMeta, Message], bool]
 
 _RECENT = "\\Recent"
+ONLY_READ_MAX = 64  # messages an `only` search reads rather than asking the index
 
 
 class _Ctx:
@@ -64,19 +65,23 @@ async def search(
     cache: MessageCache,
     saved: list[int] = (),  # type: ignore[assignment]
     now: float | None = None,
+    only: Sequence[int] | None = None,
 ) -> list[int]:
-    """0-based view indexes of the matching messages, ascending."""
+    """0-based view indexes of the matching messages, ascending; `only`: test just these
+    (ascending) indexes, as a SEARCH context's update does (RFC 5267 4.3)."""
     ctx = _Ctx(view, list(saved), time.time() if now is None else now)
     terms: dict[int, IndexTerm] = {}
     _index_terms(key, terms)
-    if terms and len(view):
+    # A few messages are read faster than the index answers for the whole mailbox.
+    if terms and len(view) and (only is None or len(only) > ONLY_READ_MAX):
         answers = await view.store.search_index(view.id, list(terms.values()))
         ctx.hits = {k: a for k, a in zip(terms, answers, strict=True) if a is not None}
     meta_test = _meta(key, ctx)
     metas = view.metas
     matched: list[int] = []
     undecided: list[int] = []
-    for i, m in enumerate(metas):
+    for i in range(len(metas)) if only is None else only:
+        m = metas[i]
         r = meta_test(i, m)
         if r is None:
             undecided.append(i)

@@ -11,50 +11,22 @@ import asyncio
 import gc
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TypeVar
 
 from carteiro.mail.imap_view import MailboxView
-from carteiro.mail.message_cache import MessageCache
 from carteiro.mail.sorting import Criterion, Item, sort_items
 from carteiro.mail.threading import Node, ordered_subject, references
-from carteiro.mime.parse import Message
-from carteiro.mime.sortkeys import SortFields, sort_fields
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.search import SearchAll
-from carteiro.servers.imap.search import _uses_modseq
+from carteiro.servers.imap import contexts, esearch
+from carteiro.servers.imap.search import _uses_modseq, save
 from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
+from carteiro.servers.imap.sortfields import items
 
+__all__ = ["ResultCache", "items", "render", "sort", "thread"]
 
-async def items(view: MailboxView, idx: list[int], cache: MessageCache) -> list[Item]:
-    """The Items of these view indexes: fields from the index, else from the message."""
-    _upto, known = await view.store.sort_index(view.id)
-    out = []
-    metas = view.metas
-    for i in idx:
-        m = metas[i]
-        fields = known.get(m.uid)
-        if fields is None:
-            try:
-                msg = await cache.load(view.store, view.id, view.info.uidvalidity, m.uid)
-            except KeyError:
-                # expunged meanwhile (the session is not told yet): sorts as a message with
-                # no header, which is what it now is to the store
-                fields = _GONE
-            else:
-                fields = await cache.derive(msg, _fields, msg)
-        out.append(Item(i + 1, m.uid, m.size, m.internaldate, fields))
-    return out
-
-
-_GONE = SortFields("", False, "", "", "", "", "", None, "", ())
-
-
-def _fields(msg: Message) -> SortFields:
-    cached = msg.cache.get("sortfields")
-    if cached is None:
-        cached = msg.cache["sortfields"] = sort_fields(msg)
-    assert isinstance(cached, SortFields)
-    return cached
+T = TypeVar("T")
 
 
 class ResultCache:
@@ -64,21 +36,34 @@ class ResultCache:
 
     def __init__(self, entries: int = 8) -> None:
         self.entries = entries
-        self._d: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._d: OrderedDict[tuple[object, ...], object] = OrderedDict()
 
     def key(self, view: MailboxView, req: c.Sort | c.Thread) -> tuple[object, ...] | None:
+        """The rendered answer's key; an ESORT (RETURN) answer keeps the sorted messages
+        instead, under its own key, since its options choose what of them is shown."""
         if not isinstance(req.key, SearchAll):
             return None  # other searches may depend on the session ($, RECENT) or the time
         what = req.criteria if isinstance(req, c.Sort) else req.algorithm
-        return (view.account, view.id, view.info.uidvalidity, view.modseq, len(view), what, req.uid)
+        esort = isinstance(req, c.Sort) and req.return_opts is not None
+        uid = req.uid and not esort  # the sorted messages serve both
+        return (
+            view.account,
+            view.id,
+            view.info.uidvalidity,
+            view.modseq,
+            len(view),
+            what,
+            uid,
+            esort,
+        )
 
-    def get(self, key: tuple[object, ...] | None) -> bytes | None:
+    def get(self, key: tuple[object, ...] | None) -> object | None:
         if key is None or key not in self._d:
             return None
         self._d.move_to_end(key)
         return self._d[key]
 
-    def put(self, key: tuple[object, ...] | None, answer: bytes) -> None:
+    def put(self, key: tuple[object, ...] | None, answer: object) -> None:
         if key is None:
             return
         self._d[key] = answer
@@ -92,15 +77,22 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
     assert view is not None
     if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
         return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    opts = req.return_opts
+    if opts is not None and "UPDATE" in opts and contexts.is_live(s, tag):
+        return bad("Duplicate search update tag")  # RFC 5267 4.3: the tag names the context
     modseq = _uses_modseq(req.key)
     if modseq:
         s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
+    criteria = [Criterion(k.key, k.reverse) for k in req.criteria]
     key = s.server.sorts.key(view, req)
-    answer = s.server.sorts.get(key)
-    if answer is None:
+    if opts is not None:
+        return await _esort(s, tag, req, opts, criteria, key, modseq)
+    cached = s.server.sorts.get(key)
+    if isinstance(cached, bytes):
+        answer = cached
+    else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         found = await items(view, idx, s.server.cache)
-        criteria = [Criterion(k.key, k.reverse) for k in req.criteria]
         # RFC 7162 3.1.5: with a MODSEQ criterion, the highest MODSEQ of the messages found
         tail = b" (MODSEQ %d)" % max(view.metas[i].modseq for i in idx) if modseq and idx else b""
 
@@ -115,6 +107,45 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
     return ok("Sort completed.")
 
 
+async def _esort(
+    s: Session,
+    tag: str,
+    req: c.Sort,
+    opts: frozenset[str],
+    criteria: list[Criterion],
+    key: tuple[object, ...] | None,
+    modseq: bool,
+) -> Result:
+    """SORT RETURN (...): the sorted result as an ESEARCH response (RFC 5267 3), maybe kept
+    up to date (CONTEXT=SORT, RFC 5267 4.3)."""
+    view = s.view
+    assert view is not None
+    cached = s.server.sorts.get(key)
+    result: list[Item]
+    if isinstance(cached, list):
+        result = cached
+    else:
+        idx = await evaluate(view, req.key, s.server.cache, s.saved)
+        found = await items(view, idx, s.server.cache)
+        result = await _cpu(lambda: sort_items(found, criteria), len(found))
+        s.server.sorts.put(key, result)
+    uids = [it.uid for it in result]
+    if "UPDATE" in opts:
+        contexts.start(s, tag, req.key, req.uid, uids, result, criteria)
+    if "SAVE" in opts:
+        save(s, opts, uids)
+        if opts == {"SAVE"}:
+            return ok("Sort completed.")
+    numbers = uids if req.uid else [it.seq for it in result]
+    top = None
+    if modseq and result and opts & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}:
+        metas = view.metas
+        shown = esearch.shown_positions(opts, req.partial, len(result))
+        top = max((metas[result[p].seq - 1].modseq for p in shown), default=None)
+    s.out += esearch.result(tag, req.uid, opts, req.partial, numbers, top)
+    return ok("Sort completed.")
+
+
 @command(c.Thread, min_state=State.SELECTED)
 async def thread(s: Session, tag: str, req: c.Thread) -> Result:
     view = s.view
@@ -124,8 +155,10 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
     if _uses_modseq(req.key):
         s.enable_condstore()  # RFC 7162 3.1
     key = s.server.sorts.key(view, req)
-    answer = s.server.sorts.get(key)
-    if answer is None:
+    cached = s.server.sorts.get(key)
+    if isinstance(cached, bytes):
+        answer = cached
+    else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         found = await items(view, idx, s.server.cache)
         algo = ordered_subject if req.algorithm == "ORDEREDSUBJECT" else references
@@ -145,14 +178,14 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
 INLINE_MAX = 2000  # messages sorted or threaded on the event loop; more go to a thread
 
 
-async def _cpu(fn: Callable[[], bytes], n: int) -> bytes:
+async def _cpu(fn: Callable[[], T], n: int) -> T:
     """Run a sort or thread computation: inline when small; else in a thread, so that other
     sessions are served meanwhile (100,000 messages take a second or more), with the cyclic GC
     paused: its passes over the many new objects cost as much as the work (bench/RESULTS.md)."""
     if n <= INLINE_MAX:
         return fn()
 
-    def run() -> bytes:
+    def run() -> T:
         was = gc.isenabled()
         gc.disable()
         try:

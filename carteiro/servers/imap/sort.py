@@ -7,11 +7,7 @@ are read and parsed here, so both answers are the same with or without the index
 
 from __future__ import annotations
 
-import asyncio
-import gc
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TypeVar
 
 from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.sorting import Criterion, Item, sort_items
@@ -22,11 +18,9 @@ from carteiro.servers.imap import contexts, esearch
 from carteiro.servers.imap.search import _uses_modseq, save
 from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
-from carteiro.servers.imap.sortfields import items
+from carteiro.servers.imap.sortfields import cpu, items
 
 __all__ = ["ResultCache", "items", "render", "sort", "thread"]
-
-T = TypeVar("T")
 
 
 class ResultCache:
@@ -101,7 +95,7 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
             numbers = [it.uid if req.uid else it.seq for it in ordered]
             return b"* SORT" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n"
 
-        answer = await _cpu(compute, len(found))
+        answer = await cpu(compute, len(found))
         s.server.sorts.put(key, answer)
     s.out += answer
     return ok("Sort completed.")
@@ -127,7 +121,7 @@ async def _esort(
     else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         found = await items(view, idx, s.server.cache)
-        result = await _cpu(lambda: sort_items(found, criteria), len(found))
+        result = await cpu(lambda: sort_items(found, criteria), len(found))
         s.server.sorts.put(key, result)
     uids = [it.uid for it in result]
     if "UPDATE" in opts:
@@ -169,32 +163,10 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
                 out += b"(" + render(r, req.uid).encode() + b")"
             return bytes(out).rstrip(b" ") + b"\r\n"
 
-        answer = await _cpu(compute, len(found))
+        answer = await cpu(compute, len(found))
         s.server.sorts.put(key, answer)
     s.out += answer
     return ok("Thread completed.")
-
-
-INLINE_MAX = 2000  # messages sorted or threaded on the event loop; more go to a thread
-
-
-async def _cpu(fn: Callable[[], T], n: int) -> T:
-    """Run a sort or thread computation: inline when small; else in a thread, so that other
-    sessions are served meanwhile (100,000 messages take a second or more), with the cyclic GC
-    paused: its passes over the many new objects cost as much as the work (bench/RESULTS.md)."""
-    if n <= INLINE_MAX:
-        return fn()
-
-    def run() -> T:
-        was = gc.isenabled()
-        gc.disable()
-        try:
-            return fn()
-        finally:
-            if was:
-                gc.enable()
-
-    return await asyncio.to_thread(run)
 
 
 def render(node: Node, uid: bool) -> str:

@@ -87,6 +87,12 @@ S: a3 OK Sort completed.
 C: a4 SORT RETURN (ALL) (DATE) UTF-8 ALL
 S: * ESEARCH (TAG "a4") ALL 2:3,1,4:5
 S: a4 OK Sort completed.
+C: c1 UID SORT RETURN (PARTIAL 1:2 MAX) (DATE) UTF-8 ALL
+S: * ESEARCH (TAG "c1") UID MAX 5 PARTIAL (1:2 2:3)
+S: c1 OK Sort completed.
+C: c2 SORT RETURN (COUNT UPDATE) (DATE) UTF-8 ALL
+S: * ESEARCH (TAG "c2") COUNT 5
+S: c2 OK Sort completed.
 C: a5 SORT RETURN () (REVERSE DATE) UTF-8 ALL
 S: * ESEARCH (TAG "a5") ALL 5,4,1,3,2
 S: a5 OK Sort completed.

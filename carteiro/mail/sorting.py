@@ -12,6 +12,8 @@ from typing import Any
 
 from carteiro.mime.sortkeys import SortFields, casemap
 
+META_KEYS = frozenset({"ARRIVAL", "SIZE"})
+"""Sort keys the mailbox listing knows (INTERNALDATE, RFC822.SIZE): no header field needed."""
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )

@@ -16,7 +16,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from carteiro.mail.sorting import Criterion, Item, order_key
+from carteiro.mail.sorting import META_KEYS, Criterion, Item, order_key
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import search as ps
 from carteiro.proto.imap.sets import render_numbers
@@ -32,7 +32,17 @@ class Context:
     """One live result. `members`: UID -> its Item (SORT) or None (SEARCH); `order`: the SORT
     result in order (None for SEARCH, whose order is ascending UIDs)."""
 
-    __slots__ = ("flags", "key", "members", "order", "order_key", "seen_uid", "tag", "uid")
+    __slots__ = (
+        "fields",
+        "flags",
+        "key",
+        "members",
+        "order",
+        "order_key",
+        "seen_uid",
+        "tag",
+        "uid",
+    )
 
     def __init__(
         self,
@@ -51,6 +61,8 @@ class Context:
         self.seen_uid = seen_uid  # messages above it are new to this context
         self.order = order
         self.order_key: Callable[[Item], Any] | None = None
+        # whether the order needs header fields (not for ARRIVAL and SIZE alone)
+        self.fields = criteria is not None and any(c.key not in META_KEYS for c in criteria)
         self.members: dict[int, Item | None]
         if order is not None and criteria is not None:
             self.order_key = order_key(criteria)
@@ -168,7 +180,9 @@ class Contexts:
             drop = [view.uids[i] for i in cand if i not in hit and view.uids[i] in ctx.members]
             if not add and not drop:
                 continue
-            new = await items(view, add, s.server.cache) if ctx.order is not None else []
+            new = (
+                await items(view, add, s.server.cache, ctx.fields) if ctx.order is not None else []
+            )
 
             def number(u: int, ctx: Context = ctx) -> int:
                 if ctx.uid:

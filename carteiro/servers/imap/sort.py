@@ -11,7 +11,7 @@ from array import array
 from collections import OrderedDict
 
 from carteiro.mail.imap_view import MailboxView
-from carteiro.mail.sorting import Criterion, Item, sort_items
+from carteiro.mail.sorting import META_KEYS, Criterion, Item, sort_items
 from carteiro.mail.threading import Node, ordered_subject, references
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.search import SearchAll
@@ -87,7 +87,7 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
         answer = cached
     else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
-        found = await items(view, idx, s.server.cache)
+        found = await items(view, idx, s.server.cache, _needs_fields(criteria))
         # RFC 7162 3.1.5: with a MODSEQ criterion, the highest MODSEQ of the messages found
         tail = b" (MODSEQ %d)" % max(view.metas[i].modseq for i in idx) if modseq and idx else b""
 
@@ -100,6 +100,10 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
         s.server.sorts.put(key, answer)
     s.out += answer
     return ok("Sort completed.")
+
+
+def _needs_fields(criteria: list[Criterion]) -> bool:
+    return any(c.key not in META_KEYS for c in criteria)
 
 
 async def _esort(
@@ -124,7 +128,7 @@ async def _esort(
         uids, seqs = cached
     else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
-        found = await items(view, idx, s.server.cache)
+        found = await items(view, idx, s.server.cache, _needs_fields(criteria))
         result = await cpu(lambda: sort_items(found, criteria), len(found))
         uids = array("I", [it.uid for it in result])
         seqs = array("I", [it.seq for it in result])

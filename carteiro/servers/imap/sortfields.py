@@ -20,13 +20,18 @@ T = TypeVar("T")
 READ_MAX = 64  # messages read and parsed rather than asking the index for the whole mailbox
 
 
-async def items(view: MailboxView, idx: list[int], cache: MessageCache) -> list[Item]:
+async def items(
+    view: MailboxView, idx: list[int], cache: MessageCache, fields: bool = True
+) -> list[Item]:
     """The Items of these view indexes: fields from the index, else from the message (a few
-    messages, as a live SORT context's update has, are read: the index is per mailbox)."""
+    messages, as a live SORT context's update has, are read: the index is per mailbox).
+    `fields` False: a sort by ARRIVAL and SIZE only, which the view knows: no fields at all."""
     known: dict[int, SortFields] = {}
+    metas = view.metas
+    if not fields:
+        return [Item(i + 1, metas[i].uid, metas[i].size, metas[i].internaldate, _GONE) for i in idx]
     if len(idx) > READ_MAX:
         _upto, known = await view.store.sort_index(view.id)
-    metas = view.metas
     for i in idx:
         uid = metas[i].uid
         if uid in known:

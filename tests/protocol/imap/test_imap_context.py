@@ -365,3 +365,26 @@ C: d6 CANCELUPDATE "d3"
 S: d6 NO <...>
 """
     await play(server, script)
+
+
+async def test_updates_during_idle(server):
+    """RFC 5267 4.3 with RFC 2177: in IDLE the context's update follows the change at once."""
+    await fill(server)
+    await play(
+        server,
+        SELECT
+        + OTHER
+        + """
+C: a3 SEARCH RETURN (UPDATE) FLAGGED
+S: * ESEARCH (TAG "a3")
+S: a3 OK Search completed.
+C: a4 IDLE
+S: + idling
+C2: b3 STORE 4 +FLAGS.SILENT (\\Flagged)
+S2: b3 OK Store completed.
+S: * 4 FETCH (UID 4 FLAGS (\\Flagged \\Recent))
+S: * ESEARCH (TAG "a3") ADDTO (0 4)
+C: DONE
+S: a4 OK <...>
+""",
+    )

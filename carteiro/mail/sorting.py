@@ -64,18 +64,28 @@ def sort_items(items: Sequence[Item], criteria: Sequence[Criterion]) -> list[Ite
     return out
 
 
-def order_key(criteria: Sequence[Criterion]) -> Callable[[Item], Any]:
-    """A key giving `sort_items`'s order (criteria compared in turn, each maybe reversed, then
-    mailbox order, which is UID order): to place one message in a sorted result by bisection,
-    as a live SORT context does (RFC 5267 4.3.3)."""
-    keys = [(_KEYS[c.key], c.reverse) for c in criteria]
+Record = tuple[tuple[Any, ...], int]
+"""A message as a live SORT result keeps it: the values its criteria compare, and its UID."""
 
-    def cmp(a: Item, b: Item) -> int:
-        for fn, reverse in keys:
-            x, y = fn(a), fn(b)
+
+def record_of(criteria: Sequence[Criterion]) -> Callable[[Item], Record]:
+    """The Record of an Item: only what `criteria` compare (a subject's collation key, a date),
+    not all its sort fields, so a kept result costs little memory."""
+    fns = [_KEYS[c.key] for c in criteria]
+    return lambda it: (tuple(f(it) for f in fns), it.uid)
+
+
+def record_key(criteria: Sequence[Criterion]) -> Callable[[Record], Any]:
+    """A key giving `sort_items`'s order on Records (criteria compared in turn, each maybe
+    reversed, then mailbox order, which is UID order): to place one message in a sorted result
+    by bisection, as a live SORT context does (RFC 5267 4.3.3)."""
+    reverse = [c.reverse for c in criteria]
+
+    def cmp(a: Record, b: Record) -> int:
+        for x, y, rev in zip(a[0], b[0], reverse, strict=True):
             if x != y:
                 r = -1 if x < y else 1
-                return -r if reverse else r
-        return (a.uid > b.uid) - (a.uid < b.uid)
+                return -r if rev else r
+        return (a[1] > b[1]) - (a[1] < b[1])
 
     return functools.cmp_to_key(cmp)

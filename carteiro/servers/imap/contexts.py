@@ -16,7 +16,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from carteiro.mail.sorting import META_KEYS, Criterion, Item, order_key
+from carteiro.mail.sorting import META_KEYS, Criterion, Item, Record, record_key, record_of
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import search as ps
 from carteiro.proto.imap.sets import render_numbers
@@ -26,11 +26,12 @@ from carteiro.servers.imap.session import Result, Session, State, command, no, o
 from carteiro.servers.imap.sortfields import items
 
 MAX_CONTEXTS = 10  # live contexts per session, as Dovecot (RFC 5267 4.3.1 lets us refuse more)
+MAX_MEMBERS = 200_000  # messages all of a session's live results may hold together
 
 
 class Context:
-    """One live result. `members`: UID -> its Item (SORT) or None (SEARCH); `order`: the SORT
-    result in order (None for SEARCH, whose order is ascending UIDs)."""
+    """One live result. `members`: UID -> its Record (SORT) or None (SEARCH); `order`: the
+    SORT result's Records in order (None for SEARCH, whose order is ascending UIDs)."""
 
     __slots__ = (
         "fields",
@@ -39,6 +40,7 @@ class Context:
         "members",
         "order",
         "order_key",
+        "record",
         "seen_uid",
         "tag",
         "uid",
@@ -51,7 +53,7 @@ class Context:
         uid: bool,
         uids: Sequence[int],
         seen_uid: int,
-        order: list[Item] | None,
+        order: Sequence[Item] | None,
         criteria: Sequence[Criterion] | None,
     ) -> None:
         self.tag = tag
@@ -59,14 +61,17 @@ class Context:
         self.uid = uid
         self.flags = _flag_dependent(key)
         self.seen_uid = seen_uid  # messages above it are new to this context
-        self.order = order
-        self.order_key: Callable[[Item], Any] | None = None
+        self.order: list[Record] | None = None
+        self.order_key: Callable[[Record], Any] | None = None
+        self.record: Callable[[Item], Record] | None = None
         # whether the order needs header fields (not for ARRIVAL and SIZE alone)
         self.fields = criteria is not None and any(c.key not in META_KEYS for c in criteria)
-        self.members: dict[int, Item | None]
+        self.members: dict[int, Record | None]
         if order is not None and criteria is not None:
-            self.order_key = order_key(criteria)
-            self.members = {it.uid: it for it in order}
+            self.order_key = record_key(criteria)
+            self.record = record_of(criteria)
+            self.order = [self.record(it) for it in order]
+            self.members = {r[1]: r for r in self.order}
         else:
             self.members = dict.fromkeys(uids)
 
@@ -115,11 +120,12 @@ class Context:
             for u in uids:
                 self.members[u] = None
             return b" ADDTO (0 " + render_numbers(number(u) for u in uids).encode() + b")"
-        k = self.order_key
-        assert k is not None
+        k, record = self.order_key, self.record
+        assert k is not None and record is not None
         for it in new:
-            insort(self.order, it, key=k)
-            self.members[it.uid] = it
+            r = record(it)
+            insort(self.order, r, key=k)
+            self.members[it.uid] = r
         # in ascending final position, each set lands where it ends up: all before it are in
         found = sorted(zip(self._positions([it.uid for it in new]), new, strict=True))
         pairs: list[tuple[int, list[int]]] = []
@@ -254,6 +260,8 @@ def start(
     live = s.contexts.live if s.contexts is not None else {}
     if why is None and len(live) >= MAX_CONTEXTS:
         why = f"Too many updated searches (at most {MAX_CONTEXTS})"
+    if why is None and len(uids) + sum(len(c.members) for c in live.values()) > MAX_MEMBERS:
+        why = f"Updated results too large (at most {MAX_MEMBERS} messages in all)"
     if why is not None:
         s.out += b'* NO [NOUPDATE "' + tag.encode() + b'"] ' + why.encode() + b"\r\n"
         return

@@ -18,6 +18,8 @@ from imap_harness import (  # noqa: F401  (fixtures)
     tls_files,
 )
 
+from carteiro.servers.imap import contexts
+
 LOGIN = f'LOGIN {USER} "{PASSWORD}"'
 INTERNAL = 1_700_000_000
 
@@ -386,5 +388,27 @@ S: * 4 FETCH (UID 4 FLAGS (\\Flagged \\Recent))
 S: * ESEARCH (TAG "a3") ADDTO (0 4)
 C: DONE
 S: a4 OK <...>
+""",
+    )
+
+
+async def test_noupdate_past_the_member_limit(server, monkeypatch):
+    """Kept results cost memory per message: past MAX_MEMBERS in all, NOUPDATE."""
+    monkeypatch.setattr(contexts, "MAX_MEMBERS", 6)
+    await fill(server)
+    await play(
+        server,
+        SELECT
+        + """
+C: a3 SEARCH RETURN (COUNT UPDATE) ALL
+S: * ESEARCH (TAG "a3") COUNT 5
+S: a3 OK Search completed.
+C: a4 SORT RETURN (COUNT UPDATE) (DATE) UTF-8 SUBJECT a
+S: * NO [NOUPDATE "a4"] Updated results too large <...>
+S: * ESEARCH (TAG "a4") COUNT 2
+S: a4 OK Sort completed.
+C: a5 SORT RETURN (COUNT UPDATE) (DATE) UTF-8 SUBJECT d
+S: * ESEARCH (TAG "a5") COUNT 1
+S: a5 OK Sort completed.
 """,
     )

@@ -83,6 +83,7 @@ def test_sort_context_follows_changes(
             )
         apply(client, data)
         assert ctx.order is not None
-        assert client == [it.uid for it in ctx.order]
-        fresh = sort_items(list(ctx.order), criteria)
+        assert client == [uid for _values, uid in ctx.order]
+        every = {it.uid: it for it in [*extra, *base]}  # a base item wins: it is the member
+        fresh = sort_items([every[u] for u in ctx.members], criteria)
         assert [it.uid for it in fresh] == client

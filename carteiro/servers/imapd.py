@@ -19,6 +19,7 @@ from carteiro.servers.context import ServerContext
 from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
     auth,
     compress,
+    contexts,
     fetch,
     idle,
     mailbox,
@@ -47,6 +48,9 @@ _EXTENSIONS = (
     "SEARCHRES",
     "SORT",
     "SORT=DISPLAY",
+    "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
     "QUOTA",

@@ -47,6 +47,7 @@ from carteiro.store.api import (
 
 if TYPE_CHECKING:
     from carteiro.servers.imap.compress import Deflate
+    from carteiro.servers.imap.contexts import Contexts
     from carteiro.servers.imapd import IMAPServer
 
 log = logging.getLogger("carteiro.imap")
@@ -114,6 +115,7 @@ class Session:
         "account",
         "auth_failures",
         "conn",
+        "contexts",
         "deflate",
         "enabled",
         "idle_task",
@@ -150,6 +152,7 @@ class Session:
         self.auth_failures = 0
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
+        self.contexts: Contexts | None = None  # RFC 5267 4.3: live SEARCH/SORT results
         # The read timeout (see read()): one lazy timer per session, not one per read.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
@@ -193,6 +196,9 @@ class Session:
         VANISHED with their UIDs once QRESYNC is enabled (RFC 7162 3.2.10)."""
         if not msns:
             return
+        if self.contexts is not None:
+            # RFC 5267 4.3: the REMOVEFROM comes first, while the numbers still name them
+            self.contexts.expunged(self, msns, uids)
         if self.qresync:
             self.out += b"* VANISHED " + render_numbers(uids).encode() + b"\r\n"
             return
@@ -501,14 +507,16 @@ class Session:
         if view is None or sub is None:
             return
         view.feed(sub.pending())
-        if not view.has_pending:
-            return
-        upd = await view.sync(allow_expunge, self.rev2)
-        if upd:
-            self.write_updates(upd)
-            if upd.mailbox_gone and allow_expunge:
-                self.untagged("BYE Selected mailbox was deleted, have to disconnect")
-                self.state = State.LOGOUT
+        if view.has_pending:
+            upd = await view.sync(allow_expunge, self.rev2)
+            if upd:
+                self.write_updates(upd)
+                if upd.mailbox_gone and allow_expunge:
+                    self.untagged("BYE Selected mailbox was deleted, have to disconnect")
+                    self.state = State.LOGOUT
+                    return
+        if self.contexts is not None:
+            await self.contexts.refresh(self)  # RFC 5267 4.3: after EXISTS, with FETCH
 
     def write_updates(self, upd: Updates) -> None:
         view = self.view
@@ -564,6 +572,7 @@ class Session:
 
     def deselect(self) -> None:
         self.saved = []
+        self.contexts = None  # RFC 5267 4.3: contexts end with the mailbox
         self.view = None
         if self.sub is not None:
             self.sub.close()

@@ -682,10 +682,12 @@ async def test_small_reads_run_inline_and_fall_back_to_the_pool_when_busy(
 async def test_path_source_linked_inline_or_copied(
     store: SqliteMaildirStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A path source is hard-linked on the caller's thread; when it cannot be linked (another
-    filesystem) it is copied in a thread instead; a missing one fails and leaves nothing staged."""
+    """A path source without an LF form is hard-linked on the caller's thread; when it cannot be
+    linked (another filesystem) it is copied in a thread instead; a missing one fails and leaves
+    nothing staged. (One with an LF form is written in that form: test_maildir_sync.py.)"""
     src = tmp_path / "spool.eml"
-    body = make_message("linked", 2 * INLINE_BODY_MAX)  # a small one is read, not linked
+    # a small one is read, not linked; a bare LF: no LF form, kept as given
+    body = make_message("linked", 2 * INLINE_BODY_MAX) + b"bare LF\n"
     src.write_bytes(body)
     acct = await store.account(ACCOUNT)
     r1 = await acct.append("INBOX", src)

@@ -204,6 +204,13 @@ class DKIMSigner:
                 return candidate
         return None
 
+    def signs(self, message: bytes) -> bool:
+        """Whether `message` gets a signature: its author's domain (or a parent) is ours and
+        has an active key. A header parse and cached key state: cheap enough for the event loop,
+        where the queue asks before handing a message to a thread to be signed."""
+        author = from_domain(message)
+        return author is not None and self.signing_domain(author) is not None
+
     def __call__(self, message: bytes) -> bytes:
         author = from_domain(message)
         if author is None:

@@ -122,8 +122,14 @@ def carteiro_server(root: Path) -> ServerProcess:
     return srv
 
 
+# virtual(8) delivers the local recipient's copy (the tests' instance has no such service)
+MASTER_CF = postfix.MASTER_CF + "virtual   unix  -       n       n       -       -       virtual\n"
+
+
 def postfix_server(root: Path) -> postfix.PostfixInstance:
     import pwd
+
+    postfix.MASTER_CF = MASTER_CF
 
     pw = pwd.getpwnam("postfix")
     pf = postfix.PostfixInstance(

@@ -94,7 +94,9 @@ def send(port: int, rcpt: str, messages: int, same_connection: bool) -> float:
     return time.perf_counter() - t
 
 
-def measure(port: int, pid: int, rcpt: str, messages: int, same_connection: bool) -> tuple[float, float]:
+def measure(
+    port: int, pid: int, rcpt: str, messages: int, same_connection: bool
+) -> tuple[float, float]:
     """(messages/s, CPU ms per message)."""
     before = wait_idle(pid)
     wall = send(port, rcpt, messages, same_connection)
@@ -192,10 +194,16 @@ def main() -> None:
         if args.only:
             servers = {args.only: servers[args.only]}
         try:
-            for name, (port, pid) in servers.items():
+            for port, pid in servers.values():
                 for rcpt in kinds:
                     if args.warmup:
-                        measure(port, pid, LOCAL if rcpt == "local" else REMOTE, args.warmup, args.same_connection)
+                        measure(
+                            port,
+                            pid,
+                            LOCAL if rcpt == "local" else REMOTE,
+                            args.warmup,
+                            args.same_connection,
+                        )
             for run in range(args.repeat):
                 row = []
                 for rcpt in kinds:
@@ -214,7 +222,9 @@ def main() -> None:
                     parts = [f"{n} {r:5.0f} msg/s {c:6.3f} ms CPU/msg" for n, (r, c) in got.items()]
                     ratio = ""
                     if len(got) == 2:
-                        ratio = f"  carteiro/postfix CPU {got['carteiro'][1] / got['postfix'][1]:.2f}x"
+                        ratio = (
+                            f"  carteiro/postfix CPU {got['carteiro'][1] / got['postfix'][1]:.2f}x"
+                        )
                     print(f"run {run + 1} (load {load:4.1f}) {rcpt:6}: " + "; ".join(parts) + ratio)
             delivered = sum(1 for _ in (pf.dir / "vmail" / "bench" / "new").iterdir())
             print(f"postfix: {delivered} messages in the Maildir")

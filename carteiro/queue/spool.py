@@ -329,6 +329,7 @@ class FileSpool:
             isinstance(source, bytes | bytearray | memoryview) and len(source) <= self.inline_max
         )
         if small_bytes and sign and self.signer is not None and self.signs is not None:
+            assert isinstance(source, bytes | bytearray | memoryview)
             sign = self.signs(bytes(source))
         if small_bytes and not (sign and self.signer is not None):
             return self._prepare(msg_id, source, sign)  # no I/O, no CPU to speak of

@@ -88,28 +88,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-Pending = tuple[list[Op], bool, bool, asyncio.Future[None]]  # ops, dirsync, durable, caller
-
-
 class _Committer:
-    """Runs batches of SQLite ops in one transaction on the spool's DB thread (group commit).
-
-    A batch whose every change may be lost in a power cut (only retry times of recipients still
-    pending) commits without the WAL fsync (`synchronous=NORMAL` for that one commit): lost, it
-    means an earlier retry, nothing else. The next durable commit fsyncs the log with it in.
-    Anything else (an enqueue before its 250, a final state, a new DSN) is fsynced."""
+    """Runs batches of SQLite ops in one transaction on the spool's DB thread (group commit)."""
 
     def __init__(self, spool: FileSpool) -> None:
         self._spool = spool
-        self._pending: list[Pending] = []
+        self._pending: list[tuple[list[Op], bool, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.ops = 0
-        self.lazy_batches = 0  # committed without the fsync
 
-    async def submit(self, ops: list[Op], dirsync: bool = False, durable: bool = True) -> None:
+    async def submit(self, ops: list[Op], dirsync: bool = False) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((ops, dirsync, durable, fut))
+        self._pending.append((ops, dirsync, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
         await fut
@@ -122,7 +113,7 @@ class _Committer:
                 errors = await loop.run_in_executor(self._spool._executor, self._commit, batch)
             except BaseException as e:  # the commit itself failed: nobody's change is durable
                 failure = _as_storage_full(e) if isinstance(e, Exception) else RuntimeError(str(e))
-                for *_, fut in batch:
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(failure)
                 if not isinstance(e, Exception):
@@ -130,7 +121,7 @@ class _Committer:
                 continue
             self.batches += 1
             self.ops += len(batch)
-            for (*_, fut), err in zip(batch, errors, strict=True):
+            for (_, _, fut), err in zip(batch, errors, strict=True):
                 if fut.done():
                     continue
                 if err is None:
@@ -138,28 +129,17 @@ class _Committer:
                 else:
                     fut.set_exception(_as_storage_full(err))
 
-    def _commit(self, batch: list[Pending]) -> list[Exception | None]:
+    def _commit(
+        self, batch: list[tuple[list[Op], bool, asyncio.Future[None]]]
+    ) -> list[Exception | None]:
         db = self._spool._db
-        if any(dirsync for _, dirsync, _, _ in batch):
+        if any(dirsync for _, dirsync, _ in batch):
             # One directory fsync makes every new file name in this batch durable.
             _fsync_dir(self._spool.msg_dir)
-        lazy = not any(durable for _, _, durable, _ in batch)
-        if lazy:
-            db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            errors = self._run(db, batch)
-        finally:
-            if lazy:
-                db.execute("PRAGMA synchronous=FULL")
-        if lazy:
-            self.lazy_batches += 1
-        return errors
-
-    def _run(self, db: sqlite3.Connection, batch: list[Pending]) -> list[Exception | None]:
         errors: list[Exception | None] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            for i, (ops, _, _, _) in enumerate(batch):
+            for i, (ops, _, _) in enumerate(batch):
                 db.execute(f"SAVEPOINT s{i}")
                 try:
                     for op in ops:
@@ -515,10 +495,8 @@ class FileSpool:
         recipients: Sequence[RecipientState],
         new: Sequence[NewMessage] = (),
     ) -> list[QueuedMessage]:
-        """Store new states of some of `msg`'s recipients, plus new messages (DSNs), in one
-        transaction; then apply them in memory. Returns the new messages. Durable (fsynced)
-        unless it only moves retry times of recipients still pending (a deferral): that one may
-        be lost in a power cut, and the message is then retried sooner than planned."""
+        """Durably store new states of some of `msg`'s recipients, plus new messages (DSNs), in
+        one transaction; then apply them in memory. Returns the new messages."""
         created: list[tuple[QueuedMessage, bytes | None]] = []
         for nm in new:
             msg_id = new_queue_id()
@@ -532,11 +510,8 @@ class FileSpool:
             ops.append(lambda db: spool_db.save_recipients(db, msg.id, states))
         for m, data in created:
             ops.append(lambda db, m=m, data=data: spool_db.insert(db, m, data))  # type: ignore[misc]
-        durable = bool(created) or any(r.state != "pending" for r in states)
         try:
-            await self._committer.submit(
-                ops, dirsync=any(d is None for _, d in created), durable=durable
-            )
+            await self._committer.submit(ops, dirsync=any(d is None for _, d in created))
         except BaseException:
             for m, _ in created:
                 self._unlink_quietly(m.id)
@@ -602,8 +577,3 @@ class FileSpool:
     def commit_stats(self) -> tuple[int, int]:
         """(transactions, changes): how well group commit is batching."""
         return self._committer.batches, self._committer.ops
-
-    @property
-    def lazy_commits(self) -> int:
-        """Transactions committed without the WAL fsync (deferrals alone; see _Committer)."""
-        return self._committer.lazy_batches

@@ -96,31 +96,6 @@ async def test_concurrent_enqueues_share_commits(tmp_path: Path) -> None:
     await s2.close()
 
 
-async def test_only_a_deferral_commits_without_the_fsync(tmp_path: Path) -> None:
-    """An enqueue, a final state and a new DSN are fsynced; a record that only moves the retry
-    time of recipients still pending is not (lost in a power cut: an earlier retry)."""
-    s = await open_spool(tmp_path)
-    qid = await s.enqueue(env("bob@b.test", "carol@b.test"), MESSAGE)
-    assert s.lazy_commits == 0
-    m = s.messages[qid]
-    deferred = m.recipients[0].copy()
-    deferred.attempts, deferred.next_try, deferred.last_code = 1, 5000.0, 451
-    await s.record(m, [deferred])
-    assert s.lazy_commits == 1
-    failed = m.recipients[1].copy()
-    failed.state, failed.attempts, failed.last_code = "failed", 1, 550
-    await s.record(m, [failed])
-    assert s.lazy_commits == 1  # a final state: durable
-    await s.record(m, [deferred], [NewMessage(env("alice@a.test", sender=""), b"S: x\r\n\r\nb")])
-    assert s.lazy_commits == 1  # a new message (DSN): durable
-    await s.close()
-    s2 = await open_spool(tmp_path)  # committed all the same: a clean restart keeps it
-    m2 = s2.messages[qid]
-    assert [(r.state, r.attempts, r.next_try) for r in m2.recipients][0] == ("pending", 1, 5000.0)
-    assert m2.recipients[1].state == "failed"
-    await s2.close()
-
-
 async def test_record_saves_states_and_new_messages_together(tmp_path: Path) -> None:
     s = await open_spool(tmp_path)
     qid = await s.enqueue(env("bob@b.test", "carol@b.test"), MESSAGE)

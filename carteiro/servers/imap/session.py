@@ -47,6 +47,7 @@ from carteiro.store.api import (
 
 if TYPE_CHECKING:
     from carteiro.servers.imap.compress import Deflate
+    from carteiro.servers.imap.notify import Notifier
     from carteiro.servers.imapd import IMAPServer
 
 log = logging.getLogger("carteiro.imap")
@@ -119,6 +120,7 @@ class Session:
         "idle_task",
         "implicit_tls",
         "loop",
+        "notify",
         "out",
         "rx",
         "saved",
@@ -150,6 +152,7 @@ class Session:
         self.auth_failures = 0
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
+        self.notify: Notifier | None = None  # RFC 5465 NOTIFY SET in force (servers/imap/notify)
         # The read timeout (see read()): one lazy timer per session, not one per read.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
@@ -293,6 +296,8 @@ class Session:
                 timer.cancel()
             self._timer = loop.call_at(deadline, self._on_timer)
         try:
+            if self.notify is not None:  # RFC 5465: announce events while waiting
+                return await self.notify.recv(self)
             return await self.recv()
         except asyncio.CancelledError:
             task = self.task
@@ -494,9 +499,12 @@ class Session:
         view.feed(sub.pending())
         if not view.has_pending:
             return
+        top = view.max_uid
         upd = await view.sync(allow_expunge, self.rev2)
         if upd:
             self.write_updates(upd)
+            if self.notify is not None and upd.exists is not None:
+                await self.notify.fetch_new(self, top)  # RFC 5465 5.2 MessageNew fetch-att
             if upd.mailbox_gone and allow_expunge:
                 self.untagged("BYE Selected mailbox was deleted, have to disconnect")
                 self.state = State.LOGOUT
@@ -574,6 +582,9 @@ class Session:
         return self.server.new_receiver()
 
     async def _cleanup(self) -> None:
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
         if self.idle_task is not None:
             self.idle_task.cancel()
             self.idle_task = None

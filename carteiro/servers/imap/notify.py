@@ -1,0 +1,375 @@
+"""NOTIFY (RFC 5465): the session tells the client what happens in its mailboxes while it waits.
+
+A NOTIFY SET session holds its own subscription to the account's change feed (events from this
+process and, through the store's cross-process feed, from others such as `carteiro deliver`).
+Between commands, and in IDLE, the session waits on the client and that feed together:
+- other mailboxes: message events become one STATUS per mailbox and batch (RFC 5465 5.1-5.3),
+  MailboxName and SubscriptionChange become LIST (RFC 5465 5.4, 5.5), METADATA changes (this
+  process's, from mail.metadata_db) become an unsolicited METADATA with the entry names;
+- the selected mailbox under SELECTED: its updates (EXISTS, FETCH, EXPUNGE/VANISHED) are pushed at
+  once; under SELECTED-DELAYED, or with no SELECTED group, they wait for a command, as without
+  NOTIFY (expunges never move message numbers under a client that did not ask for it);
+- MessageNew fetch attributes: the FETCH follows each EXISTS (bodies as .PEEK: never \\Seen).
+Nothing is pushed while a command is being read or run. A client that does not read, so that the
+output waiting in the socket passes OVERFLOW, gets NOTIFICATIONOVERFLOW and NOTIFY is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from bisect import bisect_right
+from typing import Any
+
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap import fetch as pf
+from carteiro.proto.imap import notify as pn
+from carteiro.proto.imap.sets import SequenceSet
+from carteiro.servers.imap import fetch as fetch_cmd
+from carteiro.servers.imap.mailbox import status_response
+from carteiro.servers.imap.session import Result, Session, bad, command, ok
+from carteiro.store.api import (
+    SEPARATOR,
+    ChangeEvent,
+    ChangeSubscription,
+    FlagsChanged,
+    MailboxChanged,
+    MailboxInfo,
+    MailboxNotFound,
+    MessageAdded,
+    MessagesExpunged,
+    Resync,
+)
+
+OVERFLOW = 1 << 20  # octets waiting in the socket before NOTIFICATIONOVERFLOW
+INBOX = "INBOX"
+_SEEN_SETTING = (pf.RFC822, pf.RFC822_TEXT)
+
+_KIND = {MessageAdded: pn.MESSAGE_NEW, MessagesExpunged: pn.MESSAGE_EXPUNGE}
+# STATUS items per event, in the order they are written (RFC 5465 5.1-5.3, as mox and Dovecot)
+_STATUS_ORDER = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
+
+
+class Notifier:
+    """One session's NOTIFY SET: its event groups, its feed subscription, what it knows of the
+    account's mailboxes (names by id, subscriptions) to match events and word LIST responses."""
+
+    def __init__(self, s: Session, req: pn.Notify, sub: ChangeSubscription) -> None:
+        self.groups = req.groups
+        self.sub = sub
+        self.account = s.account
+        self.names: dict[int, MailboxInfo] = {}
+        self.subscribed: set[str] = set()
+        self.meta: list[tuple[int, tuple[str, ...]]] = []  # METADATA changes to announce
+        self.kick = asyncio.Event()  # set when `meta` grows
+        self.closed = False
+        sel = next((g for g in req.groups if g.selected), None)
+        self.selected = sel
+        self.push_selected = sel is not None and sel.spec == pn.SELECTED and bool(sel.events)
+        new = (
+            next((e for e in (sel.events or ()) if e.name == pn.MESSAGE_NEW), None) if sel else None
+        )
+        self.fetch: tuple[pf.FetchAttr, ...] = new.fetch if new else ()
+        self._metadata = s.server.metadata
+        self._metadata.listen(s.account, self._on_metadata)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.sub.close()
+            self._metadata.unlisten(self.account, self._on_metadata)
+
+    def _on_metadata(self, account: str, mailbox_id: int, names: tuple[str, ...]) -> None:
+        self.meta.append((mailbox_id, names))
+        self.kick.set()
+
+    async def load(self, s: Session) -> None:
+        assert s.store is not None
+        self.names = {b.id: b for b in await s.store.list_mailboxes()}
+        self.subscribed = set(await s.store.subscriptions())
+
+    # ---- matching (RFC 5465 6: the first group whose mailboxes match decides) -----------------
+
+    def match(self, s: Session, mailbox_id: int | None, name: str, kind: str) -> bool:
+        selected_id = s.view.id if s.view is not None else None
+        message_event = kind in pn.MESSAGE_EVENTS
+        for g in self.groups:
+            if g.selected:
+                if mailbox_id is None or mailbox_id != selected_id or not message_event:
+                    continue
+                return kind in g.names()
+            if message_event and mailbox_id is not None and mailbox_id == selected_id:
+                continue  # the selected mailbox's messages are the SELECTED group's business
+            if not self._covers(g, name):
+                continue
+            if g.events is None:
+                return False  # NONE: nothing from these mailboxes, whatever later groups say
+            if kind in g.names():
+                return True
+        return False
+
+    def _covers(self, g: pn.EventGroup, name: str) -> bool:
+        if g.spec == pn.PERSONAL:
+            return True  # one personal namespace: every mailbox of the account
+        if not name:
+            return False  # server-level events belong to PERSONAL only
+        if g.spec == pn.INBOXES:
+            # the mailboxes delivery files into: INBOX and its inferiors (plus-addresses)
+            return name == INBOX or name.startswith(INBOX + SEPARATOR)
+        if g.spec == pn.SUBSCRIBED:
+            return name in self.subscribed
+        if g.spec == pn.SUBTREE:
+            return any(name == m or name.startswith(m + SEPARATOR) for m in g.mailboxes)
+        if g.spec == pn.MAILBOXES:
+            return name in g.mailboxes
+        return False
+
+    def wants_status(self, s: Session, info: MailboxInfo) -> bool:
+        return any(
+            self.match(s, info.id, info.name, k) for k in (pn.MESSAGE_NEW, pn.MESSAGE_EXPUNGE)
+        )
+
+    # ---- waiting between commands ----------------------------------------------------------
+
+    async def recv(self, s: Session) -> bytes:
+        """The client's next bytes (as Session.recv), announcing events while waiting for them."""
+        read_task: asyncio.Future[bytes] = asyncio.ensure_future(s.recv())
+        ev_task: asyncio.Future[ChangeEvent | None] | None = None
+        kick_task: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                await self.announce(s, self.sub.pending())
+                if self.closed or s.notify is not self:
+                    return await read_task  # overflow turned NOTIFY off
+                await s.flush()
+                if ev_task is None:
+                    ev_task = asyncio.ensure_future(self.sub.next())
+                if kick_task is None:
+                    kick_task = asyncio.ensure_future(self.kick.wait())
+                waits: set[asyncio.Future[object]] = {read_task, ev_task, kick_task}  # type: ignore[arg-type]
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if read_task in done:
+                    return read_task.result()
+                if ev_task in done:
+                    event = ev_task.result()
+                    ev_task = None
+                    if event is not None:
+                        await self.announce(s, [event])
+                if kick_task in done:
+                    kick_task = None
+        finally:
+            for t in (read_task, ev_task, kick_task):
+                if t is not None and not t.done():
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t
+
+    # ---- turning events into responses -----------------------------------------------------
+
+    async def announce(self, s: Session, events: list[ChangeEvent]) -> None:
+        """Write what `events` (and METADATA changes) mean for this client; the selected
+        mailbox's updates too when SELECTED asks for them at once."""
+        self.kick.clear()
+        meta, self.meta = self.meta, []
+        if not events and not meta:
+            return
+        selected_id = s.view.id if s.view is not None else None
+        touched_selected = False
+        status: dict[int, set[str]] = {}
+        for ev in events:
+            if isinstance(ev, MessageAdded | MessagesExpunged | FlagsChanged):
+                if ev.mailbox_id == selected_id:
+                    touched_selected = True
+                    continue
+                info = self.names.get(ev.mailbox_id)
+                kind = _KIND.get(type(ev), pn.FLAG_CHANGE)
+                if info is not None and self.match(s, info.id, info.name, kind):
+                    status.setdefault(info.id, set()).add(kind)
+            elif isinstance(ev, MailboxChanged):
+                await self._mailbox_event(s, ev)
+            elif isinstance(ev, Resync):
+                touched_selected = True
+                await self._resync(s, status)
+        for mid, kinds in status.items():
+            await self._status(s, mid, kinds)
+        for mid, names in meta:
+            self._metadata_event(s, mid, names)
+        if touched_selected and self.push_selected and s.view is not None:
+            await s.sync(True)  # RFC 5465 6: SELECTED, so at once, expunges included
+        if s.conn.writer.transport.get_write_buffer_size() + len(s.out) > OVERFLOW:
+            # RFC 5465 5.8: the client does not keep up; it must resynchronise by itself
+            s.untagged("OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off")
+            stop(s)
+
+    async def _status(self, s: Session, mailbox_id: int, kinds: set[str]) -> None:
+        info = self.names.get(mailbox_id)
+        if info is None or not info.selectable:
+            return
+        assert s.store is not None
+        try:
+            info = await s.store.get_mailbox(info.name)
+        except MailboxNotFound:
+            return
+        items: set[str] = {"UNSEEN"}
+        if kinds & {pn.MESSAGE_NEW, pn.MESSAGE_EXPUNGE}:
+            items |= {"MESSAGES", "UIDNEXT"}
+        if pn.FLAG_CHANGE in kinds:
+            items.add("UIDVALIDITY")
+        if s.condstore:
+            items.add("HIGHESTMODSEQ")
+        s.write(await status_response(s, info, [i for i in _STATUS_ORDER if i in items]))
+
+    async def _mailbox_event(self, s: Session, ev: MailboxChanged) -> None:
+        assert s.store is not None
+        if ev.kind == "subscribed":
+            self.subscribed = set(await s.store.subscriptions())
+            if self.match(s, ev.mailbox_id or None, ev.name, pn.SUBSCRIPTION_CHANGE):
+                self._list(s, ev.name)
+            return
+        if ev.kind == "deleted":
+            self.names.pop(ev.mailbox_id, None)
+            try:  # deleted with inferiors: the name stays, \Noselect
+                info = await s.store.get_mailbox(ev.name)
+                self.names[info.id] = info
+            except MailboxNotFound:
+                pass
+        else:
+            try:
+                info = await s.store.get_mailbox(ev.name)
+            except MailboxNotFound:  # gone again since: its own event follows
+                return
+            self.names[info.id] = info
+        old_name = ev.old_name if ev.kind == "renamed" else ""
+        if self.match(s, ev.mailbox_id, ev.name, pn.MAILBOX_NAME) or (
+            old_name and self.match(s, ev.mailbox_id, old_name, pn.MAILBOX_NAME)
+        ):
+            self._list(s, ev.name, old_name)
+
+    def _list(self, s: Session, name: str, old_name: str = "") -> None:
+        """RFC 5465 5.4/5.5: a LIST response for the mailbox as it is now (RFC 5258 \\NonExistent
+        when it is gone; OLDNAME after a rename)."""
+        info = next((b for b in self.names.values() if b.name == name), None)
+        attrs = []
+        if info is None:
+            attrs.append("\\NonExistent")
+        elif not info.selectable:
+            attrs.append("\\Noselect")
+        if name in self.subscribed:
+            attrs.append("\\Subscribed")
+        line = b"* LIST (" + " ".join(attrs).encode() + b') "/" ' + s.mbox(name)
+        if old_name:
+            line += b' ("OLDNAME" (' + s.mbox(old_name) + b"))"
+        s.write(line + b"\r\n")
+
+    def _metadata_event(self, s: Session, mailbox_id: int, names: tuple[str, ...]) -> None:
+        from carteiro.mail.metadata_db import SERVER
+
+        if mailbox_id == SERVER:
+            if not any(pn.SERVER_METADATA_CHANGE in g.names() for g in self.groups):
+                return
+            box = b'""'
+        else:
+            info = self.names.get(mailbox_id)
+            if info is None or not self.match(s, None, info.name, pn.MAILBOX_METADATA_CHANGE):
+                return
+            box = s.mbox(info.name)
+        # RFC 5464 4.4.2 unsolicited form: the mailbox and the entry names, no values
+        s.write(b"* METADATA " + box + b" " + b" ".join(n.encode() for n in names) + b"\r\n")
+
+    async def _resync(self, s: Session, status: dict[int, set[str]]) -> None:
+        """The feed lost track (a slow consumer's backlog, a restart of the cross-process feed):
+        compare the account with what we knew, say what changed, and the STATUS of every
+        mailbox the client watches (it cannot be told which ones changed)."""
+        assert s.store is not None
+        before = self.names
+        await self.load(s)
+        for mid, info in self.names.items():
+            was = before.get(mid)
+            if was is None:
+                self._maybe_list(s, info.name, pn.MAILBOX_NAME)
+            elif was.name != info.name and (
+                self.match(s, mid, info.name, pn.MAILBOX_NAME)
+                or self.match(s, mid, was.name, pn.MAILBOX_NAME)
+            ):
+                self._list(s, info.name, was.name)
+            unselected = s.view is None or s.view.id != mid
+            if info.selectable and unselected and self.wants_status(s, info):
+                status.setdefault(mid, set()).add(pn.MESSAGE_NEW)
+        for mid, was in before.items():
+            if mid not in self.names:
+                self._maybe_list(s, was.name, pn.MAILBOX_NAME)
+
+    def _maybe_list(self, s: Session, name: str, kind: str) -> None:
+        if self.match(s, None, name, kind):
+            self._list(s, name)
+
+    # ---- the selected mailbox's MessageNew fetch attributes ----------------------------------
+
+    async def fetch_new(self, s: Session, above: int) -> None:
+        """RFC 5465 5.2: after EXISTS, the FETCH of the new messages (UIDs above `above`) with
+        the MessageNew fetch attributes of the SELECTED/SELECTED-DELAYED group."""
+        view = s.view
+        if not self.fetch or view is None:
+            return
+        new = view.uids[bisect_right(view.uids, above) :]
+        if not new:
+            return
+        req = c.Fetch(SequenceSet([(new[0], new[-1])]), self.fetch, uid=True)
+        await fetch_cmd.fetch(s, "", req)
+
+
+def _peek(attrs: tuple[pf.FetchAttr, ...]) -> tuple[pf.FetchAttr, ...] | None:
+    """The attributes with every body section as .PEEK (a notification never sets \\Seen); None
+    when one can only set it (RFC822, RFC822.TEXT)."""
+    if any(a.kind in _SEEN_SETTING for a in attrs):
+        return None
+    return tuple(dataclasses.replace(a, peek=True) if a.sets_seen else a for a in attrs)
+
+
+def stop(s: Session) -> None:
+    if s.notify is not None:
+        s.notify.close()
+        s.notify = None
+
+
+@command(pn.Notify)
+async def notify(s: Session, tag: str, req: pn.Notify) -> Result:
+    assert s.store is not None
+    if not req.groups:
+        stop(s)  # NOTIFY NONE (RFC 5465 3.1): only what IMAP4rev1 itself sends
+        return ok("NOTIFY completed.")
+    groups = []
+    for g in req.groups:
+        events = []
+        for e in g.events or ():
+            if e.fetch:
+                attrs = _peek(e.fetch)
+                if attrs is None:
+                    return bad("RFC822 and RFC822.TEXT would set \\Seen: use BODY.PEEK[]")
+                e = dataclasses.replace(e, fetch=attrs)
+            events.append(e)
+        groups.append(
+            dataclasses.replace(g, events=tuple(events) if g.events is not None else None)
+        )
+    req = dataclasses.replace(req, groups=tuple(groups))
+    stop(s)
+    sub = s.store.subscribe()  # before reading the account: no change falls between
+    n = Notifier(s, req, sub)
+    try:
+        await n.load(s)
+    except BaseException:
+        n.close()
+        raise
+    s.notify = n
+    if req.status:
+        # RFC 5465 3.1 STATUS: the current state of every watched mailbox but the selected one
+        for info in sorted(n.names.values(), key=lambda b: (b.name != INBOX, b.name)):
+            if not info.selectable or (s.view is not None and s.view.id == info.id):
+                continue
+            if n.wants_status(s, info):
+                items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
+                if s.condstore:
+                    items.append("HIGHESTMODSEQ")
+                s.write(await status_response(s, info, items))
+    return ok("NOTIFY completed.")

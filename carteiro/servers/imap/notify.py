@@ -140,9 +140,9 @@ class Notifier:
         try:
             while True:
                 await self.announce(s, self.sub.pending())
+                await s.flush(drain=False)
                 if self.closed or s.notify is not self:
                     return await read_task  # overflow turned NOTIFY off
-                await s.flush()
                 if ev_task is None:
                     ev_task = asyncio.ensure_future(self.sub.next())
                 if kick_task is None:
@@ -175,12 +175,12 @@ class Notifier:
         if not events and not meta:
             return
         selected_id = s.view.id if s.view is not None else None
-        touched_selected = False
+        mine: list[ChangeEvent] = []  # the selected mailbox's
         status: dict[int, set[str]] = {}
         for ev in events:
             if isinstance(ev, MessageAdded | MessagesExpunged | FlagsChanged):
                 if ev.mailbox_id == selected_id:
-                    touched_selected = True
+                    mine.append(ev)
                     continue
                 info = self.names.get(ev.mailbox_id)
                 kind = _KIND.get(type(ev), pn.FLAG_CHANGE)
@@ -189,14 +189,18 @@ class Notifier:
             elif isinstance(ev, MailboxChanged):
                 await self._mailbox_event(s, ev)
             elif isinstance(ev, Resync):
-                touched_selected = True
+                mine.append(ev)
                 await self._resync(s, status)
         for mid, kinds in status.items():
             await self._status(s, mid, kinds)
         for mid, names in meta:
             self._metadata_event(s, mid, names)
-        if touched_selected and self.push_selected and s.view is not None:
-            await s.sync(True)  # RFC 5465 6: SELECTED, so at once, expunges included
+        if mine and self.push_selected and s.view is not None:
+            # RFC 5465 6: SELECTED, so at once, expunges included. The view hears the events
+            # from its own subscription too, maybe later (another thread publishes to each in
+            # turn): they are idempotent, so it is fed these now.
+            s.view.feed(mine)
+            await s.sync(True)
         if s.conn.writer.transport.get_write_buffer_size() + len(s.out) > OVERFLOW:
             # RFC 5465 5.8: the client does not keep up; it must resynchronise by itself
             s.untagged("OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off")

@@ -224,7 +224,9 @@ class Session:
             line = line.encode("utf-8")
         self.out += b"* " + line + b"\r\n"
 
-    async def flush(self) -> None:
+    async def flush(self, drain: bool = True) -> None:
+        """Send what is buffered. `drain` False (NOTIFY pushes) never waits for a client that
+        does not read: its backlog shows in the transport's buffer (NOTIFICATIONOVERFLOW)."""
         if not self.out:
             return
         data = bytes(self.out)
@@ -238,7 +240,7 @@ class Session:
         transport.write(data)
         # Nothing left in the transport's buffer (the usual case: one send took it all): no
         # flow control to wait for. A lost connection shows at the next read.
-        if transport.get_write_buffer_size() or transport.is_closing():
+        if drain and (transport.get_write_buffer_size() or transport.is_closing()):
             await writer.drain()
 
     async def maybe_flush(self) -> None:

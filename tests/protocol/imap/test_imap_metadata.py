@@ -102,7 +102,9 @@ async def test_binary_value_round_trip(server):
 
 async def test_limits(start_server):
     srv = await start_server(
-        make_config(metadata_max_value=8, metadata_max_entries_per_mailbox=2, metadata_max_entries=3)
+        make_config(
+            metadata_max_value=8, metadata_max_entries_per_mailbox=2, metadata_max_entries=3
+        )
     )
     await play(
         srv,

@@ -56,12 +56,11 @@ async def getmetadata(s: Session, tag: str, req: pm.GetMetadata) -> Result:
     md = s.server.metadata
     found = await asyncio.to_thread(md.get, s.account, mid, req.entries, req.depth)
     if mid == SERVER:
+        # /shared/admin is never stored (SETMETADATA refuses it): the configured value, in the
+        # place it was asked for, or among /shared's descendants
         admin = admin_uri(s).encode()
-        asked = ADMIN in req.entries or (
-            req.depth != 0 and any(e in ("/shared",) for e in req.entries)
-        )
-        found = [(n, v) for n, v in found if n != ADMIN]
-        if asked:
+        found = [(n, admin if n == ADMIN else v) for n, v in found]
+        if req.depth != 0 and "/shared" in req.entries and all(n != ADMIN for n, _ in found):
             found.append((ADMIN, admin))
     parts: list[bytes] = []
     longest = -1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from bisect import bisect_right
 from typing import Any
 
@@ -28,7 +29,7 @@ from carteiro.proto.imap import notify as pn
 from carteiro.proto.imap.sets import SequenceSet
 from carteiro.servers.imap import fetch as fetch_cmd
 from carteiro.servers.imap.mailbox import status_response
-from carteiro.servers.imap.session import Result, Session, bad, command, ok
+from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
 from carteiro.store.api import (
     SEPARATOR,
     ChangeEvent,
@@ -40,7 +41,10 @@ from carteiro.store.api import (
     MessageAdded,
     MessagesExpunged,
     Resync,
+    StoreError,
 )
+
+log = logging.getLogger("carteiro.imap")
 
 OVERFLOW = 1 << 20  # octets waiting in the socket before NOTIFICATIONOVERFLOW
 INBOX = "INBOX"
@@ -71,6 +75,7 @@ class Notifier:
             next((e for e in (sel.events or ()) if e.name == pn.MESSAGE_NEW), None) if sel else None
         )
         self.fetch: tuple[pf.FetchAttr, ...] = new.fetch if new else ()
+        self.flag_change = sel is not None and pn.FLAG_CHANGE in sel.names()
         self._metadata = s.server.metadata
         self._metadata.listen(s.account, self._on_metadata)
 
@@ -141,6 +146,8 @@ class Notifier:
             while True:
                 await self.announce(s, self.sub.pending())
                 await s.flush(drain=False)
+                if s.state is State.LOGOUT:
+                    return b""  # the selected mailbox was deleted: BYE was said
                 if self.closed or s.notify is not self:
                     return await read_task  # overflow turned NOTIFY off
                 if ev_task is None:
@@ -187,6 +194,8 @@ class Notifier:
                 if info is not None and self.match(s, info.id, info.name, kind):
                     status.setdefault(info.id, set()).add(kind)
             elif isinstance(ev, MailboxChanged):
+                if ev.mailbox_id == selected_id and ev.kind != "subscribed":
+                    mine.append(ev)  # deleted or renamed under the session: the view says so
                 await self._mailbox_event(s, ev)
             elif isinstance(ev, Resync):
                 mine.append(ev)
@@ -195,7 +204,7 @@ class Notifier:
             await self._status(s, mid, kinds)
         for mid, names in meta:
             self._metadata_event(s, mid, names)
-        if mine and self.push_selected and s.view is not None:
+        if self.push_selected and s.view is not None and self._wanted(mine):
             # RFC 5465 6: SELECTED, so at once, expunges included. The view hears the events
             # from its own subscription too, maybe later (another thread publishes to each in
             # turn): they are idempotent, so it is fed these now.
@@ -205,6 +214,15 @@ class Notifier:
             # RFC 5465 5.8: the client does not keep up; it must resynchronise by itself
             s.untagged("OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off")
             stop(s)
+
+    def _wanted(self, mine: list[ChangeEvent]) -> bool:
+        """Does the SELECTED group ask for any of these events? Flag changes alone wait for a
+        command unless FlagChange was asked for (they ride along with the others)."""
+        if not mine:
+            return False
+        if self.flag_change:
+            return True
+        return any(not isinstance(ev, FlagsChanged) for ev in mine)
 
     async def _status(self, s: Session, mailbox_id: int, kinds: set[str]) -> None:
         info = self.names.get(mailbox_id)
@@ -320,7 +338,13 @@ class Notifier:
         if not new:
             return
         req = c.Fetch(SequenceSet([(new[0], new[-1])]), self.fetch, uid=True)
-        await fetch_cmd.fetch(s, "", req)
+        try:
+            await fetch_cmd.fetch(s, "", req)
+        except (StoreError, OSError) as e:
+            if isinstance(e, ConnectionError):
+                raise
+            # the EXISTS was said; the client can FETCH them itself
+            log.warning("imap %s: NOTIFY MessageNew FETCH failed: %s", s.account, e)
 
 
 def _peek(attrs: tuple[pf.FetchAttr, ...]) -> tuple[pf.FetchAttr, ...] | None:

@@ -301,3 +301,73 @@ C: a3 NOOP
 S: a3 OK <...>
 """,
     )
+
+
+async def test_selected_without_flagchange_and_deleted_mailbox(server):
+    # SELECTED without FlagChange: a flag change alone waits for a command; a deleted selected
+    # mailbox ends the session at once (as after any command: BYE)
+    acct = await server.account()
+    await acct.create_mailbox("Box")
+    await acct.append("Box", MSG.encode())
+    await play(
+        server,
+        f"""
+C: a1 {LOGIN}
+S: a1 OK <...>
+C: a2 SELECT Box
+S: <...>
+S: <...>
+S: <...>
+S: <...>
+S: <...>
+S: <...>
+S: <...>
+S: a2 OK [READ-WRITE] Select completed.
+C: a3 NOTIFY SET (SELECTED (MessageNew MessageExpunge)) (PERSONAL (MessageNew MessageExpunge))
+S: a3 OK NOTIFY completed.
+C2: b1 {LOGIN}
+S2: b1 OK <...>
+C2: b2 SELECT Box
+S2: <...>
+S2: <...>
+S2: <...>
+S2: <...>
+S2: <...>
+S2: <...>
+S2: <...>
+S2: b2 OK <...>
+C2: b3 STORE 1 +FLAGS (\\Flagged)
+S2: * 1 FETCH (FLAGS (\\Flagged))
+S2: b3 OK <...>
+{append("b4", "Archive")}
+S2: b4 OK <...>
+S: * STATUS Archive (MESSAGES 1 UIDNEXT 2 UNSEEN 1)
+C: a4 NOOP
+S: * 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))
+S: a4 OK <...>
+C2: b5 UNSELECT
+S2: b5 OK <...>
+C2: b6 DELETE Box
+S2: b6 OK <...>
+S: * 1 EXPUNGE
+S: * BYE Selected mailbox was deleted, have to disconnect
+""",
+    )
+
+
+async def test_resync_reports_what_changed(server):
+    # a Resync from the feed (a slow consumer's backlog collapsed): the mailbox list is read again
+    # and the watched mailboxes' STATUS sent, since which changed cannot be known
+    c = await server.connect(login=True)
+    lines = await c.cmd("NOTIFY SET (SUBTREE Work (MessageNew MessageExpunge MailboxName))")
+    assert lines[-1].endswith("OK NOTIFY completed."), lines
+    acct = await server.account()
+    notifier_sees = await c.cmd("NOOP")  # the NOTIFY session is waiting again
+    assert notifier_sees[-1].split()[1] == "OK"
+    from carteiro.store.api import Resync
+
+    hub = server.store.hub  # type: ignore[attr-defined]
+    await acct.create_mailbox("Work")
+    assert await c.line() == '* LIST () "/" Work'
+    hub.publish(USER, [Resync(USER)])
+    assert await c.line() == "* STATUS Work (MESSAGES 0 UIDNEXT 1 UNSEEN 0)"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.receiver import NEED_DATA, IdleDone
@@ -23,8 +22,6 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
     s.rx.expect_idle_done()
     read_task: asyncio.Future[bytes] | None = None
     ev_task: asyncio.Future[ChangeEvent | None] | None = None
-    notify_task: asyncio.Future[ChangeEvent | None] | None = None  # RFC 5465 4: NOTIFY in IDLE
-    kick_task: asyncio.Future[Any] | None = None
     timeout = s.server.config.idle_timeout
     try:
         while True:
@@ -43,14 +40,13 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                 waits.add(ev_task)  # type: ignore[arg-type]
             notifier = s.notify
             if notifier is not None:
-                await notifier.announce(s, notifier.sub.pending())
-                await s.flush()
-                if notifier is s.notify:
-                    if notify_task is None:
-                        notify_task = asyncio.ensure_future(notifier.sub.next())
-                    if kick_task is None:
-                        kick_task = asyncio.ensure_future(notifier.kick.wait())
-                    waits |= {notify_task, kick_task}  # type: ignore[arg-type]
+                if notifier.pending:
+                    await notifier.announce_pending(s)
+                    await s.flush()
+                    if s.state is State.LOGOUT:
+                        raise Closing
+                if notifier is s.notify:  # RFC 5465 4: NOTIFY's events in IDLE too
+                    waits.add(notifier.arm())  # type: ignore[arg-type]
             done, _ = await asyncio.wait(
                 waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
@@ -66,13 +62,6 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                 await s.sync(True)
                 if s.state is State.LOGOUT:
                     raise Closing
-            if notify_task is not None and notify_task in done:
-                event = notify_task.result()
-                notify_task = None
-                if event is not None and s.notify is not None:
-                    await s.notify.announce(s, [event])
-            if kick_task is not None and kick_task in done:
-                kick_task = None
             if read_task in done:
                 data = read_task.result()
                 read_task = None
@@ -80,7 +69,7 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                     raise Closing
                 s.rx.feed(data)
     finally:
-        for t in (read_task, ev_task, notify_task, kick_task):
+        for t in (read_task, ev_task):
             if t is not None and not t.done():
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

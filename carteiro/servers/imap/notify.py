@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import logging
 from bisect import bisect_right
-from typing import Any
 
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import fetch as pf
@@ -66,7 +65,9 @@ class Notifier:
         self.names: dict[int, MailboxInfo] = {}
         self.subscribed: set[str] = set()
         self.meta: list[tuple[int, tuple[str, ...]]] = []  # METADATA changes to announce
-        self.kick = asyncio.Event()  # set when `meta` grows
+        self.events: list[ChangeEvent] = []  # from the feed, not yet announced
+        self._wake: asyncio.Future[None] | None = None  # a waiter for `events` or `meta`
+        self._watch: asyncio.Task[None] | None = None
         self.closed = False
         sel = next((g for g in req.groups if g.selected), None)
         self.selected = sel
@@ -79,15 +80,52 @@ class Notifier:
         self._metadata = s.server.metadata
         self._metadata.listen(s.account, self._on_metadata)
 
+    def start(self) -> None:
+        """The one long-lived task that moves feed events into `events` (so a read costs one
+        read task and a future, not a task per source; measured in bench/notify.py)."""
+        self._watch = asyncio.get_running_loop().create_task(self._watcher())
+
+    async def _watcher(self) -> None:
+        sub = self.sub
+        while (ev := await sub.next()) is not None:
+            self.events.append(ev)
+            self.events.extend(sub.pending())
+            self._signal()
+
+    def _signal(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.sub.close()
+            self.sub.close()  # ends the watcher
+            if self._watch is not None:
+                self._watch.cancel()
             self._metadata.unlisten(self.account, self._on_metadata)
+            self._signal()
 
     def _on_metadata(self, account: str, mailbox_id: int, names: tuple[str, ...]) -> None:
         self.meta.append((mailbox_id, names))
-        self.kick.set()
+        self._signal()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.events or self.meta)
+
+    def arm(self) -> asyncio.Future[None]:
+        """A future done once there is something to announce (at once if there is already)."""
+        fut = self._wake
+        if fut is None or fut.done():
+            fut = self._wake = asyncio.get_running_loop().create_future()
+        if self.pending or self.closed:
+            fut.set_result(None)
+        return fut
+
+    async def announce_pending(self, s: Session) -> None:
+        events, self.events = self.events, []
+        await self.announce(s, events)
 
     async def load(self, s: Session) -> None:
         assert s.store is not None
@@ -139,45 +177,31 @@ class Notifier:
 
     async def recv(self, s: Session) -> bytes:
         """The client's next bytes (as Session.recv), announcing events while waiting for them."""
-        read_task: asyncio.Future[bytes] = asyncio.ensure_future(s.recv())
-        ev_task: asyncio.Future[ChangeEvent | None] | None = None
-        kick_task: asyncio.Future[Any] | None = None
+        read_task = asyncio.get_running_loop().create_task(s.recv())
+        read_task.add_done_callback(lambda _: self._signal())
         try:
             while True:
-                await self.announce(s, self.sub.pending())
-                await s.flush(drain=False)
-                if s.state is State.LOGOUT:
-                    return b""  # the selected mailbox was deleted: BYE was said
+                if self.pending:
+                    await self.announce_pending(s)
+                    await s.flush(drain=False)
+                    if s.state is State.LOGOUT:
+                        return b""  # the selected mailbox was deleted: BYE was said
+                if read_task.done():
+                    return read_task.result()
                 if self.closed or s.notify is not self:
                     return await read_task  # overflow turned NOTIFY off
-                if ev_task is None:
-                    ev_task = asyncio.ensure_future(self.sub.next())
-                if kick_task is None:
-                    kick_task = asyncio.ensure_future(self.kick.wait())
-                waits: set[asyncio.Future[object]] = {read_task, ev_task, kick_task}  # type: ignore[arg-type]
-                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                if read_task in done:
-                    return read_task.result()
-                if ev_task in done:
-                    event = ev_task.result()
-                    ev_task = None
-                    if event is not None:
-                        await self.announce(s, [event])
-                if kick_task in done:
-                    kick_task = None
+                await self.arm()
         finally:
-            for t in (read_task, ev_task, kick_task):
-                if t is not None and not t.done():
-                    t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await t
+            if not read_task.done():
+                read_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read_task
 
     # ---- turning events into responses -----------------------------------------------------
 
     async def announce(self, s: Session, events: list[ChangeEvent]) -> None:
         """Write what `events` (and METADATA changes) mean for this client; the selected
         mailbox's updates too when SELECTED asks for them at once."""
-        self.kick.clear()
         meta, self.meta = self.meta, []
         if not events and not meta:
             return
@@ -390,6 +414,7 @@ async def notify(s: Session, tag: str, req: pn.Notify) -> Result:
         n.close()
         raise
     s.notify = n
+    n.start()
     if req.status:
         # RFC 5465 3.1 STATUS: the current state of every watched mailbox but the selected one
         for info in sorted(n.names.values(), key=lambda b: (b.name != INBOX, b.name)):

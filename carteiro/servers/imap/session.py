@@ -298,7 +298,9 @@ class Session:
                 timer.cancel()
             self._timer = loop.call_at(deadline, self._on_timer)
         try:
-            if self.notify is not None:  # RFC 5465: announce events while waiting
+            if self.notify is not None and not self.rx.buffered:
+                # RFC 5465: announce events while waiting, but never inside a command (a
+                # literal being sent, a line half received)
                 return await self.notify.recv(self)
             return await self.recv()
         except asyncio.CancelledError:

@@ -371,3 +371,18 @@ async def test_resync_reports_what_changed(server):
     assert await c.line() == '* LIST () "/" Work'
     hub.publish(USER, [Resync(USER)])
     assert await c.line() == "* STATUS Work (MESSAGES 0 UIDNEXT 1 UNSEEN 0)"
+
+
+async def test_nothing_pushed_inside_a_command(server):
+    # a synchronising literal being sent: the command is in progress, the STATUS waits for its end
+    c = await server.connect(login=True)
+    lines = await c.cmd("NOTIFY SET (PERSONAL (MessageNew MessageExpunge))")
+    assert lines[-1].endswith("OK NOTIFY completed."), lines
+    await c.send(b"p1 APPEND Drafts {%d}\r\n" % len(MSG))
+    assert (await c.line()).startswith("+ ")
+    await server.deliver(MSG.encode(), "Archive")
+    await c.send(MSG.encode()[:5])
+    await c.send(MSG.encode()[5:] + b"\r\n")
+    got = [await c.line(), await c.line()]
+    assert got[0].startswith("p1 OK [APPENDUID "), got
+    assert got[1] == "* STATUS Archive (MESSAGES 1 UIDNEXT 2 UNSEEN 1)", got

@@ -27,6 +27,7 @@ from carteiro.proto.imap import fetch as pf
 from carteiro.proto.imap import notify as pn
 from carteiro.proto.imap.sets import SequenceSet
 from carteiro.servers.imap import fetch as fetch_cmd
+from carteiro.servers.imap import render
 from carteiro.servers.imap.mailbox import status_response
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
 from carteiro.store.api import (
@@ -208,12 +209,19 @@ class Notifier:
         selected_id = s.view.id if s.view is not None else None
         mine: list[ChangeEvent] = []  # the selected mailbox's
         status: dict[int, set[str]] = {}
+        reloaded = False
         for ev in events:
             if isinstance(ev, MessageAdded | MessagesExpunged | FlagsChanged):
                 if ev.mailbox_id == selected_id:
                     mine.append(ev)
                     continue
                 info = self.names.get(ev.mailbox_id)
+                if info is None and not reloaded:
+                    # a mailbox we have not heard of (its creation's event was lost in a
+                    # collapsed backlog): read the list once for this batch
+                    reloaded = True
+                    await self.load(s)
+                    info = self.names.get(ev.mailbox_id)
                 kind = _KIND.get(type(ev), pn.FLAG_CHANGE)
                 if info is not None and self.match(s, info.id, info.name, kind):
                     status.setdefault(info.id, set()).add(kind)
@@ -321,7 +329,8 @@ class Notifier:
                 return
             box = s.mbox(info.name)
         # RFC 5464 4.4.2 unsolicited form: the mailbox and the entry names, no values
-        s.write(b"* METADATA " + box + b" " + b" ".join(n.encode() for n in names) + b"\r\n")
+        entries = b" ".join(render.astring(n) for n in names)
+        s.write(b"* METADATA " + box + b" " + entries + b"\r\n")
 
     async def _resync(self, s: Session, status: dict[int, set[str]]) -> None:
         """The feed lost track (a slow consumer's backlog, a restart of the cross-process feed):

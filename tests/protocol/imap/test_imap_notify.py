@@ -386,3 +386,30 @@ async def test_nothing_pushed_inside_a_command(server):
     got = [await c.line(), await c.line()]
     assert got[0].startswith("p1 OK [APPENDUID "), got
     assert got[1] == "* STATUS Archive (MESSAGES 1 UIDNEXT 2 UNSEEN 1)", got
+
+
+async def test_condstore_status_has_highestmodseq(server):
+    # once CONDSTORE is on, every STATUS NOTIFY sends carries HIGHESTMODSEQ (as mox does)
+    await play(
+        server,
+        f"""
+C: a1 {LOGIN}
+S: a1 OK <...>
+C: a2 ENABLE CONDSTORE
+S: * ENABLED CONDSTORE
+S: a2 OK <...>
+C: a3 NOTIFY SET STATUS (MAILBOXES (Sent Nonesuch) (MessageNew MessageExpunge FlagChange))
+S: * STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
+S: a3 OK NOTIFY completed.
+C2: b1 {LOGIN}
+S2: b1 OK <...>
+{append("b2", "Sent")}
+S2: b2 OK <...>
+S: * STATUS Sent (MESSAGES 1 UIDNEXT 2 UNSEEN 1 HIGHESTMODSEQ <...>)
+C2: b3 CREATE Nonesuch
+S2: b3 OK <...>
+{append("b4", "Nonesuch")}
+S2: b4 OK <...>
+S: * STATUS Nonesuch (MESSAGES 1 UIDNEXT 2 UNSEEN 1 HIGHESTMODSEQ <...>)
+""",
+    )

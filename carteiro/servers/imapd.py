@@ -20,6 +20,7 @@ from carteiro.servers.context import ServerContext
 from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
     auth,
     compress,
+    contexts,
     fetch,
     idle,
     mailbox,
@@ -50,6 +51,9 @@ _EXTENSIONS = (
     "SEARCHRES",
     "SORT",
     "SORT=DISPLAY",
+    "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
     "QUOTA",

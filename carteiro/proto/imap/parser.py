@@ -20,6 +20,7 @@ from carteiro.proto.imap.commands import (
     Append,
     AppendMessage,
     Authenticate,
+    CancelUpdate,
     Capability,
     CatenatePart,
     CatenateText,
@@ -610,9 +611,9 @@ def parse_uid_expunge(r: ArgReader) -> UidExpunge:
 
 def parse_search(r: ArgReader, uid: bool = False) -> Search:
     r.sp()
-    return_opts = parse_search_return(r)
+    return_opts, partial = parse_search_return(r)
     charset, key = parse_search_program(r)
-    return Search(key, uid, charset, return_opts)
+    return Search(key, uid, charset, return_opts, partial)
 
 
 SORT_KEYS: Final = frozenset(
@@ -622,8 +623,10 @@ THREAD_ALGORITHMS: Final = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
 
 
 def parse_sort(r: ArgReader, uid: bool = False) -> Sort:
-    """sort = ["UID" SP] "SORT" SP sort-criteria SP search-charset 1*(SP search-key)."""
+    """sort = ["UID" SP] "SORT" SP [sort-return-opts SP] sort-criteria SP search-charset
+    1*(SP search-key) (RFC 5256 5, RFC 5267 3)."""
     r.sp()
+    return_opts, partial = parse_search_return(r)
     r.expect(b"(", "'(' before the sort criteria")
     criteria = []
     while True:
@@ -643,7 +646,21 @@ def parse_sort(r: ArgReader, uid: bool = False) -> Sort:
             raise ArgError("Too many sort criteria")
     r.sp()
     charset = r.astring_text("charset")
-    return Sort(tuple(criteria), charset, parse_search_criteria(r, charset), uid)
+    key = parse_search_criteria(r, charset)
+    return Sort(tuple(criteria), charset, key, uid, return_opts, partial)
+
+
+def parse_cancelupdate(r: ArgReader) -> CancelUpdate:
+    """ "CANCELUPDATE" 1*(SP quoted) (RFC 5267 4.3.5): the tags of the contexts to cancel."""
+    tags: list[str] = []
+    while True:
+        r.sp()
+        tags.append(r.quoted().decode("utf-8", "replace"))
+        if r.at_end():
+            break
+        if len(tags) >= 100:
+            raise ArgError("Too many tags")
+    return CancelUpdate(tuple(tags))
 
 
 def parse_thread(r: ArgReader, uid: bool = False) -> Thread:
@@ -794,6 +811,7 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "EXPUNGE": parse_expunge,
     "SEARCH": parse_search,
     "SORT": parse_sort,
+    "CANCELUPDATE": parse_cancelupdate,
     "THREAD": parse_thread,
     "GETQUOTA": parse_getquota,
     "GETQUOTAROOT": parse_getquotaroot,

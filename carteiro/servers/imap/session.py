@@ -47,6 +47,7 @@ from carteiro.store.api import (
 
 if TYPE_CHECKING:
     from carteiro.servers.imap.compress import Deflate
+    from carteiro.servers.imap.contexts import Contexts
     from carteiro.servers.imap.notify import Notifier
     from carteiro.servers.imapd import IMAPServer
 
@@ -115,6 +116,7 @@ class Session:
         "account",
         "auth_failures",
         "conn",
+        "contexts",
         "deflate",
         "enabled",
         "idle_task",
@@ -152,6 +154,7 @@ class Session:
         self.auth_failures = 0
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
+        self.contexts: Contexts | None = None  # RFC 5267 4.3: live SEARCH/SORT results
         self.notify: Notifier | None = None  # RFC 5465 NOTIFY SET in force (servers/imap/notify)
         # The read timeout (see read()): one lazy timer per session, not one per read.
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -196,6 +199,9 @@ class Session:
         VANISHED with their UIDs once QRESYNC is enabled (RFC 7162 3.2.10)."""
         if not msns:
             return
+        if self.contexts is not None:
+            # RFC 5267 4.3: the REMOVEFROM comes first, while the numbers still name them
+            self.contexts.expunged(self, msns, uids)
         if self.qresync:
             self.out += b"* VANISHED " + render_numbers(uids).encode() + b"\r\n"
             return
@@ -501,17 +507,19 @@ class Session:
         if view is None or sub is None:
             return
         view.feed(sub.pending())
-        if not view.has_pending:
-            return
-        top = view.max_uid
-        upd = await view.sync(allow_expunge, self.rev2)
-        if upd:
-            self.write_updates(upd)
-            if self.notify is not None and upd.exists is not None:
-                await self.notify.fetch_new(self, top)  # RFC 5465 5.2 MessageNew fetch-att
-            if upd.mailbox_gone and allow_expunge:
-                self.untagged("BYE Selected mailbox was deleted, have to disconnect")
-                self.state = State.LOGOUT
+        if view.has_pending:
+            top = view.max_uid
+            upd = await view.sync(allow_expunge, self.rev2)
+            if upd:
+                self.write_updates(upd)
+                if self.notify is not None and upd.exists is not None:
+                    await self.notify.fetch_new(self, top)  # RFC 5465 5.2 MessageNew fetch-att
+                if upd.mailbox_gone and allow_expunge:
+                    self.untagged("BYE Selected mailbox was deleted, have to disconnect")
+                    self.state = State.LOGOUT
+                    return
+        if self.contexts is not None:
+            await self.contexts.refresh(self)  # RFC 5267 4.3: after EXISTS, with FETCH
 
     def write_updates(self, upd: Updates) -> None:
         view = self.view
@@ -567,6 +575,7 @@ class Session:
 
     def deselect(self) -> None:
         self.saved = []
+        self.contexts = None  # RFC 5267 4.3: contexts end with the mailbox
         self.view = None
         if self.sub is not None:
             self.sub.close()

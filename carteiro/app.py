@@ -213,6 +213,7 @@ def make_queue_service(
     spool = FileSpool(
         cfg.data_dir / QUEUE_DIR,
         signer=signer,
+        signs=signer.signs if signer is not None else None,
         clock=clock,
         rewriter=AddressMap(cfg.canonical),
     )

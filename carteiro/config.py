@@ -137,6 +137,13 @@ class IMAPConfig:
     login_timeout: float = 120.0  # before authentication (RFC 3501 5.4 covers logged-in sessions)
     literal_plus: bool = True  # advertise LITERAL+ (RFC 7888); false: LITERAL- (4096-octet cap)
     message_cache_mb: int = 64  # parsed messages kept for repeated FETCHes, all sessions together
+    # METADATA (RFC 5464): limits per value, per mailbox (or server), per account (entries and
+    # octets); /shared/admin (RFC 5464 6.2.1, a URI) is "mailto:postmaster@<first domain>" if ""
+    metadata_max_value: int = 64 * 1024
+    metadata_max_entries_per_mailbox: int = 100
+    metadata_max_entries: int = 1000
+    metadata_max_size: int = 1024 * 1024
+    metadata_admin: str = ""
 
 
 @dataclass
@@ -472,6 +479,10 @@ def _validate(cfg: Config) -> None:
         "pop3.max_auth_failures": cfg.pop3.max_auth_failures,
         "imap.max_connections": cfg.imap.max_connections,
         "imap.max_connections_per_ip": cfg.imap.max_connections_per_ip,
+        "imap.metadata_max_value": cfg.imap.metadata_max_value,
+        "imap.metadata_max_entries_per_mailbox": cfg.imap.metadata_max_entries_per_mailbox,
+        "imap.metadata_max_entries": cfg.imap.metadata_max_entries,
+        "imap.metadata_max_size": cfg.imap.metadata_max_size,
         "lists.batch": cfg.lists.batch,
     }
     for key, value in positive.items():

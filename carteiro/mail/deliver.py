@@ -30,6 +30,7 @@ from carteiro.mail.sieve_filter import Copy, Outbound, Plan, SieveFilter
 from carteiro.mime.parse import parse as parse_message
 from carteiro.store.api import (
     AccountNotFound,
+    AccountStore,
     AppendResult,
     Delivery,
     InvalidName,
@@ -106,6 +107,9 @@ class LocalDelivery:
         self._clock = clock
         self._resolved: dict[str, tuple[float, Resolution | DeliveryError]] = {}
         self._mbox: dict[str, tuple[float, bool]] = {}
+        # account handles for the quota check after each delivery: looking one up is a read in
+        # the store's pool (a thread hop each way), for a name -> id that hardly ever changes
+        self._accounts: dict[str, tuple[float, AccountStore]] = {}
 
     # ---- resolution -------------------------------------------------------------------------
 
@@ -414,7 +418,7 @@ class LocalDelivery:
         message in the INBOX (again only after usage went back under). It never fails the
         delivery that is already done."""
         try:
-            acct = await self.store.account(account)
+            acct = await self._account(account)
             q = await acct.quota_warning()
             if q is None:
                 return
@@ -451,6 +455,19 @@ class LocalDelivery:
         message = f"Return-Path: <{mail_from}>\r\n".encode() + data
         await self.deliver(targets, message, mail_from, then if remote else None)
         return "delivered locally"
+
+    async def _account(self, account: str) -> AccountStore:
+        """The store's handle of `account`, remembered for `cache_ttl` seconds (an account
+        deleted meanwhile is seen within that time, as the directory's answers are)."""
+        now = self._clock()
+        hit = self._accounts.get(account)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        acct = await self.store.account(account)
+        if len(self._accounts) >= CACHE_MAX:
+            self._accounts.clear()
+        self._accounts[account] = (now + self.cache_ttl, acct)
+        return acct
 
     def _uses_mbox(self, account: str) -> bool:
         now = self._clock()

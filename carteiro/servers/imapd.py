@@ -13,6 +13,7 @@ import asyncio
 from carteiro import __version__
 from carteiro.config import IMAPConfig
 from carteiro.mail.message_cache import MessageCache
+from carteiro.mail.metadata_db import METADATA_FILE, MetadataLimits, MetadataStore
 from carteiro.net.listener import Connection, Listener
 from carteiro.proto.imap.receiver import Receiver
 from carteiro.servers.context import ServerContext
@@ -23,6 +24,8 @@ from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
     fetch,
     idle,
     mailbox,
+    metadata,
+    notify,
     quota,
     search,
     select,
@@ -65,6 +68,9 @@ _EXTENSIONS = (
     "COMPRESS=DEFLATE",
     "CATENATE",
     "PREVIEW",
+    "NOTIFY",
+    "METADATA",
+    "METADATA-SERVER",
 )
 
 
@@ -75,6 +81,16 @@ class IMAPServer:
         self.tracing = ctx.tracing("imap")
         self.cache = MessageCache(self.config.message_cache_mb * 1024 * 1024)
         self.sorts = sort.ResultCache()  # whole-mailbox SORT/THREAD answers
+        cfg = self.config
+        self.metadata = MetadataStore(  # RFC 5464 entries, DATA/metadata.sqlite
+            ctx.config.data_dir / METADATA_FILE,
+            MetadataLimits(
+                cfg.metadata_max_value,
+                cfg.metadata_max_entries_per_mailbox,
+                cfg.metadata_max_entries,
+                cfg.metadata_max_size,
+            ),
+        )
         self.greeting = "carteiro ready."
         literal = "LITERAL+" if self.config.literal_plus else "LITERAL-"
         self._pre = f"IMAP4rev1 IMAP4rev2 {literal} SASL-IR ID ENABLE IDLE"

@@ -79,6 +79,7 @@ FLUSH_AT = 64 * 1024  # write pending replies once this much is waiting, even mi
 # first: closing with unread input sends a TCP reset, which can destroy our last reply unread.
 LINGER_TIME = 2.0
 LINGER_MAX = 4 * 1024 * 1024
+PEER_CACHE_MAX = 4096  # client addresses whose network membership is remembered
 
 
 @dataclass
@@ -203,6 +204,7 @@ class SMTPServer:
         # RFC 5321 4.3.1: no enhanced code in the greeting
         self.greeting = Reply(220, "", f"{self.hostname} ESMTP carteiro")
         self._ehlo: dict[tuple[bool, bool, bool], tuple[str, ...]] = {}
+        self._peers: dict[str, tuple[bool, bool]] = {}  # peer_class() answers
         self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -210,6 +212,20 @@ class SMTPServer:
         await self.ctx.shutdown.wait()
         for session in list(self.idle):
             session.shutdown_now()
+
+    def peer_class(self, ip: str) -> tuple[bool, bool]:
+        """(in relay_networks, in mailauth's ignore_networks) of a client address, remembered:
+        parsing the address and testing each network costs ~20 us a connection, and a busy
+        MX sees the same few peers again and again. Both lists are fixed for this object."""
+        known = self._peers.get(ip)
+        if known is None:
+            if len(self._peers) >= PEER_CACHE_MAX:
+                self._peers.clear()
+            known = self._peers[ip] = (
+                self.in_relay_networks(ip),
+                in_networks(ip, self.auth_ignore),
+            )
+        return known
 
     def in_relay_networks(self, ip: str) -> bool:
         if not self.relay_networks:
@@ -302,10 +318,10 @@ class Session:
         self.auth_user: str | None = None
         self.sasl: SaslExchange | None = None
         self.txn: Transaction | None = None
-        self.relay_client = server.in_relay_networks(conn.peer_ip)
+        self.relay_client, ignored = server.peer_class(conn.peer_ip)
         # Mail authentication on the MX role for clients that are not ours (docs/mailauth.md)
         self.checks: SessionChecks | None = None
-        ours = self.relay_client or in_networks(conn.peer_ip, server.auth_ignore)
+        ours = self.relay_client or ignored
         self.limit_ip = not ours  # per-address rate limits (authenticated: per account)
         if server.checker is not None and self.role == "smtp" and not ours:
             self.checks = SessionChecks(
@@ -1151,9 +1167,12 @@ class Session:
             nonlocal queue_id
             spooled = source
             if txn.return_path_len:
-                spooled = await asyncio.to_thread(
-                    without_prefix, source, txn.return_path_len, self.server.tmp_dir
-                )
+                if isinstance(source, bytes):  # a slice: no thread for it
+                    spooled = without_prefix(source, txn.return_path_len, self.server.tmp_dir)
+                else:
+                    spooled = await asyncio.to_thread(
+                        without_prefix, source, txn.return_path_len, self.server.tmp_dir
+                    )
             made = spooled if isinstance(spooled, Path) and spooled != source else None
             try:
                 if self.checks is not None and self.server.sealer is not None:

@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 
 from carteiro.proto.imap.fetch import FetchAttr
+from carteiro.proto.imap.metadata import GetMetadata, SetMetadata
+from carteiro.proto.imap.notify import Notify
 from carteiro.proto.imap.search import SearchKey
 from carteiro.proto.imap.sets import SequenceSet
 from carteiro.proto.imap.utf7 import UndecodableName
@@ -439,4 +441,7 @@ Request = (
     | Store
     | Copy
     | Move
+    | Notify
+    | GetMetadata
+    | SetMetadata
 )

@@ -64,6 +64,8 @@ from carteiro.proto.imap.commands import (
 )
 from carteiro.proto.imap.dates import DateError, parse_date_time
 from carteiro.proto.imap.fetch import parse_fetch_atts
+from carteiro.proto.imap.metadata import parse_getmetadata, parse_setmetadata
+from carteiro.proto.imap.notify import parse_notify
 from carteiro.proto.imap.patterns import collapse_wildcards
 from carteiro.proto.imap.receiver import Command, NeedContinuation, Receiver
 from carteiro.proto.imap.search import (
@@ -818,5 +820,9 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "COPY": parse_copy,
     "MOVE": parse_move,
     "UID": parse_uid,
+    # RFC 5465 NOTIFY, RFC 5464 METADATA: their syntax lives in their own modules
+    "NOTIFY": parse_notify,
+    "GETMETADATA": parse_getmetadata,
+    "SETMETADATA": parse_setmetadata,
 }
 """Command name -> parse function; the session can check membership to answer unknown names."""

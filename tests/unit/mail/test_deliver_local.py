@@ -148,3 +148,40 @@ async def test_deliver_to_undoes_the_local_copy_when_forwarding_fails(
     with pytest.raises(DeliveryError) as e:  # nowhere to forward: try later, nothing delivered
         await d.deliver_to("mixed@example.test", "s@x.test", DATA, None)
     assert e.value.temporary and await inbox(d, ALICE) == []
+
+
+async def test_quota_check_after_delivery_reuses_the_account_handle(tmp_path: Path) -> None:
+    """The quota check after each delivery looks the account up in the store once per
+    cache_ttl (a read in the store's thread pool each time otherwise), and still warns."""
+    directory = Directory(tmp_path / "directory.sqlite", static_domains=["example.test"])
+    directory.add_user(ALICE, "pw")
+    store = MemoryMailStore()
+    await store.create_account(ALICE)
+    acct = await store.account(ALICE)
+    await acct.set_quota(None, 20)
+    message = b"Return-Path: <s@x.test>\r\nSubject: hi\r\n\r\nbody\r\n"
+    for _ in range(17):
+        await acct.append("INBOX", message)
+    looked_up: list[str] = []
+    real_account = store.account
+
+    async def counting_account(name: str) -> object:
+        looked_up.append(name)
+        return await real_account(name)
+
+    store.account = counting_account  # type: ignore[method-assign,assignment]
+    # (this store instance is the test's alone: no need to put the method back)
+    now = [100.0]
+    d = LocalDelivery(store, directory, tmp_path / "mbox", clock=lambda: now[0])
+    await d.deliver([Target(ALICE, "INBOX")], message, "s@x.test")
+    await d.deliver([Target(ALICE, "INBOX")], message, "s@x.test")
+    assert looked_up == [ALICE]
+    # 19 of 20 after the second: the owner got the 90 % warning through the kept handle
+    inbox = await acct.get_mailbox("INBOX")
+    assert len(await acct.list_messages(inbox.id)) == 20
+    await acct.set_quota(None, 40)
+    now[0] += 1.5  # past cache_ttl: looked up again
+    await d.deliver([Target(ALICE, "INBOX")], message, "s@x.test")
+    assert looked_up == [ALICE, ALICE]
+    assert len(await acct.list_messages(inbox.id)) == 21
+    directory.close()

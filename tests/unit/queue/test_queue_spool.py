@@ -136,6 +136,36 @@ async def test_signer_only_for_trusted_senders(tmp_path: Path) -> None:
     await s.close()
 
 
+async def test_a_message_the_signer_would_not_sign_skips_the_signing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`signs` says no (the author's domain has no key): the small message is queued on the
+    event loop, unsigned, without a thread hop; when it says yes, the signer runs as before."""
+    calls: list[bytes] = []
+    hops: list[object] = []
+
+    def signer(data: bytes) -> bytes:
+        calls.append(data)
+        return b"DKIM-Signature: v=1; fake\r\n"
+
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(fn: object, *args: object) -> object:
+        hops.append(fn)
+        return await real_to_thread(fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("carteiro.queue.spool.asyncio.to_thread", counting_to_thread)
+    verdict = {"sign": False}
+    s = await open_spool(tmp_path, signer=signer, signs=lambda m: verdict["sign"])
+    foreign = await s.enqueue(env("bob@b.test", trusted=True), MESSAGE)
+    assert s.messages[foreign].prefix == b"" and calls == [] and hops == []
+    verdict["sign"] = True
+    ours = await s.enqueue(env("bob@b.test", trusted=True), MESSAGE)
+    assert s.messages[ours].prefix == b"DKIM-Signature: v=1; fake\r\n"
+    assert calls == [MESSAGE] and len(hops) == 1
+    await s.close()
+
+
 async def test_enqueue_needs_a_recipient(tmp_path: Path) -> None:
     s = await open_spool(tmp_path)
     with pytest.raises(ValueError):

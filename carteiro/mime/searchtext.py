@@ -18,18 +18,19 @@ from carteiro.mime.encoded_words import decode_charset, decode_words
 from carteiro.mime.header import unfold
 from carteiro.mime.parse import LEAF, Message, Part
 from carteiro.mime.sections import UnknownCte, decode_body
+from carteiro.mime.sortkeys import casemap
 
 _BLANKS = re.compile(r"[ \t]+")
 
 
 def fold(text: str) -> str:
-    """The key SEARCH compares text by: `fold(needle) in fold(text)`. Python's full case folding,
-    which the store's search index keeps too (store/search_index.py), so both answer alike.
-
-    I18NLEVEL=1 (RFC 5255 4) would make this the i;unicode-casemap key (sortkeys.casemap, RFC
-    5051), which SORT already collates with; that needs the index to store the same keys (and a
-    reindex), so it changes here and there at once or not at all: docs/search-index.md."""
-    return text.casefold()
+    """The key SEARCH compares text by: `fold(needle) in fold(text)`, the i;unicode-casemap key
+    (RFC 5051: simple titlecase, then NFKD) that I18NLEVEL=1 (RFC 5255 4) names and SORT
+    collates with. The store's search index keeps texts folded the same way
+    (store/search_index.py, FOLD), so the index and this evaluator answer alike. As in Dovecot,
+    "ß" stays "ß" (its simple titlecase) and a needle without accents finds accented text
+    ("cafe" is a substring of the NFKD form of "café")."""
+    return casemap(text)
 
 
 # SEARCH FROM / TO / CC / BCC compare with the normalised address list (Dovecot does).

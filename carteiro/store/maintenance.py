@@ -499,6 +499,7 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
         # the search index of what was rebuilt (and of anything else not indexed yet), now
         # rather than by the next server's background indexer
         mail_root = data_dir / "mail"
+        search_index.ensure_fold(conn)
         report.searchable = search_index.build(
             conn,
             search_index.file_reader(

@@ -8,6 +8,7 @@ from carteiro.mime.parse import parse
 from carteiro.mime.searchtext import (
     address_texts,
     body_texts,
+    fold,
     header_texts,
     message_texts,
     sent_date,
@@ -17,7 +18,7 @@ from carteiro.mime.searchtext import (
 
 def found(key: str, texts: list[str]) -> bool:
     """How the IMAP server matches: case-insensitive substring, within one text."""
-    return any(key.casefold() in t.casefold() for t in texts)
+    return any(fold(key) in fold(t) for t in texts)
 
 
 def test_header_texts_decode_and_tell_existence() -> None:

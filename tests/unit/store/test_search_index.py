@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from carteiro.mime import searchtext
 from carteiro.store import search_index
 from carteiro.store.api import DELETED, FlagOp, IndexTerm
 from carteiro.store.maintenance import check, reindex
@@ -42,7 +43,9 @@ def rows(data: Path, sql: str) -> list[tuple[object, ...]]:
 async def subject_hits(store: SqliteMaildirStore, mailbox: str, needle: str) -> set[int]:
     acct = await store.account(ACCOUNT)
     box = await acct.get_mailbox(mailbox)
-    [hits] = await acct.search_index(box.id, [IndexTerm("header", "subject", needle)])
+    # the server folds needles as the index folds texts (i;unicode-casemap)
+    term = IndexTerm("header", "subject", searchtext.fold(needle))
+    [hits] = await acct.search_index(box.id, [term])
     assert hits is not None
     return set(hits.hits)
 
@@ -155,3 +158,38 @@ def test_fts_query_is_a_superset_of_the_substring() -> None:
     assert q("r 99 x") == '"99" "x" *'
     assert q("- café") == '"café" *'
     assert q("a -- --") is None
+
+
+async def test_an_index_folded_otherwise_is_built_again_once(tmp_path: Path) -> None:
+    """Older versions stored Python's casefold; the evaluator now folds with i;unicode-casemap
+    (I18NLEVEL=1), so an index of the old fold would answer differently: dropped once at open,
+    built again, and not dropped at the next open."""
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        for i in range(3):
+            await acct.append("INBOX", make_message(f"Grüße {i}"))
+        assert store.wait_search_indexed(30)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(data / "index.sqlite")
+    with conn:  # what an older version left: casefolded texts, no fold recorded
+        conn.execute("UPDATE search_fields SET subject = lower(subject)")
+        conn.execute("DELETE FROM meta WHERE key = 'search_fold'")
+    conn.close()
+    store = SqliteMaildirStore(data)
+    try:
+        assert rows(data, "SELECT value FROM meta WHERE key = 'search_fold'") == [
+            (search_index.FOLD,)
+        ]
+        assert store.wait_search_indexed(30)
+        assert await subject_hits(store, "INBOX", "grüße 1") == {2}
+        assert await subject_hits(store, "INBOX", "GRÜSSE") == set()  # ß is not "SS" here
+    finally:
+        await store.close()
+    before = rows(data, "SELECT uid FROM search_progress")
+    store = SqliteMaildirStore(data, search_indexer=False)
+    await store.close()
+    assert rows(data, "SELECT uid FROM search_progress") == before  # not dropped again

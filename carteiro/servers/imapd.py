@@ -69,8 +69,11 @@ class IMAPServer:
         self.ctx = ctx
         self.config: IMAPConfig = ctx.config.imap
         self.tracing = ctx.tracing("imap")
-        self.cache = MessageCache(self.config.message_cache_mb * 1024 * 1024)
-        self.sorts = sort.ResultCache()  # whole-mailbox SORT/THREAD answers
+        # shared with the servers a reload (SIGHUP) builds, so a reload neither empties nor
+        # doubles them
+        size = self.config.message_cache_mb * 1024 * 1024
+        self.cache = ctx.keep("imap.cache", lambda: MessageCache(size))
+        self.sorts = ctx.keep("imap.sorts", sort.ResultCache)  # whole-mailbox SORT/THREAD answers
         self.greeting = "carteiro ready."
         literal = "LITERAL+" if self.config.literal_plus else "LITERAL-"
         self._pre = f"IMAP4rev1 IMAP4rev2 {literal} SASL-IR ID ENABLE IDLE"

@@ -179,11 +179,20 @@ class SMTPServer:
             if lim.greylist and self.checker is not None
             else None
         )
-        self.connections_per_ip = RateLimiter(lim.connections_per_minute_per_ip)
-        self.messages_per_ip = RateLimiter(lim.messages_per_minute_per_ip)
-        self.recipients_per_ip = RateLimiter(lim.recipients_per_minute_per_ip)
-        self.messages_per_user = RateLimiter(lim.messages_per_minute_per_user)
-        self.recipients_per_user = RateLimiter(lim.recipients_per_minute_per_user)
+        # the counters outlive a reload (SIGHUP): only their limits change
+        self.connections_per_ip = self._limiter(
+            "connections_per_ip", lim.connections_per_minute_per_ip
+        )
+        self.messages_per_ip = self._limiter("messages_per_ip", lim.messages_per_minute_per_ip)
+        self.recipients_per_ip = self._limiter(
+            "recipients_per_ip", lim.recipients_per_minute_per_ip
+        )
+        self.messages_per_user = self._limiter(
+            "messages_per_user", lim.messages_per_minute_per_user
+        )
+        self.recipients_per_user = self._limiter(
+            "recipients_per_user", lim.recipients_per_minute_per_user
+        )
         # domains handed over LMTP (an external Mailman 3): accepted for anyone, like held ones
         self.transport = transport_table(cfg.transport)
         self.tmp_dir = cfg.data_dir / "tmp"
@@ -205,6 +214,11 @@ class SMTPServer:
         self._ehlo: dict[tuple[bool, bool, bool], tuple[str, ...]] = {}
         self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
         self._watcher: asyncio.Task[None] | None = None
+
+    def _limiter(self, name: str, limit: int) -> RateLimiter:
+        limiter = self.ctx.keep(f"{type(self).__name__}.{name}", lambda: RateLimiter(limit))
+        limiter.limit = limit
+        return limiter
 
     async def _close_idle_at_shutdown(self) -> None:
         await self.ctx.shutdown.wait()

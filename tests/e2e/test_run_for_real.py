@@ -75,10 +75,10 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path
         text = cfg.read_text().replace("[smtp]\n", "[smtp]\nmax_recipients = 7\n", 1)
         cfg.write_text(text + '\n[log]\nlevels = { imap = "debug" }\n')
         srv.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reload: certificate" in srv.log(), "the reload")
+        wait_for(lambda: "reload: configuration reloaded" in srv.log(), "the reload")
         log = srv.log()
-        assert "applied log.levels" in log
-        assert "need a restart to apply: smtp.max_recipients" in log
+        assert "applied smtp.max_recipients, log.levels" in log
+        assert "needs a restart" not in log
         new = served_cert(port)
         assert new != old and new == file_cert(cert)
         # the session that began before the reload goes on, on its old TLS session
@@ -148,3 +148,74 @@ def test_started_as_root_binds_a_low_port_then_runs_as_the_configured_user() -> 
         assert "now running as nobody" in srv.log()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _size(ehlo: tuple[int, bytes]) -> int:
+    for line in ehlo[1].decode().splitlines():
+        if line.startswith("SIZE "):
+            return int(line.split()[1])
+    raise AssertionError(f"no SIZE in {ehlo!r}")
+
+
+def _reloads(srv: ServerProcess) -> int:
+    return srv.log().count("reload: ")
+
+
+def test_sighup_applies_the_new_config_to_new_sessions_while_open_ones_go_on(
+    tmp_path: Path,
+) -> None:
+    srv = ServerProcess(
+        tmp_path, services=("smtp", "imap", "imaps"), users={"alice@example.test": "pw"}
+    )
+    with srv:
+        assert srv.proc is not None
+        imap = imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=unverified())
+        imap.login("alice@example.test", "pw")
+        assert imap.select("INBOX")[0] == "OK"
+        before = smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30)
+        assert _size(before.ehlo()) == 50 * 1024 * 1024
+        plain = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
+        assert "LOGINDISABLED" in plain.capabilities
+        plain.logout()
+
+        cfg = srv.data / "carteiro.toml"
+        good = cfg.read_text()
+        edited = good.replace("[smtp]\n", "[smtp]\nmax_message_size = 1000000\n", 1)
+        edited = edited.replace('sieve = ""', 'sieve = "127.0.0.1:1"', 1)
+        cfg.write_text(edited + "\n[imap]\nallow_plaintext_auth = true\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: configuration reloaded" in srv.log(), "the reload")
+        log = srv.log()
+        assert "smtp.max_message_size" in log and "imap.allow_plaintext_auth" in log
+        needs = [line for line in log.splitlines() if "needs a restart" in line]
+        assert len(needs) == 1 and "listen.sieve" in needs[0], log
+
+        # a new connection sees the new limits ...
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+            assert _size(s.ehlo()) == 1000000
+            code, _ = s.mail("carol@ext.test", ["SIZE=2000000"])
+            assert code == 552
+        plain = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
+        assert "AUTH=PLAIN" in plain.capabilities and "LOGINDISABLED" not in plain.capabilities
+        plain.logout()
+        # ... the sessions open across the reload keep theirs and keep working
+        assert _size(before.ehlo()) == 50 * 1024 * 1024
+        before.sendmail("carol@ext.test", ["alice@example.test"], b"Subject: x\r\n\r\nhi\r\n")
+        before.quit()
+        assert imap.noop()[0] == "OK"
+        assert imap.select("INBOX")[1] == [b"1"]
+
+        # a file that does not load, or a value that does not validate, changes nothing
+        for bad in ("[smtp\n", good + '\n[relay]\ntls = "sometimes"\n'):
+            cfg.write_text(bad)
+            n, seen = _reloads(srv), len(srv.log())
+            srv.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: _reloads(srv) > n, "the refusal")  # noqa: B023
+            refused = [line for line in srv.log()[seen:].splitlines() if "reload: " in line]
+            assert len(refused) == 1 and "nothing changed" in refused[0], refused
+            with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+                assert _size(s.ehlo()) == 1000000
+        assert "relay.tls" in srv.log()
+        assert imap.noop()[0] == "OK"
+        imap.logout()
+        assert srv.proc.poll() is None

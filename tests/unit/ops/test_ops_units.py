@@ -192,11 +192,18 @@ def test_progress_bar_only_on_a_terminal() -> None:
     update(2, 2)
     assert quiet.getvalue() == ""
     term = _Terminal()
-    update = progress_bar("copying", stream=term)
+    update = progress_bar("copying", stream=term, delay=0)
     for i in range(1, 101):
         update(i, 100)
-    assert "copying" in term.getvalue() or term.getvalue() == ""  # tqdm's delay: short runs
-    assert isinstance(Path, type)
+    drawn = term.getvalue()
+    assert "copying" in drawn and "/100 [" in drawn and "msg/s" in drawn
+    assert drawn.endswith("\r")  # done: the bar is wiped, the summary line follows
+    # the default delay: a run shorter than half a second draws nothing
+    term = _Terminal()
+    update = progress_bar("copying", stream=term)
+    update(1, 2)
+    update(2, 2)
+    assert term.getvalue() == ""
 
 
 def test_systemd_unit_is_valid_and_keeps_one_capability(tmp_path: Path) -> None:

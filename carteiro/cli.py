@@ -378,8 +378,8 @@ def cmd_domain(args: argparse.Namespace) -> int:
             print(f"{dom}  (held for ETRN" + (f"; ATRN by {user})" if user else ")"))
     elif args.action == "add" and (args.hold or args.atrn_user):
         # relayed and held until the domain's host asks (ETRN, or ATRN by that user)
-        directory.add_held_domain(args.domain, args.atrn_user or "")
-        print(f"added {args.domain.lower()} (held)")
+        name = directory.add_held_domain(args.domain, args.atrn_user or "")
+        print(f"added {name} (held)")
     elif args.action == "add":
         name = directory.add_domain(args.domain)
         print(f"added {name}")

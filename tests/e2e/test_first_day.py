@@ -92,6 +92,15 @@ def test_bad_domain_names_are_refused_everywhere(tmp_path: Path) -> None:
         r = run_cli(data, "domain", "add", bad, check=False)
         assert r.returncode == EX_DATAERR and "not a" in r.stderr, bad
         assert "Traceback" not in r.stderr
+    # held domains (ETRN/ATRN) enter through the same door
+    for bad in ("bad domain", "ex..ample"):
+        r = run_cli(data, "domain", "add", bad, "--hold", check=False)
+        assert r.returncode == EX_DATAERR and "not a" in r.stderr, bad
+    # removing a domain that is not there says so, and never "removed"
+    for absent in ("nope.test", "bad domain"):
+        r = run_cli(data, "domain", "del", absent, check=False)
+        assert r.returncode == EX_DATAERR and "removed" not in r.stdout, absent
+        assert "no domain" in r.stderr or "not a" in r.stderr, absent
     assert run_cli(data, "domain", "list").stdout.split() == ["example.test", "(carteiro.toml)"]
     # only the configured domain has keys (RSA, Ed25519 and their state file): no bad name left one
     assert {

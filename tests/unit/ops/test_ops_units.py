@@ -64,6 +64,23 @@ def test_config_refuses_bad_domains_and_log_keys() -> None:
         loads('[log]\nlevels = { smpt = "debug" }\n')
     with pytest.raises(ConfigError, match=r"server\.group"):
         loads('[server]\ngroup = "mail"\n')
+    # every other place a domain enters carteiro.toml (issue 12 Found 3: "everywhere")
+    for text, where in (
+        ('[transport]\n"bad domain" = "lmtp:127.0.0.1:24"\n', r"transport\.bad domain"),
+        ('[transport]\n".ex..ample" = "smtp:[192.0.2.1]"\n', r"transport\..ex\.\.ample"),
+        ('[transport]\n"list@-" = "lmtp:127.0.0.1:24"\n', r"transport\.list@-"),
+        ('[canonical]\n"@old.test" = "@new..test"\n', r"canonical\.@old\.test"),
+        ('[canonical]\n"a@bad domain" = "b@b.test"\n', r"canonical\.a@bad domain"),
+        ('[web]\npublic_hostname = "mail example"\n', r"web\.public_hostname"),
+        ('[mailauth]\narc_trusted_sealers = ["ex..ample"]\n', r"arc_trusted_sealers\[0\]"),
+    ):
+        with pytest.raises(ConfigError, match=where):
+            loads(text)
+    ok = loads(
+        '[transport]\n".Sub.Example" = "smtp:[192.0.2.1]"\n"l@b.test" = "lmtp:127.0.0.1:24"\n'
+        '[canonical]\n"@old.test" = "@new.test"\n'
+    )
+    assert ".Sub.Example" in ok.transport
     cfg = loads('domains = ["xn--bcher-kva.example"]\n[log]\nlevels = { smtp = "debug" }\n')
     assert cfg.domains == ["bücher.example"] and cfg.log.levels == {"smtp": "debug"}
 

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from carteiro.net.tls import make_self_signed
 from carteiro.testing.server import ServerProcess, carteiro_cmd, run_cli
@@ -64,8 +65,12 @@ def test_tls_file_errors_name_the_file_the_key_and_the_fix(tmp_path: Path) -> No
         "garbage-cert": [f"tls.cert: {cert} holds no PEM certificate", "carteiro init"],
         "garbage-key": [f"tls.key: {key} holds no PEM private key"],
         "mismatch": [f"tls.key: {key} is not the key of the certificate {cert}"],
+        "directory": [f"tls.cert: {cert} is a directory, not a PEM file"],
+        "encrypted": [f"tls.key: {key} is encrypted with a passphrase", "openssl pkey"],
     }
     for case, want in cases.items():
+        if cert.is_dir():
+            cert.rmdir()
         cert.write_bytes(good[0])
         key.write_bytes(good[1])
         if case == "no-cert":
@@ -76,6 +81,18 @@ def test_tls_file_errors_name_the_file_the_key_and_the_fix(tmp_path: Path) -> No
             cert.write_text("not a certificate\n")
         elif case == "garbage-key":
             key.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+        elif case == "directory":
+            cert.unlink()
+            cert.mkdir()
+        elif case == "encrypted":
+            pem = serialization.load_pem_private_key(good[1], password=None)
+            key.write_bytes(
+                pem.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.BestAvailableEncryption(b"secret"),
+                )
+            )
         else:
             key.write_bytes((tmp_path / "other.key").read_bytes())
         r = run_cli(data, "serve", check=False)

@@ -273,3 +273,24 @@ def test_grafana_dashboard_names_only_metrics_that_exist() -> None:
         n for n in used - callbacks if n not in types and n.removesuffix("_bucket") not in types
     ]
     assert missing == []
+
+
+def test_an_unreadable_certificate_names_the_file_the_key_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Root reads any file, so the permission error is made here rather than with chmod.)"""
+    from carteiro.net.tls import TLSFileError, check_server_files, make_self_signed
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key, "mail.example.test")
+    check_server_files(cert, key)
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == key:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(TLSFileError, match=r"tls\.key: .*key\.pem is not readable by this user"):
+        check_server_files(cert, key)

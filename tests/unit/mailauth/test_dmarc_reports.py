@@ -90,3 +90,11 @@ def test_parser_refuses_garbage() -> None:
         b"<feedback>&b;</feedback>"
     )
     assert dr.parse_report(bomb) is None
+
+
+def test_summary_counts_in_english(tmp_path: Path) -> None:
+    one = dr.Received("r1", "mx.b.test", "a.test", 1000, 2000, {"p": "none"},
+                      [{"source_ip": "192.0.2.1", "count": 1, "dkim": "pass", "spf": "pass"}])  # fmt: skip
+    dr.store_received(tmp_path, [one])
+    (line,) = dr.summary(tmp_path)
+    assert "1 message, 1 pass DMARC, 0 fail" in line

@@ -157,10 +157,24 @@ def test_empty_message_is_refused_and_return_path_always_written(tmp_path: Path)
     got = [m.get_all("Return-Path") for m in mailbox.mbox(str(out))]
     assert got == [["<>"], ["<bob@b.test>"]]
     # mail is private: single-file exports 0600 as Maildir/MH are 0700
-    for fmt in ("mbox", "mmdf", "babyl"):
-        dest = tmp_path / f"x.{fmt}"
-        run_cli(data, "mailbox", "export", "alice@example.test", str(dest), "--format", fmt)
-        assert dest.stat().st_mode & 0o777 == 0o600, fmt
+    old = os.umask(0o022)  # as a login shell has it
+    try:
+        for fmt in ("mbox", "mmdf", "babyl"):
+            dest = tmp_path / f"x.{fmt}"
+            run_cli(data, "mailbox", "export", "alice@example.test", str(dest), "--format", fmt)
+            assert dest.stat().st_mode & 0o777 == 0o600, fmt
+        # and every directory of a Maildir/MH export 0700, its own top and subfolders included
+        run_cli(data, "mailbox", "export", "alice@example.test", "--format", "maildir", "--all",
+                str(tmp_path / "x.maildir"))  # fmt: skip
+        run_cli(data, "mailbox", "export", "alice@example.test", "--format", "mh", "--all",
+                str(tmp_path / "x.mh"))  # fmt: skip
+    finally:
+        os.umask(old)
+    for top in ("x.maildir", "x.mh"):
+        for root, dirs, files in os.walk(tmp_path / top):
+            assert os.stat(root).st_mode & 0o777 == 0o700, root
+            for name in files:
+                assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o600, name
 
 
 def test_deliver_help_is_whole_and_mh_import_of_a_maildir_fails(tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ def test_empty_message_is_refused_and_return_path_always_written(tmp_path: Path)
     finally:
         os.umask(old)
     for top in ("x.maildir", "x.mh"):
-        for root, dirs, files in os.walk(tmp_path / top):
+        for root, _dirs, files in os.walk(tmp_path / top):
             assert os.stat(root).st_mode & 0o777 == 0o700, root
             for name in files:
                 assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o600, name

@@ -533,7 +533,7 @@ def test_maildir_export_is_private_whatever_the_umask(tmp_path: Path) -> None:
     top = tmp_path / "out" / ".Sub"
     assert top.stat().st_mode & 0o777 == 0o700
     assert (top / "dovecot-keywords").read_text() == "0 $Work\n"
-    for root, dirs, files in os.walk(top):
+    for root, _dirs, files in os.walk(top):
         assert os.stat(root).st_mode & 0o777 == 0o700, root
         for name in files:
             assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o600, name

@@ -922,7 +922,12 @@ class App:
             for sock in socks:
                 sock.close()
         try:
-            # The queue first: a message accepted by a listener must find the spool open.
+            # Every port bound first, so that one in use (or below 1024 without the right) is
+            # the only line a failed start prints; then the queue, which a message accepted by
+            # a listener must find open; then the listeners serve.
+            for lst in self.listeners:
+                if not lst.address.startswith("unix:"):
+                    lst.prebind()
             await self.queue.start()
             for lst in self.listeners:
                 await lst.start()

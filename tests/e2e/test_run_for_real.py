@@ -219,3 +219,56 @@ def test_sighup_applies_the_new_config_to_new_sessions_while_open_ones_go_on(
         assert imap.noop()[0] == "OK"
         imap.logout()
         assert srv.proc.poll() is None
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to start it as another user with one capability",
+)
+def test_an_unprivileged_user_with_cap_net_bind_service_binds_a_low_port() -> None:
+    """What contrib/carteiro.service does (AmbientCapabilities=CAP_NET_BIND_SERVICE), with
+    setpriv: as `nobody` with only that capability it binds port < 1024; without, one line."""
+    import pwd
+    import subprocess
+
+    from carteiro.testing.server import carteiro_cmd
+
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="carteiro-cap-"))
+    base.chmod(0o755)
+    try:
+        srv = ServerProcess(base, services=("smtp",), users={})
+        srv.init()
+        low = _free_low_port()
+        cfg = srv.data / "carteiro.toml"
+        cfg.write_text(
+            cfg.read_text().replace(f"127.0.0.1:{srv.ports['smtp']}", f"127.0.0.1:{low}")
+        )
+        for root, dirs, files in os.walk(base):
+            for name in [root, *(os.path.join(root, n) for n in [*dirs, *files])]:
+                os.chown(name, nobody.pw_uid, nobody.pw_gid)
+        as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                     "--clear-groups"]  # fmt: skip
+        serve = carteiro_cmd("serve", "--data", str(srv.data))
+        r = subprocess.run([*as_nobody, *serve], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 78, r.stderr
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1, r.stderr
+        line = lines[0]
+        assert "Permission denied" in line and "CAP_NET_BIND_SERVICE" in line
+        caps = ["--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"]
+        log = open(base / "server.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([*as_nobody, *caps, *serve], stdout=log, stderr=log)
+        try:
+            wait_for(lambda: " ready (data dir" in (base / "server.log").read_text(), "ready")
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            uids = next(x for x in status.splitlines() if x.startswith("Uid:"))
+            assert uids.split()[1:] == [str(nobody.pw_uid)] * 4
+            with smtplib.SMTP("127.0.0.1", low, timeout=30) as s:
+                assert s.ehlo()[0] == 250
+        finally:
+            proc.terminate()
+            proc.wait(20)
+            log.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

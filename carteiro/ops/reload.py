@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from carteiro.config import Config, ConfigError, load
@@ -91,10 +92,12 @@ async def reload_app(app: App) -> bool:
     restart = [k for k in changed if needs_restart(k)]
     applied = [k for k in changed if not needs_restart(k)]
     cfg = keeping(old, new, restart)
+    started = time.monotonic()
     try:
         commit = app.prepare(cfg)
-    except (ConfigError, ValueError, OSError) as e:
+    except Exception as e:  # whatever cannot be built from the file: nothing is swapped in
         log.error("reload: %s; nothing changed, the running configuration stays", _one_line(e))
+        log.debug("reload: building from the new configuration failed", exc_info=True)
         return False
     if app.ctx is not None:
         try:
@@ -105,7 +108,8 @@ async def reload_app(app: App) -> bool:
     commit()
     configure(cfg.log, app.log_level_override)
     log.info(
-        "reload: configuration reloaded, certificate %s loaded; %s",
+        "reload: configuration reloaded in %.0f ms, certificate %s loaded; %s",
+        (time.monotonic() - started) * 1000,
         cfg.path(cfg.tls.cert),
         f"applied {', '.join(applied)} (new sessions get it; open ones keep theirs)"
         if applied

@@ -16,6 +16,7 @@ import email.utils
 import hashlib
 import ipaddress
 import logging
+import os
 import shutil
 import ssl
 import time
@@ -30,6 +31,7 @@ from carteiro.directory.accounts import Resolution
 from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
 from carteiro.mailauth.arc import Sealer
+from carteiro.mailauth.dkim_keys import key_path
 from carteiro.mailauth.greylist import Greylist
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
@@ -169,9 +171,7 @@ class SMTPServer:
         if self.checker is not None and cfg.mailauth.arc_seal:
             first = cfg.domains or ctx.directory.domains()
             if first:
-                self.sealer = Sealer.for_domain(
-                    cfg.data_dir, first[0], cfg.dkim.selector, self.authserv_id
-                )
+                self.sealer = self._sealer(first[0], cfg.dkim.selector)
         lim = cfg.limits
         self.limits_cfg = lim
         self.greylist = (
@@ -214,6 +214,21 @@ class SMTPServer:
         self._ehlo: dict[tuple[bool, bool, bool], tuple[str, ...]] = {}
         self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
         self._watcher: asyncio.Task[None] | None = None
+
+    def _sealer(self, domain: str, selector: str) -> Sealer | None:
+        """One ARC sealer per key file for every server and reload: loading an RSA key costs
+        ~80 ms of CPU (OpenSSL checks it), which a reload must not spend on the event loop for
+        each SMTP, LMTP and ODMR server. A key file replaced since is loaded again."""
+        path = key_path(self.ctx.config.data_dir, domain, selector)
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            stamp = 0
+        data_dir, authserv_id = self.ctx.config.data_dir, self.authserv_id
+        return self.ctx.keep(
+            f"arc.sealer {path} {stamp} {authserv_id}",
+            lambda: Sealer.for_domain(data_dir, domain, selector, authserv_id),
+        )
 
     def _limiter(self, name: str, limit: int) -> RateLimiter:
         limiter = self.ctx.keep(f"{type(self).__name__}.{name}", lambda: RateLimiter(limit))

@@ -20,6 +20,7 @@ from carteiro.core.address import AddressError, canonical
 from carteiro.core.plural import plural
 
 if TYPE_CHECKING:  # imported when a command runs, so other commands start fast
+    from carteiro.config import Config
     from carteiro.formats.message import Skipped, Summary
 
 EX_NOINPUT = 66  # the source cannot be read
@@ -254,6 +255,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     account = _account(args.account) if args.account else None
+    _finish_crash_work(cfg)
     if args.action == "check":
         report = _with_progress(maintenance.check, "checking", cfg.data_dir, account)
         for acct, mbox, uid in report.missing_files:
@@ -288,6 +290,31 @@ def cmd_store(args: argparse.Namespace) -> int:
         f"{_plural(result.messages, 'message')} ({result.searchable} parsed for SEARCH)"
     )
     return EX_DATAERR if result.skipped else 0
+
+
+def _finish_crash_work(cfg: Config) -> None:
+    """Open and close the store once: its recovery finishes what a crashed writer left (files of
+    a transaction that never committed, a folder move half done, unlinks and file writes still
+    owed), as any start of a server or of `carteiro deliver` would. Without this, `check` counts
+    those leftovers as damage and `reindex` adopts them: a MOVE killed before its COMMIT gave
+    every message a second copy. Safe beside a running server (recovery takes the write lock and
+    only touches dead writers' work). An index that is missing or corrupt is left to check (which
+    names the repair) and to reindex (which rebuilds it)."""
+    from carteiro.app import open_store
+    from carteiro.store.api import StoreError
+    from carteiro.store.index import index_state
+
+    try:
+        if index_state(cfg.data_dir) != "ok":
+            return
+    except StoreError:
+        return
+
+    async def open_close() -> None:
+        store = open_store(cfg)
+        await store.close()
+
+    asyncio.run(open_close())
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:

@@ -91,6 +91,7 @@ class FileFlusher:
         drop: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
         drop_now: Callable[[list[tuple[int, int, int]], list[int], list[str]], None],
         locate: Callable[[sqlite3.Connection, int, int | None], str | None],
+        exists: Callable[[sqlite3.Connection, int, int], bool],
         folder_lock: Callable[[], FolderLock],
         unlink: Callable[[str, sqlite3.Connection, dict[int, Path | None]], None],
     ) -> None:
@@ -101,6 +102,7 @@ class FileFlusher:
         self._drop = drop  # queue a writer job that drops these (pairs, bodies, unlinked)
         self._drop_now = drop_now  # the same, on this thread (when the writer has stopped)
         self._locate = locate  # (conn, mailbox id, uid or None) -> its cur/ now (None: gone)
+        self._exists = exists  # (conn, mailbox id, uid) -> is that message in the index now
         self._folder_lock = folder_lock
         self._unlink = unlink  # carry out one pending_unlink entry (store.unlink_pending_path)
         self._retry: list[tuple[float, Pending, int]] = []  # (when, item, attempts): not placed
@@ -255,10 +257,13 @@ class FileFlusher:
         """Write the file once, link it into each target's folder as the index has it now.
         Returns the targets that could not be placed (their rows keep the bytes).
 
-        With `folders` (the caller holds the folder lock: a run of files queued in commit order)
-        a message is not looked up: one expunged since its COMMIT has its unlink queued after
-        this write, so its file goes then. A retry (`folders` None) comes later than that unlink
-        may have, so it takes the lock itself and looks each message up."""
+        Each message is looked up under the folder lock, always: one expunged since its COMMIT
+        gets no file. Its unlink may already have run and found nothing, and not only in a
+        retry: another process (`carteiro deliver`, a second server) commits a message whose file
+        its own worker writes, and this process may expunge it before that file is placed; with
+        no row checked, the file would land after its unlink as an orphan that `store reindex`
+        would bring back. With `folders` (the caller holds the folder lock for a run of files)
+        the mailbox part of the lookup is shared: one query per message, on its primary key."""
         tmp = self._tmp_prefix + self._unique()
         fd = maildir.stage_bytes_open(tmp, item.data, item.mtime)
         if not self._fds:
@@ -277,11 +282,14 @@ class FileFlusher:
                 # under the folder lock the committed index says where every folder is
                 if folders is None:
                     cur = self._locate(conn, mailbox_id, uid)
-                elif mailbox_id in folders:
-                    cur = folders[mailbox_id]
                 else:
-                    cur = folders[mailbox_id] = self._locate(conn, mailbox_id, None)
-                if cur is None:  # its mailbox (or, retrying, the message) is gone: no file
+                    if mailbox_id in folders:
+                        cur = folders[mailbox_id]
+                    else:
+                        cur = folders[mailbox_id] = self._locate(conn, mailbox_id, None)
+                    if cur is not None and not self._exists(conn, mailbox_id, uid):
+                        cur = None
+                if cur is None:  # its mailbox or the message is gone: no file
                     placed.append((mailbox_id, uid))
                     continue
                 try:

@@ -228,6 +228,7 @@ class SqliteMaildirStore:
             ),
             self._drop_bodies_now,
             self._locate_cur_dir,
+            _message_exists,
             self._ffolders.acquire,
             self.unlink_pending_path,
         )
@@ -1479,6 +1480,16 @@ def _small_body(source: MessageSource) -> bytes | None:
 _CUR_OF_MAILBOX = (
     "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE b.id = ?"
 )
+
+
+def _message_exists(conn: sqlite3.Connection, mailbox_id: int, uid: int) -> bool:
+    """For the file worker: is message `uid` of `mailbox_id` in the committed index now?"""
+    row = conn.execute(
+        "SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+    ).fetchone()
+    return row is not None
+
+
 _CUR_OF_MESSAGE = (
     "SELECT b.dir, a.dir FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
     " JOIN accounts a ON a.id = b.account_id WHERE m.mailbox_id = ? AND m.uid = ?"

@@ -670,6 +670,46 @@ async def test_200_small_appends_then_an_immediate_rename_keep_every_body(
     assert lost_and_found_files(data) == []
 
 
+async def test_expunge_of_another_writers_pending_message_leaves_no_orphan_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the stateful test: a second store (`carteiro deliver`) commits a small message
+    whose file its own worker writes later; this store expunges it first, so its
+    unlink finds no file. The other worker must then not place the file: it would be an orphan
+    in cur/ that `store check` reports and `store reindex` would bring back."""
+    data = tmp_path / "data"
+    gate = FlushGate(monkeypatch)
+    store = SqliteMaildirStore(data)
+    other: SqliteMaildirStore | None = None
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        other = SqliteMaildirStore(data)
+        gate.hold()  # every file worker waits: the other's file stays pending
+        body = message(1, 500)
+        [r] = await other.deliver([Delivery(ACCOUNT, "INBOX")], body)
+        inbox = await acct.get_mailbox("INBOX")
+        assert await acct.delete_messages(inbox.id, [r.uid]) == [r.uid]
+        await store.flush_files()  # the unlink ran: nothing was there yet
+        gate.release()
+        await other.flush_files()  # the other worker's turn: it must see the row is gone
+        await store.flush_files()
+        assert await _read_all(store, "INBOX") == []
+    finally:
+        gate.release()
+        if other is not None:
+            await other.close()
+        await store.close()
+    report = check(data)
+    assert report.ok, report
+    store = SqliteMaildirStore(data)
+    try:
+        assert await _read_all(store, "INBOX") == []
+    finally:
+        await store.close()
+    assert lost_and_found_files(data) == []
+
+
 def _rename_and_die(data_dir: str) -> None:
     """Child: fill mailbox A, then RENAME A B, dying like kill -9 right after the folder moved
     (before the index says so)."""

@@ -378,10 +378,12 @@ def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | 
         spf_fail=m.spf_fail,
         temperror=m.temperror,
         require_iprev=m.require_iprev,
+        require_helo=m.require_helo,
         verify_max_size=m.verify_max_size,
         dns_timeout=m.dns_timeout,
         arc_trusted_sealers=tuple(m.arc_trusted_sealers),
         dnsbl_zones=tuple(cfg.limits.dnsbl_zones),
+        dmarc_failure_reports=m.dmarc_failure_reports and m.dmarc_reports,
     )
     return Checker(dns, settings)
 
@@ -446,6 +448,37 @@ class DMARCReportTask:
             else:
                 log.info("dmarc: no authorized report address for %s", report.policy_domain)
             await asyncio.to_thread(dmarc_reports.mark_sent, data, report)
+        return sent + await self.failure_reports()
+
+    async def failure_reports(self) -> int:
+        """RFC 7489 7.3: the failure reports sessions left in the outbox, each to the ruf=
+        addresses that accept reports for the domain (7.1) and within their !size."""
+        from carteiro.mailauth import dmarc_failures, dmarc_reports
+
+        sent = 0
+        for case in self.recorder.failures.drain():
+            targets = [t for t in (dmarc_reports.parse_mailto(u) for u in case.ruf) if t]
+            to = [
+                addr
+                for addr, _limit in targets
+                if await dmarc_reports.authorized(self.checker.resolver, case.policy_domain, addr)
+            ]
+            if not to:
+                log.info("dmarc: no authorized failure report address for %s", case.policy_domain)
+                continue
+            message = dmarc_failures.compose(case, self.org, self.sender, to, self.cfg.hostname)
+            to = [a for a, limit in targets if a in to and (not limit or len(message) <= limit)]
+            if not to:
+                continue
+            env = Envelope(self.sender, tuple(QueuedRecipient(a) for a in to))
+            await self.spool.enqueue(env, message)
+            sent += 1
+            log.info(
+                "dmarc: failure report for %s (from %s) to %s",
+                case.from_domain,
+                case.source_ip,
+                ", ".join(to),
+            )
         return sent
 
 

@@ -137,6 +137,13 @@ class IMAPConfig:
     login_timeout: float = 120.0  # before authentication (RFC 3501 5.4 covers logged-in sessions)
     literal_plus: bool = True  # advertise LITERAL+ (RFC 7888); false: LITERAL- (4096-octet cap)
     message_cache_mb: int = 64  # parsed messages kept for repeated FETCHes, all sessions together
+    # METADATA (RFC 5464): limits per value, per mailbox (or server), per account (entries and
+    # octets); /shared/admin (RFC 5464 6.2.1, a URI) is "mailto:postmaster@<first domain>" if ""
+    metadata_max_value: int = 64 * 1024
+    metadata_max_entries_per_mailbox: int = 100
+    metadata_max_entries: int = 1000
+    metadata_max_size: int = 1024 * 1024
+    metadata_admin: str = ""
 
 
 @dataclass
@@ -203,14 +210,20 @@ class MailAuthConfig:
         "defer"  # a DNS failure that could change the verdict: "defer" (451) | "accept"
     )
     require_iprev: bool = False  # refuse clients without forward-confirmed reverse DNS (550 5.7.25)
+    # HELO/EHLO name checks, always recorded (x-helo); refused from this level on:
+    # "none" | "valid" (syntax, address literal) | "known" (+ has A/AAAA/MX) | "confirmed"
+    require_helo: str = "none"
     verify_max_size: int = 20 * 1024 * 1024  # larger messages: DKIM/ARC not verified (policy)
     arc_trusted_sealers: list[str] = field(default_factory=list)  # forwarders whose ARC we trust
     arc_seal: bool = True  # seal checked mail we forward (aliases to remote addresses), RFC 8617
     # DMARC aggregate reports (RFC 7489 7.2) to the rua= of the domains whose mail we checked
     dmarc_reports: bool = True
-    dmarc_report_interval: float = 86400.0  # seconds per report (RFC 7489 ri= default: a day)
+    # the longest report period; periods are whole UTC days, or the whole hours ri= asks for
+    dmarc_report_interval: float = 86400.0
     dmarc_report_from: str = ""  # "" = postmaster@ the first of our domains
     dmarc_report_org: str = ""  # org_name in the reports; "" = hostname
+    # RFC 7489 7.3 failure reports to ruf= (headers only, 10 a domain an hour); needs dmarc_reports
+    dmarc_failure_reports: bool = False
     dns_timeout: float = 20.0  # all lookups of one check together (RFC 7208 4.6.4: at least 20 s)
 
 
@@ -474,6 +487,10 @@ def _validate(cfg: Config) -> None:
         "pop3.max_auth_failures": cfg.pop3.max_auth_failures,
         "imap.max_connections": cfg.imap.max_connections,
         "imap.max_connections_per_ip": cfg.imap.max_connections_per_ip,
+        "imap.metadata_max_value": cfg.imap.metadata_max_value,
+        "imap.metadata_max_entries_per_mailbox": cfg.imap.metadata_max_entries_per_mailbox,
+        "imap.metadata_max_entries": cfg.imap.metadata_max_entries,
+        "imap.metadata_max_size": cfg.imap.metadata_max_size,
         "lists.batch": cfg.lists.batch,
     }
     for key, value in positive.items():
@@ -538,6 +555,11 @@ def _validate(cfg: Config) -> None:
     if cfg.mailauth.spf_fail not in ("dmarc", "reject"):
         raise ConfigError(
             f"mailauth.spf_fail: {cfg.mailauth.spf_fail!r} is not one of dmarc, reject"
+        )
+    if cfg.mailauth.require_helo not in ("none", "valid", "known", "confirmed"):
+        raise ConfigError(
+            f"mailauth.require_helo: {cfg.mailauth.require_helo!r} is not one of "
+            "none, valid, known, confirmed"
         )
     if cfg.mailauth.temperror not in ("defer", "accept"):
         raise ConfigError(

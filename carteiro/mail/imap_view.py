@@ -64,6 +64,7 @@ class MailboxView:
         "_expunged",
         "_own",
         "account",
+        "changed",
         "deleted",
         "info",
         "keywords",
@@ -103,6 +104,9 @@ class MailboxView:
             self.keywords.update(f for f in flags if not f.startswith("\\"))
         self.recent: set[int] = set()
         self.deleted = False
+        # UIDs whose flags changed or that arrived, for whoever set this to a set (the
+        # session's live SEARCH/SORT contexts, RFC 5267 4.3); None: nobody asks, nothing kept
+        self.changed: set[int] | None = None
         if recent_before < last:
             self.recent = set(self.uids[bisect_left(self.uids, recent_before + 1) :])
 
@@ -202,6 +206,8 @@ class MailboxView:
                 old = self.metas[i]
                 self.metas[i] = MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size)
                 grew = self._note_keywords(m.flags) or grew
+                if self.changed is not None:
+                    self.changed.add(m.uid)
         return grew
 
     def note_appended(self, meta: MessageMeta) -> None:
@@ -280,6 +286,9 @@ class MailboxView:
                 log.debug("claiming recent in mailbox %d failed", self.info.id, exc_info=True)
                 before = new_metas[-1].uid
             self._append(new_metas, before, upd)
+        if self.changed is not None:
+            self.changed.update(dirty)
+            self.changed.update(m.uid for m in new_metas)
         for uid in dirty:
             i = self.index_of(uid)
             if i is not None:

@@ -5,12 +5,15 @@ first. Protocol-neutral: the IMAP server parses the command and renders the answ
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from carteiro.mime.sortkeys import SortFields, casemap
 
+META_KEYS = frozenset({"ARRIVAL", "SIZE"})
+"""Sort keys the mailbox listing knows (INTERNALDATE, RFC822.SIZE): no header field needed."""
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )
@@ -59,3 +62,30 @@ def sort_items(items: Sequence[Item], criteria: Sequence[Criterion]) -> list[Ite
     for c in reversed(criteria):
         out.sort(key=_KEYS[c.key], reverse=c.reverse)
     return out
+
+
+Record = tuple[tuple[Any, ...], int]
+"""A message as a live SORT result keeps it: the values its criteria compare, and its UID."""
+
+
+def record_of(criteria: Sequence[Criterion]) -> Callable[[Item], Record]:
+    """The Record of an Item: only what `criteria` compare (a subject's collation key, a date),
+    not all its sort fields, so a kept result costs little memory."""
+    fns = [_KEYS[c.key] for c in criteria]
+    return lambda it: (tuple(f(it) for f in fns), it.uid)
+
+
+def record_key(criteria: Sequence[Criterion]) -> Callable[[Record], Any]:
+    """A key giving `sort_items`'s order on Records (criteria compared in turn, each maybe
+    reversed, then mailbox order, which is UID order): to place one message in a sorted result
+    by bisection, as a live SORT context does (RFC 5267 4.3.3)."""
+    reverse = [c.reverse for c in criteria]
+
+    def cmp(a: Record, b: Record) -> int:
+        for x, y, rev in zip(a[0], b[0], reverse, strict=True):
+            if x != y:
+                r = -1 if x < y else 1
+                return -r if rev else r
+        return (a[1] > b[1]) - (a[1] < b[1])
+
+    return functools.cmp_to_key(cmp)

@@ -114,9 +114,11 @@ def references(items: Sequence[Item]) -> list[Node]:
     roots = [n for n in table.values() if n.parent is None]
     # (3) prune dummies
     roots = _prune(roots)
-    # (4) sort the root set by sent date (dummies by their first child, after sorting those)
+    # (4) sort the root set by sent date (dummies by their first child, after sorting those;
+    # a message's own key needs no sorting yet: (6) sorts every tree)
     for r in roots:
-        _sort_tree(r)
+        if r.item is None:
+            _sort_tree(r)
     roots.sort(key=Node.key)
     # (5) gather threads whose root has the same base subject
     roots = _merge_subjects(roots)
@@ -164,8 +166,11 @@ def _prune(roots: list[Node]) -> list[Node]:
 
 
 def _sort_tree(root: Node) -> None:
+    if not root.children:
+        return  # most threads are one message
     for n in reversed(_walk([root])):  # a dummy sorts by its first child: children first
-        n.children.sort(key=Node.key)
+        if len(n.children) > 1:
+            n.children.sort(key=Node.key)
 
 
 def _subject_of(node: Node) -> Node | None:
@@ -179,11 +184,14 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
     # (5A-C) the subject table: per base subject, a dummy over a message, a message that is
     # not a reply over one that is
     subjects: dict[str, Node] = {}
+    keys: list[str] = []  # each root's collation key of its subject ("" none)
     for r in roots:
         m = _subject_of(r)
         if m is None or m.item is None or not m.item.fields.subject:
+            keys.append("")
             continue
         subj = casemap(m.item.fields.subject)
+        keys.append(subj)
         old = subjects.get(subj)
         if (
             old is None
@@ -198,9 +206,7 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
             subjects[subj] = r
     # (5D) merge the other roots with that subject into the table's
     made: list[Node] = []
-    for r in roots:
-        m = _subject_of(r)
-        subj = casemap(m.item.fields.subject) if m is not None and m.item is not None else ""
+    for r, subj in zip(roots, keys, strict=True):
         t = subjects.get(subj) if subj else None
         if t is None or t is r:
             continue

@@ -31,6 +31,7 @@ from pathlib import Path
 from carteiro.core.plural import plural
 from carteiro.mailauth.dkim_verify import Signature
 from carteiro.mailauth.dmarc import Evaluation, organizational_domain
+from carteiro.mailauth.dmarc_failures import Outbox
 from carteiro.mailauth.lookup import Resolver, txt_strings
 from carteiro.mailauth.spf import SPFResult
 
@@ -113,6 +114,7 @@ def seen_from(
                 "adkim": record.adkim,
                 "aspf": record.aspf,
                 "pct": record.pct,
+                "ri": record.ri,
             }
         ),
         rua=" ".join(record.rua),
@@ -127,6 +129,7 @@ class Recorder:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
+        self.failures = Outbox()  # failure reports (ruf=) waiting for the report task
         self._pending: list[Seen] = []
         self._lock = threading.Lock()
         self._dropped = 0
@@ -187,7 +190,7 @@ class Outgoing:
     rows: int
 
 
-def _mailto(uri: str) -> tuple[str, int] | None:
+def parse_mailto(uri: str) -> tuple[str, int] | None:
     """RFC 7489 6.2: "mailto:addr" with an optional "!size[kmgt]" limit."""
     uri = uri.strip()
     if not uri.lower().startswith("mailto:"):
@@ -292,63 +295,106 @@ def compose(
     return raw
 
 
+DAY = 86400
+MAX_PERIODS = 100  # reports per domain in one pass (a server that was down for long catches up)
+
+
+def period_of(ri: int, interval: float) -> int:
+    """The report period for a domain asking for `ri` seconds between reports (RFC 7489 6.3,
+    at least an hour when parsed) from a receiver configured for `interval`: the shorter, at
+    most a day, rounded down to a divisor of a day. Periods then start at multiples of it since
+    the epoch, so a daily report covers one whole UTC day, 00:00:00 to 23:59:59, and hourly
+    ones whole UTC hours (RFC 7489 7.2: "adhere to hour boundaries ... begin that period at
+    00:00 UTC", so that reports of different receivers can be put side by side)."""
+    want = max(1, min(int(ri), int(interval), DAY))
+    if want >= 3600:
+        hours = want // 3600
+        while 24 % hours:
+            hours -= 1
+        return hours * 3600
+    while DAY % want:  # under an hour: only tests and benchmarks ask for it
+        want -= 1
+    return want
+
+
 def due_reports(
     data_dir: Path, org: str, sender: str, hostname: str, interval: float, now: float | None = None
 ) -> list[Outgoing]:
-    """The reports whose period (`interval` seconds after the last one) has ended. Blocking."""
+    """One report per domain and completed period that saw mail (see period_of). Blocking."""
     now_i = int(now if now is not None else time.time())
     conn = open_db(data_dir)
     out: list[Outgoing] = []
     try:
         domains = [r[0] for r in conn.execute("SELECT DISTINCT policy_domain FROM seen")]
         for domain in domains:
-            sent = conn.execute("SELECT until FROM sent WHERE policy_domain = ?", (domain,))
-            row = sent.fetchone()
-            first = conn.execute(
-                "SELECT min(ts) FROM seen WHERE policy_domain = ?", (domain,)
-            ).fetchone()[0]
-            begin = int(row[0]) if row else int(first)
-            if now_i - begin < interval:
-                continue
-            rows = conn.execute(
-                "SELECT header_from, source_ip, envelope_from, disposition, dkim_aligned,"
-                " spf_aligned, dkim, spf, count FROM seen"
-                " WHERE policy_domain = ? AND ts >= ? AND ts < ?",
-                (domain, begin, now_i),
-            ).fetchall()
             meta = conn.execute(
                 "SELECT policy, rua FROM seen WHERE policy_domain = ? ORDER BY ts DESC LIMIT 1",
                 (domain,),
             ).fetchone()
-            if not rows or meta is None:
+            if meta is None:
                 continue
-            report_id = f"{begin}.{uuid.uuid4().hex[:12]}"
-            xml = build_xml(
-                org, sender, report_id, domain, json.loads(meta[0]), begin, now_i, _group(rows)
-            )
-            to = []
-            for uri in str(meta[1]).split():
-                parsed = _mailto(uri)
-                if parsed and (not parsed[1] or len(xml) // 2 < parsed[1]):
-                    to.append(parsed[0])
-            message = compose(org, sender, to, domain, report_id, begin, now_i, xml, hostname)
-            out.append(Outgoing(domain, to, message, begin, now_i, len(rows)))
+            policy = json.loads(meta[0])
+            period = period_of(int(policy.get("ri", DAY)), interval)
+            cutoff = now_i // period * period  # the end of the last completed period
+            # a result recorded after its period was reported (it waited in the Recorder) is
+            # not reported twice: periods end once
+            sent = conn.execute("SELECT until FROM sent WHERE policy_domain = ?", (domain,))
+            row = sent.fetchone()
+            until = int(row[0]) if row else 0
+            starts = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT DISTINCT (ts / ?) * ? FROM seen"
+                    " WHERE policy_domain = ? AND ts >= ? AND ts < ? ORDER BY 1 LIMIT ?",
+                    (period, period, domain, until, cutoff, MAX_PERIODS),
+                )
+            ]
+            for begin in starts:
+                rows = conn.execute(
+                    "SELECT header_from, source_ip, envelope_from, disposition, dkim_aligned,"
+                    " spf_aligned, dkim, spf, count FROM seen"
+                    " WHERE policy_domain = ? AND ts >= ? AND ts < ?",
+                    (domain, begin, begin + period),
+                ).fetchall()
+                if rows:
+                    out.append(
+                        _outgoing(org, sender, hostname, domain, policy, str(meta[1]),
+                                  begin, period, rows)
+                    )  # fmt: skip
     finally:
         conn.close()
     return out
 
 
+def _outgoing(
+    org: str, sender: str, hostname: str, domain: str, policy: dict[str, object], rua: str,
+    begin: int, period: int, rows: list[tuple[object, ...]],
+) -> Outgoing:  # fmt: skip
+    # date_range end is the period's last second, as the RFC's "0000-2359 UTC" day
+    end = begin + period - 1
+    report_id = f"{begin}.{uuid.uuid4().hex[:12]}"
+    xml = build_xml(org, sender, report_id, domain, policy, begin, end, _group(rows))
+    to = []
+    for uri in rua.split():
+        parsed = parse_mailto(uri)
+        if parsed and (not parsed[1] or len(xml) // 2 < parsed[1]):
+            to.append(parsed[0])
+    message = compose(org, sender, to, domain, report_id, begin, end, xml, hostname)
+    return Outgoing(domain, to, message, begin, end, len(rows))
+
+
 def mark_sent(data_dir: Path, report: Outgoing) -> None:
+    """The report's period is done: its results are forgotten (once sent, or refused)."""
     conn = open_db(data_dir)
     try:
         with conn:
             conn.execute(
                 "INSERT INTO sent VALUES (?, ?) ON CONFLICT(policy_domain) DO UPDATE"
-                " SET until = excluded.until",
-                (report.policy_domain, report.end),
+                " SET until = max(until, excluded.until)",
+                (report.policy_domain, report.end + 1),
             )
             conn.execute(
-                "DELETE FROM seen WHERE policy_domain = ? AND ts < ?",
+                "DELETE FROM seen WHERE policy_domain = ? AND ts <= ?",
                 (report.policy_domain, report.end),
             )
     finally:

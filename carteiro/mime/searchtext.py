@@ -1,6 +1,6 @@
 """Decoded text for IMAP SEARCH (RFC 3501 6.4.4): header fields, bodies, whole messages.
 
-The caller matches case-insensitively (`key.casefold() in text.casefold()`). Which parts are
+The caller matches case-insensitively (`fold(key) in fold(text)`). Which parts are
 searched follows Dovecot: BODY looks at the text/* and message/* leaf bodies, transfer- and
 charset-decoded, never at headers; TEXT adds every header block (the message's, each MIME
 part's and each encapsulated message's), with encoded words decoded. A match never spans two
@@ -20,6 +20,17 @@ from carteiro.mime.parse import LEAF, Message, Part
 from carteiro.mime.sections import UnknownCte, decode_body
 
 _BLANKS = re.compile(r"[ \t]+")
+
+
+def fold(text: str) -> str:
+    """The key SEARCH compares text by: `fold(needle) in fold(text)`. Python's full case folding,
+    which the store's search index keeps too (store/search_index.py), so both answer alike.
+
+    I18NLEVEL=1 (RFC 5255 4) would make this the i;unicode-casemap key (sortkeys.casemap, RFC
+    5051), which SORT already collates with; that needs the index to store the same keys (and a
+    reindex), so it changes here and there at once or not at all: docs/search-index.md."""
+    return text.casefold()
+
 
 # SEARCH FROM / TO / CC / BCC compare with the normalised address list (Dovecot does).
 ADDRESS_FIELDS = frozenset(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.config import CONFIG_NAME, Config
+from carteiro.mail.metadata_db import METADATA_FILE
 
 FORMAT = "carteiro-backup 1"
 MANIFEST = "manifest.json"
@@ -178,6 +179,8 @@ def backup(cfg: Config, dest: Path, progress: ProgressFactory | None = None) -> 
     shutil.copy2(data / CONFIG_NAME, dest / CONFIG_NAME)
     if (data / "directory.sqlite").exists():
         _sqlite_copy(data / "directory.sqlite", dest / "directory.sqlite")
+    if (data / METADATA_FILE).exists():  # IMAP METADATA entries (keyed by mailbox ids)
+        _sqlite_copy(data / METADATA_FILE, dest / METADATA_FILE)
     store_progress = progress("copying messages") if progress else None
     snap = snapshot(data, data / f".backup-{secrets.token_hex(6)}", dest, store_progress)
     _backup_queue(data, dest, report)
@@ -272,7 +275,7 @@ def verify(src: Path, progress: Progress | None = None) -> list[str]:
         rel = p.relative_to(src).as_posix()
         if rel != MANIFEST and rel not in files:
             problems.append(f"not in the manifest: {rel}")
-    for db in ("index.sqlite", "directory.sqlite", "queue/queue.sqlite"):
+    for db in ("index.sqlite", "directory.sqlite", "queue/queue.sqlite", METADATA_FILE):
         if (src / db).is_file() and not problems:
             # immutable: reading leaves no -wal/-shm beside a backup's files
             conn = sqlite3.connect(f"file:{src / db}?mode=ro&immutable=1", uri=True)

@@ -13,15 +13,19 @@ import asyncio
 from carteiro import __version__
 from carteiro.config import IMAPConfig
 from carteiro.mail.message_cache import MessageCache
+from carteiro.mail.metadata_db import METADATA_FILE, MetadataLimits, MetadataStore
 from carteiro.net.listener import Connection, Listener
 from carteiro.proto.imap.receiver import Receiver
 from carteiro.servers.context import ServerContext
 from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
     auth,
     compress,
+    contexts,
     fetch,
     idle,
     mailbox,
+    metadata,
+    notify,
     quota,
     search,
     select,
@@ -47,6 +51,9 @@ _EXTENSIONS = (
     "SEARCHRES",
     "SORT",
     "SORT=DISPLAY",
+    "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
     "QUOTA",
@@ -61,6 +68,9 @@ _EXTENSIONS = (
     "COMPRESS=DEFLATE",
     "CATENATE",
     "PREVIEW",
+    "NOTIFY",
+    "METADATA",
+    "METADATA-SERVER",
 )
 
 
@@ -70,10 +80,20 @@ class IMAPServer:
         self.config: IMAPConfig = ctx.config.imap
         self.tracing = ctx.tracing("imap")
         # shared with the servers a reload (SIGHUP) builds, so a reload neither empties nor
-        # doubles them
+        # doubles them, and METADATA changes reach the NOTIFY listeners of every session
         size = self.config.message_cache_mb * 1024 * 1024
         self.cache = ctx.keep("imap.cache", lambda: MessageCache(size))
         self.sorts = ctx.keep("imap.sorts", sort.ResultCache)  # whole-mailbox SORT/THREAD answers
+        cfg = self.config
+        self.metadata = ctx.keep(  # RFC 5464 entries, DATA/metadata.sqlite
+            "imap.metadata", lambda: MetadataStore(ctx.config.data_dir / METADATA_FILE)
+        )
+        self.metadata.limits = MetadataLimits(  # a reload changes the limits only
+            cfg.metadata_max_value,
+            cfg.metadata_max_entries_per_mailbox,
+            cfg.metadata_max_entries,
+            cfg.metadata_max_size,
+        )
         self.greeting = "carteiro ready."
         literal = "LITERAL+" if self.config.literal_plus else "LITERAL-"
         self._pre = f"IMAP4rev1 IMAP4rev2 {literal} SASL-IR ID ENABLE IDLE"

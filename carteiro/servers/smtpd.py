@@ -665,6 +665,8 @@ class Session:
 
     def _helo(self, cmd: C.Helo) -> None:
         self._abort_transaction()
+        if self.checks is not None:
+            self.checks.greeted(cmd.name)
         greet = f"{self.server.hostname} Hello {cmd.name} [{self.conn.peer_ip}]"
         if not cmd.extended:
             self.reply(Reply(250, "", greet))

@@ -15,6 +15,7 @@ import pytest
 
 from carteiro.app import open_store
 from carteiro.config import load
+from carteiro.mail.metadata_db import METADATA_FILE, MetadataStore
 from carteiro.testing.server import ServerProcess, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backup-e2e")]
@@ -35,6 +36,20 @@ async def _contents(data: Path) -> dict[tuple[str, str], dict[int, tuple[bytes, 
     finally:
         await store.close()
     return out
+
+
+async def _metadata(data: Path, mailbox: str) -> list[tuple[str, bytes | None]]:
+    """alice's METADATA entry /private/comment of `mailbox`, as a restored server reads it."""
+    store = open_store(load(data))
+    try:
+        box = await (await store.account("alice@example.test")).get_mailbox(mailbox)
+    finally:
+        await store.close()
+    md = MetadataStore(data / METADATA_FILE)
+    try:
+        return md.get("alice@example.test", box.id, ["/private/comment"], 0)
+    finally:
+        md.close()
 
 
 def _send(port: int, n: int, start: int, rcpt: str) -> None:
@@ -70,6 +85,9 @@ def test_online_backup_restores_every_message(tmp_path: Path) -> None:
         imap = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
         imap.login("alice@example.test", "pw")
         imap.create("Archive")
+        imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
+        typ, _ = imap._simple_command("SETMETADATA", "Archive", '(/private/comment "kept")')
+        assert typ == "OK"  # RFC 5464 entries live in DATA/metadata.sqlite: backed up too
         imap.select("INBOX")
         imap.store("1:5", "+FLAGS", r"(\Seen \Flagged)")
         imap.copy("6:10", "Archive")
@@ -119,6 +137,7 @@ def test_online_backup_restores_every_message(tmp_path: Path) -> None:
         v for k, v in restored.items() if k[0] == "alice@example.test" and "Archive/" in k[1]
     )
     assert len(archive) == 5
+    assert asyncio.run(_metadata(target, "Archive")) == [("/private/comment", b"kept")]
     assert (target / "mbox").is_dir() and b"Subject: m200" in next(
         (target / "mbox").iterdir()
     ).read_bytes()

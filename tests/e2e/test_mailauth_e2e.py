@@ -55,7 +55,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProces
         services=("smtp", "pop3", "imap"),
         extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
         # reports every 2 s instead of daily, so the test sees one
-        "[mailauth]\nignore_networks = []\ndmarc_report_interval = 2.0\n",
+        "[mailauth]\nignore_networks = []\ndmarc_report_interval = 2.0\n"
+        "dmarc_failure_reports = true\n",
     )
     b.init()
     a = ServerProcess(
@@ -94,7 +95,8 @@ _dmarc.a.test. 60 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@a.test"
 bank.test.   60 IN TXT "v=spf1 ip4:192.0.2.1 -all"
 _dmarc.bank.test. 60 IN TXT "v=DMARC1; p=reject"
 shop.test.   60 IN TXT "v=spf1 ip4:192.0.2.1 -all"
-_dmarc.shop.test. 60 IN TXT "v=DMARC1; p=quarantine"
+_dmarc.shop.test. 60 IN TXT "v=DMARC1; p=quarantine; ruf=mailto:dmarc@a.test"
+shop.test._report._dmarc.a.test. 60 IN TXT "v=DMARC1"
 1.0.0.127.in-addr.arpa. 60 IN PTR out.a.test.
 out.a.test.  60 IN A 127.0.0.1
 2.0.0.127.in-addr.arpa. 60 IN PTR mx.a.test.
@@ -113,7 +115,9 @@ out.a.test.  60 IN A 127.0.0.1
 
 
 def results_of(msg: email.message.Message, authserv_id: str) -> dict[str, list[str]]:
-    (ours,) = [v for v in msg.get_all("Authentication-Results") or [] if authserv_id in str(v)]
+    fields = msg.get_all("Authentication-Results") or []
+    # the authserv-id is what comes before the first ";" (another's field may name our host)
+    (ours,) = [v for v in fields if str(v).split(";")[0].strip() == authserv_id]
     parsed = authres.AuthenticationResultsHeader.parse(
         "Authentication-Results: " + " ".join(str(ours).split())
     )
@@ -137,6 +141,9 @@ def test_a_to_b_passes_spf_dkim_dmarc(net: tuple[ServerProcess, ServerProcess]) 
     assert got["spf"] == ["pass"] and got["dkim"] == ["pass", "pass"], got
     assert got["dmarc"] == ["pass"], got
     assert got["iprev"][0] in ("pass", "fail")  # depends on the source address the kernel picked
+    # A greets as mx.a.test (A 127.0.0.2): confirmed when the kernel picked that address
+    assert got["x-helo"][0] in ("pass", "fail"), got
+    assert "smtp.helo=mx.a.test" in " ".join(str(msg["Authentication-Results"]).split())
     assert "header.d=a.test" in str(msg["Authentication-Results"])
 
 
@@ -179,6 +186,28 @@ def test_forged_p_quarantine_lands_in_junk(net: tuple[ServerProcess, ServerProce
         imap.logout()
     got = results_of(msg, "mx.b.test")  # one field of ours: the forged pass is gone
     assert got["dmarc"] == ["fail"] and got["spf"] == ["fail"], got
+
+
+def test_b_sends_a_failure_report_for_a_forgery(net: tuple[ServerProcess, ServerProcess]) -> None:
+    """RFC 7489 7.3: shop.test asks for failure reports (ruf=) at a.test, which accepts them
+    for it (7.1); B, configured to send them, reports the forgery it quarantined."""
+    a, b = net
+    forge(b, "billing@shop.test")
+
+    def reports() -> list[email.message.Message]:
+        return [
+            m
+            for m in pop_messages(a, *REPORTS)
+            if m.get_content_type() == "multipart/report" and "billing@shop.test" in m.as_string()
+        ]
+
+    wait_for(lambda: bool(reports()), what="B's failure report in A's mailbox")
+    report = reports()[0]
+    assert report.get_param("report-type") == "feedback-report"
+    text = report.as_string()
+    assert "Feedback-Type: auth-failure" in text and "Auth-Failure: dmarc" in text
+    assert "Source-IP: 127.0.0.5" in text and "Delivery-Result: spam" in text
+    assert "Subject: forged billing@shop.test" in text and "Pay this invoice" not in text
 
 
 def test_b_reports_to_a_and_dmarc_report_reads_it(net: tuple[ServerProcess, ServerProcess]) -> None:

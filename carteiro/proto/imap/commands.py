@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 
 from carteiro.proto.imap.fetch import FetchAttr
+from carteiro.proto.imap.metadata import GetMetadata, SetMetadata
+from carteiro.proto.imap.notify import Notify
 from carteiro.proto.imap.search import SearchKey
 from carteiro.proto.imap.sets import SequenceSet
 from carteiro.proto.imap.utf7 import UndecodableName
@@ -294,6 +296,7 @@ class Search:
     uid: bool = False
     charset: str | None = None
     return_opts: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None  # RFC 5267 4.4: RETURN (PARTIAL low:high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,12 +323,22 @@ class SortCriterion:
 
 @dataclass(frozen=True, slots=True)
 class Sort:
-    """SORT / UID SORT (RFC 5256 3): criteria, the (mandatory) search charset, the search."""
+    """SORT / UID SORT (RFC 5256 3): criteria, the (mandatory) search charset, the search.
+    ``return_opts`` None: classic ``* SORT`` answer; otherwise ESEARCH (RFC 5267 3, ESORT)."""
 
     criteria: tuple[SortCriterion, ...]
     charset: str
     key: SearchKey
     uid: bool = False
+    return_opts: frozenset[str] | None = None
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE tag... (RFC 5267 4.3.5): stop the updates of these SEARCH/SORT contexts."""
+
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +433,7 @@ Request = (
     | UidExpunge
     | Search
     | Sort
+    | CancelUpdate
     | Thread
     | GetQuota
     | GetQuotaRoot
@@ -427,4 +441,7 @@ Request = (
     | Store
     | Copy
     | Move
+    | Notify
+    | GetMetadata
+    | SetMetadata
 )

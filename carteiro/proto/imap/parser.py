@@ -20,6 +20,7 @@ from carteiro.proto.imap.commands import (
     Append,
     AppendMessage,
     Authenticate,
+    CancelUpdate,
     Capability,
     CatenatePart,
     CatenateText,
@@ -63,6 +64,8 @@ from carteiro.proto.imap.commands import (
 )
 from carteiro.proto.imap.dates import DateError, parse_date_time
 from carteiro.proto.imap.fetch import parse_fetch_atts
+from carteiro.proto.imap.metadata import parse_getmetadata, parse_setmetadata
+from carteiro.proto.imap.notify import parse_notify
 from carteiro.proto.imap.patterns import collapse_wildcards
 from carteiro.proto.imap.receiver import Command, NeedContinuation, Receiver
 from carteiro.proto.imap.search import (
@@ -608,9 +611,9 @@ def parse_uid_expunge(r: ArgReader) -> UidExpunge:
 
 def parse_search(r: ArgReader, uid: bool = False) -> Search:
     r.sp()
-    return_opts = parse_search_return(r)
+    return_opts, partial = parse_search_return(r)
     charset, key = parse_search_program(r)
-    return Search(key, uid, charset, return_opts)
+    return Search(key, uid, charset, return_opts, partial)
 
 
 SORT_KEYS: Final = frozenset(
@@ -620,8 +623,10 @@ THREAD_ALGORITHMS: Final = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
 
 
 def parse_sort(r: ArgReader, uid: bool = False) -> Sort:
-    """sort = ["UID" SP] "SORT" SP sort-criteria SP search-charset 1*(SP search-key)."""
+    """sort = ["UID" SP] "SORT" SP [sort-return-opts SP] sort-criteria SP search-charset
+    1*(SP search-key) (RFC 5256 5, RFC 5267 3)."""
     r.sp()
+    return_opts, partial = parse_search_return(r)
     r.expect(b"(", "'(' before the sort criteria")
     criteria = []
     while True:
@@ -641,7 +646,21 @@ def parse_sort(r: ArgReader, uid: bool = False) -> Sort:
             raise ArgError("Too many sort criteria")
     r.sp()
     charset = r.astring_text("charset")
-    return Sort(tuple(criteria), charset, parse_search_criteria(r, charset), uid)
+    key = parse_search_criteria(r, charset)
+    return Sort(tuple(criteria), charset, key, uid, return_opts, partial)
+
+
+def parse_cancelupdate(r: ArgReader) -> CancelUpdate:
+    """ "CANCELUPDATE" 1*(SP quoted) (RFC 5267 4.3.5): the tags of the contexts to cancel."""
+    tags: list[str] = []
+    while True:
+        r.sp()
+        tags.append(r.quoted().decode("utf-8", "replace"))
+        if r.at_end():
+            break
+        if len(tags) >= 100:
+            raise ArgError("Too many tags")
+    return CancelUpdate(tuple(tags))
 
 
 def parse_thread(r: ArgReader, uid: bool = False) -> Thread:
@@ -792,6 +811,7 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "EXPUNGE": parse_expunge,
     "SEARCH": parse_search,
     "SORT": parse_sort,
+    "CANCELUPDATE": parse_cancelupdate,
     "THREAD": parse_thread,
     "GETQUOTA": parse_getquota,
     "GETQUOTAROOT": parse_getquotaroot,
@@ -800,5 +820,9 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "COPY": parse_copy,
     "MOVE": parse_move,
     "UID": parse_uid,
+    # RFC 5465 NOTIFY, RFC 5464 METADATA: their syntax lives in their own modules
+    "NOTIFY": parse_notify,
+    "GETMETADATA": parse_getmetadata,
+    "SETMETADATA": parse_setmetadata,
 }
 """Command name -> parse function; the session can check membership to answer unknown names."""

@@ -1,5 +1,6 @@
 """SEARCH programs (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5032 WITHIN, RFC 5182 $)
-as a typed key tree, plus ESEARCH RETURN options (RFC 4731, RFC 5182 SAVE).
+as a typed key tree, plus ESEARCH RETURN options (RFC 4731, RFC 5182 SAVE, RFC 5267 CONTEXT,
+UPDATE and PARTIAL), which SORT takes too (RFC 5267 3, ESORT).
 
 Keys are decoded with the CHARSET (UTF-8 when none); an unknown charset is ``NO [BADCHARSET]``.
 The tree is pure data: evaluating it against messages is the mail layer's job.
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from carteiro.proto.imap.args import MAX_NUMBER64, ArgError, ArgReader
+from carteiro.proto.imap.args import MAX_NUMBER, MAX_NUMBER64, ArgError, ArgReader
 from carteiro.proto.imap.dates import DateError, parse_date
 from carteiro.proto.imap.sets import SequenceSet, SequenceSetError
 
@@ -41,7 +42,13 @@ __all__ = [
 MAX_DEPTH: Final = 64  # nesting of NOT / OR / ( ) accepted before a BAD (no recursion blow-up)
 SUPPORTED_CHARSETS: Final = ("UTF-8", "US-ASCII")
 """Advertised in [BADCHARSET (...)]; any charset Python can decode is accepted as well."""
-RETURN_OPTIONS: Final = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+RETURN_OPTIONS: Final = frozenset(
+    {"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL"}
+)
+RESULT_OPTIONS: Final = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"})
+"""The options that ask for a result; CONTEXT (a hint) and UPDATE (RFC 5267 4.2, 4.3) only
+modify one, so alone they mean ALL, as ``RETURN ()`` does (RFC 4731 3.1)."""
+_PARTIAL_RE: Final = re.compile(rb"([0-9]{1,10}):([0-9]{1,10})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,24 +197,51 @@ _DATE_TOKEN_RE: Final = re.compile(rb'"([0-9A-Za-z-]*)"|([0-9A-Za-z-]+)')
 _NEW: Final = SearchAnd((SearchFlag("\\Recent", True), SearchFlag("\\Seen", False)))
 
 
-def parse_search_return(r: ArgReader) -> frozenset[str] | None:
-    """``RETURN (opts)`` after SEARCH (RFC 4731 3.1); None when absent. ``RETURN ()`` is ALL."""
+def parse_search_return(
+    r: ArgReader,
+) -> tuple[frozenset[str] | None, tuple[int, int] | None]:
+    """``RETURN (opts)`` after SEARCH (RFC 4731 3.1) or SORT (RFC 5267 3): the options (None
+    when absent; ``RETURN ()`` is ALL) and the PARTIAL range (RFC 5267 4.4), if any."""
     if not r.accept_word(b"RETURN"):
-        return None
+        return None, None
     r.sp()
     r.expect(b"(", "'(' after RETURN")
     opts: set[str] = set()
+    partial: tuple[int, int] | None = None
     if not r.accept(b")"):
         while True:
             opt = r.keyword("search return option")
             if opt not in RETURN_OPTIONS:
                 raise ArgError(f"Unknown search return option {opt[:40]}")
+            if opt == "PARTIAL":
+                if partial is not None:
+                    raise ArgError("PARTIAL can be given only once")
+                r.sp()
+                partial = _partial_range(r)
             opts.add(opt)
             if r.accept(b")"):
                 break
             r.sp()
     r.sp()
-    return frozenset(opts) if opts else frozenset({"ALL"})
+    if partial is not None and "ALL" in opts:
+        raise ArgError("PARTIAL conflicts with ALL")  # as Dovecot: one or the other
+    if not opts & RESULT_OPTIONS:
+        opts.add("ALL")
+    return frozenset(opts), partial
+
+
+def _partial_range(r: ArgReader) -> tuple[int, int]:
+    """partial-range = nz-number ":" nz-number (RFC 5267 4.4): 1-based positions in the
+    result, low first (a reversed range is read low to high, as Dovecot does)."""
+    raw = r.match(_PARTIAL_RE, "partial range")
+    m = _PARTIAL_RE.fullmatch(raw)
+    assert m is not None
+    a, b = int(m.group(1)), int(m.group(2))
+    if not 0 < a <= MAX_NUMBER or not 0 < b <= MAX_NUMBER:
+        raise ArgError("Invalid partial range")
+    if r.peek_is(b":") or (0x30 <= r.peek() <= 0x39):
+        raise ArgError("Invalid partial range")
+    return (a, b) if a <= b else (b, a)
 
 
 def parse_search_program(r: ArgReader) -> tuple[str | None, SearchKey]:

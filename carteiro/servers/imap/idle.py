@@ -38,6 +38,15 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                 if ev_task is None:
                     ev_task = asyncio.ensure_future(s.sub.next())
                 waits.add(ev_task)  # type: ignore[arg-type]
+            notifier = s.notify
+            if notifier is not None:
+                if notifier.pending:
+                    await notifier.announce_pending(s)
+                    await s.flush()
+                    if s.state is State.LOGOUT:
+                        raise Closing
+                if notifier is s.notify:  # RFC 5465 4: NOTIFY's events in IDLE too
+                    waits.add(notifier.arm())  # type: ignore[arg-type]
             done, _ = await asyncio.wait(
                 waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )

@@ -13,6 +13,7 @@ from carteiro.mime.parse import to_crlf
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import patterns
 from carteiro.proto.imap.sets import render_numbers
+from carteiro.servers.imap import metadata
 from carteiro.servers.imap.catenate import catenate
 from carteiro.servers.imap.session import Result, Session, command, no, ok, undecodable
 from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
@@ -57,6 +58,7 @@ async def delete(s: Session, tag: str, req: c.Delete) -> Result:
     store = _store(s)
     info = await store.get_mailbox(req.mailbox)
     await store.delete_mailbox(req.mailbox)
+    await metadata.mailbox_deleted(s, info.id)  # RFC 5464: its METADATA entries go with it
     if s.view is not None and s.view.id == info.id:
         s.deselect()
     return ok("Delete completed.")

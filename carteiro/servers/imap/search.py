@@ -1,12 +1,13 @@
-"""SEARCH / UID SEARCH (RFC 9051 6.4.4), ESEARCH return options (RFC 4731) and SEARCHRES "$"
-(RFC 5182). Under IMAP4rev2 every answer is an ESEARCH response (RFC 9051 7.3.4).
+"""SEARCH / UID SEARCH (RFC 9051 6.4.4), ESEARCH return options (RFC 4731), SEARCHRES "$"
+(RFC 5182) and CONTEXT=SEARCH (RFC 5267: PARTIAL, UPDATE). Under IMAP4rev2 every answer is an
+ESEARCH response (RFC 9051 7.3.4).
 """
 
 from __future__ import annotations
 
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap import search as ps
-from carteiro.proto.imap.sets import render_numbers
+from carteiro.servers.imap import contexts, esearch
 from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
 
@@ -18,6 +19,9 @@ async def search(s: Session, tag: str, req: c.Search) -> Result:
     if req.charset is not None and "UTF8=ACCEPT" in s.enabled:
         return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")  # RFC 6855 3
     opts = req.return_opts
+    update = opts is not None and "UPDATE" in opts
+    if update and contexts.is_live(s, tag):
+        return bad("Duplicate search update tag")  # RFC 5267 4.3: the tag names the context
     modseq = _uses_modseq(req.key)
     if modseq:
         s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
@@ -39,42 +43,33 @@ async def search(s: Session, tag: str, req: c.Search) -> Result:
             s.out += b" (MODSEQ %d)" % max(metas[i].modseq for i in idx)
         s.out += b"\r\n"
         return ok("Search completed.")
+    if update:
+        contexts.start(s, tag, req.key, req.uid, uids)
     if "SAVE" in opts:
-        # RFC 5182 2.4: with only MIN and/or MAX, only those are saved
-        if opts & {"ALL", "COUNT"} or not opts & {"MIN", "MAX"}:
-            s.saved = uids
-        else:
-            saved = []
-            if uids and "MIN" in opts:
-                saved.append(uids[0])
-            if uids and "MAX" in opts and uids[-1] not in saved:
-                saved.append(uids[-1])
-            s.saved = saved
+        save(s, opts, uids)
         if opts == {"SAVE"}:
             return ok("Search completed.")  # RFC 5182 2.1: no ESEARCH for SAVE alone
-    parts = [b'* ESEARCH (TAG "' + tag.encode() + b'")']
-    if req.uid:
-        parts.append(b"UID")
-    if numbers and "MIN" in opts:
-        parts.append(b"MIN %d" % numbers[0])
-    if numbers and "MAX" in opts:
-        parts.append(b"MAX %d" % numbers[-1])
-    if numbers and "ALL" in opts:
-        parts.append(b"ALL " + render_numbers(numbers, sort=False).encode())
-    if "COUNT" in opts:
-        parts.append(b"COUNT %d" % len(numbers))
-    if modseq and idx and opts & {"MIN", "MAX", "ALL", "COUNT"}:
+    top = None
+    if modseq and idx and opts & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}:
         # RFC 7162 3.1.5 / RFC 4731 3.2: the highest MODSEQ of the messages the answer returns
-        # (with only MIN and/or MAX, of those)
-        if opts & {"ALL", "COUNT"}:
-            shown = idx
-        else:
-            shown = [idx[0]] if "MIN" in opts else []
-            if "MAX" in opts:
-                shown.append(idx[-1])
-        parts.append(b"MODSEQ %d" % max(metas[i].modseq for i in shown))
-    s.out += b" ".join(parts) + b"\r\n"
+        shown = esearch.shown_positions(opts, req.partial, len(idx))
+        top = max((metas[idx[p]].modseq for p in shown), default=None)
+    s.out += esearch.result(tag, req.uid, opts, req.partial, numbers, top)
     return ok("Search completed.")
+
+
+def save(s: Session, opts: frozenset[str], uids: list[int]) -> None:
+    """RFC 5182 2.4: SAVE keeps the UIDs found, with only MIN and/or MAX only those (the
+    first and the last of `uids`, which are in the result's order)."""
+    if opts & {"ALL", "COUNT", "PARTIAL"} or not opts & {"MIN", "MAX"}:
+        s.saved = list(uids)
+        return
+    saved = []
+    if uids and "MIN" in opts:
+        saved.append(uids[0])
+    if uids and "MAX" in opts and uids[-1] not in saved:
+        saved.append(uids[-1])
+    s.saved = saved
 
 
 def _uses_modseq(key: ps.SearchKey) -> bool:

@@ -26,6 +26,7 @@ MetaTest = Callable[[int, MessageMeta], "bool | None"]
 FullTest = Callable[[int, MessageMeta, Message], bool]
 
 _RECENT = "\\Recent"
+ONLY_READ_MAX = 64  # messages an `only` search reads rather than asking the index
 
 
 class _Ctx:
@@ -49,11 +50,11 @@ def _index_terms(key: ps.SearchKey, out: dict[int, IndexTerm]) -> None:
     elif isinstance(key, ps.SearchNot):
         _index_terms(key.key, out)
     elif isinstance(key, ps.SearchHeader):
-        out[id(key)] = IndexTerm("header", key.field, key.value.casefold())
+        out[id(key)] = IndexTerm("header", key.field, searchtext.fold(key.value))
     elif isinstance(key, ps.SearchBody):
-        out[id(key)] = IndexTerm("body", value=key.value.casefold())
+        out[id(key)] = IndexTerm("body", value=searchtext.fold(key.value))
     elif isinstance(key, ps.SearchText):
-        out[id(key)] = IndexTerm("text", value=key.value.casefold())
+        out[id(key)] = IndexTerm("text", value=searchtext.fold(key.value))
     elif isinstance(key, ps.SearchDate) and key.sent:
         out[id(key)] = IndexTerm("sent", op=key.op, day=key.date.toordinal())
 
@@ -64,19 +65,23 @@ async def search(
     cache: MessageCache,
     saved: list[int] = (),  # type: ignore[assignment]
     now: float | None = None,
+    only: Sequence[int] | None = None,
 ) -> list[int]:
-    """0-based view indexes of the matching messages, ascending."""
+    """0-based view indexes of the matching messages, ascending; `only`: test just these
+    (ascending) indexes, as a SEARCH context's update does (RFC 5267 4.3)."""
     ctx = _Ctx(view, list(saved), time.time() if now is None else now)
     terms: dict[int, IndexTerm] = {}
     _index_terms(key, terms)
-    if terms and len(view):
+    # A few messages are read faster than the index answers for the whole mailbox.
+    if terms and len(view) and (only is None or len(only) > ONLY_READ_MAX):
         answers = await view.store.search_index(view.id, list(terms.values()))
         ctx.hits = {k: a for k, a in zip(terms, answers, strict=True) if a is not None}
     meta_test = _meta(key, ctx)
     metas = view.metas
     matched: list[int] = []
     undecided: list[int] = []
-    for i, m in enumerate(metas):
+    for i in range(len(metas)) if only is None else only:
+        m = metas[i]
         r = meta_test(i, m)
         if r is None:
             undecided.append(i)
@@ -262,7 +267,7 @@ def _full(key: ps.SearchKey, ctx: _Ctx) -> FullTest:
         return sent
     if isinstance(key, ps.SearchHeader):
         field = key.field
-        needle = key.value.casefold()
+        needle = searchtext.fold(key.value)
 
         def get(msg: Message) -> list[str]:
             if field in ("from", "to", "cc", "bcc"):
@@ -275,12 +280,12 @@ def _full(key: ps.SearchKey, ctx: _Ctx) -> FullTest:
             return lambda i, m, msg: bool(get(msg))  # RFC 9051 6.4.4: the field exists
         return lambda i, m, msg: any(needle in t for t in get(msg))
     if isinstance(key, ps.SearchBody):
-        needle = key.value.casefold()
+        needle = searchtext.fold(key.value)
         return lambda i, m, msg: any(
             needle in t for t in _folded(msg, "body", lambda: searchtext.body_texts(msg))
         )
     if isinstance(key, ps.SearchText):
-        needle = key.value.casefold()
+        needle = searchtext.fold(key.value)
         return lambda i, m, msg: any(
             needle in t for t in _folded(msg, "text", lambda: searchtext.message_texts(msg))
         )
@@ -292,6 +297,6 @@ def _folded(msg: Message, what: str, texts: Callable[[], list[str]]) -> list[str
     key = "search:cf:" + what
     out = msg.cache.get(key)
     if out is None:
-        out = msg.cache[key] = [t.casefold() for t in texts()]
+        out = msg.cache[key] = [searchtext.fold(t) for t in texts()]
     folded: list[str] = out
     return folded

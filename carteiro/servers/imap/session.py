@@ -47,6 +47,8 @@ from carteiro.store.api import (
 
 if TYPE_CHECKING:
     from carteiro.servers.imap.compress import Deflate
+    from carteiro.servers.imap.contexts import Contexts
+    from carteiro.servers.imap.notify import Notifier
     from carteiro.servers.imapd import IMAPServer
 
 log = logging.getLogger("carteiro.imap")
@@ -114,11 +116,13 @@ class Session:
         "account",
         "auth_failures",
         "conn",
+        "contexts",
         "deflate",
         "enabled",
         "idle_task",
         "implicit_tls",
         "loop",
+        "notify",
         "out",
         "rx",
         "saved",
@@ -150,6 +154,8 @@ class Session:
         self.auth_failures = 0
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
+        self.contexts: Contexts | None = None  # RFC 5267 4.3: live SEARCH/SORT results
+        self.notify: Notifier | None = None  # RFC 5465 NOTIFY SET in force (servers/imap/notify)
         # The read timeout (see read()): one lazy timer per session, not one per read.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
@@ -193,6 +199,9 @@ class Session:
         VANISHED with their UIDs once QRESYNC is enabled (RFC 7162 3.2.10)."""
         if not msns:
             return
+        if self.contexts is not None:
+            # RFC 5267 4.3: the REMOVEFROM comes first, while the numbers still name them
+            self.contexts.expunged(self, msns, uids)
         if self.qresync:
             self.out += b"* VANISHED " + render_numbers(uids).encode() + b"\r\n"
             return
@@ -221,7 +230,9 @@ class Session:
             line = line.encode("utf-8")
         self.out += b"* " + line + b"\r\n"
 
-    async def flush(self) -> None:
+    async def flush(self, drain: bool = True) -> None:
+        """Send what is buffered. `drain` False (NOTIFY pushes) never waits for a client that
+        does not read: its backlog shows in the transport's buffer (NOTIFICATIONOVERFLOW)."""
         if not self.out:
             return
         data = bytes(self.out)
@@ -235,7 +246,7 @@ class Session:
         transport.write(data)
         # Nothing left in the transport's buffer (the usual case: one send took it all): no
         # flow control to wait for. A lost connection shows at the next read.
-        if transport.get_write_buffer_size() or transport.is_closing():
+        if drain and (transport.get_write_buffer_size() or transport.is_closing()):
             await writer.drain()
 
     async def maybe_flush(self) -> None:
@@ -293,6 +304,10 @@ class Session:
                 timer.cancel()
             self._timer = loop.call_at(deadline, self._on_timer)
         try:
+            if self.notify is not None and not self.rx.buffered:
+                # RFC 5465: announce events while waiting, but never inside a command (a
+                # literal being sent, a line half received)
+                return await self.notify.recv(self)
             return await self.recv()
         except asyncio.CancelledError:
             task = self.task
@@ -492,14 +507,19 @@ class Session:
         if view is None or sub is None:
             return
         view.feed(sub.pending())
-        if not view.has_pending:
-            return
-        upd = await view.sync(allow_expunge, self.rev2)
-        if upd:
-            self.write_updates(upd)
-            if upd.mailbox_gone and allow_expunge:
-                self.untagged("BYE Selected mailbox was deleted, have to disconnect")
-                self.state = State.LOGOUT
+        if view.has_pending:
+            top = view.max_uid
+            upd = await view.sync(allow_expunge, self.rev2)
+            if upd:
+                self.write_updates(upd)
+                if self.notify is not None and upd.exists is not None:
+                    await self.notify.fetch_new(self, top)  # RFC 5465 5.2 MessageNew fetch-att
+                if upd.mailbox_gone and allow_expunge:
+                    self.untagged("BYE Selected mailbox was deleted, have to disconnect")
+                    self.state = State.LOGOUT
+                    return
+        if self.contexts is not None:
+            await self.contexts.refresh(self)  # RFC 5267 4.3: after EXISTS, with FETCH
 
     def write_updates(self, upd: Updates) -> None:
         view = self.view
@@ -555,6 +575,7 @@ class Session:
 
     def deselect(self) -> None:
         self.saved = []
+        self.contexts = None  # RFC 5267 4.3: contexts end with the mailbox
         self.view = None
         if self.sub is not None:
             self.sub.close()
@@ -574,6 +595,9 @@ class Session:
         return self.server.new_receiver()
 
     async def _cleanup(self) -> None:
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
         if self.idle_task is not None:
             self.idle_task.cancel()
             self.idle_task = None

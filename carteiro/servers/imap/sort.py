@@ -7,54 +7,21 @@ are read and parsed here, so both answers are the same with or without the index
 
 from __future__ import annotations
 
-import asyncio
-import gc
+from array import array
 from collections import OrderedDict
-from collections.abc import Callable
 
 from carteiro.mail.imap_view import MailboxView
-from carteiro.mail.message_cache import MessageCache
-from carteiro.mail.sorting import Criterion, Item, sort_items
+from carteiro.mail.sorting import META_KEYS, Criterion, Item, sort_items
 from carteiro.mail.threading import Node, ordered_subject, references
-from carteiro.mime.parse import Message
-from carteiro.mime.sortkeys import SortFields, sort_fields
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.search import SearchAll
-from carteiro.servers.imap.search import _uses_modseq
+from carteiro.servers.imap import contexts, esearch
+from carteiro.servers.imap.search import _uses_modseq, save
 from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
+from carteiro.servers.imap.sortfields import cpu, items
 
-
-async def items(view: MailboxView, idx: list[int], cache: MessageCache) -> list[Item]:
-    """The Items of these view indexes: fields from the index, else from the message."""
-    _upto, known = await view.store.sort_index(view.id)
-    out = []
-    metas = view.metas
-    for i in idx:
-        m = metas[i]
-        fields = known.get(m.uid)
-        if fields is None:
-            try:
-                msg = await cache.load(view.store, view.id, view.info.uidvalidity, m.uid)
-            except KeyError:
-                # expunged meanwhile (the session is not told yet): sorts as a message with
-                # no header, which is what it now is to the store
-                fields = _GONE
-            else:
-                fields = await cache.derive(msg, _fields, msg)
-        out.append(Item(i + 1, m.uid, m.size, m.internaldate, fields))
-    return out
-
-
-_GONE = SortFields("", False, "", "", "", "", "", None, "", ())
-
-
-def _fields(msg: Message) -> SortFields:
-    cached = msg.cache.get("sortfields")
-    if cached is None:
-        cached = msg.cache["sortfields"] = sort_fields(msg)
-    assert isinstance(cached, SortFields)
-    return cached
+__all__ = ["ResultCache", "items", "render", "sort", "thread"]
 
 
 class ResultCache:
@@ -64,21 +31,34 @@ class ResultCache:
 
     def __init__(self, entries: int = 8) -> None:
         self.entries = entries
-        self._d: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._d: OrderedDict[tuple[object, ...], object] = OrderedDict()
 
     def key(self, view: MailboxView, req: c.Sort | c.Thread) -> tuple[object, ...] | None:
+        """The rendered answer's key; an ESORT (RETURN) answer keeps the sorted messages
+        instead, under its own key, since its options choose what of them is shown."""
         if not isinstance(req.key, SearchAll):
             return None  # other searches may depend on the session ($, RECENT) or the time
         what = req.criteria if isinstance(req, c.Sort) else req.algorithm
-        return (view.account, view.id, view.info.uidvalidity, view.modseq, len(view), what, req.uid)
+        esort = isinstance(req, c.Sort) and req.return_opts is not None
+        uid = req.uid and not esort  # the sorted messages serve both
+        return (
+            view.account,
+            view.id,
+            view.info.uidvalidity,
+            view.modseq,
+            len(view),
+            what,
+            uid,
+            esort,
+        )
 
-    def get(self, key: tuple[object, ...] | None) -> bytes | None:
+    def get(self, key: tuple[object, ...] | None) -> object | None:
         if key is None or key not in self._d:
             return None
         self._d.move_to_end(key)
         return self._d[key]
 
-    def put(self, key: tuple[object, ...] | None, answer: bytes) -> None:
+    def put(self, key: tuple[object, ...] | None, answer: object) -> None:
         if key is None:
             return
         self._d[key] = answer
@@ -92,15 +72,22 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
     assert view is not None
     if "UTF8=ACCEPT" in s.enabled and req.charset.upper() not in ("UTF-8", "US-ASCII"):
         return bad("Only UTF-8 after ENABLE UTF8=ACCEPT")  # RFC 6855 3
+    opts = req.return_opts
+    if opts is not None and "UPDATE" in opts and contexts.is_live(s, tag):
+        return bad("Duplicate search update tag")  # RFC 5267 4.3: the tag names the context
     modseq = _uses_modseq(req.key)
     if modseq:
         s.enable_condstore()  # RFC 7162 3.1: a CONDSTORE enabling command
+    criteria = [Criterion(k.key, k.reverse) for k in req.criteria]
     key = s.server.sorts.key(view, req)
-    answer = s.server.sorts.get(key)
-    if answer is None:
+    if opts is not None:
+        return await _esort(s, tag, req, opts, criteria, key, modseq)
+    cached = s.server.sorts.get(key)
+    if isinstance(cached, bytes):
+        answer = cached
+    else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
-        found = await items(view, idx, s.server.cache)
-        criteria = [Criterion(k.key, k.reverse) for k in req.criteria]
+        found = await items(view, idx, s.server.cache, _needs_fields(criteria))
         # RFC 7162 3.1.5: with a MODSEQ criterion, the highest MODSEQ of the messages found
         tail = b" (MODSEQ %d)" % max(view.metas[i].modseq for i in idx) if modseq and idx else b""
 
@@ -109,9 +96,56 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
             numbers = [it.uid if req.uid else it.seq for it in ordered]
             return b"* SORT" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n"
 
-        answer = await _cpu(compute, len(found))
+        answer = await cpu(compute, len(found))
         s.server.sorts.put(key, answer)
     s.out += answer
+    return ok("Sort completed.")
+
+
+def _needs_fields(criteria: list[Criterion]) -> bool:
+    return any(c.key not in META_KEYS for c in criteria)
+
+
+async def _esort(
+    s: Session,
+    tag: str,
+    req: c.Sort,
+    opts: frozenset[str],
+    criteria: list[Criterion],
+    key: tuple[object, ...] | None,
+    modseq: bool,
+) -> Result:
+    """SORT RETURN (...): the sorted result as an ESEARCH response (RFC 5267 3), maybe kept
+    up to date (CONTEXT=SORT, RFC 5267 4.3)."""
+    view = s.view
+    assert view is not None
+    # The cache keeps the order as two arrays (UIDs, sequence numbers), not the Items: those
+    # hold every message's sort fields (~70 MB for 100,000 messages)
+    cached = s.server.sorts.get(key)
+    update = "UPDATE" in opts
+    result: list[Item] | None = None
+    if isinstance(cached, tuple) and not update:
+        uids, seqs = cached
+    else:
+        idx = await evaluate(view, req.key, s.server.cache, s.saved)
+        found = await items(view, idx, s.server.cache, _needs_fields(criteria))
+        result = await cpu(lambda: sort_items(found, criteria), len(found))
+        uids = array("I", [it.uid for it in result])
+        seqs = array("I", [it.seq for it in result])
+        s.server.sorts.put(key, (uids, seqs))
+    if update:
+        assert result is not None
+        contexts.start(s, tag, req.key, req.uid, uids, result, criteria)
+    if "SAVE" in opts:
+        save(s, opts, list(uids))
+        if opts == {"SAVE"}:
+            return ok("Sort completed.")
+    top = None
+    if modseq and seqs and opts & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}:
+        metas = view.metas
+        shown = esearch.shown_positions(opts, req.partial, len(seqs))
+        top = max((metas[seqs[p] - 1].modseq for p in shown), default=None)
+    s.out += esearch.result(tag, req.uid, opts, req.partial, uids if req.uid else seqs, top)
     return ok("Sort completed.")
 
 
@@ -124,8 +158,10 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
     if _uses_modseq(req.key):
         s.enable_condstore()  # RFC 7162 3.1
     key = s.server.sorts.key(view, req)
-    answer = s.server.sorts.get(key)
-    if answer is None:
+    cached = s.server.sorts.get(key)
+    if isinstance(cached, bytes):
+        answer = cached
+    else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         found = await items(view, idx, s.server.cache)
         algo = ordered_subject if req.algorithm == "ORDEREDSUBJECT" else references
@@ -136,32 +172,10 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
                 out += b"(" + render(r, req.uid).encode() + b")"
             return bytes(out).rstrip(b" ") + b"\r\n"
 
-        answer = await _cpu(compute, len(found))
+        answer = await cpu(compute, len(found))
         s.server.sorts.put(key, answer)
     s.out += answer
     return ok("Thread completed.")
-
-
-INLINE_MAX = 2000  # messages sorted or threaded on the event loop; more go to a thread
-
-
-async def _cpu(fn: Callable[[], bytes], n: int) -> bytes:
-    """Run a sort or thread computation: inline when small; else in a thread, so that other
-    sessions are served meanwhile (100,000 messages take a second or more), with the cyclic GC
-    paused: its passes over the many new objects cost as much as the work (bench/RESULTS.md)."""
-    if n <= INLINE_MAX:
-        return fn()
-
-    def run() -> bytes:
-        was = gc.isenabled()
-        gc.disable()
-        try:
-            return fn()
-        finally:
-            if was:
-                gc.enable()
-
-    return await asyncio.to_thread(run)
 
 
 def render(node: Node, uid: bool) -> str:

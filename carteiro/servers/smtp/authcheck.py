@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from carteiro.mailauth import dnsbl, iprev, spf
+from carteiro.mailauth import dmarc_failures, dnsbl, helo, iprev, spf
 from carteiro.mailauth.dmarc_reports import Recorder, seen_from
 from carteiro.mailauth.greylist import Greylist
 from carteiro.mailauth.inbound import Checker, Refusal, Verdict
@@ -62,6 +62,9 @@ class SessionChecks:
         # RFC 7208 2.3: the HELO identity, checked once per session (reported as smtp.helo)
         self._helo_spf: asyncio.Task[spf.SPFResult] | None = None
         self._helo_checked = ""
+        # the HELO/EHLO name itself (syntax, forward confirmation), from the greeting on
+        self._helo_name: asyncio.Task[helo.HeloResult] | None = None
+        self._helo_named = ""
         self._dnsbl: asyncio.Task[dnsbl.Listing | None] | None = None
         if checker.settings.dnsbl_zones:
             self._dnsbl = asyncio.get_running_loop().create_task(checker.check_dnsbl(ip))
@@ -73,17 +76,33 @@ class SessionChecks:
         _cancel(self._spf)  # type: ignore[arg-type]
         _cancel(self._dnsbl)  # type: ignore[arg-type]
         _cancel(self._helo_spf)  # type: ignore[arg-type]
+        _cancel(self._helo_name)  # type: ignore[arg-type]
 
     # ---- connect / MAIL FROM / RCPT ---------------------------------------------------------
 
+    def greeted(self, name: str) -> None:
+        """HELO/EHLO `name`: its check starts now, in the background (again only for a new
+        name)."""
+        if self._helo_name is not None and self._helo_named == name:
+            return
+        _cancel(self._helo_name)  # type: ignore[arg-type]
+        self._helo_named = name
+        loop = asyncio.get_running_loop()
+        self._helo_name = loop.create_task(self.checker.check_helo(name, self.ip))
+
     async def mail_refusal(self) -> Refusal | None:
         """Before MAIL is accepted: DNS blocklists (RFC 5782), then the client's reverse DNS
-        when policy requires it."""
+        and its HELO name when policy requires them."""
         if self._dnsbl is not None:
             refusal = self.checker.dnsbl_refusal(self.ip, await self._dnsbl)
             if refusal is not None:
                 return refusal
-        if not self.checker.settings.require_iprev:
+        settings = self.checker.settings
+        if settings.require_helo != "none" and self._helo_name is not None:
+            refusal = self.checker.helo_refusal(await self._helo_name)
+            if refusal is not None:
+                return refusal
+        if not settings.require_iprev:
             return None
         return self.checker.iprev_refusal(await self._iprev)
 
@@ -132,6 +151,7 @@ class SessionChecks:
         helo_result = None
         if self._helo_spf is not None and self.mail_from:  # for <> the MAIL FROM check is it
             helo_result = await self._helo_spf
+        helo_name = await self._helo_name if self._helo_name is not None else None
         verdict = await self.checker.message(
             message,
             ip=self.ip,
@@ -140,6 +160,7 @@ class SessionChecks:
             iprev_result=iprev_result,
             spf_result=spf_result,
             helo_result=helo_result,
+            helo_name=helo_name,
             size=size - prefix_len,
             head=head,
         )
@@ -149,7 +170,32 @@ class SessionChecks:
             )
             if seen is not None:
                 self.recorder.record(seen)
+            if self.checker.settings.dmarc_failure_reports:
+                self._failure_report(verdict, message if message is not None else head, spf_result)
         return verdict
+
+    def _failure_report(
+        self, verdict: Verdict, data: bytes | None, spf_result: spf.SPFResult | None
+    ) -> None:
+        """RFC 7489 7.3: a failure report for the domain's ruf=, when its fo= asks for one and
+        its hourly allowance is not spent (dmarc_failures)."""
+        ev, outbox = verdict.dmarc, self.recorder.failures if self.recorder else None
+        if ev is None or outbox is None or data is None:
+            return
+        if not dmarc_failures.wanted(ev, spf_result, verdict.signatures):
+            return
+        if not outbox.allow(ev.record_domain):
+            return
+        end = header_end(data)
+        case = dmarc_failures.case_of(
+            ev,
+            source_ip=self.ip,
+            mail_from=self.mail_from,
+            results_field=verdict.header,
+            header=data[:end] if end >= 0 else data[: dmarc_failures.MAX_HEADER],
+            action=verdict.action,
+        )
+        outbox.add(case)
 
 
 def _read_head(source: bytes | Path, offset: int) -> bytes:

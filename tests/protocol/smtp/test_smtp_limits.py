@@ -62,12 +62,19 @@ async def test_messages_and_recipients_per_minute_per_address(make_env: MakeEnv)
 
 
 async def test_per_account_limit_on_submission(make_env: MakeEnv) -> None:
-    env = await make_env("[limits]\nmessages_per_minute_per_user = 1\n")
+    env = await make_env(
+        "[limits]\nmessages_per_minute_per_user = 1\nrecipients_per_minute_per_user = 2\n"
+    )
     c = await env.connect("submissions")
     await c.reply()
     await c.cmd("EHLO client.test")
     assert (await c.cmd(f"AUTH PLAIN {plain(ALICE, ALICE_PW)}"))[0].startswith("235")
     assert (await c.cmd(f"MAIL FROM:<{ALICE}>"))[0].startswith("250")
+    assert (await c.cmd(f"RCPT TO:<{BOB}>"))[0].startswith("250")
+    assert (await c.cmd("RCPT TO:<carol@elsewhere.test>"))[0].startswith("250")
+    assert await c.cmd("RCPT TO:<dave@elsewhere.test>") == [
+        "451 4.7.1 Too many recipients from you; try again later"
+    ]
     await c.cmd("RSET")
     assert (await c.cmd(f"MAIL FROM:<{ALICE}>"))[0].startswith("451 4.7.1")
 

@@ -8,8 +8,9 @@ import base64
 
 import dkim
 import nacl.signing
-from smtp_harness import BOB, MakeEnv
+from smtp_harness import ALICE, ALICE_PW, BOB, MakeEnv
 
+from carteiro.mailauth.dmarc_reports import Recorder
 from carteiro.mailauth.inbound import Checker, Settings
 from carteiro.mailauth.lookup import NoResolver
 from carteiro.testing.dns import StaticResolver
@@ -171,3 +172,80 @@ async def test_several_authors_the_strictest_policy_wins(make_env: MakeEnv) -> N
     # good.test passes (SPF aligned), bank.test (p=reject) does not: 550
     reply = await send(env, "alice@good.test", message("alice@good.test, <ceo@bank.test>"))
     assert reply[0].startswith("550 5.7.1 DMARC policy of bank.test"), reply
+
+
+async def test_helo_name_is_recorded_and_refused_only_when_configured(make_env: MakeEnv) -> None:
+    env = await make_env(CHECKED, mailauth=checker())
+    reply = await send(env, "alice@good.test", message("alice@good.test"))
+    assert reply[0].startswith("250"), reply
+    (got,) = await env.inbox(BOB)
+    # mx.good.test has A 127.0.0.1, the client's address
+    assert b"x-helo=pass smtp.helo=mx.good.test policy.helo=confirmed" in got
+
+    async def greet(env, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+        c = await env.connect()
+        await c.reply()
+        await c.cmd(f"EHLO {name}")
+        return await c.cmd("MAIL FROM:<alice@good.test>")  # type: ignore[no-any-return]
+
+    # by default a lie is recorded, not refused (RFC 5321 4.1.4)
+    assert (await greet(env, "[192.0.2.9]"))[0].startswith("250")
+    assert (await greet(env, "localhost"))[0].startswith("250")
+    strict = await make_env(CHECKED, mailauth=checker(require_helo="valid"))
+    assert (await greet(strict, "[192.0.2.9]"))[0].startswith("550 5.7.1")
+    assert (await greet(strict, "localhost"))[0].startswith("504 5.5.2")
+    assert (await greet(strict, "[127.0.0.1]"))[0].startswith("250")
+    assert (await greet(strict, "unknown.good.test"))[0].startswith("250")
+    known = await make_env(CHECKED, mailauth=checker(require_helo="known"))
+    assert (await greet(known, "unknown.good.test"))[0].startswith("450 4.7.1")
+    assert (await greet(known, "mx.good.test"))[0].startswith("250")
+
+
+async def test_failure_report_is_queued_only_when_configured(make_env: MakeEnv) -> None:
+    zone = ZONE + (
+        'ruf.test. 60 IN TXT "v=spf1 -all"\n'
+        '_dmarc.ruf.test. 60 IN TXT "v=DMARC1; p=reject; ruf=mailto:fail@ruf.test"\n'
+    )
+    for on in (False, True):
+        env = await make_env(
+            CHECKED, mailauth=checker(StaticResolver(zone), dmarc_failure_reports=on)
+        )
+        recorder = Recorder(env.ctx.config.data_dir)
+        env.ctx.dmarc_recorder = recorder
+        reply = await send(env, "ceo@ruf.test", message("ceo@ruf.test") + "secret body\r\n")
+        assert reply[0].startswith("550 5.7.1"), reply
+        cases = recorder.failures.drain()
+        if not on:
+            assert cases == []
+            continue
+        (case,) = cases
+        assert (case.policy_domain, case.ruf, case.delivery) == (
+            "ruf.test",
+            ("mailto:fail@ruf.test",),
+            "reject",
+        )
+        assert b"Subject: check\r\n" in case.header and b"secret body" not in case.header
+        assert "dmarc=fail" in case.results and case.source_ip == "127.0.0.1"
+
+
+async def test_forged_results_are_stripped_on_submission_too(make_env: MakeEnv) -> None:
+    """RFC 8601 5: on every listener, not only the checked MX (an authenticated user must not
+    be able to hand a local recipient a "dmarc=pass" under our name either)."""
+    env = await make_env(CHECKED, mailauth=checker())
+    c = await env.connect("submissions")
+    await c.reply()
+    await c.cmd("EHLO client.test")
+    token = base64.b64encode(f"\0{ALICE}\0{ALICE_PW}".encode()).decode()
+    assert (await c.cmd(f"AUTH PLAIN {token}"))[0].startswith("235")
+    assert (await c.cmd(f"MAIL FROM:<{ALICE}>"))[0].startswith("250")
+    assert (await c.cmd(f"RCPT TO:<{BOB}>"))[0].startswith("250")
+    assert (await c.cmd("DATA"))[0].startswith("354")
+    forged = (
+        "Authentication-Results: mail.example.test; dmarc=pass header.from=bank.test\r\n"
+        "Authentication-Results: other.example; spf=pass smtp.mailfrom=x@other.example\r\n"
+    )
+    await c.send((message(ALICE, forged) + ".\r\n").encode())
+    assert (await c.reply())[0].startswith("250")
+    (got,) = await env.inbox(BOB)
+    assert b"mail.example.test; dmarc=pass" not in got
+    assert b"Authentication-Results: other.example; spf=pass" in got  # another's is kept

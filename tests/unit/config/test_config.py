@@ -14,6 +14,7 @@ def test_default_text_round_trips() -> None:
     assert cfg.listen.web == "127.0.0.1:8025"
     assert cfg.tls.cert == "tls/cert.pem"
     assert cfg.smtp.relay_networks == []
+    assert cfg.mailauth.require_helo == "none"  # HELO checks recorded, nothing refused
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,7 @@ def test_default_text_round_trips() -> None:
         ('[smtp]\nmax_recipients = "10"', "smtp.max_recipients: expected an integer"),
         ("[smtp]\nmax_recipients = true", "smtp.max_recipients: expected an integer"),
         ('[smtp]\nrelay_networks = ["10.0.0.0/33"]', "smtp.relay_networks[0]"),
+        ('[mailauth]\nrequire_helo = "strict"', "mailauth.require_helo"),
         ('[smtp]\nrelay_networks = "10.0.0.0/8"', "expected a list"),
         ("[pop3]\nidle_timeout = 30", "pop3.idle_timeout"),
         ('[relay]\nsmarthost = "host:port"', "relay.smarthost"),

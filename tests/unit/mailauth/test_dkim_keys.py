@@ -103,3 +103,6 @@ def test_dkim_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert cli.main(["dns-records", "--data", data]) == 0
     printed = capsys.readouterr().out
     assert "ed2._domainkey.a.test." in printed and "carteiro-ed._domainkey" not in printed
+    # both algorithms' records: the RSA key and the Ed25519 one that replaced carteiro-ed
+    assert "carteiro._domainkey.a.test." in printed and "k=rsa" in printed
+    assert "k=ed25519" in printed

@@ -8,7 +8,7 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carteiro.mailauth import arc, dkim_verify, dmarc_reports
+from carteiro.mailauth import arc, dkim_verify, dmarc_reports, helo
 from carteiro.mailauth.dmarc import parse_record
 from carteiro.mailauth.spf import check_host
 from carteiro.testing.dns import StaticResolver
@@ -58,3 +58,14 @@ def test_random_spf_records(record: str) -> None:
     zone = StaticResolver(f'r.test. 60 IN TXT "v=spf1 {record}"\n')
     r = asyncio.run(check_host(zone, "192.0.2.1", "a@r.test", "h.test", timeout=5))
     assert r.result in ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
+
+
+HELO_ZONE = StaticResolver("h.test. 60 IN A 192.0.2.1\n")
+
+
+@FAST
+@given(st.text(max_size=300))
+def test_random_helo_names(name: str) -> None:
+    r = asyncio.run(helo.check(HELO_ZONE, name, "192.0.2.1"))
+    assert r.result in ("pass", "fail", "permerror", "temperror")
+    assert (r.result == "permerror") == (helo.syntax(name) in ("invalid", "non-fqdn"))

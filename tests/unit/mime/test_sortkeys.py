@@ -3,12 +3,16 @@ messages with encoded words, groups, missing and broken fields."""
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from carteiro.mime.parse import parse
-from carteiro.mime.sortkeys import base_subject, casemap, sort_fields
+from carteiro.mime.sortkeys import _title, base_subject, casemap, sort_fields
 
 
 @pytest.mark.parametrize(
@@ -79,3 +83,46 @@ def test_sort_fields() -> None:
     bare = sort_fields(parse(b"Subject: x\r\nDate: garbage\r\nIn-Reply-To: <p@x> <q@x>\r\n\r\n"))
     assert (bare.from_, bare.date, bare.message_id) == ("", None, "")
     assert bare.references == ("<p@x>",)  # In-Reply-To's first id when there are no References
+
+
+UNICODE_DATA = Path("/usr/share/unicode/UnicodeData.txt")  # Debian's unicode-data
+
+
+def simple_titlecase_errors(title: Callable[[str], str]) -> list[str]:
+    """Characters (assigned in Python's unicodedata) whose `title` is not the simple titlecase
+    mapping of UnicodeData.txt (field 14), which RFC 5051 2 step 2 names."""
+    simple: dict[int, int] = {}
+    for line in UNICODE_DATA.read_text().splitlines():
+        f = line.split(";")
+        if f[14]:
+            simple[int(f[0], 16)] = int(f[14], 16)
+    bad = []
+    for cp in range(0x110000):
+        c = chr(cp)
+        if 0xD800 <= cp <= 0xDFFF or unicodedata.category(c) == "Cn":
+            continue
+        if title(c) != chr(simple.get(cp, cp)):
+            bad.append(f"U+{cp:04X}")
+    return bad
+
+
+@pytest.mark.skipif(not UNICODE_DATA.exists(), reason="no UnicodeData.txt (apt unicode-data)")
+def test_casemap_titlecase_is_the_simple_mapping() -> None:
+    """Python exposes only the full titlecase mapping (SpecialCasing: "ß" -> "Ss"); keeping a
+    character whose full mapping is longer than one gives exactly the simple mapping for every
+    character, which a plain str.title() does not."""
+    assert simple_titlecase_errors(_title) == []
+    assert "U+00DF" in simple_titlecase_errors(lambda c: c.title())  # the check can fail
+
+
+def test_casemap_rfc5051_keys() -> None:
+    # titlecase then NFKD: case and canonical/compatibility variants meet...
+    assert casemap("ǆ") == casemap("ǅ") == casemap("Ǆ") == "Dz\u030c"
+    assert (
+        casemap("\u03c2") == casemap("\u03c3") == casemap("\u03a3")
+    )  # final, small, capital sigma
+    assert casemap("\uff21") == casemap("a") == "A"  # fullwidth A: compatibility decomposition
+    assert casemap("é") == casemap("E\u0301") == "E\u0301"
+    # ...but the simple mappings only: no full case folding of ß or of ligatures
+    assert casemap("ß") != casemap("SS")
+    assert casemap("ﬁ") == "fi" != casemap("FI")

@@ -1,4 +1,5 @@
-"""The login throttle seen through the IMAP, POP3 and SMTP sessions (issue 10 point 6).
+"""The login throttle seen through the IMAP, POP3, SMTP and ManageSieve sessions (issue 10 point 6;
+issue 13: failed-AUTH lockout on every listener).
 
 Real listeners on loopback, a slow fake password check (Argon2id costs ~150 ms), and many parallel
 connections: what matters is how many guesses actually reach the password check, how many run at
@@ -20,7 +21,7 @@ from carteiro.config import Config
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
 from carteiro.net.listener import Listener
-from carteiro.servers import imapd, pop3d, smtpd
+from carteiro.servers import imapd, managesieved, pop3d, smtpd
 from carteiro.servers.context import ServerContext
 from carteiro.store.memory import MemoryMailStore
 
@@ -77,6 +78,12 @@ class Env:
             await w.drain()
             return await line()
 
+        if self.protocol == "sieve":
+            # RFC 5804 1.7: the greeting is the capability list, ending in OK
+            while not (await line()).startswith("OK"):
+                pass
+            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+            return await cmd(f'AUTHENTICATE "PLAIN" "{token}"')
         await line()  # greeting
         if self.protocol == "imap":
             return await cmd(f'a LOGIN {user} "{password}"')
@@ -96,17 +103,24 @@ def failed(protocol: str, reply: str) -> bool:
         "imap": reply.startswith("a NO [AUTHENTICATIONFAILED]"),
         "pop3": reply.startswith("-ERR [AUTH]"),
         "smtp": reply.startswith("535 5.7.8"),
+        "sieve": reply.startswith('NO "Authentication failed'),
     }[protocol]
 
 
 def temporary(protocol: str, reply: str) -> bool:
     """The temporary-failure answer of each protocol, with a reason after the code."""
-    prefix = {"imap": "a NO [UNAVAILABLE] ", "pop3": "-ERR [SYS/TEMP] ", "smtp": "454 4.7.0 "}
+    prefix = {
+        "imap": "a NO [UNAVAILABLE] ",
+        "pop3": "-ERR [SYS/TEMP] ",
+        "smtp": "454 4.7.0 ",
+        "sieve": "NO (TRYLATER) ",
+    }
     return reply.startswith(prefix[protocol]) and len(reply) > len(prefix[protocol]) + 5
 
 
 def succeeded(protocol: str, reply: str) -> bool:
-    return reply.startswith({"imap": "a OK", "pop3": "+OK", "smtp": "235 2.7.0"}[protocol])
+    ok = {"imap": "a OK", "pop3": "+OK", "smtp": "235 2.7.0", "sieve": "OK"}
+    return reply.startswith(ok[protocol])
 
 
 MakeEnv = Callable[..., Awaitable[Env]]
@@ -131,9 +145,11 @@ async def make_env(tmp_path: Path, directory: Directory) -> AsyncIterator[MakeEn
         for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"):
             setattr(cfg.listen, name, "")
         cfg.listen.submission = cfg.listen.imap = cfg.listen.pop3 = "127.0.0.1:0"
+        cfg.listen.sieve = "127.0.0.1:0"
         cfg.imap.allow_plaintext_auth = cfg.pop3.allow_plaintext_auth = True
+        cfg.sieve.allow_plaintext_auth = True
         cfg.smtp.require_tls_for_auth = False
-        for section in (cfg.imap, cfg.pop3, cfg.smtp):
+        for section in (cfg.imap, cfg.pop3, cfg.smtp, cfg.sieve):
             section.max_connections_per_ip = 200
         store = MemoryMailStore()
         for who in (ALICE, BOB):
@@ -148,7 +164,12 @@ async def make_env(tmp_path: Path, directory: Directory) -> AsyncIterator[MakeEn
             throttle=throttle,
             tls=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),  # no TLS listener here
         )
-        factory = {"imap": imapd.listeners, "pop3": pop3d.listeners, "smtp": smtpd.listeners}
+        factory = {
+            "imap": imapd.listeners,
+            "pop3": pop3d.listeners,
+            "smtp": smtpd.listeners,
+            "sieve": managesieved.listeners,
+        }
         listeners = factory[protocol](ctx)
         for lst in listeners:
             await lst.start()
@@ -167,7 +188,7 @@ async def make_env(tmp_path: Path, directory: Directory) -> AsyncIterator[MakeEn
             await lst.stop(grace=1)
 
 
-PROTOCOLS = ["imap", "pop3", "smtp"]
+PROTOCOLS = ["imap", "pop3", "smtp", "sieve"]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from carteiro.config import Config, ConfigError
+from carteiro.core.address import normalize_domain
 from carteiro.core.metrics import Metrics, Sample
 from carteiro.directory.accounts import Directory
 from carteiro.directory.throttle import AuthThrottle
@@ -29,7 +30,7 @@ from carteiro.net.listener import Listener, ListenError
 from carteiro.net.tls import load_server_context
 from carteiro.net.trust import TrustedPeers
 from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient, Spool
-from carteiro.queue.routing import Resolver
+from carteiro.queue.routing import Resolver, Router
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR, QueueService
 from carteiro.queue.transport import Reply, TLSPolicy, Transport
 from carteiro.servers.context import ServerContext, sieve_filter, spool_outbound
@@ -44,11 +45,15 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.mail.deliver import LocalDelivery as MailDelivery
     from carteiro.mail.sieve_filter import Outbound
     from carteiro.mailauth.arc import Sealer
+    from carteiro.mailauth.dkim import DKIMSigner
     from carteiro.mailauth.dmarc_reports import Recorder
     from carteiro.mailauth.inbound import Checker
     from carteiro.mailauth.lookup import Resolver as LookupResolver
     from carteiro.ops.privileges import Target
     from carteiro.queue.api import Spool
+    from carteiro.queue.pickup import PickupConfig
+    from carteiro.queue.rewrite import AddressMap
+    from carteiro.queue.worker import WorkerConfig
     from carteiro.web.imap import Vouch
     from carteiro.web.server import WebServer
     from carteiro.web.settings import ListView, OwnedList, PasswordChanger, WebSettings
@@ -59,6 +64,18 @@ Requeue = Callable[[Envelope, MessageSource], Awaitable[str]]  # FileSpool.enque
 
 
 ListenerFactory = Callable[[ServerContext], list[Listener]]
+
+
+def _retune_transport(transport: Transport, cfg: Config) -> None:
+    """The outbound SMTP/LMTP clients' name and connect timeout for their next connections."""
+    from carteiro.net.lmtp_client import LMTPClientTransport, MuxTransport
+    from carteiro.net.smtp_client import SMTPClientTransport
+
+    if isinstance(transport, MuxTransport):
+        for t in (transport.smtp, transport.lmtp):
+            if isinstance(t, SMTPClientTransport | LMTPClientTransport):
+                t.local_hostname = cfg.hostname
+                t.connect_timeout = cfg.queue.connect_timeout
 
 
 def open_store(cfg: Config, search_indexer: bool = False) -> MailStore:
@@ -167,56 +184,46 @@ def _tls_policy(value: str) -> TLSPolicy:
     raise ConfigError(f"relay.tls: {value!r} is not one of opportunistic, starttls, implicit, none")
 
 
-def make_queue_service(
+@dataclass
+class QueueParts:
+    """What hostname, [queue], [relay], [dns], [transport], [canonical] and [dkim] make of the
+    outbound queue. Built at start, and again by a reload (SIGHUP), which swaps them into the
+    running queue: its spool, its messages and the worker's schedule stay."""
+
+    router: Router
+    worker: WorkerConfig
+    signer: DKIMSigner | None
+    rewriter: AddressMap
+    pickup: PickupConfig
+
+
+def queue_parts(
     cfg: Config,
-    store: MailStore,
     directory: Directory,
-    transport: Transport | None = None,
+    transport: Transport,
     resolver: Resolver | None = None,
-    *,
-    local: LocalHandoff | None = None,
-    clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
-    lists: ListService | None = None,
-) -> QueueService:
-    """The outbound queue for `cfg`. transport/resolver default to aiosmtplib and dnspython
-    configured from [queue] and [dns]; `local` to delivery into the store."""
+) -> QueueParts:
+    """Raises ConfigError for a value that cannot work (a reload then changes nothing)."""
     from carteiro.mailauth.dkim import DKIMSigner
-    from carteiro.net.control import ControlledQueueService
     from carteiro.net.dns import DNSResolver
-    from carteiro.net.smtp_client import SMTPClientTransport
+    from carteiro.queue.pickup import PickupConfig
     from carteiro.queue.retry import policy_from
+    from carteiro.queue.rewrite import AddressMap
     from carteiro.queue.routing import Router, RoutingConfig
-    from carteiro.queue.spool import FileSpool
-    from carteiro.queue.worker import QueueWorker, WorkerConfig
+    from carteiro.queue.worker import WorkerConfig
 
-    rng = rng or random.Random()
-    if transport is None:
-        from carteiro.net.lmtp_client import LMTPClientTransport, MuxTransport
-
-        transport = MuxTransport(
-            SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
-            LMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
-        )
     if resolver is None:
         resolver = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout)
     static = {d.lower() for d in cfg.domains}
+    null_client = cfg.relay.null_client
 
     def is_local(domain: str) -> bool:
-        if cfg.relay.null_client:
+        if null_client:
             return False  # a null client delivers nothing itself: all to the smarthost
         return domain in static or directory.is_local_domain(domain)
 
     signer = DKIMSigner(cfg.data_dir, is_local, cfg.dkim.selector) if cfg.dkim.enabled else None
-    from carteiro.queue.rewrite import AddressMap
-
-    spool = FileSpool(
-        cfg.data_dir / QUEUE_DIR,
-        signer=signer,
-        signs=signer.signs if signer is not None else None,
-        clock=clock,
-        rewriter=AddressMap(cfg.canonical),
-    )
     q = cfg.queue
     inet = cfg.dns.inet_protocols
     if inet not in ("any", "ipv4", "ipv6"):
@@ -237,9 +244,59 @@ def make_queue_service(
         resolver,
         routing,
         is_local,
-        rng,
+        rng or random.Random(),
         prefer=transport.has_idle,
         is_held=directory.is_held_domain,
+    )
+    worker = WorkerConfig(
+        hostname=cfg.hostname,
+        policy=policy_from(q.retry_schedule, q.max_age, q.delay_warning),
+        max_concurrency=q.max_concurrency,
+        max_per_destination=q.max_per_destination,
+    )
+    domains = list(cfg.domains) or directory.domains()
+    pickup = PickupConfig(
+        hostname=cfg.hostname,
+        origin=domains[0] if domains else cfg.hostname,
+        max_size=cfg.smtp.max_message_size,
+    )
+    return QueueParts(router, worker, signer, AddressMap(cfg.canonical), pickup)
+
+
+def make_queue_service(
+    cfg: Config,
+    store: MailStore,
+    directory: Directory,
+    transport: Transport | None = None,
+    resolver: Resolver | None = None,
+    *,
+    local: LocalHandoff | None = None,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+    lists: ListService | None = None,
+) -> QueueService:
+    """The outbound queue for `cfg`. transport/resolver default to aiosmtplib and dnspython
+    configured from [queue] and [dns]; `local` to delivery into the store."""
+    from carteiro.net.control import ControlledQueueService
+    from carteiro.net.smtp_client import SMTPClientTransport
+    from carteiro.queue.spool import FileSpool
+    from carteiro.queue.worker import QueueWorker
+
+    rng = rng or random.Random()
+    if transport is None:
+        from carteiro.net.lmtp_client import LMTPClientTransport, MuxTransport
+
+        transport = MuxTransport(
+            SMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+            LMTPClientTransport(cfg.hostname, connect_timeout=cfg.queue.connect_timeout),
+        )
+    parts = queue_parts(cfg, directory, transport, resolver, rng)
+    spool = FileSpool(
+        cfg.data_dir / QUEUE_DIR,
+        signer=parts.signer,
+        signs=parts.signer.signs if parts.signer is not None else None,
+        clock=clock,
+        rewriter=parts.rewriter,
     )
     if local is None:
         local = QueueHandoff(
@@ -247,33 +304,11 @@ def make_queue_service(
             spool.enqueue,
             lists,
         )
-    worker = QueueWorker(
-        spool,
-        router,
-        transport,
-        local,
-        WorkerConfig(
-            hostname=cfg.hostname,
-            policy=policy_from(q.retry_schedule, q.max_age, q.delay_warning),
-            max_concurrency=q.max_concurrency,
-            max_per_destination=q.max_per_destination,
-        ),
-        clock=clock,
-        rng=rng,
-    )
+    worker = QueueWorker(spool, parts.router, transport, local, parts.worker, clock=clock, rng=rng)
     from carteiro.queue.maildrop import PICKUP_SOCKET
-    from carteiro.queue.pickup import Pickup, PickupConfig
+    from carteiro.queue.pickup import Pickup
 
-    domains = list(cfg.domains) or directory.domains()
-    pickup = Pickup(
-        cfg.data_dir / QUEUE_DIR,
-        spool,
-        PickupConfig(
-            hostname=cfg.hostname,
-            origin=domains[0] if domains else cfg.hostname,
-            max_size=cfg.smtp.max_message_size,
-        ),
-    )
+    pickup = Pickup(cfg.data_dir / QUEUE_DIR, spool, parts.pickup)
     return ControlledQueueService(
         spool,
         worker,
@@ -789,13 +824,15 @@ def web_server(
     vouch: Vouch | None = None,
     directory: Directory | None = None,
     lists: ListService | None = None,
+    settings: WebSettings | None = None,
 ) -> WebServer:
     """The web listener: the webmail's pages, with `routes` (web_routes) beside them; with the
     directory, the Settings page can change passwords."""
     from carteiro.web.app import create_app
     from carteiro.web.server import WebServer
 
-    settings = web_settings(cfg, vouch)
+    if settings is None:
+        settings = web_settings(cfg, vouch)
     if directory is not None:
         settings.change_password = password_changer(directory, cfg.web.min_password_length)
     if lists is not None:
@@ -837,6 +874,8 @@ class App:
     fetcher: Fetcher | None = None
     lists: ListService | None = None
     web: WebServer | None = None
+    web_settings: WebSettings | None = None
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
         """Raises ListenError, TLSFileError, PrivilegeError: one line each for the user."""
@@ -917,15 +956,26 @@ class App:
             for sock in socks:
                 sock.close()
         try:
-            # The queue first: a message accepted by a listener must find the spool open.
+            # Every port bound first, so that one in use (or below 1024 without the right) is
+            # the only line a failed start prints; then the queue, which a message accepted by
+            # a listener must find open; then the listeners serve.
+            for lst in self.listeners:
+                if not lst.address.startswith("unix:"):
+                    lst.prebind()
             await self.queue.start()
             for lst in self.listeners:
                 await lst.start()
             if cfg.listen.web:
                 try:
                     vouch = self.ctx.trusted.register
+                    self.web_settings = web_settings(cfg, vouch)
                     self.web = web_server(
-                        cfg, web_routes(cfg, self.lists), vouch, directory, self.lists
+                        cfg,
+                        web_routes(cfg, self.lists),
+                        vouch,
+                        directory,
+                        self.lists,
+                        self.web_settings,
                     )
                     await self.web.start()
                 except (OSError, ConfigError) as e:
@@ -1045,14 +1095,96 @@ class App:
         return await check_health(self)
 
     async def reload(self) -> bool:
-        """SIGHUP: re-read carteiro.toml; apply the certificate and [log] at once (sessions
-        keep running: established TLS sessions keep their certificate, new ones get the new
-        one); name every other changed key, which needs a restart. A bad file changes nothing."""
+        """SIGHUP: re-read carteiro.toml and apply what can change under running sessions
+        (ops/reload.py says what); a bad file changes nothing. One reload at a time."""
         from carteiro.ops.reload import reload_app
 
-        ok = await reload_app(self)
+        async with self._reloading:
+            ok = await reload_app(self)
         self.metrics.reloads.labels("ok" if ok else "failed").inc()
         return ok
+
+    def prepare(self, cfg: Config) -> Callable[[], None]:
+        """Build everything a reload to `cfg` changes, touching nothing that runs, and return
+        the function that swaps it in (which cannot fail). Raises (ConfigError, ValueError,
+        OSError) when `cfg` cannot work: then nothing has changed.
+
+        New sessions get servers built from `cfg` (a new ServerContext sharing the store,
+        directory, spool, TLS context, throttle state and shutdown event); open sessions keep
+        the servers, and so the configuration, they began with. The queue gets a new router,
+        retry policy, signer and address map for its next attempts; the shared objects (auth
+        throttle, directory, trusted networks, quota, lists, webmail) change in place."""
+        old = self.ctx
+        if old is None:
+            return lambda: None
+        ctx = dataclasses.replace(old, config=cfg, mailauth=make_mail_checker(cfg))
+        trusted = TrustedPeers(cfg.auth.trusted_networks).networks
+        fresh = {lst.service: lst for f in listener_factories() for lst in f(ctx)}
+        queue = self.queue
+        parts = local = None
+        if queue is not None:
+            worker = queue.worker
+            parts = queue_parts(cfg, ctx.directory, worker.transport, rng=worker.rng)
+            if isinstance(worker.local, QueueHandoff):
+                local = QueueHandoff(
+                    open_local_delivery(cfg, ctx.store, ctx.directory, spool_outbound(queue.spool)),
+                    queue.spool.enqueue,
+                    self.lists,
+                )
+        web = None
+        if self.web_settings is not None:
+            web = web_settings(cfg, self.web_settings.imap.vouch)
+            change = password_changer(ctx.directory, cfg.web.min_password_length)
+
+        def commit() -> None:
+            a = cfg.auth
+            t = ctx.throttle  # the same object: its counters stay
+            t.failure_delay, t.max_failures, t.window = (
+                a.failure_delay,
+                a.max_failures,
+                a.failure_window,
+            )
+            t.block_time, t.slot_wait = a.block_time, a.slot_wait
+            t.max_in_flight_per_ip = a.max_in_flight_per_ip
+            t.max_in_flight_per_account = a.max_in_flight_per_account
+            t.account_free_failures = a.account_free_failures
+            t.account_delay, t.account_max_delay = a.account_delay, a.account_max_delay
+            ctx.trusted.networks = trusted
+            ctx.directory.cache_ttl = a.cache_ttl
+            ctx.directory.static_domains = frozenset(normalize_domain(d) for d in cfg.domains)
+            for lst in self.listeners:
+                if lst.service in fresh:
+                    lst.follow(fresh[lst.service])
+            if queue is not None and parts is not None:
+                queue.worker.router = parts.router
+                queue.worker.config = parts.worker
+                if local is not None:
+                    queue.worker.local = local
+                queue.spool.signer = parts.signer
+                queue.spool.signs = parts.signer.signs if parts.signer is not None else None
+                queue.spool.rewriter = parts.rewriter
+                if queue.pickup is not None:
+                    queue.pickup.config = parts.pickup
+                _retune_transport(queue.transport, cfg)
+            from carteiro.store.api import QuotaLimits
+            from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+            if isinstance(ctx.store, SqliteMaildirStore):
+                ctx.store.quota_defaults = QuotaLimits(
+                    cfg.quota.storage or None, cfg.quota.messages or None
+                )
+            if self.lists is not None:
+                self.lists.web_url = lists_web_url(cfg).rstrip("/")
+                self.lists.batch = cfg.lists.batch
+            if web is not None and self.web_settings is not None:
+                live = self.web_settings
+                live.hostname, live.services = web.hostname, web.services
+                live.max_upload = web.max_upload
+                live.change_password = change
+            self.config = cfg
+            self.ctx = ctx
+
+        return commit
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let sessions finish (up to `grace` s), stop the queue, close the store.

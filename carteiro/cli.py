@@ -173,16 +173,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         app = App(cfg, trace=frozenset(trace), log_level_override=args.log_level)
+        # Before start: the ports accept (into the kernel's backlog) as soon as they are bound,
+        # so a supervisor may signal while the rest starts; a stop then waits for the start to
+        # finish, and a reload asks to be sent again (the default actions would kill us).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: log.warning("reload: still starting; send SIGHUP once ready")
+        )
         try:
             await app.start()
         except (ListenError, TLSFileError, PrivilegeError) as e:
             print(f"carteiro: {e}", file=sys.stderr)
             await app.stop(grace=0)
             return EX_CONFIG
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         reloading: set[asyncio.Task[bool]] = set()
 
         def hup() -> None:
@@ -378,8 +384,8 @@ def cmd_domain(args: argparse.Namespace) -> int:
             print(f"{dom}  (held for ETRN" + (f"; ATRN by {user})" if user else ")"))
     elif args.action == "add" and (args.hold or args.atrn_user):
         # relayed and held until the domain's host asks (ETRN, or ATRN by that user)
-        directory.add_held_domain(args.domain, args.atrn_user or "")
-        print(f"added {args.domain.lower()} (held)")
+        name = directory.add_held_domain(args.domain, args.atrn_user or "")
+        print(f"added {name} (held)")
     elif args.action == "add":
         name = directory.add_domain(args.domain)
         print(f"added {name}")

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from carteiro.core.address import AddressError, parse_address
+from carteiro.core.plural import plural
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -109,7 +110,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         elif act == "list":
             for ml in db.all():
                 print(
-                    f"{ml.address}  {len(db.members(ml.address))} members  {ml.settings.description}"
+                    f"{ml.address}  {plural(len(db.members(ml.address)), 'member')}  "
+                    f"{ml.settings.description}"
                 )
         elif act == "show":
             ml = get(args.address)

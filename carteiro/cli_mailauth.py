@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from carteiro.config import Config, ConfigError, load
+from carteiro.core.plural import plural
 
 EX_CONFIG = 78
 
@@ -159,7 +160,7 @@ def cmd_dmarc(args: argparse.Namespace) -> int:
     new = dmarc_reports.store_received(cfg.data_dir, reports)
     since = int(time.time() - args.days * 86400) if args.days else 0
     lines = dmarc_reports.summary(cfg.data_dir, since)
-    print(f"{len(reports)} reports in {account}'s mail ({new} new)")
+    print(f"{plural(len(reports), 'report')} in {account}'s mail ({new} new)")
     for line in lines:
         print(line)
     return 0

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from carteiro.cli import EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_USAGE, CLIError, load_config
 from carteiro.core.address import AddressError, canonical
@@ -28,6 +28,7 @@ EX_CANTCREAT = 73  # the destination cannot be written
 
 FORMATS = ["mbox", "maildir", "mh", "babyl", "mmdf"]  # formats.message.Format values
 INBOX = "INBOX"
+T = TypeVar("T")
 
 
 class ProgressBar:
@@ -236,6 +237,19 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
     return code
 
 
+def _with_progress(fn: Callable[..., T], label: str, *args: object) -> T:
+    """`fn(*args)` with a progress bar on a terminal (ops/progress.py), when `fn` reports its
+    progress: the store's check and reindex take `progress(done, total)` once they count their
+    work (a store change the CLI does not depend on: without it they run without a bar)."""
+    import inspect
+
+    from carteiro.ops.progress import progress_bar
+
+    if "progress" in inspect.signature(fn).parameters:
+        return fn(*args, progress=progress_bar(label))
+    return fn(*args)
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from carteiro.store import maintenance
 
@@ -243,7 +257,7 @@ def cmd_store(args: argparse.Namespace) -> int:
     account = _account(args.account) if args.account else None
     _finish_crash_work(cfg)
     if args.action == "check":
-        report = maintenance.check(cfg.data_dir, account)
+        report = _with_progress(maintenance.check, "checking", cfg.data_dir, account)
         for acct, mbox, uid in report.missing_files:
             print(f"missing file: {acct} {mbox} UID {uid}")
         for path in report.orphan_files:
@@ -276,7 +290,7 @@ def cmd_store(args: argparse.Namespace) -> int:
             "`carteiro store reindex` rebuilds the index from the files"
         )
         return 1
-    result = maintenance.reindex(cfg.data_dir, account)
+    result = _with_progress(maintenance.reindex, "reindexing", cfg.data_dir, account)
     for acct, mbox in result.new_uidvalidity:
         print(f"new UIDVALIDITY (clients will resynchronise): {acct} {mbox}")
     for why in result.skipped:

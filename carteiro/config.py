@@ -428,6 +428,14 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def _check_domain_in(key: str, domain: str) -> None:
+    """A domain name (IDNA included) at `key`, or ConfigError saying why it is not one."""
+    try:
+        check_domain(domain)
+    except AddressError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
 def _validate(cfg: Config) -> None:
     try:
         check_domain(cfg.hostname)
@@ -566,9 +574,10 @@ def _validate(cfg: Config) -> None:
     if cfg.mailauth.dns_timeout <= 0:
         raise ConfigError("mailauth.dns_timeout: must be greater than 0")
     for k, v in cfg.transport.items():
-        local, at, _domain = k.rpartition("@")
+        local, at, domain = k.rpartition("@")
         if at and (not local or any(c in k for c in " <>,;\r\n")):
             raise ConfigError(f"transport.{k}: a key is a domain, .parent or user@domain")
+        _check_domain_in(f"transport.{k}", domain.removeprefix(".") if not at else domain)
         if v.startswith("lmtp:") and k.lower().rstrip(".") in {d.lower() for d in cfg.domains}:
             # local delivery wins over [transport]: the hand-off would silently not happen
             raise ConfigError(
@@ -589,6 +598,12 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(
                 f"canonical.{k}: map an address to an address or @domain to @domain, not {v!r}"
             )
+        for side in (k, v):
+            _check_domain_in(f"canonical.{k}", side.rpartition("@")[2])
+    if cfg.web.public_hostname:
+        _check_domain_in("web.public_hostname", cfg.web.public_hostname)
+    for i, sealer in enumerate(cfg.mailauth.arc_trusted_sealers):
+        _check_domain_in(f"mailauth.arc_trusted_sealers[{i}]", sealer)
     for i, fc in enumerate(cfg.fetch):
         _check_fetch(fc, f"fetch[{i}]")
     if cfg.lists.web_url and not cfg.lists.web_url.startswith("https://"):

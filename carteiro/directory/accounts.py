@@ -114,19 +114,24 @@ class Directory:
 
     # ---- domains -----------------------------------------------------------------------------
 
-    def add_domain(self, domain: str) -> str:
-        """Add a local domain (validated, IDNA included); returns its normalised name."""
+    @staticmethod
+    def _valid_domain(domain: str) -> str:
+        """The normalised name (IDNA included), or DirectoryError saying why it is not one."""
         try:
-            d = check_domain(domain)
+            return check_domain(domain)
         except AddressError as e:
             raise DirectoryError(str(e)) from None
+
+    def add_domain(self, domain: str) -> str:
+        """Add a local domain (validated, IDNA included); returns its normalised name."""
+        d = self._valid_domain(domain)
         if self.is_held_domain(d):
             raise DirectoryError(f"{d} is held for a client (ETRN/ATRN); `domain del` it first")
         self._db().execute("INSERT OR IGNORE INTO domains VALUES (?)", (d,))
         return d
 
     def del_domain(self, domain: str) -> None:
-        d = normalize_domain(domain)
+        d = self._valid_domain(domain)
         if d in self.static_domains:
             raise DirectoryError(f"domain {d} is listed in carteiro.toml; remove it there")
         db = self._db()
@@ -135,7 +140,8 @@ class Directory:
         ).fetchone()[0]
         if n:
             raise DirectoryError(f"domain {d} still has {n} account(s); delete them first")
-        db.execute("DELETE FROM domains WHERE name = ?", (d,))
+        if db.execute("DELETE FROM domains WHERE name = ?", (d,)).rowcount == 0:
+            raise DirectoryError(f"no domain {d}")
 
     def domains(self) -> list[str]:
         dynamic = {r[0] for r in self._db().execute("SELECT name FROM domains")}
@@ -151,8 +157,9 @@ class Directory:
 
     # ---- held (relay) domains: ETRN / ATRN ---------------------------------------------------
 
-    def add_held_domain(self, domain: str, atrn_user: str = "") -> None:
-        d = normalize_domain(domain)
+    def add_held_domain(self, domain: str, atrn_user: str = "") -> str:
+        """Hold mail for `domain` (validated like a local one); returns its normalised name."""
+        d = self._valid_domain(domain)
         if self.is_local_domain(d):
             raise DirectoryError(f"{d} is a local domain; a held domain is relayed for a client")
         if atrn_user and not self.user_exists(atrn_user):
@@ -160,6 +167,7 @@ class Directory:
         self._db().execute(
             "INSERT OR REPLACE INTO held_domains VALUES (?, ?)", (d, atrn_user.lower())
         )
+        return d
 
     def del_held_domain(self, domain: str) -> bool:
         d = normalize_domain(domain)

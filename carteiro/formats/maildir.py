@@ -126,10 +126,13 @@ class MaildirWriter:
             raise MailboxFormatError(f"{path} exists and is not a directory")
         if path.is_dir() and any(path.iterdir()) and not (path / "cur").is_dir():
             raise MailboxFormatError(f"{path} exists and is not a Maildir: not writing into it")
+        # mail is private: the folder itself 0700 too (mkdir's parents=True would give it the
+        # umask's 0755); directories above it are the user's and keep their modes
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in ("tmp", "new", "cur"):
-            (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            (path / sub).mkdir(exist_ok=True, mode=0o700)
         if subfolder:
-            (path / "maildirfolder").touch()
+            (path / "maildirfolder").touch(mode=0o600)
         self.path = path
         self.letters = read_dovecot_keywords(path)
         self.keyword_letters = {k: v for v, k in self.letters.items()}
@@ -185,5 +188,7 @@ class MaildirWriter:
                 f"{string.ascii_lowercase.index(c)} {k}\n" for c, k in sorted(self.letters.items())
             )
             tmp = self.path / f".{DOVECOT_KEYWORDS}.tmp{os.getpid()}"
-            tmp.write_text(text, "utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
             os.replace(tmp, self.path / DOVECOT_KEYWORDS)

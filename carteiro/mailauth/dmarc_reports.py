@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from pathlib import Path
 
+from carteiro.core.plural import plural
 from carteiro.mailauth.dkim_verify import Signature
 from carteiro.mailauth.dmarc import Evaluation, organizational_domain
 from carteiro.mailauth.dmarc_failures import Outbox
@@ -531,7 +532,7 @@ def summary(data_dir: Path, since: int = 0) -> list[str]:
         )
         lines.append(
             f"{domain}: {org} ({period} UTC, report {report_id}): "
-            f"{total} messages, {passed} pass DMARC, {total - passed} fail"
+            f"{plural(total, 'message')}, {passed} pass DMARC, {total - passed} fail"
         )
         for r in rows:
             if "pass" not in (r.get("dkim"), r.get("spf")):

@@ -156,6 +156,16 @@ class Listener:
         self._tls_accepting: list[asyncio.Task[None]] = []
         self._handshakes: set[asyncio.Task[None]] = set()
 
+    def follow(self, fresh: Listener) -> None:
+        """A reload (SIGHUP): connections accepted from now on go to `fresh`'s handler (servers
+        built from the new configuration) under its caps; open connections keep the handler
+        they began with. The address and the TLS context stay (a restart changes those)."""
+        self.handler = fresh.handler
+        self.refuse = fresh.refuse
+        self.max_connections = fresh.max_connections
+        self.max_per_ip = fresh.max_per_ip
+        self.trusted = fresh.trusted
+
     def prebind(self) -> None:
         """Bind the listening sockets now, without serving yet."""
         if not self._socks:

@@ -16,9 +16,12 @@ def _quiet(done: int, total: int) -> None:
     return None
 
 
-def progress_bar(label: str, stream: TextIO | None = None, unit: str = "msg") -> Progress:
+def progress_bar(
+    label: str, stream: TextIO | None = None, unit: str = "msg", delay: float = 0.5
+) -> Progress:
     """A `progress(done, total)` callback drawing one tqdm bar on `stream` (stderr), closed when
-    done reaches total; a no-op unless the stream is a terminal."""
+    done reaches total; a no-op unless the stream is a terminal. Runs shorter than `delay`
+    seconds draw nothing (no flash of a bar for a small mailbox)."""
     out = stream if stream is not None else sys.stderr
     if not out.isatty():
         return _quiet
@@ -29,7 +32,7 @@ def progress_bar(label: str, stream: TextIO | None = None, unit: str = "msg") ->
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=label, unit=unit, file=out, leave=False, delay=0.5)
+            bar = tqdm(total=total, desc=label, unit=unit, file=out, leave=False, delay=delay)
         if total != bar.total:
             bar.total = total
         bar.update(done - bar.n)

@@ -10,6 +10,7 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from carteiro.config import Config
 from carteiro.core.metrics import Metrics
@@ -22,6 +23,8 @@ from carteiro.mailauth.inbound import Checker
 from carteiro.net.trust import TrustedPeers
 from carteiro.queue.api import Envelope, HeldMail, QueuedRecipient, Spool
 from carteiro.store.api import MailStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +47,17 @@ class ServerContext:
     lists: ListService | None = None  # mailing lists: their addresses are taken at RCPT
     # peers that may pass their client's address ([auth] trusted_networks, the in-process webmail)
     trusted: TrustedPeers = field(default_factory=TrustedPeers)
+    # objects that outlive a reload (SIGHUP builds a new context and new servers for new
+    # sessions; dataclasses.replace hands this same dict to it): per-client rate counters
+    lasting: dict[str, Any] = field(default_factory=dict)
+
+    def keep(self, name: str, make: Callable[[], T]) -> T:
+        """The object called `name`, made once and then shared by every server built from this
+        context or a reload of it, so a reload neither resets counters nor doubles them."""
+        if name not in self.lasting:
+            self.lasting[name] = make()
+        got: T = self.lasting[name]
+        return got
 
     def tracing(self, protocol: str) -> bool:
         return protocol in self.trace or protocol in self.config.log.trace

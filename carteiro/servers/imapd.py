@@ -80,17 +80,20 @@ class IMAPServer:
         self.ctx = ctx
         self.config: IMAPConfig = ctx.config.imap
         self.tracing = ctx.tracing("imap")
-        self.cache = MessageCache(self.config.message_cache_mb * 1024 * 1024)
-        self.sorts = sort.ResultCache()  # whole-mailbox SORT/THREAD answers
+        # shared with the servers a reload (SIGHUP) builds, so a reload neither empties nor
+        # doubles them, and METADATA changes reach the NOTIFY listeners of every session
+        size = self.config.message_cache_mb * 1024 * 1024
+        self.cache = ctx.keep("imap.cache", lambda: MessageCache(size))
+        self.sorts = ctx.keep("imap.sorts", sort.ResultCache)  # whole-mailbox SORT/THREAD answers
         cfg = self.config
-        self.metadata = MetadataStore(  # RFC 5464 entries, DATA/metadata.sqlite
-            ctx.config.data_dir / METADATA_FILE,
-            MetadataLimits(
-                cfg.metadata_max_value,
-                cfg.metadata_max_entries_per_mailbox,
-                cfg.metadata_max_entries,
-                cfg.metadata_max_size,
-            ),
+        self.metadata = ctx.keep(  # RFC 5464 entries, DATA/metadata.sqlite
+            "imap.metadata", lambda: MetadataStore(ctx.config.data_dir / METADATA_FILE)
+        )
+        self.metadata.limits = MetadataLimits(  # a reload changes the limits only
+            cfg.metadata_max_value,
+            cfg.metadata_max_entries_per_mailbox,
+            cfg.metadata_max_entries,
+            cfg.metadata_max_size,
         )
         self.greeting = "carteiro ready."
         literal = "LITERAL+" if self.config.literal_plus else "LITERAL-"

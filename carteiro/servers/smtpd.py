@@ -16,6 +16,7 @@ import email.utils
 import hashlib
 import ipaddress
 import logging
+import os
 import shutil
 import ssl
 import time
@@ -30,6 +31,7 @@ from carteiro.directory.accounts import Resolution
 from carteiro.directory.throttle import Refused
 from carteiro.mail.deliver import DeliveryError, LocalDelivery, Target
 from carteiro.mailauth.arc import Sealer
+from carteiro.mailauth.dkim_keys import key_path
 from carteiro.mailauth.greylist import Greylist
 from carteiro.net.listener import Connection, Listener
 from carteiro.net.trace import Tracer
@@ -170,9 +172,7 @@ class SMTPServer:
         if self.checker is not None and cfg.mailauth.arc_seal:
             first = cfg.domains or ctx.directory.domains()
             if first:
-                self.sealer = Sealer.for_domain(
-                    cfg.data_dir, first[0], cfg.dkim.selector, self.authserv_id
-                )
+                self.sealer = self._sealer(first[0], cfg.dkim.selector)
         lim = cfg.limits
         self.limits_cfg = lim
         self.greylist = (
@@ -180,11 +180,20 @@ class SMTPServer:
             if lim.greylist and self.checker is not None
             else None
         )
-        self.connections_per_ip = RateLimiter(lim.connections_per_minute_per_ip)
-        self.messages_per_ip = RateLimiter(lim.messages_per_minute_per_ip)
-        self.recipients_per_ip = RateLimiter(lim.recipients_per_minute_per_ip)
-        self.messages_per_user = RateLimiter(lim.messages_per_minute_per_user)
-        self.recipients_per_user = RateLimiter(lim.recipients_per_minute_per_user)
+        # the counters outlive a reload (SIGHUP): only their limits change
+        self.connections_per_ip = self._limiter(
+            "connections_per_ip", lim.connections_per_minute_per_ip
+        )
+        self.messages_per_ip = self._limiter("messages_per_ip", lim.messages_per_minute_per_ip)
+        self.recipients_per_ip = self._limiter(
+            "recipients_per_ip", lim.recipients_per_minute_per_ip
+        )
+        self.messages_per_user = self._limiter(
+            "messages_per_user", lim.messages_per_minute_per_user
+        )
+        self.recipients_per_user = self._limiter(
+            "recipients_per_user", lim.recipients_per_minute_per_user
+        )
         # domains handed over LMTP (an external Mailman 3): accepted for anyone, like held ones
         self.transport = transport_table(cfg.transport)
         self.tmp_dir = cfg.data_dir / "tmp"
@@ -207,6 +216,26 @@ class SMTPServer:
         self._peers: dict[str, tuple[bool, bool]] = {}  # peer_class() answers
         self.idle: set[Session] = set()  # sessions waiting for a command (closed at shutdown)
         self._watcher: asyncio.Task[None] | None = None
+
+    def _sealer(self, domain: str, selector: str) -> Sealer | None:
+        """One ARC sealer per key file for every server and reload: loading an RSA key costs
+        ~80 ms of CPU (OpenSSL checks it), which a reload must not spend on the event loop for
+        each SMTP, LMTP and ODMR server. A key file replaced since is loaded again."""
+        path = key_path(self.ctx.config.data_dir, domain, selector)
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            stamp = 0
+        data_dir, authserv_id = self.ctx.config.data_dir, self.authserv_id
+        return self.ctx.keep(
+            f"arc.sealer {path} {stamp} {authserv_id}",
+            lambda: Sealer.for_domain(data_dir, domain, selector, authserv_id),
+        )
+
+    def _limiter(self, name: str, limit: int) -> RateLimiter:
+        limiter = self.ctx.keep(f"{type(self).__name__}.{name}", lambda: RateLimiter(limit))
+        limiter.limit = limit
+        return limiter
 
     async def _close_idle_at_shutdown(self) -> None:
         await self.ctx.shutdown.wait()

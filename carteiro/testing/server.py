@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from carteiro.ops.serverlock import read_state
+
 ALL_SERVICES = (
     "smtp",
     "submission",
@@ -168,8 +170,18 @@ class ServerProcess:
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         log.close()
+        deadline = time.monotonic() + timeout
         for _svc, port in self.ports.items():
             wait_port(self.host, port, timeout, self.proc)
+        # The ports accept from the moment they are bound, before the server has finished
+        # starting (signal handlers, the web listener): wait for its state file, written once
+        # it is ready (whatever its log level).
+        while (read_state(self.data) or {}).get("pid") != self.proc.pid:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with status {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server was not ready within {timeout}s")
+            time.sleep(0.02)
         return self
 
     def log(self) -> str:

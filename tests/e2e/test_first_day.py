@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from carteiro.net.tls import make_self_signed
 from carteiro.testing.server import ServerProcess, carteiro_cmd, run_cli
@@ -64,8 +65,12 @@ def test_tls_file_errors_name_the_file_the_key_and_the_fix(tmp_path: Path) -> No
         "garbage-cert": [f"tls.cert: {cert} holds no PEM certificate", "carteiro init"],
         "garbage-key": [f"tls.key: {key} holds no PEM private key"],
         "mismatch": [f"tls.key: {key} is not the key of the certificate {cert}"],
+        "directory": [f"tls.cert: {cert} is a directory, not a PEM file"],
+        "encrypted": [f"tls.key: {key} is encrypted with a passphrase", "openssl pkey"],
     }
     for case, want in cases.items():
+        if cert.is_dir():
+            cert.rmdir()
         cert.write_bytes(good[0])
         key.write_bytes(good[1])
         if case == "no-cert":
@@ -76,6 +81,18 @@ def test_tls_file_errors_name_the_file_the_key_and_the_fix(tmp_path: Path) -> No
             cert.write_text("not a certificate\n")
         elif case == "garbage-key":
             key.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+        elif case == "directory":
+            cert.unlink()
+            cert.mkdir()
+        elif case == "encrypted":
+            pem = serialization.load_pem_private_key(good[1], password=None)
+            key.write_bytes(
+                pem.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.BestAvailableEncryption(b"secret"),
+                )
+            )
         else:
             key.write_bytes((tmp_path / "other.key").read_bytes())
         r = run_cli(data, "serve", check=False)
@@ -92,6 +109,15 @@ def test_bad_domain_names_are_refused_everywhere(tmp_path: Path) -> None:
         r = run_cli(data, "domain", "add", bad, check=False)
         assert r.returncode == EX_DATAERR and "not a" in r.stderr, bad
         assert "Traceback" not in r.stderr
+    # held domains (ETRN/ATRN) enter through the same door
+    for bad in ("bad domain", "ex..ample"):
+        r = run_cli(data, "domain", "add", bad, "--hold", check=False)
+        assert r.returncode == EX_DATAERR and "not a" in r.stderr, bad
+    # removing a domain that is not there says so, and never "removed"
+    for absent in ("nope.test", "bad domain"):
+        r = run_cli(data, "domain", "del", absent, check=False)
+        assert r.returncode == EX_DATAERR and "removed" not in r.stdout, absent
+        assert "no domain" in r.stderr or "not a" in r.stderr, absent
     assert run_cli(data, "domain", "list").stdout.split() == ["example.test", "(carteiro.toml)"]
     # only the configured domain has keys (RSA, Ed25519 and their state file): no bad name left one
     assert {
@@ -131,19 +157,32 @@ def test_empty_message_is_refused_and_return_path_always_written(tmp_path: Path)
     got = [m.get_all("Return-Path") for m in mailbox.mbox(str(out))]
     assert got == [["<>"], ["<bob@b.test>"]]
     # mail is private: single-file exports 0600 as Maildir/MH are 0700
-    for fmt in ("mbox", "mmdf", "babyl"):
-        dest = tmp_path / f"x.{fmt}"
-        run_cli(data, "mailbox", "export", "alice@example.test", str(dest), "--format", fmt)
-        assert dest.stat().st_mode & 0o777 == 0o600, fmt
+    old = os.umask(0o022)  # as a login shell has it
+    try:
+        for fmt in ("mbox", "mmdf", "babyl"):
+            dest = tmp_path / f"x.{fmt}"
+            run_cli(data, "mailbox", "export", "alice@example.test", str(dest), "--format", fmt)
+            assert dest.stat().st_mode & 0o777 == 0o600, fmt
+        # and every directory of a Maildir/MH export 0700, its own top and subfolders included
+        run_cli(data, "mailbox", "export", "alice@example.test", "--format", "maildir", "--all",
+                str(tmp_path / "x.maildir"))  # fmt: skip
+        run_cli(data, "mailbox", "export", "alice@example.test", "--format", "mh", "--all",
+                str(tmp_path / "x.mh"))  # fmt: skip
+    finally:
+        os.umask(old)
+    for top in ("x.maildir", "x.mh"):
+        for root, _dirs, files in os.walk(tmp_path / top):
+            assert os.stat(root).st_mode & 0o777 == 0o700, root
+            for name in files:
+                assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o600, name
 
 
 def test_deliver_help_is_whole_and_mh_import_of_a_maildir_fails(tmp_path: Path) -> None:
     data = _init(tmp_path)
     text = run_cli(data, "deliver", "--help").stdout
     assert "Exit status (sysexits)" in " ".join(text.split())
-    assert " ".join(text.split()).rstrip().endswith("(nothing was delivered or queued).") or (
-        "75 try later" in " ".join(text.split())
-    )
+    whole = " ".join(text.split())
+    assert "69 refused for good, 75 try later (nothing was delivered or queued)." in whole
     run_cli(data, "user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
     md = mailbox.Maildir(str(tmp_path / "md"))
     md.add(b"Subject: x\n\nbody\n")
@@ -167,6 +206,9 @@ def test_plurals(tmp_path: Path) -> None:
     assert run_cli(data, "alias", "del", "a@example.test").stdout.strip() == "removed 1 alias"
     out = run_cli(data, "store", "reindex").stdout
     assert "1 account," in out and "mailboxes" in out and "0 messages" in out
+    run_cli(data, "list", "create", "dev@example.test", "--owner", "alice@example.test")
+    run_cli(data, "list", "members", "add", "dev@example.test", "bob@b.test")
+    assert "dev@example.test  1 member " in run_cli(data, "list", "list").stdout
 
 
 def test_mbox_spool_accounts_are_refused_over_imap_and_pop3(tmp_path: Path) -> None:

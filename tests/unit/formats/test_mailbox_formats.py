@@ -514,3 +514,26 @@ async def test_wrong_content_length_is_not_trusted(account: AccountStore, tmp_pa
     assert s.done == 3 and s.skipped == []
     got = [c[0] for c in await contents(account, "W")]
     assert got[1] == b"From: c@d\r\nContent-Length: 900\r\n\r\nbye\r\n"
+
+
+def test_maildir_export_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Issue 12 Found 7: mail is 0600/0700 always (the folder's own directory, its marker and
+    keywords files included), not what the umask would give."""
+    import os
+
+    from carteiro.formats.maildir import MaildirWriter
+
+    old = os.umask(0o022)
+    try:
+        w = MaildirWriter(tmp_path / "out" / ".Sub", subfolder=True)
+        w.add(b"Subject: x\r\n\r\nbody\r\n", frozenset({"$Work", "\\Seen"}), 1.0e9)
+        w.close()
+    finally:
+        os.umask(old)
+    top = tmp_path / "out" / ".Sub"
+    assert top.stat().st_mode & 0o777 == 0o700
+    assert (top / "dovecot-keywords").read_text() == "0 $Work\n"
+    for root, _dirs, files in os.walk(top):
+        assert os.stat(root).st_mode & 0o777 == 0o700, root
+        for name in files:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o600, name

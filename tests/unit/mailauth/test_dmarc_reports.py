@@ -67,7 +67,7 @@ def test_record_report_parse_and_summarise(tmp_path: Path) -> None:
     text = "\n".join(dr.summary(tmp_path))
     assert "a.test: mx.b.test (1970-01-01 00:10 - 1970-01-01 00:19 UTC" in text
     assert "3 messages, 3 pass DMARC, 0 fail" in text
-    assert "1 messages, 0 pass DMARC, 1 fail" in text
+    assert "1 message, 0 pass DMARC, 1 fail" in text  # one message: singular
     assert "fail: 1 from 198.51.100.7" in text
 
 

@@ -64,6 +64,23 @@ def test_config_refuses_bad_domains_and_log_keys() -> None:
         loads('[log]\nlevels = { smpt = "debug" }\n')
     with pytest.raises(ConfigError, match=r"server\.group"):
         loads('[server]\ngroup = "mail"\n')
+    # every other place a domain enters carteiro.toml (issue 12 Found 3: "everywhere")
+    for text, where in (
+        ('[transport]\n"bad domain" = "lmtp:127.0.0.1:24"\n', r"transport\.bad domain"),
+        ('[transport]\n".ex..ample" = "smtp:[192.0.2.1]"\n', r"transport\..ex\.\.ample"),
+        ('[transport]\n"list@-" = "lmtp:127.0.0.1:24"\n', r"transport\.list@-"),
+        ('[canonical]\n"@old.test" = "@new..test"\n', r"canonical\.@old\.test"),
+        ('[canonical]\n"a@bad domain" = "b@b.test"\n', r"canonical\.a@bad domain"),
+        ('[web]\npublic_hostname = "mail example"\n', r"web\.public_hostname"),
+        ('[mailauth]\narc_trusted_sealers = ["ex..ample"]\n', r"arc_trusted_sealers\[0\]"),
+    ):
+        with pytest.raises(ConfigError, match=where):
+            loads(text)
+    ok = loads(
+        '[transport]\n".Sub.Example" = "smtp:[192.0.2.1]"\n"l@b.test" = "lmtp:127.0.0.1:24"\n'
+        '[canonical]\n"@old.test" = "@new.test"\n'
+    )
+    assert ".Sub.Example" in ok.transport
     cfg = loads('domains = ["xn--bcher-kva.example"]\n[log]\nlevels = { smtp = "debug" }\n')
     assert cfg.domains == ["bücher.example"] and cfg.log.levels == {"smtp": "debug"}
 
@@ -192,11 +209,18 @@ def test_progress_bar_only_on_a_terminal() -> None:
     update(2, 2)
     assert quiet.getvalue() == ""
     term = _Terminal()
-    update = progress_bar("copying", stream=term)
+    update = progress_bar("copying", stream=term, delay=0)
     for i in range(1, 101):
         update(i, 100)
-    assert "copying" in term.getvalue() or term.getvalue() == ""  # tqdm's delay: short runs
-    assert isinstance(Path, type)
+    drawn = term.getvalue()
+    assert "copying" in drawn and "/100 [" in drawn and "msg/s" in drawn
+    assert drawn.endswith("\r")  # done: the bar is wiped, the summary line follows
+    # the default delay: a run shorter than half a second draws nothing
+    term = _Terminal()
+    update = progress_bar("copying", stream=term)
+    update(1, 2)
+    update(2, 2)
+    assert term.getvalue() == ""
 
 
 def test_systemd_unit_is_valid_and_keeps_one_capability(tmp_path: Path) -> None:
@@ -249,3 +273,24 @@ def test_grafana_dashboard_names_only_metrics_that_exist() -> None:
         n for n in used - callbacks if n not in types and n.removesuffix("_bucket") not in types
     ]
     assert missing == []
+
+
+def test_an_unreadable_certificate_names_the_file_the_key_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Root reads any file, so the permission error is made here rather than with chmod.)"""
+    from carteiro.net.tls import TLSFileError, check_server_files, make_self_signed
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key, "mail.example.test")
+    check_server_files(cert, key)
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == key:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(TLSFileError, match=r"tls\.key: .*key\.pem is not readable by this user"):
+        check_server_files(cert, key)

@@ -348,3 +348,29 @@ async def test_operator_hold_release_delete_retry(tmp_path: Path) -> None:
     await q.worker.delete(c)
     assert c not in q.spool.messages and not (tmp_path / "msg" / c).exists()
     await q.stop()
+
+
+async def test_every_attempt_reaches_the_metrics_by_outcome(tmp_path: Path) -> None:
+    """Issue 12 Add 2: delivered, bounced and deferred recipients counted per attempt."""
+    from carteiro.app import App
+    from carteiro.config import loads
+
+    def mixed(hop: Hop, txn: Transaction) -> SendResult:
+        codes = {"bob@b.test": (250, "2.0.0"), "carol@b.test": (550, "5.1.1")}
+        return SendResult(
+            recipients=tuple(
+                Reply(*codes.get(r.address, (451, "4.3.0")), "x") for r in txn.recipients
+            )
+        )
+
+    q = await make_queue(tmp_path, transport=FakeTransport(handler=mixed))
+    app = App(loads(""))
+    app._instrument(q, object())  # type: ignore[arg-type]
+    qid = await q.spool.enqueue(env("bob@b.test", "carol@b.test", "dan@b.test"), MESSAGE)
+    await until(lambda: q.worker.deferred == 1 and not q.spool.messages[qid].active)
+    text = app.metrics.render().decode()
+    for status, n in (("sent", 1), ("bounced", 1), ("deferred", 1)):
+        assert f'carteiro_deliveries_total{{route="remote",status="{status}"}} {n}.0' in text
+    assert 'carteiro_delivery_seconds_count{route="remote"} 1.0' in text
+    assert "carteiro_queue_messages 1" in text and "carteiro_queue_recipients_pending 1" in text
+    await q.stop()

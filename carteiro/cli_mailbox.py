@@ -237,27 +237,15 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
     return code
 
 
-def _with_progress(fn: Callable[..., T], label: str, *args: object) -> T:
-    """`fn(*args)` with a progress bar on a terminal (ops/progress.py), when `fn` reports its
-    progress: the store's check and reindex take `progress(done, total)` once they count their
-    work (a store change the CLI does not depend on: without it they run without a bar)."""
-    import inspect
-
-    from carteiro.ops.progress import progress_bar
-
-    if "progress" in inspect.signature(fn).parameters:
-        return fn(*args, progress=progress_bar(label))
-    return fn(*args)
-
-
 def cmd_store(args: argparse.Namespace) -> int:
+    from carteiro.ops.progress import progress_bar
     from carteiro.store import maintenance
 
     cfg = load_config(args)
     account = _account(args.account) if args.account else None
     _finish_crash_work(cfg)
     if args.action == "check":
-        report = _with_progress(maintenance.check, "checking", cfg.data_dir, account)
+        report = maintenance.check(cfg.data_dir, account, progress=progress_bar("checking"))
         for acct, mbox, uid in report.missing_files:
             print(f"missing file: {acct} {mbox} UID {uid}")
         for path in report.orphan_files:
@@ -290,7 +278,7 @@ def cmd_store(args: argparse.Namespace) -> int:
             "`carteiro store reindex` rebuilds the index from the files"
         )
         return 1
-    result = _with_progress(maintenance.reindex, "reindexing", cfg.data_dir, account)
+    result = maintenance.reindex(cfg.data_dir, account, progress=progress_bar("reindexing"))
     for acct, mbox in result.new_uidvalidity:
         print(f"new UIDVALIDITY (clients will resynchronise): {acct} {mbox}")
     for why in result.skipped:

@@ -12,6 +12,7 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,9 @@ from carteiro.store.index import (
     init_index,
 )
 from carteiro.store.locks import FolderLock, try_flock
+
+Progress = Callable[[int, int], None]  # (done, total): the CLI's progress bar
+PROGRESS_EVERY = 1000  # messages between two calls inside one mailbox
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +343,18 @@ def _connect(data_dir: Path) -> sqlite3.Connection:
         raise IndexCorrupt(path, str(e)) from None
 
 
+def _count_files(home: Path) -> int:
+    """Message files in a Maildir and its folders (the total of reindex's progress)."""
+    n = 0
+    for folder in [home, *(home / e for e in os.listdir(home) if e.startswith("."))]:
+        for sub in ("cur", "new"):
+            try:
+                n += sum(1 for e in os.listdir(folder / sub) if not e.startswith("."))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+    return n
+
+
 def _listing(folder: Path) -> dict[str, str]:
     """base -> path relative to the folder, for cur/ and new/."""
     out: dict[str, str] = {}
@@ -353,7 +369,9 @@ def _listing(folder: Path) -> dict[str, str]:
     return out
 
 
-def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
+def check(
+    data_dir: Path | str, account: str | None = None, progress: Progress | None = None
+) -> CheckReport:
     """Compare the Maildir files with the index: index rows without a file (missing_files), files
     without a row (orphan_files, paths relative to the data dir) and size mismatches.
 
@@ -371,6 +389,14 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
     try:
         conn.execute("BEGIN IMMEDIATE")
         accounts = conn.execute("SELECT id, name, dir FROM accounts").fetchall()
+        total = done = 0
+        if progress is not None:
+            total = conn.execute(
+                "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+                " JOIN accounts a ON a.id = b.account_id WHERE ? IS NULL OR a.name = ?",
+                (account, account),
+            ).fetchone()[0]
+            progress(0, total)
         # committed with their bytes, their file written shortly after by a running server
         unwritten = {(m, u) for m, u in conn.execute("SELECT mailbox_id, uid FROM unsynced")}
         # expunged, their file removed shortly after by a running server's file worker
@@ -392,6 +418,9 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
                 for uid, base, size, info in conn.execute(
                     "SELECT uid, base, size, info FROM messages WHERE mailbox_id = ?", (mbid,)
                 ):
+                    done += 1
+                    if progress is not None and done % PROGRESS_EVERY == 0:
+                        progress(done, total)
                     rel = files.pop(base, None)
                     if rel is None:
                         if (mbid, uid) not in unwritten:
@@ -427,6 +456,8 @@ def check(data_dir: Path | str, account: str | None = None) -> CheckReport:
         if account is None:
             report.search_index = search_index.check(conn)
         conn.execute("ROLLBACK")
+        if progress is not None:
+            progress(total, total)
     finally:
         conn.close()
     return report
@@ -447,7 +478,9 @@ class ReindexReport:
     searchable: int = 0  # messages parsed into the search index
 
 
-def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
+def reindex(
+    data_dir: Path | str, account: str | None = None, progress: Progress | None = None
+) -> ReindexReport:
     """Rebuild the index rows of `account` (or of every account found under DATA/mail) from the
     Maildir files. UIDVALIDITY and UIDs are kept when the folder's metadata file and the file names
     carry them (else the folder gets a new UIDVALIDITY and fresh UIDs); flags come from the file
@@ -493,13 +526,24 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
             for (entry,) in conn.execute("SELECT path FROM pending_unlink").fetchall():
                 unlink_pending(data_dir / "mail", conn, entry)
             conn.execute("DELETE FROM pending_unlink")
+        # one bar: the files scanned, then the messages parsed for SEARCH (its total grows
+        # by their number once the scan is done)
+        files = (
+            sum(_count_files(mail_root / adir / "Maildir") for _, adir in homes)
+            if progress is not None
+            else 0
+        )
+        tick = None if progress is None else (lambda: progress(report.messages, files))
         for name, adir in homes:
-            _reindex_account(conn, codec, data_dir, name, adir, report, UID_LEASE, MODSEQ_LEASE)
+            _reindex_account(
+                conn, codec, data_dir, name, adir, report, UID_LEASE, MODSEQ_LEASE, tick
+            )
         conn.execute("COMMIT")
+        scanned = report.messages
+        search_index.ensure_fold(conn)
+        to_parse = search_index.unindexed(conn) if progress is not None else 0
         # the search index of what was rebuilt (and of anything else not indexed yet), now
         # rather than by the next server's background indexer
-        mail_root = data_dir / "mail"
-        search_index.ensure_fold(conn)
         report.searchable = search_index.build(
             conn,
             search_index.file_reader(
@@ -507,7 +551,10 @@ def reindex(data_dir: Path | str, account: str | None = None) -> ReindexReport:
                     mail_root / adir / "Maildir" / mdir if mdir else mail_root / adir / "Maildir"
                 )
             ),
+            None if progress is None else (lambda n: progress(scanned + n, scanned + to_parse)),
         )
+        if progress is not None:
+            progress(scanned + to_parse, scanned + to_parse)
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -526,6 +573,7 @@ def _reindex_account(
     report: ReindexReport,
     uid_lease: int,
     modseq_lease: int,
+    tick: Callable[[], None] | None = None,
 ) -> None:
     home = data_dir / "mail" / adir / "Maildir"
     row = conn.execute(
@@ -692,6 +740,8 @@ def _reindex_account(
             )
         report.mailboxes += 1
         report.messages += len(rows)
+        if tick is not None:
+            tick()
     conn.execute(
         "INSERT OR IGNORE INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes"
         " WHERE account_id = ? AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE account_id = ?)",

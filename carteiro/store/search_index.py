@@ -332,6 +332,15 @@ def pending(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int, lis
     return mailbox_id, upto, [r for r in rows if r[0] not in have]
 
 
+def unindexed(conn: sqlite3.Connection) -> int:
+    """Messages above their mailbox's mark: what `build` has left to parse (its progress)."""
+    row = conn.execute(
+        "SELECT count(*) FROM messages m LEFT JOIN search_progress p"
+        " ON p.mailbox_id = m.mailbox_id WHERE m.uid > coalesce(p.uid, 0)"
+    ).fetchone()
+    return int(row[0])
+
+
 def file_reader(folder: Callable[[str, str], Path]) -> Reader:
     """Reads a message's bytes: from `bodies` while its file is not written, else its file."""
 
@@ -384,9 +393,11 @@ def index_batch(
     return mailbox_id, upto, out
 
 
-def build(conn: sqlite3.Connection, reader: Reader) -> int:
+def build(
+    conn: sqlite3.Connection, reader: Reader, progress: Callable[[int], None] | None = None
+) -> int:
     """Index every message not yet indexed, in the caller's connection (`store reindex`, with no
-    transaction open). Returns the number of messages parsed."""
+    transaction open). Returns the number of messages parsed; `progress(n)` after each batch."""
     n = 0
     while True:
         got = index_batch(conn, reader)
@@ -401,6 +412,8 @@ def build(conn: sqlite3.Connection, reader: Reader) -> int:
             conn.execute("ROLLBACK")
             raise
         n += len(rows)
+        if progress is not None:
+            progress(n)
 
 
 INDEX_GATHER = 0.5  # seconds a woken indexer waits for more deliveries before its round

@@ -3,7 +3,6 @@ store's `progress(done, total)`; on a pipe they print only their summary."""
 
 from __future__ import annotations
 
-import inspect
 import io
 import mailbox
 import sys
@@ -52,13 +51,6 @@ def test_store_check_draws_a_bar_only_on_a_terminal(
         assert stream.getvalue() == ""
 
 
-needs_store_progress = pytest.mark.skipif(
-    "progress" not in inspect.signature(maintenance.check).parameters,
-    reason="the store's check/reindex take no progress callback yet (see docs/operations.md)",
-)
-
-
-@needs_store_progress
 def test_the_store_reports_progress_of_check_and_reindex(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path, services=(), users={"alice@example.test": "pw"})
     srv.init()

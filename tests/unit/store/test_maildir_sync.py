@@ -318,7 +318,9 @@ def adopt_and_crash(data_dir: str, point: str) -> None:
             os._exit(86)
 
     async def main() -> None:
-        store = SqliteMaildirStore(Path(data_dir), fault_hook=hook)
+        store = SqliteMaildirStore(
+            Path(data_dir), fault_hook=hook, search_indexer=False
+        )  # its COMMITs would hit the hook
         acct = await store.account(ACCOUNT)
         inbox = await acct.get_mailbox("INBOX")
         await store.sync_folder(acct._id, inbox.id, force=True)

@@ -81,7 +81,9 @@ def crash_at(data_dir: str, point: str, size: int = 2000) -> None:
             os._exit(86)
 
     async def main() -> None:
-        store = SqliteMaildirStore(Path(data_dir), fault_hook=hook)
+        store = SqliteMaildirStore(
+            Path(data_dir), fault_hook=hook, search_indexer=False
+        )  # its COMMITs would hit the hook
         acct = await store.account(ACCOUNT)
         await acct.append("INBOX", make_message(point, size))
         await acct.copy((await acct.get_mailbox("INBOX")).id, [1], "Archive")

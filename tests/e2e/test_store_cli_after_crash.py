@@ -44,7 +44,7 @@ def _fill_then_die(data_dir: str, what: str) -> None:
 
     async def main() -> None:
         nonlocal armed
-        store = SqliteMaildirStore(Path(data_dir), fault_hook=hook)
+        store = SqliteMaildirStore(Path(data_dir), fault_hook=hook, search_indexer=False)
         await store.create_account(ACCOUNT)
         acct = await store.account(ACCOUNT)
         for i in range(N):

@@ -353,7 +353,9 @@ def make_fetcher(cfg: Config, store: MailStore, directory: Directory) -> Fetcher
     return Fetcher(entries, cfg.data_dir, deliver, cfg.hostname)
 
 
-def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | None:
+def make_mail_checker(
+    cfg: Config, resolver: object | None = None, directory: Directory | None = None
+) -> Checker | None:
     """The inbound checks ([mailauth]) over our DNS resolver; None when disabled. Without a
     usable resolver every lookup is a temporary failure (mail deferred, never misjudged)."""
     from carteiro.mailauth.inbound import Checker, Settings
@@ -386,7 +388,16 @@ def make_mail_checker(cfg: Config, resolver: object | None = None) -> Checker | 
         dnsbl_zones=tuple(cfg.limits.dnsbl_zones),
         dmarc_failure_reports=m.dmarc_failure_reports and m.dmarc_reports,
     )
-    return Checker(dns, settings)
+    hostname = cfg.hostname.lower().rstrip(".")
+    static = {d.lower() for d in cfg.domains}
+
+    def ours(name: str) -> bool:
+        """This server's names a stranger must not HELO with (helo.check)."""
+        if name == hostname or name in static:
+            return True
+        return directory is not None and directory.is_local_domain(name)
+
+    return Checker(dns, settings, ours=ours)
 
 
 class DMARCReportTask:
@@ -928,7 +939,7 @@ class App:
             throttle=throttle,
             tls=tls,
             trace=self.trace,
-            mailauth=make_mail_checker(cfg),
+            mailauth=make_mail_checker(cfg, directory=directory),
             metrics=self.metrics,
             held=self.queue.worker,
             lists=self.lists,
@@ -1117,7 +1128,9 @@ class App:
         old = self.ctx
         if old is None:
             return lambda: None
-        ctx = dataclasses.replace(old, config=cfg, mailauth=make_mail_checker(cfg))
+        ctx = dataclasses.replace(
+            old, config=cfg, mailauth=make_mail_checker(cfg, directory=old.directory)
+        )
         trusted = TrustedPeers(cfg.auth.trusted_networks).networks
         fresh = {lst.service: lst for f in listener_factories() for lst in f(ctx)}
         queue = self.queue

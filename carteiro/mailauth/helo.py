@@ -9,7 +9,9 @@ Stalwart's non-FQDN check). So the result is always recorded and refuses only wh
 Results (recorded as `x-helo`, the kind in policy.helo):
   pass       "literal" (an address literal of the client's own address) or "confirmed" (an
              A/AAAA record of the name is the client's address)
-  fail       "literal-mismatch" (a literal of another address), "mismatch" (the name exists,
+  fail       "ours" (this server's own host name or one of its domains, from a client the name
+             does not resolve to: a forgery, the kind Postfix admins refuse with
+             check_helo_access), "literal-mismatch" (a literal of another address), "mismatch" (the name exists,
              with A/AAAA or MX records, none of them the client's address), "unknown" (no
              A, AAAA or MX record: Postfix's "Host not found")
   permerror  "invalid" (not a host name nor an address literal), "non-fqdn" (one label)
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,7 +30,15 @@ from carteiro.mailauth.lookup import Resolver
 
 Result = Literal["pass", "fail", "permerror", "temperror"]
 Kind = Literal[
-    "literal", "confirmed", "literal-mismatch", "mismatch", "unknown", "invalid", "non-fqdn", "dns"
+    "literal",
+    "confirmed",
+    "ours",
+    "literal-mismatch",
+    "mismatch",
+    "unknown",
+    "invalid",
+    "non-fqdn",
+    "dns",
 ]
 Syntax = Literal["fqdn", "non-fqdn", "literal", "invalid"]
 
@@ -101,9 +112,28 @@ def _plain(
     return a
 
 
-async def check(resolver: Resolver, name: str, ip: str) -> HeloResult:
+async def check(
+    resolver: Resolver, name: str, ip: str, ours: Callable[[str], bool] | None = None
+) -> HeloResult:
     """The HELO name `name` of a client at `ip`. At most three lookups (A, AAAA, then MX only
-    when the name has no address), through the shared resolver and its cache."""
+    when the name has no address), through the shared resolver and its cache. `ours(name)`
+    tells this server's own names (its host name, its domains): claimed by a client the name
+    does not resolve to, and not on loopback (this host's own programs), that is a forgery."""
+    result = await _check(resolver, name, ip)
+    if ours is None or result.kind in ("confirmed", "literal", "invalid", "non-fqdn"):
+        return result
+    host = _ascii_name(name)
+    if host is None or not ours(host):
+        return result
+    try:
+        if _plain(ipaddress.ip_address(ip)).is_loopback:
+            return result
+    except ValueError:
+        return result
+    return HeloResult("fail", "ours", name, "that is this server's name, not the client's")
+
+
+async def _check(resolver: Resolver, name: str, ip: str) -> HeloResult:
     kind = syntax(name)
     if kind == "invalid":
         return HeloResult("permerror", "invalid", name, "not a host name or address literal")

@@ -68,10 +68,12 @@ class Checker:
         resolver: Resolver,
         settings: Settings,
         sample: Callable[[], float] = random.random,
+        ours: Callable[[str], bool] | None = None,
     ) -> None:
         self.resolver = resolver
         self.settings = settings
         self.sample = sample
+        self.ours = ours  # this server's own names (host name, local domains): helo.check
 
     async def check_iprev(self, ip: str) -> iprev.IPRevResult:
         try:
@@ -83,7 +85,7 @@ class Checker:
     async def check_helo(self, name: str, ip: str) -> helo.HeloResult:
         try:
             async with asyncio.timeout(self.settings.dns_timeout):
-                return await helo.check(self.resolver, name, ip)
+                return await helo.check(self.resolver, name, ip, self.ours)
         except TimeoutError:
             return helo.HeloResult("temperror", "dns", name, "DNS lookups took too long")
 
@@ -126,7 +128,8 @@ class Checker:
         the name does not match, so the default refuses nothing). Each level refuses what the
         one before it does, and more; the codes are Postfix's for the same checks:
           valid      a name that is not a host name or address literal (501 5.5.2), a one-label
-                     name (504 5.5.2), an address literal that is not the client's (550 5.7.1)
+                     name (504 5.5.2), an address literal that is not the client's, this
+                     server's own name from a client it does not resolve to (550 5.7.1)
           known      also a name without A, AAAA or MX records (450 4.7.1: a DNS mistake
                      should cost a retry, not the mail), and a lookup that failed for now
           confirmed  also a name whose A/AAAA records are not the client's address (550 5.7.1)
@@ -139,7 +142,7 @@ class Checker:
             return Refusal(501, "5.5.2", f"HELO {name}: not a valid host name")
         if result.kind == "non-fqdn":
             return Refusal(504, "5.5.2", f"HELO {name}: need a fully-qualified host name")
-        if result.kind == "literal-mismatch":
+        if result.kind in ("literal-mismatch", "ours"):
             return Refusal(550, "5.7.1", f"HELO {name}: {result.reason}")
         if level == "valid":
             return None

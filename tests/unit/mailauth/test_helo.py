@@ -130,3 +130,24 @@ async def test_policy_levels() -> None:
         (450, "4.7.1"),
     ]
     assert refusal("confirmed", temp, temperror="accept") is None
+
+
+async def test_a_stranger_claiming_this_servers_name_is_recorded_and_refused_from_valid_on() -> None:
+    """HELO with our own host name or one of our domains, from an address the name does not
+    resolve to: a forgery (Postfix admins refuse it with check_helo_access). Our own programs
+    on loopback, and a host the name does resolve to (a second MX of ours), are not strangers."""
+    zone = ZONE + "mx.ours.test. 60 IN A 192.0.2.50\nours.test. 60 IN MX 10 mx.ours.test.\n"
+    names = {"mx.ours.test", "ours.test"}.__contains__
+
+    async def claim(name: str, ip: str) -> helo.HeloResult:
+        return await helo.check(StaticResolver(zone), name, ip, names)  # type: ignore[arg-type]
+
+    forged = await claim("mx.ours.test", "192.0.2.1")
+    assert (forged.result, forged.kind) == ("fail", "ours")
+    assert (await claim("OURS.test.", "192.0.2.1")).kind == "ours"
+    assert (await claim("mx.ours.test", "192.0.2.50")).kind == "confirmed"  # really ours
+    assert (await claim("mx.ours.test", "127.0.0.1")).kind == "mismatch"  # this host
+    assert (await claim("mx.sender.test", "192.0.2.1")).kind == "confirmed"  # not our name
+    assert refusal("none", forged) is None  # recorded only, by default
+    assert refusal("valid", forged) == (550, "5.7.1")
+    assert refusal("confirmed", forged) == (550, "5.7.1")

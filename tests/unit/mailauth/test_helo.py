@@ -132,7 +132,7 @@ async def test_policy_levels() -> None:
     assert refusal("confirmed", temp, temperror="accept") is None
 
 
-async def test_a_stranger_claiming_this_servers_name_is_recorded_and_refused_from_valid_on() -> None:
+async def test_a_stranger_claiming_our_name_is_recorded_and_refused_from_valid_on() -> None:
     """HELO with our own host name or one of our domains, from an address the name does not
     resolve to: a forgery (Postfix admins refuse it with check_helo_access). Our own programs
     on loopback, and a host the name does resolve to (a second MX of ours), are not strangers."""

@@ -62,6 +62,7 @@ _EXTENSIONS = (
     "QUOTA=RES-MESSAGE",
     "WITHIN",
     "STATUS=SIZE",
+    "OBJECTID",
     "BINARY",
     "UTF8=ACCEPT",
     "CONDSTORE",

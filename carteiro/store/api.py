@@ -120,6 +120,8 @@ class MailboxInfo:
     subscribed: bool = False
     # \Noselect placeholder kept for inferior names after a DELETE (RFC 3501 6.3.4)
     selectable: bool = True
+    # RFC 8474 MAILBOXID: the mailbox's own id, kept across RENAME, never given to another
+    mailboxid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,17 @@ class MessageMeta:
     modseq: int
     internaldate: float  # seconds since the epoch, UTC
     size: int  # exact size in octets of the stored bytes (CRLF line endings)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIds:
+    """What a message carries beside MessageMeta, read only when asked for: its RFC 8474 EMAILID
+    (the same for every copy of one appended message, kept by COPY and MOVE) and its RFC 8514
+    SAVEDATE (when it was saved into this mailbox: APPEND, delivery, COPY, MOVE; None: unknown,
+    for messages stored before the store recorded it)."""
+
+    emailid: str
+    savedate: float | None
 
 
 class UidFlags(NamedTuple):
@@ -407,6 +420,13 @@ class AccountStore(Protocol):
 
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:
         """The raw bytes. Raises KeyError if the message is gone."""
+        ...
+
+    async def message_ids(
+        self, mailbox_id: int, uids: Sequence[int] | None = None
+    ) -> dict[int, MessageIds]:
+        """EMAILID and SAVEDATE of the given messages (every message for None); UIDs not in the
+        mailbox are left out. Raises MailboxNotFound."""
         ...
 
     async def set_flags(

@@ -7,6 +7,7 @@ Nothing is persisted; the maildrop lock is exclusive within this process only.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from array import array
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,7 @@ from carteiro.store.api import (
     MailboxNotFound,
     MaildropLock,
     MessageAdded,
+    MessageIds,
     MessageMeta,
     MessagesExpunged,
     MessageSource,
@@ -58,6 +60,8 @@ class _Message:
     modseq: int
     internaldate: float
     data: bytes
+    emailid: str = ""  # RFC 8474 (kept by COPY and MOVE)
+    savedate: float | None = None  # RFC 8514
 
     def meta(self) -> MessageMeta:
         return MessageMeta(self.uid, self.flags, self.modseq, self.internaldate, len(self.data))
@@ -76,6 +80,7 @@ class _Mailbox:
     expunged: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq) for VANISHED
     expunge_horizon: int = 0  # the history is whole for changes after this MODSEQ
     recent_claimed: int = 0  # highest UID handed out as \Recent
+    mailboxid: str = field(default_factory=lambda: "F" + secrets.token_hex(16))  # RFC 8474
 
     def bump(self) -> int:
         self.highestmodseq += 1
@@ -198,8 +203,9 @@ class MemoryMailStore:
             n = sum(1 for t in targets if t[0] is acct)
             acct.check_quota(self.quota_defaults, len(data) * n, n)
         results = []
+        emailid = "M" + secrets.token_hex(12)  # one message: one EMAILID in every mailbox
         for acct, mbox, flags, when in targets:
-            results.append(self._add(acct, mbox, data, flags, when))
+            results.append(self._add(acct, mbox, data, flags, when, emailid))
         if delivery_id is not None:
             self._delivered[delivery_id] = tuple(results)
         return results
@@ -237,12 +243,19 @@ class MemoryMailStore:
         return found[1]
 
     def _add(
-        self, acct: _Account, mbox: _Mailbox, data: bytes, flags: frozenset[str], when: float
+        self,
+        acct: _Account,
+        mbox: _Mailbox,
+        data: bytes,
+        flags: frozenset[str],
+        when: float,
+        emailid: str = "",
     ) -> AppendResult:
+        emailid = emailid or "M" + secrets.token_hex(12)
         uid = mbox.uidnext
         mbox.uidnext += 1
         modseq = mbox.bump()
-        mbox.messages[uid] = _Message(uid, flags, modseq, when, data)
+        mbox.messages[uid] = _Message(uid, flags, modseq, when, data, emailid, time.time())
         self.hub.publish(acct.name, [MessageAdded(acct.name, mbox.id, uid, modseq)])
         return AppendResult(acct.name, mbox.id, mbox.uidvalidity, uid, modseq)
 
@@ -256,6 +269,7 @@ class MemoryMailStore:
             mbox.special_use,
             mbox.name in acct.subscriptions,
             mbox.selectable,
+            mbox.mailboxid,
         )
 
 
@@ -391,7 +405,13 @@ class MemoryAccountStore:
                 nuid = dst.uidnext
                 dst.uidnext += 1
                 dst.messages[nuid] = _Message(
-                    nuid, msg.flags, dst.highestmodseq + 1, msg.internaldate, msg.data
+                    nuid,
+                    msg.flags,
+                    dst.highestmodseq + 1,
+                    msg.internaldate,
+                    msg.data,
+                    msg.emailid,
+                    time.time(),  # saved into the new mailbox now, as a MOVE
                 )
             if uids:
                 dst.bump()
@@ -502,6 +522,13 @@ class MemoryAccountStore:
             raise KeyError(uid) from None
         return mbox.messages[uid].data
 
+    async def message_ids(
+        self, mailbox_id: int, uids: Sequence[int] | None = None
+    ) -> dict[int, MessageIds]:
+        messages = self._mbox(mailbox_id).messages
+        picked = messages.values() if uids is None else [messages[u] for u in uids if u in messages]
+        return {m.uid: MessageIds(m.emailid, m.savedate) for m in picked}
+
     async def set_flags(
         self,
         mailbox_id: int,
@@ -571,12 +598,15 @@ class MemoryAccountStore:
         pairs: list[tuple[int, int]] = []
         if present:
             modseq = dst.bump()
+            saved = time.time()  # RFC 8514: a copy is saved now
             events: list[ChangeEvent] = []
             for uid in present:
                 msg = src.messages[uid]
                 nuid = dst.uidnext
                 dst.uidnext += 1
-                dst.messages[nuid] = _Message(nuid, msg.flags, modseq, msg.internaldate, msg.data)
+                dst.messages[nuid] = _Message(
+                    nuid, msg.flags, modseq, msg.internaldate, msg.data, msg.emailid, saved
+                )
                 pairs.append((uid, nuid))
                 events.append(MessageAdded(self._account, dst.id, nuid, modseq))
             self._publish(events)

@@ -32,6 +32,7 @@ from carteiro.store.api import (
     MailboxNotEmpty,
     MailboxNotFound,
     MaildropLock,
+    MessageIds,
     MessageMeta,
     MessageSource,
     Quota,
@@ -43,7 +44,15 @@ from carteiro.store.api import (
 from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, apply_op, normalize_flags
-from carteiro.store.index import MAILBOX_COLS, AccountRow, MailboxRow, json_ints, mailbox_from_row
+from carteiro.store.index import (
+    MAILBOX_COLS,
+    AccountRow,
+    MailboxRow,
+    emailid_of_base,
+    json_ints,
+    mailbox_from_row,
+    mailboxid,
+)
 from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
 from carteiro.store.locks import FileLock, try_flock
 from carteiro.store.writer import Tx
@@ -183,6 +192,7 @@ class SqliteAccountStore:
                     m.special_use,
                     m.name in subs,
                     m.selectable,
+                    mailboxid(m.guid),
                 )
                 for m in boxes
             ]
@@ -540,6 +550,23 @@ class SqliteAccountStore:
             # expunged meanwhile (the row is gone: KeyError above), or its folder was renamed
             # between the lookup and the read: look again
         raise KeyError(uid)
+
+    async def message_ids(
+        self, mailbox_id: int, uids: Sequence[int] | None = None
+    ) -> dict[int, MessageIds]:
+        def read(conn: sqlite3.Connection) -> dict[int, MessageIds]:
+            self._s.mbox_by_id(conn, self._id, mailbox_id)  # MailboxNotFound
+            sql = "SELECT uid, emailid, savedate, base FROM messages WHERE mailbox_id = ?"
+            params: tuple[Any, ...] = (mailbox_id,)
+            if uids is not None:
+                sql += " AND uid IN (SELECT value FROM json_each(?))"
+                params += (json_ints(uids),)
+            return {
+                uid: MessageIds(emailid or emailid_of_base(base), savedate)
+                for uid, emailid, savedate, base in conn.execute(sql, params)
+            }
+
+        return await self._s.read(read)
 
     async def set_flags(
         self,

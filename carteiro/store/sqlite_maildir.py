@@ -64,11 +64,14 @@ from carteiro.store.index import (
     account_from_row,
     connect_index,
     drop_done,
+    emailid_of,
+    emailid_of_base,
     forget_deliveries,
     index_state,
     init_index,
     json_ints,
     mailbox_from_row,
+    mailboxid,
     no_room,
     prune_expunged,
     record_delivery,
@@ -168,7 +171,7 @@ class SqliteMaildirStore:
             )
             reindex(self.data_dir)
         try:
-            init_index(self.index_path)
+            init_index(self.index_path, fault_hook)
         except sqlite3.DatabaseError as e:
             raise IndexCorrupt(self.index_path, str(e)) from None
         self.token = secrets.token_hex(6)
@@ -603,6 +606,7 @@ class SqliteMaildirStore:
         unsynced: list[tuple[int, int, int]] = []
         token = self.token
         encode = self.codec.encode
+        saved = time.time()  # RFC 8514 SAVEDATE
         for ap in run:
             if ap.delivery_id is not None:
                 seen = seen_delivery(conn, ap.delivery_id, time.time(), DELIVERY_ID_KEEP)
@@ -663,6 +667,8 @@ class SqliteMaildirStore:
                     else:
                         mask, kws, info = 0, "", ""
                     unique = ap.unique if i == 0 else self._unique.next()
+                    if i == 0:  # one EMAILID for every copy a delivery makes (RFC 8474 5.1)
+                        emailid = emailid_of(unique)
                     base = maildir.make_base(unique, ap.size, uid, disk_size)
                     cur = self._cur_dir(acct.dir, mb.dir)
                     if inline:  # its file is written after COMMIT (flusher.py)
@@ -675,7 +681,9 @@ class SqliteMaildirStore:
                             os.link(ap.staged, target)
                         made.append(target)
                     dirs.append(cur)
-                    rows.append((mb.id, uid, modseq, mask, kws, when, ap.size, base, info))
+                    rows.append(
+                        (mb.id, uid, modseq, mask, kws, when, ap.size, base, info, emailid, saved)
+                    )
                     changes.append(
                         (token, acct.name, f'{{"t":"a","m":{mb.id},"u":{uid},"s":{modseq}}}')
                     )
@@ -726,7 +734,7 @@ class SqliteMaildirStore:
                 ],
             )
         if rows:
-            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany(
                 "INSERT INTO changes (origin, account, event) VALUES (?, ?, ?)", changes
             )
@@ -964,6 +972,7 @@ class SqliteMaildirStore:
             )
             self.note_dirty_files()
         rows = []
+        adopted_at = time.time()
         for i, (sub, name, st, size, disk) in enumerate(sorted(found, key=lambda f: f[1])):
             uid = first + i
             info = maildir.parse_name(name).info if sub == "cur" else ""
@@ -975,10 +984,24 @@ class SqliteMaildirStore:
             moved = True
             self._hook("scan_adopted")
             mask, kws = self.codec.encode(flags)
-            rows.append((mb.id, uid, modseq, mask, kws, st.st_mtime, size, base, info))
+            rows.append(
+                (
+                    mb.id,
+                    uid,
+                    modseq,
+                    mask,
+                    kws,
+                    st.st_mtime,
+                    size,
+                    base,
+                    info,
+                    emailid_of_base(base),
+                    adopted_at,  # RFC 8514: when it entered the mailbox as far as we know
+                )
+            )
             tx.event(acct.name, MessageAdded(acct.name, mb.id, uid, modseq))
         if rows:
-            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             if self.search_indexer is not None:
                 tx.after.append(self.search_indexer.wake)
         if moved:  # durable before COMMIT: the rows name the files by their new names
@@ -1284,7 +1307,7 @@ class SqliteMaildirStore:
     ) -> CopyResult:
         conn = tx.conn
         sql = (
-            "SELECT uid, flags, keywords, internaldate, size, base, info FROM messages"
+            "SELECT uid, flags, keywords, internaldate, size, base, info, emailid FROM messages"
             " WHERE mailbox_id = ?"
         )
         params: tuple[Any, ...] = (src.id,)
@@ -1314,7 +1337,8 @@ class SqliteMaildirStore:
         pairs = []
         unwritten: dict[int, list[tuple[int, int, str]]] = {}  # body id -> copy targets
         dates: dict[int, float] = {}  # body id -> INTERNALDATE (the file's mtime)
-        for i, (uid, mask, kws, when, size, base, info) in enumerate(rows):
+        saved = time.time()  # RFC 8514: the copy's SAVEDATE is when it was copied
+        for i, (uid, mask, kws, when, size, base, info, emailid) in enumerate(rows):
             nuid = first + i
             path = maildir.locate(src_folder, base, info)
             # the copy holds what the source's file holds (one inode, or the same bytes)
@@ -1335,11 +1359,15 @@ class SqliteMaildirStore:
                 tx.undo.append(lambda t=target: _unlink(t))  # type: ignore[misc]
                 if uid in pending:
                     tx.files.add(path)  # the copy shares its inode: make the data durable now
-            inserts.append((dst.id, nuid, modseq, mask, kws, when, size, nbase, ninfo))
+            # RFC 8474 5.1: the same EMAILID across COPY and MOVE (same content)
+            emailid = emailid or emailid_of_base(base)
+            inserts.append(
+                (dst.id, nuid, modseq, mask, kws, when, size, nbase, ninfo, emailid, saved)
+            )
             pairs.append((uid, nuid))
             tx.event(acct.name, MessageAdded(acct.name, dst.id, nuid, modseq))
         tx.dirs.add(dst_folder / "cur")
-        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", inserts)
+        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", inserts)
         search_index.copy_rows(conn, src.id, dst.id, pairs)
         if unwritten:
             conn.executemany(
@@ -1381,6 +1409,7 @@ class SqliteMaildirStore:
             mb.special_use,
             subscribed is not None,
             mb.selectable,
+            mailboxid(mb.guid),
         )
 
     # ---- staging message bytes ----

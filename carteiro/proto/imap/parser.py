@@ -89,6 +89,7 @@ STATUS_ITEMS: Final = frozenset(
         "HIGHESTMODSEQ",  # RFC 7162 3.1.6
         "APPENDLIMIT",  # RFC 7889 3
         "DELETED-STORAGE",  # RFC 9208 4.2.1
+        "MAILBOXID",  # RFC 8474 4.3
     }
 )
 SYSTEM_FLAGS: Final = {

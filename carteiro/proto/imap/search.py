@@ -136,6 +136,14 @@ class SearchModSeq:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchObjectId:
+    """RFC 8474 6: EMAILID / THREADID objectid (``kind`` "EMAILID" or "THREADID")."""
+
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class SearchNot:
     key: SearchKey
 
@@ -164,6 +172,7 @@ SearchKey = (
     | SearchSize
     | SearchSeq
     | SearchModSeq
+    | SearchObjectId
     | SearchNot
     | SearchOr
     | SearchAnd
@@ -193,6 +202,7 @@ _DATE_KEYS: Final = {
     "SENTSINCE": ("since", True),
 }
 _SET_TOKEN_RE: Final = re.compile(rb"[0-9*$:,]+")
+_OBJECTID_RE: Final = re.compile(rb"[A-Za-z0-9_-]{1,255}(?![A-Za-z0-9_-])")
 _DATE_TOKEN_RE: Final = re.compile(rb'"([0-9A-Za-z-]*)"|([0-9A-Za-z-]+)')
 _NEW: Final = SearchAnd((SearchFlag("\\Recent", True), SearchFlag("\\Seen", False)))
 
@@ -388,6 +398,10 @@ def _key(r: ArgReader, codec: str, depth: int) -> SearchKey:
         return SearchWithin(r.nz_number("interval"), name == "OLDER")
     if name == "MODSEQ":
         return _modseq(r)
+    if name in ("EMAILID", "THREADID"):
+        r.sp()
+        # objectid = 1*255(ALPHA / DIGIT / "_" / "-") (RFC 8474 7)
+        return SearchObjectId(name, r.match(_OBJECTID_RE, "objectid").decode("ascii"))
     raise ArgError(f"Unknown search key {name[:40]}")
 
 

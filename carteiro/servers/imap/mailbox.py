@@ -45,8 +45,9 @@ async def create(s: Session, tag: str, req: c.Create) -> Result:
         special = req.special_use[0]
     if name.upper() == INBOX:
         return no("INBOX already exists", "ALREADYEXISTS")
-    await _store(s).create_mailbox(name, special)
-    return ok("Create completed.")
+    info = await _store(s).create_mailbox(name, special)
+    # RFC 8474 4.1: the new mailbox's MAILBOXID in the tagged OK
+    return ok("Create completed.", f"MAILBOXID ({info.mailboxid})")
 
 
 @command(c.Delete)
@@ -269,6 +270,9 @@ async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -
             n = info.highestmodseq
         elif item == "APPENDLIMIT":
             n = s.server.appendlimit
+        elif item == "MAILBOXID":  # RFC 8474 4.3
+            parts.append(b"MAILBOXID (" + info.mailboxid.encode("ascii") + b")")
+            continue
         else:  # pragma: no cover - the parser admits only the items above
             continue
         parts.append(b"%s %d" % (item.encode(), n))

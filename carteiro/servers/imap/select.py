@@ -60,6 +60,7 @@ async def select(s: Session, tag: str, req: c.Select) -> Result:
             out += b"* OK [UNSEEN %d] First unseen.\r\n" % unseen
     out += b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % info.uidvalidity
     out += b"* OK [UIDNEXT %d] Predicted next UID\r\n" % max(info.uidnext, view.max_uid + 1)
+    out += b"* OK [MAILBOXID (%s)] Ok\r\n" % info.mailboxid.encode("ascii")  # RFC 8474 4.2
     if s.condstore:
         # RFC 7162 3.1.2.1 (sent, as Dovecot and mox do, once the client uses CONDSTORE; the
         # store keeps MODSEQs for every mailbox, so never NOMODSEQ)

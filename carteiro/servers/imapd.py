@@ -63,6 +63,7 @@ _EXTENSIONS = (
     "WITHIN",
     "STATUS=SIZE",
     "OBJECTID",
+    "SAVEDATE",
     "BINARY",
     "UTF8=ACCEPT",
     "CONDSTORE",

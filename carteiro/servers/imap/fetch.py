@@ -25,8 +25,8 @@ from carteiro.store.api import SEEN, FlagOp, MessageMeta, StorageFull
 
 log = logging.getLogger("carteiro.imap")
 
-_UNSUPPORTED = frozenset({pf.SAVEDATE})
-_OBJECT_IDS = frozenset({pf.EMAILID, pf.THREADID})  # RFC 8474, from store.message_ids()
+# RFC 8474 EMAILID/THREADID and RFC 8514 SAVEDATE, from store.message_ids()
+_OBJECT_IDS = frozenset({pf.EMAILID, pf.THREADID, pf.SAVEDATE})
 _FLAGS = pf.FetchAttr(pf.FLAGS)
 _MODSEQ = pf.FetchAttr(pf.MODSEQ)
 # Messages read before \Seen is set on them in one store call: few calls for a big FETCH,
@@ -40,8 +40,6 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
     view = s.view
     assert view is not None and s.store is not None
     attrs = req.items
-    if any(a.kind in _UNSUPPORTED for a in attrs):
-        return bad("Unsupported fetch attribute")
     if req.vanished and not s.qresync:
         return bad("VANISHED needs ENABLE QRESYNC first")  # RFC 7162 3.2.6
     wants_modseq = any(a.kind == pf.MODSEQ for a in attrs)
@@ -203,20 +201,29 @@ async def _still_listed(s: Session, uids: list[int]) -> int:
 
 
 async def _object_items(s: Session, idx: list[int], kinds: tuple[str, ...]) -> dict[int, bytes]:
-    """RFC 8474 EMAILID / THREADID items by UID, from one store read. THREADID is NIL: threads
-    are not computed at delivery (docs/imap.md), which RFC 8474 5.2 allows."""
+    """RFC 8474 EMAILID / THREADID and RFC 8514 SAVEDATE items by UID, from one store read.
+    THREADID is NIL: threads are not computed at delivery (docs/imap.md), which RFC 8474 5.2
+    allows; SAVEDATE is NIL for a message stored before save dates were recorded (RFC 8514)."""
     view = s.view
     assert view is not None and s.store is not None
     uids = [view.uids[i] for i in idx]
-    ids = await s.store.message_ids(view.id, uids) if pf.EMAILID in kinds else {}
+    need = pf.EMAILID in kinds or pf.SAVEDATE in kinds
+    ids = await s.store.message_ids(view.id, uids) if need else {}
     out: dict[int, bytes] = {}
     for uid in uids:
         parts = []
         for kind in kinds:
             if kind == pf.THREADID:
                 parts.append(b"THREADID NIL")
-            elif uid in ids:
+            elif uid not in ids:
+                continue  # expunged meanwhile
+            elif kind == pf.EMAILID:
                 parts.append(b"EMAILID (" + ids[uid].emailid.encode("ascii") + b")")
+            else:
+                saved = ids[uid].savedate
+                parts.append(
+                    b"SAVEDATE " + (b"NIL" if saved is None else render.internaldate(saved))
+                )
         if parts:
             out[uid] = b" ".join(parts)
     return out

@@ -48,6 +48,8 @@ def _wants_ids(key: ps.SearchKey) -> bool:
         return _wants_ids(key.left) or _wants_ids(key.right)
     if isinstance(key, ps.SearchNot):
         return _wants_ids(key.key)
+    if isinstance(key, ps.SearchDate):
+        return key.saved
     return isinstance(key, ps.SearchObjectId) and key.kind == "EMAILID"
 
 
@@ -67,7 +69,7 @@ def _index_terms(key: ps.SearchKey, out: dict[int, IndexTerm]) -> None:
         out[id(key)] = IndexTerm("body", value=searchtext.fold(key.value))
     elif isinstance(key, ps.SearchText):
         out[id(key)] = IndexTerm("text", value=searchtext.fold(key.value))
-    elif isinstance(key, ps.SearchDate) and key.sent:
+    elif isinstance(key, ps.SearchDate) and key.sent and not key.saved:
         out[id(key)] = IndexTerm("sent", op=key.op, day=key.date.toordinal())
 
 
@@ -211,6 +213,24 @@ def _simple(key: ps.SearchKey, ctx: _Ctx) -> MetaTest | None:
         if key.larger:
             return lambda i, m: m.size > n
         return lambda i, m: m.size < n
+    if isinstance(key, ps.SearchDate) and key.saved:
+        # RFC 8514 4.3, days in UTC like INTERNALDATE; an unknown save date (NIL) matches none
+        ids, op = ctx.ids, key.op
+        start = dt.datetime.combine(key.date, dt.time(), dt.UTC).timestamp()
+        end = start + 86400.0
+
+        def saved_on(i: int, m: MessageMeta) -> bool:
+            found = ids.get(m.uid)
+            when = None if found is None else found.savedate
+            if when is None:
+                return False
+            if op == "before":
+                return when < start
+            if op == "on":
+                return start <= when < end
+            return when >= start
+
+        return saved_on
     if isinstance(key, ps.SearchDate) and not key.sent:
         # INTERNALDATE days are UTC days: compare timestamps with the day's bounds
         start = dt.datetime.combine(key.date, dt.time(), dt.UTC).timestamp()

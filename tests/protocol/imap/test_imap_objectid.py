@@ -77,3 +77,44 @@ async def test_emailid_threadid(server):
         lines = await c.cmd("FETCH 1 (EMAILID BODY.PEEK[HEADER.FIELDS (Subject)])")
         assert lines[0].startswith("* 1 FETCH (BODY[HEADER.FIELDS (Subject)] {"), lines
         assert lines[3] == f" EMAILID ({first}))", lines
+
+
+async def test_savedate(server):
+    """RFC 8514: FETCH SAVEDATE (NIL when unknown), SAVEDBEFORE/SAVEDON/SAVEDSINCE by UTC day,
+    SAVEDATESUPPORTED; a COPY's save date is its own."""
+    import datetime as dt
+    import sqlite3
+
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+    await server.deliver(MSG)
+    await server.deliver(MSG)
+    c = await server.connect(login=True)
+    assert (await c.cmd("CREATE foo"))[-1].split()[1] == "OK"
+    await c.cmd("SELECT INBOX")
+    today = dt.datetime.now(dt.UTC)
+    lines = await c.cmd("FETCH 1:2 (SAVEDATE)")
+    day = f"{today.day:02d}-{today.strftime('%b')}-{today.year}"
+    assert re.fullmatch(rf'\* 1 FETCH \(SAVEDATE "{day} \d\d:\d\d:\d\d \+0000"\)', lines[0]), lines
+    on = f"{today.day}-{today.strftime('%b')}-{today.year}"
+    tomorrow = today + dt.timedelta(days=1)
+    later = f"{tomorrow.day}-{tomorrow.strftime('%b')}-{tomorrow.year}"
+    assert (await c.cmd(f"SEARCH SAVEDON {on}"))[0] == "* SEARCH 1 2"
+    assert (await c.cmd(f"SEARCH SAVEDSINCE {on}"))[0] == "* SEARCH 1 2"
+    assert (await c.cmd(f"SEARCH SAVEDBEFORE {on}"))[0] == "* SEARCH"
+    assert (await c.cmd(f"SEARCH SAVEDBEFORE {later}"))[0] == "* SEARCH 1 2"
+    assert (await c.cmd(f"SEARCH SAVEDSINCE {later}"))[0] == "* SEARCH"
+    assert (await c.cmd("SEARCH SAVEDATESUPPORTED"))[0] == "* SEARCH 1 2"
+    assert (await c.cmd("SEARCH SAVEDON 31-Foo-2020"))[-1].split()[1] == "BAD"
+    assert (await c.cmd("COPY 1 foo"))[-1].split()[1] == "OK"
+    await c.cmd("SELECT foo")
+    assert (await c.cmd(f"SEARCH SAVEDON {on}"))[0] == "* SEARCH 1"
+    if isinstance(server.store, SqliteMaildirStore):
+        # a message stored before save dates were recorded (a migrated index): NIL
+        conn = sqlite3.connect(server.store.index_path)
+        conn.execute("UPDATE messages SET savedate = NULL WHERE uid = 1")
+        conn.commit()
+        conn.close()
+        assert (await c.cmd("FETCH 1 (SAVEDATE)"))[0] == "* 1 FETCH (SAVEDATE NIL)"
+        assert (await c.cmd(f"SEARCH SAVEDON {on}"))[0] == "* SEARCH"
+        assert (await c.cmd(f"SEARCH NOT SAVEDON {on}"))[0] == "* SEARCH 1"

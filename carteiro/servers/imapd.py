@@ -64,6 +64,7 @@ _EXTENSIONS = (
     "STATUS=SIZE",
     "OBJECTID",
     "SAVEDATE",
+    "MULTIAPPEND",
     "BINARY",
     "UTF8=ACCEPT",
     "CONDSTORE",

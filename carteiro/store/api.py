@@ -375,6 +375,15 @@ class AccountStore(Protocol):
         """Durable (fsynced, indexed) before it returns."""
         ...
 
+    async def append_many(
+        self,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+    ) -> list[AppendResult]:
+        """RFC 3502 MULTIAPPEND: every message (bytes, flags, INTERNALDATE or None for now) or
+        none, in that order with ascending UIDs, durable before it returns."""
+        ...
+
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """All messages in ascending UID order (what SELECT and POP3 login need)."""
         ...

@@ -470,6 +470,23 @@ class MemoryAccountStore:
         acct.check_quota(self._store.quota_defaults, len(data), 1)
         return self._store._add(acct, mbox, data, normalize_flags(flags), when)
 
+    async def append_many(
+        self,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+    ) -> list[AppendResult]:
+        self._store.check_write()
+        acct = self._acct()
+        mbox = self._store._mailbox_by_name(acct, mailbox)
+        acct.check_quota(
+            self._store.quota_defaults, sum(len(d) for d, _f, _w in messages), len(messages)
+        )
+        now = time.time()
+        return [
+            self._store._add(acct, mbox, bytes(d), normalize_flags(f), now if w is None else w)
+            for d, f, w in messages
+        ]
+
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         return [m.meta() for m in self._mbox(mailbox_id).messages.values()]
 

@@ -92,6 +92,14 @@ class AccountBackend(Protocol):
         delivery_id: str | None = None,
     ) -> list[AppendResult]: ...
 
+    async def append_many(
+        self,
+        account_id: int,
+        account: str,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, frozenset[str], float]],
+    ) -> list[AppendResult]: ...
+
     def listing(
         self, conn: sqlite3.Connection, mb: MailboxRow, force_publish: bool = False
     ) -> Listing: ...
@@ -415,6 +423,19 @@ class SqliteAccountStore:
             [(self._account, mailbox, normalize_flags(flags), when)], source
         )
         return result
+
+    async def append_many(
+        self,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+    ) -> list[AppendResult]:
+        now = time.time()
+        return await self._s.append_many(
+            self._id,
+            self._account,
+            mailbox,
+            [(d, normalize_flags(f), now if w is None else w) for d, f, w in messages],
+        )
 
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         if self._s.listings.is_small(mailbox_id):

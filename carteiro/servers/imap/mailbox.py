@@ -330,20 +330,28 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
         if len(data) > s.server.appendlimit:
             return no("Message too big", "TOOBIG")
         bodies.append(data)
-    uids: list[int] = []
-    uidvalidity = 0
+    now = time.time()
+    dates = [
+        m.internal_date.timestamp() if m.internal_date is not None else now for m in req.messages
+    ]
+    try:
+        if len(bodies) == 1:
+            results = [await store.append(req.mailbox, bodies[0], req.messages[0].flags, dates[0])]
+        else:
+            # RFC 3502: every message or none, in one transaction of the store
+            results = await store.append_many(
+                req.mailbox,
+                [(d, m.flags, w) for d, m, w in zip(bodies, req.messages, dates, strict=True)],
+            )
+    except MailboxNotFound:
+        return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
     view = s.view
-    for m, data in zip(req.messages, bodies, strict=True):
-        when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
-        try:
-            r = await store.append(req.mailbox, data, m.flags, when)
-        except MailboxNotFound:
-            if uids:  # pragma: no cover - the mailbox vanished between two messages
-                break
-            return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
-        uids.append(r.uid)
-        uidvalidity = r.uidvalidity
+    for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
         if view is not None and view.id == r.mailbox_id:
             # the view learns the new message without asking the store again
             view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
-    return ok("Append completed.", f"APPENDUID {uidvalidity} {render_numbers(uids, sort=False)}")
+    uids = [r.uid for r in results]
+    return ok(
+        "Append completed.",
+        f"APPENDUID {results[0].uidvalidity} {render_numbers(uids, sort=False)}",
+    )

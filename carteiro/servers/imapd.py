@@ -65,6 +65,7 @@ _EXTENSIONS = (
     "OBJECTID",
     "SAVEDATE",
     "MULTIAPPEND",
+    "REPLACE",
     "BINARY",
     "UTF8=ACCEPT",
     "CONDSTORE",

@@ -65,6 +65,10 @@ class MailboxNotEmpty(StoreError):
     """DELETE of a mailbox that has inferior names and is already \\Noselect (RFC 3501 6.3.4)."""
 
 
+class MessageNotFound(StoreError):
+    """The message named by (mailbox, UID) is not there (expunged meanwhile)."""
+
+
 class AccountNotFound(StoreError):
     pass
 
@@ -382,6 +386,18 @@ class AccountStore(Protocol):
     ) -> list[AppendResult]:
         """RFC 3502 MULTIAPPEND: every message (bytes, flags, INTERNALDATE or None for now) or
         none, in that order with ascending UIDs, durable before it returns."""
+        ...
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        mailbox: str,
+        message: tuple[bytes, Iterable[str], float | None],
+    ) -> AppendResult:
+        """RFC 8508 REPLACE: append `message` to `mailbox` and expunge (`mailbox_id`, `uid`),
+        atomically: both or neither. Raises MessageNotFound (nothing appended) when that message
+        is gone, MailboxNotFound for either mailbox."""
         ...
 
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:

@@ -40,6 +40,7 @@ from carteiro.store.api import (
     MessageAdded,
     MessageIds,
     MessageMeta,
+    MessageNotFound,
     MessagesExpunged,
     MessageSource,
     OverQuota,
@@ -486,6 +487,27 @@ class MemoryAccountStore:
             self._store._add(acct, mbox, bytes(d), normalize_flags(f), now if w is None else w)
             for d, f, w in messages
         ]
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        mailbox: str,
+        message: tuple[bytes, Iterable[str], float | None],
+    ) -> AppendResult:
+        self._store.check_write()
+        acct = self._acct()
+        src = self._mbox(mailbox_id)
+        mbox = self._store._mailbox_by_name(acct, mailbox)
+        if uid not in src.messages:
+            raise MessageNotFound(f"UID {uid} of {src.name}")
+        data, flags, when = message
+        acct.check_quota(self._store.quota_defaults, len(data) - len(src.messages[uid].data), 0)
+        result = self._store._add(
+            acct, mbox, bytes(data), normalize_flags(flags), time.time() if when is None else when
+        )
+        self._remove(src, [uid])
+        return result
 
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         return [m.meta() for m in self._mbox(mailbox_id).messages.values()]

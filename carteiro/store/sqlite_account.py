@@ -98,6 +98,7 @@ class AccountBackend(Protocol):
         account: str,
         mailbox: str,
         messages: Sequence[tuple[bytes, frozenset[str], float]],
+        replace: tuple[int, int] | None = None,
     ) -> list[AppendResult]: ...
 
     def listing(
@@ -436,6 +437,23 @@ class SqliteAccountStore:
             mailbox,
             [(d, normalize_flags(f), now if w is None else w) for d, f, w in messages],
         )
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        mailbox: str,
+        message: tuple[bytes, Iterable[str], float | None],
+    ) -> AppendResult:
+        data, flags, when = message
+        [result] = await self._s.append_many(
+            self._id,
+            self._account,
+            mailbox,
+            [(data, normalize_flags(flags), time.time() if when is None else when)],
+            replace=(mailbox_id, uid),
+        )
+        return result
 
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         if self._s.listings.is_small(mailbox_id):

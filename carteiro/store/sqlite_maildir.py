@@ -41,6 +41,7 @@ from carteiro.store.api import (
     MailboxInfo,
     MailboxNotFound,
     MessageAdded,
+    MessageNotFound,
     MessagesExpunged,
     MessageSource,
     QuotaLimits,
@@ -1701,19 +1702,29 @@ class SqliteMaildirStore:
         account: str,
         mailbox: str,
         messages: Sequence[tuple[bytes, frozenset[str], float]],
+        replace: tuple[int, int] | None = None,
     ) -> list[AppendResult]:
         """Several messages into one mailbox, all or none (RFC 3502 MULTIAPPEND): each is staged
         in DATA/tmp (its LF form when it has one), then one writer job renames every file into
         cur/ and inserts every row in its savepoint, so the batch's one fsync round and COMMIT
         make all of them durable together; a failure (or a crash before COMMIT: the files carry
-        this process's token, recovery removes them) leaves none."""
+        this process's token, recovery removes them) leaves none. `replace` (mailbox id, UID):
+        that message is expunged in the same job (RFC 8508 REPLACE), or nothing happens when it
+        is gone (MessageNotFound)."""
         if self._closed:
             raise StoreError("store is closed")
         name = self._normalize(mailbox)
         total = sum(len(m[0]) for m in messages)
 
         def check(conn: sqlite3.Connection) -> None:
-            quota.check(conn, account_id, self.quota_defaults, total, len(messages))
+            octets, n = total, len(messages)
+            if replace is not None:  # REPLACE frees what the old message takes
+                row = conn.execute(
+                    "SELECT size FROM messages WHERE mailbox_id = ? AND uid = ?", replace
+                ).fetchone()
+                if row is not None:
+                    octets, n = octets - int(row[0]), n - 1
+            quota.check(conn, account_id, self.quota_defaults, octets, n)
 
         await self.read(check)
         staged: list[tuple[str, str, int, int | None, frozenset[str], float]] = []
@@ -1733,6 +1744,16 @@ class SqliteMaildirStore:
             conn = tx.conn
             acct = self.account_by_id(tx, account_id)
             mb = self.selectable_mailbox(tx, account_id, name)
+            old: tuple[MailboxRow, int, str, str] | None = None
+            if replace is not None:
+                src = mb if mb.id == replace[0] else self.mbox_by_id(conn, account_id, replace[0])
+                found = conn.execute(
+                    "SELECT base, info FROM messages WHERE mailbox_id = ? AND uid = ?",
+                    (src.id, replace[1]),
+                ).fetchone()
+                if found is None:
+                    raise MessageNotFound(f"UID {replace[1]} of {src.name}")
+                old = (src, replace[1], found[0], found[1])
             first, modseq = self.alloc(tx, acct, mb, len(staged))
             cur = self.folder(acct.dir, mb.dir) / "cur"
             saved = time.time()
@@ -1770,6 +1791,8 @@ class SqliteMaildirStore:
                 results.append(AppendResult(acct.name, mb.id, mb.uidvalidity, uid, modseq))
             tx.dirs.add(cur)
             conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            if old is not None:
+                self.remove_messages(tx, acct, old[0], [(old[1], old[2], old[3])])
             if self.search_indexer is not None:
                 tx.after.append(self.search_indexer.wake)
             return results

@@ -15,8 +15,15 @@ from carteiro.proto.imap import patterns
 from carteiro.proto.imap.sets import render_numbers
 from carteiro.servers.imap import metadata
 from carteiro.servers.imap.catenate import catenate
-from carteiro.servers.imap.session import Result, Session, command, no, ok, undecodable
-from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
+from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok, undecodable
+from carteiro.store.api import (
+    SEPARATOR,
+    AccountStore,
+    MailboxInfo,
+    MailboxNotFound,
+    MessageMeta,
+    MessageNotFound,
+)
 
 INBOX = "INBOX"
 SPECIAL_USES = frozenset(
@@ -316,19 +323,9 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
     store = _store(s)
     bodies: list[bytes] = []
     for m in req.messages:
-        if m.catenate is not None:
-            built = await catenate(s, m.catenate)
-            if isinstance(built, Result):
-                return built
-            data = built
-        else:
-            # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4); a binary
-            # literal is stored exactly as sent, bare LFs and all (RFC 3516 4.4)
-            data = m.data if m.binary else to_crlf(m.data)
-        if not data:
-            return no("Can't save a zero byte message")
-        if len(data) > s.server.appendlimit:
-            return no("Message too big", "TOOBIG")
+        data = await _message_bytes(s, m)
+        if isinstance(data, Result):
+            return data
         bodies.append(data)
     now = time.time()
     dates = [
@@ -355,3 +352,62 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
         "Append completed.",
         f"APPENDUID {results[0].uidvalidity} {render_numbers(uids, sort=False)}",
     )
+
+
+async def _message_bytes(s: Session, m: c.AppendMessage) -> bytes | Result:
+    """An APPEND or REPLACE message as it is stored, or the refusal: built from CATENATE parts,
+    CRLF line ends for a 7/8-bit literal, never empty, at most APPENDLIMIT."""
+    if m.catenate is not None:
+        built = await catenate(s, m.catenate)
+        if isinstance(built, Result):
+            return built
+        data = built
+    else:
+        # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4); a binary
+        # literal is stored exactly as sent, bare LFs and all (RFC 3516 4.4)
+        data = m.data if m.binary else to_crlf(m.data)
+    if not data:
+        return no("Can't save a zero byte message")
+    if len(data) > s.server.appendlimit:
+        return no("Message too big", "TOOBIG")
+    return data
+
+
+# ---- REPLACE (RFC 8508) ---------------------------------------------------------------------------
+
+
+@command(c.Replace, min_state=State.SELECTED)
+async def replace(s: Session, tag: str, req: c.Replace) -> Result:
+    view = s.view
+    assert view is not None
+    if refused := undecodable(req.mailbox):
+        return refused
+    if req.uid:
+        i = view.index_of(req.number)
+        if i is None:
+            return no("No such message to replace", "NONEXISTENT")
+    else:
+        if req.number > len(view):
+            return bad("Invalid message sequence number")
+        i = req.number - 1
+    uid = view.uids[i]
+    if view.readonly:
+        return no("Mailbox is read-only", "READ-ONLY")  # RFC 8508 3.3: nothing appended
+    data = await _message_bytes(s, req.message)
+    if isinstance(data, Result):
+        return data
+    m = req.message
+    when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
+    try:
+        # one store transaction: the new message and the expunge of the old, or neither
+        r = await _store(s).replace(view.id, uid, req.mailbox, (data, m.flags, when))
+    except MailboxNotFound:
+        return no("Mailbox doesn't exist", "TRYCREATE")
+    except MessageNotFound:
+        return no("The message to replace no longer exists", "EXPUNGEISSUED")
+    # RFC 8508 3.3: APPENDUID in an untagged OK, then the EXPUNGE (or VANISHED) of the old one
+    s.untagged(f"OK [APPENDUID {r.uidvalidity} {r.uid}] Replacement Message ready")
+    if view.id == r.mailbox_id:
+        view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
+    s.announce_expunged(*view.expunge_now([uid]))
+    return ok("Replace completed.")

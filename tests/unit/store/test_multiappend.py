@@ -123,3 +123,80 @@ async def test_kill_9_at_each_step_leaves_all_or_none(tmp_path: Path, point: str
         assert len(await acct.list_messages(inbox.id)) == (4 if point == "committed" else 0)
     finally:
         await s.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_replace_both_or_neither(tmp_path: Path, kind: str) -> None:
+    from carteiro.store.api import MessageNotFound
+
+    s = SqliteMaildirStore(tmp_path / "data") if kind == "sqlite" else MemoryMailStore()
+    try:
+        await s.create_account(ACCOUNT)
+        acct = await s.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        old = (await acct.append("INBOX", BODIES[0])).uid
+        r = await acct.replace(inbox.id, old, "INBOX", (BODIES[1], ["\\Draft"], None))
+        metas = await acct.list_messages(inbox.id)
+        assert [m.uid for m in metas] == [r.uid] and r.uid > old
+        assert await acct.read_message(inbox.id, r.uid) == BODIES[1]
+        with pytest.raises(MessageNotFound):
+            await acct.replace(inbox.id, old, "INBOX", (BODIES[2], [], None))
+        with pytest.raises(MailboxNotFound):
+            await acct.replace(inbox.id, r.uid, "Nonesuch", (BODIES[2], [], None))
+        assert [m.uid for m in await acct.list_messages(inbox.id)] == [r.uid]
+    finally:
+        await s.close()
+    if kind == "sqlite":
+        assert check(tmp_path / "data").ok
+
+
+def _kill_replace_at(data: str, point: str) -> None:
+    import asyncio
+
+    def hook(p: str) -> None:
+        if p == point and os.environ.get("ARMED") == "1":
+            os._exit(9)
+
+    async def main() -> None:
+        s = SqliteMaildirStore(data, fault_hook=hook, search_indexer=False)
+        acct = await s.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        os.environ["ARMED"] = "1"
+        await acct.replace(inbox.id, 1, "INBOX", (make_message("new", 300), [], None))
+        os._exit(0)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "point", ["staged", "multiappend_linked", "linked", "dirs_synced", "committed"]
+)
+async def test_kill_9_during_replace_leaves_old_or_new(tmp_path: Path, point: str) -> None:
+    import multiprocessing
+
+    data = tmp_path / "data"
+    s = SqliteMaildirStore(data)
+    await s.create_account(ACCOUNT)
+    acct = await s.account(ACCOUNT)
+    await acct.append("INBOX", BODIES[1])  # UID 1, a file (not in the index's bodies)
+    await s.flush_files()
+    await s.close()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_kill_replace_at, args=(str(data), point)
+    )
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 9
+    s = SqliteMaildirStore(data)
+    try:
+        acct = await s.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        await s.flush_files()
+        got = [await acct.read_message(inbox.id, m.uid) for m in await acct.list_messages(inbox.id)]
+        if point == "committed":
+            assert len(got) == 1 and b"Subject: new" in got[0] and is_whole(got[0])
+        else:
+            assert got == [BODIES[1]]
+    finally:
+        await s.close()
+    assert check(data).ok

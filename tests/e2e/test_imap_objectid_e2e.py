@@ -1,6 +1,6 @@
 """OBJECTID, SAVEDATE and MULTIAPPEND end to end with Python's imaplib (raw commands) against a
 real `carteiro serve` (SQLite + Maildir store): a MULTIAPPEND of two messages, their EMAILIDs kept
-by MOVE, MAILBOXID kept by RENAME, SAVEDATE fetched and searched."""
+by MOVE, MAILBOXID kept by RENAME, SAVEDATE fetched and searched, a UID REPLACE."""
 
 from __future__ import annotations
 
@@ -79,4 +79,14 @@ def test_with_imaplib(srv: ServerProcess) -> None:
     m.select("Done")
     typ, data = m.fetch("1", "(EMAILID)")
     assert ids[1] in data[0], data
+    # REPLACE (RFC 8508) of that message, by UID, into Drafts
+    tag = m._new_tag()
+    m.send(tag + b" UID REPLACE 1 Drafts (\\Draft) {%d+}\r\n" % len(M1) + M1 + b"\r\n")
+    typ, data = m._command_complete("REPLACE", tag)
+    assert typ == "OK", data
+    assert m.untagged_responses.get("EXPUNGE") == [b"1"], m.untagged_responses
+    typ, data = m.status("Done", "(MESSAGES)")
+    assert data == [b"Done (MESSAGES 0)"], data
+    typ, data = m.status("Drafts", "(MESSAGES)")
+    assert data == [b"Drafts (MESSAGES 1)"], data
     m.logout()

@@ -1797,15 +1797,23 @@ class SqliteMaildirStore:
                 tx.after.append(self.search_indexer.wake)
             return results
 
+        def drop_staged() -> None:
+            for path, *_ in staged:
+                _unlink_str(path)  # renamed away when committed; else the staged copy goes
+
         try:
+            staging = asyncio.get_running_loop().run_in_executor(self._io_pool, stage_all)
             try:
-                await self.run_io(stage_all)
+                await asyncio.shield(staging)
+            except asyncio.CancelledError:
+                # the caller gave up while files were being written: remove them all once done
+                staging.add_done_callback(lambda _f: drop_staged())
+                raise
             except OSError as e:
                 raise no_room(e) from e
             return await self.writer.run(job, True)  # (appends never get the space reserve)
         finally:
-            for path, *_ in staged:
-                _unlink_str(path)  # renamed away when committed; else the staged copy goes
+            drop_staged()
 
     async def deliver(
         self,

@@ -200,3 +200,27 @@ async def test_kill_9_during_replace_leaves_old_or_new(tmp_path: Path, point: st
     finally:
         await s.close()
     assert check(data).ok
+
+
+async def test_cancelled_while_staging_leaves_nothing(tmp_path: Path) -> None:
+    import asyncio
+
+    s = SqliteMaildirStore(tmp_path / "data")
+    try:
+        await s.create_account(ACCOUNT)
+        acct = await s.account(ACCOUNT)
+        big = [make_message(f"b{i}", 4_000_000) for i in range(6)]
+        task = asyncio.create_task(acct.append_many("INBOX", [(b, [], None) for b in big]))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(200):  # the I/O thread finishes its file, then everything staged goes
+            if not os.listdir(tmp_path / "data" / "tmp"):
+                break
+            await asyncio.sleep(0.05)
+        assert os.listdir(tmp_path / "data" / "tmp") == []
+        inbox = await acct.get_mailbox("INBOX")
+        assert await acct.list_messages(inbox.id) == []
+    finally:
+        await s.close()

@@ -65,6 +65,10 @@ class MailboxNotEmpty(StoreError):
     """DELETE of a mailbox that has inferior names and is already \\Noselect (RFC 3501 6.3.4)."""
 
 
+class MessageNotFound(StoreError):
+    """The message named by (mailbox, UID) is not there (expunged meanwhile)."""
+
+
 class AccountNotFound(StoreError):
     pass
 
@@ -120,6 +124,8 @@ class MailboxInfo:
     subscribed: bool = False
     # \Noselect placeholder kept for inferior names after a DELETE (RFC 3501 6.3.4)
     selectable: bool = True
+    # RFC 8474 MAILBOXID: the mailbox's own id, kept across RENAME, never given to another
+    mailboxid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,17 @@ class MessageMeta:
     modseq: int
     internaldate: float  # seconds since the epoch, UTC
     size: int  # exact size in octets of the stored bytes (CRLF line endings)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIds:
+    """What a message carries beside MessageMeta, read only when asked for: its RFC 8474 EMAILID
+    (the same for every copy of one appended message, kept by COPY and MOVE) and its RFC 8514
+    SAVEDATE (when it was saved into this mailbox: APPEND, delivery, COPY, MOVE; None: unknown,
+    for messages stored before the store recorded it)."""
+
+    emailid: str
+    savedate: float | None
 
 
 class UidFlags(NamedTuple):
@@ -362,6 +379,27 @@ class AccountStore(Protocol):
         """Durable (fsynced, indexed) before it returns."""
         ...
 
+    async def append_many(
+        self,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+    ) -> list[AppendResult]:
+        """RFC 3502 MULTIAPPEND: every message (bytes, flags, INTERNALDATE or None for now) or
+        none, in that order with ascending UIDs, durable before it returns."""
+        ...
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        mailbox: str,
+        message: tuple[bytes, Iterable[str], float | None],
+    ) -> AppendResult:
+        """RFC 8508 REPLACE: append `message` to `mailbox` and expunge (`mailbox_id`, `uid`),
+        atomically: both or neither. Raises MessageNotFound (nothing appended) when that message
+        is gone, MailboxNotFound for either mailbox."""
+        ...
+
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """All messages in ascending UID order (what SELECT and POP3 login need)."""
         ...
@@ -407,6 +445,13 @@ class AccountStore(Protocol):
 
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:
         """The raw bytes. Raises KeyError if the message is gone."""
+        ...
+
+    async def message_ids(
+        self, mailbox_id: int, uids: Sequence[int] | None = None
+    ) -> dict[int, MessageIds]:
+        """EMAILID and SAVEDATE of the given messages (every message for None); UIDs not in the
+        mailbox are left out. Raises MailboxNotFound."""
         ...
 
     async def set_flags(

@@ -8,11 +8,12 @@ names the repair. Knows no protocol and no file layout beyond DATA/index.sqlite 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from carteiro.store.api import AppendResult, StorageFull, StoreError
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite"
-SCHEMA_VERSION = 1
+# 2: messages.emailid and messages.savedate (migrate())
+SCHEMA_VERSION = 2
 # UIDs/MODSEQs are leased in blocks recorded in each folder's metadata file, so a reindex from the
 # files alone can restart above anything ever handed out (RFC 3501 2.3.1.1, RFC 7162 3.1.1).
 UID_LEASE = 10_000
@@ -67,6 +69,8 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL,
     base TEXT NOT NULL,                        -- file name before ":2,"
     info TEXT NOT NULL,                        -- info letters of the file name on disk
+    emailid TEXT,                              -- RFC 8474 EMAILID (kept by COPY and MOVE)
+    savedate REAL,                             -- RFC 8514 SAVEDATE (NULL: not known)
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
@@ -167,18 +171,59 @@ def connect_index(path: Path, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def init_index(path: Path) -> None:
+def init_index(path: Path, fault_hook: Callable[[str], None] | None = None) -> None:
+    """Create the index, or bring an older one up to SCHEMA_VERSION (in the same transaction:
+    a crash leaves the old schema whole, and the next open migrates again)."""
     conn = connect_index(path)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(
-            "BEGIN IMMEDIATE;"
-            + SCHEMA
-            + f"INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');"
-            + "COMMIT;"
-        )
+        conn.executescript("BEGIN IMMEDIATE;" + SCHEMA)  # the transaction stays open
+        try:
+            migrate(conn, fault_hook)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     finally:
         conn.close()
+
+
+def migrate(conn: sqlite3.Connection, fault_hook: Callable[[str], None] | None = None) -> None:
+    """Schema 1 -> 2: messages gain `emailid` (RFC 8474; old rows get the id their file's unique
+    name gives, as `reindex` would) and `savedate` (RFC 8514; NULL for old rows: not known).
+    Runs inside the caller's transaction."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
+    if "emailid" in cols:
+        return
+    conn.execute("ALTER TABLE messages ADD COLUMN emailid TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN savedate REAL")
+    if fault_hook is not None:
+        fault_hook("migrate_altered")
+    conn.create_function("carteiro_emailid", 1, emailid_of_base, deterministic=True)
+    conn.execute("UPDATE messages SET emailid = carteiro_emailid(base)")
+    if fault_hook is not None:
+        fault_hook("migrate_filled")
+
+
+def emailid_of(unique: str) -> str:
+    """The EMAILID (RFC 8474) of a message first stored under the Maildir unique name `unique`:
+    derived from it (not random), so that `reindex` without the old index gives an appended
+    message its EMAILID back. Copies carry their source's EMAILID in the index."""
+    return "M" + hashlib.sha256(unique.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def mailboxid(guid: str) -> str:
+    """RFC 8474 MAILBOXID: the folder's guid (kept in its `carteiro-mailbox` file and moved with
+    it by RENAME, so a reindex keeps it too), as an objectid that starts with a letter."""
+    return "F" + guid
+
+
+def emailid_of_base(base: str) -> str:
+    return emailid_of(base.split(",", 1)[0])
 
 
 class IndexCorrupt(StoreError):

@@ -26,6 +26,7 @@ from carteiro.store.index import (
     UID_LEASE,
     IndexCorrupt,
     connect_index,
+    emailid_of,
     index_state,
     init_index,
 )
@@ -598,10 +599,17 @@ def _reindex_account(
         old[guid] = (mbid, uv, uidnext, hms)
     old_ids = [v[0] for v in old.values()]
     old_uids: dict[int, set[int]] = {}  # for the expunged log: listings and QRESYNC rely on it
+    # EMAILID and SAVEDATE of each file's unique name (the part of its name no rename changes):
+    # the files do not carry them, so they are kept from the index being rebuilt when it is
+    # readable; otherwise EMAILID is derived from the unique name and SAVEDATE is unknown.
+    kept: dict[str, tuple[str | None, float | None]] = {}
     for mbid in old_ids:
-        old_uids[mbid] = {
-            r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (mbid,))
-        }
+        uids_here = old_uids[mbid] = set()
+        for uid, base, emailid, savedate in conn.execute(
+            "SELECT uid, base, emailid, savedate FROM messages WHERE mailbox_id = ?", (mbid,)
+        ):
+            uids_here.add(uid)
+            kept[base.split(",", 1)[0]] = (emailid, savedate)
     for table in ("messages", "dirty_files", "listings", "maildir_sync"):
         conn.executemany(f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in old_ids])
     search_index.clear(conn, old_ids)  # built again from the files once the index is
@@ -730,8 +738,24 @@ def _reindex_account(
                 os.rename(src, dst)
             flags = flags_from_info(parsed.info, letters)
             mask, kws = codec.encode(flags)
-            rows.append((mbid, uid, modseq, mask, kws, st.st_mtime, size, base, parsed.info))
-        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            unique = base.split(",", 1)[0]
+            emailid, savedate = kept.get(unique, (None, None))
+            rows.append(
+                (
+                    mbid,
+                    uid,
+                    modseq,
+                    mask,
+                    kws,
+                    st.st_mtime,
+                    size,
+                    base,
+                    parsed.info,
+                    emailid or emailid_of(unique),
+                    savedate,
+                )
+            )
+        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
         if keep and prev is not None and prev[0] == mbid and prev[1] == uidvalidity:
             vanished = old_uids.get(mbid, set()) - {r[1] for r in rows}
             conn.executemany(

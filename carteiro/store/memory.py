@@ -7,6 +7,7 @@ Nothing is persisted; the maildrop lock is exclusive within this process only.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from array import array
 from collections.abc import Iterable, Sequence
@@ -37,7 +38,9 @@ from carteiro.store.api import (
     MailboxNotFound,
     MaildropLock,
     MessageAdded,
+    MessageIds,
     MessageMeta,
+    MessageNotFound,
     MessagesExpunged,
     MessageSource,
     OverQuota,
@@ -58,6 +61,8 @@ class _Message:
     modseq: int
     internaldate: float
     data: bytes
+    emailid: str = ""  # RFC 8474 (kept by COPY and MOVE)
+    savedate: float | None = None  # RFC 8514
 
     def meta(self) -> MessageMeta:
         return MessageMeta(self.uid, self.flags, self.modseq, self.internaldate, len(self.data))
@@ -76,6 +81,7 @@ class _Mailbox:
     expunged: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq) for VANISHED
     expunge_horizon: int = 0  # the history is whole for changes after this MODSEQ
     recent_claimed: int = 0  # highest UID handed out as \Recent
+    mailboxid: str = field(default_factory=lambda: "F" + secrets.token_hex(16))  # RFC 8474
 
     def bump(self) -> int:
         self.highestmodseq += 1
@@ -198,8 +204,9 @@ class MemoryMailStore:
             n = sum(1 for t in targets if t[0] is acct)
             acct.check_quota(self.quota_defaults, len(data) * n, n)
         results = []
+        emailid = "M" + secrets.token_hex(12)  # one message: one EMAILID in every mailbox
         for acct, mbox, flags, when in targets:
-            results.append(self._add(acct, mbox, data, flags, when))
+            results.append(self._add(acct, mbox, data, flags, when, emailid))
         if delivery_id is not None:
             self._delivered[delivery_id] = tuple(results)
         return results
@@ -237,12 +244,19 @@ class MemoryMailStore:
         return found[1]
 
     def _add(
-        self, acct: _Account, mbox: _Mailbox, data: bytes, flags: frozenset[str], when: float
+        self,
+        acct: _Account,
+        mbox: _Mailbox,
+        data: bytes,
+        flags: frozenset[str],
+        when: float,
+        emailid: str = "",
     ) -> AppendResult:
+        emailid = emailid or "M" + secrets.token_hex(12)
         uid = mbox.uidnext
         mbox.uidnext += 1
         modseq = mbox.bump()
-        mbox.messages[uid] = _Message(uid, flags, modseq, when, data)
+        mbox.messages[uid] = _Message(uid, flags, modseq, when, data, emailid, time.time())
         self.hub.publish(acct.name, [MessageAdded(acct.name, mbox.id, uid, modseq)])
         return AppendResult(acct.name, mbox.id, mbox.uidvalidity, uid, modseq)
 
@@ -256,6 +270,7 @@ class MemoryMailStore:
             mbox.special_use,
             mbox.name in acct.subscriptions,
             mbox.selectable,
+            mbox.mailboxid,
         )
 
 
@@ -391,7 +406,13 @@ class MemoryAccountStore:
                 nuid = dst.uidnext
                 dst.uidnext += 1
                 dst.messages[nuid] = _Message(
-                    nuid, msg.flags, dst.highestmodseq + 1, msg.internaldate, msg.data
+                    nuid,
+                    msg.flags,
+                    dst.highestmodseq + 1,
+                    msg.internaldate,
+                    msg.data,
+                    msg.emailid,
+                    time.time(),  # saved into the new mailbox now, as a MOVE
                 )
             if uids:
                 dst.bump()
@@ -450,6 +471,44 @@ class MemoryAccountStore:
         acct.check_quota(self._store.quota_defaults, len(data), 1)
         return self._store._add(acct, mbox, data, normalize_flags(flags), when)
 
+    async def append_many(
+        self,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+    ) -> list[AppendResult]:
+        self._store.check_write()
+        acct = self._acct()
+        mbox = self._store._mailbox_by_name(acct, mailbox)
+        acct.check_quota(
+            self._store.quota_defaults, sum(len(d) for d, _f, _w in messages), len(messages)
+        )
+        now = time.time()
+        return [
+            self._store._add(acct, mbox, bytes(d), normalize_flags(f), now if w is None else w)
+            for d, f, w in messages
+        ]
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        mailbox: str,
+        message: tuple[bytes, Iterable[str], float | None],
+    ) -> AppendResult:
+        self._store.check_write()
+        acct = self._acct()
+        src = self._mbox(mailbox_id)
+        mbox = self._store._mailbox_by_name(acct, mailbox)
+        if uid not in src.messages:
+            raise MessageNotFound(f"UID {uid} of {src.name}")
+        data, flags, when = message
+        acct.check_quota(self._store.quota_defaults, len(data) - len(src.messages[uid].data), 0)
+        result = self._store._add(
+            acct, mbox, bytes(data), normalize_flags(flags), time.time() if when is None else when
+        )
+        self._remove(src, [uid])
+        return result
+
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         return [m.meta() for m in self._mbox(mailbox_id).messages.values()]
 
@@ -501,6 +560,13 @@ class MemoryAccountStore:
         except MailboxNotFound:
             raise KeyError(uid) from None
         return mbox.messages[uid].data
+
+    async def message_ids(
+        self, mailbox_id: int, uids: Sequence[int] | None = None
+    ) -> dict[int, MessageIds]:
+        messages = self._mbox(mailbox_id).messages
+        picked = messages.values() if uids is None else [messages[u] for u in uids if u in messages]
+        return {m.uid: MessageIds(m.emailid, m.savedate) for m in picked}
 
     async def set_flags(
         self,
@@ -571,12 +637,15 @@ class MemoryAccountStore:
         pairs: list[tuple[int, int]] = []
         if present:
             modseq = dst.bump()
+            saved = time.time()  # RFC 8514: a copy is saved now
             events: list[ChangeEvent] = []
             for uid in present:
                 msg = src.messages[uid]
                 nuid = dst.uidnext
                 dst.uidnext += 1
-                dst.messages[nuid] = _Message(nuid, msg.flags, modseq, msg.internaldate, msg.data)
+                dst.messages[nuid] = _Message(
+                    nuid, msg.flags, modseq, msg.internaldate, msg.data, msg.emailid, saved
+                )
                 pairs.append((uid, nuid))
                 events.append(MessageAdded(self._account, dst.id, nuid, modseq))
             self._publish(events)

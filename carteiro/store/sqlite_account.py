@@ -32,6 +32,7 @@ from carteiro.store.api import (
     MailboxNotEmpty,
     MailboxNotFound,
     MaildropLock,
+    MessageIds,
     MessageMeta,
     MessageSource,
     Quota,
@@ -43,7 +44,15 @@ from carteiro.store.api import (
 from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, apply_op, normalize_flags
-from carteiro.store.index import MAILBOX_COLS, AccountRow, MailboxRow, json_ints, mailbox_from_row
+from carteiro.store.index import (
+    MAILBOX_COLS,
+    AccountRow,
+    MailboxRow,
+    emailid_of_base,
+    json_ints,
+    mailbox_from_row,
+    mailboxid,
+)
 from carteiro.store.listing import SELECT_ROWS, Listing, ListingCache, metas_from_rows
 from carteiro.store.locks import FileLock, try_flock
 from carteiro.store.writer import Tx
@@ -81,6 +90,15 @@ class AccountBackend(Protocol):
         targets: list[tuple[str, str, frozenset[str], float]],
         source: MessageSource,
         delivery_id: str | None = None,
+    ) -> list[AppendResult]: ...
+
+    async def append_many(
+        self,
+        account_id: int,
+        account: str,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, frozenset[str], float]],
+        replace: tuple[int, int] | None = None,
     ) -> list[AppendResult]: ...
 
     def listing(
@@ -183,6 +201,7 @@ class SqliteAccountStore:
                     m.special_use,
                     m.name in subs,
                     m.selectable,
+                    mailboxid(m.guid),
                 )
                 for m in boxes
             ]
@@ -406,6 +425,36 @@ class SqliteAccountStore:
         )
         return result
 
+    async def append_many(
+        self,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+    ) -> list[AppendResult]:
+        now = time.time()
+        return await self._s.append_many(
+            self._id,
+            self._account,
+            mailbox,
+            [(d, normalize_flags(f), now if w is None else w) for d, f, w in messages],
+        )
+
+    async def replace(
+        self,
+        mailbox_id: int,
+        uid: int,
+        mailbox: str,
+        message: tuple[bytes, Iterable[str], float | None],
+    ) -> AppendResult:
+        data, flags, when = message
+        [result] = await self._s.append_many(
+            self._id,
+            self._account,
+            mailbox,
+            [(data, normalize_flags(flags), time.time() if when is None else when)],
+            replace=(mailbox_id, uid),
+        )
+        return result
+
     async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         if self._s.listings.is_small(mailbox_id):
             return await self._s.read_quick(self._list, mailbox_id)
@@ -540,6 +589,23 @@ class SqliteAccountStore:
             # expunged meanwhile (the row is gone: KeyError above), or its folder was renamed
             # between the lookup and the read: look again
         raise KeyError(uid)
+
+    async def message_ids(
+        self, mailbox_id: int, uids: Sequence[int] | None = None
+    ) -> dict[int, MessageIds]:
+        def read(conn: sqlite3.Connection) -> dict[int, MessageIds]:
+            self._s.mbox_by_id(conn, self._id, mailbox_id)  # MailboxNotFound
+            sql = "SELECT uid, emailid, savedate, base FROM messages WHERE mailbox_id = ?"
+            params: tuple[Any, ...] = (mailbox_id,)
+            if uids is not None:
+                sql += " AND uid IN (SELECT value FROM json_each(?))"
+                params += (json_ints(uids),)
+            return {
+                uid: MessageIds(emailid or emailid_of_base(base), savedate)
+                for uid, emailid, savedate, base in conn.execute(sql, params)
+            }
+
+        return await self._s.read(read)
 
     async def set_flags(
         self,

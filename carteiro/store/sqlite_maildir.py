@@ -41,6 +41,7 @@ from carteiro.store.api import (
     MailboxInfo,
     MailboxNotFound,
     MessageAdded,
+    MessageNotFound,
     MessagesExpunged,
     MessageSource,
     QuotaLimits,
@@ -64,11 +65,14 @@ from carteiro.store.index import (
     account_from_row,
     connect_index,
     drop_done,
+    emailid_of,
+    emailid_of_base,
     forget_deliveries,
     index_state,
     init_index,
     json_ints,
     mailbox_from_row,
+    mailboxid,
     no_room,
     prune_expunged,
     record_delivery,
@@ -168,7 +172,7 @@ class SqliteMaildirStore:
             )
             reindex(self.data_dir)
         try:
-            init_index(self.index_path)
+            init_index(self.index_path, fault_hook)
         except sqlite3.DatabaseError as e:
             raise IndexCorrupt(self.index_path, str(e)) from None
         self.token = secrets.token_hex(6)
@@ -603,6 +607,7 @@ class SqliteMaildirStore:
         unsynced: list[tuple[int, int, int]] = []
         token = self.token
         encode = self.codec.encode
+        saved = time.time()  # RFC 8514 SAVEDATE
         for ap in run:
             if ap.delivery_id is not None:
                 seen = seen_delivery(conn, ap.delivery_id, time.time(), DELIVERY_ID_KEEP)
@@ -663,6 +668,8 @@ class SqliteMaildirStore:
                     else:
                         mask, kws, info = 0, "", ""
                     unique = ap.unique if i == 0 else self._unique.next()
+                    if i == 0:  # one EMAILID for every copy a delivery makes (RFC 8474 5.1)
+                        emailid = emailid_of(unique)
                     base = maildir.make_base(unique, ap.size, uid, disk_size)
                     cur = self._cur_dir(acct.dir, mb.dir)
                     if inline:  # its file is written after COMMIT (flusher.py)
@@ -675,7 +682,9 @@ class SqliteMaildirStore:
                             os.link(ap.staged, target)
                         made.append(target)
                     dirs.append(cur)
-                    rows.append((mb.id, uid, modseq, mask, kws, when, ap.size, base, info))
+                    rows.append(
+                        (mb.id, uid, modseq, mask, kws, when, ap.size, base, info, emailid, saved)
+                    )
                     changes.append(
                         (token, acct.name, f'{{"t":"a","m":{mb.id},"u":{uid},"s":{modseq}}}')
                     )
@@ -726,7 +735,7 @@ class SqliteMaildirStore:
                 ],
             )
         if rows:
-            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany(
                 "INSERT INTO changes (origin, account, event) VALUES (?, ?, ?)", changes
             )
@@ -964,6 +973,7 @@ class SqliteMaildirStore:
             )
             self.note_dirty_files()
         rows = []
+        adopted_at = time.time()
         for i, (sub, name, st, size, disk) in enumerate(sorted(found, key=lambda f: f[1])):
             uid = first + i
             info = maildir.parse_name(name).info if sub == "cur" else ""
@@ -975,10 +985,24 @@ class SqliteMaildirStore:
             moved = True
             self._hook("scan_adopted")
             mask, kws = self.codec.encode(flags)
-            rows.append((mb.id, uid, modseq, mask, kws, st.st_mtime, size, base, info))
+            rows.append(
+                (
+                    mb.id,
+                    uid,
+                    modseq,
+                    mask,
+                    kws,
+                    st.st_mtime,
+                    size,
+                    base,
+                    info,
+                    emailid_of_base(base),
+                    adopted_at,  # RFC 8514: when it entered the mailbox as far as we know
+                )
+            )
             tx.event(acct.name, MessageAdded(acct.name, mb.id, uid, modseq))
         if rows:
-            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             if self.search_indexer is not None:
                 tx.after.append(self.search_indexer.wake)
         if moved:  # durable before COMMIT: the rows name the files by their new names
@@ -1284,7 +1308,7 @@ class SqliteMaildirStore:
     ) -> CopyResult:
         conn = tx.conn
         sql = (
-            "SELECT uid, flags, keywords, internaldate, size, base, info FROM messages"
+            "SELECT uid, flags, keywords, internaldate, size, base, info, emailid FROM messages"
             " WHERE mailbox_id = ?"
         )
         params: tuple[Any, ...] = (src.id,)
@@ -1314,7 +1338,8 @@ class SqliteMaildirStore:
         pairs = []
         unwritten: dict[int, list[tuple[int, int, str]]] = {}  # body id -> copy targets
         dates: dict[int, float] = {}  # body id -> INTERNALDATE (the file's mtime)
-        for i, (uid, mask, kws, when, size, base, info) in enumerate(rows):
+        saved = time.time()  # RFC 8514: the copy's SAVEDATE is when it was copied
+        for i, (uid, mask, kws, when, size, base, info, emailid) in enumerate(rows):
             nuid = first + i
             path = maildir.locate(src_folder, base, info)
             # the copy holds what the source's file holds (one inode, or the same bytes)
@@ -1335,11 +1360,15 @@ class SqliteMaildirStore:
                 tx.undo.append(lambda t=target: _unlink(t))  # type: ignore[misc]
                 if uid in pending:
                     tx.files.add(path)  # the copy shares its inode: make the data durable now
-            inserts.append((dst.id, nuid, modseq, mask, kws, when, size, nbase, ninfo))
+            # RFC 8474 5.1: the same EMAILID across COPY and MOVE (same content)
+            emailid = emailid or emailid_of_base(base)
+            inserts.append(
+                (dst.id, nuid, modseq, mask, kws, when, size, nbase, ninfo, emailid, saved)
+            )
             pairs.append((uid, nuid))
             tx.event(acct.name, MessageAdded(acct.name, dst.id, nuid, modseq))
         tx.dirs.add(dst_folder / "cur")
-        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", inserts)
+        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", inserts)
         search_index.copy_rows(conn, src.id, dst.id, pairs)
         if unwritten:
             conn.executemany(
@@ -1381,6 +1410,7 @@ class SqliteMaildirStore:
             mb.special_use,
             subscribed is not None,
             mb.selectable,
+            mailboxid(mb.guid),
         )
 
     # ---- staging message bytes ----
@@ -1665,6 +1695,125 @@ class SqliteMaildirStore:
             return int(row[0])
 
         return SqliteAccountStore(self, account, await self.read(read))
+
+    async def append_many(
+        self,
+        account_id: int,
+        account: str,
+        mailbox: str,
+        messages: Sequence[tuple[bytes, frozenset[str], float]],
+        replace: tuple[int, int] | None = None,
+    ) -> list[AppendResult]:
+        """Several messages into one mailbox, all or none (RFC 3502 MULTIAPPEND): each is staged
+        in DATA/tmp (its LF form when it has one), then one writer job renames every file into
+        cur/ and inserts every row in its savepoint, so the batch's one fsync round and COMMIT
+        make all of them durable together; a failure (or a crash before COMMIT: the files carry
+        this process's token, recovery removes them) leaves none. `replace` (mailbox id, UID):
+        that message is expunged in the same job (RFC 8508 REPLACE), or nothing happens when it
+        is gone (MessageNotFound)."""
+        if self._closed:
+            raise StoreError("store is closed")
+        name = self._normalize(mailbox)
+        total = sum(len(m[0]) for m in messages)
+
+        def check(conn: sqlite3.Connection) -> None:
+            octets, n = total, len(messages)
+            if replace is not None:  # REPLACE frees what the old message takes
+                row = conn.execute(
+                    "SELECT size FROM messages WHERE mailbox_id = ? AND uid = ?", replace
+                ).fetchone()
+                if row is not None:
+                    octets, n = octets - int(row[0]), n - 1
+            quota.check(conn, account_id, self.quota_defaults, octets, n)
+
+        await self.read(check)
+        staged: list[tuple[str, str, int, int | None, frozenset[str], float]] = []
+
+        def stage_all() -> None:
+            for data, flags, when in messages:
+                unique = self._unique.next()
+                path = self._tmp_prefix + unique
+                lf = maildir.to_disk(data)
+                os.close(maildir.stage_bytes_open(path, data if lf is None else lf, when))
+                staged.append(
+                    (path, unique, len(data), None if lf is None else len(lf), flags, when)
+                )
+                self._hook("staged")
+
+        def job(tx: Tx) -> list[AppendResult]:
+            conn = tx.conn
+            acct = self.account_by_id(tx, account_id)
+            mb = self.selectable_mailbox(tx, account_id, name)
+            old: tuple[MailboxRow, int, str, str] | None = None
+            if replace is not None:
+                src = mb if mb.id == replace[0] else self.mbox_by_id(conn, account_id, replace[0])
+                found = conn.execute(
+                    "SELECT base, info FROM messages WHERE mailbox_id = ? AND uid = ?",
+                    (src.id, replace[1]),
+                ).fetchone()
+                if found is None:
+                    raise MessageNotFound(f"UID {replace[1]} of {src.name}")
+                old = (src, replace[1], found[0], found[1])
+            first, modseq = self.alloc(tx, acct, mb, len(staged))
+            cur = self.folder(acct.dir, mb.dir) / "cur"
+            saved = time.time()
+            rows = []
+            results = []
+            for i, (path, unique, size, disk, flags, when) in enumerate(staged):
+                uid = first + i
+                if flags:
+                    mask, kws = self.codec.encode(flags)
+                    info = maildir_info(flags, self.letters(tx, acct, flags))
+                else:
+                    mask, kws, info = 0, "", ""
+                base = maildir.make_base(unique, size, uid, disk)
+                target = cur / maildir.file_name(base, info)
+                os.rename(path, target)
+                tx.undo.append(lambda t=target: _unlink(t))  # type: ignore[misc]
+                tx.files.add(target)
+                self._hook("multiappend_linked")
+                rows.append(
+                    (
+                        mb.id,
+                        uid,
+                        modseq,
+                        mask,
+                        kws,
+                        when,
+                        size,
+                        base,
+                        info,
+                        emailid_of(unique),
+                        saved,
+                    )
+                )
+                tx.event(acct.name, MessageAdded(acct.name, mb.id, uid, modseq))
+                results.append(AppendResult(acct.name, mb.id, mb.uidvalidity, uid, modseq))
+            tx.dirs.add(cur)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            if old is not None:
+                self.remove_messages(tx, acct, old[0], [(old[1], old[2], old[3])])
+            if self.search_indexer is not None:
+                tx.after.append(self.search_indexer.wake)
+            return results
+
+        def drop_staged() -> None:
+            for path, *_ in staged:
+                _unlink_str(path)  # renamed away when committed; else the staged copy goes
+
+        try:
+            staging = asyncio.get_running_loop().run_in_executor(self._io_pool, stage_all)
+            try:
+                await asyncio.shield(staging)
+            except asyncio.CancelledError:
+                # the caller gave up while files were being written: remove them all once done
+                staging.add_done_callback(lambda _f: drop_staged())
+                raise
+            except OSError as e:
+                raise no_room(e) from e
+            return await self.writer.run(job, True)  # (appends never get the space reserve)
+        finally:
+            drop_staged()
 
     async def deliver(
         self,

@@ -404,6 +404,17 @@ class Move:
     uid: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Replace:
+    """RFC 8508: [UID] REPLACE number mailbox append-message: append the message to `mailbox`
+    and expunge message `number` (an MSN, or a UID with ``uid``) of the selected mailbox."""
+
+    number: int
+    mailbox: str
+    message: AppendMessage
+    uid: bool = False
+
+
 Request = (
     Capability
     | Noop
@@ -423,6 +434,7 @@ Request = (
     | Lsub
     | Status
     | Append
+    | Replace
     | Idle
     | Namespace
     | Compress

@@ -47,6 +47,7 @@ from carteiro.proto.imap.commands import (
     Noop,
     QResync,
     Rename,
+    Replace,
     Request,
     Search,
     Select,
@@ -89,6 +90,7 @@ STATUS_ITEMS: Final = frozenset(
         "HIGHESTMODSEQ",  # RFC 7162 3.1.6
         "APPENDLIMIT",  # RFC 7889 3
         "DELETED-STORAGE",  # RFC 9208 4.2.1
+        "MAILBOXID",  # RFC 8474 4.3
     }
 )
 SYSTEM_FLAGS: Final = {
@@ -527,40 +529,56 @@ def parse_append(r: ArgReader) -> Append:
     messages: list[AppendMessage] = []
     while True:
         r.sp()
-        flags: tuple[str, ...] = ()
-        when = None
-        if r.peek() == 0x28:
-            flags = _flags(r, parenthesised=True)
-            if not r.try_sp():
-                raise ArgError("Missing message literal")
-        if r.peek() == 0x22:
-            raw = r.quoted()
-            try:
-                when = parse_date_time(raw.decode("ascii"))
-            except (DateError, UnicodeDecodeError):
-                raise ArgError("Invalid date-time") from None
-            r.sp()
-        if r.literal_here():
-            data, binary = r.literal(allow8=True)
-            messages.append(AppendMessage(flags, when, data, binary=binary))
-        elif r.accept_word(b"UTF8"):
-            r.sp()
-            r.expect(b"(", "'(' after UTF8")
-            data, binary = r.literal(allow8=True)
-            if not binary:
-                raise ArgError("UTF8 needs a literal8")  # RFC 6855 4
-            r.expect(b")", "')' after UTF8 literal")
-            messages.append(AppendMessage(flags, when, data, binary=True, utf8=True))
-        elif r.accept_word(b"CATENATE"):
-            r.sp()
-            messages.append(AppendMessage(flags, when, b"", catenate=_catenate(r)))
-        else:
-            raise ArgError(
-                "Missing message literal" if r.at_end() else "Expected a message literal"
-            )
+        messages.append(_append_message(r))
         if r.at_end():
             break
     return Append(mailbox, tuple(messages))
+
+
+def _append_message(r: ArgReader) -> AppendMessage:
+    """append-message = [flag-list SP] [date-time SP] (literal / literal8 / UTF8 (literal8) /
+    CATENATE (...))."""
+    flags: tuple[str, ...] = ()
+    when = None
+    if r.peek() == 0x28:
+        flags = _flags(r, parenthesised=True)
+        if not r.try_sp():
+            raise ArgError("Missing message literal")
+    if r.peek() == 0x22:
+        raw = r.quoted()
+        try:
+            when = parse_date_time(raw.decode("ascii"))
+        except (DateError, UnicodeDecodeError):
+            raise ArgError("Invalid date-time") from None
+        r.sp()
+    if r.literal_here():
+        data, binary = r.literal(allow8=True)
+        return AppendMessage(flags, when, data, binary=binary)
+    if r.accept_word(b"UTF8"):
+        r.sp()
+        r.expect(b"(", "'(' after UTF8")
+        data, binary = r.literal(allow8=True)
+        if not binary:
+            raise ArgError("UTF8 needs a literal8")  # RFC 6855 4
+        r.expect(b")", "')' after UTF8 literal")
+        return AppendMessage(flags, when, data, binary=True, utf8=True)
+    if r.accept_word(b"CATENATE"):
+        r.sp()
+        return AppendMessage(flags, when, b"", catenate=_catenate(r))
+    raise ArgError("Missing message literal" if r.at_end() else "Expected a message literal")
+
+
+def parse_replace(r: ArgReader, uid: bool = False) -> Replace:
+    """replace = "REPLACE" SP seq-number SP mailbox append-message (RFC 8508 6; "UID REPLACE"
+    takes a UID). One message only: MULTIAPPEND does not apply."""
+    r.sp()
+    number = r.nz_number("message number")
+    r.sp()
+    mailbox = r.mailbox()
+    r.sp()
+    message = _append_message(r)
+    r.end()
+    return Replace(number, mailbox, message, uid)
 
 
 def _catenate(r: ArgReader) -> tuple[CatenatePart, ...]:
@@ -767,6 +785,7 @@ _UID_COMMANDS: Final[dict[str, Callable[[ArgReader, bool], Request]]] = {
     "SORT": parse_sort,
     "THREAD": parse_thread,
     "STORE": parse_store,
+    "REPLACE": parse_replace,
 }
 
 
@@ -802,6 +821,7 @@ COMMANDS: Final[dict[str, Callable[[ArgReader], Request]]] = {
     "LSUB": parse_lsub,
     "STATUS": parse_status,
     "APPEND": parse_append,
+    "REPLACE": parse_replace,
     "IDLE": parse_idle,
     "NAMESPACE": parse_namespace,
     "COMPRESS": parse_compress,

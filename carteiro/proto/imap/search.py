@@ -100,6 +100,7 @@ class SearchDate:
     op: str
     date: dt.date
     sent: bool = False
+    saved: bool = False  # RFC 8514 SAVEDBEFORE/SAVEDON/SAVEDSINCE: the save date
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,14 @@ class SearchModSeq:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchObjectId:
+    """RFC 8474 6: EMAILID / THREADID objectid (``kind`` "EMAILID" or "THREADID")."""
+
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class SearchNot:
     key: SearchKey
 
@@ -164,6 +173,7 @@ SearchKey = (
     | SearchSize
     | SearchSeq
     | SearchModSeq
+    | SearchObjectId
     | SearchNot
     | SearchOr
     | SearchAnd
@@ -192,7 +202,9 @@ _DATE_KEYS: Final = {
     "SENTON": ("on", True),
     "SENTSINCE": ("since", True),
 }
+_SAVED_KEYS: Final = {"SAVEDBEFORE": "before", "SAVEDON": "on", "SAVEDSINCE": "since"}  # RFC 8514
 _SET_TOKEN_RE: Final = re.compile(rb"[0-9*$:,]+")
+_OBJECTID_RE: Final = re.compile(rb"[A-Za-z0-9_-]{1,255}(?![A-Za-z0-9_-])")
 _DATE_TOKEN_RE: Final = re.compile(rb'"([0-9A-Za-z-]*)"|([0-9A-Za-z-]+)')
 _NEW: Final = SearchAnd((SearchFlag("\\Recent", True), SearchFlag("\\Seen", False)))
 
@@ -350,6 +362,12 @@ def _key(r: ArgReader, codec: str, depth: int) -> SearchKey:
     if date_key is not None:
         r.sp()
         return SearchDate(date_key[0], _date(r), sent=date_key[1])
+    saved_op = _SAVED_KEYS.get(name)
+    if saved_op is not None:
+        r.sp()
+        return SearchDate(saved_op, _date(r), saved=True)
+    if name == "SAVEDATESUPPORTED":  # RFC 8514 4.3: every mailbox here records save dates
+        return SearchAll()
     if name == "NOT":
         r.sp()
         return SearchNot(_key(r, codec, depth + 1))
@@ -388,6 +406,10 @@ def _key(r: ArgReader, codec: str, depth: int) -> SearchKey:
         return SearchWithin(r.nz_number("interval"), name == "OLDER")
     if name == "MODSEQ":
         return _modseq(r)
+    if name in ("EMAILID", "THREADID"):
+        r.sp()
+        # objectid = 1*255(ALPHA / DIGIT / "_" / "-") (RFC 8474 7)
+        return SearchObjectId(name, r.match(_OBJECTID_RE, "objectid").decode("ascii"))
     raise ArgError(f"Unknown search key {name[:40]}")
 
 

@@ -25,7 +25,8 @@ from carteiro.store.api import SEEN, FlagOp, MessageMeta, StorageFull
 
 log = logging.getLogger("carteiro.imap")
 
-_UNSUPPORTED = frozenset({pf.EMAILID, pf.THREADID, pf.SAVEDATE})
+# RFC 8474 EMAILID/THREADID and RFC 8514 SAVEDATE, from store.message_ids()
+_OBJECT_IDS = frozenset({pf.EMAILID, pf.THREADID, pf.SAVEDATE})
 _FLAGS = pf.FetchAttr(pf.FLAGS)
 _MODSEQ = pf.FetchAttr(pf.MODSEQ)
 # Messages read before \Seen is set on them in one store call: few calls for a big FETCH,
@@ -39,8 +40,6 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
     view = s.view
     assert view is not None and s.store is not None
     attrs = req.items
-    if any(a.kind in _UNSUPPORTED for a in attrs):
-        return bad("Unsupported fetch attribute")
     if req.vanished and not s.qresync:
         return bad("VANISHED needs ENABLE QRESYNC first")  # RFC 7162 3.2.6
     wants_modseq = any(a.kind == pf.MODSEQ for a in attrs)
@@ -68,8 +67,12 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
         idx = [i for i in idx if metas[i].modseq > since]
     if not idx:
         return ok("Fetch completed.")
+    extra: dict[int, bytes] | None = None
+    if any(a.kind in _OBJECT_IDS for a in attrs):
+        extra = await _object_items(s, idx, tuple(a.kind for a in attrs if a.kind in _OBJECT_IDS))
+        attrs = tuple(a for a in attrs if a.kind not in _OBJECT_IDS)
     if not mf.needs_message(attrs):
-        _fetch_meta(s, idx, attrs)
+        _fetch_meta(s, idx, attrs, extra)
         await s.maybe_flush()
         return ok("Fetch completed.")
 
@@ -131,6 +134,8 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
                 if condstore and not has_modseq:
                     # RFC 7162 3.1: a FETCH that set \Seen reports the new MODSEQ
                     items.append(_meta_item(pf.MODSEQ, meta, recent))
+            if extra is not None and meta.uid in extra:
+                items.append(extra[meta.uid])
             if not items:
                 continue  # RFC 9051 7.5.2 msg-att has at least one item: no empty "FETCH ()"
             s.out += b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n"
@@ -195,8 +200,43 @@ async def _still_listed(s: Session, uids: list[int]) -> int:
     return len(missing)
 
 
-def _fetch_meta(s: Session, idx: list[int], attrs: tuple[pf.FetchAttr, ...]) -> None:
-    """Metadata-only FETCH: one pass, no awaits, flag lists rendered once per distinct set."""
+async def _object_items(s: Session, idx: list[int], kinds: tuple[str, ...]) -> dict[int, bytes]:
+    """RFC 8474 EMAILID / THREADID and RFC 8514 SAVEDATE items by UID, from one store read.
+    THREADID is NIL: threads are not computed at delivery (docs/imap.md), which RFC 8474 5.2
+    allows; SAVEDATE is NIL for a message stored before save dates were recorded (RFC 8514)."""
+    view = s.view
+    assert view is not None and s.store is not None
+    uids = [view.uids[i] for i in idx]
+    need = pf.EMAILID in kinds or pf.SAVEDATE in kinds
+    ids = await s.store.message_ids(view.id, uids) if need else {}
+    out: dict[int, bytes] = {}
+    for uid in uids:
+        parts = []
+        for kind in kinds:
+            if kind == pf.THREADID:
+                parts.append(b"THREADID NIL")
+            elif uid not in ids:
+                continue  # expunged meanwhile
+            elif kind == pf.EMAILID:
+                parts.append(b"EMAILID (" + ids[uid].emailid.encode("ascii") + b")")
+            else:
+                saved = ids[uid].savedate
+                parts.append(
+                    b"SAVEDATE " + (b"NIL" if saved is None else render.internaldate(saved))
+                )
+        if parts:
+            out[uid] = b" ".join(parts)
+    return out
+
+
+def _fetch_meta(
+    s: Session,
+    idx: list[int],
+    attrs: tuple[pf.FetchAttr, ...],
+    extra: dict[int, bytes] | None = None,
+) -> None:
+    """Metadata-only FETCH: one pass, no awaits, flag lists rendered once per distinct set.
+    `extra`: items rendered beforehand, by UID (EMAILID, THREADID)."""
     view = s.view
     assert view is not None
     metas = view.metas
@@ -204,7 +244,16 @@ def _fetch_meta(s: Session, idx: list[int], attrs: tuple[pf.FetchAttr, ...]) -> 
     kinds = tuple(a.kind for a in attrs)
     flag_list = render.flag_list
     lines: list[bytes]
-    if kinds == (pf.UID, pf.FLAGS) and not recent:
+    if extra is not None:
+        lines = []
+        for i in idx:
+            meta = metas[i]
+            items = [_meta_item(k, meta, recent) for k in kinds]
+            if meta.uid in extra:
+                items.append(extra[meta.uid])
+            if items:
+                lines.append(b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n")
+    elif kinds == (pf.UID, pf.FLAGS) and not recent:
         lines = [
             b"* %d FETCH (UID %d FLAGS %s)\r\n" % (i + 1, metas[i].uid, flag_list(metas[i].flags))
             for i in idx

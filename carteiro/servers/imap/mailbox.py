@@ -15,8 +15,15 @@ from carteiro.proto.imap import patterns
 from carteiro.proto.imap.sets import render_numbers
 from carteiro.servers.imap import metadata
 from carteiro.servers.imap.catenate import catenate
-from carteiro.servers.imap.session import Result, Session, command, no, ok, undecodable
-from carteiro.store.api import SEPARATOR, AccountStore, MailboxInfo, MailboxNotFound, MessageMeta
+from carteiro.servers.imap.session import Result, Session, State, bad, command, no, ok, undecodable
+from carteiro.store.api import (
+    SEPARATOR,
+    AccountStore,
+    MailboxInfo,
+    MailboxNotFound,
+    MessageMeta,
+    MessageNotFound,
+)
 
 INBOX = "INBOX"
 SPECIAL_USES = frozenset(
@@ -45,8 +52,9 @@ async def create(s: Session, tag: str, req: c.Create) -> Result:
         special = req.special_use[0]
     if name.upper() == INBOX:
         return no("INBOX already exists", "ALREADYEXISTS")
-    await _store(s).create_mailbox(name, special)
-    return ok("Create completed.")
+    info = await _store(s).create_mailbox(name, special)
+    # RFC 8474 4.1: the new mailbox's MAILBOXID in the tagged OK
+    return ok("Create completed.", f"MAILBOXID ({info.mailboxid})")
 
 
 @command(c.Delete)
@@ -269,6 +277,9 @@ async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -
             n = info.highestmodseq
         elif item == "APPENDLIMIT":
             n = s.server.appendlimit
+        elif item == "MAILBOXID":  # RFC 8474 4.3
+            parts.append(b"MAILBOXID (" + info.mailboxid.encode("ascii") + b")")
+            continue
         else:  # pragma: no cover - the parser admits only the items above
             continue
         parts.append(b"%s %d" % (item.encode(), n))
@@ -312,34 +323,91 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
     store = _store(s)
     bodies: list[bytes] = []
     for m in req.messages:
-        if m.catenate is not None:
-            built = await catenate(s, m.catenate)
-            if isinstance(built, Result):
-                return built
-            data = built
-        else:
-            # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4); a binary
-            # literal is stored exactly as sent, bare LFs and all (RFC 3516 4.4)
-            data = m.data if m.binary else to_crlf(m.data)
-        if not data:
-            return no("Can't save a zero byte message")
-        if len(data) > s.server.appendlimit:
-            return no("Message too big", "TOOBIG")
+        data = await _message_bytes(s, m)
+        if isinstance(data, Result):
+            return data
         bodies.append(data)
-    uids: list[int] = []
-    uidvalidity = 0
+    now = time.time()
+    dates = [
+        m.internal_date.timestamp() if m.internal_date is not None else now for m in req.messages
+    ]
+    try:
+        if len(bodies) == 1:
+            results = [await store.append(req.mailbox, bodies[0], req.messages[0].flags, dates[0])]
+        else:
+            # RFC 3502: every message or none, in one transaction of the store
+            results = await store.append_many(
+                req.mailbox,
+                [(d, m.flags, w) for d, m, w in zip(bodies, req.messages, dates, strict=True)],
+            )
+    except MailboxNotFound:
+        return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
     view = s.view
-    for m, data in zip(req.messages, bodies, strict=True):
-        when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
-        try:
-            r = await store.append(req.mailbox, data, m.flags, when)
-        except MailboxNotFound:
-            if uids:  # pragma: no cover - the mailbox vanished between two messages
-                break
-            return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
-        uids.append(r.uid)
-        uidvalidity = r.uidvalidity
+    for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
         if view is not None and view.id == r.mailbox_id:
             # the view learns the new message without asking the store again
             view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
-    return ok("Append completed.", f"APPENDUID {uidvalidity} {render_numbers(uids, sort=False)}")
+    uids = [r.uid for r in results]
+    return ok(
+        "Append completed.",
+        f"APPENDUID {results[0].uidvalidity} {render_numbers(uids, sort=False)}",
+    )
+
+
+async def _message_bytes(s: Session, m: c.AppendMessage) -> bytes | Result:
+    """An APPEND or REPLACE message as it is stored, or the refusal: built from CATENATE parts,
+    CRLF line ends for a 7/8-bit literal, never empty, at most APPENDLIMIT."""
+    if m.catenate is not None:
+        built = await catenate(s, m.catenate)
+        if isinstance(built, Result):
+            return built
+        data = built
+    else:
+        # IMAP serves and sizes messages with CRLF line endings (RFC 9051 2.3.4); a binary
+        # literal is stored exactly as sent, bare LFs and all (RFC 3516 4.4)
+        data = m.data if m.binary else to_crlf(m.data)
+    if not data:
+        return no("Can't save a zero byte message")
+    if len(data) > s.server.appendlimit:
+        return no("Message too big", "TOOBIG")
+    return data
+
+
+# ---- REPLACE (RFC 8508) ---------------------------------------------------------------------------
+
+
+@command(c.Replace, min_state=State.SELECTED)
+async def replace(s: Session, tag: str, req: c.Replace) -> Result:
+    view = s.view
+    assert view is not None
+    if refused := undecodable(req.mailbox):
+        return refused
+    if req.uid:
+        i = view.index_of(req.number)
+        if i is None:
+            return no("No such message to replace", "NONEXISTENT")
+    else:
+        if req.number > len(view):
+            return bad("Invalid message sequence number")
+        i = req.number - 1
+    uid = view.uids[i]
+    if view.readonly:
+        return no("Mailbox is read-only", "READ-ONLY")  # RFC 8508 3.3: nothing appended
+    data = await _message_bytes(s, req.message)
+    if isinstance(data, Result):
+        return data
+    m = req.message
+    when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
+    try:
+        # one store transaction: the new message and the expunge of the old, or neither
+        r = await _store(s).replace(view.id, uid, req.mailbox, (data, m.flags, when))
+    except MailboxNotFound:
+        return no("Mailbox doesn't exist", "TRYCREATE")
+    except MessageNotFound:
+        return no("The message to replace no longer exists", "EXPUNGEISSUED")
+    # RFC 8508 3.3: APPENDUID in an untagged OK, then the EXPUNGE (or VANISHED) of the old one
+    s.untagged(f"OK [APPENDUID {r.uidvalidity} {r.uid}] Replacement Message ready")
+    if view.id == r.mailbox_id:
+        view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
+    s.announce_expunged(*view.expunge_now([uid]))
+    return ok("Replace completed.")

@@ -20,7 +20,7 @@ from carteiro.mime import searchtext
 from carteiro.mime.dates import header_date
 from carteiro.mime.parse import Message
 from carteiro.proto.imap import search as ps
-from carteiro.store.api import SYSTEM_FLAGS, IndexTerm, MessageMeta, TermHits
+from carteiro.store.api import SYSTEM_FLAGS, IndexTerm, MessageIds, MessageMeta, TermHits
 
 MetaTest = Callable[[int, MessageMeta], "bool | None"]
 FullTest = Callable[[int, MessageMeta, Message], bool]
@@ -30,13 +30,27 @@ ONLY_READ_MAX = 64  # messages an `only` search reads rather than asking the ind
 
 
 class _Ctx:
-    __slots__ = ("hits", "now", "saved", "view")
+    __slots__ = ("hits", "ids", "now", "saved", "view")
 
     def __init__(self, view: MailboxView, saved: list[int], now: float) -> None:
         self.view = view
         self.saved = frozenset(saved)
         self.now = now
         self.hits: dict[int, TermHits] = {}  # id(key) -> the search index's answer
+        self.ids: dict[int, MessageIds] = {}  # uid -> EMAILID (RFC 8474), read when a key needs it
+
+
+def _wants_ids(key: ps.SearchKey) -> bool:
+    """Does the program compare EMAILIDs (which only the store knows)?"""
+    if isinstance(key, ps.SearchAnd):
+        return any(_wants_ids(k) for k in key.keys)
+    if isinstance(key, ps.SearchOr):
+        return _wants_ids(key.left) or _wants_ids(key.right)
+    if isinstance(key, ps.SearchNot):
+        return _wants_ids(key.key)
+    if isinstance(key, ps.SearchDate):
+        return key.saved
+    return isinstance(key, ps.SearchObjectId) and key.kind == "EMAILID"
 
 
 def _index_terms(key: ps.SearchKey, out: dict[int, IndexTerm]) -> None:
@@ -55,7 +69,7 @@ def _index_terms(key: ps.SearchKey, out: dict[int, IndexTerm]) -> None:
         out[id(key)] = IndexTerm("body", value=searchtext.fold(key.value))
     elif isinstance(key, ps.SearchText):
         out[id(key)] = IndexTerm("text", value=searchtext.fold(key.value))
-    elif isinstance(key, ps.SearchDate) and key.sent:
+    elif isinstance(key, ps.SearchDate) and key.sent and not key.saved:
         out[id(key)] = IndexTerm("sent", op=key.op, day=key.date.toordinal())
 
 
@@ -76,6 +90,10 @@ async def search(
     if terms and len(view) and (only is None or len(only) > ONLY_READ_MAX):
         answers = await view.store.search_index(view.id, list(terms.values()))
         ctx.hits = {k: a for k, a in zip(terms, answers, strict=True) if a is not None}
+    if _wants_ids(key) and len(view):
+        ctx.ids = await view.store.message_ids(
+            view.id, None if only is None else [view.uids[i] for i in only]
+        )
     meta_test = _meta(key, ctx)
     metas = view.metas
     matched: list[int] = []
@@ -195,6 +213,24 @@ def _simple(key: ps.SearchKey, ctx: _Ctx) -> MetaTest | None:
         if key.larger:
             return lambda i, m: m.size > n
         return lambda i, m: m.size < n
+    if isinstance(key, ps.SearchDate) and key.saved:
+        # RFC 8514 4.3, days in UTC like INTERNALDATE; an unknown save date (NIL) matches none
+        ids, op = ctx.ids, key.op
+        start = dt.datetime.combine(key.date, dt.time(), dt.UTC).timestamp()
+        end = start + 86400.0
+
+        def saved_on(i: int, m: MessageMeta) -> bool:
+            found = ids.get(m.uid)
+            when = None if found is None else found.savedate
+            if when is None:
+                return False
+            if op == "before":
+                return when < start
+            if op == "on":
+                return start <= when < end
+            return when >= start
+
+        return saved_on
     if isinstance(key, ps.SearchDate) and not key.sent:
         # INTERNALDATE days are UTC days: compare timestamps with the day's bounds
         start = dt.datetime.combine(key.date, dt.time(), dt.UTC).timestamp()
@@ -212,6 +248,16 @@ def _simple(key: ps.SearchKey, ctx: _Ctx) -> MetaTest | None:
     if isinstance(key, ps.SearchModSeq):
         value = key.modseq
         return lambda i, m: m.modseq >= value
+    if isinstance(key, ps.SearchObjectId):
+        if key.kind == "THREADID":
+            return lambda i, m: False  # every THREADID is NIL (docs/imap.md): none matches
+        ids, wanted = ctx.ids, key.value
+
+        def emailid(i: int, m: MessageMeta) -> bool:
+            found = ids.get(m.uid)
+            return found is not None and found.emailid == wanted
+
+        return emailid
     return None
 
 

@@ -70,6 +70,7 @@ async def select(s: Session, tag: str, req: c.Select) -> Result:
     if req.qresync is not None and req.qresync.uidvalidity == info.uidvalidity:
         # RFC 7162 3.2.5.1: with another UIDVALIDITY the client's cache is void: nothing to add
         await _resync(s, view, req.qresync)
+    s.out += b"* OK [MAILBOXID (%s)] Ok\r\n" % info.mailboxid.encode("ascii")  # RFC 8474 4.2
     if req.readonly:
         return ok("Examine completed.", "READ-ONLY")
     return ok("Select completed.", "READ-WRITE")

@@ -630,7 +630,7 @@ def _reason(e: BaseException) -> str:
     return str(e.args[0]) if e.args else ""
 
 
-_MSN_COMMANDS = (c.Fetch, c.Store, c.Search, c.Copy, c.Move)
+_MSN_COMMANDS = (c.Fetch, c.Store, c.Search, c.Copy, c.Move, c.Replace)
 
 # Parse results shared between sessions (see on_command): only frozen requests made of tuples,
 # strings and immutable values (SequenceSet keeps its resolution cache in one attribute, so a

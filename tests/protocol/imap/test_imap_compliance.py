@@ -41,6 +41,7 @@ S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-ONLY] Examine completed.
 C: a3 FETCH 1 (BINARY.PEEK[1])
 S: a3 NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding x-weird
@@ -69,6 +70,7 @@ S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 SELECT INBOX (QRESYNC (1 1))
 S: a3 BAD QRESYNC parameter needs ENABLE QRESYNC first
@@ -104,6 +106,7 @@ S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
 S: * OK [HIGHESTMODSEQ <...>] Highest
+S: * OK [MAILBOXID (<...>)] Ok
 S: a4 OK [READ-WRITE] Select completed.
 C: a5 SEARCH NOT MODSEQ 1
 S: * SEARCH
@@ -145,6 +148,7 @@ S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 SEARCH RETURN (SAVE) ALL
 S: a3 OK Search completed.
@@ -176,7 +180,7 @@ S: a1 OK <...>
 C: a2 SELECT &AOk-t&AOk-
 S: a2 NO [NONEXISTENT] Mailbox doesn't exist: &AOk-t&AOk-
 C: a3 CREATE &AOk-
-S: a3 OK Create completed.
+S: a3 OK [MAILBOXID (<...>)] Create completed.
 C: a4 CREATE &AOk-
 S: a4 NO [ALREADYEXISTS] Mailbox already exists: &AOk-
 C: a5 ENABLE UTF8=ACCEPT
@@ -197,7 +201,7 @@ async def test_list_recursivematch_childinfo_on_subscribed_parent(server):
 C: a1 {LOGIN}
 S: a1 OK <...>
 C: a2 CREATE Vegetable/Broccoli
-S: a2 OK Create completed.
+S: a2 OK [MAILBOXID (<...>)] Create completed.
 C: a3 SUBSCRIBE Vegetable
 S: a3 OK Subscribe completed.
 C: a4 SUBSCRIBE Vegetable/Broccoli
@@ -236,6 +240,7 @@ S: * 3 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 4] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-ONLY] Examine completed.
 C: a3 SEARCH YOUNGER 7200
 S: * SEARCH 2 3

@@ -130,6 +130,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a7 OK [READ-ONLY] Examine completed.
 C: a8 FETCH 1:* (FLAGS INTERNALDATE)
 S: * 1 FETCH (FLAGS (\\Seen $Work \\Recent) INTERNALDATE "01-Jan-2020 10:00:00 +0000")
@@ -154,6 +155,7 @@ S: * 0 EXISTS
 S: * 0 RECENT
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 1] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 APPEND INBOX {{0+}}
 C:
@@ -267,7 +269,7 @@ C: a2 ENABLE UTF8=ACCEPT
 S: * ENABLED UTF8=ACCEPT
 S: a2 OK Enabled.
 C: a3 CREATE "Caf\u00e9"
-S: a3 OK Create completed.
+S: a3 OK [MAILBOXID (<...>)] Create completed.
 """,
     )
     msg = "Subject: caf\u00e9\r\n\r\nbody".encode()

@@ -52,6 +52,7 @@ S1: * 3 RECENT
 S1: * OK [UNSEEN 1] First unseen.
 S1: * OK [UIDVALIDITY <...>] UIDs valid
 S1: * OK [UIDNEXT 4] Predicted next UID
+S1: * OK [MAILBOXID (<...>)] Ok
 S1: a2 OK [READ-WRITE] Select completed.
 C2: b1 {LOGIN}
 S2: b1 OK <...>
@@ -63,6 +64,7 @@ S2: <...>
 S2: <...>
 S2: <...>
 S2: <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b2 OK [READ-WRITE] Select completed.
 C2: b3 STORE 2 +FLAGS (\\Flagged)
 S2: * 2 FETCH (FLAGS (\\Flagged))
@@ -91,6 +93,7 @@ S1: <...>
 S1: <...>
 S1: <...>
 S1: <...>
+S1: * OK [MAILBOXID (<...>)] Ok
 S1: a2 OK [READ-WRITE] Select completed.
 C2: b1 {LOGIN}
 S2: b1 OK <...>
@@ -102,6 +105,7 @@ S2: <...>
 S2: <...>
 S2: <...>
 S2: <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b2 OK <...>
 C2: b3 STORE 2 +FLAGS.SILENT (\\Deleted)
 S2: b3 OK Store completed.

@@ -78,6 +78,7 @@ S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 4] Predicted next UID
 S: * OK [HIGHESTMODSEQ {hi}] Highest
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 FETCH 1:3 (MODSEQ)
 S: * 1 FETCH (MODSEQ ({ms[1]}))
@@ -132,6 +133,7 @@ S: * 4 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 5] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-ONLY] Examine completed.
 C: a3 SEARCH MODSEQ "/flags/\\\\draft" all {hi}
 S: * OK [HIGHESTMODSEQ {hi}] Highest
@@ -169,6 +171,7 @@ S: * 2 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 3] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 ENABLE CONDSTORE
 S: * ENABLED CONDSTORE
@@ -188,6 +191,7 @@ S2: * OK [UNSEEN 1] First unseen.
 S2: * OK [UIDVALIDITY <...>] UIDs valid
 S2: * OK [UIDNEXT 3] Predicted next UID
 S2: * OK [HIGHESTMODSEQ {hi}] Highest
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b3 OK [READ-WRITE] Select completed.
 C2: b4 STORE 2 +FLAGS.SILENT (\\Flagged)
 S2: * 2 FETCH (MODSEQ ({hi + 1}))
@@ -244,6 +248,7 @@ S: * OK [UIDNEXT 10] Predicted next UID
 S: * OK [HIGHESTMODSEQ {hi}] Highest
 S: * VANISHED (EARLIER) 3
 S: * 4 FETCH (UID 6 FLAGS (\\Answered \\Recent) MODSEQ ({ms[6]}))
+S: * OK [MAILBOXID (<...>)] Ok
 S: a4 OK [READ-ONLY] Examine completed.
 C: a5 SELECT INBOX (QRESYNC ({uv + 1} {old}))
 S: * OK [CLOSED] Previous mailbox closed.
@@ -255,6 +260,7 @@ S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY {uv}] UIDs valid
 S: * OK [UIDNEXT 10] Predicted next UID
 S: * OK [HIGHESTMODSEQ {hi}] Highest
+S: * OK [MAILBOXID (<...>)] Ok
 S: a5 OK [READ-WRITE] Select completed.
 C: a6 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {old} VANISHED)
 S: * VANISHED (EARLIER) 3,5
@@ -291,6 +297,7 @@ S2: * 0 RECENT
 S2: <...>
 S2: <...>
 S2: <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b2 OK [READ-WRITE] Select completed.
 C2: b3 STORE 1,4 +FLAGS.SILENT (\\Deleted)
 S2: b3 OK Store completed.
@@ -409,6 +416,7 @@ S: * OK [UIDVALIDITY {uv}] UIDs valid
 S: * OK [UIDNEXT 11] Predicted next UID
 S: * OK [HIGHESTMODSEQ <...>] Highest
 S: * VANISHED (EARLIER) 2,7,9
+S: * OK [MAILBOXID (<...>)] Ok
 S: a3 OK [READ-ONLY] Examine completed.
 C: a4 EXAMINE INBOX (QRESYNC ({uv} {old} 1:10 (1,2,5 1,3,6)))
 S: * OK [CLOSED] Previous mailbox closed.
@@ -421,6 +429,7 @@ S: <...>
 S: <...>
 S: <...>
 S: * VANISHED (EARLIER) 7,9
+S: * OK [MAILBOXID (<...>)] Ok
 S: a4 OK [READ-ONLY] Examine completed.
 C: a5 UID FETCH 5:* (FLAGS) (CHANGEDSINCE {old} VANISHED)
 S: * VANISHED (EARLIER) 7,9

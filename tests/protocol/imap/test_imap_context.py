@@ -51,6 +51,7 @@ S: * 5 RECENT
 S: * OK [UNSEEN 1] <...>
 S: * OK [UIDVALIDITY <...>
 S: * OK [UIDNEXT 6] <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 """
 
@@ -65,6 +66,7 @@ S2: * 0 RECENT
 S2: * OK [UNSEEN 1] <...>
 S2: * OK [UIDVALIDITY <...>
 S2: * OK [UIDNEXT 6] <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b2 OK [READ-WRITE] Select completed.
 """
 
@@ -359,6 +361,7 @@ S: * 0 RECENT
 S: * OK [UNSEEN 2] <...>
 S: * OK [UIDVALIDITY <...>
 S: * OK [UIDNEXT 6] <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: d4 OK [READ-WRITE] Select completed.
 C: d5 STORE 2 +FLAGS (\\Seen)
 S: * 2 FETCH (FLAGS (\\Seen))

@@ -89,6 +89,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 NOTIFY SET STATUS (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange)) (PERSONAL ({ALL}))
 S: * STATUS Archive (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0)
@@ -131,6 +132,7 @@ S2: <...>
 S2: <...>
 S2: <...>
 S2: <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b10 OK <...>
 C2: b11 STORE 1 +FLAGS (\\Seen)
 S2: * 1 FETCH (FLAGS (\\Seen \\Recent))
@@ -159,6 +161,7 @@ S2: <...>
 S2: <...>
 S2: <...>
 S2: <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b15 OK <...>
 C2: b16 STORE 1 +FLAGS (\\Deleted)
 S2: * 1 FETCH (FLAGS (\\Deleted))
@@ -195,6 +198,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a4 OK [READ-ONLY] Examine completed.
 C: a5 NOTIFY SET (SELECTED-DELAYED (MessageNew MessageExpunge)) (MAILBOXES Sent NONE) (SUBTREE Work (MessageNew MessageExpunge)) (INBOXES (MessageNew MessageExpunge)) (PERSONAL (MessageNew MessageExpunge))
 S: a5 OK NOTIFY completed.
@@ -322,6 +326,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 NOTIFY SET (SELECTED (MessageNew MessageExpunge)) (PERSONAL (MessageNew MessageExpunge))
 S: a3 OK NOTIFY completed.
@@ -335,6 +340,7 @@ S2: <...>
 S2: <...>
 S2: <...>
 S2: <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b2 OK <...>
 C2: b3 STORE 1 +FLAGS (\\Flagged)
 S2: * 1 FETCH (FLAGS (\\Flagged))

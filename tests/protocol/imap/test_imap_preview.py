@@ -53,6 +53,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 FETCH 1 (PREVIEW)
 S: * 1 FETCH (PREVIEW "Hello Joe, do you think we can meet at 3:30 tomorrow? -- Fred")

@@ -64,6 +64,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a7 OK [READ-WRITE] Select completed.
 C: a8 COPY 1 Archive
 S: a8 NO [OVERQUOTA] Quota exceeded

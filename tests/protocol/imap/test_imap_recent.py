@@ -40,6 +40,7 @@ S: * 2 RECENT
 S: * OK [UNSEEN 2] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 3] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 FETCH 1:* FLAGS
 S: * 1 FETCH (FLAGS (\\Seen \\Recent))
@@ -61,6 +62,7 @@ S2: * 0 RECENT
 S2: * OK [UNSEEN 2] First unseen.
 S2: * OK [UIDVALIDITY <...>] UIDs valid
 S2: * OK [UIDNEXT 3] Predicted next UID
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b2 OK [READ-WRITE] Select completed.
 C2: b3 FETCH 1:* FLAGS
 S2: * 1 FETCH (FLAGS (\\Seen))
@@ -118,6 +120,7 @@ S: * 2 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 3] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: a3 OK [READ-ONLY] Examine completed.
 C: a4 FETCH 1 FLAGS
 S: * 1 FETCH (FLAGS (\\Recent))
@@ -141,6 +144,7 @@ S2: * 2 RECENT
 S2: <...>
 S2: <...>
 S2: <...>
+S2: * OK [MAILBOXID (<...>)] Ok
 S2: b3 OK [READ-WRITE] Select completed.
 C: a7 STATUS INBOX (RECENT)
 S: * STATUS INBOX (RECENT 0)
@@ -154,6 +158,7 @@ S: * 0 RECENT
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a8 OK [READ-ONLY] Examine completed.
 C3: c1 {LOGIN}
 S3: c1 OK <...>
@@ -219,6 +224,7 @@ S: * 0 RECENT
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a3 OK [READ-ONLY] Examine completed.
 """,
     )
@@ -233,4 +239,5 @@ S: * {recent} RECENT
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed."""

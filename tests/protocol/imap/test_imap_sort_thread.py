@@ -76,6 +76,7 @@ S: * 8 RECENT
 S: * OK [UNSEEN 1] <...>
 S: * OK [UIDVALIDITY <...>
 S: * OK [UIDNEXT 9] <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 SORT (SUBJECT) UTF-8 ALL
 S: * SORT 6 7 1 2 4 8 3 5
@@ -131,6 +132,7 @@ S: * 8 RECENT
 S: * OK [UNSEEN 1] <...>
 S: * OK [UIDVALIDITY <...>
 S: * OK [UIDNEXT 9] <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 THREAD ORDEREDSUBJECT UTF-8 ALL
 S: * THREAD (5 3)(1 (2)(4)(8))(6 7)

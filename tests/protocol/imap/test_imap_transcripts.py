@@ -48,6 +48,7 @@ S: * 1 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: A142 OK [READ-WRITE] Select completed.
 C: A932 EXAMINE blurdybloop
 S: * OK [CLOSED] Previous mailbox closed.
@@ -62,6 +63,7 @@ S: * 0 RECENT
 S: * OK [UNSEEN 1] First unseen.
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: A934 OK [READ-ONLY] Examine completed.
 C: A935 STORE 1 +FLAGS (\\Seen)
 S: A935 NO [READ-ONLY] Mailbox is read-only
@@ -81,6 +83,7 @@ S: * 0 EXISTS
 S: * 0 RECENT
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 1] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
 S: A938 OK [READ-WRITE] Select completed.
 C: A939 FETCH 1:* FLAGS
 S: A939 BAD Invalid message sequence number
@@ -99,9 +102,9 @@ async def test_create_delete_rename(server):
 C: a0 {LOGIN}
 S: a0 OK <...>
 C: A003 CREATE owatagu/
-S: A003 OK Create completed.
+S: A003 OK [MAILBOXID (<...>)] Create completed.
 C: A004 CREATE owatagu/foo/bar
-S: A004 OK Create completed.
+S: A004 OK [MAILBOXID (<...>)] Create completed.
 C: A005 CREATE owatagu
 S: A005 NO [ALREADYEXISTS] Mailbox already exists: owatagu
 C: A006 CREATE INBOX
@@ -164,7 +167,7 @@ S: * LIST (\\HasNoChildren \\Sent) "/" Sent
 S: * LIST (\\HasNoChildren \\Trash) "/" Trash
 S: A102 OK List completed.
 C: A103 CREATE "news/comp/mail/misc"
-S: A103 OK Create completed.
+S: A103 OK [MAILBOXID (<...>)] Create completed.
 C: A104 LIST "news/" %
 S: * LIST (\\HasChildren) "/" news/comp
 S: A104 OK List completed.
@@ -196,7 +199,7 @@ async def test_list_extended_status_special_use(server):
 C: a0 {LOGIN}
 S: a0 OK <...>
 C: A01 CREATE Fruit/Apple
-S: A01 OK Create completed.
+S: A01 OK [MAILBOXID (<...>)] Create completed.
 C: A02 SUBSCRIBE Fruit/Apple
 S: A02 OK Subscribe completed.
 C: A03 LIST (SUBSCRIBED) "" "Fruit*"
@@ -268,6 +271,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: A009 OK [READ-ONLY] Examine completed.
 C: A010 FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE)
 S: * 1 FETCH (FLAGS (\\Seen \\Draft $Work \\Recent) INTERNALDATE "05-Jan-2024 09:11:12 +0000" RFC822.SIZE 10)
@@ -315,6 +319,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a1 OK [READ-WRITE] Select completed.
 C: a2 FETCH 1 (ENVELOPE)
 S: * 1 FETCH (ENVELOPE ("Wed, 17 Jul 1996 02:23:25 -0700 (PDT)" "IMAP4rev1 WG mtg summary and minutes" (("Terry Gray" NIL "gray" "cac.washington.edu")) (("Terry Gray" NIL "gray" "cac.washington.edu")) (("Terry Gray" NIL "gray" "cac.washington.edu")) ((NIL NIL "imap" "cac.washington.edu")) ((NIL NIL "minutes" "CNRI.Reston.VA.US")("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL "<B27397-0100000@cac.washington.edu>"))
@@ -381,6 +386,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a1 OK <...>
 C: A003 STORE 2:4 +FLAGS (\\Deleted)
 S: * 2 FETCH (FLAGS (\\Deleted \\Recent))
@@ -426,6 +432,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a1 OK <...>
 C: A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"
 S: * SEARCH
@@ -486,6 +493,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a1 OK <...>
 C: A003 COPY 2:3 Archive
 S: A003 OK [COPYUID <...> 2:3 1:2] Copy completed.
@@ -532,7 +540,7 @@ C: a2 NAMESPACE
 S: * NAMESPACE (("" "/")) NIL NIL
 S: a2 OK Namespace completed.
 C: a3 CREATE "Entw&APw-rfe"
-S: a3 OK Create completed.
+S: a3 OK [MAILBOXID (<...>)] Create completed.
 C: a4 ENABLE IMAP4rev2 X-UNKNOWN
 S: * ENABLED IMAP4rev2
 S: a4 OK Enabled.
@@ -546,6 +554,7 @@ S: * 1 EXISTS
 S: * OK [UIDVALIDITY <...>] UIDs valid
 S: * OK [UIDNEXT 2] Predicted next UID
 S: * LIST () "/" INBOX
+S: * OK [MAILBOXID (<...>)] Ok
 S: a6 OK [READ-WRITE] Select completed.
 C: a7 SEARCH ALL
 S: * ESEARCH (TAG "a7") ALL 1
@@ -693,7 +702,7 @@ C: a1 ENABLE UTF8=ACCEPT
 S: * ENABLED UTF8=ACCEPT
 S: a1 OK Enabled.
 C: a2 CREATE "Größe/Ärger"
-S: a2 OK Create completed.
+S: a2 OK [MAILBOXID (<...>)] Create completed.
 C: a3 LIST "" "Gr*"
 S: * LIST (\\HasChildren) "/" "Größe"
 S: * LIST (\\HasNoChildren) "/" "Größe/Ärger"
@@ -705,6 +714,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a4 OK [READ-WRITE] Select completed.
 C: a5 SEARCH CHARSET UTF-8 ALL
 S: a5 BAD CHARSET is not allowed after ENABLE UTF8=ACCEPT

@@ -80,6 +80,7 @@ S: <...>
 S: <...>
 S: <...>
 S: <...>
+S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 COPY 1 &Jjo
 S: a3 NO [NONEXISTENT] Mailbox name is not valid modified UTF-7

@@ -125,6 +125,23 @@ async def snapshot(store: MailStore, with_bytes: bool = True) -> dict[str, Any]:
     return out
 
 
+async def email_partition(store: MailStore) -> dict[tuple[str, int], int]:
+    """Which messages share an EMAILID (RFC 8474: kept by COPY and MOVE, one per delivery), as
+    labels given in (mailbox, UID) order, so two stores with different ids compare equal. Also
+    checks that every message has a save date and every mailbox its own MAILBOXID."""
+    acct = await store.account(ACCOUNT)
+    ids: dict[tuple[str, int], str] = {}
+    boxes = await acct.list_mailboxes()
+    assert len({mb.mailboxid for mb in boxes}) == len(boxes)
+    for mb in boxes:
+        if mb.selectable:
+            for uid, found in (await acct.message_ids(mb.id)).items():
+                assert found.savedate is not None
+                ids[(mb.name, uid)] = found.emailid
+    labels: dict[str, int] = {}
+    return {k: labels.setdefault(ids[k], len(labels)) for k in sorted(ids)}
+
+
 def pick(uids: list[int], which: int) -> list[int]:
     """A subset of `uids` chosen by `which` (hypothesis shrinks it towards the first ones)."""
     rng = random.Random(which)
@@ -235,6 +252,34 @@ class StoreMachine(RuleBasedStateMachine):
         async def op(acct: AccountStore) -> list[int]:
             results = await asyncio.gather(*(acct.append(name, d, (), w) for d, w in msgs))
             return sorted(r.uid for r in results)
+
+        self.both(op)
+
+    @rule(
+        name=st.sampled_from(NAMES),
+        count=st.integers(1, 4),
+        large=st.sampled_from([False, False, True]),
+    )
+    def multiappend(self, name: str, count: int, large: bool) -> None:
+        """RFC 3502: append_many, all or none."""
+        msgs = [self.next_message(large and i == 0, 150 + 131 * i) for i in range(count)]
+
+        async def op(acct: AccountStore) -> list[int]:
+            return [r.uid for r in await acct.append_many(name, [(d, (), w) for d, w in msgs])]
+
+        self.both(op)
+
+    @rule(src=st.sampled_from(NAMES), dst=st.sampled_from(NAMES), which=st.integers(0, 2**16))
+    def replace(self, src: str, dst: str, which: int) -> None:
+        """RFC 8508: append to `dst` and expunge one message of `src` together."""
+        uids = pick(self.mem_uids(src), which)
+        data, when = self.next_message(False, 300)
+
+        async def op(acct: AccountStore) -> int:
+            source = await acct.get_mailbox(src)
+            return (
+                await acct.replace(source.id, uids[0] if uids else 1, dst, (data, (), when))
+            ).uid
 
         self.both(op)
 
@@ -482,6 +527,7 @@ class StoreMachine(RuleBasedStateMachine):
                 for key in mem[name]:
                     assert sql[name].get(key) == mem[name][key], (name, key)
         assert lost_and_found_files(self.dir) == []
+        assert self.run(email_partition(self.sql)) == self.run(email_partition(self.mem))
 
 
 # Shrinking a failure here can take minutes (each example opens a store and reads every

@@ -38,6 +38,17 @@ ALL_SERVICES = (
 SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
+def closed_to_others(*paths: str | Path) -> Path | None:
+    """The first directory above any of `paths` that another user cannot enter (no o+x), or
+    None. Tests that run this checkout's code as another user skip on it: a checkout made by
+    `mktemp -d` is 0700, as CI's fresh clones can be."""
+    for path in paths:
+        for parent in Path(path).resolve().parents:
+            if not os.stat(parent).st_mode & 0o001:
+                return parent
+    return None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
-from carteiro.testing.server import ServerProcess, free_port, run_cli
+from carteiro.testing.server import ServerProcess, closed_to_others, free_port, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sendmail-e2e")]
 
@@ -288,10 +288,9 @@ def test_another_local_user_submits_through_the_maildrop(sink: tuple[Sink, int])
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to act as another user")
     # The other user runs this checkout's sendmail: every directory above it must let them in
-    # (a checkout made by `mktemp -d` is 0700, as CI's fresh clones can be).
-    for parent in Path(SENDMAIL).resolve().parents:
-        if not os.stat(parent).st_mode & 0o001:
-            pytest.skip(f"{parent} is not reachable by another user (mode 0700)")
+    closed = closed_to_others(SENDMAIL)
+    if closed is not None:
+        pytest.skip(f"{closed} is not reachable by another user (mode 0700)")
     nobody = pwd.getpwnam("nobody")
     _, port = sink
     base = Path(tempfile.mkdtemp(prefix="carteiro-sendmail-"))  # traversable, unlike pytest's

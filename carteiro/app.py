@@ -294,7 +294,6 @@ def make_queue_service(
     spool = FileSpool(
         cfg.data_dir / QUEUE_DIR,
         signer=parts.signer,
-        signs=parts.signer.signs if parts.signer is not None else None,
         clock=clock,
         rewriter=parts.rewriter,
     )
@@ -1174,7 +1173,6 @@ class App:
                 if local is not None:
                     queue.worker.local = local
                 queue.spool.signer = parts.signer
-                queue.spool.signs = parts.signer.signs if parts.signer is not None else None
                 queue.spool.rewriter = parts.rewriter
                 if queue.pickup is not None:
                     queue.pickup.config = parts.pickup

@@ -172,7 +172,6 @@ class FileSpool:
         root: Path,
         *,
         signer: Signer | None = None,
-        signs: Callable[[bytes], bool] | None = None,
         clock: Callable[[], float] = time.time,
         inline_max: int = INLINE_MAX,
         rewriter: AddressMap | None = None,
@@ -183,9 +182,6 @@ class FileSpool:
         self.msg_dir = self.root / "msg"
         self.db_path = self.root / "queue.sqlite"
         self.signer = signer
-        # whether `signer` would sign a message (the author's domain has a key): a quick header
-        # read, so that a small message it would not sign skips the thread it is signed in
-        self.signs = signs
         self.clock = clock
         self.inline_max = inline_max
         self.messages: dict[str, QueuedMessage] = {}
@@ -328,9 +324,12 @@ class FileSpool:
         small_bytes = (
             isinstance(source, bytes | bytearray | memoryview) and len(source) <= self.inline_max
         )
-        if small_bytes and sign and self.signer is not None and self.signs is not None:
+        # A signer may tell cheaply whether it would sign at all (`signs`: the author's domain
+        # has a key, a header read): a small message it would not sign skips the signing thread.
+        signs: Callable[[bytes], bool] | None = getattr(self.signer, "signs", None)
+        if small_bytes and sign and signs is not None:
             assert isinstance(source, bytes | bytearray | memoryview)
-            sign = self.signs(bytes(source))
+            sign = signs(bytes(source))
         if small_bytes and not (sign and self.signer is not None):
             return self._prepare(msg_id, source, sign)  # no I/O, no CPU to speak of
         try:

@@ -139,14 +139,20 @@ async def test_signer_only_for_trusted_senders(tmp_path: Path) -> None:
 async def test_a_message_the_signer_would_not_sign_skips_the_signing_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`signs` says no (the author's domain has no key): the small message is queued on the
+    """The signer's `signs` says no (the author's domain has no key): the small message is queued on the
     event loop, unsigned, without a thread hop; when it says yes, the signer runs as before."""
     calls: list[bytes] = []
     hops: list[object] = []
 
-    def signer(data: bytes) -> bytes:
-        calls.append(data)
-        return b"DKIM-Signature: v=1; fake\r\n"
+    verdict = {"sign": False}
+
+    class Signer:
+        def __call__(self, data: bytes) -> bytes:
+            calls.append(data)
+            return b"DKIM-Signature: v=1; fake\r\n"
+
+        def signs(self, data: bytes) -> bool:
+            return verdict["sign"]
 
     real_to_thread = asyncio.to_thread
 
@@ -155,8 +161,7 @@ async def test_a_message_the_signer_would_not_sign_skips_the_signing_thread(
         return await real_to_thread(fn, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr("carteiro.queue.spool.asyncio.to_thread", counting_to_thread)
-    verdict = {"sign": False}
-    s = await open_spool(tmp_path, signer=signer, signs=lambda m: verdict["sign"])
+    s = await open_spool(tmp_path, signer=Signer())
     foreign = await s.enqueue(env("bob@b.test", trusted=True), MESSAGE)
     assert s.messages[foreign].prefix == b"" and calls == [] and hops == []
     verdict["sign"] = True

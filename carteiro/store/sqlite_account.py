@@ -59,6 +59,13 @@ from carteiro.store.writer import Tx
 
 T = TypeVar("T")
 
+
+class _Due:
+    """A read's answer when the folder changed behind the store: scan first, then read again."""
+
+
+_DUE = _Due()
+
 DELETED_BIT = 8
 
 
@@ -396,8 +403,6 @@ class SqliteAccountStore:
     # ---- messages ----
 
     async def counts(self, mailbox_id: int) -> MailboxCounts:
-        await self.refresh(mailbox_id)
-
         def read(conn: sqlite3.Connection) -> MailboxCounts:
             self._s.mbox_by_id(conn, self._id, mailbox_id)
             n, unseen, deleted, size, deleted_size = conn.execute(
@@ -409,7 +414,8 @@ class SqliteAccountStore:
             return MailboxCounts(n, unseen, deleted, size, deleted_size)
 
         if self._s.listings.is_small(mailbox_id):  # a short scan: cheaper than two thread hops
-            return await self._s.read_quick(read)
+            return await self._read_fresh(mailbox_id, read)
+        await self.refresh(mailbox_id)
         return await self._s.read(read)
 
     async def append(
@@ -488,6 +494,24 @@ class SqliteAccountStore:
             self._s.claim_recent_later(mailbox_id, up_to)
         return before
 
+    async def _read_fresh(self, mailbox_id: int, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` on this thread (read_quick), in the same read as the look for changes
+        made in the Maildir behind the store: one read transaction when nothing changed (the usual
+        case; STATUS and the view's catch-up made two), the scan and a second read when it did."""
+        s = self._s
+
+        def read(conn: sqlite3.Connection, check: bool) -> T | _Due:
+            if check and s.external_due(conn, s.mbox_by_id(conn, self._id, mailbox_id), self._dir):
+                return _DUE
+            return fn(conn, *args)
+
+        got = await s.read_quick(read, True)
+        if isinstance(got, _Due):
+            await s.sync_folder(self._id, mailbox_id)
+            got = await s.read_quick(read, False)
+        assert not isinstance(got, _Due)
+        return got
+
     async def refresh(self, mailbox_id: int) -> None:
         s = self._s
 
@@ -498,9 +522,10 @@ class SqliteAccountStore:
             await s.sync_folder(self._id, mailbox_id)
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
-        await self.refresh(mailbox_id)  # the view's catch-up sees the Maildir's changes too
+        # the view's catch-up sees the Maildir's changes too
         if modseq > 0:  # a few indexed rows: on this thread (see _read_quick)
-            return await self._s.read_quick(self._delta, mailbox_id, modseq)
+            return await self._read_fresh(mailbox_id, self._delta, mailbox_id, modseq)
+        await self.refresh(mailbox_id)
         return await self._s.read(self._delta, mailbox_id, modseq)
 
     def _delta(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> MailboxDelta:

@@ -399,6 +399,9 @@ def make_mail_checker(
     return Checker(dns, settings, ours=ours)
 
 
+FAILURE_REPORT_RETRY = 3600.0  # seconds a failure report waits out DNS failures, then dropped
+
+
 class DMARCReportTask:
     """Flushes the recorded DMARC results and mails each domain's aggregate report (RFC 7489
     7.2) through the outbound queue when its period has ended."""
@@ -440,12 +443,17 @@ class DMARCReportTask:
             self.interval,
         )  # fmt: skip
         sent = 0
+        resolver = self.checker.resolver
         for report in due:
-            to = [
-                a
+            verdicts = [
+                (a, await dmarc_reports.authorized(resolver, report.policy_domain, a))
                 for a in report.recipients
-                if await dmarc_reports.authorized(self.checker.resolver, report.policy_domain, a)
             ]
+            if any(v is None for _a, v in verdicts):
+                # not marked sent: the next round asks DNS again
+                log.info("dmarc: report for %s put off: DNS failed for now", report.policy_domain)
+                continue
+            to = [a for a, v in verdicts if v]
             if to:
                 env = Envelope(self.sender, tuple(QueuedRecipient(a) for a in to))
                 await self.spool.enqueue(env, report.message)
@@ -469,11 +477,19 @@ class DMARCReportTask:
         sent = 0
         for case in self.recorder.failures.drain():
             targets = [t for t in (dmarc_reports.parse_mailto(u) for u in case.ruf) if t]
-            to = [
-                addr
+            verdicts = [
+                (
+                    addr,
+                    await dmarc_reports.authorized(self.checker.resolver, case.policy_domain, addr),
+                )
                 for addr, _limit in targets
-                if await dmarc_reports.authorized(self.checker.resolver, case.policy_domain, addr)
             ]
+            if any(v is None for _a, v in verdicts):
+                # DNS failed for now: the next round tries again, for an hour after the message
+                if time.time() - case.arrival < FAILURE_REPORT_RETRY:
+                    self.recorder.failures.add(case)
+                continue
+            to = [addr for addr, v in verdicts if v]
             if not to:
                 log.info("dmarc: no authorized failure report address for %s", case.policy_domain)
                 continue

@@ -205,13 +205,16 @@ def parse_mailto(uri: str) -> tuple[str, int] | None:
     return (addr, limit) if "@" in addr else None
 
 
-async def authorized(resolver: Resolver, policy_domain: str, address: str) -> bool:
+async def authorized(resolver: Resolver, policy_domain: str, address: str) -> bool | None:
     """RFC 7489 7.1: a report address outside the policy domain's organization must publish
-    POLICYDOMAIN._report._dmarc.RUADOMAIN "v=DMARC1" to receive reports."""
+    POLICYDOMAIN._report._dmarc.RUADOMAIN "v=DMARC1" to receive reports. None when the lookup
+    failed for now: the caller asks again later (a report is not dropped for a DNS hiccup)."""
     rua_domain = address.rpartition("@")[2].lower()
     if organizational_domain(rua_domain) == organizational_domain(policy_domain):
         return True
     answer = await resolver.lookup(f"{policy_domain}._report._dmarc.{rua_domain}", "TXT")
+    if answer.temporary:
+        return None
     return any(t.startswith(b"v=DMARC1") for t in txt_strings(answer))
 
 

@@ -88,7 +88,10 @@ async def test_external_destination_needs_authorization() -> None:
     dns = StaticResolver('a.test._report._dmarc.reports.test. 60 IN TXT "v=DMARC1"\n')
     assert await dr.authorized(dns, "a.test", "x@mail.a.test")  # same organization
     assert await dr.authorized(dns, "a.test", "agg@reports.test")
-    assert not await dr.authorized(dns, "a.test", "agg@elsewhere.test")
+    assert await dr.authorized(dns, "a.test", "agg@elsewhere.test") is False
+    # a lookup that failed for now is no verdict: the report waits for the next round
+    down = StaticResolver("", servfail=("a.test._report._dmarc.reports.test",))
+    assert await dr.authorized(down, "a.test", "agg@reports.test") is None
 
 
 def test_parser_refuses_garbage() -> None:

@@ -509,9 +509,13 @@ class AccountStore(Protocol):
         None otherwise, and at once for an account without limits."""
         ...
 
-    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+    async def sort_index(
+        self, mailbox_id: int, above: int = 0
+    ) -> tuple[int, dict[int, SortFields]]:
         """SORT/THREAD fields from the store's index: (its mark, uid -> fields) for messages up
-        to the mark it could read; the caller parses the others. (0, {}) without an index."""
+        to the mark it could read; the caller parses the others. (0, {}) without an index.
+        `above`: only messages with a greater UID (a message's fields never change, so a caller
+        that kept an earlier answer asks for what came after its mark)."""
         ...
 
 

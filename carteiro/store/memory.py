@@ -697,5 +697,7 @@ class MemoryAccountStore:
     ) -> list[TermHits | None]:
         return [None] * len(terms)  # no index: the caller reads the messages
 
-    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+    async def sort_index(
+        self, mailbox_id: int, above: int = 0
+    ) -> tuple[int, dict[int, SortFields]]:
         return 0, {}

@@ -82,9 +82,11 @@ def _sort_values(f: SortFields) -> tuple[Any, ...]:
     )
 
 
-def sort_rows(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
-    """The SORT/THREAD fields of the mailbox's indexed messages: (the mark, uid -> fields); a
-    message above the mark or unreadable at indexing is not in it."""
+def sort_rows(
+    conn: sqlite3.Connection, mailbox_id: int, above: int = 0
+) -> tuple[int, dict[int, SortFields]]:
+    """The SORT/THREAD fields of the mailbox's indexed messages with a UID over `above`: (the
+    mark, uid -> fields); a message above the mark or unreadable at indexing is not in it."""
     row = conn.execute(
         "SELECT uid FROM search_progress WHERE mailbox_id = ?", (mailbox_id,)
     ).fetchone()
@@ -92,8 +94,9 @@ def sort_rows(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, dict[int,
     if row is None:
         return 0, out
     for uid, subj, reply, fr, to, cc, dfr, dto, ts, mid, parents in conn.execute(
-        f"SELECT {_SORT_COLUMNS} FROM search_fields WHERE mailbox_id = ? AND state != 2",
-        (mailbox_id,),
+        f"SELECT {_SORT_COLUMNS} FROM search_fields"
+        " WHERE mailbox_id = ? AND uid > ? AND state != 2",
+        (mailbox_id, above),
     ):
         out[uid] = SortFields(
             subj,

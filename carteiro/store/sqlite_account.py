@@ -852,11 +852,13 @@ class SqliteAccountStore:
 
         return await self._s.read(read)
 
-    async def sort_index(self, mailbox_id: int) -> tuple[int, dict[int, SortFields]]:
+    async def sort_index(
+        self, mailbox_id: int, above: int = 0
+    ) -> tuple[int, dict[int, SortFields]]:
         def read(conn: sqlite3.Connection) -> tuple[int, dict[int, SortFields]]:
             owned = conn.execute(
                 "SELECT 1 FROM mailboxes WHERE id = ? AND account_id = ?", (mailbox_id, self._id)
             ).fetchone()
-            return (0, {}) if owned is None else search_index.sort_rows(conn, mailbox_id)
+            return (0, {}) if owned is None else search_index.sort_rows(conn, mailbox_id, above)
 
         return await self._s.read(read)

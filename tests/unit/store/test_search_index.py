@@ -193,3 +193,21 @@ async def test_an_index_folded_otherwise_is_built_again_once(tmp_path: Path) -> 
     store = SqliteMaildirStore(data, search_indexer=False)
     await store.close()
     assert rows(data, "SELECT uid FROM search_progress") == before  # not dropped again
+
+
+async def test_sort_index_above_a_uid_gives_only_the_later_messages(tmp_path: Path) -> None:
+    store = SqliteMaildirStore(tmp_path / "data")
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        for i in range(5):
+            await acct.append("INBOX", make_message(f"m{i}"), (), 1_700_000_000 + i)
+        assert store.wait_search_indexed(30)
+        box = await acct.get_mailbox("INBOX")
+        mark, everything = await acct.sort_index(box.id)
+        assert mark == 5 and sorted(everything) == [1, 2, 3, 4, 5]
+        mark, later = await acct.sort_index(box.id, above=3)
+        assert mark == 5 and sorted(later) == [4, 5]
+        assert later[4] == everything[4]
+    finally:
+        await store.close()

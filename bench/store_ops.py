@@ -162,7 +162,9 @@ def main() -> None:
     print(f"{args.kind}: {args.n} operations per figure; load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench-ops-", dir=args.dir or Path.cwd()) as t:
         tmp = Path(t)
-        sql = {str(tree): run(tree.resolve(), args.kind, 200, True, tmp)["sql"] for tree in args.trees}
+        sql = {
+            str(tree): run(tree.resolve(), args.kind, 200, True, tmp)["sql"] for tree in args.trees
+        }
         for r in range(args.rounds):
             for tree in args.trees:
                 got = run(tree.resolve(), args.kind, args.n, False, tmp)

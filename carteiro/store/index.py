@@ -370,7 +370,6 @@ MAILBOX_COLS = (
     "selectable, uid_lease, modseq_lease"
 )
 ACCOUNT_COLS = "id, name, dir, deleted, last_uidvalidity, keywords"
-ACCOUNT_BY_NAME = f"SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?"
 
 
 def mailbox_from_row(row: Sequence[Any]) -> MailboxRow:

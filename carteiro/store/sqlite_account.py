@@ -74,6 +74,7 @@ class AccountBackend(Protocol):
     so that this module does not import the module that builds it."""
 
     quota_defaults: QuotaLimits
+    quota_seen: dict[str, tuple[int, tuple[int | None, int | None]]]
     codec: FlagCodec
     listings: ListingCache
     hub: ChangeHub
@@ -91,6 +92,8 @@ class AccountBackend(Protocol):
     recent_claims: dict[int, int]
 
     def claim_recent_later(self, mailbox_id: int, up_to: int) -> None: ...
+
+    def forget_limits(self, account: str) -> None: ...
 
     async def deliver_many(
         self,
@@ -799,6 +802,7 @@ class SqliteAccountStore:
 
     async def set_quota(self, storage: int | None, messages: int | None) -> None:
         await self._s.write(lambda tx: quota.set_limits(tx.conn, self._id, storage, messages))
+        self._s.forget_limits(self._account)
 
     async def quota_warning(self) -> Quota | None:
         defaults = self._s.quota_defaults
@@ -807,7 +811,15 @@ class SqliteAccountStore:
             lim = quota.limits(conn, self._id, defaults)
             return lim.storage is not None or lim.messages is not None
 
-        if not await self._s.read_quick(limited):  # a key lookup: no thread hop for most
+        # The limits as the writer last committed them (a delivery's append run reads them with
+        # the account row, just before this is called after it): no read at all for most; else a
+        # key lookup on this thread. A warning is advice: a moment-old answer is good enough.
+        seen = self._s.quota_seen.get(self._account)
+        if seen is not None and seen[0] == self._id:
+            lim = quota.effective(seen[1], defaults)
+            if lim.storage is None and lim.messages is None:
+                return None
+        elif not await self._s.read_quick(limited):
             return None
 
         def read(conn: sqlite3.Connection) -> tuple[Quota, bool]:

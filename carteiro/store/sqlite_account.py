@@ -406,8 +406,9 @@ class SqliteAccountStore:
     # ---- messages ----
 
     async def counts(self, mailbox_id: int) -> MailboxCounts:
-        def read(conn: sqlite3.Connection) -> MailboxCounts:
-            self._s.mbox_by_id(conn, self._id, mailbox_id)
+        def read(conn: sqlite3.Connection, mb: MailboxRow | None = None) -> MailboxCounts:
+            if mb is None:
+                self._s.mbox_by_id(conn, self._id, mailbox_id)
             n, unseen, deleted, size, deleted_size = conn.execute(
                 "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0),"
                 " coalesce(sum(size), 0), coalesce(sum(size * ((flags & 8) != 0)), 0)"
@@ -498,15 +499,17 @@ class SqliteAccountStore:
         return before
 
     async def _read_fresh(self, mailbox_id: int, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(conn, *args)` on this thread (read_quick), in the same read as the look for changes
-        made in the Maildir behind the store: one read transaction when nothing changed (the usual
-        case; STATUS and the view's catch-up made two), the scan and a second read when it did."""
+        """`fn(conn, *args, mb)` on this thread (read_quick), in the same read as the look for
+        changes made in the Maildir behind the store: one read transaction when nothing changed
+        (the usual case; STATUS and the view's catch-up made two), the scan and a second read when
+        it did. `mb` is the mailbox's row, read once for both (the lookup raises MailboxNotFound)."""
         s = self._s
 
         def read(conn: sqlite3.Connection, check: bool) -> T | _Due:
-            if check and s.external_due(conn, s.mbox_by_id(conn, self._id, mailbox_id), self._dir):
+            mb = s.mbox_by_id(conn, self._id, mailbox_id)
+            if check and s.external_due(conn, mb, self._dir):
                 return _DUE
-            return fn(conn, *args)
+            return fn(conn, *args, mb)
 
         got = await s.read_quick(read, True)
         if isinstance(got, _Due):
@@ -531,8 +534,11 @@ class SqliteAccountStore:
         await self.refresh(mailbox_id)
         return await self._s.read(self._delta, mailbox_id, modseq)
 
-    def _delta(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> MailboxDelta:
-        mb = self._s.mbox_by_id(conn, self._id, mailbox_id)
+    def _delta(
+        self, conn: sqlite3.Connection, mailbox_id: int, modseq: int, mb: MailboxRow | None = None
+    ) -> MailboxDelta:
+        if mb is None:
+            mb = self._s.mbox_by_id(conn, self._id, mailbox_id)
         if modseq >= mb.highestmodseq:
             return MailboxDelta(mb.highestmodseq, [], [])
         horizon = conn.execute(

@@ -777,8 +777,18 @@ class SqliteMaildirStore:
         """Bring file-name flags in line with the index, a chunk at a time, while idle.
 
         File-name flags are hints for Maildir readers and for reindex; the index is the truth, so
-        renames need no fsync and may lag a flag change by a fraction of a second.
+        renames need no fsync and may lag a flag change by a fraction of a second. Nor does the
+        COMMIT (synchronous=NORMAL): if a power cut loses it, the `dirty_files` rows come back and
+        the renames are done again (a file already under its new name: the Maildir sync takes
+        the name as it is, the flags being the same).
         """
+        conn.execute("PRAGMA synchronous=NORMAL")  # (not allowed inside a transaction)
+        try:
+            self._sync_filenames_tx(conn)
+        finally:
+            conn.execute("PRAGMA synchronous=FULL")
+
+    def _sync_filenames_tx(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(

@@ -29,11 +29,13 @@ from carteiro.store.api import (
     MailboxNotFound,
     MessageAdded,
     MessageMeta,
+    StoreError,
     UidFlags,
 )
 from carteiro.store.flusher import FLUSH_COUNT, INLINE_BODY_MAX
 from carteiro.store.maintenance import check, reindex
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
+from carteiro.store.writer import Tx
 
 from .workers import (
     ACCOUNT,
@@ -769,3 +771,29 @@ async def test_copy_move_expunge_flag_before_the_file_is_written(
     assert check(store.data_dir).ok
     assert _index_rows(store.data_dir, "SELECT id FROM bodies") == []
     assert _index_rows(store.data_dir, "SELECT body_id FROM unsynced") == []
+
+
+async def test_a_failing_write_undoes_itself_alone_or_in_a_batch(store: SqliteMaildirStore) -> None:
+    """A write alone in its group commit runs without a savepoint (its transaction is one); one
+    that fails after writing leaves nothing behind either way, and the writes around it commit."""
+
+    def failing(tx: Tx) -> None:
+        tx.conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (1, 'ghost')")
+        raise StoreError("refused")
+
+    def kept(name: str) -> Callable[[Tx], None]:
+        def job(tx: Tx) -> None:
+            tx.conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (1, ?)", (name,))
+
+        return job
+
+    with pytest.raises(StoreError):
+        await store.write(failing)  # alone: no savepoint
+    await store.write(kept("after"))
+    results = await asyncio.gather(
+        store.write(kept("one")), store.write(failing), store.write(kept("two")),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert isinstance(results[1], StoreError) and results[0] is None and results[2] is None
+    names = {r[0] for r in _index_rows(store.data_dir, "SELECT name FROM subscriptions")}
+    assert "ghost" not in names and {"after", "one", "two"} <= names

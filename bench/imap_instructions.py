@@ -6,7 +6,7 @@ the server's threads per command. Compare two trees in one run (the other checke
 `git worktree add`): background work on timers (file flushes, recent claims) scales with wall
 time, which valgrind stretches, so expect a few per cent of noise, not tens.
 
-Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores] [-n 40] [TREE ...]
+Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores|appends] [-n 40] [TREE ...]
 (needs valgrind; each tree takes a few minutes)
 """
 
@@ -31,7 +31,7 @@ MESSAGE = (
     b"From: a@example.org\r\nTo: u@example.test\r\nSubject: bench\r\n"
     b"Date: Tue, 1 Oct 2024 10:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\n" + b"x" * 900 + b"\r\n"
 )
-SEQUENCES = {
+SEQUENCES: dict[str, list[bytes | tuple[bytes, bytes]]] = {
     # reads, and writes that change nothing
     "reads": [
         b"FETCH * (BODY.PEEK[])",
@@ -43,6 +43,8 @@ SEQUENCES = {
     ],
     # every STORE a change
     "stores": [b"STORE 1 +FLAGS (\\Deleted)", b"STORE 1 -FLAGS (\\Deleted)"],
+    # a 1 KB APPEND each (committed with its bytes; its file written after, in rounds)
+    "appends": [(b"APPEND INBOX", MESSAGE)],
 }
 
 
@@ -112,13 +114,13 @@ def count(tree: Path, kind: str, n: int, out_dir: Path) -> int:
         c.cmd(b"SELECT INBOX")
         sequence = SEQUENCES[kind]
         for _ in range(5):
-            for text in sequence:
-                c.cmd(text)
+            for step in sequence:
+                c.cmd(*step) if isinstance(step, tuple) else c.cmd(step)
         time.sleep(1)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         for _ in range(n):
-            for text in sequence:
-                c.cmd(text)
+            for step in sequence:
+                c.cmd(*step) if isinstance(step, tuple) else c.cmd(step)
         time.sleep(2)  # work the commands left on timers lands inside the window
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
         c.cmd(b"LOGOUT")

@@ -726,6 +726,8 @@ class SqliteAccountStore:
             params: tuple[Any, ...] = (mailbox_id,)
             if only_deleted:
                 sql += f" AND (flags & {DELETED_BIT}) != 0"
+                if uids is None:
+                    sql = sql.replace("messages", "messages INDEXED BY messages_deleted", 1)
             if uids is not None:
                 sql += " AND uid IN (SELECT value FROM json_each(?))"
                 params += (json_ints(uids),)
@@ -759,8 +761,8 @@ class SqliteAccountStore:
     def _any_deleted(self, conn: sqlite3.Connection, mailbox_id: int) -> bool:
         self._s.mbox_by_id(conn, self._id, mailbox_id)
         row = conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = ?"
-            f" AND (flags & {DELETED_BIT}) != 0)",
+            f"SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_deleted"
+            f" WHERE mailbox_id = ? AND (flags & {DELETED_BIT}) != 0)",
             (mailbox_id,),
         ).fetchone()
         return bool(row[0])

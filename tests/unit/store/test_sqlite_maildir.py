@@ -797,3 +797,33 @@ async def test_a_failing_write_undoes_itself_alone_or_in_a_batch(store: SqliteMa
     assert isinstance(results[1], StoreError) and results[0] is None and results[2] is None
     names = {r[0] for r in _index_rows(store.data_dir, "SELECT name FROM subscriptions")}
     assert "ghost" not in names and {"after", "one", "two"} <= names
+
+
+async def test_expunge_finds_deleted_messages_through_their_index(tmp_path: Path) -> None:
+    """EXPUNGE asks the partial index of \\Deleted messages (one seek, not a scan of the
+    mailbox); an index made before it existed gets it at the next open."""
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data, search_indexer=False)
+    await store.create_account(ACCOUNT)
+    await store.close()
+    conn = sqlite3.connect(data / "index.sqlite")
+    conn.execute("DROP INDEX messages_deleted")  # as an index of an older carteiro
+    conn.close()
+    store = SqliteMaildirStore(data, search_indexer=False)
+    try:
+        acct = await store.account(ACCOUNT)
+        inbox = await acct.get_mailbox("INBOX")
+        for i in range(5):
+            await acct.append("INBOX", make_message(str(i), 300))
+        assert await acct.expunge(inbox.id) == []
+        await acct.set_flags(inbox.id, [2, 4], FlagOp.ADD, [DELETED])
+        assert await acct.expunge(inbox.id) == [2, 4]
+        assert [m.uid for m in await acct.list_messages(inbox.id)] == [1, 3, 5]
+        plan = _index_rows(
+            data,
+            "EXPLAIN QUERY PLAN SELECT 1 FROM messages INDEXED BY messages_deleted"
+            " WHERE mailbox_id = 1 AND (flags & 8) != 0",
+        )
+        assert any("messages_deleted" in str(row) for row in plan)
+    finally:
+        await store.close()

@@ -93,9 +93,13 @@ def env(home: Path) -> dict[str, str]:
     return {**os.environ, "HOME": str(home), "TERM": "xterm-256color", "LANG": "C.UTF-8"}
 
 
-def subjects_and_flags(m: imaplib.IMAP4_SSL) -> dict[str, str]:
+def subjects_and_flags(m: imaplib.IMAP4_SSL, retry_expunged: bool = False) -> dict[str, str]:
     m.select("INBOX")
     typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    if retry_expunged and typ == "NO":
+        # RFC 9051 7.1 EXPUNGEISSUED: a file deleted behind the server, not adopted yet: the
+        # session hears the EXPUNGE at its next command
+        return {}
     assert typ == "OK"
     out: dict[str, str] = {}
     for item in data:
@@ -217,3 +221,59 @@ def test_mutt_reads_flags_and_deletes_over_imaps(srv: ServerProcess, tmp_path: P
     assert set(state) == {"first note", "second note"}, state
     assert "\\Seen" in state["first note"] and "\\Flagged" not in state["first note"]
     assert "\\Flagged" in state["second note"] and "\\Seen" not in state["second note"]
+
+
+def test_mutt_on_the_maildir_and_an_imap_client_see_each_other(
+    srv: ServerProcess, tmp_path: Path
+) -> None:
+    """The classic host user: mutt opens the account's Maildir directly while an IMAP client
+    stays connected. What mutt does by renaming (\\Seen) and unlinking (a deletion) is what the
+    IMAP client then sees; mutt's screen shows no ^M (LF on disk)."""
+    m = imap(srv, FRIEND, FRIEND_PASSWORD)
+    try:
+        for subject in ("local one", "local two"):
+            msg = f"From: a@example.org\r\nSubject: {subject}\r\n\r\nText of {subject}.\r\n"
+            assert m.append("INBOX", None, None, msg.encode())[0] == "OK"
+        maildir = srv.data / "mail" / "example.test" / "friend" / "Maildir"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(os.listdir(maildir / "cur")) < 3:
+            time.sleep(0.1)  # the hello from the first test, and these two
+        rc = tmp_path / "muttrc"
+        rc.write_text(
+            f'set folder = "{tmp_path}"\nset spoolfile = "{maildir}"\n'
+            "set mbox_type = Maildir\nset delete = yes\nset quit = yes\nset move = no\n"
+            "set mark_old = no\nset wait_key = no\nset sort = mailbox-order\n"
+            'set header_cache = ""\nset timeout = 1\n'
+        )
+        tmux = Tmux(tmp_path, ["mutt", "-n", "-F", str(rc), "-f", str(maildir)])
+        try:
+            screen = tmux.wait_for("local two")
+            assert "^M" not in screen
+            lines = [ln for ln in screen.splitlines() if "local one" in ln or "local two" in ln]
+            one = next(ln for ln in lines if "local one" in ln).split()[0]
+            two = next(ln for ln in lines if "local two" in ln).split()[0]
+            tmux.keys(one, "Enter", "Enter")  # read it: mutt renames the file to add S
+            tmux.wait_for("Text of local one.")
+            assert "^M" not in tmux.screen()
+            tmux.keys("i")
+            tmux.wait_for("local two")
+            tmux.keys(two, "Enter", "d", "$")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "local two" in tmux.screen():
+                time.sleep(0.2)
+            tmux.keys("q")
+        finally:
+            tmux.close()
+        # the IMAP client (logged in all along) sees both once the server has adopted them
+        deadline = time.monotonic() + 20
+        state: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            m.noop()
+            state = subjects_and_flags(m, retry_expunged=True)
+            if state and "local two" not in state and "\\Seen" in state.get("local one", ""):
+                break
+            time.sleep(0.3)
+        assert "local two" not in state, state
+        assert "\\Seen" in state["local one"], state
+    finally:
+        m.logout()

@@ -205,9 +205,10 @@ def syncfs_all(fds: list[int]) -> bool:
     Why: the file worker's round used to fsync each of up to 64 files and their directories over
     16 threads. Each fsync is a write request and a cache flush of its own, and on a virtual
     machine each request is a trap to the host billed to the caller's CPU; one syncfs merges them
-    (bench/RESULTS.md: 64 1 KB files, sync CPU ~20-30 us -> ~2-4 us per file, 2.5-3.2 -> 0.5-0.7
+    (bench/sync_round.py: 64 1 KB files, ~20-30 us -> ~2-4 us of CPU per file, 2.5-3.2 -> 0.5-0.7
     disk writes per file). The price: it also writes out whatever else is dirty on that
     filesystem, which a mail data directory's filesystem has little of."""
+    global _SYNCFS
     if _SYNCFS is None:
         return False
     seen: set[int] = set()
@@ -215,12 +216,13 @@ def syncfs_all(fds: list[int]) -> bool:
         dev = os.fstat(fd).st_dev
         if dev in seen:
             continue
-        seen.add(dev)
         if _SYNCFS(fd) != 0:
             err = ctypes.get_errno()
-            if err in (errno.ENOSYS, errno.EINVAL) and not seen - {dev}:
-                return False  # not supported here after all: file by file
+            if err == errno.ENOSYS and not seen:  # (a seccomp filter, say): file by file
+                _SYNCFS = None
+                return False
             raise OSError(err, os.strerror(err))
+        seen.add(dev)
     return True
 
 

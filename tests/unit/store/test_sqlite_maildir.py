@@ -827,3 +827,41 @@ async def test_expunge_finds_deleted_messages_through_their_index(tmp_path: Path
         assert any("messages_deleted" in str(row) for row in plan)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("syncfs", ["counted", "unavailable"])
+async def test_a_flush_round_is_one_syncfs_per_filesystem_else_an_fsync_per_file(
+    store: SqliteMaildirStore, monkeypatch: pytest.MonkeyPatch, syncfs: str
+) -> None:
+    """The file worker makes a round durable with one syncfs per filesystem the round wrote on
+    (here one, for files in two folders); where syncfs is not to be trusted (before Linux 5.8)
+    it fsyncs every file and directory instead. Either way the bodies go only after it."""
+    from carteiro.store import maildir
+
+    calls: list[int] = []
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counted(fd: int) -> int:
+        calls.append(fd)
+        return 0
+
+    def fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(maildir, "_SYNCFS", counted if syncfs == "counted" else None)
+    monkeypatch.setattr(os, "fsync", fsync)
+    acct = await store.account(ACCOUNT)
+    rounds = store.flusher.rounds
+    await asyncio.gather(
+        *(acct.append(box, make_message(f"{box}{i}", 300)) for box in ("INBOX", "Archive") for i in range(3))
+    )  # fmt: skip
+    await store.flush_files()
+    assert _index_rows(store.data_dir, "SELECT id FROM bodies") == []
+    files = [p for p in (store.data_dir / "mail").rglob("cur/*") if p.is_file()]
+    assert len(files) == 6
+    if syncfs == "counted":  # one filesystem: one syncfs a round (usually one round here)
+        assert len(calls) == store.flusher.rounds - rounds >= 1 and fsyncs == []
+    else:
+        assert calls == [] and len(fsyncs) >= 6 + 2  # the files and their two folders

@@ -632,11 +632,9 @@ class SqliteMaildirStore:
                             self._note_limits(account, acct.id, stored[account])
                     if acct is None:
                         raise AccountNotFound(account)
-                    if (
-                        ap.quota is not None
-                        and ap.quota.get(account, stored[account]) != (stored[account])
-                    ):
-                        raise quota.LimitsChanged(account)
+                    in_force = (acct.id, stored[account])
+                    if ap.quota is not None and ap.quota.get(account, in_force) != in_force:
+                        raise quota.LimitsChanged(account)  # or another account of that name
                     key = (acct.id, name)
                     if key in boxes:
                         mb = boxes[key]
@@ -1535,7 +1533,7 @@ class SqliteMaildirStore:
         targets: list[tuple[str, str, frozenset[str], float]],
         source: MessageSource,
         delivery_id: str | None,
-        checked: dict[str, quota.Stored],
+        checked: dict[str, tuple[int, quota.Stored]],
     ) -> list[AppendResult]:
         unique = self._unique.next()
         loop = asyncio.get_running_loop()
@@ -1607,9 +1605,9 @@ class SqliteMaildirStore:
 
     async def _check_quota(
         self, targets: list[tuple[str, str, frozenset[str], float]], source: MessageSource
-    ) -> dict[str, quota.Stored]:
+    ) -> dict[str, tuple[int, quota.Stored]]:
         """OverQuota if the message would take an account past a limit (quota.py). Returns the
-        stored limits it checked against, per account: the writer fails the append if they are
+        account id and stored limits it checked against, per account: the writer fails the append if they are
         no longer the ones in force (quota.LimitsChanged), so the memory below is only a hint.
         Limits come from that memory (kept by the writer's append runs, which read them with the
         account row anyway) or one read on this thread; usage is summed in the read pool, only
@@ -1631,14 +1629,14 @@ class SqliteMaildirStore:
                 return found
 
             known = {**known, **await self.read_quick(read)}
-        checked: dict[str, quota.Stored] = {}
+        checked: dict[str, tuple[int, quota.Stored]] = {}
         todo = []
         for name, n in per_account.items():
             hit = known.get(name)
             if hit is None:
                 continue
             account_id, stored = hit
-            checked[name] = stored
+            checked[name] = hit
             lim = quota.effective(stored, self.quota_defaults)
             if lim.storage is not None or lim.messages is not None:
                 todo.append((account_id, n))

@@ -105,9 +105,9 @@ class Append:
     reserved: bool = False  # holds a place in the flusher's backlog (until committed or failed)
     disk_size: int | None = None  # the staged file holds the LF form, of this size (make_base)
     delivery_id: str | None = None  # a retry of a committed delivery appends nothing
-    # account -> the stored quota limits the caller checked against (quota.Stored); the writer
-    # fails the append (quota.LimitsChanged) if they are not the ones in force at COMMIT
-    quota: dict[str, tuple[int | None, int | None]] | None = None
+    # account -> (its id, the stored quota limits: quota.Stored) the caller checked against; the
+    # writer fails the append (quota.LimitsChanged) if they are not the ones in force at COMMIT
+    quota: dict[str, tuple[int, tuple[int | None, int | None]]] | None = None
 
 
 Write = Job | Append

@@ -143,3 +143,25 @@ async def test_a_limit_set_by_another_process_holds_at_the_next_delivery(tmp_pat
     finally:
         await other.close()
         await server.close()
+
+
+async def test_an_account_purged_and_made_again_is_checked_as_the_new_one(tmp_path: Path) -> None:
+    """The limits the store remembers carry the account's id: an account purged and created
+    again by another process (a new id, the same default limits) is checked against its own
+    usage, not the old account's."""
+    limits = QuotaLimits(messages=2)
+    server = SqliteMaildirStore(tmp_path / "d", quota=limits, search_indexer=False)
+    other = SqliteMaildirStore(tmp_path / "d", quota=limits, search_indexer=False)
+    try:
+        await server.create_account(A)
+        await server.deliver([Delivery(A)], MSG)
+        await other.delete_account(A, purge=True)
+        await other.create_account(A)
+        for _ in range(2):
+            await other.deliver([Delivery(A)], MSG)
+        with pytest.raises(OverQuota):
+            await server.deliver([Delivery(A)], MSG)
+        assert (await (await server.account(A)).quota()).messages == 2
+    finally:
+        await other.close()
+        await server.close()

@@ -227,13 +227,16 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--baseline", type=Path, default=None, help="source tree of the baseline")
     ap.add_argument("--no-dovecot", action="store_true")
-    ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="data dir, kept and reused by the next run"
+    )
     ap.add_argument("--only", default="", help="comma-separated query names to run (prefixes)")
     args = ap.parse_args()
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]
         QUERIES[:] = [q for q in QUERIES if any(q[0].startswith(w) for w in wanted)]
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-search-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     tmp.chmod(0o755)
     print(
         f"IMAP SEARCH benchmark in {tmp}: {args.big} messages; page cache dropped: {os.getuid() == 0}"
@@ -244,10 +247,17 @@ def main() -> None:
         services=("imap",),
         extra_config="[imap]\nallow_plaintext_auth = true\n",
     )
-    srv.init()
-    t = time.monotonic()
-    asyncio.run(fill(srv.data, args.big))
-    print(f"  filled in {time.monotonic() - t:.0f} s")
+    filled = tmp / "filled"
+    if filled.exists() and filled.read_text() == str(args.big):
+        reuse(srv)  # --dir of an earlier run: its mailbox (and index) as they are
+        print("  reusing the filled data dir")
+    else:
+        srv.init()
+        t = time.monotonic()
+        asyncio.run(fill(srv.data, args.big))
+        print(f"  filled in {time.monotonic() - t:.0f} s")
+        if args.dir is not None:
+            filled.write_text(str(args.big))
     results: dict[str, dict[str, tuple[float, float]]] = {}
     if args.baseline is not None:
         print(f"  baseline ({args.baseline}), every message read:")
@@ -288,7 +298,20 @@ def main() -> None:
             else:
                 cells += ["-", "-"]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.dir is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reuse(srv: ServerProcess) -> None:
+    """Take an initialised data dir as it is: its ports are chosen again (an old one may be
+    taken by now)."""
+    text = (srv.data / "carteiro.toml").read_text()
+    for svc in srv.services:
+        for line in text.splitlines():
+            if line.startswith(f'{svc} = "{srv.host}:'):
+                srv.ports[svc] = int(line.rsplit(":", 1)[1].rstrip('"'))
+    srv._initialised = True
+    srv._new_ports()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from array import array
+from bisect import insort
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,12 +122,21 @@ class Ordered:
     order answers a SORT of any search. Never changed once built (`changed` makes another), so
     sessions share it and a computation in a thread never sees it move."""
 
-    __slots__ = ("criteria", "keys", "uids")
+    __slots__ = ("criteria", "keys", "members", "uids")
 
-    def __init__(self, criteria: tuple[Criterion, ...], uids: array[int], keys: list[Any]) -> None:
+    def __init__(
+        self,
+        criteria: tuple[Criterion, ...],
+        uids: array[int],
+        keys: list[Any],
+        members: array[int],
+    ) -> None:
         self.criteria = criteria
         self.uids = uids  # typecode "I": 4 octets a message
         self.keys = keys  # keys[i] is uids[i]'s
+        # the same UIDs ascending: compared with a view's UIDs in C (`==`, slices), the usual
+        # question "only arrivals since?" costs no Python loop
+        self.members = members
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -144,7 +154,9 @@ class Ordered:
         else:
             for j in reversed(range(len(crit))):
                 order.sort(key=lambda i: keys[i][j], reverse=crit[j].reverse)
-        return cls(crit, array("I", [uids[i] for i in order]), [keys[i] for i in order])
+        return cls(
+            crit, array("I", [uids[i] for i in order]), [keys[i] for i in order], array("I", uids)
+        )
 
     def place(self, key: Any, uid: int) -> int:
         """Where a message with this key and UID goes: after every message it follows."""
@@ -175,13 +187,15 @@ class Ordered:
             keep = [i for i, u in enumerate(self.uids) if u not in gone]
             uids = array("I", [self.uids[i] for i in keep])
             keys = [self.keys[i] for i in keep]
+            members = array("I", [u for u in self.members if u not in gone])
         else:
-            uids, keys = array("I", self.uids), list(self.keys)
-        out = Ordered(self.criteria, uids, keys)
+            uids, keys, members = array("I", self.uids), list(self.keys), array("I", self.members)
+        out = Ordered(self.criteria, uids, keys, members)
         for uid, key in add:
             p = out.place(key, uid)
             uids.insert(p, uid)
             keys.insert(p, key)
+            insort(members, uid)
         return out
 
 

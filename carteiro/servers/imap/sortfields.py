@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from array import array
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,9 +245,7 @@ async def sorted_uids(
     if kept.drops == drops:
         kept.keep_order(view, order)
     ordered = order
-    if len(idx) == n:
-        return await cpu(lambda: _restricted(ordered, set(uids)), n)
-    return await cpu(lambda: _restricted(ordered, {uids[i] for i in idx}), n)
+    return await cpu(lambda: _restricted(ordered, uids, idx), n)
 
 
 async def _keyed(
@@ -288,15 +287,31 @@ async def _build(
 def _difference(order: Ordered, uids: array[int], last: int) -> tuple[list[int], set[int]]:
     """What changed between a kept order and a view: the view indexes of the messages the
     order lacks, and the order's UIDs the view has seen expunged (up to `last`: another
-    session's view may be ahead of this one)."""
-    have = set(order.uids)
-    new = [i for i, u in enumerate(uids) if u not in have]
-    present = set(uids)
-    gone = {u for u in order.uids if u not in present and u <= last}
-    return new, gone
+    session's view may be ahead of this one). Arrivals alone, the usual case, are found by
+    comparing the UID arrays in C."""
+    members, n = order.members, len(uids)
+    if members == uids:
+        return [], set()
+    k = bisect_right(uids, members[-1]) if members else 0
+    if uids[:k] == members:
+        return list(range(k, n)), set()
+    have = set(members)
+    if have.issuperset(uids[:k]):
+        new = list(range(k, n))
+    else:  # this view has messages the order left out (seen expunged by a view ahead of it)
+        new = [i for i, u in enumerate(uids) if u not in have]
+    return new, {u for u in have.difference(uids) if u <= last}
 
 
-def _restricted(order: Ordered, wanted: set[int]) -> list[int]:
+def _restricted(order: Ordered, uids: array[int], idx: list[int]) -> Sequence[int]:
+    """The order's UIDs that are these view indexes' (all the view's: at no cost when the
+    order holds exactly the view's messages, the usual case)."""
+    if len(idx) == len(uids):
+        if order.members == uids:
+            return order.uids
+        wanted = set(uids)
+    else:
+        wanted = {uids[i] for i in idx}
     return [u for u in order.uids if u in wanted]
 
 

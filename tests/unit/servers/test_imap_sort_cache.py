@@ -5,12 +5,15 @@ and made again never mix with what was kept; memory stays within its bounds."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.message_cache import MessageCache
@@ -20,6 +23,7 @@ from carteiro.servers.imap import sortfields
 from carteiro.servers.imap.sort import render
 from carteiro.servers.imap.sortfields import SortCache, items, sorted_uids
 from carteiro.store.api import AccountStore
+from carteiro.store.memory import MemoryMailStore
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
 ACCT = "alice@example.test"
@@ -228,3 +232,61 @@ async def test_memory_stays_within_bounds(store: SqliteMaildirStore) -> None:
     small = SortCache(messages=5)  # a mailbox bigger than the whole budget is not kept
     await check(acct, "A", small)
     assert small.fields(views[0]) is None
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(1, 3)),
+        st.tuples(st.just("expunge"), st.integers(0, 40)),
+        st.tuples(st.just("sort"), st.integers(0, len(CRITERIA) - 1)),
+        st.tuples(st.just("stale sort"), st.integers(0, len(CRITERIA) - 1)),
+        st.tuples(st.just("search sort"), st.integers(0, len(CRITERIA) - 1)),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS, start=st.integers(0, 12))
+@example(ops=[("expunge", 3), ("sort", 1), ("stale sort", 1), ("append", 1), ("sort", 1)], start=8)
+def test_kept_orders_answer_like_a_fresh_sort_whatever_happens(
+    ops: list[tuple[str, int]], start: int
+) -> None:
+    """Arrivals, expunges, and sessions whose view is behind the store's (a stale view still
+    numbers messages expunged since, and lacks new ones), in any order: each SORT from what is
+    kept gives a fresh SORT's order of the messages the store still has (an expunged message
+    the view still shows sorts by its fields or as empty: either is its own place only)."""
+
+    async def run() -> None:
+        store = MemoryMailStore()
+        await store.create_account(ACCT)
+        acct = await store.account(ACCT)
+        await fill(acct, "INBOX", start)
+        box = await acct.get_mailbox("INBOX")
+        kept = SortCache()
+        stale = await MailboxView.open(acct, "INBOX", True)
+        n = start
+        for op, arg in ops:
+            if op == "append":
+                await fill(acct, "INBOX", arg, start=n)
+                n += arg
+                continue
+            if op == "expunge":
+                uids = [m.uid for m in await acct.list_messages(box.id)]
+                if uids:
+                    uid = uids[arg % len(uids)]
+                    await acct.set_flags(box.id, [uid], "add", ["\\Deleted"])
+                    await acct.expunge(box.id)
+                continue
+            view = stale if op == "stale sort" else await MailboxView.open(acct, "INBOX", True)
+            idx = list(range(len(view)))[:: 2 if op == "search sort" else 1]
+            crit = CRITERIA[arg]
+            cache = MessageCache(1 << 20)
+            got = list(await sorted_uids(view, idx, crit, cache, kept))
+            want = [it.uid for it in sort_items(await items(view, idx, cache), crit)]
+            alive = {m.uid for m in await acct.list_messages(box.id)}
+            assert sorted(got) == sorted(want)
+            assert [u for u in got if u in alive] == [u for u in want if u in alive]
+        await store.close()
+
+    asyncio.run(run())

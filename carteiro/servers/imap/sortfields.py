@@ -62,11 +62,11 @@ class SortCache:
         self.mailboxes = mailboxes
         self.messages = messages
         self.max_orders = orders
-        self.drops = 0  # how many times kept fields were dropped: an order built meanwhile is not kept
-        self._fields: OrderedDict[MailboxKey, KeptFields] = OrderedDict()
-        self._orders: OrderedDict[tuple[MailboxKey, tuple[Criterion, ...]], Ordered] = (
-            OrderedDict()
+        self.drops = (
+            0  # how many times kept fields were dropped: an order built meanwhile is not kept
         )
+        self._fields: OrderedDict[MailboxKey, KeptFields] = OrderedDict()
+        self._orders: OrderedDict[tuple[MailboxKey, tuple[Criterion, ...]], Ordered] = OrderedDict()
 
     @staticmethod
     def key(view: MailboxView) -> MailboxKey:
@@ -264,8 +264,7 @@ async def _keyed(
     def run() -> list[tuple[int, object]]:
         get = known.get
         return [
-            (m.uid, key(get(m.uid, _GONE), m.size, m.internaldate))
-            for m in (metas[i] for i in idx)
+            (m.uid, key(get(m.uid, _GONE), m.size, m.internaldate)) for m in (metas[i] for i in idx)
         ]
 
     return await cpu(run, len(idx))

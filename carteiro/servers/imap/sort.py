@@ -186,7 +186,11 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
         def compute() -> bytes:
             out = bytearray(b"* THREAD ")
             for r in algo(found):
-                out += b"(" + render(r, req.uid).encode() + b")"
+                it = r.item
+                if it is not None and not r.children:  # most threads: one message
+                    out += b"(%d)" % (it.uid if req.uid else it.seq)
+                else:
+                    out += b"(" + render(r, req.uid).encode() + b")"
             return bytes(out).rstrip(b" ") + b"\r\n"
 
         answer = await cpu(compute, len(found))

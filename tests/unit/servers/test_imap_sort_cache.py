@@ -255,7 +255,8 @@ def test_kept_orders_answer_like_a_fresh_sort_whatever_happens(
     """Arrivals, expunges, and sessions whose view is behind the store's (a stale view still
     numbers messages expunged since, and lacks new ones), in any order: each SORT from what is
     kept gives a fresh SORT's order of the messages the store still has (an expunged message
-    the view still shows sorts by its fields or as empty: either is its own place only)."""
+    the view still shows sorts by its fields or as empty: either is its own place only), and
+    each THREAD of an up-to-date view a fresh THREAD."""
 
     async def run() -> None:
         store = MemoryMailStore()
@@ -287,6 +288,17 @@ def test_kept_orders_answer_like_a_fresh_sort_whatever_happens(
             alive = {m.uid for m in await acct.list_messages(box.id)}
             assert sorted(got) == sorted(want)
             assert [u for u in got if u in alive] == [u for u in want if u in alive]
+            if op == "sort":  # a view up to date: THREAD from the kept Items as well
+                every = list(range(len(view)))
+                for algo in (references, ordered_subject):
+                    a, b = (
+                        "".join("(" + render(r, False) + ")" for r in algo(its))
+                        for its in (
+                            await items(view, every, cache, kept=kept),
+                            await items(view, every, cache),
+                        )
+                    )
+                    assert a == b
         await store.close()
 
     asyncio.run(run())

@@ -24,11 +24,11 @@ from carteiro.mime.sortkeys import SortFields, sort_fields
 T = TypeVar("T")
 READ_MAX = 64  # messages read and parsed rather than asking the index for the whole mailbox
 
-# What a server keeps (docs/imap.md, "SORT and THREAD"): the fields of mailboxes of at least
-# KEEP_MIN messages (smaller ones are read again in a few ms), at most KEEP_MAILBOXES of them
-# and KEEP_MESSAGES messages in all (~0.7 KB each: 100,000 messages ~70 MB); and whole-mailbox
-# SORT orders, at most KEEP_ORDERS and KEEP_MESSAGES messages in all (4 octets and a key each:
-# 5-10 MB for 100,000 messages).
+# What a server keeps (docs/imap.md, "SORT and THREAD"): the fields and Items of mailboxes of
+# at least KEEP_MIN messages (smaller ones are read again in a few ms), at most KEEP_MAILBOXES
+# of them and KEEP_MESSAGES messages in all (~0.8 KB each: 100,000 messages ~80 MB); and
+# whole-mailbox SORT orders, at most KEEP_ORDERS and KEEP_MESSAGES messages in all (4 octets
+# and a key each: 2-9 MB for 100,000 messages).
 KEEP_MIN = 1000
 KEEP_MAILBOXES = 8
 KEEP_MESSAGES = 200_000

@@ -214,6 +214,9 @@ S: a8 OK Sort completed.
 C: a9 THREAD REFERENCES UTF-8 ALL
 S: * THREAD (3 5)(1 (2 (9)(4))(8))(7 6)
 S: a9 OK Thread completed.
+C: c1 UID SORT RETURN (MIN MAX ALL) (DATE) UTF-8 ALL
+S: * ESEARCH (TAG "c1") UID MIN 5 MAX 8 ALL 5,9,3,1:2,4,6:8
+S: c1 OK Sort completed.
 C: b1 SORT (SUBJECT) UTF-8 NOT FROM zoe
 S: * SORT 6 7 2 4 9 3 5
 S: b1 OK Sort completed.
@@ -231,6 +234,9 @@ S: b5 OK Sort completed.
 C: b6 UID SORT (DATE) UTF-8 ALL
 S: * SORT 5 9 1 2 4 6 7 8
 S: b6 OK Sort completed.
+C: c2 SORT RETURN (COUNT MIN ALL) (DATE) UTF-8 ALL
+S: * ESEARCH (TAG "c2") MIN 4 ALL 4,8,1:3,5:7 COUNT 8
+S: c2 OK Sort completed.
 C: b7 THREAD REFERENCES UTF-8 ALL
 S: * THREAD (4)(1 (2 (8)(3))(7))(6 5)
 S: b7 OK Thread completed.

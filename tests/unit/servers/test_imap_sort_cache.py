@@ -19,8 +19,10 @@ from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.message_cache import MessageCache
 from carteiro.mail.sorting import Criterion, sort_items
 from carteiro.mail.threading import ordered_subject, references
+from carteiro.proto.imap import commands as c
+from carteiro.proto.imap.parser import parse_wire
 from carteiro.servers.imap import sortfields
-from carteiro.servers.imap.sort import render
+from carteiro.servers.imap.sort import ResultCache, render
 from carteiro.servers.imap.sortfields import SortCache, items, sorted_uids
 from carteiro.store.api import AccountStore
 from carteiro.store.memory import MemoryMailStore
@@ -302,3 +304,30 @@ def test_kept_orders_answer_like_a_fresh_sort_whatever_happens(
         await store.close()
 
     asyncio.run(run())
+
+
+async def test_a_whole_mailbox_answer_is_kept_across_flag_changes_not_arrivals() -> None:
+    """The answer cache is keyed by the messages a view holds (UIDVALIDITY, size, last UID):
+    reading a message (\\Seen) keeps it; an arrival, an expunge, or both, do not."""
+    store = MemoryMailStore()
+    await store.create_account(ACCT)
+    acct = await store.account(ACCT)
+    await fill(acct, "INBOX", 6)
+    box = await acct.get_mailbox("INBOX")
+    answers = ResultCache()
+    req = parse_wire(b"a THREAD REFERENCES UTF-8 ALL\r\n")
+    assert isinstance(req, c.Thread)
+
+    async def key() -> object:
+        return answers.key(await MailboxView.open(acct, "INBOX", False), req)
+
+    first = await key()
+    await acct.set_flags(box.id, [2], "add", ["\\Seen"])
+    assert await key() == first
+    await fill(acct, "INBOX", 1, start=6)
+    arrived = await key()
+    assert arrived != first
+    await acct.set_flags(box.id, [1], "add", ["\\Deleted"])
+    await acct.expunge(box.id)
+    assert await key() not in (first, arrived)
+    await store.close()

@@ -9,7 +9,7 @@ import functools
 from array import array
 from bisect import insort
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from carteiro.mime.sortkeys import SortFields, casemap
@@ -36,12 +36,23 @@ class Item:
     size: int
     arrival: float  # INTERNALDATE
     fields: SortFields
+    # its base subject's collation key, once asked for: a server keeps a big mailbox's Items
+    # between THREAD commands, so each message's is computed once
+    _subject: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def sent(self) -> float:
         """RFC 5256 2.2: the Date: instant, else INTERNALDATE."""
         d = self.fields.date
         return self.arrival if d is None else d
+
+    @property
+    def subject_key(self) -> str:
+        """casemap of the base subject (RFC 5256 4: subjects compare by the collation)."""
+        k = self._subject
+        if k is None:
+            k = self._subject = casemap(self.fields.subject)
+        return k
 
 
 FieldKey = Callable[[SortFields, int, float], Any]

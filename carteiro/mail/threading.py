@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from carteiro.mail.sorting import Item
-from carteiro.mime.sortkeys import casemap
 
 ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
 # A link that would hang a subtree more than this deep below is refused, as a loop would be: the
@@ -44,7 +43,7 @@ def ordered_subject(items: Sequence[Item]) -> list[Node]:
     roots: list[Node] = []
     for it in sorted(items, key=lambda i: (i.sent, i.seq)):
         node = Node(it)
-        subj = casemap(it.fields.subject)  # the same subject to the collation (RFC 5256 4)
+        subj = it.subject_key  # the same subject to the collation (RFC 5256 4)
         root = by_subject.get(subj)
         if root is None:
             by_subject[subj] = node
@@ -214,7 +213,7 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
         if m is None or m.item is None or not m.item.fields.subject:
             keys.append("")
             continue
-        subj = casemap(m.item.fields.subject)
+        subj = m.item.subject_key
         keys.append(subj)
         old = subjects.get(subj)
         if (

@@ -26,7 +26,7 @@ READ_MAX = 64  # messages read and parsed rather than asking the index for the w
 
 # What a server keeps (docs/imap.md, "SORT and THREAD"): the fields and Items of mailboxes of
 # at least KEEP_MIN messages (smaller ones are read again in a few ms), at most KEEP_MAILBOXES
-# of them and KEEP_MESSAGES messages in all (~0.8 KB each: 100,000 messages ~80 MB); and
+# of them and KEEP_MESSAGES messages in all (~0.9 KB each: 100,000 messages ~88 MB); and
 # whole-mailbox SORT orders, at most KEEP_ORDERS and KEEP_MESSAGES messages in all (4 octets
 # and a key each: 2-9 MB for 100,000 messages).
 KEEP_MIN = 1000

@@ -385,6 +385,7 @@ def main() -> None:
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]
         QUERIES[:] = [q for q in QUERIES if any(q[0].startswith(w) for w in wanted)]
+        CHANGE_QUERIES[:] = [q for q in CHANGE_QUERIES if any(q[0].startswith(w) for w in wanted)]
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-search-"))
     tmp.mkdir(parents=True, exist_ok=True)
     tmp.chmod(0o755)

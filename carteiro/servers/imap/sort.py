@@ -141,7 +141,9 @@ async def _esort(
     else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
         if update:  # a live context keeps the Items' keys (contexts.Context)
-            found = await items(view, idx, s.server.cache, _needs_fields(criteria))
+            found = await items(
+                view, idx, s.server.cache, _needs_fields(criteria), s.server.sorts.kept
+            )
             result = await cpu(lambda: sort_items(found, criteria), len(found))
             uids = array("I", [it.uid for it in result])
             seqs = array("I", [it.seq for it in result])

@@ -110,8 +110,11 @@ def decode_words(value: bytes | str) -> str:
     charset are joined before conversion, so characters split across them survive.
     """
     raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    if b"=?" not in raw:
-        return decode_charset(raw, None)
+    if b"=?" not in raw:  # most values: decode_charset(raw, None) without its call
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("cp1252", "replace")
     out: list[str] = []
     pending = bytearray()
     pending_cs: bytes | None = None

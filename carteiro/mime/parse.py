@@ -83,6 +83,7 @@ class Part:
     """
 
     __slots__ = (
+        "_by_name",
         "_lines",
         "body_start",
         "boundary",
@@ -141,6 +142,8 @@ class Part:
         self.language: list[bytes] | None = None
         self.location: bytes | None = None
         self._lines = -1
+        # lowercased name -> its fields, built on the first lookup (Message.fields)
+        self._by_name: dict[bytes, list[Field]] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -234,11 +237,32 @@ class Message:
 
     def fields(self, part: Part, name: bytes) -> list[Field]:
         """The part's header fields called `name` (case-insensitive), in order."""
-        name = name.lower()
-        return [f for f in part.fields if f.name.lower() == name]
+        return list(_named(part, name))
 
     def field_values(self, part: Part, name: bytes) -> list[bytes]:
-        return [self.raw_value(f) for f in self.fields(part, name)]
+        return [self.raw_value(f) for f in _named(part, name)]
+
+
+def _named(part: Part, name: bytes) -> list[Field]:
+    """The part's fields called `name`, from its index by lowercased name, built on the first
+    lookup: SEARCH, SORT and the store's indexer look up a dozen names per message, each a pass
+    over every field before. A part's fields do not change once parsed (a Message is immutable),
+    so the index never goes stale. The list is the index's own: callers copy it."""
+    index = part._by_name
+    if index is None:
+        index = {}
+        for f in part.fields:
+            lname = f.name.lower()
+            same = index.get(lname)
+            if same is None:
+                index[lname] = [f]
+            else:
+                same.append(f)
+        part._by_name = index
+    return index.get(name.lower(), _NONE)
+
+
+_NONE: list[Field] = []
 
 
 @dataclass(slots=True)

@@ -10,9 +10,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from carteiro.mime.address import parse_address_prefix
-from carteiro.mime.dates import parse_date
 from carteiro.mime.encoded_words import decode_words
-from carteiro.mime.header import unfold
+from carteiro.mime.header import cached_address_lists, decoded_values, first_date, unfold
 from carteiro.mime.parse import Message
 
 MAX_SUBJECT = 4096  # characters of Subject that sort (past them, subjects are one subject)
@@ -173,8 +172,18 @@ def base_subject(subject: str) -> tuple[str, bool]:
 
 def _first_address(msg: Message, name: bytes) -> tuple[str, str]:
     """(addr-mailbox, display) of the first address of the first `name` field."""
-    for raw in msg.field_values(msg.root, name):
-        addrs, _rest = parse_address_prefix(raw, fill_missing=False, limit=4)
+    # Only the first 4 entries count: a parse that read more (SEARCH's, cached) has the same
+    # first 4, as the parser appends entries in order and never changes one it appended.
+    parsed = cached_address_lists(msg, name)
+    if parsed is not None:
+        # the first field is always read (the budget is whole then)
+        firsts = [read[0][:4] for read in parsed[:1] if read is not None]
+    else:
+        firsts = [
+            parse_address_prefix(raw, fill_missing=False, limit=4)[0]
+            for raw in msg.field_values(msg.root, name)[:1]
+        ]
+    for addrs in firsts:
         for a in addrs:
             if a.is_group_start or a.is_group_end:
                 continue
@@ -208,14 +217,13 @@ def _msg_ids(raw: bytes, limit: int) -> list[str]:
 
 
 def sort_fields(msg: Message) -> SortFields:
-    values = msg.field_values(msg.root, b"subject")
-    subject = decode_words(unfold(values[0])) if values else ""
+    subjects = decoded_values(msg, b"subject")
+    subject = subjects[0] if subjects else ""
     base, reply = base_subject(subject)
     from_, display_from = _first_address(msg, b"from")
     to, display_to = _first_address(msg, b"to")
     cc, _ = _first_address(msg, b"cc")
-    dates = msg.field_values(msg.root, b"date")
-    when = parse_date(dates[0]) if dates else None
+    when = first_date(msg)
     ids = msg.field_values(msg.root, b"message-id")
     mid = _msg_ids(ids[0], MAX_REFERENCES)[:1] if ids else []
     refs: list[str] = []

@@ -50,9 +50,7 @@ _PROSE = (
 
 def plain_1k() -> bytes:
     head = (
-        _received(1)
-        + _received(2)
-        + b"From: Bob Example <bob@example.net>\r\n"
+        _received(1) + _received(2) + b"From: Bob Example <bob@example.net>\r\n"
         b"To: Alice <alice@example.org>\r\n"
         b"Subject: Quarterly report for the north region\r\n"
         b"Date: Mon, 7 Dec 2026 08:10:00 +0100\r\n"
@@ -68,27 +66,26 @@ def plain_1k() -> bytes:
 def alternative_html() -> bytes:
     text = _PROSE * 4
     html = (
-        b"<html><head><meta charset=3D\"utf-8\"></head><body>\r\n"
+        b'<html><head><meta charset=3D"utf-8"></head><body>\r\n'
         + b"".join(
-            b"<p style=3D\"margin:0\">" + line + b"</p>\r\n" for line in text.split(b"\r\n") if line
+            b'<p style=3D"margin:0">' + line + b"</p>\r\n" for line in text.split(b"\r\n") if line
         )
         + b"<p>Caf=C3=A9 =E2=80=94 na=C3=AFve r=C3=A9sum=C3=A9</p></body></html>\r\n"
     )
     return (
-        _received(1)
-        + b"From: \"Newsletter\" <news@shop.example.com>\r\n"
+        _received(1) + b'From: "Newsletter" <news@shop.example.com>\r\n'
         b"To: alice@example.org\r\n"
         b"Subject: Your weekly offers\r\n"
         b"Date: Sun, 6 Dec 2026 22:00:00 -0500\r\n"
         b"Message-ID: <offers.2026w49@shop.example.com>\r\n"
         b"List-Unsubscribe: <https://shop.example.com/unsub?u=alice>\r\n"
         b"MIME-Version: 1.0\r\n"
-        b"Content-Type: multipart/alternative; boundary=\"=_alt_0123456789\"\r\n\r\n"
+        b'Content-Type: multipart/alternative; boundary="=_alt_0123456789"\r\n\r\n'
         b"--=_alt_0123456789\r\n"
-        b"Content-Type: text/plain; charset=\"utf-8\"\r\n"
+        b'Content-Type: text/plain; charset="utf-8"\r\n'
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + text + b"\r\n"
         b"--=_alt_0123456789\r\n"
-        b"Content-Type: text/html; charset=\"utf-8\"\r\n"
+        b'Content-Type: text/html; charset="utf-8"\r\n'
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + html + b"\r\n"
         b"--=_alt_0123456789--\r\n"
     )
@@ -101,7 +98,7 @@ def reply_encoded() -> bytes:
         + _received(2)
         + _received(3)
         + b"From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.de>\r\n"
-        b"To: Alice <alice@example.org>, \"Bob Example\" <bob@example.net>\r\n"
+        b'To: Alice <alice@example.org>, "Bob Example" <bob@example.net>\r\n'
         b"Cc: team@example.org, =?ISO-8859-1?Q?Fran=E7ois?= <francois@example.fr>\r\n"
         b"Subject: Re: [team] =?UTF-8?Q?R=C3=A9union_de_l'=C3=A9quipe?=\r\n"
         b" =?UTF-8?B?4oCUIG5vdGVz?=\r\n"
@@ -128,8 +125,7 @@ def digest() -> bytes:
             b"Message-ID: <m%d@example.com>\r\n\r\n" % (i, i, i, i, i) + _PROSE + b"\r\n"
         )
     return (
-        _received(1)
-        + b"From: list-request@lists.example.org\r\n"
+        _received(1) + b"From: list-request@lists.example.org\r\n"
         b"To: list@lists.example.org\r\n"
         b"Reply-To: list@lists.example.org\r\n"
         b"Subject: list Digest, Vol 12, Issue 3\r\n"
@@ -138,7 +134,7 @@ def digest() -> bytes:
         b"List-Id: The list <list.lists.example.org>\r\n"
         b"List-Post: <mailto:list@lists.example.org>\r\n"
         b"MIME-Version: 1.0\r\n"
-        b"Content-Type: multipart/digest; boundary=\"digest_boundary\"\r\n\r\n"
+        b'Content-Type: multipart/digest; boundary="digest_boundary"\r\n\r\n'
         + b"".join(parts)
         + b"--digest_boundary--\r\n"
     )
@@ -151,20 +147,18 @@ def attachment_100k() -> bytes:
     blob = random.Random(7).randbytes(75_000)
     b64 = base64.encodebytes(blob).replace(b"\n", b"\r\n")
     return (
-        _received(1)
-        + _received(2)
-        + b"From: Carol <carol@example.com>\r\n"
+        _received(1) + _received(2) + b"From: Carol <carol@example.com>\r\n"
         b"To: alice@example.org\r\n"
         b"Subject: Contract draft\r\n"
         b"Date: Mon, 7 Dec 2026 07:55:00 +0000\r\n"
         b"Message-ID: <contract.draft.1@example.com>\r\n"
         b"MIME-Version: 1.0\r\n"
-        b"Content-Type: multipart/mixed; boundary=\"mixed-xyz\"\r\n\r\n"
+        b'Content-Type: multipart/mixed; boundary="mixed-xyz"\r\n\r\n'
         b"--mixed-xyz\r\n"
         b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + _PROSE + b"\r\n"
         b"--mixed-xyz\r\n"
-        b"Content-Type: application/pdf; name=\"contract.pdf\"\r\n"
-        b"Content-Disposition: attachment; filename=\"contract.pdf\"\r\n"
+        b'Content-Type: application/pdf; name="contract.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="contract.pdf"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 + b"\r\n"
         b"--mixed-xyz--\r\n"
     )
@@ -191,7 +185,9 @@ def child(calls: int, rounds: int) -> None:
     for name, make in CORPUS.items():
         data = make()
         result = extract(1, data, 1.7e9)
-        digest = hashlib.sha256(repr((result.state, result.fields, result.body, result.head)).encode())
+        digest = hashlib.sha256(
+            repr((result.state, result.fields, result.body, result.head)).encode()
+        )
         for _ in range(3):  # warm up (caches of the codecs, the title table, regexes)
             extract(1, data, 1.7e9)
         best = float("inf")
@@ -277,7 +273,9 @@ def main() -> None:
         for _ in range(args.pairs):
             for label, tree in trees.items():
                 got = json.loads(
-                    _run_child(tree, ["--child", "--calls", str(args.calls), "--rounds", str(args.rounds)])
+                    _run_child(
+                        tree, ["--child", "--calls", str(args.calls), "--rounds", str(args.rounds)]
+                    )
                 )
                 for name, (us, digest, size) in got.items():
                     best[label][name] = min(best[label].get(name, us), us)

@@ -35,6 +35,7 @@ __all__ = [
     "unfold",
 ]
 
+
 def unfold(value: bytes) -> bytes:
     """RFC 5322 2.2.3: remove the line breaks of a folded value (the whitespace stays). A CR
     that ends no line is no line break: it separates words like the blank it stands for."""

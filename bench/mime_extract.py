@@ -244,6 +244,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--instructions", action="store_true")
+    ap.add_argument("--only", default="", help="--instructions for the messages named so only")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--instructions-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -290,6 +291,8 @@ def main() -> None:
         if args.instructions:
             print("instructions per extract() call (callgrind, 2N - N calls):")
             for name in CORPUS:
+                if args.only not in name:
+                    continue
                 b = _instructions(trees["baseline"], name, 20)
                 t = _instructions(trees["this"], name, 20)
                 print(f"{name:24} {b:12,.0f} {t:12,.0f} {t / b:6.2f}")

@@ -19,7 +19,7 @@ from carteiro.mime.address import _parse, parse_address_prefix
 from carteiro.mime.dates import parse_date
 from carteiro.mime.encoded_words import decode_charset, decode_q, decode_words, unhex
 from carteiro.mime.header import unfold
-from carteiro.mime.parse import Message, parse
+from carteiro.mime.parse import Message, parse, to_crlf
 from carteiro.mime.sections import decode_quoted_printable
 from carteiro.mime.sortkeys import ODD_RANGES, ODD_UNIDATA, _title, casemap, sort_fields
 
@@ -113,6 +113,16 @@ def test_simple_address_lists_read_as_the_general_parser_reads_them(
         assert parse_address_prefix(value, fill_missing=fill, limit=limit) == _parse(
             cleaned, fill, limit
         )
+
+
+@PROPS
+@given(st.one_of(hostile_value, st.binary(max_size=200)))
+def test_to_crlf_leaves_alone_exactly_what_has_no_bare_lf(value: bytes) -> None:
+    out = to_crlf(value)
+    if value.count(b"\n") == value.count(b"\r\n"):
+        assert out is value
+    else:
+        assert out == value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @PROPS

@@ -134,6 +134,8 @@ class Pop3Session:
         self._deadline = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._timed_out = False
+        # looked up once (each asyncio.get_running_loop() costs a getpid system call)
+        self._loop = asyncio.get_running_loop()
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class Pop3Session:
         if self._stopping:
             return None
         self._reading = True
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._deadline = loop.time() + self.idle_timeout
         if self._idle_timer is None:
             self._idle_timer = loop.call_at(self._deadline, self._idle_check)
@@ -184,7 +186,7 @@ class Pop3Session:
         """The idle timer: a read waiting since its deadline ends (None: timed out); one that
         started later moves the timer to its own deadline."""
         self._idle_timer = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() < self._deadline:
             self._idle_timer = loop.call_at(self._deadline, self._idle_check)
         elif self._reading and self._task is not None:

@@ -164,7 +164,9 @@ class LocalDelivery:
             address = f"{local}+{detail}@{domain}" if detail and local else account
             if recipient is not None:
                 address = recipient.get(account, address)
-            out[account] = Target(account, await self._folder_for(account, detail), address)
+            # (most have no folder to look for: no coroutine for them)
+            folder = await self._folder_for(account, detail) if detail else "INBOX"
+            out[account] = Target(account, folder, address)
         return list(out.values())
 
     async def junk_targets(self, targets: Iterable[Target]) -> list[Target]:

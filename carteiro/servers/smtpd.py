@@ -396,18 +396,27 @@ class Session:
             self.done = True
 
     async def flush(self) -> None:
-        if self.out:
-            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
-            self.out.clear()
-            self.out_size = 0
-            writer = self.conn.writer
-            writer.write(data)
-            transport = writer.transport
-            buffered = transport.get_write_buffer_size()  # (0 but for a slow reader)
-            if buffered and buffered > transport.get_write_buffer_limits()[1]:
-                # a client that never reads its replies must not hold the session forever
-                async with asyncio.timeout(self.cfg.idle_timeout):
-                    await writer.drain()
+        if self.out and self._write_out():
+            await self._drain()
+
+    def _write_out(self) -> bool:
+        """Hand the pending replies to the transport; True when its buffer is over the limit
+        (the client does not read): then drain before reading on. (Not a coroutine: the loop
+        calls it before each read, and a coroutine call costs more than the write's Python.)"""
+        out = self.out
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
+        self.out_size = 0
+        writer = self.conn.writer
+        writer.write(data)
+        transport = writer.transport
+        buffered = transport.get_write_buffer_size()  # (0 but for a slow reader)
+        return bool(buffered) and buffered > transport.get_write_buffer_limits()[1]
+
+    async def _drain(self) -> None:
+        # a client that never reads its replies must not hold the session forever
+        async with asyncio.timeout(self.cfg.idle_timeout):
+            await self.conn.writer.drain()
 
     async def read(self) -> bytes | None:
         mode = self.machine.mode
@@ -521,14 +530,16 @@ class Session:
                 await self.flush()
                 return
             self.reply(self.server.greeting)
+            machine = self.machine
             while not self.done:
-                ev = self.machine.next_event()
+                ev = machine.next_event()
                 if isinstance(ev, NeedData):
-                    await self.flush()
+                    if self.out and self._write_out():
+                        await self._drain()
                     data = await self.read()
                     if data is None:
                         break
-                    self.machine.receive_data(data)
+                    machine.receive_data(data)
                     continue
                 await self.handle(ev)
                 if self.out_size >= FLUSH_AT:

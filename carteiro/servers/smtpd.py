@@ -84,6 +84,8 @@ LINGER_MAX = 4 * 1024 * 1024
 PEER_CACHE_MAX = 4096  # client addresses whose network membership is remembered
 # (plain names: `Mode.DATA` costs five times a global on Python 3.11, and read() runs per command)
 _DATA, _CHUNK, _CLOSED = Mode.DATA, Mode.CHUNK, Mode.CLOSED
+# the metrics' names of the commands every session sends (others: the class name, upper-cased)
+_NAMES: dict[type, str] = {C.Helo: "HELO", C.Quit: "QUIT", C.Rset: "RSET", C.Noop: "NOOP"}
 
 
 @dataclass
@@ -630,6 +632,9 @@ class Session:
                 self._data()
         elif isinstance(ev, BodyData):
             self._body(ev.data)
+        elif isinstance(ev, DataEnd):
+            self.tracer.note(f"<{ev.size} octets of message data>")
+            await self._end_of_data(ev.problem)
         elif isinstance(ev, ConnectionClosed):
             self.tracer.note("client closed the connection")
             self.done = True
@@ -648,36 +653,33 @@ class Session:
             self.tracer.mask_next_client_line()
             self.tracer.client(ev.data)
             await self._auth_step(ev.data)
-        elif isinstance(ev, DataEnd):
-            self.tracer.note(f"<{ev.size} octets of message data>")
-            await self._end_of_data(ev.problem)
         elif isinstance(ev, ChunkEnd):
             self.tracer.client(self.machine.last_line)
             self.tracer.note(f"<BDAT chunk of {ev.size} octets>")
             self.metrics.command("smtp", "BDAT")
             await self._chunk_end(ev)
         else:
-            secret = isinstance(ev, C.Auth)
-            self.tracer.client(self.machine.last_line, secret=secret)
-            self.metrics.command("smtp", type(ev).__name__.upper())
+            if self.tracer.enabled:
+                self.tracer.client(self.machine.last_line, secret=isinstance(ev, C.Auth))
+            self.metrics.command("smtp", _NAMES.get(kind) or kind.__name__.upper())
             await self._command(ev)
 
     async def _command(self, cmd: C.Command) -> None:
         if isinstance(cmd, C.Helo):
             self._helo(cmd)
+        elif isinstance(cmd, C.Quit):
+            self.reply(R.R_221_BYE)
+        elif isinstance(cmd, C.Rset):
+            self._abort_transaction()
+            self.reply(R.R_250_RESET)
         elif isinstance(cmd, C.Mail):
             self._mail(cmd)
         elif isinstance(cmd, C.Rcpt):
             self._rcpt(cmd)
         elif isinstance(cmd, C.Data):
             self._data()
-        elif isinstance(cmd, C.Rset):
-            self._abort_transaction()
-            self.reply(R.R_250_RESET)
         elif isinstance(cmd, C.Noop):
             self.reply(R.R_250_OK)
-        elif isinstance(cmd, C.Quit):
-            self.reply(R.R_221_BYE)
         elif isinstance(cmd, C.Help):
             self.reply(R.R_214_HELP)
         elif isinstance(cmd, C.Vrfy):

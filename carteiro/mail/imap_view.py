@@ -72,6 +72,8 @@ class MailboxView:
         "modseq",
         "readonly",
         "recent",
+        "rendered",
+        "rendered_key",
         "store",
         "uids",
     )
@@ -92,6 +94,11 @@ class MailboxView:
         self.readonly = readonly
         self.metas = metas
         self.uids = array("I", [m.uid for m in metas])
+        # One slot per message for the server's rendering of its metadata (FETCH 1:* (UID FLAGS)
+        # asked again and again): opaque here, cleared whenever the message's meta is replaced,
+        # and all at once when the renderer asks with another key (see `rendered_for`).
+        self.rendered: list[bytes | None] = [None] * len(metas)
+        self.rendered_key: object = None
         self._events: list[ChangeEvent] = []
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
         self._own: dict[int, MessageMeta] = {}  # appended by this session, event not yet seen
@@ -164,6 +171,20 @@ class MailboxView:
                 return i + 1
         return None
 
+    def rendered_for(self, key: object) -> list[bytes | None]:
+        """The per-message rendering slots for a renderer identified by `key` (what it renders
+        and how); another key empties them. Entries are valid while the message's meta (flags,
+        MODSEQ) is the one they were rendered from: every change here sets the slot to None.
+        \\Recent never changes while a message is in the view, so it may be rendered too."""
+        if key != self.rendered_key:
+            self.rendered_key = key
+            self.rendered = [None] * len(self.metas)
+        return self.rendered
+
+    def _set_meta(self, i: int, meta: MessageMeta) -> None:
+        self.metas[i] = meta
+        self.rendered[i] = None
+
     def flag_list(self) -> list[str]:
         """The FLAGS response: system flags and every keyword in use (RFC 3501 7.2.6)."""
         return [*sorted(SYSTEM_FLAGS), *sorted(self.keywords)]
@@ -172,15 +193,23 @@ class MailboxView:
         """0-based indexes for inclusive MSN ranges (already resolved against `*`), ascending,
         without duplicates; numbers beyond the mailbox are dropped."""
         n = len(self.uids)
-        out: set[int] = set()
+        spans: list[range] = []
+        ordered = True  # ascending and disjoint (SequenceSet.resolve's): no set, no sort
+        top = 0
         for lo, hi in ranges:
             if lo > hi:
                 lo, hi = hi, lo
             lo = max(lo, 1)
             hi = min(hi, n)
             if lo <= hi:
-                out.update(range(lo - 1, hi))
-        return sorted(out)
+                ordered = ordered and lo > top
+                top = max(top, hi)
+                spans.append(range(lo - 1, hi))
+        if len(spans) == 1:
+            return list(spans[0])
+        if ordered:
+            return [i for span in spans for i in span]
+        return sorted({i for span in spans for i in span})
 
     def indexes_for_uids(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
         """0-based indexes of the messages whose UID lies in the inclusive ranges."""
@@ -204,7 +233,7 @@ class MailboxView:
             i = self.index_of(m.uid)
             if i is not None and m.modseq >= self.metas[i].modseq:
                 old = self.metas[i]
-                self.metas[i] = MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size)
+                self._set_meta(i, MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size))
                 grew = self._note_keywords(m.flags) or grew
                 if self.changed is not None:
                     self.changed.add(m.uid)
@@ -337,8 +366,8 @@ class MailboxView:
                     old = self.metas[i]
                     if old.flags != ev.flags:
                         dirty[ev.uid] = None
-                    self.metas[i] = MessageMeta(
-                        ev.uid, ev.flags, ev.modseq, old.internaldate, old.size
+                    self._set_meta(
+                        i, MessageMeta(ev.uid, ev.flags, ev.modseq, old.internaldate, old.size)
                     )
                     if self._note_keywords(ev.flags):
                         upd.new_keywords = True
@@ -374,7 +403,7 @@ class MailboxView:
                 if m.modseq > old.modseq:
                     if m.flags != old.flags:
                         dirty[m.uid] = None
-                    self.metas[i] = m
+                    self._set_meta(i, m)
                     if self._note_keywords(m.flags):
                         upd.new_keywords = True
             elif m.uid > last:
@@ -389,6 +418,7 @@ class MailboxView:
         """Add `new` (ascending UIDs); those above `recent_before` are \\Recent here."""
         for m in new:
             self.metas.append(m)
+            self.rendered.append(None)
             self.uids.append(m.uid)
             if self._note_keywords(m.flags):
                 upd.new_keywords = True
@@ -397,23 +427,33 @@ class MailboxView:
         upd.recent = len(self.recent)
 
     def _remove(self, gone: set[int]) -> list[int]:
+        """Drop these UIDs; the MSNs to announce (see expunge_now). New lists rather than edits
+        in place, cut by slices around the removed positions (one expunge in a big mailbox is a
+        few memory copies, not a Python loop over every message)."""
         if not gone:
             return []
-        msns: list[int] = []
+        pos = sorted(i for i in map(self.index_of, gone) if i is not None)
+        self.recent -= gone
+        if not pos:
+            return []
+        uids, metas, rendered = self.uids, self.metas, self.rendered
         keep_uids = array("I")
         keep_metas: list[MessageMeta] = []
-        removed = 0
-        for i, uid in enumerate(self.uids):
-            if uid in gone:
-                msns.append(i + 1 - removed)
-                removed += 1
-            else:
-                keep_uids.append(uid)
-                keep_metas.append(self.metas[i])
+        keep_rendered: list[bytes | None] = []
+        start = 0
+        for p in pos:
+            if p > start:
+                keep_uids += uids[start:p]
+                keep_metas += metas[start:p]
+                keep_rendered += rendered[start:p]
+            start = p + 1
+        keep_uids += uids[start:]
+        keep_metas += metas[start:]
+        keep_rendered += rendered[start:]
         self.uids = keep_uids
         self.metas = keep_metas
-        self.recent -= gone
-        return msns
+        self.rendered = keep_rendered
+        return [p + 1 - j for j, p in enumerate(pos)]
 
     def _note_keywords(self, flags: frozenset[str]) -> bool:
         grew = False

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -56,14 +57,35 @@ class Updates:
         )
 
 
+class AppendLog:
+    """What APPEND knew of the messages it added (UID, MODSEQ, flags, INTERNALDATE, size), by
+    account, mailbox id and UID. The change feed's MessageAdded carries only the UID and MODSEQ:
+    a view told of a message appended through this process (by any of its sessions) applies the
+    event from here rather than asking the store. Bounded; the oldest entries go first."""
+
+    __slots__ = ("_metas", "_size")
+
+    def __init__(self, size: int = 4096) -> None:
+        self._metas: OrderedDict[tuple[str, int, int], MessageMeta] = OrderedDict()
+        self._size = size
+
+    def add(self, account: str, mailbox_id: int, meta: MessageMeta) -> None:
+        if len(self._metas) >= self._size:
+            self._metas.popitem(last=False)
+        self._metas[(account, mailbox_id, meta.uid)] = meta
+
+    def get(self, account: str, mailbox_id: int, uid: int) -> MessageMeta | None:
+        return self._metas.get((account, mailbox_id, uid))
+
+
 class MailboxView:
     """The selected mailbox as this session knows it. MSN n is `uids[n - 1]`."""
 
     __slots__ = (
         "_events",
         "_expunged",
-        "_own",
         "account",
+        "appended",
         "changed",
         "deleted",
         "info",
@@ -85,9 +107,11 @@ class MailboxView:
         metas: list[MessageMeta],
         readonly: bool,
         recent_before: int,
+        appended: AppendLog | None = None,
     ) -> None:
         """`recent_before`: the highest UID claimed as \\Recent before this session (see
-        `start`); the messages above it are \\Recent in this session."""
+        `start`); the messages above it are \\Recent in this session. `appended`: the log the
+        server's APPENDs write (see AppendLog); without one, only this view's own."""
         self.store = store
         self.account = store.account
         self.info = info
@@ -101,7 +125,7 @@ class MailboxView:
         self.rendered_key: object = None
         self._events: list[ChangeEvent] = []
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
-        self._own: dict[int, MessageMeta] = {}  # appended by this session, event not yet seen
+        self.appended = appended if appended is not None else AppendLog(1000)
         last = self.uids[-1] if self.uids else 0
         # what the view has caught up to: the store's changes after it are what sync() applies
         # (an `info` read before `metas` only makes sync() look again at what it already has)
@@ -119,7 +143,12 @@ class MailboxView:
 
     @classmethod
     async def start(
-        cls, store: AccountStore, info: MailboxInfo, metas: list[MessageMeta], readonly: bool
+        cls,
+        store: AccountStore,
+        info: MailboxInfo,
+        metas: list[MessageMeta],
+        readonly: bool,
+        appended: AppendLog | None = None,
     ) -> MailboxView:
         """The view SELECT/EXAMINE opens on a snapshot. \\Recent (RFC 3501 2.3.2) comes from the
         store's claims, shared by every session and process and kept across restarts: SELECT
@@ -127,7 +156,7 @@ class MailboxView:
         EXAMINE (RFC 3501 6.3.2: MUST NOT cause messages to lose \\Recent) only looks, so it
         sees the unclaimed ones as \\Recent and leaves them to the next SELECT."""
         before = await _recent_before(store, info.id, metas[-1].uid if metas else 0, readonly)
-        return cls(store, info, metas, readonly, before)
+        return cls(store, info, metas, readonly, before, appended)
 
     @classmethod
     async def open(cls, store: AccountStore, name: str, readonly: bool) -> MailboxView:
@@ -240,9 +269,8 @@ class MailboxView:
         return grew
 
     def note_appended(self, meta: MessageMeta) -> None:
-        """Our own APPEND into this mailbox: its MessageAdded event needs no store lookup."""
-        if len(self._own) < 1000:
-            self._own[meta.uid] = meta
+        """An APPEND into this mailbox: its MessageAdded event needs no store lookup."""
+        self.appended.add(self.account, self.info.id, meta)
 
     def expunge_now(self, uids: Iterable[int]) -> tuple[list[int], list[int]]:
         """Our own EXPUNGE/MOVE: remove these now; returns the MSNs to announce, in order
@@ -296,9 +324,6 @@ class MailboxView:
             new_metas = (
                 applied if applied is not None else await self._catch_up(self.modseq, dirty, upd)
             )
-            for ev in mine:
-                if isinstance(ev, MessageAdded):
-                    self._own.pop(ev.uid, None)
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
             upd.expunged = self._remove(gone)
@@ -332,24 +357,23 @@ class MailboxView:
         upd: Updates,
     ) -> list[MessageMeta] | None:
         """Apply events directly when they are the whole story: their MODSEQs follow the view's
-        without a gap and every added message is known (our own APPEND). Else None: the caller
-        asks the store. Returns the new messages."""
+        without a gap and every added message is known (an APPEND through this process, see
+        AppendLog). Else None: the caller asks the store. Returns the new messages."""
         mods = sorted({ev.modseq for ev in events})
         if mods[0] != self.modseq + 1 or mods[-1] - self.modseq != len(mods):
             return None
-        for ev in events:
-            if isinstance(ev, MessageAdded) and ev.uid not in self._own:
-                return None
-        pending: dict[int, MessageMeta] = {}
+        known: dict[int, MessageMeta] = {}
         last = self.max_uid
+        for ev in events:
+            if isinstance(ev, MessageAdded):
+                meta = self.appended.get(self.account, self.info.id, ev.uid)
+                if meta is None or meta.modseq != ev.modseq or ev.uid <= last:
+                    return None  # (nothing was changed yet: the checks come first)
+                known[ev.uid] = meta
+        pending: dict[int, MessageMeta] = {}
         for ev in sorted(events, key=lambda e: e.modseq):
             if isinstance(ev, MessageAdded):
-                meta = self._own[ev.uid]
-                if meta.modseq != ev.modseq or ev.uid <= last:
-                    return None  # (nothing was changed yet: the checks above come first)
-        for ev in sorted(events, key=lambda e: e.modseq):
-            if isinstance(ev, MessageAdded):
-                pending[ev.uid] = self._own[ev.uid]
+                pending[ev.uid] = known[ev.uid]
             elif isinstance(ev, MessagesExpunged):
                 for u in ev.uids:
                     if pending.pop(u, None) is None and self.index_of(u) is not None:

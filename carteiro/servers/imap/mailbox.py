@@ -342,11 +342,11 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
             )
     except MailboxNotFound:
         return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
-    view = s.view
+    appended = s.server.appended
     for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
-        if view is not None and view.id == r.mailbox_id:
-            # the view learns the new message without asking the store again
-            view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
+        # the views of this process's sessions learn the new message without asking the store
+        meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
+        appended.add(store.account, r.mailbox_id, meta)
     uids = [r.uid for r in results]
     return ok(
         "Append completed.",
@@ -407,7 +407,7 @@ async def replace(s: Session, tag: str, req: c.Replace) -> Result:
         return no("The message to replace no longer exists", "EXPUNGEISSUED")
     # RFC 8508 3.3: APPENDUID in an untagged OK, then the EXPUNGE (or VANISHED) of the old one
     s.untagged(f"OK [APPENDUID {r.uidvalidity} {r.uid}] Replacement Message ready")
-    if view.id == r.mailbox_id:
-        view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
+    meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
+    s.server.appended.add(view.account, r.mailbox_id, meta)
     s.announce_expunged(*view.expunge_now([uid]))
     return ok("Replace completed.")

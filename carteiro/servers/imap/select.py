@@ -40,7 +40,7 @@ async def select(s: Session, tag: str, req: c.Select) -> Result:
         if not info.selectable:
             sub.close()
             return no("Mailbox isn't selectable", "NONEXISTENT")
-        view = await MailboxView.start(store, info, metas, req.readonly)
+        view = await MailboxView.start(store, info, metas, req.readonly, s.server.appended)
     except BaseException:
         sub.close()
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carteiro.mail.imap_view import MailboxView
-from carteiro.store.api import DELETED, SEEN, FlagOp
+from carteiro.store.api import DELETED, SEEN, FlagOp, Resync
 from carteiro.store.memory import MemoryMailStore
 
 ACCT = "alice@example.test"
@@ -161,3 +161,58 @@ async def test_resync_diffs_against_store(acct):
     view.feed([Resync(ACCT)])
     upd = await view.sync(True)
     assert upd.expunged == [5] and upd.exists == 5 and [m for m, _ in upd.flags] == [1]
+
+
+async def test_rendered_slots_follow_every_meta_change(acct):
+    """A slot kept for the server's rendering of a message is emptied when that message's meta
+    changes (own STORE, another session's, a catch-up from the store), stays with its message
+    when an expunge renumbers, starts empty for an arrival, and a new key empties them all."""
+    view, sub = await open_view(acct)
+    slots = view.rendered_for("k")
+    for i in range(5):
+        slots[i] = b"uid %d" % view.uids[i]
+    changed, _ = await acct.set_flags(view.id, [1], FlagOp.ADD, [SEEN])
+    view.apply_flags(changed)  # own STORE
+    assert view.rendered_for("k")[0] is None and view.rendered_for("k")[1] == b"uid 2"
+    view.feed(sub.pending())  # its echo changes nothing
+    await view.sync(allow_expunge=True)
+    view.rendered_for("k")[0] = b"uid 1"
+    # another session: a flag change, an expunge (by number 2) and an arrival
+    await acct.set_flags(view.id, [4], FlagOp.ADD, [SEEN])
+    await acct.delete_messages(view.id, [2])
+    await acct.append("INBOX", msg(9))
+    view.feed(sub.pending())
+    upd = await view.sync(allow_expunge=True)
+    assert upd.expunged == [2] and upd.exists == 5
+    assert list(view.uids) == [1, 3, 4, 5, 6]
+    assert view.rendered_for("k") == [b"uid 1", b"uid 3", None, b"uid 5", None]
+    assert len(view.rendered) == len(view.metas) == len(view)
+    view.rendered_for("k")[2] = b"uid 4"
+    # a resync (the feed lost track) compares with the store: only changed messages lose theirs
+    await acct.set_flags(view.id, [5], FlagOp.ADD, [DELETED])
+    view.feed([Resync(ACCT, view.id)])
+    await view.sync(allow_expunge=True)
+    assert view.rendered_for("k") == [b"uid 1", b"uid 3", b"uid 4", None, None]
+    assert view.rendered_for("other") == [None] * 5
+
+
+async def test_expunge_of_several_keeps_slots_aligned(acct):
+    view, _ = await open_view(acct)
+    slots = view.rendered_for("k")
+    for i in range(5):
+        slots[i] = b"uid %d" % view.uids[i]
+    msns, uids = view.expunge_now([5, 1, 3, 99])
+    assert msns == [1, 2, 3] and uids == [1, 3, 5]  # RFC 3501 6.4.3 numbering
+    assert list(view.uids) == [2, 4]
+    assert [m.uid for m in view.metas] == [2, 4]
+    assert view.rendered == [b"uid 2", b"uid 4"]
+
+
+async def test_msn_ranges_ordered_or_not(acct):
+    view, _ = await open_view(acct)
+    assert view.indexes_for_msns([(1, 5)]) == [0, 1, 2, 3, 4]
+    assert view.indexes_for_msns([(1, 2), (4, 9)]) == [0, 1, 3, 4]
+    assert view.indexes_for_msns([(4, 5), (1, 2)]) == [0, 1, 3, 4]  # not in order
+    assert view.indexes_for_msns([(2, 4), (3, 5)]) == [1, 2, 3, 4]  # overlapping
+    assert view.indexes_for_msns([(5, 2)]) == [1, 2, 3, 4]
+    assert view.indexes_for_msns([(7, 9)]) == []

@@ -98,6 +98,7 @@ class MailboxView:
         "rendered_key",
         "store",
         "uids",
+        "unseen",
     )
 
     def __init__(
@@ -123,6 +124,8 @@ class MailboxView:
         # and all at once when the renderer asks with another key (see `rendered_for`).
         self.rendered: list[bytes | None] = [None] * len(metas)
         self.rendered_key: object = None
+        # messages without \\Seen, kept as metas change (STATUS UNSEEN of the selected mailbox)
+        self.unseen = sum(1 for m in metas if SEEN not in m.flags)
         self._events: list[ChangeEvent] = []
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
         self.appended = appended if appended is not None else AppendLog(1000)
@@ -200,6 +203,20 @@ class MailboxView:
                 return i + 1
         return None
 
+    def counts_at(self, modseq: int) -> tuple[int, int] | None:
+        """(messages, unseen) as the store has them at HIGHESTMODSEQ `modseq`: known here when
+        the view has caught up to exactly that MODSEQ and has no event left to apply (expunges
+        not yet announced are left out). Else None: ask the store."""
+        if self.deleted or self._events or self.modseq != modseq:
+            return None
+        n, unseen = len(self.uids), self.unseen
+        for uid in self._expunged:
+            i = self.index_of(uid)
+            if i is not None:
+                n -= 1
+                unseen -= SEEN not in self.metas[i].flags
+        return n, unseen
+
     def rendered_for(self, key: object) -> list[bytes | None]:
         """The per-message rendering slots for a renderer identified by `key` (what it renders
         and how); another key empties them. Entries are valid while the message's meta (flags,
@@ -211,6 +228,8 @@ class MailboxView:
         return self.rendered
 
     def _set_meta(self, i: int, meta: MessageMeta) -> None:
+        """Every change of a message's meta goes through here (and _append, _remove)."""
+        self.unseen += (SEEN not in meta.flags) - (SEEN not in self.metas[i].flags)
         self.metas[i] = meta
         self.rendered[i] = None
 
@@ -443,6 +462,7 @@ class MailboxView:
         for m in new:
             self.metas.append(m)
             self.rendered.append(None)
+            self.unseen += SEEN not in m.flags
             self.uids.append(m.uid)
             if self._note_keywords(m.flags):
                 upd.new_keywords = True
@@ -466,6 +486,7 @@ class MailboxView:
         keep_rendered: list[bytes | None] = []
         start = 0
         for p in pos:
+            self.unseen -= SEEN not in metas[p].flags
             if p > start:
                 keep_uids += uids[start:p]
                 keep_metas += metas[start:p]

@@ -255,9 +255,17 @@ async def lsub(s: Session, tag: str, req: c.Lsub) -> Result:
 async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -> bytes:
     store = _store(s)
     counts = None
+    view = s.view
+    # The selected mailbox, when the view is exactly at the store's HIGHESTMODSEQ (read with
+    # `info`): MESSAGES and UNSEEN from the view, the same numbers without a scan of the index
+    in_view = (
+        view.counts_at(info.highestmodseq) if view is not None and view.id == info.id else None
+    )
     parts: list[bytes] = []
     for item in items:
-        if item in ("MESSAGES", "UNSEEN", "DELETED", "SIZE", "DELETED-STORAGE"):
+        if in_view is not None and item in ("MESSAGES", "UNSEEN"):
+            n = in_view[0] if item == "MESSAGES" else in_view[1]
+        elif item in ("MESSAGES", "UNSEEN", "DELETED", "SIZE", "DELETED-STORAGE"):
             if counts is None:
                 counts = await store.counts(info.id)
             n = {
@@ -306,6 +314,10 @@ async def status(s: Session, tag: str, req: c.Status) -> Result:
         s.enable_condstore()  # RFC 7162 3.1.6: a CONDSTORE enabling command
     if refused := undecodable(req.mailbox):
         return refused
+    if s.view is not None and ("MESSAGES" in req.items or "UNSEEN" in req.items):
+        # the selected mailbox's pending changes first (announced now rather than after the
+        # STATUS line), so its view can answer them (status_response)
+        await s.sync(True)
     info = await _store(s).get_mailbox(req.mailbox)
     if not info.selectable:
         return no("Mailbox isn't selectable", "NONEXISTENT")

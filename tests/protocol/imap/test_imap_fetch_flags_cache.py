@@ -196,3 +196,74 @@ S: * 3 FETCH (UID 3 FLAGS (\\Seen \\Recent))
 S: a10 OK Fetch completed.
 """,
     )
+
+
+async def test_status_of_the_selected_mailbox_after_other_sessions_changes(server):
+    """STATUS on the selected mailbox (answered from its view when that is exactly at the store's
+    HIGHESTMODSEQ): another session's \\Seen, APPEND and EXPUNGE are announced first, and the
+    numbers are the store's; a STATUS of another mailbox is unaffected."""
+    acct = await server.account()
+    for _ in range(3):
+        await acct.append("INBOX", MSG)
+    await acct.create_mailbox("Other")
+    await acct.append("Other", MSG, ["\\Seen"])
+    await play(
+        server,
+        f"""
+C: a1 {LOGIN}
+S: a1 OK <...>
+C: a2 SELECT INBOX
+S: * FLAGS <...>
+S: * OK [PERMANENTFLAGS <...>
+S: * 3 EXISTS
+S: * 3 RECENT
+S: * OK [UNSEEN 1] First unseen.
+S: * OK [UIDVALIDITY <...>] UIDs valid
+S: * OK [UIDNEXT 4] Predicted next UID
+S: * OK [MAILBOXID (<...>)] Ok
+S: a2 OK [READ-WRITE] Select completed.
+C: a3 STATUS INBOX (MESSAGES UNSEEN UIDNEXT)
+S: * STATUS INBOX (MESSAGES 3 UNSEEN 3 UIDNEXT 4)
+S: a3 OK Status completed.
+C2: b1 {LOGIN}
+S2: b1 OK <...>
+C2: b2 SELECT INBOX
+S2: <...>
+S2: <...>
+S2: * 3 EXISTS
+S2: * 0 RECENT
+S2: <...>
+S2: <...>
+S2: <...>
+S2: <...>
+S2: b2 OK [READ-WRITE] Select completed.
+C2: b3 STORE 1:2 +FLAGS.SILENT (\\Seen)
+S2: b3 OK Store completed.
+C2: b4 STORE 1 +FLAGS.SILENT (\\Deleted)
+S2: b4 OK Store completed.
+C2: b5 EXPUNGE
+S2: * 1 EXPUNGE
+S2: b5 OK Expunge completed.
+C2: b6 APPEND INBOX {{5+}}
+C2: hello
+S2: * 3 EXISTS
+S2: * 1 RECENT
+S2: b6 OK [APPENDUID <...> 4] Append completed.
+C: a4 STATUS INBOX (UNSEEN MESSAGES UIDNEXT RECENT)
+S: * 1 EXPUNGE
+S: * 3 EXISTS
+S: * 2 RECENT
+S: * 1 FETCH (UID 2 FLAGS (\\Seen \\Recent))
+S: * STATUS INBOX (UNSEEN 2 MESSAGES 3 UIDNEXT 5 RECENT 2)
+S: a4 OK Status completed.
+C: a5 FETCH 2 (FLAGS)
+S: * 2 FETCH (FLAGS (\\Recent))
+S: a5 OK Fetch completed.
+C: a6 STATUS Other (MESSAGES UNSEEN)
+S: * STATUS Other (MESSAGES 1 UNSEEN 0)
+S: a6 OK Status completed.
+C: a7 STATUS INBOX (MESSAGES UNSEEN DELETED SIZE)
+S: * STATUS INBOX (MESSAGES 3 UNSEEN 2 DELETED 0 SIZE <...>)
+S: a7 OK Status completed.
+""",
+    )

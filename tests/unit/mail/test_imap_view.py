@@ -216,3 +216,37 @@ async def test_msn_ranges_ordered_or_not(acct):
     assert view.indexes_for_msns([(2, 4), (3, 5)]) == [1, 2, 3, 4]  # overlapping
     assert view.indexes_for_msns([(5, 2)]) == [1, 2, 3, 4]
     assert view.indexes_for_msns([(7, 9)]) == []
+
+
+async def test_counts_at_the_stores_modseq_only(acct):
+    """MESSAGES/UNSEEN of the selected mailbox from the view (STATUS): only at exactly the
+    store's HIGHESTMODSEQ with nothing left to apply, unannounced expunges left out, and equal to
+    what the store counts."""
+    view, sub = await open_view(acct)
+
+    async def store_counts():
+        c = await acct.counts(view.id)
+        return (c.messages, c.unseen), (await acct.get_mailbox("INBOX")).highestmodseq
+
+    counts, top = await store_counts()
+    assert view.counts_at(top) == counts == (5, 5)
+    changed, _ = await acct.set_flags(view.id, [1, 2], FlagOp.ADD, [SEEN])
+    view.apply_flags(changed)  # own STORE
+    counts, top = await store_counts()
+    assert view.counts_at(top) is None  # the echo of it is not applied yet
+    view.feed(sub.pending())
+    await view.sync(allow_expunge=True)
+    assert view.counts_at(top) == counts == (5, 3)
+    await acct.delete_messages(view.id, [1, 3])  # one \Seen, one not
+    await acct.append("INBOX", msg(7))
+    counts, top = await store_counts()
+    assert view.counts_at(top) is None  # events pending
+    view.feed(sub.pending())
+    upd = await view.sync(allow_expunge=False)  # expunges withheld (FETCH, say)
+    assert upd.exists == 6 and len(view) == 6
+    assert view.counts_at(top) == counts == (4, 3)
+    await view.sync(allow_expunge=True)
+    assert view.counts_at(top) == counts
+    assert view.unseen == sum(1 for m in view.metas if SEEN not in m.flags)
+    await acct.set_flags(view.id, [4], FlagOp.ADD, [SEEN])
+    assert view.counts_at((await store_counts())[1]) is None  # the store moved on

@@ -10,12 +10,14 @@ Never renders protocol bytes; never touches storage except through the AccountSt
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from carteiro.store.api import (
     SEEN,
@@ -33,6 +35,10 @@ from carteiro.store.api import (
 )
 
 log = logging.getLogger("carteiro.imap")
+
+# Event-loop turns a view waits for an APPEND under way to log the message an event announces
+# (AppendLog) before it asks the store instead.
+CHAIN_WAITS = 3
 
 
 @dataclass(slots=True)
@@ -63,11 +69,28 @@ class AppendLog:
     a view told of a message appended through this process (by any of its sessions) applies the
     event from here rather than asking the store. Bounded; the oldest entries go first."""
 
-    __slots__ = ("_metas", "_size")
+    __slots__ = ("_metas", "_size", "_writing")
 
     def __init__(self, size: int = 4096) -> None:
         self._metas: OrderedDict[tuple[str, int, int], MessageMeta] = OrderedDict()
         self._size = size
+        self._writing: dict[str, int] = {}  # account -> APPENDs under way
+
+    def begin(self, account: str) -> None:
+        """An APPEND to `account` starts: its event may reach the views before `add` runs (the
+        store wakes them at COMMIT, before the APPEND's own task resumes)."""
+        self._writing[account] = self._writing.get(account, 0) + 1
+
+    def end(self, account: str) -> None:
+        """That APPEND is over (its messages added, or it failed)."""
+        left = self._writing.get(account, 0) - 1
+        if left > 0:
+            self._writing[account] = left
+        else:
+            self._writing.pop(account, None)
+
+    def writing(self, account: str) -> bool:
+        return account in self._writing
 
     def add(self, account: str, mailbox_id: int, meta: MessageMeta) -> None:
         if len(self._metas) >= self._size:
@@ -340,9 +363,16 @@ class MailboxView:
             new_metas = await self._catch_up(0, dirty, upd)
         elif mine:
             applied = self._apply_chain(mine, dirty, upd)
-            new_metas = (
-                applied if applied is not None else await self._catch_up(self.modseq, dirty, upd)
-            )
+            for _ in range(CHAIN_WAITS):
+                # an APPEND of this process committed, its task not yet resumed to log it: it
+                # runs within a turn or two of the event loop, cheaper than asking the store
+                if applied is not False or not self.appended.writing(self.account):
+                    break
+                await asyncio.sleep(0)
+                applied = self._apply_chain(mine, dirty, upd)
+            if applied is None or applied is False:
+                applied = await self._catch_up(self.modseq, dirty, upd)
+            new_metas = applied
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
             upd.expunged = self._remove(gone)
@@ -374,10 +404,11 @@ class MailboxView:
         events: list[MessageAdded | MessagesExpunged | FlagsChanged],
         dirty: dict[int, None],
         upd: Updates,
-    ) -> list[MessageMeta] | None:
+    ) -> list[MessageMeta] | Literal[False] | None:
         """Apply events directly when they are the whole story: their MODSEQs follow the view's
         without a gap and every added message is known (an APPEND through this process, see
-        AppendLog). Else None: the caller asks the store. Returns the new messages."""
+        AppendLog). Returns the new messages; else nothing is changed and the caller asks the
+        store: False when only an added message is unknown (yet), None otherwise."""
         mods = sorted({ev.modseq for ev in events})
         if mods[0] != self.modseq + 1 or mods[-1] - self.modseq != len(mods):
             return None
@@ -386,8 +417,10 @@ class MailboxView:
         for ev in events:
             if isinstance(ev, MessageAdded):
                 meta = self.appended.get(self.account, self.info.id, ev.uid)
-                if meta is None or meta.modseq != ev.modseq or ev.uid <= last:
-                    return None  # (nothing was changed yet: the checks come first)
+                if meta is None:
+                    return False  # (nothing was changed yet: the checks come first)
+                if meta.modseq != ev.modseq or ev.uid <= last:
+                    return None
                 known[ev.uid] = meta
         pending: dict[int, MessageMeta] = {}
         for ev in sorted(events, key=lambda e: e.modseq):

@@ -153,7 +153,14 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
                     store, view.id, view.info.uidvalidity, meta.uid
                 )
             else:
-                msg = mf.whole(await store.read_message(view.id, meta.uid))
+                # BODY[] / RFC822: the stored octets, from the parsed message when it is cached
+                # (the same bytes: Message.raw, or .data when parsing changed nothing)
+                hit = cache.get((store.account, view.id, view.info.uidvalidity, meta.uid))
+                if hit is not None:
+                    raw = hit.raw if hit.raw is not None else hit.data
+                else:
+                    raw = await store.read_message(view.id, meta.uid)
+                msg = mf.whole(raw)
         except KeyError:
             gone.append(meta.uid)
             continue

@@ -343,6 +343,8 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
     dates = [
         m.internal_date.timestamp() if m.internal_date is not None else now for m in req.messages
     ]
+    appended = s.server.appended
+    appended.begin(store.account)
     try:
         if len(bodies) == 1:
             results = [await store.append(req.mailbox, bodies[0], req.messages[0].flags, dates[0])]
@@ -352,13 +354,14 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
                 req.mailbox,
                 [(d, m.flags, w) for d, m, w in zip(bodies, req.messages, dates, strict=True)],
             )
+        for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
+            # the views of this process's sessions learn the new message without the store
+            meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
+            appended.add(store.account, r.mailbox_id, meta)
     except MailboxNotFound:
         return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
-    appended = s.server.appended
-    for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
-        # the views of this process's sessions learn the new message without asking the store
-        meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
-        appended.add(store.account, r.mailbox_id, meta)
+    finally:
+        appended.end(store.account)
     uids = [r.uid for r in results]
     return ok(
         "Append completed.",

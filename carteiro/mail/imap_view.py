@@ -101,6 +101,28 @@ class AppendLog:
         return self._metas.get((account, mailbox_id, uid))
 
 
+class RecentClaims:
+    """The highest UID a read-write session of this process has claimed as \\Recent, per mailbox
+    (and UIDVALIDITY). The store's claims are at least that (a process's claims take effect in
+    it at once), so a claim up to a UID at or below it would take nothing: answered here, with
+    no store read (in a mailbox shared by many sessions, only the first to meet a new message
+    asks the store)."""
+
+    __slots__ = ("_top",)
+
+    def __init__(self) -> None:
+        self._top: dict[tuple[str, int, int], int] = {}
+
+    def get(self, key: tuple[str, int, int]) -> int:
+        return self._top.get(key, 0)
+
+    def note(self, key: tuple[str, int, int], uid: int) -> None:
+        if uid > self._top.get(key, 0):
+            if len(self._top) >= 10_000:
+                self._top.clear()  # only saves reads: forgetting costs one each
+            self._top[key] = uid
+
+
 class MailboxView:
     """The selected mailbox as this session knows it. MSN n is `uids[n - 1]`."""
 
@@ -110,6 +132,7 @@ class MailboxView:
         "account",
         "appended",
         "changed",
+        "claims",
         "deleted",
         "info",
         "keywords",
@@ -132,10 +155,12 @@ class MailboxView:
         readonly: bool,
         recent_before: int,
         appended: AppendLog | None = None,
+        claims: RecentClaims | None = None,
     ) -> None:
         """`recent_before`: the highest UID claimed as \\Recent before this session (see
         `start`); the messages above it are \\Recent in this session. `appended`: the log the
-        server's APPENDs write (see AppendLog); without one, only this view's own."""
+        server's APPENDs write (see AppendLog); without one, only this view's own. `claims`: the
+        server's RecentClaims, if any."""
         self.store = store
         self.account = store.account
         self.info = info
@@ -152,6 +177,7 @@ class MailboxView:
         self._events: list[ChangeEvent] = []
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
         self.appended = appended if appended is not None else AppendLog(1000)
+        self.claims = claims
         last = self.uids[-1] if self.uids else 0
         # what the view has caught up to: the store's changes after it are what sync() applies
         # (an `info` read before `metas` only makes sync() look again at what it already has)
@@ -175,14 +201,17 @@ class MailboxView:
         metas: list[MessageMeta],
         readonly: bool,
         appended: AppendLog | None = None,
+        claims: RecentClaims | None = None,
     ) -> MailboxView:
         """The view SELECT/EXAMINE opens on a snapshot. \\Recent (RFC 3501 2.3.2) comes from the
         store's claims, shared by every session and process and kept across restarts: SELECT
         claims what it sees, so those messages are \\Recent here and to no later session;
         EXAMINE (RFC 3501 6.3.2: MUST NOT cause messages to lose \\Recent) only looks, so it
         sees the unclaimed ones as \\Recent and leaves them to the next SELECT."""
-        before = await _recent_before(store, info.id, metas[-1].uid if metas else 0, readonly)
-        return cls(store, info, metas, readonly, before, appended)
+        up_to = metas[-1].uid if metas else 0
+        key = (store.account, info.id, info.uidvalidity)
+        before = await _recent_before(store, info.id, up_to, readonly, claims, key)
+        return cls(store, info, metas, readonly, before, appended, claims)
 
     @classmethod
     async def open(cls, store: AccountStore, name: str, readonly: bool) -> MailboxView:
@@ -382,8 +411,9 @@ class MailboxView:
             # one claim per sync, however many messages arrived (RFC 3501 2.3.2: the first
             # session told of a message sees it \Recent, a read-write one takes it)
             try:
+                key = (self.account, self.info.id, self.info.uidvalidity)
                 before = await _recent_before(
-                    self.store, self.info.id, new_metas[-1].uid, self.readonly
+                    self.store, self.info.id, new_metas[-1].uid, self.readonly, self.claims, key
                 )
             except MailboxNotFound:  # deleted under us: its deletion event says so
                 log.debug("claiming recent in mailbox %d failed", self.info.id, exc_info=True)
@@ -542,11 +572,27 @@ class MailboxView:
         return grew
 
 
-async def _recent_before(store: AccountStore, mailbox_id: int, up_to: int, readonly: bool) -> int:
+async def _recent_before(
+    store: AccountStore,
+    mailbox_id: int,
+    up_to: int,
+    readonly: bool,
+    claims: RecentClaims | None = None,
+    key: tuple[str, int, int] = ("", 0, 0),
+) -> int:
     """The highest UID claimed as \\Recent before this session; a read-write session claims every
-    UID up to `up_to` at the same time (atomically, so each message is recent to one session)."""
+    UID up to `up_to` at the same time (atomically, so each message is recent to one session).
+    When this process already claimed `up_to` (claims), the answer (at least `up_to`: nothing
+    is recent to the caller) needs no store read."""
     if up_to == 0:
         return 0  # no message to be recent: nothing to ask
     if readonly:
         return await store.recent_claimed(mailbox_id)
-    return await store.claim_recent(mailbox_id, up_to)
+    if claims is not None:
+        top = claims.get(key)
+        if top >= up_to:
+            return top
+    before = await store.claim_recent(mailbox_id, up_to)
+    if claims is not None:
+        claims.note(key, up_to)
+    return before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carteiro.mail.imap_view import MailboxView
+from carteiro.mail.imap_view import MailboxView, RecentClaims
 from carteiro.store.api import DELETED, SEEN, FlagOp, Resync
 from carteiro.store.memory import MemoryMailStore
 
@@ -250,3 +250,42 @@ async def test_counts_at_the_stores_modseq_only(acct):
     assert view.unseen == sum(1 for m in view.metas if SEEN not in m.flags)
     await acct.set_flags(view.id, [4], FlagOp.ADD, [SEEN])
     assert view.counts_at((await store_counts())[1]) is None  # the store moved on
+
+
+async def test_claims_this_process_made_need_no_store_read(acct):
+    """RecentClaims (one per server): once a session of this process has claimed a message, the
+    others' claims up to it are answered without the store, with the store's answer (nothing
+    recent to them); EXAMINE still asks (it claims nothing); a later message is claimed again."""
+    claims = RecentClaims()
+    calls = []
+    real_claim, real_claimed = acct.claim_recent, acct.recent_claimed
+
+    async def claim(mailbox_id, up_to):
+        calls.append(("claim", up_to))
+        return await real_claim(mailbox_id, up_to)
+
+    async def claimed(mailbox_id):
+        calls.append(("claimed", 0))
+        return await real_claimed(mailbox_id)
+
+    acct.claim_recent, acct.recent_claimed = claim, claimed
+
+    async def view_of(readonly=False):
+        sub = acct.subscribe()
+        info, metas = await acct.open_mailbox("INBOX")
+        return await MailboxView.start(acct, info, metas, readonly, None, claims), sub
+
+    v1, s1 = await view_of()
+    assert sorted(v1.recent) == [1, 2, 3, 4, 5] and calls == [("claim", 5)]
+    v2, s2 = await view_of()
+    assert not v2.recent and calls == [("claim", 5)]  # answered by the claims
+    ro, s3 = await view_of(readonly=True)
+    assert not ro.recent and calls[-1] == ("claimed", 0)
+    calls.clear()
+    await acct.append("INBOX", msg(9))
+    for view, sub in ((v2, s2), (v1, s1), (ro, s3)):
+        view.feed(sub.pending())
+        await view.sync(True)
+    assert v2.recent == {6} and v1.recent == {1, 2, 3, 4, 5}  # the first told takes it
+    assert not ro.recent and calls == [("claim", 6), ("claimed", 0)]
+    assert await real_claimed(v1.id) == 6

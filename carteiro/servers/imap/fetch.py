@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Set as AbstractSet
-from itertools import chain
 from typing import cast
 
 from carteiro.mime import bodystructure
@@ -285,11 +284,16 @@ def _fetch_meta(
         s.out += b"".join([b"* %d FETCH (%s" % (i + 1, filled[i]) for i in idx])
         return
     prefixes = _prefixes(last + 1)
+    # prefix, items, prefix, items...: filled by slice assignment and joined as a list (3x
+    # faster than joining an iterator that interleaves them)
+    parts: list[bytes] = [b""] * (2 * len(idx))
     if last - first + 1 == len(idx):  # a range (1:*): slices, no per-line Python at all
-        pairs = zip(prefixes[first : last + 1], filled[first : last + 1], strict=True)
+        parts[0::2] = prefixes[first : last + 1]
+        parts[1::2] = filled[first : last + 1]
     else:
-        pairs = zip([prefixes[i] for i in idx], [filled[i] for i in idx], strict=True)
-    s.out += b"".join(chain.from_iterable(pairs))
+        parts[0::2] = [prefixes[i] for i in idx]
+        parts[1::2] = [filled[i] for i in idx]
+    s.out += b"".join(parts)
 
 
 # "* n FETCH (" for the first message numbers, shared by every session: a metadata FETCH joins

@@ -9,7 +9,7 @@ time, which valgrind stretches, so expect a few per cent of noise, not tens.
 `--kind mix` is issue 11's mix (bench/imap.py's MIX_ROUND) played by 3 clients sharing one
 account, in lockstep, on an INBOX filled with --fill messages (the size the real mix reaches).
 
-Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores|mix] [-n 40] [TREE ...]
+Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores|appends|mix] [-n 40] [TREE ...]
 (needs valgrind; each tree takes a few minutes)
 """
 
@@ -37,7 +37,7 @@ MESSAGE = (
     b"From: a@example.org\r\nTo: u@example.test\r\nSubject: bench\r\n"
     b"Date: Tue, 1 Oct 2024 10:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\n" + b"x" * 900 + b"\r\n"
 )
-SEQUENCES = {
+SEQUENCES: dict[str, list[bytes | tuple[bytes, bytes]]] = {
     # reads, and writes that change nothing
     "reads": [
         b"FETCH * (BODY.PEEK[])",
@@ -49,9 +49,11 @@ SEQUENCES = {
     ],
     # every STORE a change
     "stores": [b"STORE 1 +FLAGS (\\Deleted)", b"STORE 1 -FLAGS (\\Deleted)"],
-    # issue 11's mix: see bench/imap.py MIX_ROUND (APPEND is sent with its literal)
+    # a 1 KB APPEND each (committed with its bytes; its file written after, in rounds)
+    "appends": [(b"APPEND INBOX", MESSAGE)],
+    # issue 11's mix: see bench/imap.py MIX_ROUND
     "mix": [
-        b"APPEND INBOX (\\Seen)",
+        (b"APPEND INBOX (\\Seen)", MESSAGE),
         b"FETCH 1:* (UID FLAGS)",
         b"FETCH * (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])",
         b"FETCH * (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])",
@@ -159,12 +161,9 @@ def count(tree: Path, kind: str, n: int, out_dir: Path, fill: int = 0) -> int:
         sequence = SEQUENCES[kind]
 
         def play() -> None:
-            for text in sequence:
+            for step in sequence:
                 for cl in clients:
-                    if text.startswith(b"APPEND"):
-                        cl.cmd(text, MESSAGE)
-                    else:
-                        cl.cmd(text)
+                    cl.cmd(*step) if isinstance(step, tuple) else cl.cmd(step)
 
         for _ in range(5):
             play()

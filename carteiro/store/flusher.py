@@ -8,11 +8,11 @@ Message files of small messages, written and fsynced after their COMMIT, many at
 
 A message up to INLINE_BODY_MAX is committed with its bytes in the index (table `bodies`, one row
 per delivery, and a row in `unsynced` per message it became): COMMIT's single WAL fsync makes it
-durable, and the caller hears OK without waiting for any file. This thread then writes its file
-(a temp file renamed into its target's `cur/`, linked first into any other target's, so a Maildir
-reader never sees half a file),
-and every FLUSH_COUNT files or FLUSH_AGE seconds fsyncs the files and their directories in one
-round, after which a job on the writer drops the rows. Until then readers get the bytes from the
+durable, and the caller hears OK without waiting for any file. This thread then, once FLUSH_COUNT
+bodies are queued or the oldest is FLUSH_AGE seconds old, writes their files (a temp file renamed
+into its target's `cur/`, linked first into any other target's, so a Maildir reader never sees
+half a file), makes them durable in one round (syncfs, or an fsync of each file and directory),
+after which a job on the writer drops the rows. Until then readers get the bytes from the
 index. After a crash, recovery (maintenance.restore_bodies) rewrites what did not survive.
 
 A pending file names its message, never a path: where it goes is worked out from the index at the
@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -42,8 +41,8 @@ from carteiro.store import maildir
 log = logging.getLogger(__name__)
 
 INLINE_BODY_MAX = 64 * 1024  # bytes: messages up to this size are committed with their bytes
-FLUSH_COUNT = 64  # files written and not fsynced that start a flush round
-FLUSH_AGE = 0.5  # seconds: the longest a written file waits for its flush round
+FLUSH_COUNT = 64  # queued bodies (or unlinks) that start a round at once
+FLUSH_AGE = 0.5  # seconds: the longest a committed body waits for its file and its round
 # Backlog of committed bodies whose file is not written yet, beyond which new messages take the
 # usual road (file fsynced before COMMIT): the thread writes ~1,000 files/s here, writers can
 # commit 3,000/s, and without a bound the backlog (memory, index size) would grow under load.
@@ -106,13 +105,15 @@ class FileFlusher:
         self._folder_lock = folder_lock
         self._unlink = unlink  # carry out one pending_unlink entry (store.unlink_pending_path)
         self._retry: list[tuple[float, Pending, int]] = []  # (when, item, attempts): not placed
-        self._queue: queue.SimpleQueue[Pending | _Flush | _Unlink | None] = queue.SimpleQueue()
+        self._cv = threading.Condition(threading.Lock())
+        self._items: list[Pending | _Flush | _Unlink | None] = []  # queued, in commit order
+        self._first = 0.0  # when the oldest queued item came
+        self._urgent = False  # a flush or stop is queued
         self._fds: list[int] = []  # written files not fsynced yet
         self._dirs: dict[str, int] = {}  # their directories, open (a descriptor follows renames)
         self._pairs: list[tuple[int, int, int]] = []  # (mailbox id, uid, body id) written
         self._bodies: list[int] = []
         self._unlinked: list[str] = []  # pending_unlink entries done, their rows to drop
-        self._since = 0.0
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._backlog = 0
@@ -141,71 +142,89 @@ class FileFlusher:
             self._backlog_bytes -= size
 
     def add(self, items: list[Pending]) -> None:
-        for item in items:
-            self._queue.put(item)
+        self._put(items, urgent=False)
 
     def unlink(self, entries: list[str]) -> None:
         """Remove these committed pending_unlink entries' files (after what is queued before)."""
-        self._queue.put(_Unlink(entries))
+        self._put([_Unlink(entries)], urgent=False)
 
     def flush(self) -> threading.Event:
         """Ask for a flush round of everything handed over so far; the event is set after it
         (its writer job queued)."""
         done = threading.Event()
-        self._queue.put(_Flush(done))
+        self._put([_Flush(done)], urgent=True)
         return done
 
     def stop(self) -> None:
         """Write and fsync what is left, drop its rows (the writer has stopped), end the thread."""
-        self._queue.put(None)
+        self._put([None], urgent=True)
         self._thread.join()
+
+    def _put(self, items: Sequence[Pending | _Flush | _Unlink | None], urgent: bool) -> None:
+        """Queue work in commit order. The thread is woken only when it has to act: for the
+        first item (it then sleeps until that item is FLUSH_AGE old), at FLUSH_COUNT items, and
+        for a flush or stop; not once per commit (one client delivering one message at a time
+        used to wake it, and have it wake others, for every message)."""
+        with self._cv:
+            first = not self._items
+            if first:
+                self._first = time.monotonic()
+            self._items.extend(items)
+            if urgent:
+                self._urgent = True
+            if urgent or first or len(self._items) >= FLUSH_COUNT:
+                self._cv.notify()
 
     # ---- the thread ----
 
+    def _take(self) -> list[Pending | _Flush | _Unlink | None]:
+        """Wait until there is work due, and take all that is queued."""
+        with self._cv:
+            while True:
+                now = time.monotonic()
+                timeout: float | None = None
+                if self._items:
+                    if self._urgent or len(self._items) >= FLUSH_COUNT:
+                        break
+                    timeout = self._first + FLUSH_AGE - now
+                    if timeout <= 0:
+                        break
+                if self._retry:
+                    wait = self._retry[0][0] - now
+                    if wait <= 0:
+                        break
+                    timeout = wait if timeout is None else min(timeout, wait)
+                self._cv.wait(timeout)
+            items, self._items, self._urgent = self._items, [], False
+            return items
+
     def _loop(self) -> None:
-        drained: list[Pending | _Flush | _Unlink | None] = []  # taken from the queue, not done
-        while True:
-            timeout = None
-            if self._fds or self._unlinked:
-                timeout = max(0.0, self._since + FLUSH_AGE - time.monotonic())
-            if self._retry:
-                wait = max(0.0, self._retry[0][0] - time.monotonic())
-                timeout = wait if timeout is None else min(timeout, wait)
-            if drained:
-                item = drained.pop()
-            else:
-                try:
-                    item = self._queue.get(timeout=timeout)
-                except queue.Empty:
-                    self._retry_due()
-                    self._round(self._drop, force=True)
+        stop = False
+        while not stop:
+            items = self._take()
+            flushes: list[_Flush] = []
+            run: list[Pending] = []
+            for item in items:  # in commit order: a file before an unlink committed after it
+                if isinstance(item, Pending):
+                    run.append(item)
                     continue
-            if item is None:
-                self._round(self._drop_now, force=True)
-                break
-            if isinstance(item, _Flush):
-                self._round(self._drop, force=True)
-                item.done.set()
-                continue
-            if isinstance(item, _Unlink):
-                self._remove(item.entries)
-                continue
-            # the files queued one after another are placed under one hold of the folder lock
-            run = [item]
-            while len(run) < FLUSH_COUNT - len(self._fds):
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(more, Pending):
-                    drained.append(more)  # next, in its turn (the stop sentinel included)
-                    break
-                run.append(more)
-            self._write_run(run)
+                if run:
+                    self._write_run(run)
+                    run = []
+                if isinstance(item, _Unlink):
+                    self._remove(item.entries)
+                elif isinstance(item, _Flush):
+                    flushes.append(item)
+                else:
+                    stop = True
+            if run:
+                self._write_run(run)
             if self._retry:
                 self._retry_due()
-            if len(self._fds) >= FLUSH_COUNT:
-                self._round(self._drop)
+            # every wake-up ends with a round: the files written are fsynced and their rows go
+            self._round(self._drop_now if stop else self._drop, force=True)
+            for f in flushes:
+                f.done.set()
         if self._conn is not None:
             self._conn.close()
 
@@ -268,8 +287,6 @@ class FileFlusher:
         # every target's name says the same form (an append's targets, or copies of one body)
         data = maildir.disk_bytes(item.data, item.targets[0][2].partition(":2,")[0])
         fd = maildir.stage_bytes_open(tmp, data, item.mtime)
-        if not self._fds:
-            self._since = time.monotonic()
         self._fds.append(fd)  # closed by the next round whatever happens below
         if self._conn is None:
             self._conn = self._read_conn()
@@ -333,13 +350,10 @@ class FileFlusher:
                 except OSError:
                     log.exception("removing %s failed; the next start tries again", entry)
                     continue
-                if not self._fds and not self._unlinked:
-                    self._since = time.monotonic()
                 self._unlinked.append(entry)
         finally:
             lock.release()
-        # the rows go with the next round (by count or by age, FLUSH_AGE): one writer job for
-        # many expunges instead of a transaction each
+        # the rows go with this wake-up's round: one writer job for many expunges
 
     def _round(
         self,
@@ -356,7 +370,10 @@ class FileFlusher:
         items: list[int | str] = [*fds, *dirs.values()]
         ok = True
         try:
-            self._sync_round(items)
+            # one syncfs per filesystem where it can be trusted (maildir.syncfs_all), else an
+            # fsync of every file and directory
+            if items and not maildir.syncfs_all(list(dirs.values())):
+                self._sync_round(items)
         except OSError:
             log.exception("fsync of message files failed; the next start rewrites them")
             ok = False

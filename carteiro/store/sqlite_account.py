@@ -74,6 +74,7 @@ class AccountBackend(Protocol):
     so that this module does not import the module that builds it."""
 
     quota_defaults: QuotaLimits
+    quota_seen: dict[str, tuple[int, tuple[int | None, int | None]]]
     codec: FlagCodec
     listings: ListingCache
     hub: ChangeHub
@@ -91,6 +92,8 @@ class AccountBackend(Protocol):
     recent_claims: dict[int, int]
 
     def claim_recent_later(self, mailbox_id: int, up_to: int) -> None: ...
+
+    def forget_limits(self, account: str) -> None: ...
 
     async def deliver_many(
         self,
@@ -403,8 +406,9 @@ class SqliteAccountStore:
     # ---- messages ----
 
     async def counts(self, mailbox_id: int) -> MailboxCounts:
-        def read(conn: sqlite3.Connection) -> MailboxCounts:
-            self._s.mbox_by_id(conn, self._id, mailbox_id)
+        def read(conn: sqlite3.Connection, mb: MailboxRow | None = None) -> MailboxCounts:
+            if mb is None:
+                self._s.mbox_by_id(conn, self._id, mailbox_id)
             n, unseen, deleted, size, deleted_size = conn.execute(
                 "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), coalesce(sum((flags & 8) != 0), 0),"
                 " coalesce(sum(size), 0), coalesce(sum(size * ((flags & 8) != 0)), 0)"
@@ -495,15 +499,17 @@ class SqliteAccountStore:
         return before
 
     async def _read_fresh(self, mailbox_id: int, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(conn, *args)` on this thread (read_quick), in the same read as the look for changes
-        made in the Maildir behind the store: one read transaction when nothing changed (the usual
-        case; STATUS and the view's catch-up made two), the scan and a second read when it did."""
+        """`fn(conn, *args, mb)` on this thread (read_quick), in the same read as the look for
+        changes made in the Maildir behind the store: one read transaction when nothing changed
+        (the usual case; STATUS and the view's catch-up made two), the scan and a second read when
+        it did. `mb` is the mailbox's row, read once for both (the lookup raises MailboxNotFound)."""
         s = self._s
 
         def read(conn: sqlite3.Connection, check: bool) -> T | _Due:
-            if check and s.external_due(conn, s.mbox_by_id(conn, self._id, mailbox_id), self._dir):
+            mb = s.mbox_by_id(conn, self._id, mailbox_id)
+            if check and s.external_due(conn, mb, self._dir):
                 return _DUE
-            return fn(conn, *args)
+            return fn(conn, *args, mb)
 
         got = await s.read_quick(read, True)
         if isinstance(got, _Due):
@@ -528,8 +534,11 @@ class SqliteAccountStore:
         await self.refresh(mailbox_id)
         return await self._s.read(self._delta, mailbox_id, modseq)
 
-    def _delta(self, conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> MailboxDelta:
-        mb = self._s.mbox_by_id(conn, self._id, mailbox_id)
+    def _delta(
+        self, conn: sqlite3.Connection, mailbox_id: int, modseq: int, mb: MailboxRow | None = None
+    ) -> MailboxDelta:
+        if mb is None:
+            mb = self._s.mbox_by_id(conn, self._id, mailbox_id)
         if modseq >= mb.highestmodseq:
             return MailboxDelta(mb.highestmodseq, [], [])
         horizon = conn.execute(
@@ -717,6 +726,8 @@ class SqliteAccountStore:
             params: tuple[Any, ...] = (mailbox_id,)
             if only_deleted:
                 sql += f" AND (flags & {DELETED_BIT}) != 0"
+                if uids is None:
+                    sql = sql.replace("messages", "messages INDEXED BY messages_deleted", 1)
             if uids is not None:
                 sql += " AND uid IN (SELECT value FROM json_each(?))"
                 params += (json_ints(uids),)
@@ -750,8 +761,8 @@ class SqliteAccountStore:
     def _any_deleted(self, conn: sqlite3.Connection, mailbox_id: int) -> bool:
         self._s.mbox_by_id(conn, self._id, mailbox_id)
         row = conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = ?"
-            f" AND (flags & {DELETED_BIT}) != 0)",
+            f"SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_deleted"
+            f" WHERE mailbox_id = ? AND (flags & {DELETED_BIT}) != 0)",
             (mailbox_id,),
         ).fetchone()
         return bool(row[0])
@@ -799,6 +810,7 @@ class SqliteAccountStore:
 
     async def set_quota(self, storage: int | None, messages: int | None) -> None:
         await self._s.write(lambda tx: quota.set_limits(tx.conn, self._id, storage, messages))
+        self._s.forget_limits(self._account)
 
     async def quota_warning(self) -> Quota | None:
         defaults = self._s.quota_defaults
@@ -807,7 +819,15 @@ class SqliteAccountStore:
             lim = quota.limits(conn, self._id, defaults)
             return lim.storage is not None or lim.messages is not None
 
-        if not await self._s.read_quick(limited):  # a key lookup: no thread hop for most
+        # The limits as the writer last committed them (a delivery's append run reads them with
+        # the account row, just before this is called after it): no read at all for most; else a
+        # key lookup on this thread. A warning is advice: a moment-old answer is good enough.
+        seen = self._s.quota_seen.get(self._account)
+        if seen is not None and seen[0] == self._id:
+            lim = quota.effective(seen[1], defaults)
+            if lim.storage is None and lim.messages is None:
+                return None
+        elif not await self._s.read_quick(limited):
             return None
 
         def read(conn: sqlite3.Connection) -> tuple[Quota, bool]:

@@ -53,7 +53,6 @@ from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, flags_from_info, maildir_info, normalize_flags
 from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
 from carteiro.store.index import (
-    ACCOUNT_BY_NAME,
     ACCOUNT_COLS,
     INDEX_NAME,
     MAILBOX_COLS,
@@ -155,6 +154,8 @@ class SqliteMaildirStore:
         quota: QuotaLimits = QuotaLimits(),
     ) -> None:
         self.quota_defaults = quota
+        # account -> (id, stored quota limits) as last committed and seen (see _check_quota)
+        self.quota_seen: dict[str, tuple[int, tuple[int | None, int | None]]] = {}
         self.data_dir = Path(data_dir).absolute()
         self.mail_root = self.data_dir / "mail"
         self._mail_root_str = str(self.mail_root)
@@ -600,6 +601,7 @@ class SqliteMaildirStore:
         memory, move each staged file into cur/ under its final name, then write every row with one
         statement per table. A failing append (unknown mailbox, a link refused) fails alone."""
         accts: dict[str, AccountRow | None] = {}
+        stored: dict[str, quota.Stored] = {}  # each account's quota limits as committed
         boxes: dict[tuple[int, str], MailboxRow | None] = {}
         touched: dict[int, MailboxRow] = {}
         rows: list[tuple[Any, ...]] = []
@@ -621,12 +623,18 @@ class SqliteMaildirStore:
                     if account in accts:
                         acct = accts[account]
                     else:
-                        row = conn.execute(ACCOUNT_BY_NAME, (account,)).fetchone()
+                        row = conn.execute(_ACCOUNT_AND_LIMITS, (account,)).fetchone()
                         acct = accts[account] = (
                             None if row is None or row[3] else account_from_row(row)
                         )
+                        if acct is not None:
+                            stored[account] = (row[6], row[7])
+                            self._note_limits(account, acct.id, stored[account])
                     if acct is None:
                         raise AccountNotFound(account)
+                    in_force = (acct.id, stored[account])
+                    if ap.quota is not None and ap.quota.get(account, in_force) != in_force:
+                        raise quota.LimitsChanged(account)  # or another account of that name
                     key = (acct.id, name)
                     if key in boxes:
                         mb = boxes[key]
@@ -767,8 +775,18 @@ class SqliteMaildirStore:
         """Bring file-name flags in line with the index, a chunk at a time, while idle.
 
         File-name flags are hints for Maildir readers and for reindex; the index is the truth, so
-        renames need no fsync and may lag a flag change by a fraction of a second.
+        renames need no fsync and may lag a flag change by a fraction of a second. Nor does the
+        COMMIT (synchronous=NORMAL): if a power cut loses it, the `dirty_files` rows come back and
+        the renames are done again (a file already under its new name: the Maildir sync takes
+        the name as it is, the flags being the same).
         """
+        conn.execute("PRAGMA synchronous=NORMAL")  # (not allowed inside a transaction)
+        try:
+            self._sync_filenames_tx(conn)
+        finally:
+            conn.execute("PRAGMA synchronous=FULL")
+
+    def _sync_filenames_tx(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
@@ -1500,9 +1518,23 @@ class SqliteMaildirStore:
         targets = [(a, self._normalize(n), f, w) for a, n, f, w in targets]
         if not targets:
             return []
-        if self._closed:
-            raise StoreError("store is closed")
-        await self._check_quota(targets, source)
+        for _attempt in range(3):
+            if self._closed:
+                raise StoreError("store is closed")
+            checked = await self._check_quota(targets, source)
+            try:
+                return await self._deliver_once(targets, source, delivery_id, checked)
+            except quota.LimitsChanged:
+                continue  # a quota was set meanwhile: check against the new limits
+        raise StoreError("quota limits keep changing; try again")
+
+    async def _deliver_once(
+        self,
+        targets: list[tuple[str, str, frozenset[str], float]],
+        source: MessageSource,
+        delivery_id: str | None,
+        checked: dict[str, tuple[int, quota.Stored]],
+    ) -> list[AppendResult]:
         unique = self._unique.next()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AppendResult]] = loop.create_future()
@@ -1521,6 +1553,7 @@ class SqliteMaildirStore:
                     data=small,
                     reserved=True,
                     delivery_id=delivery_id,
+                    quota=checked,
                 )
             )
             return await future  # (a failed append's reservation is released by the writer)
@@ -1565,33 +1598,50 @@ class SqliteMaildirStore:
                 future,
                 delivery_id=delivery_id,
                 disk_size=disk_size,
+                quota=checked,
             )
         )
         return await future
 
     async def _check_quota(
         self, targets: list[tuple[str, str, frozenset[str], float]], source: MessageSource
-    ) -> None:
-        """OverQuota if the message would take an account past a limit (quota.py). Limits are
-        a key lookup on this thread; usage is summed in the read pool, only under a limit."""
+    ) -> dict[str, tuple[int, quota.Stored]]:
+        """OverQuota if the message would take an account past a limit (quota.py). Returns the
+        account id and stored limits it checked against, per account: the writer fails the append if they are
+        no longer the ones in force (quota.LimitsChanged), so the memory below is only a hint.
+        Limits come from that memory (kept by the writer's append runs, which read them with the
+        account row anyway) or one read on this thread; usage is summed in the read pool, only
+        for an account under a limit."""
         per_account: dict[str, int] = {}
         for t in targets:
             per_account[t[0]] = per_account.get(t[0], 0) + 1
+        known = dict(self.quota_seen) if len(per_account) > 1 else self.quota_seen
+        missing = [name for name in per_account if name not in known]
+        if missing:
 
-        def limited(conn: sqlite3.Connection) -> list[tuple[int, int]]:
-            out = []
-            for name, n in per_account.items():
-                row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
-                if row is None:
-                    continue  # the append reports it
-                lim = quota.limits(conn, row[0], self.quota_defaults)
-                if lim.storage is not None or lim.messages is not None:
-                    out.append((row[0], n))
-            return out
+            def read(conn: sqlite3.Connection) -> dict[str, tuple[int, quota.Stored]]:
+                found = {}
+                for name in missing:
+                    row = conn.execute(quota.ACCOUNT_LIMITS_BY_NAME, (name,)).fetchone()
+                    if row is not None and not row[1]:  # else the append reports it
+                        found[name] = (int(row[0]), (row[2], row[3]))
+                        self._note_limits(name, *found[name])
+                return found
 
-        todo = await self.read_quick(limited)
+            known = {**known, **await self.read_quick(read)}
+        checked: dict[str, tuple[int, quota.Stored]] = {}
+        todo = []
+        for name, n in per_account.items():
+            hit = known.get(name)
+            if hit is None:
+                continue
+            account_id, stored = hit
+            checked[name] = hit
+            lim = quota.effective(stored, self.quota_defaults)
+            if lim.storage is not None or lim.messages is not None:
+                todo.append((account_id, n))
         if not todo:
-            return
+            return checked
         if isinstance(source, bytes | bytearray | memoryview):
             size = len(source)
         else:
@@ -1602,6 +1652,17 @@ class SqliteMaildirStore:
                 quota.check(conn, account_id, self.quota_defaults, size * n, n)
 
         await self.read(check)
+        return checked
+
+    def _note_limits(self, account: str, account_id: int, stored: quota.Stored) -> None:
+        """Remember an account's stored quota limits as last read (from any thread)."""
+        if len(self.quota_seen) > 10_000:
+            self.quota_seen = {}
+        self.quota_seen[account] = (account_id, stored)
+
+    def forget_limits(self, account: str) -> None:
+        """After set_quota: the next check reads the account's limits again."""
+        self.quota_seen.pop(account, None)
 
     def _drop_staging(self, done: asyncio.Future[tuple[int, int, int | None]], staged: str) -> None:
         if not done.cancelled() and done.exception() is None:
@@ -1694,7 +1755,8 @@ class SqliteMaildirStore:
                 raise AccountNotFound(account)
             return int(row[0])
 
-        return SqliteAccountStore(self, account, await self.read(read))
+        # one indexed row: on this thread (see read_quick)
+        return SqliteAccountStore(self, account, await self.read_quick(read))
 
     async def append_many(
         self,
@@ -1877,6 +1939,12 @@ def _small_body(source: MessageSource) -> bytes | None:
         return None  # the staging path reports it
     return data if len(data) <= INLINE_BODY_MAX else None
 
+
+# an account's row and its stored quota limits (quota.Stored): what the append run looks up
+_ACCOUNT_AND_LIMITS = (
+    f"SELECT {ACCOUNT_COLS}, q.storage, q.messages FROM accounts"
+    " LEFT JOIN quotas q ON q.account_id = accounts.id WHERE name = ?"
+)
 
 _CUR_OF_MAILBOX = (
     "SELECT b.dir, a.dir FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE b.id = ?"

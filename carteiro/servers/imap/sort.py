@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from carteiro.mail.imap_view import MailboxView
 from carteiro.mail.sorting import META_KEYS, Criterion, Item, sort_items
@@ -19,19 +20,23 @@ from carteiro.servers.imap import contexts, esearch
 from carteiro.servers.imap.search import _uses_modseq, save
 from carteiro.servers.imap.search_eval import search as evaluate
 from carteiro.servers.imap.session import Result, Session, State, bad, command, ok
-from carteiro.servers.imap.sortfields import cpu, items
+from carteiro.servers.imap.sortfields import SortCache, cpu, items, sorted_uids
 
 __all__ = ["ResultCache", "items", "render", "sort", "thread"]
 
 
 class ResultCache:
-    """SORT/THREAD answers for a whole mailbox (search key ALL), by mailbox state: webmail asks
-    the same sorted or threaded view again and again (each page, each refresh); any change to
-    the mailbox (its MODSEQ or its size in the session's view) makes a new key."""
+    """SORT/THREAD answers for a whole mailbox (search key ALL), by the messages it holds:
+    webmail asks the same sorted or threaded view again and again (each page, each refresh).
+    Flags do not change these answers; the set of UIDs does, and a view's is known by its
+    size and last UID (UIDs only ascend: between two states with the same last UID there were
+    only expunges, which change the size). `kept`: the fields and orders the next computation
+    starts from (sortfields.SortCache)."""
 
     def __init__(self, entries: int = 8) -> None:
         self.entries = entries
         self._d: OrderedDict[tuple[object, ...], object] = OrderedDict()
+        self.kept = SortCache()
 
     def key(self, view: MailboxView, req: c.Sort | c.Thread) -> tuple[object, ...] | None:
         """The rendered answer's key; an ESORT (RETURN) answer keeps the sorted messages
@@ -45,7 +50,7 @@ class ResultCache:
             view.account,
             view.id,
             view.info.uidvalidity,
-            view.modseq,
+            view.max_uid,
             len(view),
             what,
             uid,
@@ -87,16 +92,15 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
         answer = cached
     else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
-        found = await items(view, idx, s.server.cache, _needs_fields(criteria))
+        uids = await sorted_uids(view, idx, criteria, s.server.cache, s.server.sorts.kept)
         # RFC 7162 3.1.5: with a MODSEQ criterion, the highest MODSEQ of the messages found
         tail = b" (MODSEQ %d)" % max(view.metas[i].modseq for i in idx) if modseq and idx else b""
 
         def compute() -> bytes:
-            ordered = sort_items(found, criteria)
-            numbers = [it.uid if req.uid else it.seq for it in ordered]
+            numbers = uids if req.uid else _msns(view, uids)
             return b"* SORT" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n"
 
-        answer = await cpu(compute, len(found))
+        answer = await cpu(compute, len(uids))
         s.server.sorts.put(key, answer)
     s.out += answer
     return ok("Sort completed.")
@@ -104,6 +108,14 @@ async def sort(s: Session, tag: str, req: c.Sort) -> Result:
 
 def _needs_fields(criteria: list[Criterion]) -> bool:
     return any(c.key not in META_KEYS for c in criteria)
+
+
+def _msns(view: MailboxView, uids: Sequence[int]) -> list[int]:
+    """The message sequence numbers of these UIDs of the view, in their order."""
+    if len(uids) <= 64:
+        return [view.index_of(u) + 1 for u in uids]  # type: ignore[operator]
+    seq = dict(zip(view.uids, range(1, len(view) + 1), strict=True))
+    return [seq[u] for u in uids]
 
 
 async def _esort(
@@ -128,10 +140,17 @@ async def _esort(
         uids, seqs = cached
     else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
-        found = await items(view, idx, s.server.cache, _needs_fields(criteria))
-        result = await cpu(lambda: sort_items(found, criteria), len(found))
-        uids = array("I", [it.uid for it in result])
-        seqs = array("I", [it.seq for it in result])
+        if update:  # a live context keeps the Items' keys (contexts.Context)
+            found = await items(
+                view, idx, s.server.cache, _needs_fields(criteria), s.server.sorts.kept
+            )
+            result = await cpu(lambda: sort_items(found, criteria), len(found))
+            uids = array("I", [it.uid for it in result])
+            seqs = array("I", [it.seq for it in result])
+        else:
+            order = await sorted_uids(view, idx, criteria, s.server.cache, s.server.sorts.kept)
+            uids = array("I", order)
+            seqs = array("I", await cpu(lambda: _msns(view, order), len(order)))
         s.server.sorts.put(key, (uids, seqs))
     if update:
         assert result is not None
@@ -163,13 +182,17 @@ async def thread(s: Session, tag: str, req: c.Thread) -> Result:
         answer = cached
     else:
         idx = await evaluate(view, req.key, s.server.cache, s.saved)
-        found = await items(view, idx, s.server.cache)
+        found = await items(view, idx, s.server.cache, kept=s.server.sorts.kept)
         algo = ordered_subject if req.algorithm == "ORDEREDSUBJECT" else references
 
         def compute() -> bytes:
             out = bytearray(b"* THREAD ")
             for r in algo(found):
-                out += b"(" + render(r, req.uid).encode() + b")"
+                it = r.item
+                if it is not None and not r.children:  # most threads: one message
+                    out += b"(%d)" % (it.uid if req.uid else it.seq)
+                else:
+                    out += b"(" + render(r, req.uid).encode() + b")"
             return bytes(out).rstrip(b" ") + b"\r\n"
 
         answer = await cpu(compute, len(found))

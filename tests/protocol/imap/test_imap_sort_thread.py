@@ -17,6 +17,8 @@ from imap_harness import (  # noqa: F401  (fixtures)
     tls_files,
 )
 
+from carteiro.servers.imap import sortfields
+
 LOGIN = f'LOGIN {USER} "{PASSWORD}"'
 
 
@@ -148,5 +150,98 @@ S: * THREAD
 S: a6 OK Thread completed.
 C: a7 THREAD NONSENSE UTF-8 ALL
 S: a7 BAD <...>
+""",
+    )
+
+
+NEW = msg(
+    "Re: Meeting",
+    "Sun, 31 Dec 2023 10:00:00 +0000",
+    "bob@example.test",
+    "Message-ID: <m9@x>\r\nReferences: <m1@x> <m2@x>\r\n",
+)
+
+
+async def test_answers_follow_a_new_message_and_an_expunge(server, monkeypatch):
+    """What the server keeps between SORT/THREAD commands (sortfields.SortCache, taken here by
+    8 messages as by a big mailbox): a message another session appends lands in its place in
+    the kept order and in its thread, an expunged one leaves both, a flag change keeps the
+    answer; answers in sequence numbers follow the renumbering."""
+    monkeypatch.setattr(sortfields, "KEEP_MIN", 0)
+    monkeypatch.setattr(sortfields, "READ_MAX", 0)
+    await fill(server)
+    append = [f"C2: b2 APPEND INBOX {{{len(NEW)}+}}"]
+    append += [f"C2: {line}" for line in NEW.decode().split("\r\n")]
+    append.append("S2: b2 OK <...>")
+    appended = "\n".join(append)
+    await play(
+        server,
+        f"""
+C: a1 {LOGIN}
+S: a1 OK <...>
+C: a2 SELECT INBOX
+S: * FLAGS <...>
+S: * OK [PERMANENTFLAGS <...>
+S: * 8 EXISTS
+S: * 8 RECENT
+S: * OK [UNSEEN 1] <...>
+S: * OK [UIDVALIDITY <...>
+S: * OK [UIDNEXT 9] <...>
+S: * OK [MAILBOXID (<...>)] Ok
+S: a2 OK [READ-WRITE] Select completed.
+C: a3 SORT (DATE) UTF-8 ALL
+S: * SORT 5 3 1 2 4 6 7 8
+S: a3 OK Sort completed.
+C: a4 THREAD REFERENCES UTF-8 ALL
+S: * THREAD (3 5)(1 (2 4)(8))(7 6)
+S: a4 OK Thread completed.
+C: a5 SORT (SUBJECT) UTF-8 NOT FROM zoe
+S: * SORT 6 7 2 4 3 5
+S: a5 OK Sort completed.
+C2: b1 {LOGIN}
+S2: b1 OK <...>
+{appended}
+C: a6 NOOP
+S: * 9 EXISTS
+S: * 9 RECENT
+S: a6 OK NOOP completed.
+C: a7 SORT (DATE) UTF-8 ALL
+S: * SORT 5 9 3 1 2 4 6 7 8
+S: a7 OK Sort completed.
+C: a8 UID SORT (REVERSE DATE) UTF-8 ALL
+S: * SORT 8 7 6 4 2 1 3 9 5
+S: a8 OK Sort completed.
+C: a9 THREAD REFERENCES UTF-8 ALL
+S: * THREAD (3 5)(1 (2 (9)(4))(8))(7 6)
+S: a9 OK Thread completed.
+C: c1 UID SORT RETURN (MIN MAX ALL) (DATE) UTF-8 ALL
+S: * ESEARCH (TAG "c1") UID MIN 5 MAX 8 ALL 5,9,3,1:2,4,6:8
+S: c1 OK Sort completed.
+C: b1 SORT (SUBJECT) UTF-8 NOT FROM zoe
+S: * SORT 6 7 2 4 9 3 5
+S: b1 OK Sort completed.
+C: b2 STORE 3 +FLAGS.SILENT (\\Deleted)
+S: b2 OK <...>
+C: b3 SORT (DATE) UTF-8 ALL
+S: * SORT 5 9 3 1 2 4 6 7 8
+S: b3 OK Sort completed.
+C: b4 EXPUNGE
+S: * 3 EXPUNGE
+S: b4 OK <...>
+C: b5 SORT (DATE) UTF-8 ALL
+S: * SORT 4 8 1 2 3 5 6 7
+S: b5 OK Sort completed.
+C: b6 UID SORT (DATE) UTF-8 ALL
+S: * SORT 5 9 1 2 4 6 7 8
+S: b6 OK Sort completed.
+C: c2 SORT RETURN (COUNT MIN ALL) (DATE) UTF-8 ALL
+S: * ESEARCH (TAG "c2") MIN 4 ALL 4,8,1:3,5:7 COUNT 8
+S: c2 OK Sort completed.
+C: b7 THREAD REFERENCES UTF-8 ALL
+S: * THREAD (4)(1 (2 (8)(3))(7))(6 5)
+S: b7 OK Thread completed.
+C: b8 SORT (SUBJECT) UTF-8 NOT FROM zoe
+S: * SORT 5 6 2 3 8 4
+S: b8 OK Sort completed.
 """,
     )

@@ -1,7 +1,12 @@
 """THREAD REFERENCES and ORDEREDSUBJECT (RFC 5256 2.2, 3) on hand-made message sets: missing
-parents (dummies), loops, duplicate ids, subject merging, and a thread as deep as a mailbox."""
+parents (dummies), loops, duplicate ids, subject merging, and a thread as deep as a mailbox; and
+on random ones, the same answers as a frozen reference implementation."""
 
 from __future__ import annotations
+
+import threading_reference as reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carteiro.mail.sorting import Item
 from carteiro.mail.threading import ordered_subject, references
@@ -79,3 +84,31 @@ def test_a_thread_as_deep_as_the_mailbox() -> None:
     items.append(item(n + 1, "Re: s", "<x>", "<m5>"))  # a branch deep down
     out = threads(references(items))
     assert out.startswith("(1 2 3 4 5 (6 7") and out.endswith(f"{n})({n + 1}))")
+
+
+SUBJECTS = ["a", "Re: a", "A (fwd)", "[fwd: a]", "b", "Re: b", "", "Fwd: Re: c", "c"]
+IDS = [f"<{c}>" for c in "abcdefgh"]
+
+message_st = st.tuples(
+    st.sampled_from(SUBJECTS),
+    st.sampled_from(["", *IDS]),  # "" no Message-ID; ids repeat: duplicates
+    st.lists(st.sampled_from(IDS), max_size=4),  # loops, self-references, missing parents
+    st.sampled_from([None, 1.0, 2.0, 3.0]),  # ties and no Date (INTERNALDATE)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(message_st, max_size=25))
+def test_the_same_threads_as_the_reference(
+    messages: list[tuple[str, str, list[str], float | None]],
+) -> None:
+    """Answer for answer what the frozen reference (threading_reference.py) gives."""
+    items = [
+        item(i, s, mid, " ".join(refs), date) for i, (s, mid, refs, date) in enumerate(messages, 1)
+    ]
+    for algo, ref in (
+        (references, reference.references),
+        (ordered_subject, reference.ordered_subject),
+    ):
+        want = "".join("(" + reference.render(r, False) + ")" for r in ref(items))
+        assert threads(algo(items)) == want

@@ -116,3 +116,52 @@ async def test_deleted_storage(make: Make) -> None:
     await acct.set_flags(inbox.id, [1, 3], FlagOp.ADD, [DELETED])
     c = await acct.counts(inbox.id)
     assert (c.deleted, c.deleted_size, c.size) == (2, 2000, 3000)
+
+
+async def test_a_limit_set_by_another_process_holds_at_the_next_delivery(tmp_path: Path) -> None:
+    """The store keeps each account's limits in memory (no read per delivery); a limit set by
+    another process (here: a second store on the same data dir, as `carteiro user quota` does)
+    is enforced from the very next delivery, because the writer compares the limits the check
+    used with those in force at COMMIT and has the check made again when they differ."""
+    server = SqliteMaildirStore(tmp_path / "d", search_indexer=False)
+    other = SqliteMaildirStore(tmp_path / "d", search_indexer=False)
+    try:
+        await server.create_account(A)
+        for _ in range(2):
+            await server.deliver([Delivery(A)], MSG)
+        assert A in server.quota_seen  # no limit: remembered, nothing read per delivery
+        await (await other.account(A)).set_quota(None, 2)
+        with pytest.raises(OverQuota):
+            await server.deliver([Delivery(A)], MSG)
+        acct = await server.account(A)
+        with pytest.raises(OverQuota):
+            await acct.append("INBOX", MSG)
+        assert (await acct.quota()).messages == 2
+        await (await other.account(A)).set_quota(None, 0)  # no limit again
+        await server.deliver([Delivery(A)], MSG)
+        assert (await acct.quota()).messages == 3
+    finally:
+        await other.close()
+        await server.close()
+
+
+async def test_an_account_purged_and_made_again_is_checked_as_the_new_one(tmp_path: Path) -> None:
+    """The limits the store remembers carry the account's id: an account purged and created
+    again by another process (a new id, the same default limits) is checked against its own
+    usage, not the old account's."""
+    limits = QuotaLimits(messages=2)
+    server = SqliteMaildirStore(tmp_path / "d", quota=limits, search_indexer=False)
+    other = SqliteMaildirStore(tmp_path / "d", quota=limits, search_indexer=False)
+    try:
+        await server.create_account(A)
+        await server.deliver([Delivery(A)], MSG)
+        await other.delete_account(A, purge=True)
+        await other.create_account(A)
+        for _ in range(2):
+            await other.deliver([Delivery(A)], MSG)
+        with pytest.raises(OverQuota):
+            await server.deliver([Delivery(A)], MSG)
+        assert (await (await server.account(A)).quota()).messages == 2
+    finally:
+        await other.close()
+        await server.close()

@@ -164,7 +164,9 @@ class LocalDelivery:
             address = f"{local}+{detail}@{domain}" if detail and local else account
             if recipient is not None:
                 address = recipient.get(account, address)
-            out[account] = Target(account, await self._folder_for(account, detail), address)
+            # (most have no folder to look for: no coroutine for them)
+            folder = await self._folder_for(account, detail) if detail else "INBOX"
+            out[account] = Target(account, folder, address)
         return list(out.values())
 
     async def junk_targets(self, targets: Iterable[Target]) -> list[Target]:
@@ -233,7 +235,7 @@ class LocalDelivery:
                 in_store.append(t)
         plans: dict[str, Plan] = {}
         body = b""
-        if self.sieve is not None and in_store:
+        if self.sieve is not None and in_store and _any_script(self.sieve, in_store):
             plans, body = await self._sieve_plans(self.sieve, in_store, source, mail_from)
         held: list[Held] = []
         if in_mbox:
@@ -254,8 +256,9 @@ class LocalDelivery:
                     raise _os_error(e) from e
             if plans:
                 appended = await self._sieve_deliver(in_store, plans, source, body, delivery_id)
-            else:
-                appended = await self._store_deliver(in_store, source, delivery_id)
+            elif in_store:
+                deliveries = [Delivery(account=t.account, mailbox=t.mailbox) for t in in_store]
+                appended = await self._append(deliveries, source, delivery_id)
             if then is not None:
                 await then()
             if plans:  # redirects and rejections: the message's only way on, so part of it
@@ -418,7 +421,7 @@ class LocalDelivery:
         message in the INBOX (again only after usage went back under). It never fails the
         delivery that is already done."""
         try:
-            acct = await self._account(account)
+            acct = self._cached_account(account) or await self._account(account)
             q = await acct.quota_warning()
             if q is None:
                 return
@@ -456,6 +459,11 @@ class LocalDelivery:
         await self.deliver(targets, message, mail_from, then if remote else None)
         return "delivered locally"
 
+    def _cached_account(self, account: str) -> AccountStore | None:
+        """The remembered handle, if still fresh (the usual case: no coroutine for it)."""
+        hit = self._accounts.get(account)
+        return hit[1] if hit is not None and hit[0] > self._clock() else None
+
     async def _account(self, account: str) -> AccountStore:
         """The store's handle of `account`, remembered for `cache_ttl` seconds (an account
         deleted meanwhile is seen within that time, as the directory's answers are)."""
@@ -483,14 +491,6 @@ class LocalDelivery:
             self._mbox.clear()
         self._mbox[account] = (now + self.cache_ttl, mbox)
         return mbox
-
-    async def _store_deliver(
-        self, in_store: Sequence[Target], source: bytes | Path, delivery_id: str | None = None
-    ) -> tuple[AppendResult, ...]:
-        if not in_store:
-            return ()
-        deliveries = [Delivery(account=t.account, mailbox=t.mailbox) for t in in_store]
-        return await self._append(deliveries, source, delivery_id)
 
     async def _append(
         self, deliveries: Sequence[Delivery], source: bytes | Path, delivery_id: str | None
@@ -526,6 +526,16 @@ class LocalDelivery:
                 await acct.delete_messages(r.mailbox_id, [r.uid])
             except Exception:
                 log.exception("delivery: could not undo %s uid %d", r.account, r.uid)
+
+
+def _any_script(sieve: SieveFilter, in_store: Sequence[Target]) -> bool:
+    """Whether a target has an active Sieve script (remembered a second by the filter): most
+    have none, and then no coroutine for the plans. An unreadable script area says yes, so
+    _sieve_plans logs it."""
+    try:
+        return any(sieve.has_script(t.account) for t in in_store)
+    except OSError:
+        return True
 
 
 def quota_warning_message(account: str, q: Quota) -> bytes:

@@ -39,9 +39,11 @@ _DATE = re.compile(
 def parse_date(value: bytes | str) -> datetime | None:
     """The instant a Date header value names, as an aware datetime in the header's own offset."""
     text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = text.replace("\r", " ").replace("\n", " ")
-    for _ in range(4):  # nested comments, innermost first
-        text = _COMMENT.sub(" ", text)
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    if "(" in text:  # a comment needs one
+        for _ in range(4):  # nested comments, innermost first
+            text = _COMMENT.sub(" ", text)
     m = _DATE.match(text)
     if m is None:
         return None
@@ -73,10 +75,21 @@ def parse_date(value: bytes | str) -> datetime | None:
             int(m.group("h") or 0),
             int(m.group("m") or 0),
             min(int(m.group("s") or 0), 59),  # RFC 5322 3.3 allows a leap second 60
-            tzinfo=timezone(timedelta(minutes=offset)),
+            tzinfo=_zone(offset),
         )
     except ValueError:
         return None
+
+
+_TZ: dict[int, timezone] = {}
+
+
+def _zone(minutes: int) -> timezone:
+    # one object per offset (at most 2 * 24 * 60 of them: hh < 24, mm < 60)
+    tz = _TZ.get(minutes)
+    if tz is None:
+        tz = _TZ[minutes] = timezone(timedelta(minutes=minutes))
+    return tz
 
 
 def header_date(value: bytes | str) -> date | None:

@@ -7,13 +7,19 @@ place to import header helpers from. Pure; never raises on malformed input.
 
 from __future__ import annotations
 
-import re
+from datetime import datetime
 from urllib.parse import unquote_to_bytes
 
-from carteiro.mime.address import Address, format_address_list, parse_address_list
+from carteiro.mime.address import (
+    MAX_ADDRESSES,
+    Address,
+    format_address_list,
+    parse_address_list,
+    parse_address_prefix,
+)
 from carteiro.mime.dates import header_date, parse_date
 from carteiro.mime.encoded_words import decode_charset, decode_words
-from carteiro.mime.parse import Part
+from carteiro.mime.parse import Message, Part
 
 __all__ = [
     "Address",
@@ -29,14 +35,13 @@ __all__ = [
     "unfold",
 ]
 
-_FOLD = re.compile(rb"\r?\n")
-
 
 def unfold(value: bytes) -> bytes:
     """RFC 5322 2.2.3: remove the line breaks of a folded value (the whitespace stays). A CR
     that ends no line is no line break: it separates words like the blank it stands for."""
     if b"\n" in value:
-        value = _FOLD.sub(b"", value)
+        # each LF with the CR before it, if any (a CR can pair with no other LF)
+        value = value.replace(b"\r\n", b"").replace(b"\n", b"")
     return value.replace(b"\r", b" ") if b"\r" in value else value
 
 
@@ -77,3 +82,64 @@ def filename(part: Part) -> str | None:
             if decoded.get(key):
                 return decoded[key]
     return None
+
+
+# ---- values of the top-level header, decoded once per message ----
+#
+# The store's search indexer, SEARCH and SORT read the same few fields of a message (Subject
+# for SEARCH and for the base subject, Date for SENT* and for SORT DATE, From/To/Cc for SEARCH
+# and for SORT FROM/DISPLAYFROM): each is decoded once and kept in `msg.cache` under
+# "mime:" keys. A Message is never changed after parse(), so these never go stale; the lists
+# are shared: callers must not change them.
+
+
+def decoded_values(msg: Message, name: bytes) -> list[str]:
+    """The decoded values (unfolded, RFC 2047 words decoded) of the top-level header's `name`
+    fields (lower case), in order; cached on the message."""
+    key = "mime:h:" + name.decode("latin-1")
+    out: list[str] | None = msg.cache.get(key)
+    if out is None:
+        out = msg.cache[key] = [decode_words(unfold(v)) for v in msg.field_values(msg.root, name)]
+    return out
+
+
+def first_date(msg: Message) -> datetime | None:
+    """The instant the first Date field names (parse_date), None if absent or unreadable;
+    cached on the message: SEARCH SENT* and SORT DATE both read it."""
+    try:
+        out: datetime | None = msg.cache["mime:date"]
+    except KeyError:
+        values = msg.field_values(msg.root, b"date")
+        out = msg.cache["mime:date"] = parse_date(values[0]) if values else None
+    return out
+
+
+def address_lists(msg: Message, name: bytes) -> list[tuple[list[Address], bytes] | None]:
+    """Each top-level `name` field (lower case) as parse_address_prefix reads it without
+    filling missing parts: (entries, the rest left unread); cached on the message. One budget
+    of MAX_ADDRESSES entries for all the fields of that name together (CVE-2024-23184 was
+    500,000 To: lines): a field past it is None (not read)."""
+    key = "mime:a:" + name.decode("latin-1")
+    out: list[tuple[list[Address], bytes] | None] | None = msg.cache.get(key)
+    if out is None:
+        out = []
+        budget = MAX_ADDRESSES
+        for raw in msg.field_values(msg.root, name):
+            if budget > 0:
+                addrs, rest = parse_address_prefix(raw, fill_missing=False, limit=budget)
+                budget -= len(addrs)
+                out.append((addrs, rest))
+            else:
+                out.append(None)
+        msg.cache[key] = out
+    return out
+
+
+def cached_address_lists(
+    msg: Message, name: bytes
+) -> list[tuple[list[Address], bytes] | None] | None:
+    """address_lists(msg, name) if it was worked out already, else None."""
+    out: list[tuple[list[Address], bytes] | None] | None = msg.cache.get(
+        "mime:a:" + name.decode("latin-1")
+    )
+    return out

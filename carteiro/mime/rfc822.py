@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 
 # RFC 5322 3.2.3 atext, plus every 8-bit octet (RFC 6532 UTF-8, and raw legacy 8-bit).
-_ATEXT_CLASS = rb"!#$%&'*+\-/0-9=?A-Z^_`a-z{|}~\x80-\xff"
+ATEXT_CLASS = rb"!#$%&'*+\-/0-9=?A-Z^_`a-z{|}~\x80-\xff"
 # RFC 2045 5.1 token: atext minus the tspecials "/", "=", "?", plus ".".
 _TOKEN_CLASS = rb"!#$%&'*+\-.0-9A-Z^_`a-z{|}~\x80-\xff"
 
-_ATEXT_ONE = re.compile(rb"[" + _ATEXT_CLASS + rb"]")
+_ATEXT_ONE = re.compile(rb"[" + ATEXT_CLASS + rb"]")
 ATEXT = frozenset(c for c in range(256) if _ATEXT_ONE.match(bytes([c])))
-_ATEXT_RUN = re.compile(rb"[" + _ATEXT_CLASS + rb"]*")
-_ATOM_OR_DOT_RUN = re.compile(rb"[." + _ATEXT_CLASS + rb"]*")
+_ATEXT_RUN = re.compile(rb"[" + ATEXT_CLASS + rb"]*")
+_ATOM_OR_DOT_RUN = re.compile(rb"[." + ATEXT_CLASS + rb"]*")
 _TOKEN_RUN = re.compile(rb"[" + _TOKEN_CLASS + rb"]*")
 _LWSP_RUN = re.compile(rb"[ \t\r\n]*")
 _UNQUOTED_WORD = re.compile(rb"[^; \t\r\n]*")
@@ -25,6 +25,7 @@ _UNQUOTED_WORD = re.compile(rb"[^; \t\r\n]*")
 _LPAREN, _RPAREN, _BSLASH, _DQUOTE = 0x28, 0x29, 0x5C, 0x22
 _DOT, _AT, _SLASH, _SEMI, _EQ, _LBRACKET, _RBRACKET = 0x2E, 0x40, 0x2F, 0x3B, 0x3D, 0x5B, 0x5D
 _LF, _CR = 0x0A, 0x0D
+_LWSP_OR_COMMENT = frozenset(b" \t\r\n(")
 
 
 class Scanner:
@@ -77,6 +78,10 @@ class Scanner:
     def skip_lwsp(self) -> int:
         """Skip whitespace (including CR and LF, i.e. folding) and comments."""
         data = self.data
+        if self.pos >= self.end:
+            return 0
+        if data[self.pos] not in _LWSP_OR_COMMENT:
+            return 1  # nothing to skip: the common case between tokens, without a regex call
         while True:
             m = _LWSP_RUN.match(data, self.pos)
             self.pos = m.end() if m else self.pos

@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from carteiro.mime.address import MAX_ADDRESSES, format_address_list, parse_address_prefix
-from carteiro.mime.dates import header_date
+from carteiro.mime.address import format_address_list
 from carteiro.mime.encoded_words import decode_charset, decode_words
-from carteiro.mime.header import unfold
+from carteiro.mime.header import address_lists, decoded_values, first_date, unfold
 from carteiro.mime.parse import LEAF, Message, Part
 from carteiro.mime.sections import UnknownCte, decode_body
 from carteiro.mime.sortkeys import casemap
@@ -43,28 +42,36 @@ ADDRESS_FIELDS = frozenset(
 def header_texts(msg: Message, name: str | bytes, part: Part | None = None) -> list[str]:
     """SEARCH HEADER: the decoded values of every `name` field, [] if there is none (so
     `HEADER name ""` matches exactly when the list is not empty)."""
-    bname = name.encode("latin-1") if isinstance(name, str) else name
-    p = msg.root if part is None else part
-    return [decode_words(unfold(v)) for v in msg.field_values(p, bname)]
+    bname = (name.encode("latin-1") if isinstance(name, str) else name).lower()
+    if part is None or part is msg.root:
+        return list(decoded_values(msg, bname))
+    return [decode_words(unfold(v)) for v in msg.field_values(part, bname)]
 
 
 def subject_texts(msg: Message) -> list[str]:
     """SEARCH SUBJECT: decoded Subject values with blank runs squeezed to one space."""
-    return [_BLANKS.sub(" ", v).strip() for v in header_texts(msg, b"subject")]
+    return [
+        # without a tab or two blanks in a row there is no run to squeeze
+        _BLANKS.sub(" ", v).strip() if "\t" in v or "  " in v else v.strip()
+        for v in decoded_values(msg, b"subject")
+    ]
 
 
 def address_texts(msg: Message, name: str | bytes) -> list[str]:
     """SEARCH FROM/TO/CC/BCC: each field as a normalised address list with decoded names,
     e.g. `Jörg <joerg@example.org>, group: a@example.org;`."""
     bname = (name.encode("latin-1") if isinstance(name, str) else name).lower()
-    out = []
+    if bname not in ADDRESS_FIELDS:
+        return list(decoded_values(msg, bname))
     # One budget for all the fields of that name (CVE-2024-23184 was 500,000 To: lines):
     # past it, the text is searched as written, so SEARCH still finds what it holds.
-    budget = MAX_ADDRESSES
-    for raw in msg.field_values(msg.root, bname):
-        if bname in ADDRESS_FIELDS and budget > 0:
-            addrs, rest = parse_address_prefix(raw, fill_missing=False, limit=budget)
-            budget -= len(addrs)
+    parsed = address_lists(msg, bname)
+    if not parsed:
+        return []
+    out = []
+    for raw, read in zip(msg.field_values(msg.root, bname), parsed, strict=True):
+        if read is not None:
+            addrs, rest = read
             raw = format_address_list(addrs)
             if rest:
                 raw += b", " + rest
@@ -75,8 +82,8 @@ def address_texts(msg: Message, name: str | bytes) -> list[str]:
 def sent_date(msg: Message) -> date | None:
     """SEARCH SENTBEFORE/SENTON/SENTSINCE: the date written in the first Date field, time and
     zone disregarded (RFC 3501 6.4.4); None if absent or unreadable (the caller decides)."""
-    values = msg.field_values(msg.root, b"date")
-    return header_date(values[0]) if values else None
+    when = first_date(msg)
+    return when.date() if when is not None else None
 
 
 def _searchable_body(part: Part) -> bool:
@@ -94,6 +101,22 @@ def part_text(msg: Message, part: Part) -> str:
 
 
 def _header_text(msg: Message, part: Part) -> str:
+    """The part's fields as `name: value` lines, names and values decoded (decode_words)."""
+    if msg.data.find(b"=?", part.start, part.body_start) < 0:
+        # No encoded word in the header (unfolding cannot make one: a folded line starts with a
+        # blank): decode_words of each name and value is a UTF-8 decode, else Windows-1252. A
+        # concatenation is valid UTF-8 exactly when each piece is, as pieces are cut next to
+        # ASCII octets: one decode of the whole block gives the same text.
+        raw = b"".join([f.name + b": " + unfold(msg.raw_value(f)) + b"\r\n" for f in part.fields])
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return _header_text_each(msg, part)
+
+
+def _header_text_each(msg: Message, part: Part) -> str:
+    # the general way, field by field (also the reference the tests hold _header_text to)
     lines = []
     for f in part.fields:
         lines.append(f"{decode_words(f.name)}: {decode_words(unfold(msg.raw_value(f)))}\r\n")

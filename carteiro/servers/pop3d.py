@@ -34,8 +34,8 @@ MBOX_ACCOUNT_TEXT = (
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
 MIN_LINE_LENGTH = 255  # RFC 2449 4
-# Read-ahead for clients that download in order: the store's reads take two thread hops each, so
-# keeping a few in flight lets them overlap (bounded in count and octets held in memory).
+# Read-ahead for clients that download in order: the next messages are read in one store call
+# (one index transaction for the run, store.read_messages), bounded in count and octets held.
 PREFETCH_COUNT = 16
 PREFETCH_OCTETS = 1 << 20
 
@@ -127,10 +127,15 @@ class Pop3Session:
         self._reading = False
         self._stopping = False
         self._mechanism: sasl.Mechanism | None = None  # the SASL exchange under way
-        self._prefetch: dict[int, asyncio.Future[bytes]] = {}  # message number -> read
-        self._prefetch_octets = 0
-        self._ahead = 0  # the next message number read-ahead would consider
+        self._ahead: dict[int, bytes | KeyError] = {}  # message number -> read ahead
         self._last_retrieved = 0
+        # One idle timer per session, pushed forward by each read (an asyncio.timeout per read
+        # was a timer handle and a context manager per command).
+        self._deadline = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
+        # looked up once (each asyncio.get_running_loop() costs a getpid system call)
+        self._loop = asyncio.get_running_loop()
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -147,7 +152,9 @@ class Pop3Session:
         finally:
             # RFC 1939 6/8: a session that ends without QUIT never enters UPDATE: nothing is
             # deleted, the lock is released.
-            self._drop_prefetch(0)
+            self._ahead.clear()
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
             self._release()
             self.tracer.note("connection closed")
 
@@ -161,18 +168,31 @@ class Pop3Session:
         if self._stopping:
             return None
         self._reading = True
+        loop = self._loop
+        self._deadline = loop.time() + self.idle_timeout
+        if self._idle_timer is None:
+            self._idle_timer = loop.call_at(self._deadline, self._idle_check)
         try:
-            async with asyncio.timeout(self.idle_timeout):
-                return await self.conn.reader.read(READ_SIZE)
-        except TimeoutError:
-            return None
+            return await self.conn.reader.read(READ_SIZE)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if self._stopping and task is not None and task.uncancel() == 0:
+            if (self._stopping or self._timed_out) and task is not None and task.uncancel() == 0:
                 return None
             raise
         finally:
             self._reading = False
+
+    def _idle_check(self) -> None:
+        """The idle timer: a read waiting since its deadline ends (None: timed out); one that
+        started later moves the timer to its own deadline."""
+        self._idle_timer = None
+        loop = self._loop
+        if loop.time() < self._deadline:
+            self._idle_timer = loop.call_at(self._deadline, self._idle_check)
+        elif self._reading and self._task is not None:
+            self._timed_out = True
+            self._task.cancel()
+        # not reading (busy with a command): the next read arms the timer again
 
     # ---- output -----------------------------------------------------------------------------------
 
@@ -362,17 +382,21 @@ class Pop3Session:
 
     async def _retrieve(self, ev: pop3.Retrieve) -> pop3.Reply:
         assert self.store is not None
-        read = self._prefetch.pop(ev.number, None)
-        if read is not None:
-            self._prefetch_octets -= ev.size
-        if ev.number == self._last_retrieved + 1:
-            self._read_ahead(ev.number)
-        else:
-            self._drop_prefetch(0)  # not reading in order: stop guessing
-        self._last_retrieved = ev.number
+        n = ev.number
+        in_order = n == self._last_retrieved + 1
+        self._last_retrieved = n
+        got = self._ahead.pop(n, None) if in_order else None
+        if got is None:
+            self._ahead.clear()  # not reading in order (or past the run): stop guessing
+            if in_order and PREFETCH_COUNT:
+                got = await self._read_run(n)
         try:
-            # Awaiting the store directly (no task) when nothing was read ahead saves loop turns.
-            data = await (read or self.store.read_message(self.mailbox_id, ev.uid))
+            if got is None:
+                data = await self.store.read_message(self.mailbox_id, ev.uid)
+            elif isinstance(got, KeyError):
+                raise got
+            else:
+                data = got
         except KeyError:
             return self.machine.message_gone()
         except Exception:
@@ -380,40 +404,33 @@ class Pop3Session:
             return self.machine.message_unavailable()
         return self.machine.message(data)
 
-    def _read_message(self, uid: int) -> asyncio.Future[bytes]:
+    async def _read_run(self, n: int) -> bytes | KeyError | None:
+        """Read message n and the next ones not deleted (within PREFETCH_COUNT and _OCTETS) in
+        one store call; keep the others for the next commands. None: read n alone."""
         assert self.store is not None
-        return asyncio.ensure_future(self.store.read_message(self.mailbox_id, uid))
-
-    def _read_ahead(self, n: int) -> None:
-        """Keep reads of the messages after n (not deleted) in flight, within the bounds."""
         md = self.machine.maildrop
         assert md is not None
-        self._drop_prefetch(n)
-        k = max(self._ahead, n + 1)
-        while len(self._prefetch) < PREFETCH_COUNT and md.exists(k):
+        numbers = [n]
+        uids = [md.entry(n).uid]
+        octets = md.entry(n).size
+        k = n + 1
+        while len(numbers) < PREFETCH_COUNT and md.exists(k):
             if not md.is_deleted(k):
                 entry = md.entry(k)
-                if self._prefetch and self._prefetch_octets + entry.size > PREFETCH_OCTETS:
+                octets += entry.size
+                if octets > PREFETCH_OCTETS:
                     break
-                self._prefetch_octets += entry.size
-                self._prefetch[k] = self._read_message(entry.uid)
+                numbers.append(k)
+                uids.append(entry.uid)
             k += 1
-        self._ahead = k
-
-    def _drop_prefetch(self, upto: int) -> None:
-        """Forget read-aheads of messages numbered <= upto (all when upto is 0)."""
-        if upto == 0:
-            self._ahead = 0
-        md = self.machine.maildrop
-        for k in [k for k in self._prefetch if upto == 0 or k <= upto]:
-            fut = self._prefetch.pop(k)
-            if md is not None:
-                self._prefetch_octets -= md.entry(k).size
-            if fut.done():
-                if not fut.cancelled():
-                    fut.exception()  # consumed: no "exception was never retrieved" warning
-            else:
-                fut.cancel()
+        if len(numbers) == 1:
+            return None
+        try:
+            got = await self.store.read_messages(self.mailbox_id, uids)
+        except Exception:
+            return None  # read alone, which reports its own failure
+        self._ahead.update(zip(numbers[1:], got[1:], strict=True))
+        return got[0]
 
     async def _update(self, ev: pop3.Update) -> pop3.Reply:
         """RFC 1939 6 UPDATE: remove every marked message in one store call, then sign off."""

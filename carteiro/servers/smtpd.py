@@ -82,6 +82,10 @@ FLUSH_AT = 64 * 1024  # write pending replies once this much is waiting, even mi
 LINGER_TIME = 2.0
 LINGER_MAX = 4 * 1024 * 1024
 PEER_CACHE_MAX = 4096  # client addresses whose network membership is remembered
+# (plain names: `Mode.DATA` costs five times a global on Python 3.11, and read() runs per command)
+_DATA, _CHUNK, _CLOSED = Mode.DATA, Mode.CHUNK, Mode.CLOSED
+# the metrics' names of the commands every session sends (others: the class name, upper-cased)
+_NAMES: dict[type, str] = {C.Helo: "HELO", C.Quit: "QUIT", C.Rset: "RSET", C.Noop: "NOOP"}
 
 
 @dataclass
@@ -209,6 +213,11 @@ class SMTPServer:
             outbound=spool_outbound(ctx.spool),
         )
         self.trace = ctx.tracing("smtp")
+        m = ctx.metrics
+        # the label children each accepted message counts (labels() takes a lock and a lookup)
+        self.sent_local = m.deliveries.labels("sent", "local")
+        self.local_seconds = m.delivery_seconds.labels("local")
+        self.received: dict[str, Any] = {}  # by role (LMTP and ODMR sessions are ours too)
         self.dates = DateCache()
         # RFC 5321 4.3.1: no enhanced code in the greeting
         self.greeting = Reply(220, "", f"{self.hostname} ESMTP carteiro")
@@ -339,7 +348,9 @@ class Session:
         self.role = conn.service
         self.machine = ServerMachine(server.limits, tls=conn.tls is not None)
         self.tracer = Tracer(
-            self.PROTOCOL, server.trace, f"[{conn.peer_ip}]:{conn.peer_port} on {self.role}"
+            self.PROTOCOL,
+            server.trace,
+            f"[{conn.peer_ip}]:{conn.peer_port} on {self.role}" if server.trace else "",
         )
         self.out: list[bytes] = []
         self.out_size = 0
@@ -368,6 +379,7 @@ class Session:
         self._expires = 0.0  # loop time at which the pending read times out
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's loop, once running
 
     # ---- I/O ----------------------------------------------------------------------------------
 
@@ -382,24 +394,35 @@ class Session:
             self.errors += 1
             if self.errors >= self.cfg.max_errors and not self.machine.closed:
                 self.reply(R.R_421_TOO_MANY_ERRORS)
-        if self.machine.closed:
+        if self.machine.mode is _CLOSED:
             self.done = True
 
     async def flush(self) -> None:
-        if self.out:
-            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
-            self.out.clear()
-            self.out_size = 0
-            writer = self.conn.writer
-            writer.write(data)
-            transport = writer.transport
-            if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
-                # a client that never reads its replies must not hold the session forever
-                async with asyncio.timeout(self.cfg.idle_timeout):
-                    await writer.drain()
+        if self.out and self._write_out():
+            await self._drain()
+
+    def _write_out(self) -> bool:
+        """Hand the pending replies to the transport; True when its buffer is over the limit
+        (the client does not read): then drain before reading on. (Not a coroutine: the loop
+        calls it before each read, and a coroutine call costs more than the write's Python.)"""
+        out = self.out
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
+        self.out_size = 0
+        writer = self.conn.writer
+        writer.write(data)
+        transport = writer.transport
+        buffered = transport.get_write_buffer_size()  # (0 but for a slow reader)
+        return bool(buffered) and buffered > transport.get_write_buffer_limits()[1]
+
+    async def _drain(self) -> None:
+        # a client that never reads its replies must not hold the session forever
+        async with asyncio.timeout(self.cfg.idle_timeout):
+            await self.conn.writer.drain()
 
     async def read(self) -> bytes | None:
-        in_data = self.machine.mode in (Mode.DATA, Mode.CHUNK)
+        mode = self.machine.mode
+        in_data = mode is _DATA or mode is _CHUNK
         if not in_data and self.ctx.shutdown.is_set():
             self.reply(R.R_421_SHUTDOWN)  # RFC 5321 3.8: 421 when the service is going away
             return None
@@ -407,7 +430,7 @@ class Session:
         # One deadline for the whole content of a message (DATA to its end, or the first BDAT
         # to LAST, commands between chunks included): a per-read timeout alone lets a sender
         # that trickles, or one that streams discarded data, hold the session for ever.
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         now = loop.time()
         if self.machine.body_kind is None:
             self.data_deadline = None
@@ -494,6 +517,7 @@ class Session:
 
     async def run(self) -> None:
         self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
         try:
             if self.limit_ip and not self.server.connections_per_ip.allow(self.conn.peer_ip):
                 log.warning(
@@ -508,14 +532,16 @@ class Session:
                 await self.flush()
                 return
             self.reply(self.server.greeting)
+            machine = self.machine
             while not self.done:
-                ev = self.machine.next_event()
+                ev = machine.next_event()
                 if isinstance(ev, NeedData):
-                    await self.flush()
+                    if self.out and self._write_out():
+                        await self._drain()
                     data = await self.read()
                     if data is None:
                         break
-                    self.machine.receive_data(data)
+                    machine.receive_data(data)
                     continue
                 await self.handle(ev)
                 if self.out_size >= FLUSH_AT:
@@ -606,6 +632,9 @@ class Session:
                 self._data()
         elif isinstance(ev, BodyData):
             self._body(ev.data)
+        elif isinstance(ev, DataEnd):
+            self.tracer.note(f"<{ev.size} octets of message data>")
+            await self._end_of_data(ev.problem)
         elif isinstance(ev, ConnectionClosed):
             self.tracer.note("client closed the connection")
             self.done = True
@@ -624,36 +653,33 @@ class Session:
             self.tracer.mask_next_client_line()
             self.tracer.client(ev.data)
             await self._auth_step(ev.data)
-        elif isinstance(ev, DataEnd):
-            self.tracer.note(f"<{ev.size} octets of message data>")
-            await self._end_of_data(ev.problem)
         elif isinstance(ev, ChunkEnd):
             self.tracer.client(self.machine.last_line)
             self.tracer.note(f"<BDAT chunk of {ev.size} octets>")
             self.metrics.command("smtp", "BDAT")
             await self._chunk_end(ev)
         else:
-            secret = isinstance(ev, C.Auth)
-            self.tracer.client(self.machine.last_line, secret=secret)
-            self.metrics.command("smtp", type(ev).__name__.upper())
+            if self.tracer.enabled:
+                self.tracer.client(self.machine.last_line, secret=isinstance(ev, C.Auth))
+            self.metrics.command("smtp", _NAMES.get(kind) or kind.__name__.upper())
             await self._command(ev)
 
     async def _command(self, cmd: C.Command) -> None:
         if isinstance(cmd, C.Helo):
             self._helo(cmd)
+        elif isinstance(cmd, C.Quit):
+            self.reply(R.R_221_BYE)
+        elif isinstance(cmd, C.Rset):
+            self._abort_transaction()
+            self.reply(R.R_250_RESET)
         elif isinstance(cmd, C.Mail):
             self._mail(cmd)
         elif isinstance(cmd, C.Rcpt):
             self._rcpt(cmd)
         elif isinstance(cmd, C.Data):
             self._data()
-        elif isinstance(cmd, C.Rset):
-            self._abort_transaction()
-            self.reply(R.R_250_RESET)
         elif isinstance(cmd, C.Noop):
             self.reply(R.R_250_OK)
-        elif isinstance(cmd, C.Quit):
-            self.reply(R.R_221_BYE)
         elif isinstance(cmd, C.Help):
             self.reply(R.R_214_HELP)
         elif isinstance(cmd, C.Vrfy):
@@ -1151,7 +1177,8 @@ class Session:
         else:
             head = await asyncio.to_thread(_read_at, source, prefix_len, HEAD_MAX)
         end = header_end(head)
-        return b"authentication-results" in (head if end < 0 else head[:end]).lower()
+        # (find, not `in`: a bytes `in` first tries its operand as an int, raising inside)
+        return (head if end < 0 else head[:end]).lower().find(b"authentication-results") >= 0
 
     async def _rewrite(
         self, source: bytes | Path, txn: Transaction, prefix_len: int, header: bytes
@@ -1270,14 +1297,17 @@ class Session:
                 return R.R_451_QUEUE_UNAVAILABLE
             log.exception("smtp %s: delivery failed", txn.id)
             return R.R_451_LOCAL_ERROR
-        m = self.metrics
+        m, server = self.metrics, self.server
         if local:
             m.store_commit_seconds.observe(time.monotonic() - committing)
-            m.deliveries.labels("sent", "local").inc(len(local))
-            m.delivery_seconds.labels("local").observe(time.time() - txn.started)
+            server.sent_local.inc(len(local))
+            server.local_seconds.observe(time.time() - txn.started)
         size = len(source) if isinstance(source, bytes) else source.stat().st_size
         size -= txn.return_path_len
-        m.messages_received.labels(self.role).inc()
+        received = server.received.get(self.role)
+        if received is None:
+            received = server.received[self.role] = m.messages_received.labels(self.role)
+        received.inc()
         m.received_bytes.inc(size)
         if txn.mail.reverse_path and any("SUCCESS" in r.notify for r in txn.recipients if r.local):
             await self._success_dsn(txn, source)
@@ -1316,6 +1346,8 @@ class Session:
         """One line per accepted message, as Postfix's smtpd/cleanup/qmgr lines together:
         who sent what to how many, and the queue id under which the queue's lines (one per
         delivery attempt) go on. No secret: the login name, never a password."""
+        if not log.isEnabledFor(logging.INFO):
+            return  # (the fields below cost more than the check)
         tls = self.conn.tls
         fields = {
             "smtp_id": txn.id,

@@ -447,6 +447,11 @@ class AccountStore(Protocol):
         """The raw bytes. Raises KeyError if the message is gone."""
         ...
 
+    async def read_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[bytes | KeyError]:
+        """read_message of each UID, in order, a KeyError in place of a message that is gone: one
+        index lookup for the run (POP3's read-ahead, a FETCH of many bodies)."""
+        ...
+
     async def message_ids(
         self, mailbox_id: int, uids: Sequence[int] | None = None
     ) -> dict[int, MessageIds]:

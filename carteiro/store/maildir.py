@@ -358,7 +358,7 @@ _HAS_NOWAIT = hasattr(os, "RWF_NOWAIT")
 _refuse_nowait: set[int] = set()  # devices whose file system refused RWF_NOWAIT (tmpfs, some FUSE)
 
 
-def read_cached(path: Path) -> bytes | None:
+def read_cached(path: str | Path) -> bytes | None:
     """The whole file at `path` when reading it cannot wait for the disk: every byte is in the
     page cache (preadv2 with RWF_NOWAIT, Linux 4.14+) and the file is small. None when it would
     wait, is big, is missing, or the system cannot tell; the caller then reads it in a thread.

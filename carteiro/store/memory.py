@@ -561,6 +561,13 @@ class MemoryAccountStore:
             raise KeyError(uid) from None
         return mbox.messages[uid].data
 
+    async def read_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[bytes | KeyError]:
+        try:
+            messages = self._mbox(mailbox_id).messages
+        except MailboxNotFound:
+            return [KeyError(uid) for uid in uids]
+        return [m.data if (m := messages.get(uid)) is not None else KeyError(uid) for uid in uids]
+
     async def message_ids(
         self, mailbox_id: int, uids: Sequence[int] | None = None
     ) -> dict[int, MessageIds]:

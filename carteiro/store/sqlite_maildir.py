@@ -239,9 +239,7 @@ class SqliteMaildirStore:
             self._unique.next,
             self._new_read_conn,
             lambda items: self.writer.sync_round(items, waited=False),
-            lambda pairs, bodies, paths: self.writer.background(
-                lambda tx: drop_done(tx.conn, pairs, bodies, paths)
-            ),
+            self._drop_bodies_later,
             self._drop_bodies_now,
             self._locate_cur_dir,
             _message_exists,
@@ -288,7 +286,8 @@ class SqliteMaildirStore:
         base = self.maildir_of(acct_dir)
         return base / mbox_dir if mbox_dir else base
 
-    def _cur_dir(self, acct_dir: str, mbox_dir: str) -> str:
+    def cur_dir(self, acct_dir: str, mbox_dir: str) -> str:
+        """The `cur/` directory of a folder, as a str (no Path joins on the read path), cached."""
         key = (acct_dir, mbox_dir)
         path = self._cur_dirs.get(key)
         if path is None:
@@ -306,7 +305,7 @@ class SqliteMaildirStore:
             row = conn.execute(_CUR_OF_MAILBOX, (mailbox_id,)).fetchone()
         else:
             row = conn.execute(_CUR_OF_MESSAGE, (mailbox_id, uid)).fetchone()
-        return None if row is None else self._cur_dir(row[1], row[0])
+        return None if row is None else self.cur_dir(row[1], row[0])
 
     def _normalize(self, name: str) -> str:
         """names.normalize_mailbox_name, cached (appends name the same few mailboxes)."""
@@ -417,7 +416,8 @@ class SqliteMaildirStore:
             finally:
                 self.listings.published(mailbox_id)
 
-        self.writer.background(job)
+        if not self.writer.background(job):  # closing: the next open publishes it
+            self.listings.published(mailbox_id)
 
     def _refresh_listing(self, conn: sqlite3.Connection, mailbox_id: int) -> None:
         row = conn.execute(f"SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,))
@@ -517,6 +517,15 @@ class SqliteMaildirStore:
         if ap.reserved and ap.data is not None:
             ap.reserved = False
             self.flusher.release(len(ap.data))
+
+    def _drop_bodies_later(
+        self, pairs: list[tuple[int, int, int]], bodies: list[int], paths: list[str]
+    ) -> None:
+        """The file worker's round is durable: its rows go in the writer's next batch, or here and
+        now (its own transaction) when the writer is stopping, which is when close() runs while
+        a round ends: nothing then is left to the next open and no job fails behind the stop."""
+        if not self.writer.background(lambda tx: drop_done(tx.conn, pairs, bodies, paths)):
+            self._drop_bodies_now(pairs, bodies, paths)
 
     def _drop_bodies_now(
         self, pairs: list[tuple[int, int, int]], bodies: list[int], paths: list[str]
@@ -679,7 +688,7 @@ class SqliteMaildirStore:
                     if i == 0:  # one EMAILID for every copy a delivery makes (RFC 8474 5.1)
                         emailid = emailid_of(unique)
                     base = maildir.make_base(unique, ap.size, uid, disk_size)
-                    cur = self._cur_dir(acct.dir, mb.dir)
+                    cur = self.cur_dir(acct.dir, mb.dir)
                     if inline:  # its file is written after COMMIT (flusher.py)
                         names_.append(f"{base}:2,{info}")
                     else:
@@ -859,7 +868,7 @@ class SqliteMaildirStore:
         writes explain is put off (maildir_sync.decide): the folder is scanned once it is quiet."""
         if not mb.selectable:
             return False
-        pair = maildir_sync.stat_pair(self._cur_dir(acct_dir, mb.dir)[:-4])
+        pair = maildir_sync.stat_pair(self.cur_dir(acct_dir, mb.dir)[:-4])
         if pair is None:
             return False  # not where the index says: recovery's business, not a scan's
         stamp = self._stamps.get(mb.id)

@@ -181,6 +181,7 @@ class GroupCommitWriter:
         self._idle = idle
         self._queue: queue.SimpleQueue[Write | None] = queue.SimpleQueue()
         self._closing = False
+        self._closing_lock = threading.Lock()  # background() against stop(): nothing after None
         self.idle_work_pending = True
         self.batches = 0  # committed write transactions (group commit makes this < writes)
         self.sync_rounds = 0  # rounds of fsyncs waited for (each round's fsyncs run in parallel)
@@ -208,14 +209,23 @@ class GroupCommitWriter:
         if self._closing and not self._thread.is_alive():
             self.fail_queued()
 
-    def background(self, fn: Callable[[Tx], Any]) -> None:
-        """Queue a write nobody waits for (a failure is logged)."""
-        self._queue.put(Job(fn, None, None, durable=False))
+    def background(self, fn: Callable[[Tx], Any]) -> bool:
+        """Queue a write nobody waits for (a failure is logged). False, and nothing queued, once
+        stop() was called: a job behind the stop would never run (close() used to fail it with a
+        logged "store is closed"). The caller then does without it (work that the next open's
+        recovery redoes) or does it itself (the file worker drops its bodies on its own thread).
+        """
+        with self._closing_lock:
+            if self._closing:
+                return False
+            self._queue.put(Job(fn, None, None, durable=False))
+        return True
 
     def stop(self) -> None:
         """Ask the thread to stop once what is queued before this call is done."""
-        self._closing = True
-        self._queue.put(None)
+        with self._closing_lock:
+            self._closing = True
+            self._queue.put(None)
 
     def join(self) -> None:
         self._thread.join()

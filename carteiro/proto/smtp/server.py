@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 from carteiro.proto.smtp import commands as C
 from carteiro.proto.smtp import replies as R
@@ -116,6 +117,13 @@ class Mode(enum.Enum):
     CLOSED = "closed"
 
 
+# The members under plain module names for the machine's own tests of its mode: on Python 3.11
+# `Mode.DATA` goes through EnumType's __getattr__ hook (five times the cost of a global), and
+# the mode is read about ten times per command.
+_COMMAND, _SKIP_LINE, _AUTH, _DATA = Mode.COMMAND, Mode.SKIP_LINE, Mode.AUTH, Mode.DATA
+_CHUNK, _TLS, _CLOSED = Mode.CHUNK, Mode.TLS, Mode.CLOSED
+
+
 class ProtocolError(Exception):
     """The caller broke the machine's contract (a bug, never a client's fault)."""
 
@@ -123,7 +131,7 @@ class ProtocolError(Exception):
 class ServerMachine:
     def __init__(self, limits: Limits | None = None, tls: bool = False, lmtp: bool = False) -> None:
         self.limits = limits or Limits()
-        self.mode = Mode.COMMAND
+        self.mode = _COMMAND
         self.tls = tls
         # RFC 2033: LMTP greets with LHLO (HELO/EHLO are errors) and answers the end of the
         # message once per accepted recipient (send_per_recipient)
@@ -171,17 +179,17 @@ class ServerMachine:
         if not data:
             self._eof = True
             return
-        if self.mode is Mode.TLS or self.mode is Mode.CLOSED:
+        if self.mode is _TLS or self.mode is _CLOSED:
             return  # RFC 3207 / CVE-2011-0411: plaintext after STARTTLS is never a command
         self._buf += data
 
     def tls_started(self) -> None:
         """The TLS handshake finished: the client starts over with EHLO (RFC 3207 4.2)."""
-        if self.mode is not Mode.TLS:
+        if self.mode is not _TLS:
             raise ProtocolError("tls_started() without an accepted STARTTLS")
         self._buf.clear()
         self.tls = True
-        self.mode = Mode.COMMAND
+        self.mode = _COMMAND
 
     def next_event(self) -> Event | NeedData:
         if self._awaiting is not None:
@@ -189,17 +197,17 @@ class ServerMachine:
         if self._queued:
             return self._hold(self._queued.popleft())
         mode = self.mode
-        if mode is Mode.COMMAND:
+        if mode is _COMMAND:
             return self._next_command()
-        if mode is Mode.DATA:
+        if mode is _DATA:
             return self._next_data()
-        if mode is Mode.CHUNK:
+        if mode is _CHUNK:
             return self._next_chunk()
-        if mode is Mode.AUTH:
+        if mode is _AUTH:
             return self._next_auth_line()
-        if mode is Mode.SKIP_LINE:
+        if mode is _SKIP_LINE:
             return self._skip_long_line()
-        if mode is Mode.TLS:
+        if mode is _TLS:
             return ConnectionClosed() if self._eof else NEED_DATA
         return ConnectionClosed()
 
@@ -221,7 +229,7 @@ class ServerMachine:
                 # RFC 5321 4.5.3.1.4: 500; the rest of the line is discarded in SKIP_LINE
                 self.last_line = bytes(buf[:80]) + b"..."
                 self._skipped = 0
-                self.mode = Mode.SKIP_LINE
+                self.mode = _SKIP_LINE
                 return Invalid(R.R_500_LINE_TOO_LONG)
             if self._eof:
                 return ConnectionClosed()
@@ -235,7 +243,7 @@ class ServerMachine:
             return Invalid(R.R_500_BARE_NEWLINE_CMD)
         else:
             line = line[:-1]
-        if b"\r" in line or b"\0" in line:
+        if 13 in line or 0 in line:  # CR, NUL (an int: `b"\r" in` first tries it as one)
             return Invalid(R.R_501_SYNTAX.with_text("Control characters in command"))
         return line
 
@@ -247,7 +255,7 @@ class ServerMachine:
         i = buf.find(b"\n", 0, room + 1)
         if i >= 0:
             del buf[: i + 1]
-            self.mode = Mode.COMMAND
+            self.mode = _COMMAND
             return self.next_event()
         if len(buf) > room:
             buf.clear()
@@ -271,29 +279,36 @@ class ServerMachine:
             elif verb[:4] in ("EHLO", "HELO"):
                 return self._hold(Invalid(R.R_500_UNKNOWN.with_text("This is LMTP: send LHLO")))
         parsed = C.parse(text, self.esmtp)
-        if isinstance(parsed, Reply):
-            return self._hold(Invalid(parsed))
-        if isinstance(parsed, C.Unsupported):
-            return self._hold(Invalid(parsed.reply, parsed.fatal))
-        if isinstance(parsed, C.Bdat) and self._received + parsed.size > self.limits.give_up_at:
+        kind = type(parsed)  # (exact types: no command class has subclasses)
+        if kind is Reply:
+            return self._hold(Invalid(cast(Reply, parsed)))
+        if kind is C.Unsupported:
+            unsupported = cast(C.Unsupported, parsed)
+            return self._hold(Invalid(unsupported.reply, unsupported.fatal))
+        parsed = cast(C.Command, parsed)
+        bdat = kind is C.Bdat
+        if bdat and self._received + cast(C.Bdat, parsed).size > self.limits.give_up_at:
             # reading this chunk would only end in the 552-and-close below: say it now, without
             # swallowing up to the bound first
             return self._give_up()
         refusal = self._sequence_check(parsed)
         if refusal is not None:
-            if isinstance(parsed, C.Bdat):
+            if isinstance(parsed, C.Bdat):  # (rare: isinstance narrows for the checker)
                 # RFC 3030 2: the chunk follows the command whatever we think of it; read and
                 # discard it, then give the refusal as the chunk's reply.
                 self._start_chunk(parsed, refusal)
                 return self._next_chunk()
             return self._hold(Invalid(refusal))
-        if isinstance(parsed, C.Bdat):
+        if bdat and isinstance(parsed, C.Bdat):
             self._start_chunk(parsed, None)
             return self._next_chunk()
         return self._hold(parsed)
 
     def _sequence_check(self, cmd: C.Command) -> Reply | None:
         """RFC 5321 4.1.4 command order, and limits the machine can judge alone."""
+        kind = type(cmd)
+        if kind is C.Helo or kind is C.Quit or kind is C.Rset or kind is C.Noop:
+            return None  # (any time: the commands of every session skip the chain below)
         if isinstance(cmd, C.Mail):
             if self.helo is None:
                 return R.R_503_NEED_HELO
@@ -351,7 +366,7 @@ class ServerMachine:
     def _next_auth_line(self) -> Event | NeedData:
         line = self._take_line(AUTH_LINE_MAX)
         if isinstance(line, Invalid):
-            self.mode = Mode.SKIP_LINE if self.mode is Mode.SKIP_LINE else Mode.COMMAND
+            self.mode = _SKIP_LINE if self.mode is _SKIP_LINE else _COMMAND
             if line.reply is R.R_500_LINE_TOO_LONG:
                 line = Invalid(R.R_500_AUTH_LINE_TOO_LONG)
             return self._hold(line)
@@ -362,7 +377,7 @@ class ServerMachine:
     # ---- DATA (RFC 5321 4.1.1.4, 4.5.2) -----------------------------------------------------
 
     def _start_data(self) -> None:
-        self.mode = Mode.DATA
+        self.mode = _DATA
         self.body_kind = "DATA"
         # A sentinel CRLF stands for the one that ended the DATA line, so the terminator and
         # dot-stuffing are always "\r\n." even on the first line; it is dropped when emitted.
@@ -380,7 +395,7 @@ class ServerMachine:
                 if self._over_the_top():
                     return self._give_up()
                 end = DataEnd(self._size, self._problem)
-                self.mode = Mode.COMMAND
+                self.mode = _COMMAND
                 if out:
                     self._queued.append(end)
                     return BodyData(out)
@@ -417,7 +432,7 @@ class ServerMachine:
                 return b""
             # normalise: every bare CR or LF becomes CRLF (then "\n." lines unstuff too)
             raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-        if self.body_kind == "DATA" and b"\r\n." in raw:
+        if self.body_kind == "DATA" and raw.find(b"\r\n.") >= 0:  # (`in` costs more)
             raw = raw.replace(b"\r\n.", b"\r\n")  # RFC 5321 4.5.2: drop a line's first "."
         if self._skip:
             raw, self._skip = raw[self._skip :], 0
@@ -438,7 +453,7 @@ class ServerMachine:
     # ---- BDAT (RFC 3030) ----------------------------------------------------------------------
 
     def _start_chunk(self, cmd: C.Bdat, refusal: Reply | None) -> None:
-        self.mode = Mode.CHUNK
+        self.mode = _CHUNK
         self._chunk = cmd
         self._chunk_left = cmd.size
         self._chunk_size = cmd.size
@@ -472,7 +487,7 @@ class ServerMachine:
                 return BodyData(out)
             if self._over_the_top():
                 return self._give_up()
-        self.mode = Mode.COMMAND
+        self.mode = _COMMAND
         if self._chunk_refusal is not None:
             problem: Reply | None = self._chunk_refusal
         else:
@@ -490,51 +505,56 @@ class ServerMachine:
         ev, self._awaiting = self._awaiting, None
         code = reply.code
         ok = 200 <= code < 400  # reply.is_positive, inline: this runs for every reply
-        if code == 421 or (isinstance(ev, Invalid) and ev.fatal):
-            self.mode = Mode.CLOSED
-        elif isinstance(ev, C.Helo):
+        # dispatch on the exact type (no event class has subclasses), the commands of every
+        # message first: an isinstance chain cost ~6 tests per reply
+        kind = type(ev)
+        if code == 421 or (kind is Invalid and cast(Invalid, ev).fatal):
+            self.mode = _CLOSED
+        elif kind is C.Mail:
             if ok:
-                # RFC 5321 4.1.4: EHLO resets any transaction in progress.
-                self.helo, self.esmtp = ev.name, ev.extended
-                self._reset_transaction()
-        elif isinstance(ev, C.Mail):
-            if ok:
-                self.mail, self.rcpt_count = ev, 0
+                self.mail, self.rcpt_count = cast(C.Mail, ev), 0
                 self._received = 0  # chunks refused before this transaction are not its own
-        elif isinstance(ev, C.Rcpt):
+        elif kind is C.Rcpt:
             if ok:
                 self.rcpt_count += 1
-        elif isinstance(ev, C.Data):
-            if reply.code == 354:
+        elif kind is C.Data:
+            if code == 354:
                 self._start_data()
-        elif isinstance(ev, DataEnd):
+        elif kind is DataEnd:
             self._reset_transaction()
-        elif isinstance(ev, ChunkEnd):
-            if ev.last:
-                self._reset_transaction()  # RFC 3030 2: LAST ends it, whatever the outcome
-            elif not ok and ev.problem is None and self.mail is not None:
-                self._problem = reply  # the session failed a middle chunk: the rest fails too
-        elif isinstance(ev, C.Rset):
+        elif kind is C.Helo:
+            if ok:
+                # RFC 5321 4.1.4: EHLO resets any transaction in progress.
+                helo = cast(C.Helo, ev)
+                self.helo, self.esmtp = helo.name, helo.extended
+                self._reset_transaction()
+        elif kind is C.Quit:
+            if code == 221:
+                self.mode = _CLOSED
+        elif kind is C.Rset:
             if ok:
                 self._reset_transaction()
-        elif isinstance(ev, C.Quit):
-            if reply.code == 221:
-                self.mode = Mode.CLOSED
-        elif isinstance(ev, C.StartTLS):
-            if reply.code == 220:
+        elif kind is ChunkEnd:
+            chunk = cast(ChunkEnd, ev)
+            if chunk.last:
+                self._reset_transaction()  # RFC 3030 2: LAST ends it, whatever the outcome
+            elif not ok and chunk.problem is None and self.mail is not None:
+                self._problem = reply  # the session failed a middle chunk: the rest fails too
+        elif kind is C.StartTLS:
+            if code == 220:
                 # RFC 3207 4.2: forget everything; anything pipelined after STARTTLS is
                 # dropped (the CVE-2011-0411 class).
                 self._buf.clear()
-                self.mode = Mode.TLS
+                self.mode = _TLS
                 self.helo, self.esmtp, self.authenticated = None, False, False
                 self._reset_transaction()
-        elif isinstance(ev, (C.Auth, AuthLine)):
-            if reply.code == 334:
-                self.mode = Mode.AUTH
+        elif kind is C.Auth or kind is AuthLine:
+            if code == 334:
+                self.mode = _AUTH
             else:
-                if self.mode is Mode.AUTH:
-                    self.mode = Mode.COMMAND
-                if reply.code == 235:
+                if self.mode is _AUTH:
+                    self.mode = _COMMAND
+                if code == 235:
                     self.authenticated = True
         return reply.wire
 
@@ -550,7 +570,7 @@ class ServerMachine:
 
     @property
     def closed(self) -> bool:
-        return self.mode is Mode.CLOSED
+        return self.mode is _CLOSED
 
     @property
     def awaiting(self) -> Event | None:

@@ -269,6 +269,22 @@ async def test_idle_timeout_closes_without_update(server: Harness, config: Confi
     assert len(await server.uids()) == 1
 
 
+async def test_idle_timeout_counts_from_the_last_command(server: Harness, config: Config) -> None:
+    """One idle timer per session, pushed forward by each command: a client that talks more
+    often than the timeout stays however long it talks, and is cut off once it stops."""
+    config.pop3.idle_timeout = 0.4
+    await server.add(MSG)
+    c = await server.login()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.2:  # three timeouts' worth of a busy client
+        await asyncio.sleep(0.15)
+        assert await c.cmd("NOOP") == "+OK"
+    t1 = time.monotonic()
+    assert await c.line() == "-ERR Disconnected for inactivity."
+    assert time.monotonic() - t1 >= 0.35
+    assert await c.eof()
+
+
 async def test_failed_logins_are_delayed_then_the_ip_is_refused(server: Harness) -> None:
     server.ctx.throttle = AuthThrottle(failure_delay=0.2, max_failures=2, block_time=60)
     c = await server.connect()

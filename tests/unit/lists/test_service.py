@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -529,3 +531,65 @@ async def test_a_list_made_by_another_process_is_known_at_once(env: Env) -> None
     finally:
         other.close()
     assert env.svc.owns("new@l.test") and env.svc.owns("new-request@l.test")
+
+
+class _CountingConnection:
+    """A sqlite3 connection that counts the statements run through it."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.statements = 0
+
+    def execute(self, *args: Any) -> Any:
+        self.statements += 1
+        return self.conn.execute(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def _age_wal(db: ListDB, seconds: float) -> None:
+    wal = Path(f"{db.path}-wal")
+    st = wal.stat()
+    os.utime(wal, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+async def test_the_list_lookup_per_rcpt_runs_no_query_while_nothing_changes(env: Env) -> None:
+    """RCPT asks whether an address is a list: once the WAL file is quiet, a stat answers."""
+    counting = _CountingConnection(env.db._db)
+    env.db._db = counting  # type: ignore[assignment]
+    _age_wal(env.db, 10)
+    assert env.svc.owns("dev@l.test")  # the query, whose answer the quiet file then vouches for
+    before = counting.statements
+    for _ in range(3):
+        assert env.svc.owns("dev@l.test") and not env.svc.owns("new@l.test")
+    assert counting.statements == before
+
+
+async def test_a_list_made_after_a_quiet_spell_is_known_at_once(env: Env) -> None:
+    _age_wal(env.db, 10)
+    assert env.svc.owns("dev@l.test") and not env.svc.owns("new@l.test")
+    other = ListDB(env.db.path)  # as the CLI opens the file
+    try:
+        other.create(MailingList("new@l.test", ["owner@l.test"], Settings(), T0))
+    finally:
+        other.close()
+    assert env.svc.owns("new@l.test")
+    other = ListDB(env.db.path)
+    try:
+        other.delete("new@l.test")
+    finally:
+        other.close()
+    assert not env.svc.owns("new@l.test")
+
+
+async def test_a_recent_wal_is_not_trusted(env: Env) -> None:
+    """Two commits within one tick of the file clock can leave the same mtime and size: a WAL
+    written less than WAL_QUIET ago never stands for the query."""
+    counting = _CountingConnection(env.db._db)
+    env.db._db = counting  # type: ignore[assignment]
+    _age_wal(env.db, 0)
+    env.svc.owns("dev@l.test")
+    before = counting.statements
+    env.svc.owns("dev@l.test")
+    assert counting.statements == before + 1

@@ -486,3 +486,16 @@ def test_a_bdat_chunk_past_the_bound_is_refused_before_any_of_it_is_read() -> No
     assert run.events[-1] == Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
     run = drive([BDAT_HEAD + b"BDAT 2000 LAST\r\n"], GIVE_UP, eof=False)  # within: read it
     assert run.events[-1] != Invalid(R.R_552_TOO_BIG_CLOSING, fatal=True)
+
+
+@pytest.mark.parametrize("line", [b"NOOP a\rb\r\n", b"NOOP a\0b\r\n", b"MAIL FROM:<a@b>\0\r\n"])
+def test_a_cr_or_nul_inside_a_command_line_is_refused(line: bytes) -> None:
+    m = ServerMachine(Limits())
+    m.receive_data(b"EHLO client.example\r\n")
+    assert isinstance(m.next_event(), C.Helo)
+    m.send(R.R_250_OK)
+    m.receive_data(line + b"NOOP\r\n")
+    ev = m.next_event()
+    assert isinstance(ev, Invalid) and ev.reply.code == 501 and "Control" in ev.reply.text
+    m.send(ev.reply)
+    assert isinstance(m.next_event(), C.Noop)  # the session goes on with the next line

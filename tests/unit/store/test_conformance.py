@@ -151,6 +151,40 @@ async def test_append_list_read_counts(store: MailStore, tmp_path: Path) -> None
         await acct.read_message(inbox.id, 99)
 
 
+async def test_read_messages_reads_a_run_in_order_with_the_gone_as_key_errors(
+    store: MailStore,
+) -> None:
+    """read_messages (POP3's read-ahead): each UID's bytes in the order asked, whatever road each
+    takes (committed bytes, a file, a file big enough for the I/O threads), KeyError for UIDs
+    that are not there or were expunged, and the same bytes read_message returns."""
+    acct = await account(store)
+    inbox = await acct.get_mailbox("INBOX")
+    bodies = [msg(i, size) for i, size in enumerate([10, 3000, 70_000, 200_000, 10])]
+    uids = [(await acct.append("INBOX", b)).uid for b in bodies]
+    await acct.delete_messages(inbox.id, [uids[1]])
+    flush = getattr(store, "flush_files", None)
+    if flush is not None:
+        await flush()  # committed bytes written to files: both roads are tried
+    await acct.append("INBOX", msg(9))  # (this one's bytes may still be in the index)
+    asked = [uids[4], 99, uids[0], uids[1], uids[3], uids[2], 6]
+    got = await acct.read_messages(inbox.id, asked)
+    assert [g if isinstance(g, bytes) else type(g) for g in got] == [
+        bodies[4],
+        KeyError,
+        bodies[0],
+        KeyError,
+        bodies[3],
+        bodies[2],
+        msg(9),
+    ]
+    for uid, g in zip(asked, got, strict=True):
+        if isinstance(g, bytes):
+            assert await acct.read_message(inbox.id, uid) == g
+    assert await acct.read_messages(inbox.id, []) == []
+    [gone] = await acct.read_messages(12345, [uids[0]])  # no such mailbox here
+    assert isinstance(gone, KeyError)
+
+
 async def test_append_refusals(store: MailStore) -> None:
     acct = await account(store)
     with pytest.raises(MailboxNotFound):

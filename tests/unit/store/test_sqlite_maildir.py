@@ -865,3 +865,36 @@ async def test_a_flush_round_is_one_syncfs_per_filesystem_else_an_fsync_per_file
         assert len(calls) == store.flusher.rounds - rounds >= 1 and fsyncs == []
     else:
         assert calls == [] and len(fsyncs) >= 6 + 2  # the files and their two folders
+
+
+async def test_a_flush_round_while_the_writer_stops_is_dropped_silently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file worker's round that ends while close() stops the writer: its body-dropping job
+    used to be queued behind the writer's stop and failed ("background store write failed ...
+    store is closed", seen after bench/pop3.py's fill). It is done on the file worker's thread
+    instead, after its files are durable; close() logs no error."""
+    from carteiro.store import flusher
+
+    monkeypatch.setattr(flusher, "FLUSH_AGE", 60.0)  # no round before close()
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    await store.create_account(ACCOUNT)
+    acct = await store.account(ACCOUNT)
+    bodies = [make_message(str(i), 500) for i in range(5)]
+    await asyncio.gather(*(acct.append("INBOX", b) for b in bodies))
+    assert len(_index_rows(data, "SELECT id FROM bodies")) == 5
+    stopped_join = store.writer.join
+
+    def join_then_round() -> None:  # the worker's round lands between the writer's stop and close
+        stopped_join()
+        store.flusher.flush().wait()
+
+    monkeypatch.setattr(store.writer, "join", join_then_round)
+    with caplog.at_level("ERROR"):
+        await store.close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    assert _index_rows(data, "SELECT id FROM bodies") == []
+    assert _index_rows(data, "SELECT body_id FROM unsynced") == []
+    files = sorted(p.read_bytes() for p in (data / "mail").rglob("cur/*") if p.is_file())
+    assert files == sorted(b.replace(b"\r\n", b"\n") for b in bodies)

@@ -6,13 +6,17 @@ the server's threads per command. Compare two trees in one run (the other checke
 `git worktree add`): background work on timers (file flushes, recent claims) scales with wall
 time, which valgrind stretches, so expect a few per cent of noise, not tens.
 
-Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores|appends] [-n 40] [TREE ...]
+`--kind mix` is issue 11's mix (bench/imap.py's MIX_ROUND) played by 3 clients sharing one
+account, in lockstep, on an INBOX filled with --fill messages (the size the real mix reaches).
+
+Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores|appends|mix] [-n 40] [TREE ...]
 (needs valgrind; each tree takes a few minutes)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import os
 import re
@@ -26,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carteiro.testing.server import ServerProcess
+
+MIX_CLIENTS = 3
 
 MESSAGE = (
     b"From: a@example.org\r\nTo: u@example.test\r\nSubject: bench\r\n"
@@ -45,6 +51,21 @@ SEQUENCES: dict[str, list[bytes | tuple[bytes, bytes]]] = {
     "stores": [b"STORE 1 +FLAGS (\\Deleted)", b"STORE 1 -FLAGS (\\Deleted)"],
     # a 1 KB APPEND each (committed with its bytes; its file written after, in rounds)
     "appends": [(b"APPEND INBOX", MESSAGE)],
+    # issue 11's mix: see bench/imap.py MIX_ROUND
+    "mix": [
+        (b"APPEND INBOX (\\Seen)", MESSAGE),
+        b"FETCH 1:* (UID FLAGS)",
+        b"FETCH * (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])",
+        b"FETCH * (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])",
+        b"FETCH 1:* (UID FLAGS)",
+        b"FETCH * (BODY.PEEK[])",
+        b"STORE 1 +FLAGS (\\Seen)",
+        b"STORE 1 +FLAGS (\\Deleted)",
+        b"EXPUNGE",
+        b'LIST "" "*"',
+        b"STATUS INBOX (MESSAGES UNSEEN UIDNEXT)",
+        b"EXPUNGE",
+    ],
 }
 
 
@@ -75,7 +96,25 @@ class Client:
                 return
 
 
-def count(tree: Path, kind: str, n: int, out_dir: Path) -> int:
+async def _fill(data: Path, account: str, n: int) -> None:
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+    store = SqliteMaildirStore(data)
+    try:
+        acct = await store.account(account)
+        for i in range(0, n, 100):
+            batch = [
+                (MESSAGE, ("\\Seen",) if j % 10 else (), 1_700_000_000.0 + j)
+                for j in range(i, min(n, i + 100))
+            ]
+            await acct.append_many("INBOX", batch)
+        # indexed here, or the server would index them inside the measured window
+        await asyncio.get_running_loop().run_in_executor(None, store.wait_search_indexed)
+    finally:
+        await store.close()
+
+
+def count(tree: Path, kind: str, n: int, out_dir: Path, fill: int = 0) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="imap-instr-"))
     srv = ServerProcess(
         tmp,
@@ -84,6 +123,8 @@ def count(tree: Path, kind: str, n: int, out_dir: Path) -> int:
         extra_config="[imap]\nallow_plaintext_auth = true\n[auth]\ncache_ttl = 3600.0\n",
     )
     srv.init()
+    if fill:
+        asyncio.run(_fill(srv.data, "u@example.test", fill))
     out = out_dir / f"callgrind.{tree.name}.{kind}.out"
     for old in glob.glob(f"{out}*"):
         os.unlink(old)
@@ -108,22 +149,32 @@ def count(tree: Path, kind: str, n: int, out_dir: Path) -> int:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(1)
-        c.cmd(b"LOGIN u@example.test pw-bench-123")
-        for _ in range(40):
+        clients = [c] + [
+            Client(srv.ports["imap"]) for _ in range(MIX_CLIENTS - 1 if kind == "mix" else 0)
+        ]
+        for cl in clients:
+            cl.cmd(b"LOGIN u@example.test pw-bench-123")
+        for _ in range(0 if fill else 40):
             c.cmd(b"APPEND INBOX", MESSAGE)
-        c.cmd(b"SELECT INBOX")
+        for cl in clients:
+            cl.cmd(b"SELECT INBOX")
         sequence = SEQUENCES[kind]
-        for _ in range(5):
+
+        def play() -> None:
             for step in sequence:
-                c.cmd(*step) if isinstance(step, tuple) else c.cmd(step)
+                for cl in clients:
+                    cl.cmd(*step) if isinstance(step, tuple) else cl.cmd(step)
+
+        for _ in range(5):
+            play()
         time.sleep(1)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         for _ in range(n):
-            for step in sequence:
-                c.cmd(*step) if isinstance(step, tuple) else c.cmd(step)
+            play()
         time.sleep(2)  # work the commands left on timers lands inside the window
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-        c.cmd(b"LOGOUT")
+        for cl in clients:
+            cl.cmd(b"LOGOUT")
     finally:
         proc.terminate()
         proc.wait(300)
@@ -131,7 +182,7 @@ def count(tree: Path, kind: str, n: int, out_dir: Path) -> int:
     text = Path(dumps[0]).read_text()  # the first dump: the zeroed window
     m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
     assert m, "no totals in the callgrind dump"
-    return int(m.group(1)) // (n * len(sequence))
+    return int(m.group(1)) // (n * len(sequence) * len(clients))
 
 
 def main() -> None:
@@ -139,9 +190,13 @@ def main() -> None:
     ap.add_argument("trees", nargs="*", type=Path, default=[Path(__file__).resolve().parent.parent])
     ap.add_argument("--kind", choices=sorted(SEQUENCES), default="reads")
     ap.add_argument("-n", type=int, default=40)
+    ap.add_argument("--fill", type=int, default=None, help="messages in INBOX first (mix: 1000)")
     args = ap.parse_args()
+    fill = args.fill if args.fill is not None else (1000 if args.kind == "mix" else 0)
     out_dir = Path(tempfile.mkdtemp(prefix="imap-instr-out-"))
-    results = [(tree, count(tree.resolve(), args.kind, args.n, out_dir)) for tree in args.trees]
+    results = [
+        (tree, count(tree.resolve(), args.kind, args.n, out_dir, fill)) for tree in args.trees
+    ]
     base = results[0][1]
     for tree, per in results:
         print(f"{tree!s:40} {args.kind}: {per:10,} instructions per command ({per / base:.2f}x)")

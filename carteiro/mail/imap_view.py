@@ -10,11 +10,14 @@ Never renders protocol bytes; never touches storage except through the AccountSt
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from array import array
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from carteiro.store.api import (
     SEEN,
@@ -32,6 +35,10 @@ from carteiro.store.api import (
 )
 
 log = logging.getLogger("carteiro.imap")
+
+# Event-loop turns a view waits for an APPEND under way to log the message an event announces
+# (AppendLog) before it asks the store instead.
+CHAIN_WAITS = 3
 
 
 @dataclass(slots=True)
@@ -56,15 +63,76 @@ class Updates:
         )
 
 
+class AppendLog:
+    """What APPEND knew of the messages it added (UID, MODSEQ, flags, INTERNALDATE, size), by
+    account, mailbox id and UID. The change feed's MessageAdded carries only the UID and MODSEQ:
+    a view told of a message appended through this process (by any of its sessions) applies the
+    event from here rather than asking the store. Bounded; the oldest entries go first."""
+
+    __slots__ = ("_metas", "_size", "_writing")
+
+    def __init__(self, size: int = 4096) -> None:
+        self._metas: OrderedDict[tuple[str, int, int], MessageMeta] = OrderedDict()
+        self._size = size
+        self._writing: dict[str, int] = {}  # account -> APPENDs under way
+
+    def begin(self, account: str) -> None:
+        """An APPEND to `account` starts: its event may reach the views before `add` runs (the
+        store wakes them at COMMIT, before the APPEND's own task resumes)."""
+        self._writing[account] = self._writing.get(account, 0) + 1
+
+    def end(self, account: str) -> None:
+        """That APPEND is over (its messages added, or it failed)."""
+        left = self._writing.get(account, 0) - 1
+        if left > 0:
+            self._writing[account] = left
+        else:
+            self._writing.pop(account, None)
+
+    def writing(self, account: str) -> bool:
+        return account in self._writing
+
+    def add(self, account: str, mailbox_id: int, meta: MessageMeta) -> None:
+        if len(self._metas) >= self._size:
+            self._metas.popitem(last=False)
+        self._metas[(account, mailbox_id, meta.uid)] = meta
+
+    def get(self, account: str, mailbox_id: int, uid: int) -> MessageMeta | None:
+        return self._metas.get((account, mailbox_id, uid))
+
+
+class RecentClaims:
+    """The highest UID a read-write session of this process has claimed as \\Recent, per mailbox
+    (and UIDVALIDITY). The store's claims are at least that (a process's claims take effect in
+    it at once), so a claim up to a UID at or below it would take nothing: answered here, with
+    no store read (in a mailbox shared by many sessions, only the first to meet a new message
+    asks the store)."""
+
+    __slots__ = ("_top",)
+
+    def __init__(self) -> None:
+        self._top: dict[tuple[str, int, int], int] = {}
+
+    def get(self, key: tuple[str, int, int]) -> int:
+        return self._top.get(key, 0)
+
+    def note(self, key: tuple[str, int, int], uid: int) -> None:
+        if uid > self._top.get(key, 0):
+            if len(self._top) >= 10_000:
+                self._top.clear()  # only saves reads: forgetting costs one each
+            self._top[key] = uid
+
+
 class MailboxView:
     """The selected mailbox as this session knows it. MSN n is `uids[n - 1]`."""
 
     __slots__ = (
         "_events",
         "_expunged",
-        "_own",
         "account",
+        "appended",
         "changed",
+        "claims",
         "deleted",
         "info",
         "keywords",
@@ -72,8 +140,11 @@ class MailboxView:
         "modseq",
         "readonly",
         "recent",
+        "rendered",
+        "rendered_key",
         "store",
         "uids",
+        "unseen",
     )
 
     def __init__(
@@ -83,18 +154,30 @@ class MailboxView:
         metas: list[MessageMeta],
         readonly: bool,
         recent_before: int,
+        appended: AppendLog | None = None,
+        claims: RecentClaims | None = None,
     ) -> None:
         """`recent_before`: the highest UID claimed as \\Recent before this session (see
-        `start`); the messages above it are \\Recent in this session."""
+        `start`); the messages above it are \\Recent in this session. `appended`: the log the
+        server's APPENDs write (see AppendLog); without one, only this view's own. `claims`: the
+        server's RecentClaims, if any."""
         self.store = store
         self.account = store.account
         self.info = info
         self.readonly = readonly
         self.metas = metas
         self.uids = array("I", [m.uid for m in metas])
+        # One slot per message for the server's rendering of its metadata (FETCH 1:* (UID FLAGS)
+        # asked again and again): opaque here, cleared whenever the message's meta is replaced,
+        # and all at once when the renderer asks with another key (see `rendered_for`).
+        self.rendered: list[bytes | None] = [None] * len(metas)
+        self.rendered_key: object = None
+        # messages without \\Seen, kept as metas change (STATUS UNSEEN of the selected mailbox)
+        self.unseen = sum(1 for m in metas if SEEN not in m.flags)
         self._events: list[ChangeEvent] = []
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
-        self._own: dict[int, MessageMeta] = {}  # appended by this session, event not yet seen
+        self.appended = appended if appended is not None else AppendLog(1000)
+        self.claims = claims
         last = self.uids[-1] if self.uids else 0
         # what the view has caught up to: the store's changes after it are what sync() applies
         # (an `info` read before `metas` only makes sync() look again at what it already has)
@@ -112,15 +195,23 @@ class MailboxView:
 
     @classmethod
     async def start(
-        cls, store: AccountStore, info: MailboxInfo, metas: list[MessageMeta], readonly: bool
+        cls,
+        store: AccountStore,
+        info: MailboxInfo,
+        metas: list[MessageMeta],
+        readonly: bool,
+        appended: AppendLog | None = None,
+        claims: RecentClaims | None = None,
     ) -> MailboxView:
         """The view SELECT/EXAMINE opens on a snapshot. \\Recent (RFC 3501 2.3.2) comes from the
         store's claims, shared by every session and process and kept across restarts: SELECT
         claims what it sees, so those messages are \\Recent here and to no later session;
         EXAMINE (RFC 3501 6.3.2: MUST NOT cause messages to lose \\Recent) only looks, so it
         sees the unclaimed ones as \\Recent and leaves them to the next SELECT."""
-        before = await _recent_before(store, info.id, metas[-1].uid if metas else 0, readonly)
-        return cls(store, info, metas, readonly, before)
+        up_to = metas[-1].uid if metas else 0
+        key = (store.account, info.id, info.uidvalidity)
+        before = await _recent_before(store, info.id, up_to, readonly, claims, key)
+        return cls(store, info, metas, readonly, before, appended, claims)
 
     @classmethod
     async def open(cls, store: AccountStore, name: str, readonly: bool) -> MailboxView:
@@ -164,6 +255,36 @@ class MailboxView:
                 return i + 1
         return None
 
+    def counts_at(self, modseq: int) -> tuple[int, int] | None:
+        """(messages, unseen) as the store has them at HIGHESTMODSEQ `modseq`: known here when
+        the view has caught up to exactly that MODSEQ and has no event left to apply (expunges
+        not yet announced are left out). Else None: ask the store."""
+        if self.deleted or self._events or self.modseq != modseq:
+            return None
+        n, unseen = len(self.uids), self.unseen
+        for uid in self._expunged:
+            i = self.index_of(uid)
+            if i is not None:
+                n -= 1
+                unseen -= SEEN not in self.metas[i].flags
+        return n, unseen
+
+    def rendered_for(self, key: object) -> list[bytes | None]:
+        """The per-message rendering slots for a renderer identified by `key` (what it renders
+        and how); another key empties them. Entries are valid while the message's meta (flags,
+        MODSEQ) is the one they were rendered from: every change here sets the slot to None.
+        \\Recent never changes while a message is in the view, so it may be rendered too."""
+        if key != self.rendered_key:
+            self.rendered_key = key
+            self.rendered = [None] * len(self.metas)
+        return self.rendered
+
+    def _set_meta(self, i: int, meta: MessageMeta) -> None:
+        """Every change of a message's meta goes through here (and _append, _remove)."""
+        self.unseen += (SEEN not in meta.flags) - (SEEN not in self.metas[i].flags)
+        self.metas[i] = meta
+        self.rendered[i] = None
+
     def flag_list(self) -> list[str]:
         """The FLAGS response: system flags and every keyword in use (RFC 3501 7.2.6)."""
         return [*sorted(SYSTEM_FLAGS), *sorted(self.keywords)]
@@ -172,15 +293,23 @@ class MailboxView:
         """0-based indexes for inclusive MSN ranges (already resolved against `*`), ascending,
         without duplicates; numbers beyond the mailbox are dropped."""
         n = len(self.uids)
-        out: set[int] = set()
+        spans: list[range] = []
+        ordered = True  # ascending and disjoint (SequenceSet.resolve's): no set, no sort
+        top = 0
         for lo, hi in ranges:
             if lo > hi:
                 lo, hi = hi, lo
             lo = max(lo, 1)
             hi = min(hi, n)
             if lo <= hi:
-                out.update(range(lo - 1, hi))
-        return sorted(out)
+                ordered = ordered and lo > top
+                top = max(top, hi)
+                spans.append(range(lo - 1, hi))
+        if len(spans) == 1:
+            return list(spans[0])
+        if ordered:
+            return [i for span in spans for i in span]
+        return sorted({i for span in spans for i in span})
 
     def indexes_for_uids(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
         """0-based indexes of the messages whose UID lies in the inclusive ranges."""
@@ -204,16 +333,15 @@ class MailboxView:
             i = self.index_of(m.uid)
             if i is not None and m.modseq >= self.metas[i].modseq:
                 old = self.metas[i]
-                self.metas[i] = MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size)
+                self._set_meta(i, MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size))
                 grew = self._note_keywords(m.flags) or grew
                 if self.changed is not None:
                     self.changed.add(m.uid)
         return grew
 
     def note_appended(self, meta: MessageMeta) -> None:
-        """Our own APPEND into this mailbox: its MessageAdded event needs no store lookup."""
-        if len(self._own) < 1000:
-            self._own[meta.uid] = meta
+        """An APPEND into this mailbox: its MessageAdded event needs no store lookup."""
+        self.appended.add(self.account, self.info.id, meta)
 
     def expunge_now(self, uids: Iterable[int]) -> tuple[list[int], list[int]]:
         """Our own EXPUNGE/MOVE: remove these now; returns the MSNs to announce, in order
@@ -264,12 +392,16 @@ class MailboxView:
             new_metas = await self._catch_up(0, dirty, upd)
         elif mine:
             applied = self._apply_chain(mine, dirty, upd)
-            new_metas = (
-                applied if applied is not None else await self._catch_up(self.modseq, dirty, upd)
-            )
-            for ev in mine:
-                if isinstance(ev, MessageAdded):
-                    self._own.pop(ev.uid, None)
+            for _ in range(CHAIN_WAITS):
+                # an APPEND of this process committed, its task not yet resumed to log it: it
+                # runs within a turn or two of the event loop, cheaper than asking the store
+                if applied is not False or not self.appended.writing(self.account):
+                    break
+                await asyncio.sleep(0)
+                applied = self._apply_chain(mine, dirty, upd)
+            if applied is None or applied is False:
+                applied = await self._catch_up(self.modseq, dirty, upd)
+            new_metas = applied
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
             upd.expunged = self._remove(gone)
@@ -279,8 +411,9 @@ class MailboxView:
             # one claim per sync, however many messages arrived (RFC 3501 2.3.2: the first
             # session told of a message sees it \Recent, a read-write one takes it)
             try:
+                key = (self.account, self.info.id, self.info.uidvalidity)
                 before = await _recent_before(
-                    self.store, self.info.id, new_metas[-1].uid, self.readonly
+                    self.store, self.info.id, new_metas[-1].uid, self.readonly, self.claims, key
                 )
             except MailboxNotFound:  # deleted under us: its deletion event says so
                 log.debug("claiming recent in mailbox %d failed", self.info.id, exc_info=True)
@@ -301,26 +434,28 @@ class MailboxView:
         events: list[MessageAdded | MessagesExpunged | FlagsChanged],
         dirty: dict[int, None],
         upd: Updates,
-    ) -> list[MessageMeta] | None:
+    ) -> list[MessageMeta] | Literal[False] | None:
         """Apply events directly when they are the whole story: their MODSEQs follow the view's
-        without a gap and every added message is known (our own APPEND). Else None: the caller
-        asks the store. Returns the new messages."""
+        without a gap and every added message is known (an APPEND through this process, see
+        AppendLog). Returns the new messages; else nothing is changed and the caller asks the
+        store: False when only an added message is unknown (yet), None otherwise."""
         mods = sorted({ev.modseq for ev in events})
         if mods[0] != self.modseq + 1 or mods[-1] - self.modseq != len(mods):
             return None
-        for ev in events:
-            if isinstance(ev, MessageAdded) and ev.uid not in self._own:
-                return None
-        pending: dict[int, MessageMeta] = {}
+        known: dict[int, MessageMeta] = {}
         last = self.max_uid
-        for ev in sorted(events, key=lambda e: e.modseq):
+        for ev in events:
             if isinstance(ev, MessageAdded):
-                meta = self._own[ev.uid]
+                meta = self.appended.get(self.account, self.info.id, ev.uid)
+                if meta is None:
+                    return False  # (nothing was changed yet: the checks come first)
                 if meta.modseq != ev.modseq or ev.uid <= last:
-                    return None  # (nothing was changed yet: the checks above come first)
+                    return None
+                known[ev.uid] = meta
+        pending: dict[int, MessageMeta] = {}
         for ev in sorted(events, key=lambda e: e.modseq):
             if isinstance(ev, MessageAdded):
-                pending[ev.uid] = self._own[ev.uid]
+                pending[ev.uid] = known[ev.uid]
             elif isinstance(ev, MessagesExpunged):
                 for u in ev.uids:
                     if pending.pop(u, None) is None and self.index_of(u) is not None:
@@ -337,8 +472,8 @@ class MailboxView:
                     old = self.metas[i]
                     if old.flags != ev.flags:
                         dirty[ev.uid] = None
-                    self.metas[i] = MessageMeta(
-                        ev.uid, ev.flags, ev.modseq, old.internaldate, old.size
+                    self._set_meta(
+                        i, MessageMeta(ev.uid, ev.flags, ev.modseq, old.internaldate, old.size)
                     )
                     if self._note_keywords(ev.flags):
                         upd.new_keywords = True
@@ -374,7 +509,7 @@ class MailboxView:
                 if m.modseq > old.modseq:
                     if m.flags != old.flags:
                         dirty[m.uid] = None
-                    self.metas[i] = m
+                    self._set_meta(i, m)
                     if self._note_keywords(m.flags):
                         upd.new_keywords = True
             elif m.uid > last:
@@ -389,6 +524,8 @@ class MailboxView:
         """Add `new` (ascending UIDs); those above `recent_before` are \\Recent here."""
         for m in new:
             self.metas.append(m)
+            self.rendered.append(None)
+            self.unseen += SEEN not in m.flags
             self.uids.append(m.uid)
             if self._note_keywords(m.flags):
                 upd.new_keywords = True
@@ -397,23 +534,34 @@ class MailboxView:
         upd.recent = len(self.recent)
 
     def _remove(self, gone: set[int]) -> list[int]:
+        """Drop these UIDs; the MSNs to announce (see expunge_now). New lists rather than edits
+        in place, cut by slices around the removed positions (one expunge in a big mailbox is a
+        few memory copies, not a Python loop over every message)."""
         if not gone:
             return []
-        msns: list[int] = []
+        pos = sorted(i for i in map(self.index_of, gone) if i is not None)
+        self.recent -= gone
+        if not pos:
+            return []
+        uids, metas, rendered = self.uids, self.metas, self.rendered
         keep_uids = array("I")
         keep_metas: list[MessageMeta] = []
-        removed = 0
-        for i, uid in enumerate(self.uids):
-            if uid in gone:
-                msns.append(i + 1 - removed)
-                removed += 1
-            else:
-                keep_uids.append(uid)
-                keep_metas.append(self.metas[i])
+        keep_rendered: list[bytes | None] = []
+        start = 0
+        for p in pos:
+            self.unseen -= SEEN not in metas[p].flags
+            if p > start:
+                keep_uids += uids[start:p]
+                keep_metas += metas[start:p]
+                keep_rendered += rendered[start:p]
+            start = p + 1
+        keep_uids += uids[start:]
+        keep_metas += metas[start:]
+        keep_rendered += rendered[start:]
         self.uids = keep_uids
         self.metas = keep_metas
-        self.recent -= gone
-        return msns
+        self.rendered = keep_rendered
+        return [p + 1 - j for j, p in enumerate(pos)]
 
     def _note_keywords(self, flags: frozenset[str]) -> bool:
         grew = False
@@ -424,11 +572,27 @@ class MailboxView:
         return grew
 
 
-async def _recent_before(store: AccountStore, mailbox_id: int, up_to: int, readonly: bool) -> int:
+async def _recent_before(
+    store: AccountStore,
+    mailbox_id: int,
+    up_to: int,
+    readonly: bool,
+    claims: RecentClaims | None = None,
+    key: tuple[str, int, int] = ("", 0, 0),
+) -> int:
     """The highest UID claimed as \\Recent before this session; a read-write session claims every
-    UID up to `up_to` at the same time (atomically, so each message is recent to one session)."""
+    UID up to `up_to` at the same time (atomically, so each message is recent to one session).
+    When this process already claimed `up_to` (claims), the answer (at least `up_to`: nothing
+    is recent to the caller) needs no store read."""
     if up_to == 0:
         return 0  # no message to be recent: nothing to ask
     if readonly:
         return await store.recent_claimed(mailbox_id)
-    return await store.claim_recent(mailbox_id, up_to)
+    if claims is not None:
+        top = claims.get(key)
+        if top >= up_to:
+            return top
+    before = await store.claim_recent(mailbox_id, up_to)
+    if claims is not None:
+        claims.note(key, up_to)
+    return before

@@ -12,6 +12,7 @@ import asyncio
 
 from carteiro import __version__
 from carteiro.config import IMAPConfig
+from carteiro.mail.imap_view import AppendLog, RecentClaims
 from carteiro.mail.message_cache import MessageCache
 from carteiro.mail.metadata_db import METADATA_FILE, MetadataLimits, MetadataStore
 from carteiro.net.listener import Connection, Listener
@@ -89,6 +90,8 @@ class IMAPServer:
         size = self.config.message_cache_mb * 1024 * 1024
         self.cache = ctx.keep("imap.cache", lambda: MessageCache(size))
         self.sorts = ctx.keep("imap.sorts", sort.ResultCache)  # whole-mailbox SORT/THREAD answers
+        self.appended = ctx.keep("imap.appended", AppendLog)  # what APPEND told the views
+        self.claims = ctx.keep("imap.claims", RecentClaims)  # \Recent claimed in this process
         cfg = self.config
         self.metadata = ctx.keep(  # RFC 5464 entries, DATA/metadata.sqlite
             "imap.metadata", lambda: MetadataStore(ctx.config.data_dir / METADATA_FILE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Set as AbstractSet
+from typing import cast
 
 from carteiro.mime import bodystructure
 from carteiro.mime.parse import Message
@@ -151,7 +152,14 @@ async def fetch(s: Session, tag: str, req: c.Fetch) -> Result:
                     store, view.id, view.info.uidvalidity, meta.uid
                 )
             else:
-                msg = mf.whole(await store.read_message(view.id, meta.uid))
+                # BODY[] / RFC822: the stored octets, from the parsed message when it is cached
+                # (the same bytes: Message.raw, or .data when parsing changed nothing)
+                hit = cache.get((store.account, view.id, view.info.uidvalidity, meta.uid))
+                if hit is not None:
+                    raw = hit.raw if hit.raw is not None else hit.data
+                else:
+                    raw = await store.read_message(view.id, meta.uid)
+                msg = mf.whole(raw)
         except KeyError:
             gone.append(meta.uid)
             continue
@@ -235,17 +243,18 @@ def _fetch_meta(
     attrs: tuple[pf.FetchAttr, ...],
     extra: dict[int, bytes] | None = None,
 ) -> None:
-    """Metadata-only FETCH: one pass, no awaits, flag lists rendered once per distinct set.
-    `extra`: items rendered beforehand, by UID (EMAILID, THREADID)."""
+    """Metadata-only FETCH: one pass, no awaits. Each message's items are rendered once and kept
+    in the view (`MailboxView.rendered_for`) until its flags or MODSEQ change, so a client that
+    asks `FETCH 1:* (UID FLAGS)` again and again costs a join, not a rendering per line.
+    `extra`: items rendered beforehand, by UID (EMAILID, THREADID); those are not kept."""
     view = s.view
     assert view is not None
     metas = view.metas
-    recent = view.recent if not s.rev2 else frozenset()
+    rev2 = s.rev2
+    recent = view.recent if not rev2 else frozenset()
     kinds = tuple(a.kind for a in attrs)
-    flag_list = render.flag_list
-    lines: list[bytes]
     if extra is not None:
-        lines = []
+        lines: list[bytes] = []
         for i in idx:
             meta = metas[i]
             items = [_meta_item(k, meta, recent) for k in kinds]
@@ -253,20 +262,51 @@ def _fetch_meta(
                 items.append(extra[meta.uid])
             if items:
                 lines.append(b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n")
-    elif kinds == (pf.UID, pf.FLAGS) and not recent:
-        lines = [
-            b"* %d FETCH (UID %d FLAGS %s)\r\n" % (i + 1, metas[i].uid, flag_list(metas[i].flags))
-            for i in idx
-        ]
-    elif kinds == (pf.FLAGS,) and not recent:
-        lines = [b"* %d FETCH (FLAGS %s)\r\n" % (i + 1, flag_list(metas[i].flags)) for i in idx]
-    else:
-        lines = []
+        s.out += b"".join(lines)
+        return
+    # the slot holds "items)\r\n": the message number, which an expunge shifts, is not in it
+    cache = view.rendered_for((kinds, rev2))
+    flag_list = render.flag_list
+    if kinds == (pf.UID, pf.FLAGS):
         for i in idx:
-            meta = metas[i]
-            items = [_meta_item(k, meta, recent) for k in kinds]
-            lines.append(b"* %d FETCH (" % (i + 1) + b" ".join(items) + b")\r\n")
-    s.out += b"".join(lines)
+            if cache[i] is None:
+                meta = metas[i]
+                uid = meta.uid
+                cache[i] = b"UID %d FLAGS %s)\r\n" % (uid, flag_list(meta.flags, uid in recent))
+    else:
+        for i in idx:
+            if cache[i] is None:
+                meta = metas[i]
+                cache[i] = b" ".join([_meta_item(k, meta, recent) for k in kinds]) + b")\r\n"
+    filled = cast(list[bytes], cache)  # every slot of idx is set now
+    first, last = idx[0], idx[-1]
+    if last >= _PREFIXES_MAX:
+        s.out += b"".join([b"* %d FETCH (%s" % (i + 1, filled[i]) for i in idx])
+        return
+    prefixes = _prefixes(last + 1)
+    # prefix, items, prefix, items...: filled by slice assignment and joined as a list (3x
+    # faster than joining an iterator that interleaves them)
+    parts: list[bytes] = [b""] * (2 * len(idx))
+    if last - first + 1 == len(idx):  # a range (1:*): slices, no per-line Python at all
+        parts[0::2] = prefixes[first : last + 1]
+        parts[1::2] = filled[first : last + 1]
+    else:
+        parts[0::2] = [prefixes[i] for i in idx]
+        parts[1::2] = [filled[i] for i in idx]
+    s.out += b"".join(parts)
+
+
+# "* n FETCH (" for the first message numbers, shared by every session: a metadata FETCH joins
+# these with the view's kept renderings. Bounded: beyond it, lines are formatted one by one.
+_PREFIXES: list[bytes] = []
+_PREFIXES_MAX = 20_000
+
+
+def _prefixes(n: int) -> list[bytes]:
+    have = len(_PREFIXES)
+    if have < n:
+        _PREFIXES.extend(b"* %d FETCH (" % k for k in range(have + 1, n + 1))
+    return _PREFIXES
 
 
 def _meta_item(kind: str, meta: MessageMeta, recent: AbstractSet[int]) -> bytes:

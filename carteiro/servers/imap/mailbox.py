@@ -255,9 +255,17 @@ async def lsub(s: Session, tag: str, req: c.Lsub) -> Result:
 async def status_response(s: Session, info: MailboxInfo, items: Iterable[str]) -> bytes:
     store = _store(s)
     counts = None
+    view = s.view
+    # The selected mailbox, when the view is exactly at the store's HIGHESTMODSEQ (read with
+    # `info`): MESSAGES and UNSEEN from the view, the same numbers without a scan of the index
+    in_view = (
+        view.counts_at(info.highestmodseq) if view is not None and view.id == info.id else None
+    )
     parts: list[bytes] = []
     for item in items:
-        if item in ("MESSAGES", "UNSEEN", "DELETED", "SIZE", "DELETED-STORAGE"):
+        if in_view is not None and item in ("MESSAGES", "UNSEEN"):
+            n = in_view[0] if item == "MESSAGES" else in_view[1]
+        elif item in ("MESSAGES", "UNSEEN", "DELETED", "SIZE", "DELETED-STORAGE"):
             if counts is None:
                 counts = await store.counts(info.id)
             n = {
@@ -306,6 +314,10 @@ async def status(s: Session, tag: str, req: c.Status) -> Result:
         s.enable_condstore()  # RFC 7162 3.1.6: a CONDSTORE enabling command
     if refused := undecodable(req.mailbox):
         return refused
+    if s.view is not None and ("MESSAGES" in req.items or "UNSEEN" in req.items):
+        # the selected mailbox's pending changes first (announced now rather than after the
+        # STATUS line), so its view can answer them (status_response)
+        await s.sync(True)
     info = await _store(s).get_mailbox(req.mailbox)
     if not info.selectable:
         return no("Mailbox isn't selectable", "NONEXISTENT")
@@ -331,6 +343,8 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
     dates = [
         m.internal_date.timestamp() if m.internal_date is not None else now for m in req.messages
     ]
+    appended = s.server.appended
+    appended.begin(store.account)
     try:
         if len(bodies) == 1:
             results = [await store.append(req.mailbox, bodies[0], req.messages[0].flags, dates[0])]
@@ -340,13 +354,14 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
                 req.mailbox,
                 [(d, m.flags, w) for d, m, w in zip(bodies, req.messages, dates, strict=True)],
             )
+        for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
+            # the views of this process's sessions learn the new message without the store
+            meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
+            appended.add(store.account, r.mailbox_id, meta)
     except MailboxNotFound:
         return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
-    view = s.view
-    for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
-        if view is not None and view.id == r.mailbox_id:
-            # the view learns the new message without asking the store again
-            view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
+    finally:
+        appended.end(store.account)
     uids = [r.uid for r in results]
     return ok(
         "Append completed.",
@@ -407,7 +422,7 @@ async def replace(s: Session, tag: str, req: c.Replace) -> Result:
         return no("The message to replace no longer exists", "EXPUNGEISSUED")
     # RFC 8508 3.3: APPENDUID in an untagged OK, then the EXPUNGE (or VANISHED) of the old one
     s.untagged(f"OK [APPENDUID {r.uidvalidity} {r.uid}] Replacement Message ready")
-    if view.id == r.mailbox_id:
-        view.note_appended(MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data)))
+    meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
+    s.server.appended.add(view.account, r.mailbox_id, meta)
     s.announce_expunged(*view.expunge_now([uid]))
     return ok("Replace completed.")

@@ -1,8 +1,8 @@
 """Small, fast IMAP response encoders used by the handlers (RFC 9051 4.3, 9).
 
 Strings become atoms only where the grammar says astring; otherwise quoted when safe, else a
-literal. Flag lists are cached per frozenset: FETCH 1:* (FLAGS) on 100,000 messages renders each
-distinct set once. Nothing here does I/O.
+literal. Flag lists are cached per frozenset, with and without \\Recent: FETCH 1:* (FLAGS) on
+100,000 messages renders each distinct set once. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ _QUOTABLE_UTF8 = re.compile(rb"[^\x00\r\n]*")
 _ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')
 
 _flag_cache: dict[frozenset[str], bytes] = {}
+_recent_cache: dict[frozenset[str], bytes] = {}  # the same sets with \Recent added
 
 
 def sort_flags(flags: Iterable[str]) -> list[str]:
@@ -30,13 +31,13 @@ def sort_flags(flags: Iterable[str]) -> list[str]:
 
 def flag_list(flags: frozenset[str], recent: bool = False) -> bytes:
     """``(\\Seen $Label)`` for a FETCH FLAGS item."""
-    if recent:
-        return b"(" + b" ".join(f.encode() for f in [*sort_flags(flags), "\\Recent"]) + b")"
-    out = _flag_cache.get(flags)
+    cache = _recent_cache if recent else _flag_cache
+    out = cache.get(flags)
     if out is None:
-        out = b"(" + b" ".join(f.encode() for f in sort_flags(flags)) + b")"
-        if len(_flag_cache) < 4096:
-            _flag_cache[flags] = out
+        names = [*sort_flags(flags), "\\Recent"] if recent else sort_flags(flags)
+        out = b"(" + b" ".join(f.encode() for f in names) + b")"
+        if len(cache) < 4096:
+            cache[flags] = out
     return out
 
 

@@ -40,7 +40,9 @@ async def select(s: Session, tag: str, req: c.Select) -> Result:
         if not info.selectable:
             sub.close()
             return no("Mailbox isn't selectable", "NONEXISTENT")
-        view = await MailboxView.start(store, info, metas, req.readonly)
+        view = await MailboxView.start(
+            store, info, metas, req.readonly, s.server.appended, s.server.claims
+        )
     except BaseException:
         sub.close()
         raise

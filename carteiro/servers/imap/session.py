@@ -633,7 +633,7 @@ def _reason(e: BaseException) -> str:
 _MSN_COMMANDS = (c.Fetch, c.Store, c.Search, c.Copy, c.Move, c.Replace)
 
 # Parse results shared between sessions (see on_command): only frozen requests made of tuples,
-# strings and immutable values (SequenceSet keeps its resolution cache in one attribute, so a
+# frozensets, strings and immutable values (SequenceSet keeps its resolution cache in one attribute, so a
 # shared instance is safe), keyed by (command name, the rest of the line, UTF-8 names on).
 _CACHEABLE = (
     c.Noop,
@@ -646,6 +646,8 @@ _CACHEABLE = (
     c.Close,
     c.Unselect,
     c.Idle,
+    c.List,
+    c.Status,
 )
 _PARSED: dict[tuple[str, bytes, bool], c.Request] = {}
 _PARSED_SIZE = 1024

@@ -72,3 +72,22 @@ async def test_binary_append_with_nul(server):
     raw = await c.raw_response_of("a2 FETCH 1 (BINARY.PEEK[] BODY.PEEK[])")
     assert b"BINARY[] ~{%d}\r\n" % len(data) in raw
     assert literals(raw) == [(b"BINARY[]", data), (b"BODY[]", data.replace(b"\x00", b"\x80"))]
+
+
+async def test_whole_message_items_after_the_message_was_parsed(server):
+    """BODY[] and RFC822 of a message already parsed and cached (by a BODYSTRUCTURE or a header
+    FETCH) come from that cache: the same stored octets as a read, bare LFs, NUL as 0x80."""
+    nul = b"Subject: nul\n\nA\x00B\n"
+    c = await server.connect(login=True)
+    for data, kind in ((BARE_LF, b"~"), (BARE_LF, b""), (nul, b"~")):
+        await c.send(b"a1 APPEND INBOX " + kind + b"{%d+}\r\n" % len(data) + data + b"\r\n")
+        assert "a1 OK" in (await c.raw_response("a1")).decode()
+    crlf = BARE_LF.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    await c.cmd("EXAMINE INBOX")
+    before = await c.raw_response_of("a2 FETCH 1:3 (BODY.PEEK[])")
+    await c.raw_response_of("a3 FETCH 1:3 (BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    after = await c.raw_response_of("a4 FETCH 1:3 (BODY.PEEK[])")
+    expected = [(b"BODY[]", BARE_LF), (b"BODY[]", crlf), (b"BODY[]", nul.replace(b"\x00", b"\x80"))]
+    assert literals(before) == literals(after) == expected
+    raw = await c.raw_response_of("a5 FETCH 1 (RFC822 RFC822.SIZE)")
+    assert literals(raw) == [(b"RFC822", BARE_LF)] and b"RFC822.SIZE %d" % len(BARE_LF) in raw

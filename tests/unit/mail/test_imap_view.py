@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from carteiro.mail.imap_view import MailboxView
-from carteiro.store.api import DELETED, SEEN, FlagOp
+from carteiro.mail.imap_view import MailboxView, RecentClaims
+from carteiro.store.api import DELETED, SEEN, FlagOp, Resync
 from carteiro.store.memory import MemoryMailStore
 
 ACCT = "alice@example.test"
@@ -161,3 +161,131 @@ async def test_resync_diffs_against_store(acct):
     view.feed([Resync(ACCT)])
     upd = await view.sync(True)
     assert upd.expunged == [5] and upd.exists == 5 and [m for m, _ in upd.flags] == [1]
+
+
+async def test_rendered_slots_follow_every_meta_change(acct):
+    """A slot kept for the server's rendering of a message is emptied when that message's meta
+    changes (own STORE, another session's, a catch-up from the store), stays with its message
+    when an expunge renumbers, starts empty for an arrival, and a new key empties them all."""
+    view, sub = await open_view(acct)
+    slots = view.rendered_for("k")
+    for i in range(5):
+        slots[i] = b"uid %d" % view.uids[i]
+    changed, _ = await acct.set_flags(view.id, [1], FlagOp.ADD, [SEEN])
+    view.apply_flags(changed)  # own STORE
+    assert view.rendered_for("k")[0] is None and view.rendered_for("k")[1] == b"uid 2"
+    view.feed(sub.pending())  # its echo changes nothing
+    await view.sync(allow_expunge=True)
+    view.rendered_for("k")[0] = b"uid 1"
+    # another session: a flag change, an expunge (by number 2) and an arrival
+    await acct.set_flags(view.id, [4], FlagOp.ADD, [SEEN])
+    await acct.delete_messages(view.id, [2])
+    await acct.append("INBOX", msg(9))
+    view.feed(sub.pending())
+    upd = await view.sync(allow_expunge=True)
+    assert upd.expunged == [2] and upd.exists == 5
+    assert list(view.uids) == [1, 3, 4, 5, 6]
+    assert view.rendered_for("k") == [b"uid 1", b"uid 3", None, b"uid 5", None]
+    assert len(view.rendered) == len(view.metas) == len(view)
+    view.rendered_for("k")[2] = b"uid 4"
+    # a resync (the feed lost track) compares with the store: only changed messages lose theirs
+    await acct.set_flags(view.id, [5], FlagOp.ADD, [DELETED])
+    view.feed([Resync(ACCT, view.id)])
+    await view.sync(allow_expunge=True)
+    assert view.rendered_for("k") == [b"uid 1", b"uid 3", b"uid 4", None, None]
+    assert view.rendered_for("other") == [None] * 5
+
+
+async def test_expunge_of_several_keeps_slots_aligned(acct):
+    view, _ = await open_view(acct)
+    slots = view.rendered_for("k")
+    for i in range(5):
+        slots[i] = b"uid %d" % view.uids[i]
+    msns, uids = view.expunge_now([5, 1, 3, 99])
+    assert msns == [1, 2, 3] and uids == [1, 3, 5]  # RFC 3501 6.4.3 numbering
+    assert list(view.uids) == [2, 4]
+    assert [m.uid for m in view.metas] == [2, 4]
+    assert view.rendered == [b"uid 2", b"uid 4"]
+
+
+async def test_msn_ranges_ordered_or_not(acct):
+    view, _ = await open_view(acct)
+    assert view.indexes_for_msns([(1, 5)]) == [0, 1, 2, 3, 4]
+    assert view.indexes_for_msns([(1, 2), (4, 9)]) == [0, 1, 3, 4]
+    assert view.indexes_for_msns([(4, 5), (1, 2)]) == [0, 1, 3, 4]  # not in order
+    assert view.indexes_for_msns([(2, 4), (3, 5)]) == [1, 2, 3, 4]  # overlapping
+    assert view.indexes_for_msns([(5, 2)]) == [1, 2, 3, 4]
+    assert view.indexes_for_msns([(7, 9)]) == []
+
+
+async def test_counts_at_the_stores_modseq_only(acct):
+    """MESSAGES/UNSEEN of the selected mailbox from the view (STATUS): only at exactly the
+    store's HIGHESTMODSEQ with nothing left to apply, unannounced expunges left out, and equal to
+    what the store counts."""
+    view, sub = await open_view(acct)
+
+    async def store_counts():
+        c = await acct.counts(view.id)
+        return (c.messages, c.unseen), (await acct.get_mailbox("INBOX")).highestmodseq
+
+    counts, top = await store_counts()
+    assert view.counts_at(top) == counts == (5, 5)
+    changed, _ = await acct.set_flags(view.id, [1, 2], FlagOp.ADD, [SEEN])
+    view.apply_flags(changed)  # own STORE
+    counts, top = await store_counts()
+    assert view.counts_at(top) is None  # the echo of it is not applied yet
+    view.feed(sub.pending())
+    await view.sync(allow_expunge=True)
+    assert view.counts_at(top) == counts == (5, 3)
+    await acct.delete_messages(view.id, [1, 3])  # one \Seen, one not
+    await acct.append("INBOX", msg(7))
+    counts, top = await store_counts()
+    assert view.counts_at(top) is None  # events pending
+    view.feed(sub.pending())
+    upd = await view.sync(allow_expunge=False)  # expunges withheld (FETCH, say)
+    assert upd.exists == 6 and len(view) == 6
+    assert view.counts_at(top) == counts == (4, 3)
+    await view.sync(allow_expunge=True)
+    assert view.counts_at(top) == counts
+    assert view.unseen == sum(1 for m in view.metas if SEEN not in m.flags)
+    await acct.set_flags(view.id, [4], FlagOp.ADD, [SEEN])
+    assert view.counts_at((await store_counts())[1]) is None  # the store moved on
+
+
+async def test_claims_this_process_made_need_no_store_read(acct):
+    """RecentClaims (one per server): once a session of this process has claimed a message, the
+    others' claims up to it are answered without the store, with the store's answer (nothing
+    recent to them); EXAMINE still asks (it claims nothing); a later message is claimed again."""
+    claims = RecentClaims()
+    calls = []
+    real_claim, real_claimed = acct.claim_recent, acct.recent_claimed
+
+    async def claim(mailbox_id, up_to):
+        calls.append(("claim", up_to))
+        return await real_claim(mailbox_id, up_to)
+
+    async def claimed(mailbox_id):
+        calls.append(("claimed", 0))
+        return await real_claimed(mailbox_id)
+
+    acct.claim_recent, acct.recent_claimed = claim, claimed
+
+    async def view_of(readonly=False):
+        sub = acct.subscribe()
+        info, metas = await acct.open_mailbox("INBOX")
+        return await MailboxView.start(acct, info, metas, readonly, None, claims), sub
+
+    v1, s1 = await view_of()
+    assert sorted(v1.recent) == [1, 2, 3, 4, 5] and calls == [("claim", 5)]
+    v2, s2 = await view_of()
+    assert not v2.recent and calls == [("claim", 5)]  # answered by the claims
+    ro, s3 = await view_of(readonly=True)
+    assert not ro.recent and calls[-1] == ("claimed", 0)
+    calls.clear()
+    await acct.append("INBOX", msg(9))
+    for view, sub in ((v2, s2), (v1, s1), (ro, s3)):
+        view.feed(sub.pending())
+        await view.sync(True)
+    assert v2.recent == {6} and v1.recent == {1, 2, 3, 4, 5}  # the first told takes it
+    assert not ro.recent and calls == [("claim", 6), ("claimed", 0)]
+    assert await real_claimed(v1.id) == 6

@@ -14,6 +14,8 @@ Needs root (Postfix's master starts as root) and `postfix` installed. Not a test
 
 Run: .venv/bin/python bench/smtp_postfix.py [--messages 2000] [--repeat 3] [--only carteiro]
                                             [--rcpt local|remote ...] [--same-connection]
+                                            [--size 1024] [--sessions 1]
+(issue 10's three workloads: the default; --sessions 20; --size 102400 --sessions 20)
 """
 
 from __future__ import annotations
@@ -83,9 +85,13 @@ def wait_idle(root: int, timeout: float = 30.0) -> float:
     return used
 
 
+SIZE = 1024  # message payload octets (smtp-source -l); --size
+SESSIONS = 1  # parallel sessions (smtp-source -s); --sessions
+
+
 def send(port: int, rcpt: str, messages: int, same_connection: bool) -> float:
     """smtp-source against 127.0.0.1:port; returns the wall time in seconds."""
-    cmd = [SMTP_SOURCE, "-4", "-l", "1024", "-m", str(messages), "-s", "1"]
+    cmd = [SMTP_SOURCE, "-4", "-l", str(SIZE), "-m", str(messages), "-s", str(SESSIONS)]
     cmd += ["-M", "client.example.org", "-f", "sender@example.org", "-t", rcpt]
     if same_connection:
         cmd.append("-d")
@@ -172,12 +178,19 @@ def main() -> None:
     ap.add_argument("--only", choices=["carteiro", "postfix"])
     ap.add_argument("--same-connection", action="store_true", help="smtp-source -d")
     ap.add_argument("--dir", help="where to put carteiro's data dir (default: a temp dir under .)")
+    ap.add_argument("--size", type=int, default=SIZE, help="payload octets (smtp-source -l)")
+    ap.add_argument("--sessions", type=int, default=SESSIONS, help="smtp-source -s")
     args = ap.parse_args()
+    global SIZE, SESSIONS
+    SIZE, SESSIONS = args.size, args.sessions
     if (reason := postfix.available()) is not None:
         raise SystemExit(reason)
     kinds = args.rcpt or ["local", "remote"]
     shape = "one connection" if args.same_connection else "a connection per message"
-    print(f"1 KB (smtp-source -l 1024 -s 1), {shape}, {args.messages} messages per figure")
+    print(
+        f"{SIZE} octets (smtp-source -l {SIZE} -s {SESSIONS}), {shape},"
+        f" {args.messages} messages per figure"
+    )
     base = Path(args.dir) if args.dir else Path.cwd()
     with tempfile.TemporaryDirectory(prefix="bench-smtp-pf-", dir=base) as tmp:
         root = Path(tmp)

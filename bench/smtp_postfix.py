@@ -170,6 +170,7 @@ def count_carteiro(data: Path) -> int:
 
 
 def main() -> None:
+    global SIZE, SESSIONS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200, help="messages sent first, not counted")
@@ -181,7 +182,6 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=SIZE, help="payload octets (smtp-source -l)")
     ap.add_argument("--sessions", type=int, default=SESSIONS, help="smtp-source -s")
     args = ap.parse_args()
-    global SIZE, SESSIONS
     SIZE, SESSIONS = args.size, args.sessions
     if (reason := postfix.available()) is not None:
         raise SystemExit(reason)

@@ -99,7 +99,7 @@ class SMTPConfig:
     # Messages up to this size stay in memory until the store commits them (with their bytes, in
     # its write-ahead log: no temp file, one fsync); larger ones stream to DATA/tmp as they come.
     # Memory per session stays bounded by this. 0: every message goes through a temp file.
-    memory_buffer_max: int = 64 * 1024
+    memory_buffer_max: int = 256 * 1024
     mbox_lock_timeout: float = (
         30.0  # seconds to wait for another writer's lock, then 4xx / EX_TEMPFAIL
     )

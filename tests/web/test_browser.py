@@ -118,16 +118,20 @@ def test_round_trip_in_the_browser(srv: ServerProcess, browser: object, tmp_path
     sync_api.expect(inbox.locator(".body-text")).to_contain_text("Um coração em anexo.")
     inbox.screenshot(path=str(ARTIFACTS / "message.png"))
     assert inbox.evaluate(UNLABELLED) == []
-    for attempt in range(2):
-        with inbox.expect_download() as dl:
-            inbox.get_by_role("link", name="dados ç.bin").click()
-        assert dl.value.suggested_filename == "dados ç.bin"
-        if dl.value.failure() is None:
-            break
-        # headless Chromium on a loaded machine has cancelled a download once (seen in CI);
-        # a second click must then succeed, and a server that sends nothing fails both
-        assert attempt == 0, dl.value.failure()
-    assert Path(dl.value.path()).read_bytes() == ATTACHMENT
+    with inbox.expect_download() as dl:
+        inbox.get_by_role("link", name="dados ç.bin").click()
+    assert dl.value.suggested_filename == "dados ç.bin"  # from our Content-Disposition
+    if dl.value.failure() is None:
+        got = Path(dl.value.path()).read_bytes()
+    else:
+        # Headless Chromium on a loaded machine cancels a download on its own side now and then
+        # (seen in CI, once twice in a row): the same URL through the page's own request context
+        # (its session cookie) must then give the attachment, with the same disposition.
+        resp = inbox.request.get(dl.value.url)
+        assert resp.ok, resp.status
+        assert "attachment" in resp.headers["content-disposition"]
+        got = resp.body()
+    assert got == ATTACHMENT
 
     # r replies; the reply goes out and arrives too.
     inbox.locator("body").press("r")

@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
+from carteiro.testing.procstat import cpu_of_tree as tree_cpu
 from carteiro.testing.server import ServerProcess, free_port, wait_port
 
 USERS = 10
@@ -43,7 +44,6 @@ MESSAGE = (
 ) * 1
 BIG_ACCOUNT = "big@example.test"
 IDLE_ACCOUNT = "idle@example.test"
-CLK = os.sysconf("SC_CLK_TCK")
 
 
 def user(i: int) -> str:
@@ -53,43 +53,20 @@ def user(i: int) -> str:
 # ---- process accounting --------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(ppid, utime+stime+cutime+cstime seconds)."""
+def _ppid(pid: int) -> int | None:
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[1]), sum(int(x) for x in fields[11:15]) / CLK
-
-
-def tree_cpu(root: int) -> float:
-    """CPU seconds of a process tree: live processes plus the children they reaped."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st is not None:
-                stats[int(entry)] = st
-    members = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in members and pid not in members:
-                members.add(pid)
-                grew = True
-    return sum(stats[p][1] for p in members if p in stats)
+    return int(text[text.rindex(")") + 2 :].split()[1])
 
 
 def tree_rss(root: int) -> int:
     total = 0
     pids = [root]
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st is not None and st[0] == root:
-                pids.append(int(entry))
+        if entry.isdigit() and _ppid(int(entry)) == root:
+            pids.append(int(entry))
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -33,44 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carteiro.testing import postfix
+from carteiro.testing.procstat import cpu_of_tree
 from carteiro.testing.server import ServerProcess
 
 LOCAL = "bench@example.test"
 REMOTE = "someone@remote.test"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_of_tree(root: int) -> float:
-    """CPU seconds of process `root` and every live descendant (utime + stime), plus what its
-    reaped children used (cutime + cstime of `root`): Postfix's daemons come and go under master."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = _stat(int(entry))
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        stats[int(entry)] = st
-        children.setdefault(int(st[1]), []).append(int(entry))
-    total = 0
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        st = stats.get(pid)
-        if st is None:
-            continue
-        total += int(st[11]) + int(st[12])
-        if pid == root:
-            total += int(st[13]) + int(st[14])
-        todo.extend(children.get(pid, []))
-    return total / TICK
 
 
 def wait_idle(root: int, timeout: float = 30.0) -> float:

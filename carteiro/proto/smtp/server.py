@@ -403,7 +403,8 @@ class ServerMachine:
                     dot = i
                 i = buf.find(DOT_LINE, i + 3)  # (none can start at i + 1 or i + 2)
             if end >= 0:
-                raw = bytes(buf[: end + 2])  # keeps the CRLF ending the last line
+                # (bytes of a memoryview: bytes(buf[:n]) copies twice, ten times the cost)
+                raw = bytes(memoryview(buf)[: end + 2])  # keeps the CRLF ending the last line
                 del buf[: end + 5]
                 out = self._content(raw, dot >= 0)
                 if self._over_the_top():
@@ -424,7 +425,7 @@ class ServerMachine:
                 cut = j
             if cut <= self._skip:
                 return NEED_DATA
-            raw = bytes(buf[:cut])
+            raw = bytes(memoryview(buf)[:cut])
             del buf[:cut]
             out = self._content(raw, 0 <= dot < cut)
             if out:
@@ -487,7 +488,7 @@ class ServerMachine:
             n = min(self._chunk_left, len(buf))
             if n == 0:
                 return ConnectionClosed() if self._eof else NEED_DATA
-            raw = bytes(buf[:n])
+            raw = bytes(memoryview(buf)[:n])
             del buf[:n]
             self._chunk_left -= n
             if self._chunk_refusal is not None:

@@ -402,11 +402,14 @@ class ServerMachine:
                 if dot < 0:
                     dot = i
                 i = buf.find(DOT_LINE, i + 3)  # (none can start at i + 1 or i + 2)
+            # The sentinel is left out of the copy, unless the first line starts with "." (then
+            # it is unstuffed with the sentinel in place and dropped after).
+            start = self._skip if dot != 0 else 0
             if end >= 0:
                 # (bytes of a memoryview: bytes(buf[:n]) copies twice, ten times the cost)
-                raw = bytes(memoryview(buf)[: end + 2])  # keeps the CRLF ending the last line
+                raw = bytes(memoryview(buf)[start : end + 2])  # with the last line's CRLF
                 del buf[: end + 5]
-                out = self._content(raw, dot >= 0)
+                out = self._content(raw, dot >= 0, start)
                 if self._over_the_top():
                     return self._give_up()
                 done = DataEnd(self._size, self._problem)
@@ -425,20 +428,21 @@ class ServerMachine:
                 cut = j
             if cut <= self._skip:
                 return NEED_DATA
-            raw = bytes(memoryview(buf)[:cut])
+            raw = bytes(memoryview(buf)[start:cut])
             del buf[:cut]
-            out = self._content(raw, 0 <= dot < cut)
+            out = self._content(raw, 0 <= dot < cut, start)
             if out:
                 return BodyData(out)
             if self._over_the_top():
                 return self._give_up()
             # swallowed (over size, or rejected content): look for the end again
 
-    def _content(self, raw: bytes, dotted: bool) -> bytes:
+    def _content(self, raw: bytes, dotted: bool, dropped: int = 0) -> bytes:
         """Check newlines, unstuff (DATA: `dotted` when `raw` has a "\r\n."), count the size;
         returns what to pass on (b"" once the transaction failed: the rest is swallowed until
-        its end)."""
-        self._received += len(raw)
+        its end). `dropped`: the sentinel octets already left out of `raw` (a CRLF: taking it
+        away changes neither the newline check nor the normalising, which pairs it first)."""
+        self._received += len(raw) + dropped
         if self._problem is not None:
             return b""
         # Every CR starts a CRLF and every LF ends one exactly when putting a CR back before
@@ -454,7 +458,9 @@ class ServerMachine:
         if dotted:
             raw = raw.replace(DOT_LINE, b"\r\n")  # RFC 5321 4.5.2: drop a line's first "."
         if self._skip:
-            raw, self._skip = raw[self._skip :], 0
+            if not dropped:
+                raw = raw[self._skip :]
+            self._skip = 0
         self._size += len(raw)
         if self._size > self.limits.max_message_size:
             self._problem = R.R_552_TOO_BIG

@@ -7,9 +7,10 @@
 The machine owns framing and sequencing (RFC 5321 4.1.4, RFC 2920 PIPELINING, RFC 3030 BDAT, dot
 transparency 4.5.2, SIZE counting), and learns the outcome of each command from the reply the
 session sends. Policy (who may relay, whether a user exists) is the session's. Message data is
-never handled line by line: the terminator is found with bytes.find and dot-unstuffing is one
-bytes.replace. Only <CR><LF>.<CR><LF> ends DATA; bare CR or LF is rejected or normalised
-(`bare_newline`), so \\n.\\n, \\r.\\r or \\n.\\r\\n never end or smuggle a message.
+never handled line by line: one bytes.find for <CR><LF>. finds both the terminator and the
+dot-stuffed lines, and dot-unstuffing is one bytes.replace. Only <CR><LF>.<CR><LF> ends DATA; bare
+CR or LF is rejected or normalised (`bare_newline`), so \\n.\\n, \\r.\\r or \\n.\\r\\n never
+end or smuggle a message.
 Never import asyncio, sockets, ssl or the store here.
 """
 
@@ -24,7 +25,7 @@ from carteiro.proto.smtp import commands as C
 from carteiro.proto.smtp import replies as R
 from carteiro.proto.smtp.replies import Reply
 
-DOT_LINE = b"\r\n."  # a line starting with "." (RFC 5321 4.5.2), or the start of TERMINATOR
+DOT_LINE = b"\r\n."  # a line starting with "." (RFC 5321 4.5.2), or the start of "\r\n.\r\n"
 AUTH_LINE_MAX = 12288  # RFC 4954 4: AUTH command and response lines may be this long
 
 

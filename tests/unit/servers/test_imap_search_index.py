@@ -55,6 +55,7 @@ TEXTS = [
     "",
     "x" * 300 + " tail-word",
     "ﬁne ligature and STRASSE",
+    "naïve—résumé «quoted» 日本語テキスト x-y",
 ]
 
 
@@ -126,6 +127,7 @@ NEEDLES = [
     "straße", "STRASSE", "ss", "e gr", "grüße aus", "jörg", "foobar@", "<foobar@example.test>",
     "joe, shall", "3:30", "fine", "ﬁne", "tail-wo", "x tail", "inner", "html", "<p>", "zzzz",
     "id-42", "re: meet", "[list]", "unicode, name", "ü", "\u00e9", "list] fwd",
+    "e—r", "ve—résumé «q", "«quoted»", "résumé «quo", "日本", "テキスト x", "ïve—r", "x «quoted",
 ]  # fmt: skip
 FIELDS = ["SUBJECT", "FROM", "TO", "CC", "BCC", "BODY", "TEXT", "HEADER MESSAGE-ID", "HEADER X-Tag"]
 DAYS = ["7-Feb-1994", "8-Feb-1994", "2-Oct-2024", "1-Oct-2024", "14-Nov-2023"]

@@ -13,10 +13,11 @@ import pytest
 from carteiro.mime import searchtext
 from carteiro.store import search_index
 from carteiro.store.api import DELETED, FlagOp, IndexTerm
+from carteiro.store.index import SEARCH_TEXT
 from carteiro.store.maintenance import check, reindex
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import ACCOUNT, index_then_crash, make_message
+from .workers import ACCOUNT, index_then_crash, make_message, open_then_crash
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -50,7 +51,7 @@ async def subject_hits(store: SqliteMaildirStore, mailbox: str, needle: str) -> 
     return set(hits.hits)
 
 
-@pytest.mark.parametrize("point", ["parsed", "search_rows", "indexed"])
+@pytest.mark.parametrize("point", ["parsed", "search_rows", "search_text", "indexed"])
 async def test_crash_at_each_step_of_the_indexer(tmp_path: Path, point: str) -> None:
     data = tmp_path / "data"
     store = SqliteMaildirStore(data)
@@ -158,6 +159,32 @@ def test_fts_query_is_a_superset_of_the_substring() -> None:
     assert q("r 99 x") == '"99" "x" *'
     assert q("- café") == '"café" *'
     assert q("a -- --") is None
+    # one token per item (the table keeps no positions): a run is cut where unicode61 may split
+    # it, what follows the cut may be the tail of a token
+    assert q("x CAFE\u0301S Y") == '"CAFE\u0301S" "Y" *'  # NFKD accents continue the token
+    assert q("x FOO\u2014BAR Y") == '"FOO" * "Y" *'
+    assert q("x \u65e5\u672c Y") == '"Y" *'
+    assert q("x AB\u65e5 Y") == '"AB" * "Y" *'
+
+
+def test_the_characters_fts_query_keeps_in_a_token_are_token_characters() -> None:
+    """fts_query's items are single tokens only if unicode61 keeps every character it treats as
+    certain inside a token: checked against SQLite itself, character by character (a phrase of
+    two tokens would be an error on a table without positions)."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute(f"CREATE VIRTUAL TABLE t USING fts5({SEARCH_TEXT})")
+    conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+    kept = [chr(c) for c in range(0x80, 0x3000) if search_index._token_char(chr(c))]
+    assert len(kept) > 400
+    conn.executemany(
+        "INSERT INTO t (rowid, body) VALUES (?, ?)", [(ord(c), f"Q{c}Q") for c in kept]
+    )
+    terms = conn.execute("SELECT doc, count(*), min(term) FROM v GROUP BY doc").fetchall()
+    assert len(terms) == len(kept)
+    # one term per text, the whole of it: "Q", the character (or nothing: a dropped accent), "Q"
+    assert [chr(d) for d, n, term in terms if n != 1 or len(term) < 2] == []
+    for c in kept:  # and each is a one-token query (no error, no phrase)
+        conn.execute("SELECT rowid FROM t WHERE t MATCH ?", (f'"x{c}" *',)).fetchall()
 
 
 async def test_an_index_folded_otherwise_is_built_again_once(tmp_path: Path) -> None:
@@ -211,3 +238,71 @@ async def test_sort_index_above_a_uid_gives_only_the_later_messages(tmp_path: Pa
         assert later[4] == everything[4]
     finally:
         await store.close()
+
+
+OLD_SEARCH_TEXT = "body, head, tokenize = 'unicode61 remove_diacritics 2'"  # positions kept
+
+
+def make_old_format(data: Path) -> None:
+    """What an older version left: the same texts in an FTS table with positions (detail=full)
+    and FTS5's default merging."""
+    conn = sqlite3.connect(data / "index.sqlite")
+    with conn:
+        texts = conn.execute("SELECT rowid, body, head FROM search_text").fetchall()
+        conn.execute("DROP TABLE search_vocab")
+        conn.execute("DROP TABLE search_text")
+        conn.execute(f"CREATE VIRTUAL TABLE search_text USING fts5({OLD_SEARCH_TEXT})")
+        conn.execute("CREATE VIRTUAL TABLE search_vocab USING fts5vocab(search_text, 'row')")
+        conn.executemany("INSERT INTO search_text (rowid, body, head) VALUES (?, ?, ?)", texts)
+    conn.close()
+
+
+async def body_hits(store: SqliteMaildirStore, needle: str) -> set[int] | None:
+    acct = await store.account(ACCOUNT)
+    box = await acct.get_mailbox("INBOX")
+    [hits] = await acct.search_index(box.id, [IndexTerm("body", "", searchtext.fold(needle))])
+    return None if hits is None else set(hits.hits)
+
+
+async def test_an_index_of_an_older_format_is_built_again_once(tmp_path: Path) -> None:
+    """An FTS table defined otherwise than SEARCH_TEXT (positions kept) is dropped once at open,
+    with the rows it goes with, and built again; a crash in the middle leaves the old one whole."""
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        for i in range(3):
+            text = f"Subject: format {i}\r\n\r\nneedle{i} text—dash\r\n"
+            await acct.append("INBOX", text.encode())
+        assert store.wait_search_indexed(30)
+    finally:
+        await store.close()
+    make_old_format(data)
+    assert check(data).ok
+    assert run_child(open_then_crash, str(data), "search_format") == 86
+    assert check(data).ok  # rolled back: the old table, its rows and the marks, all there
+    assert (
+        OLD_SEARCH_TEXT
+        in rows(data, "SELECT sql FROM sqlite_master WHERE name = 'search_text'")[0][0]
+    )
+    store = SqliteMaildirStore(data)
+    try:
+        sql = rows(data, "SELECT sql FROM sqlite_master WHERE name = 'search_text'")[0][0]
+        assert f"fts5({SEARCH_TEXT})" in str(sql)
+        merge = rows(data, "SELECT v FROM search_text_config WHERE k = 'automerge'")
+        assert merge == [(search_index.AUTOMERGE,)]
+        assert store.wait_search_indexed(30)
+        assert check(data).ok
+        assert await subject_hits(store, "INBOX", "format 2") == {3}
+        assert await body_hits(store, "dle1 text—d") == {2}  # "text" *, then instr()
+        assert await body_hits(store, "eedle2") == {3}  # the terms holding it, then instr()
+        assert await body_hits(store, "needle2 dash") == set()
+    finally:
+        await store.close()
+    before = rows(data, "SELECT count(*) FROM search_text_docsize")
+    assert before == [(3,)]
+    store = SqliteMaildirStore(data, search_indexer=False)
+    await store.close()
+    assert rows(data, "SELECT count(*) FROM search_text_docsize") == before  # not dropped again
+    assert rows(data, "SELECT uid FROM search_progress") == [(3,)]

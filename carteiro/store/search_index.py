@@ -450,7 +450,11 @@ def index_batch(
     out = []
     for uid, when, got in datas:
         if got is None:
-            continue  # expunged (or its file lost: `store check` reports that)
+            # Expunged (write_rows drops its row), or its folder renamed since `pending` looked,
+            # or its file lost (`store check` reports that): the mark passes it all the same,
+            # so it gets a row that sends SEARCH to the message itself.
+            out.append(Extracted(uid, 2, (None,) * 19, "", ""))
+            continue
         out.append(extract(uid, got[0], when, got[1]))
     return mailbox_id, upto, out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -306,3 +307,40 @@ async def test_an_index_of_an_older_format_is_built_again_once(tmp_path: Path) -
     await store.close()
     assert rows(data, "SELECT count(*) FROM search_text_docsize") == before  # not dropped again
     assert rows(data, "SELECT uid FROM search_progress") == [(3,)]
+
+
+async def test_a_message_the_indexer_cannot_read_is_searched_in_its_file(tmp_path: Path) -> None:
+    """A file not where `pending` said (its folder renamed in between, or lost) must not leave a
+    hole below the mark: the message gets a row that sends SEARCH to the message itself."""
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data, search_indexer=False)
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        for i in range(3):
+            await acct.append("INBOX", make_message(f"unread {i}"))
+        await store.flush_files()
+        reader = search_index.file_reader(store.folder)
+
+        def racing(conn: sqlite3.Connection, mailbox_id: int, uid: int, *rest: Any) -> Any:
+            return None if uid == 2 else reader(conn, mailbox_id, uid, *rest)
+
+        conn = sqlite3.connect(data / "index.sqlite", isolation_level=None)
+        try:
+            assert search_index.build(conn, racing) == 3
+        finally:
+            conn.close()
+        assert check(data).ok
+        assert rows(data, "SELECT uid, state FROM search_fields ORDER BY uid") == [
+            (1, 0),
+            (2, 2),
+            (3, 0),
+        ]
+        acct = await store.account(ACCOUNT)
+        box = await acct.get_mailbox("INBOX")
+        [hits] = await acct.search_index(
+            box.id, [IndexTerm("header", "subject", searchtext.fold("unread"))]
+        )
+        assert hits is not None and set(hits.hits) == {1, 3} and 2 in hits.unsure
+    finally:
+        await store.close()

@@ -650,8 +650,8 @@ def fts_query(needle: str) -> str | None:
             k = i
             while k < j and _token_char(needle[k]):
                 k += 1
-            if k > i:
-                run = needle[i:k]
+            run = needle[i:k]
+            if any(c.isalnum() for c in run):  # (a lone accent is no token: it matches nothing)
                 parts.append(f'"{run}"' if k == j < n else f'"{run}" *')
         i = j
     return " ".join(parts) if parts else None

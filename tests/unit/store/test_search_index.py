@@ -166,6 +166,8 @@ def test_fts_query_is_a_superset_of_the_substring() -> None:
     assert q("x FOO\u2014BAR Y") == '"FOO" * "Y" *'
     assert q("x \u65e5\u672c Y") == '"Y" *'
     assert q("x AB\u65e5 Y") == '"AB" * "Y" *'
+    assert q("A \u0301") is None  # an accent alone is no token (FTS5 would match nothing)
+    assert q("A \u0301E Y") == '"\u0301E" "Y" *'
 
 
 def test_the_characters_fts_query_keeps_in_a_token_are_token_characters() -> None:
@@ -342,5 +344,32 @@ async def test_a_message_the_indexer_cannot_read_is_searched_in_its_file(tmp_pat
             box.id, [IndexTerm("header", "subject", searchtext.fold("unread"))]
         )
         assert hits is not None and set(hits.hits) == {1, 3} and 2 in hits.unsure
+    finally:
+        await store.close()
+
+
+async def test_needles_cut_where_unicode61_may_split_find_their_texts(tmp_path: Path) -> None:
+    """The table keeps no positions, so fts_query asks single tokens only: accents (NFKD),
+    characters unicode61 may or may not split at, and a lone accent (no token at all)."""
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        for text in ("a lone \u0301 accent", "naïve—résumé «quoted» e\u0305x", "other words"):
+            body = f"Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+            await acct.append("INBOX", body.encode())
+        assert store.wait_search_indexed(30)
+        for needle, want in (
+            ("lone \u0301", {1}),
+            ("a lone \u0301 a", {1}),
+            ("\u0301 accent", {1}),
+            ("ve—résumé «q", {2}),
+            ("é «quoted» e", {2}),
+            ("» e\u0305x", {2}),
+            ("résumé «quoted» ex", set()),
+            ("naive", set()),  # NFKD: "NAI\u0308VE" does not hold it
+        ):
+            assert await body_hits(store, needle) == want, needle
     finally:
         await store.close()

@@ -414,7 +414,8 @@ def file_reader(folder: Callable[[str, str], Path]) -> Reader:
         if body_id is not None:
             body = conn.execute("SELECT data FROM bodies WHERE id = ?", (body_id,)).fetchone()
             if body is not None:
-                return bytes(body[0]), False
+                # the message as it came; a name in LF form says it has no bare LF (to_disk)
+                return bytes(body[0]), maildir.is_lf_form(base)
         where = folder(adir, mdir)
         # the indexed name first (no stat: the open tells), else the name a Maildir client gave it
         data = _read(f"{where}/cur/{maildir.file_name(base, info)}")

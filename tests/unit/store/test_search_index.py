@@ -18,7 +18,7 @@ from carteiro.store.index import SEARCH_TEXT
 from carteiro.store.maintenance import check, reindex
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import ACCOUNT, index_then_crash, make_message, open_then_crash
+from .workers import ACCOUNT, hold_flusher, index_then_crash, make_message, open_then_crash
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -371,5 +371,50 @@ async def test_needles_cut_where_unicode61_may_split_find_their_texts(tmp_path: 
             ("naive", set()),  # NFKD: "NAI\u0308VE" does not hold it
         ):
             assert await body_hits(store, needle) == want, needle
+    finally:
+        await store.close()
+
+
+async def test_a_message_not_in_its_file_yet_is_indexed_from_its_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The indexer may come before the flusher: it reads the body kept in the index (found by
+    its batch's query), and indexes it exactly as it would from the file."""
+    gate = hold_flusher(monkeypatch)
+    data = tmp_path / "data"
+    store = SqliteMaildirStore(data)
+    texts = [
+        b"Subject: crlf\r\n\r\nline one\r\nline two\r\n",
+        b"Subject: bare\n\nbare LF line\nand a CR\r alone\n",  # kept as sent: no LF form
+    ]
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        for t in texts:
+            await acct.append("INBOX", t)
+        assert rows(data, "SELECT count(*) FROM unsynced") == [(2,)]
+        assert store.wait_search_indexed(30)
+        early = rows(data, "SELECT * FROM search_fields ORDER BY uid")
+        early_texts = rows(data, "SELECT rowid, body, head FROM search_text ORDER BY rowid")
+        gate.set()
+        await store.flush_files()
+        assert rows(data, "SELECT count(*) FROM unsynced") == [(0,)]
+        assert await body_hits(store, "line one\r\nline") is None  # (LF: read, not indexed)
+        assert await body_hits(store, "e two") == {1}
+        assert await body_hits(store, "cr\r alo") == {2}
+    finally:
+        gate.set()
+        await store.close()
+    conn = sqlite3.connect(data / "index.sqlite")
+    with conn:
+        conn.execute("DELETE FROM meta WHERE key = 'search_fold'")  # rebuilt from the files
+    conn.close()
+    store = SqliteMaildirStore(data)
+    try:
+        assert store.wait_search_indexed(30)
+        assert rows(data, "SELECT * FROM search_fields ORDER BY uid") == early
+        texts_now = rows(data, "SELECT rowid, body, head FROM search_text ORDER BY rowid")
+        assert texts_now == early_texts and len(early_texts) == 2
+        assert check(data).ok
     finally:
         await store.close()

@@ -29,6 +29,10 @@ TABLES = {
     ),
     "this tree": (search_index.SEARCH_TEXT, search_index.AUTOMERGE),
     "contentless": (search_index.SEARCH_TEXT + ", content = ''", search_index.AUTOMERGE),
+    "no columns (detail=none)": (
+        search_index.SEARCH_TEXT.replace("detail = column", "detail = none"),
+        search_index.AUTOMERGE,
+    ),
 }
 
 

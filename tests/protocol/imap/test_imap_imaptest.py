@@ -107,22 +107,21 @@ S: <...>
 S: <...>
 S: a2 OK <...>
 C: a3 FETCH 1 (BINARY.PEEK[1.MIME] BINARY.SIZE[1.MIME])
-S: * 1 FETCH (BINARY[1.MIME] {{60}}
+S: * 1 FETCH (BINARY[1.MIME] {{63}}
 S: Content-Type: text/plain
 S: Content-Transfer-Encoding: base64
-S: 
-S:  BINARY.SIZE[1.MIME] 60)
+S:
+S:  BINARY.SIZE[1.MIME] 63)
 S: a3 OK <...>
 C: a4 FETCH 1 (BINARY.PEEK[2.HEADER.FIELDS (SUBJECT)] BINARY.SIZE[2.HEADER])
 S: * 1 FETCH (BINARY[2.HEADER.FIELDS (SUBJECT)] {{19}}
 S: Subject: submsg
-S: 
-S:  BINARY.SIZE[2.HEADER] 40)
+S:
+S:  BINARY.SIZE[2.HEADER] 41)
 S: a4 OK <...>
 C: a5 FETCH 1 (BINARY.PEEK[2.TEXT] BINARY.SIZE[TEXT])
-S: * 1 FETCH (BINARY[2.TEXT] {{7}}
-S: inner
-S:  BINARY.SIZE[TEXT] 161)
+S: * 1 FETCH (BINARY[2.TEXT] {{5}}
+S: inner BINARY.SIZE[TEXT] 194)
 S: a5 OK <...>
 C: a6 FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])
 S: * 1 FETCH (BINARY[1] {{11}}
@@ -153,12 +152,12 @@ S: <...>
 S: <...>
 S: a2 OK <...>
 C: a3 FETCH 1 (BINARY.PEEK[1]<6>)
-S: * 1 FETCH (BINARY[1]<6> "world")
+S: * 1 FETCH (BINARY[1]<6> {{5}}
+S: world)
 S: a3 OK <...>
 C: a4 FETCH 1 (BODY.PEEK[2.TEXT]<2>)
-S: * 1 FETCH (BODY[2.TEXT]<2> {{5}}
-S: ner
-S: )
+S: * 1 FETCH (BODY[2.TEXT]<2> {{3}}
+S: ner)
 S: a4 OK <...>
 """,
     )

@@ -953,15 +953,25 @@ class Runner:
     def _send(self, conn: Connection, tag: str, text: str, replies: dict[str, list[Arg]]) -> None:
         """Send a command; before the data of each synchronizing literal wait for "+" (a tagged
         reply instead ends the command)."""
+        marker = re.compile(r"(~?\{\d+)\}\r\n")
+        if "LITERAL+" in (c.upper() for c in conn.capabilities):
+            # command_get_cmdline: with LITERAL+ every literal goes non-synchronizing, at once
+            out, pos = [f"{tag} "], 0
+            while (m := marker.search(text, pos)) is not None:
+                size = int(m.group(1).lstrip("~{"))
+                out += [text[pos : m.start()], m.group(1), "+}\r\n"]
+                out.append(text[m.end() : m.end() + size])
+                pos = m.end() + size
+            conn.send_raw("".join(out) + text[pos:] + "\r\n")
+            return
         pos = 0
         head = f"{tag} "
-        marker = re.compile(r"~?\{(\d+)\}\r\n")
         while (m := marker.search(text, pos)) is not None:
             conn.send_raw(head + text[pos : m.end()])
             head = ""
             if not self._wait_continuation(conn, tag, replies):
                 return
-            size = int(m.group(1))
+            size = int(m.group(1).lstrip("~{"))
             conn.send_raw(text[m.end() : m.end() + size])
             pos = m.end() + size
         conn.send_raw(head + text[pos:] + "\r\n")

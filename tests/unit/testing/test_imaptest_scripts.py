@@ -279,13 +279,15 @@ def test_mbox_source_from_lines_dates_and_crlf(tmp_path: Path) -> None:
 class FakeServer:
     """An IMAP server that answers each command by a function of its text (tag stripped)."""
 
-    def __init__(self, answer: Callable[[str], list[str]]) -> None:
+    def __init__(self, answer: Callable[[str], list[str]], caps: str = "IMAP4rev1 X-TEST") -> None:
         self.answer = answer
+        self.caps = caps
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen()
         self.port = self.sock.getsockname()[1]
         self.commands: list[str] = []
+        self.synchronized = 0
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -298,21 +300,27 @@ class FakeServer:
 
     def _session(self, conn: socket.socket) -> None:
         f = conn.makefile("rb")
-        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 X-TEST] hi\r\n")
+        conn.sendall(b"* OK [CAPABILITY %s] hi\r\n" % self.caps.encode())
         while True:
             line = f.readline()
             if not line:
                 return
-            text = line.decode().rstrip("\r\n")
-            while text.endswith("}"):
-                size = int(text[text.rindex("{") + 1 : -1])
-                conn.sendall(b"+ go\r\n")
-                text += "\r\n" + f.read(size).decode() + f.readline().decode().rstrip("\r\n")
+            text = last = line.decode().rstrip("\r\n")
+            while last.endswith("}"):  # a literal ends this line (not its own data)
+                size = last[last.rindex("{") + 1 : -1]
+                if size.endswith("+"):
+                    size = size[:-1]
+                else:
+                    self.synchronized += 1
+                    conn.sendall(b"+ go\r\n")
+                data = f.read(int(size)).decode()
+                last = f.readline().decode().rstrip("\r\n")
+                text += "\r\n" + data + last
             tag, _, rest = text.partition(" ")
             self.commands.append(rest)
             out = self.answer(rest)
             for ln in out:
-                conn.sendall(ln.replace("TAG", tag).encode() + b"\r\n")
+                conn.sendall(ln.replace("TAG", tag).replace("CAPS", self.caps).encode() + b"\r\n")
             if rest.upper() == "LOGOUT":
                 conn.close()
                 return
@@ -326,7 +334,7 @@ def _basic(rest: str) -> list[str]:
     if up.startswith("LOGIN"):
         return ["TAG OK logged in"]
     if up == "CAPABILITY":
-        return ["* CAPABILITY IMAP4rev1 X-TEST", "TAG OK done"]
+        return ["* CAPABILITY CAPS", "TAG OK done"]
     if up.startswith(("LIST", "LSUB", "CREATE", "APPEND")):
         return ["TAG OK done"]
     if up.startswith("SELECT"):
@@ -343,11 +351,16 @@ def _basic(rest: str) -> list[str]:
 
 
 def _run(
-    tmp_path: Path, script: str, answer: Callable[[str], list[str]] = _basic
+    tmp_path: Path,
+    script: str,
+    caps: str = "IMAP4rev1 X-TEST",
+    keep: list[FakeServer] | None = None,
 ) -> tuple[str, list[str], list[str]]:
     write(tmp_path, "default.mbox", "From a@b  Fri Feb 22 17:06:23 2008\n\nbody\n")
     path = write(tmp_path, "t", script)
-    srv = FakeServer(answer)
+    srv = FakeServer(_basic, caps)
+    if keep is not None:
+        keep.append(srv)
     try:
         res = Runner("127.0.0.1", srv.port, "u", "p", "imaptest").run(
             parse_script(path, tmp_path / "default.mbox")
@@ -405,3 +418,15 @@ def test_run_skips_without_the_capabilities(tmp_path: Path) -> None:
 
 def test_untagged_must_not_exist_constant() -> None:
     assert MUST_NOT == "!"
+
+
+def test_run_uses_literal_plus_when_advertised(tmp_path: Path) -> None:
+    """As imaptest's command_get_cmdline: with LITERAL+ every literal (APPEND's, a script's
+    {{{ }}}) is sent non-synchronizing; without it each waits for "+"."""
+    script = "messages: 1\n\nok append $mailbox {{{\nx {3}\n}}}\n"
+    for caps, waits in (("IMAP4rev1 LITERAL+", 0), ("IMAP4rev1", 2)):
+        srvs: list[FakeServer] = []
+        status, detail, cmds = _run(tmp_path, script, caps, srvs)
+        assert (status, detail) == ("pass", [])
+        assert srvs[0].synchronized == waits
+        assert cmds[-2] == "append imaptest {5" + ("+" if waits == 0 else "") + "}\r\nx {3}"

@@ -3,6 +3,7 @@ an IMAP server, with the same script format and the same matching rules, for che
 against the compliance suite it will be judged by (imaptest itself is not packaged here).
 
     python -m carteiro.testing.imaptest_scripts --dir DIR --port N --user U --password P [names]
+    python -m carteiro.testing.imaptest_scripts --dir DIR --start carteiro|dovecot [names]
 
 Semantics follow imaptest's test-parser.c and test-exec.c: a header (state, connections,
 messages, capabilities, ignore_extra_untagged, user N), command groups (pipelined commands with
@@ -17,9 +18,11 @@ before each test. A developer tool: it never runs inside the server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -1383,14 +1386,47 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--dir", required=True, type=Path, help="imaptest's src/tests directory")
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", required=True, type=int)
-    ap.add_argument("--user", required=True)
-    ap.add_argument("--password", required=True)
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--user", default="tester@example.test")
+    ap.add_argument("--password", default="tester-password")
+    ap.add_argument(
+        "--start",
+        choices=("carteiro", "dovecot"),
+        help="start a private `carteiro serve` or Dovecot (temp dir, free port, --user) first",
+    )
     ap.add_argument("--mailbox", default="imaptest")
     ap.add_argument("--verbose", "-v", action="store_true", help="print the session of failures")
     ap.add_argument("names", nargs="*")
     ns = ap.parse_args(argv)
-    runner = Runner(ns.host, ns.port, ns.user, ns.password, ns.mailbox)
+    if ns.port is None and ns.start is None:
+        ap.error("--port or --start is needed")
+    with contextlib.ExitStack() as stack:
+        port = ns.port
+        if ns.start is not None:
+            port = _start(stack, ns.start, ns.user, ns.password)
+        return _run_all(ns, Runner(ns.host, port, ns.user, ns.password, ns.mailbox))
+
+
+def _start(stack: contextlib.ExitStack, which: str, user: str, password: str) -> int:
+    """A private server for a run (imported here: the runner itself needs none of them)."""
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="imaptest-")))
+    if which == "dovecot":
+        from carteiro.testing.dovecot import DovecotInstance
+
+        return stack.enter_context(DovecotInstance(tmp, users={user: password})).imap_port
+    from carteiro.testing.server import ServerProcess
+
+    srv = ServerProcess(
+        tmp,
+        domains=[user.split("@", 1)[1] if "@" in user else "example.test"],
+        users={user: password},
+        services=("imap",),
+        extra_config="[imap]\nallow_plaintext_auth = true\n",
+    )
+    return stack.enter_context(srv).ports["imap"]
+
+
+def _run_all(ns: argparse.Namespace, runner: Runner) -> int:
     default_mbox = ns.dir / "default.mbox"
     counts: dict[str, int] = {}
     for path in load_scripts(ns.dir, ns.names):

@@ -256,8 +256,8 @@ class SieveSession:
                 await _SCRIPT_COMMANDS[cmd](self, args)
         else:
             # the name is echoed only when it is a plain word (never a client's control octets)
-            name = cmd[:40] if cmd[:40].isalnum() and cmd.isascii() else ""
-            await self.bad(no(f"Unknown command {name}." if name else "Unknown command."))
+            shown = cmd[:40] if cmd[:40].isalnum() and cmd.isascii() else ""
+            await self.bad(no(f"Unknown command {shown}." if shown else "Unknown command."))
         return True
 
     async def starttls(self, args: tuple[object, ...]) -> None:

@@ -150,8 +150,14 @@ class QueueWorker:
     # ---- scheduling -------------------------------------------------------------------------
 
     def _on_new(self, msg: QueuedMessage) -> None:
-        if not self._stopping and not msg.held:
+        if self._stopping or msg.held:
+            return
+        if self._main is None or self._main.done():
             self.schedule(msg, self.clock())
+            return
+        # New mail is due now: started here rather than through the heap and a round of _run
+        # (the one-message-per-session case pays that round for every message).
+        self._start_message(msg, self.clock())
 
     def schedule(self, msg: QueuedMessage, when: float) -> None:
         msg.scheduled = when

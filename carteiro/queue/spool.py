@@ -134,8 +134,9 @@ class _Committer:
 
     def _timeout(self) -> None:
         self._timer = None
-        self._force = True
-        self._start()
+        if self._pending:
+            self._force = True
+            self._start()
 
     def _start(self) -> None:
         if self._task is None or self._task.done():
@@ -147,9 +148,6 @@ class _Committer:
             self._force = False
             batch, self._pending = self._pending, []
             self._durable = 0
-            if self._timer is not None:  # the deferrals waiting go in this commit
-                self._timer.cancel()
-                self._timer = None
             try:
                 errors = await loop.run_in_executor(self._spool._executor, self._commit, batch)
             except BaseException as e:  # the commit itself failed: nobody's change is durable

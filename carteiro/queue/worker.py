@@ -569,6 +569,10 @@ class QueueWorker:
             status = "deferred"
         relay = "local" if out.local else (out.remote_mta or "none")
         delay = now - msg.arrival
+        if self.on_outcome is not None:
+            self.on_outcome(status, "local" if out.local else "remote", delay)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "queue: %s: to=<%s>, relay=%s, delay=%.1f, attempts=%d, dsn=%s, status=%s (%s)",
             msg.id,
@@ -594,8 +598,6 @@ class QueueWorker:
                 },
             },
         )
-        if self.on_outcome is not None:
-            self.on_outcome(status, "local" if out.local else "remote", delay)
 
     async def _dsns(
         self, msg: QueuedMessage, states: list[RecipientState], action: dsn.Action, now: float

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -23,6 +24,7 @@ from carteiro.queue.transport import Hop, Reply, TLSPolicy
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
 MAX_MX_HOSTS = 10  # RFC 5321 5.1 allows a configurable limit; Postfix uses 5 addresses
 MAX_HOPS = 10
+DEST_TTL = 1.0  # seconds a domain's destination (local? held?) is reused
 TRANSPORT_CACHE = 1024  # [transport] destinations kept parsed (domains under a ".parent" entry)
 
 
@@ -136,6 +138,9 @@ class Router:
         self._per_address = any("@" in k for k in self._transport)
         # A [transport] destination is the same for every message to that domain: parsed once.
         self._transport_dests: dict[tuple[str, str], Destination] = {}
+        # domain -> (until, destination): is_local and is_held are directory queries, asked
+        # for every recipient of every attempt; an answer is reused for DEST_TTL seconds.
+        self._dests: dict[str, tuple[float, Destination]] = {}
 
     # ---- which destination ----------------------------------------------------------------
 
@@ -172,8 +177,23 @@ class Router:
 
     def destination(self, domain: str, release: bool = False) -> Destination:
         """The next hop for a recipient domain. Local domains never leave the machine; held
-        ones wait ("held") unless `release` (their host asked, with ETRN)."""
-        d = normalize_domain(domain)
+        ones wait ("held") unless `release` (their host asked, with ETRN).
+
+        Answers are kept DEST_TTL seconds: a domain added or held by `carteiro domain` counts
+        from then on, as if the attempts of that second had been made a second earlier."""
+        if release:
+            return self._destination(normalize_domain(domain), True)
+        now = time.monotonic()
+        hit = self._dests.get(domain)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        dest = self._destination(normalize_domain(domain), False)
+        if len(self._dests) >= TRANSPORT_CACHE:
+            self._dests.clear()
+        self._dests[domain] = (now + DEST_TTL, dest)
+        return dest
+
+    def _destination(self, d: str, release: bool) -> Destination:
         if d.startswith("["):
             return Destination(key=d, kind="literal", domain=d)
         if self.is_local(d):

@@ -89,6 +89,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _settle(
+    fut: asyncio.Future[list[Exception | None]],
+    result: list[Exception | None] | None,
+    error: BaseException | None,
+) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        assert result is not None
+        fut.set_result(result)
+
+
 class _Committer:
     """Runs batches of SQLite ops in one transaction on the spool's DB thread (group commit).
 
@@ -149,7 +163,7 @@ class _Committer:
             batch, self._pending = self._pending, []
             self._durable = 0
             try:
-                errors = await loop.run_in_executor(self._spool._executor, self._commit, batch)
+                errors = await self._run_commit(loop, batch)
             except BaseException as e:  # the commit itself failed: nobody's change is durable
                 failure = _as_storage_full(e) if isinstance(e, Exception) else RuntimeError(str(e))
                 for _, _, fut in batch:
@@ -174,6 +188,26 @@ class _Committer:
                     fut.set_exception(_as_storage_full(err))
         if self._pending and self._timer is None:
             self._timer = loop.call_later(LAZY_DELAY, self._timeout)
+
+    def _run_commit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[list[Op], bool, asyncio.Future[None] | None]],
+    ) -> asyncio.Future[list[Exception | None]]:
+        """_commit on the DB thread; its result comes back with one call_soon_threadsafe
+        (run_in_executor chains a second future to the first: ~10 us more per commit)."""
+        done: asyncio.Future[list[Exception | None]] = loop.create_future()
+
+        def work() -> None:
+            try:
+                errors = self._commit(batch)
+            except BaseException as e:
+                loop.call_soon_threadsafe(_settle, done, None, e)
+            else:
+                loop.call_soon_threadsafe(_settle, done, errors, None)
+
+        self._spool._executor.submit(work)
+        return done
 
     def close(self) -> None:
         if self._timer is not None:

@@ -216,6 +216,7 @@ class LocalDelivery:
         mail_from: str,
         then: Callable[[], Awaitable[object]] | None = None,
         delivery_id: str | None = None,
+        crlf: bool = False,
     ) -> Receipt:
         """Deliver the message (bytes, or a file on the data dir's filesystem; already carrying
         Return-Path) to every target,
@@ -224,7 +225,9 @@ class LocalDelivery:
         except with a `delivery_id`: then the store's part stays (a crash at the same point would
         leave it too) and the caller's retry with the same id completes the rest without a second
         copy (the store and the queue both make a repeated id a no-op). Classic mbox spools have
-        no ids: their part is always rolled back.
+        no ids: their part is always rolled back. `crlf`: the caller checked that every line of
+        `source` ends in CRLF (store.MailStore.deliver); said for the message as given, so not
+        for a copy Sieve edited.
         """
         in_store: list[Target] = []
         in_mbox: list[str] = []
@@ -258,7 +261,7 @@ class LocalDelivery:
                 appended = await self._sieve_deliver(in_store, plans, source, body, delivery_id)
             elif in_store:
                 deliveries = [Delivery(account=t.account, mailbox=t.mailbox) for t in in_store]
-                appended = await self._append(deliveries, source, delivery_id)
+                appended = await self._append(deliveries, source, delivery_id, crlf)
             if then is not None:
                 await then()
             if plans:  # redirects and rejections: the message's only way on, so part of it
@@ -493,9 +496,15 @@ class LocalDelivery:
         return mbox
 
     async def _append(
-        self, deliveries: Sequence[Delivery], source: bytes | Path, delivery_id: str | None
+        self,
+        deliveries: Sequence[Delivery],
+        source: bytes | Path,
+        delivery_id: str | None,
+        crlf: bool = False,
     ) -> tuple[AppendResult, ...]:
         try:
+            if crlf:
+                return tuple(await self.store.deliver(deliveries, source, delivery_id, crlf=True))
             return tuple(await self.store.deliver(deliveries, source, delivery_id))
         except AccountNotFound as e:
             # The account vanished between RCPT and the end of data: temporary, so the client
@@ -508,7 +517,7 @@ class LocalDelivery:
             inbox: dict[str, Delivery] = {}
             for d in deliveries:
                 inbox.setdefault(d.account, Delivery(d.account, "INBOX", d.flags))
-            return await self._append(list(inbox.values()), source, delivery_id)
+            return await self._append(list(inbox.values()), source, delivery_id, crlf)
         except OverQuota as e:
             raise DeliveryError(f"mailbox full: {e}", status="4.2.2") from None
         except StorageFull as e:  # chained: the server logs which (ENOSPC or EDQUOT)

@@ -1164,7 +1164,10 @@ class Session:
                     self.reply(self._write_error(e, txn, "message data"))
                     return
                 source = rewritten.source
-            self.reply(await self._deliver(txn, source, quarantine))
+            # The parser let through only lines that end in CRLF (bare CR/LF rejected or made
+            # CRLF) and the header lines added here end so too: the store need not look again.
+            # A rewritten header block is another module's text: the store checks that one.
+            self.reply(await self._deliver(txn, source, quarantine, crlf=rewritten is None))
         finally:
             if rewritten is not None:
                 rewritten.discard()
@@ -1210,7 +1213,11 @@ class Session:
         return await asyncio.to_thread(rewrite, *args)
 
     async def _deliver(
-        self, txn: Transaction, source: bytes | Path, quarantine: bool = False
+        self,
+        txn: Transaction,
+        source: bytes | Path,
+        quarantine: bool = False,
+        crlf: bool = False,
     ) -> Reply:
         """Local recipients into the store (one transaction), remote ones into the queue's
         spool; both or neither. Returns the reply for the end of data."""
@@ -1280,6 +1287,7 @@ class Session:
                     txn.mail.reverse_path,
                     enqueue if remote else None,
                     delivery_id,
+                    crlf=crlf,
                 )
             elif remote:
                 await enqueue()

@@ -547,12 +547,16 @@ class MailStore(Protocol):
         deliveries: Sequence[Delivery],
         source: MessageSource,
         delivery_id: str | None = None,
+        crlf: bool = False,
     ) -> list[AppendResult]:
         """Append one message to several accounts/mailboxes in one transaction: all or none.
 
         Durable before it returns. Concurrent calls share fsync rounds (group commit).
         `delivery_id` makes a retry a no-op: a delivery whose id was committed before (within
         DELIVERY_ID_KEEP seconds) appends nothing and returns the first one's results.
+        `crlf`: the caller vouches that every CR of the message starts a CRLF and every LF ends
+        one (the SMTP server checked it as the message came): the store need not check again.
+        A wrong promise stores a message that reads back altered, so only a checker says it.
         """
         ...
 

@@ -73,14 +73,20 @@ def is_lf_form(base: str) -> bool:
     return ",W=" in base
 
 
-def to_disk(data: bytes) -> bytes | None:
+def to_disk(data: bytes, crlf: bool = False) -> bytes | None:
     """The LF form of a message for its file, as Maildir readers (mutt) expect, or None when the
     message must be kept exactly as given: it has a bare LF (a binary APPEND, RFC 3516, stored as
     sent), or no CRLF at all. Exact: to_wire(to_disk(m)) == m for every message it converts (the
-    LFs of the LF form are exactly the CRLFs of the message; a bare CR stays a CR)."""
+    LFs of the LF form are exactly the CRLFs of the message; a bare CR stays a CR).
+
+    `crlf`: the caller already knows that every CR of `data` starts a CRLF and every LF ends one
+    (the SMTP server checked each chunk as it came: RFC 5321 2.3.8); the check below, 3-5x the
+    cost of deleting the CRs (~40 us per 100 KB, on the event loop), is then not made again."""
     lf = data.replace(b"\r", b"")  # one-octet patterns: ~20x faster than replacing CRLF
     if len(lf) == len(data):
         return None  # no CR: no CRLF
+    if crlf:
+        return lf
     if to_wire(lf) == data:
         return lf  # the usual message: every CR ends a line, every LF follows a CR
     # a bare CR (kept: it is no line end) or a bare LF
@@ -121,9 +127,10 @@ def wire_size(path: str) -> tuple[int, int | None]:
 
 
 def disk_bytes(data: bytes, base: str) -> bytes:
-    """What the file named `base` of the message `data` holds."""
+    """What the file named `base` of the message `data` holds. A name in LF form was given
+    because to_disk found that form exact: the check is not made again (the file worker)."""
     if is_lf_form(base):
-        lf = to_disk(data)
+        lf = to_disk(data, crlf=True)
         assert lf is not None, "a message named in LF form that has no LF form"
         return lf
     return data

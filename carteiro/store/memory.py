@@ -188,6 +188,7 @@ class MemoryMailStore:
         deliveries: Sequence[Delivery],
         source: MessageSource,
         delivery_id: str | None = None,
+        crlf: bool = False,  # (the bytes are kept as they are: nothing to convert)
     ) -> list[AppendResult]:
         if delivery_id is not None and delivery_id in self._delivered:
             return list(self._delivered[delivery_id])

@@ -664,7 +664,7 @@ class SqliteMaildirStore:
             disk_size = ap.disk_size
             if inline:
                 assert ap.data is not None
-                lf = maildir.to_disk(ap.data)  # the flusher writes this form (from the name)
+                lf = maildir.to_disk(ap.data, ap.crlf)  # the flusher writes this form
                 disk_size = None if lf is None else len(lf)
             results: list[AppendResult] = []
             try:
@@ -1442,16 +1442,25 @@ class SqliteMaildirStore:
 
     # ---- staging message bytes ----
 
-    def _stage(self, path: str, source: MessageSource, mtime: float) -> tuple[int, int, int | None]:
+    def _stage(
+        self,
+        path: str,
+        source: MessageSource,
+        mtime: float,
+        crlf: bool = False,
+        lf: bytes | None = None,
+    ) -> tuple[int, int, int | None]:
         """Write (or hard-link) the message to `path` in DATA/tmp, without fsync: the writer
         fsyncs it in its batch's round. Returns (open fd or -1, size, size of the LF form when
         the file holds that: a message is written in its LF form when it has one, up to
-        CONVERT_MAX when given as a file; else bytes are written and a file linked as they are)."""
+        CONVERT_MAX when given as a file; else bytes are written and a file linked as they are).
+        `crlf`: see maildir.to_disk; `lf`: the LF form of the bytes `source`, already made."""
         fd = -1
         disk_size = None
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
-            lf = maildir.to_disk(data)
+            if lf is None:
+                lf = maildir.to_disk(data, crlf)
             if lf is not None:
                 disk_size = len(lf)
             fd = maildir.stage_bytes_open(path, data if lf is None else lf, mtime)
@@ -1468,10 +1477,10 @@ class SqliteMaildirStore:
             if os.stat(src).st_size <= CONVERT_MAX:
                 with open(src, "rb") as f:
                     data = f.read(CONVERT_MAX + 1)
-            lf = None if data is None or len(data) > CONVERT_MAX else maildir.to_disk(data)
+            lf = None if data is None or len(data) > CONVERT_MAX else maildir.to_disk(data, crlf)
             if lf is not None:  # written in its LF form, as bytes are
                 assert data is not None
-                return self._stage(path, data, mtime)
+                return self._stage(path, data, mtime, lf=lf)
             size = maildir.stage_path(path, src, mtime, sync=False)
         self._hook("staged")
         return fd, size, disk_size
@@ -1482,11 +1491,13 @@ class SqliteMaildirStore:
         source: str,
         data: bytes,
         targets: list[tuple[str, str, frozenset[str], float]],
+        crlf: bool = False,
     ) -> tuple[int, int, int | None] | None:
         """A file source already read (from the page cache): staged in its LF form if it has
         one, else hard-linked as it is; None when it cannot be linked (copied in a thread)."""
-        if maildir.to_disk(data) is not None:
-            return self._stage(path, data, targets[0][3])
+        lf = maildir.to_disk(data, crlf)
+        if lf is not None:  # (made once: _stage does not convert it again)
+            return self._stage(path, data, targets[0][3], lf=lf)
         return self._stage_link(path, source)
 
     def _stage_link(self, path: str, source: str) -> tuple[int, int, int | None] | None:
@@ -1523,6 +1534,7 @@ class SqliteMaildirStore:
         targets: list[tuple[str, str, frozenset[str], float]],
         source: MessageSource,
         delivery_id: str | None = None,
+        crlf: bool = False,
     ) -> list[AppendResult]:
         targets = [(a, self._normalize(n), f, w) for a, n, f, w in targets]
         if not targets:
@@ -1532,7 +1544,7 @@ class SqliteMaildirStore:
                 raise StoreError("store is closed")
             checked = await self._check_quota(targets, source)
             try:
-                return await self._deliver_once(targets, source, delivery_id, checked)
+                return await self._deliver_once(targets, source, delivery_id, checked, crlf)
             except quota.LimitsChanged:
                 continue  # a quota was set meanwhile: check against the new limits
         raise StoreError("quota limits keep changing; try again")
@@ -1543,6 +1555,7 @@ class SqliteMaildirStore:
         source: MessageSource,
         delivery_id: str | None,
         checked: dict[str, tuple[int, quota.Stored]],
+        crlf: bool = False,
     ) -> list[AppendResult]:
         unique = self._unique.next()
         loop = asyncio.get_running_loop()
@@ -1563,6 +1576,7 @@ class SqliteMaildirStore:
                     reserved=True,
                     delivery_id=delivery_id,
                     quota=checked,
+                    crlf=crlf,
                 )
             )
             return await future  # (a failed append's reservation is released by the writer)
@@ -1571,19 +1585,21 @@ class SqliteMaildirStore:
             staged_inline = None
             if isinstance(source, bytes) and len(source) <= INLINE_STAGE_MAX:
                 # a small write without fsync only touches the page cache: cheaper than a thread hop
-                staged_inline = self._stage(staged, source, targets[0][3])
+                staged_inline = self._stage(staged, source, targets[0][3], crlf)
             elif isinstance(source, str | os.PathLike):
                 # a file in the page cache (an SMTP message just spooled) is converted to its
                 # LF form right here, as bytes are; one with no LF form is hard-linked (a few
                 # metadata calls); one that would wait for the disk goes to a thread
                 cached = maildir.read_cached(Path(source))
                 if cached is not None:
-                    staged_inline = self._stage_read(staged, os.fspath(source), cached, targets)
+                    staged_inline = self._stage_read(
+                        staged, os.fspath(source), cached, targets, crlf
+                    )
             if staged_inline is not None:
                 fd, size, disk_size = staged_inline
             else:
                 staging = loop.run_in_executor(
-                    self._io_pool, self._stage, staged, source, targets[0][3]
+                    self._io_pool, self._stage, staged, source, targets[0][3], crlf
                 )
                 try:
                     fd, size, disk_size = await asyncio.shield(staging)
@@ -1891,6 +1907,7 @@ class SqliteMaildirStore:
         deliveries: Sequence[Delivery],
         source: MessageSource,
         delivery_id: str | None = None,
+        crlf: bool = False,
     ) -> list[AppendResult]:
         now = time.time()
         targets = [
@@ -1902,7 +1919,7 @@ class SqliteMaildirStore:
             )
             for d in deliveries
         ]
-        return await self.deliver_many(targets, source, delivery_id)
+        return await self.deliver_many(targets, source, delivery_id, crlf)
 
     async def close(self) -> None:
         if self._closed:

@@ -108,6 +108,7 @@ class Append:
     # account -> (its id, the stored quota limits: quota.Stored) the caller checked against; the
     # writer fails the append (quota.LimitsChanged) if they are not the ones in force at COMMIT
     quota: dict[str, tuple[int, tuple[int | None, int | None]]] | None = None
+    crlf: bool = False  # every CR of `data` starts a CRLF, every LF ends one (maildir.to_disk)
 
 
 Write = Job | Append

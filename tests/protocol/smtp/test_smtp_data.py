@@ -289,11 +289,58 @@ class FailingStore(MemoryMailStore):
         deliveries: Sequence[Delivery],
         source: MessageSource,
         delivery_id: str | None = None,
+        crlf: bool = False,
     ) -> list[AppendResult]:
         self.calls += 1
         if self.fail:
             raise StoreError("injected failure")
-        return await super().deliver(deliveries, source, delivery_id)
+        return await super().deliver(deliveries, source, delivery_id, crlf)
+
+
+class LineEndsStore(MemoryMailStore):
+    """Records what each delivery said of its line ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: list[tuple[bytes, bool]] = []
+
+    async def deliver(
+        self,
+        deliveries: Sequence[Delivery],
+        source: MessageSource,
+        delivery_id: str | None = None,
+        crlf: bool = False,
+    ) -> list[AppendResult]:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        self.said.append((data, crlf))
+        return await super().deliver(deliveries, source, delivery_id, crlf)
+
+
+async def test_the_store_hears_that_every_line_ends_in_crlf(make_env: MakeEnv) -> None:
+    """The parser let through CRLF lines only, so the store need not check them again (and what
+    it is told is true of the bytes it gets, the added header lines included)."""
+    store = LineEndsStore()
+    env = await make_env(store=store)
+    await env.play(
+        HELO
+        + """
+        C: MAIL FROM:<a@example.org>
+        S: 250 *
+        C: RCPT TO:<alice@example.test>
+        S: 250 *
+        C: DATA
+        S: 354 *
+        C: Subject: line ends
+        C:
+        C: ..a dot line
+        C: .
+        S: 250 2.0.0 OK id=*
+        """
+    )
+    [(data, crlf)] = store.said
+    assert crlf
+    assert data.replace(b"\r", b"").replace(b"\n", b"\r\n") == data
+    assert data.endswith(b"\r\n.a dot line\r\n")
 
 
 async def test_multi_recipient_all_or_nothing(make_env: MakeEnv) -> None:
@@ -341,6 +388,7 @@ async def test_store_io_error_is_temporary(make_env: MakeEnv) -> None:
             deliveries: Sequence[Delivery],
             source: MessageSource,
             delivery_id: str | None = None,
+            crlf: bool = False,
         ) -> list[AppendResult]:
             raise OSError(28, "No space left on device")
 

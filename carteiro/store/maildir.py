@@ -127,10 +127,15 @@ def wire_size(path: str) -> tuple[int, int | None]:
 
 
 def disk_bytes(data: bytes, base: str) -> bytes:
-    """What the file named `base` of the message `data` holds. A name in LF form was given
-    because to_disk found that form exact: the check is not made again (the file worker)."""
+    """What the file named `base` of the message `data` holds. A name in LF form says that the
+    message has no bare LF (to_disk gave it): then when it has as many CRs as LFs, every CR is
+    one of a CRLF and deleting them makes the LF form (a count instead of to_disk's way back
+    and compare, for the file worker); else it has a bare CR, which the LF form keeps."""
     if is_lf_form(base):
-        lf = to_disk(data, crlf=True)
+        lf = data.replace(b"\r", b"")
+        if len(data) - len(lf) == data.count(b"\n"):
+            return lf
+        lf = to_disk(data)
         assert lf is not None, "a message named in LF form that has no LF form"
         return lf
     return data

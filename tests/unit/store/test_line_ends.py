@@ -36,6 +36,16 @@ def test_to_disk_with_crlf_equals_the_checked_form(data: bytes) -> None:
         assert maildir.to_wire(lf) == data
 
 
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"\r\r\n"]), max_size=30))
+def test_the_file_of_a_name_in_lf_form_is_to_disks_form(pieces: list[bytes]) -> None:
+    """The file worker trusts the name (no bare LF) and counts instead of checking: the same
+    bytes as to_disk, bare CRs included (they stay in the LF form)."""
+    data = b"".join(pieces)
+    lf = maildir.to_disk(data)
+    base = maildir.make_base("u", len(data), 1, None if lf is None else len(lf))
+    assert maildir.disk_bytes(data, base) == (data if lf is None else lf)
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteMaildirStore]:
     s = SqliteMaildirStore(tmp_path / "data", search_indexer=False)

@@ -23,8 +23,8 @@ from carteiro.store.api import AppendResult, StorageFull, StoreError
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite"
-# 2: messages.emailid and messages.savedate (migrate())
-SCHEMA_VERSION = 2
+# 2: messages.emailid and messages.savedate; 3: `changes` without AUTOINCREMENT (migrate())
+SCHEMA_VERSION = 3
 # UIDs/MODSEQs are leased in blocks recorded in each folder's metadata file, so a reindex from the
 # files alone can restart above anything ever handed out (RFC 3501 2.3.1.1, RFC 7162 3.1.1).
 UID_LEASE = 10_000
@@ -101,9 +101,12 @@ CREATE TABLE IF NOT EXISTS listings (          -- per-mailbox snapshot of the li
     dates BLOB NOT NULL,                       -- float64 little-endian (INTERNALDATE)
     sizes BLOB NOT NULL                        -- uint64 little-endian
 );
+-- The change log that other processes' feeds read past the last id they saw. Its ids ascend
+-- without AUTOINCREMENT (max + 1): the newest rows are never deleted (housekeeping keeps the last
+-- CHANGES_KEEP), so no id is handed out twice, and no write transaction updates sqlite_sequence
+-- (one page fewer per COMMIT: each append, STORE and EXPUNGE logs here).
 CREATE TABLE IF NOT EXISTS changes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, account TEXT NOT NULL,
-    event TEXT NOT NULL
+    id INTEGER PRIMARY KEY, origin TEXT NOT NULL, account TEXT NOT NULL, event TEXT NOT NULL
 );
 -- Per folder: the mtimes (ns) of new/ and cur/ when its files were last compared with its rows
 -- (maildir_sync.py), when that was, the mailbox's HIGHESTMODSEQ then, and whether that stamp
@@ -205,9 +208,43 @@ def init_index(path: Path, fault_hook: Callable[[str], None] | None = None) -> N
 
 
 def migrate(conn: sqlite3.Connection, fault_hook: Callable[[str], None] | None = None) -> None:
+    """Bring an older schema up to SCHEMA_VERSION, inside the caller's transaction."""
+    _migrate_emailid(conn, fault_hook)
+    _migrate_changes(conn, fault_hook)
+
+
+def _migrate_changes(
+    conn: sqlite3.Connection, fault_hook: Callable[[str], None] | None = None
+) -> None:
+    """Schema 2 -> 3: `changes` without AUTOINCREMENT, its rows (and so their ids) kept. Were
+    the newest ids ever deleted, a placeholder row (for no account) at the highest id handed
+    out keeps the next one above it."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'changes'").fetchone()
+    if row is None or "AUTOINCREMENT" not in str(row[0]).upper():
+        return
+    conn.execute("ALTER TABLE changes RENAME TO changes_2")
+    conn.execute(
+        "CREATE TABLE changes (id INTEGER PRIMARY KEY, origin TEXT NOT NULL,"
+        " account TEXT NOT NULL, event TEXT NOT NULL)"
+    )
+    conn.execute("INSERT INTO changes SELECT id, origin, account, event FROM changes_2")
+    if fault_hook is not None:
+        fault_hook("migrate_changes")
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes_2'").fetchone()
+    top = conn.execute("SELECT coalesce(max(id), 0) FROM changes").fetchone()[0]
+    if seq is not None and int(seq[0]) > int(top):
+        conn.execute(
+            "INSERT INTO changes (id, origin, account, event) VALUES (?, 'migrate', '', ?)",
+            (int(seq[0]), '{"t":"r","m":null}'),
+        )
+    conn.execute("DROP TABLE changes_2")  # (its sqlite_sequence row goes with it)
+
+
+def _migrate_emailid(
+    conn: sqlite3.Connection, fault_hook: Callable[[str], None] | None = None
+) -> None:
     """Schema 1 -> 2: messages gain `emailid` (RFC 8474; old rows get the id their file's unique
-    name gives, as `reindex` would) and `savedate` (RFC 8514; NULL for old rows: not known).
-    Runs inside the caller's transaction."""
+    name gives, as `reindex` would) and `savedate` (RFC 8514; NULL for old rows: not known)."""
     cols = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
     if "emailid" in cols:
         return

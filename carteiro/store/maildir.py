@@ -135,9 +135,9 @@ def disk_bytes(data: bytes, base: str) -> bytes:
         lf = data.replace(b"\r", b"")
         if len(data) - len(lf) == data.count(b"\n"):
             return lf
-        lf = to_disk(data)
-        assert lf is not None, "a message named in LF form that has no LF form"
-        return lf
+        kept = to_disk(data)
+        assert kept is not None, "a message named in LF form that has no LF form"
+        return kept
     return data
 
 

@@ -215,7 +215,7 @@ class SqliteMaildirStore:
         self.writer_folders = FolderLock(self.folders_lock_path)  # the writer thread's
         self._ffolders = FolderLock(self.folders_lock_path)  # the flusher thread's
         conn = connect_index(self.index_path)
-        search_index.ensure_fold(conn)
+        search_index.ensure_format(conn, self._hook)
         conn.execute(
             "INSERT INTO writers (token, pid, started) VALUES (?, ?, ?)",
             (self.token, os.getpid(), time.time()),

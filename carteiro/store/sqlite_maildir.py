@@ -189,6 +189,11 @@ class SqliteMaildirStore:
         self.recent_claims: dict[int, int] = {}
         self._recent_pending: dict[int, int] = {}
         self._recent_lock = threading.Lock()
+        # UIDs this process's APPENDs just added, per mailbox: (lowest, highest, when) of one
+        # unbroken run (see SqliteAccountStore.claim_recent)
+        self.fresh_appends: dict[int, tuple[int, int, float]] = {}
+        # mailboxes where this process last set \Deleted on a message (see expunge): a hint
+        self.deleted_hints: set[int] = set()
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()

@@ -129,8 +129,10 @@ class Pop3Machine:
         if self.state is not State.CLOSED:
             self._buf += data
 
-    def _limit(self) -> int:
-        return MAX_SASL_LINE if self._in_sasl else self.config.max_line_length
+    @property
+    def pending_input(self) -> int:
+        """Octets received and not consumed yet (what a session bounds while it is busy)."""
+        return len(self._buf)
 
     def _take_line(self) -> bytes | _TooLong | None:
         buf = self._buf
@@ -146,7 +148,7 @@ class Pop3Machine:
                 return None
             del buf[: i + 1]
             self._discarding = False
-        limit = self._limit()
+        limit = MAX_SASL_LINE if self._in_sasl else self.config.max_line_length
         # A line, LF included, may be `limit` octets: its LF is within the first `limit`.
         i = buf.find(b"\n", 0, limit)
         if i < 0:
@@ -364,6 +366,15 @@ class Pop3Machine:
         md = self.maildrop
         assert md is not None
         name = cmd.name
+        if name in ("RETR", "TOP"):
+            why = self._check(cmd.msg)
+            if why:
+                return Reply(r.err(why))
+            entry = md.entry(cmd.msg)
+            ev = Retrieve(cmd.msg, entry.uid, entry.size, cmd.lines if name == "TOP" else None)
+            self._retrieve = ev
+            self._waiting = "Retrieve"
+            return ev
         if name == "STAT":
             return Reply(r.ok(f"{md.count} {md.octets}"))
         if name in ("LIST", "UIDL"):
@@ -383,15 +394,6 @@ class Pop3Machine:
                     [f"{n} {uidvalidity}.{e.uid}" for n, e in md.live()],
                 )
             )
-        if name in ("RETR", "TOP"):
-            why = self._check(cmd.msg)
-            if why:
-                return Reply(r.err(why))
-            entry = md.entry(cmd.msg)
-            ev = Retrieve(cmd.msg, entry.uid, entry.size, cmd.lines if name == "TOP" else None)
-            self._retrieve = ev
-            self._waiting = "Retrieve"
-            return ev
         if name == "DELE":
             why = self._check(cmd.msg)
             if why:
@@ -414,19 +416,24 @@ class Pop3Machine:
 
     def message(self, data: bytes) -> Reply:
         """The stored bytes of the message the last Retrieve asked for."""
-        self._expect("Retrieve")
+        if self._waiting != "Retrieve":
+            self._expect("Retrieve")  # (raises)
+        self._waiting = ""
         ev, self._retrieve = self._retrieve, None
-        assert ev is not None and self.maildrop is not None
+        md = self.maildrop
+        assert ev is not None and md is not None
         data = r.crlf(data)
         # RFC 1939 11: the size is of the message as sent, before stuffing: a last line without
         # CRLF gets one (so that the terminator stands alone), and those octets count too.
-        size = len(data) + (2 if data and not data.endswith(b"\r\n") else 0)
+        size = len(data)
+        if data and data[-2:] != b"\r\n":
+            size += 2
         if size != ev.size:
-            self.maildrop.resize(ev.number, size)
+            md.resize(ev.number, size)
         if ev.lines is None:
-            self.maildrop.retrieved(ev.number)
-            return Reply(r.ok(f"{size} octets") + r.stuffed(data))
-        return Reply(r.ok("Top of message follows") + r.stuffed(r.header_and_lines(data, ev.lines)))
+            md.retrieved(ev.number)
+            return Reply(r.stuffed(data, r.octets(size)))
+        return Reply(r.stuffed(r.header_and_lines(data, ev.lines), r.TOP_FOLLOWS))
 
     def message_gone(self) -> Reply:
         """The message was expunged (by IMAP) since login: its number stays, its bytes are gone."""

@@ -38,7 +38,7 @@ READ_SIZE = 64 * 1024
 MIN_LINE_LENGTH = 255  # RFC 2449 4
 # Read-ahead for clients that download in order: the next messages are read in one store call
 # (one index transaction for the run, store.read_messages), bounded in count and octets held.
-PREFETCH_COUNT = 16
+PREFETCH_COUNT = 64
 PREFETCH_OCTETS = 1 << 20
 # The metrics label of a command by its first word as sent, for the usual spellings (others are
 # worked out each time): counting a command costs one lookup.
@@ -380,6 +380,8 @@ class Pop3Session:
         is needed (None, everything written). Runs in the data callback and in the task."""
         m = self.machine
         next_event = m.next_event
+        ahead = self._ahead
+        out = self._out
         while True:
             ev = next_event()
             line = m.last_line
@@ -387,13 +389,18 @@ class Pop3Session:
                 self._label(line)
             kind = type(ev)
             if kind is pop3.Retrieve:
-                ev = cast(pop3.Retrieve, ev)
-                n = ev.number
-                if n != self._last_retrieved + 1 or (got := self._ahead.pop(n, None)) is None:
-                    return ev  # not read ahead: the task reads the store
+                # a message read ahead (the next in order) is answered here, without the task
+                n = cast(pop3.Retrieve, ev).number
+                if n != self._last_retrieved + 1 or (got := ahead.pop(n, None)) is None:
+                    return ev  # the task reads the store
                 self._last_retrieved = n
-                reply = self._retrieved(got)
-                self._answer(reply, reply.data[:1] == b"+")
+                reply = m.message(got) if type(got) is bytes else m.message_gone()
+                data = reply.data
+                self._count_reply("pop3", "+OK" if data[:1] == b"+" else "-ERR")
+                if self.tracer.enabled:
+                    self._trace_out(data, data[:1] == b"+")
+                out.append(data)
+                self._out_size += len(data)
             elif kind is pop3.Reply:
                 reply = cast(pop3.Reply, ev)
                 self._answer(reply)

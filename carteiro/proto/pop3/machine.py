@@ -121,7 +121,7 @@ class Pop3Machine:
         # The last client line consumed, for the session's transcript (None: none this call),
         # and how many words of it may be shown (-1: all; 0: none).
         self.last_line: bytes | None = None
-        self.last_line_keep = -1
+        self._keep: int | None = -1  # None: worked out from last_line when asked
 
     # ---- input --------------------------------------------------------------------------------
 
@@ -163,6 +163,16 @@ class Pop3Machine:
         # RFC 1939 3: lines end in CRLF; a bare LF is accepted from sloppy clients.
         return line[:-1] if line.endswith(b"\r") else line
 
+    @property
+    def last_line_keep(self) -> int:
+        """How many words of last_line a transcript may show (-1: all; 0: none): PASS keeps its
+        keyword, AUTH its mechanism, a SASL response nothing. Worked out only for a transcript."""
+        keep = self._keep
+        if keep is None:
+            head = (self.last_line or b"")[:5].upper()
+            keep = 1 if head == b"PASS " else 2 if head == b"AUTH " else -1
+        return keep
+
     # ---- events -------------------------------------------------------------------------------
 
     def next_event(self) -> Event:
@@ -171,25 +181,25 @@ class Pop3Machine:
         if self._waiting:
             raise RuntimeError(f"the session must answer {self._waiting} first")
         self.last_line = None
+        if not self._buf:
+            return NEED_DATA  # (what _take_line would say, in a fraction of the time)
         line = self._take_line()
         if line is None:
             return NEED_DATA
         if line is _ENDLESS:
-            self.last_line, self.last_line_keep = b"<endless line>", -1
+            self.last_line, self._keep = b"<endless line>", -1
             self.state = State.CLOSED
             return Reply(r.err("Line too long"), close=True)
         if isinstance(line, _TooLong):
-            self.last_line, self.last_line_keep = b"<line too long>", -1
+            self.last_line, self._keep = b"<line too long>", -1
             if self._in_sasl:
                 self._in_sasl = False
                 return self._bad("SASL response too long; authentication aborted")
             return self._bad("Command line too long")
         if self._in_sasl:
-            self.last_line, self.last_line_keep = line, 0
+            self.last_line, self._keep = line, 0
             return self._sasl_line(line)
-        head = line[:5].upper()
-        self.last_line = line
-        self.last_line_keep = 1 if head == b"PASS " else 2 if head == b"AUTH " else -1
+        self.last_line, self._keep = line, None
         cmd = parse_command(line)
         if isinstance(cmd, CommandError):
             return self._bad(cmd.reason)

@@ -108,6 +108,13 @@ class Pop3Service:
             session.stop()
 
 
+def _label(line: bytes) -> str:
+    """The metrics label of a command line spelled in an unusual case (or not a command)."""
+    text = line.partition(b" ")[0].upper().decode("ascii", "replace")
+    # a fixed set of labels, whatever the client sends (a SASL response is "OTHER")
+    return text if text in POP3_COMMANDS else "OTHER"
+
+
 class _Feed(asyncio.Protocol):
     """Put on the session's transport in place of the StreamReaderProtocol: the octets go straight
     to the session (which answers what it can inside this call); the end of the connection and
@@ -343,19 +350,6 @@ class Pop3Session:
         async with asyncio.timeout(self.idle_timeout):
             await self.conn.writer.drain()
 
-    def _label(self, line: bytes) -> None:
-        """Count the command and trace the client's line."""
-        first = line.partition(b" ")[0]
-        word = _WORDS.get(first)
-        if word is None:
-            text = first.upper().decode("ascii", "replace")
-            # a fixed set of labels, whatever the client sends (a SASL response is "OTHER")
-            word = text if text in POP3_COMMANDS else "OTHER"
-        self._count_command("pop3", word)
-        if self.tracer.enabled:
-            keep = self.machine.last_line_keep
-            self.tracer.client(line, secret=keep >= 0, keep_words=max(keep, 0))
-
     def _trace_out(self, data: bytes, body: bool = False) -> None:
         if not self.tracer.enabled:
             return
@@ -382,34 +376,39 @@ class Pop3Session:
         next_event = m.next_event
         ahead = self._ahead
         out = self._out
+        count_command = self._count_command
+        count_reply = self._count_reply
+        tracing = self.tracer.enabled
         while True:
             ev = next_event()
             line = m.last_line
             if line is not None:
-                self._label(line)
-            kind = type(ev)
-            if kind is pop3.Retrieve:
+                word = _WORDS.get(line.partition(b" ")[0]) or _label(line)
+                count_command("pop3", word)
+                if tracing:
+                    keep = m.last_line_keep
+                    self.tracer.client(line, secret=keep >= 0, keep_words=max(keep, 0))
+            if isinstance(ev, pop3.Retrieve):
                 # a message read ahead (the next in order) is answered here, without the task
-                n = cast(pop3.Retrieve, ev).number
+                n = ev.number
                 if n != self._last_retrieved + 1 or (got := ahead.pop(n, None)) is None:
                     return ev  # the task reads the store
                 self._last_retrieved = n
-                reply = m.message(got) if type(got) is bytes else m.message_gone()
-                data = reply.data
-                self._count_reply("pop3", "+OK" if data[:1] == b"+" else "-ERR")
-                if self.tracer.enabled:
-                    self._trace_out(data, data[:1] == b"+")
+                data = (m.message(got) if type(got) is bytes else m.message_gone()).data
+                ok = data[:1] == b"+"
+                count_reply("pop3", "+OK" if ok else "-ERR")
+                if tracing:
+                    self._trace_out(data, ok)
                 out.append(data)
                 self._out_size += len(data)
-            elif kind is pop3.Reply:
-                reply = cast(pop3.Reply, ev)
-                self._answer(reply)
-                if reply.close:
+            elif ev is pop3.NEED_DATA:
+                return _Signal.BLOCKED if self._write() else None
+            elif isinstance(ev, pop3.Reply):
+                self._answer(ev)
+                if ev.close:
                     self._write()
                     return _Signal.CLOSE
-            elif kind is pop3.NeedData:
-                return _Signal.BLOCKED if self._write() else None
-            elif kind is pop3.Closed:
+            elif isinstance(ev, pop3.Closed):
                 return _Signal.END
             else:
                 return ev  # a request only the task can serve

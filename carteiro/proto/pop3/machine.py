@@ -376,12 +376,13 @@ class Pop3Machine:
         md = self.maildrop
         assert md is not None
         name = cmd.name
-        if name in ("RETR", "TOP"):
-            why = self._check(cmd.msg)
-            if why:
-                return Reply(r.err(why))
-            entry = md.entry(cmd.msg)
-            ev = Retrieve(cmd.msg, entry.uid, entry.size, cmd.lines if name == "TOP" else None)
+        if name == "RETR" or name == "TOP":
+            n = cmd.msg
+            entries = md.entries
+            if not (0 < n <= len(entries)) or md.is_deleted(n):  # (_check, inline: the hot path)
+                return Reply(r.err(self._check(n)))
+            entry = entries[n - 1]
+            ev = Retrieve(n, entry.uid, entry.size, cmd.lines if name == "TOP" else None)
             self._retrieve = ev
             self._waiting = "Retrieve"
             return ev

@@ -9,7 +9,7 @@ time, which valgrind stretches, so expect a few per cent of noise, not tens.
 `--kind mix` is issue 11's mix (bench/imap.py's MIX_ROUND) played by 3 clients sharing one
 account, in lockstep, on an INBOX filled with --fill messages (the size the real mix reaches).
 
-Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores|appends|mix] [-n 40] [TREE ...]
+Run: .venv/bin/python bench/imap_instructions.py [--kind reads|stores|appends|logged|mix] [-n 40] [TREE ...]
 (needs valgrind; each tree takes a few minutes)
 """
 
@@ -52,6 +52,14 @@ SEQUENCES: dict[str, list[bytes | tuple[bytes, bytes]]] = {
     "stores": [b"STORE 1 +FLAGS (\\Deleted)", b"STORE 1 -FLAGS (\\Deleted)"],
     # a 1 KB APPEND each (committed with its bytes; its file written after, in rounds)
     "appends": [(b"APPEND INBOX", MESSAGE)],
+    # bench/imap.py's logged-in loop (one client), with this sequence's own 1 KB message
+    "logged": [
+        b"SELECT INBOX",
+        b"FETCH 1:* (UID FLAGS)",
+        b"STORE 1 +FLAGS (\\Deleted)",
+        (b"APPEND INBOX (\\Seen)", MESSAGE),
+        b"EXPUNGE",
+    ],
     # issue 11's mix (bench/imap.py's round), with this sequence's own 1 KB message
     "mix": [(b"APPEND INBOX (\\Seen)", MESSAGE), *MIX_ROUND[1:]],
 }

@@ -11,7 +11,7 @@ differences price each command. Compare trees in one run (the other checked out 
 worktree add`); the store's writer batches differently under valgrind's slowness, so its share
 is less steady than the loop's.
 
-Run: .venv/bin/python bench/smtp_instructions.py [--rcpt local|remote] [-n 300]
+Run: .venv/bin/python bench/smtp_instructions.py [--rcpt local|remote] [-n 300] [--size 1024]
                                                  [--phases message,connect,mail,rcpt] [TREE ...]
 (needs valgrind and smtp-source; each tree takes a few minutes)
 """
@@ -36,9 +36,11 @@ from smtp_postfix import LOCAL, REMOTE, SMTP_SOURCE, carteiro_server
 
 from carteiro.testing.server import read_state, wait_port
 
+SIZE = 1024  # octets per message (--size)
+
 
 def send(port: int, rcpt: str, n: int, same_connection: bool) -> None:
-    cmd = [SMTP_SOURCE, "-4", "-l", "1024", "-m", str(n), "-s", "1"]
+    cmd = [SMTP_SOURCE, "-4", "-l", str(SIZE), "-m", str(n), "-s", "1"]
     cmd += ["-M", "client.example.org", "-f", "sender@example.org", "-t", rcpt]
     if same_connection:
         cmd.append("-d")
@@ -139,8 +141,11 @@ def main() -> None:
     ap.add_argument("--rcpt", choices=["local", "remote"], default="local")
     ap.add_argument("--same-connection", action="store_true", help="smtp-source -d")
     ap.add_argument("-n", type=int, default=300)
+    ap.add_argument("--size", type=int, default=1024, help="octets per message (smtp-source -l)")
     ap.add_argument("--phases", default="message")
     args = ap.parse_args()
+    global SIZE
+    SIZE = args.size
     phases = args.phases.split(",")
     if unknown := set(phases) - {"message", *SEQUENCES}:
         raise SystemExit(f"unknown phases: {unknown}")

@@ -855,6 +855,7 @@ def web_server(
     """The web listener: the webmail's pages, with `routes` (web_routes) beside them; with the
     directory, the Settings page can change passwords."""
     from carteiro.web.app import create_app
+    from carteiro.web.guard import WebLimits
     from carteiro.web.server import WebServer
 
     if settings is None:
@@ -867,7 +868,13 @@ def web_server(
     if settings.secure_cookies:
         cert = cfg.path(cfg.web.cert or cfg.tls.cert)
         key = cfg.path(cfg.web.key or cfg.tls.key)
-    return WebServer(create_app(settings, routes), cfg.listen.web, cert, key)
+    limits = WebLimits(
+        header_timeout=cfg.web.header_timeout,
+        body_timeout=cfg.web.body_timeout,
+        max_connections_per_ip=cfg.web.max_connections_per_ip if cfg.web.tls == "on" else 0,
+        max_connections=cfg.web.max_connections,
+    )
+    return WebServer(create_app(settings, routes), cfg.listen.web, cert, key, limits)
 
 
 @dataclass

@@ -31,20 +31,39 @@ def request_queue(root: Path, request: dict[str, Any]) -> dict[str, Any]:
     lock = qservice.QueueLock(root)
     if not lock.held_elsewhere():
         return qservice.offline(root, request)
+    return _ask_server(root, request)
+
+
+def settle(root: Path) -> None:
+    """Before reading the queue from disk: a running server commits the deferral records it
+    holds back (at most a second, see FileSpool.record), so list/show/mailq show every attempt
+    made so far. Best effort: who may not reach the server reads what is on disk."""
+    try:
+        if not qservice.QueueLock(root).held_elsewhere():
+            return
+    except OSError:
+        return
+    _ask_server(root, {"op": "sync"}, timeout=5.0)
+
+
+def _ask_server(root: Path, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
     path = root / CONTROL_SOCKET
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
+        s.settimeout(timeout)
         try:
             s.connect(str(path))
         except OSError as e:
             return {"ok": False, "error": f"the server holds the queue but {path}: {e}"}
-        s.sendall(json.dumps(request).encode() + b"\n")
         buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        try:
+            s.sendall(json.dumps(request).encode() + b"\n")
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as e:
+            return {"ok": False, "error": f"{path}: {e}"}
     try:
         answer: dict[str, Any] = json.loads(buf)
     except ValueError:
@@ -119,6 +138,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     root = _data_dir(args) / QUEUE_DIR
     action = args.queue_action
     if action == "list":
+        settle(root)
         msgs = qservice.snapshot(root)
         if args.json:
             print(json.dumps([_to_json(m) for m in msgs], indent=2))
@@ -137,6 +157,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         )
         return 0
     if action == "show":
+        settle(root)
         one = qservice.load_one(root, args.id)
         if one is None:
             print(f"carteiro: no message {args.id} in the queue", file=sys.stderr)
@@ -206,6 +227,7 @@ def mailq(root: Path, out: Any, err: Any) -> int:
                     [("", r) for r in env.recipients],
                 )
             )
+        settle(root)
         for m in qservice.snapshot(root):
             mark = "!" if m.held else " "
             rcpts = [(r.last_error, r.address) for r in m.pending]

@@ -258,6 +258,13 @@ class WebConfig:
     max_upload: int = 25 * 1024 * 1024  # attachments of one message together
     public_hostname: str = ""  # the name clients are told in autoconfiguration (default: hostname)
     min_password_length: int = 10  # Settings -> change password (NIST SP 800-63B: at least 8)
+    # What uvicorn lacks (web/guard.py): deadlines for a request's header section and between
+    # the reads of its body, and connection caps. With tls = "off" (behind a proxy, every client
+    # has the proxy's address) there is no per-address cap.
+    header_timeout: float = 20.0
+    body_timeout: float = 30.0
+    max_connections_per_ip: int = 50
+    max_connections: int = 1000
 
 
 @dataclass
@@ -492,6 +499,10 @@ def _validate(cfg: Config) -> None:
         "imap.metadata_max_entries": cfg.imap.metadata_max_entries,
         "imap.metadata_max_size": cfg.imap.metadata_max_size,
         "lists.batch": cfg.lists.batch,
+        "web.header_timeout": cfg.web.header_timeout,
+        "web.body_timeout": cfg.web.body_timeout,
+        "web.max_connections": cfg.web.max_connections,
+        "web.max_connections_per_ip": cfg.web.max_connections_per_ip,
     }
     for key, value in positive.items():
         if value <= 0:

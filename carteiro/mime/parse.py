@@ -682,10 +682,12 @@ def _boundary(params: list[tuple[bytes, bytes]]) -> bytes | None:
     return extended
 
 
-def parse(raw: bytes) -> Message:
-    """Parse a message (CRLF or bare-LF line endings, 8-bit, broken) into its part tree."""
+def parse(raw: bytes, *, crlf: bool = False) -> Message:
+    """Parse a message (CRLF or bare-LF line endings, 8-bit, broken) into its part tree.
+    `crlf`: the caller knows `raw` has no bare LF (what `store.maildir.to_wire` makes of a file's
+    LF form), so the scan for one, most of the parse of a big message, is skipped."""
     raw = bytes(raw)
-    data = to_crlf(raw)
+    data = raw if crlf else to_crlf(raw)
     msg = _Parser(data).run()
     if data is not raw:  # to_crlf returns its argument when there is nothing to change
         msg.raw = raw

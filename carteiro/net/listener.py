@@ -38,8 +38,39 @@ PROTOCOL_OF = {
     "lmtp": "lmtp",
     "odmr": "odmr",
 }
+READ_LIMIT = 1 << 20  # the streams' buffer limit (asyncio's `limit`)
 UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
 TRUSTED_KEY = "trusted "  # per_ip counts trusted peers under this prefix, uncapped
+
+
+class Reader(asyncio.StreamReader):
+    """asyncio's StreamReader, with read() taking its bytes out through a memoryview: Python
+    3.11's `bytes(self._buffer[:n])` copies each read twice, the first time into a new bytearray
+    (12.5 us for 64 KB here, against 1.4 through a memoryview; Python 3.12 does it this way). A
+    100 KB message comes in two reads. The rest (readline, readexactly, EOF, limits) is asyncio's."""
+
+    async def read(self, n: int = -1) -> bytes:
+        if n <= 0 or self._exception is not None:  # type: ignore[attr-defined]
+            return await super().read(n)  # (b"", read to EOF, or the stored exception)
+        buf: bytearray = self._buffer  # type: ignore[attr-defined]
+        if not buf and not self._eof:  # type: ignore[attr-defined]
+            await self._wait_for_data("read")  # type: ignore[attr-defined]
+        data = bytes(memoryview(buf)[:n])
+        del buf[:n]
+        self._maybe_resume_transport()  # type: ignore[attr-defined]
+        return data
+
+
+def _streams(
+    callback: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> Callable[[], asyncio.StreamReaderProtocol]:
+    """asyncio.start_server's protocol factory, with our Reader."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        return asyncio.StreamReaderProtocol(Reader(limit=READ_LIMIT, loop=loop), callback, loop)
+
+    return factory
 
 
 class ListenError(Exception):
@@ -198,9 +229,8 @@ class Listener:
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISSOCK(os.lstat(path).st_mode):
                     os.unlink(path)  # left by a previous run
-            server = await asyncio.start_unix_server(
-                self._accept, path=path, limit=1 << 20, backlog=1024
-            )
+            loop = asyncio.get_running_loop()
+            server = await loop.create_unix_server(_streams(self._accept), path=path, backlog=1024)
             os.chmod(path, 0o666)
         except OSError as e:
             raise ListenError(
@@ -224,10 +254,9 @@ class Listener:
                 lsock.setblocking(False)
                 self._tls_accepting.append(asyncio.create_task(self._tls_accept_loop(lsock)))
             return
+        loop = asyncio.get_running_loop()
         for lsock in self._socks:
-            server = await asyncio.start_server(
-                self._accept, sock=lsock, limit=1 << 20, backlog=1024
-            )
+            server = await loop.create_server(_streams(self._accept), sock=lsock, backlog=1024)
             self.servers.append(server)
         self.server = self.servers[0]
 
@@ -258,7 +287,7 @@ class Listener:
 
     async def _tls_handshake(self, conn: socket.socket, ip: str) -> None:
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
+        reader = Reader(limit=READ_LIMIT)
         protocol = asyncio.StreamReaderProtocol(reader)
         try:
             transport, _ = await loop.connect_accepted_socket(

@@ -52,7 +52,11 @@ class RecipientState:
         return f"{where}{reply}"
 
     def copy(self) -> RecipientState:
-        return RecipientState(**{f: getattr(self, f) for f in self.__dataclass_fields__})
+        # every field is immutable (str, int, float, bool, tuple, bytes): a shallow copy of the
+        # attributes, without __init__ (made several times per recipient per attempt)
+        new = object.__new__(RecipientState)
+        new.__dict__.update(self.__dict__)
+        return new
 
 
 @dataclass

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -23,6 +24,8 @@ from carteiro.queue.transport import Hop, Reply, TLSPolicy
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
 MAX_MX_HOSTS = 10  # RFC 5321 5.1 allows a configurable limit; Postfix uses 5 addresses
 MAX_HOPS = 10
+DEST_TTL = 1.0  # seconds a domain's destination (local? held?) is reused
+TRANSPORT_CACHE = 1024  # [transport] destinations kept parsed (domains under a ".parent" entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,14 @@ class Router:
         # Among equal preferences, hosts we already hold a connection to go first.
         self.prefer = prefer
         self._transport = transport_table(config.transport)
+        # Per-address entries (Mailman's lists in a shared domain) are rare: without any, a
+        # recipient's own entry is not looked for at all.
+        self._per_address = any("@" in k for k in self._transport)
+        # A [transport] destination is the same for every message to that domain: parsed once.
+        self._transport_dests: dict[tuple[str, str], Destination] = {}
+        # domain -> (until, destination): is_local and is_held are directory queries, asked
+        # for every recipient of every attempt; an answer is reused for DEST_TTL seconds.
+        self._dests: dict[str, tuple[float, Destination]] = {}
 
     # ---- which destination ----------------------------------------------------------------
 
@@ -139,15 +150,18 @@ class Router:
     def destination_for(self, address: str, release: bool = False) -> Destination:
         """The next hop for one recipient: its own `[transport]` entry (a list handed to
         Mailman 3 in a domain that is otherwise delivered here), else its domain's."""
-        entry = address_entry(self._transport, address)
+        entry = address_entry(self._transport, address) if self._per_address else None
         domain = address.rpartition("@")[2]
         if entry is None or normalize_domain(domain).startswith("["):
             return self.destination(domain, release)
         return self._transport_destination(normalize_domain(domain), entry)
 
     def _transport_destination(self, d: str, entry: str) -> Destination:
+        dest = self._transport_dests.get((d, entry))
+        if dest is not None:
+            return dest
         nh = parse_nexthop(entry, self.config.remote_port)
-        return Destination(
+        dest = Destination(
             key=f"transport:{nh.key}",
             kind="transport",
             domain=d,
@@ -156,11 +170,30 @@ class Router:
             protocol=nh.protocol,
             path=nh.path,
         )
+        if len(self._transport_dests) >= TRANSPORT_CACHE:  # ".parent" entries: many domains
+            self._transport_dests.clear()
+        self._transport_dests[(d, entry)] = dest
+        return dest
 
     def destination(self, domain: str, release: bool = False) -> Destination:
         """The next hop for a recipient domain. Local domains never leave the machine; held
-        ones wait ("held") unless `release` (their host asked, with ETRN)."""
-        d = normalize_domain(domain)
+        ones wait ("held") unless `release` (their host asked, with ETRN).
+
+        Answers are kept DEST_TTL seconds: a domain added or held by `carteiro domain` counts
+        from then on, as if the attempts of that second had been made a second earlier."""
+        if release:
+            return self._destination(normalize_domain(domain), True)
+        now = time.monotonic()
+        hit = self._dests.get(domain)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        dest = self._destination(normalize_domain(domain), False)
+        if len(self._dests) >= TRANSPORT_CACHE:
+            self._dests.clear()
+        self._dests[domain] = (now + DEST_TTL, dest)
+        return dest
+
+    def _destination(self, d: str, release: bool) -> Destination:
         if d.startswith("["):
             return Destination(key=d, kind="literal", domain=d)
         if self.is_local(d):

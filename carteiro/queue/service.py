@@ -225,6 +225,9 @@ class QueueService:
         if op == "pickup":
             picked = await self.pickup_now()
             return {"ok": True, "queued": [list(p) for p in picked]}
+        if op == "sync":  # `queue list` is about to read the disk (cli_queue.settle)
+            await self.spool.sync()
+            return {"ok": True}
         try:
             if op == "flush":
                 # a queue run also takes what `sendmail -odq` left in the maildrop

@@ -97,6 +97,9 @@ class QueueWorker:
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
         self._released: dict[str, tuple[bool, float]] = {}  # ETRN: domain -> (subdomains, until)
+        # Postfix's dead destinations: key -> (until, why). While a destination is dead, new
+        # jobs for it are deferred without a connection attempt (see _start_message).
+        self._dead: dict[str, tuple[float, Outcome]] = {}
         self.delivered = 0  # counters for tests, benchmarks and logs
         self.bounced = 0
         self.deferred = 0
@@ -147,8 +150,14 @@ class QueueWorker:
     # ---- scheduling -------------------------------------------------------------------------
 
     def _on_new(self, msg: QueuedMessage) -> None:
-        if not self._stopping and not msg.held:
+        if self._stopping or msg.held:
+            return
+        if self._main is None or self._main.done():
             self.schedule(msg, self.clock())
+            return
+        # New mail is due now: started here rather than through the heap and a round of _run
+        # (the one-message-per-session case pays that round for every message).
+        self._start_message(msg, self.clock())
 
     def schedule(self, msg: QueuedMessage, when: float) -> None:
         msg.scheduled = when
@@ -181,14 +190,17 @@ class QueueWorker:
                 if msg is None or msg.active or msg.held or msg.scheduled != when:
                     continue  # a stale entry: rescheduled, running, held or gone
                 self._start_message(msg, now)
-            timeout = None
+            timer = None
             if self._heap:
-                # Wake at least once a minute: the wall clock may jump.
+                # Wake at least once a minute: the wall clock may jump. (A timer, not
+                # wait_for: no task per round, and a round per new message.)
                 timeout = min(max(self._heap[0][0] - now, 0.0), 60.0)
+                timer = asyncio.get_running_loop().call_later(timeout, self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _start_message(self, msg: QueuedMessage, now: float) -> None:
         msg.active = True
@@ -210,12 +222,32 @@ class QueueWorker:
             self._spawn(self._finish(msg))
             return
         for dest, rcpts in groups.values():
+            dead = self._dead_now(dest.key, now)
+            if dead is not None:
+                self._spawn(self._defer_job(_Job(msg, rcpts), dead))
+                continue
             d = self._dests.get(dest.key)
             if d is None:
                 d = self._dests[dest.key] = _Dest(dest)
             d.jobs.append(_Job(msg, rcpts))
             self._make_ready(d)
         self._pump()
+
+    def _dead_now(self, key: str, now: float) -> Outcome | None:
+        """Why `key` is dead (every host refused or timed out a moment ago), or None.
+
+        Postfix keeps an unreachable destination in its short-term status cache for
+        minimal_backoff_time and defers its new mail at once; we keep it for the first delay of
+        the retry schedule, after which the next job tries again. A message deferred so waits
+        for its own next try, like any other deferral.
+        """
+        entry = self._dead.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._dead[key]
+            return None
+        return entry[1]
 
     def _limit(self, d: _Dest) -> int:
         return self.config.max_per_destination
@@ -263,12 +295,18 @@ class QueueWorker:
     async def _run_job(self, d: _Dest, job: _Job) -> None:
         dead: Outcome | None = None
         released = False
+        tried = False
 
         def release() -> None:
             nonlocal released
             if released:
                 return
             released = True
+            if dead is not None:
+                until = self.clock() + self.config.policy.delay(1)
+                self._dead[d.dest.key] = (until, dead)
+            elif tried:
+                self._dead.pop(d.dest.key, None)  # it answered: alive again
             if dead is not None and d.jobs:
                 # Postfix's dead destination: the jobs waiting for it fail the same way now
                 # instead of each timing out in turn.
@@ -282,6 +320,7 @@ class QueueWorker:
                 return
             try:
                 results, dead = await self._deliver(d.dest, job)
+                tried = True
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -502,7 +541,9 @@ class QueueWorker:
                 if group:
                     new.extend(await self._dsns(msg, group, action, now))
         if rest or new:
-            await self.spool.record(msg, rest, new)
+            # Only "try again later" for every one: no fsync of its own (FileSpool.record)
+            deferral = not new and all(s.state == "pending" for s in rest)
+            await self.spool.record(msg, rest, new, deferral=deferral)
 
     def _last_job(self, msg: QueuedMessage, done: list[RecipientState]) -> bool:
         """True when `done` finishes `msg`: every other recipient is final, no other job of it is
@@ -528,6 +569,10 @@ class QueueWorker:
             status = "deferred"
         relay = "local" if out.local else (out.remote_mta or "none")
         delay = now - msg.arrival
+        if self.on_outcome is not None:
+            self.on_outcome(status, "local" if out.local else "remote", delay)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "queue: %s: to=<%s>, relay=%s, delay=%.1f, attempts=%d, dsn=%s, status=%s (%s)",
             msg.id,
@@ -553,8 +598,6 @@ class QueueWorker:
                 },
             },
         )
-        if self.on_outcome is not None:
-            self.on_outcome(status, "local" if out.local else "remote", delay)
 
     async def _dsns(
         self, msg: QueuedMessage, states: list[RecipientState], action: dsn.Action, now: float
@@ -668,6 +711,7 @@ class QueueWorker:
         """Make pending recipients due now (one message, or all when None); returns how many
         messages were rescheduled. Held and running messages are left alone."""
         now = self.clock()
+        self._dead.clear()  # as Postfix's flush: every destination gets a new chance
         msgs = [self._get(msg_id)] if msg_id else list(self.spool.messages.values())
         picked = [m for m in msgs if not m.held and not m.active and m.pending]
         for m in picked:
@@ -692,6 +736,7 @@ class QueueWorker:
         messages wait for it (0: none)."""
         now = self.clock()
         self._released[node] = (subdomains, now + ETRN_WINDOW)
+        self._dead.clear()
 
         def matches(domain: str) -> bool:
             return domain == node or (subdomains and domain.endswith("." + node))

@@ -255,7 +255,9 @@ class SieveSession:
             else:
                 await _SCRIPT_COMMANDS[cmd](self, args)
         else:
-            await self.bad(no(f"Unknown command {cmd[:40]}."))
+            # the name is echoed only when it is a plain word (never a client's control octets)
+            shown = cmd[:40] if cmd[:40].isalnum() and cmd.isascii() else ""
+            await self.bad(no(f"Unknown command {shown}." if shown else "Unknown command."))
         return True
 
     async def starttls(self, args: tuple[object, ...]) -> None:

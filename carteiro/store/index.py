@@ -31,7 +31,13 @@ UID_LEASE = 10_000
 MODSEQ_LEASE = 1_000_000
 SQLITE_FULL = 13
 
-SCHEMA = """
+# The FTS5 table of the search index (search_index.py). detail=column: the index keeps which
+# column of which message holds a term, not where in it: SEARCH asks FTS only for terms and term
+# prefixes (instr() on the stored text decides), and positions were a third of the CPU of
+# indexing a text (docs/search-index.md).
+SEARCH_TEXT = "body, head, tokenize = 'unicode61 remove_diacritics 2', detail = column"
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -154,14 +160,16 @@ CREATE TABLE IF NOT EXISTS search_fields (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 -- rowid: mailbox_id << 32 | uid. body: text/* and message/* bodies; head: every header block.
-CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(
-    body, head, tokenize = 'unicode61 remove_diacritics 2'
-);
+-- SEARCH_TEXT defines it (search_index.ensure_format rebuilds an index defined otherwise).
+CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5("""
+    + SEARCH_TEXT
+    + """);
 -- The distinct terms of search_text: a needle inside words (BODY "umbrel") finds its terms here.
 CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_text, 'row');
 -- Every UID of the mailbox up to `uid` has its row (or had none to have: expunged before).
 CREATE TABLE IF NOT EXISTS search_progress (mailbox_id INTEGER PRIMARY KEY, uid INTEGER NOT NULL);
 """
+)
 
 
 def connect_index(path: Path, readonly: bool = False) -> sqlite3.Connection:

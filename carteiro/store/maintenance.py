@@ -541,7 +541,7 @@ def reindex(
             )
         conn.execute("COMMIT")
         scanned = report.messages
-        search_index.ensure_fold(conn)
+        search_index.ensure_format(conn)
         to_parse = search_index.unindexed(conn) if progress is not None else 0
         # the search index of what was rebuilt (and of anything else not indexed yet), now
         # rather than by the next server's background indexer

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from carteiro.mime.sortkeys import SortFields
 from carteiro.store import maildir, names, quota, search_index
 from carteiro.store.api import (
+    DELETED,
     QUOTA_WARN,
     AppendResult,
     ChangeSubscription,
@@ -91,6 +92,8 @@ class AccountBackend(Protocol):
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T: ...
 
     recent_claims: dict[int, int]
+    fresh_appends: dict[int, tuple[int, int, float]]
+    deleted_hints: set[int]
 
     def claim_recent_later(self, mailbox_id: int, up_to: int) -> None: ...
 
@@ -171,6 +174,10 @@ class AccountBackend(Protocol):
 
 # STOREs of up to this many messages first check on the event loop whether they change anything.
 _QUICK_FLAG_CHECK = 64
+# Seconds after an APPEND through this process during which a \Recent claim of its new UIDs
+# skips the index read (see claim_recent): the appending session's own claim comes within a
+# millisecond or two; a longer window only widens the cross-process race claims already have.
+FRESH_CLAIM = 0.25
 
 
 class SqliteAccountStore:
@@ -436,7 +443,22 @@ class SqliteAccountStore:
         [result] = await self._s.deliver_many(
             [(self._account, mailbox, normalize_flags(flags), when)], source
         )
+        self._note_fresh([result])
         return result
+
+    def _note_fresh(self, results: Sequence[AppendResult]) -> None:
+        """Remember the UIDs just appended through this process, as one unbroken run per mailbox
+        (a UID that does not follow the run starts a new one): see claim_recent."""
+        fresh = self._s.fresh_appends
+        now = time.monotonic()
+        for r in results:
+            run = fresh.get(r.mailbox_id)
+            if run is not None and r.uid == run[1] + 1:
+                fresh[r.mailbox_id] = (run[0], r.uid, now)
+            else:
+                if len(fresh) >= 10_000:
+                    fresh.clear()
+                fresh[r.mailbox_id] = (r.uid, r.uid, now)
 
     async def append_many(
         self,
@@ -444,12 +466,14 @@ class SqliteAccountStore:
         messages: Sequence[tuple[bytes, Iterable[str], float | None]],
     ) -> list[AppendResult]:
         now = time.time()
-        return await self._s.append_many(
+        results = await self._s.append_many(
             self._id,
             self._account,
             mailbox,
             [(d, normalize_flags(f), now if w is None else w) for d, f, w in messages],
         )
+        self._note_fresh(results)
+        return results
 
     async def replace(
         self,
@@ -491,6 +515,20 @@ class SqliteAccountStore:
         return 0 if row is None else int(row[0])
 
     async def claim_recent(self, mailbox_id: int, up_to: int) -> int:
+        s = self._s
+        mine = s.recent_claims.get(mailbox_id, 0)
+        run = s.fresh_appends.get(mailbox_id)
+        if (
+            run is not None
+            and run[0] <= mine + 1 <= up_to <= run[1]
+            and time.monotonic() - run[2] < FRESH_CLAIM
+        ):
+            # Every UID above this process's claims up to `up_to` was appended through this
+            # process a moment ago: no other process can have claimed it but in that same
+            # moment (which claims race in anyway, see below), so the index is not read (one
+            # read per APPEND into a selected mailbox).
+            s.claim_recent_later(mailbox_id, up_to)
+            return mine
         before = await self.recent_claimed(mailbox_id)
         if up_to > before:
             # This process's claims take effect at once (the next session here sees them); the
@@ -758,6 +796,11 @@ class SqliteAccountStore:
 
         metas, failed = await s.write(job)
         s.listings.note_flags(mailbox_id, ((m.uid, m.flags) for m in metas))
+        if any(DELETED in m.flags for m in metas):
+            # the next EXPUNGE has something to remove: it skips its read (see expunge)
+            if len(s.deleted_hints) >= 10_000:
+                s.deleted_hints.clear()
+            s.deleted_hints.add(mailbox_id)
         return metas, failed
 
     async def _remove(
@@ -787,12 +830,16 @@ class SqliteAccountStore:
         # Most EXPUNGEs find nothing to remove: a read on this thread says so without a round
         # through the writer. A \Deleted flag committed after this read is simply ordered after
         # this EXPUNGE.
-        if (
-            uids is None
-            and self._s.listings.is_small(mailbox_id)
-            and not await self._s.read_quick(self._any_deleted, mailbox_id)
-        ):
-            return []
+        # When this process just set \Deleted there (deleted_hints), the read would find it:
+        # skipped. The hint is spent here; a stale one costs the write the read would have saved.
+        if uids is None:
+            hints = self._s.deleted_hints
+            if mailbox_id in hints:
+                hints.discard(mailbox_id)
+            elif self._s.listings.is_small(mailbox_id) and not await self._s.read_quick(
+                self._any_deleted, mailbox_id
+            ):
+                return []
         return await self._remove(mailbox_id, uids, only_deleted=True)
 
     def _known_to_change(

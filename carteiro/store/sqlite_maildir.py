@@ -189,6 +189,11 @@ class SqliteMaildirStore:
         self.recent_claims: dict[int, int] = {}
         self._recent_pending: dict[int, int] = {}
         self._recent_lock = threading.Lock()
+        # UIDs this process's APPENDs just added, per mailbox: (lowest, highest, when) of one
+        # unbroken run (see SqliteAccountStore.claim_recent)
+        self.fresh_appends: dict[int, tuple[int, int, float]] = {}
+        # mailboxes where this process last set \Deleted on a message (see expunge): a hint
+        self.deleted_hints: set[int] = set()
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
@@ -210,7 +215,7 @@ class SqliteMaildirStore:
         self.writer_folders = FolderLock(self.folders_lock_path)  # the writer thread's
         self._ffolders = FolderLock(self.folders_lock_path)  # the flusher thread's
         conn = connect_index(self.index_path)
-        search_index.ensure_fold(conn)
+        search_index.ensure_format(conn, self._hook)
         conn.execute(
             "INSERT INTO writers (token, pid, started) VALUES (?, ?, ?)",
             (self.token, os.getpid(), time.time()),

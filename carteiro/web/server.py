@@ -16,6 +16,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from carteiro.core.hostport import parse_hostport
+from carteiro.web.guard import WebLimits, guarded_protocol
 
 log = logging.getLogger("carteiro.web")
 
@@ -33,9 +34,15 @@ def is_loopback(host: str) -> bool:
 
 class WebServer:
     def __init__(
-        self, app: ASGIApp, listen: str, cert: Path | None = None, key: Path | None = None
+        self,
+        app: ASGIApp,
+        listen: str,
+        cert: Path | None = None,
+        key: Path | None = None,
+        limits: WebLimits | None = None,
     ) -> None:
         self.app = app
+        self.limits = limits or WebLimits()
         self.listen = listen
         self.cert = cert
         self.key = key
@@ -66,6 +73,7 @@ class WebServer:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            http=guarded_protocol(self.limits),  # header/body deadlines, connection caps
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=3,

@@ -664,6 +664,12 @@ def parse_sort(r: ArgReader, uid: bool = False) -> Sort:
             raise ArgError("Too many sort criteria")
     r.sp()
     charset = r.astring_text("charset")
+    if return_opts is None and r.buf[r.pos : r.pos + 8].upper() == b" RETURN ":
+        # RETURN options after the charset too, where Dovecot parses them (imaptest's
+        # sort-partial sends them there); RETURN is no search key, so nothing is ambiguous
+        r.pos += 1
+        return_opts, partial = parse_search_return(r)
+        r.pos -= 1  # the SP before the first search key, which parse_search_criteria reads
     key = parse_search_criteria(r, charset)
     return Sort(tuple(criteria), charset, key, uid, return_opts, partial)
 

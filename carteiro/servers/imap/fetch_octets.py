@@ -66,6 +66,8 @@ def partial(data: bytes, p: pf.Partial | None) -> bytes:
     """RFC 9051 6.4.5: octets origin..origin+count-1; an origin past the end gives ""."""
     if p is None:
         return data
+    if p.count is None:
+        return data[p.origin :]
     return data[p.origin : p.origin + p.count]
 
 
@@ -76,7 +78,10 @@ def body_section(msg: Message, attr: pf.FetchAttr) -> bytes:
 
 
 def binary_section(msg: Message, attr: pf.FetchAttr) -> bytes | ms.UnknownCte | None:
-    """BINARY[section]<partial>: decoded content; None for no such part."""
+    """BINARY[section]<partial>: decoded content; None for no such part. A section with text
+    (TEXT, MIME, HEADER...) has nothing to decode: its BODY octets (as Dovecot)."""
+    if attr.section is not None and attr.section.text is not None:
+        return body_section(msg, attr)
     out = ms.binary_section(msg, _mime_section(attr.section))
     if isinstance(out, bytes):
         return partial(out, attr.partial)
@@ -84,6 +89,8 @@ def binary_section(msg: Message, attr: pf.FetchAttr) -> bytes | ms.UnknownCte | 
 
 
 def binary_size(msg: Message, attr: pf.FetchAttr) -> int | ms.UnknownCte | None:
+    if attr.section is not None and attr.section.text is not None:
+        return len(ms.body_section(msg, _mime_section(attr.section)) or b"")
     return ms.binary_size(msg, _mime_section(attr.section))
 
 

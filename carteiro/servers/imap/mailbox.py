@@ -333,6 +333,16 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
     if refused := undecodable(req.mailbox):
         return refused  # not TRYCREATE: no CREATE could make it
     store = _store(s)
+    if any(m.catenate is not None for m in req.messages):
+        # A missing destination is told as such before any part is resolved: NO [TRYCREATE]
+        # says CREATE would help, where a [BADURL] of some part would hide it (RFC 9051
+        # 6.3.12, RFC 4469 5; Dovecot checks in this order, imaptest's catenate expects it)
+        try:
+            target = await store.get_mailbox(req.mailbox)
+        except MailboxNotFound:
+            return no("Mailbox doesn't exist", "TRYCREATE")
+        if not target.selectable:
+            return no("Mailbox isn't selectable", "TRYCREATE")
     bodies: list[bytes] = []
     for m in req.messages:
         data = await _message_bytes(s, m)

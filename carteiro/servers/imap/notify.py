@@ -174,6 +174,12 @@ class Notifier:
             self.match(s, info.id, info.name, k) for k in (pn.MESSAGE_NEW, pn.MESSAGE_EXPUNGE)
         )
 
+    def wants_modseq(self, s: Session, info: MailboxInfo) -> bool:
+        """HIGHESTMODSEQ in the mailbox's STATUS: the client enabled CONDSTORE, or it watches
+        the mailbox's flag changes, and a resync after them starts from that value (as Dovecot;
+        imaptest's notify expects it)."""
+        return s.condstore or self.match(s, info.id, info.name, pn.FLAG_CHANGE)
+
     # ---- waiting between commands ----------------------------------------------------------
 
     async def recv(self, s: Session) -> bytes:
@@ -270,7 +276,7 @@ class Notifier:
             items |= {"MESSAGES", "UIDNEXT"}
         if pn.FLAG_CHANGE in kinds:
             items.add("UIDVALIDITY")
-        if s.condstore:
+        if self.wants_modseq(s, info):
             items.add("HIGHESTMODSEQ")
         s.write(await status_response(s, info, [i for i in _STATUS_ORDER if i in items]))
 
@@ -431,7 +437,7 @@ async def notify(s: Session, tag: str, req: pn.Notify) -> Result:
                 continue
             if n.wants_status(s, info):
                 items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
-                if s.condstore:
+                if n.wants_modseq(s, info):
                     items.append("HIGHESTMODSEQ")
                 s.write(await status_response(s, info, items))
     return ok("NOTIFY completed.")

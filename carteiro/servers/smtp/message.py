@@ -150,7 +150,10 @@ class MessageWriter:
         self.tmp_dir = tmp_dir
         self.path: Path | None = None
         self._f: io.FileIO | None = None
-        self._mem = bytearray(prefix)
+        # the message while in memory: its pieces, joined once at the end (a bytearray grown
+        # by each piece, then copied to bytes, copied a 100 KB message three times)
+        self._mem: list[bytes | bytearray] = [prefix]
+        self._mem_size = len(prefix)
         self._memory_max = memory_max
         self.prefix_len = len(prefix)
         self.size = len(prefix)
@@ -167,14 +170,15 @@ class MessageWriter:
     def _out(self, data: bytes | bytearray) -> None:
         f = self._f
         if f is None:
-            if len(self._mem) + len(data) <= self._memory_max:
-                self._mem += data
+            if self._mem_size + len(data) <= self._memory_max:
+                self._mem.append(data)
+                self._mem_size += len(data)
                 return
             self._spill()
             f = self._f
             assert f is not None
         if self._mem:
-            data, self._mem = self._mem + data, bytearray()
+            data, self._mem, self._mem_size = b"".join([*self._mem, data]), [], 0
         n = f.write(data)
         if n is not None and n < len(data):  # a short write (a signal, a full disk): go on
             view = memoryview(data)[n:]
@@ -217,7 +221,7 @@ class MessageWriter:
         if self._head is not None:
             self._flush_head(-1)
         if self._f is None:
-            return bytes(self._mem)
+            return b"".join(self._mem)
         if self._mem:
             self._out(b"")
         self._f.close()
@@ -231,7 +235,7 @@ class MessageWriter:
         if self.path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-        self._mem = bytearray()
+        self._mem, self._mem_size = [], 0
 
 
 def _mkstemp(tmp_dir: Path) -> tuple[int, str]:

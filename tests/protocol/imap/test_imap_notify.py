@@ -76,7 +76,8 @@ S: a14 OK NOTIFY completed.
 
 
 async def test_status_option_and_other_mailboxes(server):
-    # RFC 5465 3.1 STATUS, 5.2 MessageNew, 5.4 MailboxName, 5.5 SubscriptionChange, 5.6/5.7
+    # RFC 5465 3.1 STATUS, 5.2 MessageNew, 5.4 MailboxName, 5.5 SubscriptionChange, 5.6/5.7;
+    # FlagChange is among PERSONAL's events, so every STATUS carries HIGHESTMODSEQ
     await play(
         server,
         f"""
@@ -92,17 +93,17 @@ S: <...>
 S: * OK [MAILBOXID (<...>)] Ok
 S: a2 OK [READ-WRITE] Select completed.
 C: a3 NOTIFY SET STATUS (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange)) (PERSONAL ({ALL}))
-S: * STATUS Archive (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0)
-S: * STATUS Drafts (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0)
-S: * STATUS Junk (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0)
-S: * STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0)
-S: * STATUS Trash (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0)
+S: * STATUS Archive (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
+S: * STATUS Drafts (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
+S: * STATUS Junk (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
+S: * STATUS Sent (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
+S: * STATUS Trash (MESSAGES 0 UIDNEXT 1 UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
 S: a3 OK NOTIFY completed.
 C2: b1 {LOGIN}
 S2: b1 OK <...>
 {append("b2", "Archive")}
 S2: b2 OK <...>
-S: * STATUS Archive (MESSAGES 1 UIDNEXT 2 UNSEEN 1)
+S: * STATUS Archive (MESSAGES 1 UIDNEXT 2 UNSEEN 1 HIGHESTMODSEQ <...>)
 C2: b3 CREATE Projects
 S2: b3 OK <...>
 S: * LIST () "/" Projects
@@ -137,15 +138,15 @@ S2: b10 OK <...>
 C2: b11 STORE 1 +FLAGS (\\Seen)
 S2: * 1 FETCH (FLAGS (\\Seen \\Recent))
 S2: b11 OK <...>
-S: * STATUS Archive (UIDVALIDITY <...> UNSEEN 0)
+S: * STATUS Archive (UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
 C2: b12 STORE 1 +FLAGS (\\Deleted)
 S2: * 1 FETCH (FLAGS (\\Deleted \\Seen \\Recent))
 S2: b12 OK <...>
-S: * STATUS Archive (UIDVALIDITY <...> UNSEEN 0)
+S: * STATUS Archive (UIDVALIDITY <...> UNSEEN 0 HIGHESTMODSEQ <...>)
 C2: b13 EXPUNGE
 S2: * 1 EXPUNGE
 S2: b13 OK <...>
-S: * STATUS Archive (MESSAGES 0 UIDNEXT 2 UNSEEN 0)
+S: * STATUS Archive (MESSAGES 0 UIDNEXT 2 UNSEEN 0 HIGHESTMODSEQ <...>)
 # the selected mailbox under SELECTED: pushed at once, with the fetch attributes
 {append("b14", "INBOX")}
 S2: b14 OK <...>

@@ -230,6 +230,10 @@ S: OK "Done."
     await c.send(b"NOOP " + b"a" * 100_000 + b"\r\nNOOP\r\n")
     assert await c.line() == 'NO "line too long"'
     assert await c.line() == 'OK "Done."'
+    # a client's control octets are never echoed back (NUL in a literal, once)
+    await c.send(b"NOOP\x00\x00\r\nNOOP\r\n")
+    assert await c.line() == 'NO "Unknown command."'
+    assert await c.line() == 'OK "Done."'
 
 
 @pytest.mark.parametrize("limit", [3])

@@ -78,6 +78,30 @@ async def test_dot_stuffing(env: Env) -> None:
     assert msg.endswith(b"\r\n.\r\n..x\r\ny\r\na.b\r\n.\r\n")
 
 
+@pytest.mark.parametrize("lines", [1500, 4500])  # ~100 KB held in memory, ~300 KB through a file
+async def test_large_message_in_few_reads_is_unstuffed_exactly(env: Env, lines: int) -> None:
+    """A message whose first line starts with a dot, with dot lines here and there, written at
+    once: it arrives in a few large reads (the one-pass scan meets its terminator, its dot lines
+    and the sentinel at read boundaries) and is stored exactly as the client meant it."""
+    text = [b".first line", b"Subject: big", b""]
+    for i in range(lines):
+        text.append(b"." * (i % 3) + b"line %d of a long message, with a sentence." % i)
+    text += [b".", b"..", b"end"]
+    content = b"\r\n".join(text) + b"\r\n"
+    stuffed = b"\r\n".join(b"." + t if t.startswith(b".") else t for t in text) + b"\r\n"
+    c = await env.connect()
+    await c.play(HELO + "C: MAIL FROM:<a@example.org>\nS: 250 *\nC: RCPT TO:<bob@example.test>")
+    await c.reply()
+    await c.send(b"DATA\r\n")
+    assert (await c.reply())[0].startswith("354")
+    await c.send(stuffed + b".\r\nQUIT\r\n")
+    assert (await c.reply())[0].startswith("250 2.0.0")
+    assert await c.reply() == ["221 2.0.0 Bye"]
+    [msg] = await env.inbox(BOB)
+    assert msg.endswith(b"\r\n" + content)
+    assert msg[: len(msg) - len(content)].count(b"\r\n\r\n") == 0  # only trace fields before it
+
+
 async def test_empty_message_and_byte_at_a_time(env: Env) -> None:
     c = await env.connect()
     await c.play(HELO + "C: MAIL FROM:<a@example.org>\nS: 250 *\nC: RCPT TO:<bob@example.test>")

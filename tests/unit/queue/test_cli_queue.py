@@ -165,3 +165,19 @@ def test_dns_records_command(tmp_path: Path) -> None:
     assert code == 1 and "not one of our domains" in err
     code, _, err = run("dns-records", "ex..ample", "--data", str(tmp_path))
     assert code == 65 and "empty label" in err
+
+
+async def test_list_show_and_mailq_see_a_deferral_the_server_holds_back(tmp_path: Path) -> None:
+    """A deferral waits for the next commit (FileSpool.record): the commands that read the disk
+    ask the running server to commit it first, so they show the attempt at once."""
+    transport = FakeTransport(handler=reply_all(451, "4.3.0", "greylisted"))
+    svc, _ = service(tmp_path, transport)
+    await svc.start()
+    qid = await svc.spool.enqueue(env("bob@b.test"), MESSAGE)
+    await until(lambda: len(transport.calls) == 1 and not svc.spool.messages[qid].active)  # type: ignore[attr-defined]
+    data = str(tmp_path)
+    code, out, _ = await asyncio.to_thread(run, "mailq", "--data", data)
+    assert code == 0 and "451 4.3.0 greylisted)" in out and "bob@b.test" in out
+    code, out, _ = await asyncio.to_thread(run, "queue", "show", qid, "--json", "--data", data)
+    assert json.loads(out)["recipients"][0]["attempts"] == 1
+    await svc.stop()

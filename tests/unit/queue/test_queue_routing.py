@@ -184,3 +184,46 @@ async def test_verified_tls_policy_for_mx_hosts() -> None:
     rt = router(r, tls_verify=True)
     route = await rt.route(rt.destination("b.test"))
     assert route.hops[0].tls == "starttls" and route.hops[0].verify
+
+
+def test_a_domains_destination_is_asked_of_the_directory_once_a_second(
+    monkeypatch: object,
+) -> None:
+    """is_local and is_held are directory queries: not made for every message (issue 10), but
+    a domain added or held meanwhile counts within DEST_TTL."""
+    import pytest
+
+    from carteiro.queue import routing
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    now = [1000.0]
+    monkeypatch.setattr(routing.time, "monotonic", lambda: now[0])
+    local: set[str] = set()
+    held: set[str] = set()
+    asked: list[str] = []
+
+    def is_local(d: str) -> bool:
+        asked.append(d)
+        return d in local
+
+    rt = Router(
+        FakeResolver(),
+        RoutingConfig(hostname="mx.a.test", transport={"b.test": "127.0.0.1:9"}),
+        is_local=is_local,
+        is_held=lambda d: d in held,
+    )
+    first = rt.destination_for("bob@b.test")
+    assert first.kind == "transport" and first.port == 9
+    assert rt.destination_for("carol@B.test.").key == first.key
+    assert rt.destination_for("bob@b.test") is first
+    assert asked == ["b.test", "b.test"]  # "B.test." once, "b.test" once
+    local.add("b.test")
+    now[0] += 0.5
+    assert rt.destination_for("bob@b.test").kind == "transport"  # within the second
+    now[0] += 0.6
+    assert rt.destination_for("bob@b.test").kind == "local"
+    local.clear()
+    held.add("b.test")
+    now[0] += 1.1
+    assert rt.destination_for("bob@b.test").kind == "held"
+    assert rt.destination_for("bob@b.test", release=True).kind == "transport"  # ETRN: asked now

@@ -55,6 +55,8 @@ TEXTS = [
     "",
     "x" * 300 + " tail-word",
     "ﬁne ligature and STRASSE",
+    "naïve—résumé «quoted» 日本語テキスト x-y",
+    "a lone \u0301 accent, e\u0301 and e\u0305x",
 ]
 
 
@@ -126,6 +128,8 @@ NEEDLES = [
     "straße", "STRASSE", "ss", "e gr", "grüße aus", "jörg", "foobar@", "<foobar@example.test>",
     "joe, shall", "3:30", "fine", "ﬁne", "tail-wo", "x tail", "inner", "html", "<p>", "zzzz",
     "id-42", "re: meet", "[list]", "unicode, name", "ü", "\u00e9", "list] fwd",
+    "e—r", "ve—résumé «q", "«quoted»", "résumé «quo", "日本", "テキスト x", "ïve—r", "x «quoted",
+    "lone \u0301", "\u0301 accent", "e \u0301", "and e\u0305", "e\u0305x", "d é",
 ]  # fmt: skip
 FIELDS = ["SUBJECT", "FROM", "TO", "CC", "BCC", "BODY", "TEXT", "HEADER MESSAGE-ID", "HEADER X-Tag"]
 DAYS = ["7-Feb-1994", "8-Feb-1994", "2-Oct-2024", "1-Oct-2024", "14-Nov-2023"]

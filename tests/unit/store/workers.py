@@ -147,3 +147,18 @@ def index_then_crash(data_dir: str, point: str) -> None:
         await store.close()
 
     asyncio.run(main())
+
+
+def open_then_crash(data_dir: str, point: str) -> None:
+    """Open the store and die abruptly (like kill -9) when it reaches `point`."""
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+    def hook(where: str) -> None:
+        if where == point:
+            os._exit(86)
+
+    async def main() -> None:
+        store = SqliteMaildirStore(Path(data_dir), fault_hook=hook)
+        await store.close()
+
+    asyncio.run(main())

@@ -1,0 +1,123 @@
+"""Connection limits for the webmail's HTTP server: what carteiro's own listeners (net/listener.py)
+give SMTP, IMAP and POP3, uvicorn does not: it waits for a request's header section and for a
+request body as long as the client likes (a client sending a byte every few seconds holds a
+descriptor for ever: "slowloris") and takes any number of connections from one address.
+
+`guarded_protocol` makes a subclass of uvicorn's h11 protocol per server with:
+- a deadline for each request's header section, counted from the connection (or the first octet
+  of the next request on a kept-alive connection): past it, 408 and close;
+- a deadline between two reads of a request body (an upload may be slow, not stalled);
+- a cap on connections per client address and in all (past it, 503 and close at once).
+Once a request is read, the response may take as long as it needs (the mailbox's live updates
+are one long response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    header_timeout: float = 20.0  # seconds for a request's header section
+    body_timeout: float = 30.0  # seconds without a read while a request body is incomplete
+    max_connections_per_ip: int = 50  # 0: no cap (behind a proxy, every client is the proxy)
+    max_connections: int = 1000
+
+
+_CLOSE = b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\n" + _CLOSE
+_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\n" + _CLOSE
+
+
+class _Guarded(H11Protocol):
+    limits: WebLimits = WebLimits()
+    per_ip: Counter[str]
+    total: list[int]  # [open connections], shared by the server's protocols
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ip: str | None = None  # counted under this address (None: not counted)
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting = ""  # "" | "head" | "body": what the timer waits for
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ip = self.client[0] if self.client else ""
+        limits = self.limits
+        per_ip = limits.max_connections_per_ip
+        if self.total[0] >= limits.max_connections or (per_ip and self.per_ip[ip] >= per_ip):
+            transport.write(_BUSY)
+            transport.close()
+            return
+        self._ip = ip
+        self.per_ip[ip] += 1
+        self.total[0] += 1
+        self._wait("head")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._wait("")
+        if self._ip is not None:
+            self.per_ip[self._ip] -= 1
+            if self.per_ip[self._ip] <= 0:
+                del self.per_ip[self._ip]
+            self.total[0] -= 1
+            self._ip = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._ip is None:
+            return  # refused: its 503 is on the way out
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # the next request, if any: uvicorn's keep-alive timer covers a quiet connection, and
+        # data_received arms the head deadline at the next request's first octet
+        if self._waiting:
+            self._wait("")
+
+    def _follow(self) -> None:
+        """Arm the timer for what the connection now waits for (after a read)."""
+        state = self.conn.their_state
+        if state is h11.IDLE:
+            if self._waiting != "head" and self.conn.trailing_data[0]:
+                self._wait("head")  # part of a next request's head has come
+        elif state is h11.SEND_BODY:
+            self._wait("body")  # re-armed at each read
+        elif self._waiting:
+            self._wait("")  # the request is read: the response takes what it takes
+
+    def _wait(self, what: str) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waiting = what
+        if what:
+            delay = self.limits.header_timeout if what == "head" else self.limits.body_timeout
+            self._timer = self.loop.call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._waiting = ""
+        if self.transport.is_closing():
+            return
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # nothing of a response sent
+            self.transport.write(_TIMEOUT)
+        self.transport.close()
+
+
+def guarded_protocol(limits: WebLimits) -> type[H11Protocol]:
+    """A protocol class for uvicorn.Config(http=...) with its own counters and `limits`."""
+    return type(
+        "GuardedH11Protocol",
+        (_Guarded,),
+        {"limits": limits, "per_ip": Counter(), "total": [0]},
+    )

@@ -1,0 +1,186 @@
+"""The webmail's HTTP limits (carteiro/web/guard.py): deadlines for a request's header section and
+between the reads of its body, connection caps per address and in all; a slow response is not
+cut. The real uvicorn server on a loopback port, driven with raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from carteiro.web.guard import WebLimits
+from carteiro.web.server import WebServer
+
+LIMITS = WebLimits(
+    header_timeout=0.6, body_timeout=0.6, max_connections_per_ip=3, max_connections=100
+)
+
+
+async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.5)  # longer than both deadlines
+    out = b"got %d" % len(body)
+    headers = [(b"content-length", str(len(out)).encode()), (b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": out})
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    server = WebServer(app, "127.0.0.1:0", limits=LIMITS)
+    await server.start()
+    assert server.bound is not None
+    try:
+        yield server.bound[1]
+    finally:
+        await server.stop()
+
+
+async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def response(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    """One response (headers and a Content-Length body), or what came before the close."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await asyncio.wait_for(reader.readexactly(length), timeout)
+
+
+async def closed_after(reader: asyncio.StreamReader, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Everything until the server closes, and how long that took."""
+    t = time.monotonic()
+    data = await asyncio.wait_for(reader.read(), timeout)
+    return data, time.monotonic() - t
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def test_a_normal_request_is_answered(port: int) -> None:
+    reader, writer = await connect(port)
+    writer.write(GET)
+    assert (await response(reader)).endswith(b"got 0")
+    writer.close()
+
+
+async def test_an_unfinished_header_section_gets_408_and_the_connection_closes(port: int) -> None:
+    reader, writer = await connect(port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # no blank line, ever
+    data, took = await closed_after(reader)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert 0.4 < took < 3.0
+    writer.close()
+
+
+async def test_a_header_sent_a_byte_at_a_time_cannot_outlive_the_deadline(port: int) -> None:
+    reader, writer = await connect(port)
+    t = time.monotonic()
+    cut = None
+    for octet in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:  # ~5 s at one octet per 50 ms
+        try:
+            writer.write(bytes([octet]))
+            await writer.drain()
+        except ConnectionError:
+            break
+        await asyncio.sleep(0.05)
+        if reader.at_eof() or reader._buffer:  # the server answered
+            break
+    cut = time.monotonic() - t
+    data, _ = await closed_after(reader)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert cut < 3.0  # not the ~5 s the octets would have taken
+    writer.close()
+
+
+async def test_the_next_request_on_a_kept_alive_connection_has_its_own_deadline(
+    port: int,
+) -> None:
+    reader, writer = await connect(port)
+    await asyncio.sleep(0.4)
+    writer.write(GET)
+    assert (await response(reader)).endswith(b"got 0")
+    await asyncio.sleep(0.4)  # 0.8 s since the connection: a deadline from then would be past
+    writer.write(GET)
+    assert (await response(reader)).endswith(b"got 0")
+    writer.write(b"GET / HTTP/1.1\r\n")
+    data, took = await closed_after(reader)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert took > 0.4
+    writer.close()
+
+
+async def test_a_slow_body_is_read_but_a_stalled_one_is_cut(port: int) -> None:
+    reader, writer = await connect(port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
+    for _ in range(4):  # 1.2 s in all, each pause under the 0.6 s deadline
+        await asyncio.sleep(0.3)
+        writer.write(b"x" * 10)
+    assert (await response(reader)).endswith(b"got 40")
+
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\nxxxx")
+    data, took = await closed_after(reader)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert 0.4 < took < 3.0
+    writer.close()
+
+
+async def test_a_slow_response_is_not_cut(port: int) -> None:
+    reader, writer = await connect(port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await response(reader)).endswith(b"got 0")
+    writer.close()
+
+
+async def test_connections_past_the_per_address_cap_get_503(port: int) -> None:
+    held = [await connect(port) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    reader, writer = await connect(port)
+    data, _ = await closed_after(reader)
+    assert data.startswith(b"HTTP/1.1 503 ")
+    writer.close()
+    # one of the three leaves: room again
+    held[0][1].close()
+    await held[0][1].wait_closed()
+    await asyncio.sleep(0.1)
+    reader, writer = await connect(port)
+    writer.write(GET)
+    assert (await response(reader)).endswith(b"got 0")
+    writer.close()
+    for _, w in held[1:]:
+        w.close()
+
+
+async def test_no_per_address_cap_when_it_is_zero() -> None:
+    limits = WebLimits(header_timeout=5, body_timeout=5, max_connections_per_ip=0)
+    server = WebServer(app, "127.0.0.1:0", limits=limits)
+    await server.start()
+    assert server.bound is not None
+    try:
+        held = [await connect(server.bound[1]) for _ in range(60)]
+        reader, writer = await connect(server.bound[1])
+        writer.write(GET)
+        assert (await response(reader)).endswith(b"got 0")
+        for _, w in [*held, (reader, writer)]:
+            w.close()
+    finally:
+        await server.stop()

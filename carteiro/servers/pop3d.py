@@ -9,9 +9,11 @@ remove the marked messages with one store call. A dropped or timed-out connectio
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from carteiro.core.metrics import POP3_COMMANDS
 from carteiro.directory.throttle import Refused
@@ -36,8 +38,15 @@ READ_SIZE = 64 * 1024
 MIN_LINE_LENGTH = 255  # RFC 2449 4
 # Read-ahead for clients that download in order: the next messages are read in one store call
 # (one index transaction for the run, store.read_messages), bounded in count and octets held.
-PREFETCH_COUNT = 16
+PREFETCH_COUNT = 64
 PREFETCH_OCTETS = 1 << 20
+# The metrics label of a command by its first word as sent, for the usual spellings (others are
+# worked out each time): counting a command costs one lookup.
+_WORDS = {
+    spelled: name
+    for name in POP3_COMMANDS
+    for spelled in {name.encode(), name.lower().encode(), name.capitalize().encode()}
+}
 
 
 def listeners(ctx: ServerContext) -> list[Listener]:
@@ -99,7 +108,63 @@ class Pop3Service:
             session.stop()
 
 
+def _label(line: bytes) -> str:
+    """The metrics label of a command line spelled in an unusual case (or not a command)."""
+    text = line.partition(b" ")[0].upper().decode("ascii", "replace")
+    # a fixed set of labels, whatever the client sends (a SASL response is "OTHER")
+    return text if text in POP3_COMMANDS else "OTHER"
+
+
+class _Feed(asyncio.Protocol):
+    """Put on the session's transport in place of the StreamReaderProtocol: the octets go straight
+    to the session (which answers what it can inside this call); the end of the connection and
+    write flow control still go to the stream protocol, so the StreamWriter (drain, STARTTLS,
+    close) works as before."""
+
+    __slots__ = ("inner", "session")
+
+    def __init__(self, session: Pop3Session, inner: asyncio.BaseProtocol) -> None:
+        self.session = session
+        self.inner = inner
+
+    def data_received(self, data: bytes) -> None:
+        self.session._on_data(data)
+
+    def eof_received(self) -> bool | None:
+        self.session._on_end()
+        return cast(asyncio.Protocol, self.inner).eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session._on_end()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _Signal(enum.Enum):
+    """What wakes the session's task besides a request of the machine."""
+
+    END = "end"  # the client closed the connection (or it was lost)
+    STOP = "stop"  # server shutdown
+    TIMEOUT = "timeout"  # idle timeout
+    CLOSE = "close"  # a reply that ends the session was written
+    BLOCKED = "blocked"  # the client does not read: wait until it does (or time out)
+
+
+Wake = pop3.Event | _Signal
+
+
 class Pop3Session:
+    """One connection. Replies that need no I/O (every command but a login, STLS, QUIT and a RETR
+    or TOP of a message not read ahead) are answered inside the transport's data callback: no
+    task wake-up, no stream buffer, one write per batch of input. The session's task only runs
+    for the requests that wait on something (the directory, the store, a TLS handshake, a client
+    that does not read), then hands the input back to the callback."""
+
     def __init__(self, ctx: ServerContext, conn: Connection, implicit_tls: bool = False) -> None:
         self.ctx = ctx
         self.conn = conn
@@ -123,17 +188,23 @@ class Pop3Session:
         self.lock: MaildropLock | None = None
         self._out: list[bytes] = []
         self._out_size = 0
-        self._task: asyncio.Task[None] | None = None
-        self._reading = False
+        self._transport: asyncio.Transport | None = None  # set when the _Feed is put on
+        self._high_water = 0
+        self._waiter: asyncio.Future[Wake] | None = None  # the task waiting in _wait()
+        self._idle = False  # the task waits for input: the data callback answers commands
+        self._read_paused = False
+        self._ended = False
         self._stopping = False
         self._mechanism: sasl.Mechanism | None = None  # the SASL exchange under way
         self._ahead: dict[int, bytes | KeyError] = {}  # message number -> read ahead
         self._last_retrieved = 0
-        # One idle timer per session, pushed forward by each read (an asyncio.timeout per read
-        # was a timer handle and a context manager per command).
+        metrics = ctx.metrics
+        self._count_command = metrics.command
+        self._count_reply = metrics.reply
+        # One idle timer per session, pushed forward by each input (a timer per command would be a
+        # handle and a heap entry per command).
         self._deadline = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._timed_out = False
         # looked up once (each asyncio.get_running_loop() costs a getpid system call)
         self._loop = asyncio.get_running_loop()
 
@@ -142,17 +213,17 @@ class Pop3Session:
     def stop(self) -> None:
         """Server shutdown: an idle session says goodbye now; a busy one after its current batch."""
         self._stopping = True
-        if self._reading and self._task is not None:
-            self._task.cancel()
+        if self._idle:
+            self._wake(_Signal.STOP)
 
     async def run(self) -> None:
-        self._task = asyncio.current_task()
         try:
             await self._run()
         finally:
             # RFC 1939 6/8: a session that ends without QUIT never enters UPDATE: nothing is
             # deleted, the lock is released.
             self._ahead.clear()
+            self._idle = False
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
             self._release()
@@ -163,36 +234,88 @@ class Pop3Session:
             lock, self.lock = self.lock, None
             lock.release()
 
-    async def _read(self) -> bytes | None:
-        """The next chunk; b"" at EOF; None after the idle timeout or a shutdown."""
+    def _take_over(self) -> None:
+        """Put the _Feed on the transport (at the start, and after STLS on the TLS transport); the
+        octets the stream took meanwhile go to the machine."""
+        writer = self.conn.writer
+        transport = cast(asyncio.Transport, writer.transport)
+        self._transport = transport
+        self._high_water = transport.get_write_buffer_limits()[1]
+        transport.set_protocol(_Feed(self, transport.get_protocol()))
+        reader = self.conn.reader
+        buf: bytearray = reader._buffer  # type: ignore[attr-defined]  # no public accessor
+        if buf:
+            self.machine.receive_data(bytes(buf))
+            buf.clear()
+        if reader.at_eof() or transport.is_closing():
+            self._ended = True
+        elif not transport.is_reading():  # the stream paused it (a flood before the greeting)
+            transport.resume_reading()
+
+    # ---- input ------------------------------------------------------------------------------------
+
+    def _on_data(self, data: bytes) -> None:
+        """The transport's data callback."""
+        m = self.machine
+        m.receive_data(data)
+        if not self._idle:
+            # the task is busy: keep the input for later, within bounds
+            if m.pending_input > READ_SIZE and not self._read_paused:
+                self._read_paused = True
+                assert self._transport is not None
+                self._transport.pause_reading()
+            return
+        got = self._pump()
+        if got is None:
+            self._deadline = self._loop.time() + self.idle_timeout
+        else:
+            self._wake(got)
+
+    def _on_end(self) -> None:
+        self._ended = True
+        if self._idle:
+            self._wake(_Signal.END)
+
+    def _wake(self, why: Wake) -> None:
+        self._idle = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(why)
+
+    async def _wait(self) -> Wake:
+        """Wait while the data callback answers commands, until the session must act: a request
+        of the machine, the end of the connection, the idle timeout, a shutdown."""
+        if self._ended:
+            return _Signal.END
         if self._stopping:
-            return None
-        self._reading = True
+            return _Signal.STOP
         loop = self._loop
         self._deadline = loop.time() + self.idle_timeout
         if self._idle_timer is None:
             self._idle_timer = loop.call_at(self._deadline, self._idle_check)
+        if self._read_paused:
+            self._read_paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+        waiter: asyncio.Future[Wake] = loop.create_future()
+        self._waiter = waiter
+        self._idle = True
         try:
-            return await self.conn.reader.read(READ_SIZE)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if (self._stopping or self._timed_out) and task is not None and task.uncancel() == 0:
-                return None
-            raise
+            return await waiter
         finally:
-            self._reading = False
+            self._idle = False
+            self._waiter = None
 
     def _idle_check(self) -> None:
-        """The idle timer: a read waiting since its deadline ends (None: timed out); one that
-        started later moves the timer to its own deadline."""
+        """The idle timer: a session waiting for input since its deadline times out; one that
+        had input later moves the timer to its own deadline."""
         self._idle_timer = None
         loop = self._loop
         if loop.time() < self._deadline:
             self._idle_timer = loop.call_at(self._deadline, self._idle_check)
-        elif self._reading and self._task is not None:
-            self._timed_out = True
-            self._task.cancel()
-        # not reading (busy with a command): the next read arms the timer again
+        elif self._idle:
+            self._wake(_Signal.TIMEOUT)
+        # not waiting (busy with a request): the next wait arms the timer again
 
     # ---- output -----------------------------------------------------------------------------------
 
@@ -200,28 +323,32 @@ class Pop3Session:
         self._out.append(data)
         self._out_size += len(data)
 
-    async def _flush(self) -> None:
-        if self._out:
-            out, self._out, self._out_size = self._out, [], 0
+    def _write(self) -> bool:
+        """Hand what is queued to the transport; True when the client is not reading fast enough
+        (more than the transport's high-water mark waiting)."""
+        out = self._out
+        transport = self._transport
+        if transport is None:
             self.conn.writer.writelines(out)
-        transport = self.conn.writer.transport
-        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            out.clear()
+            self._out_size = 0
+            return False
+        if out:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+            out.clear()
+            self._out_size = 0
+        return transport.get_write_buffer_size() > self._high_water
+
+    async def _flush(self) -> None:
+        if not self._write():
             return  # not paused: drain() would return at once
         # A client that stops reading must not hold the session (and its lock) forever: the
         # idle timer covers writes too. TimeoutError ends the connection (no UPDATE).
         async with asyncio.timeout(self.idle_timeout):
             await self.conn.writer.drain()
-
-    def _trace_in(self) -> None:
-        m = self.machine
-        line = m.last_line
-        if line is not None:
-            word = line.split(b" ", 1)[0].upper().decode("ascii", "replace")
-            # a fixed set of labels, whatever the client sends (a SASL response is "OTHER")
-            self.ctx.metrics.command("pop3", word if word in POP3_COMMANDS else "OTHER")
-        if self.tracer.enabled and m.last_line is not None:
-            keep = m.last_line_keep
-            self.tracer.client(m.last_line, secret=keep >= 0, keep_words=max(keep, 0))
 
     def _trace_out(self, data: bytes, body: bool = False) -> None:
         if not self.tracer.enabled:
@@ -233,7 +360,60 @@ class Pop3Session:
         else:
             self.tracer.server(data)
 
+    def _answer(self, reply: pop3.Reply, body: bool = False) -> None:
+        self._count_reply("pop3", "+OK" if reply.data[:1] == b"+" else "-ERR")
+        if self.tracer.enabled:
+            self._trace_out(reply.data, body)
+        self._out.append(reply.data)
+        self._out_size += len(reply.data)
+
     # ---- the command loop -------------------------------------------------------------------------
+
+    def _pump(self) -> Wake | None:
+        """Answer the commands the machine holds until one needs the task (returned) or more input
+        is needed (None, everything written). Runs in the data callback and in the task."""
+        m = self.machine
+        next_event = m.next_event
+        ahead = self._ahead
+        out = self._out
+        count_command = self._count_command
+        count_reply = self._count_reply
+        tracing = self.tracer.enabled
+        while True:
+            ev = next_event()
+            line = m.last_line
+            if line is not None:
+                word = _WORDS.get(line.partition(b" ")[0]) or _label(line)
+                count_command("pop3", word)
+                if tracing:
+                    keep = m.last_line_keep
+                    self.tracer.client(line, secret=keep >= 0, keep_words=max(keep, 0))
+            if isinstance(ev, pop3.Retrieve):
+                # a message read ahead (the next in order) is answered here, without the task
+                n = ev.number
+                if n != self._last_retrieved + 1 or (got := ahead.pop(n, None)) is None:
+                    return ev  # the task reads the store
+                self._last_retrieved = n
+                data = (m.message(got) if type(got) is bytes else m.message_gone()).data
+                ok = data[:1] == b"+"
+                count_reply("pop3", "+OK" if ok else "-ERR")
+                if tracing:
+                    self._trace_out(data, ok)
+                out.append(data)
+                self._out_size += len(data)
+            elif ev is pop3.NEED_DATA:
+                return _Signal.BLOCKED if self._write() else None
+            elif isinstance(ev, pop3.Reply):
+                self._answer(ev)
+                if ev.close:
+                    self._write()
+                    return _Signal.CLOSE
+            elif isinstance(ev, pop3.Closed):
+                return _Signal.END
+            else:
+                return ev  # a request only the task can serve
+            if self._out_size >= FLUSH_AT and self._write():
+                return _Signal.BLOCKED
 
     async def _run(self) -> None:
         m = self.machine
@@ -241,29 +421,29 @@ class Pop3Session:
         self._trace_out(greeting)
         self._queue(greeting)
         await self._flush()
+        self._take_over()
+        got: Wake | None = _Signal.STOP if self._stopping else self._pump()
         while True:
-            ev = m.next_event()
-            self._trace_in()
-            if isinstance(ev, pop3.NeedData):
+            if got is None:
+                got = await self._wait()
+            if got is _Signal.BLOCKED:
                 await self._flush()
-                data = await self._read()
-                if data is None:
-                    reply = m.shutting_down() if self._stopping else m.timed_out()
-                    self._trace_out(reply.data)
-                    self._queue(reply.data)
-                    await self._flush()
-                    return
-                if not data:
-                    self.tracer.note("client closed the connection")
-                    return
-                m.receive_data(data)
+                got = self._pump()
                 continue
-            if isinstance(ev, pop3.Closed):
+            if got is _Signal.CLOSE:
                 return
-            if isinstance(ev, pop3.Reply):
-                reply = ev
-                body = False
-            elif isinstance(ev, pop3.Retrieve):
+            if got is _Signal.END:
+                if not self._transport or self._ended:
+                    self.tracer.note("client closed the connection")
+                return
+            if got is _Signal.STOP or got is _Signal.TIMEOUT:
+                reply = m.shutting_down() if got is _Signal.STOP else m.timed_out()
+                self._trace_out(reply.data)
+                self._queue(reply.data)
+                await self._flush()
+                return
+            ev = got
+            if isinstance(ev, pop3.Retrieve):
                 reply = await self._retrieve(ev)
                 body = reply.data.startswith(b"+OK")
             elif isinstance(ev, pop3.Login):
@@ -274,19 +454,19 @@ class Pop3Session:
                 body = False
             elif isinstance(ev, pop3.StartTLS):
                 await self._start_tls(ev)
+                got = self._pump()
                 continue
             else:
                 assert isinstance(ev, pop3.Update)
                 reply = await self._update(ev)
                 body = False
-            self.ctx.metrics.reply("pop3", "+OK" if reply.data.startswith(b"+") else "-ERR")
-            self._trace_out(reply.data, body)
-            self._queue(reply.data)
+            self._answer(reply, body)
             if reply.close:
                 await self._flush()
                 return
             if self._out_size >= FLUSH_AT:
                 await self._flush()
+            got = self._pump()
 
     # ---- requests ---------------------------------------------------------------------------------
 
@@ -294,8 +474,11 @@ class Pop3Session:
         self._trace_out(ev.reply)
         self._queue(ev.reply)
         await self._flush()
-        discarded = await self.conn.start_tls(self.ctx.tls)
+        # what the client pipelined after STLS went to the machine: dropped by tls_started()
+        discarded = self.machine.pending_input
+        discarded += await self.conn.start_tls(self.ctx.tls)
         self.machine.tls_started()
+        self._take_over()
         tls = self.conn.tls
         self.tracer.note(
             f"TLS started ({tls.version if tls else '?'}); {discarded} pipelined octets discarded"
@@ -380,6 +563,11 @@ class Pop3Session:
             return self.machine.refused(Refusal.BAD_CREDENTIALS, f"{step.reason}.")
         return self.machine.refused(Refusal.SASL, f"Authentication failed: {step.reason}.")
 
+    def _retrieved(self, got: bytes | KeyError) -> pop3.Reply:
+        if isinstance(got, KeyError):
+            return self.machine.message_gone()
+        return self.machine.message(got)
+
     async def _retrieve(self, ev: pop3.Retrieve) -> pop3.Reply:
         assert self.store is not None
         n = ev.number
@@ -392,17 +580,13 @@ class Pop3Session:
                 got = await self._read_run(n)
         try:
             if got is None:
-                data = await self.store.read_message(self.mailbox_id, ev.uid)
-            elif isinstance(got, KeyError):
-                raise got
-            else:
-                data = got
+                got = await self.store.read_message(self.mailbox_id, ev.uid)
         except KeyError:
             return self.machine.message_gone()
         except Exception:
             log.exception("pop3: cannot read message uid %d", ev.uid)
             return self.machine.message_unavailable()
-        return self.machine.message(data)
+        return self._retrieved(got)
 
     async def _read_run(self, n: int) -> bytes | KeyError | None:
         """Read message n and the next ones not deleted (within PREFETCH_COUNT and _OCTETS) in

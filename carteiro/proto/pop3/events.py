@@ -19,7 +19,7 @@ class Closed:
     """The session is over (QUIT answered, or closed after an error): stop reading."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen, like Retrieve: once per command, four times cheaper)
 class Reply:
     data: bytes
     close: bool = False  # write `data`, then close the connection
@@ -56,7 +56,7 @@ class StartTLS:
     reply: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retrieve:
     """RETR (lines None) or TOP n (lines n). Answer with message() or message_gone()."""
 

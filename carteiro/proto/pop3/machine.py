@@ -121,7 +121,7 @@ class Pop3Machine:
         # The last client line consumed, for the session's transcript (None: none this call),
         # and how many words of it may be shown (-1: all; 0: none).
         self.last_line: bytes | None = None
-        self.last_line_keep = -1
+        self._keep: int | None = -1  # None: worked out from last_line when asked
 
     # ---- input --------------------------------------------------------------------------------
 
@@ -129,8 +129,10 @@ class Pop3Machine:
         if self.state is not State.CLOSED:
             self._buf += data
 
-    def _limit(self) -> int:
-        return MAX_SASL_LINE if self._in_sasl else self.config.max_line_length
+    @property
+    def pending_input(self) -> int:
+        """Octets received and not consumed yet (what a session bounds while it is busy)."""
+        return len(self._buf)
 
     def _take_line(self) -> bytes | _TooLong | None:
         buf = self._buf
@@ -146,7 +148,7 @@ class Pop3Machine:
                 return None
             del buf[: i + 1]
             self._discarding = False
-        limit = self._limit()
+        limit = MAX_SASL_LINE if self._in_sasl else self.config.max_line_length
         # A line, LF included, may be `limit` octets: its LF is within the first `limit`.
         i = buf.find(b"\n", 0, limit)
         if i < 0:
@@ -161,6 +163,16 @@ class Pop3Machine:
         # RFC 1939 3: lines end in CRLF; a bare LF is accepted from sloppy clients.
         return line[:-1] if line.endswith(b"\r") else line
 
+    @property
+    def last_line_keep(self) -> int:
+        """How many words of last_line a transcript may show (-1: all; 0: none): PASS keeps its
+        keyword, AUTH its mechanism, a SASL response nothing. Worked out only for a transcript."""
+        keep = self._keep
+        if keep is None:
+            head = (self.last_line or b"")[:5].upper()
+            keep = 1 if head == b"PASS " else 2 if head == b"AUTH " else -1
+        return keep
+
     # ---- events -------------------------------------------------------------------------------
 
     def next_event(self) -> Event:
@@ -169,25 +181,25 @@ class Pop3Machine:
         if self._waiting:
             raise RuntimeError(f"the session must answer {self._waiting} first")
         self.last_line = None
+        if not self._buf:
+            return NEED_DATA  # (what _take_line would say, in a fraction of the time)
         line = self._take_line()
         if line is None:
             return NEED_DATA
         if line is _ENDLESS:
-            self.last_line, self.last_line_keep = b"<endless line>", -1
+            self.last_line, self._keep = b"<endless line>", -1
             self.state = State.CLOSED
             return Reply(r.err("Line too long"), close=True)
         if isinstance(line, _TooLong):
-            self.last_line, self.last_line_keep = b"<line too long>", -1
+            self.last_line, self._keep = b"<line too long>", -1
             if self._in_sasl:
                 self._in_sasl = False
                 return self._bad("SASL response too long; authentication aborted")
             return self._bad("Command line too long")
         if self._in_sasl:
-            self.last_line, self.last_line_keep = line, 0
+            self.last_line, self._keep = line, 0
             return self._sasl_line(line)
-        head = line[:5].upper()
-        self.last_line = line
-        self.last_line_keep = 1 if head == b"PASS " else 2 if head == b"AUTH " else -1
+        self.last_line, self._keep = line, None
         cmd = parse_command(line)
         if isinstance(cmd, CommandError):
             return self._bad(cmd.reason)
@@ -364,6 +376,16 @@ class Pop3Machine:
         md = self.maildrop
         assert md is not None
         name = cmd.name
+        if name == "RETR" or name == "TOP":
+            n = cmd.msg
+            entries = md.entries
+            if not (0 < n <= len(entries)) or md.is_deleted(n):  # (_check, inline: the hot path)
+                return Reply(r.err(self._check(n)))
+            entry = entries[n - 1]
+            ev = Retrieve(n, entry.uid, entry.size, cmd.lines if name == "TOP" else None)
+            self._retrieve = ev
+            self._waiting = "Retrieve"
+            return ev
         if name == "STAT":
             return Reply(r.ok(f"{md.count} {md.octets}"))
         if name in ("LIST", "UIDL"):
@@ -383,15 +405,6 @@ class Pop3Machine:
                     [f"{n} {uidvalidity}.{e.uid}" for n, e in md.live()],
                 )
             )
-        if name in ("RETR", "TOP"):
-            why = self._check(cmd.msg)
-            if why:
-                return Reply(r.err(why))
-            entry = md.entry(cmd.msg)
-            ev = Retrieve(cmd.msg, entry.uid, entry.size, cmd.lines if name == "TOP" else None)
-            self._retrieve = ev
-            self._waiting = "Retrieve"
-            return ev
         if name == "DELE":
             why = self._check(cmd.msg)
             if why:
@@ -414,19 +427,24 @@ class Pop3Machine:
 
     def message(self, data: bytes) -> Reply:
         """The stored bytes of the message the last Retrieve asked for."""
-        self._expect("Retrieve")
+        if self._waiting != "Retrieve":
+            self._expect("Retrieve")  # (raises)
+        self._waiting = ""
         ev, self._retrieve = self._retrieve, None
-        assert ev is not None and self.maildrop is not None
+        md = self.maildrop
+        assert ev is not None and md is not None
         data = r.crlf(data)
         # RFC 1939 11: the size is of the message as sent, before stuffing: a last line without
         # CRLF gets one (so that the terminator stands alone), and those octets count too.
-        size = len(data) + (2 if data and not data.endswith(b"\r\n") else 0)
+        size = len(data)
+        if data and data[-2:] != b"\r\n":
+            size += 2
         if size != ev.size:
-            self.maildrop.resize(ev.number, size)
+            md.resize(ev.number, size)
         if ev.lines is None:
-            self.maildrop.retrieved(ev.number)
-            return Reply(r.ok(f"{size} octets") + r.stuffed(data))
-        return Reply(r.ok("Top of message follows") + r.stuffed(r.header_and_lines(data, ev.lines)))
+            md.retrieved(ev.number)
+            return Reply(r.stuffed(data, r.octets(size)))
+        return Reply(r.stuffed(r.header_and_lines(data, ev.lines), r.TOP_FOLLOWS))
 
     def message_gone(self) -> Reply:
         """The message was expunged (by IMAP) since login: its number stays, its bytes are gone."""

@@ -54,25 +54,39 @@ def crlf(data: bytes) -> bytes:
     A bare LF must go: clients that split lines on LF would take "LF . CRLF" for the end of the
     response, since stuffing only looks after CRLF. A bare CR is data that cannot end a line.
     """
-    if data.count(b"\n") == data.count(b"\r\n"):
+    # The usual message (every CR begins a CRLF, every LF ends one) in two one-octet replaces
+    # and a compare: CPython finds one octet with memchr, where it counts b"\r\n" and even
+    # b"\n" a byte at a time (6x slower on 4 KB of 76-octet lines). Otherwise, the exact test.
+    if data.replace(b"\r", b"").replace(b"\n", b"\r\n") == data:
         return data
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data  # bare CRs only: data, not line ends
     return _EOL.sub(b"\r\n", data)
 
 
-def stuffed(data: bytes) -> bytes:
-    """`data` (CRLF lines) as the body of a multi-line response, terminator included.
+def stuffed(data: bytes, first: bytes = b"") -> bytes:
+    """`data` (CRLF lines) as the body of a multi-line response, terminator included, after the
+    status line `first` (joined here: one copy of the message instead of two).
 
     RFC 1939 3: each line starting with the termination octet gets one more; the response ends
     with a line holding only ".". A last line without CRLF gets one so the terminator stands alone.
     """
     if not data:
-        return TERMINATOR
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
+        return first + TERMINATOR
     data = data.replace(b"\r\n.", b"\r\n..")
     if data[:1] == b".":
-        data = b"." + data
-    return data + TERMINATOR
+        first += b"."
+    if data[-2:] != b"\r\n":
+        return b"".join((first, data, b"\r\n", TERMINATOR))
+    return b"".join((first, data, TERMINATOR))
+
+
+def octets(size: int) -> bytes:
+    """RETR's status line: what ok(f"{size} octets") renders, without its general steps."""
+    return b"+OK %d octets\r\n" % size
+
+
+TOP_FOLLOWS = ok("Top of message follows")
 
 
 def header_and_lines(data: bytes, n: int) -> bytes:

@@ -546,3 +546,73 @@ async def test_retrieval_in_any_order_returns_the_right_messages(server: Harness
     total = sum(len(m) for m in msgs)
     assert await c.cmd("RSET") == f"+OK maildrop has 40 messages ({total} octets)"
     assert await retr(14) == "Subject: m14"
+
+
+# ---- input while the session waits on the store ----------------------------------------------------
+# Commands are answered in the transport's data callback; only store reads (and logins, STLS,
+# QUIT) go to the session's task. Input that arrives meanwhile must wait its turn, bounded.
+
+
+def slow_reads(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
+    from carteiro.store.memory import MemoryAccountStore
+
+    original = MemoryAccountStore.read_messages
+
+    async def slow(self, mailbox_id, uids):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(delay)
+        return await original(self, mailbox_id, uids)
+
+    monkeypatch.setattr(MemoryAccountStore, "read_messages", slow)
+
+
+@pytest.mark.memory_only(reason="patches MemoryAccountStore")
+async def test_a_flood_while_the_store_is_read_is_answered_in_order(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """180 KB of commands behind a RETR whose read takes a while: more than the session keeps
+    before it stops reading; every command is answered, in order, after the message."""
+    for i in range(3):
+        await server.add(b"Subject: m%d\r\n\r\nbody\r\n" % i)
+    c = await server.login()
+    slow_reads(monkeypatch, 0.3)
+    await c.send(b"RETR 1\r\n" + b"NOOP\r\n" * 30000 + b"RETR 2\r\n")
+    assert await c.line() == "+OK 21 octets"
+    assert await c.multiline() == ["Subject: m0", "", "body"]
+    for _ in range(30000):
+        assert await c.line() == "+OK"
+    assert await c.line() == "+OK 21 octets"
+    assert await c.multiline() == ["Subject: m1", "", "body"]
+    assert await c.cmd("NOOP") == "+OK"
+
+
+@pytest.mark.memory_only(reason="patches MemoryAccountStore")
+async def test_the_client_closing_while_the_store_is_read_gets_its_answer(
+    server: Harness, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sends RETR and shuts its side (EOF) before the message is read still gets
+    the message, then the connection closes, without an UPDATE."""
+    config.pop3.allow_plaintext_auth = True  # (no half-close over TLS)
+    for i in range(2):
+        await server.add(b"Subject: m%d\r\n\r\nbody\r\n" % i)
+    c = await server.login("pop3")
+    slow_reads(monkeypatch, 0.3)
+    await c.send(b"RETR 1\r\nDELE 2\r\n")
+    c.writer.write_eof()
+    assert await c.line() == "+OK 21 octets"
+    assert await c.multiline() == ["Subject: m0", "", "body"]
+    assert await c.line() == "+OK message 2 deleted"
+    assert await c.eof()
+    assert len(await server.uids()) == 2
+
+
+async def test_commands_sent_with_the_connection_are_answered(server: Harness) -> None:
+    """Commands a client sends before it has read the greeting (they may reach the server before
+    the session takes the connection over from the stream) are answered after the greeting."""
+    c = await server.connect("pop3", greeting=False)
+    await c.send(b"CAPA\r\nNOOP\r\nQUIT\r\n")
+    assert await c.line() == "+OK mail.example.test POP3 server ready"
+    assert await c.line() == "+OK Capability list follows"
+    assert "STLS" in await c.multiline()
+    assert (await c.line()).startswith("-ERR NOOP is not valid before login")
+    assert await c.line() == "+OK mail.example.test POP3 server signing off"
+    assert await c.eof()

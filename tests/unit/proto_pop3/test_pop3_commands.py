@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from carteiro.proto.pop3.commands import OUT_OF_RANGE, Command, CommandError, parse_command
+from carteiro.proto.pop3.commands import OUT_OF_RANGE, Command, CommandError, _parse, parse_command
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,37 @@ def test_never_raises_and_errors_are_printable(line: bytes) -> None:
     result = parse_command(line.replace(b"\n", b""))
     if isinstance(result, CommandError):
         assert result.reason and result.reason.isprintable()
+
+
+_WORDS = st.sampled_from(
+    [
+        "RETR",
+        "retr",
+        "Retr",
+        "rEtR",
+        "TOP",
+        "top",
+        "Top",
+        "DELE",
+        "dele",
+        "LIST",
+        "UIDL",
+        "uidl",
+        "NOOP",
+        "STAT",
+    ]
+)
+_ARGS = st.text(alphabet="0123456789 \t-+x\u0661", max_size=30)
+
+
+@given(_WORDS, st.sampled_from([" ", "  ", "", "\t"]), _ARGS)
+def test_the_quick_path_parses_as_the_general_one(word: str, sep: str, args: str) -> None:
+    """parse_command takes a short cut for "RETR 12", "TOP 12 0" and the like: whatever the
+    line, its answer is the general parser's."""
+    line = (word + sep + args).encode()
+    assert parse_command(line) == _parse(line)
+    for n in ("0", "7", "000012", "9" * 12, "9" * 13):
+        line = f"{word} {n}".encode()
+        assert parse_command(line) == _parse(line)
+        line = f"{word} {n} {n}".encode()
+        assert parse_command(line) == _parse(line)

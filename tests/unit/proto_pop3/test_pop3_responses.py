@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -86,3 +88,15 @@ def test_top_is_a_prefix_made_of_whole_lines(lines: list[bytes], n: int) -> None
     top = r.header_and_lines(data, n)
     assert data.startswith(top) and top.endswith(b"\r\n")
     assert top.count(b"\r\n") == 2 + min(n, len(lines))
+
+
+@given(
+    st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n.", b"\n\r"]), max_size=40)
+)
+def test_crlf_is_the_regex_rewrite_when_there_is_a_bare_lf(parts: list[bytes]) -> None:
+    """crlf() returns the message as it is unless it has a bare LF; then every bare CR or LF
+    becomes CRLF (its quick test for the usual message must not change that)."""
+    data = b"".join(parts)
+    bare_lf = data.count(b"\n") != data.count(b"\r\n")
+    expected = re.sub(rb"\r\n|\r|\n", b"\r\n", data) if bare_lf else data
+    assert r.crlf(data) == expected

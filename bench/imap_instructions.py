@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import os
 import re
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import callgrind_serve
 from bench.imap import MIX_ROUND
 from carteiro.testing.server import ServerProcess
 
@@ -122,19 +122,7 @@ def count(tree: Path, kind: str, n: int, out_dir: Path, fill: int = 0) -> int:
     if fill:
         asyncio.run(_fill(srv.data, "u@example.test", fill))
     out = out_dir / f"callgrind.{tree.name}.{kind}.out"
-    for old in glob.glob(f"{out}*"):
-        os.unlink(old)
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-    cmd += ["-m", "carteiro", "serve", "--data", str(srv.data)]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=(tmp / "server.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=str(tree),
-        start_new_session=True,
-    )
+    proc = callgrind_serve.start(tree, srv.data, out, tmp / "server.log", threads=False)
     try:
         deadline = time.monotonic() + 600
         while True:

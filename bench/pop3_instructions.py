@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import os
 import re
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import callgrind_serve
 from bench.pop3 import ACCOUNT, PASSWORD, TERMINATOR, WINDOW, fill
 from carteiro.testing.server import ServerProcess
 
@@ -79,20 +79,7 @@ def count(tree: Path, kind: str, n: int, out_dir: Path) -> tuple[int, int]:
     srv.init()
     asyncio.run(fill(srv.data, n))
     out = out_dir / f"callgrind.{tree.name}.{kind}.out"
-    for old in glob.glob(f"{out}*"):
-        os.unlink(old)
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
-    cmd += [f"--callgrind-out-file={out}", sys.executable]
-    cmd += ["-m", "carteiro", "serve", "--data", str(srv.data)]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=(tmp / "server.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=str(tree),
-        start_new_session=True,
-    )
+    proc = callgrind_serve.start(tree, srv.data, out, tmp / "server.log")
     command, pipelined = KINDS[kind]
     try:
         deadline = time.monotonic() + 600

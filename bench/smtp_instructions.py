@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 import re
 import socket
 import subprocess
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from smtp_postfix import LOCAL, REMOTE, SMTP_SOURCE, carteiro_server
 
+from bench import callgrind_serve
 from carteiro.testing.server import read_state, wait_port
 
 SIZE = 1024  # octets per message (--size)
@@ -88,20 +88,7 @@ def count(
     tmp = Path(tempfile.mkdtemp(prefix="smtp-instr-"))
     srv = carteiro_server(tmp / "carteiro")
     out = out_dir / f"callgrind.{tree.name}.{rcpt}.out"
-    for old in glob.glob(f"{out}*"):
-        os.unlink(old)
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
-    cmd += [f"--callgrind-out-file={out}", sys.executable]
-    cmd += ["-m", "carteiro", "serve", "--data", str(srv.data)]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=(tmp / "server.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=str(tree),
-        start_new_session=True,
-    )
+    proc = callgrind_serve.start(tree, srv.data, out, tmp / "server.log")
     try:
         port = srv.ports["smtp"]
         wait_port("127.0.0.1", port, 600, proc)

@@ -174,7 +174,11 @@ def bulk_fill(data: Path, mailbox_id: int, n: int) -> None:
         )
     src.unlink()
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    conn.executemany(
+        "INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, size,"
+        " base, info) VALUES (?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
     conn.execute(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
         (n + 1, n + 1, mailbox_id),

@@ -215,12 +215,14 @@ async def test_cancelled_while_staging_leaves_nothing(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(200):  # the I/O thread finishes its file, then everything staged goes
-            if not os.listdir(tmp_path / "data" / "tmp"):
-                break
-            await asyncio.sleep(0.05)
-        assert os.listdir(tmp_path / "data" / "tmp") == []
         inbox = await acct.get_mailbox("INBOX")
         assert await acct.list_messages(inbox.id) == []
     finally:
+        # close() waits for the I/O thread to finish the file it was writing (under a loaded
+        # disk that once took more than 10 s); everything staged goes when it is done
         await s.close()
+    for _ in range(200):
+        if not os.listdir(tmp_path / "data" / "tmp"):
+            break
+        await asyncio.sleep(0.05)
+    assert os.listdir(tmp_path / "data" / "tmp") == []

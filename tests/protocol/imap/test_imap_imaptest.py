@@ -18,6 +18,17 @@ from imap_harness import (  # noqa: F401  (fixtures)
 
 LOGIN = f'LOGIN {USER} "{PASSWORD}"'
 
+
+def open_inbox(verb: str) -> str:
+    """The transcript's first lines: log in, then SELECT or EXAMINE INBOX (its eight untagged
+    lines are not what these tests look at)."""
+    return (
+        f"C: a1 {LOGIN}\nS: a1 OK <...>\nC: a2 {verb} INBOX\n"
+        + "S: <...>\n" * 8
+        + "S: a2 OK <...>\n"
+    )
+
+
 MIME = (
     b"From: user@domain.org\r\n"
     b"Mime-Version: 1.0\r\n"
@@ -94,19 +105,7 @@ async def test_binary_of_section_text_is_the_body_section(server):
     await play(
         server,
         f"""
-C: a1 {LOGIN}
-S: a1 OK <...>
-C: a2 SELECT INBOX
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: a2 OK <...>
-C: a3 FETCH 1 (BINARY.PEEK[1.MIME] BINARY.SIZE[1.MIME])
+{open_inbox("SELECT")}C: a3 FETCH 1 (BINARY.PEEK[1.MIME] BINARY.SIZE[1.MIME])
 S: * 1 FETCH (BINARY[1.MIME] {{63}}
 S: Content-Type: text/plain
 S: Content-Transfer-Encoding: base64
@@ -139,19 +138,7 @@ async def test_partial_with_origin_only_runs_to_the_end(server):
     await play(
         server,
         f"""
-C: a1 {LOGIN}
-S: a1 OK <...>
-C: a2 EXAMINE INBOX
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: a2 OK <...>
-C: a3 FETCH 1 (BINARY.PEEK[1]<6>)
+{open_inbox("EXAMINE")}C: a3 FETCH 1 (BINARY.PEEK[1]<6>)
 S: * 1 FETCH (BINARY[1]<6> {{5}}
 S: world)
 S: a3 OK <...>
@@ -172,19 +159,7 @@ async def test_sort_return_after_the_charset(server):
     await play(
         server,
         f"""
-C: a1 {LOGIN}
-S: a1 OK <...>
-C: a2 EXAMINE INBOX
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: <...>
-S: a2 OK <...>
-C: a3 SORT (ARRIVAL) US-ASCII RETURN (PARTIAL 1:2) ALL
+{open_inbox("EXAMINE")}C: a3 SORT (ARRIVAL) US-ASCII RETURN (PARTIAL 1:2) ALL
 S: * ESEARCH (TAG "a3") PARTIAL (1:2 1:2)
 S: a3 OK <...>
 C: a4 SORT (REVERSE ARRIVAL) US-ASCII RETURN (COUNT MIN) ALL

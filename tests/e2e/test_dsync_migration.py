@@ -101,8 +101,8 @@ def test_doveadm_backup_through_imapc_copies_the_account(tmp_path: Path) -> None
             m.create(f)  # Sent exists already (special-use): NO [ALREADYEXISTS], fine
         for i in range(24):
             date = DATES[i % 3]
-            args = [FOLDERS[i % 4] if i % 6 else "INBOX", FLAGS[i % 4]]
-            typ, data = m.append(*args, date, message(i))  # type: ignore[arg-type]
+            folder = FOLDERS[i % 4] if i % 6 else "INBOX"
+            typ, data = m.append(folder, FLAGS[i % 4], date, message(i))  # type: ignore[arg-type]
             assert typ == "OK", data
         m.select("INBOX")
         m.store("1", "+FLAGS", "\\Deleted")

@@ -1,6 +1,9 @@
-"""Moving an account off carteiro with Dovecot's own migration tool: `doveadm backup -R imapc:`
-(dsync through Dovecot's IMAP client, a private Dovecot instance) copies every folder, message,
-flag, keyword and internal date; run again after changes on carteiro, it brings only those.
+"""Moving an account between carteiro and Dovecot (a private instance) with the tools people use:
+- off carteiro, Dovecot's own migration tool `doveadm backup -R imapc:` (dsync through Dovecot's
+  IMAP client) copies every folder, message, flag, keyword and internal date; run again after
+  changes on carteiro, it brings only those;
+- onto carteiro, mbsync with Dovecot as the far store and carteiro as the near one (IMAP to IMAP,
+  as imapsync would): every folder, message and standard flag.
 
 imapc is one of the most demanding IMAP clients there is (pipelined UID FETCH of headers and
 bodies, STATUS, LIST-EXTENDED, ENABLE, MODSEQ, STARTTLS); what it reads back through Dovecot's
@@ -10,8 +13,11 @@ from __future__ import annotations
 
 import email.utils
 import imaplib
+import os
 import re
+import shutil
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,3 +152,73 @@ def test_doveadm_backup_through_imapc_copies_the_account(tmp_path: Path) -> None
             backup()
             assert dovecot_side() == after
         m.logout()
+
+
+@pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync (mbsync) is not installed")
+def test_mbsync_moves_an_account_from_dovecot_onto_carteiro(tmp_path: Path) -> None:
+    reason = dovecot.available()
+    if reason is not None:
+        pytest.skip(reason)
+    extra = "namespace inbox {\n  prefix =\n  separator = /\n  inbox = yes\n}\n"
+    with (
+        dovecot.DovecotInstance(tmp_path, {"alice": "pw"}, extra=extra) as dc,
+        ServerProcess(tmp_path / "c", users={ALICE: "pw"}) as srv,
+    ):
+        d = imaplib.IMAP4("127.0.0.1", dc.imap_port)
+        d.login("alice", "pw")
+        for f in FOLDERS:
+            d.create(f'"{f}"')
+        standard = ["(\\Seen)", "(\\Flagged \\Answered)", "()", "(\\Draft \\Seen)"]
+        for i in range(20):
+            folder = FOLDERS[i % 4] if i % 5 else "INBOX"
+            typ, data = d.append(f'"{folder}"', standard[i % 4], None, message(i))
+            assert typ == "OK", data
+        source = everything(d)
+        d.logout()
+
+        cfg = tmp_path / "mbsyncrc"
+        cfg.write_text(
+            f"""IMAPAccount dovecot
+Host 127.0.0.1
+Port {dc.imap_port}
+User alice
+Pass pw
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore old
+Account dovecot
+
+IMAPAccount carteiro
+Host localhost
+Port {srv.ports["imaps"]}
+User {ALICE}
+Pass pw
+SSLType IMAPS
+CertificateFile {srv.data / "tls" / "cert.pem"}
+
+IMAPStore new
+Account carteiro
+
+Channel move
+Far :old:
+Near :new:
+Patterns INBOX Work Work/* Str* Sent
+Create Near
+Sync Pull
+SyncState {tmp_path}/state/
+"""
+        )
+        (tmp_path / "state").mkdir()
+        run = [shutil.which("mbsync") or "mbsync", "-c", str(cfg), "-a"]
+        env = {**os.environ, "HOME": str(tmp_path)}
+        r = subprocess.run(run, capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        m = carteiro_imap(srv)
+        got = everything(m)
+        m.logout()
+        # mbsync carries octets and standard flags (the internal date is the time of its APPEND)
+        # and adds its own X-TUID line to every message it copies, to find it again after a crash
+        for f, msgs in source.items():
+            moved = [(re.sub(rb"X-TUID: [^\r]*\r\n", b"", b, count=1), fl) for b, fl, _ in got[f]]
+            assert sorted(moved) == sorted((b, fl) for b, fl, _ in msgs), f

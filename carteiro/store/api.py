@@ -160,8 +160,7 @@ class ZonedDate(NamedTuple):
     tz: int  # minutes east of UTC
 
 
-InternalDate = Union[float, ZonedDate]
-TZ_LIMIT = 24 * 60  # |zone| below a day (RFC 5322 zone: +-hhmm with mm < 60, hh < 24)
+InternalDate = float | ZonedDate
 
 
 def local_zone(ts: float) -> int:

@@ -227,9 +227,7 @@ def _migrate_zones(
     Two ALTERs that only rewrite the schema, not the rows: instant on any index."""
     cols = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
     if "internaldate_tz" not in cols:
-        conn.execute(
-            "ALTER TABLE messages ADD COLUMN internaldate_tz INTEGER NOT NULL DEFAULT 0"
-        )
+        conn.execute("ALTER TABLE messages ADD COLUMN internaldate_tz INTEGER NOT NULL DEFAULT 0")
         if fault_hook is not None:
             fault_hook("migrate_zones_messages")
     cols = {r[1] for r in conn.execute("PRAGMA table_info(listings)")}

@@ -512,9 +512,7 @@ class MemoryAccountStore:
             raise MessageNotFound(f"UID {uid} of {src.name}")
         data, flags, when = message
         acct.check_quota(self._store.quota_defaults, len(data) - len(src.messages[uid].data), 0)
-        result = self._store._add(
-            acct, mbox, bytes(data), normalize_flags(flags), zoned(when)
-        )
+        result = self._store._add(acct, mbox, bytes(data), normalize_flags(flags), zoned(when))
         self._remove(src, [uid])
         return result
 

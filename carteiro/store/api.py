@@ -273,7 +273,7 @@ class IndexTerm:
     kind "header": `value` (case-folded, "" = the field exists) is a substring of a decoded
     `field` (lower case; from/to/cc/bcc compare the normalised address list, subject the
     squeezed Subject); "body"/"text": a substring of a body text / of a part's header block or
-    body; "sent": the Date: day (else INTERNALDATE's UTC day) is `op` ("before"/"on"/"since")
+    body; "sent": the Date: day (else INTERNALDATE's day in its zone) is `op` ("before"/"on"/"since")
     date ordinal `day`."""
 
     kind: str

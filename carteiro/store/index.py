@@ -160,7 +160,7 @@ CREATE TABLE IF NOT EXISTS search_fields (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, state INTEGER NOT NULL,
     subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,
     message_id TEXT, in_reply_to TEXT, refs TEXT,
-    sent_day INTEGER,                          -- date ordinal of Date:, else of INTERNALDATE (UTC)
+    sent_day INTEGER,                          -- date ordinal of Date:, else of INTERNALDATE (its zone)
     -- SORT and THREAD (mime.sortkeys.SortFields): base subject, reply flag, first From/To/Cc
     -- mailbox, RFC 5957 display names, Date: as a UTC timestamp, Message-ID, References chain
     sort_subject TEXT, reply INTEGER, sort_from TEXT, sort_to TEXT, sort_cc TEXT,

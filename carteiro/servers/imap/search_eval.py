@@ -311,7 +311,8 @@ def _full(key: ps.SearchKey, ctx: _Ctx) -> FullTest:
             values = msg.field_values(msg.root, b"date")
             d = header_date(values[0]) if values else None
             if d is None:
-                d = _utc_date(m.internaldate)  # no usable Date: fall back to INTERNALDATE
+                # no usable Date: fall back to INTERNALDATE's date (in its zone, as it shows)
+                d = _utc_date(m.internaldate + 60 * m.internaldate_tz)
             return _compare(op, d, day)
 
         return sent

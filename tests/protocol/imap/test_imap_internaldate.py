@@ -7,6 +7,7 @@ SEARCH BEFORE/ON/SINCE compare the date in that zone ("disregarding time and tim
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -78,6 +79,15 @@ async def test_search_uses_the_date_in_its_zone(server):
     assert (await c.cmd("SEARCH SINCE 1-Jan-2020 BEFORE 3-Jan-2020"))[0] == "* SEARCH 1 2"
     assert (await c.cmd("SEARCH ON 31-Dec-2019"))[0] == "* SEARCH"
     assert (await c.cmd("SEARCH ON 3-Jan-2020"))[0] == "* SEARCH"
+    # no Date: field: SENT* take INTERNALDATE's date in its zone too, from the message and
+    # from the sqlite store's search index alike
+    for _ in range(2):
+        assert (await c.cmd("SEARCH SENTON 1-Jan-2020"))[0] == "* SEARCH 1"
+        assert (await c.cmd("SEARCH SENTBEFORE 2-Jan-2020"))[0] == "* SEARCH 1"
+        assert (await c.cmd("SEARCH SENTSINCE 2-Jan-2020"))[0] == "* SEARCH 2"
+        wait = getattr(server.store, "wait_search_indexed", None)
+        if wait is not None:
+            assert await asyncio.get_running_loop().run_in_executor(None, wait)
 
 
 async def test_copy_move_multiappend_keep_the_zone(server):

@@ -210,6 +210,8 @@ class SieveSession:
                     return
                 if not await self.command(line):
                     return
+                if self.conn.turn_over():  # a pipelined flood: let the other sessions run
+                    await self.conn.yield_turn()
         except (_Closed, ConnectionError, TimeoutError):
             return
         finally:

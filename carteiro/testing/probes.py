@@ -14,7 +14,7 @@ from types import TracebackType
 
 from carteiro.testing.server import ServerProcess
 
-IMPLICIT_TLS = ("submissions", "imaps", "pop3s")
+IMPLICIT_TLS = ("submissions", "imaps", "pop3s", "web")  # (ServerProcess serves https)
 
 
 def tls_client() -> ssl.SSLContext:

@@ -8,6 +8,7 @@ descriptor for ever: "slowloris") and takes any number of connections from one a
   of the next request on a kept-alive connection): past it, 408 and close;
 - a deadline between two reads of a request body (an upload may be slow, not stalled);
 - a cap on connections per client address and in all (past it, 503 and close at once).
+- a bound on the pipelined requests read ahead of the one being answered (_BoundedFlow).
 Once a request is read, the response may take as long as it needs (the mailbox's live updates
 are one long response).
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import h11
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
@@ -36,6 +38,28 @@ _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\n" + _CLOSE
 _TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\n" + _CLOSE
 
 
+MAX_READ_AHEAD = 64 * 1024  # octets of pipelined requests held behind the one being answered
+
+
+class _BoundedFlow(FlowControl):
+    """uvicorn pauses reading when a pipelined request waits behind the one being answered, but
+    resumes it whenever the response's task waits in receive() for a disconnect (Starlette's
+    FileResponse does, for every static file; so do streaming responses), and keeps all it reads
+    meanwhile in h11's buffer: a client that pipelined GET /static/app.js and read nothing had
+    the server take in 120 MB in two seconds. Reading stays paused while that buffer holds
+    MAX_READ_AHEAD: it has whole requests to answer first (h11 refuses an unfinished head past
+    16 KB), and the end of each response resumes it again once they are taken."""
+
+    def __init__(self, transport: asyncio.Transport, conn: h11.Connection) -> None:
+        super().__init__(transport)
+        self._conn = conn
+
+    def resume_reading(self) -> None:
+        if self.read_paused and len(self._conn.trailing_data[0]) >= MAX_READ_AHEAD:
+            return
+        super().resume_reading()
+
+
 class _Guarded(H11Protocol):
     limits: WebLimits = WebLimits()
     per_ip: Counter[str]
@@ -49,6 +73,7 @@ class _Guarded(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _BoundedFlow(transport, self.conn)
         ip = self.client[0] if self.client else ""
         limits = self.limits
         per_ip = limits.max_connections_per_ip

@@ -31,6 +31,7 @@ ALL = (
     "lmtp",
     "odmr",
     "sieve",
+    "web",
 )
 PLAINTEXT = """
 [imap]
@@ -113,6 +114,10 @@ def _sieve_login(s: socket.socket) -> None:
     assert read_until(s, b"\r\n").startswith(b"OK")
 
 
+def _nothing(s: socket.socket) -> None:
+    pass
+
+
 def _retrs() -> bytes:
     return b"".join(b"RETR %d\r\nLIST\r\nUIDL\r\n" % (i % MESSAGES + 1) for i in range(500))
 
@@ -133,6 +138,8 @@ FLOODS: list[tuple[str, Callable[[socket.socket], None], bytes, str]] = [
     ("odmr", _ehlo, b"NOOP\r\nRSET\r\nEHLO client.example\r\n" * 1000, "imap"),
     ("sieve", _sieve_login, b"NOOP\r\n" * 5000, "imap"),
     ("sieve", _sieve_login, b'GETSCRIPT "big"\r\nLISTSCRIPTS\r\n' * 500, "imap"),
+    ("web", _nothing, b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n" * 200, "imap"),
+    ("web", _nothing, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n" * 200, "imap"),
 ]
 
 
@@ -175,6 +182,8 @@ def _flood(s: socket.socket, blob: bytes, read_slowly: bool, pid: int) -> tuple[
         "odmr",
         "sieve-noop",
         "sieve-getscript",
+        "web-static",
+        "web-login",
     ],
 )
 def test_pipelined_flood_keeps_memory_bounded_and_others_served(
@@ -187,7 +196,8 @@ def test_pipelined_flood_keeps_memory_bounded_and_others_served(
 ) -> None:
     """Before: thousands of pipelined IMAP NOOPs or ManageSieve NOOPs kept the loop for 2.5-3.5 s
     (nobody got a greeting meanwhile; the ManageSieve one also grew 100 MB of spent timers),
-    and pipelined GETMETADATA of a 60 KB value grew the IMAP session's output by 130 MB."""
+    pipelined GETMETADATA of a 60 KB value grew the IMAP session's output by 130 MB, and the
+    webmail read 120 MB of pipelined GETs of a static file (tests/web/test_web_guard.py)."""
     assert srv.proc is not None
     before = rss_kib(srv.proc.pid)
     s = connect(srv, service, rcvbuf=4096)
@@ -205,3 +215,173 @@ def test_pipelined_flood_keeps_memory_bounded_and_others_served(
     assert watch.delays and watch.worst < 1.0, f"a greeting took {watch.worst:.2f} s"
     with connect(srv, watched) as other:  # and the server serves on
         assert read_until(other, b"\r\n")
+
+
+# ---- many idle connections: caps and timeouts ---------------------------------------------------
+
+CAP = 3
+CAPS = f"""
+[imap]
+allow_plaintext_auth = true
+max_connections_per_ip = {CAP}
+[pop3]
+allow_plaintext_auth = true
+max_connections_per_ip = {CAP}
+[sieve]
+allow_plaintext_auth = true
+max_connections_per_ip = {CAP}
+[web]
+max_connections_per_ip = {CAP}
+"""
+SMTP_CAPS = f"[smtp]\nmax_connections_per_ip = {CAP}\nmax_connections = {2 * CAP}\n"
+REFUSALS = {
+    "smtp": b"421 4.7.0 ",
+    "submission": b"421 4.7.0 ",
+    "odmr": b"421 4.7.0 ",
+    "lmtp": b"421 4.7.0 ",  # one local MTA may open many: only [smtp] max_connections caps it
+    "imap": b"* BYE ",
+    "pop3": b"-ERR [SYS/TEMP] ",
+    "sieve": b'BYE (TRYLATER) "',
+    "web": b"HTTP/1.1 503 ",  # (over TLS: the guard counts a connection once it is made)
+    # implicit TLS: refused at accept, before a handshake (which would cost the server more)
+    "submissions": b"",
+    "imaps": b"",
+    "pop3s": b"",
+}
+LOGINS: dict[str, Callable[[socket.socket], None]] = {
+    "imap": _imap_login,
+    "imaps": _imap_login,
+    "pop3": _pop3_login,
+    "pop3s": _pop3_login,
+    "sieve": _sieve_login,
+}
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    s = ServerProcess(
+        tmp_path_factory.mktemp("capped"), users={USER: PASSWORD}, services=ALL, extra_config=CAPS
+    )
+    s.init()
+    cfg = s.data / "carteiro.toml"
+    cfg.write_text(cfg.read_text().replace("[smtp]\n", SMTP_CAPS, 1))  # (init wrote an [smtp])
+    with s:
+        yield s
+        assert "Traceback" not in s.log()
+
+
+def _first_words(s: socket.socket) -> bytes:
+    try:
+        return read_until(s, b"\r\n", 5)
+    except (OSError, ssl.SSLError):
+        return b""  # (TLS: the server closed before the handshake)
+
+
+@pytest.mark.parametrize("service", list(REFUSALS))
+def test_idle_connections_meet_the_cap_and_its_refusal(capped: ServerProcess, service: str) -> None:
+    """As many idle connections as the cap allows (the first logged in where the protocol has
+    a login), then one more: refused with the protocol's own reply, and a slot freed is
+    taken again."""
+    limit = 2 * CAP if service == "lmtp" else CAP
+    held: list[socket.socket] = []
+    try:
+        for i in range(limit):
+            s = connect(capped, service)
+            held.append(s)
+            login = LOGINS.get(service)
+            if i == 0 and login is not None:
+                login(s)
+            elif service != "web":  # (HTTP has no greeting: the client speaks first)
+                assert _first_words(s), f"connection {i + 1} got no greeting"
+        try:
+            extra = connect(capped, service, timeout=5)
+        except (OSError, ssl.SSLError):
+            assert REFUSALS[service] == b""  # a TLS client sees the close in its handshake
+        else:
+            with extra:
+                said = _first_words(extra)
+            assert said.startswith(REFUSALS[service]) if REFUSALS[service] else not said, said
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while not _greeted(capped, service):  # the server notices the close soon, not at once
+            assert time.monotonic() < deadline, "the freed slot was not given again"
+            time.sleep(0.1)
+    finally:
+        for s in held:
+            s.close()
+
+
+def _greeted(srv: ServerProcess, service: str) -> bool:
+    try:
+        with connect(srv, service, timeout=5) as s:
+            if service == "web":
+                s.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+            said = _first_words(s)
+    except (OSError, ssl.SSLError):
+        return False
+    return bool(said) and not (REFUSALS[service] and said.startswith(REFUSALS[service]))
+
+
+IMPATIENT = """
+[imap]
+login_timeout = 1
+[sieve]
+allow_plaintext_auth = true
+login_timeout = 1
+idle_timeout = 1
+"""
+
+
+def _smtp_auth(s: socket.socket) -> None:
+    _ehlo(s)
+    plain = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode())
+    s.sendall(b"AUTH PLAIN " + plain + b"\r\n")
+    assert read_until(s, b"\r\n").startswith(b"235")
+
+
+def _greeting(s: socket.socket) -> None:
+    assert read_until(s, b"\r\n")
+
+
+def test_idle_connections_time_out_with_the_protocols_reply(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Idle before and after login, every listener with a timeout short enough to see here
+    (POP3's and IMAP's logged-in ones have RFC minimums of 10 and 30 minutes: their
+    timeouts are tested in tests/protocol)."""
+    srv = ServerProcess(
+        tmp_path_factory.mktemp("impatient"),
+        users={USER: PASSWORD},
+        services=("smtp", "submission", "submissions", "lmtp", "odmr", "imap", "imaps", "sieve"),
+        extra_config=IMPATIENT,
+    )
+    srv.init()
+    cfg = srv.data / "carteiro.toml"
+    cfg.write_text(cfg.read_text().replace("[smtp]\n", "[smtp]\nidle_timeout = 1\n", 1))
+    timeout_421 = b"421 4.4.2 "
+    cases: list[tuple[str, Callable[[socket.socket], None], bytes]] = [
+        ("smtp", _greeting, timeout_421),
+        ("submission", _ehlo, timeout_421),
+        ("submissions", _smtp_auth, timeout_421),
+        ("lmtp", _lhlo, timeout_421),
+        ("odmr", _greeting, timeout_421),
+        ("imap", _greeting, b"* BYE Autologout"),
+        ("imaps", _greeting, b"* BYE Autologout"),
+        ("sieve", _greeting, b'BYE "Disconnected for inactivity."'),
+        ("sieve", _sieve_login, b'BYE "Disconnected for inactivity."'),
+    ]
+    with srv:
+        opened = []
+        for service, start, _ in cases:
+            s = connect(srv, service)
+            start(s)
+            opened.append(s)
+        try:
+            for (service, start, last), s in zip(cases, opened, strict=True):
+                said = read_until(s, b"\r\n", 10)
+                assert said.startswith(last), (service, start.__name__, said)
+                assert read_until(s, b"\r\n", 10) == b"", (service, "not closed")
+        finally:
+            for s in opened:
+                s.close()
+        assert "Traceback" not in srv.log()

@@ -5,6 +5,8 @@ cut. The real uvicorn server on a loopback port, driven with raw sockets."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -27,6 +29,17 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/listening":
+        # As Starlette's FileResponse (the static files) and streaming responses do: the
+        # response goes out while another task waits in receive() for a disconnect.
+        listener = asyncio.create_task(receive())
+        await asyncio.sleep(0.001)  # (FileResponse opens and reads the file in a thread)
+        out = b"x" * 4000
+        headers = [(b"content-length", b"4000")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+        listener.cancel()
+        return
     body = b""
     while True:
         msg = await receive()
@@ -184,3 +197,40 @@ async def test_no_per_address_cap_when_it_is_zero() -> None:
             w.close()
     finally:
         await server.stop()
+
+
+async def test_pipelined_requests_are_not_read_without_bound(port: int) -> None:
+    """uvicorn resumes reading whenever a response task waits in receive() for a disconnect
+    (Starlette's FileResponse does, for every static file), and keeps what it reads behind a
+    pipelined request: a client that pipelined GETs and read nothing got 100 MB+ buffered in
+    two seconds. The guard keeps reading paused while a request is waiting in the buffer."""
+    sent = [0]
+
+    def flood() -> None:  # a thread: it sends as fast as the server takes
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.settimeout(0.1)
+            blob = b"GET /listening HTTP/1.1\r\nHost: x\r\n\r\n" * 500
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 2.0:
+                try:
+                    sent[0] += s.send(blob)
+                except TimeoutError:
+                    pass  # the server stopped reading us
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    while thread.is_alive():
+        await asyncio.sleep(0.05)
+    assert sent[0] < 32 * 1024 * 1024, f"{sent[0] >> 20} MiB taken in"
+
+
+async def test_pipelined_requests_past_the_read_ahead_are_all_answered(port: int) -> None:
+    """Paused reading comes back as the buffered requests are answered: none is left waiting."""
+    reader, writer = await connect(port)
+    n = 2000  # 80 KB of requests: more than MAX_READ_AHEAD
+    writer.write(b"GET /listening HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+    for _ in range(n):
+        assert (await response(reader, timeout=10)).startswith(b"HTTP/1.1 200 ")
+    writer.close()

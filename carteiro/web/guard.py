@@ -8,9 +8,11 @@ descriptor for ever: "slowloris") and takes any number of connections from one a
   of the next request on a kept-alive connection): past it, 408 and close;
 - a deadline between two reads of a request body (an upload may be slow, not stalled);
 - a cap on connections per client address and in all (past it, 503 and close at once).
-- a bound on the pipelined requests read ahead of the one being answered (_BoundedFlow).
+- a bound on the pipelined requests read ahead of the one being answered (_BoundedFlow);
+- a deadline for a client that stops reading its response (nginx's send_timeout): past it with
+  the transport's buffer full, the connection is dropped.
 Once a request is read, the response may take as long as it needs (the mailbox's live updates
-are one long response).
+are one long response), as long as the client takes what is sent.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 class WebLimits:
     header_timeout: float = 20.0  # seconds for a request's header section
     body_timeout: float = 30.0  # seconds without a read while a request body is incomplete
+    send_timeout: float = 60.0  # seconds a response may wait for the client to take more of it
     max_connections_per_ip: int = 50  # 0: no cap (behind a proxy, every client is the proxy)
     max_connections: int = 1000
 
@@ -70,6 +73,7 @@ class _Guarded(H11Protocol):
         self._ip: str | None = None  # counted under this address (None: not counted)
         self._timer: asyncio.TimerHandle | None = None
         self._waiting = ""  # "" | "head" | "body": what the timer waits for
+        self._send_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -88,6 +92,9 @@ class _Guarded(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._wait("")
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         if self._ip is not None:
             self.per_ip[self._ip] -= 1
             if self.per_ip[self._ip] <= 0:
@@ -108,6 +115,24 @@ class _Guarded(H11Protocol):
         # data_received arms the head deadline at the next request's first octet
         if self._waiting:
             self._wait("")
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        super().resume_writing()
+
+    def _stalled(self) -> None:
+        """The client took nothing of its response for send_timeout: drop the connection (no
+        reply: it would not be read), with what waits to be sent."""
+        self._send_timer = None
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def _follow(self) -> None:
         """Arm the timer for what the connection now waits for (after a read)."""

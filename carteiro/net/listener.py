@@ -47,6 +47,7 @@ TRUSTED_KEY = "trusted "  # per_ip counts trusted peers under this prefix, uncap
 # write never makes a read wait, so without a turn its session kept the one thread for seconds
 # and no other client got even a greeting meanwhile (docs/architecture.md, "Fairness").
 TURN = 0.01
+CLOSE_GRACE = 5.0  # seconds a closing connection may take to send what is left (Connection.close)
 
 
 class Reader(asyncio.StreamReader):
@@ -180,7 +181,8 @@ class Connection:
                 await writer.wait_closed()
                 return
             writer.close()
-            async with asyncio.timeout(5):  # (wait_for would start one more task per connection)
+            # (timeout, not wait_for, which would start one more task per connection)
+            async with asyncio.timeout(CLOSE_GRACE):
                 await writer.wait_closed()
         except TimeoutError:
             # The client reads neither the rest of our output nor the TLS close: a closing

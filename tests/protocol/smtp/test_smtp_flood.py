@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import socket
 import time
 
+import pytest
 from smtp_harness import Env, MakeEnv
+
+from carteiro.net import listener
 
 NOOPS = 60_000  # 360 KB in one write: more than one read (256 KB)
 
@@ -48,3 +52,38 @@ async def test_a_pipelined_flood_lets_other_sessions_run(make_env: MakeEnv) -> N
     env = await make_env()
     longest = await _longest_stretch(env, b"NOOP\r\n" * NOOPS, NOOPS)
     assert longest < 0.05, f"the loop was held for {longest * 1000:.0f} ms of CPU"
+
+
+async def test_a_client_that_reads_nothing_is_dropped_not_kept(
+    make_env: MakeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its session gives up after idle_timeout waiting for it to read; the connection then
+    closed with its replies unsent, and a closing transport waits for its buffer to drain: for
+    as long as the client acknowledges zero-window probes (for ever), holding the socket and
+    the buffer after the session and its connection slot were gone. It is aborted after
+    CLOSE_GRACE: the client gets a reset, not the rest of the replies."""
+    monkeypatch.setattr(listener, "CLOSE_GRACE", 0.3)
+    env = await make_env("[smtp]\nidle_timeout = 0.5\n")
+    loop = asyncio.get_running_loop()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setblocking(False)
+    try:
+        await loop.sock_connect(s, ("127.0.0.1", env.ports["smtp"]))
+        blob = b"NOOP\r\n" * 10_000
+        while True:  # until the server stops reading us
+            try:
+                await asyncio.wait_for(loop.sock_sendall(s, blob), 0.5)
+            except (TimeoutError, ConnectionResetError):
+                break
+        await asyncio.sleep(1.5)  # idle_timeout, then CLOSE_GRACE, with room to spare
+        got = 0
+        try:
+            while data := await asyncio.wait_for(loop.sock_recv(s, 65536), 5):
+                got += len(data)
+        except ConnectionResetError:
+            pass
+    finally:
+        s.close()
+    # what the client's own small buffer held, not the 64 KiB and more the server had queued
+    assert got < 48 * 1024, f"{got} octets of replies after the session ended"

@@ -333,7 +333,7 @@ class MailboxView:
             i = self.index_of(m.uid)
             if i is not None and m.modseq >= self.metas[i].modseq:
                 old = self.metas[i]
-                self._set_meta(i, MessageMeta(m.uid, m.flags, m.modseq, old.internaldate, old.size))
+                self._set_meta(i, _reflagged(old, m.uid, m.flags, m.modseq))
                 grew = self._note_keywords(m.flags) or grew
                 if self.changed is not None:
                     self.changed.add(m.uid)
@@ -463,18 +463,14 @@ class MailboxView:
             else:
                 p = pending.get(ev.uid)
                 if p is not None:
-                    pending[ev.uid] = MessageMeta(
-                        ev.uid, ev.flags, ev.modseq, p.internaldate, p.size
-                    )
+                    pending[ev.uid] = _reflagged(p, ev.uid, ev.flags, ev.modseq)
                     continue
                 i = self.index_of(ev.uid)
                 if i is not None and ev.modseq > self.metas[i].modseq:
                     old = self.metas[i]
                     if old.flags != ev.flags:
                         dirty[ev.uid] = None
-                    self._set_meta(
-                        i, MessageMeta(ev.uid, ev.flags, ev.modseq, old.internaldate, old.size)
-                    )
+                    self._set_meta(i, _reflagged(old, ev.uid, ev.flags, ev.modseq))
                     if self._note_keywords(ev.flags):
                         upd.new_keywords = True
         self.modseq = mods[-1]
@@ -596,3 +592,8 @@ async def _recent_before(
     if claims is not None:
         claims.note(key, up_to)
     return before
+
+
+def _reflagged(old: MessageMeta, uid: int, flags: frozenset[str], modseq: int) -> MessageMeta:
+    """`old` with new flags and MODSEQ (its INTERNALDATE, zone and size stay)."""
+    return MessageMeta(uid, flags, modseq, old.internaldate, old.size, old.internaldate_tz)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from array import array
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -144,6 +145,39 @@ class MessageMeta:
     modseq: int
     internaldate: float  # seconds since the epoch, UTC
     size: int  # exact size in octets of the stored bytes (CRLF line endings)
+    # The zone INTERNALDATE was given in, in minutes east of UTC (RFC 3501 2.3.3: an APPEND's
+    # date-time FETCHes back as sent; SEARCH BEFORE/ON/SINCE take the date in this zone). 0 for
+    # messages stored before zones were kept: they show in UTC, as they always did.
+    internaldate_tz: int = 0
+
+
+class ZonedDate(NamedTuple):
+    """An INTERNALDATE with the zone it was given in (an IMAP APPEND date-time). A bare float
+    given for an INTERNALDATE is an instant without a zone: the store keeps the server's local
+    zone at that instant with it (what Dovecot shows for a delivery or an import)."""
+
+    ts: float  # seconds since the epoch, UTC
+    tz: int  # minutes east of UTC
+
+
+InternalDate = float | ZonedDate
+
+
+def local_zone(ts: float) -> int:
+    """The server's local zone at instant `ts`, in minutes east of UTC (TZ, or /etc/localtime;
+    UTC in most containers)."""
+    return time.localtime(ts).tm_gmtoff // 60
+
+
+def zoned(when: InternalDate | None, now: float | None = None) -> tuple[float, int]:
+    """(instant, zone) of an INTERNALDATE as given to the store: None is `now` (else the
+    current time), a bare instant takes the local zone at that instant."""
+    if when is None:
+        when = time.time() if now is None else now
+    elif type(when) is ZonedDate:
+        return when.ts, when.tz
+    ts = float(when)  # type: ignore[arg-type]
+    return ts, local_zone(ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +263,7 @@ class Delivery:
     account: str
     mailbox: str = "INBOX"
     flags: frozenset[str] = frozenset()
-    internaldate: float | None = None
+    internaldate: InternalDate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +273,7 @@ class IndexTerm:
     kind "header": `value` (case-folded, "" = the field exists) is a substring of a decoded
     `field` (lower case; from/to/cc/bcc compare the normalised address list, subject the
     squeezed Subject); "body"/"text": a substring of a body text / of a part's header block or
-    body; "sent": the Date: day (else INTERNALDATE's UTC day) is `op` ("before"/"on"/"since")
+    body; "sent": the Date: day (else INTERNALDATE's day in its zone) is `op` ("before"/"on"/"since")
     date ordinal `day`."""
 
     kind: str
@@ -374,15 +408,15 @@ class AccountStore(Protocol):
         mailbox: str,
         source: MessageSource,
         flags: Iterable[str] = (),
-        internaldate: float | None = None,
+        internaldate: InternalDate | None = None,
     ) -> AppendResult:
-        """Durable (fsynced, indexed) before it returns."""
+        """Durable (fsynced, indexed) before it returns. INTERNALDATE: see ZonedDate."""
         ...
 
     async def append_many(
         self,
         mailbox: str,
-        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+        messages: Sequence[tuple[bytes, Iterable[str], InternalDate | None]],
     ) -> list[AppendResult]:
         """RFC 3502 MULTIAPPEND: every message (bytes, flags, INTERNALDATE or None for now) or
         none, in that order with ascending UIDs, durable before it returns."""
@@ -393,7 +427,7 @@ class AccountStore(Protocol):
         mailbox_id: int,
         uid: int,
         mailbox: str,
-        message: tuple[bytes, Iterable[str], float | None],
+        message: tuple[bytes, Iterable[str], InternalDate | None],
     ) -> AppendResult:
         """RFC 8508 REPLACE: append `message` to `mailbox` and expunge (`mailbox_id`, `uid`),
         atomically: both or neither. Raises MessageNotFound (nothing appended) when that message

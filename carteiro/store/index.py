@@ -23,8 +23,9 @@ from carteiro.store.api import AppendResult, StorageFull, StoreError
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite"
-# 2: messages.emailid and messages.savedate; 3: `changes` without AUTOINCREMENT (migrate())
-SCHEMA_VERSION = 3
+# 2: messages.emailid and messages.savedate; 3: `changes` without AUTOINCREMENT; 4:
+# messages.internaldate_tz and listings.zones (migrate())
+SCHEMA_VERSION = 4
 # UIDs/MODSEQs are leased in blocks recorded in each folder's metadata file, so a reindex from the
 # files alone can restart above anything ever handed out (RFC 3501 2.3.1.1, RFC 7162 3.1.1).
 UID_LEASE = 10_000
@@ -77,6 +78,9 @@ CREATE TABLE IF NOT EXISTS messages (
     info TEXT NOT NULL,                        -- info letters of the file name on disk
     emailid TEXT,                              -- RFC 8474 EMAILID (kept by COPY and MOVE)
     savedate REAL,                             -- RFC 8514 SAVEDATE (NULL: not known)
+    -- INTERNALDATE's zone, minutes east of UTC: an APPEND date-time's, else the server's local
+    -- zone then (0 for rows older than schema 4: they show in UTC, as before)
+    internaldate_tz INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
@@ -99,7 +103,8 @@ CREATE TABLE IF NOT EXISTS listings (          -- per-mailbox snapshot of the li
     modseqs BLOB NOT NULL,                     -- uint64 little-endian
     keywords TEXT NOT NULL,                    -- JSON {uid: "kw ..."} or ""
     dates BLOB NOT NULL,                       -- float64 little-endian (INTERNALDATE)
-    sizes BLOB NOT NULL                        -- uint64 little-endian
+    sizes BLOB NOT NULL,                       -- uint64 little-endian
+    zones BLOB                                 -- int16 little-endian (NULL: every zone is 0)
 );
 -- The change log that other processes' feeds read past the last id they saw. Its ids ascend
 -- without AUTOINCREMENT (max + 1): the newest rows are never deleted (housekeeping keeps the last
@@ -155,7 +160,7 @@ CREATE TABLE IF NOT EXISTS search_fields (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, state INTEGER NOT NULL,
     subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,
     message_id TEXT, in_reply_to TEXT, refs TEXT,
-    sent_day INTEGER,                          -- date ordinal of Date:, else of INTERNALDATE (UTC)
+    sent_day INTEGER,                          -- date ordinal of Date:, else of INTERNALDATE (its zone)
     -- SORT and THREAD (mime.sortkeys.SortFields): base subject, reply flag, first From/To/Cc
     -- mailbox, RFC 5957 display names, Date: as a UTC timestamp, Message-ID, References chain
     sort_subject TEXT, reply INTEGER, sort_from TEXT, sort_to TEXT, sort_cc TEXT,
@@ -211,6 +216,25 @@ def migrate(conn: sqlite3.Connection, fault_hook: Callable[[str], None] | None =
     """Bring an older schema up to SCHEMA_VERSION, inside the caller's transaction."""
     _migrate_emailid(conn, fault_hook)
     _migrate_changes(conn, fault_hook)
+    _migrate_zones(conn, fault_hook)
+
+
+def _migrate_zones(
+    conn: sqlite3.Connection, fault_hook: Callable[[str], None] | None = None
+) -> None:
+    """Schema 3 -> 4: messages gain `internaldate_tz` (0 for every old row: it shows in UTC, as
+    it did) and listing snapshots `zones` (NULL: all 0, true of every snapshot taken before).
+    Two ALTERs that only rewrite the schema, not the rows: instant on any index."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
+    if "internaldate_tz" not in cols:
+        conn.execute("ALTER TABLE messages ADD COLUMN internaldate_tz INTEGER NOT NULL DEFAULT 0")
+        if fault_hook is not None:
+            fault_hook("migrate_zones_messages")
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(listings)")}
+    if "zones" not in cols:
+        conn.execute("ALTER TABLE listings ADD COLUMN zones BLOB")
+        if fault_hook is not None:
+            fault_hook("migrate_zones_listings")
 
 
 def _migrate_changes(

@@ -1,6 +1,7 @@
 """Per-mailbox message listings (what SELECT reads) as compact columns, kept current by MODSEQ.
 
-A listing is the mailbox's UIDs, flags, MODSEQs, INTERNALDATEs and sizes in parallel arrays. A
+A listing is the mailbox's UIDs, flags, MODSEQs, INTERNALDATEs (and their zones) and sizes in
+parallel arrays. A
 process keeps recent listings in memory (ListingCache) and the index keeps one snapshot per large
 mailbox as blobs (table `listings`), so a fresh process opens a 100,000-message mailbox by reading
 one row and the rows changed since, instead of 100,000 rows. Never writes the index itself: the
@@ -28,7 +29,9 @@ QUICK_MAX = 2_000
 FLAG_HINTS_MAX = 10_000  # (mailbox, UID) flag hints a process keeps  # messages: a cached listing this small is refreshed on the caller's thread
 UID_TYPE = "I" if array("I").itemsize == 4 else "L"  # RFC 3501: UIDs are 32-bit
 
-SELECT_ROWS = "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
+SELECT_ROWS = (
+    "SELECT uid, flags, keywords, modseq, internaldate, size, internaldate_tz FROM messages"
+)
 _LITTLE = sys.byteorder == "little"
 
 
@@ -45,6 +48,7 @@ class Listing:
         "sizes",
         "uids",
         "uidvalidity",
+        "zones",
     )
 
     def __init__(self, uidvalidity: int, modseq: int) -> None:
@@ -56,6 +60,7 @@ class Listing:
         self.keywords: dict[int, str] = {}  # uid -> sorted, space-separated keywords
         self.dates = array("d")
         self.sizes = array("Q")
+        self.zones = array("h")  # INTERNALDATE's zone, minutes east of UTC
         self.metas: list[MessageMeta] | None = None  # built on demand by list_messages
 
     def __len__(self) -> int:
@@ -65,16 +70,17 @@ class Listing:
 
     @classmethod
     def from_rows(cls, uidvalidity: int, modseq: int, rows: list[Any]) -> Listing:
-        """From (uid, flags, keywords, modseq, internaldate, size) rows in UID order."""
+        """From (uid, flags, keywords, modseq, internaldate, size, zone) rows in UID order."""
         out = cls(uidvalidity, modseq)
         if not rows:
             return out
-        uids, masks, kws, modseqs, dates, sizes = zip(*rows, strict=True)
+        uids, masks, kws, modseqs, dates, sizes, zones = zip(*rows, strict=True)
         out.uids = array(UID_TYPE, uids)
         out.codes = bytearray(masks)
         out.modseqs = array("Q", modseqs)
         out.dates = array("d", dates)
         out.sizes = array("Q", sizes)
+        out.zones = array("h", zones)
         if kws.count("") != len(kws):
             codes = out.codes
             for i, kw in enumerate(kws):
@@ -97,22 +103,25 @@ class Listing:
             json.dumps(self.keywords, separators=(",", ":")) if self.keywords else "",
             _le_bytes(self.dates),
             _le_bytes(self.sizes),
+            _le_bytes(self.zones) if any(self.zones) else None,
         )
 
     @classmethod
     def from_snapshot(cls, row: Sequence[Any]) -> Listing | None:
-        uidvalidity, modseq, count, uids, codes, modseqs, keywords, dates, sizes = row
+        uidvalidity, modseq, count, uids, codes, modseqs, keywords, dates, sizes, zones = row
         out = cls(uidvalidity, modseq)
         out.uids = _from_le(UID_TYPE, uids)
         out.codes = bytearray(codes)
         out.modseqs = _from_le("Q", modseqs)
         out.dates = _from_le("d", dates)
         out.sizes = _from_le("Q", sizes)
+        # NULL: every zone 0 (a snapshot of UTC-only rows, or one taken before schema 4)
+        out.zones = _from_le("h", zones) if zones is not None else array("h", bytes(2 * count))
         if keywords:
             out.keywords = {int(k): v for k, v in json.loads(keywords).items()}
         n = len(out.uids)
-        if not (n == count == len(out.codes) == len(out.modseqs) == len(out.dates)) or n != len(
-            out.sizes
+        if not (n == count == len(out.codes) == len(out.modseqs) == len(out.dates)) or not (
+            n == len(out.sizes) == len(out.zones)
         ):
             return None  # not what we wrote: ignore it
         return out
@@ -138,7 +147,7 @@ class Listing:
                 self._drop(drop)
         last = uids[-1] if uids else 0
         metas = self.metas
-        for uid, mask, kws, mseq, when, size in changed:
+        for uid, mask, kws, mseq, when, size, tz in changed:
             if uid > last:
                 self.uids.append(uid)
                 self.codes.append(mask | KEYWORDS_BIT if kws else mask)
@@ -147,8 +156,9 @@ class Listing:
                 self.modseqs.append(mseq)
                 self.dates.append(when)
                 self.sizes.append(size)
+                self.zones.append(tz)
                 if metas is not None:
-                    metas.append(MessageMeta(uid, codec.decode(mask, kws), mseq, when, size))
+                    metas.append(MessageMeta(uid, codec.decode(mask, kws), mseq, when, size, tz))
                 last = uid
                 continue
             i = bisect.bisect_left(uids, uid)
@@ -164,8 +174,9 @@ class Listing:
             # or truncated by hand), and gives every row a new MODSEQ so that it is seen here
             self.dates[i] = when
             self.sizes[i] = size
+            self.zones[i] = tz
             if metas is not None:
-                metas[i] = MessageMeta(uid, codec.decode(mask, kws), mseq, when, size)
+                metas[i] = MessageMeta(uid, codec.decode(mask, kws), mseq, when, size, tz)
         self.modseq = modseq
         return True
 
@@ -176,6 +187,7 @@ class Listing:
         if len(positions) <= 64:
             for i in positions:
                 del self.uids[i], self.codes[i], self.modseqs[i], self.dates[i], self.sizes[i]
+                del self.zones[i]
                 if self.metas is not None:
                     del self.metas[i]
             return
@@ -186,6 +198,7 @@ class Listing:
         self.modseqs = array("Q", [self.modseqs[i] for i in keep])
         self.dates = array("d", [self.dates[i] for i in keep])
         self.sizes = array("Q", [self.sizes[i] for i in keep])
+        self.zones = array("h", [self.zones[i] for i in keep])
         if self.metas is not None:
             self.metas = [self.metas[i] for i in keep]
 
@@ -210,7 +223,7 @@ class Listing:
         metas = self.metas
         if metas is None:
             metas = self.metas = _build_metas(
-                self.uids, self.flag_sets(codec), self.modseqs, self.dates, self.sizes
+                self.uids, self.flag_sets(codec), self.modseqs, self.dates, self.sizes, self.zones
             )
         return list(metas)
 
@@ -237,6 +250,7 @@ def _build_metas(
     modseqs: array[int],
     dates: array[float],
     sizes: array[int],
+    zones: Sequence[int],
 ) -> list[MessageMeta]:
     """MessageMeta objects, fast: the frozen dataclass __init__ costs ~5 object.__setattr__
     calls per object; setting the slots through their descriptors is the same without lookups."""
@@ -248,26 +262,30 @@ def _build_metas(
     set_modseq = slots["modseq"].__set__
     set_date = slots["internaldate"].__set__
     set_size = slots["size"].__set__
+    set_tz = slots["internaldate_tz"].__set__
     out: list[MessageMeta] = []
     append = out.append
-    for uid, fl, modseq, when, size in zip(uids, flags, modseqs, dates, sizes, strict=True):
+    for uid, fl, modseq, when, size, tz in zip(
+        uids, flags, modseqs, dates, sizes, zones, strict=True
+    ):
         m = new(cls)
         set_uid(m, uid)
         set_flags(m, fl)
         set_modseq(m, modseq)
         set_date(m, when)
         set_size(m, size)
+        set_tz(m, tz)
         append(m)
     return out
 
 
 def metas_from_rows(rows: list[Any], codec: FlagCodec) -> list[MessageMeta]:
-    """MessageMeta objects for (uid, flags, keywords, modseq, internaldate, size) rows."""
+    """MessageMeta objects for (uid, flags, keywords, modseq, internaldate, size, zone) rows."""
     if not rows:
         return []
-    uids, masks, kws, modseqs, dates, sizes = zip(*rows, strict=True)
+    uids, masks, kws, modseqs, dates, sizes, zones = zip(*rows, strict=True)
     decode = codec.decode
-    return _build_metas(uids, list(map(decode, masks, kws)), modseqs, dates, sizes)  # type: ignore[arg-type]
+    return _build_metas(uids, list(map(decode, masks, kws)), modseqs, dates, sizes, zones)  # type: ignore[arg-type]
 
 
 Publish = Callable[[int, tuple[Any, ...]], None]
@@ -378,8 +396,8 @@ class ListingCache:
         from_snapshot = False
         if entry is None:
             row = conn.execute(
-                "SELECT uidvalidity, modseq, count, uids, codes, modseqs, keywords, dates, sizes"
-                " FROM listings WHERE mailbox_id = ?",
+                "SELECT uidvalidity, modseq, count, uids, codes, modseqs, keywords, dates, sizes,"
+                " zones FROM listings WHERE mailbox_id = ?",
                 (mailbox_id,),
             ).fetchone()
             if row is not None and row[0] == uidvalidity and row[1] <= hms:

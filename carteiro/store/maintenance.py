@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from carteiro.store import maildir, names, search_index
-from carteiro.store.api import CheckReport, InvalidName, StoreError
+from carteiro.store.api import CheckReport, InvalidName, StoreError, local_zone
 from carteiro.store.flags import FlagCodec, flags_from_info
 from carteiro.store.index import (
     INDEX_NAME,
@@ -599,17 +599,20 @@ def _reindex_account(
         old[guid] = (mbid, uv, uidnext, hms)
     old_ids = [v[0] for v in old.values()]
     old_uids: dict[int, set[int]] = {}  # for the expunged log: listings and QRESYNC rely on it
-    # EMAILID and SAVEDATE of each file's unique name (the part of its name no rename changes):
-    # the files do not carry them, so they are kept from the index being rebuilt when it is
-    # readable; otherwise EMAILID is derived from the unique name and SAVEDATE is unknown.
-    kept: dict[str, tuple[str | None, float | None]] = {}
+    # EMAILID, SAVEDATE and INTERNALDATE's zone of each file's unique name (the part of its
+    # name no rename changes): the files do not carry them, so they are kept from the index
+    # being rebuilt when it is readable; otherwise EMAILID is derived from the unique name,
+    # SAVEDATE is unknown and the zone is the server's local zone at the file's mtime.
+    kept: dict[str, tuple[str | None, float | None, int | None]] = {}
     for mbid in old_ids:
         uids_here = old_uids[mbid] = set()
-        for uid, base, emailid, savedate in conn.execute(
-            "SELECT uid, base, emailid, savedate FROM messages WHERE mailbox_id = ?", (mbid,)
+        for uid, base, emailid, savedate, tz in conn.execute(
+            "SELECT uid, base, emailid, savedate, internaldate_tz FROM messages"
+            " WHERE mailbox_id = ?",
+            (mbid,),
         ):
             uids_here.add(uid)
-            kept[base.split(",", 1)[0]] = (emailid, savedate)
+            kept[base.split(",", 1)[0]] = (emailid, savedate, tz)
     for table in ("messages", "dirty_files", "listings", "maildir_sync"):
         conn.executemany(f"DELETE FROM {table} WHERE mailbox_id = ?", [(i,) for i in old_ids])
     search_index.clear(conn, old_ids)  # built again from the files once the index is
@@ -739,7 +742,7 @@ def _reindex_account(
             flags = flags_from_info(parsed.info, letters)
             mask, kws = codec.encode(flags)
             unique = base.split(",", 1)[0]
-            emailid, savedate = kept.get(unique, (None, None))
+            emailid, savedate, tz = kept.get(unique, (None, None, None))
             rows.append(
                 (
                     mbid,
@@ -753,9 +756,10 @@ def _reindex_account(
                     parsed.info,
                     emailid or emailid_of(unique),
                     savedate,
+                    local_zone(st.st_mtime) if tz is None else tz,
                 )
             )
-        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         if keep and prev is not None and prev[0] == mbid and prev[1] == uidvalidity:
             vanished = old_uids.get(mbid, set()) - {r[1] for r in rows}
             conn.executemany(

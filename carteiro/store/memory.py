@@ -29,6 +29,7 @@ from carteiro.store.api import (
     FlagOp,
     FlagsChanged,
     IndexTerm,
+    InternalDate,
     MailboxChanged,
     MailboxCounts,
     MailboxDelta,
@@ -49,6 +50,7 @@ from carteiro.store.api import (
     StoreError,
     TermHits,
     UidFlags,
+    zoned,
 )
 from carteiro.store.changes import ChangeHub
 from carteiro.store.flags import apply_op, normalize_flags
@@ -63,9 +65,12 @@ class _Message:
     data: bytes
     emailid: str = ""  # RFC 8474 (kept by COPY and MOVE)
     savedate: float | None = None  # RFC 8514
+    tz: int = 0  # INTERNALDATE's zone, minutes east of UTC
 
     def meta(self) -> MessageMeta:
-        return MessageMeta(self.uid, self.flags, self.modseq, self.internaldate, len(self.data))
+        return MessageMeta(
+            self.uid, self.flags, self.modseq, self.internaldate, len(self.data), self.tz
+        )
 
 
 @dataclass
@@ -194,12 +199,12 @@ class MemoryMailStore:
             return list(self._delivered[delivery_id])
         self.check_write()
         data = _read_source(source)
-        targets: list[tuple[_Account, _Mailbox, frozenset[str], float]] = []
+        targets: list[tuple[_Account, _Mailbox, frozenset[str], tuple[float, int]]] = []
         for d in deliveries:  # validate everything before changing anything: all or none
             acct = self._live(d.account)
             mbox = self._mailbox_by_name(acct, d.mailbox)
             flags = normalize_flags(d.flags)
-            when = time.time() if d.internaldate is None else d.internaldate
+            when = zoned(d.internaldate)
             targets.append((acct, mbox, flags, when))
         for acct in {id(t[0]): t[0] for t in targets}.values():
             n = sum(1 for t in targets if t[0] is acct)
@@ -250,14 +255,16 @@ class MemoryMailStore:
         mbox: _Mailbox,
         data: bytes,
         flags: frozenset[str],
-        when: float,
+        when: tuple[float, int],
         emailid: str = "",
     ) -> AppendResult:
         emailid = emailid or "M" + secrets.token_hex(12)
         uid = mbox.uidnext
         mbox.uidnext += 1
         modseq = mbox.bump()
-        mbox.messages[uid] = _Message(uid, flags, modseq, when, data, emailid, time.time())
+        mbox.messages[uid] = _Message(
+            uid, flags, modseq, when[0], data, emailid, time.time(), when[1]
+        )
         self.hub.publish(acct.name, [MessageAdded(acct.name, mbox.id, uid, modseq)])
         return AppendResult(acct.name, mbox.id, mbox.uidvalidity, uid, modseq)
 
@@ -414,6 +421,7 @@ class MemoryAccountStore:
                     msg.data,
                     msg.emailid,
                     time.time(),  # saved into the new mailbox now, as a MOVE
+                    msg.tz,
                 )
             if uids:
                 dst.bump()
@@ -462,20 +470,20 @@ class MemoryAccountStore:
         mailbox: str,
         source: MessageSource,
         flags: Iterable[str] = (),
-        internaldate: float | None = None,
+        internaldate: InternalDate | None = None,
     ) -> AppendResult:
         self._store.check_write()
         acct = self._acct()
         data = _read_source(source)
         mbox = self._store._mailbox_by_name(acct, mailbox)
-        when = time.time() if internaldate is None else internaldate
+        when = zoned(internaldate)
         acct.check_quota(self._store.quota_defaults, len(data), 1)
         return self._store._add(acct, mbox, data, normalize_flags(flags), when)
 
     async def append_many(
         self,
         mailbox: str,
-        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+        messages: Sequence[tuple[bytes, Iterable[str], InternalDate | None]],
     ) -> list[AppendResult]:
         self._store.check_write()
         acct = self._acct()
@@ -485,7 +493,7 @@ class MemoryAccountStore:
         )
         now = time.time()
         return [
-            self._store._add(acct, mbox, bytes(d), normalize_flags(f), now if w is None else w)
+            self._store._add(acct, mbox, bytes(d), normalize_flags(f), zoned(w, now))
             for d, f, w in messages
         ]
 
@@ -494,7 +502,7 @@ class MemoryAccountStore:
         mailbox_id: int,
         uid: int,
         mailbox: str,
-        message: tuple[bytes, Iterable[str], float | None],
+        message: tuple[bytes, Iterable[str], InternalDate | None],
     ) -> AppendResult:
         self._store.check_write()
         acct = self._acct()
@@ -504,9 +512,7 @@ class MemoryAccountStore:
             raise MessageNotFound(f"UID {uid} of {src.name}")
         data, flags, when = message
         acct.check_quota(self._store.quota_defaults, len(data) - len(src.messages[uid].data), 0)
-        result = self._store._add(
-            acct, mbox, bytes(data), normalize_flags(flags), time.time() if when is None else when
-        )
+        result = self._store._add(acct, mbox, bytes(data), normalize_flags(flags), zoned(when))
         self._remove(src, [uid])
         return result
 
@@ -652,7 +658,7 @@ class MemoryAccountStore:
                 nuid = dst.uidnext
                 dst.uidnext += 1
                 dst.messages[nuid] = _Message(
-                    nuid, msg.flags, modseq, msg.internaldate, msg.data, msg.emailid, saved
+                    nuid, msg.flags, modseq, msg.internaldate, msg.data, msg.emailid, saved, msg.tz
                 )
                 pairs.append((uid, nuid))
                 events.append(MessageAdded(self._account, dst.id, nuid, modseq))

@@ -126,7 +126,8 @@ def _bounded(texts: list[str]) -> tuple[str, bool]:
 
 def extract(uid: int, data: bytes, internaldate: float, crlf: bool = False) -> Extracted:
     """The index row of one message: exactly the texts the SEARCH evaluator compares. `crlf`:
-    `data` is known to have no bare LF (see Reader)."""
+    `data` is known to have no bare LF (see Reader). `internaldate`: shifted into its zone (its
+    UTC date is the date INTERNALDATE shows, what SENT* take without a Date:)."""
     try:
         msg = parse(data, crlf=crlf)
         day = searchtext.sent_date(msg)
@@ -352,8 +353,8 @@ Reader = Callable[
 
 def pending(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int, list[Any]] | None:
     """A mailbox with messages above its mark: (mailbox id, the new mark, rows of messages to
-    parse: uid, internaldate, base, info, mailbox dir, account dir, the id of its body in
-    `bodies` while its file is not written). None when all is indexed."""
+    parse: uid, internaldate (shifted into its zone), base, info, mailbox dir, account dir, the
+    id of its body in `bodies` while its file is not written). None when all is indexed."""
     row = conn.execute(
         "SELECT b.id, coalesce(p.uid, 0), b.uidnext FROM mailboxes b"
         " LEFT JOIN search_progress p ON p.mailbox_id = b.id"
@@ -363,7 +364,8 @@ def pending(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int, lis
         return None
     mailbox_id, mark, uidnext = row
     rows = conn.execute(
-        "SELECT m.uid, m.internaldate, m.base, m.info, b.dir, a.dir, u.body_id FROM messages m"
+        "SELECT m.uid, m.internaldate + 60 * m.internaldate_tz, m.base, m.info, b.dir, a.dir,"
+        " u.body_id FROM messages m"
         " JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id"
         " LEFT JOIN unsynced u ON u.mailbox_id = m.mailbox_id AND u.uid = m.uid"
         " WHERE m.mailbox_id = ? AND m.uid > ? ORDER BY m.uid LIMIT ?",

@@ -26,6 +26,7 @@ from carteiro.store.api import (
     FlagOp,
     FlagsChanged,
     IndexTerm,
+    InternalDate,
     MailboxChanged,
     MailboxCounts,
     MailboxDelta,
@@ -42,6 +43,7 @@ from carteiro.store.api import (
     StoreError,
     TermHits,
     UidFlags,
+    zoned,
 )
 from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
@@ -101,7 +103,7 @@ class AccountBackend(Protocol):
 
     async def deliver_many(
         self,
-        targets: list[tuple[str, str, frozenset[str], float]],
+        targets: list[tuple[str, str, frozenset[str], float, int]],
         source: MessageSource,
         delivery_id: str | None = None,
     ) -> list[AppendResult]: ...
@@ -111,7 +113,7 @@ class AccountBackend(Protocol):
         account_id: int,
         account: str,
         mailbox: str,
-        messages: Sequence[tuple[bytes, frozenset[str], float]],
+        messages: Sequence[tuple[bytes, frozenset[str], float, int]],
         replace: tuple[int, int] | None = None,
     ) -> list[AppendResult]: ...
 
@@ -437,11 +439,11 @@ class SqliteAccountStore:
         mailbox: str,
         source: MessageSource,
         flags: Iterable[str] = (),
-        internaldate: float | None = None,
+        internaldate: InternalDate | None = None,
     ) -> AppendResult:
-        when = time.time() if internaldate is None else internaldate
+        when, tz = zoned(internaldate)
         [result] = await self._s.deliver_many(
-            [(self._account, mailbox, normalize_flags(flags), when)], source
+            [(self._account, mailbox, normalize_flags(flags), when, tz)], source
         )
         self._note_fresh([result])
         return result
@@ -463,14 +465,14 @@ class SqliteAccountStore:
     async def append_many(
         self,
         mailbox: str,
-        messages: Sequence[tuple[bytes, Iterable[str], float | None]],
+        messages: Sequence[tuple[bytes, Iterable[str], InternalDate | None]],
     ) -> list[AppendResult]:
         now = time.time()
         results = await self._s.append_many(
             self._id,
             self._account,
             mailbox,
-            [(d, normalize_flags(f), now if w is None else w) for d, f, w in messages],
+            [(d, normalize_flags(f), *zoned(w, now)) for d, f, w in messages],
         )
         self._note_fresh(results)
         return results
@@ -480,14 +482,14 @@ class SqliteAccountStore:
         mailbox_id: int,
         uid: int,
         mailbox: str,
-        message: tuple[bytes, Iterable[str], float | None],
+        message: tuple[bytes, Iterable[str], InternalDate | None],
     ) -> AppendResult:
         data, flags, when = message
         [result] = await self._s.append_many(
             self._id,
             self._account,
             mailbox,
-            [(data, normalize_flags(flags), time.time() if when is None else when)],
+            [(data, normalize_flags(flags), *zoned(when))],
             replace=(mailbox_id, uid),
         )
         return result
@@ -738,23 +740,24 @@ class SqliteAccountStore:
 
         def plan(
             conn: sqlite3.Connection,
-        ) -> tuple[Any, list[tuple[int, Any, int, int]], list[int]]:
+        ) -> tuple[Any, list[tuple[int, Any, int, int, int]], list[int]]:
             mb = s.mbox_by_id(conn, self._id, mailbox_id)
             rows = conn.execute(
-                "SELECT uid, flags, keywords, modseq, internaldate, size FROM messages"
+                "SELECT uid, flags, keywords, modseq, internaldate, size, internaldate_tz"
+                " FROM messages"
                 " WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
                 (mailbox_id, json_ints(uids)),
             ).fetchall()
             changes = []
             failed = []
-            for uid, mask, kws, mseq, when, size in rows:
+            for uid, mask, kws, mseq, when, size, tz in rows:
                 if unchangedsince is not None and mseq > unchangedsince:
                     failed.append(uid)  # RFC 7162 3.1.3
                     continue
                 current = codec.decode(mask, kws)
                 new = apply_op(current, op, wanted)
                 if new != current:
-                    changes.append((uid, new, when, size))
+                    changes.append((uid, new, when, size, tz))
             return mb, changes, failed
 
         if len(uids) <= _QUICK_FLAG_CHECK and not self._known_to_change(
@@ -775,10 +778,10 @@ class SqliteAccountStore:
             s.letters(tx, acct, wanted)
             updates = []
             metas = []
-            for uid, new, when, size in changes:
+            for uid, new, when, size, tz in changes:
                 mask, kws = codec.encode(new)
                 updates.append((mask, kws, modseq, mailbox_id, uid))
-                metas.append(MessageMeta(uid, codec.decode(mask, kws), modseq, when, size))
+                metas.append(MessageMeta(uid, codec.decode(mask, kws), modseq, when, size, tz))
                 tx.event(
                     self._account,
                     FlagsChanged(self._account, mailbox_id, uid, metas[-1].flags, modseq),

@@ -47,6 +47,8 @@ from carteiro.store.api import (
     QuotaLimits,
     StorageFull,
     StoreError,
+    local_zone,
+    zoned,
 )
 from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
@@ -414,7 +416,7 @@ class SqliteMaildirStore:
                 if old is not None and old[0] == uidvalidity and old[1] >= modseq:
                     return
                 tx.conn.execute(
-                    "INSERT OR REPLACE INTO listings VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO listings VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (mailbox_id, *values),
                 )
                 self.snapshots_written += 1
@@ -633,7 +635,7 @@ class SqliteMaildirStore:
                     continue
             try:
                 resolved = []
-                for account, name, flags, when in ap.targets:
+                for account, name, flags, when, tz in ap.targets:
                     if account in accts:
                         acct = accts[account]
                     else:
@@ -656,7 +658,7 @@ class SqliteMaildirStore:
                         mb = boxes[key] = self.mbox_named(conn, acct.id, name)
                     if mb is None or not mb.selectable:
                         raise MailboxNotFound(name)
-                    resolved.append((acct, mb, flags, when))
+                    resolved.append((acct, mb, flags, when, tz))
             except StoreError as exc:
                 self._unreserve(ap)
                 b.done.append((ap.loop, ap.future, None, exc))
@@ -674,7 +676,7 @@ class SqliteMaildirStore:
             results: list[AppendResult] = []
             try:
                 last = len(resolved) - 1
-                for i, (acct, mb, flags, when) in enumerate(resolved):
+                for i, (acct, mb, flags, when, tz) in enumerate(resolved):
                     uid = mb.uidnext
                     mb.uidnext = uid + 1
                     modseq = mb.highestmodseq = mb.highestmodseq + 1
@@ -705,7 +707,20 @@ class SqliteMaildirStore:
                         made.append(target)
                     dirs.append(cur)
                     rows.append(
-                        (mb.id, uid, modseq, mask, kws, when, ap.size, base, info, emailid, saved)
+                        (
+                            mb.id,
+                            uid,
+                            modseq,
+                            mask,
+                            kws,
+                            when,
+                            ap.size,
+                            base,
+                            info,
+                            emailid,
+                            saved,
+                            tz,
+                        )
                     )
                     changes.append(
                         (token, acct.name, f'{{"t":"a","m":{mb.id},"u":{uid},"s":{modseq}}}')
@@ -757,7 +772,7 @@ class SqliteMaildirStore:
                 ],
             )
         if rows:
-            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany(
                 "INSERT INTO changes (origin, account, event) VALUES (?, ?, ?)", changes
             )
@@ -1030,11 +1045,12 @@ class SqliteMaildirStore:
                     info,
                     emailid_of_base(base),
                     adopted_at,  # RFC 8514: when it entered the mailbox as far as we know
+                    local_zone(st.st_mtime),  # a file's mtime has no zone: the local one
                 )
             )
             tx.event(acct.name, MessageAdded(acct.name, mb.id, uid, modseq))
         if rows:
-            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             if self.search_indexer is not None:
                 tx.after.append(self.search_indexer.wake)
         if moved:  # durable before COMMIT: the rows name the files by their new names
@@ -1340,8 +1356,8 @@ class SqliteMaildirStore:
     ) -> CopyResult:
         conn = tx.conn
         sql = (
-            "SELECT uid, flags, keywords, internaldate, size, base, info, emailid FROM messages"
-            " WHERE mailbox_id = ?"
+            "SELECT uid, flags, keywords, internaldate, size, base, info, emailid, internaldate_tz"
+            " FROM messages WHERE mailbox_id = ?"
         )
         params: tuple[Any, ...] = (src.id,)
         if uids is not None:
@@ -1371,7 +1387,7 @@ class SqliteMaildirStore:
         unwritten: dict[int, list[tuple[int, int, str]]] = {}  # body id -> copy targets
         dates: dict[int, float] = {}  # body id -> INTERNALDATE (the file's mtime)
         saved = time.time()  # RFC 8514: the copy's SAVEDATE is when it was copied
-        for i, (uid, mask, kws, when, size, base, info, emailid) in enumerate(rows):
+        for i, (uid, mask, kws, when, size, base, info, emailid, tz) in enumerate(rows):
             nuid = first + i
             path = maildir.locate(src_folder, base, info)
             # the copy holds what the source's file holds (one inode, or the same bytes)
@@ -1395,12 +1411,12 @@ class SqliteMaildirStore:
             # RFC 8474 5.1: the same EMAILID across COPY and MOVE (same content)
             emailid = emailid or emailid_of_base(base)
             inserts.append(
-                (dst.id, nuid, modseq, mask, kws, when, size, nbase, ninfo, emailid, saved)
+                (dst.id, nuid, modseq, mask, kws, when, size, nbase, ninfo, emailid, saved, tz)
             )
             pairs.append((uid, nuid))
             tx.event(acct.name, MessageAdded(acct.name, dst.id, nuid, modseq))
         tx.dirs.add(dst_folder / "cur")
-        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", inserts)
+        conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", inserts)
         search_index.copy_rows(conn, src.id, dst.id, pairs)
         if unwritten:
             conn.executemany(
@@ -1495,7 +1511,7 @@ class SqliteMaildirStore:
         path: str,
         source: str,
         data: bytes,
-        targets: list[tuple[str, str, frozenset[str], float]],
+        targets: list[tuple[str, str, frozenset[str], float, int]],
         crlf: bool = False,
     ) -> tuple[int, int, int | None] | None:
         """A file source already read (from the page cache): staged in its LF form if it has
@@ -1536,12 +1552,12 @@ class SqliteMaildirStore:
 
     async def deliver_many(
         self,
-        targets: list[tuple[str, str, frozenset[str], float]],
+        targets: list[tuple[str, str, frozenset[str], float, int]],
         source: MessageSource,
         delivery_id: str | None = None,
         crlf: bool = False,
     ) -> list[AppendResult]:
-        targets = [(a, self._normalize(n), f, w) for a, n, f, w in targets]
+        targets = [(a, self._normalize(n), f, w, z) for a, n, f, w, z in targets]
         if not targets:
             return []
         for _attempt in range(3):
@@ -1556,7 +1572,7 @@ class SqliteMaildirStore:
 
     async def _deliver_once(
         self,
-        targets: list[tuple[str, str, frozenset[str], float]],
+        targets: list[tuple[str, str, frozenset[str], float, int]],
         source: MessageSource,
         delivery_id: str | None,
         checked: dict[str, tuple[int, quota.Stored]],
@@ -1634,7 +1650,7 @@ class SqliteMaildirStore:
         return await future
 
     async def _check_quota(
-        self, targets: list[tuple[str, str, frozenset[str], float]], source: MessageSource
+        self, targets: list[tuple[str, str, frozenset[str], float, int]], source: MessageSource
     ) -> dict[str, tuple[int, quota.Stored]]:
         """OverQuota if the message would take an account past a limit (quota.py). Returns the
         account id and stored limits it checked against, per account: the writer fails the append if they are
@@ -1793,7 +1809,7 @@ class SqliteMaildirStore:
         account_id: int,
         account: str,
         mailbox: str,
-        messages: Sequence[tuple[bytes, frozenset[str], float]],
+        messages: Sequence[tuple[bytes, frozenset[str], float, int]],
         replace: tuple[int, int] | None = None,
     ) -> list[AppendResult]:
         """Several messages into one mailbox, all or none (RFC 3502 MULTIAPPEND): each is staged
@@ -1819,16 +1835,16 @@ class SqliteMaildirStore:
             quota.check(conn, account_id, self.quota_defaults, octets, n)
 
         await self.read(check)
-        staged: list[tuple[str, str, int, int | None, frozenset[str], float]] = []
+        staged: list[tuple[str, str, int, int | None, frozenset[str], float, int]] = []
 
         def stage_all() -> None:
-            for data, flags, when in messages:
+            for data, flags, when, tz in messages:
                 unique = self._unique.next()
                 path = self._tmp_prefix + unique
                 lf = maildir.to_disk(data)
                 os.close(maildir.stage_bytes_open(path, data if lf is None else lf, when))
                 staged.append(
-                    (path, unique, len(data), None if lf is None else len(lf), flags, when)
+                    (path, unique, len(data), None if lf is None else len(lf), flags, when, tz)
                 )
                 self._hook("staged")
 
@@ -1851,7 +1867,7 @@ class SqliteMaildirStore:
             saved = time.time()
             rows = []
             results = []
-            for i, (path, unique, size, disk, flags, when) in enumerate(staged):
+            for i, (path, unique, size, disk, flags, when, tz) in enumerate(staged):
                 uid = first + i
                 if flags:
                     mask, kws = self.codec.encode(flags)
@@ -1877,12 +1893,13 @@ class SqliteMaildirStore:
                         info,
                         emailid_of(unique),
                         saved,
+                        tz,
                     )
                 )
                 tx.event(acct.name, MessageAdded(acct.name, mb.id, uid, modseq))
                 results.append(AppendResult(acct.name, mb.id, mb.uidvalidity, uid, modseq))
             tx.dirs.add(cur)
-            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             if old is not None:
                 self.remove_messages(tx, acct, old[0], [(old[1], old[2], old[3])])
             if self.search_indexer is not None:
@@ -1916,12 +1933,7 @@ class SqliteMaildirStore:
     ) -> list[AppendResult]:
         now = time.time()
         targets = [
-            (
-                d.account,
-                d.mailbox,
-                normalize_flags(d.flags),
-                now if d.internaldate is None else d.internaldate,
-            )
+            (d.account, d.mailbox, normalize_flags(d.flags), *zoned(d.internaldate, now))
             for d in deliveries
         ]
         return await self.deliver_many(targets, source, delivery_id, crlf)

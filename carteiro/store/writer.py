@@ -93,7 +93,8 @@ class Append:
     one lookup per mailbox, one UPDATE per mailbox and one executemany per table.
     """
 
-    targets: list[tuple[str, str, frozenset[str], float]]  # account, normalized name, flags, date
+    # account, normalized name, flags, INTERNALDATE, its zone (minutes east of UTC)
+    targets: list[tuple[str, str, frozenset[str], float, int]]
     staged: str  # DATA/tmp/<unique>
     unique: str
     fd: int  # the staged file, still open for the fsync round (-1: fsync it by path)

@@ -48,7 +48,12 @@ def sieve_available() -> str | None:
 
 class DovecotInstance:
     def __init__(
-        self, tmp: Path, users: Mapping[str, str], tls: bool = False, sieve: bool = False
+        self,
+        tmp: Path,
+        users: Mapping[str, str],
+        tls: bool = False,
+        sieve: bool = False,
+        extra: str = "",
     ) -> None:
         self.tmp = Path(tmp)
         # Dovecot's unprivileged processes must reach the base dir and the mail: a /tmp dir of
@@ -66,6 +71,7 @@ class DovecotInstance:
         # with sieve: Pigeonhole's ManageSieve (dovecot-managesieved) on this port
         self.sieve = sieve
         self.sieve_port = free_port() if sieve else 0
+        self.extra = extra  # more dovecot.conf lines (a namespace, imapc_* settings ...)
         self.cert_path = self.dir / "cert.pem"
         self.key_path = self.dir / "key.pem"
         self.log_path = self.dir / "dovecot.log"
@@ -118,7 +124,16 @@ class DovecotInstance:
                 f"default_internal_user = {os.environ.get('USER') or 'nobody'}",
                 f"default_login_user = {os.environ.get('USER') or 'nobody'}",
             ]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.extra
+
+    def doveadm(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run `doveadm` against this instance (its config, its auth): `dsync`, `fetch`, ..."""
+        return subprocess.run(
+            ["doveadm", "-c", str(self.dir / "dovecot.conf"), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self, timeout: float = 20.0) -> DovecotInstance:
         reason = available()

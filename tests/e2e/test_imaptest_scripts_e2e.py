@@ -24,7 +24,8 @@ SCRIPTS = {
     "state": (
         "connections: 2\n\n"
         "1 ok fetch 1:* (uid internaldate)\n"
-        '* 1 fetch (uid $uid1 internaldate "22-Feb-2008 15:06:23 +0000")\n'
+        # the From_ line's zone, which the runner APPENDs with (as imaptest does), shown back
+        '* 1 fetch (uid $uid1 internaldate "22-Feb-2008 17:06:23 +0200")\n'
         "* 3 fetch (uid $uid3 internaldate $)\n"
         "1 ok store 2 +flags \\deleted\n"
         "* 2 fetch (flags (\\deleted \\recent))\n"

@@ -315,7 +315,7 @@ def _meta_item(kind: str, meta: MessageMeta, recent: AbstractSet[int]) -> bytes:
     if kind == pf.FLAGS:
         return b"FLAGS " + render.flag_list(meta.flags, meta.uid in recent)
     if kind == pf.INTERNALDATE:
-        return b"INTERNALDATE " + render.internaldate(meta.internaldate)
+        return b"INTERNALDATE " + render.internaldate(meta.internaldate, meta.internaldate_tz)
     if kind == pf.MODSEQ:
         return b"MODSEQ (%d)" % meta.modseq  # RFC 7162 3.1.4
     return b"RFC822.SIZE %d" % meta.size

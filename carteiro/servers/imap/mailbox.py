@@ -5,6 +5,7 @@ RFC 7889 APPENDLIMIT) and APPEND (RFC 4315 APPENDUID, RFC 3516 literal8).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -23,6 +24,8 @@ from carteiro.store.api import (
     MailboxNotFound,
     MessageMeta,
     MessageNotFound,
+    ZonedDate,
+    local_zone,
 )
 
 INBOX = "INBOX"
@@ -350,9 +353,7 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
             return data
         bodies.append(data)
     now = time.time()
-    dates = [
-        m.internal_date.timestamp() if m.internal_date is not None else now for m in req.messages
-    ]
+    dates = [_internal_date(m.internal_date, now) for m in req.messages]
     appended = s.server.appended
     appended.begin(store.account)
     try:
@@ -366,7 +367,7 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
             )
         for r, m, data, when in zip(results, req.messages, bodies, dates, strict=True):
             # the views of this process's sessions learn the new message without the store
-            meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
+            meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when.ts, len(data), when.tz)
             appended.add(store.account, r.mailbox_id, meta)
     except MailboxNotFound:
         return no("Mailbox doesn't exist", "TRYCREATE")  # RFC 9051 6.3.12
@@ -377,6 +378,15 @@ async def append(s: Session, tag: str, req: c.Append) -> Result:
         "Append completed.",
         f"APPENDUID {results[0].uidvalidity} {render_numbers(uids, sort=False)}",
     )
+
+
+def _internal_date(given: dt.datetime | None, now: float) -> ZonedDate:
+    """An APPEND's INTERNALDATE with its zone, kept as given (RFC 3501 2.3.3: FETCH shows it
+    back so); without a date-time, now in the server's local zone (what Dovecot does)."""
+    if given is None:
+        return ZonedDate(now, local_zone(now))
+    offset = given.utcoffset()
+    return ZonedDate(given.timestamp(), 0 if offset is None else int(offset.total_seconds()) // 60)
 
 
 async def _message_bytes(s: Session, m: c.AppendMessage) -> bytes | Result:
@@ -422,7 +432,7 @@ async def replace(s: Session, tag: str, req: c.Replace) -> Result:
     if isinstance(data, Result):
         return data
     m = req.message
-    when = m.internal_date.timestamp() if m.internal_date is not None else time.time()
+    when = _internal_date(m.internal_date, time.time())
     try:
         # one store transaction: the new message and the expunge of the old, or neither
         r = await _store(s).replace(view.id, uid, req.mailbox, (data, m.flags, when))
@@ -432,7 +442,7 @@ async def replace(s: Session, tag: str, req: c.Replace) -> Result:
         return no("The message to replace no longer exists", "EXPUNGEISSUED")
     # RFC 8508 3.3: APPENDUID in an untagged OK, then the EXPUNGE (or VANISHED) of the old one
     s.untagged(f"OK [APPENDUID {r.uidvalidity} {r.uid}] Replacement Message ready")
-    meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when, len(data))
+    meta = MessageMeta(r.uid, frozenset(m.flags), r.modseq, when.ts, len(data), when.tz)
     s.server.appended.add(view.account, r.mailbox_id, meta)
     s.announce_expunged(*view.expunge_now([uid]))
     return ok("Replace completed.")

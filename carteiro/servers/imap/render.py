@@ -115,16 +115,21 @@ def structure(v: object, utf8: bool = False) -> bytes:
     return bytes(out)
 
 
-def internaldate(ts: float) -> bytes:
-    """``"17-Jul-1996 02:44:25 -0700"`` (RFC 9051 9 date-time), in UTC."""
-    d = dt.datetime.fromtimestamp(int(ts), dt.UTC)
-    return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
+def internaldate(ts: float, tz: int = 0) -> bytes:
+    """``"17-Jul-1996 02:44:25 -0700"`` (RFC 9051 9 date-time): the instant `ts` in the zone `tz`
+    minutes east of UTC (the one it was APPENDed with: RFC 3501 2.3.3)."""
+    d = dt.datetime.fromtimestamp(int(ts) + 60 * tz, dt.UTC)
+    z = abs(tz)
+    return b'"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d"' % (
         d.day,
         _MONTHS[d.month - 1],
         d.year,
         d.hour,
         d.minute,
         d.second,
+        45 if tz < 0 else 43,  # "-" / "+"
+        z // 60,
+        z % 60,
     )
 
 

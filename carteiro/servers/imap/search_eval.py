@@ -232,14 +232,15 @@ def _simple(key: ps.SearchKey, ctx: _Ctx) -> MetaTest | None:
 
         return saved_on
     if isinstance(key, ps.SearchDate) and not key.sent:
-        # INTERNALDATE days are UTC days: compare timestamps with the day's bounds
-        start = dt.datetime.combine(key.date, dt.time(), dt.UTC).timestamp()
-        end = start + 86400.0
+        # RFC 3501 6.4.4 "disregarding time and timezone": the date INTERNALDATE shows, in the
+        # zone it was given in (Dovecot, and imaptest's search-intdate): compare day numbers of
+        # the local time, which is the instant shifted by the zone
+        day = (key.date - _EPOCH).days
         if key.op == "before":
-            return lambda i, m: m.internaldate < start
+            return lambda i, m: (m.internaldate + 60 * m.internaldate_tz) // 86400 < day
         if key.op == "on":
-            return lambda i, m: start <= m.internaldate < end
-        return lambda i, m: m.internaldate >= start
+            return lambda i, m: (m.internaldate + 60 * m.internaldate_tz) // 86400 == day
+        return lambda i, m: (m.internaldate + 60 * m.internaldate_tz) // 86400 >= day
     if isinstance(key, ps.SearchWithin):
         limit = ctx.now - key.seconds
         if key.older:
@@ -268,6 +269,9 @@ def _in(ranges: Sequence[tuple[int, int]], n: int) -> bool:
         if n <= b:
             return True
     return False
+
+
+_EPOCH = dt.date(1970, 1, 1)
 
 
 def _utc_date(ts: float) -> dt.date:
@@ -307,7 +311,8 @@ def _full(key: ps.SearchKey, ctx: _Ctx) -> FullTest:
             values = msg.field_values(msg.root, b"date")
             d = header_date(values[0]) if values else None
             if d is None:
-                d = _utc_date(m.internaldate)  # no usable Date: fall back to INTERNALDATE
+                # no usable Date: fall back to INTERNALDATE's date (in its zone, as it shows)
+                d = _utc_date(m.internaldate + 60 * m.internaldate_tz)
             return _compare(op, d, day)
 
         return sent

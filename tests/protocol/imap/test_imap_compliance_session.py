@@ -134,7 +134,7 @@ S: * OK [MAILBOXID (<...>)] Ok
 S: a7 OK [READ-ONLY] Examine completed.
 C: a8 FETCH 1:* (FLAGS INTERNALDATE)
 S: * 1 FETCH (FLAGS (\\Seen $Work \\Recent) INTERNALDATE "01-Jan-2020 10:00:00 +0000")
-S: * 2 FETCH (FLAGS (\\Recent) INTERNALDATE "01-Jan-2020 13:30:00 +0000")
+S: * 2 FETCH (FLAGS (\\Recent) INTERNALDATE "01-Jan-2020 10:00:00 -0330")
 S: a8 OK Fetch completed.
 """,
     )

@@ -169,3 +169,60 @@ C: a5 SORT (ARRIVAL) US-ASCII RETURN (PARTIAL 1:*) ALL
 S: a5 BAD <...>
 """,
     )
+
+
+# search-intdate.mbox's From_ lines (EET to EEST and back), APPENDed with their zones as imaptest does
+INTDATES = [
+    "24-Mar-2007 23:00:00 +0200",
+    "25-Mar-2007 00:00:00 +0200",
+    "25-Mar-2007 01:00:00 +0200",
+    "25-Mar-2007 02:00:00 +0200",
+    "25-Mar-2007 04:00:00 +0300",
+    "25-Mar-2007 23:00:00 +0300",
+    "26-Mar-2007 00:00:00 +0300",
+    "27-Oct-2007 23:00:00 +0300",
+    "28-Oct-2007 00:00:00 +0300",
+    "28-Oct-2007 03:00:00 +0300",
+    "28-Oct-2007 03:00:00 +0200",
+    "28-Oct-2007 23:00:00 +0200",
+    "29-Oct-2007 00:00:00 +0200",
+]
+
+
+async def test_search_intdate_uses_the_append_zone(server):
+    """imaptest search-intdate: BEFORE/ON/SINCE take INTERNALDATE's date in the zone it was
+    APPENDed with (RFC 3501 6.4.4 "disregarding time and timezone"), and FETCH shows it back in
+    that zone; carteiro compared UTC days and showed +0000."""
+    c = await server.connect(login=True)
+    msg = b"Subject: intdate\r\n\r\nx\r\n"
+    for i, d in enumerate(INTDATES):
+        await c.send(f'p{i} APPEND INBOX () "{d}" {{{len(msg)}+}}\r\n'.encode() + msg + b"\r\n")
+        assert (await c.raw_response(f"p{i}")).split(b"\r\n")[-2].split()[1] == b"OK"
+    c.close()
+    await play(
+        server,
+        open_inbox("EXAMINE")
+        + """
+C: b1 FETCH 5 INTERNALDATE
+S: * 5 FETCH (INTERNALDATE "25-Mar-2007 04:00:00 +0300")
+S: b1 OK <...>
+C: b2 SEARCH BEFORE 25-Mar-2007
+S: * SEARCH 1
+S: b2 OK <...>
+C: b3 SEARCH 1:7 ON 25-Mar-2007
+S: * SEARCH 2 3 4 5 6
+S: b3 OK <...>
+C: b4 SEARCH 1:7 SINCE 26-Mar-2007
+S: * SEARCH 7
+S: b4 OK <...>
+C: b5 SEARCH 8:* ON 28-Oct-2007
+S: * SEARCH 9 10 11 12
+S: b5 OK <...>
+C: b6 SEARCH 8:* BEFORE 28-Oct-2007
+S: * SEARCH 8
+S: b6 OK <...>
+C: b7 SEARCH 8:* SINCE 29-Oct-2007
+S: * SEARCH 13
+S: b7 OK <...>
+""",
+    )

@@ -274,7 +274,7 @@ S: <...>
 S: * OK [MAILBOXID (<...>)] Ok
 S: A009 OK [READ-ONLY] Examine completed.
 C: A010 FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE)
-S: * 1 FETCH (FLAGS (\\Seen \\Draft $Work \\Recent) INTERNALDATE "05-Jan-2024 09:11:12 +0000" RFC822.SIZE 10)
+S: * 1 FETCH (FLAGS (\\Seen \\Draft $Work \\Recent) INTERNALDATE "05-Jan-2024 10:11:12 +0100" RFC822.SIZE 10)
 S: A010 OK Fetch completed.
 """,
     )

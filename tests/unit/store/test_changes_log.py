@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from carteiro.store.api import Delivery
-from carteiro.store.index import INDEX_NAME
+from carteiro.store.index import INDEX_NAME, SCHEMA_VERSION
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
 ACCOUNT = "log@example.test"
@@ -78,7 +78,7 @@ async def test_migration_keeps_the_ids_ascending(tmp_path: Path, gap: int) -> No
         await s.deliver([Delivery(ACCOUNT, "INBOX", frozenset(), time.time())], MSG)
     finally:
         await s.close()
-    assert _sql(data, "SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+    assert _sql(data, "SELECT value FROM meta WHERE key = 'schema'") == [(str(SCHEMA_VERSION),)]
     assert "AUTOINCREMENT" not in str(
         _sql(data, "SELECT sql FROM sqlite_master WHERE name = 'changes'")
     )

@@ -103,12 +103,16 @@ async def test_reindex_keeps_ids(tmp_path: Path) -> None:
 
 
 def _make_schema_1(data: Path) -> dict[int, str]:
-    """Turn the index back into schema 1 (no emailid/savedate columns); returns uid -> base."""
+    """Turn the index back into schema 1 (no emailid/savedate columns, nor those added since);
+    returns uid -> base."""
     conn = sqlite3.connect(data / INDEX_NAME)
     try:
         bases = dict(conn.execute("SELECT uid, base FROM messages").fetchall())
         conn.execute("ALTER TABLE messages DROP COLUMN emailid")
         conn.execute("ALTER TABLE messages DROP COLUMN savedate")
+        # nor the columns of later schemas (their migrations add them after these)
+        conn.execute("ALTER TABLE messages DROP COLUMN internaldate_tz")
+        conn.execute("ALTER TABLE listings DROP COLUMN zones")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
         conn.commit()
     finally:

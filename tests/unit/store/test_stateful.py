@@ -45,8 +45,10 @@ from carteiro.store.api import (
     AccountStore,
     Delivery,
     FlagOp,
+    InternalDate,
     MailStore,
     StoreError,
+    ZonedDate,
 )
 from carteiro.store.maintenance import check
 from carteiro.store.memory import MemoryMailStore
@@ -58,6 +60,9 @@ FLAG_CHOICES = [SEEN, ANSWERED, FLAGGED, DELETED, DRAFT, "$Work", "kw1"]
 SMALL_MAX = 3000  # well under the 64 KiB that go through the index first
 LARGE_SIZE = 70 * 1024  # above it: the file is fsynced before COMMIT
 BASE_DATE = 1_700_000_000
+# INTERNALDATE zones the messages cycle through (minutes east of UTC; None: a bare instant, which
+# takes the local zone): FETCH shows each back, COPY/MOVE/restart keep it (RFC 3501 2.3.3)
+ZONES: list[int | None] = [None, 180, -480, 0, 330, 840, -690]
 
 # forkserver: children fork from a server that already imported the store (~20 ms a child
 # instead of ~0.6 s for spawn), and never from this process with its threads
@@ -105,7 +110,7 @@ def lost_and_found_files(data: Path) -> list[Path]:
 
 async def snapshot(store: MailStore, with_bytes: bool = True) -> dict[str, Any]:
     """What a client can observe, by mailbox name: attributes, and per message UID, flags,
-    INTERNALDATE (seconds), size and bytes; plus counts."""
+    INTERNALDATE (seconds) and its zone, size and bytes; plus counts."""
     acct = await store.account(ACCOUNT)
     out: dict[str, Any] = {}
     for mb in await acct.list_mailboxes():
@@ -116,7 +121,9 @@ async def snapshot(store: MailStore, with_bytes: bool = True) -> dict[str, Any]:
         if mb.selectable:
             entry["uidnext"] = mb.uidnext
             metas = await acct.list_messages(mb.id)
-            entry["messages"] = {m.uid: (m.flags, int(m.internaldate), m.size) for m in metas}
+            entry["messages"] = {
+                m.uid: (m.flags, int(m.internaldate), m.internaldate_tz, m.size) for m in metas
+            }
             c = await acct.counts(mb.id)
             entry["counts"] = (c.messages, c.unseen, c.deleted, c.size)
             if with_bytes:
@@ -224,9 +231,13 @@ class StoreMachine(RuleBasedStateMachine):
 
         return list(self.run(get()))
 
-    def next_message(self, large: bool, size: int) -> tuple[bytes, float]:
+    def next_message(self, large: bool, size: int) -> tuple[bytes, InternalDate]:
         self.n += 1
-        return message(self.n, LARGE_SIZE if large else size), float(BASE_DATE + self.n)
+        when = float(BASE_DATE + self.n)
+        tz = ZONES[self.n % len(ZONES)]
+        return message(self.n, LARGE_SIZE if large else size), (
+            when if tz is None else ZonedDate(when, tz)
+        )
 
     # ---- rules ----
 
@@ -422,7 +433,8 @@ class StoreMachine(RuleBasedStateMachine):
             return
         acct_id, mbid, folder = found
         if kind == "new":
-            data, when = self.next_message(False, size)
+            data, zoned_when = self.next_message(False, size)
+            when = zoned_when if isinstance(zoned_when, float) else zoned_when.ts  # a file: no zone
             tmp = folder / "tmp" / f"{int(when)}.M{self.n}P1.elsewhere"
             tmp.write_bytes(data)
             os.utime(tmp, (when, when))

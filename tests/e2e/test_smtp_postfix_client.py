@@ -7,14 +7,12 @@ Every accepted message arrives octet for octet, with carteiro's Received: field 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import smtplib
 from pathlib import Path
 
 import pytest
 
-from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing import postfix
 from carteiro.testing.server import ServerProcess
 
@@ -22,21 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postfix-e2e")]
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
-
-
-def inbox(s: ServerProcess, account: str) -> list[bytes]:
-    async def read() -> list[bytes]:
-        store = SqliteMaildirStore(s.data)
-        try:
-            acct = await store.account(account)
-            box = await acct.get_mailbox("INBOX")
-            return [
-                await acct.read_message(box.id, m.uid) for m in await acct.list_messages(box.id)
-            ]
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def after_trace(message: bytes) -> bytes:
@@ -110,8 +93,8 @@ def test_postfix_relays_to_carteiro_over_starttls(tmp_path: Path) -> None:
         assert trace.count("C: STARTTLS") == trace.count("*: TLS started: TLSv1.3") >= 1, trace
         assert "C: MAIL FROM:<jose@client.test> SIZE=" in trace and "SMTPUTF8" in trace, trace
 
-        (a,) = inbox(s, ALICE)
-        (b,) = inbox(s, BOB)
+        (a,) = s.stored(ALICE)
+        (b,) = s.stored(BOB)
         assert after_trace(a) == plain
         assert after_trace(b) == eight
         # carteiro's own trace field: received from Postfix over TLS (RFC 3848 ESMTPS, or UTF8SMTPS

@@ -15,24 +15,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from carteiro.testing.probes import GreetingWatch, connect, read_until, rss_kib
-from carteiro.testing.server import ServerProcess
+from carteiro.testing.server import ALL_SERVICES, ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backpressure-e2e")]
 
 USER, PASSWORD = "alice@example.test", "alice-password"
-ALL = (
-    "smtp",
-    "submission",
-    "submissions",
-    "imap",
-    "imaps",
-    "pop3",
-    "pop3s",
-    "lmtp",
-    "odmr",
-    "sieve",
-    "web",
-)
+ALL = tuple(s for s in ALL_SERVICES if s != "metrics")  # every listener but /metrics
 PLAINTEXT = """
 [imap]
 allow_plaintext_auth = true

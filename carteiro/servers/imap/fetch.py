@@ -393,7 +393,7 @@ def _item(
             return data
         name = a.response_name().encode()
         if data is None:
-            return name + b" NIL"
+            data = b""  # no such part: empty, as BODY[n] answers it (and Dovecot BINARY[n])
         # RFC 3516 4.2: literal8 when the content has NUL octets
         return name + b" " + render.literal(data, binary=b"\x00" in data)
     if kind == pf.BINARY_SIZE:

@@ -190,6 +190,20 @@ S: a2 OK Search completed.
     )
 
 
+async def test_binary_of_a_part_that_does_not_exist(server):  # type: ignore[no-untyped-def]
+    """A part the message does not have: BINARY[n] is empty, as BODY[n] is (and as Dovecot
+    answers both), not NIL; BINARY.SIZE[n] 0."""
+    await converse(
+        server,
+        b"From: a@x.test\r\nSubject: one part\r\n\r\nbody\r\n",
+        """
+C: a1 FETCH 1 (BODY.PEEK[3] BINARY.PEEK[3] BINARY.SIZE[3] BINARY.PEEK[1.2])
+S: * 1 FETCH (BODY[3] "" BINARY[3] "" BINARY.SIZE[3] 0 BINARY[1.2] "")
+S: a1 OK Fetch completed.
+""",
+    )
+
+
 async def test_binary_of_a_listed_empty_part(server):  # type: ignore[no-untyped-def]
     """RFC 3516 4.2: BINARY[1] of the empty part BODYSTRUCTURE lists is empty, not NIL."""
     await converse(

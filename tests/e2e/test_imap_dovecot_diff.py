@@ -1,4 +1,5 @@
-"""SEARCH against Dovecot, program for program: the same messages (the MIME corpus of tests/data/mime
+"""carteiro's IMAP answers against Dovecot's on the same mailbox: FETCH item for item (ENVELOPE,
+BODYSTRUCTURE, sections, partials, BINARY), and SEARCH program for program: the same messages (the MIME corpus of tests/data/mime
 plus a few with the usual traps), with the same flags, keywords and internal dates, in a private
 Dovecot and in carteiro; hypothesis writes random SEARCH programs (every key RFC 3501 6.4.4 lists
 that both servers evaluate the same way by definition, nested in OR, NOT and parentheses, with
@@ -262,3 +263,96 @@ def test_sent_dates_as_dovecot(pair: Pair) -> None:
         for d in DAYS:
             ours, theirs = pair.search(f"{k} {d}")
             assert set(ours) & known == set(theirs) & known, f"{k} {d}"
+
+
+ITEMS = [
+    "ENVELOPE",
+    "BODY",
+    "RFC822.SIZE",
+    "INTERNALDATE",
+    "BODY.PEEK[HEADER]",
+    "BODY.PEEK[TEXT]",
+    "BODY.PEEK[1]",
+    "BODY.PEEK[1.MIME]",
+    "BODY.PEEK[2]",
+    "BODY.PEEK[2.MIME]",
+    "BODY.PEEK[1.1]",
+    "BODY.PEEK[2.1.MIME]",
+    "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM X-NOPE)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT DATE)]",
+    "BODY.PEEK[]<5.10>",
+    "BODY.PEEK[1]<0.3>",
+    "BODY.PEEK[TEXT]<100.1000>",
+    "RFC822.HEADER",
+    "BINARY.PEEK[1]",
+    "BINARY.SIZE[1]",
+    "BINARY.PEEK[2]",
+]
+
+
+# Where Dovecot 2.3.19 leaves the RFCs, carteiro does not follow it (message file, item): why.
+KNOWN = {
+    # BINARY of a multipart: Dovecot decodes every part inside and rewrites their
+    # Content-Transfer-Encoding fields; a multipart has no encoding of its own to remove
+    # (RFC 3516 4.2), so carteiro gives its octets
+    ("nested-alternative-related", "BINARY.PEEK[1]"),
+    ("nested-alternative-related", "BINARY.SIZE[1]"),
+    # no MIME-Version: both servers' BODYSTRUCTURE says 7bit (the Content-* fields are not
+    # MIME), yet Dovecot's BINARY decodes base64; carteiro's BINARY agrees with its BODYSTRUCTURE
+    ("not-mime-content-headers", "BINARY.PEEK[1]"),
+    ("not-mime-content-headers", "BINARY.SIZE[1]"),
+    # a header with no CRLF at its end and no body: Dovecot adds a CRLF and the blank line that
+    # RFC 3501 6.4.5 says a message without one does not get
+    ("no-separator", "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM X-NOPE)]"),
+}
+
+
+def names() -> list[str]:
+    return [p.stem for p in sorted(CORPUS.glob("*.eml"))] + [
+        f"extra-{i}" for i in range(len(EXTRA))
+    ]
+
+
+def fetch_values(m: imaplib.IMAP4, n: int, item: str) -> tuple[str, object]:
+    """(status, the item's parsed value): quoted strings and literals alike (servers choose)."""
+    from carteiro.proto.imap.client import parse_values
+
+    typ, data = m.fetch(str(n), f"({item})")
+    if typ != "OK":
+        return typ, None
+    segments: list[bytes] = []
+    for part in data:
+        if isinstance(part, tuple):
+            # a literal8 (~{n}, RFC 3516) is a literal like any other here
+            segments += [
+                part[0][:-1].rsplit(b"~{", 1)[0] + b"{" + part[0].rsplit(b"{", 1)[1]
+                if part[0].rstrip(b"}").rsplit(b"{", 1)[0].endswith(b"~")
+                else part[0],
+                part[1],
+            ]
+        elif isinstance(part, bytes):
+            if segments and len(segments) % 2 == 1:
+                segments[-1] += part
+            else:
+                segments.append(part)
+    values = parse_values(segments)
+    assert values and isinstance(values[-1], list), values
+    got = values[-1]
+    # (FLAGS may ride along on Dovecot's answers: a \\Seen it set, or \\Recent)
+    pairs = {str(got[i]).upper(): got[i + 1] for i in range(0, len(got) - 1, 2)}
+    pairs.pop("FLAGS", None)
+    return typ, pairs
+
+
+def test_fetch_answers_as_dovecot(pair: Pair) -> None:
+    carteiro, dc = pair.servers
+    differ = []
+    called = names()
+    for n in sorted(pair.same):
+        for item in ITEMS:
+            if (called[n - 1], item) in KNOWN:
+                continue
+            ours, theirs = fetch_values(carteiro, n, item), fetch_values(dc, n, item)
+            if ours != theirs:
+                differ.append((n, item, ours, theirs))
+    assert not differ, "\n".join(map(repr, differ[:10]))

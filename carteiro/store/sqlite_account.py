@@ -653,7 +653,7 @@ class SqliteAccountStore:
             # than the read); one that would wait for the disk goes to the I/O threads. The path
             # is a str joined once per folder (cur_dir): pathlib joins were a visible part of a
             # POP3 RETR's CPU.
-            data = maildir.read_cached(f"{cur}/{base}:2,{info}")
+            data = maildir.read_cached(f"{cur}/{base}:2,{info}", maildir.name_size(base))
             if data is None:
                 data = await s.run_io(load, s.folder(adir, mdir), base, info)
             if data is not None:
@@ -699,7 +699,7 @@ class SqliteAccountStore:
             if body is not None:
                 out.append((bytes(body), False))
                 continue
-            data = read_cached(f"{cur}/{base}:2,{info}")
+            data = read_cached(f"{cur}/{base}:2,{info}", maildir.name_size(base))
             if data is None:
                 slow.append(len(out))
                 out.append(KeyError(uid))  # replaced below

@@ -66,6 +66,7 @@ def test_a_file_system_without_nowait_reads_never_stops_the_others(tmp_path: Pat
     refusing.write_bytes(b"on tmpfs")
     try:
         assert maildir.read_cached(refusing) is None
+        assert maildir.read_cached(refusing, 8) is None  # (tried, refused again)
     finally:
         refusing.unlink()
     p = tmp_path / "m"
@@ -81,7 +82,7 @@ async def test_read_message_from_the_page_cache_and_from_a_thread(
     r = await acct.append("INBOX", body)
     await store.flush_files()  # the bytes now live in the file only
     assert await acct.read_message(r.mailbox_id, r.uid) == body
-    monkeypatch.setattr(maildir, "read_cached", lambda _p: None)  # as if the disk must be read
+    monkeypatch.setattr(maildir, "read_cached", lambda *_a: None)  # as if the disk must be read
     assert await acct.read_message(r.mailbox_id, r.uid) == body
 
 
@@ -196,6 +197,39 @@ def test_read_cached_reuses_its_buffer_without_leaking_octets(tmp_path: Path) ->
     assert got == [b"L" * 9000, b"s\r\n", b"m" * maildir.READ_CACHED_MAX, b"s\r\n"]
 
 
+def test_read_cached_of_a_known_size_makes_no_fstat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size from the file's name (S=) replaces the fstat; a file of another size (changed
+    behind the store) is left to the caller's thread, which reads it whole."""
+    p = tmp_path / "m"
+    p.write_bytes(b"Subject: x\r\n\r\nhello\r\n")
+    if maildir.read_cached(p) is None:
+        pytest.skip("the test's file system refuses RWF_NOWAIT (tmpfs?)")
+
+    def no_fstat(*_a: Any) -> Any:
+        raise AssertionError("fstat called")
+
+    with monkeypatch.context() as mp:  # (os is everyone's: undone before pytest goes on)
+        mp.setattr(maildir.os, "fstat", no_fstat)
+        got = [maildir.read_cached(p, n) for n in (21, 20, 22, maildir.READ_CACHED_MAX + 1)]
+        missing = maildir.read_cached(tmp_path / "missing", 3)
+    # longer than its name says, shorter, too big: the caller's thread reads it
+    assert got == [b"Subject: x\r\n\r\nhello\r\n", None, None, None]
+    assert missing is None
+
+
+def test_name_size_is_the_s_field() -> None:
+    assert maildir.name_size(maildir.make_base("1.M2P3Q4Rt.h", 120, 7)) == 120
+    assert maildir.name_size(maildir.make_base("1.M2P3Q4Rt.h", 120, 7, 110)) == 110
+    assert maildir.name_size("1.M2P3.h,S=99") == 99
+    assert maildir.name_size("1.M2P3.h") is None  # another program's name
+    assert maildir.name_size("1.M2P3.h,S=,U=4") is None
+    assert maildir.name_size("1.M2P3.h,S=-1,U=4") is None
+    for base in ("1.M2P3Q4Rt.h,S=5,W=7,U=9", "x,S=0,U=1"):
+        assert maildir.name_size(base) == maildir.parse_name(base + ":2,S").size
+
+
 # Messages of every line-end shape: the usual, a bare CR, no final CRLF, an empty body, all
 # header, a bare LF (kept exactly: no LF form), no CRLF at all (kept exactly), empty.
 SHAPES = [
@@ -237,5 +271,5 @@ async def test_read_wire_marks_lf_form_files_and_reads_what_read_message_does(
     marks = [one[1] for one in got[:-1] if isinstance(one, tuple)]
     assert marks == [True, True, True, True, True, False, False, False, True]
     assert await acct.read_messages(inbox.id, uids) == SHAPES
-    monkeypatch.setattr(maildir, "read_cached", lambda _p: None)  # as if the disk must be read
+    monkeypatch.setattr(maildir, "read_cached", lambda *_a: None)  # as if the disk must be read
     assert await acct.read_wire(inbox.id, uids) == [(m, False) for m in SHAPES]

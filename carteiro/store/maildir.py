@@ -400,10 +400,10 @@ def read_cached(path: str | Path, size: int | None = None) -> bytes | None:
             return None
         view = getattr(_buffers, "view", None)
         if view is None:
-            # one more octet than the largest file read: a file longer than `size` reads long
+            # one more octet than the largest file: a file longer than `size` reads long
             view = _buffers.view = memoryview(bytearray(READ_CACHED_MAX + 1))
         try:
-            n = os.preadv(fd, (view,), 0, os.RWF_NOWAIT)
+            n = os.preadv(fd, (view[: size + 1],), 0, os.RWF_NOWAIT)
         except BlockingIOError:
             return None
         except OSError as e:

@@ -871,6 +871,7 @@ def web_server(
     limits = WebLimits(
         header_timeout=cfg.web.header_timeout,
         body_timeout=cfg.web.body_timeout,
+        send_timeout=cfg.web.send_timeout,
         max_connections_per_ip=cfg.web.max_connections_per_ip if cfg.web.tls == "on" else 0,
         max_connections=cfg.web.max_connections,
     )

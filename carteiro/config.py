@@ -263,6 +263,7 @@ class WebConfig:
     # has the proxy's address) there is no per-address cap.
     header_timeout: float = 20.0
     body_timeout: float = 30.0
+    send_timeout: float = 60.0  # a response whose client takes nothing for this long is dropped
     max_connections_per_ip: int = 50
     max_connections: int = 1000
 
@@ -501,6 +502,7 @@ def _validate(cfg: Config) -> None:
         "lists.batch": cfg.lists.batch,
         "web.header_timeout": cfg.web.header_timeout,
         "web.body_timeout": cfg.web.body_timeout,
+        "web.send_timeout": cfg.web.send_timeout,
         "web.max_connections": cfg.web.max_connections,
         "web.max_connections_per_ip": cfg.web.max_connections_per_ip,
     }

@@ -125,6 +125,14 @@ def parse_address(text: str, allow_utf8: bool = True) -> Address:
     return Address(local, normalize_domain(domain))
 
 
+def addr_spec(local: str, domain: str) -> str:
+    """`local@domain` as RFC 5322 writes it: a local part that is not a dot-atom is quoted
+    (`"a b"@example.com`)."""
+    if not _DOT_ATOM.match(local):
+        local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{local}@{domain}"
+
+
 def canonical(text: str) -> str:
     """`Alice@Example.TEST` -> `alice@example.test`; raises AddressError."""
     return parse_address(text).canonical

@@ -296,20 +296,33 @@ class SieveFilter:
         header = msg.header_bytes(msg.root)
         body = msg.data[msg.root.body_start :]
         marks = [v.strip().lower() for v in headers.values(REDIRECT_MARK)]
-        stored: set[str] = set()
+        stored: dict[str, int] = {}  # mailbox -> its copy in plan.copies
         dt_now = datetime.fromtimestamp(now).astimezone()
 
-        def store(box: str, flags: tuple[str, ...], edited: bytes | None, create: bool) -> None:
+        def store(
+            box: str,
+            flags: tuple[str, ...],
+            edited: bytes | None,
+            create: bool,
+            implicit: bool = False,
+        ) -> None:
             key = box.upper() if box.upper() == "INBOX" or box == "" else box
             key = "" if key == "INBOX" else key
-            if key in stored:
-                return  # RFC 5228 2.10.3: one copy per mailbox
-            stored.add(key)
-            plan.copies.append(Copy(key, frozenset(flags), edited, create))
+            at = stored.get(key)
+            if at is None:
+                stored[key] = len(plan.copies)
+                plan.copies.append(Copy(key, frozenset(flags), edited, create))
+            elif not implicit:
+                # RFC 5228 2.10.3: one copy per mailbox. Named again, it takes the later
+                # action's flags and header, as Pigeonhole does (`fileinto "X"; ... fileinto
+                # :flags "\\Seen" "X"` files X once, seen); the implicit keep changes nothing
+                # an explicit action already stored.
+                old = plan.copies[at]
+                plan.copies[at] = Copy(key, frozenset(flags), edited, create or old.create)
 
         for a in actions:
             if isinstance(a, Keep):
-                store("", a.flags, a.header, False)
+                store("", a.flags, a.header, False, a.implicit)
             elif isinstance(a, FileInto):
                 store(a.mailbox, a.flags, a.header, a.create)
             elif isinstance(a, Redirect | Reject) and not can_send:

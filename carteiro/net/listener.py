@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import stat
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,13 +42,24 @@ PROTOCOL_OF = {
 READ_LIMIT = 1 << 20  # the streams' buffer limit (asyncio's `limit`)
 UNIX_PREFIX = "unix:"  # a listen address "unix:/path" is a Unix stream socket
 TRUSTED_KEY = "trusted "  # per_ip counts trusted peers under this prefix, uncapped
+# Seconds a session may go on answering input it already holds before it lets the loop run
+# others (Connection.turn_over): a client that pipelines thousands of cheap commands in one
+# write never makes a read wait, so without a turn its session kept the one thread for seconds
+# and no other client got even a greeting meanwhile (docs/architecture.md, "Fairness").
+TURN = 0.01
+CLOSE_GRACE = 5.0  # seconds a closing connection may take to send what is left (Connection.close)
 
 
 class Reader(asyncio.StreamReader):
     """asyncio's StreamReader, with read() taking its bytes out through a memoryview: Python
     3.11's `bytes(self._buffer[:n])` copies each read twice, the first time into a new bytearray
     (12.5 us for 64 KB here, against 1.4 through a memoryview; Python 3.12 does it this way). A
-    100 KB message comes in two reads. The rest (readline, readexactly, EOF, limits) is asyncio's."""
+    100 KB message comes in two reads. The rest (readline, readexactly, EOF, limits) is asyncio's.
+
+    `turn` is when the session last let the loop run others: a read that had to wait for the
+    client, or Connection.yield_turn. A read served from the buffer does not count."""
+
+    turn = 0.0  # time.monotonic()
 
     async def read(self, n: int = -1) -> bytes:
         if n <= 0 or self._exception is not None:  # type: ignore[attr-defined]
@@ -55,6 +67,7 @@ class Reader(asyncio.StreamReader):
         buf: bytearray = self._buffer  # type: ignore[attr-defined]
         if not buf and not self._eof:  # type: ignore[attr-defined]
             await self._wait_for_data("read")  # type: ignore[attr-defined]
+            self.turn = time.monotonic()
         data = bytes(memoryview(buf)[:n])
         del buf[:n]
         self._maybe_resume_transport()  # type: ignore[attr-defined]
@@ -123,6 +136,24 @@ class Connection:
             version=str(obj.version() or ""), cipher=str(cipher[0]), bits=int(cipher[2] or 0)
         )
 
+    def turn_over(self) -> bool:
+        """True once the session has run TURN seconds on input it already held, without letting
+        the loop run others: it should `await yield_turn()` before its next command. (Not a
+        coroutine: checked after every command, and almost always False.)"""
+        reader = self.reader
+        return not isinstance(reader, Reader) or time.monotonic() - reader.turn > TURN
+
+    async def yield_turn(self) -> None:
+        """Let every other ready session and the listeners run once, then go on. Raises
+        ConnectionResetError when the connection was lost meanwhile: the rest of what the
+        client pipelined has nobody to answer (and a closed transport refuses writes)."""
+        await asyncio.sleep(0)
+        reader = self.reader
+        if isinstance(reader, Reader):
+            reader.turn = time.monotonic()
+        if self.writer.transport.is_closing():
+            raise ConnectionResetError("the client went away")
+
     async def start_tls(self, context: ssl.SSLContext, handshake_timeout: float = 30.0) -> int:
         """Upgrade to TLS (STARTTLS/STLS). Returns how many plaintext octets the client had
         pipelined after the command; they are discarded, never read as commands after the
@@ -150,9 +181,16 @@ class Connection:
                 await writer.wait_closed()
                 return
             writer.close()
-            async with asyncio.timeout(5):  # (wait_for would start one more task per connection)
+            # (timeout, not wait_for, which would start one more task per connection)
+            async with asyncio.timeout(CLOSE_GRACE):
                 await writer.wait_closed()
-        except (TimeoutError, OSError, ssl.SSLError):
+        except TimeoutError:
+            # The client reads neither the rest of our output nor the TLS close: a closing
+            # transport waits for its buffer to drain, for as long as the peer acknowledges
+            # zero-window probes (for ever), holding the socket and the buffer after the
+            # session and its connection slot are gone. Drop them.
+            writer.transport.abort()
+        except (OSError, ssl.SSLError):
             pass
 
 

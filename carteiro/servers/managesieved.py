@@ -124,9 +124,14 @@ class SieveSession:
     async def send(self, data: bytes) -> None:
         if self.tracer.enabled:
             self.tracer.server(data if len(data) < 2048 else data[:2048] + b"...\r\n")
-        self.conn.writer.write(data)
-        async with asyncio.timeout(self.cfg.idle_timeout):
-            await self.conn.writer.drain()
+        writer = self.conn.writer
+        writer.write(data)
+        transport = writer.transport
+        # Nothing left in the transport's buffer (one send took it all): no flow control to wait
+        # for, and no timer to arm (one per reply was 100 MB of spent timers under a NOOP flood).
+        if transport.get_write_buffer_size() or transport.is_closing():
+            async with asyncio.timeout(self.cfg.idle_timeout):
+                await writer.drain()
 
     async def line(self) -> Line | None:
         """The next complete line (errors answered here); None at EOF, timeout or shutdown."""
@@ -210,6 +215,8 @@ class SieveSession:
                     return
                 if not await self.command(line):
                     return
+                if self.conn.turn_over():  # a pipelined flood: let the other sessions run
+                    await self.conn.yield_turn()
         except (_Closed, ConnectionError, TimeoutError):
             return
         finally:

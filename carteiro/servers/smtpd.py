@@ -548,6 +548,7 @@ class Session:
                 return
             self.reply(self.server.greeting)
             machine = self.machine
+            conn = self.conn
             while not self.done:
                 ev = machine.next_event()
                 if isinstance(ev, NeedData):
@@ -561,6 +562,8 @@ class Session:
                 await self.handle(ev)
                 if self.out_size >= FLUSH_AT:
                     await self.flush()
+                if conn.turn_over():  # a pipelined flood: let the other sessions run
+                    await conn.yield_turn()
             await self.flush()
             if self.linger:
                 self._abort_transaction()  # its temp file goes now, not after the linger

@@ -60,6 +60,47 @@ DATE_PARTS = frozenset(
         "weekday",
     ]
 )
+# The fields an `address` test may name (RFC 5228 2.7.4: "MUST restrict the address test to
+# headers that contain addresses", at least From, To, Cc, Bcc, Sender, Resent-From, Resent-To;
+# SHOULD any other address-list field): RFC 5322's, and the common ones of RFC 2076 and mailing
+# lists that Pigeonhole also allows, so scripts written for Dovecot compile here too.
+ADDRESS_HEADERS = frozenset(
+    {
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "bcc",
+        "resent-from",
+        "resent-sender",
+        "resent-reply-to",
+        "resent-to",
+        "resent-cc",
+        "resent-bcc",
+        "return-path",
+        "delivered-to",
+        "x-original-to",
+        "x-original-from",
+        "envelope-to",
+        "apparently-to",
+        "errors-to",
+        "return-receipt-to",
+        "disposition-notification-to",
+        "read-receipt-to",
+        "x-confirm-reading-to",
+        "mail-followup-to",
+        "mail-reply-to",
+        "for-approval",
+        "for-handling",
+        "for-comment",
+        "x-admin",
+        "abuse-reports-to",
+        "x-complaints-to",
+        "x-report-abuse-to",
+        "x-beenthere",
+    }
+)
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ZONE = re.compile(r"[+-](?:[01][0-9]|2[0-3])[0-5][0-9]\Z")
@@ -475,6 +516,10 @@ class _Checker:
             for h in heads:
                 if "${" not in h and not _HEADER_NAME.match(h):
                     raise self.err(f'invalid header name "{h}"', where)
+                if name == "address" and "${" not in h and h.lower() not in ADDRESS_HEADERS:
+                    raise self.err(
+                        f'"{h}" holds no addresses: the address test cannot use it', where
+                    )
         if name == "envelope":
             parts = n.pos[0]
             assert isinstance(parts, tuple)

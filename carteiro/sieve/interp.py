@@ -17,7 +17,7 @@ from typing import TypeVar
 from urllib.parse import quote as url_quote
 from urllib.parse import unquote
 
-from carteiro.core.address import AddressError, parse_address
+from carteiro.core.address import AddressError, addr_spec, parse_address
 from carteiro.mime.address import parse_address_list
 from carteiro.mime.dates import parse_date
 from carteiro.mime.parse import LEAF, Message
@@ -34,7 +34,7 @@ from carteiro.sieve.actions import (
     Result,
     Vacation,
 )
-from carteiro.sieve.compiler import Node, Script, compile_script
+from carteiro.sieve.compiler import ADDRESS_HEADERS, Node, Script, compile_script
 from carteiro.sieve.errors import SieveRuntimeError, SieveSyntaxError
 from carteiro.sieve.headers import HeaderList
 from carteiro.sieve.match import fold, glob_match, match, relation
@@ -128,7 +128,7 @@ class _Interpreter:
         self.include_stack: list[tuple[str, str]] = []
         self.compiled: dict[tuple[str, str], Script] = {}
         self.redirects = 0
-        self._addresses: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+        self._addresses: dict[str, tuple[int, list[tuple[str | None, str | None, str]]]] = {}
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -570,8 +570,10 @@ class _Interpreter:
         if name == "address":
             values = []
             for h in self.sl(n.pos[0], frame):
-                for local, domain in self.indexed(n, self.addresses(h)):
-                    part = _address_part(n, local, domain)
+                if h.lower() not in ADDRESS_HEADERS:
+                    continue  # a name from a variable: no addresses there (RFC 5228 2.7.4)
+                for local, domain, whole in self.indexed(n, self.addresses(h)):
+                    part = _address_part(n, local, domain, whole)
                     if part is not None:
                         values.append(part)
             return self.compare(n, frame, values, self.sl(n.pos[1], frame))
@@ -586,7 +588,7 @@ class _Interpreter:
                 else:
                     continue
                 local, _, domain = addr.rpartition("@") if "@" in addr else (addr, "", "")
-                part = _address_part(n, local, domain) if addr else ""
+                part = _address_part(n, local, domain, addr) if addr else ""
                 if part is not None:
                     values.append(part)
             return self.compare(n, frame, values, self.sl(n.pos[1], frame))
@@ -635,13 +637,13 @@ class _Interpreter:
             return self.compare(n, frame, ["maybe"], self.sl(n.pos[2], frame))
         raise self.fail(n, f"unsupported test {name}")
 
-    def addresses(self, header: str) -> list[tuple[str, str]]:
-        """The (local, domain) pairs of a header's fields, parsed once per header version."""
+    def addresses(self, header: str) -> list[tuple[str | None, str | None, str]]:
+        """The addresses of a header's fields (see _addresses), parsed once per header version."""
         key = header.lower()
         hit = self._addresses.get(key)
         if hit is not None and hit[0] == self.headers.version:
             return hit[1]
-        addrs: list[tuple[str, str]] = []
+        addrs: list[tuple[str | None, str | None, str]] = []
         for raw in self.headers.raw(header):
             addrs.extend(_addresses(raw))
         self._addresses[key] = (self.headers.version, addrs)
@@ -737,30 +739,44 @@ def _valid_field_name(name: str) -> bool:
     return 0 < len(name) <= 200 and all(33 <= ord(c) <= 126 and c != ":" for c in name)
 
 
-def _addresses(raw: bytes) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _addresses(raw: bytes) -> list[tuple[str | None, str | None, str]]:
+    """(local part, domain, the whole address) of each address of one field. As Pigeonhole
+    reads them: an entry that is not a valid address is left out when others are, and a field
+    with no valid address at all is one invalid address, whose whole is the field's text and
+    which has no local part or domain (RFC 5228 2.7.4: :localpart and :domain never match it).
+    A group's members are addresses; an empty group (`undisclosed-recipients:;`) holds none."""
+    out: list[tuple[str | None, str | None, str]] = []
+    invalid = False
     for a in parse_address_list(raw, fill_missing=False, limit=1000):
         if a.is_group_start or a.is_group_end:
             continue
-        local = (a.mailbox or b"").decode("utf-8", "replace")
-        domain = (a.domain or b"").decode("utf-8", "replace")
-        out.append((local, domain))
+        if a.invalid or not a.mailbox or not a.domain:
+            invalid = True
+            continue
+        local = a.mailbox.decode("utf-8", "replace")
+        domain = a.domain.decode("utf-8", "replace")
+        out.append((local, domain, addr_spec(local, domain)))
+    if invalid and not out:
+        text = raw.replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t")
+        out.append((None, None, text.decode("utf-8", "replace")))
     return out
 
 
-def _address_part(n: Node, local: str, domain: str) -> str | None:
+def _address_part(n: Node, local: str | None, domain: str | None, whole: str) -> str | None:
     t = n.tags
     if "localpart" in t:
         return local
     if "domain" in t:
         return domain
     if "user" in t or "detail" in t:
+        if local is None:
+            return None
         # RFC 5233 4: "+" separates; no separator means :detail matches nothing
         user, sep, detail = local.partition("+")
         if "user" in t:
             return user
         return detail if sep else None
-    return f"{local}@{domain}" if domain else local
+    return whole
 
 
 def _in_zone(dt: datetime, zone: str | None, now: datetime | None = None) -> datetime:

@@ -8,6 +8,7 @@ Waits on conditions (ports accepting) with deadlines, never fixed sleeps. Always
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -197,6 +198,24 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stored(self, account: str, mailbox: str = "INBOX") -> list[bytes]:
+        """The messages of `account`'s `mailbox` in UID order, read through the store (which
+        several processes may open at once), for tests to check what was delivered."""
+        from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+        async def read() -> list[bytes]:
+            store = SqliteMaildirStore(self.data)
+            try:
+                acct = await store.account(account)
+                box = await acct.get_mailbox(mailbox)
+                return [
+                    await acct.read_message(box.id, m.uid) for m in await acct.list_messages(box.id)
+                ]
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, wait; SIGKILL if it does not exit in time. Returns the exit status."""

@@ -8,8 +8,11 @@ descriptor for ever: "slowloris") and takes any number of connections from one a
   of the next request on a kept-alive connection): past it, 408 and close;
 - a deadline between two reads of a request body (an upload may be slow, not stalled);
 - a cap on connections per client address and in all (past it, 503 and close at once).
+- a bound on the pipelined requests read ahead of the one being answered (_BoundedFlow);
+- a deadline for a client that stops reading its response (nginx's send_timeout): past it with
+  the transport's buffer full, the connection is dropped.
 Once a request is read, the response may take as long as it needs (the mailbox's live updates
-are one long response).
+are one long response), as long as the client takes what is sent.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import h11
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
@@ -27,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 class WebLimits:
     header_timeout: float = 20.0  # seconds for a request's header section
     body_timeout: float = 30.0  # seconds without a read while a request body is incomplete
+    send_timeout: float = 60.0  # seconds a response may wait for the client to take more of it
     max_connections_per_ip: int = 50  # 0: no cap (behind a proxy, every client is the proxy)
     max_connections: int = 1000
 
@@ -34,6 +39,28 @@ class WebLimits:
 _CLOSE = b"Connection: close\r\nContent-Length: 0\r\n\r\n"
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\n" + _CLOSE
 _TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\n" + _CLOSE
+
+
+MAX_READ_AHEAD = 64 * 1024  # octets of pipelined requests held behind the one being answered
+
+
+class _BoundedFlow(FlowControl):
+    """uvicorn pauses reading when a pipelined request waits behind the one being answered, but
+    resumes it whenever the response's task waits in receive() for a disconnect (Starlette's
+    FileResponse does, for every static file; so do streaming responses), and keeps all it reads
+    meanwhile in h11's buffer: a client that pipelined GET /static/app.js and read nothing had
+    the server take in 120 MB in two seconds. Reading stays paused while that buffer holds
+    MAX_READ_AHEAD: it has whole requests to answer first (h11 refuses an unfinished head past
+    16 KB), and the end of each response resumes it again once they are taken."""
+
+    def __init__(self, transport: asyncio.Transport, conn: h11.Connection) -> None:
+        super().__init__(transport)
+        self._conn = conn
+
+    def resume_reading(self) -> None:
+        if self.read_paused and len(self._conn.trailing_data[0]) >= MAX_READ_AHEAD:
+            return
+        super().resume_reading()
 
 
 class _Guarded(H11Protocol):
@@ -46,9 +73,11 @@ class _Guarded(H11Protocol):
         self._ip: str | None = None  # counted under this address (None: not counted)
         self._timer: asyncio.TimerHandle | None = None
         self._waiting = ""  # "" | "head" | "body": what the timer waits for
+        self._send_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _BoundedFlow(transport, self.conn)
         ip = self.client[0] if self.client else ""
         limits = self.limits
         per_ip = limits.max_connections_per_ip
@@ -63,6 +92,9 @@ class _Guarded(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._wait("")
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         if self._ip is not None:
             self.per_ip[self._ip] -= 1
             if self.per_ip[self._ip] <= 0:
@@ -83,6 +115,24 @@ class _Guarded(H11Protocol):
         # data_received arms the head deadline at the next request's first octet
         if self._waiting:
             self._wait("")
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        super().resume_writing()
+
+    def _stalled(self) -> None:
+        """The client took nothing of its response for send_timeout: drop the connection (no
+        reply: it would not be read), with what waits to be sent."""
+        self._send_timer = None
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def _follow(self) -> None:
         """Arm the timer for what the connection now waits for (after a read)."""

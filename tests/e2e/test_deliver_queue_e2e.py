@@ -5,7 +5,6 @@ queue that refuses makes the LDA exit 75 with nothing delivered."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import subprocess
@@ -20,7 +19,6 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from carteiro.queue.service import QueueLock
-from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing.server import ServerProcess, free_port, run_cli
 
 pytestmark = pytest.mark.slow
@@ -85,21 +83,6 @@ def lda(
     )
 
 
-def inbox(s: ServerProcess, account: str = ALICE) -> list[bytes]:
-    async def read() -> list[bytes]:
-        store = SqliteMaildirStore(s.data)
-        try:
-            acct = await store.account(account)
-            box = await acct.get_mailbox("INBOX")
-            return [
-                await acct.read_message(box.id, m.uid) for m in await acct.list_messages(box.id)
-            ]
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
-
-
 def queued(s: ServerProcess) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = json.loads(run_cli(s.data, "queue", "list", "--json").stdout)
     return out
@@ -112,7 +95,7 @@ def test_lda_queues_remote_alias_targets(tmp_path: Path, sink: tuple[Sink, int])
     # No server running: the LDA writes the spool itself; the next start sends it.
     r = lda(s, FWD, b"Subject: offline\n\nbody one\n", "--from", "x@example.org")
     assert r.returncode == 0, r.stderr
-    (local,) = inbox(s)
+    (local,) = s.stored(ALICE)
     assert local.startswith(b"Return-Path: <x@example.org>\r\nSubject: offline\r\n")
     (m,) = queued(s)
     assert m["sender"] == "x@example.org"
@@ -131,7 +114,7 @@ def test_lda_queues_remote_alias_targets(tmp_path: Path, sink: tuple[Sink, int])
         wait_for(lambda: len(got.got) == 2, timeout=30, what="the online message to be sent")
         assert got.got[1][:2] == ("y@example.org", [FRIEND])
         assert b"Subject: online\r\n" in got.got[1][2]
-        assert sum(b"Subject: online" in msg for msg in inbox(s)) == 1
+        assert sum(b"Subject: online" in msg for msg in s.stored(ALICE)) == 1
 
         # An alias that only forwards: queued and sent, exit 0 (no longer 69).
         r = lda(s, AWAY, b"Subject: away\n\nbody three\n", "--from", "z@example.org")
@@ -139,7 +122,7 @@ def test_lda_queues_remote_alias_targets(tmp_path: Path, sink: tuple[Sink, int])
         wait_for(lambda: len(got.got) == 3, timeout=30, what="the forward-only message")
         assert got.got[2][:2] == ("z@example.org", [FRIEND])
         wait_for(lambda: queued(s) == [], timeout=30, what="an empty queue")
-    assert not any(b"Subject: away" in msg for msg in inbox(s))
+    assert not any(b"Subject: away" in msg for msg in s.stored(ALICE))
     assert list((s.data / "queue" / "incoming").iterdir()) == []
 
 
@@ -179,5 +162,5 @@ def test_lda_tempfails_and_delivers_nothing_when_the_queue_refuses(tmp_path: Pat
     assert [q["op"] for q in requests] == ["enqueue"]
     assert requests[0]["envelope"]["recipients"][0]["address"] == FRIEND
     assert requests[0]["envelope"]["recipients"][0]["orcpt"] == f"rfc822;{FWD}"
-    assert inbox(s) == []  # the local copy was undone
+    assert s.stored(ALICE) == []  # the local copy was undone
     assert list((root / "incoming").iterdir()) == []

@@ -4,7 +4,6 @@ TURN is refused with a reason; ETRN for a domain we do not hold is 459."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import smtplib
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing.server import ServerProcess, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("etrn-e2e")]
@@ -27,19 +25,6 @@ def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def inbox_size(s: ServerProcess, account: str) -> int:
-    async def count() -> int:
-        store = SqliteMaildirStore(s.data)
-        try:
-            acct = await store.account(account)
-            box = await acct.get_mailbox("INBOX")
-            return len(await acct.list_messages(box.id))
-        finally:
-            await store.close()
-
-    return asyncio.run(count())
 
 
 def test_held_domain_released_by_etrn_from_the_branch(tmp_path: Path) -> None:
@@ -87,12 +72,12 @@ def test_held_domain_released_by_etrn_from_the_branch(tmp_path: Path) -> None:
             assert state()["state"] == "pending" and "held for branch.test" in str(
                 state()["last_error"]
             )
-            assert inbox_size(branch, BRANCH_USER) == 0
+            assert len(branch.stored(BRANCH_USER)) == 0
 
             # the branch comes online and asks
             r = branch.cli("etrn", f"127.0.0.1:{relay.ports['smtp']}", "branch.test")
             assert r.returncode == 0 and "253" in r.stdout, r.stdout + r.stderr
-            wait_for(lambda: inbox_size(branch, BRANCH_USER) == 1, what="delivery after ETRN")
+            wait_for(lambda: len(branch.stored(BRANCH_USER)) == 1, what="delivery after ETRN")
             wait_for(
                 lambda: run_cli(relay.data, "mailq").stdout.strip() == "Mail queue is empty",
                 what="the relay's queue to empty",

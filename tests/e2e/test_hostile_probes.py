@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import socket
-import ssl
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from carteiro.testing import probes
+from carteiro.testing.probes import read_until
 from carteiro.testing.server import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile-e2e")]
@@ -27,38 +27,13 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         assert "Traceback" not in s.log()
 
 
-def _tls() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def connect(srv: ServerProcess, service: str) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", srv.ports[service]), timeout=10)
-    if service in ("submissions", "imaps", "pop3s"):
-        s = _tls().wrap_socket(s)
-    return s
-
-
-def read_until(s: socket.socket, marker: bytes, timeout: float = 10.0) -> bytes:
-    s.settimeout(timeout)
-    out = b""
-    deadline = time.monotonic() + timeout
-    while marker not in out and time.monotonic() < deadline:
-        data = s.recv(65536)
-        if not data:
-            break
-        out += data
-    return out
+    return probes.connect(srv, service)
 
 
 def rss_kib(srv: ServerProcess) -> int:
     assert srv.proc is not None
-    for line in Path(f"/proc/{srv.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    return probes.rss_kib(srv.proc.pid)
 
 
 def assert_serving(srv: ServerProcess) -> None:

@@ -3,7 +3,7 @@
   IMAP client) copies every folder, message, flag, keyword and internal date; run again after
   changes on carteiro, it brings only those;
 - onto carteiro, mbsync with Dovecot as the far store and carteiro as the near one (IMAP to IMAP,
-  as imapsync would): every folder, message and standard flag.
+  as imapsync would): every folder, message, standard flag and internal date.
 
 imapc is one of the most demanding IMAP clients there is (pipelined UID FETCH of headers and
 bodies, STATUS, LIST-EXTENDED, ENABLE, MODSEQ, STARTTLS); what it reads back through Dovecot's
@@ -171,7 +171,7 @@ def test_mbsync_moves_an_account_from_dovecot_onto_carteiro(tmp_path: Path) -> N
         standard = ["(\\Seen)", "(\\Flagged \\Answered)", "()", "(\\Draft \\Seen)"]
         for i in range(20):
             folder = FOLDERS[i % 4] if i % 5 else "INBOX"
-            typ, data = d.append(f'"{folder}"', standard[i % 4], None, message(i))
+            typ, data = d.append(f'"{folder}"', standard[i % 4], DATES[i % 3], message(i))
             assert typ == "OK", data
         source = everything(d)
         d.logout()
@@ -206,6 +206,7 @@ Near :new:
 Patterns INBOX Work Work/* Str* Sent
 Create Near
 Sync Pull
+CopyArrivalDate yes
 SyncState {tmp_path}/state/
 """
         )
@@ -217,8 +218,10 @@ SyncState {tmp_path}/state/
         m = carteiro_imap(srv)
         got = everything(m)
         m.logout()
-        # mbsync carries octets and standard flags (the internal date is the time of its APPEND)
-        # and adds its own X-TUID line to every message it copies, to find it again after a crash
+        # mbsync carries octets, standard flags and (CopyArrivalDate) internal dates, and adds
+        # its own X-TUID line to every message it copies, to find it again after a crash
         for f, msgs in source.items():
-            moved = [(re.sub(rb"X-TUID: [^\r]*\r\n", b"", b, count=1), fl) for b, fl, _ in got[f]]
-            assert sorted(moved) == sorted((b, fl) for b, fl, _ in msgs), f
+            moved = [
+                (re.sub(rb"X-TUID: [^\r]*\r\n", b"", b, count=1), fl, w) for b, fl, w in got[f]
+            ]
+            assert sorted(moved, key=lambda t: t[0]) == msgs, f

@@ -5,14 +5,12 @@ is deferred by Postfix while the other is delivered)."""
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 import time
 from pathlib import Path
 
 import pytest
 
-from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing import postfix
 from carteiro.testing.server import ServerProcess
 
@@ -20,21 +18,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postfix-e2e")]
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
-
-
-def inbox(s: ServerProcess, account: str) -> list[bytes]:
-    async def read() -> list[bytes]:
-        store = SqliteMaildirStore(s.data)
-        try:
-            acct = await store.account(account)
-            box = await acct.get_mailbox("INBOX")
-            return [
-                await acct.read_message(box.id, m.uid) for m in await acct.list_messages(box.id)
-            ]
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def test_postfix_delivers_over_lmtp_with_per_recipient_results(tmp_path: Path) -> None:
@@ -81,13 +64,13 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_results(tmp_path: Path) -
         assert "status=deferred" in lines["carol@example.test"]
         assert "<carol@example.test>" in lines["carol@example.test"]
         assert "in reply to end of DATA command" in lines["carol@example.test"]
-        (bob_copy,) = inbox(s, BOB)
+        (bob_copy,) = s.stored(BOB)
         assert b"Subject: through postfix" in bob_copy
         assert b"by mail.example.test (carteiro) with LMTP id" in bob_copy
         # Postfix's bounce for nobody comes back to alice, over LMTP as well
         pf.wait_log("sender non-delivery notification")
         deadline = time.monotonic() + 30
-        while len(mine := inbox(s, ALICE)) < 2 and time.monotonic() < deadline:
+        while len(mine := s.stored(ALICE)) < 2 and time.monotonic() < deadline:
             pf.postfix("flush", check=False)
         subjects = sorted(m.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0] for m in mine)
         assert subjects == [b"Undelivered Mail Returned to Sender", b"through postfix"]

@@ -5,7 +5,6 @@ be used: it only tries AUTH CRAM-MD5, which needs the plain password on the serv
 
 from __future__ import annotations
 
-import asyncio
 import json
 import smtplib
 import ssl
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing.server import ServerProcess, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("odmr-e2e")]
@@ -52,21 +50,6 @@ def send(relay: ServerProcess, rcpts: list[str], subject: str) -> None:
         c.sendmail("someone@example.org", rcpts, f"Subject: {subject}\r\n\r\nbody\r\n".encode())
 
 
-def inbox(s: ServerProcess, account: str) -> list[bytes]:
-    async def read() -> list[bytes]:
-        store = SqliteMaildirStore(s.data)
-        try:
-            acct = await store.account(account)
-            box = await acct.get_mailbox("INBOX")
-            return [
-                await acct.read_message(box.id, m.uid) for m in await acct.list_messages(box.id)
-            ]
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
-
-
 def held_count(relay: ServerProcess) -> int:
     return len(json.loads(run_cli(relay.data, "queue", "list", "--json").stdout))
 
@@ -88,7 +71,7 @@ def serve_turned_around(c: smtplib.SMTP, refuse: str = "") -> list[tuple[str, li
     assert f is not None and sock is not None
     got: list[tuple[str, list[str], bytes]] = []
     sock.sendall(b"220 branch-gw.branch.test ESMTP ready\r\n")
-    sender, rcpts = "", []
+    sender, rcpts = "", list[str]()
     while True:
         line = f.readline().decode()
         verb = line[:4].upper()

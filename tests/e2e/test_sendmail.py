@@ -5,7 +5,6 @@ reaches anyone, and `carteiro mailq` shows what waits."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -18,7 +17,6 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing.server import ServerProcess, closed_to_others, free_port, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sendmail-e2e")]
@@ -43,21 +41,6 @@ def wait_for(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def inbox(s: ServerProcess, account: str = ALICE) -> list[bytes]:
-    async def read() -> list[bytes]:
-        store = SqliteMaildirStore(s.data)
-        try:
-            acct = await store.account(account)
-            box = await acct.get_mailbox("INBOX")
-            return [
-                await acct.read_message(box.id, m.uid) for m in await acct.list_messages(box.id)
-            ]
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 @pytest.fixture
@@ -186,9 +169,9 @@ def test_sendmail_real_clients_without_then_with_a_server(
     assert q.count("+ ") == 3 and FRIEND in q and "Request" in q, q
 
     with s:
-        wait_for(lambda: len(inbox(s)) == 3, what="the maildrop to be delivered at start")
+        wait_for(lambda: len(s.stored(ALICE)) == 3, what="the maildrop to be delivered at start")
         wait_for(lambda: len(got.got) == 2, what="the Bcc copies to be sent")
-        msgs = inbox(s)
+        msgs = s.stored(ALICE)
         assert sorted(subjects(msgs)) == sorted(["snail offline", "dash t", "[PATCH] git offline"])
         for m in msgs:
             assert b"\r\nBcc:" not in m and not m.startswith(b"Bcc:")
@@ -205,8 +188,8 @@ def test_sendmail_real_clients_without_then_with_a_server(
         git_send_email(s, tmp_path, "git online", ALICE)
         r = sendmail(s, ["-v", ALICE], b"Subject: verbose\n\nbody\n", home)
         assert r.returncode == 0 and b"queued as" in r.stderr, r.stderr
-        wait_for(lambda: len(inbox(s)) == 6, timeout=20, what="online submissions delivered")
-        assert {"snail online", "[PATCH] git online", "verbose"} <= set(subjects(inbox(s)))
+        wait_for(lambda: len(s.stored(ALICE)) == 6, timeout=20, what="online submissions delivered")
+        assert {"snail online", "[PATCH] git online", "verbose"} <= set(subjects(s.stored(ALICE)))
 
 
 def test_sendmail_exit_codes_and_modes(tmp_path: Path, sink: tuple[Sink, int]) -> None:
@@ -234,12 +217,12 @@ def test_sendmail_exit_codes_and_modes(tmp_path: Path, sink: tuple[Sink, int]) -
     # -odq: kept for the next queue run, even by a running server
     assert sendmail(s, ["-odq", ALICE], b"Subject: deferred\n\nx\n", home).returncode == 0
     with s:
-        wait_for(lambda: len(inbox(s)) == 1, what="the -bs message")
-        assert subjects(inbox(s)) == ["bs"]
-        assert "deferred" not in str(subjects(inbox(s)))
+        wait_for(lambda: len(s.stored(ALICE)) == 1, what="the -bs message")
+        assert subjects(s.stored(ALICE)) == ["bs"]
+        assert "deferred" not in str(subjects(s.stored(ALICE)))
         assert "+ " in run_cli(s.data, "mailq").stdout
         assert sendmail(s, ["-q"], b"", home).returncode == 0
-        wait_for(lambda: len(inbox(s)) == 2, what="the -odq message after -q")
+        wait_for(lambda: len(s.stored(ALICE)) == 2, what="the -odq message after -q")
         # -bp is mailq
         r = sendmail(s, ["-bp"], b"", home)
         assert r.returncode == 0 and r.stdout.strip() == b"Mail queue is empty"
@@ -275,7 +258,7 @@ def test_null_client_with_canonical_rewriting(tmp_path: Path, sink: tuple[Sink, 
     assert sender == "cron@example.test" and rcpts == ["alice@example.test"]
     assert b"To: Alice <alice@example.test>\r\n" in data
     assert b"From: cron@example.test\r\n" in data
-    assert inbox(s, "alice@host.internal") == []  # nothing delivered locally
+    assert s.stored("alice@host.internal") == []  # nothing delivered locally
 
 
 def test_another_local_user_submits_through_the_maildrop(sink: tuple[Sink, int]) -> None:
@@ -311,8 +294,8 @@ def test_another_local_user_submits_through_the_maildrop(sink: tuple[Sink, int])
             )
             assert r.returncode == 0, r.stderr
             assert b"queued as" in r.stderr  # the pickup socket woke the server
-            wait_for(lambda: len(inbox(s)) == 1, what="nobody's message")
-            (m,) = inbox(s)
+            wait_for(lambda: len(s.stored(ALICE)) == 1, what="nobody's message")
+            (m,) = s.stored(ALICE)
             assert m.startswith(b"Return-Path: <nobody@example.test>")
             assert f"from userid {nobody.pw_uid} (nobody)".encode() in m
             r = subprocess.run([*as_nobody, "-bp"], capture_output=True, timeout=60)

@@ -5,6 +5,9 @@ cut. The real uvicorn server on a loopback port, driven with raw sockets."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -14,8 +17,13 @@ from carteiro.web.guard import WebLimits
 from carteiro.web.server import WebServer
 
 LIMITS = WebLimits(
-    header_timeout=0.6, body_timeout=0.6, max_connections_per_ip=3, max_connections=100
+    header_timeout=0.6,
+    body_timeout=0.6,
+    send_timeout=0.6,
+    max_connections_per_ip=3,
+    max_connections=100,
 )
+BIG = 16 * 1024 * 1024
 
 
 async def app(scope, receive, send):  # type: ignore[no-untyped-def]
@@ -27,6 +35,24 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/big":  # more than loopback's socket buffers hold
+        headers = [(b"content-length", str(BIG).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for _ in range(BIG // 65536):
+            await send({"type": "http.response.body", "body": b"b" * 65536, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if scope["path"] == "/listening":
+        # As Starlette's FileResponse (the static files) and streaming responses do: the
+        # response goes out while another task waits in receive() for a disconnect.
+        listener = asyncio.create_task(receive())
+        await asyncio.sleep(0.001)  # (FileResponse opens and reads the file in a thread)
+        out = b"x" * 4000
+        headers = [(b"content-length", b"4000")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+        listener.cancel()
+        return
     body = b""
     while True:
         msg = await receive()
@@ -184,3 +210,95 @@ async def test_no_per_address_cap_when_it_is_zero() -> None:
             w.close()
     finally:
         await server.stop()
+
+
+async def test_pipelined_requests_are_not_read_without_bound() -> None:
+    """uvicorn resumes reading whenever a response task waits in receive() for a disconnect
+    (Starlette's FileResponse does, for every static file), and keeps what it reads behind a
+    pipelined request: a client that pipelined GETs and read nothing got 100 MB+ buffered in
+    two seconds. The guard keeps reading paused while a request is waiting in the buffer."""
+    sent = [0]
+
+    def flood() -> None:  # a thread: it sends as fast as the server takes
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.settimeout(0.1)
+            blob = b"GET /listening HTTP/1.1\r\nHost: x\r\n\r\n" * 500
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 2.0:
+                try:
+                    sent[0] += s.send(blob)
+                except TimeoutError:
+                    pass  # the server stopped reading us
+
+    # (a send_timeout longer than the flood: the client is not cut for not reading)
+    server = WebServer(app, "127.0.0.1:0", limits=dataclasses.replace(LIMITS, send_timeout=30))
+    await server.start()
+    assert server.bound is not None
+    port = server.bound[1]
+    try:
+        thread = threading.Thread(target=flood)
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.05)
+    finally:
+        await server.stop()
+    assert sent[0] < 32 * 1024 * 1024, f"{sent[0] >> 20} MiB taken in"
+
+
+async def test_pipelined_requests_past_the_read_ahead_are_all_answered(port: int) -> None:
+    """Paused reading comes back as the buffered requests are answered: none is left waiting."""
+    reader, writer = await connect(port)
+    n = 2000  # 80 KB of requests: more than MAX_READ_AHEAD
+    writer.write(b"GET /listening HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+    for _ in range(n):
+        assert (await response(reader, timeout=10)).startswith(b"HTTP/1.1 200 ")
+    writer.close()
+
+
+async def test_a_client_that_stops_reading_its_response_is_cut(port: int) -> None:
+    """uvicorn waits for a client to read its response for ever: one that stops reading held
+    its connection (and the response's buffers) until it went away. Past send_timeout
+    without the transport taking more, the connection is dropped (nginx: send_timeout)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(s, ("127.0.0.1", port))
+    await loop.sock_sendall(s, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(2.5)  # reading nothing, well past the 0.6 s
+    got = 0
+    ended = False
+    try:
+        while got < BIG:
+            data = await asyncio.wait_for(loop.sock_recv(s, 1 << 20), 5)
+            if not data:
+                ended = True
+                break
+            got += len(data)
+    except ConnectionResetError:
+        ended = True
+    finally:
+        s.close()
+    assert ended and got < BIG, f"{got} of {BIG} octets, then {'the end' if ended else 'more'}"
+
+
+async def test_a_reader_that_pauses_is_not_cut(port: int) -> None:
+    """A client that reads in bursts, pausing less than send_timeout each time (2 s in all, more
+    than the timeout), gets all of its response: the deadline counts from the last time the
+    transport could take more, not from the request. (A client reading slowly but steadily is
+    the same case on a real network; on loopback the kernel's buffers of several MB make a
+    paced reader look stalled: a socket becomes writable again only once a third of its
+    buffer has gone. nginx's send_timeout has the same measure.)"""
+    reader, writer = await connect(port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = 0
+    burst = BIG // 8
+    while got < BIG:
+        data = await asyncio.wait_for(reader.read(1 << 20), 5)
+        assert data, f"cut after {got} octets"
+        got += len(data)
+        if got // burst != (got - len(data)) // burst:
+            await asyncio.sleep(0.25)
+    writer.close()

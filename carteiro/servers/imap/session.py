@@ -243,11 +243,28 @@ class Session:
             data = self.deflate.compress(data)
         writer = self.conn.writer
         transport = writer.transport
+        if transport.is_closing():  # lost while a command ran: a closed transport refuses writes
+            raise ConnectionResetError("the client went away")
         transport.write(data)
         # Nothing left in the transport's buffer (the usual case: one send took it all): no
         # flow control to wait for. A lost connection shows at the next read.
         if drain and (transport.get_write_buffer_size() or transport.is_closing()):
-            await writer.drain()
+            # A client that stops reading our output must not hold its session (a connection
+            # slot, the selected mailbox, the buffered output) for ever: the idle timeout
+            # covers waiting for it to read too (Dovecot: "Disconnected for inactivity in
+            # reading our output"). No BYE: it would not be read either.
+            try:
+                async with asyncio.timeout(self.server.config.idle_timeout):
+                    await writer.drain()
+            except TimeoutError:
+                log.info(
+                    "imap %s: output not read for %g s; disconnected",
+                    self.conn.client_ip,
+                    self.server.config.idle_timeout,
+                )
+                self.out.clear()
+                transport.abort()
+                raise Closing from None
 
     async def maybe_flush(self) -> None:
         if len(self.out) >= FLUSH_AT:
@@ -258,6 +275,7 @@ class Session:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()  # the connection's task: every read() is awaited in it
+        conn = self.conn
         try:
             self.untagged(f"OK [CAPABILITY {self.capabilities()}] {self.server.greeting}")
             await self.flush()
@@ -271,6 +289,14 @@ class Session:
                     self.rx.feed(data)
                     continue
                 await self.on_event(ev)
+                # Pipelined commands are answered from the buffer without a read between them:
+                # what they say goes out (and waits for the client) once it is FLUSH_AT, not
+                # after the whole batch (thousands of GETMETADATA of 64 KB in one 64 KB read),
+                # and the session lets others run now and then (docs/imap.md, back-pressure).
+                if len(self.out) >= FLUSH_AT:
+                    await self.flush()
+                if conn.turn_over():
+                    await conn.yield_turn()
         except Closing:
             pass
         finally:
@@ -280,7 +306,7 @@ class Session:
             await self._cleanup()
             try:
                 await self.flush()
-            except (ConnectionError, OSError):
+            except (ConnectionError, OSError, Closing):
                 pass
 
     async def read(self) -> bytes:

@@ -106,6 +106,34 @@ async def test_fileinto_create_flags_and_copy(env: Env) -> None:
     assert len(await env.messages(ALICE)) == 1
 
 
+async def test_a_folder_named_twice_gets_one_copy_with_the_later_flags(env: Env) -> None:
+    # as Pigeonhole: rule 1 files into Work, rule 2 flags and files into Work again
+    env.script(
+        ALICE,
+        'require ["fileinto", "imap4flags", "copy"];'
+        'fileinto "Work"; fileinto :flags "\\\\Flagged" "Work";'
+        'keep :flags "\\\\Seen"; fileinto :copy "INBOX";'
+        'fileinto :copy :flags "$Later" "Copies";',
+    )
+    acct = await env.d.store.account(ALICE)
+    for box in ("Work", "Copies"):
+        await acct.create_mailbox(box)
+    await env.deliver(ALICE)
+    assert [f for _, f in await env.messages(ALICE, "Work")] == [{"\\Flagged"}]
+    # INBOX named twice (keep, then fileinto :copy): one copy, the later action's flags (none)
+    assert [f for _, f in await env.messages(ALICE)] == [frozenset()]
+    assert [f for _, f in await env.messages(ALICE, "Copies")] == [{"$Later"}]
+
+
+async def test_the_implicit_keep_leaves_an_explicit_inbox_copy_alone(env: Env) -> None:
+    env.script(
+        ALICE,
+        'require ["fileinto", "imap4flags", "copy"]; fileinto :copy :flags "\\\\Seen" "INBOX";',
+    )
+    await env.deliver(ALICE)
+    assert [f for _, f in await env.messages(ALICE)] == [{"\\Seen"}]
+
+
 async def test_editheader_changes_the_stored_copy(env: Env) -> None:
     env.script(
         ALICE,

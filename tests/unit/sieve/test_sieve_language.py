@@ -123,6 +123,51 @@ def test_address_parts() -> None:
     assert actions(t.format("", "Joe Bloggs")) == ["keep"]
 
 
+def test_address_only_on_fields_that_hold_addresses() -> None:
+    # RFC 5228 2.7.4: "MUST restrict the address test to headers that contain addresses"
+    with pytest.raises(SieveSyntaxError, match="holds no addresses"):
+        compile_script('if address :contains "subject" "x" { discard; }')
+    for name in ("From", "resent-to", "Delivered-To", "errors-to"):
+        compile_script(f'if address :contains "{name}" "x" {{ discard; }}')
+    # a name a variable gives is known only at run time: a field without addresses matches none
+    s = 'require "variables"; set "h" "subject"; if address :contains "${h}" "" { discard; }'
+    assert actions(s) == ["keep"]
+
+
+def _reply_to(value: bytes) -> bytes:
+    return b"From: joe@example.com\r\nReply-To: " + value + b"\r\nSubject: s\r\n\r\nbody\r\n"
+
+
+def test_invalid_addresses_as_pigeonhole_reads_them() -> None:
+    count = (
+        'require ["relational", "comparator-i;ascii-numeric"]; '
+        'if address :count "eq" :comparator "i;ascii-numeric" "reply-to" "{}" {{ discard; }}'
+    )
+    part = 'if address {} :is "reply-to" "{}" {{ discard; }}'
+    # no valid address in the field: one invalid address, its text for :all, no local part or
+    # domain (RFC 5228 2.7.4: :localpart and :domain never match an invalid address)
+    for value, whole in (
+        (b"<>", "<>"),
+        (b"foo@", "foo@"),
+        (b"not\r\n an address", "not an address"),
+    ):
+        msg = _reply_to(value)
+        assert actions(count.format(1), msg) == ["discard"]
+        assert actions(part.format(":all", whole), msg) == ["discard"]
+        assert actions(part.format(":all", ""), msg) == ["keep"]
+        assert actions(part.format(":localpart", "foo"), msg) == ["keep"]
+        assert actions(part.format(":domain", ""), msg) == ["keep"]
+    # invalid entries beside valid ones are left out
+    msg = _reply_to(b"a@b.example, <>, junk, c@d.example")
+    assert actions(count.format(2), msg) == ["discard"]
+    # an empty group holds no address (RFC 5322 3.4; Pigeonhole takes it for an invalid one)
+    assert actions(count.format(0), _reply_to(b"undisclosed-recipients:;")) == ["discard"]
+    # :all is the address as RFC 5322 writes it: a local part that is no dot-atom is quoted
+    msg = _reply_to(b'"a b"@example.com')
+    assert actions(part.format(":all", '\\"a b\\"@example.com'), msg) == ["discard"]
+    assert actions(part.format(":localpart", "a b"), msg) == ["discard"]
+
+
 def test_envelope() -> None:
     s = 'require "envelope"; if envelope :is "from" "{}" {{ discard; }}'
     assert actions(s.format("joe@example.com")) == ["discard"]

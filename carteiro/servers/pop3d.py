@@ -196,7 +196,8 @@ class Pop3Session:
         self._ended = False
         self._stopping = False
         self._mechanism: sasl.Mechanism | None = None  # the SASL exchange under way
-        self._ahead: dict[int, bytes | KeyError] = {}  # message number -> read ahead
+        # message number -> read ahead: (bytes, no bare LF: store.read_wire) or gone
+        self._ahead: dict[int, tuple[bytes, bool] | KeyError] = {}
         self._last_retrieved = 0
         metrics = ctx.metrics
         self._count_command = metrics.command
@@ -394,7 +395,7 @@ class Pop3Session:
                 if n != self._last_retrieved + 1 or (got := ahead.pop(n, None)) is None:
                     return ev  # the task reads the store
                 self._last_retrieved = n
-                data = (m.message(got) if type(got) is bytes else m.message_gone()).data
+                data = (m.message(*got) if type(got) is tuple else m.message_gone()).data
                 ok = data[:1] == b"+"
                 count_reply("pop3", "+OK" if ok else "-ERR")
                 if tracing:
@@ -563,9 +564,11 @@ class Pop3Session:
             return self.machine.refused(Refusal.BAD_CREDENTIALS, f"{step.reason}.")
         return self.machine.refused(Refusal.SASL, f"Authentication failed: {step.reason}.")
 
-    def _retrieved(self, got: bytes | KeyError) -> pop3.Reply:
+    def _retrieved(self, got: bytes | tuple[bytes, bool] | KeyError) -> pop3.Reply:
         if isinstance(got, KeyError):
             return self.machine.message_gone()
+        if isinstance(got, tuple):
+            return self.machine.message(*got)
         return self.machine.message(got)
 
     async def _retrieve(self, ev: pop3.Retrieve) -> pop3.Reply:
@@ -573,6 +576,7 @@ class Pop3Session:
         n = ev.number
         in_order = n == self._last_retrieved + 1
         self._last_retrieved = n
+        got: bytes | tuple[bytes, bool] | KeyError | None
         got = self._ahead.pop(n, None) if in_order else None
         if got is None:
             self._ahead.clear()  # not reading in order (or past the run): stop guessing
@@ -588,7 +592,7 @@ class Pop3Session:
             return self.machine.message_unavailable()
         return self._retrieved(got)
 
-    async def _read_run(self, n: int) -> bytes | KeyError | None:
+    async def _read_run(self, n: int) -> tuple[bytes, bool] | KeyError | None:
         """Read message n and the next ones not deleted (within PREFETCH_COUNT and _OCTETS) in
         one store call; keep the others for the next commands. None: read n alone."""
         assert self.store is not None
@@ -610,7 +614,7 @@ class Pop3Session:
         if len(numbers) == 1:
             return None
         try:
-            got = await self.store.read_messages(self.mailbox_id, uids)
+            got = await self.store.read_wire(self.mailbox_id, uids)
         except Exception:
             return None  # read alone, which reports its own failure
         self._ahead.update(zip(numbers[1:], got[1:], strict=True))

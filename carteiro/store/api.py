@@ -486,6 +486,15 @@ class AccountStore(Protocol):
         index lookup for the run (POP3's read-ahead, a FETCH of many bodies)."""
         ...
 
+    async def read_wire(
+        self, mailbox_id: int, uids: Sequence[int]
+    ) -> list[tuple[bytes, bool] | KeyError]:
+        """read_messages, each message with a mark: True when its bytes are known to have no bare
+        LF (every LF ends a CRLF), so a reader that must send CRLF lines (POP3) need not look.
+        False says nothing. A file in LF form (maildir.is_lf_form) is marked by construction:
+        its CRLFs are made from its LFs."""
+        ...
+
     async def message_ids(
         self, mailbox_id: int, uids: Sequence[int] | None = None
     ) -> dict[int, MessageIds]:

@@ -575,6 +575,15 @@ class MemoryAccountStore:
             return [KeyError(uid) for uid in uids]
         return [m.data if (m := messages.get(uid)) is not None else KeyError(uid) for uid in uids]
 
+    async def read_wire(
+        self, mailbox_id: int, uids: Sequence[int]
+    ) -> list[tuple[bytes, bool] | KeyError]:
+        # the bytes as given: nothing is known of their line ends
+        return [
+            g if isinstance(g, KeyError) else (g, False)
+            for g in await self.read_messages(mailbox_id, uids)
+        ]
+
     async def message_ids(
         self, mailbox_id: int, uids: Sequence[int] | None = None
     ) -> dict[int, MessageIds]:

@@ -653,7 +653,7 @@ class SqliteAccountStore:
             # than the read); one that would wait for the disk goes to the I/O threads. The path
             # is a str joined once per folder (cur_dir): pathlib joins were a visible part of a
             # POP3 RETR's CPU.
-            data = maildir.read_cached(f"{cur}/{base}:2,{info}")
+            data = maildir.read_cached(f"{cur}/{base}:2,{info}", maildir.name_size(base))
             if data is None:
                 data = await s.run_io(load, s.folder(adir, mdir), base, info)
             if data is not None:
@@ -663,6 +663,13 @@ class SqliteAccountStore:
         raise KeyError(uid)
 
     async def read_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[bytes | KeyError]:
+        return [
+            g if isinstance(g, KeyError) else g[0] for g in await self.read_wire(mailbox_id, uids)
+        ]
+
+    async def read_wire(
+        self, mailbox_id: int, uids: Sequence[int]
+    ) -> list[tuple[bytes, bool] | KeyError]:
         """One read transaction for the rows of the whole run (POP3 read-ahead; usable by an IMAP
         FETCH of many bodies), then each file read from the page cache on this thread. A message
         whose file is not in the cache, or not where the index says, takes read_message's road
@@ -680,8 +687,9 @@ class SqliteAccountStore:
             }
 
         rows = await s.read_quick(read)
-        out: list[bytes | KeyError] = []
+        out: list[tuple[bytes, bool] | KeyError] = []
         slow: list[int] = []  # positions read the long way
+        read_cached = maildir.read_cached
         for uid in uids:
             row = rows.get(uid)
             if row is None:
@@ -689,18 +697,20 @@ class SqliteAccountStore:
                 continue
             cur, base, info, body = row
             if body is not None:
-                out.append(bytes(body))
+                out.append((bytes(body), False))
                 continue
-            data = maildir.read_cached(f"{cur}/{base}:2,{info}")
+            data = read_cached(f"{cur}/{base}:2,{info}", maildir.name_size(base))
             if data is None:
                 slow.append(len(out))
                 out.append(KeyError(uid))  # replaced below
+            elif maildir.is_lf_form(base):  # CRLF on the wire, made from LFs: no bare LF
+                out.append((maildir.to_wire(data), True))
             else:
-                out.append(maildir.wire_bytes(data, base))
+                out.append((data, False))
         if slow:
             got = await asyncio.gather(*(self._read_or_gone(mailbox_id, uids[i]) for i in slow))
             for i, one in zip(slow, got, strict=True):
-                out[i] = one
+                out[i] = one if isinstance(one, KeyError) else (one, False)
         return out
 
     async def _read_or_gone(self, mailbox_id: int, uid: int) -> bytes | KeyError:

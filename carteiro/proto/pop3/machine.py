@@ -425,15 +425,17 @@ class Pop3Machine:
 
     # Answers to Retrieve ----------------------------------------------------------------------------
 
-    def message(self, data: bytes) -> Reply:
-        """The stored bytes of the message the last Retrieve asked for."""
+    def message(self, data: bytes, no_bare_lf: bool = False) -> Reply:
+        """The stored bytes of the message the last Retrieve asked for. `no_bare_lf`: the store
+        knows that every LF of `data` ends a CRLF (store.read_wire): the CRLF test is skipped."""
         if self._waiting != "Retrieve":
             self._expect("Retrieve")  # (raises)
         self._waiting = ""
         ev, self._retrieve = self._retrieve, None
         md = self.maildrop
         assert ev is not None and md is not None
-        data = r.crlf(data)
+        if not no_bare_lf:
+            data = r.crlf(data)
         # RFC 1939 11: the size is of the message as sent, before stuffing: a last line without
         # CRLF gets one (so that the terminator stands alone), and those octets count too.
         size = len(data)

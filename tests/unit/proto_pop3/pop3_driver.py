@@ -27,6 +27,7 @@ class Script:
     updates: int = 0
     tls_starts: int = 0
     closed: bool = False
+    no_bare_lf: bool = False  # answer Retrieve as store.read_wire does for an LF-form file
 
     def maildrop(self) -> Maildrop:
         return Maildrop(UIDVALIDITY, [(uid, len(data)) for uid, data in self.messages.items()])
@@ -60,7 +61,7 @@ class Script:
         if isinstance(ev, pop3.Retrieve):
             if ev.uid in self.gone:
                 return m.message_gone().data
-            return m.message(self.messages[ev.uid]).data
+            return m.message(self.messages[ev.uid], self.no_bare_lf).data
         assert isinstance(ev, pop3.Update), ev
         self.updates += 1
         if self.update_fails:

@@ -494,3 +494,32 @@ def test_same_output_whole_or_in_pieces(cmds: list[str], cuts: list[int]) -> Non
     chunked, s3, _ = run(pieces, script(), cfg)
     assert whole == byte_by_byte == chunked
     assert s1.deleted == s2.deleted == s3.deleted
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from([b"a", b".", b"..", b"\r", b"\r\n", b"\r\r\n", b"\r\n\r\n", b"x: y"]),
+            max_size=25,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.integers(0, 4),
+)
+def test_a_message_known_to_have_no_bare_lf_is_answered_the_same(
+    pieces: list[list[bytes]], k: int
+) -> None:
+    """store.read_wire marks the bytes of an LF-form file (no bare LF by construction): the
+    machine then skips its CRLF test, and every reply (RETR, TOP, the sizes LIST gives after a
+    correction) is the same octets as with the test. Bare CRs, no final CRLF, no blank line,
+    empty messages and dots at line starts included."""
+    messages = {10 + i: b"".join(p) for i, p in enumerate(pieces)}
+    cmds: list[str] = []
+    for n in range(1, len(messages) + 1):
+        cmds += [f"TOP {n} {k}", "LIST", f"RETR {n}", "LIST", "STAT"]
+    checked, _, _ = run([lines(*LOGIN, *cmds)], Script(messages=dict(messages)))
+    marked, _, _ = run([lines(*LOGIN, *cmds)], Script(messages=dict(messages), no_bare_lf=True))
+    assert marked == checked
+    assert checked.count(b"\r\n+OK") >= 5 * len(messages)  # every command answered +OK

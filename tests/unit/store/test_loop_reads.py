@@ -66,6 +66,7 @@ def test_a_file_system_without_nowait_reads_never_stops_the_others(tmp_path: Pat
     refusing.write_bytes(b"on tmpfs")
     try:
         assert maildir.read_cached(refusing) is None
+        assert maildir.read_cached(refusing, 8) is None  # (tried, refused again)
     finally:
         refusing.unlink()
     p = tmp_path / "m"
@@ -81,7 +82,7 @@ async def test_read_message_from_the_page_cache_and_from_a_thread(
     r = await acct.append("INBOX", body)
     await store.flush_files()  # the bytes now live in the file only
     assert await acct.read_message(r.mailbox_id, r.uid) == body
-    monkeypatch.setattr(maildir, "read_cached", lambda _p: None)  # as if the disk must be read
+    monkeypatch.setattr(maildir, "read_cached", lambda *_a: None)  # as if the disk must be read
     assert await acct.read_message(r.mailbox_id, r.uid) == body
 
 
@@ -181,3 +182,94 @@ async def test_a_store_remembers_what_it_committed_as_the_next_hint(
     # and a STORE that then changes nothing is still answered without the writer
     assert await acct.set_flags(r.mailbox_id, [r.uid], FlagOp.REMOVE, ["\\Deleted"]) == ([], [])
     assert quick == 1
+
+
+def test_read_cached_reuses_its_buffer_without_leaking_octets(tmp_path: Path) -> None:
+    """One buffer per thread serves every read: a short file after a long one is exactly its own
+    octets, and a file the size of the limit still reads whole."""
+    long, short, limit = tmp_path / "long", tmp_path / "short", tmp_path / "limit"
+    long.write_bytes(b"L" * 9000)
+    short.write_bytes(b"s\r\n")
+    limit.write_bytes(b"m" * maildir.READ_CACHED_MAX)
+    got = [maildir.read_cached(p) for p in (long, short, limit, short)]
+    if got[0] is None and long.stat().st_dev in maildir._refuse_nowait:
+        pytest.skip("the test's file system refuses RWF_NOWAIT (tmpfs?)")
+    assert got == [b"L" * 9000, b"s\r\n", b"m" * maildir.READ_CACHED_MAX, b"s\r\n"]
+
+
+def test_read_cached_of_a_known_size_makes_no_fstat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size from the file's name (S=) replaces the fstat; a file of another size (changed
+    behind the store) is left to the caller's thread, which reads it whole."""
+    p = tmp_path / "m"
+    p.write_bytes(b"Subject: x\r\n\r\nhello\r\n")
+    if maildir.read_cached(p) is None:
+        pytest.skip("the test's file system refuses RWF_NOWAIT (tmpfs?)")
+
+    def no_fstat(*_a: Any) -> Any:
+        raise AssertionError("fstat called")
+
+    with monkeypatch.context() as mp:  # (os is everyone's: undone before pytest goes on)
+        mp.setattr(maildir.os, "fstat", no_fstat)
+        got = [maildir.read_cached(p, n) for n in (21, 20, 22, maildir.READ_CACHED_MAX + 1)]
+        missing = maildir.read_cached(tmp_path / "missing", 3)
+    # longer than its name says, shorter, too big: the caller's thread reads it
+    assert got == [b"Subject: x\r\n\r\nhello\r\n", None, None, None]
+    assert missing is None
+
+
+def test_name_size_is_the_s_field() -> None:
+    assert maildir.name_size(maildir.make_base("1.M2P3Q4Rt.h", 120, 7)) == 120
+    assert maildir.name_size(maildir.make_base("1.M2P3Q4Rt.h", 120, 7, 110)) == 110
+    assert maildir.name_size("1.M2P3.h,S=99") == 99
+    assert maildir.name_size("1.M2P3.h") is None  # another program's name
+    assert maildir.name_size("1.M2P3.h,S=,U=4") is None
+    assert maildir.name_size("1.M2P3.h,S=-1,U=4") is None
+    for base in ("1.M2P3Q4Rt.h,S=5,W=7,U=9", "x,S=0,U=1"):
+        assert maildir.name_size(base) == maildir.parse_name(base + ":2,S").size
+
+
+# Messages of every line-end shape: the usual, a bare CR, no final CRLF, an empty body, all
+# header, a bare LF (kept exactly: no LF form), no CRLF at all (kept exactly), empty.
+SHAPES = [
+    make_message("usual", 600),
+    b"Subject: cr\r\n\r\nbare\rCR\r\n.dot\r\n",
+    b"Subject: no end\r\n\r\nlast line",
+    b"Subject: empty body\r\n\r\n",
+    b"Subject: header only\r\nX: y\r\n",
+    b"Subject: lf\r\n\r\nbare\nLF\r\n",
+    b"Subject: no crlf\n\nlf only\n",
+    b"",
+    b"\r\n",
+]
+
+
+async def test_read_wire_marks_lf_form_files_and_reads_what_read_message_does(
+    store: SqliteMaildirStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_wire (POP3's read-ahead): the same octets as read_message and read_messages on every
+    road; marked (no bare LF) exactly when the message's file is in LF form, so never a message
+    with a bare LF; unmarked when the bytes come from the index or a thread."""
+    acct = await store.account(ACCOUNT)
+    inbox = await acct.get_mailbox("INBOX")
+    uids = [(await acct.append("INBOX", m)).uid for m in SHAPES]
+    unflushed = await acct.read_wire(inbox.id, uids)  # (bytes maybe still in the index)
+    await store.flush_files()
+    got = await acct.read_wire(inbox.id, [*uids, 999])
+    assert isinstance(got[-1], KeyError)
+    for uid, shape, one, early in zip(uids, SHAPES, got, unflushed, strict=False):
+        assert isinstance(one, tuple) and isinstance(early, tuple)
+        data, marked = one
+        assert data == shape == early[0] == await acct.read_message(inbox.id, uid)
+        [file] = (tmp_path / "data").rglob(f"cur/*,U={uid}:2,*")
+        if file.stat().st_dev in maildir._refuse_nowait:
+            pytest.skip("the test's file system refuses RWF_NOWAIT (tmpfs?)")
+        assert marked == maildir.is_lf_form(file.name)
+        if marked:
+            assert data.count(b"\n") == data.count(b"\r\n")
+    marks = [one[1] for one in got[:-1] if isinstance(one, tuple)]
+    assert marks == [True, True, True, True, True, False, False, False, True]
+    assert await acct.read_messages(inbox.id, uids) == SHAPES
+    monkeypatch.setattr(maildir, "read_cached", lambda *_a: None)  # as if the disk must be read
+    assert await acct.read_wire(inbox.id, uids) == [(m, False) for m in SHAPES]

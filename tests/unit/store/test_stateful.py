@@ -128,6 +128,17 @@ async def snapshot(store: MailStore, with_bytes: bool = True) -> dict[str, Any]:
             entry["counts"] = (c.messages, c.unseen, c.deleted, c.size)
             if with_bytes:
                 entry["bytes"] = {m.uid: await acct.read_message(mb.id, m.uid) for m in metas}
+                # POP3's run read: the same octets; one marked "no bare LF" has none
+                wire = await acct.read_wire(mb.id, list(entry["bytes"]))
+                assert [g if isinstance(g, KeyError) else g[0] for g in wire] == list(
+                    entry["bytes"].values()
+                )
+                for g in wire:
+                    assert (
+                        isinstance(g, KeyError)
+                        or not g[1]
+                        or g[0].count(b"\n") == g[0].count(b"\r\n")
+                    )
         out[mb.name] = entry
     return out
 

@@ -1,13 +1,16 @@
-"""carteiro's IMAP answers against Dovecot's on the same mailbox: FETCH item for item (ENVELOPE,
-BODYSTRUCTURE, sections, partials, BINARY), and SEARCH program for program: the same messages (the MIME corpus of tests/data/mime
-plus a few with the usual traps), with the same flags, keywords and internal dates, in a private
-Dovecot and in carteiro; hypothesis writes random SEARCH programs (every key RFC 3501 6.4.4 lists
-that both servers evaluate the same way by definition, nested in OR, NOT and parentheses, with
-sequence sets) and both must answer with the same messages.
+"""carteiro's IMAP answers against Dovecot's on the same mailbox: the MIME corpus of tests/data/mime
+plus messages with the usual traps and a thread, with the same flags, keywords and internal
+dates, in a private Dovecot and in carteiro.
+- FETCH, item for item (ENVELOPE, BODY, sections, partials, BINARY).
+- SEARCH: hypothesis writes random programs (every key RFC 3501 6.4.4 lists that both servers
+  evaluate alike by definition, nested in OR, NOT and parentheses, with sequence sets); carteiro's
+  answer must be what boolean logic makes of Dovecot's answers to each key (Dovecot's own answer
+  to a combined program is not always that: see `trees`). SENT* keys on the dated messages.
+- SORT with random criteria and THREAD with both algorithms, over one key's messages.
 
-Left out on purpose: RECENT/NEW/OLD (which session saw a message first differs by design), and
-the dates of SENT* keys on messages whose Date: field cannot be parsed (carteiro falls back to
-INTERNALDATE as RFC 3501 says for a missing one, Dovecot to none)."""
+Left out on purpose: RECENT/NEW/OLD (which session saw a message first differs by design); the
+differences listed where they are met (KNOWN, the group sort key, Dovecot's epoch for a missing
+Date:); messages whose BODYSTRUCTURE the servers read differently (broken MIME: see Pair)."""
 
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ import imaplib
 import os
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from carteiro.testing import dovecot
@@ -44,6 +49,23 @@ EXTRA = [
     b"From: =?iso-8859-1?q?Andr=E9?= <andre@b\xc3\xa9b\xc3\xa9.example>\r\n"
     b'To: team: dave@example.test, "Eve Q." <eve@sub.example.test>;\r\nSubject: re: Lunch\r\n'
     b"Date: 6 Dec 2026 12:00 +0100\r\nX-Count: 7\r\n\r\nlunch at noon?\r\n",
+    # a thread: a root, replies (one whose parent is missing), a forward, a duplicate id
+    b"From: a@example.org\r\nSubject: Plans\r\nMessage-ID: <t1@example.org>\r\n"
+    b"Date: Wed, 2 Dec 2026 09:00:00 +0000\r\n\r\nroot\r\n",
+    b"From: b@example.org\r\nSubject: Re: Plans\r\nMessage-ID: <t2@example.org>\r\n"
+    b"In-Reply-To: <t1@example.org>\r\nReferences: <t1@example.org>\r\n"
+    b"Date: Wed, 2 Dec 2026 10:00:00 +0000\r\n\r\nreply\r\n",
+    b"From: c@example.org\r\nSubject: RE: [list] Plans\r\nMessage-ID: <t3@example.org>\r\n"
+    b"References: <t1@example.org> <t-missing@example.org>\r\n"
+    b"Date: Wed, 2 Dec 2026 08:00:00 +0000\r\n\r\nreply to a missing one\r\n",
+    b"From: d@example.org\r\nSubject: Fwd: Plans\r\nMessage-ID: <t4@example.org>\r\n"
+    b"Date: Thu, 3 Dec 2026 10:00:00 +0000\r\n\r\nforward\r\n",
+    b"From: e@example.org\r\nSubject: Re: Re: Plans\r\nMessage-ID: <t2@example.org>\r\n"
+    b"References: <t1@example.org> <t2@example.org>\r\n"
+    b"Date: Thu, 3 Dec 2026 11:00:00 +0000\r\n\r\nsame id as another\r\n",
+    b"From: f@example.org\r\nSubject: Plans\r\nMessage-ID: <t6@example.org>\r\n"
+    b"In-Reply-To: <t4@example.org>\r\n"
+    b"Date: Fri, 4 Dec 2026 10:00:00 +0000\r\n\r\nreply to the forward\r\n",
 ]
 FLAGS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Label1", "junk"]
 # In UTC: Dovecot compares an internal date's day in the server's zone, carteiro in the zone the
@@ -107,6 +129,12 @@ text_key = st.builds(
 simple = st.one_of(
     text_key,
     st.builds(lambda h, w: f"HEADER {h} {q(w)}", st.sampled_from(HEADERS), st.sampled_from(WORDS)),
+    st.builds(
+        lambda k, d: f"{k} {d}", st.sampled_from(["BEFORE", "ON", "SINCE"]), st.sampled_from(DAYS)
+    ),
+    st.builds(
+        lambda k, n: f"{k} {n}", st.sampled_from(["LARGER", "SMALLER"]), st.integers(0, 4000)
+    ),
     st.sampled_from(
         [
             "ALL",
@@ -130,35 +158,57 @@ simple = st.one_of(
     ),
     st.builds(lambda a, b: f"UID {a}:{b}", st.integers(1, 25), st.sampled_from(["4", "*"])),
 )
-nested = st.recursive(
-    simple,
+
+# A program is a tree: ("key", text) | ("not", t) | ("or", a, b) | ("and", [t, ...]). carteiro's
+# answer to the whole program must be what boolean logic makes of Dovecot's answers to each key:
+# Dovecot 2.3.19's own answer to a combined program is not always that (its optimiser answers
+# `NOT OR LARGER 5 LARGER 37`, `NOT OR BEFORE d1 BEFORE d2` and `OR NOT DELETED NOT (UNDELETED)`
+# as if a key were missing).
+Tree = tuple[Any, ...]
+trees = st.recursive(
+    simple.map(lambda k: ("key", k)),
     lambda inner: st.one_of(
-        st.builds(lambda t: f"NOT {t}", inner),
-        st.builds(lambda a, b: f"OR {a} {b}", inner, inner),
-        st.builds(lambda ts: "(" + " ".join(ts) + ")", st.lists(inner, min_size=1, max_size=3)),
+        inner.map(lambda t: ("not", t)),
+        st.tuples(st.just("or"), inner, inner),
+        st.lists(inner, min_size=1, max_size=3).map(lambda ts: ("and", ts)),
     ),
-    max_leaves=5,
+    max_leaves=6,
 )
-# One size key and one date key at most, at the top: Dovecot 2.3.19 answers `NOT OR LARGER 5
-# LARGER 37` as if it were `NOT LARGER 37`, and `NOT OR BEFORE 30-Nov-2026 BEFORE 05-Dec-2026`
-# alike (its optimiser merges two ranges of one kind wrongly); carteiro answers the program.
-size_key = st.builds(
-    lambda k, n: f"{k} {n}", st.sampled_from(["LARGER", "SMALLER"]), st.integers(0, 4000)
-)
-date_key = st.builds(
-    lambda k, d: f"{k} {d}", st.sampled_from(["BEFORE", "ON", "SINCE"]), st.sampled_from(DAYS)
-)
-program = st.builds(
-    lambda p, *keys: " ".join([*(k for k in keys if k), p]),
-    nested,
-    st.one_of(st.none(), size_key),
-    st.one_of(st.none(), date_key, st.builds(lambda k: f"NOT {k}", date_key)),
-)
-SENT = st.builds(
-    lambda k, d: f"{k} {d}",
-    st.sampled_from(["SENTBEFORE", "SENTON", "SENTSINCE"]),
-    st.sampled_from(DAYS),
-)
+
+
+def render(t: Tree, top: bool = True) -> str:
+    if t[0] == "key":
+        return str(t[1])
+    if t[0] == "not":
+        return "NOT " + render(t[1], False)
+    if t[0] == "or":
+        return f"OR {render(t[1], False)} {render(t[2], False)}"
+    inner = " ".join(render(x, False) for x in t[1])
+    return inner if top else f"({inner})"
+
+
+def keys_of(t: Tree) -> Iterator[str]:
+    if t[0] == "key":
+        yield t[1]
+    elif t[0] == "and":
+        for x in t[1]:
+            yield from keys_of(x)
+    else:
+        for x in t[1:]:
+            yield from keys_of(x)
+
+
+def evaluate(t: Tree, answers: dict[str, set[int]], everything: set[int]) -> set[int]:
+    if t[0] == "key":
+        return answers[t[1]]
+    if t[0] == "not":
+        return everything - evaluate(t[1], answers, everything)
+    if t[0] == "or":
+        return evaluate(t[1], answers, everything) | evaluate(t[2], answers, everything)
+    out = set(everything)
+    for x in t[1]:
+        out &= evaluate(x, answers, everything)
+    return out
 
 
 class Pair:
@@ -180,15 +230,17 @@ class Pair:
             )
         self.same = {n for n, bs in structures[0].items() if structures[1].get(n) == bs}
 
+        self.answers: dict[str, set[int]] = {}  # Dovecot's answer to one key
+
+    def search_on(self, m: imaplib.IMAP4, prog: str) -> list[int]:
+        typ, data = m.search("UTF-8", prog.encode())  # type: ignore[arg-type]
+        assert typ == "OK", (prog, data)
+        raw = data[0] or b""
+        assert isinstance(raw, bytes)
+        return sorted(int(n) for n in raw.split() if int(n) in self.same)
+
     def search(self, prog: str) -> tuple[list[int], list[int]]:
-        out = []
-        for m in self.servers:
-            typ, data = m.search("UTF-8", prog.encode())  # type: ignore[arg-type]
-            assert typ == "OK", (prog, data)
-            raw = data[0] or b""
-            assert isinstance(raw, bytes)
-            out.append(sorted(int(n) for n in raw.split() if int(n) in self.same))
-        return out[0], out[1]
+        return self.search_on(self.servers[0], prog), self.search_on(self.servers[1], prog)
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +275,7 @@ def open_pair(tmp: Path) -> Iterator[Pair]:
         for m in (c, d):
             assert m.select("INBOX")[0] == "OK"
         pair = Pair(c, d)
-        assert len(pair.same) >= 15, pair.same  # most of the corpus is read alike
+        assert len(pair.same) >= 20, pair.same  # most of the corpus is read alike
         yield pair
         for m in (c, d):
             m.logout()
@@ -234,10 +286,17 @@ def open_pair(tmp: Path) -> Iterator[Pair]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(prog=program)
-def test_search_answers_as_dovecot(pair: Pair, prog: str) -> None:
-    ours, theirs = pair.search(prog)
-    assert ours == theirs, prog
+@given(tree=trees)
+def test_search_answers_as_dovecot(pair: Pair, tree: Tree) -> None:
+    carteiro, dc = pair.servers
+    answers = {}
+    for key in keys_of(tree):
+        if key not in pair.answers:
+            pair.answers[key] = set(pair.search_on(dc, key))
+        answers[key] = pair.answers[key]
+    expected = evaluate(tree, answers, pair.same)
+    prog = render(tree)
+    assert set(pair.search_on(carteiro, prog)) == expected, prog
 
 
 def dated() -> set[int]:
@@ -358,19 +417,16 @@ def test_fetch_answers_as_dovecot(pair: Pair) -> None:
     assert not differ, "\n".join(map(repr, differ[:10]))
 
 
+# No REVERSE: Dovecot 2.3.19's order for a REVERSEd key with ties changes from run to run on the
+# same mailbox (and `ARRIVAL REVERSE ARRIVAL DATE` comes out as if DATE were reversed), so it is
+# no reference there; carteiro's REVERSE has its own tests (tests/unit/servers, RFC 5256 3).
 sort_keys = st.lists(
-    st.builds(
-        lambda rev, key: f"{rev}{key}",
-        st.sampled_from(["", "REVERSE "]),
-        st.sampled_from(
-            ["ARRIVAL", "DATE", "SUBJECT", "FROM", "TO", "CC", "SIZE", "DISPLAYFROM", "DISPLAYTO"]
-        ),
+    st.sampled_from(
+        ["ARRIVAL", "DATE", "SUBJECT", "FROM", "TO", "CC", "SIZE", "DISPLAYFROM", "DISPLAYTO"]
     ),
     min_size=1,
     max_size=3,
-    # one key once: Dovecot 2.3.19 answers `ARRIVAL REVERSE ARRIVAL DATE` as if DATE were
-    # reversed (RFC 5256: a key met again changes nothing; carteiro sorts by DATE)
-    unique_by=lambda k: k.split()[-1],
+    unique=True,
 )
 
 
@@ -379,18 +435,51 @@ sort_keys = st.lists(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(keys=sort_keys, prog=st.one_of(st.just("ALL"), nested))
+@given(keys=sort_keys, prog=simple)
 def test_sort_answers_as_dovecot(pair: Pair, keys: list[str], prog: str) -> None:
     # a group's sort key is its first member here, its name in Dovecot (docs/imap.md): the
     # messages with a group in From/To/Cc are left out of the comparison
     called = names()
     groups = ("groups-and-routes", "nested-alternative-related", "extra-2")
-    grouped = {n for n in pair.same if called[n - 1] in groups}
-    out = []
-    for m in pair.servers:
+    kept = pair.same - {n for n in pair.same if called[n - 1] in groups}
+
+    def sort(m: imaplib.IMAP4) -> list[int]:
         typ, data = m.sort(f"({' '.join(keys)})", "UTF-8", prog.encode())  # type: ignore[arg-type]
         assert typ == "OK", (keys, prog, data)
         raw = data[0] or b""
         assert isinstance(raw, bytes)
-        out.append([int(n) for n in raw.split() if int(n) in pair.same - grouped])
-    assert out[0] == out[1], (keys, prog)
+        return [int(n) for n in raw.split() if int(n) in kept]
+
+    carteiro, dc = pair.servers
+    ours = sort(carteiro)
+    theirs = sort(dc)
+    # Dovecot's first answers on new mail can come out in another order than the same SORT a
+    # moment later (it fills its sort cache lazily): the reference is its settled answer
+    for _ in range(3):
+        if ours == theirs:
+            break
+        time.sleep(1)
+        theirs = sort(dc)
+    assert ours == theirs, (keys, prog)
+
+
+@settings(
+    max_examples=int(os.environ.get("SEARCH_DIFF_EXAMPLES", "150")) // 3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(algorithm=st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]), prog=simple)
+def test_thread_answers_as_dovecot(pair: Pair, algorithm: str, prog: str) -> None:
+    # THREAD answers cannot be cut to the messages both servers read alike: only filters that
+    # select the same messages in both are compared
+    raw = []
+    for m in pair.servers:
+        typ, data = m.search("UTF-8", prog.encode())  # type: ignore[arg-type]
+        raw.append(data[0])
+    assume(raw[0] == raw[1])
+    out = []
+    for m in pair.servers:
+        typ, data = m.thread(algorithm, "UTF-8", prog.encode())  # type: ignore[arg-type]
+        assert typ == "OK", (algorithm, prog, data)
+        out.append(data[0] or b"")
+    assert out[0] == out[1], (algorithm, prog)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
 
-import pytest
 from imap_harness import (  # noqa: F401  (fixtures)
     Client,
     directory,
@@ -140,18 +138,6 @@ async def test_replace_and_catenate_keep_the_zone(server):
         assert lines[-1].split()[1] == "OK", lines
         await c.cmd("NOOP")
         assert await _dates(c) == [ZONED[4], _shown(ZONED[2])]
-
-
-@pytest.fixture
-def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The server's local zone is UTC+05:30 (no DST) for the test."""
-    monkeypatch.setenv("TZ", "Asia/Kolkata")
-    time.tzset()
-    try:
-        yield
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 async def test_no_date_takes_the_local_zone(server, kolkata):

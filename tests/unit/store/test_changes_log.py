@@ -3,7 +3,6 @@ ascending across the migration of an older index, and a crash during it leaves t
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -13,6 +12,8 @@ import pytest
 from carteiro.store.api import Delivery
 from carteiro.store.index import INDEX_NAME, SCHEMA_VERSION
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+from .workers import open_and_die
 
 ACCOUNT = "log@example.test"
 MSG = b"Subject: log\r\n\r\nbody\r\n"
@@ -89,22 +90,15 @@ async def test_migration_keeps_the_ids_ascending(tmp_path: Path, gap: int) -> No
     assert _sql(data, "SELECT name FROM sqlite_master WHERE name = 'changes_2'") == []
 
 
-def _open_and_die(data: str) -> None:
-    def hook(p: str) -> None:
-        if p == "migrate_changes":
-            os._exit(9)
-
-    SqliteMaildirStore(data, fault_hook=hook, search_indexer=False)
-    os._exit(0)
-
-
 async def test_a_crash_during_the_migration_leaves_the_old_table(tmp_path: Path) -> None:
     import multiprocessing
 
     data = tmp_path / "data"
     top = await _filled(data)
     rows = _make_schema_2(data, top)
-    proc = multiprocessing.get_context("spawn").Process(target=_open_and_die, args=(str(data),))
+    proc = multiprocessing.get_context("spawn").Process(
+        target=open_and_die, args=(str(data), "migrate_changes")
+    )
     proc.start()
     proc.join(60)
     assert proc.exitcode == 9

@@ -5,10 +5,7 @@ its steps leaves schema 3 whole)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +17,9 @@ from carteiro.store.listing import Listing
 from carteiro.store.maintenance import check, reindex
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import ACCOUNT, make_message
+from .workers import ACCOUNT, make_message, open_and_die
 
 T = 1_174_775_400.0  # 25-Mar-2007 01:30:00 +0300
-
-
-@pytest.fixture
-def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The local zone is UTC+05:30 (no DST) for the test."""
-    monkeypatch.setenv("TZ", "Asia/Kolkata")
-    time.tzset()
-    try:
-        yield
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 def test_local_zone_follows_tz(kolkata: None) -> None:
@@ -148,17 +133,6 @@ def _columns(data: Path, table: str) -> set[str]:
         conn.close()
 
 
-def _open_and_die(data: str, point: str) -> None:
-    """Child: open the store with a fault hook that ends the process at `point` of the migration."""
-
-    def hook(p: str) -> None:
-        if p == point:
-            os._exit(9)
-
-    SqliteMaildirStore(data, fault_hook=hook, search_indexer=False)
-    os._exit(0)
-
-
 @pytest.mark.parametrize("point", ["migrate_zones_messages", "migrate_zones_listings", None])
 async def test_migration_from_schema_3(tmp_path: Path, point: str | None) -> None:
     import multiprocessing
@@ -175,7 +149,7 @@ async def test_migration_from_schema_3(tmp_path: Path, point: str | None) -> Non
     _make_schema_3(data)
     if point is not None:
         proc = multiprocessing.get_context("spawn").Process(
-            target=_open_and_die, args=(str(data), point)
+            target=open_and_die, args=(str(data), point)
         )
         proc.start()
         proc.join(60)

@@ -17,7 +17,7 @@ from carteiro.store.maintenance import check, reindex
 from carteiro.store.memory import MemoryMailStore
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import ACCOUNT, make_message
+from .workers import ACCOUNT, make_message, open_and_die
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
@@ -120,17 +120,6 @@ def _make_schema_1(data: Path) -> dict[int, str]:
     return bases
 
 
-def _open_and_die(data: str, point: str) -> None:
-    """Child: open the store with a fault hook that ends the process at `point` of the migration."""
-
-    def hook(p: str) -> None:
-        if p == point:
-            os._exit(9)
-
-    SqliteMaildirStore(data, fault_hook=hook, search_indexer=False)
-    os._exit(0)
-
-
 @pytest.mark.parametrize("point", ["migrate_altered", "migrate_filled", None])
 async def test_migration_from_schema_1(tmp_path: Path, point: str | None) -> None:
     import multiprocessing
@@ -147,7 +136,7 @@ async def test_migration_from_schema_1(tmp_path: Path, point: str | None) -> Non
     bases = _make_schema_1(data)
     if point is not None:
         proc = multiprocessing.get_context("spawn").Process(
-            target=_open_and_die, args=(str(data), point)
+            target=open_and_die, args=(str(data), point)
         )
         proc.start()
         proc.join(60)

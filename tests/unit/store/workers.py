@@ -162,3 +162,16 @@ def open_then_crash(data_dir: str, point: str) -> None:
         await store.close()
 
     asyncio.run(main())
+
+
+def open_and_die(data: str, point: str | None) -> None:
+    """Child: open the store with a fault hook that ends the process (exit 9) at `point` of the
+    migration the open runs; with None, or a point never reached, exit 0 after the open."""
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+    def hook(p: str) -> None:
+        if p == point:
+            os._exit(9)
+
+    SqliteMaildirStore(data, fault_hook=hook, search_indexer=False)
+    os._exit(0)

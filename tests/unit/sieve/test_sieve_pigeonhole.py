@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -450,7 +451,7 @@ def _drop_require(s: str, i: int) -> str | None:
     return "require [" + ", ".join(f'"{e}"' for e in kept) + "];\n" + rest
 
 
-MUTATIONS = {
+MUTATIONS: dict[str, Callable[[str, int], str | None]] = {
     "drop a require": _drop_require,
     "unknown comparator": lambda s, i: (
         s.replace(':comparator "i;octet"', ':comparator "i;nope"', 1)

@@ -253,8 +253,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 
 @contextlib.contextmanager
-def open_pair(tmp: Path) -> Iterator[Pair]:
-    """Both servers with the same messages, INBOX selected (also for a look by hand)."""
+def both_servers(
+    tmp: Path, mail: list[bytes], dressed: bool = True
+) -> Iterator[
+    tuple[ServerProcess, dovecot.DovecotInstance, ssl.SSLContext, imaplib.IMAP4, imaplib.IMAP4]
+]:
+    """carteiro and a private Dovecot holding `mail` in INBOX, in order, APPENDed over IMAP as
+    given (`dressed`: with flags, keywords and internal dates that vary with the position):
+    (carteiro, Dovecot, a TLS context trusting carteiro, an IMAP session on each)."""
     user = "alice@example.test"
     with (
         ServerProcess(tmp / "c", users={user: "pw"}) as srv,
@@ -266,12 +272,21 @@ def open_pair(tmp: Path) -> Iterator[Pair]:
         c.login(user, "pw")
         d = imaplib.IMAP4("127.0.0.1", dc.imap_port)
         d.login("alice", "pw")
-        for i, data in enumerate(messages()):
-            flags = "(" + " ".join(FLAGS[j] for j in range(len(FLAGS)) if (i >> j) % 3 == 0) + ")"
-            date = '"' + DATES[i % len(DATES)] + '"'
+        for i, data in enumerate(mail):
+            flags = date = None
+            if dressed:
+                flags = "(" + " ".join(f for j, f in enumerate(FLAGS) if (i >> j) % 3 == 0) + ")"
+                date = '"' + DATES[i % len(DATES)] + '"'
             for m in (c, d):
                 typ, got = m.append("INBOX", flags, date, data)  # type: ignore[arg-type]
                 assert typ == "OK", got
+        yield srv, dc, ctx, c, d
+
+
+@contextlib.contextmanager
+def open_pair(tmp: Path) -> Iterator[Pair]:
+    """Both servers with the same messages, INBOX selected (also for a look by hand)."""
+    with both_servers(tmp, messages()) as (_srv, _dc, _ctx, c, d):
         for m in (c, d):
             assert m.select("INBOX")[0] == "OK"
         pair = Pair(c, d)

@@ -5,17 +5,14 @@ the same DELE/RSET/QUIT dialogue on both. UIDL is left out: each server makes it
 
 from __future__ import annotations
 
-import imaplib
 import poplib
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_imap_dovecot_diff import messages
+from test_imap_dovecot_diff import both_servers, messages
 
 from carteiro.testing import dovecot
-from carteiro.testing.server import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dovecot-e2e")]
 
@@ -60,21 +57,8 @@ def test_pop3_answers_as_dovecot(tmp_path: Path) -> None:
     # keeps the first figure all session. SMTP never stores such a message; it is left out here.
     mail = [m for m in messages() if m.endswith(b"\r\n")]
     user = "alice@example.test"
-    with (
-        ServerProcess(tmp_path / "c", users={user: "pw"}) as srv,
-        dovecot.DovecotInstance(tmp_path, {"alice": "pw"}) as dc,
-    ):
-        ctx = ssl.create_default_context(cafile=str(srv.data / "tls" / "cert.pem"))
-        ctx.check_hostname = False
-        ci = imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=ctx)
-        ci.login(user, "pw")
-        di = imaplib.IMAP4("127.0.0.1", dc.imap_port)
-        di.login("alice", "pw")
-        for data in mail:  # the octets as given, in order, into both
-            for m in (ci, di):
-                typ, got = m.append("INBOX", None, None, data)  # type: ignore[arg-type]
-                assert typ == "OK", got
-        ci.logout()
+    with both_servers(tmp_path, mail, dressed=False) as (srv, dc, ctx, ci, di):
+        ci.logout()  # (IMAP is only how the messages went in)
         di.logout()
         c = poplib.POP3_SSL("127.0.0.1", srv.ports["pop3s"], context=ctx)
         c.user(user)

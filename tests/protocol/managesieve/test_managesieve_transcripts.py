@@ -198,7 +198,7 @@ S: OK
 C: GETSCRIPT "mine"
 S: NO (NONEXISTENT) "There is no script by that name."
 C: GETSCRIPT "../alice@example.test/mine"
-S: NO "Usage: GETSCRIPT \\"name\\"."
+S: NO "Invalid script name."
 """,
     )
 
@@ -253,5 +253,109 @@ S: NO "Unknown command X3."
 C: X4
 S: BYE "Too many errors."
 -- eof
+""",
+    )
+
+
+async def test_a_tag_beyond_ascii_is_echoed(server: Harness) -> None:
+    # RFC 5804 2.11: the tag is a string (UTF-8); a non-ASCII one once closed the connection
+    # (the response code was encoded as ASCII). Found by tests/e2e/test_managesieve_dovecot_diff.
+    c = await server.connect()
+    await play(
+        c,
+        GREETING_PLAIN
+        + """
+C: NOOP "caf\u00e9"
+S: OK (TAG "caf\u00e9") "Done."
+C: NOOP {4+}
+C: a\\"b
+S: OK (TAG "a\\\\\\"b") "Done."
+""",
+    )
+    await c.send(b'NOOP {2+}\r\n\xff\xfe\r\nNOOP\r\n')
+    assert await c.line() == 'NO "The tag is not UTF-8."'
+    assert await c.line() == 'OK "Done."'
+
+
+async def test_script_names_as_rfc_5804_1_6_defines_them(server: Harness) -> None:
+    # U+2028 and U+2029 are prohibited in names (RFC 5804 1.6), as Pigeonhole refuses them. An
+    # invalid name is a refused operation, not a malformed command: it answers NO without
+    # counting towards max_errors (Pigeonhole does the same).
+    server.ctx.config.sieve.max_errors = 3
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: PUTSCRIPT "a/b" "keep;"
+S: NO "Invalid script name."
+C: HAVESPACE "" 10
+S: NO "Invalid script name."
+C: GETSCRIPT "x/y"
+S: NO "Invalid script name."
+C: DELETESCRIPT "x/y"
+S: NO "Invalid script name."
+C: SETACTIVE "x/y"
+S: NO "Invalid script name."
+C: RENAMESCRIPT "x/y" "b"
+S: NO "Invalid script name."
+""",
+    )
+    # (sent as octets: the transcript player would split its lines at these separators)
+    for sep in ("\u2028", "\u2029"):
+        await c.send(f'PUTSCRIPT "a{sep}b" "keep;"\r\n'.encode())
+        assert await c.line() == 'NO "Invalid script name."'
+    await c.send(b"LISTSCRIPTS\r\n")
+    assert await c.line() == "OK"
+
+
+async def test_long_names_never_end_the_session(server: Harness) -> None:
+    # A name whose file name would pass the file system's limit (each octet outside the safe set
+    # is written %XX) once ended the connection with an OSError; such a name is now invalid,
+    # and a long name that fits is stored.
+    fits, dotted, bangs, accents = "x" * 128, "." + "!" * 65, "!" * 100, "\u00e9" * 128
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + f"""
+C: PUTSCRIPT "{bangs}" "keep;"
+S: NO "Invalid script name."
+C: PUTSCRIPT "{accents}" "keep;"
+S: NO "Invalid script name."
+C: PUTSCRIPT "{fits}" "keep;"
+S: OK
+C: PUTSCRIPT "{dotted}" "keep;"
+S: OK
+C: PUTSCRIPT "{dotted}!" "keep;"
+S: NO "Invalid script name."
+C: LISTSCRIPTS
+S: "{dotted}"
+S: "{fits}"
+S: OK
+""",
+    )
+
+
+async def test_a_store_failure_is_no_trylater(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RFC 5804 1.3: TRYLATER for a temporary failure (disk full, I/O error); the session goes on.
+    # An OSError from the script store used to end the connection without an answer.
+    from carteiro.mail.sieve_scripts import ScriptStore
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ScriptStore, "put", full)
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: PUTSCRIPT "s" "keep;"
+S: NO (TRYLATER) "Internal error; try again later."
+C: NOOP
+S: OK "Done."
 """,
     )

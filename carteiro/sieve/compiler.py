@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from carteiro.core.address import AddressError, parse_address
+from carteiro.core.address import Address, AddressError, parse_address
 from carteiro.sieve.errors import SieveSyntaxError
 from carteiro.sieve.grammar import Argument, Command, Number, Strings, Tag, Test, parse
 from carteiro.sieve.match import COMPARATORS, RELATIONS
@@ -338,6 +338,8 @@ class _Checker:
     def __init__(self) -> None:
         self.requires: set[str] = set()
         self.includes: list[tuple[str, str]] = []
+        self.local_names: set[str] = set()  # set before any global declaration (RFC 6609 3.5)
+        self.global_names: set[str] = set()
 
     def err(self, msg: str, where: Command | Test | Argument) -> SieveSyntaxError:
         return SieveSyntaxError(msg, where.line, where.column)
@@ -368,6 +370,8 @@ class _Checker:
                     if ext not in EXTENSIONS and ext not in _IMPLICIT:
                         raise self.err(f'unsupported extension "{ext}"', c.args[0])
                     self.requires.add(ext)
+                    if ext == "vacation-seconds":
+                        self.requires.add("vacation")  # RFC 6131 3: it implies "vacation"
                 if c.block is not None:
                     raise self.err("require takes no block", c)
                 continue
@@ -503,7 +507,8 @@ class _Checker:
             rel = n.tags.get(rel_tag)
             if isinstance(rel, tuple) and rel[0].lower() not in RELATIONS:
                 raise self.err(f'unknown relation "{rel[0]}" (gt, ge, lt, le, eq, ne)', where)
-        if "last" in n.tags and "index" not in n.tags and n.name != "addheader":
+        # (:last of addheader and duplicate, RFC 5293 4 and RFC 7352 3, are their own tags)
+        if "last" in n.tags and "index" not in n.tags and n.name not in ("addheader", "duplicate"):
             raise self.err(":last needs :index", where)
         idx = n.tags.get("index")
         if isinstance(idx, int) and idx < 1:
@@ -540,12 +545,19 @@ class _Checker:
             assert isinstance(var, tuple)
             if not _VAR_NAME.match(var[0]):
                 raise self.err(f'invalid variable name "{var[0]}"', where)
+            if var[0].lower() not in self.global_names:
+                self.local_names.add(var[0].lower())
         if name == "global":
             names = n.pos[0]
             assert isinstance(names, tuple)
             for v in names:
                 if not _VAR_NAME.match(v):
                     raise self.err(f'invalid variable name "{v}"', where)
+                # RFC 6609 3.5: a name `set` earlier in this script is an error (at upload or
+                # at run time; here, at upload, as Pigeonhole does)
+                if v.lower() in self.local_names:
+                    raise self.err(f'variable "{v}" was set before it was declared global', where)
+                self.global_names.add(v.lower())
         if name in ("setflag", "addflag", "removeflag", "hasflag") and len(n.pos) == 2:
             self.need("variables", "a variable name argument", where)
             names = n.pos[0]
@@ -576,9 +588,18 @@ class _Checker:
             assert isinstance(addr, tuple)
             if "${" not in addr[0]:
                 try:
-                    parse_address(addr[0].strip().removeprefix("<").removesuffix(">"))
+                    sieve_address(addr[0])
                 except AddressError:
                     raise self.err(f'invalid redirect address "{addr[0]}"', where) from None
+        if name in ("vacation", "notify"):
+            # RFC 5230 4.3: a syntactically invalid :from is an error (it becomes the From:
+            # field of the reply, or of a mailto notification)
+            sender = n.tags.get("from")
+            if isinstance(sender, tuple) and "${" not in sender[0]:
+                try:
+                    sieve_address(sender[0])
+                except AddressError:
+                    raise self.err(f'invalid :from address "{sender[0]}"', where) from None
         if name == "fileinto":
             box = n.pos[0]
             assert isinstance(box, tuple)
@@ -586,6 +607,15 @@ class _Checker:
                 raise self.err("fileinto needs a mailbox name", where)
             if "${" not in box[0] and (len(box[0]) > 1024 or any(ord(c) < 0x20 for c in box[0])):
                 raise self.err(f"invalid mailbox name {box[0]!r}", where)
+
+
+def sieve_address(text: str) -> Address:
+    """An address argument (redirect, :from): an addr-spec, or a display name then the addr-spec
+    in angle brackets (RFC 5228 2.4.2.3: `phrase "<" addr-spec ">"`). Raises AddressError."""
+    text = text.strip()
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1 : -1].strip()
+    return parse_address(text)
 
 
 def where_test_list(where: Command | Test) -> bool:

@@ -34,7 +34,13 @@ from carteiro.sieve.actions import (
     Result,
     Vacation,
 )
-from carteiro.sieve.compiler import ADDRESS_HEADERS, Node, Script, compile_script
+from carteiro.sieve.compiler import (
+    ADDRESS_HEADERS,
+    Node,
+    Script,
+    compile_script,
+    sieve_address,
+)
 from carteiro.sieve.errors import SieveRuntimeError, SieveSyntaxError
 from carteiro.sieve.headers import HeaderList
 from carteiro.sieve.match import fold, glob_match, match, relation
@@ -343,7 +349,7 @@ class _Interpreter:
             self.check_not_rejected(n)
             addr = self.s(n, n.pos[0], frame).strip()
             try:
-                parsed = parse_address(addr.removeprefix("<").removesuffix(">"))
+                parsed = sieve_address(addr)
             except AddressError:
                 # RFC 5228 4.2: an invalid address from a variable is a runtime error
                 raise self.fail(n, f"invalid redirect address {addr!r}") from None

@@ -272,7 +272,7 @@ C: a\\"b
 S: OK (TAG "a\\\\\\"b") "Done."
 """,
     )
-    await c.send(b'NOOP {2+}\r\n\xff\xfe\r\nNOOP\r\n')
+    await c.send(b"NOOP {2+}\r\n\xff\xfe\r\nNOOP\r\n")
     assert await c.line() == 'NO "The tag is not UTF-8."'
     assert await c.line() == 'OK "Done."'
 
@@ -357,5 +357,68 @@ C: PUTSCRIPT "s" "keep;"
 S: NO (TRYLATER) "Internal error; try again later."
 C: NOOP
 S: OK "Done."
+""",
+    )
+
+
+async def test_uploads_pigeonhole_accepts(server: Harness) -> None:
+    # Scripts that were refused at upload, found by tests/e2e/test_managesieve_dovecot_diff:
+    # - "vacation-seconds" implies "vacation" (RFC 6131 3);
+    # - `duplicate :last` is RFC 7352 3's own tag, not index's :last;
+    # - an address may carry a display name: phrase "<" addr-spec ">" (RFC 5228 2.4.2.3).
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: CHECKSCRIPT "require \\"vacation-seconds\\"; vacation :seconds 60 \\"away\\";"
+S: OK
+C: CHECKSCRIPT "require \\"vacation-seconds\\"; vacation :days 3 \\"away\\";"
+S: OK
+C: CHECKSCRIPT "require \\"duplicate\\"; if duplicate :handle \\"h\\" :last { discard; }"
+S: OK
+C: CHECKSCRIPT "redirect \\"Joe Bloggs <joe@example.org>\\";"
+S: OK
+C: CHECKSCRIPT "require \\"vacation\\"; vacation :from \\"Me <me@example.org>\\" \\"away\\";"
+S: OK
+""",
+    )
+
+
+async def test_uploads_pigeonhole_refuses(server: Harness) -> None:
+    # RFC 5230 4.3: a syntactically invalid vacation :from is an error at upload (it was
+    # accepted, then written as the reply's From: field); the same for a mailto notification's
+    # :from, as Pigeonhole does. (Found by tests/e2e/test_managesieve_dovecot_diff.)
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: CHECKSCRIPT "require \\"vacation\\"; vacation :from \\"not an address\\" \\"away\\";"
+S: NO "line 1, column 21: invalid :from address \\"not an address\\""
+C: CHECKSCRIPT "require \\"enotify\\"; notify :from \\"x\\" \\"mailto:a@example.org\\";"
+S: NO "line 1, column 20: invalid :from address \\"x\\""
+C: CHECKSCRIPT "redirect \\"Joe <joe@\\";"
+S: NO "line 1, column 1: invalid redirect address \\"Joe <joe@\\""
+C: CHECKSCRIPT "require [\\"vacation\\", \\"variables\\"]; vacation :from \\"${x}\\" \\"away\\";"
+S: OK
+""",
+    )
+
+
+async def test_global_after_a_local_set_is_refused(server: Harness) -> None:
+    # RFC 6609 3.5: `global` naming a variable the script `set` before is an error (at upload
+    # or at run time); carteiro accepted it and then ran it. Found against Pigeonhole.
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; set \\"x\\" \\"a\\"; global \\"x\\";"
+S: NO "line 1, column 48: variable \\"x\\" was set before it was declared global"
+C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; global \\"x\\"; set \\"x\\" \\"a\\"; global \\"X\\";"
+S: OK
+C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; set \\"y\\" \\"a\\"; global \\"x\\";"
+S: OK
 """,
     )

@@ -548,6 +548,7 @@ class _Checker:
             if var[0].lower() not in self.global_names:
                 self.local_names.add(var[0].lower())
         if name == "global":
+            self.need("variables", "global", where)  # RFC 6609 3.5: include and variables
             names = n.pos[0]
             assert isinstance(names, tuple)
             for v in names:

@@ -661,6 +661,7 @@ REFUSED_BY_BOTH = [
     'require "editheader"; addheader "X A" "v";',
     'require "include"; include "a/b";',
     'require "variables"; global "x";',
+    'require "include"; global "x";',  # RFC 6609 3.5: both include and variables
     'require ["include", "variables"]; set "x" "a"; global "x";',  # RFC 6609 3.5
     'require "variables"; set "1" "x";',
     'require "variables"; set :upper :lower "x" "a";',

@@ -408,7 +408,8 @@ S: OK
 
 async def test_global_after_a_local_set_is_refused(server: Harness) -> None:
     # RFC 6609 3.5: `global` naming a variable the script `set` before is an error (at upload
-    # or at run time); carteiro accepted it and then ran it. Found against Pigeonhole.
+    # or at run time), and `global` needs both "include" and "variables" required; carteiro
+    # accepted both. Found against Pigeonhole.
     c = await server.connect()
     await play(
         c,
@@ -420,5 +421,7 @@ C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; global \\"x\\"; set \\
 S: OK
 C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; set \\"y\\" \\"a\\"; global \\"x\\";"
 S: OK
+C: CHECKSCRIPT "require \\"include\\"; global \\"x\\";"
+S: NO "line 1, column 20: global requires \\"variables\\" (add require \\"variables\\";)"
 """,
     )

@@ -73,8 +73,10 @@ class Client:
     """ManageSieve over a blocking socket: a response is read as tokens (atoms as str, quoted
     strings and literals as bytes, "(" and ")"), line by line, until OK, NO or BYE."""
 
-    def __init__(self, port: int) -> None:
-        self.sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        self.sock: socket.socket = socket.create_connection(
+            ("127.0.0.1", port), timeout=TIMEOUT, source_address=(source, 0)
+        )
         self.buf = b""
 
     def send(self, data: bytes) -> None:
@@ -202,10 +204,19 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         # the extensions Pigeonhole has but does not enable by default, which carteiro offers
         "sieve_extensions": "+editheader +vacation-seconds",
     }
+    # failed logins are answered at once (test_login fails some on purpose)
+    no_delay = "[auth]\nfailure_delay = 0.0\naccount_free_failures = 1000\n"
     with (
-        ServerProcess(tmp / "c", users={USER: "pw"}, services=("sieve",)) as srv,
+        ServerProcess(
+            tmp / "c", users={USER: "pw"}, services=("sieve",), extra_config=no_delay
+        ) as srv,
         dovecot.DovecotInstance(
-            tmp, {"alice": "pw"}, tls=True, sieve=True, sieve_settings=limits
+            tmp,
+            {"alice": "pw"},
+            tls=True,
+            sieve=True,
+            sieve_settings=limits,
+            extra="auth_failure_delay = 0\n",
         ) as dc,
     ):
         yield Servers(srv.ports["sieve"], dc.sieve_port)
@@ -397,6 +408,59 @@ def test_logout(servers: Servers) -> None:
         ours, _ = p.same(b"LOGOUT\r\n")
         assert ours.kind == "OK"
         assert p.both(b"NOOP\r\n") == (Reply("EOF", "", None, ()),) * 2
+
+
+# ---- before and during login ------------------------------------------------------------
+
+# Each in a session of its own (Pigeonhole's login process ends a session after 3 bad commands,
+# carteiro after [sieve] max_auth_failures failed logins): "tls" upgrades, "line" expects one
+# server line (a SASL challenge). CRED/LITCRED (PLAIN) and USER64 (LOGIN) stand for the user's
+# own credentials on each server.
+LOGINS: list[list[tuple[str, bytes]]] = [
+    [("cmd", b"LISTSCRIPTS\r\n"), ("cmd", b'GETSCRIPT "a"\r\n'), ("cmd", b'NOOP "x"\r\n')],
+    [("cmd", b"STARTTLS extra\r\n"), ("tls", b""), ("cmd", b"STARTTLS\r\n")],
+    [("tls", b""), ("cmd", b'AUTHENTICATE "PLAIN" "AGFsaWNlAHdyb25n"\r\n'),
+     ("cmd", b'AUTHENTICATE "PLAIN" "CRED"\r\n'), ("cmd", b"LISTSCRIPTS\r\n")],
+    [("tls", b""), ("cmd", b'AUTHENTICATE "FROB"\r\n'), ("cmd", b'AUTHENTICATE "plain" "CRED"\r\n')],
+    [("tls", b""), ("cmd", b'AUTHENTICATE "PLAIN" "!!notbase64"\r\n'), ("cmd", b"NOOP\r\n")],
+    [("tls", b""), ("cmd", b'AUTHENTICATE "PLAIN" ""\r\n'), ("cmd", b"NOOP\r\n")],
+    [("tls", b""), ("cmd", b"AUTHENTICATE\r\n"), ("cmd", b'AUTHENTICATE "PLAIN" "a" "b"\r\n')],
+    [("tls", b""), ("line", b'AUTHENTICATE "PLAIN"\r\n'), ("cmd", b'"*"\r\n'), ("cmd", b"NOOP\r\n")],
+    [("tls", b""), ("line", b'AUTHENTICATE "PLAIN"\r\n'), ("cmd", b'"CRED"\r\n'),
+     ("cmd", b"LISTSCRIPTS\r\n")],
+    [("tls", b""), ("line", b'AUTHENTICATE "PLAIN"\r\n'), ("cmd", b"LITCRED\r\n"),
+     ("cmd", b"LISTSCRIPTS\r\n")],
+    [("tls", b""), ("line", b'AUTHENTICATE "LOGIN"\r\n'), ("line", b'"USER64"\r\n'),
+     ("cmd", b'"cHc="\r\n'), ("cmd", b"LISTSCRIPTS\r\n")],
+    [("tls", b""), ("cmd", b'AUTHENTICATE "PLAIN" "CRED"\r\n'),
+     ("cmd", b'AUTHENTICATE "PLAIN" "CRED"\r\n'), ("cmd", b"STARTTLS\r\n")],
+    [("cmd", b"LOGOUT\r\n")],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("n", range(len(LOGINS)))
+def test_login(servers: Servers, n: int) -> None:
+    steps, seen = LOGINS[n], []
+    for port, user in ((servers.carteiro, USER.encode()), (servers.dovecot, b"alice")):
+        plain = base64.b64encode(b"\0" + user + b"\0pw")
+        # each from an address of its own: both servers slow down failed logins per address
+        # (Dovecot's anvil penalty grows to 15 s), which is not what is compared here
+        c = Client(port, source=f"127.0.1.{n + 1}")
+        out: list[object] = [c.reply().kind]
+        for kind, data in steps:
+            data = data.replace(b"LITCRED", lit(plain)).replace(b"CRED", plain)
+            data = data.replace(b"USER64", base64.b64encode(user))
+            if kind == "tls":
+                out.append(c.starttls().kind)
+            elif kind == "line":
+                c.send(data)
+                toks = c.tokens()  # a challenge: "" for PLAIN, Username:/Password: for LOGIN
+                out.append(toks[:1] if toks[0] in ("OK", "NO", "BYE") else toks)
+            else:
+                out.append(c.command(data).cls)
+        c.close()
+        seen.append(out)
+    assert seen[0] == seen[1], (steps, seen)
 
 
 # ---- script names ---------------------------------------------------------------------------

@@ -526,7 +526,7 @@ def test_script_names(servers: Servers) -> None:
 
 
 # Each group in a session of its own: carteiro ends a session after [sieve] max_errors (10) bad
-# commands, Pigeonhole after 20 (3 before login); the limits are each server's own.
+# commands, Pigeonhole after its own count (3 before login); the limits are each its own.
 FRAMING = [
     [
         b'PUTSCRIPT "l1" {6+}\r\nkeep;\n\r\n',  # non-synchronising literal

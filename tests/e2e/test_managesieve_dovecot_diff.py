@@ -122,7 +122,8 @@ class Client:
                     self._more()
                 end = self.buf.index(b"}\r\n", i)
                 n = int(self.buf[i + 1 : end].rstrip(b"+"))
-                self._at(end + 2 + n - 1) if n else None
+                if n:
+                    self._at(end + 2 + n)  # the literal's last octet is in
                 out.append(self.buf[end + 3 : end + 3 + n])
                 i = end + 3 + n
             else:
@@ -166,15 +167,19 @@ class Client:
 
 def capabilities(r: Reply) -> dict[str, bytes | None]:
     out: dict[str, bytes | None] = {}
-    for line in r.data:
-        assert isinstance(line[0], bytes), line
-        out[line[0].decode().upper()] = line[1] if len(line) > 1 else None  # type: ignore[assignment]
+    for name, *value in r.data:
+        assert isinstance(name, bytes) and all(isinstance(v, bytes) for v in value), r
+        out[name.decode().upper()] = bytes(value[0]) if value else None
     return out
 
 
 def listing(r: Reply) -> set[tuple[bytes, bool]]:
     """LISTSCRIPTS as a set: each server lists in its own order (RFC 5804 2.7 sets none)."""
-    return {(bytes(t[0]), t[1:] == ("ACTIVE",)) for t in r.data}  # type: ignore[arg-type]
+    out = set()
+    for name, *active in r.data:
+        assert isinstance(name, bytes) and active in ([], ["ACTIVE"]), r
+        out.add((name, active == ["ACTIVE"]))
+    return out
 
 
 def q(s: bytes) -> bytes:

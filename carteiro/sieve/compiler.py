@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from carteiro.core.address import Address, AddressError, parse_address
 from carteiro.sieve.errors import SieveSyntaxError
@@ -584,6 +584,9 @@ class _Checker:
             assert isinstance(method, tuple)
             if "${" not in method[0] and not method[0].lower().startswith("mailto:"):
                 raise self.err(f'unsupported notification method "{method[0]}"', where)
+            if "${" not in method[0] and parse_mailto(method[0]) is None:
+                # RFC 5436 2.2: no valid recipient; it would fail every delivery
+                raise self.err(f'invalid notification method "{method[0]}"', where)
         if name == "redirect":
             addr = n.pos[0]
             assert isinstance(addr, tuple)
@@ -617,6 +620,35 @@ def sieve_address(text: str) -> Address:
     if text.endswith(">") and "<" in text:
         text = text[text.rindex("<") + 1 : -1].strip()
     return parse_address(text)
+
+
+def parse_mailto(uri: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]] | None:
+    """RFC 6068 mailto URI -> (recipients, other header fields); None if unusable (RFC 5436
+    2.2: at least one valid recipient)."""
+    if uri[:7].lower() != "mailto:":
+        return None
+    rest = uri[7:]
+    to_part, _, query = rest.partition("?")
+    recipients: list[str] = []
+    headers: list[tuple[str, str]] = []
+    candidates = [unquote(a) for a in to_part.split(",") if a]
+    for pair in query.split("&") if query else []:
+        k, _, v = pair.partition("=")
+        k, v = unquote(k).lower(), unquote(v)
+        if k == "to":
+            candidates.extend(a for a in v.split(",") if a)
+        elif k in ("subject", "body", "cc", "in-reply-to", "keywords", "comments"):
+            headers.append((k, v))
+        # RFC 5436 2.3: other header fields (from, bcc, received...) are ignored
+    for c in candidates:
+        try:
+            a = parse_address(c.strip())
+        except AddressError:
+            return None
+        recipients.append(f"{a.local}@{a.domain}")
+    if not recipients:
+        return None
+    return tuple(recipients), tuple(headers)
 
 
 def where_test_list(where: Command | Test) -> bool:

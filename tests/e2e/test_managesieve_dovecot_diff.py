@@ -692,7 +692,21 @@ DIFFERENT: dict[str, tuple[str, str]] = {
     'require "date"; if currentdate :zone "bad" "year" "2026" { keep; }': ("NO", "no zone"),
     'require "fileinto"; fileinto "";': ("NO", "no mailbox has an empty name"),
     'require "fileinto"; fileinto "a\x01b";': ("NO", "a control character in a mailbox name"),
-    # Pigeonhole's slips
+    'require "include"; include :once :once "x";': ("NO", "a tag given twice"),
+    'require "editheader"; addheader "" "v";': ("NO", "RFC 5293 4: MUST flag an error"),
+    'require "editheader"; deleteheader "";': ("NO", "RFC 5293 5: not a field name"),
+    # carteiro ignores :options (RFC 5436 defines none for mailto); Pigeonhole checks their form
+    'require "enotify"; notify :options "x" "mailto:a@b.example";': ("OK", ":options"),
+    # Pigeonhole's limits and slips
+    'require "variables"; set "' + "a" * 100 + '" "x";': ("OK", "RFC 5229 sets no length"),
+    'require "relational"; if header :count "EQ" "a" "1" { keep; }': (
+        "OK",
+        "RFC 5231 ABNF: quoted literals are case-insensitive (RFC 5234 2.3)",
+    ),
+    'if header :comparator "I;OCTET" "a" "b" { keep; }': (
+        "NO",
+        "carteiro takes comparator names as written; Pigeonhole ignores their case",
+    ),
     'require "editheader"; deleteheader :last "X-A";': (
         "NO",
         "RFC 5293 5: :last only with :index (Pigeonhole accepts it alone)",
@@ -731,6 +745,8 @@ REFUSED_BY_BOTH = [
     'require "include"; include "a/b";',
     'require "variables"; global "x";',
     'require "include"; global "x";',  # RFC 6609 3.5: both include and variables
+    'if header :is "a" "b\x00c" { keep; }',  # RFC 5228 8.1: no NUL anywhere
+    'require "enotify"; notify "mailto:not-an-address";',  # RFC 5436 2.2
     'require ["include", "variables"]; set "x" "a"; global "x";',  # RFC 6609 3.5
     'require "variables"; set "1" "x";',
     'require "variables"; set :upper :lower "x" "a";',

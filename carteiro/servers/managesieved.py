@@ -235,6 +235,9 @@ class SieveSession:
             return True
         args = toks[1:]
         cmd = name.value
+        if cmd in ("LOGOUT", "CAPABILITY") and args:
+            await self.bad(no(f"{cmd} takes no arguments."))  # RFC 5804 4: command-logout ...
+            return True
         if cmd == "LOGOUT":
             await self.send(ok("Logout complete."))
             return False

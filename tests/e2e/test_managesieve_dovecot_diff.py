@@ -439,6 +439,7 @@ LOGINS: list[list[tuple[str, bytes]]] = [
      ("cmd", b'"cHc="\r\n'), ("cmd", b"LISTSCRIPTS\r\n")],
     [("tls", b""), ("cmd", b'AUTHENTICATE "PLAIN" "CRED"\r\n'),
      ("cmd", b'AUTHENTICATE "PLAIN" "CRED"\r\n'), ("cmd", b"STARTTLS\r\n")],
+    [("cmd", b"CAPABILITY extra\r\n"), ("cmd", b"LOGOUT extra\r\n"), ("cmd", b"LOGOUT\r\n")],
     [("cmd", b"LOGOUT\r\n")],
 ]  # fmt: skip
 

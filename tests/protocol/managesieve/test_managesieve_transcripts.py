@@ -442,3 +442,22 @@ async def test_nul_and_unusable_mailto_are_refused_at_upload(server: Harness) ->
     ):  # fmt: skip
         await c.send(b"CHECKSCRIPT {%d+}\r\n" % len(script) + script + b"\r\n")
         assert (await c.line()).encode() == error, script
+
+
+async def test_commands_without_arguments_refuse_them(server: Harness) -> None:
+    # RFC 5804 4: command-logout = "LOGOUT" CRLF, command-capability = "CAPABILITY" CRLF; carteiro
+    # ignored extra arguments (and logged out). Pigeonhole answers NO; found by the differential.
+    c = await server.connect()
+    await play(
+        c,
+        GREETING_PLAIN
+        + """
+C: LOGOUT extra
+S: NO "LOGOUT takes no arguments."
+C: CAPABILITY "x"
+S: NO "CAPABILITY takes no arguments."
+C: LOGOUT
+S: OK "Logout complete."
+-- eof
+""",
+    )

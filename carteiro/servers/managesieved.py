@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from carteiro import __version__
 from carteiro.directory.throttle import Refused
@@ -36,6 +37,7 @@ from carteiro.sieve.errors import SieveSyntaxError
 
 log = logging.getLogger("carteiro.managesieve")
 READ_SIZE = 64 * 1024
+T = TypeVar("T")
 
 
 def listeners(ctx: ServerContext) -> list[Listener]:
@@ -233,6 +235,9 @@ class SieveSession:
             return True
         args = toks[1:]
         cmd = name.value
+        if cmd in ("LOGOUT", "CAPABILITY") and args:
+            await self.bad(no(f"{cmd} takes no arguments."))  # RFC 5804 4: command-logout ...
+            return True
         if cmd == "LOGOUT":
             await self.send(ok("Logout complete."))
             return False
@@ -240,7 +245,12 @@ class SieveSession:
             await self.send(self.capability_lines() + ok())
         elif cmd == "NOOP":
             if args and isinstance(args[0], bytes) and len(args) == 1:
-                await self.send(ok("Done.", "TAG " + string(args[0]).decode("utf-8", "replace")))
+                try:
+                    args[0].decode("utf-8")
+                except UnicodeDecodeError:
+                    await self.send(no("The tag is not UTF-8."))  # (a string is UTF-8: RFC 5804 4)
+                else:
+                    await self.send(ok("Done.", b"TAG " + string(args[0])))
             elif not args:
                 await self.send(ok("Done."))
             else:
@@ -354,28 +364,41 @@ class SieveSession:
 
     # ---- script commands (authenticated) -----------------------------------------------------
 
-    async def _store(self, fn: Callable[[], object]) -> object:
-        return await asyncio.to_thread(fn)
+    async def _store(self, fn: Callable[[], T]) -> T:
+        """Run a script-store call in a thread. ScriptError passes through; an OSError (disk
+        full, I/O error) is logged and raised as ScriptError(TRYLATER) (RFC 5804 1.3), so the
+        client gets an answer and the session goes on, as Pigeonhole does."""
+        try:
+            return await asyncio.to_thread(fn)
+        except OSError:
+            log.exception("managesieve: %s: script store failed", self.account)
+            raise ScriptError("Internal error; try again later.", "TRYLATER") from None
 
-    def _name(self, tok: object) -> str | None:
-        if not isinstance(tok, bytes):
-            return None
+    @staticmethod
+    def _name(tok: object) -> str | None:
+        """A valid script name, or None. Only for a string: the caller refuses other tokens as
+        a malformed command, but an invalid name only as a refused operation (plain NO,
+        not counted towards max_errors; Pigeonhole does the same)."""
+        assert isinstance(tok, bytes)
         try:
             name = tok.decode("utf-8")
         except UnicodeDecodeError:
             return None
         return name if valid_script_name(name) else None
 
+    async def _invalid_name(self) -> None:
+        await self.send(no("Invalid script name."))
+
     async def _script_error(self, e: ScriptError) -> None:
         await self.send(no(e.message, e.code))
 
     async def cmd_putscript(self, args: tuple[object, ...]) -> None:
-        if (
-            len(args) != 2
-            or (name := self._name(args[0])) is None
-            or not isinstance(args[1], bytes)
-        ):
+        if len(args) != 2 or not isinstance(args[0], bytes) or not isinstance(args[1], bytes):
             await self.bad(no('Usage: PUTSCRIPT "name" {script}.'))
+            return
+        name = self._name(args[0])
+        if name is None:
+            await self._invalid_name()
             return
         try:
             text = args[1].decode("utf-8")
@@ -415,17 +438,29 @@ class SieveSession:
             return
         account = self.account
         assert account is not None
-        listing = await asyncio.to_thread(self.scripts.list, account)
+        try:
+            listing = await self._store(lambda: self.scripts.list(account))
+        except ScriptError as e:
+            await self._script_error(e)
+            return
         out = b"".join(string(n) + (b" ACTIVE" if a else b"") + b"\r\n" for n, a in listing)
         await self.send(out + ok())
 
     async def cmd_getscript(self, args: tuple[object, ...]) -> None:
-        if len(args) != 1 or (name := self._name(args[0])) is None:
+        if len(args) != 1 or not isinstance(args[0], bytes):
             await self.bad(no('Usage: GETSCRIPT "name".'))
+            return
+        name = self._name(args[0])
+        if name is None:
+            await self._invalid_name()
             return
         account = self.account
         assert account is not None
-        text = await asyncio.to_thread(self.scripts.get, account, name)
+        try:
+            text = await self._store(lambda: self.scripts.get(account, name))
+        except ScriptError as e:
+            await self._script_error(e)
+            return
         if text is None:
             await self.send(no("There is no script by that name.", "NONEXISTENT"))
             return
@@ -438,13 +473,10 @@ class SieveSession:
             return
         account = self.account
         assert account is not None
-        if args[0] == b"":
-            await asyncio.to_thread(self.scripts.set_active, account, None)
-            await self.send(ok())
-            return
-        name = self._name(args[0])
-        if name is None:
-            await self.send(no("There is no script by that name.", "NONEXISTENT"))
+        # "" deactivates every script (RFC 5804 2.8)
+        name = None if args[0] == b"" else self._name(args[0])
+        if args[0] and name is None:
+            await self._invalid_name()
             return
         try:
             await self._store(lambda: self.scripts.set_active(account, name))
@@ -454,8 +486,12 @@ class SieveSession:
         await self.send(ok())
 
     async def cmd_deletescript(self, args: tuple[object, ...]) -> None:
-        if len(args) != 1 or (name := self._name(args[0])) is None:
+        if len(args) != 1 or not isinstance(args[0], bytes):
             await self.bad(no('Usage: DELETESCRIPT "name".'))
+            return
+        name = self._name(args[0])
+        if name is None:
+            await self._invalid_name()
             return
         account = self.account
         assert account is not None
@@ -467,12 +503,12 @@ class SieveSession:
         await self.send(ok())
 
     async def cmd_renamescript(self, args: tuple[object, ...]) -> None:
-        if len(args) != 2:
+        if len(args) != 2 or not isinstance(args[0], bytes) or not isinstance(args[1], bytes):
             await self.bad(no('Usage: RENAMESCRIPT "old" "new".'))
             return
         old, new = self._name(args[0]), self._name(args[1])
         if old is None or new is None:
-            await self.send(no("Invalid script name."))
+            await self._invalid_name()
             return
         account = self.account
         assert account is not None
@@ -484,8 +520,12 @@ class SieveSession:
         await self.send(ok())
 
     async def cmd_havespace(self, args: tuple[object, ...]) -> None:
-        if len(args) != 2 or (name := self._name(args[0])) is None or not isinstance(args[1], int):
+        if len(args) != 2 or not isinstance(args[0], bytes) or not isinstance(args[1], int):
             await self.bad(no('Usage: HAVESPACE "name" size.'))
+            return
+        name = self._name(args[0])
+        if name is None:
+            await self._invalid_name()
             return
         size = args[1]
         account = self.account

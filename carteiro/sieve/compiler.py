@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
 
-from carteiro.core.address import AddressError, parse_address
+from carteiro.core.address import Address, AddressError, parse_address
 from carteiro.sieve.errors import SieveSyntaxError
 from carteiro.sieve.grammar import Argument, Command, Number, Strings, Tag, Test, parse
 from carteiro.sieve.match import COMPARATORS, RELATIONS
@@ -337,6 +338,8 @@ class _Checker:
     def __init__(self) -> None:
         self.requires: set[str] = set()
         self.includes: list[tuple[str, str]] = []
+        self.local_names: set[str] = set()  # set before any global declaration (RFC 6609 3.5)
+        self.global_names: set[str] = set()
 
     def err(self, msg: str, where: Command | Test | Argument) -> SieveSyntaxError:
         return SieveSyntaxError(msg, where.line, where.column)
@@ -367,6 +370,8 @@ class _Checker:
                     if ext not in EXTENSIONS and ext not in _IMPLICIT:
                         raise self.err(f'unsupported extension "{ext}"', c.args[0])
                     self.requires.add(ext)
+                    if ext == "vacation-seconds":
+                        self.requires.add("vacation")  # RFC 6131 3: it implies "vacation"
                 if c.block is not None:
                     raise self.err("require takes no block", c)
                 continue
@@ -502,7 +507,8 @@ class _Checker:
             rel = n.tags.get(rel_tag)
             if isinstance(rel, tuple) and rel[0].lower() not in RELATIONS:
                 raise self.err(f'unknown relation "{rel[0]}" (gt, ge, lt, le, eq, ne)', where)
-        if "last" in n.tags and "index" not in n.tags and n.name != "addheader":
+        # (:last of addheader and duplicate, RFC 5293 4 and RFC 7352 3, are their own tags)
+        if "last" in n.tags and "index" not in n.tags and n.name not in ("addheader", "duplicate"):
             raise self.err(":last needs :index", where)
         idx = n.tags.get("index")
         if isinstance(idx, int) and idx < 1:
@@ -539,12 +545,20 @@ class _Checker:
             assert isinstance(var, tuple)
             if not _VAR_NAME.match(var[0]):
                 raise self.err(f'invalid variable name "{var[0]}"', where)
+            if var[0].lower() not in self.global_names:
+                self.local_names.add(var[0].lower())
         if name == "global":
+            self.need("variables", "global", where)  # RFC 6609 3.5: include and variables
             names = n.pos[0]
             assert isinstance(names, tuple)
             for v in names:
                 if not _VAR_NAME.match(v):
                     raise self.err(f'invalid variable name "{v}"', where)
+                # RFC 6609 3.5: a name `set` earlier in this script is an error (at upload or
+                # at run time; here, at upload, as Pigeonhole does)
+                if v.lower() in self.local_names:
+                    raise self.err(f'variable "{v}" was set before it was declared global', where)
+                self.global_names.add(v.lower())
         if name in ("setflag", "addflag", "removeflag", "hasflag") and len(n.pos) == 2:
             self.need("variables", "a variable name argument", where)
             names = n.pos[0]
@@ -570,14 +584,26 @@ class _Checker:
             assert isinstance(method, tuple)
             if "${" not in method[0] and not method[0].lower().startswith("mailto:"):
                 raise self.err(f'unsupported notification method "{method[0]}"', where)
+            if "${" not in method[0] and parse_mailto(method[0]) is None:
+                # RFC 5436 2.2: no valid recipient; it would fail every delivery
+                raise self.err(f'invalid notification method "{method[0]}"', where)
         if name == "redirect":
             addr = n.pos[0]
             assert isinstance(addr, tuple)
             if "${" not in addr[0]:
                 try:
-                    parse_address(addr[0].strip().removeprefix("<").removesuffix(">"))
+                    sieve_address(addr[0])
                 except AddressError:
                     raise self.err(f'invalid redirect address "{addr[0]}"', where) from None
+        if name in ("vacation", "notify"):
+            # RFC 5230 4.3: a syntactically invalid :from is an error (it becomes the From:
+            # field of the reply, or of a mailto notification)
+            sender = n.tags.get("from")
+            if isinstance(sender, tuple) and "${" not in sender[0]:
+                try:
+                    sieve_address(sender[0])
+                except AddressError:
+                    raise self.err(f'invalid :from address "{sender[0]}"', where) from None
         if name == "fileinto":
             box = n.pos[0]
             assert isinstance(box, tuple)
@@ -587,17 +613,73 @@ class _Checker:
                 raise self.err(f"invalid mailbox name {box[0]!r}", where)
 
 
+def sieve_address(text: str) -> Address:
+    """An address argument (redirect, :from): an addr-spec, or a display name then the addr-spec
+    in angle brackets (RFC 5228 2.4.2.3: `phrase "<" addr-spec ">"`). Raises AddressError."""
+    text = text.strip()
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1 : -1].strip()
+    return parse_address(text)
+
+
+def parse_mailto(uri: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]] | None:
+    """RFC 6068 mailto URI -> (recipients, other header fields); None if unusable (RFC 5436
+    2.2: at least one valid recipient)."""
+    if uri[:7].lower() != "mailto:":
+        return None
+    rest = uri[7:]
+    to_part, _, query = rest.partition("?")
+    recipients: list[str] = []
+    headers: list[tuple[str, str]] = []
+    candidates = [unquote(a) for a in to_part.split(",") if a]
+    for pair in query.split("&") if query else []:
+        k, _, v = pair.partition("=")
+        k, v = unquote(k).lower(), unquote(v)
+        if k == "to":
+            candidates.extend(a for a in v.split(",") if a)
+        elif k in ("subject", "body", "cc", "in-reply-to", "keywords", "comments"):
+            headers.append((k, v))
+        # RFC 5436 2.3: other header fields (from, bcc, received...) are ignored
+    for c in candidates:
+        try:
+            a = parse_address(c.strip())
+        except AddressError:
+            return None
+        recipients.append(f"{a.local}@{a.domain}")
+    if not recipients:
+        return None
+    return tuple(recipients), tuple(headers)
+
+
 def where_test_list(where: Command | Test) -> bool:
     return where.test_list
 
 
+# How the script store names a script's file (mail/sieve_scripts.py: the name percent-encoded but
+# for these characters, a leading "." written %2E, then ".sieve"); kept in step by
+# tests/protocol/managesieve (the longest valid names are stored).
+_FILE_SAFE = " +-_.,()@"
+# NAME_MAX is 255; the store's temporary file adds ".tmp.PID.THREAD." and ".sieve" (~40 octets).
+_MAX_FILE_STEM = 200
+# RFC 5804 1.6: never in a name (besides the C0/C1 controls and DEL)
+_LINE_SEPARATORS = "\u2028\u2029"
+
+
 def valid_script_name(name: str) -> bool:
-    """RFC 5804 1.6: no control characters, no "/" (we keep names usable as file names)."""
-    return (
+    """RFC 5804 1.6: no control characters, DEL, U+2028 or U+2029. Besides (we keep names usable
+    as file names): no "/" or "\\", not "." or "..", and a file name that fits the file system
+    (so a name of 128 characters fits only when most of them are ASCII letters or digits)."""
+    if not (
         0 < len(name) <= 128
-        and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "/\\" for c in name)
+        and not any(
+            ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "/\\" or c in _LINE_SEPARATORS
+            for c in name
+        )
         and name not in (".", "..")
-    )
+    ):
+        return False
+    stem = len(quote(name, safe=_FILE_SAFE)) + (2 if name.startswith(".") else 0)
+    return stem <= _MAX_FILE_STEM
 
 
 def compile_script(text: str) -> Script:

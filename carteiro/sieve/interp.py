@@ -15,9 +15,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import TypeVar
 from urllib.parse import quote as url_quote
-from urllib.parse import unquote
 
-from carteiro.core.address import AddressError, addr_spec, parse_address
+from carteiro.core.address import AddressError, addr_spec
 from carteiro.mime.address import parse_address_list
 from carteiro.mime.dates import parse_date
 from carteiro.mime.parse import LEAF, Message
@@ -34,7 +33,14 @@ from carteiro.sieve.actions import (
     Result,
     Vacation,
 )
-from carteiro.sieve.compiler import ADDRESS_HEADERS, Node, Script, compile_script
+from carteiro.sieve.compiler import (
+    ADDRESS_HEADERS,
+    Node,
+    Script,
+    compile_script,
+    parse_mailto,
+    sieve_address,
+)
 from carteiro.sieve.errors import SieveRuntimeError, SieveSyntaxError
 from carteiro.sieve.headers import HeaderList
 from carteiro.sieve.match import fold, glob_match, match, relation
@@ -343,7 +349,7 @@ class _Interpreter:
             self.check_not_rejected(n)
             addr = self.s(n, n.pos[0], frame).strip()
             try:
-                parsed = parse_address(addr.removeprefix("<").removesuffix(">"))
+                parsed = sieve_address(addr)
             except AddressError:
                 # RFC 5228 4.2: an invalid address from a variable is a runtime error
                 raise self.fail(n, f"invalid redirect address {addr!r}") from None
@@ -827,32 +833,3 @@ def _date_part(dt: datetime, part: str) -> str:
     if part == "weekday":
         return str((dt.weekday() + 1) % 7)  # 0 is Sunday
     return ""
-
-
-def parse_mailto(uri: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]] | None:
-    """RFC 6068 mailto URI -> (recipients, other header fields); None if unusable (RFC 5436
-    2.2: at least one valid recipient)."""
-    if uri[:7].lower() != "mailto:":
-        return None
-    rest = uri[7:]
-    to_part, _, query = rest.partition("?")
-    recipients: list[str] = []
-    headers: list[tuple[str, str]] = []
-    candidates = [unquote(a) for a in to_part.split(",") if a]
-    for pair in query.split("&") if query else []:
-        k, _, v = pair.partition("=")
-        k, v = unquote(k).lower(), unquote(v)
-        if k == "to":
-            candidates.extend(a for a in v.split(",") if a)
-        elif k in ("subject", "body", "cc", "in-reply-to", "keywords", "comments"):
-            headers.append((k, v))
-        # RFC 5436 2.3: other header fields (from, bcc, received...) are ignored
-    for c in candidates:
-        try:
-            a = parse_address(c.strip())
-        except AddressError:
-            return None
-        recipients.append(f"{a.local}@{a.domain}")
-    if not recipients:
-        return None
-    return tuple(recipients), tuple(headers)

@@ -54,6 +54,7 @@ class DovecotInstance:
         tls: bool = False,
         sieve: bool = False,
         extra: str = "",
+        sieve_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.tmp = Path(tmp)
         # Dovecot's unprivileged processes must reach the base dir and the mail: a /tmp dir of
@@ -71,6 +72,8 @@ class DovecotInstance:
         # with sieve: Pigeonhole's ManageSieve (dovecot-managesieved) on this port
         self.sieve = sieve
         self.sieve_port = free_port() if sieve else 0
+        # more Pigeonhole settings for the plugin block (sieve_max_script_size, quotas ...)
+        self.sieve_settings = dict(sieve_settings or {})
         self.extra = extra  # more dovecot.conf lines (a namespace, imapc_* settings ...)
         self.cert_path = self.dir / "cert.pem"
         self.key_path = self.dir / "key.pem"
@@ -115,7 +118,9 @@ class DovecotInstance:
             lines += [
                 f"service managesieve-login {{\n  inet_listener sieve {{\n"
                 f"    port = {self.sieve_port}\n  }}\n  chroot =\n}}",
-                f"plugin {{\n  sieve = file:{d}/sieve/%u/scripts;active={d}/sieve/%u/active.sieve\n}}",
+                f"plugin {{\n  sieve = file:{d}/sieve/%u/scripts;active={d}/sieve/%u/active.sieve\n"
+                + "".join(f"  {k} = {v}\n" for k, v in self.sieve_settings.items())
+                + "}",
             ]
         if self.tls:
             lines += [f"ssl_cert = <{self.cert_path}", f"ssl_key = <{self.key_path}"]

@@ -16,16 +16,18 @@ def string(value: str | bytes) -> bytes:
     return b"{%d}\r\n" % len(raw) + raw
 
 
-def _response(kind: bytes, code: str, text: str | bytes | None) -> bytes:
+def _response(kind: bytes, code: str | bytes, text: str | bytes | None) -> bytes:
+    """`code` is an atom with its arguments, already rendered (`TAG "x"` carries a client's
+    UTF-8 string: bytes, or a str encoded as UTF-8)."""
     out = kind
     if code:
-        out += b" (" + code.encode("ascii") + b")"
+        out += b" (" + (code.encode("utf-8") if isinstance(code, str) else code) + b")"
     if text is not None and text != "":
         out += b" " + string(text)
     return out + b"\r\n"
 
 
-def ok(text: str | None = None, code: str = "") -> bytes:
+def ok(text: str | None = None, code: str | bytes = "") -> bytes:
     return _response(b"OK", code, text)
 
 

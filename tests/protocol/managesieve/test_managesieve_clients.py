@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,8 @@ async def test_sievelib(server: Harness) -> None:
 SIEVE_CONNECT = shutil.which("sieve-connect")
 
 
-@pytest.mark.skipif(SIEVE_CONNECT is None, reason="sieve-connect (Debian) not installed")
-async def test_sieve_connect(server: Harness, tmp_path: Path) -> None:
-    local = tmp_path / "filter.sieve"
-    local.write_text(SCRIPT)
+def _sieve_connect(server: Harness) -> Callable[..., Awaitable[tuple[int, str]]]:
+    """Run Debian's sieve-connect against the server (STARTTLS, PLAIN): (exit code, output)."""
     base = [
         "--server", "127.0.0.1", "--port", str(server.port), "--user", USER,
         "--passwordfd", "0", "--tlscafile", str(server.cert), "--tlshostname",
@@ -92,6 +91,15 @@ async def test_sieve_connect(server: Harness, tmp_path: Path) -> None:
         out, _ = await asyncio.wait_for(proc.communicate(PASSWORD.encode() + b"\n"), 60)
         return proc.returncode or 0, out.decode("utf-8", "replace")
 
+    return run
+
+
+@pytest.mark.skipif(SIEVE_CONNECT is None, reason="sieve-connect (Debian) not installed")
+async def test_sieve_connect(server: Harness, tmp_path: Path) -> None:
+    local = tmp_path / "filter.sieve"
+    local.write_text(SCRIPT)
+    run = _sieve_connect(server)
+
     rc, out = await run("--upload", "--localsieve", str(local), "--remotesieve", "filter")
     assert rc == 0, out
     rc, out = await run("--activate", "--remotesieve", "filter")
@@ -106,3 +114,37 @@ async def test_sieve_connect(server: Harness, tmp_path: Path) -> None:
     bad.write_text("if true {\n")
     rc, out = await run("--checkscript", "--localsieve", str(bad))
     assert rc != 0 and "line 2, column 1" in out, out
+
+
+@pytest.mark.skipif(SIEVE_CONNECT is None, reason="sieve-connect (Debian) not installed")
+async def test_sieve_connect_command_loop_and_refusals(server: Harness, tmp_path: Path) -> None:
+    # its --exec command loop (put, activate, list, delete, deactivate, get, check), --delete and
+    # --deactivate, and how it reports each NO with its response code
+    (tmp_path / "f.sieve").write_text(SCRIPT)
+    (tmp_path / "bad.sieve").write_text("frob;\n")
+    (tmp_path / "cmds").write_text(
+        f"put {tmp_path}/f.sieve one\nput {tmp_path}/f.sieve two\nput {tmp_path}/bad.sieve three\n"
+        "activate one\nlist\ndelete one\ndeactivate\ndelete one\nlist\n"
+        f"get two {tmp_path}/two.out\nget nope {tmp_path}/nope.out\n"
+        f"check {tmp_path}/bad.sieve\nactivate nope\nquit\n"
+    )
+    run = _sieve_connect(server)
+    rc, out = await run("--exec", str(tmp_path / "cmds"))
+    assert rc == 1 and "saw 5 problems" in out, out
+    assert '"one" ACTIVE\n"two"\n"two"\n' in out, out
+    assert 'PUTSCRIPT(three) failed: NO "line 1, column 1: unknown command frob"' in out
+    assert "DELETESCRIPT(one) failed: NO (ACTIVE)" in out
+    assert 'Script "nope" not returned by server: (NONEXISTENT)' in out
+    assert "CHECKSCRIPT failed: NO" in out and "SETACTIVE(nope) failed: NO (NONEXISTENT)" in out
+    assert (tmp_path / "two.out").read_text().replace("\r\n", "\n") == SCRIPT
+    assert not (tmp_path / "nope.out").exists()
+    rc, out = await run("--activate", "--remotesieve", "two")
+    assert rc == 0, out
+    rc, out = await run("--delete", "--remotesieve", "two")
+    assert rc == 1 and "DELETESCRIPT(two) failed: NO (ACTIVE)" in out, out
+    rc, out = await run("--deactivate")
+    assert rc == 0, out
+    rc, out = await run("--delete", "--remotesieve", "two")
+    assert rc == 0, out
+    rc, out = await run("--list")
+    assert rc == 0 and out.strip() == "", out

@@ -198,7 +198,7 @@ S: OK
 C: GETSCRIPT "mine"
 S: NO (NONEXISTENT) "There is no script by that name."
 C: GETSCRIPT "../alice@example.test/mine"
-S: NO "Usage: GETSCRIPT \\"name\\"."
+S: NO "Invalid script name."
 """,
     )
 
@@ -252,6 +252,212 @@ C: X3
 S: NO "Unknown command X3."
 C: X4
 S: BYE "Too many errors."
+-- eof
+""",
+    )
+
+
+async def test_a_tag_beyond_ascii_is_echoed(server: Harness) -> None:
+    # RFC 5804 2.11: the tag is a string (UTF-8); a non-ASCII one once closed the connection
+    # (the response code was encoded as ASCII). Found by tests/e2e/test_managesieve_dovecot_diff.
+    c = await server.connect()
+    await play(
+        c,
+        GREETING_PLAIN
+        + """
+C: NOOP "caf\u00e9"
+S: OK (TAG "caf\u00e9") "Done."
+C: NOOP {4+}
+C: a\\"b
+S: OK (TAG "a\\\\\\"b") "Done."
+""",
+    )
+    await c.send(b"NOOP {2+}\r\n\xff\xfe\r\nNOOP\r\n")
+    assert await c.line() == 'NO "The tag is not UTF-8."'
+    assert await c.line() == 'OK "Done."'
+
+
+async def test_script_names_as_rfc_5804_1_6_defines_them(server: Harness) -> None:
+    # U+2028 and U+2029 are prohibited in names (RFC 5804 1.6), as Pigeonhole refuses them. An
+    # invalid name is a refused operation, not a malformed command: it answers NO without
+    # counting towards max_errors (Pigeonhole does the same).
+    server.ctx.config.sieve.max_errors = 3
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: PUTSCRIPT "a/b" "keep;"
+S: NO "Invalid script name."
+C: HAVESPACE "" 10
+S: NO "Invalid script name."
+C: GETSCRIPT "x/y"
+S: NO "Invalid script name."
+C: DELETESCRIPT "x/y"
+S: NO "Invalid script name."
+C: SETACTIVE "x/y"
+S: NO "Invalid script name."
+C: RENAMESCRIPT "x/y" "b"
+S: NO "Invalid script name."
+""",
+    )
+    # (sent as octets: the transcript player would split its lines at these separators)
+    for sep in ("\u2028", "\u2029"):
+        await c.send(f'PUTSCRIPT "a{sep}b" "keep;"\r\n'.encode())
+        assert await c.line() == 'NO "Invalid script name."'
+    await c.send(b"LISTSCRIPTS\r\n")
+    assert await c.line() == "OK"
+
+
+async def test_long_names_never_end_the_session(server: Harness) -> None:
+    # A name whose file name would pass the file system's limit (each octet outside the safe set
+    # is written %XX) once ended the connection with an OSError; such a name is now invalid,
+    # and a long name that fits is stored.
+    fits, dotted, bangs, accents = "x" * 128, "." + "!" * 65, "!" * 100, "\u00e9" * 128
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + f"""
+C: PUTSCRIPT "{bangs}" "keep;"
+S: NO "Invalid script name."
+C: PUTSCRIPT "{accents}" "keep;"
+S: NO "Invalid script name."
+C: PUTSCRIPT "{fits}" "keep;"
+S: OK
+C: PUTSCRIPT "{dotted}" "keep;"
+S: OK
+C: PUTSCRIPT "{dotted}!" "keep;"
+S: NO "Invalid script name."
+C: LISTSCRIPTS
+S: "{dotted}"
+S: "{fits}"
+S: OK
+""",
+    )
+
+
+async def test_a_store_failure_is_no_trylater(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RFC 5804 1.3: TRYLATER for a temporary failure (disk full, I/O error); the session goes on.
+    # An OSError from the script store used to end the connection without an answer.
+    from carteiro.mail.sieve_scripts import ScriptStore
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ScriptStore, "put", full)
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: PUTSCRIPT "s" "keep;"
+S: NO (TRYLATER) "Internal error; try again later."
+C: NOOP
+S: OK "Done."
+""",
+    )
+
+
+async def test_uploads_pigeonhole_accepts(server: Harness) -> None:
+    # Scripts that were refused at upload, found by tests/e2e/test_managesieve_dovecot_diff:
+    # - "vacation-seconds" implies "vacation" (RFC 6131 3);
+    # - `duplicate :last` is RFC 7352 3's own tag, not index's :last;
+    # - an address may carry a display name: phrase "<" addr-spec ">" (RFC 5228 2.4.2.3).
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: CHECKSCRIPT "require \\"vacation-seconds\\"; vacation :seconds 60 \\"away\\";"
+S: OK
+C: CHECKSCRIPT "require \\"vacation-seconds\\"; vacation :days 3 \\"away\\";"
+S: OK
+C: CHECKSCRIPT "require \\"duplicate\\"; if duplicate :handle \\"h\\" :last { discard; }"
+S: OK
+C: CHECKSCRIPT "redirect \\"Joe Bloggs <joe@example.org>\\";"
+S: OK
+C: CHECKSCRIPT "require \\"vacation\\"; vacation :from \\"Me <me@example.org>\\" \\"away\\";"
+S: OK
+""",
+    )
+
+
+async def test_uploads_pigeonhole_refuses(server: Harness) -> None:
+    # RFC 5230 4.3: a syntactically invalid vacation :from is an error at upload (it was
+    # accepted, then written as the reply's From: field); the same for a mailto notification's
+    # :from, as Pigeonhole does. (Found by tests/e2e/test_managesieve_dovecot_diff.)
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: CHECKSCRIPT "require \\"vacation\\"; vacation :from \\"not an address\\" \\"away\\";"
+S: NO "line 1, column 21: invalid :from address \\"not an address\\""
+C: CHECKSCRIPT "require \\"enotify\\"; notify :from \\"x\\" \\"mailto:a@example.org\\";"
+S: NO "line 1, column 20: invalid :from address \\"x\\""
+C: CHECKSCRIPT "redirect \\"Joe <joe@\\";"
+S: NO "line 1, column 1: invalid redirect address \\"Joe <joe@\\""
+C: CHECKSCRIPT "require [\\"vacation\\", \\"variables\\"]; vacation :from \\"${x}\\" \\"away\\";"
+S: OK
+""",
+    )
+
+
+async def test_global_after_a_local_set_is_refused(server: Harness) -> None:
+    # RFC 6609 3.5: `global` naming a variable the script `set` before is an error (at upload
+    # or at run time), and `global` needs both "include" and "variables" required; carteiro
+    # accepted both. Found against Pigeonhole.
+    c = await server.connect()
+    await play(
+        c,
+        LOGIN
+        + """
+C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; set \\"x\\" \\"a\\"; global \\"x\\";"
+S: NO "line 1, column 48: variable \\"x\\" was set before it was declared global"
+C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; global \\"x\\"; set \\"x\\" \\"a\\"; global \\"X\\";"
+S: OK
+C: CHECKSCRIPT "require [\\"include\\", \\"variables\\"]; set \\"y\\" \\"a\\"; global \\"x\\";"
+S: OK
+C: CHECKSCRIPT "require \\"include\\"; global \\"x\\";"
+S: NO "line 1, column 20: global requires \\"variables\\" (add require \\"variables\\";)"
+""",
+    )
+
+
+async def test_an_unusable_mailto_is_refused_at_upload(server: Harness) -> None:
+    # A constant mailto: URI with no valid recipient fails every delivery (RFC 5436 2.2), so it
+    # is refused at upload, as Pigeonhole does; it was accepted.
+    c = await server.connect()
+    await play(c, LOGIN)
+    for script, error in (
+        (b'require "enotify";\r\nnotify "mailto:not-an-address";', b'NO "line 2, column 1: '
+         b'invalid notification method \\"mailto:not-an-address\\""'),
+        (b'require "enotify"; notify "mailto:?subject=x";', b'NO "line 1, column 20: '
+         b'invalid notification method \\"mailto:?subject=x\\""'),
+        (b'require ["enotify", "variables"]; notify "mailto:${a}";', b"OK"),
+        (b'require "enotify"; notify "mailto:?to=a@example.org";', b"OK"),
+    ):  # fmt: skip
+        await c.send(b"CHECKSCRIPT {%d+}\r\n" % len(script) + script + b"\r\n")
+        assert (await c.line()).encode() == error, script
+
+
+async def test_commands_without_arguments_refuse_them(server: Harness) -> None:
+    # RFC 5804 4: command-logout = "LOGOUT" CRLF, command-capability = "CAPABILITY" CRLF; carteiro
+    # ignored extra arguments (and logged out). Pigeonhole answers NO; found by the differential.
+    c = await server.connect()
+    await play(
+        c,
+        GREETING_PLAIN
+        + """
+C: LOGOUT extra
+S: NO "LOGOUT takes no arguments."
+C: CAPABILITY "x"
+S: NO "CAPABILITY takes no arguments."
+C: LOGOUT
+S: OK "Logout complete."
 -- eof
 """,
     )

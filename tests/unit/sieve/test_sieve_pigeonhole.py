@@ -483,6 +483,11 @@ MUTATIONS: dict[str, Callable[[str, int], str | None]] = {
 }
 
 
+# Mutations carteiro refuses and Pigeonhole's sievec accepts with a warning ("specified date
+# part `yeer' is not known"), its run time then taking the test as false.
+STRICTER = frozenset({"unknown date part"})
+
+
 @settings(
     max_examples=int(os.environ.get("SIEVE_DIFF_EXAMPLES", "120")),
     deadline=None,
@@ -501,4 +506,8 @@ def test_uploads_refused_as_pigeonhole_refuses_them(
         # without require "fileinto" passes there); carteiro checks every command, as RFC 5228
         # 3.2 asks of a script's requires
         reject()
+    if mutation in STRICTER:
+        # refused here, only warned about by Pigeonhole (docs/sieve.md): a typo found at upload
+        assert not ours_compiles(broken), (mutation, broken)
+        return
     assert ours_compiles(broken) == pigeonhole_compiles(broken, where), (mutation, broken)

@@ -76,7 +76,12 @@ def test_a_sequence_number_keeps_its_uid_and_uids_ascend() -> None:
 def test_a_new_message_has_a_uid_above_all_seen() -> None:
     c = client()
     errors = feed(
-        c, b"* 1 EXISTS", b"* 1 FETCH (UID 20)", b"* 1 EXPUNGE", b"* 1 EXISTS", b"* 1 FETCH (UID 15)"
+        c,
+        b"* 1 EXISTS",
+        b"* 1 FETCH (UID 20)",
+        b"* 1 EXPUNGE",
+        b"* 1 EXISTS",
+        b"* 1 FETCH (UID 15)",
     )
     assert any("new message 1 has UID 15, not above 20" in e for e in errors)
 

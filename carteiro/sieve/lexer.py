@@ -47,6 +47,10 @@ def tokenize(text: str) -> list[Token]:
     out: list[Token] = []
     i, n = 0, len(text)
     line, line_start = 1, 0
+    if (z := text.find("\x00")) >= 0:
+        # RFC 5228 8.1: no production admits NUL (strings, comments, text: lines)
+        start = text.rfind("\n", 0, z) + 1
+        raise SieveSyntaxError("NUL character", text.count("\n", 0, z) + 1, z - start + 1)
 
     def err(msg: str, at: int, at_line: int | None = None, at_start: int | None = None) -> None:
         ln = line if at_line is None else at_line

@@ -127,8 +127,8 @@ class MailboxView:
     """The selected mailbox as this session knows it. MSN n is `uids[n - 1]`."""
 
     __slots__ = (
-        "_events",
         "_behind",
+        "_events",
         "_expunged",
         "account",
         "appended",

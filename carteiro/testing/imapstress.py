@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from carteiro.proto.imap.client import Response, ResponseReader, quote
 
@@ -913,6 +914,87 @@ class Client:
         self.fetch_all()
 
 
+class Pop3Client:
+    """A POP3 session on the same INBOX (RFC 1939), beside the IMAP clients: STAT agrees with
+    LIST, UIDLs are unique and (carteiro's form, "UIDVALIDITY.UID") name the message IMAP shows
+    under that UID, so RETR must give its octets, exactly LIST's size of them; what it DELEtes
+    goes at QUIT (and may then be gone after a crash)."""
+
+    def __init__(
+        self, host: str, port: int, user: str, password: str, shared: Shared, rng: random.Random
+    ) -> None:
+        self.host, self.port = host, port
+        self.user, self.password = user, password
+        self.shared = shared
+        self.rng = rng
+        self.session = 0
+        self.who = "pop3"
+
+    def _line(self, f: Any) -> bytes:
+        line = f.readline(1 << 16)
+        if not line:
+            raise Hang("the server closed the connection")
+        return bytes(line)
+
+    def _cmd(self, sock: socket.socket, f: Any, text: str, multi: bool = False) -> list[bytes]:
+        sock.sendall(text.encode() + b"\r\n")
+        first = self._line(f)
+        if not first.startswith(b"+OK"):
+            return [first]
+        out = [first]
+        while multi:
+            line = self._line(f)
+            if line == b".\r\n":
+                break
+            out.append(line[1:] if line.startswith(b".") else line)  # RFC 1939 3: dot-stuffed
+        return out
+
+    def step(self) -> None:
+        self.session += 1
+        self.who = f"pop3 session {self.session}"
+        with socket.create_connection((self.host, self.port), timeout=TIMEOUT) as sock:
+            f = sock.makefile("rb")
+            if not self._line(f).startswith(b"+OK"):
+                raise Hang("POP3 greeting")
+            self._cmd(sock, f, f"USER {self.user}")
+            if not self._cmd(sock, f, f"PASS {self.password}")[0].startswith(b"+OK"):
+                raise Hang("POP3 login refused")
+            stat = self._cmd(sock, f, "STAT")[0].split()
+            listing = self._cmd(sock, f, "LIST", True)[1:]
+            uidls = self._cmd(sock, f, "UIDL", True)[1:]
+            sizes = {int(a): int(b) for a, b in (x.split()[:2] for x in listing)}
+            ids = {int(a): b.decode() for a, b in (x.split()[:2] for x in uidls)}
+            if len(sizes) != int(stat[1]) or sum(sizes.values()) != int(stat[2]):
+                self.shared.error(self.who, f"STAT {stat[1:3]} disagrees with LIST {len(sizes)}")
+            if sorted(sizes) != list(range(1, len(sizes) + 1)) or set(ids) != set(sizes):
+                self.shared.error(self.who, "LIST/UIDL numbers are not 1..n")
+            if len(set(ids.values())) != len(ids):
+                self.shared.error(self.who, "two messages with one UIDL")
+            for n in self.rng.sample(sorted(sizes), min(3, len(sizes))):
+                got = self._cmd(sock, f, f"RETR {n}", True)
+                if not got[0].startswith(b"+OK"):
+                    continue  # expunged through IMAP meanwhile
+                data = b"".join(got[1:])
+                if len(data) != sizes[n]:
+                    self.shared.error(
+                        self.who, f"RETR {n}: {len(data)} octets, LIST said {sizes[n]}"
+                    )
+                _, _, uid = ids[n].partition(".")
+                if uid.isdigit():
+                    self.shared.octets(self.who, ("INBOX", int(uid)), _digest(data), "RETR")
+            doomed = [n for n in sizes if self.rng.random() < 0.05]
+            for n in doomed:
+                self._cmd(sock, f, f"DELE {n}")
+            uids = [
+                int(ids[n].partition(".")[2]) for n in doomed if ids[n].partition(".")[2].isdigit()
+            ]
+            self.shared.risk("INBOX", uids)
+            with self.shared.lock:
+                self.shared.counts["POP3 sessions"] = self.shared.counts.get("POP3 sessions", 0) + 1
+            if not self._cmd(sock, f, "QUIT")[0].startswith(b"+OK"):
+                self.shared.error(self.who, "QUIT refused")
+
+
 def _fetches(untagged: list[Response]) -> list[tuple[int, dict[str, object]]]:
     """(UID, items) of each FETCH response that has a UID."""
     out = []
@@ -958,6 +1040,7 @@ def run(
     seed: int | None = None,
     inject: Callable[[bytes], None] | None = None,
     crash: Callable[[], int] | None = None,
+    pop3_port: int | None = None,
 ) -> Report:
     """`inject`: delivers a message into `mailbox` another way than IMAP (another process, SMTP),
     called from a thread of its own all along the run. `crash`: kills the server (kill -9) and
@@ -1014,9 +1097,23 @@ def run(
             with shared.lock:
                 shared.counts["injected"] = shared.counts.get("injected", 0) + 1
 
+    def pop3() -> None:
+        assert pop3_port is not None
+        p = Pop3Client(host, pop3_port, user, password, shared, random.Random(rng.random()))
+        while time.monotonic() < stop - 1:
+            try:
+                p.step()
+            except (Hang, OSError) as e:
+                if not shared.crashed:
+                    shared.error(p.who, f"{type(e).__name__}: {e}")
+                return
+            time.sleep(0.05)
+
     threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in workers]
     if inject is not None:
         threads.append(threading.Thread(target=injector, daemon=True))
+    if pop3_port is not None and mailbox.upper() == "INBOX":
+        threads.append(threading.Thread(target=pop3, daemon=True))
     for t in threads:
         t.start()
     if crash is not None:
@@ -1115,6 +1212,7 @@ class Started:
     port: int
     inject: Callable[[bytes], None] | None = None  # delivers into the user's INBOX
     crash: Callable[[], int] | None = None  # kill -9 and start again: the new IMAP port
+    pop3: int | None = None  # a POP3 port on the same accounts
 
 
 def start_server(stack: contextlib.ExitStack, which: str, user: str, password: str) -> Started:
@@ -1137,8 +1235,8 @@ def start_server(stack: contextlib.ExitStack, which: str, user: str, password: s
         tmp,
         domains=[user.split("@", 1)[1] if "@" in user else "example.test"],
         users={user: password},
-        services=("imap", "smtp"),
-        extra_config="[imap]\nallow_plaintext_auth = true\n",
+        services=("imap", "smtp", "pop3"),
+        extra_config="[imap]\nallow_plaintext_auth = true\n[pop3]\nallow_plaintext_auth = true\n",
     )
     stack.enter_context(srv)
     turn = [0]
@@ -1157,7 +1255,7 @@ def start_server(stack: contextlib.ExitStack, which: str, user: str, password: s
         srv.start()
         return srv.ports["imap"]
 
-    return Started(srv.ports["imap"], inject, crash)
+    return Started(srv.ports["imap"], inject, crash, srv.ports["pop3"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1194,6 +1292,7 @@ def main(argv: list[str] | None = None) -> int:
             ns.seed,
             inject,
             crash,
+            started.pop3,
         )
     print(
         f"{rep.commands} commands in {rep.seconds:.1f} s by {ns.clients} clients "

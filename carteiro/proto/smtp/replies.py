@@ -131,7 +131,11 @@ R_454_AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
 
 # ---- permanent --------------------------------------------------------------------------------
 
-R_500_UNKNOWN = Reply(500, "5.5.1", "Command unrecognized")
+# RFC 3463 X.5.2 names "the command is unrecognized"; X.5.1 is for a known command out of
+# sequence or unsupported (as Postfix: 500 5.5.2)
+R_500_UNKNOWN = Reply(500, "5.5.2", "Command unrecognized")
+# HELO/EHLO on the LMTP listener: a known command, not this protocol's (RFC 2033 4.1)
+R_500_NOT_LMTP = Reply(500, "5.5.1", "This is LMTP: send LHLO")
 R_500_LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
 R_500_BAD_UTF8 = Reply(500, "5.5.2", "Command is not valid UTF-8")
 R_500_BARE_NEWLINE_CMD = Reply(500, "5.5.2", "Command lines must end with <CR><LF>")

@@ -110,7 +110,7 @@ async def test_rset_noop_help_vrfy_expn_turn(env: Env) -> None:
         C: RSET extra
         S: 501 5.5.4 RSET takes no arguments
         C: XYZZY
-        S: 500 5.5.1 Command unrecognized
+        S: 500 5.5.2 Command unrecognized
         C: QUIT
         S: 221 2.0.0 Bye
         CLOSED
@@ -264,11 +264,11 @@ async def test_errors_per_session_then_421(make_env: MakeEnv) -> None:
         """
         S: 220 *
         C: FOO
-        S: 500 5.5.1 *
+        S: 500 5.5.2 *
         C: BAR
-        S: 500 5.5.1 *
+        S: 500 5.5.2 *
         C: BAZ
-        S: 500 5.5.1 *
+        S: 500 5.5.2 *
         S: 421 4.7.0 Too many errors; closing connection
         CLOSED
         """

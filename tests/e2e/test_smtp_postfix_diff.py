@@ -121,9 +121,13 @@ class Case:
     # compare the full three-digit code of these reply indexes (RFC 5321 leaves no choice)
     exact: Sequence[int] = ()
     ehlo: bool = True  # the dialogue starts with EHLO client.test (its reply is not compared)
-    why_not: str = ""  # a deliberate difference: the case is run but not compared
     tls: bool = False  # STARTTLS after EHLO (and EHLO again) before the steps
-    notes: list[str] = field(default_factory=list)
+    # compare the classes only (each says why)
+    classes_only: bool = False
+    # A deliberate difference (the reason, with its RFC section; docs/smtp.md lists them): the
+    # replies are not compared with Postfix's, carteiro's must be `ours` (its summary).
+    why_not: str = ""
+    ours: Sequence[str] = field(default_factory=tuple)
 
 
 def connect(port: int) -> Conn:
@@ -166,7 +170,9 @@ def run(port: int, case: Case) -> list[tuple[str, ...]]:
     return out
 
 
-def summary(replies: list[tuple[str, ...]], exact: Sequence[int]) -> list[str]:
+def summary(
+    replies: list[tuple[str, ...]], exact: Sequence[int], classes_only: bool = False
+) -> list[str]:
     """What is compared of each reply: its class, its enhanced code, and all three digits for
     the replies listed in `exact`."""
     out = []
@@ -178,6 +184,8 @@ def summary(replies: list[tuple[str, ...]], exact: Sequence[int]) -> list[str]:
         code = last[:3]
         text = last[4:]
         enhanced = text.split(" ", 1)[0] if text[:1].isdigit() and text[1:2] == "." else "-"
+        if classes_only:
+            enhanced = "*"
         out.append(f"{code if i in exact else code[0] + 'xx'} {enhanced}")
     return out
 
@@ -201,95 +209,221 @@ CASES: list[Case] = [
     Case("rcpt before mail", one(RCPT), exact=[0]),
     Case("data before rcpt", one(MAIL, "DATA"), exact=[1]),
     Case("data before mail", one("DATA"), exact=[0]),
-    Case("second mail", one(MAIL, MAIL)),
+    Case("second mail", one(MAIL, MAIL), exact=[1]),
     Case("rset anywhere", one("RSET", MAIL, "RSET", RCPT, MAIL, RCPT, "RSET", "DATA"), exact=[0]),
     Case("rset before ehlo", one("RSET"), ehlo=False),
     Case("helo after ehlo", one(MAIL, "HELO client.test", RCPT)),
     Case("ehlo resets transaction", one(MAIL, "EHLO client.test", RCPT)),
-    Case("noop", one("NOOP", "NOOP hello there", "noop")),
+    Case("noop", one("NOOP", "NOOP hello there", "noop"), exact=[0, 1, 2]),
     Case("rset with argument", one("RSET x")),
-    Case("quit with argument", one("QUIT x", "NOOP")),
     Case("quit", one("QUIT"), exact=[0]),
-    Case("vrfy", one("VRFY", f"VRFY {ALICE}", "VRFY nobody@example.test")),
-    Case("help", one("HELP", "HELP MAIL")),
+    Case("quit before ehlo", one("QUIT"), ehlo=False, exact=[0]),
+    Case(
+        "quit with argument",
+        one("QUIT x", "NOOP"),
+        why_not="RFC 5321 4.1.1.10: quit = \"QUIT\" CRLF, no argument (501 and the session goes "
+        "on); Postfix ignores the argument and closes",
+        ours=["5xx 5.5.4", "2xx 2.0.0"],
+    ),
+    Case("vrfy no argument", one("VRFY")),
+    Case(
+        "vrfy user",
+        one(f"VRFY {ALICE}", "VRFY nobody@example.test"),
+        why_not="no user enumeration: carteiro answers every VRFY 252 (RFC 5321 3.5.3 allows it);"
+        " Postfix answers 252 for a known user and 550 for an unknown one",
+        ours=["2xx 2.5.0", "2xx 2.5.0"],
+    ),
+    Case(
+        "help",
+        one("HELP", "HELP MAIL"),
+        why_not="Postfix does not implement HELP (500); RFC 5321 4.1.1.8 defines it, carteiro "
+        "answers 214",
+        ours=["2xx 2.0.0", "2xx 2.0.0"],
+    ),
     Case("unknown verb", one("FOO", "FOO bar"), exact=[0, 1]),
-    Case("mixed case", one(f"mail from:<{ALICE}>", f"rCpT To:<{ALICE}>", "daTA", MSG)),
-    Case("helo no argument", one("HELO"), ehlo=False),
-    Case("ehlo no argument", one("EHLO"), ehlo=False),
+    Case("mixed case", [(L(f"mail from:<{ALICE}>", f"rCpT To:<{ALICE}>", "daTA"), 3), (L(MSG), 1)]),
+    # RFC 2034 ties enhanced codes to EHLO: Postfix sends none on a failed HELO/EHLO
+    Case("helo no argument", one("HELO"), ehlo=False, classes_only=True),
+    Case("ehlo no argument", one("EHLO"), ehlo=False, classes_only=True),
     Case("helo then mail", one("HELO client.test", MAIL), ehlo=False),
-    Case("expn", one("EXPN alice")),
-    Case("turn", one("TURN")),
-    # --- MAIL/RCPT syntax
-    Case("null sender", one("MAIL FROM:<>", RCPT, "DATA", MSG)),
-    Case("missing colon", one(f"MAIL FROM <{ALICE}>", f"MAIL <{ALICE}>")),
+    Case(
+        "expn and turn",
+        one("EXPN alice", "TURN"),
+        why_not="RFC 5321 4.2.4: 502 for a command recognised but not implemented (EXPN, TURN); "
+        "Postfix does not know them (500 5.5.2)",
+        ours=["502 5.5.1", "502 5.5.1"],
+        exact=[0, 1],
+    ),
+    # --- MAIL/RCPT syntax (RFC 5321 4.1.2)
+    Case("null sender", [(L("MAIL FROM:<>", RCPT, "DATA"), 3), (L(MSG), 1)]),
+    Case("missing colon", one(f"MAIL FROM <{ALICE}>", f"MAIL <{ALICE}>", MAIL, f"RCPT <{ALICE}>")),
+    # RFC 5321 names no order between the syntax and the sequence checks: carteiro parses first
+    # (501 5.5.4), Postfix looks at the state first (503 5.5.1); both refuse
+    Case("bad rcpt before mail", one(f"RCPT <{ALICE}>"), classes_only=True),
     Case("space after colon", one(f"MAIL FROM: <{ALICE}>", f"RCPT TO: <{ALICE}>")),
     Case("space before colon", one(f"MAIL FROM :<{ALICE}>")),
-    Case("space inside brackets", one(f"MAIL FROM:< {ALICE} >")),
+    Case(
+        "space inside brackets",
+        one(f"MAIL FROM:< {ALICE} >", f"MAIL FROM:<{ALICE} >"),
+        why_not="RFC 5321 4.1.2: no space inside <>; carteiro is lenient only where real "
+        "clients need it (space after the colon, no brackets), Postfix strips the spaces",
+        ours=["5xx 5.1.7", "5xx 5.1.7"],
+    ),
     Case("no brackets", one(f"MAIL FROM:{ALICE}", f"RCPT TO:{ALICE}")),
     Case("source route", one(MAIL, f"RCPT TO:<@a.test,@b.test:{ALICE}>")),
+    Case("source route relay", one(MAIL, "RCPT TO:<@example.test:someone@remote.test>")),
     Case("quoted local part", one('MAIL FROM:<"a b"@client.test>', RCPT)),
     Case("quoted local part rcpt", one(MAIL, 'RCPT TO:<"alice"@example.test>')),
     Case("ip literal", one("MAIL FROM:<u@[192.0.2.1]>", "RCPT TO:<u@[IPv6:2001:db8::1]>")),
-    Case("long local part", one(f"MAIL FROM:<{'a' * 65}@client.test>", RCPT)),
+    Case("bad ip literal", one("MAIL FROM:<u@[300.1.2.3]>", "MAIL FROM:<u@[IPv6:zz]>")),
+    Case(
+        "long local part",
+        one(f"MAIL FROM:<{'a' * 65}@client.test>"),
+        why_not="RFC 5321 4.5.3.1.1: a local part has at most 64 octets; Postfix has no limit",
+        ours=["5xx 5.1.7"],
+    ),
     Case("long domain", one(f"MAIL FROM:<u@{'d' * 60}.{'e' * 60}.{'f' * 60}.{'g' * 80}.test>")),
-    Case("long path", one(f"MAIL FROM:<{'a' * 60}@{'.'.join(['d' * 60] * 4)}.test>")),
-    Case("long line", [(L(f"NOOP {'x' * 5000}"), 1), (L("NOOP"), 1)]),
-    Case("8bit address", one("MAIL FROM:<jos\u00e9@client.test>")),
+    Case("long label", one(f"MAIL FROM:<u@{'d' * 64}.test>")),
+    Case(
+        "long path",
+        one(f"MAIL FROM:<{'a' * 60}@{'.'.join(['d' * 60] * 4)}.test>"),
+        why_not="RFC 5321 4.5.3.1.3: a path has at most 256 octets; Postfix has no limit",
+        ours=["5xx 5.1.7"],
+    ),
+    Case(
+        "long line",
+        [(L(f"NOOP {'x' * 5000}"), 1), (L("NOOP"), 1)],
+        why_not="RFC 5321 4.5.3.1.4/4.5.3.1.10: '500 Line too long'; Postfix cuts the line at "
+        "line_length_limit and runs what is left (a truncated command)",
+        ours=["5xx 5.5.2", "2xx 2.0.0"],
+    ),
+    Case(
+        "8bit address",
+        one("MAIL FROM:<jos\u00e9@client.test>", f"RCPT TO:<jos\u00e9@example.test>"),
+        why_not="RFC 6531 3.6/3.7.4: a non-ASCII address without SMTPUTF8 gets 553 5.6.7; "
+        "Postfix takes the octets as they come",
+        ours=["5xx 5.6.7", "5xx 5.5.1"],
+    ),
     Case("8bit address smtputf8", one("MAIL FROM:<jos\u00e9@client.test> SMTPUTF8", RCPT)),
-    Case("unknown mail parameter", one(f"{MAIL} FOO=BAR", f"{MAIL} XYZ")),
-    Case("unknown rcpt parameter", one(MAIL, f"{RCPT} FOO=BAR")),
+    Case("unknown mail parameter", one(f"{MAIL} FOO=BAR", f"{MAIL} XYZ"), exact=[0, 1]),
+    Case("unknown rcpt parameter", one(MAIL, f"{RCPT} FOO=BAR"), exact=[1]),
     Case("size bad", one(f"{MAIL} SIZE=abc", f"{MAIL} SIZE=", f"{MAIL} SIZE=-1")),
-    Case("size over", one(f"{MAIL} SIZE={SIZE_LIMIT + 1}", f"{MAIL} SIZE=99999999999999999999")),
+    Case(
+        "size over",
+        one(f"{MAIL} SIZE={SIZE_LIMIT + 1}", f"{MAIL} SIZE=99999999999999999999"),
+        exact=[0, 1],
+    ),
     Case("size ok", one(f"{MAIL} SIZE=1000", RCPT)),
     Case("body 8bitmime", one(f"{MAIL} BODY=8BITMIME", RCPT)),
+    Case("body 7bit", one(f"{MAIL} BODY=7bit", RCPT)),
     Case("body binarymime", one(f"{MAIL} BODY=BINARYMIME")),
     Case("body bad", one(f"{MAIL} BODY=FOO")),
     Case("smtputf8", one(f"{MAIL} SMTPUTF8", RCPT)),
-    Case("duplicate parameter", one(f"{MAIL} SIZE=10 SIZE=20", f"{MAIL} BODY=7BIT BODY=7BIT")),
-    Case("nul in command", [(b"NOOP a\x00b\r\n", 1), (b"NOOP\r\n", 1)]),
-    Case("bare lf command", [(b"NOOP\n", 1), (b"NOOP\r\n", 1)]),
-    Case("bare cr in command", [(b"NOOP a\rb\r\n", 1), (b"NOOP\r\n", 1)]),
+    Case(
+        "duplicate parameter",
+        one(f"{MAIL} SIZE=10 SIZE=20", f"{MAIL} BODY=7BIT BODY=8BITMIME"),
+        why_not="a parameter given twice is refused (RFC 5321 4.1.2 has each once; two SIZE or "
+        "BODY values would be read differently by different hops); Postfix takes the last",
+        ours=["5xx 5.5.4", "5xx 5.5.4"],
+    ),
+    Case(
+        "nul in command",
+        [(b"NOOP a\x00b\r\n", 1), (b"MAIL FROM:<a\x00b@client.test>\r\n", 1), (L("NOOP"), 1)],
+        why_not="RFC 5321 4.1.2 allows no control characters in a command line: 501; Postfix "
+        "ignores NOOP's argument, and refuses the NUL in the path (501 5.1.7)",
+        ours=["5xx 5.5.4", "5xx 5.5.4", "2xx 2.0.0"],
+    ),
+    Case(
+        "bare lf command",
+        [(b"NOOP\n", 1), (b"NOOP\r\n", 1)],
+        why_not="RFC 5321 2.3.8: command lines end with CRLF; a bare LF is refused (the "
+        "smuggling class), Postfix 3.7 accepts it (smtpd_forbid_bare_newline = no)",
+        ours=["5xx 5.5.2", "2xx 2.0.0"],
+    ),
+    Case(
+        "bare cr in command",
+        [(b"NOOP a\rb\r\n", 1), (b"NOOP\r\n", 1)],
+        why_not="RFC 5321 2.3.8: a bare CR in a command line is refused; Postfix ignores "
+        "NOOP's argument",
+        ours=["5xx 5.5.4", "2xx 2.0.0"],
+    ),
     # --- RCPT policy
-    Case("unknown user", one(MAIL, "RCPT TO:<nobody@example.test>", RCPT)),
-    Case("relay refused", one(MAIL, "RCPT TO:<someone@remote.test>")),
-    Case("relay percent hack", one(MAIL, "RCPT TO:<someone%remote.test@example.test>")),
+    Case("unknown user", one(MAIL, "RCPT TO:<nobody@example.test>", RCPT), exact=[1]),
+    Case("relay refused", one(MAIL, "RCPT TO:<someone@remote.test>", RCPT), exact=[1]),
+    Case(
+        "relay percent hack",
+        one(MAIL, "RCPT TO:<someone%remote.test@example.test>"),
+        why_not="both refuse; carteiro never routes on '%' (RFC 5321 3.6.1 leaves it to the "
+        "domain's owner), so the local part is an unknown user (550 5.1.1), Postfix says relay "
+        "access denied (554 5.7.1)",
+        ours=["2xx 2.1.0", "550 5.1.1"],
+        exact=[1],
+    ),
     Case("postmaster bare", one(MAIL, "RCPT TO:<postmaster>", "RCPT TO:<POSTMASTER>")),
     Case("postmaster domain", one(MAIL, "RCPT TO:<postmaster@example.test>")),
-    Case("too many recipients", one(MAIL, *[RCPT] * (RCPT_LIMIT + 1))),
+    Case("too many recipients", one(MAIL, *[RCPT] * (RCPT_LIMIT + 1)), exact=[RCPT_LIMIT + 1]),
     # --- DATA
-    Case("data ok", one(MAIL, RCPT, "DATA", MSG), exact=[2, 3]),
-    Case("data long line", one(MAIL, RCPT, "DATA", "X: " + "y" * 2000, "", "body", ".")),
+    Case("data ok", [(L(MAIL, RCPT, "DATA"), 3), (L(MSG), 1)], exact=[2, 3]),
+    Case("data long line", [(L(MAIL, RCPT, "DATA"), 3), (L("X: " + "y" * 5000, "", "b", "."), 1)]),
     Case(
         "data bare lf",
-        [(L(MAIL, RCPT, "DATA"), 3), (b"Subject: x\n\nbody\n.\r\n", 1), (L("NOOP"), 1)],
+        [(L(MAIL, RCPT, "DATA"), 3), (b"Subject: x\n\nbody\r\n.\r\n", 1), (L("NOOP"), 1)],
+        why_not="bare LF in message data is refused (550 5.5.2, the SMTP smuggling class, "
+        "RFC 5321 2.3.8; bare_newline = reject); Postfix 3.7 accepts it by default",
+        ours=["2xx 2.1.0", "2xx 2.1.5", "3xx -", "5xx 5.5.2", "2xx 2.0.0"],
     ),
-    Case("data lone dot", one(MAIL, RCPT, "DATA", "."), exact=[2]),
-    Case("data dot stuffing", one(MAIL, RCPT, "DATA", "Subject: d\r\n\r\n..x\r\n.", "NOOP")),
+    Case(
+        "data smuggling",
+        [(L(MAIL, RCPT, "DATA"), 3), (b"Subject: x\r\n\r\nbody\n.\r\n", 0), (L("NOOP", "."), 1)],
+        why_not="only CRLF.CRLF ends DATA (RFC 5321 4.1.1.4): carteiro reads on and refuses the "
+        "message with its bare LF; Postfix 3.7 by default ends DATA at <LF>.<CR><LF> "
+        "(CVE-2023-51764)",
+        ours=["2xx 2.1.0", "2xx 2.1.5", "3xx -", "5xx 5.5.2"],
+    ),
+    Case("data lone dot", [(L(MAIL, RCPT, "DATA"), 3), (L("."), 1)], exact=[2]),
+    Case(
+        "data dot stuffing",
+        [(L(MAIL, RCPT, "DATA"), 3), (L("Subject: d", "", "..x", ".", "NOOP"), 2)],
+    ),
     Case(
         "data over size",
         [(L(MAIL, RCPT, "DATA"), 3), ((b"x" * 70 + b"\r\n") * (SIZE_LIMIT // 70 + 10) + b".\r\n", 1)]
         + one("NOOP"),
+        exact=[3],
     ),
     Case(
         "pipelined bad rcpt",
         [(L(MAIL, "RCPT TO:<nobody@example.test>", RCPT, "DATA"), 4), (L(MSG), 1)],
+        exact=[1, 3],
     ),
     Case(
         "pipelined all rcpt bad",
         [(L(MAIL, "RCPT TO:<nobody@example.test>", "DATA"), 3), (L("NOOP"), 1)],
+        exact=[2],
     ),
     # --- BDAT (RFC 3030)
     Case("bdat 0 last", one(MAIL, RCPT, "BDAT 0 LAST")),
     Case("bdat without mail", one("BDAT 0 LAST")),
     Case("bdat without rcpt", one(MAIL, "BDAT 0 LAST")),
     Case("bdat then data", [(L(MAIL, RCPT, "BDAT 5") + b"hello", 3), (L("DATA"), 1)]),
-    Case("bdat chunks", [(L(MAIL, RCPT, "BDAT 5") + b"x: y\r", 3), (L("BDAT 2 LAST") + b"\r\n", 1)]),
+    Case(
+        "bdat chunks",
+        [(L(MAIL, RCPT, "BDAT 5") + b"x: y\r", 3), (L("BDAT 4 LAST") + b"\nz\r\n", 1)],
+    ),
+    Case(
+        "bdat bare cr",
+        [(L(MAIL, RCPT, "BDAT 6 LAST") + b"x: y\r\r", 3)],
+        why_not="BDAT content follows bare_newline too (the stored message must be CRLF-clean,"
+        " docs/smtp.md); Postfix stores it as it is",
+        ours=["2xx 2.1.0", "2xx 2.1.5", "5xx 5.5.2"],
+    ),
     Case("bdat bad size", one(MAIL, RCPT, "BDAT x")),
-    # --- AUTH and STARTTLS
+    # --- AUTH and STARTTLS (RFC 3207, RFC 4954)
     Case("auth before tls", one("AUTH PLAIN AGFsaWNlAHB3")),
     Case("starttls with argument", one("STARTTLS x")),
     Case("starttls twice", one("STARTTLS"), tls=True),
     Case("auth after tls", one("AUTH PLAIN AGFsaWNlAHB3"), tls=True),
+    Case("mail after tls", one(MAIL, RCPT), tls=True),
 ]
 
 
@@ -314,8 +448,11 @@ def test_reply_by_reply(servers: tuple[int, int], case: Case) -> None:
         for a, b in zip(ours, theirs, strict=False):
             print(f"  carteiro: {' | '.join(a)}\n  postfix:  {' | '.join(b)}")
     if case.why_not:
+        assert summary(ours, case.exact) == list(case.ours), ours
         return
-    assert summary(ours, case.exact) == summary(theirs, case.exact), (ours, theirs)
+    assert summary(ours, case.exact, case.classes_only) == summary(
+        theirs, case.exact, case.classes_only
+    ), (ours, theirs)
 
 
 def test_starttls_discards_pipelined_plaintext(servers: tuple[int, int]) -> None:

@@ -549,3 +549,24 @@ async def test_idle_timeout_counts_from_the_last_read(make_env: MakeEnv) -> None
     assert await c.reply() == ["421 4.4.2 Timeout waiting for input; closing connection"]
     assert await c.closed()
     assert 0.3 <= time.monotonic() - t < 5
+
+
+class _NoHeldMail:
+    """ETRN is offered on the MX role when held mail exists; the node asked for here is never
+    held, so nothing of it is called."""
+
+    async def etrn(self, node: str, subdomains: bool) -> int:
+        raise AssertionError("a domain we do not hold was flushed")
+
+
+async def test_etrn_refusal_enhanced_code_matches_its_class(make_env: MakeEnv) -> None:
+    """RFC 1985 5 gives 459 for a node not allowed; its enhanced code must be of the same class
+    (RFC 3463 2: 4.X.X is a transient failure). It said 459 5.7.1 (found against Postfix)."""
+    env = await make_env()
+    env.ctx.held = _NoHeldMail()  # type: ignore[assignment]
+    c = await env.connect()
+    await c.reply()
+    assert "250-ETRN" in await c.cmd("EHLO client.example")
+    assert await c.cmd("ETRN unheld.test") == [
+        "459 4.7.1 Node unheld.test not allowed: not a held domain here"
+    ]

@@ -385,7 +385,41 @@ CASES: list[Case] = [
         "NOOP's argument",
         ours=["5xx 5.5.4", "2xx 2.0.0"],
     ),
+    # --- DSN (RFC 3461), AUTH= (RFC 4954 5)
+    Case("dsn mail", one(f"{MAIL} RET=HDRS ENVID=abc+2B", RCPT, "RSET", f"{MAIL} RET=BAD")),
+    Case(
+        "dsn rcpt",
+        one(
+            MAIL,
+            f"{RCPT} NOTIFY=NEVER",
+            f"{RCPT} NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;alice@example.test",
+            f"{RCPT} NOTIFY=NEVER,DELAY",
+            f"{RCPT} NOTIFY=BOGUS",
+        ),
+    ),
+    Case("mail auth parameter", one(f"{MAIL} AUTH=<>", RCPT)),
+    Case("null recipient", one(MAIL, "RCPT TO:<>")),
+    # --- HELO/EHLO arguments (neither server checks the name by default)
+    Case(
+        "ehlo names",
+        one("EHLO [192.0.2.1]", "EHLO [IPv6:2001:db8::1]", "EHLO x", "HELO client.test", MAIL),
+        ehlo=False,
+        classes_only=True,
+    ),
     # --- RCPT policy
+    Case(
+        "recipient case", one(MAIL, "RCPT TO:<ALICE@EXAMPLE.TEST>", "RCPT TO:<Alice@Example.Test>")
+    ),
+    Case("trailing dot", one(MAIL, "RCPT TO:<alice@example.test.>")),
+    Case(
+        "own address literal",
+        one(MAIL, "RCPT TO:<alice@[127.0.0.1]>"),
+        why_not="carteiro serves its configured domains only, not its own address literals "
+        "(RFC 5321 4.1.3 lets a server choose): relay refused; Postfix takes [its own IP] as a "
+        "local destination (and, with local_recipient_maps empty here, any user)",
+        ours=["2xx 2.1.0", "554 5.7.1"],
+        exact=[1],
+    ),
     Case("unknown user", one(MAIL, "RCPT TO:<nobody@example.test>", RCPT), exact=[1]),
     Case("relay refused", one(MAIL, "RCPT TO:<someone@remote.test>", RCPT), exact=[1]),
     Case(
@@ -459,6 +493,16 @@ CASES: list[Case] = [
         ours=["2xx 2.1.0", "2xx 2.1.5", "5xx 5.5.2"],
     ),
     Case("bdat bad size", one(MAIL, RCPT, "BDAT x")),
+    Case(
+        "pipelined bdat bad rcpt",
+        [(L(MAIL, "RCPT TO:<nobody@example.test>", "BDAT 5 LAST") + b"hello" + L("NOOP"), 4)],
+        exact=[1, 2, 3],
+    ),
+    Case(
+        "pipelined bdat chunks",
+        [(L(MAIL, RCPT, "BDAT 3") + b"a: " + L("BDAT 5 LAST") + b"b\r\n\r\n" + L("NOOP"), 5)],
+        exact=[4],
+    ),
     # --- AUTH and STARTTLS (RFC 3207, RFC 4954)
     Case("auth before tls", one("AUTH PLAIN AGFsaWNlAHB3")),
     Case("starttls with argument", one("STARTTLS x")),

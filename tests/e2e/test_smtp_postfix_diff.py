@@ -280,13 +280,32 @@ CASES: list[Case] = [
     # (501 5.5.4), Postfix looks at the state first (503 5.5.1); both refuse
     Case("bad rcpt before mail", one(f"RCPT <{ALICE}>"), classes_only=True),
     Case("space after colon", one(f"MAIL FROM: <{ALICE}>", f"RCPT TO: <{ALICE}>")),
+    Case(
+        "malformed sender path",
+        one(
+            "MAIL FROM:<a@b.test",
+            "MAIL FROM:<a@b.test>x",
+            "MAIL FROM:a<b@c.test",
+            'MAIL FROM:<"a@b.test>',
+        ),
+    ),
+    Case(
+        "malformed recipient path",
+        one(
+            MAIL,
+            "RCPT TO:<alice@example.test",
+            "RCPT TO:<alice@example.test>x",
+            "RCPT TO:a<alice@example.test",
+            'RCPT TO:<"alice@example.test>',
+        ),
+    ),
     Case("space before colon", one(f"MAIL FROM :<{ALICE}>")),
     Case(
-        "space inside brackets",
-        one(f"MAIL FROM:< {ALICE} >", f"MAIL FROM:<{ALICE} >"),
-        why_not="RFC 5321 4.1.2: no space inside <>; carteiro is lenient only where real "
-        "clients need it (space after the colon, no brackets), Postfix strips the spaces",
-        ours=["5xx 5.1.7", "5xx 5.1.7"],
+        "space or brackets inside brackets",
+        one(f"MAIL FROM:< {ALICE} >", f"MAIL FROM:<{ALICE} >", f"MAIL FROM:<<{ALICE}>>"),
+        why_not="RFC 5321 4.1.2: no space or second bracket inside <>; carteiro is lenient only "
+        "where real clients need it (space after the colon, no brackets), Postfix strips them",
+        ours=["5xx 5.1.7", "5xx 5.1.7", "5xx 5.1.7"],
     ),
     Case("no brackets", one(f"MAIL FROM:{ALICE}", f"RCPT TO:{ALICE}")),
     Case("source route", one(MAIL, f"RCPT TO:<@a.test,@b.test:{ALICE}>")),
@@ -475,6 +494,15 @@ CASES: list[Case] = [
         "pipelined all rcpt bad",
         [(L(MAIL, "RCPT TO:<nobody@example.test>", "DATA"), 3), (L("NOOP"), 1)],
         exact=[2],
+    ),
+    Case(
+        "pipelined bad mail",
+        [(L("MAIL FROM:<a@", RCPT, "DATA"), 3), (L("NOOP"), 1)],
+        exact=[1, 2, 3],
+    ),
+    Case(
+        "rset mid bdat",
+        [(L(MAIL, RCPT, "BDAT 3") + b"abc" + L("RSET", MAIL, RCPT, "BDAT 0 LAST"), 7)],
     ),
     # --- BDAT (RFC 3030)
     Case("bdat 0 last", one(MAIL, RCPT, "BDAT 0 LAST")),

@@ -239,25 +239,32 @@ def _parse_helo(arg: str, extended: bool) -> Helo | Reply:
     return Helo(arg, extended)
 
 
+BAD_PATH = ("", "\x00")  # _split_path's answer for a malformed path after a good keyword
+
+
 def _split_path(arg: str, keyword: str) -> tuple[str, str] | None:
-    """`FROM:<path> params` -> (path without brackets, params). None on bad syntax."""
+    """`FROM:<path> params` -> (path without brackets, params). None when the keyword or the
+    path is missing, BAD_PATH when what follows the keyword is not a path: the former is the
+    command's syntax (5.5.4), the latter a bad address (RFC 3463 X.1.7/X.1.3, as Postfix)."""
     if arg[: len(keyword)].upper() != keyword:
         return None
     rest = arg[len(keyword) :].lstrip(" ")  # tolerate "MAIL FROM: <a@b>" (common, harmless)
+    if not rest:
+        return None
     if not rest.startswith("<"):
         # Some clients omit the brackets; accept a lone address without spaces.
         path, _, params = rest.partition(" ")
-        if not path or "<" in path or ">" in path:
-            return None
+        if "<" in path or ">" in path:
+            return BAD_PATH
         return path, params.strip(" ")
     # Find the closing ">" outside a quoted local part.
     if '"' not in rest:
         i = rest.find(">")
         if i < 0:
-            return None
+            return BAD_PATH
         params = rest[i + 1 :]
         if params and not params.startswith(" "):
-            return None
+            return BAD_PATH
         return rest[1:i], params.strip(" ")
     i, quoted = 1, False
     while i < len(rest):
@@ -271,11 +278,11 @@ def _split_path(arg: str, keyword: str) -> tuple[str, str] | None:
             break
         i += 1
     else:
-        return None
+        return BAD_PATH
     path = rest[1:i]
     params = rest[i + 1 :]
     if params and not params.startswith(" "):
-        return None
+        return BAD_PATH
     return path, params.strip(" ")
 
 
@@ -353,6 +360,8 @@ def _parse_mail(arg: str, esmtp: bool, smtputf8_ok: bool) -> Mail | Reply:
     split = _split_path(arg, "FROM:")
     if split is None:
         return R.R_501_SYNTAX.with_text("Syntax: MAIL FROM:<address> [parameters]")
+    if split is BAD_PATH:
+        return R.R_501_BAD_SENDER
     path, ptext = split
     params = _params(ptext)
     if params is None:
@@ -409,6 +418,8 @@ def _parse_rcpt(arg: str, esmtp: bool) -> Rcpt | Reply:
     split = _split_path(arg, "TO:")
     if split is None:
         return R.R_501_SYNTAX.with_text("Syntax: RCPT TO:<address> [parameters]")
+    if split is BAD_PATH:
+        return R.R_501_BAD_RCPT
     path, ptext = split
     params = _params(ptext)
     if params is None:

@@ -273,6 +273,35 @@ CASES: list[Case] = [
     ),
     Case("etrn in transaction", one(MAIL, "ETRN remote.test"), classes_only=True, exact=[1]),
     Case("etrn before ehlo", one("ETRN remote.test"), ehlo=False, classes_only=True, exact=[0]),
+    # --- odd command lines
+    Case("data with argument", one(MAIL, RCPT, "DATA now")),
+    Case(
+        "helo two words",
+        one("HELO a b", "EHLO a b"),
+        ehlo=False,
+        why_not="RFC 5321 4.1.1.1: HELO/EHLO take one domain or address literal (Exim refuses "
+        "too); Postfix takes the whole rest of the line",
+        ours=["5xx 5.5.4", "5xx 5.5.4"],
+    ),
+    Case(
+        "leading space",
+        one(" NOOP", f" {MAIL}"),
+        why_not="RFC 5321 4.1.1: a command begins with its verb: 500; Postfix skips the space",
+        ours=["500 5.5.2", "500 5.5.2"],
+        exact=[0, 1],
+    ),
+    Case("trailing space", one("NOOP ", "RSET ", f"{MAIL} ", f"{RCPT} ", "DATA ")),
+    Case(
+        "tab separator",
+        one(f"MAIL\tFROM:<{ALICE}>", "NOOP\tx"),
+        why_not="RFC 5321 4.1.1: the verb is followed by SP, a tab makes no known verb: 500; "
+        "Postfix splits on any white space",
+        ours=["500 5.5.2", "500 5.5.2"],
+        exact=[0, 1],
+    ),
+    Case("long verb", one("X" * 600)),
+    Case("latin-1 octets", [(b"NOOP \xff\r\n", 1), (b"MAIL FROM:<\xff@client.test>\r\n", 1)]),
+    Case("size zero", one(f"{MAIL} SIZE=0", RCPT)),
     # --- MAIL/RCPT syntax (RFC 5321 4.1.2)
     Case("null sender", [(L("MAIL FROM:<>", RCPT, "DATA"), 3), (L(MSG), 1)]),
     Case("missing colon", one(f"MAIL FROM <{ALICE}>", f"MAIL <{ALICE}>", MAIL, f"RCPT <{ALICE}>")),
@@ -471,6 +500,12 @@ CASES: list[Case] = [
         "(CVE-2023-51764)",
         ours=["2xx 2.1.0", "2xx 2.1.5", "3xx -", "5xx 5.5.2"],
     ),
+    Case("data nul", [(L(MAIL, RCPT, "DATA"), 3), (b"Subject: n\r\n\r\na\x00b\r\n.\r\n", 1)]),
+    Case(
+        "data 8bit without body",
+        [(L(MAIL, RCPT, "DATA"), 3), (L("Subject: \u00e9", "", "\u00e9", "."), 1)],
+    ),
+    Case("data no header", [(L(MAIL, RCPT, "DATA"), 3), (L("just a line", "."), 1)]),
     Case("data lone dot", [(L(MAIL, RCPT, "DATA"), 3), (L("."), 1)], exact=[2]),
     Case(
         "data dot stuffing",
@@ -636,7 +671,9 @@ POOL = [
             "RCPT TO:<nobody@example.test>",
             "RCPT TO:<someone@remote.test>",
             "RCPT TO:<postmaster>",
+            "RCPT TO:<Postmaster@Example.Test>",
             "DATA",
+            "QUIT",
             "BDAT 0 LAST",
             "RSET",
             "NOOP",

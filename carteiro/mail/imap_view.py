@@ -127,6 +127,7 @@ class MailboxView:
     """The selected mailbox as this session knows it. MSN n is `uids[n - 1]`."""
 
     __slots__ = (
+        "_behind",
         "_events",
         "_expunged",
         "account",
@@ -175,6 +176,7 @@ class MailboxView:
         # messages without \\Seen, kept as metas change (STATUS UNSEEN of the selected mailbox)
         self.unseen = sum(1 for m in metas if SEEN not in m.flags)
         self._events: list[ChangeEvent] = []
+        self._behind = False  # the store was seen past the view: catch up at the next sync
         self._expunged: set[int] = set()  # expunged in the store, not yet announced
         self.appended = appended if appended is not None else AppendLog(1000)
         self.claims = claims
@@ -357,15 +359,23 @@ class MailboxView:
         """Queue events; nothing changes until sync()."""
         self._events.extend(events)
 
+    def behind(self) -> None:
+        """This session saw the store past the view (a conditional STORE found messages changed
+        since, RFC 7162 3.1.3) before the change feed's wake-up came: the next sync() asks the
+        store what changed, so the client is not told of older MODSEQs than the ones it was
+        just refused for."""
+        self._behind = True
+
     @property
     def has_pending(self) -> bool:
-        return bool(self._events or self._expunged)
+        return bool(self._events or self._expunged or self._behind)
 
     async def sync(self, allow_expunge: bool, rev2: bool = False) -> Updates:
         """Catch up with the store if an event says something happened, and say what to announce
         now. Expunges wait for a command that allows them; flag changes and new messages are
         announced at once."""
         events, self._events = self._events, []
+        behind, self._behind = self._behind, False
         upd = Updates()
         dirty: dict[int, None] = {}
         resync = False
@@ -390,8 +400,9 @@ class MailboxView:
             pass
         elif resync:
             new_metas = await self._catch_up(0, dirty, upd)
-        elif mine:
-            applied = self._apply_chain(mine, dirty, upd)
+        elif mine or behind:
+            # behind: the events may not say all there is yet; the store does
+            applied = self._apply_chain(mine, dirty, upd) if not behind else None
             for _ in range(CHAIN_WAITS):
                 # an APPEND of this process committed, its task not yet resumed to log it: it
                 # runs within a turn or two of the event loop, cheaper than asking the store

@@ -145,6 +145,7 @@ class Listing:
             )
             if drop:
                 self._drop(drop)
+                uids = self.uids  # _drop may have built new arrays (over 64 positions)
         last = uids[-1] if uids else 0
         metas = self.metas
         for uid, mask, kws, mseq, when, size, tz in changed:

@@ -376,7 +376,9 @@ class Client:
                 self.raw = False
             for u in more:
                 v = u.values()
-                if len(v) >= 2 and v[1] == "EXISTS" and isinstance(v[0], str):
+                if v and v[0] == "FLAGS" and len(v) >= 2 and isinstance(v[1], list):
+                    m.defined = frozenset(str(f) for f in v[1])
+                elif len(v) >= 2 and v[1] == "EXISTS" and isinstance(v[0], str):
                     raced = raced or int(v[0]) != exists
                     exists = int(v[0])
                 elif v and v[0] == "VANISHED" and len(v) == 2:

@@ -38,6 +38,8 @@ async def store(s: Session, tag: str, req: c.Store) -> Result:
             req.unchangedsince,
         )
         changed_uids = {m.uid for m in changed}
+        if failed:
+            view.behind()  # the refused ones changed after the view's MODSEQ: sync() learns how
         if view.apply_flags(changed):
             s.write_flags_responses(view)  # RFC 9051 7.3.5: the new keyword is a flag now
     condstore = s.condstore

@@ -129,3 +129,63 @@ async def test_idle_sees_appends_from_this_and_another_process(start_server) -> 
         if proc.is_alive():
             proc.kill()
             proc.join()
+
+
+def flagger(data_dir: str, conn: Connection) -> None:
+    """Child: another process's store on the data dir, adding a keyword to each UID it is sent,
+    then answering with the message's new MODSEQ."""
+    from carteiro.store.api import FlagOp
+    from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+    async def main() -> None:
+        store = SqliteMaildirStore(Path(data_dir))
+        acct = await store.account(USER)
+        box = await acct.get_mailbox("INBOX")
+        conn.send("ready")
+        loop = asyncio.get_running_loop()
+        while (uid := await loop.run_in_executor(None, conn.recv)) is not None:
+            [meta], _ = await acct.set_flags(box.id, [uid], FlagOp.ADD, ["$Other"])
+            conn.send(meta.modseq)
+        await store.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("start_server", ["sqlite"], indirect=True)
+async def test_conditional_store_refused_then_fetch_says_the_new_modseq(start_server) -> None:  # type: ignore[no-untyped-def]
+    """RFC 7162 3.1.3: a STORE (UNCHANGEDSINCE) refused with MODIFIED because another process
+    changed the message, before that process's change reached this session through the feed:
+    the FETCH the client sends next (what a client does after MODIFIED) gives the MODSEQ the
+    refusal was about, not the view's older one."""
+    srv: IMAPTestServer = await start_server()
+    data_dir = Path(srv.store.data_dir)  # type: ignore[attr-defined]
+    uid = await srv.deliver(message("one"))
+    parent, child = FORK.Pipe()
+    proc = FORK.Process(target=flagger, args=(str(data_dir), child))
+    proc.start()
+    loop = asyncio.get_running_loop()
+    try:
+        assert await loop.run_in_executor(None, parent.poll, 60), "flagger did not start"
+        assert parent.recv() == "ready"
+        c = await srv.connect(login=True)
+        assert (await c.cmd("SELECT INBOX (CONDSTORE)"))[-1].split()[1] == "OK"
+        got = await c.cmd(f"UID FETCH {uid} (MODSEQ)")
+        before = int(re.search(r"MODSEQ \((\d+)\)", got[0]).group(1))  # type: ignore[union-attr]
+        parent.send(uid)
+        assert await loop.run_in_executor(None, parent.poll, 30)
+        after = parent.recv()
+        assert after > before
+        # at once, well within the cross-process feed's wake-up (every 50 ms to 1 s)
+        lines = await c.cmd(f"UID STORE {uid} (UNCHANGEDSINCE {before}) +FLAGS (\\Seen)")
+        assert lines[-1].endswith(f"OK [MODIFIED {uid}] Conditional STORE failed"), lines
+        lines += await c.cmd(f"UID FETCH {uid} (MODSEQ FLAGS)")
+        said = [int(m) for m in re.findall(r"MODSEQ \((\d+)\)", "\n".join(lines))]
+        assert said and said[-1] == after, lines
+        assert before not in said, lines  # never the older MODSEQ once refused for a newer one
+        assert any("$Other" in line for line in lines), lines
+    finally:
+        parent.send(None)
+        await loop.run_in_executor(None, proc.join, 30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

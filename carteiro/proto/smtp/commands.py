@@ -139,6 +139,8 @@ _NOT_IMPLEMENTED = frozenset({"SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"})
 # A browser or proxy talking to the SMTP port (cross-protocol attacks): Postfix's
 # smtpd_forbidden_commands. The connection is closed.
 _FORBIDDEN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
+# RFC 5322 2.2: a field name (printable ASCII but ":") then ":" (one character class, linear)
+_HEADER_FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
 
 # RFC 3461 4.2 / RFC 1891: xtext is printable ASCII except "+" and "=", with "+XX" hex escapes.
 _XTEXT = re.compile(r"^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*$")
@@ -194,6 +196,11 @@ def parse(line: str, esmtp: bool, smtputf8_ok: bool = True) -> Command | Unsuppo
         return Unsupported(R.R_502_NOT_IMPLEMENTED.with_text(f"{verb} not implemented"))
     if verb in _FORBIDDEN:
         return Unsupported(R.R_421_FORBIDDEN, fatal=True)
+    if _HEADER_FIELD.match(verb):
+        # A header field where a command belongs: message content sent as commands (DATA was
+        # refused after the client pipelined the message with it). Left to run, the message's
+        # own lines would act as commands; hang up as Postfix does (its "I can break rules, too").
+        return Unsupported(R.R_421_CONTENT_AS_COMMANDS, fatal=True)
     return Unsupported(R.R_500_UNKNOWN)
 
 

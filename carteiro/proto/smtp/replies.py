@@ -117,6 +117,9 @@ R_421_SHUTDOWN = Reply(421, "4.3.2", "Service shutting down; try again later")
 R_421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address")
 R_421_LINE_TOO_LONG = Reply(421, "4.7.0", "Line too long; closing connection")
 R_421_FORBIDDEN = Reply(421, "4.7.0", "This is an SMTP server; closing connection")
+R_421_CONTENT_AS_COMMANDS = Reply(
+    421, "4.7.0", "Message content sent as commands; closing connection"
+)
 R_421_DATA_DEADLINE = Reply(421, "4.4.2", "Message transfer took too long; closing connection")
 R_451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; try again later")
 R_451_QUEUE_UNAVAILABLE = Reply(

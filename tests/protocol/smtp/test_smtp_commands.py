@@ -570,3 +570,25 @@ async def test_etrn_refusal_enhanced_code_matches_its_class(make_env: MakeEnv) -
     assert await c.cmd("ETRN unheld.test") == [
         "459 4.7.1 Node unheld.test not allowed: not a held domain here"
     ]
+
+
+async def test_message_pipelined_after_refused_data_is_not_run_as_commands(
+    env: Env,
+) -> None:
+    """A client that sends the message with DATA (against RFC 2920 3.1) after a recipient it
+    did not know was refused: the message's lines arrive where commands belong. Its first header
+    line ends the session (as Postfix does), so commands inside the message never run."""
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO client.example")
+    await c.send(
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n"
+        b"Subject: hi\r\n\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.test>\r\n"
+        b"DATA\r\nSubject: injected\r\n\r\nx\r\n.\r\n"
+    )
+    assert (await c.reply())[0].startswith("250 2.1.0")
+    assert (await c.reply())[0].startswith("550 5.1.1")
+    assert (await c.reply())[0].startswith("554 5.5.1")
+    assert (await c.reply())[0].startswith("421 4.7.0")
+    assert await c.closed()
+    assert await env.inbox(ALICE) == []

@@ -103,6 +103,23 @@ def test_http_is_fatal() -> None:
     assert isinstance(got, C.Unsupported) and got.fatal and got.reply.code == 421
 
 
+@pytest.mark.parametrize(
+    "line", ["Subject: hello", "From: <a@b.test>", "X-Mailer: x", "received:from x", "Subject:"]
+)
+def test_header_field_as_command_is_fatal(line: str) -> None:
+    """Message content where a command belongs (DATA refused after it was pipelined with the
+    message): the rest of the message must not run as commands. Postfix hangs up too."""
+    got = C.parse(line, esmtp=True)
+    assert isinstance(got, C.Unsupported) and got.fatal, got
+    assert (got.reply.code, got.reply.status) == (421, "4.7.0")
+
+
+@pytest.mark.parametrize("line", ["FOO", "FOO bar: baz", "X-FOO", ":", ":x"])
+def test_other_unknown_verbs_are_not_fatal(line: str) -> None:
+    got = C.parse(line, esmtp=True)
+    assert isinstance(got, C.Unsupported) and not got.fatal and got.reply.code == 500, got
+
+
 # ---- RFC 5321 4.5.3.1 size limits ----------------------------------------------------------------
 
 

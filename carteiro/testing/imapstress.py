@@ -189,7 +189,9 @@ class Client:
         greeting = self._next()
         if greeting.tag != "*" or greeting.status()[0] != "OK":
             raise Hang(f"greeting {greeting.text!r}")
-        self.command(f"LOGIN {quote(self.user)} {quote(self.password)}")
+        r, _ = self.command(f"LOGIN {quote(self.user)} {quote(self.password)}")
+        if r.status()[0] != "OK":
+            raise Hang(f"LOGIN refused: {r.text!r}")
         _, untagged = self.command("CAPABILITY")
         for r in untagged:
             v = r.values()
@@ -1123,7 +1125,10 @@ def start_server(stack: contextlib.ExitStack, which: str, user: str, password: s
     if which == "dovecot":
         from carteiro.testing.dovecot import DovecotInstance
 
-        return Started(stack.enter_context(DovecotInstance(tmp, users={user: password})).imap_port)
+        # its default of 10 sessions per user and address would refuse the larger runs
+        extra = "protocol imap {\n  mail_max_userip_connections = 1000\n}\n"
+        dc = DovecotInstance(tmp, users={user: password}, extra=extra)
+        return Started(stack.enter_context(dc).imap_port)
     import smtplib
 
     from carteiro.testing.server import ServerProcess, carteiro_cmd

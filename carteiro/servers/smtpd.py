@@ -946,7 +946,8 @@ class Session:
             return
         if not self.ctx.directory.is_held_domain(cmd.node):
             # RFC 1985 5: 459 for a node we do not hold mail for (no open relay flushing)
-            self.reply(Reply(459, "5.7.1", f"Node {node} not allowed: not a held domain here"))
+            # (the enhanced code of the same class: RFC 3463 2, 4.X.X is transient)
+            self.reply(Reply(459, "4.7.1", f"Node {node} not allowed: not a held domain here"))
             return
         try:
             n = await self.ctx.held.etrn(cmd.node, cmd.subdomains)

@@ -139,6 +139,8 @@ _NOT_IMPLEMENTED = frozenset({"SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"})
 # A browser or proxy talking to the SMTP port (cross-protocol attacks): Postfix's
 # smtpd_forbidden_commands. The connection is closed.
 _FORBIDDEN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
+# RFC 5322 2.2: a field name (printable ASCII but ":") then ":" (one character class, linear)
+_HEADER_FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
 
 # RFC 3461 4.2 / RFC 1891: xtext is printable ASCII except "+" and "=", with "+XX" hex escapes.
 _XTEXT = re.compile(r"^(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*$")
@@ -194,6 +196,11 @@ def parse(line: str, esmtp: bool, smtputf8_ok: bool = True) -> Command | Unsuppo
         return Unsupported(R.R_502_NOT_IMPLEMENTED.with_text(f"{verb} not implemented"))
     if verb in _FORBIDDEN:
         return Unsupported(R.R_421_FORBIDDEN, fatal=True)
+    if _HEADER_FIELD.match(verb):
+        # A header field where a command belongs: message content sent as commands (DATA was
+        # refused after the client pipelined the message with it). Left to run, the message's
+        # own lines would act as commands; hang up as Postfix does (its "I can break rules, too").
+        return Unsupported(R.R_421_CONTENT_AS_COMMANDS, fatal=True)
     return Unsupported(R.R_500_UNKNOWN)
 
 
@@ -239,25 +246,32 @@ def _parse_helo(arg: str, extended: bool) -> Helo | Reply:
     return Helo(arg, extended)
 
 
+BAD_PATH = ("", "\x00")  # _split_path's answer for a malformed path after a good keyword
+
+
 def _split_path(arg: str, keyword: str) -> tuple[str, str] | None:
-    """`FROM:<path> params` -> (path without brackets, params). None on bad syntax."""
+    """`FROM:<path> params` -> (path without brackets, params). None when the keyword or the
+    path is missing, BAD_PATH when what follows the keyword is not a path: the former is the
+    command's syntax (5.5.4), the latter a bad address (RFC 3463 X.1.7/X.1.3, as Postfix)."""
     if arg[: len(keyword)].upper() != keyword:
         return None
     rest = arg[len(keyword) :].lstrip(" ")  # tolerate "MAIL FROM: <a@b>" (common, harmless)
+    if not rest:
+        return None
     if not rest.startswith("<"):
         # Some clients omit the brackets; accept a lone address without spaces.
         path, _, params = rest.partition(" ")
-        if not path or "<" in path or ">" in path:
-            return None
+        if "<" in path or ">" in path:
+            return BAD_PATH
         return path, params.strip(" ")
     # Find the closing ">" outside a quoted local part.
     if '"' not in rest:
         i = rest.find(">")
         if i < 0:
-            return None
+            return BAD_PATH
         params = rest[i + 1 :]
         if params and not params.startswith(" "):
-            return None
+            return BAD_PATH
         return rest[1:i], params.strip(" ")
     i, quoted = 1, False
     while i < len(rest):
@@ -271,11 +285,11 @@ def _split_path(arg: str, keyword: str) -> tuple[str, str] | None:
             break
         i += 1
     else:
-        return None
+        return BAD_PATH
     path = rest[1:i]
     params = rest[i + 1 :]
     if params and not params.startswith(" "):
-        return None
+        return BAD_PATH
     return path, params.strip(" ")
 
 
@@ -353,6 +367,8 @@ def _parse_mail(arg: str, esmtp: bool, smtputf8_ok: bool) -> Mail | Reply:
     split = _split_path(arg, "FROM:")
     if split is None:
         return R.R_501_SYNTAX.with_text("Syntax: MAIL FROM:<address> [parameters]")
+    if split is BAD_PATH:
+        return R.R_501_BAD_SENDER
     path, ptext = split
     params = _params(ptext)
     if params is None:
@@ -409,6 +425,8 @@ def _parse_rcpt(arg: str, esmtp: bool) -> Rcpt | Reply:
     split = _split_path(arg, "TO:")
     if split is None:
         return R.R_501_SYNTAX.with_text("Syntax: RCPT TO:<address> [parameters]")
+    if split is BAD_PATH:
+        return R.R_501_BAD_RCPT
     path, ptext = split
     params = _params(ptext)
     if params is None:

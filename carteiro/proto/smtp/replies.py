@@ -117,6 +117,9 @@ R_421_SHUTDOWN = Reply(421, "4.3.2", "Service shutting down; try again later")
 R_421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address")
 R_421_LINE_TOO_LONG = Reply(421, "4.7.0", "Line too long; closing connection")
 R_421_FORBIDDEN = Reply(421, "4.7.0", "This is an SMTP server; closing connection")
+R_421_CONTENT_AS_COMMANDS = Reply(
+    421, "4.7.0", "Message content sent as commands; closing connection"
+)
 R_421_DATA_DEADLINE = Reply(421, "4.4.2", "Message transfer took too long; closing connection")
 R_451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; try again later")
 R_451_QUEUE_UNAVAILABLE = Reply(
@@ -131,7 +134,11 @@ R_454_AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
 
 # ---- permanent --------------------------------------------------------------------------------
 
-R_500_UNKNOWN = Reply(500, "5.5.1", "Command unrecognized")
+# RFC 3463 X.5.2 names "the command is unrecognized"; X.5.1 is for a known command out of
+# sequence or unsupported (as Postfix: 500 5.5.2)
+R_500_UNKNOWN = Reply(500, "5.5.2", "Command unrecognized")
+# HELO/EHLO on the LMTP listener: a known command, not this protocol's (RFC 2033 4.1)
+R_500_NOT_LMTP = Reply(500, "5.5.1", "This is LMTP: send LHLO")
 R_500_LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
 R_500_BAD_UTF8 = Reply(500, "5.5.2", "Command is not valid UTF-8")
 R_500_BARE_NEWLINE_CMD = Reply(500, "5.5.2", "Command lines must end with <CR><LF>")

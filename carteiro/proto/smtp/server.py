@@ -278,7 +278,7 @@ class ServerMachine:
             if verb == "LHLO" or verb == "LHLO ":
                 text = "EHLO" + text[4:]  # the same syntax and meaning (RFC 2033 4.1)
             elif verb[:4] in ("EHLO", "HELO"):
-                return self._hold(Invalid(R.R_500_UNKNOWN.with_text("This is LMTP: send LHLO")))
+                return self._hold(Invalid(R.R_500_NOT_LMTP))
         parsed = C.parse(text, self.esmtp)
         kind = type(parsed)  # (exact types: no command class has subclasses)
         if kind is Reply:

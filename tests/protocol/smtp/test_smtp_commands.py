@@ -110,7 +110,7 @@ async def test_rset_noop_help_vrfy_expn_turn(env: Env) -> None:
         C: RSET extra
         S: 501 5.5.4 RSET takes no arguments
         C: XYZZY
-        S: 500 5.5.1 Command unrecognized
+        S: 500 5.5.2 Command unrecognized
         C: QUIT
         S: 221 2.0.0 Bye
         CLOSED
@@ -264,11 +264,11 @@ async def test_errors_per_session_then_421(make_env: MakeEnv) -> None:
         """
         S: 220 *
         C: FOO
-        S: 500 5.5.1 *
+        S: 500 5.5.2 *
         C: BAR
-        S: 500 5.5.1 *
+        S: 500 5.5.2 *
         C: BAZ
-        S: 500 5.5.1 *
+        S: 500 5.5.2 *
         S: 421 4.7.0 Too many errors; closing connection
         CLOSED
         """
@@ -549,3 +549,46 @@ async def test_idle_timeout_counts_from_the_last_read(make_env: MakeEnv) -> None
     assert await c.reply() == ["421 4.4.2 Timeout waiting for input; closing connection"]
     assert await c.closed()
     assert 0.3 <= time.monotonic() - t < 5
+
+
+class _NoHeldMail:
+    """ETRN is offered on the MX role when held mail exists; the node asked for here is never
+    held, so nothing of it is called."""
+
+    async def etrn(self, node: str, subdomains: bool) -> int:
+        raise AssertionError("a domain we do not hold was flushed")
+
+
+async def test_etrn_refusal_enhanced_code_matches_its_class(make_env: MakeEnv) -> None:
+    """RFC 1985 5 gives 459 for a node not allowed; its enhanced code must be of the same class
+    (RFC 3463 2: 4.X.X is a transient failure). It said 459 5.7.1 (found against Postfix)."""
+    env = await make_env()
+    env.ctx.held = _NoHeldMail()  # type: ignore[assignment]
+    c = await env.connect()
+    await c.reply()
+    assert "250-ETRN" in await c.cmd("EHLO client.example")
+    assert await c.cmd("ETRN unheld.test") == [
+        "459 4.7.1 Node unheld.test not allowed: not a held domain here"
+    ]
+
+
+async def test_message_pipelined_after_refused_data_is_not_run_as_commands(
+    env: Env,
+) -> None:
+    """A client that sends the message with DATA (against RFC 2920 3.1) after a recipient it
+    did not know was refused: the message's lines arrive where commands belong. Its first header
+    line ends the session (as Postfix does), so commands inside the message never run."""
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO client.example")
+    await c.send(
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n"
+        b"Subject: hi\r\n\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.test>\r\n"
+        b"DATA\r\nSubject: injected\r\n\r\nx\r\n.\r\n"
+    )
+    assert (await c.reply())[0].startswith("250 2.1.0")
+    assert (await c.reply())[0].startswith("550 5.1.1")
+    assert (await c.reply())[0].startswith("554 5.5.1")
+    assert (await c.reply())[0].startswith("421 4.7.0")
+    assert await c.closed()
+    assert await env.inbox(ALICE) == []

@@ -51,8 +51,18 @@ def test_parses(line: str, expected: object) -> None:
         ("EHLO", 501, "5.5.4"),
         ("EHLO two words", 501, "5.5.4"),
         ("MAIL TO:<a@b.test>", 501, "5.5.4"),
-        ("MAIL FROM:<a@b.test", 501, "5.5.4"),
-        ("MAIL FROM:<a@b.test>SIZE=1", 501, "5.5.4"),
+        # a malformed path after FROM:/TO: is a bad address (RFC 3463 X.1.7, X.1.3), as a bad
+        # address inside good brackets is, and as Postfix says; a bad keyword is 5.5.4
+        ("MAIL FROM <a@b.test>", 501, "5.5.4"),
+        ("MAIL FROM:<a@b.test", 501, "5.1.7"),
+        ("MAIL FROM:<a@b.test>SIZE=1", 501, "5.1.7"),
+        ("MAIL FROM:a<b@c.test", 501, "5.1.7"),
+        ('MAIL FROM:<"a@b.test>', 501, "5.1.7"),
+        ("MAIL FROM:", 501, "5.5.4"),
+        ("RCPT TO <a@b.test>", 501, "5.5.4"),
+        ("RCPT TO:<a@b.test", 501, "5.1.3"),
+        ("RCPT TO:<a@b.test>x", 501, "5.1.3"),
+        ('RCPT TO:<"a@b.test>', 501, "5.1.3"),
         ("MAIL FROM:<a@@b.test>", 501, "5.1.7"),
         ("MAIL FROM:<a@b.test> SIZE=x", 501, "5.5.4"),
         ("MAIL FROM:<a@b.test> BODY=BINARYMIME", 555, "5.5.4"),
@@ -71,7 +81,9 @@ def test_parses(line: str, expected: object) -> None:
         ("DATA now", 501, "5.5.4"),
         ("AUTH", 501, "5.5.4"),
         ("TURN", 502, "5.5.1"),
-        ("XYZZY", 500, "5.5.1"),
+        # RFC 3463 X.5.2: "... the command is unrecognized" (X.5.1 is for out of sequence or
+        # unsupported, e.g. TURN above); Postfix says 500 5.5.2 too
+        ("XYZZY", 500, "5.5.2"),
     ],
 )
 def test_refuses(line: str, code: int, status: str) -> None:
@@ -89,6 +101,23 @@ def test_parameters_need_ehlo() -> None:
 def test_http_is_fatal() -> None:
     got = C.parse("POST / HTTP/1.1", esmtp=False)
     assert isinstance(got, C.Unsupported) and got.fatal and got.reply.code == 421
+
+
+@pytest.mark.parametrize(
+    "line", ["Subject: hello", "From: <a@b.test>", "X-Mailer: x", "received:from x", "Subject:"]
+)
+def test_header_field_as_command_is_fatal(line: str) -> None:
+    """Message content where a command belongs (DATA refused after it was pipelined with the
+    message): the rest of the message must not run as commands. Postfix hangs up too."""
+    got = C.parse(line, esmtp=True)
+    assert isinstance(got, C.Unsupported) and got.fatal, got
+    assert (got.reply.code, got.reply.status) == (421, "4.7.0")
+
+
+@pytest.mark.parametrize("line", ["FOO", "FOO bar: baz", "X-FOO", ":", ":x"])
+def test_other_unknown_verbs_are_not_fatal(line: str) -> None:
+    got = C.parse(line, esmtp=True)
+    assert isinstance(got, C.Unsupported) and not got.fatal and got.reply.code == 500, got
 
 
 # ---- RFC 5321 4.5.3.1 size limits ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from carteiro.core.address import (
+    MAX_PATH,
     AddressError,
     canonical,
     check_domain,
@@ -357,8 +358,9 @@ class Directory:
     def resolve(self, address: str) -> Resolution | None:
         """Expand aliases, plus-addressing and catch-alls. None when the address is ours but unknown
         (550 5.1.1), or raises DirectoryError for loops/over-expansion. Remote-domain addresses
-        given directly come back as `remote`."""
-        addr = parse_address(address)
+        given directly come back as `remote`. A local part over 64 octets is looked up like any
+        other (a list's VERP bounce address, LIST-bounces+member=domain@, may pass 64)."""
+        addr = parse_address(address, max_local=MAX_PATH)
         if not self.is_local_domain(addr.domain):
             return Resolution((), (addr.canonical,))
         local: dict[str, str] = {}

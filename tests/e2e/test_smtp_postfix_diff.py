@@ -346,12 +346,8 @@ CASES: list[Case] = [
     Case("quoted local part rcpt", one(MAIL, 'RCPT TO:<"alice"@example.test>')),
     Case("ip literal", one("MAIL FROM:<u@[192.0.2.1]>", "RCPT TO:<u@[IPv6:2001:db8::1]>")),
     Case("bad ip literal", one("MAIL FROM:<u@[300.1.2.3]>", "MAIL FROM:<u@[IPv6:zz]>")),
-    Case(
-        "long local part",
-        one(f"MAIL FROM:<{'a' * 65}@client.test>"),
-        why_not="RFC 5321 4.5.3.1.1: a local part has at most 64 octets; Postfix has no limit",
-        ours=["5xx 5.1.7"],
-    ),
+    # over RFC 5321 4.5.3.1.1's 64 octets, taken by both (SRS/VERP senders)
+    Case("long local part", one(f"MAIL FROM:<{'a' * 65}@client.test>", RCPT)),
     Case("long domain", one(f"MAIL FROM:<u@{'d' * 60}.{'e' * 60}.{'f' * 60}.{'g' * 80}.test>")),
     Case("long label", one(f"MAIL FROM:<u@{'d' * 64}.test>")),
     Case(

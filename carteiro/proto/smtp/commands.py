@@ -339,8 +339,11 @@ MAX_MAILBOX = 254  # RFC 5321 4.5.3.1.3: a path is at most 256 octets, its "<" "
 
 def valid_address(path: str) -> str | None:
     """None if `path` is a valid mailbox (RFC 5321 4.1.2, RFC 6531), else the reason. Limits
-    (RFC 5321 4.5.3.1): local part 64 octets, domain 255, the whole path 256 with brackets."""
-    if len(path) <= MAX_MAILBOX and _SIMPLE_ADDRESS.match(path) and path.index("@") <= 64:
+    (RFC 5321 4.5.3.1): domain 255 octets, the whole path 256 with brackets. A local part may
+    pass 4.5.3.1.1's 64 octets, as Postfix and Dovecot take it: SRS and VERP senders of
+    forwarders and mailing lists do (4.5.3.1: "implementation techniques that impose no limits
+    on the length of these objects should be used")."""
+    if len(path) <= MAX_MAILBOX and _SIMPLE_ADDRESS.match(path):
         return None
     if len(path.encode("utf-8")) > MAX_MAILBOX:
         return "address too long (RFC 5321 4.5.3.1.3: at most 256 octets with the brackets)"
@@ -348,7 +351,7 @@ def valid_address(path: str) -> str | None:
     if domain.startswith("[") and not valid_address_literal(domain):
         return f"bad address literal {domain!r} (RFC 5321 4.1.3)"
     try:
-        parse_address(path)
+        parse_address(path, max_local=MAX_MAILBOX)
     except AddressError as e:
         return str(e)
     return None

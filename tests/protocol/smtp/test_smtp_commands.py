@@ -442,8 +442,9 @@ async def test_replies_stay_within_512_octets(env: Env) -> None:
     assert reply[0] == f"554 5.7.1 <{longest}>: Relay access denied"
     reply = await c.cmd(f"RCPT TO:<{longest}x>")  # 255 octets
     assert reply[0].startswith("501 5.1.3") and "too long" in reply[0]
+    # a local part over 64 octets is taken (SRS, VERP): here an unknown user of ours
     reply = await c.cmd(f"RCPT TO:<{'a' * 65}@example.test>")
-    assert reply[0].startswith("501 5.1.3") and "local part too long" in reply[0]
+    assert reply[0].startswith("550 5.1.1"), reply
 
 
 async def test_postmaster_accepted_without_an_alias(env: Env) -> None:
@@ -592,3 +593,16 @@ async def test_message_pipelined_after_refused_data_is_not_run_as_commands(
     assert (await c.reply())[0].startswith("421 4.7.0")
     assert await c.closed()
     assert await env.inbox(ALICE) == []
+
+
+async def test_long_verp_and_srs_addresses_reach_us(env: Env) -> None:
+    """RFC 5321 4.5.3.1: local parts over 64 octets in the envelope are taken (an SRS sender of a
+    forwarder; a list's VERP bounce address LIST-bounces+member=domain@ names a member)."""
+    c = await env.play(EHLO)
+    srs = "SRS0=HHH=TT=" + "forwarded-from.example.org=" + "a.very.long.local.part.indeed"
+    assert len(srs) > 64
+    assert (await c.cmd(f"MAIL FROM:<{srs}@forwarder.example>"))[0].startswith("250 ")
+    # ours but unknown: refused as any unknown user, not as a malformed address
+    verp = "nolist-bounces+" + "firstname.middlename.lastname=department.example.org"
+    assert len(verp) > 64
+    assert (await c.cmd(f"RCPT TO:<{verp}@example.test>"))[0].startswith("550 5.1.1")

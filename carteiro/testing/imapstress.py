@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,8 @@ class Client:
         self.selected = mailbox
         self.last: list[str] = []  # the last lines sent and received, for a report
         self.caps: frozenset[str] = frozenset()
+        self.deflate: Any = None  # zlib streams once COMPRESS=DEFLATE is on
+        self.inflate: Any = None
         self.mode = "plain"  # or "condstore", "qresync": what this session ENABLEd
         # a QRESYNC session's state at its end: (mailbox, UIDVALIDITY, HIGHESTMODSEQ of its
         # SELECT, UID -> flags, UID -> MODSEQ), which the next session resynchronises from
@@ -187,6 +190,7 @@ class Client:
         self.who = f"client {self.n} session {self.session}"
         self.sock = socket.create_connection((self.host, self.port), timeout=TIMEOUT)
         self.reader = ResponseReader()
+        self.deflate = self.inflate = None
         greeting = self._next()
         if greeting.tag != "*" or greeting.status()[0] != "OK":
             raise Hang(f"greeting {greeting.text!r}")
@@ -198,6 +202,20 @@ class Client:
             v = r.values()
             if v and v[0] == "CAPABILITY":
                 self.caps = frozenset(str(c).upper() for c in v[1:])
+        if "COMPRESS=DEFLATE" in self.caps and self.rng.random() < 0.3:
+            r, _ = self.command("COMPRESS DEFLATE")
+            if r.status()[0] != "OK":
+                self.shared.error(self.who, f"COMPRESS DEFLATE: {r.text!r}")
+            else:  # RFC 4978 3: raw deflate both ways from the next octet on
+                self.deflate = zlib.compressobj(wbits=-15)
+                self.inflate = zlib.decompressobj(wbits=-15)
+                # whatever came after the OK in the same read is already compressed
+                rest = bytes(self.reader.buf)
+                self.reader.buf.clear()
+                if rest:
+                    self.reader.feed(self.inflate.decompress(rest))
+                with self.shared.lock:
+                    self.shared.counts["compressed"] = self.shared.counts.get("compressed", 0) + 1
         modes = ["plain"]
         if "CONDSTORE" in self.caps:
             modes.append("condstore")
@@ -235,7 +253,7 @@ class Client:
                 self.last = [*self.last[-30:], f"S: {got.text[:200]!r}"]
                 return got
             try:
-                data = self.sock.recv(65536)
+                data = self._recv()
             except TimeoutError:
                 raise Hang("no response within the time bound") from None
             if not data:
@@ -245,7 +263,20 @@ class Client:
     def _send(self, line: bytes) -> None:
         assert self.sock is not None
         self.last = [*self.last[-30:], f"C: {line[:200]!r}"]
+        if self.deflate is not None:
+            line = self.deflate.compress(line) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
         self.sock.sendall(line)
+
+    def _recv(self) -> bytes:
+        """Octets from the server, inflated once COMPRESS=DEFLATE is on (RFC 4978); b"" at EOF."""
+        assert self.sock is not None
+        while True:
+            data = self.sock.recv(65536)
+            if not data or self.inflate is None:
+                return data
+            out: bytes = self.inflate.decompress(data)
+            if out:
+                return out
 
     def command(
         self, text: str, literal: bytes | None = None, expect_bye: bool = False
@@ -880,7 +911,7 @@ class Client:
             try:
                 got = self.reader.next()
                 if got is None:
-                    data = self.sock.recv(65536)
+                    data = self._recv()
                     if not data:
                         raise Hang("closed in IDLE")
                     self.reader.feed(data)

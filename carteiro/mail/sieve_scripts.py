@@ -1,5 +1,8 @@
 """Each account's Sieve scripts, in a file area of the data dir: DATA/sieve/<account>/<name>.sieve,
-with the active one's name in DATA/sieve/<account>/.active. Every write is tmp -> fsync ->
+with the active one's name in DATA/sieve/<account>/.active. A name whose percent-encoded form
+would make too long a file name (RFC 5804 1.6 allows 128 characters: 128 "é" are 768 octets
+encoded) is stored as %~<hash>.sieve with the name beside it in %~<hash>.name; `%~` is no
+prefix quote() writes, so the two kinds never meet. Every write is tmp -> fsync ->
 rename -> fsync dir, so a crash leaves the old or the new script, never half of one. Scripts
 are checked (compiled) before they are stored; quotas bound their number and size (RFC 5804).
 Blocking: call from a thread.
@@ -8,6 +11,7 @@ Blocking: call from a thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -17,6 +21,10 @@ from carteiro.sieve.compiler import compile_script, valid_script_name
 from carteiro.sieve.errors import SieveSyntaxError
 
 SUFFIX = ".sieve"
+NAME_SUFFIX = ".name"  # beside a hashed script file: its name
+HASHED = "%~"
+MAX_STEM = 200  # octets of a file name's stem: NAME_MAX 255 less the temporary name's additions
+SAFE = " +-_.,()@"
 ACTIVE = ".active"
 GLOBAL = "_global"  # DATA/sieve/_global/<name>.sieve: scripts `include :global` finds
 
@@ -64,10 +72,28 @@ class ScriptStore:
     def _file(self, account: str, name: str) -> Path:
         if not valid_script_name(name):
             raise ScriptError(f"invalid script name {name!r}")
-        fname = quote(name, safe=" +-_.,()@")
+        fname = quote(name, safe=SAFE)
         if fname.startswith("."):
             fname = "%2E" + fname[1:]  # never a hidden file, never ".active"
+        if len(fname) > MAX_STEM:
+            fname = HASHED + hashlib.sha256(name.encode("utf-8")).hexdigest()[:40]
         return self._dir(account) / (fname + SUFFIX)
+
+    @staticmethod
+    def _name_file(path: Path) -> Path | None:
+        """Where a hashed script file's name is kept; None for a file named after its script."""
+        if not path.name.startswith(HASHED):
+            return None
+        return path.with_name(path.name[: -len(SUFFIX)] + NAME_SUFFIX)
+
+    def _keep_name(self, path: Path, name: str) -> None:
+        if (side := self._name_file(path)) is not None:
+            _write(side, name.encode("utf-8"))
+
+    def _drop_name(self, path: Path) -> None:
+        if (side := self._name_file(path)) is not None:
+            with contextlib.suppress(FileNotFoundError):
+                side.unlink()
 
     def names(self, account: str) -> list[str]:
         d = self._dir(account)
@@ -75,11 +101,18 @@ class ScriptStore:
             entries = os.listdir(d)
         except FileNotFoundError:
             return []
-        return sorted(
-            unquote(e[: -len(SUFFIX)])
-            for e in entries
-            if e.endswith(SUFFIX) and not e.startswith(".")
-        )
+        out = []
+        for e in entries:
+            if not e.endswith(SUFFIX) or e.startswith("."):
+                continue
+            if e.startswith(HASHED):
+                try:
+                    out.append((d / (e[: -len(SUFFIX)] + NAME_SUFFIX)).read_text("utf-8"))
+                except (FileNotFoundError, UnicodeDecodeError):
+                    continue  # its name is lost: not a script any client can name
+            else:
+                out.append(unquote(e[: -len(SUFFIX)]))
+        return sorted(out)
 
     def active_name(self, account: str) -> str | None:
         try:
@@ -136,6 +169,7 @@ class ScriptStore:
         self.have_space(account, name, len(data))
         self.check(text)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._keep_name(path, name)  # first: a script file is never there without its name
         _write(path, data)
 
     def delete(self, account: str, name: str) -> None:
@@ -146,6 +180,7 @@ class ScriptStore:
             path.unlink()
         except FileNotFoundError:
             raise ScriptError(f"no script named {name!r}", "NONEXISTENT") from None
+        self._drop_name(path)
         _fsync_dir(path.parent)
 
     def rename(self, account: str, old: str, new: str) -> None:
@@ -154,11 +189,13 @@ class ScriptStore:
             raise ScriptError(f"no script named {old!r}", "NONEXISTENT")
         if dst.exists():
             raise ScriptError(f"a script named {new!r} exists", "ALREADYEXISTS")
+        self._keep_name(dst, new)
         os.link(src, dst)  # never overwrite: a concurrent rename onto `new` fails here
         was_active = self.active_name(account) == old
         if was_active:
             _write(self._dir(account) / ACTIVE, new.encode("utf-8"))
         src.unlink()
+        self._drop_name(src)
         _fsync_dir(src.parent)
 
     def set_active(self, account: str, name: str | None) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from carteiro.core.address import Address, AddressError, parse_address
 from carteiro.sieve.errors import SieveSyntaxError
@@ -655,31 +655,21 @@ def where_test_list(where: Command | Test) -> bool:
     return where.test_list
 
 
-# How the script store names a script's file (mail/sieve_scripts.py: the name percent-encoded but
-# for these characters, a leading "." written %2E, then ".sieve"); kept in step by
-# tests/protocol/managesieve (the longest valid names are stored).
-_FILE_SAFE = " +-_.,()@"
-# NAME_MAX is 255; the store's temporary file adds ".tmp.PID.THREAD." and ".sieve" (~40 octets).
-_MAX_FILE_STEM = 200
 # RFC 5804 1.6: never in a name (besides the C0/C1 controls and DEL)
 _LINE_SEPARATORS = "\u2028\u2029"
 
 
 def valid_script_name(name: str) -> bool:
-    """RFC 5804 1.6: no control characters, DEL, U+2028 or U+2029. Besides (we keep names usable
-    as file names): no "/" or "\\", not "." or "..", and a file name that fits the file system
-    (so a name of 128 characters fits only when most of them are ASCII letters or digits)."""
-    if not (
+    """RFC 5804 1.6: 1 to 128 characters, no control characters, DEL, U+2028 or U+2029. Besides
+    (names are also the script store's file names): no "/" or "\\", not "." or ".."."""
+    return (
         0 < len(name) <= 128
         and not any(
             ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "/\\" or c in _LINE_SEPARATORS
             for c in name
         )
         and name not in (".", "..")
-    ):
-        return False
-    stem = len(quote(name, safe=_FILE_SAFE)) + (2 if name.startswith(".") else 0)
-    return stem <= _MAX_FILE_STEM
+    )
 
 
 def compile_script(text: str) -> Script:

@@ -176,6 +176,7 @@ class Client:
         self.selected = mailbox
         self.last: list[str] = []  # the last lines sent and received, for a report
         self.caps: frozenset[str] = frozenset()
+        self.readonly = False  # the mailbox was EXAMINEd
         self.deflate: Any = None  # zlib streams once COMPRESS=DEFLATE is on
         self.inflate: Any = None
         self.mode = "plain"  # or "condstore", "qresync": what this session ENABLEd
@@ -319,6 +320,7 @@ class Client:
 
     def select(self, mailbox: str | None = None) -> None:
         self.model = Model()
+        self.readonly = False
         self.selected = mailbox or self.mailbox
         with self.shared.lock:
             before = self.shared.modseq.get(self.selected, 0)
@@ -326,9 +328,12 @@ class Client:
         if resume is not None and resume[0] == self.selected:
             self.resync(resume, before)
             return
-        r, _ = self.command(f"SELECT {quote(self.selected)}")
+        # some sessions only look (EXAMINE, RFC 9051 6.3.3): every change they ask for is refused
+        self.readonly = mailbox is None and self.rng.random() < 0.15
+        verb = "EXAMINE" if self.readonly else "SELECT"
+        r, _ = self.command(f"{verb} {quote(self.selected)}")
         if r.status()[0] != "OK":
-            raise Hang(f"SELECT failed: {r.text!r}")
+            raise Hang(f"{verb} failed: {r.text!r}")
         self.check_highest(before)
         self.fetch_all()
 
@@ -598,6 +603,8 @@ class Client:
         if isinstance(flags, list):
             names = frozenset(str(f) for f in flags if isinstance(f, str))
             for f in names:
+                if f == "\\Recent" and self.readonly:
+                    continue  # (an EXAMINE neither takes \Recent nor need be the only one)
                 if f == "\\Recent":
                     with self.shared.lock:
                         first = self.shared.recent.setdefault(
@@ -697,7 +704,21 @@ class Client:
         if uids:
             self.command(f"UID FETCH {_seqset(uids)} (UID RFC822.SIZE BODY.PEEK[])")
 
+    def refused(self, text: str) -> None:
+        """A change in an EXAMINEd mailbox (RFC 9051 6.3.3): NO (carteiro), or OK (Dovecot says
+        OK to STORE, EXPUNGE and MOVE there); never BAD. The model takes nothing from it."""
+        r, _ = self.command(text)
+        if r.status()[0] not in ("NO", "OK"):
+            self.shared.error(self.who, f"{text[:40]!r} in a read-only mailbox: {r.text!r}")
+        with self.shared.lock:
+            self.shared.counts["read-only refusals"] = (
+                self.shared.counts.get("read-only refusals", 0) + 1
+            )
+
     def _store(self, uids: list[int], op: str, flags: str) -> bool:
+        if self.readonly:
+            self.refused(f"UID STORE {_seqset(uids)} {op}FLAGS ({flags})")
+            return False
         silent = self.rng.random() < 0.3
         r, _ = self.command(
             f"UID STORE {_seqset(uids)} {op}FLAGS{'.SILENT' if silent else ''} ({flags})"
@@ -724,8 +745,9 @@ class Client:
             ok = self._store(uids, "+" if add else "-", self.keyword)
         finally:
             self.model.storing = frozenset()
-        if ok:
-            self.shared.stored_own(self.n, self.selected, uids, add)
+        if not ok:
+            return  # refused (read-only): nothing changed
+        self.shared.stored_own(self.n, self.selected, uids, add)
         alive = set(self.known())
         for u in uids:
             if u in alive:
@@ -734,6 +756,8 @@ class Client:
     def store_unchanged(self, uids: list[int], add: bool, since: int) -> None:
         """STORE (UNCHANGEDSINCE n) (RFC 7162 3.1.3): a message whose MODSEQ is above n is left
         alone and named in MODIFIED; the others are stored."""
+        if self.readonly:
+            return
         self.model.storing = frozenset(uids)
         self.shared.storing_own(self.n, self.selected, uids)
         try:
@@ -810,6 +834,9 @@ class Client:
             self._store(uids, "+", "\\Deleted")
 
     def do_expunge(self) -> None:
+        if self.readonly:
+            self.refused("EXPUNGE")
+            return
         if self.rng.random() < 0.5:
             self.command("EXPUNGE")
             return
@@ -839,6 +866,9 @@ class Client:
             return
         with self.shared.lock:
             digests = {u: self.shared.digest.get((self.selected, u)) for u in uids}
+        if verb == "MOVE" and self.readonly:
+            self.refused(f"UID MOVE {_seqset(uids)} {quote(to)}")
+            return
         if verb == "MOVE":
             self.shared.risk(self.selected, uids)
         r, untagged = self.command(f"UID {verb} {_seqset(uids)} {quote(to)}")

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 
-from carteiro.testing.imapstress import run, start_server
+from carteiro.testing.imapstress import Report, run, start_server
 
 SECONDS = float(os.environ.get("IMAP_STRESS_SECONDS", "12"))
 USER, PASSWORD = "tester@example.test", "pw"
 
 
-def test_concurrent_sessions_see_one_consistent_mailbox() -> None:
+def stress(seconds: float, seed: int, crash: bool) -> Report:
+    """Six IMAP clients, deliveries from outside and a POP3 session on a fresh server's INBOX."""
     with contextlib.ExitStack() as stack:
         srv = start_server(stack, "carteiro", USER, PASSWORD)
         report = run(
@@ -26,15 +27,20 @@ def test_concurrent_sessions_see_one_consistent_mailbox() -> None:
             srv.port,
             USER,
             PASSWORD,
-            "INBOX",
-            6,
-            SECONDS,
-            7,
-            srv.inject,
-            None,
-            srv.pop3,
+            mailbox="INBOX",
+            clients=6,
+            seconds=seconds,
+            seed=seed,
+            inject=srv.inject,
+            crash=srv.crash if crash else None,
+            pop3_port=srv.pop3,
         )
     assert report.errors == [], "\n".join(report.errors[:20])
+    return report
+
+
+def test_concurrent_sessions_see_one_consistent_mailbox() -> None:
+    report = stress(SECONDS, 7, crash=False)
     # the run did what it is for: many commands, resynchronisations, deliveries from outside
     assert report.commands > 500, report.counts
     assert report.counts.get("resync", 0) > 0, report.counts
@@ -44,20 +50,5 @@ def test_concurrent_sessions_see_one_consistent_mailbox() -> None:
 
 
 def test_what_was_acknowledged_survives_kill_9_under_load() -> None:
-    with contextlib.ExitStack() as stack:
-        srv = start_server(stack, "carteiro", USER, PASSWORD)
-        report = run(
-            "127.0.0.1",
-            srv.port,
-            USER,
-            PASSWORD,
-            "INBOX",
-            6,
-            SECONDS / 2,
-            8,
-            srv.inject,
-            srv.crash,
-            srv.pop3,
-        )
-    assert report.errors == [], "\n".join(report.errors[:20])
+    report = stress(SECONDS / 2, 8, crash=True)
     assert report.counts.get("checked after kill", 0) > 50, report.counts

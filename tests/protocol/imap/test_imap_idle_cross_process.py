@@ -8,11 +8,14 @@ announces the new size of the mailbox)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import re
 import time
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imap_harness import (  # noqa: F401  (fixtures)
@@ -71,17 +74,50 @@ async def read_exists(client: object, want: int, deadline: float) -> list[int]:
     return seen
 
 
+class OtherProcess:
+    """A second writer on the data dir: `target(data_dir, conn)` in a forked child, which says
+    "ready", then answers each value sent to it; None stops it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def send(self, value: object) -> None:
+        self.conn.send(value)
+
+    async def reply(self, timeout: float = 30) -> Any:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, self.conn.poll, timeout), "no answer"
+        return self.conn.recv()
+
+    async def ask(self, value: object) -> Any:
+        self.send(value)
+        return await self.reply()
+
+
+@contextlib.asynccontextmanager
+async def other_process(
+    target: Callable[[str, Connection], None], data_dir: Path
+) -> AsyncIterator[OtherProcess]:
+    parent, child = FORK.Pipe()
+    proc = FORK.Process(target=target, args=(str(data_dir), child))
+    proc.start()
+    other = OtherProcess(parent)
+    try:
+        assert await other.reply(60) == "ready", "the other process did not start"
+        yield other
+    finally:
+        parent.send(None)
+        await asyncio.get_running_loop().run_in_executor(None, proc.join, 30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
 @pytest.mark.parametrize("start_server", ["sqlite"], indirect=True)
 async def test_idle_sees_appends_from_this_and_another_process(start_server) -> None:  # type: ignore[no-untyped-def]
     srv: IMAPTestServer = await start_server()
     data_dir = Path(srv.store.data_dir)  # type: ignore[attr-defined]
-    parent, child = FORK.Pipe()
-    proc = FORK.Process(target=deliverer, args=(str(data_dir), child))
-    proc.start()
-    loop = asyncio.get_running_loop()
-    try:
-        assert await loop.run_in_executor(None, parent.poll, 60), "deliverer did not start"
-        assert parent.recv() == "ready"
+    async with other_process(deliverer, data_dir) as other:
         c = await srv.connect(login=True)
         assert (await c.cmd("SELECT INBOX"))[-1].split()[1] == "OK"
         await c.send(b"i1 IDLE\r\n")
@@ -89,18 +125,16 @@ async def test_idle_sees_appends_from_this_and_another_process(start_server) -> 
         count = 0
         late: list[tuple[int, list[int]]] = []
         for i in range(ROUNDS):
-            parent.send(f"remote-{i}")
+            other.send(f"remote-{i}")
             if i % 2 == 0:
                 # the other process commits first, ours right after: our event comes at once
                 # with the higher UID, theirs later through the cross-process wake-up
-                await loop.run_in_executor(None, parent.poll, 10)
-                parent.recv()  # the child's delivery is acknowledged (committed)
+                await other.reply(10)  # the child's delivery is acknowledged (committed)
                 await srv.deliver(message(f"local-{i}"))
             else:
                 # both writers at once, racing for the next UIDs
                 await srv.deliver(message(f"local-{i}"))
-                await loop.run_in_executor(None, parent.poll, 10)
-                parent.recv()
+                await other.reply(10)
             count += 2
             acknowledged = time.monotonic()
             seen = await read_exists(c, count, acknowledged + WITHIN)
@@ -123,12 +157,6 @@ async def test_idle_sees_appends_from_this_and_another_process(start_server) -> 
         stored = [m.uid for m in await acct.list_messages(inbox.id)]
         assert len(stored) == count
         assert uids == stored
-    finally:
-        parent.send(None)
-        await loop.run_in_executor(None, proc.join, 30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
 
 
 def flagger(data_dir: str, conn: Connection) -> None:
@@ -160,20 +188,12 @@ async def test_conditional_store_refused_then_fetch_says_the_new_modseq(start_se
     srv: IMAPTestServer = await start_server()
     data_dir = Path(srv.store.data_dir)  # type: ignore[attr-defined]
     uid = await srv.deliver(message("one"))
-    parent, child = FORK.Pipe()
-    proc = FORK.Process(target=flagger, args=(str(data_dir), child))
-    proc.start()
-    loop = asyncio.get_running_loop()
-    try:
-        assert await loop.run_in_executor(None, parent.poll, 60), "flagger did not start"
-        assert parent.recv() == "ready"
+    async with other_process(flagger, data_dir) as other:
         c = await srv.connect(login=True)
         assert (await c.cmd("SELECT INBOX (CONDSTORE)"))[-1].split()[1] == "OK"
         got = await c.cmd(f"UID FETCH {uid} (MODSEQ)")
         before = int(re.search(r"MODSEQ \((\d+)\)", got[0]).group(1))  # type: ignore[union-attr]
-        parent.send(uid)
-        assert await loop.run_in_executor(None, parent.poll, 30)
-        after = parent.recv()
+        after = await other.ask(uid)
         assert after > before
         # at once, well within the cross-process feed's wake-up (every 50 ms to 1 s)
         lines = await c.cmd(f"UID STORE {uid} (UNCHANGEDSINCE {before}) +FLAGS (\\Seen)")
@@ -183,9 +203,3 @@ async def test_conditional_store_refused_then_fetch_says_the_new_modseq(start_se
         assert said and said[-1] == after, lines
         assert before not in said, lines  # never the older MODSEQ once refused for a newer one
         assert any("$Other" in line for line in lines), lines
-    finally:
-        parent.send(None)
-        await loop.run_in_executor(None, proc.join, 30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()

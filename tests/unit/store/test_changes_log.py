@@ -13,7 +13,7 @@ from carteiro.store.api import Delivery
 from carteiro.store.index import INDEX_NAME, SCHEMA_VERSION
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import open_and_die
+from .workers import die_opening
 
 ACCOUNT = "log@example.test"
 MSG = b"Subject: log\r\n\r\nbody\r\n"
@@ -91,17 +91,11 @@ async def test_migration_keeps_the_ids_ascending(tmp_path: Path, gap: int) -> No
 
 
 async def test_a_crash_during_the_migration_leaves_the_old_table(tmp_path: Path) -> None:
-    import multiprocessing
 
     data = tmp_path / "data"
     top = await _filled(data)
     rows = _make_schema_2(data, top)
-    proc = multiprocessing.get_context("spawn").Process(
-        target=open_and_die, args=(str(data), "migrate_changes")
-    )
-    proc.start()
-    proc.join(60)
-    assert proc.exitcode == 9
+    die_opening(data, "migrate_changes")
     assert "AUTOINCREMENT" in str(
         _sql(data, "SELECT sql FROM sqlite_master WHERE name = 'changes'")
     )

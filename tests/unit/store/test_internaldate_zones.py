@@ -17,7 +17,7 @@ from carteiro.store.listing import Listing
 from carteiro.store.maintenance import check, reindex
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import ACCOUNT, make_message, open_and_die
+from .workers import ACCOUNT, die_opening, make_message
 
 T = 1_174_775_400.0  # 25-Mar-2007 01:30:00 +0300
 
@@ -135,7 +135,6 @@ def _columns(data: Path, table: str) -> set[str]:
 
 @pytest.mark.parametrize("point", ["migrate_zones_messages", "migrate_zones_listings", None])
 async def test_migration_from_schema_3(tmp_path: Path, point: str | None) -> None:
-    import multiprocessing
 
     data = tmp_path / "data"
     s = SqliteMaildirStore(data, search_indexer=False)
@@ -148,12 +147,7 @@ async def test_migration_from_schema_3(tmp_path: Path, point: str | None) -> Non
     await s.close()
     _make_schema_3(data)
     if point is not None:
-        proc = multiprocessing.get_context("spawn").Process(
-            target=open_and_die, args=(str(data), point)
-        )
-        proc.start()
-        proc.join(60)
-        assert proc.exitcode == 9
+        die_opening(data, point)
         # rolled back whole: schema 3 as it was
         assert "internaldate_tz" not in _columns(data, "messages")
         assert "zones" not in _columns(data, "listings")

@@ -17,7 +17,7 @@ from carteiro.store.maintenance import check, reindex
 from carteiro.store.memory import MemoryMailStore
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
-from .workers import ACCOUNT, make_message, open_and_die
+from .workers import ACCOUNT, die_opening, make_message
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
@@ -122,7 +122,6 @@ def _make_schema_1(data: Path) -> dict[int, str]:
 
 @pytest.mark.parametrize("point", ["migrate_altered", "migrate_filled", None])
 async def test_migration_from_schema_1(tmp_path: Path, point: str | None) -> None:
-    import multiprocessing
 
     data = tmp_path / "data"
     s = SqliteMaildirStore(data)
@@ -135,12 +134,7 @@ async def test_migration_from_schema_1(tmp_path: Path, point: str | None) -> Non
     await s.close()
     bases = _make_schema_1(data)
     if point is not None:
-        proc = multiprocessing.get_context("spawn").Process(
-            target=open_and_die, args=(str(data), point)
-        )
-        proc.start()
-        proc.join(60)
-        assert proc.exitcode == 9
+        die_opening(data, point)
         conn = sqlite3.connect(data / INDEX_NAME)
         cols = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
         conn.close()

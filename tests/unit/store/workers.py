@@ -175,3 +175,16 @@ def open_and_die(data: str, point: str | None) -> None:
 
     SqliteMaildirStore(data, fault_hook=hook, search_indexer=False)
     os._exit(0)
+
+
+def die_opening(data: Path, point: str) -> None:
+    """Open the store on `data` in a fresh process that is killed at `point` of its migration
+    (open_and_die), and check that it was."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("spawn").Process(
+        target=open_and_die, args=(str(data), point)
+    )
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 9, proc.exitcode

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import chain
 
 from carteiro.mail.imap_view import MailboxView
 from carteiro.proto.imap.sets import SequenceSet
@@ -81,22 +82,28 @@ async def vanished_since(
     `within` above `floor` that the view does not hold. Also the view indexes (ascending) of the
     messages of `within` whose MODSEQ is greater, found from the store's delta rather than by
     reading the whole view (a message the view holds with a greater MODSEQ still has one in the
-    later delta, or was expunged since: its VANISHED follows as an unsolicited response)."""
+    later delta, or was expunged since: then it is among the delta's expunged UIDs, and its
+    VANISHED follows as an unsolicited response)."""
     top = max(view.info.uidnext - 1, view.max_uid)
     within = clip(within, 1, top)
     if not within:
         return [], []
     delta = await store.changes_since(view.id, modseq)
     metas = view.metas
-    changed = []
-    for m in delta.changed:
-        i = view.index_of(m.uid)
-        if i is not None and metas[i].modseq > modseq and _inside(within, m.uid):
-            changed.append(i)
+    changed = set()
+    # a message of the view changed after `modseq` is in the delta's `changed` or, when it was
+    # expunged after the view's snapshot (the client is not told of that yet), in `expunged`
+    for u in chain((m.uid for m in delta.changed), delta.expunged):
+        i = view.index_of(u)
+        if i is not None and metas[i].modseq > modseq and _inside(within, u):
+            changed.add(i)
     if not delta.complete:
-        return missing(view.uids, clip(within, floor + 1, top)), changed
+        # the history is pruned (rare): which messages changed is read off the whole view,
+        # whatever the pruning took since the snapshot
+        changed = {i for i, m in enumerate(metas) if m.modseq > modseq and _inside(within, m.uid)}
+        return missing(view.uids, clip(within, floor + 1, top)), sorted(changed)
     gone = [u for u in delta.expunged if view.index_of(u) is None and _inside(within, u)]
-    return runs(gone), changed
+    return runs(gone), sorted(changed)
 
 
 def _inside(ranges: Sequence[tuple[int, int]], n: int) -> bool:

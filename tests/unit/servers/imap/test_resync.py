@@ -29,7 +29,9 @@ op = st.one_of(
 )
 
 
-async def scenario(n: int, before: list, after: list, pairs: int, sparse: bool) -> None:
+async def scenario(
+    n: int, before: list, after: list, pairs: int, sparse: bool, during: list = ()
+) -> None:
     store = MemoryMailStore()
     await store.create_account(ACCOUNT)
     acct = await store.account(ACCOUNT)
@@ -59,6 +61,10 @@ async def scenario(n: int, before: list, after: list, pairs: int, sparse: bool) 
     await run(after)
 
     view = await MailboxView.open(acct, "INBOX", readonly=True)
+    # changes that commit between the SELECT's snapshot and its resync's read of the change
+    # feed: the answer is about the snapshot (the view), whatever happened since (those
+    # changes reach the client later, as unsolicited responses)
+    await run(during)
     known_uids = [u for i, u in enumerate(client_uids) if not sparse or i % 3 != 1]
     seq = None
     if pairs and client_uids:
@@ -101,6 +107,14 @@ async def scenario(n: int, before: list, after: list, pairs: int, sparse: bool) 
     st.lists(op, max_size=8),
     st.integers(0, 5),
     st.booleans(),
+    st.lists(op, max_size=3),
 )
-def test_resync_reaches_the_servers_state(n, before, after, pairs, sparse) -> None:
-    asyncio.run(scenario(n, before, after, pairs, sparse))
+def test_resync_reaches_the_servers_state(n, before, after, pairs, sparse, during) -> None:
+    asyncio.run(scenario(n, before, after, pairs, sparse, during))
+
+
+def test_a_change_of_the_snapshot_then_expunged_is_still_reported() -> None:
+    # the stress checker's finding: a message flagged at n (in the SELECT's snapshot, which
+    # says HIGHESTMODSEQ n) and expunged by another session before the resync read the change
+    # feed was left out, so the client kept its old flags while believing it was at n
+    asyncio.run(scenario(3, [], [("flag", {2}, "$A")], 0, False, [("expunge", {2}, "")]))

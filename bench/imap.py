@@ -313,6 +313,7 @@ def start_carteiro(tmp: Path, big: int) -> ServerProcess:
         services=("imap",),
         extra_config=(
             "[imap]\nallow_plaintext_auth = true\nmax_connections_per_ip = 20000\n"
+            "max_userip_connections = 0\n"
             "max_connections = 20000\n[auth]\ncache_ttl = 3600.0\n"
         ),
     )

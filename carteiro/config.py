@@ -132,7 +132,10 @@ class IMAPConfig:
     max_line_length: int = 65536
     max_literal_size: int = 64 * 1024 * 1024
     idle_timeout: float = 1800.0  # RFC 3501 5.4: at least 30 minutes
+    # connections per client address not logged in yet; logged-in sessions count per account
+    # and address instead (below), so many users behind one NAT address are not refused
     max_connections_per_ip: int = 50
+    max_userip_connections: int = 20  # logged-in sessions per (account, address); 0: no limit
     max_connections: int = 20000
     login_timeout: float = 120.0  # before authentication (RFC 3501 5.4 covers logged-in sessions)
     literal_plus: bool = True  # advertise LITERAL+ (RFC 7888); false: LITERAL- (4096-octet cap)

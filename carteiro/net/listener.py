@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from carteiro.core.hostport import parse_hostport
@@ -126,6 +127,18 @@ class Connection:
         self.trusted = False
         self.client_ip: str = self.peer_ip
         self.client_port: int = self.peer_port
+        self._leave: Callable[[], None] | None = None  # set by the listener: see leave_ip_cap
+
+    def leave_ip_cap(self) -> None:
+        """Stop counting this connection in its listener's per-address cap (once; the listener
+        calls it at the end in any case). A session calls it once it has logged in: the cap
+        is against floods of unauthenticated connections, and logged-in sessions are counted
+        per account and address instead (UserIPCounter), as Dovecot does, so an office behind
+        one NAT address is not refused once its users' clients together pass the cap."""
+        leave = self._leave
+        if leave is not None:
+            self._leave = None
+            leave()
 
     def _tls_info(self) -> TLSInfo | None:
         obj = self.writer.get_extra_info("ssl_object")
@@ -197,6 +210,32 @@ class Connection:
 Handler = Callable[[Connection], Awaitable[None]]
 Refuse = Callable[[asyncio.StreamWriter, str], Awaitable[None]]
 Trusts = Callable[[str, int], bool]  # (peer address, peer port): may speak for other clients
+
+
+class UserIPCounter:
+    """Logged-in sessions per (account, client address) of one protocol (Dovecot's
+    mail_max_userip_connections): `take` gives the function that frees the place, or None when
+    the account already has `limit` sessions from that address (0: no limit)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def take(self, account: str, ip: str, limit: int) -> Callable[[], None] | None:
+        key = (account, ip)
+        if limit and self.counts[key] >= limit:
+            return None
+        self.counts[key] += 1
+        done = False
+
+        def free() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.counts[key] -= 1
+                if self.counts[key] <= 0:
+                    del self.counts[key]
+
+        return free
 
 
 class Listener:
@@ -405,6 +444,7 @@ class Listener:
             if conn.tls is not None:
                 m.tls_connections.labels(protocol, conn.tls.version).inc()
         conn.trusted = ip.startswith(TRUSTED_KEY)
+        conn._leave = partial(self._release, ip)
         try:
             await self.handler(conn)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
@@ -415,7 +455,7 @@ class Listener:
             log.exception("%s: %s: unexpected error; closing this connection", self.service, ip)
         finally:
             self.active.discard(task)
-            self._release(ip)
+            conn.leave_ip_cap()
             if active is not None:
                 active.dec()
             await conn.close()

@@ -15,7 +15,7 @@ from carteiro.config import IMAPConfig
 from carteiro.mail.imap_view import AppendLog, RecentClaims
 from carteiro.mail.message_cache import MessageCache
 from carteiro.mail.metadata_db import METADATA_FILE, MetadataLimits, MetadataStore
-from carteiro.net.listener import Connection, Listener
+from carteiro.net.listener import Connection, Listener, UserIPCounter
 from carteiro.proto.imap.receiver import Receiver
 from carteiro.servers.context import ServerContext
 from carteiro.servers.imap import (  # noqa: F401  (registers the handlers)
@@ -92,6 +92,7 @@ class IMAPServer:
         self.sorts = ctx.keep("imap.sorts", sort.ResultCache)  # whole-mailbox SORT/THREAD answers
         self.appended = ctx.keep("imap.appended", AppendLog)  # what APPEND told the views
         self.claims = ctx.keep("imap.claims", RecentClaims)  # \Recent claimed in this process
+        self.userip = ctx.keep("imap.userip", UserIPCounter)  # logged-in sessions per account
         cfg = self.config
         self.metadata = ctx.keep(  # RFC 5464 entries, DATA/metadata.sqlite
             "imap.metadata", lambda: MetadataStore(ctx.config.data_dir / METADATA_FILE)

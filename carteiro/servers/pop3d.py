@@ -536,6 +536,9 @@ class Pop3Session:
             log.exception("pop3: cannot list INBOX of %s", account)
             return self.machine.refused(Refusal.TEMPORARY)
         self.store, self.mailbox_id, self.lock = store, inbox.id, lock
+        # the per-address cap is against unauthenticated floods; a logged-in session holds its
+        # maildrop's lock, one per account (the lock is the per-account limit)
+        self.conn.leave_ip_cap()
         self.tracer.note(f"logged in as {account}: {len(metas)} messages")
         return self.machine.authenticated(
             Maildrop(inbox.uidvalidity, [(meta.uid, meta.size) for meta in metas])

@@ -1297,7 +1297,11 @@ def start_server(stack: contextlib.ExitStack, which: str, user: str, password: s
         domains=[user.split("@", 1)[1] if "@" in user else "example.test"],
         users={user: password},
         services=("imap", "smtp", "pop3"),
-        extra_config="[imap]\nallow_plaintext_auth = true\n[pop3]\nallow_plaintext_auth = true\n",
+        # as Dovecot's above: more sessions of one account from one address than the default
+        extra_config=(
+            "[imap]\nallow_plaintext_auth = true\nmax_userip_connections = 1000\n"
+            "[pop3]\nallow_plaintext_auth = true\n"
+        ),
     )
     stack.enter_context(srv)
     turn = [0]

@@ -187,11 +187,26 @@ async def authenticate_user(s: Session, user: str, password: str) -> Result:
             "IMAP; ask the administrator to switch it (carteiro user set --delivery store)",
             "CONTACTADMIN",
         )
+    leave = s.server.userip.take(account, s.conn.client_ip, s.server.config.max_userip_connections)
+    if leave is None:
+        # Dovecot's answer and words (mail_max_userip_connections), after the password only
+        log.warning(
+            "imap %s: %s has %d sessions from this address; refused",
+            _who(s),
+            account,
+            s.server.config.max_userip_connections,
+        )
+        return no("Maximum number of connections from user+IP exceeded", "LIMIT")
     try:
         store = await ctx.store.account(account)
     except AccountNotFound:
         await ctx.store.create_account(account)
         store = await ctx.store.account(account)
+    except BaseException:
+        leave()
+        raise
+    s.leave_userip = leave
+    s.conn.leave_ip_cap()  # counted per account and address from now on
     s.user = user
     s.account = account
     s.store = store

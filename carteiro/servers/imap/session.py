@@ -121,6 +121,7 @@ class Session:
         "enabled",
         "idle_task",
         "implicit_tls",
+        "leave_userip",
         "loop",
         "notify",
         "out",
@@ -152,6 +153,7 @@ class Session:
         self.enabled: frozenset[str] = frozenset()
         self.deflate: Deflate | None = None  # RFC 4978 COMPRESS=DEFLATE, once active
         self.auth_failures = 0
+        self.leave_userip: Callable[[], None] | None = None  # frees its place in server.userip
         self.idle_task: asyncio.Task[bytes] | None = None
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... SAVE
         self.contexts: Contexts | None = None  # RFC 5267 4.3: live SEARCH/SORT results
@@ -630,6 +632,9 @@ class Session:
         return self.server.new_receiver()
 
     async def _cleanup(self) -> None:
+        if self.leave_userip is not None:
+            self.leave_userip()
+            self.leave_userip = None
         if self.notify is not None:
             self.notify.close()
             self.notify = None

@@ -14,6 +14,8 @@ import socket
 
 import pytest
 from imap_harness import (  # noqa: F401  (fixtures)
+    BOB,
+    BOB_PASSWORD,
     PASSWORD,
     USER,
     Client,
@@ -176,3 +178,45 @@ async def test_trusted_socket_leaves_the_address_cap_to_others(start_server) -> 
     assert srv.ctx.trusted.trusts(*name)
     withdraw()
     assert not srv.ctx.trusted.trusts(*name)
+
+
+async def login(c: Client, user: str = USER, password: str = PASSWORD) -> str:
+    return (await c.cmd(f'LOGIN {user} "{password}"'))[-1]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["imap", "imaps"])
+async def test_logged_in_sessions_leave_the_address_cap(start_server, tls: bool) -> None:  # type: ignore[no-untyped-def]
+    """An office behind one NAT address: max_connections_per_ip caps the connections not logged
+    in; logged-in ones count per account and address (max_userip_connections, Dovecot's
+    mail_max_userip_connections and its NO [LIMIT] answer), so two users with two sessions
+    each fit under a cap of 2, and a third session of one account is refused while the other
+    account still logs in. A session that ends gives its place back."""
+    srv = await start(start_server, max_connections_per_ip=2, max_userip_connections=2)
+    alice = []
+    for _ in range(2):
+        c = await open_from(srv, UNTRUSTED, tls)
+        assert " OK " in await login(c)
+        alice.append(c)
+    bob = []
+    for _ in range(2):
+        c = await open_from(srv, UNTRUSTED, tls)
+        assert " OK " in await login(c, BOB, BOB_PASSWORD)
+        bob.append(c)
+    third = await open_from(srv, UNTRUSTED, tls)
+    refused = await login(third)
+    assert "NO [LIMIT] Maximum number of connections from user+IP exceeded" in refused, refused
+    assert (await third.cmd("NOOP"))[-1].endswith("OK NOOP completed.")  # still connected
+    # the connections not logged in are still capped at 2: `third` and one more
+    waiting = await open_from(srv, UNTRUSTED, tls)
+    await expect_refused(srv, UNTRUSTED, tls)
+    # an account's session ends: its place is free again (the server notices the close)
+    await alice[0].cmd("LOGOUT")
+    counts = srv.ctx.lasting["imap.userip"].counts
+    for _ in range(100):
+        if counts.get((USER, UNTRUSTED), 0) < 2:
+            break
+        await asyncio.sleep(0.02)
+    assert " OK " in await login(third)
+    assert "NO [LIMIT]" in await login(waiting, BOB, BOB_PASSWORD)
+    for c in (*alice[1:], *bob):
+        assert (await c.cmd("NOOP"))[-1].endswith("OK NOOP completed.")

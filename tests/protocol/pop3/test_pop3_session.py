@@ -123,6 +123,20 @@ async def test_second_session_gets_in_use(server: Harness) -> None:
     assert (await second.cmd(f"PASS {PASSWORD}")).startswith("+OK Logged in")
 
 
+async def test_logged_in_sessions_leave_the_address_cap(server: Harness) -> None:
+    """max_connections_per_ip caps connections not logged in: two accounts behind one address
+    hold their maildrops while two more connections are still let in, and a third is refused
+    (the maildrop lock is the per-account limit)."""
+    for listener in server.listeners:
+        listener.max_per_ip = 2
+    await server.login()
+    await server.login(who=BOB, pw=BOB_PASSWORD)
+    waiting = [await server.connect() for _ in range(2)]
+    with pytest.raises((ConnectionError, OSError)):  # pop3s: closed before the handshake
+        await server.connect()
+    assert (await waiting[0].cmd("CAPA")).startswith("+OK")
+
+
 async def test_dropped_connection_deletes_nothing_and_frees_the_lock(server: Harness) -> None:
     uids = [await server.add(MSG), await server.add(MSG)]
     c = await server.login()

@@ -364,6 +364,17 @@ class ChangeSubscription(Protocol):
     def close(self) -> None: ...
 
 
+class FolderWatch(Protocol):
+    """Held by a session that waits for changes (IMAP IDLE): see AccountStore.watch."""
+
+    @property
+    def active(self) -> bool:
+        """True when other programs' changes arrive by themselves; False: poll refresh()."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class MaildropLock(Protocol):
     """An exclusive POP3 maildrop lock (RFC 1939 8; RFC 2449 IN-USE), across processes."""
 
@@ -458,6 +469,13 @@ class AccountStore(Protocol):
         deleting a message, another delivery agent adding one), if anything: open sessions hear
         of it through the change feed like any change. Cheap when nothing happened (the sqlite
         backend: two stat calls); get_mailbox, open_mailbox, counts and changes_since do it too."""
+        ...
+
+    async def watch(self, mailbox_id: int) -> FolderWatch:
+        """Until the watch is closed, changes other programs make to the mailbox's files are
+        adopted as they happen (the sqlite backend: inotify on the folder), and reach open
+        sessions through the change feed. An inactive watch (no files, no inotify) means the
+        caller polls refresh() instead. Raises MailboxNotFound."""
         ...
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:

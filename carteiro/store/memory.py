@@ -28,6 +28,7 @@ from carteiro.store.api import (
     Delivery,
     FlagOp,
     FlagsChanged,
+    FolderWatch,
     IndexTerm,
     InternalDate,
     MailboxChanged,
@@ -54,6 +55,7 @@ from carteiro.store.api import (
 )
 from carteiro.store.changes import ChangeHub
 from carteiro.store.flags import apply_op, normalize_flags
+from carteiro.store.folder_watch import NO_WATCH
 
 
 @dataclass
@@ -532,6 +534,10 @@ class MemoryAccountStore:
 
     async def refresh(self, mailbox_id: int) -> None:
         self._mbox(mailbox_id)  # nothing outside this process changes the memory store
+
+    async def watch(self, mailbox_id: int) -> FolderWatch:
+        self._mbox(mailbox_id)
+        return NO_WATCH  # (and nothing to watch: every change is this process's own)
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
         mbox = self._mbox(mailbox_id)

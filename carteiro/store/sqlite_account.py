@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -25,6 +26,7 @@ from carteiro.store.api import (
     CopyResult,
     FlagOp,
     FlagsChanged,
+    FolderWatch,
     IndexTerm,
     InternalDate,
     MailboxChanged,
@@ -48,6 +50,7 @@ from carteiro.store.api import (
 from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, apply_op, normalize_flags
+from carteiro.store.folder_watch import FolderWatcher
 from carteiro.store.index import (
     MAILBOX_COLS,
     AccountRow,
@@ -172,6 +175,8 @@ class AccountBackend(Protocol):
     def external_due(self, conn: sqlite3.Connection, mb: MailboxRow, acct_dir: str) -> bool: ...
 
     async def sync_folder(self, account_id: int, mailbox_id: int, force: bool = False) -> None: ...
+
+    def folder_watcher(self) -> FolderWatcher: ...
 
 
 # STOREs of up to this many messages first check on the event loop whether they change anything.
@@ -569,6 +574,17 @@ class SqliteAccountStore:
 
         if await s.read_quick(read):
             await s.sync_folder(self._id, mailbox_id)
+
+    async def watch(self, mailbox_id: int) -> FolderWatch:
+        s = self._s
+
+        def read(conn: sqlite3.Connection) -> str:
+            return s.cur_dir(self._dir, s.mbox_by_id(conn, self._id, mailbox_id).dir)
+
+        folder = (await s.read_quick(read))[: -len("/cur")]
+        return s.folder_watcher().watch(
+            (self._id, mailbox_id), folder, partial(self.refresh, mailbox_id)
+        )
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxDelta:
         # the view's catch-up sees the Maildir's changes too

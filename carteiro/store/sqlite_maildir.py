@@ -54,6 +54,7 @@ from carteiro.store.changes import ChangeHub
 from carteiro.store.feed import CrossProcessFeed
 from carteiro.store.flags import FlagCodec, flags_from_info, maildir_info, normalize_flags
 from carteiro.store.flusher import INLINE_BODY_MAX, FileFlusher, Pending
+from carteiro.store.folder_watch import FolderWatcher
 from carteiro.store.index import (
     ACCOUNT_COLS,
     INDEX_NAME,
@@ -211,6 +212,7 @@ class SqliteMaildirStore:
         self._staged_lock = threading.Lock()
         self._staged_fds = 0
         self._closed = False
+        self._watcher: FolderWatcher | None = None  # made on first use (folder_watcher)
         # announce ourselves as a writer: if we die, the next process to start cleans up after us
         self._writer_lock_fd = try_flock(self.run_dir / f"writer-{self.token}.lock")
         self.folders_lock_path = self.run_dir / "folders.lock"
@@ -1938,10 +1940,23 @@ class SqliteMaildirStore:
         ]
         return await self.deliver_many(targets, source, delivery_id, crlf)
 
+    def folder_watcher(self) -> FolderWatcher:
+        """The inotify watcher of the running event loop (IDLE's watches: folder_watch.py)."""
+        loop = asyncio.get_running_loop()
+        w = self._watcher
+        if w is None or w.loop is not loop:
+            if w is not None:
+                w.close()  # a store used from another loop since (tests): the old one goes
+            w = self._watcher = FolderWatcher(loop)
+        return w
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         if self.search_indexer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.search_indexer.stop)
         self.writer.stop()

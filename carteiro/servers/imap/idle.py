@@ -12,12 +12,15 @@ import contextlib
 from carteiro.proto.imap import commands as c
 from carteiro.proto.imap.receiver import NEED_DATA, IdleDone
 from carteiro.servers.imap.session import Closing, Result, Session, State, bad, command, ok
-from carteiro.store.api import ChangeEvent
+from carteiro.store.api import ChangeEvent, FolderWatch, MailboxNotFound
 
 # Seconds between looks at the selected mailbox's files while idling, for what other programs do
 # to them (a Maildir client, another delivery agent): two stat calls each (store.refresh). The
-# store's own changes wake the session at once through the change feed.
+# store's own changes wake the session at once through the change feed; so do other programs'
+# while the session holds an active watch on the folder (inotify: store/folder_watch.py), and
+# then a look now and then is only the backstop.
 EXTERNAL_CHECK_INTERVAL = 5.0
+WATCHED_CHECK_INTERVAL = 60.0
 
 
 @command(c.Idle)
@@ -30,6 +33,16 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
     timeout = s.server.config.idle_timeout
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    watch: FolderWatch | None = None
+    check = EXTERNAL_CHECK_INTERVAL
+    if s.view is not None and s.store is not None:
+        try:
+            watch = await s.store.watch(s.view.id)
+        except MailboxNotFound:
+            pass  # deleted meanwhile: its deletion event says so
+        else:
+            if watch.active:
+                check = WATCHED_CHECK_INTERVAL
     try:
         while True:
             ev = s.rx.next_event()
@@ -56,7 +69,7 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                     waits.add(notifier.arm())  # type: ignore[arg-type]
             wait = deadline - loop.time()
             if s.view is not None:
-                wait = min(wait, EXTERNAL_CHECK_INTERVAL)
+                wait = min(wait, check)
             done, _ = await asyncio.wait(
                 waits, timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED
             )
@@ -83,6 +96,8 @@ async def idle(s: Session, tag: str, req: c.Idle) -> Result:
                     raise Closing
                 s.rx.feed(data)
     finally:
+        if watch is not None:
+            watch.close()
         for t in (read_task, ev_task):
             if t is not None and not t.done():
                 t.cancel()

@@ -1,6 +1,7 @@
 """Issue 12, Found 5: a session in IDLE hears of what another program did to the selected
 mailbox's Maildir (a flag renamed by mutt, a file dropped into new/, a file deleted) without a
-command: IDLE looks at the folder every few seconds (two stat calls)."""
+command: at once through an inotify watch on the folder, or where there is none, because IDLE
+looks at the folder every few seconds (two stat calls)."""
 
 # ruff: noqa: F811  (pytest fixtures imported from imap_harness)
 
@@ -19,7 +20,7 @@ from imap_harness import (  # noqa: F401  (fixtures)
 )
 
 from carteiro.servers.imap import idle
-from carteiro.store import maildir_sync
+from carteiro.store import folder_watch, maildir_sync
 
 
 async def wait_for(client: object, pattern: str, timeout: float = 10.0) -> str:
@@ -37,10 +38,17 @@ async def wait_for(client: object, pattern: str, timeout: float = 10.0) -> str:
 
 
 @pytest.mark.parametrize("start_server", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("how", ["polled", "watched"])
 async def test_idle_announces_changes_made_in_the_maildir(  # type: ignore[no-untyped-def]
-    start_server, monkeypatch: pytest.MonkeyPatch
+    start_server, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    monkeypatch.setattr(idle, "EXTERNAL_CHECK_INTERVAL", 0.1)
+    if how == "polled":  # no inotify: IDLE's look every EXTERNAL_CHECK_INTERVAL
+        monkeypatch.setattr(idle, "EXTERNAL_CHECK_INTERVAL", 0.1)
+        monkeypatch.setattr(folder_watch, "_lib", lambda: None)
+    else:  # the watch alone: no poll would come within the test's time
+        monkeypatch.setattr(idle, "EXTERNAL_CHECK_INTERVAL", 60.0)
+        monkeypatch.setattr(idle, "WATCHED_CHECK_INTERVAL", 60.0)
+        monkeypatch.setattr(folder_watch, "SETTLE", 0.3)
     monkeypatch.setattr(maildir_sync, "SETTLE_NS", 200_000_000)
     srv: IMAPTestServer = await start_server()
     for i in range(2):

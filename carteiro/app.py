@@ -78,10 +78,10 @@ def _retune_transport(transport: Transport, cfg: Config) -> None:
                 t.connect_timeout = cfg.queue.connect_timeout
 
 
-def open_store(cfg: Config, search_indexer: bool = False) -> MailStore:
-    """The store; `search_indexer` for the long-running server only: a CLI command or one
-    `carteiro deliver` leaves the messages it adds to the server's indexer (until it has
-    them, SEARCH reads them)."""
+def open_store(cfg: Config, search_indexer: bool | str = False) -> MailStore:
+    """The store; `search_indexer` for the long-running server only ("process": in a worker
+    process of its own): a CLI command or one `carteiro deliver` leaves the messages it adds to
+    the server's indexer (until it has them, SEARCH reads them)."""
     from carteiro.store.api import QuotaLimits
     from carteiro.store.sqlite_maildir import SqliteMaildirStore
 
@@ -937,7 +937,7 @@ class App:
             privileges.drop_to(target)
             log.info("bound the ports as root; now running as %s", target.user)
         self._warn_missing_dkim_keys()
-        store = open_store(cfg, search_indexer=True)
+        store = open_store(cfg, search_indexer="process")
         directory = open_directory(cfg)
         throttle = AuthThrottle(
             failure_delay=cfg.auth.failure_delay,
@@ -1019,6 +1019,10 @@ class App:
             await self.stop(grace=0)
             raise
         self.started = time.time()
+        from carteiro.store.sqlite_maildir import SqliteMaildirStore
+
+        if isinstance(store, SqliteMaildirStore):
+            store.start_search_indexer()  # (after the ports: a failed start stays one line)
         for lst in self.listeners:
             if lst.bound:
                 log.info("%-12s listening on %s:%d", lst.service, *lst.bound)

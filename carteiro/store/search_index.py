@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 1 << 20  # characters of body (and of head) text kept per message
 BATCH = 200  # messages per indexer transaction
+BATCH_OCTETS = 8 << 20  # ... and message octets (see pending)
 SEP = "\n"  # joins a message's texts: a needle without it never matches across two of them
 
 # SEARCH HEADER field -> column (FROM/TO/CC/BCC and SUBJECT keys are HEADER keys of these fields)
@@ -365,14 +366,24 @@ def pending(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int, lis
     mailbox_id, mark, uidnext = row
     rows = conn.execute(
         "SELECT m.uid, m.internaldate + 60 * m.internaldate_tz, m.base, m.info, b.dir, a.dir,"
-        " u.body_id FROM messages m"
+        " u.body_id, m.size FROM messages m"
         " JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id"
         " LEFT JOIN unsynced u ON u.mailbox_id = m.mailbox_id AND u.uid = m.uid"
         " WHERE m.mailbox_id = ? AND m.uid > ? ORDER BY m.uid LIMIT ?",
         (mailbox_id, mark, limit),
     ).fetchall()
+    # at most BATCH_OCTETS of messages (one at least): the transaction that writes their rows
+    # holds the index's write lock, which deliveries wait for (200 messages of 10 MB imported
+    # at once would hold it for seconds; 8 MiB is some 40 ms of FTS work)
+    cut = False
+    total = 0
+    for i, r in enumerate(rows):
+        total += r[7]
+        if total > BATCH_OCTETS and i > 0:
+            rows, cut = rows[:i], True
+            break
     # the whole tail read: nothing at or below uidnext - 1 is left (later UIDs are above it)
-    upto = rows[-1][0] if len(rows) == limit else uidnext - 1
+    upto = rows[-1][0] if cut or len(rows) == limit else uidnext - 1
     have = {
         r[0]
         for r in conn.execute(
@@ -532,10 +543,14 @@ class Indexer:
         self._wake.set()
         self._thread.join()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Until everything committed before the call is indexed (tests, bench)."""
+    def hurry(self) -> None:
+        """Index what is there now, without the gathering pause (someone waits for it)."""
         self._hurry.set()
         self.wake()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Until everything committed before the call is indexed (tests, bench)."""
+        self.hurry()
         return self._idle.wait(timeout)
 
     def _run(self) -> None:

@@ -82,6 +82,7 @@ from carteiro.store.index import (
     results_to_json,
     seen_delivery,
 )
+from carteiro.store.index_worker import IndexerProcess
 from carteiro.store.listing import Listing, ListingCache
 from carteiro.store.locks import FolderLock, try_flock
 from carteiro.store.maintenance import recover, reindex, unlink_pending
@@ -153,7 +154,7 @@ class SqliteMaildirStore:
         read_threads: int = 4,
         poll_interval: float = 0.25,
         fault_hook: FaultHook | None = None,
-        search_indexer: bool = True,
+        search_indexer: bool | str = True,  # "process": in a worker process (index_worker.py)
         quota: QuotaLimits = QuotaLimits(),
     ) -> None:
         self.quota_defaults = quota
@@ -256,18 +257,24 @@ class SqliteMaildirStore:
             self.unlink_pending_path,
         )
         self.writer.start()
+
         # the search index is filled after COMMIT, off the write path (search_index.py)
-        self.search_indexer = (
-            search_index.Indexer(
+        def thread_indexer() -> search_index.Indexer:
+            return search_index.Indexer(
                 self._new_read_conn,
                 search_index.file_reader(self.folder),
                 self._submit_search_rows,
                 hook=self._hook,
                 may_write=(self.run_dir / RESERVE_NAME).exists,
             )
-            if search_indexer
-            else None
-        )
+
+        self.search_indexer: search_index.Indexer | IndexerProcess | None = None
+        if search_indexer == "process":  # `carteiro serve`: a worker process (index_worker.py)
+            self.search_indexer = IndexerProcess(
+                self.index_path, self.mail_root, self.run_dir / RESERVE_NAME, thread_indexer
+            )
+        elif search_indexer:
+            self.search_indexer = thread_indexer()
 
     # ---- the writer's counters (tests and bench/store.py read them) ----
 
@@ -595,6 +602,12 @@ class SqliteMaildirStore:
     def _search_garbage(self) -> None:
         if self.search_indexer is not None:
             self.search_indexer.note_garbage()
+
+    def start_search_indexer(self) -> None:
+        """Start the search index worker now rather than at the first delivery (`serve`, once
+        its ports are bound); the indexer thread starts with the store."""
+        if isinstance(self.search_indexer, IndexerProcess):
+            self.search_indexer.start()
 
     def wait_search_indexed(self, timeout: float = 60.0) -> bool:
         """Until every message committed so far is in the search index (tests, benchmarks)."""

@@ -73,9 +73,12 @@ async def test_crash_at_each_step_of_the_indexer(tmp_path: Path, point: str) -> 
         await store.close()
 
 
-async def test_expunge_copy_move_and_delete_keep_the_index_in_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("indexer", [True, "process"], ids=["thread", "process"])
+async def test_expunge_copy_move_and_delete_keep_the_index_in_step(
+    tmp_path: Path, indexer: bool | str
+) -> None:
     data = tmp_path / "data"
-    store = SqliteMaildirStore(data)
+    store = SqliteMaildirStore(data, search_indexer=indexer)
     try:
         await store.create_account(ACCOUNT)
         acct = await store.account(ACCOUNT)

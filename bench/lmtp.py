@@ -30,24 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carteiro.testing.dovecot import DovecotInstance
-from carteiro.testing.procstat import cpu_of_tree
+from carteiro.testing.procstat import wait_idle
 from carteiro.testing.server import ServerProcess, free_port
 
 USER = "bench@example.test"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 LMTP_BIN = "/usr/lib/dovecot/lmtp"
-
-
-def wait_idle(root: int, timeout: float = 30.0) -> float:
-    """Until the tree's CPU time is still for 0.5 s; returns it."""
-    used, deadline = cpu_of_tree(root), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = cpu_of_tree(root)
-        if now == used:
-            return now
-        used = now
-    return used
 
 
 def send(port: int, messages: int, size: int, sessions: int, same: bool) -> float:

@@ -33,24 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carteiro.testing import postfix
-from carteiro.testing.procstat import cpu_of_tree
+from carteiro.testing.procstat import wait_idle
 from carteiro.testing.server import ServerProcess
 
 LOCAL = "bench@example.test"
 REMOTE = "someone@remote.test"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-
-
-def wait_idle(root: int, timeout: float = 30.0) -> float:
-    """Until the tree's CPU time is still for 0.5 s; returns it."""
-    used, deadline = cpu_of_tree(root), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = cpu_of_tree(root)
-        if now == used:
-            return now
-        used = now
-    return used
 
 
 SIZE = 1024  # message payload octets (smtp-source -l); --size

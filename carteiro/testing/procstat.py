@@ -6,6 +6,7 @@ live processes and what the ones already gone used (the cutime/cstime their pare
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -40,3 +41,21 @@ def cpu_of_tree(root: int) -> float:
         total += sum(int(x) for x in st[11:15])  # utime stime cutime cstime
         todo.extend(children.get(pid, []))
     return total / TICK
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (one its parent has not reaped yet)."""
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def wait_idle(root: int, timeout: float = 30.0) -> float:
+    """Until the tree's CPU time has been still for 0.5 s (or `timeout`); returns it."""
+    used, deadline = cpu_of_tree(root), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu_of_tree(root)
+        if now == used:
+            return now
+        used = now
+    return used

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from carteiro.testing.procstat import alive
 from carteiro.testing.server import ServerProcess
 
 pytestmark = [pytest.mark.slow]
@@ -39,14 +40,6 @@ def worker_of(pid: int) -> int:
 
     until(look)
     return found[0]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def until(what, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

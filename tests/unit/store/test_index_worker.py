@@ -20,16 +20,9 @@ import pytest
 from carteiro.store import index_worker
 from carteiro.store.maintenance import check
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
+from carteiro.testing.procstat import alive
 
 from .workers import ACCOUNT, make_message
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def until(what, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -111,7 +111,7 @@ class IndexerProcess:
             os.write(proc.stdin.fileno(), word)
         except BlockingIOError:
             pass  # the pipe is full of words it has not read: it will look anyway
-        except OSError:
+        except (OSError, ValueError):  # it died (EPIPE), or its pipe is closed already
             self._maybe_restart()
 
     def _maybe_restart(self) -> None:
@@ -120,15 +120,16 @@ class IndexerProcess:
             if self._stopped or proc is None or proc.poll() is None:
                 return
             lived = time.monotonic() - self._started
+            early = lived < EARLY_DEATH and (proc.returncode or 0) > 0  # (not a kill)
+            if lived < RESPAWN_AFTER and not early:
+                return  # (its pipes stay open until then: writing to them fails quietly)
             for pipe in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):
                     if pipe is not None:
                         pipe.close()
-            if lived < EARLY_DEATH and (proc.returncode or 0) > 0:  # (not a kill)
+            if early:
                 self._give_up(f"it ended as it started (status {proc.returncode})")
                 self.inner.wake()  # type: ignore[union-attr]
-                return
-            if lived < RESPAWN_AFTER:
                 return
             log.warning("search index worker ended (status %s); starting it again", proc.returncode)
             try:
@@ -169,8 +170,8 @@ class IndexerProcess:
         deadline = time.monotonic() + timeout
         with self._waiting:
             proc = self.proc
-            if proc is None or proc.stdout is None:
-                return False
+            if proc is None or proc.stdout is None or proc.stdout.closed:
+                return False  # (between a worker's death and its successor)
             out = proc.stdout.fileno()
             while select.select([out], [], [], 0)[0]:  # an answer to an earlier wait
                 if not os.read(out, 4096):

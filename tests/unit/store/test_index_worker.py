@@ -132,3 +132,29 @@ async def test_without_a_worker_the_thread_indexes(
         assert count(data, "SELECT count(*) FROM search_fields") == 5
     finally:
         await store.close()
+
+
+async def test_words_to_a_dead_worker_are_harmless_until_it_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteMaildirStore(tmp_path / "data", search_indexer="process")
+    try:
+        await store.create_account(ACCOUNT)
+        acct = await store.account(ACCOUNT)
+        store.start_search_indexer()
+        handle = store.search_indexer
+        assert isinstance(handle, index_worker.IndexerProcess) and handle.proc is not None
+        first = handle.proc
+        first.kill()
+        first.wait()
+        await acct.append("INBOX", make_message("while it is gone"))  # the writer wakes it
+        handle.note_garbage()
+        handle.wake()
+        assert handle.proc is first, "not restarted within RESPAWN_AFTER of its start"
+        monkeypatch.setattr(index_worker, "RESPAWN_AFTER", 0.0)
+        handle.wake()
+        assert handle.proc is not first and handle.proc is not None
+        assert await asyncio.get_running_loop().run_in_executor(None, handle.wait_idle, 30)
+        assert count(tmp_path / "data", "SELECT count(*) FROM search_fields") == 1
+    finally:
+        await store.close()

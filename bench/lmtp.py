@@ -20,42 +20,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import smtp_postfix
+
 from carteiro.testing.dovecot import DovecotInstance
-from carteiro.testing.procstat import wait_idle
 from carteiro.testing.server import ServerProcess, free_port
 
 USER = "bench@example.test"
-SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 LMTP_BIN = "/usr/lib/dovecot/lmtp"
-
-
-def send(port: int, messages: int, size: int, sessions: int, same: bool) -> float:
-    cmd = [SMTP_SOURCE, "-L", "-4", "-l", str(size), "-m", str(messages), "-s", str(sessions)]
-    cmd += ["-M", "client.example.org", "-f", "sender@example.org", "-t", USER]
-    if same:
-        cmd.append("-d")
-    t = time.perf_counter()
-    subprocess.run([*cmd, f"127.0.0.1:{port}"], check=True, timeout=900)
-    return time.perf_counter() - t
 
 
 def measure(
     port: int, pid: int, messages: int, size: int, sessions: int, same: bool
 ) -> tuple[float, float]:
-    """(messages/s, CPU ms per message)."""
-    before = wait_idle(pid)
-    wall = send(port, messages, size, sessions, same)
-    used = wait_idle(pid) - before
-    return messages / wall, used * 1000 / messages
+    """(messages/s, CPU ms per message): bench/smtp_postfix.py's measure, speaking LMTP."""
+    smtp_postfix.SIZE, smtp_postfix.SESSIONS = size, sessions
+    return smtp_postfix.measure(port, pid, USER, messages, same, lmtp=True)
 
 
 def dovecot(root: Path) -> tuple[DovecotInstance, int]:

@@ -45,9 +45,11 @@ SIZE = 1024  # message payload octets (smtp-source -l); --size
 SESSIONS = 1  # parallel sessions (smtp-source -s); --sessions
 
 
-def send(port: int, rcpt: str, messages: int, same_connection: bool) -> float:
-    """smtp-source against 127.0.0.1:port; returns the wall time in seconds."""
+def send(port: int, rcpt: str, messages: int, same_connection: bool, lmtp: bool = False) -> float:
+    """smtp-source against 127.0.0.1:port (speaking LMTP with `lmtp`); the wall time, seconds."""
     cmd = [SMTP_SOURCE, "-4", "-l", str(SIZE), "-m", str(messages), "-s", str(SESSIONS)]
+    if lmtp:
+        cmd.append("-L")
     cmd += ["-M", "client.example.org", "-f", "sender@example.org", "-t", rcpt]
     if same_connection:
         cmd.append("-d")
@@ -57,11 +59,11 @@ def send(port: int, rcpt: str, messages: int, same_connection: bool) -> float:
 
 
 def measure(
-    port: int, pid: int, rcpt: str, messages: int, same_connection: bool
+    port: int, pid: int, rcpt: str, messages: int, same_connection: bool, lmtp: bool = False
 ) -> tuple[float, float]:
     """(messages/s, CPU ms per message)."""
     before = wait_idle(pid)
-    wall = send(port, rcpt, messages, same_connection)
+    wall = send(port, rcpt, messages, same_connection, lmtp)
     used = wait_idle(pid) - before
     return messages / wall, used * 1000 / messages
 

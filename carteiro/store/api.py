@@ -499,6 +499,12 @@ class AccountStore(Protocol):
         """The raw bytes. Raises KeyError if the message is gone."""
         ...
 
+    async def read_head(self, mailbox_id: int, uid: int, octets: int) -> tuple[bytes, bool]:
+        """The start of read_message's bytes, at least `octets` of them when the message has that
+        many (more may come), and True when that is the whole message: POP3 TOP of a large
+        message reads its header, not all of it. Raises KeyError if the message is gone."""
+        ...
+
     async def read_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[bytes | KeyError]:
         """read_message of each UID, in order, a KeyError in place of a message that is gone: one
         index lookup for the run (POP3's read-ahead, a FETCH of many bodies)."""

@@ -574,6 +574,13 @@ class MemoryAccountStore:
             raise KeyError(uid) from None
         return mbox.messages[uid].data
 
+    async def read_head(self, mailbox_id: int, uid: int, octets: int) -> tuple[bytes, bool]:
+        try:
+            data = self._mbox(mailbox_id).messages[uid].data
+        except MailboxNotFound:
+            raise KeyError(uid) from None
+        return data[:octets], len(data) <= octets
+
     async def read_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[bytes | KeyError]:
         try:
             messages = self._mbox(mailbox_id).messages

@@ -678,6 +678,33 @@ class SqliteAccountStore:
             # between the lookup and the read: look again
         raise KeyError(uid)
 
+    async def read_head(self, mailbox_id: int, uid: int, octets: int) -> tuple[bytes, bool]:
+        s = self._s
+
+        def read(conn: sqlite3.Connection) -> tuple[str, str, bytes | None]:
+            row = conn.execute(_READ_ONE, (mailbox_id, uid, self._id)).fetchone()
+            if row is None:
+                raise KeyError(uid)
+            return s.cur_dir(row[3], row[2]), f"{row[0]}:2,{row[1]}", row[4]
+
+        def load(path: str) -> tuple[bytes, bool] | None:
+            try:
+                with open(path, "rb") as f:
+                    # the LF form is never longer than the message: `octets` of it are enough
+                    data = f.read(octets + 1)
+            except FileNotFoundError:
+                return None
+            return data[:octets], len(data) <= octets
+
+        cur, name, body = await s.read_quick(read)
+        if body is not None:  # committed with its bytes (a small message)
+            return bytes(body), True
+        got = await s.run_io(load, f"{cur}/{name}")
+        if got is None:  # moved or renamed behind the index: read_message finds it, or says so
+            return await self.read_message(mailbox_id, uid), True
+        data, whole = got
+        return maildir.wire_bytes(data, name), whole
+
     async def read_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[bytes | KeyError]:
         return [
             g if isinstance(g, KeyError) else g[0] for g in await self.read_wire(mailbox_id, uids)

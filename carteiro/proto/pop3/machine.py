@@ -448,6 +448,21 @@ class Pop3Machine:
             return Reply(r.stuffed(data, r.octets(size)))
         return Reply(r.stuffed(r.header_and_lines(data, ev.lines), r.TOP_FOLLOWS))
 
+    def top_of(self, head: bytes) -> Reply | None:
+        """TOP from the start of a long message (the store's read_head): the reply when `head`
+        holds the header and the lines asked for; else None, and the session reads the whole
+        message and calls message(). The listed size stays as it was (only RETR corrects it)."""
+        if self._waiting != "Retrieve":
+            self._expect("Retrieve")  # (raises)
+        ev = self._retrieve
+        assert ev is not None and ev.lines is not None
+        part = r.header_and_lines_within(r.crlf(head), ev.lines)
+        if part is None:
+            return None
+        self._waiting = ""
+        self._retrieve = None
+        return Reply(r.stuffed(part, r.TOP_FOLLOWS))
+
     def message_gone(self) -> Reply:
         """The message was expunged (by IMAP) since login: its number stays, its bytes are gone."""
         self._expect("Retrieve")

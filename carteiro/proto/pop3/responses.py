@@ -89,6 +89,24 @@ def octets(size: int) -> bytes:
 TOP_FOLLOWS = ok("Top of message follows")
 
 
+def header_and_lines_within(data: bytes, n: int) -> bytes | None:
+    """header_and_lines of a message `data` is only the start of: the same octets when `data`
+    holds the whole header and `n` complete body lines, else None (more is needed)."""
+    if data.startswith(b"\r\n"):
+        head_end = 2
+    else:
+        i = data.find(b"\r\n\r\n")
+        if i < 0:
+            return None
+        head_end = i + 4
+    if n == 0:
+        return data[:head_end]
+    parts = data[head_end:].split(b"\r\n", n)
+    if len(parts) <= n:
+        return None
+    return data[:head_end] + b"\r\n".join(parts[:n]) + b"\r\n"
+
+
 def header_and_lines(data: bytes, n: int) -> bytes:
     """RFC 1939 7 TOP: the header, the blank line after it, then `n` lines of the body.
 

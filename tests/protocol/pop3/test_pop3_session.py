@@ -630,3 +630,47 @@ async def test_commands_sent_with_the_connection_are_answered(server: Harness) -
     assert (await c.line()).startswith("-ERR NOOP is not valid before login")
     assert await c.line() == "+OK mail.example.test POP3 server signing off"
     assert await c.eof()
+
+
+# ---- TOP of large messages reads their start (store.read_head) ---------------------------------
+
+
+async def test_top_of_a_large_message_reads_only_its_start(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carteiro.proto.pop3 import responses as r
+
+    body = b"".join(
+        b"line %06d of the body ..........................\r\n" % i for i in range(20000)
+    )
+    big = b"From: bob@example.test\r\nSubject: big\r\n\r\n" + body  # ~1 MB
+    # a header of 100 KB: the first read (64 KB) is not enough, the next one is
+    long_head = b"".join(b"X-Pad-%05d: %s\r\n" % (i, b"p" * 60) for i in range(1500))
+    bigger = b"Subject: long header\r\n" + long_head + b"\r\n" + body
+    await server.add(big)
+    await server.add(bigger)
+    acct = await server.account()
+    whole_reads: list[int] = []
+    real = type(acct).read_message
+
+    async def counting(self, mailbox_id: int, uid: int) -> bytes:  # type: ignore[no-untyped-def]
+        whole_reads.append(uid)
+        return await real(self, mailbox_id, uid)
+
+    monkeypatch.setattr(type(acct), "read_message", counting)
+    c = await server.login()
+    for n, data in ((1, big), (2, bigger)):
+        for lines in (0, 3, 500):
+            await c.send(b"TOP %d %d\r\n" % (n, lines))
+            got = await c.raw_until_terminator()
+            want = r.stuffed(r.header_and_lines(data, lines), r.TOP_FOLLOWS)
+            assert got == want, (n, lines, got[:200])
+    assert whole_reads == [], "TOP of a large message read all of it"
+    # more lines than the start holds in a few reads, and RETR: the whole message
+    await c.send(b"TOP 1 19999\r\n")
+    got = await c.raw_until_terminator()
+    assert got == r.stuffed(r.header_and_lines(big, 19999), r.TOP_FOLLOWS)
+    await c.send(b"RETR 1\r\n")
+    got = await c.raw_until_terminator()
+    assert got == r.stuffed(big, r.octets(len(big)))
+    assert whole_reads == [1, 1]

@@ -100,3 +100,30 @@ def test_crlf_is_the_regex_rewrite_when_there_is_a_bare_lf(parts: list[bytes]) -
     bare_lf = data.count(b"\n") != data.count(b"\r\n")
     expected = re.sub(rb"\r\n|\r|\n", b"\r\n", data) if bare_lf else data
     assert r.crlf(data) == expected
+
+
+_LINE = st.one_of(
+    st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+    st.sampled_from([b"", b".", b"..x", b"Subject: x", b" folded"]),
+)
+
+
+@given(
+    st.lists(_LINE, max_size=12),
+    st.sampled_from([b"\r\n", b"\n"]),
+    st.integers(0, 6),
+    st.integers(0, 200),
+)
+def test_top_from_the_start_of_a_message_is_top_of_the_whole(
+    lines: list[bytes], eol: bytes, n: int, cut: int
+) -> None:
+    """What TOP answers from a prefix of a large message (store.read_head) is what it answers
+    from the whole message, whenever the prefix is enough to tell; None otherwise."""
+    data = eol.join(lines)
+    whole = r.header_and_lines(r.crlf(data), n)
+    got = r.header_and_lines_within(r.crlf(data[:cut]), n)
+    if got is not None:
+        assert got == whole
+    if cut >= len(data) + 1 and whole.endswith(b"\r\n") and len(whole) < len(r.crlf(data)):
+        # the whole message in hand and more of it than TOP sends: it can tell
+        assert got == whole

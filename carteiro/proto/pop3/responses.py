@@ -89,40 +89,33 @@ def octets(size: int) -> bytes:
 TOP_FOLLOWS = ok("Top of message follows")
 
 
-def header_and_lines_within(data: bytes, n: int) -> bytes | None:
-    """header_and_lines of a message `data` is only the start of: the same octets when `data`
-    holds the whole header and `n` complete body lines, else None (more is needed)."""
-    if data.startswith(b"\r\n"):
-        head_end = 2
-    else:
-        i = data.find(b"\r\n\r\n")
-        if i < 0:
-            return None
-        head_end = i + 4
-    if n == 0:
-        return data[:head_end]
-    parts = data[head_end:].split(b"\r\n", n)
-    if len(parts) <= n:
-        return None
-    return data[:head_end] + b"\r\n".join(parts[:n]) + b"\r\n"
-
-
 def header_and_lines(data: bytes, n: int) -> bytes:
     """RFC 1939 7 TOP: the header, the blank line after it, then `n` lines of the body.
 
     A message without a blank line is all header. `data` has CRLF line endings.
     """
+    got = _top(data, n, False)
+    assert got is not None
+    return got
+
+
+def header_and_lines_within(data: bytes, n: int) -> bytes | None:
+    """header_and_lines of a message `data` is only the start of: the same octets when `data`
+    holds the whole header and `n` complete body lines, else None (more is needed)."""
+    return _top(data, n, True)
+
+
+def _top(data: bytes, n: int, partial: bool) -> bytes | None:
     if data.startswith(b"\r\n"):
         head_end = 2  # an empty header: the blank line is the first line
     else:
         i = data.find(b"\r\n\r\n")
         if i < 0:
-            return data
+            return None if partial else data  # (the whole message: all header)
         head_end = i + 4
     if n == 0:
         return data[:head_end]
-    body = data[head_end:]
-    parts = body.split(b"\r\n", n)
+    parts = data[head_end:].split(b"\r\n", n)
     if len(parts) <= n:
-        return data  # fewer than n lines: the whole body
+        return None if partial else data  # (the whole message: fewer than n lines of body)
     return data[:head_end] + b"\r\n".join(parts[:n]) + b"\r\n"

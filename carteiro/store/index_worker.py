@@ -82,10 +82,11 @@ class IndexerProcess:
             except OSError as e:
                 self._give_up(f"cannot start it: {e}")
 
-    def _give_up(self, why: str) -> None:
+    def _give_up(self, why: str) -> search_index.Indexer:
         log.warning("search index worker: %s; indexing in the server's process instead", why)
         self.proc = None
         self.inner = self._fallback()
+        return self.inner
 
     def _start(self) -> None:
         package_root = str(Path(__file__).resolve().parents[2])
@@ -128,8 +129,7 @@ class IndexerProcess:
                     if pipe is not None:
                         pipe.close()
             if early:
-                self._give_up(f"it ended as it started (status {proc.returncode})")
-                self.inner.wake()  # type: ignore[union-attr]
+                self._give_up(f"it ended as it started (status {proc.returncode})").wake()
                 return
             log.warning("search index worker ended (status %s); starting it again", proc.returncode)
             try:
@@ -137,11 +137,15 @@ class IndexerProcess:
             except OSError as e:
                 self._give_up(f"cannot start it again: {e}")
 
-    def wake(self) -> None:
+    def _thread(self) -> search_index.Indexer | None:
+        """Start the worker if that is not done yet; the indexer thread when there is none."""
         if not self._begun:
             self.start()
-        if self.inner is not None:
-            self.inner.wake()
+        return self.inner
+
+    def wake(self) -> None:
+        if (thread := self._thread()) is not None:
+            thread.wake()
             return
         if self.proc is not None and self.proc.poll() is not None:
             self._maybe_restart()  # (it sends WAKE as it starts)
@@ -153,20 +157,16 @@ class IndexerProcess:
         self._send(WAKE)
 
     def note_garbage(self) -> None:
-        if not self._begun:
-            self.start()
-        if self.inner is not None:
-            self.inner.note_garbage()
+        if (thread := self._thread()) is not None:
+            thread.note_garbage()
             return
         self._send(GARBAGE)
 
     def wait_idle(self, timeout: float) -> bool:
         """Until every message committed before the call is indexed and the text rows of
         expunged ones are purged (tests, benchmarks): the worker answers IDLE once it is."""
-        if not self._begun:
-            self.start()
-        if self.inner is not None:
-            return self.inner.wait_idle(timeout)
+        if (thread := self._thread()) is not None:
+            return thread.wait_idle(timeout)
         deadline = time.monotonic() + timeout
         with self._waiting:
             proc = self.proc

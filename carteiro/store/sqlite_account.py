@@ -632,14 +632,18 @@ class SqliteAccountStore:
         ).fetchall()
         return metas_from_rows(rows, self._s.codec)
 
+    def _read_one(
+        self, conn: sqlite3.Connection, mailbox_id: int, uid: int
+    ) -> tuple[str, str, str, str, str, bytes | None]:
+        """Where a message is: (cur/ of its folder, account dir, mailbox dir, base, info, its
+        bytes while they are in the index only). KeyError when it is gone."""
+        row = conn.execute(_READ_ONE, (mailbox_id, uid, self._id)).fetchone()
+        if row is None:
+            raise KeyError(uid)
+        return self._s.cur_dir(row[3], row[2]), row[3], row[2], row[0], row[1], row[4]
+
     async def read_message(self, mailbox_id: int, uid: int) -> bytes:
         s = self._s
-
-        def read(conn: sqlite3.Connection) -> tuple[str, str, str, str, str, bytes | None]:
-            row = conn.execute(_READ_ONE, (mailbox_id, uid, self._id)).fetchone()
-            if row is None:
-                raise KeyError(uid)
-            return s.cur_dir(row[3], row[2]), row[3], row[2], row[0], row[1], row[4]
 
         def load(folder: Path, base: str, info: str) -> bytes | None:
             try:
@@ -662,7 +666,7 @@ class SqliteAccountStore:
                 # client hears EXPUNGE) instead of answering NO for it forever.
                 await s.sync_folder(self._id, mailbox_id, force=True)
             # One indexed row: on this thread (see read_quick).
-            cur, adir, mdir, base, info, body = await s.read_quick(read)
+            cur, adir, mdir, base, info, body = await s.read_quick(self._read_one, mailbox_id, uid)
             if body is not None:  # committed with its bytes, its file maybe not written yet
                 return bytes(body)
             # A file already in the page cache is read right here (two thread hops cost more
@@ -681,12 +685,6 @@ class SqliteAccountStore:
     async def read_head(self, mailbox_id: int, uid: int, octets: int) -> tuple[bytes, bool]:
         s = self._s
 
-        def read(conn: sqlite3.Connection) -> tuple[str, str, bytes | None]:
-            row = conn.execute(_READ_ONE, (mailbox_id, uid, self._id)).fetchone()
-            if row is None:
-                raise KeyError(uid)
-            return s.cur_dir(row[3], row[2]), f"{row[0]}:2,{row[1]}", row[4]
-
         def load(path: str) -> tuple[bytes, bool] | None:
             try:
                 with open(path, "rb") as f:
@@ -696,7 +694,8 @@ class SqliteAccountStore:
                 return None
             return data[:octets], len(data) <= octets
 
-        cur, name, body = await s.read_quick(read)
+        cur, _adir, _mdir, base, info, body = await s.read_quick(self._read_one, mailbox_id, uid)
+        name = f"{base}:2,{info}"
         if body is not None:  # committed with its bytes (a small message)
             return bytes(body), True
         got = await s.run_io(load, f"{cur}/{name}")

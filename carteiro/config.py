@@ -79,7 +79,15 @@ class SMTPConfig:
     relay_networks: list[str] = field(default_factory=list)
     max_message_size: int = 50 * 1024 * 1024
     max_recipients: int = 100
+    # Errors per session: every 5xx, and every 4xx the client brought on itself (not 421, nor
+    # the server's or a recipient's trouble: 4.3.x, 4.2.2, nor 452 4.5.3, which asks a sender to
+    # send the rest in another transaction); at max_errors, 421 and close. A message accepted
+    # starts the count again (Postfix's hard error limit counts errors "without delivering mail").
     max_errors: int = 10
+    # NOOP, RSET, VRFY, EXPN, HELP, ETRN, HELO/EHLO past this many in a session each count as an
+    # error (Postfix's smtpd_junk_command_limit): a client can no longer hold a session for ever
+    # with commands that are never refused. 0: no limit.
+    max_junk_commands: int = 100
     max_connections_per_ip: int = 20
     max_connections: int = 1000
     idle_timeout: float = 300.0  # RFC 5321 4.5.3.2.7: at least 5 minutes
@@ -514,6 +522,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be greater than 0, got {value}")
     for key, value in (
         ("smtp.memory_buffer_max", cfg.smtp.memory_buffer_max),
+        ("smtp.max_junk_commands", cfg.smtp.max_junk_commands),
         ("imap.message_cache_mb", cfg.imap.message_cache_mb),
         ("auth.account_free_failures", cfg.auth.account_free_failures),
         ("auth.account_delay", cfg.auth.account_delay),

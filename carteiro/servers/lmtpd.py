@@ -75,6 +75,10 @@ class LMTPSession(Session):
     def _starttls_offered(self) -> bool:
         return False
 
+    def _junk(self) -> None:
+        """No junk command limit: the client is the local MTA, which may keep one connection
+        for thousands of messages with an RSET between them (Dovecot's LMTP has none either)."""
+
     def _auth_offered(self) -> bool:
         return False
 

@@ -85,6 +85,11 @@ PEER_CACHE_MAX = 4096  # client addresses whose network membership is remembered
 # (plain names: `Mode.DATA` costs five times a global on Python 3.11, and read() runs per command)
 _DATA, _CHUNK, _CLOSED = Mode.DATA, Mode.CHUNK, Mode.CLOSED
 # the metrics' names of the commands every session sends (others: the class name, upper-cased)
+# 4xx replies that are no error of the client's (SMTPConfig.max_errors): the server's trouble
+# (4.3.x), a full mailbox (4.2.2), and 452 4.5.3, which asks for the rest of the recipients in
+# another transaction (RFC 5321 4.5.3.1.10), which a bulk sender's pipelined RCPTs can meet often
+_UNCHARGED = frozenset({"4.3.0", "4.3.1", "4.3.2", "4.3.5", "4.2.2", "4.5.3"})
+
 _NAMES: dict[type, str] = {C.Helo: "HELO", C.Quit: "QUIT", C.Rset: "RSET", C.Noop: "NOOP"}
 
 
@@ -370,6 +375,7 @@ class Session:
         self.out: list[bytes] = []
         self.out_size = 0
         self.errors = 0
+        self.junk = 0  # NOOP, RSET, ... (see _junk)
         self.auth_user: str | None = None
         self.sasl: SaslExchange | None = None
         self.txn: Transaction | None = None
@@ -405,12 +411,27 @@ class Session:
             self.tracer.server(data)
         self.out.append(data)
         self.out_size += len(data)
-        if reply.code >= 500:
-            self.errors += 1
-            if self.errors >= self.cfg.max_errors and not self.machine.closed:
-                self.reply(R.R_421_TOO_MANY_ERRORS)
+        code = reply.code
+        if code >= 500 or (code >= 400 and code != 421 and reply.status not in _UNCHARGED):
+            self._charge()
         if self.machine.mode is _CLOSED:
             self.done = True
+
+    def _charge(self) -> None:
+        """One more error in this session (SMTPConfig.max_errors says which): at the limit,
+        421 and close."""
+        self.errors += 1
+        if self.errors >= self.cfg.max_errors and not self.machine.closed:
+            self.reply(R.R_421_TOO_MANY_ERRORS)
+
+    def _junk(self) -> None:
+        """A command that is never refused for what it is (NOOP, RSET, HELP, VRFY, EXPN, ETRN,
+        HELO/EHLO): past max_junk_commands each counts as an error, after its reply, as in
+        Postfix (smtpd_junk_command_limit), so that they cannot hold a session for ever."""
+        self.junk += 1
+        limit = self.cfg.max_junk_commands
+        if limit and self.junk > limit and not self.machine.closed:
+            self._charge()
 
     async def flush(self) -> None:
         if self.out and self._write_out():
@@ -687,15 +708,19 @@ class Session:
             self._helo(cmd)
         elif isinstance(cmd, C.Quit):
             self.reply(R.R_221_BYE)
+            return
         elif isinstance(cmd, C.Rset):
             self._abort_transaction()
             self.reply(R.R_250_RESET)
         elif isinstance(cmd, C.Mail):
             self._mail(cmd)
+            return
         elif isinstance(cmd, C.Rcpt):
             self._rcpt(cmd)
+            return
         elif isinstance(cmd, C.Data):
             self._data()
+            return
         elif isinstance(cmd, C.Noop):
             self.reply(R.R_250_OK)
         elif isinstance(cmd, C.Help):
@@ -706,12 +731,16 @@ class Session:
             self._expn(cmd)
         elif isinstance(cmd, C.StartTLS):
             await self._starttls()
+            return
         elif isinstance(cmd, C.Auth):
             await self._auth(cmd)
+            return
         elif isinstance(cmd, C.Etrn):
             await self._etrn(cmd)
         else:  # pragma: no cover - the machine emits Bdat as chunk events
             self.reply(R.R_502_NOT_IMPLEMENTED)
+            return
+        self._junk()
 
     # ---- EHLO / HELO --------------------------------------------------------------------------
 
@@ -1338,6 +1367,7 @@ class Session:
         if txn.mail.reverse_path and any("SUCCESS" in r.notify for r in txn.recipients if r.local):
             await self._success_dsn(txn, source)
         self._log_transaction(txn, size, len(local), queue_id)
+        self.errors = 0  # mail delivered: the error count starts again (see SMTPConfig.max_errors)
         what = f"queued as {queue_id}" if queue_id else "delivered"
         return R.R_250_QUEUED.with_text(f"OK id={txn.id}" + (f" {what}" if queue_id else ""))
 

@@ -276,6 +276,10 @@ def test_pipelined_flood_without_reading_keeps_memory_bounded(
             sent += s.send(blob)
         except TimeoutError:
             break  # the server stopped reading: what we want
+        except ConnectionError:
+            # or closed: SMTP after [smtp] max_junk_commands NOOPs (and max_errors), as Postfix
+            assert service == "smtp"
+            break
     assert sent < 200 * 1024 * 1024
     assert rss_kib(srv) - before < 64 * 1024
     s.close()

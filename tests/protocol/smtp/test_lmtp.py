@@ -126,6 +126,20 @@ async def test_helo_and_ehlo_are_refused_and_no_auth_or_tls(lenv: Env) -> None:
     )
 
 
+async def test_no_junk_command_limit_for_the_local_mta(make_env: MakeEnv) -> None:
+    """The local MTA may keep one LMTP connection for thousands of messages, with RSET between
+    them: the SMTP roles' junk command limit does not apply here."""
+    env = await make_env("[smtp]\nmax_errors = 2\nmax_junk_commands = 3\n")
+    await with_lmtp(env)
+    c = await env.connect("lmtp")
+    await c.reply()
+    assert (await c.cmd("LHLO foo.edu"))[-1] == "250 ENHANCEDSTATUSCODES"
+    for _ in range(20):
+        assert await c.cmd("RSET") == ["250 2.0.0 Reset OK"]
+        assert await c.cmd("NOOP") == ["250 2.0.0 OK"]
+    assert (await c.cmd("MAIL FROM:<a@b.test>"))[0].startswith("250 ")
+
+
 async def test_too_big_gets_one_reply_per_recipient(make_env: MakeEnv) -> None:
     env = await make_env("[smtp]\nmax_message_size = 100\n")
     await with_lmtp(env)

@@ -275,6 +275,96 @@ async def test_errors_per_session_then_421(make_env: MakeEnv) -> None:
     )
 
 
+async def test_junk_commands_past_the_limit_count_as_errors(make_env: MakeEnv) -> None:
+    """NOOP, RSET, HELP, HELO/EHLO, ... are never refused, so alone they could hold a session for
+    ever: past max_junk_commands each counts as an error, after its reply (Postfix's
+    smtpd_junk_command_limit)."""
+    env = await make_env("[smtp]\nmax_errors = 3\nmax_junk_commands = 4\n")
+    await env.play(
+        EHLO
+        + """
+        C: NOOP
+        S: 250 2.0.0 OK
+        C: RSET
+        S: 250 2.0.0 Reset OK
+        C: HELP
+        S: 214 *
+        C: NOOP
+        S: 250 2.0.0 OK
+        C: NOOP
+        S: 250 2.0.0 OK
+        C: NOOP
+        S: 250 2.0.0 OK
+        S: 421 4.7.0 Too many errors; closing connection
+        CLOSED
+        """
+    )
+
+
+async def test_junk_limit_zero_is_off(make_env: MakeEnv) -> None:
+    env = await make_env("[smtp]\nmax_errors = 2\nmax_junk_commands = 0\n")
+    c = await env.connect()
+    await c.reply()
+    for _ in range(30):
+        assert await c.cmd("NOOP") == ["250 2.0.0 OK"]
+
+
+async def test_client_4xx_count_as_errors(make_env: MakeEnv) -> None:
+    """A refusal the client brought on itself counts whether it is 4xx or 5xx: a client that
+    repeats what gets 459 (or a rate limit's 451 4.7.1) is closed like one repeating a 5xx."""
+    env = await make_env("[smtp]\nmax_errors = 3\n")
+    env.ctx.held = _NoHeldMail()  # type: ignore[assignment]
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO client.example")
+    for _ in range(2):
+        assert (await c.cmd("ETRN unheld.test"))[0].startswith("459 4.7.1 ")
+    assert (await c.cmd("ETRN unheld.test"))[0].startswith("459 4.7.1 ")
+    assert await c.reply() == ["421 4.7.0 Too many errors; closing connection"]
+    assert await c.closed()
+
+
+async def test_too_many_recipients_is_no_error(make_env: MakeEnv) -> None:
+    """452 4.5.3 asks for the rest of the recipients in another transaction (RFC 5321
+    4.5.3.1.10): a bulk sender pipelining many meets it often, and must not be cut off."""
+    env = await make_env("[smtp]\nmax_errors = 2\nmax_recipients = 1\n")
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO client.example")
+    assert (await c.cmd("MAIL FROM:<someone@example.org>"))[0].startswith("250 ")
+    assert (await c.cmd(f"RCPT TO:<{ALICE}>"))[0].startswith("250 ")
+    for _ in range(5):
+        assert await c.cmd(f"RCPT TO:<{BOB}>") == ["452 4.5.3 Too many recipients"]
+    assert await c.cmd("DATA") == ["354 End data with <CR><LF>.<CR><LF>"]
+    await c.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+    assert (await c.reply())[0].startswith("250 2.0.0 OK")
+    assert len(await env.inbox(ALICE)) == 1
+
+
+async def test_delivered_mail_starts_the_error_count_again(make_env: MakeEnv) -> None:
+    """Errors count towards max_errors until a message is accepted (Postfix's hard limit is of
+    errors "without delivering mail"): a client sending many messages over one connection,
+    some of them to unknown recipients, is not closed for the sum of them."""
+    env = await make_env("[smtp]\nmax_errors = 3\n")
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO client.example")
+    for _ in range(3):
+        assert (await c.cmd("MAIL FROM:<someone@example.org>"))[0].startswith("250 ")
+        for _ in range(2):
+            assert (await c.cmd("RCPT TO:<nobody@example.test>"))[0].startswith("550 ")
+        assert (await c.cmd(f"RCPT TO:<{ALICE}>"))[0].startswith("250 ")
+        assert await c.cmd("DATA") == ["354 End data with <CR><LF>.<CR><LF>"]
+        await c.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+        assert (await c.reply())[0].startswith("250 2.0.0 OK")
+    assert len(await env.inbox(ALICE)) == 3
+    # and without a delivery in between, the count goes on to the limit
+    for _ in range(2):
+        assert (await c.cmd("XYZZY"))[0].startswith("500 ")
+    assert (await c.cmd("XYZZY"))[0].startswith("500 ")
+    assert await c.reply() == ["421 4.7.0 Too many errors; closing connection"]
+
+
 async def test_line_too_long(env: Env) -> None:
     await env.play(
         f"""

@@ -292,7 +292,8 @@ class SieveConfig:
     allow_plaintext_auth: bool = False  # AUTHENTICATE only after STARTTLS
     login_timeout: float = 120.0
     idle_timeout: float = 1800.0
-    max_connections_per_ip: int = 20
+    max_connections_per_ip: int = 20  # connections not logged in, per address
+    max_userip_connections: int = 10  # logged-in sessions per (account, address); 0: no limit
     max_connections: int = 1000
     max_line_length: int = 8192
     max_errors: int = 10  # bad commands before BYE
@@ -523,6 +524,7 @@ def _validate(cfg: Config) -> None:
     for key, value in (
         ("smtp.memory_buffer_max", cfg.smtp.memory_buffer_max),
         ("smtp.max_junk_commands", cfg.smtp.max_junk_commands),
+        ("sieve.max_userip_connections", cfg.sieve.max_userip_connections),
         ("imap.message_cache_mb", cfg.imap.message_cache_mb),
         ("auth.account_free_failures", cfg.auth.account_free_failures),
         ("auth.account_delay", cfg.auth.account_delay),

@@ -16,7 +16,7 @@ from carteiro import __version__
 from carteiro.directory.throttle import Refused
 from carteiro.mail.sieve_filter import SIEVE_DIR
 from carteiro.mail.sieve_scripts import ScriptError, ScriptStore
-from carteiro.net.listener import Connection, Listener
+from carteiro.net.listener import Connection, Listener, UserIPCounter
 from carteiro.net.trace import Tracer
 from carteiro.proto import sasl
 from carteiro.proto.managesieve import (
@@ -70,6 +70,7 @@ class SieveService:
             ctx.config.data_dir / SIEVE_DIR, s.max_scripts, s.max_script_size
         )
         self.sessions: set[SieveSession] = set()
+        self.userip = UserIPCounter()  # logged-in sessions per (account, address)
         self._watcher: asyncio.Task[None] | None = None
 
     async def handle(self, conn: Connection) -> None:
@@ -109,6 +110,7 @@ class SieveSession:
             hard_literal=max(64 << 20, self.cfg.max_script_size * 4),
         )
         self.account: str | None = None
+        self.leave_userip: Callable[[], None] | None = None  # frees its place in service.userip
         self.errors = 0
         self.auth_failures = 0
         self.tracer = Tracer("sieve", service.ctx.tracing("sieve"), peer=conn.peer_ip)
@@ -222,7 +224,14 @@ class SieveSession:
         except (_Closed, ConnectionError, TimeoutError):
             return
         finally:
+            self._logged_out()
             self.tracer.note("connection closed")
+
+    def _logged_out(self) -> None:
+        self.account = None
+        if self.leave_userip is not None:
+            self.leave_userip()
+            self.leave_userip = None
 
     async def command(self, line: Line) -> bool:
         toks = line.tokens
@@ -264,7 +273,7 @@ class SieveSession:
                 await self.bad(no("Not authenticated."))
             else:
                 # RFC 5804 2.14.1: back to the non-authenticated state
-                self.account = None
+                self._logged_out()
                 await self.send(ok())
         elif cmd in _SCRIPT_COMMANDS:
             if self.account is None:
@@ -349,6 +358,17 @@ class SieveSession:
             slot.release()
         if account is None:
             return await self.auth_failed("Authentication failed.")
+        limit = self.cfg.max_userip_connections
+        leave = self.service.userip.take(account, self.conn.client_ip, limit)
+        if leave is None:
+            # as IMAP and Dovecot (mail_max_userip_connections), after the password only
+            log.warning(
+                "managesieve %s: %s has %d sessions from this address; refused", ip, account, limit
+            )
+            await self.send(no("Maximum number of connections from user+IP exceeded.", "TRYLATER"))
+            return True
+        self.leave_userip = leave
+        self.conn.leave_ip_cap()  # counted per account and address from now on
         self.account = account
         self.tracer.note(f"logged in as {account}")
         await self.send(ok("Logged in."))

@@ -250,7 +250,13 @@ LOGINS: dict[str, Callable[[socket.socket], None]] = {
     "sieve": _sieve_login,
 }
 
-LEAVE_CAP = ("imap", "imaps", "pop3", "pop3s")  # a logged-in session leaves the address's cap
+LEAVE_CAP = (
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "sieve",
+)  # a logged-in session leaves the address's cap
 
 
 @pytest.fixture(scope="module")
@@ -277,8 +283,8 @@ def _first_words(s: socket.socket) -> bytes:
 def test_idle_connections_meet_the_cap_and_its_refusal(capped: ServerProcess, service: str) -> None:
     """As many idle connections as the cap allows (the first logged in where the protocol has
     a login), then one more: refused with the protocol's own reply, and a slot freed is
-    taken again. IMAP and POP3 count the connections not logged in: a logged-in session is
-    counted per account instead (docs/configuration.md), so there it is one more."""
+    taken again. IMAP, POP3 and ManageSieve count the connections not logged in: a logged-in
+    session is counted per account instead (docs/configuration.md), so there it is one more."""
     limit = 2 * CAP if service == "lmtp" else CAP
     if service in LEAVE_CAP:
         limit += 1

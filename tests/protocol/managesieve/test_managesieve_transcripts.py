@@ -3,6 +3,8 @@ AUTHENTICATE, every script command with its response codes, limits and hostile i
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sieve_harness import Harness, play
 
@@ -255,6 +257,35 @@ S: BYE "Too many errors."
 -- eof
 """,
     )
+
+
+async def test_sessions_per_account_and_address(server: Harness) -> None:
+    """Logged-in sessions count per account and client address (as IMAP's, and Dovecot's
+    mail_max_userip_connections), not in the address's connection cap: over the limit, NO
+    (TRYLATER) after the password; UNAUTHENTICATE or the end of a session frees the place."""
+    server.ctx.config.sieve.max_userip_connections = 1
+    first = await server.connect()
+    await play(first, LOGIN)
+    refused = LOGIN.replace(
+        'S: OK "Logged in."',
+        'S: NO (TRYLATER) "Maximum number of connections from user+IP exceeded."',
+    )
+    second = await server.connect()
+    await play(second, refused)
+    await play(first, "C: UNAUTHENTICATE\nS: OK\n")
+    await play(second, f'C: AUTHENTICATE "PLAIN" "{PLAIN}"\nS: OK "Logged in."\n')
+    third = await server.connect()
+    await play(third, refused)
+    await play(second, 'C: LOGOUT\nS: OK "Logout complete."\n-- eof\n')
+    for _ in range(100):  # the server sees the end of that session a moment later
+        await third.send(f'AUTHENTICATE "PLAIN" "{PLAIN}"\r\n'.encode())
+        answer = await third.line()
+        if answer == 'OK "Logged in."':
+            break
+        assert answer.startswith("NO (TRYLATER)"), answer
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the place of the session that ended was not freed")
 
 
 async def test_a_tag_beyond_ascii_is_echoed(server: Harness) -> None:

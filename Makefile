@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= var
 DOMAIN ?= example.test
 # Debian packages the end-to-end tests drive (real clients).
-APT_TEST_PACKAGES := swaks curl mutt tmux libnet-ssleay-perl libauthen-sasl-perl isync fetchmail getmail6 offlineimap3 s-nail git-email libmailtools-perl postfix dovecot-imapd dovecot-pop3d dovecot-managesieved dovecot-sieve sieve-connect chromium
+APT_TEST_PACKAGES := swaks curl msmtp mpop imapfilter mutt tmux libnet-ssleay-perl libauthen-sasl-perl isync fetchmail getmail6 offlineimap3 s-nail git-email libmailtools-perl postfix dovecot-imapd dovecot-pop3d dovecot-managesieved dovecot-sieve sieve-connect chromium
 
 .PHONY: serve test install install-test apt-test lint unit clean
 

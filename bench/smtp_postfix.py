@@ -119,6 +119,24 @@ def postfix_server(root: Path) -> postfix.PostfixInstance:
     return pf
 
 
+PROBE_FILES = 200
+
+
+def creation_us(directory: Path) -> float:
+    """CPU microseconds to create one small file in `directory` (a new subdirectory of it, left
+    for the run's cleanup: deleting would make the next creations dearer). On this machine's
+    journal-less ext4 the figure moves from ~15 us to ~300 us with the files deleted nearby in
+    the last minutes (bench/RESULTS.md, 2026-12-07 20:10): printed beside each round so that a
+    round's figures can be read with it."""
+    probe = Path(tempfile.mkdtemp(prefix=".probe-", dir=directory))
+    t = time.thread_time()
+    for i in range(PROBE_FILES):
+        fd = os.open(probe / str(i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.write(fd, b"x" * 1024)
+        os.close(fd)
+    return (time.thread_time() - t) / PROBE_FILES * 1e6
+
+
 def count_carteiro(data: Path) -> int:
     conn = sqlite3.connect(data / "index.sqlite")
     try:
@@ -176,6 +194,12 @@ def main() -> None:
                             args.same_connection,
                         )
             for run in range(args.repeat):
+                probes = []
+                if "carteiro" in servers:
+                    probes.append(f"carteiro's tmp/ {creation_us(srv.data / 'tmp'):.0f} us")
+                if "postfix" in servers:
+                    probes.append(f"Postfix's queue/ {creation_us(pf.dir / 'queue'):.0f} us")
+                print(f"run {run + 1}: CPU to create a file in " + ", ".join(probes))
                 row = []
                 for rcpt in kinds:
                     got = {}

@@ -1012,7 +1012,9 @@ class App:
                         self.web_settings,
                     )
                     await self.web.start()
-                except (OSError, ConfigError) as e:
+                except OSError as e:  # one line, without "[Errno 98]" before it
+                    raise ListenError(e.strerror or str(e)) from e
+                except ConfigError as e:
                     raise ListenError(str(e)) from e
             self.lists.start()
         except ListenError:

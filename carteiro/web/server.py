@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Iterator
@@ -64,6 +65,8 @@ class WebServer:
             sock.bind((host, port))
         except OSError as e:
             sock.close()
+            if e.errno == errno.EADDRINUSE:  # (the words of every other listener's refusal)
+                raise OSError(e.errno, f"web: {self.listen} is already in use") from e
             raise OSError(e.errno, f"web: cannot listen on {self.listen}: {e.strerror}") from e
         sock.listen(512)
         sock.setblocking(False)

@@ -77,7 +77,8 @@ def main() -> None:
         f"LMTP, {args.size} octets (smtp-source -L -l {args.size} -s {args.sessions}), {shape},"
         f" {args.messages} messages per figure"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-lmtp-", dir=Path.cwd()) as tmp:
+    # beside Dovecot's instance (the temp dir): both create files in like conditions
+    with tempfile.TemporaryDirectory(prefix="bench-lmtp-") as tmp:
         root = Path(tmp)
         srv = ServerProcess(
             root / "carteiro",

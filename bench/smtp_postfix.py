@@ -154,7 +154,10 @@ def main() -> None:
     ap.add_argument("--rcpt", action="append", choices=["local", "remote"])
     ap.add_argument("--only", choices=["carteiro", "postfix"])
     ap.add_argument("--same-connection", action="store_true", help="smtp-source -d")
-    ap.add_argument("--dir", help="where to put carteiro's data dir (default: a temp dir under .)")
+    ap.add_argument(
+        "--dir",
+        help="where to put carteiro's data dir (default: the temp dir, where Postfix's instance is)",
+    )
     ap.add_argument("--size", type=int, default=SIZE, help="payload octets (smtp-source -l)")
     ap.add_argument("--sessions", type=int, default=SESSIONS, help="smtp-source -s")
     args = ap.parse_args()
@@ -167,7 +170,9 @@ def main() -> None:
         f"{SIZE} octets (smtp-source -l {SIZE} -s {SESSIONS}), {shape},"
         f" {args.messages} messages per figure"
     )
-    base = Path(args.dir) if args.dir else Path.cwd()
+    # Beside Postfix's instance (in the temp dir, which its user must reach): the same file
+    # system and parent, so that both create their files in like conditions (see creation_us)
+    base = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
     with tempfile.TemporaryDirectory(prefix="bench-smtp-pf-", dir=base) as tmp:
         root = Path(tmp)
         srv = carteiro_server(root / "carteiro")

@@ -873,6 +873,7 @@ def web_server(
         body_timeout=cfg.web.body_timeout,
         send_timeout=cfg.web.send_timeout,
         max_connections_per_ip=cfg.web.max_connections_per_ip if cfg.web.tls == "on" else 0,
+        max_userip_connections=cfg.web.max_userip_connections,
         max_connections=cfg.web.max_connections,
     )
     return WebServer(create_app(settings, routes), cfg.listen.web, cert, key, limits)

@@ -275,7 +275,10 @@ class WebConfig:
     header_timeout: float = 20.0
     body_timeout: float = 30.0
     send_timeout: float = 60.0  # a response whose client takes nothing for this long is dropped
-    max_connections_per_ip: int = 50
+    max_connections_per_ip: int = 50  # connections that have shown no session yet, per address
+    # a connection whose request carries a valid session counts per account and address instead
+    # (as IMAP's logged-in sessions do): an office's browsers behind one NAT address; 0: no limit
+    max_userip_connections: int = 20
     max_connections: int = 1000
 
 
@@ -525,6 +528,7 @@ def _validate(cfg: Config) -> None:
         ("smtp.memory_buffer_max", cfg.smtp.memory_buffer_max),
         ("smtp.max_junk_commands", cfg.smtp.max_junk_commands),
         ("sieve.max_userip_connections", cfg.sieve.max_userip_connections),
+        ("web.max_userip_connections", cfg.web.max_userip_connections),
         ("imap.message_cache_mb", cfg.imap.message_cache_mb),
         ("auth.account_free_failures", cfg.auth.account_free_failures),
         ("auth.account_delay", cfg.auth.account_delay),

@@ -35,6 +35,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from carteiro.web import autoconfig, compose, lists_owner, mailbox, message, sieverules
+from carteiro.web.guard import leave_ip_cap
 from carteiro.web.imap import AuthFailed, IMAPError, IMAPUnavailable
 from carteiro.web.managesieve import ManageSieve, SieveAuthFailed, SieveNo, SieveUnavailable
 from carteiro.web.sanitize import cid_path, sanitize
@@ -118,6 +119,7 @@ class Webmail:
         s = self.sessions.get(request.cookies.get(COOKIE))
         if s is None:
             raise HTTPException(401)
+        leave_ip_cap(request.scope, s.user)  # its connection counts per account from now on
         return s
 
     async def form(self, request: Request, s: WebSession) -> Any:

@@ -7,7 +7,9 @@ descriptor for ever: "slowloris") and takes any number of connections from one a
 - a deadline for each request's header section, counted from the connection (or the first octet
   of the next request on a kept-alive connection): past it, 408 and close;
 - a deadline between two reads of a request body (an upload may be slow, not stalled);
-- a cap on connections per client address and in all (past it, 503 and close at once).
+- a cap on connections per client address and in all (past it, 503 and close at once); a
+  connection whose request shows a valid session leaves the address's cap and counts per account
+  and address instead (`leave_ip_cap`, called by the app), as IMAP's logged-in sessions do;
 - a bound on the pipelined requests read ahead of the one being answered (_BoundedFlow);
 - a deadline for a client that stops reading its response (nginx's send_timeout): past it with
   the transport's buffer full, the connection is dropped.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import h11
+from starlette.types import Scope
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -33,6 +36,7 @@ class WebLimits:
     body_timeout: float = 30.0  # seconds without a read while a request body is incomplete
     send_timeout: float = 60.0  # seconds a response may wait for the client to take more of it
     max_connections_per_ip: int = 50  # 0: no cap (behind a proxy, every client is the proxy)
+    max_userip_connections: int = 20  # connections with a session, per account and address
     max_connections: int = 1000
 
 
@@ -63,14 +67,32 @@ class _BoundedFlow(FlowControl):
         super().resume_reading()
 
 
+# Each counted connection by (client, server) address pairs, as the ASGI scope gives them: how a
+# request's handler finds its connection (leave_ip_cap)
+_OPEN: dict[tuple[Any, Any], _Guarded] = {}
+
+
+def leave_ip_cap(scope: Scope, account: str) -> None:
+    """The request of `scope` showed a valid session of `account`: its connection stops counting
+    in its address's cap (which is there against floods of connections nobody logged in on) and
+    counts per account and address instead, up to `max_userip_connections` (past that it stays
+    where it was). Once per connection; a no-op where there is no per-address cap."""
+    conn = _OPEN.get((scope.get("client"), scope.get("server")))
+    if conn is not None:
+        conn.leave_ip_cap(account)
+
+
 class _Guarded(H11Protocol):
     limits: WebLimits = WebLimits()
     per_ip: Counter[str]
+    per_user: Counter[tuple[str, str]]  # connections that left the address's cap
     total: list[int]  # [open connections], shared by the server's protocols
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ip: str | None = None  # counted under this address (None: not counted)
+        self._user: tuple[str, str] | None = None  # counted per (account, address) instead
+        self._key: tuple[Any, Any] | None = None  # its entry in _OPEN
         self._timer: asyncio.TimerHandle | None = None
         self._waiting = ""  # "" | "head" | "body": what the timer waits for
         self._send_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
@@ -88,17 +110,43 @@ class _Guarded(H11Protocol):
         self._ip = ip
         self.per_ip[ip] += 1
         self.total[0] += 1
+        if per_ip:
+            self._key = (self.client, self.server)
+            _OPEN[self._key] = self
         self._wait("head")
+
+    def leave_ip_cap(self, account: str) -> None:
+        ip = self._ip
+        if ip is None or self._user is not None:
+            return
+        user = (account, ip)
+        limit = self.limits.max_userip_connections
+        if limit and self.per_user[user] >= limit:
+            return  # stays in the address's cap
+        self._drop(self.per_ip, ip)
+        self.per_user[user] += 1
+        self._user = user
+
+    @staticmethod
+    def _drop(counter: Counter[Any], key: Any) -> None:
+        counter[key] -= 1
+        if counter[key] <= 0:
+            del counter[key]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._wait("")
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
+        if self._key is not None:
+            _OPEN.pop(self._key, None)
+            self._key = None
         if self._ip is not None:
-            self.per_ip[self._ip] -= 1
-            if self.per_ip[self._ip] <= 0:
-                del self.per_ip[self._ip]
+            if self._user is not None:
+                self._drop(self.per_user, self._user)
+                self._user = None
+            else:
+                self._drop(self.per_ip, self._ip)
             self.total[0] -= 1
             self._ip = None
         super().connection_lost(exc)
@@ -169,5 +217,5 @@ def guarded_protocol(limits: WebLimits) -> type[H11Protocol]:
     return type(
         "GuardedH11Protocol",
         (_Guarded,),
-        {"limits": limits, "per_ip": Counter(), "total": [0]},
+        {"limits": limits, "per_ip": Counter(), "per_user": Counter(), "total": [0]},
     )

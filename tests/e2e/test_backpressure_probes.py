@@ -12,10 +12,12 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from carteiro.testing.probes import GreetingWatch, connect, read_until, rss_kib
 from carteiro.testing.server import ALL_SERVICES, ServerProcess
+from carteiro.testing.webmail import login
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backpressure-e2e")]
 
@@ -311,6 +313,33 @@ def test_idle_connections_meet_the_cap_and_its_refusal(capped: ServerProcess, se
         while not _greeted(capped, service):  # the server notices the close soon, not at once
             assert time.monotonic() < deadline, "the freed slot was not given again"
             time.sleep(0.1)
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_webmail_connections_with_a_session_leave_the_address_cap(capped: ServerProcess) -> None:
+    """The webmail's requests that carry a valid session take their connection out of the
+    address's cap (into the account's: [web] max_userip_connections): CAP browsers' connections
+    of a logged-in user, and the address can still open CAP more."""
+    web = f"https://127.0.0.1:{capped.ports['web']}"
+    with httpx.Client(base_url=web, verify=False, timeout=30) as c:
+        assert login(c, USER, PASSWORD).status_code == 303
+        cookie = f"carteiro_session={c.cookies['carteiro_session']}".encode()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(CAP):
+            s = connect(capped, "web")
+            held.append(s)
+            s.sendall(b"GET /box HTTP/1.1\r\nHost: x\r\nCookie: " + cookie + b"\r\n\r\n")
+            assert read_until(s, b"\r\n").startswith(b"HTTP/1.1 200 ")
+        for i in range(CAP):  # no session: these count in the address's cap, as before
+            s = connect(capped, "web")
+            held.append(s)
+            s.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_until(s, b"\r\n").startswith(b"HTTP/1.1 200 "), i
+        with connect(capped, "web") as extra:
+            assert _first_words(extra).startswith(REFUSALS["web"])
     finally:
         for s in held:
             s.close()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from carteiro.web.guard import WebLimits
+from carteiro.web.guard import WebLimits, leave_ip_cap
 from carteiro.web.server import WebServer
 
 LIMITS = WebLimits(
@@ -53,6 +53,8 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         await send({"type": "http.response.body", "body": out})
         listener.cancel()
         return
+    if scope["path"].startswith("/session/"):  # as the webmail does for a valid session cookie
+        leave_ip_cap(scope, scope["path"].split("/")[2])
     body = b""
     while True:
         msg = await receive()
@@ -194,6 +196,59 @@ async def test_connections_past_the_per_address_cap_get_503(port: int) -> None:
     writer.close()
     for _, w in held[1:]:
         w.close()
+
+
+async def test_connections_with_a_session_leave_the_address_cap() -> None:
+    """A connection whose request shows a valid session counts per account and address from
+    then on (max_userip_connections), no longer in the address's cap: an office behind one NAT
+    address, each person's browser with a few connections, is not refused. Past the
+    per-account limit a connection stays in the address's cap."""
+    limits = dataclasses.replace(LIMITS, max_userip_connections=2)
+    server = WebServer(app, "127.0.0.1:0", limits=limits)
+    await server.start()
+    assert server.bound is not None
+    port = server.bound[1]
+    held = []
+
+    async def get(path: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await connect(port)
+        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await response(reader)).endswith(b"got 0")
+        held.append((reader, writer))
+        return reader, writer
+
+    async def refused() -> bool:
+        reader, writer = await connect(port)
+        try:
+            data, _ = await closed_after(reader)
+            return data.startswith(b"HTTP/1.1 503 ")
+        finally:
+            writer.close()
+
+    try:
+        alice = [await get(b"/session/alice") for _ in range(2)]  # these leave the cap
+        await get(b"/session/bob")  # and this one
+        await get(b"/session/alice")  # alice's third stays in it: one of the three places
+        await get(b"/")
+        await get(b"/")
+        assert await refused()
+        # a connection that left frees a place of its account's, not of the address's
+        alice[0][1].close()
+        await alice[0][1].wait_closed()
+        await asyncio.sleep(0.1)
+        assert await refused()
+        # (a new connection, session or not, must first get into the address's cap: it is full)
+        # the address's cap is freed by a connection that never showed a session
+        held[4][1].close()
+        await held[4][1].wait_closed()
+        await asyncio.sleep(0.1)
+        await get(b"/session/alice")  # in, then out of the cap to alice's freed place
+        await get(b"/")  # so there is room for one more
+        assert await refused()
+    finally:
+        for _, w in held:
+            w.close()
+        await server.stop()
 
 
 async def test_no_per_address_cap_when_it_is_zero() -> None:

@@ -83,33 +83,27 @@ def test_config_error_names_key_and_file(tmp_path: Path) -> None:
     assert "imap.max_line_lenght: unknown key" in r.stderr and str(cfg) in r.stderr
 
 
-def test_port_in_use_is_one_line(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path, services=("smtp",), users={})
+@pytest.mark.parametrize(
+    ("services", "taken"),
+    [
+        (("smtp",), "smtp"),
+        # the webmail's listener binds its own socket: its refusal reads as the others' (it read
+        # "[Errno 98] web: cannot listen on ...", which the test harness did not take for a port
+        # taken by a parallel test, and did not retry)
+        (("imaps", "submissions", "web"), "web"),
+    ],
+)
+def test_port_in_use_is_one_line(tmp_path: Path, services: tuple[str, ...], taken: str) -> None:
+    srv = ServerProcess(tmp_path, services=services, users={})
     srv.init()
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", srv.ports["smtp"]))
-        s.listen()
-        r = run_cli(srv.data, "serve", check=False)
-    assert r.returncode != 0
-    err = [line for line in r.stderr.splitlines() if line.startswith("carteiro:")]
-    assert err == [f"carteiro: smtp: 127.0.0.1:{srv.ports['smtp']} is already in use"]
-
-
-def test_web_port_in_use_is_one_line_too(tmp_path: Path) -> None:
-    """The webmail's listener binds its own socket: its refusal reads as the others' (it read
-    "[Errno 98] web: cannot listen on ...", which the test harness did not take for a port
-    taken by a parallel test, and did not retry)."""
-    srv = ServerProcess(tmp_path, services=("imaps", "submissions", "web"), users={})
-    srv.init()
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", srv.ports["web"]))
+        s.bind(("127.0.0.1", srv.ports[taken]))
         s.listen()
         r = run_cli(srv.data, "serve", check=False)
     assert r.returncode == 78
     err = [line for line in r.stderr.splitlines() if line.startswith("carteiro:")]
-    assert err == [f"carteiro: web: 127.0.0.1:{srv.ports['web']} is already in use"]
+    assert err == [f"carteiro: {taken}: 127.0.0.1:{srv.ports[taken]} is already in use"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -114,6 +114,23 @@ async def test_dns_trouble_defers_never_judges(make_env: MakeEnv) -> None:
     assert await env2.inbox(BOB) == []
 
 
+async def test_dns_trouble_is_no_error_of_the_client(make_env: MakeEnv) -> None:
+    """Our DNS failing for now (451 4.4.3, 4.7.24, 4.7.25) is not the client's error: it does
+    not count towards [smtp] max_errors, however many messages meet it in one session."""
+    env = await make_env(CHECKED + "[smtp]\nmax_errors = 2\n", mailauth=checker(NoResolver()))
+    c = await env.connect()
+    await c.reply()
+    await c.cmd("EHLO mx.good.test")
+    for _ in range(4):
+        assert (await c.cmd("MAIL FROM:<ceo@bank.test>"))[0].startswith("250")
+        assert (await c.cmd(f"RCPT TO:<{BOB}>"))[0].startswith("250")
+        assert (await c.cmd("DATA"))[0].startswith("354")
+        await c.send(message("ceo@bank.test").encode() + b".\r\n")
+        reply = await c.reply()
+        assert reply[0].startswith("451 4.4.3 DMARC of bank.test cannot be checked now"), reply
+    assert (await c.cmd("NOOP")) == ["250 2.0.0 OK"]
+
+
 async def test_spf_fail_reject_at_rcpt_and_iprev_required(make_env: MakeEnv) -> None:
     env = await make_env(CHECKED, mailauth=checker(spf_fail="reject"))
     reply = await send(env, "x@nodmarc.test", message("x@nodmarc.test"))

@@ -80,9 +80,10 @@ class SMTPConfig:
     max_message_size: int = 50 * 1024 * 1024
     max_recipients: int = 100
     # Errors per session: every 5xx, and every 4xx the client brought on itself (not 421, nor
-    # the server's or a recipient's trouble: 4.3.x, 4.2.2, nor 452 4.5.3, which asks a sender to
-    # send the rest in another transaction); at max_errors, 421 and close. A message accepted
-    # starts the count again (Postfix's hard error limit counts errors "without delivering mail").
+    # the server's or a recipient's trouble: 4.3.x, our DNS failing for now, 4.2.2, nor 452
+    # 4.5.3, which asks a sender to send the rest in another transaction; servers/smtpd.py
+    # _UNCHARGED); at max_errors, 421 and close. A message accepted starts the count again
+    # (Postfix's hard error limit counts errors "without delivering mail").
     max_errors: int = 10
     # NOOP, RSET, VRFY, EXPN, HELP, ETRN, HELO/EHLO past this many in a session each count as an
     # error (Postfix's smtpd_junk_command_limit): a client can no longer hold a session for ever

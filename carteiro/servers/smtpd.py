@@ -84,7 +84,6 @@ LINGER_MAX = 4 * 1024 * 1024
 PEER_CACHE_MAX = 4096  # client addresses whose network membership is remembered
 # (plain names: `Mode.DATA` costs five times a global on Python 3.11, and read() runs per command)
 _DATA, _CHUNK, _CLOSED = Mode.DATA, Mode.CHUNK, Mode.CLOSED
-# the metrics' names of the commands every session sends (others: the class name, upper-cased)
 # 4xx replies that are no error of the client's (SMTPConfig.max_errors): the server's trouble
 # (4.3.x; its DNS lookups for SPF, reverse DNS and DMARC failing for now: 4.7.24, 4.7.25,
 # 4.4.3), a full mailbox (4.2.2), and 452 4.5.3, which asks for the rest of the recipients in
@@ -92,7 +91,10 @@ _DATA, _CHUNK, _CLOSED = Mode.DATA, Mode.CHUNK, Mode.CLOSED
 _UNCHARGED = frozenset(
     {"4.3.0", "4.3.1", "4.3.2", "4.3.5", "4.4.3", "4.7.24", "4.7.25", "4.2.2", "4.5.3"}
 )
+# commands never refused for what they are, counted towards max_junk_commands (Session._junk)
+_JUNK = (C.Helo, C.Rset, C.Noop, C.Help, C.Vrfy, C.Expn, C.Etrn)
 
+# the metrics' names of the commands every session sends (others: the class name, upper-cased)
 _NAMES: dict[type, str] = {C.Helo: "HELO", C.Quit: "QUIT", C.Rset: "RSET", C.Noop: "NOOP"}
 
 
@@ -711,19 +713,15 @@ class Session:
             self._helo(cmd)
         elif isinstance(cmd, C.Quit):
             self.reply(R.R_221_BYE)
-            return
         elif isinstance(cmd, C.Rset):
             self._abort_transaction()
             self.reply(R.R_250_RESET)
         elif isinstance(cmd, C.Mail):
             self._mail(cmd)
-            return
         elif isinstance(cmd, C.Rcpt):
             self._rcpt(cmd)
-            return
         elif isinstance(cmd, C.Data):
             self._data()
-            return
         elif isinstance(cmd, C.Noop):
             self.reply(R.R_250_OK)
         elif isinstance(cmd, C.Help):
@@ -734,16 +732,14 @@ class Session:
             self._expn(cmd)
         elif isinstance(cmd, C.StartTLS):
             await self._starttls()
-            return
         elif isinstance(cmd, C.Auth):
             await self._auth(cmd)
-            return
         elif isinstance(cmd, C.Etrn):
             await self._etrn(cmd)
         else:  # pragma: no cover - the machine emits Bdat as chunk events
             self.reply(R.R_502_NOT_IMPLEMENTED)
-            return
-        self._junk()
+        if isinstance(cmd, _JUNK):
+            self._junk()
 
     # ---- EHLO / HELO --------------------------------------------------------------------------
 

@@ -139,7 +139,8 @@ class _Guarded(H11Protocol):
             self._send_timer.cancel()
             self._send_timer = None
         if self._key is not None:
-            _OPEN.pop(self._key, None)
+            if _OPEN.get(self._key) is self:  # (not a later connection's of the same addresses)
+                del _OPEN[self._key]
             self._key = None
         if self._ip is not None:
             if self._user is not None:

@@ -10,6 +10,10 @@ in one command; each figure is the server's CPU (every process and thread, user 
 the first connection until it is idle again, divided by the messages sent, so work finished after
 the last 250 (Postfix's delivery from its queue, carteiro's file flusher) counts too.
 
+Both servers' directories are in the temp dir, side by side, and each round first prints what
+creating a file costs in each (`creation_us`): on this machine's journal-less ext4 that moves
+both servers' CPU per message by up to 0.3 ms (bench/RESULTS.md, 2026-12-07 20:10).
+
 Needs root (Postfix's master starts as root) and `postfix` installed. Not a test.
 
 Run: .venv/bin/python bench/smtp_postfix.py [--messages 2000] [--repeat 3] [--only carteiro]

@@ -111,6 +111,7 @@ class SieveSession:
         )
         self.account: str | None = None
         self.leave_userip: Callable[[], None] | None = None  # frees its place in service.userip
+        self.userip_account = ""  # whose place that is (kept after UNAUTHENTICATE)
         self.errors = 0
         self.auth_failures = 0
         self.tracer = Tracer("sieve", service.ctx.tracing("sieve"), peer=conn.peer_ip)
@@ -224,11 +225,10 @@ class SieveSession:
         except (_Closed, ConnectionError, TimeoutError):
             return
         finally:
-            self._logged_out()
+            self._free_userip()
             self.tracer.note("connection closed")
 
-    def _logged_out(self) -> None:
-        self.account = None
+    def _free_userip(self) -> None:
         if self.leave_userip is not None:
             self.leave_userip()
             self.leave_userip = None
@@ -272,8 +272,11 @@ class SieveSession:
             if self.account is None or args:
                 await self.bad(no("Not authenticated."))
             else:
-                # RFC 5804 2.14.1: back to the non-authenticated state
-                self._logged_out()
+                # RFC 5804 2.14.1: back to the non-authenticated state. The connection keeps
+                # its place per account and address until it logs in again or closes: it left
+                # the address's cap at login, and a loop of logins and UNAUTHENTICATEs must not
+                # give anyone connections that count nowhere.
+                self.account = None
                 await self.send(ok())
         elif cmd in _SCRIPT_COMMANDS:
             if self.account is None:
@@ -358,17 +361,25 @@ class SieveSession:
             slot.release()
         if account is None:
             return await self.auth_failed("Authentication failed.")
-        limit = self.cfg.max_userip_connections
-        leave = self.service.userip.take(account, self.conn.client_ip, limit)
-        if leave is None:
-            # as IMAP and Dovecot (mail_max_userip_connections), after the password only
-            log.warning(
-                "managesieve %s: %s has %d sessions from this address; refused", ip, account, limit
-            )
-            await self.send(no("Maximum number of connections from user+IP exceeded.", "TRYLATER"))
-            return True
-        self.leave_userip = leave
-        self.conn.leave_ip_cap()  # counted per account and address from now on
+        if self.leave_userip is None or self.userip_account != account:
+            limit = self.cfg.max_userip_connections
+            leave = self.service.userip.take(account, self.conn.client_ip, limit)
+            if leave is None:
+                # as IMAP and Dovecot (mail_max_userip_connections), after the password only; a
+                # connection logged in before (then UNAUTHENTICATE) keeps the place it had
+                log.warning(
+                    "managesieve %s: %s has %d sessions from this address; refused",
+                    ip,
+                    account,
+                    limit,
+                )
+                await self.send(
+                    no("Maximum number of connections from user+IP exceeded.", "TRYLATER")
+                )
+                return True
+            self._free_userip()  # the place of an earlier login on this connection
+            self.leave_userip, self.userip_account = leave, account
+            self.conn.leave_ip_cap()  # counted per account and address from now on
         self.account = account
         self.tracer.note(f"logged in as {account}")
         await self.send(ok("Logged in."))

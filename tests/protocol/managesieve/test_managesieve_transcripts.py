@@ -262,7 +262,9 @@ S: BYE "Too many errors."
 async def test_sessions_per_account_and_address(server: Harness) -> None:
     """Logged-in sessions count per account and client address (as IMAP's, and Dovecot's
     mail_max_userip_connections), not in the address's connection cap: over the limit, NO
-    (TRYLATER) after the password; UNAUTHENTICATE or the end of a session frees the place."""
+    (TRYLATER) after the password. A connection keeps its place after UNAUTHENTICATE (it left
+    the address's cap: logins and UNAUTHENTICATEs in a loop must not make connections that
+    count nowhere) until it logs in as another account or closes."""
     server.ctx.config.sieve.max_userip_connections = 1
     first = await server.connect()
     await play(first, LOGIN)
@@ -273,7 +275,16 @@ async def test_sessions_per_account_and_address(server: Harness) -> None:
     second = await server.connect()
     await play(second, refused)
     await play(first, "C: UNAUTHENTICATE\nS: OK\n")
-    await play(second, f'C: AUTHENTICATE "PLAIN" "{PLAIN}"\nS: OK "Logged in."\n')
+    again = f'C: AUTHENTICATE "PLAIN" "{PLAIN}"\n'
+    await play(
+        second, again + 'S: NO (TRYLATER) "Maximum number of connections from user+IP exceeded."\n'
+    )
+    await play(first, again + 'S: OK "Logged in."\n')  # its own place
+    await play(
+        first,
+        'C: UNAUTHENTICATE\nS: OK\nC: AUTHENTICATE "PLAIN" "AGJvYkBleGFtcGxlLnRlc3QAYm9iLXB3"\nS: OK "Logged in."\n',
+    )
+    await play(second, again + 'S: OK "Logged in."\n')  # the first gave alice's place up
     third = await server.connect()
     await play(third, refused)
     await play(second, 'C: LOGOUT\nS: OK "Logout complete."\n-- eof\n')

@@ -427,6 +427,13 @@ class Session:
         421 and close."""
         self.errors += 1
         if self.errors >= self.cfg.max_errors and not self.machine.closed:
+            # (one line an operator's fail2ban can match, as Postfix's "too many errors after")
+            word = self.machine.last_line.split(b" ", 1)[0][:16]
+            log.info(
+                "smtp [%s]: too many errors after %s; closing",
+                self.conn.peer_ip,
+                "".join(chr(c) if chr(c).isalnum() else "?" for c in word),  # (a client's bytes)
+            )
             self.reply(R.R_421_TOO_MANY_ERRORS)
 
     def _junk(self) -> None:

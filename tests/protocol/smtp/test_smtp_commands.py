@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+import pytest
 from smtp_harness import ALICE, BOB, Env, MakeEnv
 
 EHLO = """
@@ -275,10 +277,13 @@ async def test_errors_per_session_then_421(make_env: MakeEnv) -> None:
     )
 
 
-async def test_junk_commands_past_the_limit_count_as_errors(make_env: MakeEnv) -> None:
+async def test_junk_commands_past_the_limit_count_as_errors(
+    make_env: MakeEnv, caplog: pytest.LogCaptureFixture
+) -> None:
     """NOOP, RSET, HELP, HELO/EHLO, ... are never refused, so alone they could hold a session for
     ever: past max_junk_commands each counts as an error, after its reply (Postfix's
     smtpd_junk_command_limit)."""
+    caplog.set_level(logging.INFO, logger="carteiro.smtp")
     env = await make_env("[smtp]\nmax_errors = 3\nmax_junk_commands = 4\n")
     await env.play(
         EHLO
@@ -299,6 +304,8 @@ async def test_junk_commands_past_the_limit_count_as_errors(make_env: MakeEnv) -
         CLOSED
         """
     )
+    # one line for the operator, as Postfix's "too many errors after NOOP"
+    assert "smtp [127.0.0.1]: too many errors after NOOP; closing" in caplog.text
 
 
 async def test_junk_limit_zero_is_off(make_env: MakeEnv) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from carteiro.testing.server import ServerProcess, free_port, wait_port
+from carteiro.testing.server import ServerProcess, free_port, index_count, wait_port
 
 RCPT = "bench@example.test"
 
@@ -208,16 +208,6 @@ async def _connection_per_message(port: int, sc: Scenario, per: int, body: bytes
     return per * sc.sessions / (time.perf_counter() - start)
 
 
-def count_carteiro(data: Path) -> int:
-    import sqlite3
-
-    conn = sqlite3.connect(data / "index.sqlite")
-    try:
-        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def measure(port: int, pid: int, sc: Scenario) -> Result:
     before = cpu_seconds(pid)
     rate = asyncio.run(run_scenario(port, sc))
@@ -257,7 +247,7 @@ def bench_carteiro(
             expected += sc.messages // sc.sessions * sc.sessions
     finally:
         srv.stop()
-    got = count_carteiro(srv.data)
+    got = index_count(srv.data, "SELECT count(*) FROM messages")
     if got != expected:
         raise SystemExit(f"carteiro stored {got} messages, expected {expected}")
     return results

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carteiro.testing import postfix
 from carteiro.testing.procstat import wait_idle
-from carteiro.testing.server import ServerProcess
+from carteiro.testing.server import ServerProcess, index_count
 
 LOCAL = "bench@example.test"
 REMOTE = "someone@remote.test"
@@ -141,14 +140,6 @@ def creation_us(directory: Path) -> float:
     return (time.thread_time() - t) / PROBE_FILES * 1e6
 
 
-def count_carteiro(data: Path) -> int:
-    conn = sqlite3.connect(data / "index.sqlite")
-    try:
-        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def main() -> None:
     global SIZE, SESSIONS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -237,7 +228,7 @@ def main() -> None:
             srv.stop()
             pf.stop()
         if "carteiro" in servers:
-            stored = count_carteiro(srv.data)
+            stored = index_count(srv.data, "SELECT count(*) FROM messages")
             print(f"carteiro: {stored} messages in the store")
         print(f"({os.cpu_count()} CPUs; CPU: every process/thread of the server, until idle)")
 

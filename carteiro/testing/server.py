@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -89,6 +90,16 @@ def run_cli(
         check=check,
         timeout=120,
     )
+
+
+def index_count(data: Path, sql: str) -> int:
+    """One count from a data dir's index (`SELECT count(*) ...`), on a connection of its own:
+    what benchmarks and end-to-end tests check of a server's store from outside."""
+    conn = sqlite3.connect(data / "index.sqlite")
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    finally:
+        conn.close()
 
 
 class ServerProcess:

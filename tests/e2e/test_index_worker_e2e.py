@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from carteiro.testing.procstat import alive
-from carteiro.testing.server import ServerProcess
+from carteiro.testing.server import ServerProcess, index_count
 
 pytestmark = [pytest.mark.slow]
 
@@ -49,14 +48,6 @@ def until(what, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.1)
 
 
-def indexed(data: Path) -> int:
-    conn = sqlite3.connect(data / "index.sqlite")
-    try:
-        return int(conn.execute("SELECT count(*) FROM search_fields").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def test_serve_indexes_in_a_worker_that_goes_with_it(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path, users={USER: "pw"}, services=("smtp",))
     with srv:
@@ -66,7 +57,7 @@ def test_serve_indexes_in_a_worker_that_goes_with_it(tmp_path: Path) -> None:
         with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
             for i in range(20):
                 c.sendmail("x@remote.example", [USER], f"Subject: hello {i}\r\n\r\nbody {i}\r\n")
-        until(lambda: indexed(srv.data) == 20)
+        until(lambda: index_count(srv.data, "SELECT count(*) FROM search_fields") == 20)
         os.kill(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait()
         until(lambda: not alive(worker))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from carteiro.store import index_worker
 from carteiro.store.maintenance import check
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing.procstat import alive
+from carteiro.testing.server import index_count
 
 from .workers import ACCOUNT, make_message
 
@@ -30,14 +30,6 @@ def until(what, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     while not what():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
-
-
-def count(data: Path, sql: str) -> int:
-    conn = sqlite3.connect(data / "index.sqlite")
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    finally:
-        conn.close()
 
 
 SERVER = """
@@ -95,8 +87,8 @@ async def test_a_worker_killed_while_indexing_leaves_a_consistent_index(
             handle.wake()  # a dead worker is started again at the next wake
             until(lambda: handle.proc is not None and handle.proc.poll() is None)
         assert await asyncio.get_running_loop().run_in_executor(None, handle.wait_idle, 60)
-        assert count(data, "SELECT count(*) FROM search_fields") == 900
-        assert count(data, "SELECT count(*) FROM messages") == 900
+        assert index_count(data, "SELECT count(*) FROM search_fields") == 900
+        assert index_count(data, "SELECT count(*) FROM messages") == 900
         assert check(data).ok
         assert kills == 6
     finally:
@@ -129,7 +121,7 @@ async def test_without_a_worker_the_thread_indexes(
         handle.wake()
         assert handle.inner is not None and handle.proc is None
         assert await asyncio.get_running_loop().run_in_executor(None, handle.wait_idle, 30)
-        assert count(data, "SELECT count(*) FROM search_fields") == 5
+        assert index_count(data, "SELECT count(*) FROM search_fields") == 5
     finally:
         await store.close()
 
@@ -155,6 +147,6 @@ async def test_words_to_a_dead_worker_are_harmless_until_it_is_back(
         handle.wake()
         assert handle.proc is not first and handle.proc is not None
         assert await asyncio.get_running_loop().run_in_executor(None, handle.wait_idle, 30)
-        assert count(tmp_path / "data", "SELECT count(*) FROM search_fields") == 1
+        assert index_count(tmp_path / "data", "SELECT count(*) FROM search_fields") == 1
     finally:
         await store.close()

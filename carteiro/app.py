@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.mailauth.lookup import Resolver as LookupResolver
     from carteiro.ops.privileges import Target
     from carteiro.queue.api import Spool
+    from carteiro.queue.mta_sts import Policies
     from carteiro.queue.pickup import PickupConfig
     from carteiro.queue.rewrite import AddressMap
     from carteiro.queue.worker import WorkerConfig
@@ -247,6 +248,7 @@ def queue_parts(
         rng or random.Random(),
         prefer=transport.has_idle,
         is_held=directory.is_held_domain,
+        sts=_mta_sts(cfg, resolver, routing.cafile),
     )
     worker = WorkerConfig(
         hostname=cfg.hostname,
@@ -261,6 +263,23 @@ def queue_parts(
         max_size=cfg.smtp.max_message_size,
     )
     return QueueParts(router, worker, signer, AddressMap(cfg.canonical), pickup)
+
+
+def _mta_sts(cfg: Config, resolver: Resolver, cafile: str) -> Policies | None:
+    """MTA-STS policies for the router ([queue] mta_sts), looked up through its resolver; None
+    when off, or when the resolver cannot answer TXT queries (a test's fake)."""
+    from carteiro.net.mta_sts import fetch_policy, txt_lookup
+    from carteiro.queue.mta_sts import Policies
+
+    lookup = getattr(resolver, "lookup", None)
+    if not cfg.queue.mta_sts or lookup is None:
+        return None
+    port = cfg.queue.mta_sts_port
+
+    async def fetch(domain: str) -> str:
+        return await fetch_policy(domain, resolver.addresses, port, cafile)
+
+    return Policies(txt_lookup(lookup), fetch, cfg.data_dir / QUEUE_DIR / "mta-sts.json")
 
 
 def make_queue_service(
@@ -760,11 +779,36 @@ def open_lists(
 def web_routes(cfg: Config, lists: ListService | None) -> list[BaseRoute]:
     """Routes other areas mount on the web listener: the lists' one-click unsubscribe (RFC 8058),
     under /lists/. The webmail's application serves these beside its own pages."""
-    if lists is None:
-        return []
-    from carteiro.web.list_unsubscribe import routes
+    out: list[BaseRoute] = []
+    if cfg.mta_sts.mode:
+        out.append(mta_sts_route(cfg))
+    if lists is not None:
+        from carteiro.web.list_unsubscribe import routes
 
-    return list(routes(lists.one_click))
+        out += routes(lists.one_click)
+    return out
+
+
+def published_mta_sts(cfg: Config) -> tuple[str, str]:
+    """The MTA-STS policy we publish ([mta_sts]) and its id: (text, id)."""
+    from carteiro.queue.mta_sts import policy_id, policy_text
+
+    text = policy_text(cfg.mta_sts.mode, cfg.mta_sts.mx or [cfg.hostname], cfg.mta_sts.max_age)
+    return text, policy_id(text)
+
+
+def mta_sts_route(cfg: Config) -> BaseRoute:
+    """GET /.well-known/mta-sts.txt: our policy as text/plain (RFC 8461 3.3), for whichever
+    mta-sts.<domain> name points at the web listener."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    text, _ident = published_mta_sts(cfg)
+
+    async def policy(_request: object) -> PlainTextResponse:
+        return PlainTextResponse(text, headers={"Cache-Control": "max-age=300"})
+
+    return Route("/.well-known/mta-sts.txt", policy, methods=["GET"])
 
 
 def _local(host: str) -> str:

@@ -15,13 +15,16 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carteiro.config import Config, ConfigError, load
 from carteiro.core.plural import plural
 from carteiro.queue import service as qservice
 from carteiro.queue.model import QueuedMessage
 from carteiro.queue.service import CONTROL_SOCKET, QUEUE_DIR
+
+if TYPE_CHECKING:
+    from carteiro.mailauth.dns_records import Record
 
 # ---- talking to a running server -------------------------------------------------------------
 
@@ -313,12 +316,45 @@ def cmd_dns_records(args: argparse.Namespace) -> int:
         out.append(
             format_zone(
                 records_for(dom, cfg.hostname, cfg.data_dir, cfg.dkim.selector, cfg.dkim.enabled)
-                + client_records(dom, cfg.hostname, ports),
+                + client_records(dom, cfg.hostname, ports)
+                + _mta_sts_records(cfg, dom),
                 cfg.hostname,
             )
         )
+    if cfg.mta_sts.mode and not cfg.listen.web:
+        print(
+            "carteiro: warning: [mta_sts] is set but the web listener is off ([listen] web):"
+            " nothing serves https://mta-sts.<domain>/.well-known/mta-sts.txt",
+            file=sys.stderr,
+        )
     print("\n".join(out), end="")
     return 0
+
+
+def _mta_sts_records(cfg: Config, domain: str) -> list[Record]:
+    """RFC 8461 3: the TXT record announcing our policy (its id changes with the policy), and
+    the name senders fetch it from, pointing at this host (whose web listener serves it)."""
+    from carteiro.app import published_mta_sts
+    from carteiro.mailauth.dns_records import Record, _quote_txt
+
+    if not cfg.mta_sts.mode:
+        return []
+    d = domain.lower().rstrip(".")
+    _text, ident = published_mta_sts(cfg)
+    return [
+        Record(
+            f"_mta-sts.{d}.",
+            "TXT",
+            _quote_txt(f"v=STSv1; id={ident};"),
+            f"MTA-STS: senders fetch the policy ({cfg.mta_sts.mode}); the id changes with it",
+        ),
+        Record(
+            f"mta-sts.{d}.",
+            "CNAME",
+            cfg.hostname.rstrip(".") + ".",
+            "serves /.well-known/mta-sts.txt over HTTPS on 443, with a certificate for this name",
+        ),
+    ]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

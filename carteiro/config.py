@@ -189,6 +189,9 @@ class QueueConfig:
     connect_timeout: float = 30.0
     tls_verify: bool = False
     tls_cafile: str = ""  # extra CA file for tls_verify (relative to the data dir)
+    # MTA-STS (RFC 8461): look up recipient domains' policies and hold their MX hosts to them
+    mta_sts: bool = True
+    mta_sts_port: int = 443  # where policies are fetched (tests: a private HTTPS server)
 
 
 @dataclass
@@ -357,6 +360,16 @@ class FetchConfig:
 
 
 @dataclass
+class MTASTSConfig:
+    """The MTA-STS policy published for our domains (RFC 8461; docs/queue.md): the web listener
+    serves it at /.well-known/mta-sts.txt and `carteiro dns-records` prints its records."""
+
+    mode: str = ""  # "": none published; "testing", "enforce", or "none" (to withdraw one)
+    mx: list[str] = field(default_factory=list)  # MX host patterns; empty: [hostname]
+    max_age: int = 604800  # seconds senders keep the policy (a week)
+
+
+@dataclass
 class Config:
     hostname: str = "localhost"
     domains: list[str] = field(default_factory=list)
@@ -382,6 +395,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     fetch: list[FetchConfig] = field(default_factory=list)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
+    mta_sts: MTASTSConfig = field(default_factory=MTASTSConfig)
     # Not from the file: where it was read from.
     data_dir: Path = field(default=Path("var"), metadata={"internal": True})
 
@@ -653,11 +667,29 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(
                 f"log.levels.{name}: unknown subsystem (known: {', '.join(LOG_SUBSYSTEMS)})"
             )
+    _check_mta_sts(cfg)
     if cfg.server.group and not cfg.server.user:
         raise ConfigError("server.group: set server.user too (the group alone is not used)")
     for i, proto in enumerate(cfg.log.trace):
         if proto not in ("smtp", "imap", "pop3", "lmtp"):
             raise ConfigError(f"log.trace[{i}]: {proto!r} is not one of smtp, imap, pop3")
+
+
+def _check_mta_sts(cfg: Config) -> None:
+    from carteiro.queue.mta_sts import MAX_AGE_LIMIT, valid_pattern
+
+    m = cfg.mta_sts
+    if m.mode not in ("", "testing", "enforce", "none"):
+        raise ConfigError(f'mta_sts.mode: {m.mode!r} is not one of testing, enforce, none (or "")')
+    if not 0 < m.max_age <= MAX_AGE_LIMIT:
+        raise ConfigError(f"mta_sts.max_age: from 1 to {MAX_AGE_LIMIT} seconds (a year)")
+    for i, pattern in enumerate(m.mx):
+        if not valid_pattern(pattern):
+            raise ConfigError(
+                f"mta_sts.mx[{i}]: {pattern!r} is not a host name or *.domain pattern"
+            )
+    if cfg.queue.mta_sts_port <= 0 or cfg.queue.mta_sts_port > 65535:
+        raise ConfigError("queue.mta_sts_port: a TCP port")
 
 
 def load(data_dir: Path) -> Config:

@@ -207,6 +207,10 @@ class SMTPClientTransport:
     def _where(self, hop: Hop) -> str:
         return f"{hop.host}[{hop.address}]:{hop.port}"
 
+    def _required(self, hop: Hop) -> str:
+        """Who requires TLS here, for a refusal's text: " (MTA-STS policy of d)" or nothing."""
+        return f" ({hop.required_by})" if hop.required_by else ""
+
     async def _open(self, hop: Hop, plain: bool = False) -> _Conn | SendResult:
         now = self.clock()
         if not plain and hop.tls == "opportunistic" and not hop.verify:
@@ -233,7 +237,10 @@ class SMTPClientTransport:
         except SMTPConnectTimeoutError:
             return SendResult(Reply(451, "4.4.1", f"connect to {where}: timed out"), try_next=True)
         except ssl.SSLError as e:
-            return SendResult(Reply(451, "4.7.5", f"TLS with {where} failed: {e}"), try_next=True)
+            return SendResult(
+                Reply(451, "4.7.5", f"TLS with {where} failed: {e}{self._required(hop)}"),
+                try_next=True,
+            )
         except (SMTPException, OSError) as e:
             return SendResult(
                 Reply(451, "4.4.1", f"connect to {where}: {_reason(e)}"), try_next=True
@@ -292,7 +299,11 @@ class SMTPClientTransport:
         if not smtp.supports_extension("starttls"):
             if required:
                 return SendResult(
-                    Reply(451, "4.7.4", f"TLS is required, but was not offered by {where}"),
+                    Reply(
+                        451,
+                        "4.7.4",
+                        f"TLS is required, but was not offered by {where}{self._required(hop)}",
+                    ),
                     try_next=True,
                 )
             return None
@@ -308,7 +319,8 @@ class SMTPClientTransport:
             if not required:
                 return "fallback"
             return SendResult(
-                Reply(451, "4.7.5", f"TLS with {where} failed: {_reason(e)}"), try_next=True
+                Reply(451, "4.7.5", f"TLS with {where} failed: {_reason(e)}{self._required(hop)}"),
+                try_next=True,
             )
         conn.tls = self._tls_version(smtp)
         return None

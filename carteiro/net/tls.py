@@ -142,7 +142,9 @@ def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
 def client_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
     """For outbound SMTP and for tests; unverified contexts are for opportunistic TLS only."""
     if verify:
-        ctx = ssl.create_default_context(cafile=cafile)
+        ctx = ssl.create_default_context()  # the system's trust anchors
+        if cafile:  # and extra ones (a private CA; tests), not instead of them
+            ctx.load_verify_locations(cafile=cafile)
     else:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +20,10 @@ from typing import Literal, Protocol
 from carteiro.core.address import AddressError, domain_to_ascii, normalize_domain
 from carteiro.core.hostport import parse_hostport
 from carteiro.core.nexthop import address_entry, parse_nexthop, transport_entry, transport_table
+from carteiro.queue.mta_sts import Policies, Policy
 from carteiro.queue.transport import Hop, Reply, TLSPolicy
+
+log = logging.getLogger("carteiro.queue.routing")
 
 DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
 MAX_MX_HOSTS = 10  # RFC 5321 5.1 allows a configurable limit; Postfix uses 5 addresses
@@ -84,7 +88,7 @@ class RoutingConfig:
     relay_username: str = ""
     relay_password: str = field(default="", repr=False)
     transport: Mapping[str, str] = field(default_factory=dict)  # domain or ".parent" -> host:port
-    tls_verify: bool = False  # require verified TLS towards MX hosts (no DANE/MTA-STS yet)
+    tls_verify: bool = False  # require verified TLS towards every MX host (else: MTA-STS's say)
     cafile: str = ""
     inet_protocols: str = "any"  # "any" | "ipv4" | "ipv6"
 
@@ -123,8 +127,11 @@ class Router:
         rng: random.Random | None = None,
         prefer: Callable[[Hop], bool] | None = None,
         is_held: Callable[[str], bool] | None = None,
+        sts: Policies | None = None,
     ) -> None:
         self.resolver = resolver
+        # MTA-STS policies of recipient domains (RFC 8461), for MX delivery; None: not looked up
+        self.sts = sts
         self.config = config
         self.is_local = is_local
         # held domains (ETRN/ATRN): their mail waits until the domain's host asks
@@ -235,15 +242,18 @@ class Router:
             return await self._direct(dest.host, dest.port, tls, self.config.tls_verify, "", "")
         return await self._mx(dest.domain)
 
-    def _mx_hop(self, host: str, address: str) -> Hop:
+    def _mx_hop(self, host: str, address: str, required_by: str = "") -> Hop:
+        """`required_by`: a policy (MTA-STS) that requires verified TLS to this host."""
         c = self.config
+        verify = c.tls_verify or bool(required_by)
         return Hop(
             host=host,
             address=address,
             port=c.remote_port,
-            tls="starttls" if c.tls_verify else "opportunistic",
-            verify=c.tls_verify,
+            tls="starttls" if verify else "opportunistic",
+            verify=verify,
             cafile=c.cafile,
+            required_by=required_by,
         )
 
     def _literal(self, literal: str) -> Route:
@@ -283,7 +293,11 @@ class Router:
             qname = domain_to_ascii(domain)
         except AddressError as e:
             return Route(error=Reply(550, "5.1.2", str(e)))
-        ans = await self.resolver.mx(qname)
+        policy: Policy | None = None
+        if self.sts is not None:
+            ans, policy = await asyncio.gather(self.resolver.mx(qname), self.sts.policy(qname))
+        else:
+            ans = await self.resolver.mx(qname)
         if ans.status == "temp":
             return Route(
                 error=Reply(451, "4.4.3", f"DNS MX lookup of {domain} failed: {ans.error}")
@@ -293,7 +307,7 @@ class Router:
         records = [(p, h.rstrip(".").lower()) for p, h in ans.records]
         if ans.status == "nodata" or not records:
             # RFC 5321 5.1: no MX -> the domain itself is the implicit MX (preference 0).
-            return await self._hosts(domain, [(0, qname)], implicit=True)
+            return await self._hosts(domain, [(0, qname)], True, policy)
         # RFC 7505 3: a single MX "." (any preference) says the domain accepts no mail.
         if len(records) == 1 and records[0][1] in ("", "."):
             return Route(
@@ -302,7 +316,7 @@ class Router:
                 )
             )
         records = [r for r in records if r[1] not in ("", ".")]
-        return await self._hosts(domain, records, implicit=False)
+        return await self._hosts(domain, records, False, policy)
 
     def _order(self, records: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """Lowest preference first; random order among equal preferences (RFC 5321 5.1)."""
@@ -317,7 +331,13 @@ class Router:
             ordered += [(pref, h) for h in hosts]
         return ordered
 
-    async def _hosts(self, domain: str, records: list[tuple[int, str]], implicit: bool) -> Route:
+    async def _hosts(
+        self,
+        domain: str,
+        records: list[tuple[int, str]],
+        implicit: bool,
+        policy: Policy | None = None,
+    ) -> Route:
         ordered = self._order(records)
         # RFC 5321 5.1: when we are one of the MX hosts, drop our record and every one with an
         # equal or higher preference value; nothing left means a routing loop.
@@ -326,6 +346,34 @@ class Router:
             ordered = [(p, h) for p, h in ordered if p < min(mine)]
             if not ordered:
                 return Route(error=Reply(554, "5.4.6", f"mail for {domain} loops back to myself"))
+        required_by = ""
+        if policy is not None:
+            # RFC 8461 4.1: only MX hosts the policy names; enforce: only those, over verified
+            # TLS; testing: all, as before, and a line in the log for what enforce would refuse
+            named = [(p, h) for p, h in ordered if policy.matches(h)]
+            if len(named) < len(ordered):
+                others = ", ".join(h for p, h in ordered if not policy.matches(h))
+                log.warning(
+                    "mta-sts: %s (%s): MX %s not in its policy (mx: %s)%s",
+                    domain,
+                    policy.mode,
+                    others,
+                    " ".join(policy.mx),
+                    "; not used" if policy.mode == "enforce" else "; used anyway (testing)",
+                )
+            if policy.mode == "enforce":
+                if not named:
+                    # 4.2: never a bounce for this before the policy was looked up again
+                    return Route(
+                        error=Reply(
+                            451,
+                            "4.7.5",
+                            f"MTA-STS policy of {domain} names none of its MX hosts"
+                            f" ({', '.join(h for _, h in ordered)})",
+                        )
+                    )
+                ordered = named
+                required_by = f"MTA-STS policy of {domain}"
         ordered = ordered[:MAX_MX_HOSTS]
         hops: list[Hop] = []
         temp_errors: list[str] = []
@@ -336,7 +384,7 @@ class Router:
                 temp_errors.append(f"{host}: {ans.error}")
                 continue
             host_hops = [
-                self._mx_hop(host, a)
+                self._mx_hop(host, a, required_by)
                 for a in _interleave(ans.addresses, self.config.inet_protocols)
             ]
             if host_hops:

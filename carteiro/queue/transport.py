@@ -67,6 +67,7 @@ class Hop:
     password: str = field(default="", repr=False)
     cafile: str = ""  # extra trust anchors for "verify" (private CAs, tests)
     protocol: Literal["smtp", "lmtp"] = "smtp"  # lmtp: `address` may be "unix:/path"
+    required_by: str = ""  # who requires verified TLS here ("MTA-STS policy of d"), for errors
 
     @property
     def key(self) -> tuple[str, str, int, str, bool, str, str]:

@@ -102,8 +102,21 @@ def test_parse_hostport_default() -> None:
         ('[dns]\ninet_protocols = "ipv5"', "dns.inet_protocols"),
         ("[pop3]\nmax_errors = 0", "pop3.max_errors"),
         ("[imap]\nlogin_timeout = 0", "imap.login_timeout"),
+        ('[mta_sts]\nmode = "strict"', "mta_sts.mode"),
+        ("[mta_sts]\nmax_age = 0", "mta_sts.max_age"),
+        ("[mta_sts]\nmax_age = 31557601", "mta_sts.max_age"),
+        ('[mta_sts]\nmx = ["mx.a.test", "bad host"]', r"mta_sts.mx\[1\]"),
+        ("[queue]\nmta_sts_port = 0", "queue.mta_sts_port"),
     ],
 )
 def test_later_keys_validated(text: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         loads(text)
+
+
+def test_mta_sts_defaults() -> None:
+    cfg = loads("")
+    assert cfg.queue.mta_sts is True and cfg.queue.mta_sts_port == 443
+    assert cfg.mta_sts.mode == "" and cfg.mta_sts.mx == []
+    cfg = loads('[mta_sts]\nmode = "testing"\nmx = ["mx1.a.test", "*.a.test"]')
+    assert cfg.mta_sts.mx == ["mx1.a.test", "*.a.test"]

@@ -165,6 +165,40 @@ def test_dns_records_command(tmp_path: Path) -> None:
     assert code == 1 and "not one of our domains" in err
     code, _, err = run("dns-records", "ex..ample", "--data", str(tmp_path))
     assert code == 65 and "empty label" in err
+    assert "_mta-sts" not in out  # no [mta_sts]: nothing published
+
+
+def test_dns_records_of_a_published_mta_sts_policy(tmp_path: Path) -> None:
+    from carteiro.app import published_mta_sts
+    from carteiro.config import load as load_config
+    from carteiro.queue.mta_sts import parse_policy, parse_txt
+
+    cfg_path = tmp_path / "carteiro.toml"
+    cfg_path.write_text(
+        'hostname = "mail.a.test"\ndomains = ["a.test"]\n[dkim]\nenabled = false\n'
+        '[listen]\nweb = "127.0.0.1:8443"\n[mta_sts]\nmode = "enforce"\n'
+    )
+    code, out, err = run("dns-records", "--data", str(tmp_path))
+    assert code == 0 and err == ""
+    (txt,) = [ln for ln in out.splitlines() if ln.startswith("_mta-sts.a.test.")]
+    ident = parse_txt([txt.split('"')[1]])  # what a sender reads of it
+    assert ident is not None
+    assert any(
+        ln.startswith("mta-sts.a.test.") and "CNAME mail.a.test." in ln for ln in out.splitlines()
+    )
+    text, same = published_mta_sts(load_config(tmp_path))
+    assert same == ident
+    policy = parse_policy(text, ident, 0.0)  # and what it fetches parses
+    assert (policy.mode, policy.mx, policy.max_age) == ("enforce", ("mail.a.test",), 604800)
+    # another policy: another id, so senders fetch it again
+    cfg_path.write_text(cfg_path.read_text().replace('"enforce"', '"testing"'))
+    code, out2, _ = run("dns-records", "--data", str(tmp_path))
+    (txt2,) = [ln for ln in out2.splitlines() if ln.startswith("_mta-sts.a.test.")]
+    assert parse_txt([txt2.split('"')[1]]) not in (None, ident)
+    # no web listener: said, since nothing would serve the policy
+    cfg_path.write_text(cfg_path.read_text().replace('web = "127.0.0.1:8443"', 'web = ""'))
+    code, _, err = run("dns-records", "--data", str(tmp_path))
+    assert code == 0 and "web listener is off" in err
 
 
 async def test_list_show_and_mailq_see_a_deferral_the_server_holds_back(tmp_path: Path) -> None:

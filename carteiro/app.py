@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # commands that only open the store start fast: serving impor
     from carteiro.queue.mta_sts import Policies
     from carteiro.queue.pickup import PickupConfig
     from carteiro.queue.rewrite import AddressMap
+    from carteiro.queue.tlsrpt import Recorder as TLSRecorder
     from carteiro.queue.worker import WorkerConfig
     from carteiro.web.imap import Vouch
     from carteiro.web.server import WebServer
@@ -323,6 +324,14 @@ def make_queue_service(
             lists,
         )
     worker = QueueWorker(spool, parts.router, transport, local, parts.worker, clock=clock, rng=rng)
+    if cfg.queue.tls_reports:
+        from carteiro.queue.tlsrpt import DB_NAME
+        from carteiro.queue.tlsrpt import Recorder as TLSRecorder
+
+        rec = TLSRecorder(cfg.data_dir / QUEUE_DIR / DB_NAME, cfg.queue.tls_report_period, clock)
+        worker.tls_report = rec
+        if parts.router.sts is not None:
+            parts.router.sts.on_failure = rec.session
     from carteiro.queue.maildrop import PICKUP_SOCKET
     from carteiro.queue.pickup import Pickup
 
@@ -526,6 +535,79 @@ class DMARCReportTask:
                 ", ".join(to),
             )
         return sent
+
+
+class TLSReportTask:
+    """Writes the counted TLS sessions and mails each domain that asks for it (`_smtp._tls`
+    TXT, rua=mailto:) its report (RFC 8460) through the outbound queue when a period has ended."""
+
+    def __init__(self, cfg: Config, recorder: TLSRecorder, spool: Spool, resolver: object) -> None:
+        self.cfg = cfg
+        self.recorder = recorder
+        self.spool = spool
+        self.lookup = getattr(resolver, "lookup", None)
+        m = cfg.mailauth
+        first = cfg.domains[0] if cfg.domains else cfg.hostname
+        self.sender = m.dmarc_report_from or f"postmaster@{first}"
+        self.org = m.dmarc_report_org or cfg.hostname
+        self.period = recorder.period
+        self.tick = min(60.0, max(0.5, self.period / 4))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick):
+                    await stop.wait()
+            if stop.is_set():
+                break
+            try:
+                await self.once()
+            except Exception:
+                log.exception("tls-rpt: reporting failed; trying again later")
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.recorder.flush)
+
+    async def once(self, now: float | None = None) -> int:
+        from carteiro.net.mta_sts import txt_lookup
+        from carteiro.queue import tlsrpt
+
+        await asyncio.to_thread(self.recorder.flush)
+        path = self.recorder.path
+        due = await asyncio.to_thread(
+            tlsrpt.due_reports, path, self.org, self.sender, self.period, now
+        )
+        if not due or self.lookup is None:
+            return 0
+        txt = txt_lookup(self.lookup)
+        sent = 0
+        for report in due:
+            status, records = await txt(f"_smtp._tls.{report.domain}")
+            age = (now if now is not None else time.time()) - report.end
+            if status == "temp" and age < TLS_REPORT_RETRY:
+                log.info("tls-rpt: report for %s put off: DNS failed for now", report.domain)
+                continue  # the next round asks DNS again
+            uris = tlsrpt.parse_record(records) if status == "ok" else None
+            to = tlsrpt.mailto_addresses(uris or [])
+            others = [u for u in uris or [] if not u.lower().startswith("mailto:")]
+            if others:
+                log.info("tls-rpt: %s asks for reports at %s: only mailto: is supported",
+                         report.domain, ", ".join(others))  # fmt: skip
+            if to:
+                message = tlsrpt.compose(self.org, self.sender, to, report, self.cfg.hostname)
+                env = Envelope(self.sender, tuple(QueuedRecipient(a) for a in to))
+                await self.spool.enqueue(env, message)
+                sent += 1
+                log.info(
+                    "tls-rpt: report for %s (%d sessions) to %s",
+                    report.domain,
+                    report.sessions,
+                    ", ".join(to),
+                )
+            await asyncio.to_thread(tlsrpt.forget, path, report)
+        return sent
+
+
+TLS_REPORT_RETRY = 3 * 86400.0  # seconds a report waits out DNS failures, then dropped
 
 
 class QueueSender:
@@ -931,6 +1013,7 @@ class App:
     ctx: ServerContext | None = None
     queue: QueueService | None = None
     _dmarc: asyncio.Task[None] | None = None
+    _tlsrpt: asyncio.Task[None] | None = None
     metrics: Metrics = field(default_factory=Metrics)
     started: float = 0.0
     log_level_override: str | None = None  # `serve --log-level`: kept across reloads
@@ -1021,6 +1104,12 @@ class App:
                 cfg, self.ctx.dmarc_recorder, self.queue.spool, self.ctx.mailauth
             )
             self._dmarc = asyncio.get_running_loop().create_task(task.run(self.ctx.shutdown))
+        tls_rec = self.queue.worker.tls_report
+        if tls_rec is not None:
+            tls_task = TLSReportTask(
+                cfg, tls_rec, self.queue.spool, self.queue.worker.router.resolver
+            )
+            self._tlsrpt = asyncio.get_running_loop().create_task(tls_task.run(self.ctx.shutdown))
         self._instrument(self.queue, store)
         for factory in listener_factories():
             self.listeners.extend(factory(self.ctx))
@@ -1286,9 +1375,10 @@ class App:
             # First: its IMAP sessions (live-update streams) are connections the listeners wait for.
             await self.web.stop()
         await asyncio.gather(*(lst.stop(grace) for lst in self.listeners), return_exceptions=True)
-        if self._dmarc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._dmarc, 10)
+        for task in (self._dmarc, self._tlsrpt):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 10)
         if self.lists is not None:
             await self.lists.stop()  # its maintenance; the queue may still hand mail over
         if self.queue is not None:

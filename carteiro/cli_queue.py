@@ -354,6 +354,12 @@ def _mta_sts_records(cfg: Config, domain: str) -> list[Record]:
             cfg.hostname.rstrip(".") + ".",
             "serves /.well-known/mta-sts.txt over HTTPS on 443, with a certificate for this name",
         ),
+        Record(
+            f"_smtp._tls.{d}.",
+            "TXT",
+            _quote_txt(f"v=TLSRPTv1; rua=mailto:postmaster@{d}"),
+            "TLS reports (RFC 8460): senders mail a daily account of their TLS with your MX",
+        ),
     ]
 
 

@@ -192,6 +192,9 @@ class QueueConfig:
     # MTA-STS (RFC 8461): look up recipient domains' policies and hold their MX hosts to them
     mta_sts: bool = True
     mta_sts_port: int = 443  # where policies are fetched (tests: a private HTTPS server)
+    # SMTP TLS reports (RFC 8460) to recipient domains that ask for them (_smtp._tls TXT)
+    tls_reports: bool = True
+    tls_report_period: int = 86400  # seconds a report covers (a UTC day; shorter: tests only)
 
 
 @dataclass
@@ -690,6 +693,8 @@ def _check_mta_sts(cfg: Config) -> None:
             )
     if cfg.queue.mta_sts_port <= 0 or cfg.queue.mta_sts_port > 65535:
         raise ConfigError("queue.mta_sts_port: a TCP port")
+    if not 0 < cfg.queue.tls_report_period <= 86400 or 86400 % cfg.queue.tls_report_period:
+        raise ConfigError("queue.tls_report_period: a divisor of 86400 seconds (a day)")
 
 
 def load(data_dir: Path) -> Config:

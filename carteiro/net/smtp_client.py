@@ -10,6 +10,7 @@ with a 5xx the queue turns into a bounce. Never raises for network trouble: retu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import ssl
@@ -47,6 +48,7 @@ class _Conn:
     last_used: float
     tls: str = ""
     uses: int = 0
+    local_ip: str = ""  # our end of the connection (TLS reports)
 
 
 class _Reconnect(Exception):
@@ -115,14 +117,17 @@ class SMTPClientTransport:
         if conn is not None:
             self.stats.reused += 1
             try:
-                return await self._transaction(conn, txn, reused=True)
+                return dataclasses.replace(
+                    await self._transaction(conn, txn, reused=True), reused=True
+                )
             except _Reconnect:
                 log.debug("smtp: idle connection to %s[%s] was gone", hop.host, hop.address)
         opened = await self._open(hop)
         if isinstance(opened, SendResult):
             return opened
         try:
-            return await self._transaction(opened, txn, reused=False)
+            res = await self._transaction(opened, txn, reused=False)
+            return res if res.tls else dataclasses.replace(res, local_ip=opened.local_ip)
         except _Reconnect:  # pragma: no cover - only raised for reused connections
             return SendResult(Reply(451, "4.4.2", "lost connection"), try_next=True)
 
@@ -246,7 +251,7 @@ class SMTPClientTransport:
                 Reply(451, "4.4.1", f"connect to {where}: {_reason(e)}"), try_next=True
             )
         self.stats.connections += 1
-        conn = _Conn(smtp, hop, now, now)
+        conn = _Conn(smtp, hop, now, now, local_ip=self._local_ip(smtp))
         err: SendResult | str | None
         try:
             err = await self._hello(conn)
@@ -267,9 +272,18 @@ class SMTPClientTransport:
                 Reply(451, "4.4.2", f"lost connection with {where}: {_reason(e)}"), try_next=True
             )
         if isinstance(err, SendResult):
+            if err.session_error is not None and err.session_error.status in ("4.7.4", "4.7.5"):
+                err = dataclasses.replace(err, local_ip=conn.local_ip)
             smtp.close()
             return err
         return conn
+
+    def _local_ip(self, smtp: aiosmtplib.SMTP) -> str:
+        try:
+            name = smtp.get_transport_info("sockname")
+        except (SMTPServerDisconnected, AttributeError):
+            return ""
+        return str(name[0]) if isinstance(name, tuple) and name else ""
 
     async def _hello(self, conn: _Conn) -> SendResult | None:
         smtp = conn.smtp

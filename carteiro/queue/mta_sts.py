@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -160,6 +161,15 @@ def policy_id(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _failure_type(e: BaseException) -> str:
+    """RFC 8460 4.3.2.2's name for a failed policy discovery."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return "sts-webpki-invalid"
+    if isinstance(e, ValueError):  # (PolicyError, not text/plain, too large, not UTF-8)
+        return "sts-policy-invalid"
+    return "sts-policy-fetch-error"
+
+
 def _in_force(p: Policy | None) -> Policy | None:
     return None if p is None or p.mode == "none" else p
 
@@ -190,6 +200,8 @@ class Policies:
         self._cache: dict[str, Policy] = self._load()
         self._failed: dict[tuple[str, str], float] = {}  # (domain, id) -> retry after
         self._inflight: dict[str, asyncio.Future[Policy | None]] = {}
+        # told of each failed discovery (TLS reports, RFC 8460): (domain, policy in force, type)
+        self.on_failure: Callable[[str, Policy | None, str], None] | None = None
 
     async def policy(self, domain: str) -> Policy | None:
         """The policy in force for `domain` (A-label form, lower case), or None (no policy, or
@@ -236,6 +248,8 @@ class Policies:
             body = await self._fetch(domain)
             policy = parse_policy(body, ident, now)
         except (OSError, ValueError, TimeoutError) as e:
+            if self.on_failure is not None:
+                self.on_failure(domain, cached, _failure_type(e))
             self._failed[(domain, ident)] = now + FAILED_RETRY
             if len(self._failed) > CACHE_MAX:
                 self._failed.clear()

@@ -77,6 +77,7 @@ class Destination:
 class Route:
     hops: tuple[Hop, ...] = ()
     error: Reply | None = None  # no hop: why (5xx bounce now, 4xx retry later)
+    sts: Policy | None = None  # the MTA-STS policy the MX hosts were chosen under (TLS reports)
 
 
 @dataclass
@@ -370,7 +371,8 @@ class Router:
                             "4.7.5",
                             f"MTA-STS policy of {domain} names none of its MX hosts"
                             f" ({', '.join(h for _, h in ordered)})",
-                        )
+                        ),
+                        sts=policy,
                     )
                 ordered = named
                 required_by = f"MTA-STS policy of {domain}"
@@ -397,7 +399,7 @@ class Router:
             for hl in host_lists:
                 hops += hl
         if hops:
-            return Route(hops=tuple(hops[:MAX_HOPS]))
+            return Route(hops=tuple(hops[:MAX_HOPS]), sts=policy)
         if temp_errors:
             return Route(
                 error=Reply(451, "4.4.3", "DNS address lookup failed: " + "; ".join(temp_errors))

@@ -123,6 +123,8 @@ class SendResult:
         False  # the server announced DSN: it takes over NOTIFY=SUCCESS (RFC 3461 5.2.2)
     )
     tls: str = ""  # "TLSv1.3" when the session was encrypted
+    reused: bool = False  # over a connection kept from an earlier transaction (no new handshake)
+    local_ip: str = ""  # our address in a session that failed TLS (TLS reports, RFC 8460)
 
 
 class Transport(Protocol):

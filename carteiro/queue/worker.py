@@ -23,8 +23,11 @@ from carteiro.queue import dsn
 from carteiro.queue.api import Envelope, LocalHandoff, QueuedRecipient
 from carteiro.queue.model import QueuedMessage, RecipientState
 from carteiro.queue.retry import RetryPolicy
-from carteiro.queue.routing import Destination, Router
+from carteiro.queue.routing import Destination, Route, Router
 from carteiro.queue.spool import FileSpool, NewMessage
+from carteiro.queue.tlsrpt import STARTTLS_NOT_SUPPORTED
+from carteiro.queue.tlsrpt import Recorder as TLSRecorder
+from carteiro.queue.tlsrpt import classify as tls_failure
 from carteiro.queue.transport import Hop, RcptSpec, Reply, SendResult, Transaction, Transport
 
 log = logging.getLogger("carteiro.queue")
@@ -84,6 +87,8 @@ class QueueWorker:
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random()
+        # SMTP TLS reports (RFC 8460): every session with an MX host counted, when set
+        self.tls_report: TLSRecorder | None = None
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._dests: dict[str, _Dest] = {}
@@ -362,8 +367,11 @@ class QueueWorker:
             reply = route.error or Reply(451, "4.4.4", f"no route to {dest.key}")
             return [(r, Outcome(reply)) for r in job.rcpts], None
         data = await self.spool.read(msg)
+        observe = None
+        if dest.kind == "mx" and self.tls_report is not None:
+            observe = self._tls_observer(self.tls_report, dest.domain, route)
         if msg.verp:
-            return await self._deliver_verp(route.hops, msg, data, job.rcpts)
+            return await self._deliver_verp(route.hops, msg, data, job.rcpts, observe)
         results: dict[int, Outcome] = {}
         todo = list(job.rcpts)
         dead: Outcome | None = None
@@ -382,7 +390,7 @@ class QueueWorker:
                 envid=msg.envid,
                 requiretls=msg.requiretls,
             )
-            res, hop = await self._try_hops(route.hops, txn)
+            res, hop = await self._try_hops(route.hops, txn, observe)
             host = hop.host if hop is not None else ""
             if res.session_error is not None:
                 out = Outcome(res.session_error, host, res.remote_said)
@@ -403,7 +411,12 @@ class QueueWorker:
         return [(r, results.get(r.idx, missing)) for r in job.rcpts], dead
 
     async def _deliver_verp(
-        self, hops: Sequence[Hop], msg: QueuedMessage, data: bytes, rcpts: list[RecipientState]
+        self,
+        hops: Sequence[Hop],
+        msg: QueuedMessage,
+        data: bytes,
+        rcpts: list[RecipientState],
+        observe: Callable[[Hop, SendResult], None] | None = None,
     ) -> tuple[list[tuple[RecipientState, Outcome]], Outcome | None]:
         """One transaction per recipient, each with its own envelope sender (as Postfix's
         XVERP): the connection is reused between them, the content is read once."""
@@ -423,7 +436,7 @@ class QueueWorker:
                 envid=msg.envid,
                 requiretls=msg.requiretls,
             )
-            res, hop = await self._try_hops(hops, txn)
+            res, hop = await self._try_hops(hops, txn, observe)
             host = hop.host if hop is not None else ""
             if res.session_error is not None:
                 out = Outcome(res.session_error, host, res.remote_said)
@@ -452,13 +465,19 @@ class QueueWorker:
         return prefix + content
 
     async def _try_hops(
-        self, hops: Sequence[Hop], txn: Transaction
+        self,
+        hops: Sequence[Hop],
+        txn: Transaction,
+        observe: Callable[[Hop, SendResult], None] | None = None,
     ) -> tuple[SendResult, Hop | None]:
-        """RFC 5321 5.1: try the addresses in order until one takes the transaction."""
+        """RFC 5321 5.1: try the addresses in order until one takes the transaction.
+        `observe` sees each attempt's outcome (TLS reports)."""
         last: SendResult | None = None
         last_hop: Hop | None = None
         for hop in hops:
             res = await self.transport.send(hop, txn)
+            if observe is not None:
+                observe(hop, res)
             if res.session_error is None or not res.try_next:
                 return res, hop
             log.info("queue: %s[%s]:%d: %s", hop.host, hop.address, hop.port, res.session_error)
@@ -466,6 +485,30 @@ class QueueWorker:
         if last is None:
             return SendResult(session_error=Reply(451, "4.4.4", "no host to try")), None
         return last, last_hop
+
+    @staticmethod
+    def _tls_observer(
+        rec: TLSRecorder, domain: str, route: Route
+    ) -> Callable[[Hop, SendResult], None]:
+        """Counts each new SMTP session with `domain`'s MX hosts for its TLS report (RFC 8460):
+        encrypted, a TLS failure of some type, or in clear (STARTTLS not offered). A connection
+        that never reached the server negotiated nothing and is not counted; neither is a
+        transaction over a kept connection (its session was counted when it was opened)."""
+
+        def observe(hop: Hop, res: SendResult) -> None:
+            if res.reused:
+                return
+            if res.tls:
+                result = "success"
+            elif res.session_error is not None:
+                result = tls_failure(res.session_error.status, res.session_error.text)
+                if not result:
+                    return  # a connection or protocol failure, not a TLS outcome
+            else:
+                result = STARTTLS_NOT_SUPPORTED  # delivered in clear
+            rec.session(domain, route.sts, result, hop.host, hop.address, res.local_ip)
+
+        return observe
 
     async def _deliver_local(
         self, msg: QueuedMessage, rcpts: list[RecipientState]

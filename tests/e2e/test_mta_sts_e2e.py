@@ -16,6 +16,7 @@ the port of B's web listener (A fetches every policy from one port, as from 443)
 from __future__ import annotations
 
 import datetime
+import gzip
 import http.server
 import json
 import ssl
@@ -36,7 +37,7 @@ from carteiro.testing.server import ServerProcess, free_port
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mta-sts-e2e")]
 
 USERS = {f"{u}@{d}.test": f"{u}-pw" for u, d in (("bob", "b"), ("carol", "c"), ("dave", "d"))}
-USERS |= {"erin@e.test": "erin-pw", "frank@f.test": "frank-pw"}
+USERS |= {"erin@e.test": "erin-pw", "frank@f.test": "frank-pw", "tlsrpt@b.test": "tlsrpt-pw"}
 WEB_IP = "127.0.0.4"
 POLICIES = {  # (mta-sts.b.test's is B's own)
     "mta-sts.c.test": "version: STSv1\nmode: enforce\nmx: *.elsewhere.test\nmax_age: 86400\n",
@@ -119,6 +120,8 @@ f.test.      60 IN MX 10 mx.d.test.
 mx.b.test.   60 IN A {B_IP}
 mx.d.test.   60 IN A {B_IP}
 _mta-sts.c.test. 60 IN TXT "v=STSv1; id=c1;"
+_smtp._tls.b.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@b.test"
+_smtp._tls.d.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@b.test,https://report.d.test/"
 _mta-sts.d.test. 60 IN TXT "v=STSv1; id=d1;"
 _mta-sts.f.test. 60 IN TXT "v=STSv1; id=f1;"
 mta-sts.b.test. 60 IN A {B_IP}
@@ -162,7 +165,8 @@ mta-sts.f.test. 60 IN A {WEB_IP}
         services=("smtp", "submission"),
         extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
         f"[queue]\nremote_port = {b.ports['smtp']}\nretry_schedule = [1.0, 1.0, 2.0]\n"
-        f'connect_timeout = 5.0\ntls_cafile = "{bundle}"\nmta_sts_port = {web_port}\n',
+        f'connect_timeout = 5.0\ntls_cafile = "{bundle}"\nmta_sts_port = {web_port}\n'
+        "tls_report_period = 2\n",  # TLS reports every 2 s instead of daily
     )
     try:
         b.start()
@@ -186,7 +190,8 @@ def queued_error(a: ServerProcess, rcpt: str) -> str:
 def test_enforced_policies(net: tuple[ServerProcess, ServerProcess]) -> None:
     a, b = net
     for user in USERS:
-        submit(a, [user], f"to {user}")
+        if user != "tlsrpt@b.test":
+            submit(a, [user], f"to {user}")
     # b.test: enforce, its MX named and its certificate valid: delivered, over TLS
     wait_for(lambda: "to bob@b.test" in subjects(b, ("bob@b.test", "bob-pw")), what="bob's copy")
     (msg,) = pop_messages(b, "bob@b.test", "bob-pw")
@@ -213,3 +218,45 @@ def test_enforced_policies(net: tuple[ServerProcess, ServerProcess]) -> None:
     log = a.log_path.read_text()
     assert "mta-sts: b.test: mode enforce" in log
     assert "mta-sts: f.test (testing): MX mx.d.test not in its policy" in log
+
+
+def tls_reports(b: ServerProcess) -> dict[str, list[dict[str, object]]]:
+    """The JSON of each TLS report (RFC 8460) in tlsrpt@b.test's INBOX, by policy domain."""
+    out: dict[str, list[dict[str, object]]] = {}
+    for m in pop_messages(b, "tlsrpt@b.test", "tlsrpt-pw"):
+        assert m.get_content_type() == "multipart/report"
+        assert m.get_param("report-type") == "tlsrpt"
+        (att,) = [p for p in m.walk() if p.get_content_type() == "application/tlsrpt+gzip"]
+        doc = json.loads(gzip.decompress(att.get_payload(decode=True)))
+        out.setdefault(str(m["TLS-Report-Domain"]), []).append(doc)
+    return out
+
+
+def test_tls_reports(net: tuple[ServerProcess, ServerProcess]) -> None:
+    """A's sessions with b.test's and d.test's MX hosts come back as RFC 8460 reports to the
+    address their _smtp._tls records name (reports are every 2 s in this test, daily by
+    default); e.test and f.test ask for none and get none."""
+    a, b = net
+    submit(a, ["dave@d.test"], "for the d.test report")
+    wait_for(lambda: {"b.test", "d.test"} <= set(tls_reports(b)), what="TLS reports")
+    reports = tls_reports(b)
+    assert set(reports) <= {"b.test", "d.test"}
+
+    def policies(domain: str) -> list[dict[str, object]]:
+        return [p for doc in reports[domain] for p in doc["policies"]]  # type: ignore[attr-defined]
+
+    ok = [p for p in policies("b.test") if p["policy"]["policy-type"] == "sts"]  # type: ignore[index]
+    assert ok and ok[0]["policy"]["mx-host"] == ["mx.b.test"]  # type: ignore[index]
+    assert sum(p["summary"]["total-successful-session-count"] for p in ok) >= 1  # type: ignore[index]
+    failed = [
+        d
+        for p in policies("d.test")
+        for d in p.get("failure-details", [])  # type: ignore[attr-defined]
+    ]
+    assert failed, reports["d.test"]
+    assert {d["result-type"] for d in failed} == {"certificate-host-mismatch"}
+    assert {d["receiving-mx-hostname"] for d in failed} == {"mx.d.test"}
+    assert all(d["sending-mta-ip"] and d["receiving-ip"] == B_IP for d in failed)
+    doc = reports["d.test"][0]
+    assert doc["organization-name"] == "mx.a.test" and doc["contact-info"] == "postmaster@a.test"
+    assert "only mailto: is supported" in a.log_path.read_text()

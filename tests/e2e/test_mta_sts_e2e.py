@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mta-sts-e2e")]
 
 USERS = {f"{u}@{d}.test": f"{u}-pw" for u, d in (("bob", "b"), ("carol", "c"), ("dave", "d"))}
 USERS |= {"erin@e.test": "erin-pw", "frank@f.test": "frank-pw", "tlsrpt@b.test": "tlsrpt-pw"}
-WEB_IP = "127.0.0.4"
+WEB_IP = "127.0.0.24"  # (no other test uses it)
 POLICIES = {  # (mta-sts.b.test's is B's own)
     "mta-sts.c.test": "version: STSv1\nmode: enforce\nmx: *.elsewhere.test\nmax_age: 86400\n",
     "mta-sts.d.test": "version: STSv1\nmode: enforce\nmx: mx.d.test\nmax_age: 86400\n",

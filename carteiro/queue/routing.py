@@ -29,6 +29,7 @@ DNSStatus = Literal["ok", "nxdomain", "nodata", "temp"]
 MAX_MX_HOSTS = 10  # RFC 5321 5.1 allows a configurable limit; Postfix uses 5 addresses
 MAX_HOPS = 10
 DEST_TTL = 1.0  # seconds a domain's destination (local? held?) is reused
+STS_WARN_EVERY = 3600.0  # seconds between two log lines of one domain's MTA-STS mismatch
 TRANSPORT_CACHE = 1024  # [transport] destinations kept parsed (domains under a ".parent" entry)
 
 
@@ -133,6 +134,7 @@ class Router:
         self.resolver = resolver
         # MTA-STS policies of recipient domains (RFC 8461), for MX delivery; None: not looked up
         self.sts = sts
+        self._sts_warned: dict[tuple[str, str], float] = {}  # (domain, policy id) -> until
         self.config = config
         self.is_local = is_local
         # held domains (ETRN/ATRN): their mail waits until the domain's host asks
@@ -352,7 +354,7 @@ class Router:
             # RFC 8461 4.1: only MX hosts the policy names; enforce: only those, over verified
             # TLS; testing: all, as before, and a line in the log for what enforce would refuse
             named = [(p, h) for p, h in ordered if policy.matches(h)]
-            if len(named) < len(ordered):
+            if len(named) < len(ordered) and self._warn_once(domain, policy):
                 others = ", ".join(h for p, h in ordered if not policy.matches(h))
                 log.warning(
                     "mta-sts: %s (%s): MX %s not in its policy (mx: %s)%s",
@@ -413,6 +415,18 @@ class Router:
         return Route(
             error=Reply(550, "5.4.4", f"Unable to route: no MX host of {domain} has an address")
         )
+
+    def _warn_once(self, domain: str, policy: Policy) -> bool:
+        """Whether to log a policy mismatch now: once an hour per domain and policy, not at
+        every delivery attempt."""
+        now = time.monotonic()
+        key = (domain, policy.id)
+        if self._sts_warned.get(key, 0.0) > now:
+            return False
+        if len(self._sts_warned) >= TRANSPORT_CACHE:
+            self._sts_warned.clear()
+        self._sts_warned[key] = now + STS_WARN_EVERY
+        return True
 
     async def _host_addresses(self, host: str) -> AddressAnswer:
         if _is_ip(host):

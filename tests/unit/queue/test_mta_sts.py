@@ -359,3 +359,18 @@ async def test_no_policy_and_other_destinations_are_untouched() -> None:
     route = await rt.route(rt.destination("b.test"))
     assert [h.host for h in route.hops] == ["relay.test"]
     assert rt.sts.asked == []  # type: ignore[union-attr]
+
+
+async def test_a_mismatch_is_logged_once_an_hour_not_at_every_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pol = Policy("i", "testing", ("mx.b.test",), 86400, 0.0)
+    rt = sts_router(resolver_b(), pol)
+    with caplog.at_level("WARNING", logger="carteiro.queue.routing"):
+        for _ in range(5):
+            await rt.route(rt.destination("b.test"))
+    lines = [r.getMessage() for r in caplog.records if "mta-sts" in r.getMessage()]
+    assert lines == [
+        "mta-sts: b.test (testing): MX rogue.evil.test not in its policy (mx: mx.b.test);"
+        " used anyway (testing)"
+    ]

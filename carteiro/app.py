@@ -216,7 +216,7 @@ def queue_parts(
     from carteiro.queue.worker import WorkerConfig
 
     if resolver is None:
-        resolver = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout)
+        resolver = DNSResolver(cfg.dns.nameservers, cfg.dns.timeout, dnssec=cfg.queue.dane)
     static = {d.lower() for d in cfg.domains}
     null_client = cfg.relay.null_client
 
@@ -241,6 +241,7 @@ def queue_parts(
         tls_verify=q.tls_verify,
         cafile=str(cfg.path(q.tls_cafile)) if q.tls_cafile else "",
         inet_protocols=inet,
+        dane=q.dane,
     )
     router = Router(
         resolver,

@@ -192,6 +192,9 @@ class QueueConfig:
     # MTA-STS (RFC 8461): look up recipient domains' policies and hold their MX hosts to them
     mta_sts: bool = True
     mta_sts_port: int = 443  # where policies are fetched (tests: a private HTTPS server)
+    # DANE (RFC 7672): authenticate MX hosts by their DNSSEC-validated TLSA records; needs a
+    # validating resolver on this host ([dns] nameservers), whose AD bit is trusted
+    dane: bool = False
     # SMTP TLS reports (RFC 8460) to recipient domains that ask for them (_smtp._tls TXT)
     tls_reports: bool = True
     tls_report_period: int = 86400  # seconds a report covers (a UTC day; shorter: tests only)

@@ -13,19 +13,21 @@ from collections.abc import Sequence
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
 from carteiro.core.hostport import parse_hostport
 from carteiro.mailauth.lookup import Answer
-from carteiro.queue.routing import AddressAnswer, DNSStatus, MXAnswer
+from carteiro.queue.routing import AddressAnswer, DNSStatus, MXAnswer, TLSAAnswer
 
 log = logging.getLogger("carteiro.dns")
 
 
 def make_resolver(
-    nameservers: Sequence[str] = (), timeout: float = 5.0
+    nameservers: Sequence[str] = (), timeout: float = 5.0, dnssec: bool = False
 ) -> dns.asyncresolver.Resolver:
     if nameservers:
         r = dns.asyncresolver.Resolver(configure=False)
@@ -39,29 +41,50 @@ def make_resolver(
     r.timeout = min(timeout, 2.0)  # per nameserver try
     r.lifetime = timeout  # the whole query
     r.cache = dns.resolver.LRUCache(10_000)
+    if dnssec:
+        # RFC 6840 5.7: AD in the query asks a validating resolver to say which answers it
+        # validated (DANE trusts that bit: the resolver must be a validating one on this host)
+        r.flags = dns.flags.RD | dns.flags.AD
     return r
 
 
-class DNSResolver:
-    """Implements carteiro.queue.routing.Resolver."""
+def _ad(response: dns.message.Message | None) -> bool:
+    return response is not None and bool(response.flags & dns.flags.AD)
 
-    def __init__(self, nameservers: Sequence[str] = (), timeout: float = 5.0) -> None:
-        self.resolver = make_resolver(nameservers, timeout)
+
+class DNSResolver:
+    """Implements carteiro.queue.routing.Resolver (and DANEResolver). With `dnssec`, each answer
+    says whether the resolver validated it (its AD bit), for DANE."""
+
+    def __init__(
+        self, nameservers: Sequence[str] = (), timeout: float = 5.0, dnssec: bool = False
+    ) -> None:
+        self.resolver = make_resolver(nameservers, timeout, dnssec)
+        self.dnssec = dnssec
 
     async def _query(self, name: str, rdtype: str) -> tuple[DNSStatus, list[object], str]:
+        status, rrs, err, _secure = await self._query_ad(name, rdtype)
+        return status, rrs, err
+
+    async def _query_ad(self, name: str, rdtype: str) -> tuple[DNSStatus, list[object], str, bool]:
+        """(status, records, error, validated): validated only when asked (dnssec) and the
+        resolver set AD on the answer, a denial of existence included."""
         try:
             answer = await self.resolver.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            return "nxdomain", [], f"{name}: no such domain"
-        except dns.resolver.NoAnswer:
-            return "nodata", [], f"{name}: no {rdtype} record"
+        except dns.resolver.NXDOMAIN as e:
+            responses = e.responses()  # type: ignore[no-untyped-call]
+            secure = self.dnssec and all(_ad(r) for r in responses.values())
+            return "nxdomain", [], f"{name}: no such domain", secure
+        except dns.resolver.NoAnswer as e:
+            secure = self.dnssec and _ad(e.response())  # type: ignore[no-untyped-call]
+            return "nodata", [], f"{name}: no {rdtype} record", secure
         except dns.resolver.NoNameservers as e:  # SERVFAIL / REFUSED from every server
-            return "temp", [], f"{name} {rdtype}: {e}"
+            return "temp", [], f"{name} {rdtype}: {e}", False
         except (dns.exception.Timeout, dns.resolver.LifetimeTimeout):
-            return "temp", [], f"{name} {rdtype}: timed out"
+            return "temp", [], f"{name} {rdtype}: timed out", False
         except dns.exception.DNSException as e:
-            return "temp", [], f"{name} {rdtype}: {e}"
-        return "ok", list(answer), ""
+            return "temp", [], f"{name} {rdtype}: {e}", False
+        return "ok", list(answer), "", self.dnssec and _ad(answer.response)
 
     async def lookup(self, name: str, rdtype: str) -> Answer:
         """carteiro.mailauth.lookup.Resolver: A, AAAA, MX, PTR and TXT answers as plain values."""
@@ -83,26 +106,35 @@ class DNSResolver:
         return Answer("ok", tuple(values))
 
     async def mx(self, domain: str) -> MXAnswer:
-        status, rrs, err = await self._query(domain, "MX")
+        status, rrs, err, secure = await self._query_ad(domain, "MX")
         if status != "ok":
-            return MXAnswer(status, (), err)
+            return MXAnswer(status, (), err, secure)
         records = tuple(
             (int(rr.preference), rr.exchange.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
             for rr in rrs
         )
         # RFC 7505: the null MX's exchange is the root, "." (to_text gives "@" or "").
         records = tuple((p, "." if h in ("", "@") else h) for p, h in records)
-        return MXAnswer("ok", records)
+        return MXAnswer("ok", records, "", secure)
 
     async def addresses(self, host: str) -> AddressAnswer:
-        (s6, rr6, e6), (s4, rr4, e4) = await asyncio.gather(
-            self._query(host, "AAAA"), self._query(host, "A")
+        (s6, rr6, e6, ad6), (s4, rr4, e4, ad4) = await asyncio.gather(
+            self._query_ad(host, "AAAA"), self._query_ad(host, "A")
         )
         addrs = tuple(rr.address for rr in rr6 + rr4)  # type: ignore[attr-defined]
+        secure = ad6 and ad4
         if addrs:
-            return AddressAnswer("ok", addrs)
+            return AddressAnswer("ok", addrs, "", secure)
         if "temp" in (s6, s4):
             return AddressAnswer("temp", (), e6 if s6 == "temp" else e4)
         if s6 == "nxdomain" or s4 == "nxdomain":
-            return AddressAnswer("nxdomain", (), e4 or e6)
-        return AddressAnswer("nodata", (), e4 or e6)
+            return AddressAnswer("nxdomain", (), e4 or e6, secure)
+        return AddressAnswer("nodata", (), e4 or e6, secure)
+
+    async def tlsa(self, name: str) -> TLSAAnswer:
+        status, rrs, err, secure = await self._query_ad(name, "TLSA")
+        records = tuple(
+            (int(rr.usage), int(rr.selector), int(rr.mtype), bytes(rr.cert))  # type: ignore[attr-defined]
+            for rr in rrs
+        )
+        return TLSAAnswer(status, records, err, secure)

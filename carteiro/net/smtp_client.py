@@ -9,6 +9,7 @@ with a 5xx the queue turns into a bounce. Never raises for network trouble: retu
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import dataclasses
 import logging
@@ -31,6 +32,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from carteiro.net import dane
 from carteiro.net.tls import client_context
 from carteiro.queue.dsn import xtext_encode
 from carteiro.queue.transport import Hop, Reply, SendResult, Transaction
@@ -100,7 +102,7 @@ class SMTPClientTransport:
         self.max_reuse = max_reuse
         self.max_age = max_age
         self.clock = clock
-        self._idle: dict[tuple[str, str, int, str, bool, str, str], list[_Conn]] = {}
+        self._idle: dict[tuple[object, ...], list[_Conn]] = {}
         self._plain_only: dict[tuple[str, int], float] = {}
         self._contexts: dict[tuple[bool, str], ssl.SSLContext] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -327,6 +329,13 @@ class SMTPClientTransport:
                 tls_context=self._context(hop.verify, hop.cafile),
                 timeout=self.connect_timeout,
             )
+            if hop.tlsa:
+                why = dane.verify(_peer_chain(smtp), hop.tlsa, hop.host)
+                if why:
+                    return SendResult(
+                        Reply(451, "4.7.5", f"DANE: {where}: {why}{self._required(hop)}"),
+                        try_next=True,
+                    )
             # RFC 3207 4.2: forget what the server said before TLS and ask again.
             await smtp.ehlo()
         except (TimeoutError, ssl.SSLError, SMTPException, OSError) as e:
@@ -499,6 +508,23 @@ def _orcpt(orcpt: str) -> str:
     if all("!" <= c <= "~" and c != "=" for c in addr):
         return f"{atype};{addr}"
     return f"{atype};{xtext_encode(addr)}"
+
+
+def _peer_chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
+    """The certificates the server sent, its own first (DER), for DANE: Python 3.11's ssl
+    module has the chain only on the object under SSLObject (public from 3.13)."""
+    obj = smtp.get_transport_info("ssl_object")
+    if obj is None:
+        return []
+    inner = getattr(obj, "_sslobj", None)
+    get_chain = getattr(inner, "get_unverified_chain", None) or getattr(
+        obj, "get_unverified_chain", None
+    )
+    if get_chain is not None:
+        certs = get_chain() or []
+        return [c.public_bytes(_ssl.ENCODING_DER) for c in certs]
+    leaf = obj.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
 
 
 def _reason(e: BaseException) -> str:

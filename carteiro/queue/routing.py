@@ -21,7 +21,7 @@ from carteiro.core.address import AddressError, domain_to_ascii, normalize_domai
 from carteiro.core.hostport import parse_hostport
 from carteiro.core.nexthop import address_entry, parse_nexthop, transport_entry, transport_table
 from carteiro.queue.mta_sts import Policies, Policy
-from carteiro.queue.transport import Hop, Reply, TLSPolicy
+from carteiro.queue.transport import Hop, Reply, TLSARecord, TLSPolicy
 
 log = logging.getLogger("carteiro.queue.routing")
 
@@ -38,6 +38,7 @@ class MXAnswer:
     status: DNSStatus
     records: tuple[tuple[int, str], ...] = ()  # (preference, exchange without the trailing dot)
     error: str = ""
+    secure: bool = False  # DNSSEC-validated (the resolver's AD bit; asked only for DANE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,15 @@ class AddressAnswer:
     status: DNSStatus
     addresses: tuple[str, ...] = ()  # IPv6 and IPv4, as the resolver found them
     error: str = ""
+    secure: bool = False  # every lookup DNSSEC-validated
+
+
+@dataclass(frozen=True, slots=True)
+class TLSAAnswer:
+    status: DNSStatus
+    records: tuple[TLSARecord, ...] = ()
+    error: str = ""
+    secure: bool = False
 
 
 class Resolver(Protocol):
@@ -55,6 +65,18 @@ class Resolver(Protocol):
     async def addresses(self, host: str) -> AddressAnswer:
         """AAAA and A records of `host`: ok when either has data, temp when any lookup failed
         and none had data."""
+        ...
+
+
+def usable_tlsa(records: tuple[TLSARecord, ...]) -> tuple[TLSARecord, ...]:
+    """The TLSA records an SMTP client can use (RFC 7672 3.1: DANE-TA(2) and DANE-EE(3) only;
+    RFC 6698's selectors 0/1 and matching types 0/1/2)."""
+    return tuple(r for r in records if r[0] in (2, 3) and r[1] in (0, 1) and r[2] in (0, 1, 2))
+
+
+class DANEResolver(Resolver, Protocol):
+    async def tlsa(self, name: str) -> TLSAAnswer:
+        """TLSA records at `name` (`_25._tcp.mx.example.`), with whether they are secure."""
         ...
 
 
@@ -93,6 +115,7 @@ class RoutingConfig:
     tls_verify: bool = False  # require verified TLS towards every MX host (else: MTA-STS's say)
     cafile: str = ""
     inet_protocols: str = "any"  # "any" | "ipv4" | "ipv6"
+    dane: bool = False  # DANE (RFC 7672): the resolver's DNSSEC-validated TLSA records
 
 
 def _is_ip(host: str) -> bool:
@@ -310,7 +333,7 @@ class Router:
         records = [(p, h.rstrip(".").lower()) for p, h in ans.records]
         if ans.status == "nodata" or not records:
             # RFC 5321 5.1: no MX -> the domain itself is the implicit MX (preference 0).
-            return await self._hosts(domain, [(0, qname)], True, policy)
+            return await self._hosts(domain, [(0, qname)], True, policy, ans.secure)
         # RFC 7505 3: a single MX "." (any preference) says the domain accepts no mail.
         if len(records) == 1 and records[0][1] in ("", "."):
             return Route(
@@ -319,7 +342,7 @@ class Router:
                 )
             )
         records = [r for r in records if r[1] not in ("", ".")]
-        return await self._hosts(domain, records, False, policy)
+        return await self._hosts(domain, records, False, policy, ans.secure)
 
     def _order(self, records: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """Lowest preference first; random order among equal preferences (RFC 5321 5.1)."""
@@ -340,6 +363,7 @@ class Router:
         records: list[tuple[int, str]],
         implicit: bool,
         policy: Policy | None = None,
+        mx_secure: bool = False,
     ) -> Route:
         ordered = self._order(records)
         # RFC 5321 5.1: when we are one of the MX hosts, drop our record and every one with an
@@ -349,6 +373,10 @@ class Router:
             ordered = [(p, h) for p, h in ordered if p < min(mine)]
             if not ordered:
                 return Route(error=Reply(554, "5.4.6", f"mail for {domain} loops back to myself"))
+        if self.config.dane and mx_secure:
+            dane = await self._dane(domain, ordered[:MAX_MX_HOSTS])
+            if dane is not None:
+                return dane  # (DANE takes precedence over MTA-STS: RFC 8461 2)
         required_by = ""
         if policy is not None:
             # RFC 8461 4.1: only MX hosts the policy names; enforce: only those, over verified
@@ -415,6 +443,49 @@ class Router:
         return Route(
             error=Reply(550, "5.4.4", f"Unable to route: no MX host of {domain} has an address")
         )
+
+    async def _dane(self, domain: str, ordered: list[tuple[int, str]]) -> Route | None:
+        """RFC 7672 2.2: the route when DANE applies to `domain` (its MX records validated, and
+        at least one MX host whose validated addresses have a validated TLSA RRset), else None.
+        A host with usable TLSA records is authenticated by them; one whose records are all
+        unusable still gets mandatory TLS, unauthenticated; one whose TLSA lookup failed is not
+        used (an attacker could be hiding its records: when that leaves no host the mail
+        waits, it never falls back to plain opportunistic TLS); the others are opportunistic."""
+        tlsa_of = getattr(self.resolver, "tlsa", None)
+        if tlsa_of is None:
+            return None
+        port = self.config.remote_port
+        answers = await asyncio.gather(*(self._host_addresses(h) for _, h in ordered))
+        secure = [h for (_, h), a in zip(ordered, answers, strict=True) if a.secure and a.addresses]
+        tlsas = await asyncio.gather(*(tlsa_of(f"_{port}._tcp.{h}") for h in secure))
+        found: dict[str, TLSAAnswer] = {}
+        for host, t in zip(secure, tlsas, strict=True):
+            if t.status == "temp" or (t.status == "ok" and t.secure):
+                found[host] = t
+        if not found:
+            return None  # no validated TLSA RRset, and no failed lookup that could hide one
+        hops: list[Hop] = []
+        failed: list[str] = []
+        c = self.config
+        for (_pref, host), ans in zip(ordered, answers, strict=True):
+            t = found.get(host)
+            addresses = _interleave(ans.addresses, c.inet_protocols)
+            if t is None:
+                hops += [self._mx_hop(host, a) for a in addresses]
+                continue
+            if t.status != "ok":
+                failed.append(f"{host}: {t.error}")
+                continue
+            records = usable_tlsa(t.records)
+            why = f"DANE TLSA of {host}" if records else f"DANE (unusable TLSA records of {host})"
+            hops += [
+                Hop(host, a, c.remote_port, "starttls", False, cafile=c.cafile,
+                    required_by=why, tlsa=records)
+                for a in addresses
+            ]  # fmt: skip
+        if hops:
+            return Route(hops=tuple(hops[:MAX_HOPS]))
+        return Route(error=Reply(451, "4.7.5", f"DANE: TLSA lookup failed ({'; '.join(failed)})"))
 
     def _warn_once(self, domain: str, policy: Policy) -> bool:
         """Whether to log a policy mismatch now: once an hour per domain and policy, not at

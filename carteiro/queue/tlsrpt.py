@@ -33,6 +33,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from carteiro.queue.mta_sts import Policy, policy_text
+from carteiro.queue.transport import TLSARecord
 
 DB_NAME = "tlsrpt.sqlite"
 DAY = 86400
@@ -47,6 +48,7 @@ RESULT_TYPES = frozenset(
         "certificate-expired",
         "certificate-not-trusted",
         "validation-failure",
+        "tlsa-invalid",
         "sts-policy-fetch-error",
         "sts-policy-invalid",
         "sts-webpki-invalid",
@@ -71,6 +73,8 @@ def classify(status: str, text: str) -> str:
     if status != "4.7.5":
         return ""
     t = text.lower()
+    if t.startswith("dane:"):
+        return "tlsa-invalid"  # no TLSA record matched the chain (RFC 8460 4.3.2.1)
     if "hostname mismatch" in t or "doesn't match" in t or "ip address mismatch" in t:
         return "certificate-host-mismatch"
     if "expired" in t:
@@ -80,10 +84,13 @@ def classify(status: str, text: str) -> str:
     return "validation-failure"
 
 
-def policy_key(policy: Policy | None) -> str:
-    """How a session's policy is kept in a row: JSON of (type, policy-string, mx-host)."""
+def policy_key(policy: Policy | tuple[TLSARecord, ...] | None) -> str:
+    """How a session's policy is kept in a row: JSON of (type, policy-string, mx-host): an
+    MTA-STS policy, a host's DANE TLSA records, or none."""
     if policy is None:
         return json.dumps(["no-policy-found", [], []])
+    if isinstance(policy, tuple):
+        return json.dumps(["tlsa", [f"{u} {s} {m} {d.hex().upper()}" for u, s, m, d in policy], []])
     text = policy_text(policy.mode, list(policy.mx), policy.max_age)
     return json.dumps(["sts", text.strip("\r\n").split("\r\n"), list(policy.mx)])
 
@@ -111,7 +118,7 @@ class Recorder:
     def session(
         self,
         domain: str,
-        policy: Policy | None,
+        policy: Policy | tuple[TLSARecord, ...] | None,
         result: str,
         mx_host: str = "",
         receiving_ip: str = "",
@@ -223,6 +230,7 @@ def report_json(
         policy: dict[str, object] = {"policy-type": ptype, "policy-domain": domain}
         if ptype != "no-policy-found":
             policy["policy-string"] = pstring
+        if mx:
             policy["mx-host"] = mx
         ok = sum(n for result, *_rest, n in entries if result == "success")
         failures = sorted((e for e in entries if e[0] != "success"), key=lambda e: (-e[4], e[:4]))

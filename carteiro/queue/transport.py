@@ -19,6 +19,9 @@ name (Postfix's "verify")."""
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
 
 
+TLSARecord = tuple[int, int, int, bytes]  # usage, selector, matching type, data (RFC 6698)
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """An SMTP reply (remote or made up by us) with its RFC 3463 enhanced status code."""
@@ -68,9 +71,10 @@ class Hop:
     cafile: str = ""  # extra trust anchors for "verify" (private CAs, tests)
     protocol: Literal["smtp", "lmtp"] = "smtp"  # lmtp: `address` may be "unix:/path"
     required_by: str = ""  # who requires verified TLS here ("MTA-STS policy of d"), for errors
+    tlsa: tuple[TLSARecord, ...] = ()  # DANE (RFC 7672): the host's usable TLSA records
 
     @property
-    def key(self) -> tuple[str, str, int, str, bool, str, str]:
+    def key(self) -> tuple[object, ...]:
         """Connections to the same key are interchangeable (the pool's key)."""
         return (
             self.host,
@@ -80,6 +84,7 @@ class Hop:
             self.verify,
             self.username,
             self.cafile,
+            self.tlsa,
         )
 
 

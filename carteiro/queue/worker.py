@@ -506,7 +506,8 @@ class QueueWorker:
                     return  # a connection or protocol failure, not a TLS outcome
             else:
                 result = STARTTLS_NOT_SUPPORTED  # delivered in clear
-            rec.session(domain, route.sts, result, hop.host, hop.address, res.local_ip)
+            policy = hop.tlsa or route.sts  # a DANE host's records, else the MTA-STS policy
+            rec.session(domain, policy, result, hop.host, hop.address, res.local_ip)
 
         return observe
 

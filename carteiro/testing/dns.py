@@ -4,7 +4,10 @@
         ... ns.address ...  # "127.0.0.1:PORT" for [dns] nameservers
 
 Unknown names answer NXDOMAIN, known names without the asked type answer NODATA, and names in
-`servfail` answer SERVFAIL. dnslib is a test dependency; import this module only from tests/bench.
+`servfail` answer SERVFAIL. Names at or under a `signed` domain are answered as a validating
+resolver answers for a DNSSEC-signed zone: with the AD bit, when the query asks for it (RFC 6840
+5.7), denials included; DANE's tests use that. dnslib is a test dependency; import this module only
+from tests/bench.
 """
 
 from __future__ import annotations
@@ -19,14 +22,25 @@ from carteiro.testing.server import free_port
 
 
 class Zone(BaseResolver):  # type: ignore[misc]
-    def __init__(self, text: str, servfail: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, text: str, servfail: tuple[str, ...] = (), signed: tuple[str, ...] = ()
+    ) -> None:
         self.rrs = RR.fromZone(text)
         self.servfail = servfail
+        self.signed = tuple(d.lower().rstrip(".") for d in signed)
+
+    def _signed(self, name: str) -> bool:
+        name = name.lower().rstrip(".")
+        return any(name == d or name.endswith("." + d) for d in self.signed)
 
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
         reply = request.reply()
+        # (reply() copies the query's flags, AD included: a name outside the signed zones must
+        # not come back "validated")
+        reply.header.ad = int(bool(request.header.ad) and self._signed(str(request.q.qname)))
         qname = request.q.qname
         if str(qname).rstrip(".") in self.servfail:
+            reply.header.ad = 0
             reply.header.rcode = RCODE.SERVFAIL
             return reply
         known = False
@@ -43,11 +57,17 @@ class Zone(BaseResolver):  # type: ignore[misc]
 class ZoneServer:
     """Serves `zone` on 127.0.0.1 (UDP and TCP) from a thread until stop()."""
 
-    def __init__(self, zone: str, servfail: tuple[str, ...] = (), port: int | None = None) -> None:
+    def __init__(
+        self,
+        zone: str,
+        servfail: tuple[str, ...] = (),
+        port: int | None = None,
+        signed: tuple[str, ...] = (),
+    ) -> None:
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self._server = DNSServer(
-            Zone(zone, servfail),
+            Zone(zone, servfail, signed),
             port=self.port,
             address="127.0.0.1",
             logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"),

@@ -14,10 +14,14 @@ import argparse
 import datetime
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from carteiro.config import Config, ConfigError, load
 from carteiro.core.plural import plural
+
+T = TypeVar("T")
 
 EX_CONFIG = 78
 
@@ -106,13 +110,61 @@ def cmd_dkim(args: argparse.Namespace) -> int:
     return 64  # pragma: no cover - argparse requires an action
 
 
+def _report_account(cfg: Config, given: str) -> str | None:
+    """The account whose mail holds received reports: `given`, else postmaster's of the first
+    domain (None, said on stderr, when there is none)."""
+    from carteiro.app import open_directory
+
+    if given:
+        return given
+    domains = _domains(cfg)
+    if not domains:
+        print("carteiro: no domains configured", file=sys.stderr)
+        return None
+    directory = open_directory(cfg)
+    try:
+        res = directory.resolve(f"postmaster@{domains[0]}")
+    finally:
+        directory.close()
+    if res is None or not res.local_accounts:
+        print(
+            f"carteiro: postmaster@{domains[0]} is no account here; give --account",
+            file=sys.stderr,
+        )
+        return None
+    return res.local_accounts[0][0]
+
+
+def _parsed_mail(cfg: Config, account: str, parse: Callable[[bytes], T | None]) -> list[T]:
+    """Every message of `account` (every selectable folder) that `parse` makes something of."""
+    import asyncio
+
+    from carteiro.app import open_store
+
+    async def read() -> list[T]:
+        store = open_store(cfg)
+        found: list[T] = []
+        try:
+            acct = await store.account(account)
+            for info in await acct.list_mailboxes():
+                if not info.selectable:
+                    continue
+                for m in await acct.list_messages(info.id):
+                    got = parse(await acct.read_message(info.id, m.uid))
+                    if got is not None:
+                        found.append(got)
+        finally:
+            await store.close()
+        return found
+
+    return asyncio.run(read())
+
+
 def cmd_dmarc(args: argparse.Namespace) -> int:
     """Read the DMARC aggregate reports delivered to the report account (every folder), keep
     the new ones in DATA/dmarc.sqlite, and print what they say."""
-    import asyncio
     import time
 
-    from carteiro.app import open_directory, open_store
     from carteiro.mailauth import dmarc_reports
 
     try:
@@ -120,48 +172,46 @@ def cmd_dmarc(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"carteiro: {e}", file=sys.stderr)
         return EX_CONFIG
-    directory = open_directory(cfg)
-    try:
-        account = args.account
-        if not account:
-            domains = _domains(cfg)
-            if not domains:
-                print("carteiro: no domains configured", file=sys.stderr)
-                return 1
-            res = directory.resolve(f"postmaster@{domains[0]}")
-            if res is None or not res.local_accounts:
-                print(
-                    f"carteiro: postmaster@{domains[0]} is no account here; give --account",
-                    file=sys.stderr,
-                )
-                return 1
-            account = res.local_accounts[0][0]
-    finally:
-        directory.close()
-
-    async def read() -> list[dmarc_reports.Received]:
-        store = open_store(cfg)
-        found: list[dmarc_reports.Received] = []
-        try:
-            acct = await store.account(account)
-            for info in await acct.list_mailboxes():
-                if not info.selectable:
-                    continue
-                for m in await acct.list_messages(info.id):
-                    raw = await acct.read_message(info.id, m.uid)
-                    report = dmarc_reports.parse_report(raw)
-                    if report is not None:
-                        found.append(report)
-        finally:
-            await store.close()
-        return found
-
-    reports = asyncio.run(read())
+    account = _report_account(cfg, args.account)
+    if account is None:
+        return 1
+    reports = _parsed_mail(cfg, account, dmarc_reports.parse_report)
     new = dmarc_reports.store_received(cfg.data_dir, reports)
     since = int(time.time() - args.days * 86400) if args.days else 0
     lines = dmarc_reports.summary(cfg.data_dir, since)
     print(f"{plural(len(reports), 'report')} in {account}'s mail ({new} new)")
     for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_tls_report(args: argparse.Namespace) -> int:
+    """Read the SMTP TLS reports (RFC 8460) other senders mailed to the report account (the
+    `_smtp._tls` record `carteiro dns-records` prints names postmaster) and print what they
+    say: sessions with and without TLS per sender and policy, then each kind of failure."""
+    from carteiro.queue import tlsrpt
+
+    try:
+        cfg = _config(args)
+    except ConfigError as e:
+        print(f"carteiro: {e}", file=sys.stderr)
+        return EX_CONFIG
+    account = _report_account(cfg, args.account)
+    if account is None:
+        return 1
+    reports = _parsed_mail(cfg, account, tlsrpt.parse_received)
+    if args.days:
+        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=args.days)
+
+        def recent(r: tlsrpt.Received) -> bool:
+            try:
+                return datetime.datetime.fromisoformat(r.end) >= since
+            except ValueError:
+                return True  # an unreadable date: shown rather than hidden
+
+        reports = [r for r in reports if recent(r)]
+    print(f"{plural(len(reports), 'TLS report')} in {account}'s mail")
+    for line in tlsrpt.summary(reports):
         print(line)
     return 0
 
@@ -186,6 +236,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     a.add_argument("selector")
     s.set_defaults(func=cmd_dkim)
 
+    s = subparsers.add_parser("tls-report", parents=[common], help="SMTP TLS reports received")
+    s.add_argument("--account", help="whose mail holds them (default: postmaster's account)")
+    s.add_argument("--days", type=float, default=0, help="only reports of the last N days")
+    s.set_defaults(func=cmd_tls_report)
     s = subparsers.add_parser("dmarc", help="DMARC aggregate reports received")
     ds = s.add_subparsers(dest="dmarc_action", required=True, metavar="ACTION")
     a = ds.add_parser("report", parents=[common], help="read, keep and summarise reports")

@@ -18,6 +18,7 @@ Domains without such a record are simply forgotten. https: report URIs are not s
 from __future__ import annotations
 
 import datetime
+import email.message
 import email.policy
 import email.utils
 import gzip
@@ -26,6 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -346,3 +348,119 @@ def compose(org: str, sender: str, to: Sequence[str], report: Report, hostname: 
     msg.set_param("report-type", "tlsrpt")
     raw: bytes = msg.as_bytes()
     return raw
+
+
+# ---- reports we receive -------------------------------------------------------------------------
+
+MAX_RECEIVED = 10 * 1024 * 1024  # a received report's JSON, uncompressed
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What one received report says (RFC 8460 4.4), as far as an operator acts on it."""
+
+    org: str
+    report_id: str
+    begin: str  # the date-range as written
+    end: str
+    # (policy type, policy domain, successful sessions, failed sessions,
+    #  ((result type, receiving MX host, sending IP, count), ...))
+    policies: tuple[tuple[str, str, int, int, tuple[tuple[str, str, str, int], ...]], ...]
+
+
+def _json_part(message: email.message.Message) -> bytes | None:
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        name = (part.get_filename() or "").lower()
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        if ctype == "application/tlsrpt+gzip" or name.endswith(".json.gz"):
+            try:
+                data = zlib.decompressobj(wbits=31).decompress(payload, MAX_RECEIVED + 1)
+            except zlib.error:
+                return None
+            return data if len(data) <= MAX_RECEIVED else None
+        if ctype == "application/tlsrpt+json" or name.endswith(".json"):
+            return payload[:MAX_RECEIVED]
+    return None
+
+
+def _dict(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def parse_received(raw: bytes) -> Received | None:
+    """A TLS report mailed to us (multipart/report; report-type=tlsrpt, or any message with a
+    .json.gz / application/tlsrpt part), or None. Never raises on a stranger's bytes."""
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        data = _json_part(msg)
+        if data is None:
+            return None
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("policies"), list):
+        return None
+    dates = _dict(doc.get("date-range"))
+    policies = []
+    for item in doc["policies"]:
+        if not isinstance(item, dict):
+            continue
+        pol = _dict(item.get("policy"))
+        summ = _dict(item.get("summary"))
+        details = []
+        listed = item.get("failure-details")
+        for d in listed if isinstance(listed, list) else []:
+            if isinstance(d, dict):
+                details.append(
+                    (
+                        str(d.get("result-type", "?"))[:64],
+                        str(d.get("receiving-mx-hostname", ""))[:255],
+                        str(d.get("sending-mta-ip", ""))[:64],
+                        _int(d.get("failed-session-count")),
+                    )
+                )
+        policies.append(
+            (
+                str(pol.get("policy-type", "?"))[:32],
+                str(pol.get("policy-domain", "?"))[:255],
+                _int(summ.get("total-successful-session-count")),
+                _int(summ.get("total-failure-session-count")),
+                tuple(details[:MAX_DETAILS]),
+            )
+        )
+    return Received(
+        str(doc.get("organization-name", "?"))[:255],
+        str(doc.get("report-id", ""))[:255],
+        str(dates.get("start-datetime", "?"))[:40],
+        str(dates.get("end-datetime", "?"))[:40],
+        tuple(policies),
+    )
+
+
+def summary(reports: Sequence[Received]) -> list[str]:
+    """One line per reporting organization, period and policy, then each kind of failure."""
+    seen: set[tuple[str, str]] = set()
+    lines: list[str] = []
+    for r in sorted(reports, key=lambda r: (r.begin, r.org)):
+        if (r.org, r.report_id) in seen:  # the same report delivered twice
+            continue
+        seen.add((r.org, r.report_id))
+        for ptype, domain, ok, failed, details in r.policies:
+            lines.append(
+                f"{domain}: {r.org} ({r.begin} - {r.end}, {ptype}): {ok} sessions with TLS,"
+                f" {failed} failed"
+            )
+            for result, host, ip, n in details:
+                where = f" at {host}" if host else ""
+                sender = f" from {ip}" if ip else ""
+                lines.append(f"  {result}: {n}{where}{sender}")
+    return lines

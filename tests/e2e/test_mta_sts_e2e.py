@@ -19,6 +19,7 @@ import datetime
 import gzip
 import http.server
 import json
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -260,3 +261,7 @@ def test_tls_reports(net: tuple[ServerProcess, ServerProcess]) -> None:
     doc = reports["d.test"][0]
     assert doc["organization-name"] == "mx.a.test" and doc["contact-info"] == "postmaster@a.test"
     assert "only mailto: is supported" in a.log_path.read_text()
+    # and B's operator reads them with `carteiro tls-report`
+    out = b.cli("tls-report", "--account", "tlsrpt@b.test").stdout
+    assert re.search(r"^d\.test: mx\.a\.test \(.*, sts\): \d+ sessions with TLS, [1-9]", out, re.M)
+    assert re.search(r"^  certificate-host-mismatch: \d+ at mx\.d\.test from ", out, re.M), out

@@ -4,6 +4,7 @@ report and its message, and the queue counting its MX sessions."""
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
 import gzip
 import json
@@ -22,7 +23,9 @@ from carteiro.queue.tlsrpt import (
     due_reports,
     forget,
     mailto_addresses,
+    parse_received,
     parse_record,
+    summary,
 )
 from carteiro.queue.transport import Hop, Reply, SendResult, Transaction
 
@@ -198,3 +201,73 @@ async def test_the_queue_counts_its_mx_sessions(tmp_path: Path) -> None:
         ("b.test", "certificate-host-mismatch", "127.0.0.9", "mx1.b.test"): 1,
         ("b.test", "starttls-not-supported", "127.0.0.9", "mx1.b.test"): 1,
     }
+
+
+# ---- reports we receive -------------------------------------------------------------------------
+
+
+def test_a_report_we_sent_reads_back(tmp_path: Path) -> None:
+    now = [float(T)]
+    rec = recorder(tmp_path, now)
+    for _ in range(4):
+        rec.session("b.test", STS, "success", "mx.b.test", "192.0.2.1")
+    rec.session("b.test", STS, "certificate-expired", "mx2.b.test", "192.0.2.2", "198.51.100.7")
+    rec.flush()
+    (report,) = due_reports(rec.path, "mx.a.test", "postmaster@a.test", now=T + DAY)
+    raw = compose("mx.a.test", "postmaster@a.test", ["tls@b.test"], report, "mx.a.test")
+    got = parse_received(raw)
+    assert got is not None
+    assert (got.org, got.report_id) == ("mx.a.test", report.report_id)
+    assert got.policies == (
+        ("sts", "b.test", 4, 1, (("certificate-expired", "mx2.b.test", "198.51.100.7", 1),)),
+    )
+    lines = summary([got, got])  # delivered twice: told once
+    assert lines == [
+        f"b.test: mx.a.test ({got.begin} - {got.end}, sts): 4 sessions with TLS, 1 failed",
+        "  certificate-expired: 1 at mx2.b.test from 198.51.100.7",
+    ]
+
+
+def _mail(part: bytes, ctype: str = "application/tlsrpt+gzip") -> bytes:
+    msg = email.message.EmailMessage()
+    msg["Subject"] = "Report Domain: b.test"
+    msg.set_content("report")
+    main, sub = ctype.split("/")
+    name = "x!b.test!1!2.json" + (".gz" if sub.endswith("gzip") else "")
+    msg.add_attachment(part, maintype=main, subtype=sub, filename=name)
+    return msg.as_bytes()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: a@b\r\n\r\nno report here\r\n",
+        _mail(b"not gzip at all"),
+        _mail(gzip.compress(b"not json")),
+        _mail(gzip.compress(b"[1, 2, 3]")),
+        _mail(gzip.compress(b'{"policies": 5}')),
+        _mail(gzip.compress(b"[" * 100_000 + b"]" * 100_000)),  # nesting past the recursion limit
+        _mail(gzip.compress(b" " * (11 * 1024 * 1024))),  # over 10 MiB once inflated
+    ],
+)
+def test_hostile_reports_are_ignored(raw: bytes) -> None:
+    assert parse_received(raw) is None
+
+
+def test_odd_but_readable_reports() -> None:
+    doc = {
+        "organization-name": "x" * 1000,
+        "policies": [
+            "junk",
+            {"policy": "junk", "summary": {"total-successful-session-count": True}},
+            {"failure-details": 7},
+            {"failure-details": [{"failed-session-count": "9"}, "junk"]},
+        ],
+    }
+    got = parse_received(_mail(json.dumps(doc).encode(), "application/tlsrpt+json"))
+    assert got is not None and len(got.org) == 255
+    assert got.policies == (
+        ("?", "?", 0, 0, ()),
+        ("?", "?", 0, 0, ()),
+        ("?", "?", 0, 0, (("?", "", "", 0),)),
+    )

@@ -431,21 +431,24 @@ def make_mail_checker(
 FAILURE_REPORT_RETRY = 3600.0  # seconds a failure report waits out DNS failures, then dropped
 
 
-class DMARCReportTask:
-    """Flushes the recorded DMARC results and mails each domain's aggregate report (RFC 7489
-    7.2) through the outbound queue when its period has ended."""
+class _ReportTask:
+    """A reporting job of the running server: every `tick` seconds it runs once() (which
+    writes what `recorder` counted and mails what is due) until the server stops; what is
+    still counted is written last."""
 
-    def __init__(self, cfg: Config, recorder: Recorder, spool: Spool, checker: Checker) -> None:
+    name = "report"  # for the log
+    tick = 60.0
+
+    def __init__(self, cfg: Config, recorder: Recorder | TLSRecorder, spool: Spool) -> None:
         self.cfg = cfg
         self.recorder = recorder
         self.spool = spool
-        self.checker = checker
+        # reports go out from postmaster of the first domain, in the name of this host (DMARC's
+        # settings name both, for every kind of report)
         m = cfg.mailauth
         first = cfg.domains[0] if cfg.domains else cfg.hostname
         self.sender = m.dmarc_report_from or f"postmaster@{first}"
         self.org = m.dmarc_report_org or cfg.hostname
-        self.interval = m.dmarc_report_interval
-        self.tick = min(60.0, max(0.5, self.interval / 4))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -458,9 +461,26 @@ class DMARCReportTask:
             try:
                 await self.once()
             except Exception:
-                log.exception("dmarc: reporting failed; trying again later")
+                log.exception("%s: reporting failed; trying again later", self.name)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.recorder.flush)
+
+    async def once(self) -> int:
+        raise NotImplementedError
+
+
+class DMARCReportTask(_ReportTask):
+    """Flushes the recorded DMARC results and mails each domain's aggregate report (RFC 7489
+    7.2) through the outbound queue when its period has ended."""
+
+    name = "dmarc"
+
+    def __init__(self, cfg: Config, recorder: Recorder, spool: Spool, checker: Checker) -> None:
+        super().__init__(cfg, recorder, spool)
+        self.dmarc = recorder
+        self.checker = checker
+        self.interval = cfg.mailauth.dmarc_report_interval
+        self.tick = min(60.0, max(0.5, self.interval / 4))
 
     async def once(self) -> int:
         from carteiro.mailauth import dmarc_reports
@@ -504,7 +524,7 @@ class DMARCReportTask:
         from carteiro.mailauth import dmarc_failures, dmarc_reports
 
         sent = 0
-        for case in self.recorder.failures.drain():
+        for case in self.dmarc.failures.drain():
             targets = [t for t in (dmarc_reports.parse_mailto(u) for u in case.ruf) if t]
             verdicts = [
                 (
@@ -516,7 +536,7 @@ class DMARCReportTask:
             if any(v is None for _a, v in verdicts):
                 # DNS failed for now: the next round tries again, for an hour after the message
                 if time.time() - case.arrival < FAILURE_REPORT_RETRY:
-                    self.recorder.failures.add(case)
+                    self.dmarc.failures.add(case)
                 continue
             to = [addr for addr, v in verdicts if v]
             if not to:
@@ -538,42 +558,25 @@ class DMARCReportTask:
         return sent
 
 
-class TLSReportTask:
+class TLSReportTask(_ReportTask):
     """Writes the counted TLS sessions and mails each domain that asks for it (`_smtp._tls`
     TXT, rua=mailto:) its report (RFC 8460) through the outbound queue when a period has ended."""
 
+    name = "tls-rpt"
+
     def __init__(self, cfg: Config, recorder: TLSRecorder, spool: Spool, resolver: object) -> None:
-        self.cfg = cfg
-        self.recorder = recorder
-        self.spool = spool
+        super().__init__(cfg, recorder, spool)
+        self.tls = recorder
         self.lookup = getattr(resolver, "lookup", None)
-        m = cfg.mailauth
-        first = cfg.domains[0] if cfg.domains else cfg.hostname
-        self.sender = m.dmarc_report_from or f"postmaster@{first}"
-        self.org = m.dmarc_report_org or cfg.hostname
         self.period = recorder.period
         self.tick = min(60.0, max(0.5, self.period / 4))
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.tick):
-                    await stop.wait()
-            if stop.is_set():
-                break
-            try:
-                await self.once()
-            except Exception:
-                log.exception("tls-rpt: reporting failed; trying again later")
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.recorder.flush)
 
     async def once(self, now: float | None = None) -> int:
         from carteiro.net.mta_sts import txt_lookup
         from carteiro.queue import tlsrpt
 
         await asyncio.to_thread(self.recorder.flush)
-        path = self.recorder.path
+        path = self.tls.path
         due = await asyncio.to_thread(
             tlsrpt.due_reports, path, self.org, self.sender, self.period, now
         )

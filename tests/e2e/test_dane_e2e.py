@@ -11,14 +11,23 @@ resolver does. B's certificate is self-signed, so nothing but DANE can authentic
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_relay import A_IP, ALICE, B_IP, pop_messages, queue, subjects, submit, wait_for
+from test_relay import (
+    A_IP,
+    ALICE,
+    B_IP,
+    need_addresses,
+    pop_messages,
+    queued_error,
+    subjects,
+    submit,
+    wait_for,
+)
 
 from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
@@ -39,12 +48,7 @@ def spki_sha256(pem: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    for ip in (A_IP, B_IP):
-        try:
-            with socket.socket() as s:
-                s.bind((ip, 0))
-        except OSError:
-            pytest.skip(f"cannot bind {ip} (needs the whole 127.0.0.0/8 on lo)")
+    need_addresses(A_IP, B_IP)
     root = tmp_path_factory.mktemp("dane")
     b = ServerProcess(
         root / "b",
@@ -95,14 +99,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProces
         a.stop()
         b.stop()
         dns.stop()
-
-
-def queued_error(a: ServerProcess, rcpt: str) -> str:
-    for entry in queue(a):
-        for r in entry["recipients"]:  # type: ignore[attr-defined]
-            if r["address"] == rcpt and r["attempts"] >= 1:
-                return str(r["last_error"])
-    return ""
 
 
 def test_dane(net: tuple[ServerProcess, ServerProcess]) -> None:

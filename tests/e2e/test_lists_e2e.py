@@ -12,7 +12,6 @@ import imaplib
 import poplib
 import re
 import smtplib
-import socket
 import ssl
 import subprocess
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator
 from email.message import Message
 
 import pytest
+from test_relay import need_addresses
 
 from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
@@ -105,12 +105,7 @@ def members(a: ServerProcess, ml: str) -> str:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    for ip in (A_IP, B_IP):
-        try:
-            with socket.socket() as s:
-                s.bind((ip, 0))
-        except OSError:
-            pytest.skip(f"cannot bind {ip} (needs the whole 127.0.0.0/8 on lo)")
+    need_addresses(A_IP, B_IP)
     root = tmp_path_factory.mktemp("lists")
     dns_port = free_port()
     zone = f"""

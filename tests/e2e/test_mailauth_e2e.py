@@ -13,12 +13,11 @@ import email.policy
 import imaplib
 import re
 import smtplib
-import socket
 from collections.abc import Iterator
 
 import authres
 import pytest
-from test_relay import pop_messages, submit, unverified, wait_for
+from test_relay import need_addresses, pop_messages, submit, unverified, wait_for
 
 from carteiro.mailauth import dkim_keys
 from carteiro.mailauth.dkim import key_path, txt_record
@@ -39,12 +38,7 @@ def txt(name: str, value: str) -> str:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    for ip in (A_IP, B_IP, EVIL_IP):
-        try:
-            with socket.socket() as s:
-                s.bind((ip, 0))
-        except OSError:
-            pytest.skip(f"cannot bind {ip} (needs the whole 127.0.0.0/8 on lo)")
+    need_addresses(A_IP, B_IP, EVIL_IP)
     root = tmp_path_factory.mktemp("mailauth")
     dns_port = free_port()
     b = ServerProcess(

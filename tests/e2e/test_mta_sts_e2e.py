@@ -30,7 +30,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_relay import A_IP, ALICE, B_IP, pop_messages, queue, subjects, submit, wait_for
+from test_relay import (
+    A_IP,
+    ALICE,
+    B_IP,
+    need_addresses,
+    pop_messages,
+    queued_error,
+    subjects,
+    submit,
+    wait_for,
+)
 
 from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
@@ -100,14 +110,7 @@ class PolicyHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    import socket
-
-    for ip in (A_IP, B_IP, WEB_IP):
-        try:
-            with socket.socket() as s:
-                s.bind((ip, 0))
-        except OSError:
-            pytest.skip(f"cannot bind {ip} (needs the whole 127.0.0.0/8 on lo)")
+    need_addresses(A_IP, B_IP, WEB_IP)
     root = tmp_path_factory.mktemp("mta-sts")
     web_cert, web_key = root / "web.pem", root / "web.key"
     web_certificate(web_cert, web_key)
@@ -178,14 +181,6 @@ mta-sts.f.test. 60 IN A {WEB_IP}
         b.stop()
         dns.stop()
         httpd.shutdown()
-
-
-def queued_error(a: ServerProcess, rcpt: str) -> str:
-    for entry in queue(a):
-        for r in entry["recipients"]:  # type: ignore[attr-defined]
-            if r["address"] == rcpt and r["attempts"] >= 1:
-                return str(r["last_error"])
-    return ""
 
 
 def test_enforced_policies(net: tuple[ServerProcess, ServerProcess]) -> None:

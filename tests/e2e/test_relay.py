@@ -88,14 +88,29 @@ def queue(srv: ServerProcess) -> list[dict[str, object]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    for ip in (A_IP, B_IP):
+def queued_error(srv: ServerProcess, rcpt: str) -> str:
+    """The last error of `rcpt` in the server's queue once it was tried, else ""."""
+    for entry in queue(srv):
+        for r in entry["recipients"]:  # type: ignore[attr-defined]
+            if r["address"] == rcpt and r["attempts"] >= 1:
+                return str(r["last_error"])
+    return ""
+
+
+def need_addresses(*ips: str) -> None:
+    """Skip the test unless these loopback addresses can be bound (the servers of these tests
+    each have their own, as on the Internet)."""
+    for ip in ips:
         try:
             with socket.socket() as s:
                 s.bind((ip, 0))
         except OSError:
             pytest.skip(f"cannot bind {ip} (needs the whole 127.0.0.0/8 on lo)")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    need_addresses(A_IP, B_IP)
     import carteiro.app
     import carteiro.cli
 

@@ -39,6 +39,7 @@ MAX_AGE_LIMIT = 31_557_600  # RFC 8461 3.2: at most a year
 MAX_POLICY_OCTETS = 64 * 1024  # RFC 8461 3.3: senders may limit the body (e.g. 64 KB)
 FAILED_RETRY = 300.0  # seconds before a failed fetch of the same policy id is tried again
 CACHE_MAX = 10_000  # domains kept (the oldest fetched go first)
+TXT_MEMO = 60.0  # seconds a domain's _mta-sts TXT answer is reused
 
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")  # RFC 8461 3.1 sts-id
 _MAX_AGE = re.compile(r"[0-9]{1,10}")  # RFC 8461 3.2
@@ -199,6 +200,7 @@ class Policies:
         self._clock = clock
         self._cache: dict[str, Policy] = self._load()
         self._failed: dict[tuple[str, str], float] = {}  # (domain, id) -> retry after
+        self._txt_memo: dict[str, tuple[float, str, list[str]]] = {}  # domain -> (until, answer)
         self._inflight: dict[str, asyncio.Future[Policy | None]] = {}
         # told of each failed discovery (TLS reports, RFC 8460): (domain, policy in force, type)
         self.on_failure: Callable[[str, Policy | None, str], None] | None = None
@@ -228,8 +230,23 @@ class Policies:
             return None
         return p
 
-    async def _discover(self, domain: str) -> Policy | None:
+    async def _lookup(self, domain: str) -> tuple[str, list[str]]:
+        """The `_mta-sts` TXT answer, kept TXT_MEMO seconds (not a failure): the queue asks at
+        every delivery attempt, and a domain without a policy answers NXDOMAIN, which resolvers
+        do not always let dnspython cache (no SOA), so each attempt cost a query."""
+        now = self._clock()
+        hit = self._txt_memo.get(domain)
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
         status, records = await self._txt("_mta-sts." + domain)
+        if status != "temp":
+            if len(self._txt_memo) >= CACHE_MAX:
+                self._txt_memo.clear()
+            self._txt_memo[domain] = (now + TXT_MEMO, status, records)
+        return status, records
+
+    async def _discover(self, domain: str) -> Policy | None:
+        status, records = await self._lookup(domain)
         cached = self._cached(domain)
         if status != "ok":
             # no record (or DNS trouble): a cached policy stays in force until it expires

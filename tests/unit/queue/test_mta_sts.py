@@ -13,6 +13,7 @@ from queue_fakes import FakeResolver
 
 from carteiro.queue.mta_sts import (
     FAILED_RETRY,
+    TXT_MEMO,
     Policies,
     Policy,
     PolicyError,
@@ -148,11 +149,18 @@ class Net:
         self.txt: dict[str, tuple[str, list[str]]] = {}
         self.bodies: dict[str, str | Exception] = {}
         self.fetches: list[str] = []
+        self.lookups = 0
         self.now = 1_000_000.0
         self.delay = 0.0
 
     async def lookup(self, name: str) -> tuple[str, list[str]]:
+        self.lookups += 1
         return self.txt.get(name, ("nxdomain", []))
+
+    def dns_says(self, answer: tuple[str, list[str]], name: str = "_mta-sts.b.test") -> None:
+        """A new TXT answer, seen once the last one's memo (TXT_MEMO seconds) has run out."""
+        self.txt[name] = answer
+        self.now += TXT_MEMO + 1
 
     async def fetch(self, domain: str) -> str:
         self.fetches.append(domain)
@@ -190,7 +198,7 @@ async def test_policy_fetched_once_then_cached_while_the_id_stays() -> None:
     assert await pol.policy("b.test") == p
     assert net.fetches == ["b.test"]
     # a new id: fetched again
-    net.txt["_mta-sts.b.test"] = ("ok", ["v=STSv1; id=two;"])
+    net.dns_says(("ok", ["v=STSv1; id=two;"]))
     net.bodies["b.test"] = enforce("*.b.test")
     p2 = await pol.policy("b.test")
     assert p2 is not None and (p2.mx, p2.id) == (("*.b.test",), "two")
@@ -206,16 +214,33 @@ async def test_cached_policy_outlives_dns_and_web_failures_until_it_expires() ->
     pol = net.policies()
     assert await pol.policy("b.test") is not None
     for answer in (("nxdomain", []), ("temp", []), ("ok", ["v=STSv1; id=bad id;"])):
-        net.txt["_mta-sts.b.test"] = answer  # type: ignore[assignment]
+        net.dns_says(answer)  # type: ignore[arg-type]
         assert (await pol.policy("b.test")) is not None, answer
     # a new id whose policy cannot be fetched: the old one stays
-    net.txt["_mta-sts.b.test"] = ("ok", ["v=STSv1; id=two;"])
+    net.dns_says(("ok", ["v=STSv1; id=two;"]))
     net.bodies["b.test"] = OSError("connection refused")
     p = await pol.policy("b.test")
     assert p is not None and p.id == "one"
     net.now += 3601
-    net.txt["_mta-sts.b.test"] = ("temp", [])
+    net.dns_says(("temp", []))
     assert await pol.policy("b.test") is None
+
+
+async def test_the_txt_answer_is_reused_for_a_minute() -> None:
+    net = Net()
+    pol = net.policies()
+    for _ in range(5):
+        assert await pol.policy("b.test") is None
+    assert net.lookups == 1
+    net.dns_says(("ok", ["v=STSv1; id=one;"]))
+    net.bodies["b.test"] = enforce()
+    assert await pol.policy("b.test") is not None
+    assert net.lookups == 2
+    # a DNS failure is not kept: the next attempt asks again
+    net.dns_says(("temp", []))
+    await pol.policy("b.test")
+    await pol.policy("b.test")
+    assert net.lookups == 4
 
 
 async def test_failed_fetch_is_not_retried_at_every_delivery() -> None:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from carteiro.queue.mta_sts import mx_matches
@@ -62,8 +63,8 @@ def verify(
     host: str,
     now: datetime.datetime | None = None,
 ) -> str:
-    """ "" when the chain (server certificate first, as sent) is authenticated by `records`
-    for the MX host `host`; else why not, in a few words."""
+    """Why the chain (server certificate first, as sent) is not authenticated by `records` for
+    the MX host `host`, in a few words; "" when it is."""
     if not chain_der:
         return "no certificate"
     try:
@@ -81,15 +82,61 @@ def verify(
     for i in range(1, len(chain)):
         if not _matches(chain[i], ta):
             continue
-        for j in range(i):  # each certificate below the anchor signed by the next one up
-            cert = chain[j]
+        # (the anchor's own dates are not checked: the DNS vouches for it)
+        return _below(chain[:i], when, issuer=chain[i]) or _named(leaf, host)
+    # a trust anchor published as its whole public key (2 1 0), which the server need not send
+    # (RFC 7671 5.2.2): a certificate of the chain signed by that key anchors it
+    for _u, sel, mtype, data in ta:
+        if sel != 1 or mtype != 0:
+            continue
+        try:
+            key = serialization.load_der_public_key(data)
+        except ValueError:
+            continue
+        for i, cert in enumerate(chain):
+            if _signed_by(cert, key):
+                return _below(chain[: i + 1], when) or _named(leaf, host)
+    return "no certificate of the chain matches the TLSA trust anchor records"
+
+
+def _named(leaf: x509.Certificate, host: str) -> str:
+    """RFC 7672 3.2.3: with a trust anchor, the server certificate must name the MX host."""
+    if any(mx_matches(name, host) for name in _names(leaf) if name):
+        return ""
+    return f"the certificate does not name {host}"
+
+
+def _below(
+    chain: Sequence[x509.Certificate],
+    when: datetime.datetime,
+    issuer: x509.Certificate | None = None,
+) -> str:
+    """The certificates below a trust anchor (leaf first): each signed by the next one (the
+    last by `issuer`, when given), each within its dates. "" or why not."""
+    for j, cert in enumerate(chain):
+        up = chain[j + 1] if j + 1 < len(chain) else issuer
+        if up is not None:
             try:
-                cert.verify_directly_issued_by(chain[j + 1])
+                cert.verify_directly_issued_by(up)
             except (ValueError, TypeError, InvalidSignature):
                 return "the chain below the TLSA trust anchor does not verify"
-            if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
-                return "a certificate below the TLSA trust anchor is expired or not yet valid"
-        if not any(mx_matches(name, host) for name in _names(leaf) if name):
-            return f"the certificate does not name {host}"
-        return ""
-    return "no certificate of the chain matches the TLSA trust anchor records"
+        if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+            return "a certificate below the TLSA trust anchor is expired or not yet valid"
+    return ""
+
+
+def _signed_by(cert: x509.Certificate, key: object) -> bool:
+    """Whether `key` made the certificate's signature (PKCS#1 v1.5, ECDSA, EdDSA)."""
+    algorithm = cert.signature_hash_algorithm
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True

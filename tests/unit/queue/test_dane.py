@@ -114,6 +114,19 @@ def test_dane_ta_checks_the_chain_the_name_and_the_dates() -> None:
     assert verify(CHAIN, [own], "mx.b.test", NOW) != ""
 
 
+def test_dane_ta_as_a_bare_public_key_the_server_need_not_send() -> None:
+    """2 1 0: the anchor's whole key in the DNS (RFC 7671 5.2.2)."""
+    ta = (2, 1, 0, spki(CA))
+    assert verify([der(LEAF)], [ta], "mx.b.test", NOW) == ""
+    assert verify(CHAIN, [ta], "mx.b.test", NOW) == ""
+    assert "does not name" in verify([der(LEAF)], [ta], "mx.c.test", NOW)
+    expired = cert("mx.b.test", LEAF_KEY, issuer=("Test CA", CA_KEY), days=(-60, -1))
+    assert "expired" in verify([der(expired)], [ta], "mx.b.test", NOW)
+    other = (2, 1, 0, OTHER_KEY.public_key().public_bytes(DER, SPKI))
+    assert "matches the TLSA trust anchor" in verify([der(LEAF)], [other], "mx.b.test", NOW)
+    assert verify([der(LEAF)], [(2, 1, 0, b"not a key")], "mx.b.test", NOW) != ""
+
+
 def test_only_dane_usages_are_usable() -> None:
     recs = ((0, 1, 1, b"a"), (1, 1, 1, b"b"), (2, 1, 1, b"c"), (3, 1, 1, b"d"), (3, 2, 1, b"e"))
     assert usable_tlsa(recs) == ((2, 1, 1, b"c"), (3, 1, 1, b"d"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import dns.asyncresolver
@@ -24,6 +25,9 @@ from carteiro.mailauth.lookup import Answer
 from carteiro.queue.routing import AddressAnswer, DNSStatus, MXAnswer, TLSAAnswer
 
 log = logging.getLogger("carteiro.dns")
+
+MEMO_MAX = 10_000  # answers kept by DNSResolver's memo
+NEGATIVE_MEMO = 1.0  # seconds a "no such name" / "no such record" answer is reused
 
 
 def make_resolver(
@@ -61,6 +65,8 @@ class DNSResolver:
     ) -> None:
         self.resolver = make_resolver(nameservers, timeout, dnssec)
         self.dnssec = dnssec
+        Memo = tuple[float, tuple[DNSStatus, tuple[object, ...], str, bool]]
+        self._memo: dict[tuple[str, str], Memo] = {}  # (name, type) -> (until, answer)
 
     async def _query(self, name: str, rdtype: str) -> tuple[DNSStatus, list[object], str]:
         status, rrs, err, _secure = await self._query_ad(name, rdtype)
@@ -68,23 +74,56 @@ class DNSResolver:
 
     async def _query_ad(self, name: str, rdtype: str) -> tuple[DNSStatus, list[object], str, bool]:
         """(status, records, error, validated): validated only when asked (dnssec) and the
-        resolver set AD on the answer, a denial of existence included."""
+        resolver set AD on the answer, a denial of existence included.
+
+        Answers are kept in a memo until they expire (a denial: NEGATIVE_MEMO seconds; a
+        failure: not at all): dnspython's own cache costs 20-60 us a lookup in its machinery,
+        the queue asks MX, AAAA, A and _mta-sts TXT at every delivery attempt, and a denial
+        without an SOA (some resolvers') is not cached by dnspython at all."""
+        hit = self._remembered(name, rdtype)
+        if hit is not None:
+            return hit
+        now = time.time()
+        key = (name, rdtype)
+        status, records, err, secure, expires = await self._resolve(name, rdtype)
+        if status != "temp":
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            until = expires if status == "ok" else now + NEGATIVE_MEMO
+            self._memo[key] = (until, (status, tuple(records), err, secure))
+        return status, records, err, secure
+
+    def _remembered(
+        self, name: str, rdtype: str
+    ) -> tuple[DNSStatus, list[object], str, bool] | None:
+        hit = self._memo.get((name, rdtype))
+        if hit is None or hit[0] <= time.time():
+            return None
+        status, rrs, err, secure = hit[1]
+        return status, list(rrs), err, secure
+
+    async def _resolve(
+        self, name: str, rdtype: str
+    ) -> tuple[DNSStatus, list[object], str, bool, float]:
+        """One lookup through dnspython (and its cache); the last item: when an answer
+        expires (time.time())."""
         try:
             answer = await self.resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN as e:
             responses = e.responses()  # type: ignore[no-untyped-call]
             secure = self.dnssec and all(_ad(r) for r in responses.values())
-            return "nxdomain", [], f"{name}: no such domain", secure
+            return "nxdomain", [], f"{name}: no such domain", secure, 0.0
         except dns.resolver.NoAnswer as e:
             secure = self.dnssec and _ad(e.response())  # type: ignore[no-untyped-call]
-            return "nodata", [], f"{name}: no {rdtype} record", secure
+            return "nodata", [], f"{name}: no {rdtype} record", secure, 0.0
         except dns.resolver.NoNameservers as e:  # SERVFAIL / REFUSED from every server
-            return "temp", [], f"{name} {rdtype}: {e}", False
+            return "temp", [], f"{name} {rdtype}: {e}", False, 0.0
         except (dns.exception.Timeout, dns.resolver.LifetimeTimeout):
-            return "temp", [], f"{name} {rdtype}: timed out", False
+            return "temp", [], f"{name} {rdtype}: timed out", False, 0.0
         except dns.exception.DNSException as e:
-            return "temp", [], f"{name} {rdtype}: {e}", False
-        return "ok", list(answer), "", self.dnssec and _ad(answer.response)
+            return "temp", [], f"{name} {rdtype}: {e}", False, 0.0
+        secure = self.dnssec and _ad(answer.response)
+        return "ok", list(answer), "", secure, float(answer.expiration)
 
     async def lookup(self, name: str, rdtype: str) -> Answer:
         """carteiro.mailauth.lookup.Resolver: A, AAAA, MX, PTR and TXT answers as plain values."""
@@ -118,10 +157,15 @@ class DNSResolver:
         return MXAnswer("ok", records, "", secure)
 
     async def addresses(self, host: str) -> AddressAnswer:
-        (s6, rr6, e6, ad6), (s4, rr4, e4, ad4) = await asyncio.gather(
-            self._query_ad(host, "AAAA"), self._query_ad(host, "A")
-        )
-        addrs = tuple(rr.address for rr in rr6 + rr4)  # type: ignore[attr-defined]
+        six, four = self._remembered(host, "AAAA"), self._remembered(host, "A")
+        if six is None or four is None:  # (both remembered: no tasks to gather)
+            six, four = await asyncio.gather(
+                self._query_ad(host, "AAAA"), self._query_ad(host, "A")
+            )
+        assert six is not None and four is not None
+        s6, rr6, e6, ad6 = six
+        s4, rr4, e4, ad4 = four
+        addrs = tuple(rr.address for rr in rr6 + rr4)  # type: ignore[attr-defined,union-attr]
         secure = ad6 and ad4
         if addrs:
             return AddressAnswer("ok", addrs, "", secure)

@@ -60,3 +60,39 @@ async def test_addresses_ipv4_and_ipv6(nameserver: str) -> None:
 async def test_unreachable_nameserver_is_temporary() -> None:
     r = DNSResolver([f"127.0.0.1:{free_port()}"], timeout=0.5)
     assert (await r.mx("b.test")).status == "temp"
+
+
+async def test_answers_are_remembered_until_they_expire(
+    nameserver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue asks the same names at every delivery attempt: an answer is kept for its TTL
+    (a denial for a second, a failure not at all) without going through dnspython again."""
+    import time
+
+    import carteiro.net.dns as netdns
+
+    r = DNSResolver([nameserver], timeout=2)
+    asked: list[tuple[str, str]] = []
+    real = r._resolve
+
+    async def counting(name: str, rdtype: str):  # type: ignore[no-untyped-def]
+        asked.append((name, rdtype))
+        return await real(name, rdtype)
+
+    monkeypatch.setattr(r, "_resolve", counting)
+    for _ in range(3):
+        assert (await r.mx("b.test")).status == "ok"
+        assert (await r.addresses("mx2.b.test")).addresses == ("127.0.0.4",)  # AAAA: none
+        assert (await r.mx("nowhere.test")).status == "nxdomain"
+        assert (await r.mx("broken.test")).status == "temp"
+    assert asked.count(("b.test", "MX")) == 1
+    assert asked.count(("mx2.b.test", "AAAA")) == 1
+    assert asked.count(("nowhere.test", "MX")) == 1
+    assert asked.count(("broken.test", "MX")) == 3  # a failure is asked again
+    # a second later the denials are asked again; the 60 s answers are still good
+    now = time.time() + netdns.NEGATIVE_MEMO + 0.5
+    monkeypatch.setattr(netdns.time, "time", lambda: now)
+    await r.mx("b.test")
+    await r.mx("nowhere.test")
+    assert asked.count(("b.test", "MX")) == 1
+    assert asked.count(("nowhere.test", "MX")) == 2

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -201,6 +202,9 @@ class Policies:
         self._cache: dict[str, Policy] = self._load()
         self._failed: dict[tuple[str, str], float] = {}  # (domain, id) -> retry after
         self._txt_memo: dict[str, tuple[float, str, list[str]]] = {}  # domain -> (until, answer)
+        self._write_lock = threading.Lock()
+        self._snapshots = 0  # cache snapshots taken; the file holds number _written
+        self._written = 0
         self._inflight: dict[str, asyncio.Future[Policy | None]] = {}
         # told of each failed discovery (TLS reports, RFC 8460): (domain, policy in force, type)
         self.on_failure: Callable[[str, Policy | None, str], None] | None = None
@@ -288,7 +292,7 @@ class Policies:
             policy.max_age,
             ident,
         )
-        self._save()
+        await self._save()
         return policy
 
     # ---- the cache file -----------------------------------------------------------------------
@@ -319,7 +323,8 @@ class Policies:
                 continue
         return out
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
+        """Write the cache file, off the event loop (an fsync), newest snapshot last."""
         if self._path is None:
             return
         now = self._clock()
@@ -338,13 +343,21 @@ class Policies:
             }
             for d, p in live.items()
         }
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w") as f:
-                json.dump(data, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path)
-        except OSError as e:
-            log.warning("mta-sts: cannot write the cache %s: %s", self._path, e)
+        self._snapshots += 1
+        await asyncio.to_thread(self._write, self._path, data, self._snapshots)
+
+    def _write(self, path: Path, data: dict[str, dict[str, object]], seq: int) -> None:
+        with self._write_lock:
+            if seq <= self._written:
+                return  # a newer snapshot is already on disk
+            tmp = path.with_name(path.name + ".tmp")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "w") as f:
+                    json.dump(data, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                self._written = seq
+            except OSError as e:
+                log.warning("mta-sts: cannot write the cache %s: %s", path, e)

@@ -101,6 +101,7 @@ class Route:
     hops: tuple[Hop, ...] = ()
     error: Reply | None = None  # no hop: why (5xx bounce now, 4xx retry later)
     sts: Policy | None = None  # the MTA-STS policy the MX hosts were chosen under (TLS reports)
+    dnssec_failed: tuple[str, ...] = ()  # MX hosts left out: their TLSA lookup failed (DANE)
 
 
 @dataclass
@@ -466,6 +467,7 @@ class Router:
             return None  # no validated TLSA RRset, and no failed lookup that could hide one
         hops: list[Hop] = []
         failed: list[str] = []
+        failed_hosts: list[str] = []
         c = self.config
         for (_pref, host), ans in zip(ordered, answers, strict=True):
             t = found.get(host)
@@ -475,6 +477,7 @@ class Router:
                 continue
             if t.status != "ok":
                 failed.append(f"{host}: {t.error}")
+                failed_hosts.append(host)
                 continue
             records = usable_tlsa(t.records)
             why = f"DANE TLSA of {host}" if records else f"DANE (unusable TLSA records of {host})"
@@ -484,8 +487,11 @@ class Router:
                 for a in addresses
             ]  # fmt: skip
         if hops:
-            return Route(hops=tuple(hops[:MAX_HOPS]))
-        return Route(error=Reply(451, "4.7.5", f"DANE: TLSA lookup failed ({'; '.join(failed)})"))
+            return Route(hops=tuple(hops[:MAX_HOPS]), dnssec_failed=tuple(failed_hosts))
+        return Route(
+            error=Reply(451, "4.7.5", f"DANE: TLSA lookup failed ({'; '.join(failed)})"),
+            dnssec_failed=tuple(failed_hosts),
+        )
 
     def _warn_once(self, domain: str, policy: Policy) -> bool:
         """Whether to log a policy mismatch now: once an hour per domain and policy, not at

@@ -51,6 +51,7 @@ RESULT_TYPES = frozenset(
         "certificate-not-trusted",
         "validation-failure",
         "tlsa-invalid",
+        "dnssec-invalid",
         "sts-policy-fetch-error",
         "sts-policy-invalid",
         "sts-webpki-invalid",

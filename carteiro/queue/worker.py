@@ -363,6 +363,9 @@ class QueueWorker:
             why = Reply(450, "4.7.0", f"held for {dest.domain} until its host asks (ETRN)")
             return [(r, Outcome(why)) for r in job.rcpts], None
         route = await self.router.route(dest)
+        if route.dnssec_failed and self.tls_report is not None:
+            for host in route.dnssec_failed:  # RFC 8460 4.3.2.1: not a session, but reported
+                self.tls_report.session(dest.domain, None, "dnssec-invalid", host)
         if route.error is not None or not route.hops:
             reply = route.error or Reply(451, "4.4.4", f"no route to {dest.key}")
             return [(r, Outcome(reply)) for r in job.rcpts], None

@@ -224,6 +224,7 @@ async def test_a_failed_tlsa_lookup_skips_the_host() -> None:
     rt = dane_router(r)
     route = await rt.route(rt.destination("b.test"))
     assert [h.host for h in route.hops] == ["mx2.b.test"]
+    assert route.dnssec_failed == ("mx1.b.test",)  # (for the TLS report: dnssec-invalid)
     r.tlsas["_25._tcp.mx2.b.test"] = TLSAAnswer("temp", error="SERVFAIL")
     route = await rt.route(rt.destination("b.test"))
     # every TLSA lookup failed: the records may be hidden by an attacker, so no downgrade to

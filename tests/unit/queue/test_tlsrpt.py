@@ -14,6 +14,7 @@ import pytest
 from queue_fakes import MESSAGE, FakeResolver, FakeTransport, env, make_queue, until
 
 from carteiro.queue.mta_sts import Policy
+from carteiro.queue.routing import Destination, Route
 from carteiro.queue.tlsrpt import (
     DAY,
     RESULT_TYPES,
@@ -271,3 +272,24 @@ def test_odd_but_readable_reports() -> None:
         ("?", "?", 0, 0, ()),
         ("?", "?", 0, 0, (("?", "", "", 0),)),
     )
+
+
+async def test_a_failed_tlsa_lookup_is_reported_as_dnssec_invalid(tmp_path: Path) -> None:
+    q = await make_queue(tmp_path / "q")
+    rec = Recorder(tmp_path / "tlsrpt.sqlite", clock=q.clock)
+    q.worker.tls_report = rec
+
+    async def route(dest: Destination) -> Route:
+        return Route(
+            error=Reply(451, "4.7.5", "DANE: TLSA lookup failed"), dnssec_failed=("mx.b.test",)
+        )
+
+    q.worker.router.route = route  # type: ignore[method-assign]
+    try:
+        qid = await q.spool.enqueue(env("bob@b.test"), MESSAGE)
+        await until(lambda: q.spool.messages[qid].recipients[0].attempts == 1)
+    finally:
+        await q.stop()
+    assert {(k[1], k[3], k[5]): n for k, n in rec._counts.items()} == {
+        ("b.test", "dnssec-invalid", "mx.b.test"): 1
+    }

@@ -160,13 +160,11 @@ def _parsed_mail(cfg: Config, account: str, parse: Callable[[bytes], T | None]) 
     return asyncio.run(read())
 
 
-def cmd_dmarc(args: argparse.Namespace) -> int:
-    """Read the DMARC aggregate reports delivered to the report account (every folder), keep
-    the new ones in DATA/dmarc.sqlite, and print what they say."""
-    import time
-
-    from carteiro.mailauth import dmarc_reports
-
+def _received(
+    args: argparse.Namespace, parse: Callable[[bytes], T | None]
+) -> tuple[Config, str, list[T]] | int:
+    """The reports `parse` finds in the report account's mail (--account, else postmaster's),
+    with the configuration and the account; or the exit status when there is none to read."""
     try:
         cfg = _config(args)
     except ConfigError as e:
@@ -175,7 +173,20 @@ def cmd_dmarc(args: argparse.Namespace) -> int:
     account = _report_account(cfg, args.account)
     if account is None:
         return 1
-    reports = _parsed_mail(cfg, account, dmarc_reports.parse_report)
+    return cfg, account, _parsed_mail(cfg, account, parse)
+
+
+def cmd_dmarc(args: argparse.Namespace) -> int:
+    """Read the DMARC aggregate reports delivered to the report account (every folder), keep
+    the new ones in DATA/dmarc.sqlite, and print what they say."""
+    import time
+
+    from carteiro.mailauth import dmarc_reports
+
+    got = _received(args, dmarc_reports.parse_report)
+    if isinstance(got, int):
+        return got
+    cfg, account, reports = got
     new = dmarc_reports.store_received(cfg.data_dir, reports)
     since = int(time.time() - args.days * 86400) if args.days else 0
     lines = dmarc_reports.summary(cfg.data_dir, since)
@@ -191,15 +202,10 @@ def cmd_tls_report(args: argparse.Namespace) -> int:
     say: sessions with and without TLS per sender and policy, then each kind of failure."""
     from carteiro.queue import tlsrpt
 
-    try:
-        cfg = _config(args)
-    except ConfigError as e:
-        print(f"carteiro: {e}", file=sys.stderr)
-        return EX_CONFIG
-    account = _report_account(cfg, args.account)
-    if account is None:
-        return 1
-    reports = _parsed_mail(cfg, account, tlsrpt.parse_received)
+    got = _received(args, tlsrpt.parse_received)
+    if isinstance(got, int):
+        return got
+    _cfg, account, reports = got
     if args.days:
         since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=args.days)
 

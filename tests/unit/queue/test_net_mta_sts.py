@@ -107,6 +107,7 @@ async def test_redirect_is_not_followed(web: tuple[Web, str]) -> None:
         (response(b"x" * (64 * 1024 + 1)), "over 65536"),
         (response(b"\xff\xfe bad"), "utf-8"),
         (b"SMTP/1.0 nonsense\r\n\r\n", "bad HTTP"),
+        (b"HTTP/1.1 200 OK\r\nX-Junk: " + b"a" * 100_000 + b"\r\n\r\n", "bad HTTP"),
     ],
 )
 async def test_bodies_that_are_refused(web: tuple[Web, str], reply: bytes, error: str) -> None:

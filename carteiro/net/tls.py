@@ -9,6 +9,7 @@ import datetime
 import ipaddress
 import os
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -18,12 +19,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def make_self_signed(cert_path: Path, key_path: Path, hostname: str, days: int = 825) -> None:
-    """Write an ECDSA P-256 key (mode 0600) and a self-signed certificate for `hostname`."""
+def make_self_signed(
+    cert_path: Path, key_path: Path, hostname: str, days: int = 825, also: Sequence[str] = ()
+) -> None:
+    """Write an ECDSA P-256 key (mode 0600) and a self-signed certificate for `hostname` (and
+    the names in `also`)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
+    sans += [x509.DNSName(n) for n in also]
     sans += [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),

@@ -15,7 +15,6 @@ the port of B's web listener (A fetches every policy from one port, as from 443)
 
 from __future__ import annotations
 
-import datetime
 import gzip
 import http.server
 import json
@@ -26,10 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from test_relay import (
     A_IP,
     ALICE,
@@ -42,6 +37,7 @@ from test_relay import (
     wait_for,
 )
 
+from carteiro.net.tls import make_self_signed
 from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
 
@@ -59,32 +55,7 @@ POLICIES = {  # (mta-sts.b.test's is B's own)
 
 def web_certificate(cert: Path, key: Path) -> None:
     """A self-signed certificate naming every mta-sts.<domain> host (the test's only web server)."""
-    k = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mta-sts test")])
-    now = datetime.datetime.now(datetime.UTC)
-    c = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(k.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(h) for h in [*POLICIES, "mta-sts.b.test"]]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(k, hashes.SHA256())
-    )
-    cert.write_bytes(c.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        k.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    make_self_signed(cert, key, "mta-sts.b.test", days=2, also=list(POLICIES))
 
 
 class PolicyHandler(http.server.BaseHTTPRequestHandler):

@@ -8,6 +8,9 @@ Figures:
   until the message is in B's store, p50 and p99.
 Baseline, same run: the same messages sent straight to B (one hop, no queue), so the ratio is
 the cost of the second hop: durable queue, DNS, outbound SMTP.
+- CPU per message of each server (every process and thread, from /proc, until idle) during the
+  throughput phases: A receives, queues, DKIM-signs (RSA and Ed25519) and delivers; B receives
+  and checks (SPF, and DKIM against A's keys, which the zone publishes), then stores.
 
 Run: .venv/bin/python bench/relay.py [--messages 5000] [--clients 8] [--latency 200]
 Not a test: it prints figures (copy them into bench/RESULTS.md).
@@ -29,8 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from carteiro.mailauth import dkim_keys
 from carteiro.store.sqlite_maildir import SqliteMaildirStore
 from carteiro.testing.dns import ZoneServer
+from carteiro.testing.procstat import wait_idle
 from carteiro.testing.server import ServerProcess, free_port
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
@@ -84,13 +89,18 @@ class Inbox:
         return time.perf_counter()
 
 
-async def throughput(inbox: Inbox, port: int, host: str, tag: str, n: int, clients: int) -> float:
+async def throughput(
+    inbox: Inbox, port: int, host: str, tag: str, n: int, clients: int, pids: list[int]
+) -> tuple[float, list[float]]:
+    """(messages/s until all are in B's store, CPU ms per message of each of `pids`)."""
     base = await inbox.count()
+    cpu = [await asyncio.to_thread(wait_idle, pid) for pid in pids]
     start = time.perf_counter()
     job = asyncio.create_task(asyncio.to_thread(inject, port, host, tag, n, clients))
     done = await inbox.wait(base + n, timeout=1800, step=0.05)
     await job
-    return n / (done - start)
+    used = [await asyncio.to_thread(wait_idle, pid) for pid in pids]
+    return n / (done - start), [(u - c) * 1000 / n for u, c in zip(used, cpu, strict=True)]
 
 
 async def latency(inbox: Inbox, port: int, host: str, tag: str, n: int) -> list[float]:
@@ -120,6 +130,13 @@ def servers(root: Path, dns_port: int) -> tuple[ServerProcess, ServerProcess]:
         users={BOB: "pw"},
         host=B_IP,
         services=("smtp",),
+        # B checks what A sends as a receiving MX does (loopback is exempt by default)
+        extra_config=(
+            f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
+            "[mailauth]\nignore_networks = []\n"
+            "[limits]\npregreet_wait = 0\nmessages_per_minute_per_ip = 0\n"
+            "connections_per_minute_per_ip = 0\nrecipients_per_minute_per_ip = 0\n"
+        ),
     )
     b.init()
     a = ServerProcess(
@@ -166,8 +183,12 @@ mx.a.test.  60 IN A {A_IP}
 b.test.     60 IN MX 10 mx.b.test.
 mx.b.test.  60 IN A {B_IP}
 """
-    dns = ZoneServer(zone, port=dns_port).start()
     a, b = servers(root, dns_port)
+    for entry in dkim_keys.active(a.data, "a.test", "carteiro"):  # B verifies A's signatures
+        record = dkim_keys.txt_record(dkim_keys.key_path(a.data, "a.test", entry.selector))
+        chunks = " ".join(f'"{record[i : i + 200]}"' for i in range(0, len(record), 200))
+        zone += f"{entry.selector}._domainkey.a.test. 60 IN TXT {chunks}\n"
+    dns = ZoneServer(zone, port=dns_port).start()
     try:
         b.start()
         a.start()
@@ -177,8 +198,14 @@ mx.b.test.  60 IN A {B_IP}
         print(
             f"relay A -> B: {n} x 1 KB messages, {c} clients; latency over {args.latency} messages"
         )
-        direct_tp = await throughput(inbox, b.ports["smtp"], B_IP, "direct", n, c)
-        relay_tp = await throughput(inbox, a.ports["smtp"], A_IP, "relay", n, c)
+        assert a.proc is not None and b.proc is not None
+        pids = [a.proc.pid, b.proc.pid]
+        direct_tp, (_, direct_b) = await throughput(
+            inbox, b.ports["smtp"], B_IP, "direct", n, c, pids
+        )
+        relay_tp, (relay_a, relay_b) = await throughput(
+            inbox, a.ports["smtp"], A_IP, "relay", n, c, pids
+        )
         direct_lat = await latency(inbox, b.ports["smtp"], B_IP, "direct-lat", args.latency)
         relay_lat = await latency(inbox, a.ports["smtp"], A_IP, "relay-lat", args.latency)
         await inbox.store.close()
@@ -187,6 +214,9 @@ mx.b.test.  60 IN A {B_IP}
         ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
         report("latency p50", pct(relay_lat, 50), pct(direct_lat, 50), "ms (low load)", ms)
         report("latency p99", pct(relay_lat, 99), pct(direct_lat, 99), "ms (low load)", ms)
+        cpu = lambda v: f"{v:.3f}"  # noqa: E731
+        report("CPU of A", relay_a, float("nan"), "ms per message (relay phase)", cpu)
+        report("CPU of B", relay_b, direct_b, "ms per message (B verifies A's DKIM)", cpu)
     finally:
         a.stop()
         b.stop()

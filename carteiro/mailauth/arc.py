@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from carteiro.mailauth.dkim_verify import (
     INLINE_MAX,
@@ -26,6 +28,7 @@ from carteiro.mailauth.dkim_verify import (
     header_fields,
 )
 from carteiro.mailauth.lookup import Answer, Resolver, txt_strings
+from carteiro.mailauth.openssl_rsa import OpenSSLRSA
 
 Result = Literal["none", "pass", "fail", "temperror"]
 ARC_FIELDS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")
@@ -56,14 +59,22 @@ class ARCResult:
         return (("header.oldest-pass", "0"),) if self.result == "pass" else ()
 
 
-def _arc_headers(message: bytes) -> list[tuple[bytes, bytes]]:
-    return [(n.lower(), v) for n, v in header_fields(message) if n.lower() in ARC_FIELDS]
+def _arc_headers(
+    message: bytes, fields: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
+    if fields is None:
+        fields = header_fields(message)
+    return [(n.lower(), v) for n, v in fields if n.lower() in ARC_FIELDS]
 
 
 async def verify(
-    resolver: Resolver, message: bytes, trusted_sealers: Iterable[str] = ()
+    resolver: Resolver,
+    message: bytes,
+    trusted_sealers: Iterable[str] = (),
+    fields: list[tuple[bytes, bytes]] | None = None,
 ) -> ARCResult:
-    headers = _arc_headers(message)
+    """The chain's result. `fields`: the message's header_fields, when the caller has them."""
+    headers = _arc_headers(message, fields)
     if not headers:
         return ARCResult("none")
     names = sorted(
@@ -120,6 +131,10 @@ class Sealer:
 
     def __init__(self, key_pem: bytes, domain: str, selector: str, authserv_id: str) -> None:
         self.key_pem = key_pem
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("an ARC set is signed with an RSA key (RFC 8617 uses rsa-sha256)")
+        self.rsa_key = key  # parsed once; dkimpy would redo it in pure Python at every seal
         self.domain = domain.lower().rstrip(".")
         self.selector = selector
         self.authserv_id = authserv_id
@@ -147,14 +162,20 @@ class Sealer:
     def seal(self, message: bytes, timestamp: int | None = None) -> bytes:
         """The ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results fields to put on
         top of `message`; b"" when the message has no Authentication-Results of ours (then
-        there is nothing to vouch for, RFC 8617 5.1.1)."""
-        fields = dkim.arc_sign(
-            message,
+        there is nothing to vouch for, RFC 8617 5.1.1). Two RSA signatures by OpenSSL (~2 ms,
+        the GIL mostly released) rather than dkimpy's pure Python (~14 ms, the GIL held)."""
+        sealer = _ARC(message, logger=_quiet, signature_algorithm=b"rsa-sha256", linesep=b"\r\n")
+        sealer.rsa_key = self.rsa_key
+        fields = sealer.sign(
             self.selector.encode("ascii"),
             self.domain.encode("idna"),
             self.key_pem,
             self.authserv_id.encode("utf-8"),
+            include_headers=sealer.default_sign_headers(),
             timestamp=timestamp if timestamp is not None else int(time.time()),
-            logger=_quiet,
         )
         return b"".join(fields)
+
+
+class _ARC(OpenSSLRSA, dkim.ARC):  # type: ignore[misc]
+    """dkimpy's ARC sealer (RFC 8617 5.1) with OpenSSL's RSA (mailauth/dkim.py)."""

@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dkim
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from carteiro.mailauth import dkim_keys
 from carteiro.mailauth.dkim_keys import DKIM_DIR, KEY_BITS, key_path
+from carteiro.mailauth.openssl_rsa import OpenSSLRSA
 
 log = logging.getLogger("carteiro.dkim")
 
@@ -153,37 +153,8 @@ def from_domain(message: bytes) -> str | None:
     return None
 
 
-class _DKIM(dkim.DKIM):  # type: ignore[misc]
-    """dkimpy's signer (canonicalization, header hashing, folding: RFC 6376 3.4, 3.7, 3.5) with
-    the RSA step done by `cryptography` (OpenSSL, about 1 ms, GIL released) instead of dkimpy's
-    pure-Python modular exponentiation (about 25 ms a message with the GIL held)."""
-
-    rsa_key: rsa.RSAPrivateKey
-
-    def gen_header(
-        self,
-        fields: list[tuple[bytes, bytes]],
-        include_headers: tuple[bytes, ...],
-        canon_policy: Any,
-        header_name: bytes,
-        pk: Any,
-        standardize: bool = False,
-    ) -> bytes:
-        value = b"; ".join(b"=".join(x) for x in fields)
-        value = dkim.fold(value, namelen=len(header_name), linesep=b"\r\n")
-        value = dkim.RE_BTAG.sub(b"\\1", value)
-        h = dkim.HashThrough(self.hasher(), self.debug_content)
-        headers = canon_policy.canonicalize_headers(self.headers)
-        self.signed_headers = dkim.hash_headers(
-            h, canon_policy, headers, include_headers, (header_name, b" " + value), dict(fields)
-        )
-        signature = self.rsa_key.sign(
-            h.digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
-        )
-        fields = [(k, base64.b64encode(signature) if k == b"b" else v) for k, v in fields]
-        value = b"; ".join(b"=".join(x) for x in fields) + self.linesep
-        folded: bytes = dkim.fold(value, namelen=len(header_name), linesep=self.linesep)
-        return folded
+class _DKIM(OpenSSLRSA, dkim.DKIM):  # type: ignore[misc]
+    """dkimpy's DKIM signer (canonicalization, header hashing, folding) with OpenSSL's RSA."""
 
 
 @dataclass(frozen=True, slots=True)

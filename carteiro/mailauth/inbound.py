@@ -194,10 +194,11 @@ class Checker:
         try:
             async with asyncio.timeout(settings.dns_timeout):
                 if message is not None:
-                    authors = dmarc.author_domains(dkim_verify.header_fields(message))
+                    fields = dkim_verify.header_fields(message)  # parsed once for the three
+                    authors = dmarc.author_domains(fields)
                     signatures, arc_result = await asyncio.gather(
-                        dkim_verify.verify(self.resolver, message),
-                        arc.verify(self.resolver, message, settings.arc_trusted_sealers),
+                        dkim_verify.verify(self.resolver, message, fields),
+                        arc.verify(self.resolver, message, settings.arc_trusted_sealers, fields),
                     )
                 elif head is not None:
                     authors = dmarc.author_domains(dkim_verify.header_fields(head))

@@ -99,3 +99,31 @@ async def test_trusted_arc_rescues_a_list_message_from_dmarc_reject(tmp_path: Pa
         )  # fmt: skip
         assert verdict.action == action, (trusted, verdict.header)
         assert b"arc=pass" in verdict.header and b"dmarc=fail" in verdict.header
+
+
+def test_seal_is_dkimpy_own_seal_byte_for_byte(tmp_path: Path) -> None:
+    """The sealer signs with OpenSSL (mailauth/dkim.py OpenSSLRSA); RSA PKCS#1 v1.5 is
+    deterministic, so its fields must be exactly those of dkimpy's pure-Python arc_sign, for a
+    first instance and for a second one sealing over a chain (cv=pass)."""
+    signed, _dns, lst, fwd = setup(tmp_path)
+
+    def pure(sealer: Sealer, message: bytes) -> bytes:
+        return b"".join(
+            dkim.arc_sign(
+                message,
+                sealer.selector.encode(),
+                sealer.domain.encode(),
+                sealer.key_pem,
+                sealer.authserv_id.encode(),
+                timestamp=1700000000,
+            )
+        )
+
+    once = received_by(lst, signed, "dkim=pass header.d=a.test; dmarc=pass header.from=a.test")
+    first = once[: once.index(b"Authentication-Results: mx.list.test")]
+    assert first == pure(lst, once[len(first) :])
+    assert b"ARC-Seal: i=1; cv=none; a=rsa-sha256" in first
+    twice = received_by(fwd, once, "arc=pass; dkim=pass header.d=a.test")
+    second = twice[: twice.index(b"Authentication-Results: mx.fwd.test")]
+    assert second == pure(fwd, twice[len(second) :])
+    assert b"ARC-Seal: i=2; cv=pass; a=rsa-sha256" in second

@@ -86,3 +86,18 @@ def test_dns_records(tmp_path: Path) -> None:
     assert by_type[("_dmarc.a.test.", "TXT")].startswith('"v=DMARC1; p=')
     zone = format_zone(recs, "mail.a.test")
     assert "a.test.  " in zone and "IN MX  10 mail.a.test." in zone
+
+
+def test_signature_is_dkimpy_own_byte_for_byte(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The signer's RSA step is OpenSSL's (OpenSSLRSA); PKCS#1 v1.5 is deterministic, so the
+    field must be exactly the one dkimpy's pure-Python signer makes with the same key and time."""
+    from carteiro.mailauth.dkim import EXTRA_SIGNED_FIELDS
+
+    path = ensure_dkim_key(tmp_path, "a.test", "carteiro")
+    monkeypatch.setattr(dkim.time, "time", lambda: 1700000000.5)
+    ours = DKIMSigner(tmp_path, ["a.test"], "carteiro")(MESSAGE)
+    d = dkim.DKIM(MESSAGE, signature_algorithm=b"rsa-sha256", linesep=b"\r\n")
+    d.should_sign.update(EXTRA_SIGNED_FIELDS)
+    pure = d.sign(b"carteiro", b"a.test", path.read_bytes(), canonicalize=(b"relaxed", b"relaxed"))
+    assert ours == pure
+    assert b"t=1700000000;" in ours

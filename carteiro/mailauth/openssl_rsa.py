@@ -1,0 +1,130 @@
+"""dkimpy's RSA steps done by OpenSSL (through `cryptography`) instead of in pure Python.
+
+dkimpy (DKIM, RFC 6376; ARC, RFC 8617) canonicalizes, hashes and folds well, but does RSA with
+Python integers: a 2048-bit signature ~7 ms with the GIL held, a verification ~0.4 ms (most of
+it turning integers into bytes one octet at a time), and it parses a signing key's PEM again in
+pure Python at every signature (~135 us). Measured and replaced here (bench/RESULTS.md,
+2026-12-08):
+- `OpenSSLRSA` is mixed into dkimpy's DKIM and ARC signers: its `gen_header` is dkimpy's with
+  the RSA step done by OpenSSL (`rsa_key`, parsed once by the caller);
+- dkimpy's module-level `parse_pem_private_key` becomes a memo of itself (a pure function of the
+  PEM's bytes; its result only reaches gen_header, which no longer uses it);
+- dkimpy's `evaluate_pk` (a key record's parse) becomes a memo of itself too;
+- dkimpy's module-level `RSASSA_PKCS1_v1_5_verify` becomes `rsa_verify`, the same test by
+  OpenSSL. It answers as dkimpy's for every key of 1,024 bits or more (smaller ones, and any
+  key OpenSSL will not build, go to dkimpy's own): a signature shorter than the modulus is
+  left-padded with zeros, as dkimpy's integer arithmetic reads it; one not below the modulus
+  is refused (RFC 8017 5.2.2), where dkimpy would reduce it first.
+dkimpy's results are checked against these byte for byte (signatures) and answer for answer
+(verification) in tests/unit/mailauth/test_openssl_rsa.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from typing import Any
+
+import dkim
+import dkim.crypto
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+MIN_BITS = 1024  # smaller keys (refused by our verifiers anyway) keep dkimpy's own arithmetic
+_HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}
+_pure_verify = dkim.crypto.RSASSA_PKCS1_v1_5_verify
+
+
+class OpenSSLRSA:
+    """dkimpy's `DomainSigner.gen_header` (RFC 6376 3.5 and 3.7: the field, folded, hashed with
+    the signed header fields and signed; RFC 8617 5.1 the same for an ARC set's two signatures)
+    with the RSA step done by `cryptography` (OpenSSL, ~1 ms a 2048-bit signature, the GIL
+    released) instead of dkimpy's pure-Python modular exponentiation (~7 ms, the GIL held). Mixed
+    into dkimpy's DKIM and ARC signers; `rsa_key` is set on the instance before `sign`."""
+
+    rsa_key: rsa.RSAPrivateKey
+
+    def gen_header(
+        self,
+        fields: list[tuple[bytes, bytes]],
+        include_headers: tuple[bytes, ...],
+        canon_policy: Any,
+        header_name: bytes,
+        pk: Any,
+        standardize: bool = False,
+    ) -> bytes:
+        if self.signature_algorithm != b"rsa-sha256":  # type: ignore[attr-defined]
+            return super().gen_header(  # type: ignore[misc, no-any-return]
+                fields, include_headers, canon_policy, header_name, pk, standardize
+            )
+        if standardize:  # as dkimpy: tags sorted, values lowercased without spaces (but bh=)
+            lower = [(k, v.lower().replace(b" ", b"")) for k, v in fields if k != b"bh"]
+            kept = [(k, v.replace(b" ", b"")) for k, v in fields if k == b"bh"]
+            fields = sorted(lower + kept, key=lambda kv: kv[0])
+        value = b"; ".join(b"=".join(x) for x in fields)
+        if not standardize:
+            value = dkim.fold(value, namelen=len(header_name), linesep=b"\r\n")
+        value = dkim.RE_BTAG.sub(b"\\1", value)
+        h = dkim.HashThrough(self.hasher(), self.debug_content)  # type: ignore[attr-defined]
+        headers = canon_policy.canonicalize_headers(self.headers)  # type: ignore[attr-defined]
+        self.signed_headers = dkim.hash_headers(
+            h, canon_policy, headers, include_headers, (header_name, b" " + value), dict(fields)
+        )
+        signature = self.rsa_key.sign(
+            h.digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
+        )
+        fields = [(k, base64.b64encode(signature) if k == b"b" else v) for k, v in fields]
+        linesep: bytes = self.linesep  # type: ignore[attr-defined]
+        value = b"; ".join(b"=".join(x) for x in fields) + linesep
+        if standardize:
+            return value
+        folded: bytes = dkim.fold(value, namelen=len(header_name), linesep=linesep)
+        return folded
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(n: int, e: int) -> rsa.RSAPublicKey:
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+def rsa_verify(hash: Any, signature: bytes, public_key: dict[str, int]) -> bool:
+    """dkimpy's `RSASSA_PKCS1_v1_5_verify(hash, signature, public_key)` by OpenSSL: whether
+    `signature` is the RSASSA-PKCS1-v1_5 signature of `hash` (a hashlib-like object) under the
+    key {'modulus', 'publicExponent'}."""
+    algorithm = _HASHES.get(str(getattr(hash, "name", "")).lower())
+    n, e = public_key.get("modulus"), public_key.get("publicExponent")
+    if algorithm is None or type(n) is not int or type(e) is not int or n.bit_length() < MIN_BITS:
+        return bool(_pure_verify(hash, signature, public_key))
+    size = (n.bit_length() + 7) // 8
+    if len(signature) > size:
+        return bool(_pure_verify(hash, signature, public_key))
+    try:
+        key = _public_key(n, e)
+    except (ValueError, UnsupportedAlgorithm):
+        return bool(_pure_verify(hash, signature, public_key))
+    try:
+        key.verify(
+            signature.rjust(size, b"\0"),
+            hash.digest(),
+            padding.PKCS1v15(),
+            utils.Prehashed(algorithm),
+        )
+    except InvalidSignature:
+        return False
+    return True
+
+
+def install() -> None:
+    """Put the replacements into dkimpy's module (once; importing this module does it)."""
+    if getattr(dkim, "_carteiro_openssl", False):
+        return
+    dkim.parse_pem_private_key = functools.lru_cache(maxsize=32)(dkim.parse_pem_private_key)
+    dkim.RSASSA_PKCS1_v1_5_verify = rsa_verify
+    # a key record's parse (tag list, base64, ASN.1: ~50 us), asked twice per signature (our
+    # checks, then dkimpy's) and again for each message of the same sender
+    dkim.evaluate_pk = functools.lru_cache(maxsize=512)(dkim.evaluate_pk)
+    dkim._carteiro_openssl = True
+
+
+install()

@@ -559,23 +559,34 @@ class DMARCReportTask(_ReportTask):
 
 
 class TLSReportTask(_ReportTask):
-    """Writes the counted TLS sessions and mails each domain that asks for it (`_smtp._tls`
-    TXT, rua=mailto:) its report (RFC 8460) through the outbound queue when a period has ended."""
+    """Writes the counted TLS sessions and sends each domain that asks for it (`_smtp._tls`
+    TXT) its report (RFC 8460) when a period has ended: by mail through the outbound queue to
+    its rua=mailto: addresses, by HTTPS POST to its rua=https: URIs (kept in an outbox in the
+    database until posted, retried for three days)."""
 
     name = "tls-rpt"
+    POSTS_AT_ONCE = 8
 
     def __init__(self, cfg: Config, recorder: TLSRecorder, spool: Spool, resolver: object) -> None:
         super().__init__(cfg, recorder, spool)
         self.tls = recorder
         self.lookup = getattr(resolver, "lookup", None)
+        self.addresses = getattr(resolver, "addresses", None)
         self.period = recorder.period
         self.tick = min(60.0, max(0.5, self.period / 4))
+        q = cfg.queue
+        self.cafile = str(cfg.path(q.tls_cafile)) if q.tls_cafile else ""
 
     async def once(self, now: float | None = None) -> int:
+        await asyncio.to_thread(self.recorder.flush)
+        sent = await self._reports(now)
+        await self._posts(now)
+        return sent
+
+    async def _reports(self, now: float | None) -> int:
         from carteiro.net.mta_sts import txt_lookup
         from carteiro.queue import tlsrpt
 
-        await asyncio.to_thread(self.recorder.flush)
         path = self.tls.path
         due = await asyncio.to_thread(
             tlsrpt.due_reports, path, self.org, self.sender, self.period, now
@@ -586,31 +597,84 @@ class TLSReportTask(_ReportTask):
         sent = 0
         for report in due:
             status, records = await txt(f"_smtp._tls.{report.domain}")
-            age = (now if now is not None else time.time()) - report.end
-            if status == "temp" and age < TLS_REPORT_RETRY:
+            clock = now if now is not None else time.time()
+            if status == "temp" and clock - report.end < TLS_REPORT_RETRY:
                 log.info("tls-rpt: report for %s put off: DNS failed for now", report.domain)
                 continue  # the next round asks DNS again
-            uris = tlsrpt.parse_record(records) if status == "ok" else None
-            to = tlsrpt.mailto_addresses(uris or [])
-            others = [u for u in uris or [] if not u.lower().startswith("mailto:")]
+            uris = (tlsrpt.parse_record(records) if status == "ok" else None) or []
+            to = tlsrpt.mailto_addresses(uris)
+            posts = tlsrpt.https_uris(uris) if self.addresses is not None else []
+            others = [u for u in uris if u[:7].lower() != "mailto:" and u not in posts]
             if others:
-                log.info("tls-rpt: %s asks for reports at %s: only mailto: is supported",
-                         report.domain, ", ".join(others))  # fmt: skip
+                log.info("tls-rpt: %s asks for reports at %s: not used (mailto: and at most"
+                         " %d https: URIs are)", report.domain, ", ".join(others),
+                         tlsrpt.MAX_HTTPS)  # fmt: skip
             if to:
                 message = tlsrpt.compose(self.org, self.sender, to, report, self.cfg.hostname)
                 env = Envelope(self.sender, tuple(QueuedRecipient(a) for a in to))
                 await self.spool.enqueue(env, message)
-                sent += 1
                 log.info(
                     "tls-rpt: report for %s (%d sessions) to %s",
                     report.domain,
                     report.sessions,
                     ", ".join(to),
                 )
-            await asyncio.to_thread(tlsrpt.forget, path, report)
+            if to or posts:
+                sent += 1
+            if posts:  # the outbox rows and the forgetting in one transaction
+                await asyncio.to_thread(tlsrpt.queue_posts, path, report, posts, clock)
+            else:
+                await asyncio.to_thread(tlsrpt.forget, path, report)
         return sent
 
+    async def _posts(self, now: float | None) -> None:
+        """POST what the outbox holds and is due (RFC 8460 5.3.2: a 2xx is delivered)."""
+        from carteiro.net import https
+        from carteiro.net.tls import client_context
+        from carteiro.queue import tlsrpt
 
+        path = self.tls.path
+        clock = now if now is not None else time.time()
+        due = await asyncio.to_thread(tlsrpt.due_posts, path, clock)
+        if not due or self.addresses is None:
+            return
+        ctx = client_context(verify=True, cafile=self.cafile or None)
+        room = asyncio.Semaphore(self.POSTS_AT_ONCE)
+        addresses = self.addresses
+
+        async def post(p: tlsrpt.Post) -> None:
+            host, port, target = tlsrpt.post_target(p.uri)
+            async with room:
+                try:
+                    resp = await https.request(
+                        host,
+                        addresses,
+                        ctx,
+                        "POST",
+                        target,
+                        port=port,
+                        headers=[
+                            ("Content-Type", "application/tlsrpt+gzip"),
+                            ("User-Agent", "carteiro (TLS-RPT)"),
+                        ],
+                        body=p.body,
+                        timeout=POST_TIMEOUT,
+                    )
+                    ok, why = 200 <= resp.status < 300, f"HTTP {resp.status}"
+                except (OSError, ValueError, TimeoutError) as e:
+                    ok, why = False, str(e) or type(e).__name__
+            gone = await asyncio.to_thread(tlsrpt.post_done, path, p, ok, clock)
+            if ok:
+                log.info("tls-rpt: report %s for %s posted to %s", p.report_id, p.domain, p.uri)
+            else:
+                log.warning("tls-rpt: posting report %s for %s to %s failed (%s); %s",
+                            p.report_id, p.domain, p.uri, why,
+                            "dropped" if gone else "trying again later")  # fmt: skip
+
+        await asyncio.gather(*(post(p) for p in due))
+
+
+POST_TIMEOUT = 60.0  # seconds for one HTTPS POST of a TLS report
 TLS_REPORT_RETRY = 3 * 86400.0  # seconds a report waits out DNS failures, then dropped
 
 

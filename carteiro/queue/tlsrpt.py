@@ -12,7 +12,8 @@ written to DATA/queue/tlsrpt.sqlite in batches (Recorder.flush, off the event lo
 Reporting: after each period (a UTC day), a domain whose `_smtp._tls.<domain>` TXT record
 ("v=TLSRPTv1; rua=mailto:...") names mail addresses gets the period's JSON report (RFC 8460 4.4),
 gzip-compressed, in a multipart/report message (5.3), through the outbound queue (so DKIM-signed).
-Domains without such a record are simply forgotten. https: report URIs are not supported (logged).
+Domains without such a record are simply forgotten. https: URIs get the gzip-compressed JSON by
+HTTPS POST (5.3.2), kept in the database's outbox until posted (retried for three days).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 import zlib
 from collections import Counter
@@ -64,6 +66,10 @@ CREATE TABLE IF NOT EXISTS sessions (
   sending_ip TEXT NOT NULL, mx_host TEXT NOT NULL, receiving_ip TEXT NOT NULL,
   count INTEGER NOT NULL,
   PRIMARY KEY (begin, domain, policy, result, sending_ip, mx_host, receiving_ip));
+CREATE TABLE IF NOT EXISTS posts (
+  uri TEXT NOT NULL, report_id TEXT NOT NULL, domain TEXT NOT NULL, body BLOB NOT NULL,
+  created INTEGER NOT NULL, next_try INTEGER NOT NULL, tries INTEGER NOT NULL,
+  PRIMARY KEY (uri, report_id));
 """
 
 
@@ -185,6 +191,99 @@ def parse_record(records: list[str]) -> list[str] | None:
     if fields.get("v") != "TLSRPTv1" or not fields.get("rua"):
         return None
     return [u.strip() for u in fields["rua"].split(",") if u.strip()]
+
+
+MAX_HTTPS = 4  # https: report URIs of one record that get the report (the rest are logged)
+POST_RETRY = (300, 1800, 7200, 21600, 43200)  # seconds before each new try of a failed POST
+POST_GIVE_UP = 3 * DAY  # a report not posted by then is dropped
+
+
+def https_uris(uris: Sequence[str]) -> list[str]:
+    """The usable `https:` URIs of a record's rua (RFC 8460 3): an absolute https URL with a
+    host and no user information; at most MAX_HTTPS."""
+    out = []
+    for uri in uris:
+        if uri[:8].lower() != "https://" or any(c in uri for c in " \t\r\n<>\\"):
+            continue
+        try:
+            parts = urllib.parse.urlsplit(uri)
+            parts.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError:
+            continue
+        if parts.hostname and "@" not in parts.netloc and not parts.fragment:
+            out.append(uri)
+    return out[:MAX_HTTPS]
+
+
+def post_target(uri: str) -> tuple[str, int, str]:
+    """(host, port, request target) of a URI https_uris kept."""
+    parts = urllib.parse.urlsplit(uri)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return str(parts.hostname), parts.port or 443, target
+
+
+def queue_posts(path: Path, report: Report, uris: Sequence[str], now: float) -> None:
+    """Keep the report's gzip-compressed JSON for each https URI until it is posted (in the
+    same transaction that forgets the report's sessions, so neither is lost nor sent twice)."""
+    body = gzip.compress(report.body, mtime=0)
+    conn = open_db(path)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO posts VALUES (?, ?, ?, ?, ?, ?, 0)",
+                [(u, report.report_id, report.domain, body, int(now), int(now)) for u in uris],
+            )
+            conn.execute(
+                "DELETE FROM sessions WHERE domain = ? AND begin = ?", (report.domain, report.begin)
+            )
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    uri: str
+    report_id: str
+    domain: str
+    body: bytes
+    created: int
+    tries: int
+
+
+def due_posts(path: Path, now: float, limit: int = 100) -> list[Post]:
+    if not path.exists():
+        return []
+    conn = open_db(path)
+    try:
+        rows = conn.execute(
+            "SELECT uri, report_id, domain, body, created, tries FROM posts WHERE next_try <= ?"
+            " ORDER BY next_try LIMIT ?",
+            (int(now), limit),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [Post(u, r, d, bytes(b), c, t) for u, r, d, b, c, t in rows]
+
+
+def post_done(path: Path, post: Post, ok: bool, now: float) -> bool:
+    """Record an attempt: posted, or failed (tried again later, or dropped once POST_GIVE_UP
+    has passed). True when the post is gone from the outbox."""
+    conn = open_db(path)
+    try:
+        with conn:
+            if ok or now - post.created >= POST_GIVE_UP:
+                conn.execute(
+                    "DELETE FROM posts WHERE uri = ? AND report_id = ?", (post.uri, post.report_id)
+                )
+                return True
+            wait = POST_RETRY[min(post.tries, len(POST_RETRY) - 1)]
+            conn.execute(
+                "UPDATE posts SET tries = tries + 1, next_try = ? WHERE uri = ? AND report_id = ?",
+                (int(now) + wait, post.uri, post.report_id),
+            )
+            return False
+    finally:
+        conn.close()
 
 
 def mailto_addresses(uris: Sequence[str]) -> list[str]:

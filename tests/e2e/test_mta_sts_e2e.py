@@ -8,6 +8,8 @@ after the test DNS announces them; server B takes the mail.
   delivered; the TLS failure is queued with the policy named.
 - e.test (no policy, MX mx.d.test): delivered over opportunistic TLS, the control for d.test.
 - f.test (testing, mx: *.elsewhere.test, MX mx.d.test): delivered anyway, as testing says.
+- TLS reports (RFC 8460) of A's sessions go to b.test and d.test by mail; d.test's record also
+  names an https: URI, where the same report is posted.
 
 The policies of c.test, d.test and f.test come from a web server in this process, on WEB_IP and
 the port of B's web listener (A fetches every policy from one port, as from 443).
@@ -55,11 +57,20 @@ POLICIES = {  # (mta-sts.b.test's is B's own)
 
 def web_certificate(cert: Path, key: Path) -> None:
     """A self-signed certificate naming every mta-sts.<domain> host (the test's only web server)."""
-    make_self_signed(cert, key, "mta-sts.b.test", days=2, also=list(POLICIES))
+    make_self_signed(cert, key, "mta-sts.b.test", days=2, also=[*POLICIES, "report.d.test"])
 
 
 class PolicyHandler(http.server.BaseHTTPRequestHandler):
     fetched: list[str] = []
+    posted: list[tuple[str, str, str, bytes]] = []  # (host, path, Content-Type, body)
+
+    def do_POST(self) -> None:  # d.test's TLS reports (RFC 8460 5.3.2)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        host = self.headers.get("Host") or ""
+        PolicyHandler.posted.append((host, self.path, self.headers.get("Content-Type", ""), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").split(":")[0]
@@ -96,13 +107,13 @@ mx.b.test.   60 IN A {B_IP}
 mx.d.test.   60 IN A {B_IP}
 _mta-sts.c.test. 60 IN TXT "v=STSv1; id=c1;"
 _smtp._tls.b.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@b.test"
-_smtp._tls.d.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@b.test,https://report.d.test/"
 _mta-sts.d.test. 60 IN TXT "v=STSv1; id=d1;"
 _mta-sts.f.test. 60 IN TXT "v=STSv1; id=f1;"
 mta-sts.b.test. 60 IN A {B_IP}
 mta-sts.c.test. 60 IN A {WEB_IP}
 mta-sts.d.test. 60 IN A {WEB_IP}
 mta-sts.f.test. 60 IN A {WEB_IP}
+report.d.test. 60 IN A {WEB_IP}
 """
     b = ServerProcess(
         root / "b",
@@ -122,6 +133,10 @@ mta-sts.f.test. 60 IN A {WEB_IP}
     httpd = http.server.ThreadingHTTPServer((WEB_IP, web_port), PolicyHandler)
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    zone += (
+        '_smtp._tls.d.test. 60 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@b.test,'
+        f'https://report.d.test:{web_port}/tlsrpt?from=a,ftp://report.d.test/"\n'
+    )
     # the TXT record B's `carteiro dns-records` says to publish
     printed = b.cli("dns-records", "b.test").stdout
     (txt_line,) = [line for line in printed.splitlines() if line.startswith("_mta-sts.b.test.")]
@@ -226,7 +241,18 @@ def test_tls_reports(net: tuple[ServerProcess, ServerProcess]) -> None:
     assert all(d["sending-mta-ip"] and d["receiving-ip"] == B_IP for d in failed)
     doc = reports["d.test"][0]
     assert doc["organization-name"] == "mx.a.test" and doc["contact-info"] == "postmaster@a.test"
-    assert "only mailto: is supported" in a.log_path.read_text()
+    # d.test's record also names an https: URI: the same report was posted there, gzipped
+    wait_for(lambda: bool(PolicyHandler.posted), what="a TLS report posted to d.test")
+    host, path, ctype, body = PolicyHandler.posted[0]
+    assert (host.split(":")[0], path, ctype) == (
+        "report.d.test",
+        "/tlsrpt?from=a",
+        "application/tlsrpt+gzip",
+    )
+    posted = json.loads(gzip.decompress(body))
+    assert posted["policies"][0]["policy"]["policy-domain"] == "d.test"
+    assert posted["organization-name"] == "mx.a.test"
+    assert "asks for reports at ftp://report.d.test/: not used" in a.log_path.read_text()
     # and B's operator reads them with `carteiro tls-report`
     out = b.cli("tls-report", "--account", "tlsrpt@b.test").stdout
     assert re.search(r"^d\.test: mx\.a\.test \(.*, sts\): \d+ sessions with TLS, [1-9]", out, re.M)

@@ -221,8 +221,9 @@ def main() -> None:
                             f"  carteiro/postfix CPU {got['carteiro'][1] / got['postfix'][1]:.2f}x"
                         )
                     print(f"run {run + 1} (load {load:4.1f}) {rcpt:6}: " + "; ".join(parts) + ratio)
-            if "postfix" in servers:
-                delivered = sum(1 for _ in (pf.dir / "vmail" / "bench" / "new").iterdir())
+            new = pf.dir / "vmail" / "bench" / "new"
+            if "postfix" in servers and new.exists():  # (no local recipient: no Maildir)
+                delivered = sum(1 for _ in new.iterdir())
                 print(f"postfix: {delivered} messages in the Maildir")
         finally:
             srv.stop()

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from carteiro.mailauth.dkim_verify import (
     INLINE_MAX,
+    MAX_KEY_RECORD,
     MAX_SIGNATURES,
     _key_name,
     _tags,
@@ -96,7 +97,9 @@ def verify_with_keys(
     def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
         answer = keys.get(name.decode("ascii", "replace").lower().rstrip("."))
         records = txt_strings(answer) if answer else []
-        return records[0] if records else None
+        if not records or len(records[0]) > MAX_KEY_RECORD:
+            return None  # none, or too large to parse (dkim_verify.MAX_KEY_RECORD): no key
+        return records[0]
 
     try:
         cv, results, reason = dkim.ARC(message, logger=_quiet, minkey=1024).verify(dnsfunc=dnsfunc)

@@ -32,6 +32,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 MIN_BITS = 1024  # smaller keys (refused by our verifiers anyway) keep dkimpy's own arithmetic
+# larger keys are refused outright (OpenSSL's own ceiling): dkimpy's arithmetic would spend
+# seconds on a key of a few hundred thousand bits that a hostile sender publishes
+MAX_BITS = 16384
 _HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}
 _pure_verify = dkim.crypto.RSASSA_PKCS1_v1_5_verify
 
@@ -94,6 +97,8 @@ def rsa_verify(hash: Any, signature: bytes, public_key: dict[str, int]) -> bool:
     key {'modulus', 'publicExponent'}."""
     algorithm = _HASHES.get(str(getattr(hash, "name", "")).lower())
     n, e = public_key.get("modulus"), public_key.get("publicExponent")
+    if type(n) is int and n.bit_length() > MAX_BITS:
+        raise dkim.KeyFormatError(f"public key too large: {n.bit_length()} bits")
     if algorithm is None or type(n) is not int or type(e) is not int or n.bit_length() < MIN_BITS:
         return bool(_pure_verify(hash, signature, public_key))
     size = (n.bit_length() + 7) // 8

@@ -28,8 +28,8 @@ from carteiro.mailauth.dkim_verify import (
     _tags,
     header_fields,
 )
+from carteiro.mailauth.dkimpy_fast import OpenSSLRSA
 from carteiro.mailauth.lookup import Answer, Resolver, txt_strings
-from carteiro.mailauth.openssl_rsa import OpenSSLRSA
 
 Result = Literal["none", "pass", "fail", "temperror"]
 ARC_FIELDS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from carteiro.mailauth import dkim_keys
 from carteiro.mailauth.dkim_keys import DKIM_DIR, KEY_BITS, key_path
-from carteiro.mailauth.openssl_rsa import OpenSSLRSA
+from carteiro.mailauth.dkimpy_fast import OpenSSLRSA
 
 log = logging.getLogger("carteiro.dkim")
 

@@ -1,4 +1,5 @@
-"""dkimpy's RSA steps done by OpenSSL (through `cryptography`) instead of in pure Python.
+"""dkimpy made fast where it is slow: its RSA steps done by OpenSSL (through `cryptography`)
+instead of in pure Python, and its relaxed body canonicalization without needless regex work.
 
 dkimpy (DKIM, RFC 6376; ARC, RFC 8617) canonicalizes, hashes and folds well, but does RSA with
 Python integers: a 2048-bit signature ~7 ms with the GIL held, a verification ~0.4 ms (most of
@@ -15,17 +16,25 @@ pure Python at every signature (~135 us). Measured and replaced here (bench/RESU
   key OpenSSL will not build, go to dkimpy's own): a signature shorter than the modulus is
   left-padded with zeros, as dkimpy's integer arithmetic reads it; one not below the modulus
   is refused (RFC 8017 5.2.2), where dkimpy would reduce it first.
-dkimpy's results are checked against these byte for byte (signatures) and answer for answer
-(verification) in tests/unit/mailauth/test_openssl_rsa.py.
+- dkimpy's relaxed body canonicalization (RFC 6376 3.4.4) becomes `relaxed_body`: dkimpy runs
+  two regex substitutions over the whole body, and the second (`[\\t ]+` -> one space) replaces
+  every single space of the text by itself: 3.6 ms of a 100 KB body's 4.4 (two signatures, two
+  passes each). `relaxed_body` skips what cannot change anything (no tab and no space before a
+  line end: nothing to strip; no tab: only runs of two spaces or more to compress).
+- dkimpy's `rfc822_parse` becomes `rfc822_parse`, which splits only the header section.
+dkimpy's results are checked against these byte for byte (signatures, canonical bodies) and
+answer for answer (verification) in tests/unit/mailauth/test_dkimpy_fast.py.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import re
 from typing import Any
 
 import dkim
+import dkim.canonicalization
 import dkim.crypto
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -120,6 +129,51 @@ def rsa_verify(hash: Any, signature: bytes, public_key: dict[str, int]) -> bool:
     return True
 
 
+_TRAILING = re.compile(rb"[\t ]+\r\n")
+_WSP = re.compile(rb"[\t ]+")
+_SPACES = re.compile(rb"  +")
+_pure_relaxed_body = dkim.canonicalization.Relaxed.canonicalize_body
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """dkimpy's `Relaxed.canonicalize_body`: whitespace before each line end removed, every other
+    run of spaces and tabs made one space, empty lines at the end dropped (RFC 6376 3.4.4)."""
+    tab = b"\t" in body
+    if tab or b" \r\n" in body:  # else no line ends with a space or a tab
+        body = _TRAILING.sub(b"\r\n", body)
+    if tab:
+        body = _WSP.sub(b" ", body)
+    elif b"  " in body:  # spaces only: a run of one is already itself
+        body = _SPACES.sub(b" ", body)
+    return dkim.canonicalization.correct_empty_body(  # type: ignore[no-any-return]
+        dkim.canonicalization.strip_trailing_lines(body)
+    )
+
+
+_pure_rfc822_parse = dkim.rfc822_parse
+_BLANK_LINE = re.compile(rb"\n\r?\n")  # a line end, then an empty line
+_LINE_END = re.compile(rb"\r?\n")
+
+
+def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's `rfc822_parse`: ([[name, value + CRLF], ...], body with CRLF line ends). dkimpy
+    splits the whole message into lines and joins the body's again (~0.5 ms for 100 KB, once per
+    DKIM object); here only the header section is split, by dkimpy's own parser, and the body is
+    sliced off, its bare LFs made CRLF only if it has any."""
+    if message.startswith(b"\n") or message.startswith(b"\r\n"):
+        headers: list[list[bytes]] = []
+        rest = message[message.index(b"\n") + 1 :]
+    else:
+        m = _BLANK_LINE.search(message)
+        if m is None:  # no empty line: all header, no body
+            return _pure_rfc822_parse(message)  # type: ignore[no-any-return]
+        headers, _ = _pure_rfc822_parse(message[: m.start() + 1])
+        rest = message[m.end() :]
+    if rest.count(b"\n") != rest.count(b"\r\n"):
+        rest = _LINE_END.sub(b"\r\n", rest)
+    return headers, rest
+
+
 def install() -> None:
     """Put the replacements into dkimpy's module (once; importing this module does it)."""
     if getattr(dkim, "_carteiro_openssl", False):
@@ -129,6 +183,8 @@ def install() -> None:
     # a key record's parse (tag list, base64, ASN.1: ~50 us), asked twice per signature (our
     # checks, then dkimpy's) and again for each message of the same sender
     dkim.evaluate_pk = functools.lru_cache(maxsize=512)(dkim.evaluate_pk)
+    dkim.canonicalization.Relaxed.canonicalize_body = staticmethod(relaxed_body)
+    dkim.rfc822_parse = rfc822_parse
     dkim._carteiro_openssl = True
 
 

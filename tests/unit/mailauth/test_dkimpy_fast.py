@@ -233,3 +233,34 @@ def test_rfc822_parse_cases_and_installed() -> None:
     ):
         assert dkimpy_fast.rfc822_parse(message) == dkimpy_fast._pure_rfc822_parse(message), message
     assert dkim.rfc822_parse is dkimpy_fast.rfc822_parse
+
+
+VALUE_PIECES = [
+    b"a",
+    b" ",
+    b"  ",
+    b"\t",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\r\n",
+    b"\n\r\n",
+    b"\x0b",
+    b"x y",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"Subject", b"FROM ", b"x-A\t", b"To"]),
+            st.lists(st.sampled_from(VALUE_PIECES), max_size=20).map(b"".join),
+        ),
+        max_size=6,
+    )
+)
+def test_relaxed_headers_are_dkimpy_own(headers: list[tuple[bytes, bytes]]) -> None:
+    want = [tuple(h) for h in dkimpy_fast._pure_relaxed_headers(headers)]
+    assert dkimpy_fast.relaxed_headers(headers) == want
+    assert dkim.canonicalization.Relaxed.canonicalize_headers is dkimpy_fast.relaxed_headers

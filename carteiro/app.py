@@ -458,10 +458,19 @@ class _ReportTask:
                     await stop.wait()
             if stop.is_set():
                 break
-            try:
-                await self.once()
-            except Exception:
-                log.exception("%s: reporting failed; trying again later", self.name)
+            # a round can wait on the network (a report POSTed to a slow server): the server's
+            # stop ends it (what it had not sent is sent by the next start), not the other way
+            work = asyncio.ensure_future(self.once())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait((work, stopping), return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await work
+                break
+            if (exc := work.exception()) is not None:
+                log.error("%s: reporting failed; trying again later", self.name, exc_info=exc)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.recorder.flush)
 

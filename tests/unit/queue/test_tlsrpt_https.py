@@ -94,6 +94,7 @@ class Collector:
         self.requests: list[tuple[bytes, bytes]] = []  # (head, body)
         self.status = b"200 OK"
         self.port = 0
+        self.stall = False  # take the request, never answer
 
 
 @pytest.fixture
@@ -112,6 +113,8 @@ async def collector(tmp_path: Path) -> AsyncIterator[tuple[Collector, Path]]:
                     length = int(value)
             body = await reader.readexactly(length)
             c.requests.append((head, body))
+            if c.stall:
+                await asyncio.sleep(3600)
             writer.write(b"HTTP/1.1 " + c.status + b"\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -199,3 +202,32 @@ async def test_a_certificate_that_does_not_verify_is_a_failed_post(
     assert await task.once(T + DAY) == 1
     assert c.requests == []  # the handshake failed before any request
     assert [p.tries for p in due_posts(path, T + DAY + POST_RETRY[0])] == [1]
+
+
+async def test_the_servers_stop_ends_a_slow_post_and_keeps_everything(
+    tmp_path: Path, collector: tuple[Collector, Path]
+) -> None:
+    """A report server that takes the POST and never answers does not hold the server's stop:
+    the round is abandoned at once, the report stays in the outbox for the next start, and the
+    sessions counted meanwhile are written."""
+    c, ca = collector
+    c.stall = True
+    cfg = loads(f'[queue]\ntls_cafile = "{ca}"\n', tmp_path)
+    path, _report = one_report(tmp_path)
+    rec = Recorder(path)
+    uri = f"https://reports.b.test:{c.port}/"
+    task = TLSReportTask(cfg, rec, Spool(), DNS(f"v=TLSRPTv1; rua={uri}"))  # type: ignore[arg-type]
+    task.tick = 0.01
+    stop = asyncio.Event()
+    runner = asyncio.create_task(task.run(stop))
+    for _ in range(500):
+        if c.requests:
+            break
+        await asyncio.sleep(0.01)
+    assert len(c.requests) == 1  # the POST is in the air, unanswered
+    rec.session("c.test", None, "success", "mx.c.test", "192.0.2.3")
+    stop.set()
+    await asyncio.wait_for(runner, 2)
+    assert [p.uri for p in due_posts(path, 2 * T)] == [uri]  # not lost, not marked failed
+    assert [p.tries for p in due_posts(path, 2 * T)] == [0]
+    assert [r.domain for r in due_reports(path, "o", "c", now=4 * T)] == ["c.test"]  # flushed

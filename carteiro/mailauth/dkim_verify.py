@@ -147,6 +147,9 @@ def _verify_one(
     if not prep:
         return res("permerror", "no signature")
     sig, include_headers, sigheaders = prep
+    if sig.get(b"a", b"").strip().lower() == b"rsa-sha1":
+        # RFC 8301 3.1: "rsa-sha1 MUST NOT be used for signing or verifying" (SHA-1 collisions)
+        return res("permerror", "rsa-sha1 is not accepted (RFC 8301)")
     name = _key_name(sig)
     answer = keys.get(name or "")
     if name is None or answer is None:

@@ -111,3 +111,23 @@ async def test_body_length_tag_with_appended_content_is_policy() -> None:
     assert s.result == "pass"  # l= covers the whole body
     (s,) = await verify(dns, signed + b"Click http://evil.test/\r\n")
     assert s.result == "policy" and "unsigned" in s.reason
+
+
+async def test_rsa_sha1_is_not_accepted(tmp_path: Path) -> None:
+    """RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying, though the signature is good."""
+    _signed, zone = rsa_setup(tmp_path)
+    pem = key_path(tmp_path, "a.test", "carteiro").read_bytes()
+    sha1 = dkim.sign(
+        MESSAGE, b"carteiro", b"a.test", pem, signature_algorithm=b"rsa-sha1",
+        canonicalize=(b"relaxed", b"relaxed"),
+    )  # fmt: skip
+    assert dkim.verify(
+        sha1 + MESSAGE,
+        dnsfunc=lambda *_a, **_k: zone.split('"', 1)[1].replace('" "', "").rstrip('"\n').encode(),
+    )
+    (s,) = await verify(StaticResolver(zone), sha1 + MESSAGE)
+    assert (s.result, s.algorithm, s.reason) == (
+        "permerror",
+        "rsa-sha1",
+        "rsa-sha1 is not accepted (RFC 8301)",
+    )

@@ -158,9 +158,9 @@ class Sealer:
         try:
             if dkim_keys.algorithm_of(path) != "rsa":
                 return None
-        except (OSError, ValueError, dkim_keys.KeyError_):
+            return cls.from_key_file(path, domain, selector, authserv_id)  # (parses the key)
+        except (OSError, ValueError, TypeError, dkim_keys.KeyError_):
             return None
-        return cls.from_key_file(path, domain, selector, authserv_id)
 
     def seal(self, message: bytes, timestamp: int | None = None) -> bytes:
         """The ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results fields to put on

@@ -181,4 +181,4 @@ class Sealer:
 
 
 class _ARC(OpenSSLRSA, dkim.ARC):  # type: ignore[misc]
-    """dkimpy's ARC sealer (RFC 8617 5.1) with OpenSSL's RSA (mailauth/dkim.py)."""
+    """dkimpy's ARC sealer (RFC 8617 5.1) with OpenSSL's RSA (mailauth/dkimpy_fast.py)."""

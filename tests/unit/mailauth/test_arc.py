@@ -102,7 +102,7 @@ async def test_trusted_arc_rescues_a_list_message_from_dmarc_reject(tmp_path: Pa
 
 
 def test_seal_is_dkimpy_own_seal_byte_for_byte(tmp_path: Path) -> None:
-    """The sealer signs with OpenSSL (mailauth/dkim.py OpenSSLRSA); RSA PKCS#1 v1.5 is
+    """The sealer signs with OpenSSL (mailauth/dkimpy_fast.py OpenSSLRSA); RSA PKCS#1 v1.5 is
     deterministic, so its fields must be exactly those of dkimpy's pure-Python arc_sign, for a
     first instance and for a second one sealing over a chain (cv=pass)."""
     signed, _dns, lst, fwd = setup(tmp_path)

@@ -24,6 +24,7 @@ from test_relay import (
     need_addresses,
     pop_messages,
     queued_error,
+    serve_pair,
     subjects,
     submit,
     wait_for,
@@ -91,14 +92,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProces
         f"[queue]\nremote_port = {port}\nretry_schedule = [1.0, 1.0, 2.0]\n"
         "connect_timeout = 5.0\ndane = true\nmta_sts = false\n",
     )
-    try:
-        b.start()
-        a.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        dns.stop()
+    yield from serve_pair(a, b, dns.stop)
 
 
 def test_dane(net: tuple[ServerProcess, ServerProcess]) -> None:

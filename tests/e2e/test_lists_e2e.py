@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from email.message import Message
 
 import pytest
-from test_relay import need_addresses
+from test_relay import need_addresses, serve_pair
 
 from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
@@ -148,14 +148,7 @@ _dmarc.c.test.    60 IN TXT "v=DMARC1; p=none"
         + f'\n[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
         f"[queue]\nremote_port = {a.ports['smtp']}\nretry_schedule = [1.0, 1.0, 2.0]\n"
     )
-    try:
-        b.start()
-        a.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        dns.stop()
+    yield from serve_pair(a, b, dns.stop)
 
 
 def test_subscribe_from_outside_with_confirmation_then_post(

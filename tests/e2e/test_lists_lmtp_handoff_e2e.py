@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from email.message import Message
 
 import pytest
+from test_relay import serve_pair
 
 from carteiro.testing.dns import ZoneServer
 from carteiro.testing.server import ServerProcess, free_port
@@ -103,14 +104,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
         + f'[transport]\n"lists.test" = "lmtp:127.0.0.1:{b.ports["lmtp"]}"\n'
         + f'"news@example.test" = "lmtp:127.0.0.1:{b.ports["lmtp"]}"\n',
     )
-    try:
-        b.start()
-        a.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        dns.stop()
+    yield from serve_pair(a, b, dns.stop)
 
 
 def test_list_posts_handed_over_lmtp_arrive_once(pair: tuple[ServerProcess, ServerProcess]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import authres
 import pytest
-from test_relay import need_addresses, pop_messages, submit, unverified, wait_for
+from test_relay import need_addresses, pop_messages, serve_pair, submit, unverified, wait_for
 
 from carteiro.mailauth import dkim_keys
 from carteiro.mailauth.dkim import key_path, txt_record
@@ -99,14 +99,7 @@ out.a.test.  60 IN A 127.0.0.1
         + dkim_zone
     )
     dns = ZoneServer(zone, port=dns_port).start()
-    try:
-        b.start()
-        a.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        dns.stop()
+    yield from serve_pair(a, b, dns.stop)
 
 
 def results_of(msg: email.message.Message, authserv_id: str) -> dict[str, list[str]]:

@@ -34,6 +34,7 @@ from test_relay import (
     need_addresses,
     pop_messages,
     queued_error,
+    serve_pair,
     subjects,
     submit,
     wait_for,
@@ -158,15 +159,7 @@ report.d.test. 60 IN A {WEB_IP}
         f'connect_timeout = 5.0\ntls_cafile = "{bundle}"\nmta_sts_port = {web_port}\n'
         "tls_report_period = 2\n",  # TLS reports every 2 s instead of daily
     )
-    try:
-        b.start()
-        a.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        dns.stop()
-        httpd.shutdown()
+    yield from serve_pair(a, b, dns.stop, httpd.shutdown)
 
 
 def test_enforced_policies(net: tuple[ServerProcess, ServerProcess]) -> None:

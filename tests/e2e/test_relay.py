@@ -97,6 +97,23 @@ def queued_error(srv: ServerProcess, rcpt: str) -> str:
     return ""
 
 
+def serve_pair(
+    a: ServerProcess, b: ServerProcess, *cleanup: Callable[[], object]
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """The body of a two-server fixture (`yield from serve_pair(a, b, dns.stop)`): B starts
+    first (A sends to it), the pair is yielded, then A, B and each of `cleanup` (the test's DNS
+    server, a web server) stop, whatever happened."""
+    try:
+        b.start()
+        a.start()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        for stop in cleanup:
+            stop()
+
+
 def need_addresses(*ips: str) -> None:
     """Skip the test unless these loopback addresses can be bound (the servers of these tests
     each have their own, as on the Internet)."""
@@ -153,14 +170,7 @@ mx.b.test.   60 IN A {B_IP}
         services=("smtp", "submission", "pop3"),
         extra_config=queue_cfg,
     )
-    try:
-        b.start()
-        a.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        dns.stop()
+    yield from serve_pair(a, b, dns.stop)
 
 
 def test_alice_to_bob_through_mx_with_dkim(net: tuple[ServerProcess, ServerProcess]) -> None:
